@@ -1,0 +1,1 @@
+//! Dialplan (to be written).

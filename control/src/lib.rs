@@ -1,0 +1,24 @@
+//! Tandem's control plane: signalling and policy.
+//!
+//! Protocol cores are sans-IO state machines that take bytes or events plus
+//! `now` and return bytes to send, events and their next timer:
+//! - [`sip`]: message codec, transactions (RFC 3261 timers A-K), digest
+//!   authentication and the registrar.
+//! - [`sdp`]: session descriptions and RFC 3264 offer/answer.
+//! - [`dialplan`]: the Asterisk `extensions.conf` language.
+//! - [`call`]: the B2BUA call manager joining an A leg and a B leg.
+//!
+//! Sockets, tokio and the clock live only at the edge: [`net`] (SIP transport
+//! and the run loop) and [`mgmt`] (the management socket). [`config`] loads and
+//! checks `tandem.toml`.
+//!
+//! This crate has no unsafe code.
+#![forbid(unsafe_code)]
+
+pub mod call;
+pub mod config;
+pub mod dialplan;
+pub mod mgmt;
+pub mod net;
+pub mod sdp;
+pub mod sip;

@@ -1,0 +1,1 @@
+//! SIP (to be written).

@@ -1,0 +1,1 @@
+//! Voice codecs (to be written).

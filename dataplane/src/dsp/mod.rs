@@ -1,0 +1,1 @@
+//! Voice DSP (to be written).

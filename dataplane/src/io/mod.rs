@@ -1,0 +1,1 @@
+//! I/O backends (to be written).

@@ -1,0 +1,34 @@
+//! Tandem's media path.
+//!
+//! Layers, from the wire up:
+//! - [`wire`]: RTP/RTCP packet views (`Packet`/`Repr` split, no allocation).
+//! - [`codec`]: G.711 and G.729 Annex A behind one `Codec` trait.
+//! - [`dsp`]: echo cancellation, DTMF, tones, jitter buffer, loss concealment.
+//! - [`session`] / [`switch`]: the preallocated session table and the pure
+//!   relay step that moves a packet from one leg to the other.
+//! - [`io`]: the I/O backends (`socket` today; `uring` and `xdp` later). The
+//!   only place with syscalls and `unsafe`.
+//! - [`worker`]: a pinned thread per configured core that polls its backend,
+//!   applies control commands between batches and reports events.
+//! - [`clock`]: the edge that reads the monotonic clock for the workers.
+//! - [`handle`]: the control plane's side: create/modify/destroy sessions over
+//!   `rtrb` SPSC rings, read per-worker counters.
+//!
+//! Unsafe policy: denied at the crate root; allowed only in `io::sys` (and
+//! later `io::uring`, `io::xdp`), where every block carries a `// SAFETY:`.
+#![deny(unsafe_code)]
+
+pub mod clock;
+pub mod codec;
+pub mod dsp;
+pub mod handle;
+pub mod io;
+pub mod session;
+pub mod switch;
+pub mod wire;
+pub mod worker;
+
+pub use handle::{
+    Allocated, Backend, Config, Dataplane, DropCounts, Error, Event, Mode, SessionId, Side,
+    WorkerStats,
+};

@@ -1,0 +1,1 @@
+//! RTP/RTCP wire formats (to be written).
