@@ -2,3 +2,4 @@
 //! criterion benches (`cargo bench -p perf`) and, later, `tandem-bench`.
 
 pub mod dsp_cli;
+pub mod wav;
