@@ -1,1 +1,1419 @@
-//! (to be written)
+//! The call manager: a SIP back-to-back user agent driven by the dialplan.
+//!
+//! [`Engine`] is sans-IO like the protocol cores under it: datagrams and timer
+//! ticks go in with `now`, datagrams to send and the next deadline come out.
+//! It owns the SIP transaction layer, the registrar, the dialplan and the
+//! control side of the dataplane (through the [`Media`] trait).
+//!
+//! A call joins an A leg (the caller's INVITE, where we are the UAS) and a B leg
+//! (the INVITE we send for `Dial`, where we are the UAC). Tandem always anchors
+//! media: every SDP it sends carries its own media address and a port pair from
+//! the RTP range, and the dataplane session relays between the two legs.
+//!
+//! Run loop contract (as the edge in [`crate::net`] implements it):
+//! 1. feed `handle_datagram` / `handle_timeout` / `handle_media_events` with `now`;
+//! 2. drain `poll_transmit` and send each datagram;
+//! 3. sleep until `poll_timeout` or the next input.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::Config;
+use crate::dialplan::{Channel, DialStatus, Dialplan, Execution, Step};
+use crate::mgmt::{CallInfo, LegInfo, RegistrationInfo, SipStats};
+use crate::sdp::{self, Codec, SessionDescription};
+use crate::sip::registrar::{Auth, Registrar};
+use crate::sip::transaction::{Incoming, TimerConfig, TransactionLayer, Transmit, TxEvent, TxKey};
+use crate::sip::{
+    new_branch, new_tag, CSeq, Message, Method, Request, Response, Uri,
+};
+
+/// Codecs Tandem offers and accepts on relayed legs.
+const SUPPORTED: &[Codec] = &[Codec::Pcmu, Codec::Pcma, Codec::TelephoneEvent];
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
+
+/// What the call manager needs from the dataplane. Implemented by
+/// [`dataplane::Dataplane`]; a test double can stand in for unit tests.
+pub trait Media {
+    fn create_session(&mut self, mode: dataplane::Mode) -> Result<dataplane::Allocated, dataplane::Error>;
+    fn set_remote(
+        &mut self,
+        id: dataplane::SessionId,
+        side: dataplane::Side,
+        rtp: SocketAddr,
+    ) -> Result<(), dataplane::Error>;
+    fn set_mode(&mut self, id: dataplane::SessionId, mode: dataplane::Mode) -> Result<(), dataplane::Error>;
+    fn arm_timeout(&mut self, id: dataplane::SessionId) -> Result<(), dataplane::Error>;
+    fn destroy(&mut self, id: dataplane::SessionId) -> Result<(), dataplane::Error>;
+    fn poll_event(&mut self) -> Option<dataplane::Event>;
+    fn stats(&self) -> Vec<dataplane::WorkerStats>;
+}
+
+impl Media for dataplane::Dataplane {
+    fn create_session(&mut self, mode: dataplane::Mode) -> Result<dataplane::Allocated, dataplane::Error> {
+        dataplane::Dataplane::create_session(self, mode)
+    }
+    fn set_remote(
+        &mut self,
+        id: dataplane::SessionId,
+        side: dataplane::Side,
+        rtp: SocketAddr,
+    ) -> Result<(), dataplane::Error> {
+        dataplane::Dataplane::set_remote(self, id, side, rtp, None)
+    }
+    fn set_mode(&mut self, id: dataplane::SessionId, mode: dataplane::Mode) -> Result<(), dataplane::Error> {
+        dataplane::Dataplane::set_mode(self, id, mode)
+    }
+    fn arm_timeout(&mut self, id: dataplane::SessionId) -> Result<(), dataplane::Error> {
+        dataplane::Dataplane::arm_timeout(self, id)
+    }
+    fn destroy(&mut self, id: dataplane::SessionId) -> Result<(), dataplane::Error> {
+        dataplane::Dataplane::destroy(self, id)
+    }
+    fn poll_event(&mut self) -> Option<dataplane::Event> {
+        dataplane::Dataplane::poll_event(self)
+    }
+    fn stats(&self) -> Vec<dataplane::WorkerStats> {
+        dataplane::Dataplane::stats(self)
+    }
+}
+
+/// Tandem's own id for a call (shown by `tandemctl show calls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallId(pub u64);
+
+impl fmt::Display for CallId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "c{}", self.0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LegSide {
+    A,
+    B,
+}
+
+/// Call progress, as seen from the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallState {
+    /// Running the dialplan (or waiting in Wait()).
+    Routing,
+    /// A B leg is being set up.
+    Dialing,
+    /// Both legs answered and bridged.
+    Bridged,
+    /// Answered by an application (Echo) on the A leg alone.
+    InApp,
+    /// Hung up; waiting for the last transactions.
+    Ending,
+}
+
+/// The caller's side: we are the UAS.
+struct ALeg {
+    call_id: String,
+    /// The caller's From header (their tag) — our To in requests we send them.
+    remote_hdr: String,
+    /// Our To header for this dialog (with our tag).
+    local_hdr: String,
+    local_tag: String,
+    remote_target: String,
+    peer: SocketAddr,
+    invite: Request,
+    tx: TxKey,
+    cseq: u32,
+    /// Final response sent (2xx or error).
+    final_sent: bool,
+    answered: bool,
+    early_sdp_sent: bool,
+    /// The SDP we gave the caller (for re-INVITE answers).
+    local_sdp: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BState {
+    Calling,
+    Early,
+    Answered,
+    Cancelling,
+    Gone,
+}
+
+/// The callee's side: we are the UAC.
+struct BLeg {
+    call_id: String,
+    local_hdr: String,
+    remote_hdr: String,
+    remote_target: String,
+    dest: SocketAddr,
+    invite: Request,
+    tx: TxKey,
+    cseq: u32,
+    state: BState,
+    ack: Option<Request>,
+    user: String,
+    offer_sdp: String,
+}
+
+struct Call {
+    id: CallId,
+    state: CallState,
+    a: ALeg,
+    b: Option<BLeg>,
+    exec: Execution,
+    caller_offer: Option<SessionDescription>,
+    media: Option<dataplane::Allocated>,
+    sess_id: u64,
+    caller: String,
+    exten: String,
+    started: Instant,
+    answered_at: Option<Instant>,
+    /// Dial timeout or Wait() end.
+    wake_at: Option<Instant>,
+    /// SIP status of the last failed Dial, relayed to the caller on Hangup().
+    last_dial_status: Option<u16>,
+    /// Remote RTP address of the B leg (for show calls).
+    b_remote_media: Option<SocketAddr>,
+}
+
+/// Engine settings derived from [`Config`].
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Our SIP address (Via, Contact).
+    pub local: SocketAddr,
+    pub realm: String,
+    pub user_agent: String,
+    pub context: String,
+    pub user_contexts: HashMap<String, String>,
+    pub users: HashMap<String, String>,
+    pub timers: TimerConfig,
+}
+
+impl EngineConfig {
+    pub fn from_config(cfg: &Config) -> EngineConfig {
+        EngineConfig {
+            local: cfg.primary_listen().addr,
+            realm: cfg.realm.clone(),
+            user_agent: cfg.user_agent.clone(),
+            context: cfg.context.clone(),
+            user_contexts: cfg
+                .users
+                .iter()
+                .filter_map(|u| u.context.clone().map(|c| (u.name.clone(), c)))
+                .collect(),
+            users: cfg.users.iter().map(|u| (u.name.clone(), u.password.clone())).collect(),
+            timers: TimerConfig::default(),
+        }
+    }
+}
+
+/// The B2BUA call manager.
+pub struct Engine<M: Media> {
+    cfg: EngineConfig,
+    tl: TransactionLayer,
+    registrar: Registrar,
+    dialplan: Arc<Dialplan>,
+    media: M,
+    calls: HashMap<CallId, Call>,
+    by_sip_id: HashMap<String, (CallId, LegSide)>,
+    by_tx: HashMap<TxKey, (CallId, LegSide)>,
+    media_sessions: HashMap<dataplane::SessionId, CallId>,
+    /// BYEs we sent and still wait a final response for (for a clean shutdown).
+    pending_byes: HashSet<TxKey>,
+    next_call: u64,
+    shutting_down: bool,
+    epoch: (Instant, u64),
+    next_housekeeping: Instant,
+    stats: SipStats,
+    log: Vec<String>,
+}
+
+impl<M: Media> Engine<M> {
+    /// `wall_secs_at_now` is the wall clock (seconds since the Unix epoch) at `now`;
+    /// the engine derives later wall times from the monotonic clock.
+    pub fn new(
+        cfg: EngineConfig,
+        dialplan: Arc<Dialplan>,
+        media: M,
+        secret: [u8; 32],
+        now: Instant,
+        wall_secs_at_now: u64,
+    ) -> Self {
+        let registrar = Registrar::new(cfg.realm.clone(), cfg.users.clone(), secret);
+        Engine {
+            tl: TransactionLayer::new(cfg.timers),
+            registrar,
+            dialplan,
+            media,
+            calls: HashMap::new(),
+            by_sip_id: HashMap::new(),
+            by_tx: HashMap::new(),
+            media_sessions: HashMap::new(),
+            pending_byes: HashSet::new(),
+            next_call: 1,
+            shutting_down: false,
+            epoch: (now, wall_secs_at_now),
+            next_housekeeping: now + Duration::from_secs(1),
+            stats: SipStats::default(),
+            log: Vec::new(),
+            cfg,
+        }
+    }
+
+    fn wall_secs(&self, now: Instant) -> u64 {
+        self.epoch.1 + now.saturating_duration_since(self.epoch.0).as_secs()
+    }
+
+    /// Give the media handle back (for an orderly dataplane shutdown).
+    pub fn into_media(self) -> M {
+        self.media
+    }
+
+    /// Log lines produced since the last call (the edge prints them).
+    pub fn drain_log(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.log)
+    }
+
+    fn note(&mut self, line: String) {
+        self.log.push(line);
+    }
+
+    // ----------------------------------------------------------------- input
+
+    /// A datagram arrived on a SIP listener.
+    pub fn handle_datagram(&mut self, bytes: &[u8], from: SocketAddr, now: Instant) {
+        self.stats.rx += 1;
+        let msg = match Message::parse(bytes) {
+            Ok(m) => m,
+            Err(e) => {
+                self.stats.parse_errors += 1;
+                match e.partial {
+                    Some(req) if can_respond(&req) && req.method != Method::Ack => {
+                        let mut resp = Response::for_request(&req, 400);
+                        resp.reason = format!("Bad Request ({})", sanitize_reason(&e.reason));
+                        self.add_server_headers(&mut resp);
+                        self.stats.bad_request_sent += 1;
+                        self.note(format!("SIP from {from}: malformed request, sent 400: {}", e.reason));
+                        self.tl.send_stateless(&Message::Response(resp), reply_addr(&req, from));
+                    }
+                    _ => {
+                        self.stats.dropped += 1;
+                        self.note(format!("SIP from {from}: dropped malformed message: {}", e.reason));
+                    }
+                }
+                return;
+            }
+        };
+        match self.tl.handle(msg, from, now) {
+            Incoming::Request { key, req, from } => self.on_request(key, req, from, now),
+            Incoming::Ack { req, from } => self.on_ack(req, from, now),
+            Incoming::Response { key, resp } => self.on_response(key, resp, now),
+            Incoming::StrayResponse { resp, from } => self.on_stray_response(resp, from),
+            Incoming::Absorbed => {}
+        }
+    }
+
+    /// Timers: transactions, dial timeouts, Wait(), registration expiry.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.tl.handle_timeout(now);
+        self.drain_tx_events(now);
+        let due: Vec<CallId> = self
+            .calls
+            .values()
+            .filter(|c| c.wake_at.is_some_and(|w| w <= now))
+            .map(|c| c.id)
+            .collect();
+        for id in due {
+            self.on_wake(id, now);
+        }
+        if now >= self.next_housekeeping {
+            self.registrar.expire(now);
+            self.next_housekeeping = now + Duration::from_secs(1);
+        }
+    }
+
+    /// Drain dataplane events (media timeout, first packet).
+    pub fn handle_media_events(&mut self, now: Instant) {
+        while let Some(ev) = self.media.poll_event() {
+            match ev {
+                dataplane::Event::MediaTimeout { id } => {
+                    if let Some(&cid) = self.media_sessions.get(&id) {
+                        self.note(format!("call {cid}: no RTP for the media timeout, hanging up"));
+                        self.hangup(cid, HangupWhy::MediaTimeout, now);
+                    }
+                }
+                dataplane::Event::FirstPacket { .. } => {}
+            }
+        }
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        let t = self.tl.poll_transmit();
+        if t.is_some() {
+            self.stats.tx += 1;
+        }
+        t
+    }
+
+    /// The next instant `handle_timeout` must run.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let mut next = Some(self.next_housekeeping);
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                next = Some(next.map_or(t, |n: Instant| n.min(t)));
+            }
+        };
+        consider(self.tl.poll_timeout());
+        for c in self.calls.values() {
+            consider(c.wake_at);
+        }
+        next
+    }
+
+    // ------------------------------------------------------------- requests
+
+    fn on_request(&mut self, key: TxKey, req: Request, from: SocketAddr, now: Instant) {
+        let to_tag = req.to().and_then(|t| t.tag().map(str::to_string));
+        let call_id = req.call_id().unwrap_or_default().to_string();
+        match req.method {
+            Method::Register => {
+                let wall = self.wall_secs(now);
+                let mut resp = self.registrar.handle_register(&req, from, now, wall);
+                self.add_server_headers(&mut resp);
+                if resp.code == 200 {
+                    self.note(format!(
+                        "REGISTER {} from {from}: 200",
+                        req.to().and_then(|t| t.uri.user.clone()).unwrap_or_default()
+                    ));
+                }
+                self.respond(&key, resp, now);
+            }
+            Method::Cancel => self.on_cancel(key, req, now),
+            Method::Options if to_tag.is_none() => {
+                let mut resp = Response::for_request(&req, 200);
+                resp.headers.set("Allow", ALLOW);
+                resp.headers.set("Accept", "application/sdp");
+                self.add_server_headers(&mut resp);
+                self.respond(&key, resp, now);
+            }
+            Method::Invite if to_tag.is_none() => self.on_new_invite(key, req, from, now),
+            _ if to_tag.is_some() => match self.by_sip_id.get(&call_id).copied() {
+                Some((cid, side)) => self.on_in_dialog(cid, side, key, req, now),
+                None => {
+                    let mut resp = Response::for_request(&req, 481);
+                    self.add_server_headers(&mut resp);
+                    self.respond(&key, resp, now);
+                }
+            },
+            Method::Bye => {
+                let mut resp = Response::for_request(&req, 481);
+                self.add_server_headers(&mut resp);
+                self.respond(&key, resp, now);
+            }
+            _ => {
+                let mut resp = Response::for_request(&req, 405);
+                resp.headers.set("Allow", ALLOW);
+                self.add_server_headers(&mut resp);
+                self.respond(&key, resp, now);
+            }
+        }
+    }
+
+    fn on_new_invite(&mut self, key: TxKey, req: Request, from: SocketAddr, now: Instant) {
+        let call_id = req.call_id().unwrap_or_default().to_string();
+        if self.by_sip_id.contains_key(&call_id) {
+            // A second INVITE with the same Call-ID and no To tag (a merged request).
+            let resp = self.reply(&req, 482, None);
+            self.respond(&key, resp, now);
+            return;
+        }
+        if self.shutting_down {
+            let resp = self.reply(&req, 503, None);
+            self.respond(&key, resp, now);
+            return;
+        }
+        let wall = self.wall_secs(now);
+        let user = match self.registrar.authenticate(&req, wall) {
+            Auth::Ok { user } => user,
+            Auth::Challenge(mut resp) | Auth::Forbidden(mut resp) => {
+                self.add_server_headers(&mut resp);
+                if resp.code == 403 {
+                    self.note(format!("INVITE {call_id} from {from}: authentication failed, 403"));
+                }
+                self.respond(&key, resp, now);
+                return;
+            }
+        };
+        let offer = if req.body.is_empty() {
+            None
+        } else {
+            match std::str::from_utf8(&req.body).ok().and_then(|s| SessionDescription::parse(s).ok()) {
+                Some(o) => Some(o),
+                None => {
+                    let mut resp = self.reply(&req, 400, None);
+                    resp.reason = "Bad Request (unparsable SDP)".into();
+                    self.respond(&key, resp, now);
+                    return;
+                }
+            }
+        };
+        let Some(offer) = offer else {
+            // Late offer (INVITE without SDP) is not supported yet.
+            let mut resp = self.reply(&req, 488, None);
+            resp.reason = "Not Acceptable Here (INVITE without SDP offer)".into();
+            self.respond(&key, resp, now);
+            return;
+        };
+        let exten = Uri::parse(&req.uri).ok().and_then(|u| u.user).unwrap_or_default();
+        let from_na = req.from();
+        let caller = from_na.as_ref().and_then(|f| f.uri.user.clone()).unwrap_or_else(|| user.clone());
+        let caller_name = from_na.as_ref().and_then(|f| f.display.clone()).unwrap_or_default();
+        let context = self.cfg.user_contexts.get(&user).cloned().unwrap_or_else(|| self.cfg.context.clone());
+        let chan = Channel {
+            exten: exten.clone(),
+            caller_num: caller.clone(),
+            caller_name,
+            vars: HashMap::new(),
+        };
+        let exec = match Execution::start(self.dialplan.clone(), &context, chan) {
+            Ok(e) => e,
+            Err(e) => {
+                self.note(format!("INVITE {call_id}: {exten} in context {context}: {e}, 404"));
+                let resp = self.reply(&req, 404, None);
+                self.respond(&key, resp, now);
+                return;
+            }
+        };
+        let media = match self.media.create_session(dataplane::Mode::Relay) {
+            Ok(m) => m,
+            Err(e) => {
+                self.note(format!("INVITE {call_id}: no media session: {e}, 503"));
+                let resp = self.reply(&req, 503, None);
+                self.respond(&key, resp, now);
+                return;
+            }
+        };
+        if let Some(addr) = offer.audio_addr() {
+            if let Err(e) = self.media.set_remote(media.id, dataplane::Side::A, addr) {
+                self.note(format!("INVITE {call_id}: media: {e}"));
+            }
+        }
+        let local_tag = new_tag();
+        let remote_hdr = req.headers.get("From").unwrap_or_default().to_string();
+        let to_value = req.headers.get("To").unwrap_or_default().to_string();
+        let local_hdr = format!("{to_value};tag={local_tag}");
+        let remote_target =
+            req.contact().map(|c| c.uri.to_string()).unwrap_or_else(|| format!("sip:{from}"));
+        let id = CallId(self.next_call);
+        self.next_call += 1;
+        self.note(format!("call {id}: {caller} -> {exten} (context {context}, Call-ID {call_id})"));
+        let call = Call {
+            id,
+            state: CallState::Routing,
+            a: ALeg {
+                call_id: call_id.clone(),
+                remote_hdr,
+                local_hdr,
+                local_tag,
+                remote_target,
+                peer: from,
+                invite: req,
+                tx: key.clone(),
+                cseq: 1,
+                final_sent: false,
+                answered: false,
+                early_sdp_sent: false,
+                local_sdp: None,
+            },
+            b: None,
+            exec,
+            caller_offer: Some(offer),
+            media: Some(media),
+            sess_id: rand::random::<u32>() as u64,
+            caller,
+            exten,
+            started: now,
+            answered_at: None,
+            wake_at: None,
+            last_dial_status: None,
+            b_remote_media: None,
+        };
+        self.by_sip_id.insert(call_id, (id, LegSide::A));
+        self.by_tx.insert(key, (id, LegSide::A));
+        self.media_sessions.insert(media.id, id);
+        self.calls.insert(id, call);
+        self.run_dialplan(id, now);
+    }
+
+    fn on_cancel(&mut self, key: TxKey, req: Request, now: Instant) {
+        let Some(invite_key) = self.tl.invite_for_cancel(&req) else {
+            let resp = self.reply(&req, 481, None);
+            self.respond(&key, resp, now);
+            return;
+        };
+        let resp = self.reply(&req, 200, None);
+        self.respond(&key, resp, now);
+        if let Some(&(cid, LegSide::A)) = self.by_tx.get(&invite_key) {
+            let answered = self.calls.get(&cid).is_some_and(|c| c.a.final_sent);
+            if !answered {
+                self.note(format!("call {cid}: cancelled by the caller"));
+                self.hangup(cid, HangupWhy::CallerCancel, now);
+            }
+        }
+    }
+
+    fn on_in_dialog(&mut self, cid: CallId, side: LegSide, key: TxKey, req: Request, now: Instant) {
+        match req.method {
+            Method::Bye => {
+                let resp = self.reply(&req, 200, None);
+                self.respond(&key, resp, now);
+                let who = if side == LegSide::A { "caller" } else { "callee" };
+                self.note(format!("call {cid}: BYE from the {who}"));
+                self.hangup(cid, HangupWhy::Bye(side), now);
+            }
+            Method::Invite => {
+                // Re-INVITE (hold, address change): update the media target and
+                // answer with the SDP we already gave this side.
+                let body = std::str::from_utf8(&req.body).ok().and_then(|s| SessionDescription::parse(s).ok());
+                let (sdp, media) = match self.calls.get(&cid) {
+                    Some(c) => (
+                        if side == LegSide::A {
+                            c.a.local_sdp.clone()
+                        } else {
+                            c.b.as_ref().map(|b| b.offer_sdp.clone())
+                        },
+                        c.media,
+                    ),
+                    None => (None, None),
+                };
+                if let (Some(sd), Some(m)) = (&body, media) {
+                    if let Some(addr) = sd.audio_addr() {
+                        let dside = if side == LegSide::A { dataplane::Side::A } else { dataplane::Side::B };
+                        let _ = self.media.set_remote(m.id, dside, addr);
+                    }
+                }
+                let mut resp = self.reply(&req, 200, sdp.as_deref());
+                if side == LegSide::A {
+                    if let Some(c) = self.calls.get(&cid) {
+                        resp.headers.set("To", c.a.local_hdr.clone());
+                    }
+                }
+                self.respond(&key, resp, now);
+            }
+            Method::Cancel => {}
+            _ => {
+                // INFO, UPDATE without SDP, OPTIONS in dialog: accept.
+                let resp = self.reply(&req, 200, None);
+                self.respond(&key, resp, now);
+            }
+        }
+    }
+
+    fn on_ack(&mut self, _req: Request, _from: SocketAddr, _now: Instant) {
+        // ACK for our 2xx: the transaction layer has stopped retransmitting it.
+    }
+
+    // ------------------------------------------------------------ responses
+
+    fn on_response(&mut self, key: TxKey, resp: Response, now: Instant) {
+        if resp.code >= 200 {
+            self.pending_byes.remove(&key);
+        }
+        let Some(&(cid, side)) = self.by_tx.get(&key) else {
+            return;
+        };
+        let is_invite = resp.cseq().is_some_and(|c| c.method == Method::Invite);
+        if side != LegSide::B || !is_invite {
+            return;
+        }
+        let code = resp.code;
+        match code {
+            100 => {}
+            101..=199 => self.on_b_provisional(cid, resp, now),
+            200..=299 => self.on_b_answer(cid, resp, now),
+            _ => self.on_b_failure(cid, code, now),
+        }
+    }
+
+    fn on_stray_response(&mut self, resp: Response, from: SocketAddr) {
+        // A retransmitted 2xx for an INVITE whose transaction is gone: re-ACK
+        // if it belongs to a B leg we know.
+        if resp.code / 100 != 2 || !resp.cseq().is_some_and(|c| c.method == Method::Invite) {
+            return;
+        }
+        let Some(call_id) = resp.call_id() else { return };
+        if let Some(&(cid, LegSide::B)) = self.by_sip_id.get(call_id) {
+            if let Some(ack) = self.calls.get(&cid).and_then(|c| c.b.as_ref()).and_then(|b| b.ack.clone()) {
+                let dest = self.calls.get(&cid).and_then(|c| c.b.as_ref()).map_or(from, |b| b.dest);
+                self.tl.send_stateless(&Message::Request(ack), dest);
+            }
+        }
+    }
+
+    fn on_b_provisional(&mut self, cid: CallId, resp: Response, now: Instant) {
+        let Some(call) = self.calls.get_mut(&cid) else { return };
+        let Some(b) = call.b.as_mut() else { return };
+        if b.state == BState::Calling {
+            b.state = BState::Early;
+        }
+        if let Some(to) = resp.headers.get("To") {
+            if resp.to().is_some_and(|t| t.tag().is_some()) {
+                b.remote_hdr = to.to_string();
+            }
+        }
+        if call.a.final_sent {
+            return;
+        }
+        let answer = if resp.body.is_empty() {
+            None
+        } else {
+            std::str::from_utf8(&resp.body).ok().and_then(|s| SessionDescription::parse(s).ok())
+        };
+        let mut sdp_text = None;
+        if let (Some(ans), Some(offer), Some(m)) = (&answer, &call.caller_offer, call.media) {
+            if let Some(addr) = ans.audio_addr() {
+                call.b_remote_media = Some(addr);
+                let _ = self.media.set_remote(m.id, dataplane::Side::B, addr);
+            }
+            if let Ok(our) = sdp::derive_answer(offer, ans, m.a, call.sess_id) {
+                sdp_text = Some(our.to_string());
+            }
+        }
+        let code = if sdp_text.is_some() { 183 } else { 180 };
+        if code == 183 {
+            call.a.early_sdp_sent = true;
+            call.a.local_sdp = sdp_text.clone();
+        }
+        let a_invite = call.a.invite.clone();
+        let a_tx = call.a.tx.clone();
+        let tag = call.a.local_tag.clone();
+        let mut out = self.reply(&a_invite, code, sdp_text.as_deref());
+        out.set_to_tag(&tag);
+        self.add_contact(&mut out);
+        self.respond(&a_tx, out, now);
+    }
+
+    fn on_b_answer(&mut self, cid: CallId, resp: Response, now: Instant) {
+        let local = self.cfg.local;
+        let Some(call) = self.calls.get_mut(&cid) else { return };
+        let Some(b) = call.b.as_mut() else { return };
+        if b.state == BState::Answered || b.state == BState::Gone {
+            // Retransmitted 2xx: send the same ACK again.
+            if let Some(ack) = b.ack.clone() {
+                let dest = b.dest;
+                self.tl.send_stateless(&Message::Request(ack), dest);
+            }
+            return;
+        }
+        let was_cancelling = b.state == BState::Cancelling;
+        b.state = BState::Answered;
+        if let Some(to) = resp.headers.get("To") {
+            b.remote_hdr = to.to_string();
+        }
+        if let Some(c) = resp.contact() {
+            b.remote_target = c.uri.to_string();
+        }
+        let mut ack = Request::new(Method::Ack, b.remote_target.clone());
+        ack.headers.push("Via", format!("SIP/2.0/UDP {local};branch={};rport", new_branch()));
+        ack.headers.push("Max-Forwards", "70");
+        ack.headers.push("From", b.local_hdr.clone());
+        ack.headers.push("To", b.remote_hdr.clone());
+        ack.headers.push("Call-ID", b.call_id.clone());
+        ack.headers.push("CSeq", CSeq { seq: b.cseq, method: Method::Ack }.to_string());
+        b.ack = Some(ack.clone());
+        let dest = b.dest;
+        self.tl.send_stateless(&Message::Request(ack), dest);
+        if was_cancelling || call.state == CallState::Ending || call.a.final_sent {
+            // The callee answered after we gave up on it: release it at once.
+            self.send_bye(cid, LegSide::B, None, now);
+            if let Some(c) = self.calls.get_mut(&cid) {
+                if let Some(b) = c.b.as_mut() {
+                    b.state = BState::Gone;
+                }
+            }
+            self.maybe_finish(cid);
+            return;
+        }
+        let answer = std::str::from_utf8(&resp.body).ok().and_then(|s| SessionDescription::parse(s).ok());
+        let mut sdp_text = call.a.local_sdp.clone().filter(|_| call.a.early_sdp_sent);
+        if let (Some(ans), Some(offer), Some(m)) = (&answer, &call.caller_offer, call.media) {
+            if let Some(addr) = ans.audio_addr() {
+                call.b_remote_media = Some(addr);
+                let _ = self.media.set_remote(m.id, dataplane::Side::B, addr);
+            }
+            match sdp::derive_answer(offer, ans, m.a, call.sess_id) {
+                Ok(our) => sdp_text = Some(our.to_string()),
+                Err(e) => self.log.push(format!("call {cid}: callee answer not usable: {e}")),
+            }
+        }
+        let Some(sdp_text) = sdp_text else {
+            self.note(format!("call {cid}: callee answered without usable SDP, hanging up"));
+            self.hangup(cid, HangupWhy::Internal(488), now);
+            return;
+        };
+        let Some(call) = self.calls.get_mut(&cid) else { return };
+        call.state = CallState::Bridged;
+        call.answered_at = Some(now);
+        call.wake_at = None;
+        call.a.answered = true;
+        call.a.final_sent = true;
+        call.a.local_sdp = Some(sdp_text.clone());
+        call.exec.dial_result(DialStatus::Answer);
+        let media_id = call.media.map(|m| m.id);
+        let a_invite = call.a.invite.clone();
+        let a_tx = call.a.tx.clone();
+        let tag = call.a.local_tag.clone();
+        if let Some(m) = media_id {
+            let _ = self.media.arm_timeout(m);
+        }
+        let mut out = self.reply(&a_invite, 200, Some(&sdp_text));
+        out.set_to_tag(&tag);
+        self.add_contact(&mut out);
+        self.respond(&a_tx, out, now);
+        self.note(format!("call {cid}: answered, media bridged"));
+    }
+
+    fn on_b_failure(&mut self, cid: CallId, code: u16, now: Instant) {
+        let Some(call) = self.calls.get_mut(&cid) else { return };
+        let Some(b) = call.b.as_mut() else { return };
+        let cancelling = b.state == BState::Cancelling;
+        b.state = BState::Gone;
+        let b_call_id = b.call_id.clone();
+        self.by_sip_id.remove(&b_call_id);
+        if cancelling || call.state == CallState::Ending {
+            // Our own CANCEL (dial timeout or caller gone) produced this 487.
+            self.maybe_finish(cid);
+            return;
+        }
+        call.wake_at = None;
+        call.last_dial_status = Some(code);
+        call.exec.dial_result(dial_status_for(code));
+        call.state = CallState::Routing;
+        self.note(format!("call {cid}: callee answered {code}"));
+        self.run_dialplan(cid, now);
+    }
+
+    fn drain_tx_events(&mut self, now: Instant) {
+        while let Some(ev) = self.tl.poll_event() {
+            match ev {
+                TxEvent::Timeout { key } => {
+                    self.pending_byes.remove(&key);
+                    if let Some(&(cid, LegSide::B)) = self.by_tx.get(&key) {
+                        let is_invite = self
+                            .calls
+                            .get(&cid)
+                            .and_then(|c| c.b.as_ref())
+                            .is_some_and(|b| b.tx == key && matches!(b.state, BState::Calling | BState::Early));
+                        if is_invite {
+                            self.note(format!("call {cid}: callee did not respond (timeout)"));
+                            self.on_b_failure(cid, 408, now);
+                        }
+                    }
+                }
+                TxEvent::NoAck { key } => {
+                    if let Some(&(cid, LegSide::A)) = self.by_tx.get(&key) {
+                        let answered = self.calls.get(&cid).is_some_and(|c| c.a.answered);
+                        if answered {
+                            self.note(format!("call {cid}: caller never ACKed our 200, hanging up"));
+                            self.hangup(cid, HangupWhy::Internal(408), now);
+                        }
+                    }
+                }
+                TxEvent::Terminated { key } => {
+                    self.pending_byes.remove(&key);
+                    self.by_tx.remove(&key);
+                }
+            }
+        }
+    }
+
+    // -------------------------------------------------------------- dialplan
+
+    fn run_dialplan(&mut self, cid: CallId, now: Instant) {
+        loop {
+            let Some(call) = self.calls.get_mut(&cid) else { return };
+            if call.state == CallState::Ending {
+                return;
+            }
+            let step = call.exec.next();
+            match step {
+                Step::Answer => self.answer_a(cid, now),
+                Step::Ringing => self.provisional_a(cid, 180, now),
+                Step::Progress => self.provisional_a(cid, 183, now),
+                Step::Echo => {
+                    self.answer_a(cid, now);
+                    if let Some(call) = self.calls.get_mut(&cid) {
+                        call.state = CallState::InApp;
+                        if let Some(m) = call.media {
+                            let _ = self.media.set_mode(m.id, dataplane::Mode::Echo);
+                            let _ = self.media.arm_timeout(m.id);
+                        }
+                    }
+                    return;
+                }
+                Step::Wait(d) => {
+                    call.wake_at = Some(now + d);
+                    return;
+                }
+                Step::Playback(what) => {
+                    self.note(format!("call {cid}: Playback({what}) is not supported yet, skipped"));
+                }
+                Step::Dial { targets, timeout, .. } => {
+                    if self.start_dial(cid, &targets, timeout, now) {
+                        return;
+                    }
+                    if let Some(call) = self.calls.get_mut(&cid) {
+                        call.exec.dial_result(DialStatus::ChanUnavail);
+                        call.last_dial_status = Some(480);
+                    }
+                }
+                Step::Hangup { cause } => {
+                    self.hangup(cid, HangupWhy::Dialplan(cause), now);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn on_wake(&mut self, cid: CallId, now: Instant) {
+        let Some(call) = self.calls.get_mut(&cid) else { return };
+        call.wake_at = None;
+        if call.state == CallState::Dialing {
+            // Dial timeout: give up on the callee.
+            self.note(format!("call {cid}: no answer within the Dial timeout"));
+            self.cancel_b(cid, now);
+            if let Some(call) = self.calls.get_mut(&cid) {
+                call.exec.dial_result(DialStatus::NoAnswer);
+                call.last_dial_status = Some(480);
+                call.state = CallState::Routing;
+            }
+        }
+        self.run_dialplan(cid, now);
+    }
+
+    /// Start the B leg for the first target that resolves. False if none did.
+    fn start_dial(
+        &mut self,
+        cid: CallId,
+        targets: &[crate::dialplan::DialTarget],
+        timeout: Option<Duration>,
+        now: Instant,
+    ) -> bool {
+        let local = self.cfg.local;
+        for t in targets {
+            if !t.tech.eq_ignore_ascii_case("SIP") {
+                self.note(format!("call {cid}: Dial({}/{}): technology not supported yet", t.tech, t.resource));
+                continue;
+            }
+            let user = t.resource.split('/').next().unwrap_or_default().to_string();
+            let Some(binding) = self.registrar.lookup(&user, now).into_iter().next() else {
+                self.note(format!("call {cid}: Dial(SIP/{user}): not registered"));
+                continue;
+            };
+            let Some(call) = self.calls.get_mut(&cid) else { return false };
+            let (Some(offer), Some(m)) = (&call.caller_offer, call.media) else { return false };
+            let b_offer = match sdp::derive_offer(offer, m.b, SUPPORTED, call.sess_id + 1) {
+                Ok(o) => o.to_string(),
+                Err(e) => {
+                    self.log.push(format!("call {cid}: no common codec with the caller's offer: {e}"));
+                    continue;
+                }
+            };
+            let call_id = format!("{}@{}", new_tag(), local.ip());
+            let local_tag = new_tag();
+            let from_na = call.a.invite.from();
+            let display = from_na.as_ref().and_then(|f| f.display.clone());
+            let from_uri = format!("sip:{}@{}", call.caller, local);
+            let local_hdr = match display {
+                Some(d) => format!("\"{}\" <{from_uri}>;tag={local_tag}", d.replace('"', "")),
+                None => format!("<{from_uri}>;tag={local_tag}"),
+            };
+            let to_uri = format!("sip:{user}@{}", binding_host(&binding.contact, local));
+            let remote_hdr = format!("<{to_uri}>");
+            let mut inv = Request::new(Method::Invite, binding.contact.clone());
+            inv.headers.push("Via", format!("SIP/2.0/UDP {local};branch={};rport", new_branch()));
+            inv.headers.push("Max-Forwards", "70");
+            inv.headers.push("From", local_hdr.clone());
+            inv.headers.push("To", remote_hdr.clone());
+            inv.headers.push("Call-ID", call_id.clone());
+            inv.headers.push("CSeq", CSeq { seq: 1, method: Method::Invite }.to_string());
+            inv.headers.push("Contact", format!("<sip:tandem@{local}>"));
+            inv.headers.push("Allow", ALLOW);
+            inv.headers.push("User-Agent", self.cfg.user_agent.clone());
+            inv.headers.push("Content-Type", "application/sdp");
+            inv.body = b_offer.clone().into_bytes();
+            let tx = self.tl.send_request(inv.clone(), binding.source, now);
+            let Some(call) = self.calls.get_mut(&cid) else { return false };
+            call.b = Some(BLeg {
+                call_id: call_id.clone(),
+                local_hdr,
+                remote_hdr,
+                remote_target: binding.contact.clone(),
+                dest: binding.source,
+                invite: inv,
+                tx: tx.clone(),
+                cseq: 1,
+                state: BState::Calling,
+                ack: None,
+                user: user.clone(),
+                offer_sdp: b_offer,
+            });
+            call.state = CallState::Dialing;
+            call.wake_at = timeout.map(|d| now + d);
+            self.by_sip_id.insert(call_id, (cid, LegSide::B));
+            self.by_tx.insert(tx, (cid, LegSide::B));
+            self.note(format!("call {cid}: dialing SIP/{user} at {}", binding.source));
+            return true;
+        }
+        false
+    }
+
+    fn cancel_b(&mut self, cid: CallId, now: Instant) {
+        let Some(call) = self.calls.get_mut(&cid) else { return };
+        let Some(b) = call.b.as_mut() else { return };
+        if !matches!(b.state, BState::Calling | BState::Early) {
+            return;
+        }
+        b.state = BState::Cancelling;
+        let mut cancel = Request::new(Method::Cancel, b.invite.uri.clone());
+        for name in ["Via", "From", "To", "Call-ID"] {
+            if let Some(v) = b.invite.headers.get(name) {
+                cancel.headers.push(name, v.to_string());
+            }
+        }
+        cancel.headers.push("Max-Forwards", "70");
+        cancel.headers.push("CSeq", CSeq { seq: b.cseq, method: Method::Cancel }.to_string());
+        let dest = b.dest;
+        self.tl.send_request(cancel, dest, now);
+    }
+
+    // --------------------------------------------------------------- A side
+
+    fn answer_a(&mut self, cid: CallId, now: Instant) {
+        let Some(call) = self.calls.get_mut(&cid) else { return };
+        if call.a.final_sent {
+            return;
+        }
+        let (Some(offer), Some(m)) = (&call.caller_offer, call.media) else { return };
+        let sdp_text = match sdp::answer(offer, m.a, SUPPORTED, call.sess_id) {
+            Ok((ans, _neg)) => ans.to_string(),
+            Err(e) => {
+                self.log.push(format!("call {cid}: cannot answer: {e}"));
+                self.hangup(cid, HangupWhy::Internal(488), now);
+                return;
+            }
+        };
+        call.a.final_sent = true;
+        call.a.answered = true;
+        call.a.local_sdp = Some(sdp_text.clone());
+        call.answered_at = Some(now);
+        let a_invite = call.a.invite.clone();
+        let a_tx = call.a.tx.clone();
+        let tag = call.a.local_tag.clone();
+        let mut out = self.reply(&a_invite, 200, Some(&sdp_text));
+        out.set_to_tag(&tag);
+        self.add_contact(&mut out);
+        self.respond(&a_tx, out, now);
+    }
+
+    fn provisional_a(&mut self, cid: CallId, code: u16, now: Instant) {
+        let Some(call) = self.calls.get_mut(&cid) else { return };
+        if call.a.final_sent {
+            return;
+        }
+        let mut sdp_text = None;
+        if code == 183 {
+            if let (Some(offer), Some(m)) = (&call.caller_offer, call.media) {
+                sdp_text = sdp::answer(offer, m.a, SUPPORTED, call.sess_id).ok().map(|(a, _)| a.to_string());
+            }
+            call.a.early_sdp_sent = sdp_text.is_some();
+            call.a.local_sdp = sdp_text.clone();
+        }
+        let a_invite = call.a.invite.clone();
+        let a_tx = call.a.tx.clone();
+        let tag = call.a.local_tag.clone();
+        let mut out = self.reply(&a_invite, code, sdp_text.as_deref());
+        out.set_to_tag(&tag);
+        self.add_contact(&mut out);
+        self.respond(&a_tx, out, now);
+    }
+
+    // ---------------------------------------------------------------- hangup
+
+    fn hangup(&mut self, cid: CallId, why: HangupWhy, now: Instant) {
+        let Some(call) = self.calls.get_mut(&cid) else { return };
+        if call.state == CallState::Ending {
+            return;
+        }
+        call.state = CallState::Ending;
+        call.wake_at = None;
+        // B leg.
+        let b_state = call.b.as_ref().map(|b| b.state);
+        match b_state {
+            Some(BState::Calling | BState::Early) => self.cancel_b(cid, now),
+            Some(BState::Answered) if why != HangupWhy::Bye(LegSide::B) => {
+                self.send_bye(cid, LegSide::B, why.reason(), now)
+            }
+            _ => {}
+        }
+        let Some(call) = self.calls.get_mut(&cid) else { return };
+        if let Some(b) = call.b.as_mut() {
+            if b.state == BState::Answered {
+                b.state = BState::Gone;
+            }
+        }
+        // A leg.
+        if call.a.answered {
+            if why != HangupWhy::Bye(LegSide::A) {
+                self.send_bye(cid, LegSide::A, why.reason(), now);
+            }
+        } else if !call.a.final_sent {
+            let code = match why {
+                HangupWhy::CallerCancel => 487,
+                HangupWhy::Dialplan(Some(cause)) => q850_to_sip(cause),
+                HangupWhy::Dialplan(None) => call.last_dial_status.map(relay_status).unwrap_or(480),
+                HangupWhy::Internal(code) => code,
+                HangupWhy::Shutdown => 503,
+                HangupWhy::Admin => 480,
+                HangupWhy::MediaTimeout | HangupWhy::Bye(_) => 480,
+            };
+            call.a.final_sent = true;
+            let a_invite = call.a.invite.clone();
+            let a_tx = call.a.tx.clone();
+            let tag = call.a.local_tag.clone();
+            let mut out = self.reply(&a_invite, code, None);
+            out.set_to_tag(&tag);
+            self.respond(&a_tx, out, now);
+        }
+        self.maybe_finish(cid);
+    }
+
+    fn send_bye(&mut self, cid: CallId, side: LegSide, reason: Option<String>, now: Instant) {
+        let local = self.cfg.local;
+        let ua = self.cfg.user_agent.clone();
+        let Some(call) = self.calls.get_mut(&cid) else { return };
+        let (target, from, to, call_id, cseq, dest) = match side {
+            LegSide::A => {
+                call.a.cseq += 1;
+                (
+                    call.a.remote_target.clone(),
+                    call.a.local_hdr.clone(),
+                    call.a.remote_hdr.clone(),
+                    call.a.call_id.clone(),
+                    call.a.cseq,
+                    call.a.peer,
+                )
+            }
+            LegSide::B => {
+                let Some(b) = call.b.as_mut() else { return };
+                b.cseq += 1;
+                (b.remote_target.clone(), b.local_hdr.clone(), b.remote_hdr.clone(), b.call_id.clone(), b.cseq, b.dest)
+            }
+        };
+        let mut bye = Request::new(Method::Bye, target);
+        bye.headers.push("Via", format!("SIP/2.0/UDP {local};branch={};rport", new_branch()));
+        bye.headers.push("Max-Forwards", "70");
+        bye.headers.push("From", from);
+        bye.headers.push("To", to);
+        bye.headers.push("Call-ID", call_id);
+        bye.headers.push("CSeq", CSeq { seq: cseq, method: Method::Bye }.to_string());
+        bye.headers.push("User-Agent", ua);
+        if let Some(r) = reason {
+            bye.headers.push("Reason", r);
+        }
+        let key = self.tl.send_request(bye, dest, now);
+        self.pending_byes.insert(key);
+    }
+
+    /// Remove the call once nothing more can happen on it.
+    fn maybe_finish(&mut self, cid: CallId) {
+        let Some(call) = self.calls.get(&cid) else { return };
+        if call.state != CallState::Ending {
+            return;
+        }
+        if call.b.as_ref().is_some_and(|b| b.state == BState::Cancelling) {
+            return; // wait for the 487 (or a crossing 200 to release)
+        }
+        let Some(call) = self.calls.remove(&cid) else { return };
+        if let Some(m) = call.media {
+            self.media_sessions.remove(&m.id);
+            let _ = self.media.destroy(m.id);
+        }
+        self.by_sip_id.remove(&call.a.call_id);
+        if let Some(b) = &call.b {
+            self.by_sip_id.remove(&b.call_id);
+        }
+        self.by_tx.retain(|_, (c, _)| *c != cid);
+        let talk = call.answered_at.map(|t| t.saturating_duration_since(call.started));
+        match talk {
+            Some(_) => self.note(format!("call {cid}: ended")),
+            None => self.note(format!("call {cid}: ended unanswered")),
+        }
+    }
+
+    // ------------------------------------------------------------ management
+
+    /// Hang up a call by Tandem id (`c12`) or either leg's SIP Call-ID.
+    pub fn hangup_by_id(&mut self, id: &str, now: Instant) -> bool {
+        let cid = self
+            .calls
+            .values()
+            .find(|c| c.id.to_string() == id || c.a.call_id == id || c.b.as_ref().is_some_and(|b| b.call_id == id))
+            .map(|c| c.id);
+        match cid {
+            Some(cid) => {
+                self.note(format!("call {cid}: hung up by the operator"));
+                self.hangup(cid, HangupWhy::Admin, now);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Stop taking calls and tear down the active ones.
+    pub fn begin_shutdown(&mut self, now: Instant) {
+        self.shutting_down = true;
+        let ids: Vec<CallId> = self.calls.keys().copied().collect();
+        for cid in ids {
+            self.hangup(cid, HangupWhy::Shutdown, now);
+        }
+    }
+
+    /// True once shutdown has been requested and no call or BYE is pending.
+    pub fn is_drained(&self) -> bool {
+        self.shutting_down && self.calls.is_empty() && self.pending_byes.is_empty()
+    }
+
+    pub fn calls_info(&self, now: Instant) -> Vec<CallInfo> {
+        let mut v: Vec<CallInfo> = self
+            .calls
+            .values()
+            .map(|c| {
+                let mut legs = vec![LegInfo {
+                    side: "A".into(),
+                    call_id: c.a.call_id.clone(),
+                    peer: c.a.peer.to_string(),
+                    user: c.caller.clone(),
+                    state: if c.a.answered { "answered" } else if c.a.final_sent { "ended" } else { "ringing" }.into(),
+                    local_media: c.media.map(|m| m.a.to_string()),
+                    remote_media: c.caller_offer.as_ref().and_then(|o| o.audio_addr()).map(|a| a.to_string()),
+                }];
+                if let Some(b) = &c.b {
+                    legs.push(LegInfo {
+                        side: "B".into(),
+                        call_id: b.call_id.clone(),
+                        peer: b.dest.to_string(),
+                        user: b.user.clone(),
+                        state: match b.state {
+                            BState::Calling => "calling",
+                            BState::Early => "early",
+                            BState::Answered => "answered",
+                            BState::Cancelling => "cancelling",
+                            BState::Gone => "ended",
+                        }
+                        .into(),
+                        local_media: c.media.map(|m| m.b.to_string()),
+                        remote_media: c.b_remote_media.map(|a| a.to_string()),
+                    });
+                }
+                CallInfo {
+                    id: c.id.to_string(),
+                    state: match c.state {
+                        CallState::Routing => "routing",
+                        CallState::Dialing => "dialing",
+                        CallState::Bridged => "up",
+                        CallState::InApp => "app",
+                        CallState::Ending => "ending",
+                    }
+                    .into(),
+                    caller: c.caller.clone(),
+                    exten: c.exten.clone(),
+                    context: c.exec.context().to_string(),
+                    duration_s: now.saturating_duration_since(c.started).as_secs(),
+                    answered_s: c.answered_at.map(|t| now.saturating_duration_since(t).as_secs()),
+                    media_session: c.media.map(|m| m.id.0),
+                    worker: c.media.map(|m| m.worker),
+                    legs,
+                }
+            })
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    pub fn registrations_info(&self, now: Instant) -> Vec<RegistrationInfo> {
+        let mut v: Vec<RegistrationInfo> = self
+            .registrar
+            .bindings(now)
+            .into_iter()
+            .map(|(user, b)| RegistrationInfo {
+                user,
+                contact: b.contact.clone(),
+                source: b.source.to_string(),
+                expires_s: b.expires_at.saturating_duration_since(now).as_secs(),
+                user_agent: b.user_agent.clone(),
+            })
+            .collect();
+        v.sort_by(|a, b| a.user.cmp(&b.user).then(a.contact.cmp(&b.contact)));
+        v
+    }
+
+    pub fn worker_stats(&self) -> Vec<dataplane::WorkerStats> {
+        self.media.stats()
+    }
+
+    pub fn sip_stats(&self) -> SipStats {
+        let mut s = self.stats;
+        s.active_calls = self.calls.len() as u64;
+        s.transactions = self.tl.len() as u64;
+        s
+    }
+
+    // --------------------------------------------------------------- helpers
+
+    fn respond(&mut self, key: &TxKey, resp: Response, now: Instant) {
+        if let Err(e) = self.tl.send_response(key, resp, now) {
+            self.note(format!("SIP: cannot send response on {key}: {e}"));
+        }
+    }
+
+    fn reply(&self, req: &Request, code: u16, sdp: Option<&str>) -> Response {
+        let mut resp = Response::for_request(req, code);
+        self.add_server_headers(&mut resp);
+        if let Some(body) = sdp {
+            resp.headers.set("Content-Type", "application/sdp");
+            resp.body = body.as_bytes().to_vec();
+        }
+        resp
+    }
+
+    fn add_server_headers(&self, resp: &mut Response) {
+        resp.headers.set("Server", self.cfg.user_agent.clone());
+    }
+
+    fn add_contact(&self, resp: &mut Response) {
+        resp.headers.set("Contact", format!("<sip:tandem@{}>", self.cfg.local));
+        resp.headers.set("Allow", ALLOW);
+    }
+}
+
+/// Why a call is being torn down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HangupWhy {
+    Bye(LegSide),
+    CallerCancel,
+    Dialplan(Option<u16>),
+    MediaTimeout,
+    Internal(u16),
+    Shutdown,
+    Admin,
+}
+
+impl HangupWhy {
+    /// RFC 3326 Reason header for the BYEs we send.
+    fn reason(self) -> Option<String> {
+        match self {
+            HangupWhy::MediaTimeout => Some("Q.850;cause=16;text=\"media timeout\"".into()),
+            HangupWhy::Shutdown => Some("Q.850;cause=16;text=\"gateway shutting down\"".into()),
+            HangupWhy::Admin => Some("Q.850;cause=16;text=\"hung up by operator\"".into()),
+            HangupWhy::Dialplan(Some(c)) => Some(format!("Q.850;cause={c}")),
+            _ => None,
+        }
+    }
+}
+
+fn can_respond(req: &Request) -> bool {
+    ["Via", "From", "To", "Call-ID", "CSeq"].iter().all(|h| req.headers.get(h).is_some())
+}
+
+fn sanitize_reason(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(80).collect()
+}
+
+/// Where to send a stateless reply: the top Via's received/rport rules, else the source.
+fn reply_addr(req: &Request, from: SocketAddr) -> SocketAddr {
+    match req.top_via() {
+        Some(v) if v.rport().is_some() => from,
+        _ => from,
+    }
+}
+
+fn binding_host(contact: &str, local: SocketAddr) -> String {
+    Uri::parse(contact)
+        .map(|u| match u.port {
+            Some(p) => format!("{}:{p}", u.host),
+            None => u.host,
+        })
+        .unwrap_or_else(|_| local.to_string())
+}
+
+/// SIP final status -> Asterisk DIALSTATUS.
+fn dial_status_for(code: u16) -> DialStatus {
+    match code {
+        486 | 600 | 603 => DialStatus::Busy,
+        408 | 480 | 487 => DialStatus::NoAnswer,
+        404 | 410 | 484 | 604 => DialStatus::ChanUnavail,
+        _ => DialStatus::Congestion,
+    }
+}
+
+/// The status a caller gets when the dialplan hangs up after a failed Dial
+/// without a cause: the callee's own answer, with our-side conditions folded.
+fn relay_status(code: u16) -> u16 {
+    match code {
+        487 => 480,
+        c if (300..700).contains(&c) => c,
+        _ => 480,
+    }
+}
+
+/// Q.850 cause -> SIP status (RFC 3398 section 8.2.1).
+pub fn q850_to_sip(cause: u16) -> u16 {
+    match cause {
+        1..=3 => 404,
+        16 => 480,
+        17 => 486,
+        18 => 408,
+        19 | 20 => 480,
+        21 | 55 | 57 | 87 => 403,
+        22 => 410,
+        23 => 410,
+        26 => 404,
+        27 => 502,
+        28 => 484,
+        29 => 501,
+        31 => 480,
+        34 | 38 | 41 | 42 | 47 | 58 | 88 => 503,
+        65 | 79 => 488,
+        69 => 501,
+        102 => 504,
+        _ => 500,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn q850_mapping_follows_rfc3398() {
+        assert_eq!(q850_to_sip(17), 486);
+        assert_eq!(q850_to_sip(1), 404);
+        assert_eq!(q850_to_sip(19), 480);
+        assert_eq!(q850_to_sip(34), 503);
+        assert_eq!(q850_to_sip(127), 500);
+    }
+
+    #[test]
+    fn dial_status_mapping() {
+        assert_eq!(dial_status_for(486), DialStatus::Busy);
+        assert_eq!(dial_status_for(480), DialStatus::NoAnswer);
+        assert_eq!(dial_status_for(503), DialStatus::Congestion);
+        assert_eq!(relay_status(487), 480);
+        assert_eq!(relay_status(486), 486);
+    }
+}

@@ -1,1 +1,520 @@
-//! (to be written)
+//! `tandem.toml`: loading, validation and the embedded default.
+//!
+//! One TOML file configures the daemon; it names the dialplan (`extensions.conf`)
+//! relative to itself. Every error names `file:line: what is wrong`, and unknown
+//! keys or sections are errors (a typo must never be silently ignored). The
+//! embedded default (`tandemd` with no arguments) is the TOML text in
+//! [`EMBEDDED_DEFAULT`] plus the embedded dialplan: loopback only, demo users
+//! 1001-1004 with password `tandem` + name.
+//!
+//! Every key is documented in `docs/config.md`.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
+use std::ops::{Range, RangeInclusive};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::dialplan::Dialplan;
+
+/// The embedded default configuration (`tandemd` with no arguments).
+/// `cores` is filled in at load time with the machine's last core.
+pub const EMBEDDED_DEFAULT: &str = r#"
+[sip]
+listen = ["udp:127.0.0.1:5060"]
+realm = "tandem"
+
+[[sip.user]]
+name = "1001"
+password = "tandem1001"
+
+[[sip.user]]
+name = "1002"
+password = "tandem1002"
+
+[[sip.user]]
+name = "1003"
+password = "tandem1003"
+
+[[sip.user]]
+name = "1004"
+password = "tandem1004"
+
+[dataplane]
+backend = "socket"
+rtp_ports = "20000-29999"
+media_ip = "127.0.0.1"
+
+[dialplan]
+context = "default"
+"#;
+
+/// A configuration error: where, and what is wrong.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}:{line}: {msg}")]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub msg: String,
+}
+
+/// SIP transport of a listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    Udp,
+}
+
+/// One `[sip] listen` entry, e.g. `udp:127.0.0.1:5060`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    pub transport: Transport,
+    pub addr: SocketAddr,
+}
+
+/// A registered softphone account (`[[sip.user]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub name: String,
+    pub password: String,
+    /// Dialplan context for calls from this user (default: `[dialplan] context`).
+    pub context: Option<String>,
+}
+
+/// The validated configuration the daemon runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where it came from (for messages); `None` for the embedded default.
+    pub path: Option<PathBuf>,
+    pub listen: Vec<Listen>,
+    pub realm: String,
+    pub users: Vec<User>,
+    pub user_agent: String,
+    pub dataplane: dataplane::Config,
+    pub dialplan: Dialplan,
+    pub dialplan_file: Option<PathBuf>,
+    pub context: String,
+    pub mgmt_socket: PathBuf,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    sip: Option<RawSip>,
+    dataplane: Option<RawDataplane>,
+    dialplan: Option<RawDialplan>,
+    mgmt: Option<RawMgmt>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSip {
+    listen: Option<Vec<Spanned<String>>>,
+    realm: Option<Spanned<String>>,
+    user_agent: Option<String>,
+    #[serde(default)]
+    user: Vec<Spanned<RawUser>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUser {
+    name: Spanned<String>,
+    password: Spanned<String>,
+    context: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDataplane {
+    backend: Option<Spanned<String>>,
+    cores: Option<Spanned<Vec<usize>>>,
+    rtp_ports: Option<Spanned<String>>,
+    media_ip: Option<Spanned<String>>,
+    media_timeout: Option<Spanned<u64>>,
+    max_sessions: Option<Spanned<usize>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDialplan {
+    file: Option<Spanned<String>>,
+    context: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMgmt {
+    socket: Option<String>,
+}
+
+/// Tracks the file text so spans can become line numbers.
+struct Source<'a> {
+    name: String,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+    }
+
+    fn err(&self, span: Range<usize>, msg: impl Into<String>) -> ConfigError {
+        ConfigError { file: self.name.clone(), line: self.line_of(span.start), msg: msg.into() }
+    }
+}
+
+/// The default management socket: `/run/tandem/tandemd.sock` for root,
+/// `$XDG_RUNTIME_DIR/tandem/tandemd.sock` or `/tmp/tandem-$USER/tandemd.sock` otherwise.
+pub fn default_mgmt_socket() -> PathBuf {
+    let is_root = std::env::var("USER").map(|u| u == "root").unwrap_or(false)
+        || std::env::var("HOME").map(|h| h == "/root").unwrap_or(false);
+    if is_root && Path::new("/run").is_dir() {
+        return PathBuf::from("/run/tandem/tandemd.sock");
+    }
+    if let Ok(dir) = std::env::var("XDG_RUNTIME_DIR") {
+        if !dir.is_empty() {
+            return Path::new(&dir).join("tandem/tandemd.sock");
+        }
+    }
+    let user = std::env::var("USER").unwrap_or_else(|_| "user".into());
+    PathBuf::from(format!("/tmp/tandem-{user}/tandemd.sock"))
+}
+
+fn default_core() -> usize {
+    let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    n.saturating_sub(1)
+}
+
+impl Config {
+    /// The embedded default (no file).
+    pub fn embedded_default() -> Config {
+        // The embedded text is part of the program and is covered by a unit test.
+        match parse_text(EMBEDDED_DEFAULT, "<embedded default>", None) {
+            Ok(c) => c,
+            Err(e) => panic!("embedded default config is invalid: {e}"),
+        }
+    }
+
+    /// Load and validate a config file and the dialplan it names.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: 0,
+            msg: format!("cannot read: {e}"),
+        })?;
+        parse_text(&text, &path.display().to_string(), Some(path))
+    }
+
+    /// The primary SIP listener (responses and requests we originate leave from it).
+    pub fn primary_listen(&self) -> Listen {
+        self.listen[0]
+    }
+}
+
+fn parse_listen(s: &str) -> Result<Listen, String> {
+    let (transport, addr) = match s.split_once(':') {
+        Some((t, rest)) if t.chars().all(|c| c.is_ascii_alphabetic()) => (t, rest),
+        _ => ("udp", s),
+    };
+    let transport = match transport.to_ascii_lowercase().as_str() {
+        "udp" => Transport::Udp,
+        "tcp" | "tls" | "ws" | "wss" => {
+            return Err(format!(
+                "listen \"{s}\": transport {transport} is not supported yet (use udp:IP:PORT)"
+            ))
+        }
+        other => return Err(format!("listen \"{s}\": unknown transport \"{other}\" (use udp)")),
+    };
+    let addr: SocketAddr = addr
+        .parse()
+        .map_err(|_| format!("listen \"{s}\": expected TRANSPORT:IP:PORT, e.g. udp:127.0.0.1:5060"))?;
+    Ok(Listen { transport, addr })
+}
+
+fn parse_ports(s: &str) -> Result<RangeInclusive<u16>, String> {
+    let (a, b) = s
+        .split_once('-')
+        .ok_or_else(|| format!("rtp_ports \"{s}\": expected FIRST-LAST, e.g. \"20000-29999\""))?;
+    let a: u16 = a.trim().parse().map_err(|_| format!("rtp_ports \"{s}\": bad first port"))?;
+    let b: u16 = b.trim().parse().map_err(|_| format!("rtp_ports \"{s}\": bad last port"))?;
+    if a < 1024 || b <= a {
+        return Err(format!("rtp_ports \"{s}\": need 1024 <= FIRST < LAST"));
+    }
+    if b - a < 3 {
+        return Err(format!("rtp_ports \"{s}\": need at least 4 ports (two RTP/RTCP pairs)"));
+    }
+    Ok(a..=b)
+}
+
+fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, ConfigError> {
+    let src = Source { name: name.to_string(), text };
+    let raw: RawConfig = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| src.line_of(s.start)).unwrap_or(0);
+        ConfigError { file: name.to_string(), line, msg: e.message().trim().to_string() }
+    })?;
+
+    // [sip]
+    let sip = raw.sip.unwrap_or(RawSip {
+        listen: None,
+        realm: None,
+        user_agent: None,
+        user: Vec::new(),
+    });
+    let mut listen = Vec::new();
+    match &sip.listen {
+        Some(list) => {
+            for l in list {
+                listen.push(parse_listen(l.get_ref()).map_err(|m| src.err(l.span(), m))?);
+            }
+            if list.is_empty() {
+                return Err(ConfigError {
+                    file: name.into(),
+                    line: 0,
+                    msg: "[sip] listen is empty: give at least one, e.g. [\"udp:127.0.0.1:5060\"]"
+                        .into(),
+                });
+            }
+        }
+        None => listen.push(Listen {
+            transport: Transport::Udp,
+            addr: SocketAddr::from(([127, 0, 0, 1], 5060)),
+        }),
+    }
+    let realm = match &sip.realm {
+        Some(r) if r.get_ref().is_empty() || r.get_ref().contains('"') => {
+            return Err(src.err(r.span(), "realm must be non-empty and contain no '\"'"))
+        }
+        Some(r) => r.get_ref().clone(),
+        None => "tandem".to_string(),
+    };
+    let mut users = Vec::new();
+    let mut seen = HashSet::new();
+    for u in &sip.user {
+        let raw_user = u.get_ref();
+        let uname = raw_user.name.get_ref();
+        if uname.is_empty()
+            || !uname.chars().all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c))
+        {
+            return Err(src.err(
+                raw_user.name.span(),
+                format!("user name \"{uname}\": use letters, digits and - _ . + only"),
+            ));
+        }
+        if !seen.insert(uname.clone()) {
+            return Err(src.err(raw_user.name.span(), format!("user \"{uname}\" defined twice")));
+        }
+        if raw_user.password.get_ref().is_empty() {
+            return Err(src.err(raw_user.password.span(), format!("user \"{uname}\": empty password")));
+        }
+        users.push(User {
+            name: uname.clone(),
+            password: raw_user.password.get_ref().clone(),
+            context: raw_user.context.as_ref().map(|c| c.get_ref().clone()),
+        });
+    }
+
+    // [dataplane]
+    let dp = raw.dataplane.unwrap_or(RawDataplane {
+        backend: None,
+        cores: None,
+        rtp_ports: None,
+        media_ip: None,
+        media_timeout: None,
+        max_sessions: None,
+    });
+    let backend = match &dp.backend {
+        None => dataplane::Backend::Socket,
+        Some(b) => match b.get_ref().as_str() {
+            "socket" => dataplane::Backend::Socket,
+            "uring" => dataplane::Backend::Uring,
+            "xdp" => dataplane::Backend::Xdp,
+            "auto" => dataplane::Backend::Auto,
+            other => {
+                return Err(src.err(
+                    b.span(),
+                    format!("backend \"{other}\": expected socket, uring, xdp or auto"),
+                ))
+            }
+        },
+    };
+    let ncores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = match &dp.cores {
+        None => vec![default_core()],
+        Some(c) => {
+            if c.get_ref().is_empty() {
+                return Err(src.err(c.span(), "cores is empty: list at least one core id"));
+            }
+            let mut set = HashSet::new();
+            for &core in c.get_ref() {
+                if core >= ncores {
+                    return Err(src.err(
+                        c.span(),
+                        format!("core {core} does not exist (this machine has cores 0-{})", ncores - 1),
+                    ));
+                }
+                if !set.insert(core) {
+                    return Err(src.err(c.span(), format!("core {core} listed twice")));
+                }
+            }
+            c.get_ref().clone()
+        }
+    };
+    let rtp_ports = match &dp.rtp_ports {
+        None => 20000..=29999,
+        Some(p) => parse_ports(p.get_ref()).map_err(|m| src.err(p.span(), m))?,
+    };
+    let per_worker = (rtp_ports.end() - rtp_ports.start() + 1) as usize / cores.len();
+    if per_worker < 4 {
+        let span = dp.rtp_ports.as_ref().map(|p| p.span()).unwrap_or(0..0);
+        return Err(src.err(span, "rtp_ports too small: each worker needs at least 4 ports"));
+    }
+    let media_ip: IpAddr = match &dp.media_ip {
+        None => IpAddr::from([127, 0, 0, 1]),
+        Some(ip) => ip
+            .get_ref()
+            .parse()
+            .map_err(|_| src.err(ip.span(), format!("media_ip \"{}\" is not an IP address", ip.get_ref())))?,
+    };
+    if media_ip.is_unspecified() {
+        let span = dp.media_ip.as_ref().map(|p| p.span()).unwrap_or(0..0);
+        return Err(src.err(span, "media_ip must be a concrete address: it goes into SDP"));
+    }
+    let media_timeout = Duration::from_secs(dp.media_timeout.as_ref().map(|t| *t.get_ref()).unwrap_or(30));
+    let max_sessions = match &dp.max_sessions {
+        None => 4096,
+        Some(m) if *m.get_ref() == 0 || *m.get_ref() > 1 << 20 => {
+            return Err(src.err(m.span(), "max_sessions must be between 1 and 1048576"))
+        }
+        Some(m) => *m.get_ref(),
+    };
+
+    // [dialplan]
+    let dpl = raw.dialplan.unwrap_or(RawDialplan { file: None, context: None });
+    let (dialplan, dialplan_file) = match &dpl.file {
+        None => (Dialplan::embedded_default(), None),
+        Some(f) => {
+            let base = path.and_then(|p| p.parent()).unwrap_or(Path::new("."));
+            let file = base.join(f.get_ref());
+            let text = std::fs::read_to_string(&file).map_err(|e| {
+                src.err(f.span(), format!("dialplan file {}: {e}", file.display()))
+            })?;
+            let plan = Dialplan::parse(&text, &file.display().to_string()).map_err(|e| ConfigError {
+                file: e.file.clone(),
+                line: e.line,
+                msg: e.msg.clone(),
+            })?;
+            (plan, Some(file))
+        }
+    };
+    let context = dpl.context.as_ref().map(|c| c.get_ref().clone()).unwrap_or_else(|| "default".into());
+    if !dialplan.has_context(&context) {
+        let span = dpl.context.as_ref().map(|c| c.span()).unwrap_or(0..0);
+        return Err(src.err(span, format!("context \"{context}\" is not in the dialplan")));
+    }
+    for u in &sip.user {
+        if let Some(c) = &u.get_ref().context {
+            if !dialplan.has_context(c.get_ref()) {
+                return Err(src.err(
+                    c.span(),
+                    format!("context \"{}\" is not in the dialplan", c.get_ref()),
+                ));
+            }
+        }
+    }
+
+    // [mgmt]
+    let mgmt_socket = match raw.mgmt.and_then(|m| m.socket) {
+        Some(s) => {
+            let p = PathBuf::from(s);
+            if p.is_relative() {
+                path.and_then(|p| p.parent()).unwrap_or(Path::new(".")).join(p)
+            } else {
+                p
+            }
+        }
+        None => default_mgmt_socket(),
+    };
+
+    Ok(Config {
+        path: path.map(Path::to_path_buf),
+        listen,
+        realm,
+        users,
+        user_agent: sip.user_agent.unwrap_or_else(|| format!("Tandem/{}", env!("CARGO_PKG_VERSION"))),
+        dataplane: dataplane::Config {
+            backend,
+            cores,
+            rtp_ports,
+            media_ip,
+            media_timeout,
+            max_sessions_per_worker: max_sessions,
+        },
+        dialplan,
+        dialplan_file,
+        context,
+        mgmt_socket,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        parse_text(text, "t.toml", None)
+    }
+
+    #[test]
+    fn embedded_default_is_valid() {
+        let c = Config::embedded_default();
+        assert_eq!(c.listen[0].addr, "127.0.0.1:5060".parse().unwrap());
+        assert_eq!(c.users.len(), 4);
+        assert_eq!(c.users[0].password, "tandem1001");
+        assert_eq!(c.dataplane.cores.len(), 1);
+        assert_eq!(c.context, "default");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_with_line() {
+        let e = parse("[sip]\nrealm = \"x\"\nlistn = []\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.msg.contains("listn"), "{e}");
+        let e = parse("[sip]\n[bogus]\nx = 1\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_line() {
+        let e = parse("[sip]\nlisten = [\"udp:127.0.0.1:99999\"]\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        let e = parse("[dataplane]\nbackend = \"dpdk\"\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        assert!(e.msg.contains("dpdk"));
+        let e = parse("[dataplane]\n\nrtp_ports = \"30000-20000\"\n").unwrap_err();
+        assert_eq!(e.line, 3);
+        let e = parse("[dataplane]\ncores = [9999]\n").unwrap_err();
+        assert!(e.msg.contains("9999"));
+        let e = parse("[dialplan]\ncontext = \"nowhere\"\n").unwrap_err();
+        assert_eq!(e.line, 2);
+        let e = parse("[[sip.user]]\nname = \"1001\"\npassword = \"a\"\n[[sip.user]]\nname = \"1001\"\npassword = \"b\"\n")
+            .unwrap_err();
+        assert_eq!(e.line, 5, "{e}");
+    }
+
+    #[test]
+    fn full_example_parses() {
+        let c = parse(
+            "[sip]\nlisten = [\"udp:127.0.0.1:5070\"]\nrealm = \"r\"\n[[sip.user]]\nname = \"1001\"\npassword = \"s3cret\"\n\
+             [dataplane]\nbackend = \"socket\"\ncores = [0]\nrtp_ports = \"30000-30099\"\nmedia_ip = \"127.0.0.1\"\nmedia_timeout = 5\n\
+             [mgmt]\nsocket = \"/tmp/x.sock\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.listen[0].addr.port(), 5070);
+        assert_eq!(c.dataplane.rtp_ports, 30000..=30099);
+        assert_eq!(c.dataplane.media_timeout, Duration::from_secs(5));
+        assert_eq!(c.mgmt_socket, PathBuf::from("/tmp/x.sock"));
+    }
+}

@@ -1,1 +1,186 @@
-fn main() {}
+//! `tandemctl`, the command line for a running `tandemd`.
+//!
+//! `tandemctl show calls|registrations|workers|sip`, `tandemctl hangup CALL-ID`;
+//! `--json` prints the daemon's JSON instead of a table; `--socket PATH` picks
+//! the daemon (default: the embedded default's management socket).
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use control::mgmt::{CallInfo, MgmtReply, MgmtRequest, RegistrationInfo, SipStats, WorkerInfo};
+
+#[derive(Parser, Debug)]
+#[command(name = "tandemctl", version, about = "Control a running tandemd")]
+struct Args {
+    /// Management socket of the daemon.
+    #[arg(long, value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Print JSON (for scripts) instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Show state: calls, registrations, workers, sip.
+    Show {
+        #[arg(value_parser = ["calls", "registrations", "workers", "sip"])]
+        what: String,
+    },
+    /// Hang up a call by Tandem id (c12) or either leg's SIP Call-ID.
+    Hangup { call_id: String },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let socket = args.socket.clone().unwrap_or_else(control::config::default_mgmt_socket);
+    let req = match &args.cmd {
+        Cmd::Show { what } => match what.as_str() {
+            "calls" => MgmtRequest::ShowCalls,
+            "registrations" => MgmtRequest::ShowRegistrations,
+            "workers" => MgmtRequest::ShowWorkers,
+            _ => MgmtRequest::ShowSip,
+        },
+        Cmd::Hangup { call_id } => MgmtRequest::Hangup { id: call_id.clone() },
+    };
+    let reply = match ask(&socket, &req) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tandemctl: {}: {e} (is tandemd running? --socket PATH picks another)", socket.display());
+            return ExitCode::from(2);
+        }
+    };
+    if !reply.ok {
+        eprintln!("tandemctl: {}", reply.error.unwrap_or_default());
+        return ExitCode::from(1);
+    }
+    let data = reply.data.unwrap_or(serde_json::Value::Null);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&data).unwrap_or_default());
+        return ExitCode::SUCCESS;
+    }
+    match print_table(&req, data) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tandemctl: unexpected reply: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn ask(socket: &PathBuf, req: &MgmtRequest) -> std::io::Result<MgmtReply> {
+    let mut s = UnixStream::connect(socket)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut line = serde_json::to_string(req)?;
+    line.push('\n');
+    s.write_all(line.as_bytes())?;
+    let mut resp = String::new();
+    BufReader::new(s).read_line(&mut resp)?;
+    Ok(serde_json::from_str(&resp)?)
+}
+
+fn print_rows(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in &rows {
+        for (i, c) in r.iter().enumerate() {
+            w[i] = w[i].max(c.len());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let s: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{:<width$}", c, width = w[i])).collect();
+        println!("{}", s.join("  ").trim_end());
+    };
+    line(header.iter().map(|s| s.to_string()).collect());
+    for r in rows {
+        line(r);
+    }
+}
+
+fn print_table(req: &MgmtRequest, data: serde_json::Value) -> Result<(), serde_json::Error> {
+    match req {
+        MgmtRequest::ShowCalls => {
+            let calls: Vec<CallInfo> = serde_json::from_value(data)?;
+            let mut rows = Vec::new();
+            for c in &calls {
+                for l in &c.legs {
+                    rows.push(vec![
+                        c.id.clone(),
+                        c.state.clone(),
+                        format!("{} -> {}", c.caller, c.exten),
+                        format!("{}s", c.duration_s),
+                        l.side.clone(),
+                        l.state.clone(),
+                        l.peer.clone(),
+                        format!(
+                            "{} <-> {}",
+                            l.local_media.clone().unwrap_or("-".into()),
+                            l.remote_media.clone().unwrap_or("-".into())
+                        ),
+                        l.call_id.clone(),
+                    ]);
+                }
+            }
+            print_rows(&["CALL", "STATE", "FROM -> TO", "AGE", "LEG", "LEG STATE", "PEER", "MEDIA", "SIP CALL-ID"], rows);
+            println!("{} active call(s)", calls.len());
+        }
+        MgmtRequest::ShowRegistrations => {
+            let regs: Vec<RegistrationInfo> = serde_json::from_value(data)?;
+            let rows = regs
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.user.clone(),
+                        r.contact.clone(),
+                        r.source.clone(),
+                        format!("{}s", r.expires_s),
+                        r.user_agent.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            print_rows(&["USER", "CONTACT", "SOURCE", "EXPIRES", "USER-AGENT"], rows);
+        }
+        MgmtRequest::ShowWorkers => {
+            let ws: Vec<WorkerInfo> = serde_json::from_value(data)?;
+            let rows = ws
+                .iter()
+                .map(|w| {
+                    vec![
+                        w.worker.to_string(),
+                        w.core.to_string(),
+                        w.sessions.to_string(),
+                        w.packets_in.to_string(),
+                        w.packets_out.to_string(),
+                        format!(
+                            "malformed={} wrong_source={} no_remote={} tx_error={}",
+                            w.drops_malformed, w.drops_wrong_source, w.drops_no_remote, w.drops_tx_error
+                        ),
+                    ]
+                })
+                .collect();
+            print_rows(&["WORKER", "CORE", "SESSIONS", "PKTS IN", "PKTS OUT", "DROPS"], rows);
+        }
+        MgmtRequest::ShowSip => {
+            let s: SipStats = serde_json::from_value(data)?;
+            print_rows(
+                &["RX", "TX", "PARSE ERRORS", "400 SENT", "DROPPED", "CALLS", "TRANSACTIONS"],
+                vec![vec![
+                    s.rx.to_string(),
+                    s.tx.to_string(),
+                    s.parse_errors.to_string(),
+                    s.bad_request_sent.to_string(),
+                    s.dropped.to_string(),
+                    s.active_calls.to_string(),
+                    s.transactions.to_string(),
+                ]],
+            );
+        }
+        MgmtRequest::Hangup { id } => println!("hung up {id}"),
+    }
+    Ok(())
+}

@@ -1,1 +1,86 @@
-fn main() {}
+//! `tandemd`, the Tandem daemon.
+//!
+//! `tandemd` runs the embedded default (loopback only, demo users 1001-1004);
+//! `tandemd --config tandem.toml` runs a configuration file;
+//! `tandemd --check-config tandem.toml` validates one and exits.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use control::config::Config;
+
+#[derive(Parser, Debug)]
+#[command(name = "tandemd", version, about = "Tandem telephony media gateway daemon")]
+struct Args {
+    /// Configuration file (tandem.toml). Without it: the embedded default.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Validate FILE (and the dialplan it names), print the result and exit.
+    #[arg(long, value_name = "FILE", conflicts_with = "config")]
+    check_config: Option<PathBuf>,
+    /// Log filter (tracing env-filter syntax), e.g. "info" or "control=debug".
+    #[arg(long, default_value = "info")]
+    log: String,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    if let Some(path) = &args.check_config {
+        return match Config::load(path) {
+            Ok(cfg) => {
+                println!(
+                    "{}: OK ({} listener(s), {} user(s), dialplan {}, context {})",
+                    path.display(),
+                    cfg.listen.len(),
+                    cfg.users.len(),
+                    cfg.dialplan_file.as_ref().map_or("embedded".to_string(), |f| f.display().to_string()),
+                    cfg.context
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(&args.log))
+        .with_writer(std::io::stderr)
+        .init();
+    let cfg = match &args.config {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::embedded_default(),
+    };
+    let dp = match dataplane::Dataplane::start(cfg.dataplane.clone()) {
+        Ok(dp) => dp,
+        Err(e) => {
+            eprintln!("tandemd: dataplane: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("tandemd: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(control::net::run(cfg, dp)) {
+        Ok(dp) => {
+            dp.shutdown();
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("tandemd: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh Debian/Ubuntu machine.
+#
+# Installs the test peers that are missing (Debian: baresip-core for the SIP
+# call tests, libbcg729-dev and libspandsp-dev as codec references; PyPI: pesq
+# and numpy for speech quality), then builds and runs every test of the
+# workspace. Slow soak and benchmark runs stay behind TANDEM_SLOW=1.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+need=()
+command -v baresip >/dev/null 2>&1 || need+=(baresip-core)
+dpkg -s libbcg729-dev >/dev/null 2>&1 || need+=(libbcg729-dev)
+dpkg -s libspandsp-dev >/dev/null 2>&1 || need+=(libspandsp-dev)
+command -v python3 >/dev/null 2>&1 || need+=(python3)
+if [ "${#need[@]}" -gt 0 ]; then
+    echo "== installing test peers: ${need[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if ! python3 -c 'import numpy, pesq' >/dev/null 2>&1; then
+    echo "== installing Python test packages: numpy pesq"
+    python3 -m pip install -q numpy pesq >/dev/null 2>&1 || echo "   (pesq unavailable: PESQ checks fall back or skip)"
+fi
+
+echo "== build"
+cargo build --workspace --release --all-targets
+
+echo "== clippy (protocol code must not read the clock)"
+cargo clippy --workspace --release --all-targets -q -- -D clippy::disallowed_methods -D clippy::undocumented_unsafe_blocks
+
+echo "== tests"
+cargo test --workspace --release --no-fail-fast
