@@ -364,6 +364,18 @@ impl Headers {
         Some(self.list.remove(at).1)
     }
 
+    /// Replaces the value of the first header of that name in place; false if there is none.
+    pub fn replace_first(&mut self, name: &str, value: impl Into<String>) -> bool {
+        let c = canonical(name);
+        match self.list.iter_mut().find(|(n, _)| name_matches(n, name, c)) {
+            Some(slot) => {
+                slot.1 = value.into();
+                true
+            }
+            None => false,
+        }
+    }
+
     pub fn contains(&self, name: &str) -> bool {
         self.get(name).is_some()
     }

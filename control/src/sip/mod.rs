@@ -14,9 +14,12 @@
 //! in `control::call`.
 
 pub mod message;
+pub mod timer;
+pub mod transaction;
 pub mod uri;
 
 pub use message::{
     new_branch, new_call_id, new_tag, reason_phrase, CSeq, Headers, Message, Method, NameAddr,
     ParseError, Request, Response, Uri, ValueError, Via,
 };
+pub use transaction::{Incoming, TransactionLayer, Transmit, TxError, TxEvent, TxKey};
