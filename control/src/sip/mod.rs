@@ -13,7 +13,9 @@
 //! Transport (UDP/TCP sockets) and the run loop live in `control::net`; dialogs and B2BUA legs
 //! in `control::call`.
 
+pub mod digest;
 pub mod message;
+pub mod registrar;
 pub mod timer;
 pub mod transaction;
 pub mod uri;
@@ -22,4 +24,5 @@ pub use message::{
     new_branch, new_call_id, new_tag, reason_phrase, CSeq, Headers, Message, Method, NameAddr,
     ParseError, Request, Response, Uri, ValueError, Via,
 };
+pub use registrar::{Auth, Binding, Registrar};
 pub use transaction::{Incoming, TransactionLayer, Transmit, TxError, TxEvent, TxKey};
