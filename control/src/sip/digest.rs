@@ -1,0 +1,560 @@
+//! HTTP digest authentication for SIP (RFC 3261 §22, RFC 2617, RFC 7616 / RFC 8760):
+//! challenges, credential parsing, response computation and verification, MD5 and SHA-256,
+//! `qop=auth` and the legacy no-qop form.
+//!
+//! Nonces are stateless: [`NonceMint`] packs the mint time and a random salt with a truncated
+//! SHA-256 MAC keyed by a server secret, so any nonce we issued can be checked (and aged) without
+//! remembering it. Replay within the nonce lifetime is not tracked (no `nc` bookkeeping).
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use md5::Md5;
+use sha2::{Digest, Sha256};
+
+/// Digest hash algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    Md5,
+    Sha256,
+}
+
+impl Algorithm {
+    /// The `algorithm=` token.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Algorithm::Md5 => "MD5",
+            Algorithm::Sha256 => "SHA-256",
+        }
+    }
+
+    fn hash(self, data: &str) -> String {
+        match self {
+            Algorithm::Md5 => hex(&Md5::digest(data.as_bytes())),
+            Algorithm::Sha256 => hex(&Sha256::digest(data.as_bytes())),
+        }
+    }
+
+    /// Parses an `algorithm=` value: `(algorithm, is_session_variant)`; absent means MD5.
+    fn from_param(p: Option<&str>) -> Option<(Algorithm, bool)> {
+        let p = p.unwrap_or("MD5").trim_matches('"');
+        let up = p.to_ascii_uppercase();
+        match up.as_str() {
+            "MD5" => Some((Algorithm::Md5, false)),
+            "MD5-SESS" => Some((Algorithm::Md5, true)),
+            "SHA-256" => Some((Algorithm::Sha256, false)),
+            "SHA-256-SESS" => Some((Algorithm::Sha256, true)),
+            _ => None,
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// Whether a nonce is one of ours and still fresh.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceState {
+    Valid,
+    /// Ours, but older than the lifetime: challenge again with `stale=true`.
+    Stale,
+    /// Not minted by us (bad MAC, bad format, from the future).
+    Invalid,
+}
+
+/// Mints and checks self-validating nonces.
+#[derive(Clone)]
+pub struct NonceMint {
+    secret: [u8; 32],
+    lifetime: Duration,
+}
+
+impl std::fmt::Debug for NonceMint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NonceMint")
+            .field("lifetime", &self.lifetime)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Clock skew tolerated for nonces "from the future" (several processes, one secret).
+const FUTURE_SKEW_SECS: u64 = 5;
+
+impl NonceMint {
+    pub fn new(secret: [u8; 32], lifetime: Duration) -> NonceMint {
+        NonceMint { secret, lifetime }
+    }
+
+    fn mac(&self, ts: u64, salt: u64) -> String {
+        let mut h = Sha256::new();
+        h.update(self.secret);
+        h.update(ts.to_be_bytes());
+        h.update(salt.to_be_bytes());
+        hex(&h.finalize()[..16])
+    }
+
+    /// A new nonce: 64 hex digits (mint time, salt, MAC).
+    pub fn mint(&self, now_secs: u64) -> String {
+        let salt: u64 = rand::random();
+        format!("{now_secs:016x}{salt:016x}{}", self.mac(now_secs, salt))
+    }
+
+    pub fn check(&self, nonce: &str, now_secs: u64) -> NonceState {
+        if nonce.len() != 64 || !nonce.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return NonceState::Invalid;
+        }
+        let (Ok(ts), Ok(salt)) = (
+            u64::from_str_radix(&nonce[..16], 16),
+            u64::from_str_radix(&nonce[16..32], 16),
+        ) else {
+            return NonceState::Invalid;
+        };
+        if !ct_eq(
+            self.mac(ts, salt).as_bytes(),
+            nonce[32..].to_ascii_lowercase().as_bytes(),
+        ) {
+            return NonceState::Invalid;
+        }
+        if ts > now_secs + FUTURE_SKEW_SECS {
+            return NonceState::Invalid;
+        }
+        if now_secs.saturating_sub(ts) > self.lifetime.as_secs() {
+            return NonceState::Stale;
+        }
+        NonceState::Valid
+    }
+}
+
+/// Constant-time comparison (length is not secret).
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// A `WWW-Authenticate` / `Proxy-Authenticate` header value.
+pub fn challenge(realm: &str, nonce: &str, alg: Algorithm, stale: bool) -> String {
+    let mut s = format!(
+        "Digest realm=\"{}\", nonce=\"{}\", algorithm={}, qop=\"auth\"",
+        escape(realm),
+        escape(nonce),
+        alg.as_str()
+    );
+    if stale {
+        s.push_str(", stale=true");
+    }
+    s
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// Malformed `Authorization` / `Proxy-Authorization` values. Caused by the peer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DigestError {
+    /// Another scheme (Basic, Bearer, an unknown one).
+    #[error("not a Digest credential: {0:?}")]
+    NotDigest(String),
+    /// Broken parameter syntax.
+    #[error("malformed digest credential: {0}")]
+    Malformed(&'static str),
+    /// A required parameter is absent.
+    #[error("digest credential lacks {0}")]
+    Missing(&'static str),
+}
+
+/// Parsed digest credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Credentials {
+    pub username: String,
+    pub realm: String,
+    pub nonce: String,
+    pub uri: String,
+    pub response: String,
+    pub algorithm: Option<String>,
+    pub cnonce: Option<String>,
+    pub nc: Option<String>,
+    pub qop: Option<String>,
+    pub opaque: Option<String>,
+}
+
+impl Credentials {
+    pub fn parse(header_value: &str) -> Result<Credentials, DigestError> {
+        let t = header_value.trim();
+        let (scheme, rest) = t.split_once([' ', '\t']).unwrap_or((t, ""));
+        if !scheme.eq_ignore_ascii_case("Digest") {
+            return Err(DigestError::NotDigest(scheme.chars().take(40).collect()));
+        }
+        let mut c = Credentials::default();
+        let (mut user, mut realm, mut nonce, mut uri, mut resp) = (None, None, None, None, None);
+        for (k, v) in parse_auth_params(rest)? {
+            match k.to_ascii_lowercase().as_str() {
+                "username" => user = Some(v),
+                "realm" => realm = Some(v),
+                "nonce" => nonce = Some(v),
+                "uri" => uri = Some(v),
+                "response" => resp = Some(v),
+                "algorithm" => c.algorithm = Some(v),
+                "cnonce" => c.cnonce = Some(v),
+                "nc" => c.nc = Some(v),
+                "qop" => c.qop = Some(v),
+                "opaque" => c.opaque = Some(v),
+                _ => {}
+            }
+        }
+        c.username = user.ok_or(DigestError::Missing("username"))?;
+        c.realm = realm.ok_or(DigestError::Missing("realm"))?;
+        c.nonce = nonce.ok_or(DigestError::Missing("nonce"))?;
+        c.uri = uri.ok_or(DigestError::Missing("uri"))?;
+        c.response = resp.ok_or(DigestError::Missing("response"))?;
+        Ok(c)
+    }
+}
+
+/// `name=token` / `name="quoted"` pairs separated by commas; quotes removed, escapes resolved.
+fn parse_auth_params(s: &str) -> Result<Vec<(String, String)>, DigestError> {
+    let mut out = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace() || *c == ',') {
+            chars.next();
+        }
+        if chars.peek().is_none() {
+            return Ok(out);
+        }
+        let mut name = String::new();
+        while let Some(&c) = chars.peek() {
+            if c == '=' || c.is_whitespace() {
+                break;
+            }
+            name.push(c);
+            chars.next();
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        if chars.next() != Some('=') || name.is_empty() {
+            return Err(DigestError::Malformed("expected name=value"));
+        }
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    Some('\\') => match chars.next() {
+                        Some(c) => value.push(c),
+                        None => return Err(DigestError::Malformed("unterminated quoted value")),
+                    },
+                    Some('"') => break,
+                    Some(c) => value.push(c),
+                    None => return Err(DigestError::Malformed("unterminated quoted value")),
+                }
+            }
+            while chars.peek().is_some_and(|c| c.is_whitespace()) {
+                chars.next();
+            }
+            if chars.peek().is_some_and(|&c| c != ',') {
+                return Err(DigestError::Malformed("junk after quoted value"));
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c == ',' {
+                    break;
+                }
+                value.push(c);
+                chars.next();
+            }
+            value = value.trim().to_string();
+        }
+        out.push((name, value));
+    }
+}
+
+/// The `response=` value (RFC 2617 §3.2.2.1). `qop` is `Some((nc, cnonce))` for `qop=auth`.
+#[allow(clippy::too_many_arguments)]
+pub fn response(
+    alg: Algorithm,
+    username: &str,
+    realm: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+    nonce: &str,
+    qop: Option<(&str, &str)>,
+) -> String {
+    let ha1 = alg.hash(&format!("{username}:{realm}:{password}"));
+    compute(alg, &ha1, method, uri, nonce, qop)
+}
+
+fn compute(
+    alg: Algorithm,
+    ha1: &str,
+    method: &str,
+    uri: &str,
+    nonce: &str,
+    qop: Option<(&str, &str)>,
+) -> String {
+    let ha2 = alg.hash(&format!("{method}:{uri}"));
+    match qop {
+        Some((nc, cnonce)) => alg.hash(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")),
+        None => alg.hash(&format!("{ha1}:{nonce}:{ha2}")),
+    }
+}
+
+/// Checks `c.response` for `method` and `password` (nonce freshness is the caller's job, see
+/// [`NonceMint::check`]). Supports MD5, SHA-256 and their `-sess` forms, `qop=auth` and no qop;
+/// `auth-int` is refused.
+pub fn verify(c: &Credentials, method: &str, password: &str) -> bool {
+    let Some((alg, sess)) = Algorithm::from_param(c.algorithm.as_deref()) else {
+        return false;
+    };
+    let qop = match c
+        .qop
+        .as_deref()
+        .map(|q| q.trim_matches('"').to_ascii_lowercase())
+    {
+        None => None,
+        Some(q) if q == "auth" => match (&c.nc, &c.cnonce) {
+            (Some(nc), Some(cn)) => Some((nc.as_str(), cn.as_str())),
+            _ => return false,
+        },
+        Some(_) => return false,
+    };
+    let mut ha1 = alg.hash(&format!("{}:{}:{password}", c.username, c.realm));
+    if sess {
+        let Some(cnonce) = &c.cnonce else {
+            return false;
+        };
+        ha1 = alg.hash(&format!("{ha1}:{}:{cnonce}", c.nonce));
+    }
+    let expected = compute(alg, &ha1, method, &c.uri, &c.nonce, qop);
+    ct_eq(
+        expected.as_bytes(),
+        c.response.to_ascii_lowercase().as_bytes(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc2617_example() {
+        // RFC 2617 §3.5
+        let r = response(
+            Algorithm::Md5,
+            "Mufasa",
+            "testrealm@host.com",
+            "Circle Of Life",
+            "GET",
+            "/dir/index.html",
+            "dcd98b7102dd2f0e8b11d0f600bfb0c093",
+            Some(("00000001", "0a4f113b")),
+        );
+        assert_eq!(r, "6629fae49393a05397450978507c4ef1");
+        let hdr = "Digest username=\"Mufasa\",\n realm=\"testrealm@host.com\",\n \
+                   nonce=\"dcd98b7102dd2f0e8b11d0f600bfb0c093\",\n uri=\"/dir/index.html\",\n qop=auth,\n \
+                   nc=00000001,\n cnonce=\"0a4f113b\",\n response=\"6629fae49393a05397450978507c4ef1\",\n \
+                   opaque=\"5ccc069c403ebaf9f0171e9517f40e41\"";
+        let c = Credentials::parse(hdr).unwrap();
+        assert_eq!(c.username, "Mufasa");
+        assert_eq!(c.qop.as_deref(), Some("auth"));
+        assert_eq!(
+            c.opaque.as_deref(),
+            Some("5ccc069c403ebaf9f0171e9517f40e41")
+        );
+        assert!(verify(&c, "GET", "Circle Of Life"));
+        assert!(!verify(&c, "GET", "Circle of Life"));
+        assert!(!verify(&c, "POST", "Circle Of Life"));
+    }
+
+    #[test]
+    fn rfc7616_examples() {
+        // RFC 7616 §3.9.1, both algorithms
+        let args = (
+            "Mufasa",
+            "http-auth@example.org",
+            "Circle of Life",
+            "GET",
+            "/dir/index.html",
+            "7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v",
+        );
+        let qop = Some(("00000001", "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ"));
+        let md5 = response(
+            Algorithm::Md5,
+            args.0,
+            args.1,
+            args.2,
+            args.3,
+            args.4,
+            args.5,
+            qop,
+        );
+        assert_eq!(md5, "8ca523f5e9506fed4657c9700eebdbec");
+        let sha = response(
+            Algorithm::Sha256,
+            args.0,
+            args.1,
+            args.2,
+            args.3,
+            args.4,
+            args.5,
+            qop,
+        );
+        assert_eq!(
+            sha,
+            "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
+        );
+        let c = Credentials {
+            username: args.0.into(),
+            realm: args.1.into(),
+            nonce: args.5.into(),
+            uri: args.4.into(),
+            response: sha.to_uppercase(),
+            algorithm: Some("SHA-256".into()),
+            cnonce: qop.map(|q| q.1.into()),
+            nc: Some("00000001".into()),
+            qop: Some("auth".into()),
+            opaque: None,
+        };
+        assert!(verify(&c, "GET", "Circle of Life"));
+        let mut wrong_alg = c.clone();
+        wrong_alg.algorithm = Some("MD5".into());
+        assert!(!verify(&wrong_alg, "GET", "Circle of Life"));
+        let mut unknown = c;
+        unknown.algorithm = Some("SHA-512-256".into());
+        assert!(!verify(&unknown, "GET", "Circle of Life"));
+    }
+
+    #[test]
+    fn no_qop_and_sess() {
+        let r = response(
+            Algorithm::Md5,
+            "bob",
+            "tandem",
+            "pw",
+            "REGISTER",
+            "sip:tandem",
+            "n1",
+            None,
+        );
+        let c = Credentials {
+            username: "bob".into(),
+            realm: "tandem".into(),
+            nonce: "n1".into(),
+            uri: "sip:tandem".into(),
+            response: r,
+            ..Default::default()
+        };
+        assert!(verify(&c, "REGISTER", "pw"));
+        let mut int = c.clone();
+        int.qop = Some("auth-int".into());
+        int.nc = Some("1".into());
+        int.cnonce = Some("x".into());
+        assert!(!verify(&int, "REGISTER", "pw"));
+        let mut missing_nc = c.clone();
+        missing_nc.qop = Some("auth".into());
+        assert!(!verify(&missing_nc, "REGISTER", "pw"));
+        // MD5-sess: HA1 = H(H(u:r:p):nonce:cnonce)
+        let ha1 = Algorithm::Md5.hash(&format!("{}:n1:cn", Algorithm::Md5.hash("bob:tandem:pw")));
+        let resp = compute(
+            Algorithm::Md5,
+            &ha1,
+            "REGISTER",
+            "sip:tandem",
+            "n1",
+            Some(("00000001", "cn")),
+        );
+        let sess = Credentials {
+            response: resp,
+            algorithm: Some("MD5-sess".into()),
+            cnonce: Some("cn".into()),
+            nc: Some("00000001".into()),
+            qop: Some("auth".into()),
+            ..c
+        };
+        assert!(verify(&sess, "REGISTER", "pw"));
+    }
+
+    #[test]
+    fn credential_parse_errors() {
+        assert!(matches!(
+            Credentials::parse("Basic dXNlcjpwYXNz"),
+            Err(DigestError::NotDigest(_))
+        ));
+        assert!(matches!(
+            Credentials::parse("NoOneKnowsThisScheme opaque-data=here"),
+            Err(DigestError::NotDigest(_))
+        ));
+        assert_eq!(
+            Credentials::parse("Digest username=\"a\""),
+            Err(DigestError::Missing("realm"))
+        );
+        assert!(matches!(
+            Credentials::parse("Digest username=\"a"),
+            Err(DigestError::Malformed(_))
+        ));
+        assert!(matches!(
+            Credentials::parse("Digest username"),
+            Err(DigestError::Malformed(_))
+        ));
+        assert!(matches!(
+            Credentials::parse("Digest username=\"a\" x, realm=r"),
+            Err(DigestError::Malformed(_))
+        ));
+        let c = Credentials::parse(
+            "digest USERNAME=\"a\\\"b\", realm=r, nonce=\"n\", uri=\"sip:x\", response=\"00\", algorithm=MD5",
+        )
+        .unwrap();
+        assert_eq!(c.username, "a\"b");
+        assert_eq!(c.realm, "r");
+        assert_eq!(c.algorithm.as_deref(), Some("MD5"));
+    }
+
+    #[test]
+    fn nonce_lifecycle() {
+        let mint = NonceMint::new([7; 32], Duration::from_secs(300));
+        let n = mint.mint(1_000_000);
+        assert_eq!(n.len(), 64);
+        assert_ne!(n, mint.mint(1_000_000), "salted");
+        assert_eq!(mint.check(&n, 1_000_000), NonceState::Valid);
+        assert_eq!(mint.check(&n, 1_000_300), NonceState::Valid);
+        assert_eq!(mint.check(&n, 1_000_301), NonceState::Stale);
+        assert_eq!(
+            mint.check(&n, 999_000),
+            NonceState::Invalid,
+            "from the future"
+        );
+        let other = NonceMint::new([8; 32], Duration::from_secs(300));
+        assert_eq!(other.check(&n, 1_000_000), NonceState::Invalid);
+        let mut forged = n.clone().into_bytes();
+        forged[15] = if forged[15] == b'0' { b'1' } else { b'0' }; // change the time
+        assert_eq!(
+            mint.check(std::str::from_utf8(&forged).unwrap(), 1_000_000),
+            NonceState::Invalid
+        );
+        for bad in ["", "xyz", &n[..63], &format!("{}g", &n[..63])] {
+            assert_eq!(mint.check(bad, 1_000_000), NonceState::Invalid);
+        }
+    }
+
+    #[test]
+    fn challenge_format() {
+        assert_eq!(
+            challenge("tandem", "abc", Algorithm::Md5, false),
+            "Digest realm=\"tandem\", nonce=\"abc\", algorithm=MD5, qop=\"auth\""
+        );
+        assert_eq!(
+            challenge("t", "n", Algorithm::Sha256, true),
+            "Digest realm=\"t\", nonce=\"n\", algorithm=SHA-256, qop=\"auth\", stale=true"
+        );
+    }
+}

@@ -1,0 +1,795 @@
+//! Typed views of the structured SIP header values: [`Uri`], [`NameAddr`] (From, To, Contact,
+//! Route...), [`Via`] and [`CSeq`].
+//!
+//! These are the `Repr` side of the message codec: [`super::message`] keeps header values as text
+//! (cheap, round-trips byte for byte) and callers parse the few values they need with the
+//! `parse` constructors here. Every parser is total: bad input gives a [`ValueError`] naming what
+//! was wrong, never a panic.
+
+use std::fmt;
+
+use super::message::Method;
+
+/// A header value or URI that does not follow the RFC 3261 grammar.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{what}: {reason} in {input:?}")]
+pub struct ValueError {
+    /// Which kind of value was being parsed ("URI", "Via", ...).
+    pub what: &'static str,
+    /// What was wrong.
+    pub reason: &'static str,
+    /// The offending text (truncated to 80 bytes).
+    pub input: String,
+}
+
+fn err(what: &'static str, reason: &'static str, input: &str) -> ValueError {
+    let mut end = input.len().min(80);
+    while !input.is_char_boundary(end) {
+        end -= 1;
+    }
+    ValueError {
+        what,
+        reason,
+        input: input[..end].to_string(),
+    }
+}
+
+/// A `;name[=value]` parameter list, in order.
+pub type Params = Vec<(String, Option<String>)>;
+
+/// RFC 3261 `token` characters (§25.1).
+pub(crate) fn is_token_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
+        )
+}
+
+pub(crate) fn is_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(is_token_char)
+}
+
+/// Finds `param` (case-insensitive name) in a parameter list.
+fn find_param<'a>(params: &'a Params, name: &str) -> Option<Option<&'a str>> {
+    params
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_deref())
+}
+
+fn set_param_in(params: &mut Params, name: &str, value: Option<String>) {
+    if let Some(slot) = params
+        .iter_mut()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+    {
+        slot.1 = value;
+    } else {
+        params.push((name.to_string(), value));
+    }
+}
+
+/// Parses `;a=b;c;d="x;y"` (the text after the first `;`), quotes kept in the value.
+fn parse_params(what: &'static str, s: &str) -> Result<Params, ValueError> {
+    let mut out = Vec::new();
+    for item in split_outside_quotes(s, b';') {
+        let item = item.trim();
+        if item.is_empty() {
+            return Err(err(what, "empty parameter", s));
+        }
+        match item.split_once('=') {
+            Some((n, v)) => {
+                let (n, v) = (n.trim(), v.trim());
+                if !is_token(n) {
+                    return Err(err(what, "bad parameter name", s));
+                }
+                if v.is_empty() {
+                    return Err(err(what, "empty parameter value", s));
+                }
+                if v.starts_with('"') && (v.len() < 2 || !v.ends_with('"')) {
+                    return Err(err(what, "unterminated quoted parameter", s));
+                }
+                out.push((n.to_string(), Some(v.to_string())));
+            }
+            None => {
+                if !is_token(item) {
+                    return Err(err(what, "bad parameter name", s));
+                }
+                out.push((item.to_string(), None));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn write_params(f: &mut fmt::Formatter<'_>, params: &Params) -> fmt::Result {
+    for (n, v) in params {
+        match v {
+            Some(v) => write!(f, ";{n}={v}")?,
+            None => write!(f, ";{n}")?,
+        }
+    }
+    Ok(())
+}
+
+/// Splits `s` at `sep` bytes that are outside double quotes (with `\` escapes) and `<...>`.
+pub(crate) fn split_outside_quotes(s: &str, sep: u8) -> impl Iterator<Item = &str> {
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        if done {
+            return None;
+        }
+        let mut in_quote = false;
+        let mut angle = 0u32;
+        while i < bytes.len() {
+            let c = bytes[i];
+            if in_quote {
+                if c == b'\\' {
+                    i += 1;
+                } else if c == b'"' {
+                    in_quote = false;
+                }
+            } else if c == b'"' {
+                in_quote = true;
+            } else if c == b'<' {
+                angle += 1;
+            } else if c == b'>' {
+                angle = angle.saturating_sub(1);
+            } else if c == sep && angle == 0 {
+                let piece = &s[start..i];
+                i += 1;
+                start = i;
+                return Some(piece);
+            }
+            i += 1;
+        }
+        done = true;
+        // `i` may have run one past the end after a trailing backslash.
+        Some(&s[start.min(s.len())..])
+    })
+}
+
+/// Host part: a name, an IPv4 address or an IPv6 reference (stored without brackets).
+fn parse_hostport(what: &'static str, s: &str) -> Result<(String, Option<u16>), ValueError> {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        let close = rest
+            .find(']')
+            .ok_or_else(|| err(what, "unterminated IPv6 reference", s))?;
+        let host = &rest[..close];
+        if host.is_empty()
+            || !host
+                .bytes()
+                .all(|c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
+        {
+            return Err(err(what, "bad IPv6 reference", s));
+        }
+        let after = &rest[close + 1..];
+        let port = match after.strip_prefix(':') {
+            Some(p) => Some(p),
+            None if after.is_empty() => None,
+            None => return Err(err(what, "junk after IPv6 reference", s)),
+        };
+        (host, port)
+    } else {
+        match s.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        }
+    };
+    if host.is_empty() {
+        return Err(err(what, "empty host", s));
+    }
+    if !s.starts_with('[')
+        && !host
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'_'))
+    {
+        return Err(err(what, "bad character in host", s));
+    }
+    let port = match port {
+        None => None,
+        Some(p) => {
+            if p.is_empty() || p.len() > 5 || !p.bytes().all(|c| c.is_ascii_digit()) {
+                return Err(err(what, "bad port", s));
+            }
+            Some(
+                p.parse::<u16>()
+                    .map_err(|_| err(what, "port out of range", s))?,
+            )
+        }
+    };
+    Ok((host.to_string(), port))
+}
+
+fn write_host(f: &mut fmt::Formatter<'_>, host: &str, port: Option<u16>) -> fmt::Result {
+    if host.contains(':') {
+        write!(f, "[{host}]")?;
+    } else {
+        f.write_str(host)?;
+    }
+    if let Some(p) = port {
+        write!(f, ":{p}")?;
+    }
+    Ok(())
+}
+
+/// A URI. `sip:` and `sips:` URIs are parsed into their parts (RFC 3261 §19.1); any other scheme
+/// (`tel:`, `http:`, ...) keeps everything after the colon in `host`, opaque.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uri {
+    /// Scheme in lower case.
+    pub scheme: String,
+    /// `userinfo` without the `@` (user, and `:password` if one was given), still escaped.
+    pub user: Option<String>,
+    /// Host name or address; IPv6 without brackets. Opaque rest for non-SIP schemes.
+    pub host: String,
+    pub port: Option<u16>,
+    /// URI parameters (`;transport=udp;lr`).
+    pub params: Params,
+    /// The escaped `?headers` part, without the `?`.
+    pub headers: Option<String>,
+}
+
+impl Uri {
+    /// Parses a URI; no surrounding whitespace or angle brackets allowed.
+    pub fn parse(s: &str) -> Result<Uri, ValueError> {
+        const W: &str = "URI";
+        if s.bytes()
+            .any(|c| c <= b' ' || c == b'<' || c == b'>' || c == b'"' || c >= 0x7f)
+        {
+            return Err(err(
+                W,
+                "whitespace, quote, bracket or non-ASCII character",
+                s,
+            ));
+        }
+        let (scheme, rest) = s
+            .split_once(':')
+            .ok_or_else(|| err(W, "missing scheme", s))?;
+        let sb = scheme.as_bytes();
+        if sb.is_empty()
+            || !sb[0].is_ascii_alphabetic()
+            || !sb
+                .iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.'))
+        {
+            return Err(err(W, "bad scheme", s));
+        }
+        let scheme = scheme.to_ascii_lowercase();
+        if rest.is_empty() {
+            return Err(err(W, "empty after scheme", s));
+        }
+        if scheme != "sip" && scheme != "sips" {
+            return Ok(Uri {
+                scheme,
+                user: None,
+                host: rest.to_string(),
+                port: None,
+                params: Vec::new(),
+                headers: None,
+            });
+        }
+        let (main, headers) = match rest.split_once('?') {
+            Some((m, h)) => (m, Some(h.to_string())),
+            None => (rest, None),
+        };
+        let (user, hostpart) = match main.split_once('@') {
+            Some((u, h)) => {
+                if u.is_empty() {
+                    return Err(err(W, "empty user", s));
+                }
+                (Some(u.to_string()), h)
+            }
+            None => (None, main),
+        };
+        let (hostport, params) = match hostpart.split_once(';') {
+            Some((h, p)) => (h, parse_params(W, p)?),
+            None => (hostpart, Vec::new()),
+        };
+        let (host, port) = parse_hostport(W, hostport)?;
+        Ok(Uri {
+            scheme,
+            user,
+            host,
+            port,
+            params,
+            headers,
+        })
+    }
+
+    /// `Some(None)` for a flag parameter (`;lr`), `Some(Some(v))` for `;name=v`.
+    pub fn param(&self, name: &str) -> Option<Option<&str>> {
+        find_param(&self.params, name)
+    }
+
+    pub fn set_param(&mut self, name: &str, value: Option<String>) {
+        set_param_in(&mut self.params, name, value)
+    }
+
+    /// True for `sip:` and `sips:`.
+    pub fn is_sip(&self) -> bool {
+        self.scheme == "sip" || self.scheme == "sips"
+    }
+
+    /// The user part without a `:password`.
+    pub fn user_name(&self) -> Option<&str> {
+        self.user
+            .as_deref()
+            .map(|u| u.split_once(':').map_or(u, |(n, _)| n))
+    }
+}
+
+impl std::str::FromStr for Uri {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uri::parse(s)
+    }
+}
+
+impl fmt::Display for Uri {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:", self.scheme)?;
+        if !self.is_sip() {
+            return f.write_str(&self.host);
+        }
+        if let Some(u) = &self.user {
+            write!(f, "{u}@")?;
+        }
+        write_host(f, &self.host, self.port)?;
+        write_params(f, &self.params)?;
+        if let Some(h) = &self.headers {
+            write!(f, "?{h}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `["display"] <uri>;params` or a bare `uri;params` (From, To, Contact, Route, Refer-To...).
+/// In the bare form the parameters after the URI belong to the header, not the URI (§20.10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NameAddr {
+    /// Display name, unquoted and unescaped.
+    pub display: Option<String>,
+    pub uri: Uri,
+    /// Header parameters (`tag`, `expires`, `q`...).
+    pub params: Params,
+}
+
+impl NameAddr {
+    pub fn new(uri: Uri) -> NameAddr {
+        NameAddr {
+            display: None,
+            uri,
+            params: Vec::new(),
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<NameAddr, ValueError> {
+        const W: &str = "name-addr";
+        let t = s.trim();
+        let (display, uri_str, rest) = if let Some(q) = t.strip_prefix('"') {
+            // quoted-string display name
+            let mut disp = String::new();
+            let mut it = q.char_indices();
+            let mut end = None;
+            while let Some((i, c)) = it.next() {
+                match c {
+                    '\\' => match it.next() {
+                        Some((_, e)) => disp.push(e),
+                        None => break,
+                    },
+                    '"' => {
+                        end = Some(i);
+                        break;
+                    }
+                    c => disp.push(c),
+                }
+            }
+            let end = end.ok_or_else(|| err(W, "unterminated display name", s))?;
+            let after = q[end + 1..].trim_start();
+            let inner = after
+                .strip_prefix('<')
+                .ok_or_else(|| err(W, "missing '<' after display name", s))?;
+            let close = inner.find('>').ok_or_else(|| err(W, "missing '>'", s))?;
+            (Some(disp), &inner[..close], &inner[close + 1..])
+        } else if let Some(lt) = t.find('<').filter(|&lt| {
+            t[..lt]
+                .bytes()
+                .all(|c| is_token_char(c) || c == b' ' || c == b'\t')
+        }) {
+            // token display name (possibly empty, possibly without LWS before '<')
+            let disp = t[..lt].trim();
+            let inner = &t[lt + 1..];
+            let close = inner.find('>').ok_or_else(|| err(W, "missing '>'", s))?;
+            let d = if disp.is_empty() {
+                None
+            } else {
+                Some(disp.to_string())
+            };
+            (d, &inner[..close], &inner[close + 1..])
+        } else {
+            // bare addr-spec: may not contain ',', '?' or ';' inside the URI (§20)
+            let (u, r) = match t.find(';') {
+                Some(i) => (&t[..i], &t[i..]),
+                None => (t, ""),
+            };
+            if u.contains('?') || u.contains(',') {
+                return Err(err(W, "URI with headers or comma must be in <>", s));
+            }
+            (None, u, r)
+        };
+        let uri = Uri::parse(uri_str)?;
+        let rest = rest.trim();
+        let params = if rest.is_empty() {
+            Vec::new()
+        } else {
+            let p = rest
+                .strip_prefix(';')
+                .ok_or_else(|| err(W, "junk after URI", s))?;
+            parse_params(W, p)?
+        };
+        Ok(NameAddr {
+            display,
+            uri,
+            params,
+        })
+    }
+
+    /// The `tag` parameter.
+    pub fn tag(&self) -> Option<&str> {
+        self.param("tag").flatten()
+    }
+
+    pub fn param(&self, name: &str) -> Option<Option<&str>> {
+        find_param(&self.params, name)
+    }
+
+    pub fn set_param(&mut self, name: &str, value: Option<String>) {
+        set_param_in(&mut self.params, name, value)
+    }
+}
+
+impl std::str::FromStr for NameAddr {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        NameAddr::parse(s)
+    }
+}
+
+impl fmt::Display for NameAddr {
+    /// Always uses the `<uri>` form, so URI parameters and header parameters stay apart.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(d) = &self.display {
+            f.write_str("\"")?;
+            for c in d.chars() {
+                if c == '"' || c == '\\' {
+                    f.write_str("\\")?;
+                }
+                write!(f, "{c}")?;
+            }
+            f.write_str("\" ")?;
+        }
+        write!(f, "<{}>", self.uri)?;
+        write_params(f, &self.params)
+    }
+}
+
+/// One Via hop: `SIP/2.0/UDP host:port;branch=z9hG4bK...;received=..;rport=..`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Via {
+    /// Transport in upper case (`UDP`, `TCP`, `TLS`, `SCTP`, `WS`...).
+    pub transport: String,
+    /// sent-by host; IPv6 without brackets.
+    pub host: String,
+    pub port: Option<u16>,
+    pub params: Params,
+}
+
+impl Via {
+    pub fn new(transport: &str, host: &str, port: Option<u16>, branch: &str) -> Via {
+        Via {
+            transport: transport.to_ascii_uppercase(),
+            host: host.to_string(),
+            port,
+            params: vec![("branch".into(), Some(branch.into()))],
+        }
+    }
+
+    pub fn parse(s: &str) -> Result<Via, ValueError> {
+        const W: &str = "Via";
+        let t = s.trim();
+        // sent-protocol: name SLASH version SLASH transport, LWS allowed around the slashes
+        let mut parts = t.splitn(3, '/');
+        let name = parts.next().unwrap_or("").trim();
+        let version = parts
+            .next()
+            .ok_or_else(|| err(W, "missing protocol version", s))?
+            .trim();
+        let rest = parts
+            .next()
+            .ok_or_else(|| err(W, "missing transport", s))?
+            .trim_start();
+        if !name.eq_ignore_ascii_case("SIP") || version != "2.0" {
+            return Err(err(W, "protocol is not SIP/2.0", s));
+        }
+        let tlen = rest.bytes().take_while(|&c| is_token_char(c)).count();
+        if tlen == 0 {
+            return Err(err(W, "missing transport", s));
+        }
+        let transport = rest[..tlen].to_ascii_uppercase();
+        let rest = &rest[tlen..];
+        if !rest.starts_with([' ', '\t']) {
+            return Err(err(W, "missing space before sent-by", s));
+        }
+        let rest = rest.trim_start();
+        let (sent_by, params) = match rest.find(';') {
+            Some(i) => (rest[..i].trim(), parse_params(W, &rest[i + 1..])?),
+            None => (rest.trim(), Vec::new()),
+        };
+        // LWS is allowed around the port colon
+        let sent_by: String = sent_by.chars().filter(|c| !c.is_whitespace()).collect();
+        let (host, port) = parse_hostport(W, &sent_by)?;
+        Ok(Via {
+            transport,
+            host,
+            port,
+            params,
+        })
+    }
+
+    pub fn param(&self, name: &str) -> Option<Option<&str>> {
+        find_param(&self.params, name)
+    }
+
+    pub fn set_param(&mut self, name: &str, value: Option<String>) {
+        set_param_in(&mut self.params, name, value)
+    }
+
+    pub fn branch(&self) -> Option<&str> {
+        self.param("branch").flatten()
+    }
+
+    pub fn received(&self) -> Option<&str> {
+        self.param("received").flatten()
+    }
+
+    /// `None`: no rport; `Some(None)`: `;rport` requested; `Some(Some(p))`: filled in.
+    pub fn rport(&self) -> Option<Option<u16>> {
+        self.param("rport").map(|v| v.and_then(|p| p.parse().ok()))
+    }
+
+    /// `host[:port]` as it appears in the header (IPv6 bracketed).
+    pub fn sent_by(&self) -> String {
+        struct H<'a>(&'a Via);
+        impl fmt::Display for H<'_> {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write_host(f, &self.0.host, self.0.port)
+            }
+        }
+        H(self).to_string()
+    }
+}
+
+impl std::str::FromStr for Via {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Via::parse(s)
+    }
+}
+
+impl fmt::Display for Via {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SIP/2.0/{} ", self.transport)?;
+        write_host(f, &self.host, self.port)?;
+        write_params(f, &self.params)
+    }
+}
+
+/// `CSeq: 4711 INVITE`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CSeq {
+    pub seq: u32,
+    pub method: Method,
+}
+
+impl CSeq {
+    pub fn new(seq: u32, method: Method) -> CSeq {
+        CSeq { seq, method }
+    }
+
+    pub fn parse(s: &str) -> Result<CSeq, ValueError> {
+        const W: &str = "CSeq";
+        let t = s.trim();
+        let (num, method) = t
+            .split_once([' ', '\t'])
+            .ok_or_else(|| err(W, "missing method", s))?;
+        if num.is_empty() || num.len() > 10 || !num.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(err(W, "bad sequence number", s));
+        }
+        let seq = num
+            .parse::<u32>()
+            .map_err(|_| err(W, "sequence number above 2^32-1", s))?;
+        let method = method
+            .trim()
+            .parse::<Method>()
+            .map_err(|_| err(W, "bad method", s))?;
+        Ok(CSeq { seq, method })
+    }
+}
+
+impl std::str::FromStr for CSeq {
+    type Err = ValueError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CSeq::parse(s)
+    }
+}
+
+impl fmt::Display for CSeq {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.seq, self.method)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sip_uri_full() {
+        let u =
+            Uri::parse("sips:alice:secret@Example.com:5061;transport=tcp;lr?subject=x").unwrap();
+        assert_eq!(u.scheme, "sips");
+        assert_eq!(u.user.as_deref(), Some("alice:secret"));
+        assert_eq!(u.user_name(), Some("alice"));
+        assert_eq!(u.host, "Example.com");
+        assert_eq!(u.port, Some(5061));
+        assert_eq!(u.param("transport"), Some(Some("tcp")));
+        assert_eq!(u.param("LR"), Some(None));
+        assert_eq!(u.param("maddr"), None);
+        assert_eq!(u.headers.as_deref(), Some("subject=x"));
+        assert_eq!(
+            u.to_string(),
+            "sips:alice:secret@Example.com:5061;transport=tcp;lr?subject=x"
+        );
+    }
+
+    #[test]
+    fn ipv6_uris() {
+        let u = Uri::parse("sip:[2001:db8::10]:5070").unwrap();
+        assert_eq!(u.host, "2001:db8::10");
+        assert_eq!(u.port, Some(5070));
+        assert_eq!(u.to_string(), "sip:[2001:db8::10]:5070");
+        let u = Uri::parse("sip:user@[2001:db8::192.0.2.1]").unwrap();
+        assert_eq!(u.host, "2001:db8::192.0.2.1");
+        assert!(Uri::parse("sip:2001:db8::10").is_err());
+        assert!(Uri::parse("sip:[2001:db8::10").is_err());
+    }
+
+    #[test]
+    fn bad_uris() {
+        for bad in [
+            "",
+            "sip:",
+            "nocolon",
+            "sip:a@",
+            "sip:@host",
+            "sip:host:99999",
+            "sip:ho st",
+            "sip:host:",
+            "1x:abc",
+            "sip:host;",
+            "sip:h\u{e9}",
+        ] {
+            assert!(Uri::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn other_schemes_are_opaque() {
+        let u = Uri::parse("tel:+1-201-555-0123;phone-context=x").unwrap();
+        assert_eq!(u.scheme, "tel");
+        assert_eq!(u.host, "+1-201-555-0123;phone-context=x");
+        assert_eq!(u.to_string(), "tel:+1-201-555-0123;phone-context=x");
+        assert!(Uri::parse("soap.beep://192.0.2.103:3002").is_ok());
+    }
+
+    #[test]
+    fn name_addr_forms() {
+        let n = NameAddr::parse("\"Bob \\\"B\\\" Smith\" <sip:bob@b.com;transport=udp>;tag=x1")
+            .unwrap();
+        assert_eq!(n.display.as_deref(), Some("Bob \"B\" Smith"));
+        assert_eq!(n.uri.param("transport"), Some(Some("udp")));
+        assert_eq!(n.tag(), Some("x1"));
+        assert_eq!(
+            n.to_string(),
+            "\"Bob \\\"B\\\" Smith\" <sip:bob@b.com;transport=udp>;tag=x1"
+        );
+
+        // bare addr-spec: params belong to the header
+        let n = NameAddr::parse("sip:a@b;tag=x").unwrap();
+        assert_eq!(n.tag(), Some("x"));
+        assert!(n.uri.params.is_empty());
+
+        // token display name without LWS before '<' (RFC 4475 lwsdisp)
+        let n = NameAddr::parse("caller<sip:caller@example.com>;tag=323").unwrap();
+        assert_eq!(n.display.as_deref(), Some("caller"));
+        let n = NameAddr::parse("Bob  Smith <sip:b@c>").unwrap();
+        assert_eq!(n.display.as_deref(), Some("Bob  Smith"));
+        let n = NameAddr::parse("<sip:b@c>;expires=60;+sip.instance=\"<urn:x>\"").unwrap();
+        assert_eq!(n.display, None);
+        assert_eq!(n.param("expires"), Some(Some("60")));
+        assert_eq!(n.param("+sip.instance"), Some(Some("\"<urn:x>\"")));
+    }
+
+    #[test]
+    fn name_addr_rejects() {
+        for bad in [
+            "\"unterminated <sip:a@b>",
+            "<sip:a@b",
+            "sip:a@b?Route=x",
+            "< sip:a@b >",
+            "<sip:a@b> junk",
+            "\"x\" sip:a@b",
+            "<sip:a@b>;",
+            "<sip:a@b>;=x",
+        ] {
+            assert!(NameAddr::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        let n = NameAddr::parse("<sip:user@example.com?Route=%3Csip:sip.example.com%3E>").unwrap();
+        assert_eq!(
+            n.uri.headers.as_deref(),
+            Some("Route=%3Csip:sip.example.com%3E")
+        );
+    }
+
+    #[test]
+    fn via_parse_and_params() {
+        let mut v = Via::parse("SIP / 2.0 / udp  host.example.com : 5070 ;branch=z9hG4bK776;rport")
+            .unwrap();
+        assert_eq!(v.transport, "UDP");
+        assert_eq!(v.host, "host.example.com");
+        assert_eq!(v.port, Some(5070));
+        assert_eq!(v.branch(), Some("z9hG4bK776"));
+        assert_eq!(v.rport(), Some(None));
+        assert_eq!(v.received(), None);
+        v.set_param("rport", Some("6000".into()));
+        v.set_param("received", Some("192.0.2.1".into()));
+        assert_eq!(v.rport(), Some(Some(6000)));
+        assert_eq!(
+            v.to_string(),
+            "SIP/2.0/UDP host.example.com:5070;branch=z9hG4bK776;rport=6000;received=192.0.2.1"
+        );
+        let v = Via::parse(
+            "SIP/2.0/UDP [2001:db8::9:1]:5060;received=2001:db8::9:255;branch=z9hG4bKas3-111",
+        )
+        .unwrap();
+        assert_eq!(v.host, "2001:db8::9:1");
+        assert_eq!(v.received(), Some("2001:db8::9:255"));
+        assert_eq!(v.sent_by(), "[2001:db8::9:1]:5060");
+        for bad in [
+            "SIP/2.0",
+            "SIP/3.0/UDP h",
+            "SIP/2.0/UDP",
+            "SIP/2.0/UDPhost",
+            "SIP/2.0/UDP h:x",
+        ] {
+            assert!(Via::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn cseq_parse() {
+        let c = CSeq::parse(" 4711   INVITE ").unwrap();
+        assert_eq!(c, CSeq::new(4711, Method::Invite));
+        assert_eq!(c.to_string(), "4711 INVITE");
+        assert_eq!(CSeq::parse("4294967295 BYE").unwrap().seq, u32::MAX);
+        assert!(CSeq::parse("4294967296 BYE").is_err());
+        assert!(CSeq::parse("36893488147419103232 INVITE").is_err());
+        assert!(CSeq::parse("12").is_err());
+        assert!(CSeq::parse("-1 INVITE").is_err());
+        assert!(CSeq::parse("1 IN VITE").is_err());
+    }
+}
