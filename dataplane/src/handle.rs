@@ -17,9 +17,19 @@
 //! - `arm_timeout` starts the media-timeout watch (after answer). A session with
 //!   no RTP for `Config::media_timeout` yields `Event::MediaTimeout` once.
 
-use std::net::{IpAddr, SocketAddr};
+use std::collections::hash_map::RandomState;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hasher};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
+
+use crate::session::{SlotAllocator, SlotId, SocketRef};
+use crate::wire::Ssrc;
+use crate::worker::{self, Command, Counters, LegSetup, WorkerConfig};
 
 /// Which I/O backend the workers use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -139,22 +149,320 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
+/// Command ring capacity per worker.
+pub const COMMAND_RING: usize = 1024;
+/// Event ring capacity per worker.
+pub const EVENT_RING: usize = 4096;
+
 /// The control plane's handle: owns the command producers and event consumers.
 pub struct Dataplane {
-    _private: (),
+    cfg: Config,
+    workers: Vec<WorkerHandle>,
+    sessions: HashMap<SessionId, Entry>,
+    next_id: u32,
+    event_cursor: usize,
+    stop: Arc<AtomicBool>,
+    ssrc_seed: RandomState,
+}
+
+/// Control-side view of one worker.
+struct WorkerHandle {
+    core: usize,
+    commands: rtrb::Producer<Command>,
+    events: rtrb::Consumer<Event>,
+    counters: Arc<Counters>,
+    thread: Option<JoinHandle<()>>,
+    slots: SlotAllocator,
+    ports: PortPool,
+}
+
+/// Where a live session lives.
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    worker: usize,
+    slot: SlotId,
+    pairs: [usize; 2],
+}
+
+/// A worker's slice of the RTP range: `len` even/odd pairs from `base`.
+#[derive(Debug)]
+struct PortPool {
+    base: u16,
+    used: Vec<bool>,
+    /// Next pair to try: allocation walks forward, so a just-freed port (whose
+    /// socket the worker may not have closed yet) is reused last.
+    cursor: usize,
+}
+
+impl PortPool {
+    fn free_pairs(&self) -> usize {
+        self.used.iter().filter(|u| !**u).count()
+    }
+
+    /// Bind the next free pair whose ports are not in use by anyone.
+    fn alloc(&mut self, ip: IpAddr) -> Result<(usize, UdpSocket, UdpSocket), Error> {
+        let n = self.used.len();
+        for step in 0..n {
+            let i = (self.cursor + step) % n;
+            if self.used[i] {
+                continue;
+            }
+            // The pool only holds pairs inside the configured u16 range.
+            let port = self.base + 2 * i as u16;
+            let rtp = match UdpSocket::bind((ip, port)) {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                Err(e) => return Err(bind_error(ip, port, e)),
+            };
+            let rtcp = match UdpSocket::bind((ip, port + 1)) {
+                Ok(s) => s,
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                Err(e) => return Err(bind_error(ip, port + 1, e)),
+            };
+            self.used[i] = true;
+            self.cursor = (i + 1) % n;
+            return Ok((i, rtp, rtcp));
+        }
+        Err(Error::NoPorts)
+    }
+
+    fn free(&mut self, i: usize) {
+        if let Some(u) = self.used.get_mut(i) {
+            *u = false;
+        }
+    }
+}
+
+fn bind_error(ip: IpAddr, port: u16, e: std::io::Error) -> Error {
+    Error::Io(std::io::Error::new(
+        e.kind(),
+        format!("bind media socket {ip}:{port}: {e}"),
+    ))
+}
+
+/// Split `range` into `workers` equal slices of even/odd port pairs.
+fn split_ports(range: &RangeInclusive<u16>, workers: usize) -> Result<Vec<PortPool>, Error> {
+    let (lo, hi) = (u32::from(*range.start()), u32::from(*range.end()));
+    let first = lo + (lo & 1);
+    let pairs = ((hi + 1).saturating_sub(first) / 2) as usize;
+    let per = pairs / workers.max(1);
+    if per < 2 {
+        return Err(Error::Config(format!(
+            "rtp_ports {lo}..={hi} holds {pairs} even/odd port pairs; {workers} worker(s) need at \
+             least 2 each (one session = two legs); widen the range or use fewer cores"
+        )));
+    }
+    Ok((0..workers)
+        .map(|w| PortPool {
+            // first + 2 * pairs <= hi + 1 <= 65536, and this start is below that.
+            base: (first + (2 * w * per) as u32) as u16,
+            used: vec![false; per],
+            cursor: 0,
+        })
+        .collect())
 }
 
 impl Dataplane {
     /// Spawn the pinned workers. Fails if a core does not exist, the port range
     /// is too small for the workers, or the backend is unavailable.
-    pub fn start(_cfg: Config) -> Result<Self, Error> {
-        Err(Error::Config("dataplane not yet implemented".into()))
+    pub fn start(cfg: Config) -> Result<Self, Error> {
+        crate::io::resolve(cfg.backend)?;
+        if cfg.cores.is_empty() {
+            return Err(Error::Config(
+                "no dataplane cores configured (cores = [])".into(),
+            ));
+        }
+        if cfg.max_sessions_per_worker == 0 || cfg.max_sessions_per_worker > SocketRef::MAX_SLOTS {
+            return Err(Error::Config(format!(
+                "max_sessions_per_worker = {} is out of range (1..={})",
+                cfg.max_sessions_per_worker,
+                SocketRef::MAX_SLOTS
+            )));
+        }
+        let available: Vec<usize> = core_affinity::get_core_ids()
+            .ok_or_else(|| Error::Config("cannot list the machine's CPU cores".into()))?
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        for (i, core) in cfg.cores.iter().enumerate() {
+            if !available.contains(core) {
+                return Err(Error::Config(format!(
+                    "core {core} does not exist (available cores: {available:?})"
+                )));
+            }
+            if cfg.cores[..i].contains(core) {
+                return Err(Error::Config(format!(
+                    "core {core} is listed twice in cores"
+                )));
+            }
+        }
+        let pools = split_ports(&cfg.rtp_ports, cfg.cores.len())?;
+        // Fail now, not on the first call, if media_ip is not a local address.
+        UdpSocket::bind((cfg.media_ip, 0)).map_err(|e| bind_error(cfg.media_ip, 0, e))?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut dp = Dataplane {
+            workers: Vec::with_capacity(cfg.cores.len()),
+            sessions: HashMap::new(),
+            next_id: 1,
+            event_cursor: 0,
+            stop: Arc::clone(&stop),
+            ssrc_seed: RandomState::new(),
+            cfg: cfg.clone(),
+        };
+        for (index, (core, ports)) in cfg.cores.iter().copied().zip(pools).enumerate() {
+            let (cmd_tx, cmd_rx) = rtrb::RingBuffer::new(COMMAND_RING);
+            let (ev_tx, ev_rx) = rtrb::RingBuffer::new(EVENT_RING);
+            let counters = Arc::new(Counters::default());
+            let wcfg = WorkerConfig {
+                index,
+                core,
+                max_sessions: cfg.max_sessions_per_worker,
+                media_timeout: cfg.media_timeout,
+            };
+            // On error `dp` drops here, which stops and joins the workers
+            // already started.
+            let thread = worker::spawn(
+                wcfg,
+                cmd_rx,
+                ev_tx,
+                Arc::clone(&counters),
+                Arc::clone(&stop),
+            )?;
+            dp.workers.push(WorkerHandle {
+                core,
+                commands: cmd_tx,
+                events: ev_rx,
+                counters,
+                thread: Some(thread),
+                slots: SlotAllocator::new(cfg.max_sessions_per_worker),
+                ports,
+            });
+        }
+        Ok(dp)
     }
 
     /// Pick a worker (least loaded), bind two RTP/RTCP port pairs from its slice,
     /// and install a session in `mode`.
-    pub fn create_session(&mut self, _mode: Mode) -> Result<Allocated, Error> {
-        Err(Error::NoSessionSlots)
+    pub fn create_session(&mut self, mode: Mode) -> Result<Allocated, Error> {
+        let mut order: Vec<usize> = (0..self.workers.len()).collect();
+        order.sort_by_key(|&w| self.workers[w].slots.used());
+        let mut last_err = Error::NoSessionSlots;
+        for w in order {
+            match self.create_on(w, mode) {
+                Ok(a) => return Ok(a),
+                Err(e @ (Error::NoPorts | Error::NoSessionSlots)) => {
+                    // Out of ports beats out of slots as the reported cause.
+                    if matches!(e, Error::NoPorts) || !matches!(last_err, Error::NoPorts) {
+                        last_err = e;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_err)
+    }
+
+    fn create_on(&mut self, w: usize, mode: Mode) -> Result<Allocated, Error> {
+        let media_ip = self.cfg.media_ip;
+        let id = self.next_session_id();
+        let ssrc_a = self.random_ssrc(id, 0);
+        let ssrc_b = self.random_ssrc(id, 1);
+        let wh = &mut self.workers[w];
+        if wh.commands.slots() == 0 {
+            return Err(Error::QueueFull(w));
+        }
+        if wh.ports.free_pairs() < 2 {
+            return Err(Error::NoPorts);
+        }
+        let slot = wh.slots.alloc().ok_or(Error::NoSessionSlots)?;
+        let (pa, a_rtp, a_rtcp) = match wh.ports.alloc(media_ip) {
+            Ok(p) => p,
+            Err(e) => {
+                wh.slots.free(slot);
+                return Err(e);
+            }
+        };
+        let (pb, b_rtp, b_rtcp) = match wh.ports.alloc(media_ip) {
+            Ok(p) => p,
+            Err(e) => {
+                wh.ports.free(pa);
+                wh.slots.free(slot);
+                return Err(e);
+            }
+        };
+        let (a_local, b_local) = match (a_rtp.local_addr(), b_rtp.local_addr()) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => {
+                wh.ports.free(pa);
+                wh.ports.free(pb);
+                wh.slots.free(slot);
+                return Err(Error::Io(e));
+            }
+        };
+        let cmd = Command::Create {
+            slot,
+            id,
+            mode,
+            a: LegSetup {
+                rtp: a_rtp,
+                rtcp: a_rtcp,
+                local: a_local,
+                ssrc: ssrc_a,
+            },
+            b: LegSetup {
+                rtp: b_rtp,
+                rtcp: b_rtcp,
+                local: b_local,
+                ssrc: ssrc_b,
+            },
+        };
+        if wh.commands.push(cmd).is_err() {
+            // The rejected command (and its sockets) is dropped here.
+            wh.ports.free(pa);
+            wh.ports.free(pb);
+            wh.slots.free(slot);
+            return Err(Error::QueueFull(w));
+        }
+        self.sessions.insert(
+            id,
+            Entry {
+                worker: w,
+                slot,
+                pairs: [pa, pb],
+            },
+        );
+        self.next_id = id.0.wrapping_add(1);
+        Ok(Allocated {
+            id,
+            worker: w,
+            a: a_local,
+            b: b_local,
+        })
+    }
+
+    fn next_session_id(&self) -> SessionId {
+        let mut id = self.next_id.max(1);
+        while self.sessions.contains_key(&SessionId(id)) {
+            id = id.wrapping_add(1).max(1);
+        }
+        SessionId(id)
+    }
+
+    /// A random SSRC per (session, leg): RFC 3550 wants them unpredictable.
+    fn random_ssrc(&self, id: SessionId, leg: u32) -> Ssrc {
+        let mut h = self.ssrc_seed.build_hasher();
+        h.write_u32(id.0);
+        h.write_u32(leg);
+        Ssrc(h.finish() as u32)
+    }
+
+    fn send(&mut self, id: SessionId, make: impl FnOnce(SlotId) -> Command) -> Result<(), Error> {
+        let e = *self.sessions.get(&id).ok_or(Error::UnknownSession(id))?;
+        let wh = &mut self.workers[e.worker];
+        wh.commands
+            .push(make(e.slot))
+            .map_err(|_| Error::QueueFull(e.worker))
     }
 
     /// Set the remote RTP (and RTCP; default RTP port + 1) address of a leg, as
@@ -162,38 +470,167 @@ impl Dataplane {
     pub fn set_remote(
         &mut self,
         id: SessionId,
-        _side: Side,
-        _rtp: SocketAddr,
-        _rtcp: Option<SocketAddr>,
+        side: Side,
+        rtp: SocketAddr,
+        rtcp: Option<SocketAddr>,
     ) -> Result<(), Error> {
-        Err(Error::UnknownSession(id))
+        self.send(id, |slot| Command::SetRemote {
+            slot,
+            side,
+            rtp,
+            rtcp,
+        })
     }
 
     /// Switch a session between relay and echo.
-    pub fn set_mode(&mut self, id: SessionId, _mode: Mode) -> Result<(), Error> {
-        Err(Error::UnknownSession(id))
+    pub fn set_mode(&mut self, id: SessionId, mode: Mode) -> Result<(), Error> {
+        self.send(id, |slot| Command::SetMode { slot, mode })
     }
 
     /// Start the media-timeout watch on a session (call answered).
     pub fn arm_timeout(&mut self, id: SessionId) -> Result<(), Error> {
-        Err(Error::UnknownSession(id))
+        self.send(id, |slot| Command::ArmTimeout { slot })
     }
 
     /// Tear a session down and free its ports.
+    ///
+    /// The worker closes the sockets when it applies the command (within about
+    /// a millisecond); the ports return to the pool at once, and allocation
+    /// skips any port still bound.
     pub fn destroy(&mut self, id: SessionId) -> Result<(), Error> {
-        Err(Error::UnknownSession(id))
+        self.send(id, |slot| Command::Destroy { slot })?;
+        if let Some(e) = self.sessions.remove(&id) {
+            let wh = &mut self.workers[e.worker];
+            wh.ports.free(e.pairs[0]);
+            wh.ports.free(e.pairs[1]);
+            wh.slots.free(e.slot);
+        }
+        Ok(())
     }
 
     /// Next worker event, if any (non-blocking; drains all workers' rings).
+    ///
+    /// Events of sessions destroyed meanwhile are skipped.
     pub fn poll_event(&mut self) -> Option<Event> {
+        let n = self.workers.len();
+        for step in 0..n {
+            let w = (self.event_cursor + step) % n;
+            while let Ok(ev) = self.workers[w].events.pop() {
+                let id = match ev {
+                    Event::MediaTimeout { id } | Event::FirstPacket { id, .. } => id,
+                };
+                if self.sessions.get(&id).is_some_and(|e| e.worker == w) {
+                    // Next call starts at the next worker: fair between workers.
+                    self.event_cursor = (w + 1) % n;
+                    return Some(ev);
+                }
+            }
+        }
         None
     }
 
     /// Per-worker counters.
     pub fn stats(&self) -> Vec<WorkerStats> {
-        Vec::new()
+        self.workers
+            .iter()
+            .enumerate()
+            .map(|(worker, wh)| {
+                let c = &wh.counters;
+                WorkerStats {
+                    worker,
+                    core: wh.core,
+                    sessions: c.sessions.load(Ordering::Relaxed),
+                    packets_in: c.packets_in.load(Ordering::Relaxed),
+                    packets_out: c.packets_out.load(Ordering::Relaxed),
+                    drops: c.drops(),
+                }
+            })
+            .collect()
     }
 
     /// Stop and join all workers.
-    pub fn shutdown(self) {}
+    pub fn shutdown(self) {
+        drop(self);
+    }
+
+    fn stop_and_join(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for (i, wh) in self.workers.iter_mut().enumerate() {
+            if let Some(t) = wh.thread.take() {
+                if t.join().is_err() {
+                    tracing::error!(worker = i, "dataplane worker panicked");
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+impl std::fmt::Debug for Dataplane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dataplane")
+            .field("workers", &self.workers.len())
+            .field("sessions", &self.sessions.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn port_split() {
+        let pools = split_ports(&(10_001..=10_020), 2).unwrap();
+        // Pairs start at the first even port: 10002..=10019 -> 9 pairs, 4 each.
+        assert_eq!((pools[0].base, pools[0].used.len()), (10_002, 4));
+        assert_eq!((pools[1].base, pools[1].used.len()), (10_010, 4));
+        let pools = split_ports(&(65_530..=65_535), 1).unwrap();
+        assert_eq!((pools[0].base, pools[0].used.len()), (65_530, 3));
+        assert!(matches!(
+            split_ports(&(10_000..=10_002), 1),
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(
+            split_ports(&(10_000..=10_007), 3),
+            Err(Error::Config(_))
+        ));
+        assert!(matches!(
+            split_ports(&RangeInclusive::new(10_000, 9_000), 1),
+            Err(Error::Config(_))
+        ));
+    }
+
+    #[test]
+    fn port_pool_skips_ports_in_use_and_reuses_last() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        // Find three consecutive free pairs by binding them ourselves first.
+        let probe = UdpSocket::bind((ip, 0)).unwrap();
+        let base = probe.local_addr().unwrap().port() & !1;
+        drop(probe);
+        let mut pool = PortPool {
+            base,
+            used: vec![false; 3],
+            cursor: 0,
+        };
+        let blocker = UdpSocket::bind((ip, base + 1));
+        let (i, rtp, rtcp) = pool.alloc(ip).unwrap();
+        if blocker.is_ok() {
+            assert_eq!(i, 1, "pair 0 has its RTCP port taken");
+        }
+        assert_eq!(rtp.local_addr().unwrap().port() % 2, 0);
+        assert_eq!(
+            rtcp.local_addr().unwrap().port(),
+            rtp.local_addr().unwrap().port() + 1
+        );
+        drop((rtp, rtcp));
+        pool.free(i);
+        let (j, _r, _c) = pool.alloc(ip).unwrap();
+        assert_ne!(i, j, "a freed pair is not the next one handed out");
+    }
 }

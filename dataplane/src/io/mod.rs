@@ -1,1 +1,246 @@
-//! I/O backends (to be written).
+//! I/O backends: how datagrams get from the NIC to a worker and back.
+//!
+//! One interface, [`Backend`], behind which the `socket` backend (non-blocking
+//! UDP sockets, epoll for readiness, `recvmmsg`/`sendmmsg` batches) works
+//! everywhere; `uring` and `xdp` will implement the same trait later.
+//!
+//! Buffers are the caller's: a [`Batch`] is allocated once per worker and
+//! reused every iteration. A backend fills it with received datagrams (each
+//! tagged with the [`Token`] of the socket it arrived on and its source); the
+//! switch rewrites each datagram in place and sets its [`Tx`]; the backend
+//! then sends every datagram that has one. No allocation per packet.
+//!
+//! All syscalls and all `unsafe` live in [`sys`].
+
+pub mod socket;
+pub mod sys;
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::time::Duration;
+
+use crate::handle::{self, Error};
+
+/// Identifies a socket registered with a backend (chosen by the caller; the
+/// worker encodes session slot, side and RTP/RTCP in it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Token(pub u32);
+
+/// Largest datagram a batch slot holds. Voice RTP is < 300 bytes; anything
+/// larger than this is truncated by the kernel and dropped as malformed.
+pub const MAX_DATAGRAM: usize = 2048;
+
+/// Where a datagram goes out: from which registered socket, to which address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tx {
+    pub from: Token,
+    pub to: SocketAddr,
+}
+
+/// Per-datagram metadata in a [`Batch`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta {
+    /// Socket it arrived on.
+    pub token: Token,
+    /// Source address.
+    pub peer: SocketAddr,
+    /// Datagram length (0 if it was truncated: treat as malformed).
+    pub len: usize,
+    /// Set by the switch to forward it; `None` drops it.
+    pub tx: Option<Tx>,
+}
+
+const UNSPECIFIED: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, 0));
+
+impl Meta {
+    const EMPTY: Meta = Meta {
+        token: Token(0),
+        peer: UNSPECIFIED,
+        len: 0,
+        tx: None,
+    };
+}
+
+/// A reusable batch of datagram buffers.
+pub struct Batch {
+    data: Box<[u8]>,
+    meta: Box<[Meta]>,
+    len: usize,
+}
+
+impl Batch {
+    /// A batch of `capacity` slots of [`MAX_DATAGRAM`] bytes (allocated here, once).
+    pub fn new(capacity: usize) -> Batch {
+        Batch {
+            data: vec![0; capacity * MAX_DATAGRAM].into_boxed_slice(),
+            meta: vec![Meta::EMPTY; capacity].into_boxed_slice(),
+            len: 0,
+        }
+    }
+
+    /// Number of slots.
+    pub fn capacity(&self) -> usize {
+        self.meta.len()
+    }
+
+    /// Datagrams held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// No datagrams held.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Forget all datagrams (buffers are kept).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Metadata of datagram `i`. Panics if `i >= len()`.
+    pub fn meta(&self, i: usize) -> &Meta {
+        &self.meta[..self.len][i]
+    }
+
+    /// Bytes of datagram `i`. Panics if `i >= len()`.
+    pub fn datagram(&self, i: usize) -> &[u8] {
+        let m = self.meta(i);
+        &self.data[i * MAX_DATAGRAM..][..m.len]
+    }
+
+    /// Metadata and bytes of datagram `i`, mutable. Panics if `i >= len()`.
+    pub fn get_mut(&mut self, i: usize) -> (&mut Meta, &mut [u8]) {
+        let m = &mut self.meta[..self.len][i];
+        let len = m.len;
+        (m, &mut self.data[i * MAX_DATAGRAM..][..len])
+    }
+
+    /// Append a datagram by copying it (tests and copying backends). Returns
+    /// `false` if the batch is full; longer datagrams are truncated to length 0.
+    pub fn push(&mut self, token: Token, peer: SocketAddr, bytes: &[u8]) -> bool {
+        if self.len == self.capacity() {
+            return false;
+        }
+        let i = self.len;
+        let len = if bytes.len() <= MAX_DATAGRAM {
+            bytes.len()
+        } else {
+            0
+        };
+        self.data[i * MAX_DATAGRAM..][..len].copy_from_slice(&bytes[..len]);
+        self.meta[i] = Meta {
+            token,
+            peer,
+            len,
+            tx: None,
+        };
+        self.len += 1;
+        true
+    }
+
+    /// Free slots `len..capacity` as raw parts for a receiving backend: the
+    /// byte region (a whole number of [`MAX_DATAGRAM`] slots) and the metadata.
+    /// The backend then calls [`Batch::commit`] with how many it filled.
+    pub(crate) fn spare_mut(&mut self) -> (&mut [u8], &mut [Meta]) {
+        let start = self.len;
+        (
+            &mut self.data[start * MAX_DATAGRAM..],
+            &mut self.meta[start..],
+        )
+    }
+
+    /// Mark `n` more slots (filled via [`Batch::spare_mut`]) as held.
+    pub(crate) fn commit(&mut self, n: usize) {
+        self.len = (self.len + n).min(self.capacity());
+    }
+}
+
+/// Result of sending a batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendStats {
+    /// Datagrams the kernel accepted.
+    pub sent: usize,
+    /// Datagrams that failed (buffer full, unreachable, unknown socket).
+    pub failed: usize,
+}
+
+/// The interface every I/O backend implements.
+///
+/// Calling contract: a worker owns its backend exclusively, registers the
+/// sockets of a session when the session is created and deregisters them when
+/// it is destroyed, and alternates `recv` (fills the batch) and `send`.
+pub trait Backend {
+    /// Take ownership of a bound UDP socket and deliver its datagrams tagged
+    /// with `token`.
+    fn register(&mut self, token: Token, socket: UdpSocket) -> io::Result<()>;
+
+    /// Stop polling the socket and close it (frees the port). Unknown tokens
+    /// are ignored.
+    fn deregister(&mut self, token: Token);
+
+    /// Clear `batch`, wait up to `timeout` for datagrams, and receive as many
+    /// as fit. Returns how many were received (possibly 0 on timeout).
+    fn recv(&mut self, batch: &mut Batch, timeout: Duration) -> io::Result<usize>;
+
+    /// Send every datagram of `batch` that has a [`Tx`].
+    fn send(&mut self, batch: &Batch) -> SendStats;
+}
+
+/// Check that the configured backend exists on this build, returning the one
+/// to use (`Auto` resolves to `Socket` until `uring`/`xdp` land).
+pub fn resolve(backend: handle::Backend) -> Result<handle::Backend, Error> {
+    match backend {
+        handle::Backend::Socket | handle::Backend::Auto => Ok(handle::Backend::Socket),
+        b @ (handle::Backend::Uring | handle::Backend::Xdp) => Err(Error::BackendUnavailable(
+            b,
+            "not implemented yet; use socket".into(),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_push_and_access() {
+        let peer: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let mut b = Batch::new(2);
+        assert!(b.is_empty());
+        assert!(b.push(Token(3), peer, &[1, 2, 3]));
+        assert!(b.push(Token(4), peer, &[0; MAX_DATAGRAM + 1]));
+        assert!(!b.push(Token(5), peer, &[9]));
+        assert_eq!(b.len(), 2);
+        assert_eq!(b.datagram(0), &[1, 2, 3]);
+        assert_eq!(
+            b.meta(1).len,
+            0,
+            "oversize datagram is truncated to nothing"
+        );
+        let (m, d) = b.get_mut(0);
+        d[0] = 7;
+        m.tx = Some(Tx {
+            from: Token(1),
+            to: peer,
+        });
+        assert_eq!(b.datagram(0), &[7, 2, 3]);
+        assert_eq!(b.meta(0).tx.map(|t| t.from), Some(Token(1)));
+        b.clear();
+        assert_eq!(b.len(), 0);
+        assert_eq!(b.spare_mut().1.len(), 2);
+    }
+
+    #[test]
+    fn resolve_backends() {
+        assert_eq!(
+            resolve(handle::Backend::Auto).unwrap(),
+            handle::Backend::Socket
+        );
+        assert!(matches!(
+            resolve(handle::Backend::Xdp),
+            Err(Error::BackendUnavailable(handle::Backend::Xdp, _))
+        ));
+        assert!(resolve(handle::Backend::Uring).is_err());
+    }
+}
