@@ -103,7 +103,6 @@ fn decoder_matches_itu_vectors() {
 }
 
 #[test]
-#[ignore = "encoder in progress"]
 fn encoder_matches_itu_vectors() {
     run(
         &["ALGTHM", "FIXED", "LSP", "PITCH", "SPEECH", "TAME", "TEST"],
