@@ -143,17 +143,6 @@ pub(crate) fn residu(a: &[i16], buf: &[i16], start: usize, y: &mut [i16], lg: us
     }
 }
 
-/// Convolution y = x * h (h in Q12), length `l`.
-pub(crate) fn convolve(x: &[i16], h: &[i16], y: &mut [i16], l: usize) {
-    for n in 0..l {
-        let mut s = 0i32;
-        for i in 0..=n {
-            s = l_mac(s, x[i], h[n - i]);
-        }
-        y[n] = extract_h(l_shl(s, 3));
-    }
-}
-
 /// Adaptive codebook vector with 1/3 fractional delay, written in place at
 /// `buf[pos..pos+l]` from the past excitation before `pos`.
 pub(crate) fn pred_lt_3(buf: &mut [i16], pos: usize, t0: i16, frac: i16, l: usize) {
