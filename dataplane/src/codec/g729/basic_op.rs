@@ -1,0 +1,411 @@
+//! The ITU-T fixed-point basic operators (16/32-bit saturating arithmetic)
+//! that define G.729's bit-exact behaviour, plus the 32-bit double precision
+//! helpers (`L_Extract`, `Mpy_32_16`, ...) and the Pow2/Log2/Inv_sqrt
+//! approximations.
+//!
+//! Saturation semantics follow the Recommendation's operators exactly. The
+//! reference also keeps a global overflow flag; only two places in G.729A read
+//! it (the decoder's synthesis filter and the open-loop pitch energy), so
+//! instead of a global we provide `*_ov` variants that set a caller-owned flag
+//! in exactly the cases where the reference sets `Overflow`.
+#![allow(clippy::many_single_char_names, dead_code)]
+
+use super::tables::{TABLOG, TABPOW, TABSQR};
+
+pub(crate) const MAX_16: i16 = i16::MAX;
+pub(crate) const MIN_16: i16 = i16::MIN;
+pub(crate) const MAX_32: i32 = i32::MAX;
+pub(crate) const MIN_32: i32 = i32::MIN;
+
+#[inline(always)]
+pub(crate) fn sat16(x: i32) -> i16 {
+    x.clamp(MIN_16 as i32, MAX_16 as i32) as i16
+}
+#[inline(always)]
+pub(crate) fn add(a: i16, b: i16) -> i16 {
+    a.saturating_add(b)
+}
+#[inline(always)]
+pub(crate) fn sub(a: i16, b: i16) -> i16 {
+    a.saturating_sub(b)
+}
+#[inline(always)]
+pub(crate) fn abs_s(a: i16) -> i16 {
+    a.saturating_abs()
+}
+#[inline(always)]
+pub(crate) fn negate(a: i16) -> i16 {
+    a.saturating_neg()
+}
+#[inline(always)]
+pub(crate) fn extract_h(a: i32) -> i16 {
+    (a >> 16) as i16
+}
+#[inline(always)]
+pub(crate) fn extract_l(a: i32) -> i16 {
+    a as i16
+}
+#[inline(always)]
+pub(crate) fn l_deposit_h(a: i16) -> i32 {
+    (a as i32) << 16
+}
+#[inline(always)]
+pub(crate) fn l_deposit_l(a: i16) -> i32 {
+    a as i32
+}
+#[inline(always)]
+pub(crate) fn mult(a: i16, b: i16) -> i16 {
+    sat16((a as i32 * b as i32) >> 15)
+}
+#[inline(always)]
+pub(crate) fn mult_r(a: i16, b: i16) -> i16 {
+    sat16((a as i32 * b as i32 + 0x4000) >> 15)
+}
+#[inline(always)]
+pub(crate) fn l_mult(a: i16, b: i16) -> i32 {
+    let p = a as i32 * b as i32;
+    if p == 0x4000_0000 {
+        MAX_32
+    } else {
+        p << 1
+    }
+}
+#[inline(always)]
+pub(crate) fn l_add(a: i32, b: i32) -> i32 {
+    a.saturating_add(b)
+}
+#[inline(always)]
+pub(crate) fn l_sub(a: i32, b: i32) -> i32 {
+    a.saturating_sub(b)
+}
+#[inline(always)]
+pub(crate) fn l_negate(a: i32) -> i32 {
+    a.saturating_neg()
+}
+#[inline(always)]
+pub(crate) fn l_abs(a: i32) -> i32 {
+    a.saturating_abs()
+}
+#[inline(always)]
+pub(crate) fn l_mac(acc: i32, a: i16, b: i16) -> i32 {
+    l_add(acc, l_mult(a, b))
+}
+#[inline(always)]
+pub(crate) fn l_msu(acc: i32, a: i16, b: i16) -> i32 {
+    l_sub(acc, l_mult(a, b))
+}
+#[inline(always)]
+pub(crate) fn round(a: i32) -> i16 {
+    extract_h(l_add(a, 0x8000))
+}
+#[inline(always)]
+pub(crate) fn shr(a: i16, n: i16) -> i16 {
+    if n < 0 {
+        shl(a, -n)
+    } else if n >= 15 {
+        if a < 0 {
+            -1
+        } else {
+            0
+        }
+    } else {
+        a >> n
+    }
+}
+#[inline(always)]
+pub(crate) fn shl(a: i16, n: i16) -> i16 {
+    if n < 0 {
+        return shr(a, -n);
+    }
+    if n > 15 {
+        return if a > 0 {
+            MAX_16
+        } else if a < 0 {
+            MIN_16
+        } else {
+            0
+        };
+    }
+    let r = (a as i32) << n;
+    if r != r as i16 as i32 {
+        if a > 0 {
+            MAX_16
+        } else {
+            MIN_16
+        }
+    } else {
+        r as i16
+    }
+}
+#[inline(always)]
+pub(crate) fn l_shl(a: i32, n: i16) -> i32 {
+    if n <= 0 {
+        return l_shr(a, -n);
+    }
+    if n >= 31 {
+        return if a > 0 {
+            MAX_32
+        } else if a < 0 {
+            MIN_32
+        } else {
+            0
+        };
+    }
+    let r = a << n;
+    if (r >> n) != a {
+        if a > 0 {
+            MAX_32
+        } else {
+            MIN_32
+        }
+    } else {
+        r
+    }
+}
+#[inline(always)]
+pub(crate) fn l_shr(a: i32, n: i16) -> i32 {
+    if n < 0 {
+        l_shl(a, -n)
+    } else if n >= 31 {
+        if a < 0 {
+            -1
+        } else {
+            0
+        }
+    } else {
+        a >> n
+    }
+}
+#[inline(always)]
+pub(crate) fn l_shr_r(a: i32, n: i16) -> i32 {
+    if n > 31 {
+        return 0;
+    }
+    let mut r = l_shr(a, n);
+    if n > 0 && (a & (1 << (n - 1))) != 0 {
+        r += 1;
+    }
+    r
+}
+#[inline(always)]
+pub(crate) fn norm_s(a: i16) -> i16 {
+    if a == 0 {
+        0
+    } else if a == -1 {
+        15
+    } else {
+        let v = if a < 0 { !a } else { a };
+        (v.leading_zeros() - 1) as i16
+    }
+}
+#[inline(always)]
+pub(crate) fn norm_l(a: i32) -> i16 {
+    if a == 0 {
+        0
+    } else if a == -1 {
+        31
+    } else {
+        let v = if a < 0 { !a } else { a };
+        (v.leading_zeros() - 1) as i16
+    }
+}
+/// Fractional division `a / b` in Q15, for `0 <= a <= b`, `b > 0`. Out of
+/// that domain (where the reference aborts) it returns 0 or saturates.
+#[inline]
+pub(crate) fn div_s(a: i16, b: i16) -> i16 {
+    if a <= 0 || b <= 0 {
+        return 0;
+    }
+    if a >= b {
+        return MAX_16;
+    }
+    let mut num = a as i32;
+    let den = b as i32;
+    let mut out: i16 = 0;
+    for _ in 0..15 {
+        out <<= 1;
+        num <<= 1;
+        if num >= den {
+            num -= den;
+            out += 1;
+        }
+    }
+    out
+}
+
+// ---- variants that report the reference's Overflow flag ----
+
+#[inline(always)]
+pub(crate) fn l_mult_ov(a: i16, b: i16, ov: &mut bool) -> i32 {
+    let p = a as i32 * b as i32;
+    if p == 0x4000_0000 {
+        *ov = true;
+        MAX_32
+    } else {
+        p << 1
+    }
+}
+#[inline(always)]
+pub(crate) fn l_add_ov(a: i32, b: i32, ov: &mut bool) -> i32 {
+    match a.checked_add(b) {
+        Some(v) => v,
+        None => {
+            *ov = true;
+            if a < 0 {
+                MIN_32
+            } else {
+                MAX_32
+            }
+        }
+    }
+}
+#[inline(always)]
+pub(crate) fn l_sub_ov(a: i32, b: i32, ov: &mut bool) -> i32 {
+    match a.checked_sub(b) {
+        Some(v) => v,
+        None => {
+            *ov = true;
+            if a < 0 {
+                MIN_32
+            } else {
+                MAX_32
+            }
+        }
+    }
+}
+#[inline(always)]
+pub(crate) fn l_mac_ov(acc: i32, a: i16, b: i16, ov: &mut bool) -> i32 {
+    let p = l_mult_ov(a, b, ov);
+    l_add_ov(acc, p, ov)
+}
+#[inline(always)]
+pub(crate) fn l_msu_ov(acc: i32, a: i16, b: i16, ov: &mut bool) -> i32 {
+    let p = l_mult_ov(a, b, ov);
+    l_sub_ov(acc, p, ov)
+}
+#[inline(always)]
+pub(crate) fn l_shl_ov(a: i32, n: i16, ov: &mut bool) -> i32 {
+    if n > 0 && a != 0 && (n >= 31 || ((a << n) >> n) != a) {
+        *ov = true;
+    }
+    l_shl(a, n)
+}
+#[inline(always)]
+pub(crate) fn round_ov(a: i32, ov: &mut bool) -> i16 {
+    extract_h(l_add_ov(a, 0x8000, ov))
+}
+
+// ---- double precision (oper_32b) ----
+
+/// Split a 32-bit value into hi (Q16 part) and lo (15 bits below).
+#[inline(always)]
+pub(crate) fn l_extract(l: i32) -> (i16, i16) {
+    let hi = extract_h(l);
+    let lo = extract_l(l_msu(l_shr(l, 1), hi, 16384));
+    (hi, lo)
+}
+#[inline(always)]
+pub(crate) fn l_comp(hi: i16, lo: i16) -> i32 {
+    l_mac(l_deposit_h(hi), lo, 1)
+}
+#[inline(always)]
+pub(crate) fn mpy_32(hi1: i16, lo1: i16, hi2: i16, lo2: i16) -> i32 {
+    let l = l_mult(hi1, hi2);
+    let l = l_mac(l, mult(hi1, lo2), 1);
+    l_mac(l, mult(lo1, hi2), 1)
+}
+#[inline(always)]
+pub(crate) fn mpy_32_16(hi: i16, lo: i16, n: i16) -> i32 {
+    l_mac(l_mult(hi, n), mult(lo, n), 1)
+}
+/// 32-bit fractional division `num / denom` (denominator as hi/lo, num < denom).
+pub(crate) fn div_32(num: i32, denom_hi: i16, denom_lo: i16) -> i32 {
+    let approx = div_s(0x3fff, denom_hi);
+    let l = mpy_32_16(denom_hi, denom_lo, approx);
+    let l = l_sub(0x7fff_ffff, l);
+    let (hi, lo) = l_extract(l);
+    let l = mpy_32_16(hi, lo, approx);
+    let (hi, lo) = l_extract(l);
+    let (n_hi, n_lo) = l_extract(num);
+    let l = mpy_32(n_hi, n_lo, hi, lo);
+    l_shl(l, 2)
+}
+
+// ---- dspfunc ----
+
+/// 2^(exponent.fraction), result as 32-bit value.
+pub(crate) fn pow2(exponent: i16, fraction: i16) -> i32 {
+    let l_x = l_mult(fraction, 32);
+    let i = extract_h(l_x) as usize;
+    let l_x = l_shr(l_x, 1);
+    let a = extract_l(l_x) & 0x7fff;
+    let l_x = l_deposit_h(TABPOW[i]);
+    let tmp = sub(TABPOW[i], TABPOW[i + 1]);
+    let l_x = l_msu(l_x, tmp, a);
+    l_shr_r(l_x, sub(30, exponent))
+}
+
+/// log2 of a positive 32-bit value as (exponent, fraction Q15).
+pub(crate) fn log2(l_x: i32) -> (i16, i16) {
+    if l_x <= 0 {
+        return (0, 0);
+    }
+    let exp = norm_l(l_x);
+    let l_x = l_shl(l_x, exp);
+    let exponent = sub(30, exp);
+    let l_x = l_shr(l_x, 9);
+    let i = extract_h(l_x);
+    let l_x = l_shr(l_x, 1);
+    let a = extract_l(l_x) & 0x7fff;
+    let i = (i - 32) as usize;
+    let l_y = l_deposit_h(TABLOG[i]);
+    let tmp = sub(TABLOG[i], TABLOG[i + 1]);
+    let l_y = l_msu(l_y, tmp, a);
+    (exponent, extract_h(l_y))
+}
+
+/// 1/sqrt(x), x > 0, result Q30-normalised as in the Recommendation.
+pub(crate) fn inv_sqrt(l_x: i32) -> i32 {
+    if l_x <= 0 {
+        return 0x3fff_ffff;
+    }
+    let exp = norm_l(l_x);
+    let mut l_x = l_shl(l_x, exp);
+    let mut exp = sub(30, exp);
+    if exp & 1 == 0 {
+        l_x = l_shr(l_x, 1);
+    }
+    exp = shr(exp, 1);
+    exp = add(exp, 1);
+    let l_x = l_shr(l_x, 9);
+    let i = extract_h(l_x);
+    let l_x = l_shr(l_x, 1);
+    let a = extract_l(l_x) & 0x7fff;
+    let i = (i - 16) as usize;
+    let l_y = l_deposit_h(TABSQR[i]);
+    let tmp = sub(TABSQR[i], TABSQR[i + 1]);
+    let l_y = l_msu(l_y, tmp, a);
+    l_shr(l_y, exp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn saturation_edges() {
+        assert_eq!(l_mult(MIN_16, MIN_16), MAX_32);
+        assert_eq!(mult(MIN_16, MIN_16), MAX_16);
+        assert_eq!(shl(0x4000, 1), MAX_16);
+        assert_eq!(shl(-0x4001, 1), MIN_16);
+        assert_eq!(l_shl(0x4000_0000, 1), MAX_32);
+        assert_eq!(l_shr_r(3, 1), 2);
+        assert_eq!(norm_l(1), 30);
+        assert_eq!(norm_s(-1), 15);
+        assert_eq!(div_s(1, 2), 16384);
+        assert_eq!(round(0x7fff_ffff), MAX_16);
+        let mut ov = false;
+        let _ = l_mac_ov(MAX_32, 1, 1, &mut ov);
+        assert!(ov);
+    }
+}

@@ -1,0 +1,499 @@
+//! G.729 Annex A decoder: parameter decoding, excitation, synthesis with the
+//! overflow rescaling, frame erasure concealment, the parity check on the
+//! first pitch delay, the Annex A post-filter (pitch, formant, tilt, AGC) and
+//! the 100 Hz high-pass post-processing.
+
+use super::basic_op::*;
+use super::tables::*;
+use super::util::*;
+use super::{Params, L_FRAME, L_INTERPOL, L_SUBFR, M, MP1, PIT_MAX, PIT_MIN, SHARPMAX, SHARPMIN};
+
+const EXC_OFF: usize = PIT_MAX + L_INTERPOL;
+const OLD_EXC_LEN: usize = L_FRAME + PIT_MAX + L_INTERPOL;
+
+const GAMMA2_PST: i16 = 18022;
+const GAMMA1_PST: i16 = 22938;
+const MU: i16 = 26214;
+const AGC_FAC: i16 = 29491;
+const AGC_FAC1: i16 = 32767 - AGC_FAC;
+const GAMMAP: i16 = 16384;
+const INV_GAMMAP: i16 = 21845;
+const GAMMAP_2: i16 = 10923;
+const L_H: usize = 22;
+
+/// State of one G.729A decoder channel (about 1.5 KB, no heap).
+#[derive(Clone)]
+pub struct Decoder {
+    old_exc: [i16; OLD_EXC_LEN],
+    lsp_old: [i16; M],
+    mem_syn: [i16; M],
+    sharp: i16,
+    old_t0: i16,
+    gain_code: i16,
+    gain_pitch: i16,
+    freq_prev: [[i16; M]; 4],
+    prev_ma: usize,
+    prev_lsp: [i16; M],
+    seed_fer: i16,
+    past_qua_en: [i16; 4],
+    // post-filter
+    synth_buf: [i16; L_FRAME + M],
+    res2_buf: [i16; PIT_MAX + L_SUBFR],
+    scal_res2_buf: [i16; PIT_MAX + L_SUBFR],
+    mem_syn_pst: [i16; M],
+    mem_pre: i16,
+    past_gain: i16,
+    // post-processing high-pass
+    y2_hi: i16,
+    y2_lo: i16,
+    y1_hi: i16,
+    y1_lo: i16,
+    x0: i16,
+    x1: i16,
+}
+
+impl Default for Decoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Decoder {
+    /// A decoder in the Recommendation's initial state.
+    pub fn new() -> Self {
+        Decoder {
+            old_exc: [0; OLD_EXC_LEN],
+            lsp_old: [
+                30000, 26000, 21000, 15000, 8000, 0, -8000, -15000, -21000, -26000,
+            ],
+            mem_syn: [0; M],
+            sharp: SHARPMIN,
+            old_t0: 60,
+            gain_code: 0,
+            gain_pitch: 0,
+            freq_prev: [FREQ_PREV_RESET; 4],
+            prev_ma: 0,
+            prev_lsp: FREQ_PREV_RESET,
+            seed_fer: 21845,
+            past_qua_en: [-14336; 4],
+            synth_buf: [0; L_FRAME + M],
+            res2_buf: [0; PIT_MAX + L_SUBFR],
+            scal_res2_buf: [0; PIT_MAX + L_SUBFR],
+            mem_syn_pst: [0; M],
+            mem_pre: 0,
+            past_gain: 4096,
+            y2_hi: 0,
+            y2_lo: 0,
+            y1_hi: 0,
+            y1_lo: 0,
+            x0: 0,
+            x1: 0,
+        }
+    }
+
+    /// Decode one 10 ms frame from its parameters (`None` = erased frame)
+    /// into 80 output samples.
+    pub fn decode_frame(&mut self, prm: Option<&Params>, out: &mut [i16; L_FRAME]) {
+        let mut az = [0i16; 2 * MP1];
+        let mut t2 = [0i16; 2];
+        self.decode_synth(prm, &mut az, &mut t2);
+        self.post_filter(&az, &t2);
+        out.copy_from_slice(&self.synth_buf[M..]);
+        self.post_process(out);
+    }
+
+    fn decode_synth(&mut self, prm: Option<&Params>, az: &mut [i16; 2 * MP1], t2: &mut [i16; 2]) {
+        let bfi = prm.is_none();
+        let zero = Params::default();
+        let p = prm.unwrap_or(&zero);
+
+        // LSP decoding (or concealment) and interpolation.
+        let mut lsf_q = [0i16; M];
+        if !bfi {
+            let mode = ((p.0[0] >> 7) & 1) as usize;
+            let code0 = (p.0[0] & 0x7f) as usize;
+            let code1 = ((p.0[1] >> 5) & 0x1f) as usize;
+            let code2 = (p.0[1] & 0x1f) as usize;
+            lsp_get_quant(code0, code1, code2, mode, &mut self.freq_prev, &mut lsf_q);
+            self.prev_lsp = lsf_q;
+            self.prev_ma = mode;
+        } else {
+            lsf_q = self.prev_lsp;
+            let mut buf = [0i16; M];
+            lsp_prev_extract(
+                &self.prev_lsp,
+                &mut buf,
+                &FG[self.prev_ma],
+                &self.freq_prev,
+                &FG_SUM_INV[self.prev_ma],
+            );
+            lsp_prev_update(&buf, &mut self.freq_prev);
+        }
+        let mut lsp_new = [0i16; M];
+        lsf_lsp2(&lsf_q, &mut lsp_new);
+        int_qlpc(&self.lsp_old, &lsp_new, az);
+        self.lsp_old = lsp_new;
+
+        let mut t0: i16 = 0;
+        let mut t0_frac: i16 = 0;
+        for (sf, i_subfr) in [0usize, L_SUBFR].into_iter().enumerate() {
+            let base = 2 + sf * 5; // index of P1 / P2 in the parameter vector
+            let index = p.0[base] as i16;
+            let bad_pitch = if sf == 0 {
+                // P0 parity check on the first delay.
+                let parity_err = (parity_pitch(index) ^ p.0[3] as i16) & 1;
+                bfi || parity_err != 0
+            } else {
+                bfi
+            };
+            if !bad_pitch {
+                dec_lag3(index, sf, &mut t0, &mut t0_frac);
+                self.old_t0 = t0;
+            } else {
+                t0 = self.old_t0;
+                t0_frac = 0;
+                self.old_t0 = add(self.old_t0, 1);
+                if self.old_t0 > PIT_MAX as i16 {
+                    self.old_t0 = PIT_MAX as i16;
+                }
+            }
+            t2[sf] = t0;
+
+            let pos = EXC_OFF + i_subfr;
+            pred_lt_3(&mut self.old_exc, pos, t0, t0_frac, L_SUBFR);
+
+            let ci = if sf == 0 { 4 } else { 8 };
+            let (c_index, s_index) = if bfi {
+                let c = random(&mut self.seed_fer) & 0x1fff;
+                let s = random(&mut self.seed_fer) & 0x000f;
+                (c, s)
+            } else {
+                (p.0[ci] as i16, p.0[ci + 1] as i16)
+            };
+            let mut code = [0i16; L_SUBFR];
+            decod_acelp(s_index, c_index, &mut code);
+
+            let j = shl(self.sharp, 1);
+            if (t0 as usize) < L_SUBFR {
+                for i in t0 as usize..L_SUBFR {
+                    code[i] = add(code[i], mult(code[i - t0 as usize], j));
+                }
+            }
+
+            let gi = if sf == 0 { 6 } else { 10 };
+            self.dec_gain(p.0[gi] as i16, &code, bfi);
+
+            self.sharp = self.gain_pitch.clamp(SHARPMIN, SHARPMAX);
+
+            for i in 0..L_SUBFR {
+                let mut l = l_mult(self.old_exc[pos + i], self.gain_pitch);
+                l = l_mac(l, code[i], self.gain_code);
+                l = l_shl(l, 1);
+                self.old_exc[pos + i] = round(l);
+            }
+
+            let a = &az[sf * MP1..(sf + 1) * MP1];
+            let syn = &mut self.synth_buf[M + i_subfr..M + i_subfr + L_SUBFR];
+            let mut mem = self.mem_syn;
+            let ov = syn_filt(a, &self.old_exc[pos..pos + L_SUBFR], syn, &mut mem, false);
+            if ov {
+                for v in self.old_exc.iter_mut() {
+                    *v = shr(*v, 2);
+                }
+                syn_filt(
+                    a,
+                    &self.old_exc[pos..pos + L_SUBFR],
+                    syn,
+                    &mut self.mem_syn,
+                    true,
+                );
+            } else {
+                self.mem_syn.copy_from_slice(&syn[L_SUBFR - M..]);
+            }
+        }
+        self.old_exc.copy_within(L_FRAME.., 0);
+    }
+
+    fn dec_gain(&mut self, index: i16, code: &[i16; L_SUBFR], bfi: bool) {
+        if bfi {
+            self.gain_pitch = mult(self.gain_pitch, 29491);
+            if self.gain_pitch > 29491 {
+                self.gain_pitch = 29491;
+            }
+            self.gain_code = mult(self.gain_code, 32111);
+            gain_update_erasure(&mut self.past_qua_en);
+            return;
+        }
+        let index1 = IMAP1[(index >> 4) as usize] as usize;
+        let index2 = IMAP2[(index & 15) as usize] as usize;
+        self.gain_pitch = add(GBK1[index1][0], GBK2[index2][0]);
+        let (gcode0, exp_gcode0) = gain_predict(&self.past_qua_en, code);
+        let l_gbk12 = l_add(GBK1[index1][1] as i32, GBK2[index2][1] as i32);
+        let tmp = extract_l(l_shr(l_gbk12, 1));
+        let l_acc = l_mult(tmp, gcode0);
+        let l_acc = l_shl(l_acc, add(negate(exp_gcode0), -12 - 1 + 1 + 16));
+        self.gain_code = extract_h(l_acc);
+        gain_update(&mut self.past_qua_en, l_gbk12);
+    }
+
+    fn post_filter(&mut self, az: &[i16; 2 * MP1], t: &[i16; 2]) {
+        let mut syn_pst = [0i16; L_FRAME];
+        for sf in 0..2 {
+            let i_subfr = sf * L_SUBFR;
+            let a = &az[sf * MP1..(sf + 1) * MP1];
+            let mut t0_min = sub(t[sf], 3);
+            let mut t0_max = add(t0_min, 6);
+            if t0_max > PIT_MAX as i16 {
+                t0_max = PIT_MAX as i16;
+                t0_min = sub(t0_max, 6);
+            }
+            let mut ap3 = [0i16; MP1];
+            let mut ap4 = [0i16; MP1];
+            weight_az(a, GAMMA2_PST, &mut ap3);
+            weight_az(a, GAMMA1_PST, &mut ap4);
+
+            // Residual of the synthesis through A(z/GAMMA2_PST).
+            let mut res2 = [0i16; L_SUBFR];
+            residu(&ap3, &self.synth_buf, M + i_subfr, &mut res2, L_SUBFR);
+            self.res2_buf[PIT_MAX..].copy_from_slice(&res2);
+            for j in 0..L_SUBFR {
+                self.scal_res2_buf[PIT_MAX + j] = shr(res2[j], 2);
+            }
+
+            let mut res2_pst = [0i16; L_SUBFR];
+            self.pit_pst_filt(t0_min, t0_max, &mut res2_pst);
+
+            // Tilt compensation from the impulse response of A(z/g2)/A(z/g1).
+            let mut h = [0i16; L_H];
+            h[..MP1].copy_from_slice(&ap3);
+            let hin = h;
+            let mut zmem = [0i16; M];
+            syn_filt(&ap4, &hin, &mut h, &mut zmem, false);
+            let mut l_tmp = l_mult(h[0], h[0]);
+            for i in 1..L_H {
+                l_tmp = l_mac(l_tmp, h[i], h[i]);
+            }
+            let temp1 = extract_h(l_tmp);
+            let mut l_tmp = l_mult(h[0], h[1]);
+            for i in 1..L_H - 1 {
+                l_tmp = l_mac(l_tmp, h[i], h[i + 1]);
+            }
+            let mut temp2 = extract_h(l_tmp);
+            if temp2 <= 0 {
+                temp2 = 0;
+            } else {
+                temp2 = mult(temp2, MU);
+                temp2 = div_s(temp2, temp1);
+            }
+            self.preemphasis(&mut res2_pst, temp2);
+
+            syn_filt(
+                &ap4,
+                &res2_pst,
+                &mut syn_pst[i_subfr..i_subfr + L_SUBFR],
+                &mut self.mem_syn_pst,
+                true,
+            );
+
+            let sig_in: [i16; L_SUBFR] = self.synth_buf[M + i_subfr..M + i_subfr + L_SUBFR]
+                .try_into()
+                .unwrap_or([0; L_SUBFR]);
+            self.agc(&sig_in, &mut syn_pst[i_subfr..i_subfr + L_SUBFR]);
+
+            self.res2_buf.copy_within(L_SUBFR.., 0);
+            self.scal_res2_buf.copy_within(L_SUBFR.., 0);
+        }
+        self.synth_buf.copy_within(L_FRAME.., 0);
+        self.synth_buf[M..].copy_from_slice(&syn_pst);
+    }
+
+    fn pit_pst_filt(&self, t0_min: i16, t0_max: i16, out: &mut [i16; L_SUBFR]) {
+        let sig = &self.res2_buf;
+        let scal = &self.scal_res2_buf;
+        let base = PIT_MAX;
+        let mut cor_max = MIN_32;
+        let mut t0 = t0_min;
+        for i in t0_min..=t0_max {
+            let d = base - i as usize;
+            let mut corr = 0i32;
+            for j in 0..L_SUBFR {
+                corr = l_mac(corr, scal[base + j], scal[d + j]);
+            }
+            if l_sub(corr, cor_max) > 0 {
+                cor_max = corr;
+                t0 = i;
+            }
+        }
+        let d = base - t0 as usize;
+        let mut ener = 1i32;
+        for j in 0..L_SUBFR {
+            ener = l_mac(ener, scal[d + j], scal[d + j]);
+        }
+        let mut ener0 = 1i32;
+        for j in 0..L_SUBFR {
+            ener0 = l_mac(ener0, scal[base + j], scal[base + j]);
+        }
+        if cor_max < 0 {
+            cor_max = 0;
+        }
+        let mut temp = cor_max;
+        if ener > temp {
+            temp = ener;
+        }
+        if ener0 > temp {
+            temp = ener0;
+        }
+        let j = norm_l(temp);
+        let mut cmax = round(l_shl(cor_max, j));
+        let mut en = round(l_shl(ener, j));
+        let en0 = round(l_shl(ener0, j));
+
+        let mut temp = l_mult(cmax, cmax);
+        temp = l_sub(temp, l_shr(l_mult(en, en0), 1));
+        if temp < 0 {
+            out.copy_from_slice(&sig[base..base + L_SUBFR]);
+            return;
+        }
+        let (g0, gain);
+        if cmax > en {
+            g0 = INV_GAMMAP;
+            gain = GAMMAP_2;
+        } else {
+            cmax = shr(mult(cmax, GAMMAP), 1);
+            en = shr(en, 1);
+            let i = add(cmax, en);
+            if i > 0 {
+                gain = div_s(cmax, i);
+                g0 = sub(32767, gain);
+            } else {
+                g0 = 32767;
+                gain = 0;
+            }
+        }
+        for i in 0..L_SUBFR {
+            out[i] = add(mult(g0, sig[base + i]), mult(gain, sig[d + i]));
+        }
+    }
+
+    fn preemphasis(&mut self, signal: &mut [i16; L_SUBFR], g: i16) {
+        let temp = signal[L_SUBFR - 1];
+        for i in (1..L_SUBFR).rev() {
+            signal[i] = sub(signal[i], mult(g, signal[i - 1]));
+        }
+        signal[0] = sub(signal[0], mult(g, self.mem_pre));
+        self.mem_pre = temp;
+    }
+
+    fn agc(&mut self, sig_in: &[i16; L_SUBFR], sig_out: &mut [i16]) {
+        let mut s = 0i32;
+        for &v in sig_out.iter() {
+            let x = shr(v, 2);
+            s = l_mac(s, x, x);
+        }
+        if s == 0 {
+            self.past_gain = 0;
+            return;
+        }
+        let mut exp = sub(norm_l(s), 1);
+        let gain_out = round(l_shl(s, exp));
+
+        let mut s = 0i32;
+        for &v in sig_in.iter() {
+            let x = shr(v, 2);
+            s = l_mac(s, x, x);
+        }
+        let g0 = if s == 0 {
+            0
+        } else {
+            let i = norm_l(s);
+            let gain_in = round(l_shl(s, i));
+            exp = sub(exp, i);
+            let mut s = l_deposit_l(div_s(gain_out, gain_in));
+            s = l_shl(s, 7);
+            s = l_shr(s, exp);
+            s = inv_sqrt(s);
+            let i = round(l_shl(s, 9));
+            mult(i, AGC_FAC1)
+        };
+        let mut gain = self.past_gain;
+        for v in sig_out.iter_mut() {
+            gain = mult(gain, AGC_FAC);
+            gain = add(gain, g0);
+            *v = extract_h(l_shl(l_mult(*v, gain), 3));
+        }
+        self.past_gain = gain;
+    }
+
+    fn post_process(&mut self, signal: &mut [i16; L_FRAME]) {
+        for s in signal.iter_mut() {
+            let x2 = self.x1;
+            self.x1 = self.x0;
+            self.x0 = *s;
+            let mut l = mpy_32_16(self.y1_hi, self.y1_lo, A100[1]);
+            l = l_add(l, mpy_32_16(self.y2_hi, self.y2_lo, A100[2]));
+            l = l_mac(l, self.x0, B100[0]);
+            l = l_mac(l, self.x1, B100[1]);
+            l = l_mac(l, x2, B100[2]);
+            l = l_shl(l, 2);
+            *s = round(l_shl(l, 1));
+            self.y2_hi = self.y1_hi;
+            self.y2_lo = self.y1_lo;
+            let (hi, lo) = l_extract(l);
+            self.y1_hi = hi;
+            self.y1_lo = lo;
+        }
+    }
+}
+
+/// Decode the pitch delay (1/3 resolution) of subframe `sf`.
+pub(crate) fn dec_lag3(index: i16, sf: usize, t0: &mut i16, t0_frac: &mut i16) {
+    if sf == 0 {
+        if index < 197 {
+            *t0 = add(mult(add(index, 2), 10923), 19);
+            let i = add(add(*t0, *t0), *t0);
+            *t0_frac = add(sub(index, i), 58);
+        } else {
+            *t0 = sub(index, 112);
+            *t0_frac = 0;
+        }
+    } else {
+        let mut t0_min = sub(*t0, 5);
+        if t0_min < PIT_MIN as i16 {
+            t0_min = PIT_MIN as i16;
+        }
+        let mut t0_max = add(t0_min, 9);
+        if t0_max > PIT_MAX as i16 {
+            t0_max = PIT_MAX as i16;
+            t0_min = sub(t0_max, 9);
+        }
+        let i = sub(mult(add(index, 2), 10923), 1);
+        *t0 = add(i, t0_min);
+        let i3 = add(add(i, i), i);
+        *t0_frac = sub(sub(index, 2), i3);
+    }
+}
+
+/// Build the 4-pulse algebraic codevector (Q13) from its position index and signs.
+pub(crate) fn decod_acelp(sign: i16, index: i16, cod: &mut [i16; L_SUBFR]) {
+    let mut index = index;
+    let mut pos = [0usize; 4];
+    let i = index & 7;
+    pos[0] = (i * 5) as usize;
+    index >>= 3;
+    let i = index & 7;
+    pos[1] = (i * 5 + 1) as usize;
+    index >>= 3;
+    let i = index & 7;
+    pos[2] = (i * 5 + 2) as usize;
+    index >>= 3;
+    let j = index & 1;
+    index >>= 1;
+    let i = index & 7;
+    pos[3] = (i * 5 + 3 + j) as usize;
+    cod.fill(0);
+    let mut sign = sign;
+    for p in pos {
+        cod[p] = if sign & 1 != 0 { 8191 } else { -8192 };
+        sign >>= 1;
+    }
+}

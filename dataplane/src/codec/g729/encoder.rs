@@ -1,0 +1,1750 @@
+//! G.729 Annex A encoder: 140 Hz high-pass pre-processing, windowed
+//! autocorrelation with lag window, Levinson-Durbin, LPC to LSP by Chebyshev
+//! root search, two-stage LSP VQ with switched MA prediction, perceptual
+//! weighting, open-loop pitch on the weighted speech, the Annex A simplified
+//! closed-loop pitch and depth-first algebraic codebook search, the
+//! two-stage conjugate gain VQ and the taming procedure that protects the
+//! decoder's adaptive codebook from error propagation.
+
+use super::basic_op::*;
+use super::tables::*;
+use super::util::*;
+use super::{Params, L_FRAME, L_INTERPOL, L_SUBFR, M, MP1, PIT_MAX, PIT_MIN, SHARPMAX, SHARPMIN};
+
+const L_TOTAL: usize = 240;
+const L_WINDOW: usize = 240;
+const SPEECH_OFF: usize = L_TOTAL - L_FRAME - 40; // present frame in old_speech
+const NEW_SPEECH_OFF: usize = L_TOTAL - L_FRAME;
+const WSP_OFF: usize = PIT_MAX;
+const EXC_OFF: usize = PIT_MAX + L_INTERPOL;
+const GAMMA1: i16 = 24576;
+const GPCLIP: i16 = 15564;
+const GPCLIP2: i16 = 481;
+const GP0999: i16 = 16383;
+const L_THRESH_ERR: i32 = 983_040_000;
+const INV_COEF: i16 = -17103;
+const PI04: i16 = 1029;
+const PI92: i16 = 23677;
+const CONST10: i16 = 10 * (1 << 11);
+const CONST12: i16 = 19661;
+
+const NB_POS: usize = 8;
+const MSIZE: usize = 64;
+const DIM_RR: usize = 616;
+const RRI0I0: usize = 0;
+const RRI1I1: usize = 8;
+const RRI2I2: usize = 16;
+const RRI3I3: usize = 24;
+const RRI4I4: usize = 32;
+const RRI0I1: usize = 40;
+const RRI0I2: usize = RRI0I1 + MSIZE;
+const RRI0I3: usize = RRI0I2 + MSIZE;
+const RRI0I4: usize = RRI0I3 + MSIZE;
+const RRI1I2: usize = RRI0I4 + MSIZE;
+const RRI1I3: usize = RRI1I2 + MSIZE;
+const RRI1I4: usize = RRI1I3 + MSIZE;
+const RRI2I3: usize = RRI1I4 + MSIZE;
+const RRI2I4: usize = RRI2I3 + MSIZE;
+
+/// State of one G.729A encoder channel (about 2 KB, no heap).
+#[derive(Clone)]
+pub struct Encoder {
+    old_speech: [i16; L_TOTAL],
+    old_wsp: [i16; L_FRAME + PIT_MAX],
+    old_exc: [i16; L_FRAME + PIT_MAX + L_INTERPOL],
+    lsp_old: [i16; M],
+    lsp_old_q: [i16; M],
+    mem_w0: [i16; M],
+    mem_w: [i16; M],
+    mem_zero: [i16; M],
+    sharp: i16,
+    old_a: [i16; MP1],
+    old_rc: [i16; 2],
+    freq_prev: [[i16; M]; 4],
+    past_qua_en: [i16; 4],
+    l_exc_err: [i32; 4],
+    // pre-processing high-pass
+    y2_hi: i16,
+    y2_lo: i16,
+    y1_hi: i16,
+    y1_lo: i16,
+    x0: i16,
+    x1: i16,
+}
+
+impl Default for Encoder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Encoder {
+    /// An encoder in the Recommendation's initial state.
+    pub fn new() -> Self {
+        let lsp_old = [
+            30000, 26000, 21000, 15000, 8000, 0, -8000, -15000, -21000, -26000,
+        ];
+        Encoder {
+            old_speech: [0; L_TOTAL],
+            old_wsp: [0; L_FRAME + PIT_MAX],
+            old_exc: [0; L_FRAME + PIT_MAX + L_INTERPOL],
+            lsp_old,
+            lsp_old_q: lsp_old,
+            mem_w0: [0; M],
+            mem_w: [0; M],
+            mem_zero: [0; M],
+            sharp: SHARPMIN,
+            old_a: [4096, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            old_rc: [0; 2],
+            freq_prev: [FREQ_PREV_RESET; 4],
+            past_qua_en: [-14336; 4],
+            l_exc_err: [0x4000; 4],
+            y2_hi: 0,
+            y2_lo: 0,
+            y1_hi: 0,
+            y1_lo: 0,
+            x0: 0,
+            x1: 0,
+        }
+    }
+
+    /// Encode one 10 ms frame of 8 kHz linear PCM.
+    pub fn encode_frame(&mut self, pcm: &[i16; L_FRAME]) -> Params {
+        self.old_speech[NEW_SPEECH_OFF..].copy_from_slice(pcm);
+        self.pre_process();
+        let mut ana = [0u16; 11];
+
+        // ---- LPC analysis and LSP quantisation ----
+        let mut r_h = [0i16; MP1];
+        let mut r_l = [0i16; MP1];
+        autocorr(&self.old_speech, &mut r_h, &mut r_l);
+        lag_window(&mut r_h, &mut r_l);
+        let mut a_unq = [0i16; MP1];
+        self.levinson(&r_h, &r_l, &mut a_unq);
+        let mut lsp_new = [0i16; M];
+        az_lsp(&a_unq, &mut lsp_new, &self.lsp_old);
+
+        let mut lsp_new_q = [0i16; M];
+        let (c0, c1) = self.qua_lsp(&lsp_new, &mut lsp_new_q);
+        ana[0] = c0 as u16;
+        ana[1] = c1 as u16;
+
+        let mut aq_t = [0i16; 2 * MP1];
+        int_qlpc(&self.lsp_old_q, &lsp_new_q, &mut aq_t);
+        let mut ap_t = [0i16; 2 * MP1];
+        {
+            let (lo, hi) = ap_t.split_at_mut(MP1);
+            let lo: &mut [i16; MP1] = lo.try_into().unwrap_or_else(|_| unreachable!());
+            let hi: &mut [i16; MP1] = hi.try_into().unwrap_or_else(|_| unreachable!());
+            weight_az(&aq_t[..MP1], GAMMA1, lo);
+            weight_az(&aq_t[MP1..], GAMMA1, hi);
+        }
+        self.lsp_old = lsp_new;
+        self.lsp_old_q = lsp_new_q;
+
+        // ---- weighted speech and open-loop pitch ----
+        let mut res = [0i16; L_FRAME];
+        residu(
+            &aq_t[..MP1],
+            &self.old_speech,
+            SPEECH_OFF,
+            &mut res[..L_SUBFR],
+            L_SUBFR,
+        );
+        residu(
+            &aq_t[MP1..],
+            &self.old_speech,
+            SPEECH_OFF + L_SUBFR,
+            &mut res[L_SUBFR..],
+            L_SUBFR,
+        );
+        self.old_exc[EXC_OFF..].copy_from_slice(&res);
+        for sf in 0..2 {
+            let ap = &ap_t[sf * MP1..(sf + 1) * MP1];
+            let mut ap1 = [0i16; MP1];
+            ap1[0] = 4096;
+            for i in 1..=M {
+                ap1[i] = sub(ap[i], mult(ap[i - 1], 22938));
+            }
+            let o = WSP_OFF + sf * L_SUBFR;
+            let x: [i16; L_SUBFR] = res[sf * L_SUBFR..(sf + 1) * L_SUBFR]
+                .try_into()
+                .unwrap_or_else(|_| unreachable!());
+            syn_filt(
+                &ap1,
+                &x,
+                &mut self.old_wsp[o..o + L_SUBFR],
+                &mut self.mem_w,
+                true,
+            );
+        }
+        let t_op = pitch_ol_fast(&self.old_wsp);
+
+        let mut t0_min = sub(t_op, 3);
+        if t0_min < PIT_MIN as i16 {
+            t0_min = PIT_MIN as i16;
+        }
+        let mut t0_max = add(t0_min, 6);
+        if t0_max > PIT_MAX as i16 {
+            t0_max = PIT_MAX as i16;
+            t0_min = sub(t0_max, 6);
+        }
+
+        // ---- subframe loop ----
+        for sf in 0..2 {
+            let i_subfr = sf * L_SUBFR;
+            let aq = &aq_t[sf * MP1..(sf + 1) * MP1];
+            let _ = aq;
+            let ap = &ap_t[sf * MP1..(sf + 1) * MP1];
+            let pos = EXC_OFF + i_subfr;
+
+            let mut h1 = [0i16; L_SUBFR];
+            h1[0] = 4096;
+            let hin = h1;
+            let mut zmem = [0i16; M];
+            syn_filt(ap, &hin, &mut h1, &mut zmem, false);
+
+            let mut xn = [0i16; L_SUBFR];
+            let mut m0 = self.mem_w0;
+            syn_filt(
+                ap,
+                &self.old_exc[pos..pos + L_SUBFR],
+                &mut xn,
+                &mut m0,
+                false,
+            );
+
+            let mut t0_frac = 0i16;
+            let t0 = pitch_fr3_fast(
+                &mut self.old_exc,
+                pos,
+                &xn,
+                &h1,
+                t0_min,
+                t0_max,
+                sf,
+                &mut t0_frac,
+            );
+            let index = enc_lag3(t0, t0_frac, &mut t0_min, &mut t0_max, sf);
+            if sf == 0 {
+                ana[2] = index as u16;
+                ana[3] = parity_pitch(index) as u16;
+            } else {
+                ana[7] = index as u16;
+            }
+
+            let mut y1 = [0i16; L_SUBFR];
+            let mut mz = self.mem_zero;
+            syn_filt(
+                ap,
+                &self.old_exc[pos..pos + L_SUBFR],
+                &mut y1,
+                &mut mz,
+                false,
+            );
+            let mut g_coeff = [0i16; 4];
+            let mut gain_pit = g_pitch(&xn, &y1, &mut g_coeff);
+
+            let taming = self.test_err(t0, t0_frac);
+            if taming && gain_pit > GPCLIP {
+                gain_pit = GPCLIP;
+            }
+
+            let mut xn2 = [0i16; L_SUBFR];
+            for i in 0..L_SUBFR {
+                let l = l_shl(l_mult(y1[i], gain_pit), 1);
+                xn2[i] = sub(xn[i], extract_h(l));
+            }
+
+            let mut code = [0i16; L_SUBFR];
+            let mut y2 = [0i16; L_SUBFR];
+            let (index, sign) = acelp_code_a(&xn2, &mut h1, t0, self.sharp, &mut code, &mut y2);
+            let ci = if sf == 0 { 4 } else { 8 };
+            ana[ci] = index as u16;
+            ana[ci + 1] = sign as u16;
+
+            let mut g_cs = [0i16; 5];
+            let mut exp_cs = [0i16; 5];
+            g_cs[0] = g_coeff[0];
+            exp_cs[0] = negate(g_coeff[1]);
+            g_cs[1] = negate(g_coeff[2]);
+            exp_cs[1] = negate(add(g_coeff[3], 1));
+            corr_xy2(&xn, &y1, &y2, &mut g_cs, &mut exp_cs);
+            let (gidx, gp, gc) = self.qua_gain(&code, &g_cs, &exp_cs, taming);
+            let gain_pit = gp;
+            let gain_code = gc;
+            ana[if sf == 0 { 6 } else { 10 }] = gidx as u16;
+
+            self.sharp = gain_pit.clamp(SHARPMIN, SHARPMAX);
+
+            for i in 0..L_SUBFR {
+                let mut l = l_mult(self.old_exc[pos + i], gain_pit);
+                l = l_mac(l, code[i], gain_code);
+                l = l_shl(l, 1);
+                self.old_exc[pos + i] = round(l);
+            }
+            self.update_exc_err(gain_pit, t0);
+
+            for (j, i) in (L_SUBFR - M..L_SUBFR).enumerate() {
+                let temp = extract_h(l_shl(l_mult(y1[i], gain_pit), 1));
+                let k = extract_h(l_shl(l_mult(y2[i], gain_code), 2));
+                self.mem_w0[j] = sub(xn[i], add(temp, k));
+            }
+        }
+
+        self.old_speech.copy_within(L_FRAME.., 0);
+        self.old_wsp.copy_within(L_FRAME.., 0);
+        self.old_exc.copy_within(L_FRAME.., 0);
+        Params(ana)
+    }
+
+    fn pre_process(&mut self) {
+        for s in self.old_speech[NEW_SPEECH_OFF..].iter_mut() {
+            let x2 = self.x1;
+            self.x1 = self.x0;
+            self.x0 = *s;
+            let mut l = mpy_32_16(self.y1_hi, self.y1_lo, A140[1]);
+            l = l_add(l, mpy_32_16(self.y2_hi, self.y2_lo, A140[2]));
+            l = l_mac(l, self.x0, B140[0]);
+            l = l_mac(l, self.x1, B140[1]);
+            l = l_mac(l, x2, B140[2]);
+            l = l_shl(l, 3);
+            *s = round(l);
+            self.y2_hi = self.y1_hi;
+            self.y2_lo = self.y1_lo;
+            let (hi, lo) = l_extract(l);
+            self.y1_hi = hi;
+            self.y1_lo = lo;
+        }
+    }
+
+    fn levinson(&mut self, rh: &[i16; MP1], rl: &[i16; MP1], a: &mut [i16; MP1]) {
+        let mut ah = [0i16; MP1];
+        let mut al = [0i16; MP1];
+        let mut anh = [0i16; MP1];
+        let mut anl = [0i16; MP1];
+        let mut rc = [0i16; M];
+
+        let t1 = l_comp(rh[1], rl[1]);
+        let t2 = l_abs(t1);
+        let mut t0 = div_32(t2, rh[0], rl[0]);
+        if t1 > 0 {
+            t0 = l_negate(t0);
+        }
+        let (mut kh, mut kl) = l_extract(t0);
+        rc[0] = kh;
+        t0 = l_shr(t0, 4);
+        (ah[1], al[1]) = l_extract(t0);
+
+        t0 = mpy_32(kh, kl, kh, kl);
+        t0 = l_abs(t0);
+        t0 = l_sub(0x7fff_ffff, t0);
+        let (hi, lo) = l_extract(t0);
+        t0 = mpy_32(rh[0], rl[0], hi, lo);
+        let mut alp_exp = norm_l(t0);
+        t0 = l_shl(t0, alp_exp);
+        let (mut alp_h, mut alp_l) = l_extract(t0);
+
+        for i in 2..=M {
+            let mut t0 = 0i32;
+            for j in 1..i {
+                t0 = l_add(t0, mpy_32(rh[j], rl[j], ah[i - j], al[i - j]));
+            }
+            t0 = l_shl(t0, 4);
+            let t1 = l_comp(rh[i], rl[i]);
+            t0 = l_add(t0, t1);
+            let t1 = l_abs(t0);
+            let mut t2 = div_32(t1, alp_h, alp_l);
+            if t0 > 0 {
+                t2 = l_negate(t2);
+            }
+            t2 = l_shl(t2, alp_exp);
+            (kh, kl) = l_extract(t2);
+            rc[i - 1] = kh;
+            if abs_s(kh) > 32750 {
+                *a = self.old_a;
+                return;
+            }
+            for j in 1..i {
+                let mut t0 = mpy_32(kh, kl, ah[i - j], al[i - j]);
+                t0 = l_add(t0, l_comp(ah[j], al[j]));
+                (anh[j], anl[j]) = l_extract(t0);
+            }
+            t2 = l_shr(t2, 4);
+            (anh[i], anl[i]) = l_extract(t2);
+
+            let mut t0 = mpy_32(kh, kl, kh, kl);
+            t0 = l_abs(t0);
+            t0 = l_sub(0x7fff_ffff, t0);
+            let (hi, lo) = l_extract(t0);
+            t0 = mpy_32(alp_h, alp_l, hi, lo);
+            let j = norm_l(t0);
+            t0 = l_shl(t0, j);
+            (alp_h, alp_l) = l_extract(t0);
+            alp_exp = add(alp_exp, j);
+            ah[1..=i].copy_from_slice(&anh[1..=i]);
+            al[1..=i].copy_from_slice(&anl[1..=i]);
+        }
+        a[0] = 4096;
+        for i in 1..=M {
+            let t0 = l_comp(ah[i], al[i]);
+            a[i] = round(l_shl(t0, 1));
+        }
+        self.old_a = *a;
+        self.old_rc = [rc[0], rc[1]];
+    }
+
+    fn qua_lsp(&mut self, lsp: &[i16; M], lsp_q: &mut [i16; M]) -> (i16, i16) {
+        let mut lsf = [0i16; M];
+        lsp_lsf2(lsp, &mut lsf);
+        let mut wegt = [0i16; M];
+        get_wegt(&lsf, &mut wegt);
+
+        let mut cand = [0usize; 2];
+        let mut tindex1 = [0usize; 2];
+        let mut tindex2 = [0usize; 2];
+        let mut tdist = [0i32; 2];
+        for mode in 0..2 {
+            let mut rbuf = [0i16; M];
+            lsp_prev_extract(
+                lsp_ref(&lsf),
+                &mut rbuf,
+                &FG[mode],
+                &self.freq_prev,
+                &FG_SUM_INV[mode],
+            );
+            // pre-select first stage
+            let mut c = 0usize;
+            let mut dmin = MAX_32;
+            for (i, cb) in LSPCB1.iter().enumerate() {
+                let mut l = 0i32;
+                for j in 0..M {
+                    let t = sub(rbuf[j], cb[j]);
+                    l = l_mac(l, t, t);
+                }
+                if l_sub(l, dmin) < 0 {
+                    dmin = l;
+                    c = i;
+                }
+            }
+            cand[mode] = c;
+            let cb1 = &LSPCB1[c];
+            let idx1 = select_2nd(&rbuf, cb1, &wegt, 0, 5);
+            tindex1[mode] = idx1;
+            let mut buf = [0i16; M];
+            for j in 0..5 {
+                buf[j] = add(cb1[j], LSPCB2[idx1][j]);
+            }
+            lsp_expand(&mut buf, GAP1, 1, 5);
+            let idx2 = select_2nd(&rbuf, cb1, &wegt, 5, M);
+            tindex2[mode] = idx2;
+            for j in 5..M {
+                buf[j] = add(cb1[j], LSPCB2[idx2][j]);
+            }
+            lsp_expand(&mut buf, GAP1, 5, M);
+            lsp_expand_1_2(&mut buf, GAP2);
+            // weighted distortion
+            let mut d = 0i32;
+            for j in 0..M {
+                let tmp = mult(sub(buf[j], rbuf[j]), FG_SUM[mode][j]);
+                let l = l_mult(wegt[j], tmp);
+                let tmp2 = extract_h(l_shl(l, 4));
+                d = l_mac(d, tmp2, tmp);
+            }
+            tdist[mode] = d;
+        }
+        let mode = if l_sub(tdist[1], tdist[0]) < 0 { 1 } else { 0 };
+        let c0 = shl(mode as i16, 7) | cand[mode] as i16;
+        let c1 = shl(tindex1[mode] as i16, 5) | tindex2[mode] as i16;
+        let mut lsf_q = [0i16; M];
+        lsp_get_quant(
+            cand[mode],
+            tindex1[mode],
+            tindex2[mode],
+            mode,
+            &mut self.freq_prev,
+            &mut lsf_q,
+        );
+        lsf_lsp2(&lsf_q, lsp_q);
+        (c0, c1)
+    }
+
+    fn test_err(&self, t0: i16, t0_frac: i16) -> bool {
+        let t1 = if t0_frac > 0 { add(t0, 1) } else { t0 };
+        let i = sub(t1, (L_SUBFR + 10) as i16).max(0);
+        let zone1 = tab_zone(i as usize);
+        let zone2 = tab_zone(add(t1, 8) as usize);
+        let mut maxloc = -1i32;
+        for i in (zone1..=zone2).rev() {
+            if l_sub(self.l_exc_err[i], maxloc) > 0 {
+                maxloc = self.l_exc_err[i];
+            }
+        }
+        l_sub(maxloc, L_THRESH_ERR) > 0
+    }
+
+    fn update_exc_err(&mut self, gain_pit: i16, t0: i16) {
+        let mut worst = -1i32;
+        let n = sub(t0, L_SUBFR as i16);
+        let step = |e: i32| -> i32 {
+            let (hi, lo) = l_extract(e);
+            let t = l_shl(mpy_32_16(hi, lo, gain_pit), 1);
+            l_add(0x4000, t)
+        };
+        if n < 0 {
+            let t = step(self.l_exc_err[0]);
+            if l_sub(t, worst) > 0 {
+                worst = t;
+            }
+            let t = step(t);
+            if l_sub(t, worst) > 0 {
+                worst = t;
+            }
+        } else {
+            let zone1 = tab_zone(n as usize);
+            let zone2 = tab_zone((t0 - 1) as usize);
+            for i in zone1..=zone2 {
+                let t = step(self.l_exc_err[i]);
+                if l_sub(t, worst) > 0 {
+                    worst = t;
+                }
+            }
+        }
+        for i in (1..4).rev() {
+            self.l_exc_err[i] = self.l_exc_err[i - 1];
+        }
+        self.l_exc_err[0] = worst;
+    }
+
+    fn qua_gain(
+        &mut self,
+        code: &[i16; L_SUBFR],
+        g: &[i16; 5],
+        e: &[i16; 5],
+        tame: bool,
+    ) -> (i16, i16, i16) {
+        let (gcode0, exp_gcode0) = gain_predict(&self.past_qua_en, code);
+
+        // denominator
+        let l_tmp1 = l_mult(g[0], g[2]);
+        let exp1 = add(add(e[0], e[2]), 1 - 2);
+        let l_tmp2 = l_mult(g[4], g[4]);
+        let exp2 = add(add(e[4], e[4]), 1);
+        let (l_tmp, exp) = if exp1 > exp2 {
+            (l_sub(l_shr(l_tmp1, sub(exp1, exp2)), l_tmp2), exp2)
+        } else {
+            (l_sub(l_tmp1, l_shr(l_tmp2, sub(exp2, exp1))), exp1)
+        };
+        let sft = norm_l(l_tmp);
+        let denom = extract_h(l_shl(l_tmp, sft));
+        let exp_denom = sub(add(exp, sft), 16);
+        let inv_denom = negate(div_s(16384, denom));
+        let exp_inv_denom = sub(14 + 15, exp_denom);
+
+        let num = |a0: i16, a1: i16, ea: i16, b0: i16, b1: i16, eb: i16| -> (i16, i16) {
+            let l_tmp1 = l_mult(a0, a1);
+            let exp1 = ea;
+            let l_tmp2 = l_mult(b0, b1);
+            let exp2 = eb;
+            let (l_tmp, exp) = if exp1 > exp2 {
+                (
+                    l_sub(l_shr(l_tmp1, add(sub(exp1, exp2), 1)), l_shr(l_tmp2, 1)),
+                    sub(exp2, 1),
+                )
+            } else {
+                (
+                    l_sub(l_shr(l_tmp1, 1), l_shr(l_tmp2, add(sub(exp2, exp1), 1))),
+                    sub(exp1, 1),
+                )
+            };
+            let sft = norm_l(l_tmp);
+            let nume = extract_h(l_shl(l_tmp, sft));
+            (nume, sub(add(exp, sft), 16))
+        };
+        let mut best_gain = [0i16; 2];
+        let (nume, exp_nume) = num(
+            g[2],
+            g[1],
+            add(e[2], e[1]),
+            g[3],
+            g[4],
+            add(add(e[3], e[4]), 1),
+        );
+        let sft = sub(add(exp_nume, exp_inv_denom), 9 + 16 - 1);
+        best_gain[0] = extract_h(l_shr(l_mult(nume, inv_denom), sft));
+        if tame && best_gain[0] > GPCLIP2 {
+            best_gain[0] = GPCLIP2;
+        }
+        let (nume, exp_nume) = num(
+            g[0],
+            g[3],
+            add(e[0], e[3]),
+            g[1],
+            g[4],
+            add(add(e[1], e[4]), 1),
+        );
+        let sft = sub(add(exp_nume, exp_inv_denom), 2 + 16 - 1);
+        best_gain[1] = extract_h(l_shr(l_mult(nume, inv_denom), sft));
+
+        let gcode0_org = if exp_gcode0 >= 4 {
+            shr(gcode0, sub(exp_gcode0, 4))
+        } else {
+            extract_h(l_shl(l_deposit_l(gcode0), sub(4 + 16, exp_gcode0)))
+        };
+        let (cand1, cand2) = gbk_presel(&best_gain, gcode0_org);
+
+        let mut exp_min = [0i16; 5];
+        exp_min[0] = add(e[0], 13);
+        exp_min[1] = add(e[1], 14);
+        exp_min[2] = add(e[2], sub(shl(exp_gcode0, 1), 21));
+        exp_min[3] = add(e[3], sub(exp_gcode0, 3));
+        exp_min[4] = add(e[4], sub(exp_gcode0, 4));
+        let e_min = *exp_min.iter().min().unwrap_or(&0);
+        let mut coeff = [0i16; 5];
+        let mut coeff_lsf = [0i16; 5];
+        for i in 0..5 {
+            let j = sub(exp_min[i], e_min);
+            let l = l_shr(l_deposit_h(g[i]), j);
+            (coeff[i], coeff_lsf[i]) = l_extract(l);
+        }
+
+        let mut dist_min = MAX_32;
+        let mut index1 = cand1;
+        let mut index2 = cand2;
+        for i in 0..4 {
+            for j in 0..8 {
+                let g_pitch = add(GBK1[cand1 + i][0], GBK2[cand2 + j][0]);
+                if tame && g_pitch >= GP0999 {
+                    continue;
+                }
+                let l_tmp = l_add(GBK1[cand1 + i][1] as i32, GBK2[cand2 + j][1] as i32);
+                let tmp = extract_l(l_shr(l_tmp, 1));
+                let g_code = mult(gcode0, tmp);
+                let g2_pitch = mult(g_pitch, g_pitch);
+                let g2_code = mult(g_code, g_code);
+                let g_pit_cod = mult(g_code, g_pitch);
+                let mut l = mpy_32_16(coeff[0], coeff_lsf[0], g2_pitch);
+                l = l_add(l, mpy_32_16(coeff[1], coeff_lsf[1], g_pitch));
+                l = l_add(l, mpy_32_16(coeff[2], coeff_lsf[2], g2_code));
+                l = l_add(l, mpy_32_16(coeff[3], coeff_lsf[3], g_code));
+                l = l_add(l, mpy_32_16(coeff[4], coeff_lsf[4], g_pit_cod));
+                if l_sub(l, dist_min) < 0 {
+                    dist_min = l;
+                    index1 = cand1 + i;
+                    index2 = cand2 + j;
+                }
+            }
+        }
+        let gain_pit = add(GBK1[index1][0], GBK2[index2][0]);
+        let l_gbk12 = l_add(GBK1[index1][1] as i32, GBK2[index2][1] as i32);
+        let tmp = extract_l(l_shr(l_gbk12, 1));
+        let l_acc = l_mult(tmp, gcode0);
+        let l_acc = l_shl(l_acc, add(negate(exp_gcode0), -12 - 1 + 1 + 16));
+        let gain_cod = extract_h(l_acc);
+        gain_update(&mut self.past_qua_en, l_gbk12);
+        (add(MAP1[index1] * 16, MAP2[index2]), gain_pit, gain_cod)
+    }
+}
+
+#[inline(always)]
+fn lsp_ref(x: &[i16; M]) -> &[i16; M] {
+    x
+}
+
+fn gbk_presel(best_gain: &[i16; 2], gcode0: i16) -> (usize, usize) {
+    let l_cfbg = l_mult(COEF[0][0], best_gain[0]);
+    let mut l_acc = l_shr(L_COEF[1][1], 15);
+    l_acc = l_add(l_cfbg, l_acc);
+    let mut acc_h = extract_h(l_acc);
+    let l_preg = l_mult(acc_h, gcode0);
+    l_acc = l_shl(l_deposit_l(best_gain[1]), 7);
+    l_acc = l_sub(l_acc, l_preg);
+    acc_h = extract_h(l_shl(l_acc, 2));
+    let l_tmp_x = l_mult(acc_h, INV_COEF);
+
+    l_acc = l_shr(L_COEF[0][1], 10);
+    l_acc = l_sub(l_cfbg, l_acc);
+    acc_h = extract_h(l_acc);
+    acc_h = mult(acc_h, gcode0);
+    let l_tmp = l_mult(acc_h, COEF[1][0]);
+    let l_preg = l_mult(COEF[0][0], best_gain[1]);
+    l_acc = l_sub(l_tmp, l_shr(l_preg, 3));
+    acc_h = extract_h(l_shl(l_acc, 2));
+    let l_tmp_y = l_mult(acc_h, INV_COEF);
+
+    let sft_y: i16 = (14 + 4 + 1) - 16;
+    let sft_x: i16 = (15 + 4 + 1) - 15;
+    let mut cand1 = 0usize;
+    let mut cand2 = 0usize;
+    if gcode0 > 0 {
+        loop {
+            if l_sub(l_tmp_y, l_shr(l_mult(THR1[cand1], gcode0), sft_y)) > 0 {
+                cand1 += 1;
+            } else {
+                break;
+            }
+            if cand1 >= 4 {
+                break;
+            }
+        }
+        loop {
+            if l_sub(l_tmp_x, l_shr(l_mult(THR2[cand2], gcode0), sft_x)) > 0 {
+                cand2 += 1;
+            } else {
+                break;
+            }
+            if cand2 >= 8 {
+                break;
+            }
+        }
+    } else {
+        loop {
+            if l_sub(l_tmp_y, l_shr(l_mult(THR1[cand1], gcode0), sft_y)) < 0 {
+                cand1 += 1;
+            } else {
+                break;
+            }
+            if cand1 == 4 {
+                break;
+            }
+        }
+        loop {
+            if l_sub(l_tmp_x, l_shr(l_mult(THR2[cand2], gcode0), sft_x)) < 0 {
+                cand2 += 1;
+            } else {
+                break;
+            }
+            if cand2 == 8 {
+                break;
+            }
+        }
+    }
+    (cand1, cand2)
+}
+
+/// Windowed autocorrelation r[0..=10] in double precision.
+fn autocorr(x: &[i16; L_TOTAL], r_h: &mut [i16; MP1], r_l: &mut [i16; MP1]) {
+    let mut y = [0i16; L_WINDOW];
+    for i in 0..L_WINDOW {
+        y[i] = mult_r(x[i], HAMWINDOW[i]);
+    }
+    let mut sum;
+    loop {
+        let mut ov = false;
+        sum = 1i32;
+        for &v in y.iter() {
+            sum = l_mac_ov(sum, v, v, &mut ov);
+        }
+        if !ov {
+            break;
+        }
+        for v in y.iter_mut() {
+            *v = shr(*v, 2);
+        }
+    }
+    let norm = norm_l(sum);
+    sum = l_shl(sum, norm);
+    (r_h[0], r_l[0]) = l_extract(sum);
+    for i in 1..=M {
+        let mut s = 0i32;
+        for j in 0..L_WINDOW - i {
+            s = l_mac(s, y[j], y[j + i]);
+        }
+        s = l_shl(s, norm);
+        (r_h[i], r_l[i]) = l_extract(s);
+    }
+}
+
+fn lag_window(r_h: &mut [i16; MP1], r_l: &mut [i16; MP1]) {
+    for i in 1..=M {
+        let x = mpy_32(r_h[i], r_l[i], LAG_H[i - 1], LAG_L[i - 1]);
+        (r_h[i], r_l[i]) = l_extract(x);
+    }
+}
+
+fn chebps(x: i16, f: &[i16; 6], q11: bool) -> i16 {
+    let (b2h0, m2x, sh) = if q11 { (256, 512, 6) } else { (128, 256, 7) };
+    let mut b2_h: i16 = b2h0;
+    let mut b2_l: i16 = 0;
+    let mut t0 = l_mult(x, m2x);
+    t0 = l_mac(t0, f[1], 4096);
+    let (mut b1_h, mut b1_l) = l_extract(t0);
+    for &fi in f.iter().take(5).skip(2) {
+        let mut t0 = mpy_32_16(b1_h, b1_l, x);
+        t0 = l_shl(t0, 1);
+        t0 = l_mac(t0, b2_h, -32768);
+        t0 = l_msu(t0, b2_l, 1);
+        t0 = l_mac(t0, fi, 4096);
+        let (b0_h, b0_l) = l_extract(t0);
+        b2_l = b1_l;
+        b2_h = b1_h;
+        b1_l = b0_l;
+        b1_h = b0_h;
+    }
+    let mut t0 = mpy_32_16(b1_h, b1_l, x);
+    t0 = l_mac(t0, b2_h, -32768);
+    t0 = l_msu(t0, b2_l, 1);
+    t0 = l_mac(t0, f[5], 2048);
+    t0 = l_shl(t0, sh);
+    extract_h(t0)
+}
+
+/// 16-bit add/sub that also report the reference's saturation flag.
+fn add_ov(a: i16, b: i16, ov: &mut bool) -> i16 {
+    let r = a as i32 + b as i32;
+    if r != sat16(r) as i32 {
+        *ov = true;
+    }
+    sat16(r)
+}
+fn sub_ov(a: i16, b: i16, ov: &mut bool) -> i16 {
+    let r = a as i32 - b as i32;
+    if r != sat16(r) as i32 {
+        *ov = true;
+    }
+    sat16(r)
+}
+
+fn az_lsp(a: &[i16; MP1], lsp: &mut [i16; M], old_lsp: &[i16; M]) {
+    let mut f1 = [0i16; 6];
+    let mut f2 = [0i16; 6];
+    let mut ovf = false;
+    f1[0] = 2048;
+    f2[0] = 2048;
+    for i in 0..5 {
+        let mut o = false;
+        let t0 = l_mac_ov(l_mult_ov(a[i + 1], 16384, &mut o), a[M - i], 16384, &mut o);
+        let x = extract_h(t0);
+        f1[i + 1] = sub_ov(x, f1[i], &mut o);
+        let t0 = l_msu_ov(l_mult_ov(a[i + 1], 16384, &mut o), a[M - i], 16384, &mut o);
+        let x = extract_h(t0);
+        f2[i + 1] = add_ov(x, f2[i], &mut o);
+        ovf |= o;
+    }
+    let q11 = !ovf;
+    if ovf {
+        f1[0] = 1024;
+        f2[0] = 1024;
+        for i in 0..5 {
+            let t0 = l_mac(l_mult(a[i + 1], 8192), a[M - i], 8192);
+            f1[i + 1] = sub(extract_h(t0), f1[i]);
+            let t0 = l_msu(l_mult(a[i + 1], 8192), a[M - i], 8192);
+            f2[i + 1] = add(extract_h(t0), f2[i]);
+        }
+    }
+    let mut nf = 0usize;
+    let mut ip = 0;
+    let mut coef = &f1;
+    let mut xlow = GRID[0];
+    let mut ylow = chebps(xlow, coef, q11);
+    let mut j = 0usize;
+    while nf < M && j < 50 {
+        j += 1;
+        let mut xhigh = xlow;
+        let mut yhigh = ylow;
+        xlow = GRID[j];
+        ylow = chebps(xlow, coef, q11);
+        if l_mult(ylow, yhigh) <= 0 {
+            for _ in 0..2 {
+                let xmid = add(shr(xlow, 1), shr(xhigh, 1));
+                let ymid = chebps(xmid, coef, q11);
+                if l_mult(ylow, ymid) <= 0 {
+                    yhigh = ymid;
+                    xhigh = xmid;
+                } else {
+                    ylow = ymid;
+                    xlow = xmid;
+                }
+            }
+            let x = sub(xhigh, xlow);
+            let mut y = sub(yhigh, ylow);
+            let xint = if y == 0 {
+                xlow
+            } else {
+                let sign = y;
+                y = abs_s(y);
+                let exp = norm_s(y);
+                y = shl(y, exp);
+                y = div_s(16383, y);
+                let mut t0 = l_mult(x, y);
+                t0 = l_shr(t0, sub(20, exp));
+                y = extract_l(t0);
+                if sign < 0 {
+                    y = negate(y);
+                }
+                let t0 = l_shr(l_mult(ylow, y), 11);
+                sub(xlow, extract_l(t0))
+            };
+            lsp[nf] = xint;
+            xlow = xint;
+            nf += 1;
+            if ip == 0 {
+                ip = 1;
+                coef = &f2;
+            } else {
+                ip = 0;
+                coef = &f1;
+            }
+            ylow = chebps(xlow, coef, q11);
+        }
+    }
+    if nf < M {
+        *lsp = *old_lsp;
+    }
+}
+
+fn get_wegt(flsp: &[i16; M], wegt: &mut [i16; M]) {
+    let mut buf = [0i16; M];
+    buf[0] = sub(flsp[1], PI04 + 8192);
+    for i in 1..M - 1 {
+        buf[i] = sub(sub(flsp[i + 1], flsp[i - 1]), 8192);
+    }
+    buf[M - 1] = sub(PI92 - 8192, flsp[M - 2]);
+    for i in 0..M {
+        if buf[i] > 0 {
+            wegt[i] = 2048;
+        } else {
+            let l = l_mult(buf[i], buf[i]);
+            let tmp = extract_h(l_shl(l, 2));
+            let l = l_mult(tmp, CONST10);
+            let tmp = extract_h(l_shl(l, 2));
+            wegt[i] = add(tmp, 2048);
+        }
+    }
+    wegt[4] = extract_h(l_shl(l_mult(wegt[4], CONST12), 1));
+    wegt[5] = extract_h(l_shl(l_mult(wegt[5], CONST12), 1));
+    let mut tmp = 0i16;
+    for &w in wegt.iter() {
+        if w > tmp {
+            tmp = w;
+        }
+    }
+    let sft = norm_s(tmp);
+    for w in wegt.iter_mut() {
+        *w = shl(*w, sft);
+    }
+}
+
+fn select_2nd(rbuf: &[i16; M], cb1: &[i16; M], wegt: &[i16; M], from: usize, to: usize) -> usize {
+    let mut buf = [0i16; M];
+    for j in from..to {
+        buf[j] = sub(rbuf[j], cb1[j]);
+    }
+    let mut index = 0;
+    let mut dmin = MAX_32;
+    for (k, cb2) in LSPCB2.iter().enumerate() {
+        let mut d = 0i32;
+        for j in from..to {
+            let tmp = sub(buf[j], cb2[j]);
+            let tmp2 = mult(wegt[j], tmp);
+            d = l_mac(d, tmp2, tmp);
+        }
+        if l_sub(d, dmin) < 0 {
+            dmin = d;
+            index = k;
+        }
+    }
+    index
+}
+
+fn lsp_expand(buf: &mut [i16; M], gap: i16, from: usize, to: usize) {
+    for j in from..to {
+        let diff = sub(buf[j - 1], buf[j]);
+        let tmp = shr(add(diff, gap), 1);
+        if tmp > 0 {
+            buf[j - 1] = sub(buf[j - 1], tmp);
+            buf[j] = add(buf[j], tmp);
+        }
+    }
+}
+
+/// Open-loop pitch on the weighted speech (`wsp[PIT_MAX..]` is the frame).
+fn pitch_ol_fast(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 {
+    let mut scal = [0i16; L_FRAME + PIT_MAX];
+    let mut ov = false;
+    let mut sum = 0i32;
+    for i in (0..L_FRAME + PIT_MAX).step_by(2) {
+        sum = l_mac_ov(sum, wsp[i], wsp[i], &mut ov);
+    }
+    if ov {
+        for i in 0..scal.len() {
+            scal[i] = shr(wsp[i], 3);
+        }
+    } else if l_sub(sum, 1_048_576) < 0 {
+        for i in 0..scal.len() {
+            scal[i] = shl(wsp[i], 3);
+        }
+    } else {
+        scal = *wsp;
+    }
+    let b = PIT_MAX;
+    let corr = |t: usize| -> i32 {
+        let mut s = 0i32;
+        for j in (0..L_FRAME).step_by(2) {
+            s = l_mac(s, scal[b + j], scal[b + j - t]);
+        }
+        s
+    };
+    let norm = |t: usize, max: i32| -> i16 {
+        let mut s = 1i32;
+        for j in (0..L_FRAME).step_by(2) {
+            s = l_mac(s, scal[b + j - t], scal[b + j - t]);
+        }
+        let s = inv_sqrt(s);
+        let (mh, ml) = l_extract(max);
+        let (eh, el) = l_extract(s);
+        extract_l(mpy_32(mh, ml, eh, el))
+    };
+    let search = |lo: usize, hi: usize, step: usize| -> (i32, usize) {
+        let mut max = MIN_32;
+        let mut t = lo;
+        let mut i = lo;
+        while i < hi {
+            let s = corr(i);
+            if l_sub(s, max) > 0 {
+                max = s;
+                t = i;
+            }
+            i += step;
+        }
+        (max, t)
+    };
+    let (m, mut t1) = search(20, 40, 1);
+    let mut max1 = norm(t1, m);
+    let (m, t2) = search(40, 80, 1);
+    let mut max2 = norm(t2, m);
+    let (mut m, mut t3) = search(80, 143, 2);
+    let i = t3;
+    let s = corr(i + 1);
+    if l_sub(s, m) > 0 {
+        m = s;
+        t3 = i + 1;
+    }
+    let s = corr(i - 1);
+    if l_sub(s, m) > 0 {
+        m = s;
+        t3 = i - 1;
+    }
+    let max3 = norm(t3, m);
+
+    let (t1s, t2s, t3s) = (t1 as i16, t2 as i16, t3 as i16);
+    let mut i = sub(shl(t2s, 1), t3s);
+    if sub(abs_s(i), 5) < 0 {
+        max2 = add(max2, shr(max3, 2));
+    }
+    i = add(i, t2s);
+    if sub(abs_s(i), 7) < 0 {
+        max2 = add(max2, shr(max3, 2));
+    }
+    let mut i = sub(shl(t1s, 1), t2s);
+    if sub(abs_s(i), 5) < 0 {
+        max1 = add(max1, mult(max2, 6554));
+    }
+    i = add(i, t1s);
+    if sub(abs_s(i), 7) < 0 {
+        max1 = add(max1, mult(max2, 6554));
+    }
+    if max1 < max2 {
+        max1 = max2;
+        t1 = t2;
+    }
+    if max1 < max3 {
+        t1 = t3;
+    }
+    t1 as i16
+}
+
+fn cor_h_x(h: &[i16; L_SUBFR], x: &[i16; L_SUBFR], d: &mut [i16; L_SUBFR]) {
+    let mut y32 = [0i32; L_SUBFR];
+    let mut max = 0i32;
+    for i in 0..L_SUBFR {
+        let mut s = 0i32;
+        for j in i..L_SUBFR {
+            s = l_mac(s, x[j], h[j - i]);
+        }
+        y32[i] = s;
+        let s = l_abs(s);
+        if l_sub(s, max) > 0 {
+            max = s;
+        }
+    }
+    let mut j = norm_l(max);
+    if j > 16 {
+        j = 16;
+    }
+    let j = sub(18, j);
+    for i in 0..L_SUBFR {
+        d[i] = extract_l(l_shr(y32[i], j));
+    }
+}
+
+fn dot(x: &[i16], y: &[i16]) -> i32 {
+    let mut s = 0i32;
+    for (a, b) in x.iter().zip(y) {
+        s = l_mac(s, *a, *b);
+    }
+    s
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pitch_fr3_fast(
+    exc: &mut [i16],
+    pos: usize,
+    xn: &[i16; L_SUBFR],
+    h: &[i16; L_SUBFR],
+    t0_min: i16,
+    t0_max: i16,
+    sf: usize,
+    pit_frac: &mut i16,
+) -> i16 {
+    let mut dn = [0i16; L_SUBFR];
+    cor_h_x(h, xn, &mut dn);
+    let mut max = MIN_32;
+    let mut t0 = t0_min;
+    for t in t0_min..=t0_max {
+        let s = pos - t as usize;
+        let corr = dot(&dn, &exc[s..s + L_SUBFR]);
+        if l_sub(corr, max) > 0 {
+            max = corr;
+            t0 = t;
+        }
+    }
+    pred_lt_3(exc, pos, t0, 0, L_SUBFR);
+    let mut max = dot(&dn, &exc[pos..pos + L_SUBFR]);
+    *pit_frac = 0;
+    if sf == 0 && t0 > 84 {
+        return t0;
+    }
+    let mut tmp = [0i16; L_SUBFR];
+    tmp.copy_from_slice(&exc[pos..pos + L_SUBFR]);
+    pred_lt_3(exc, pos, t0, -1, L_SUBFR);
+    let corr = dot(&dn, &exc[pos..pos + L_SUBFR]);
+    if l_sub(corr, max) > 0 {
+        max = corr;
+        *pit_frac = -1;
+        tmp.copy_from_slice(&exc[pos..pos + L_SUBFR]);
+    }
+    pred_lt_3(exc, pos, t0, 1, L_SUBFR);
+    let corr = dot(&dn, &exc[pos..pos + L_SUBFR]);
+    if l_sub(corr, max) > 0 {
+        *pit_frac = 1;
+    } else {
+        exc[pos..pos + L_SUBFR].copy_from_slice(&tmp);
+    }
+    t0
+}
+
+fn g_pitch(xn: &[i16; L_SUBFR], y1: &[i16; L_SUBFR], g_coeff: &mut [i16; 4]) -> i16 {
+    let mut scaled = [0i16; L_SUBFR];
+    for i in 0..L_SUBFR {
+        scaled[i] = shr(y1[i], 2);
+    }
+    let mut ov = false;
+    let mut s = 1i32;
+    for &v in y1.iter() {
+        s = l_mac_ov(s, v, v, &mut ov);
+    }
+    let (yy, exp_yy) = if !ov {
+        let e = norm_l(s);
+        (round(l_shl(s, e)), e)
+    } else {
+        let mut s = 1i32;
+        for &v in scaled.iter() {
+            s = l_mac(s, v, v);
+        }
+        let e = norm_l(s);
+        (round(l_shl(s, e)), sub(e, 4))
+    };
+    let mut ov = false;
+    let mut s = 0i32;
+    for i in 0..L_SUBFR {
+        s = l_mac_ov(s, xn[i], y1[i], &mut ov);
+    }
+    let (xy, exp_xy) = if !ov {
+        let e = norm_l(s);
+        (round(l_shl(s, e)), e)
+    } else {
+        let mut s = 0i32;
+        for i in 0..L_SUBFR {
+            s = l_mac(s, xn[i], scaled[i]);
+        }
+        let e = norm_l(s);
+        (round(l_shl(s, e)), sub(e, 2))
+    };
+    g_coeff[0] = yy;
+    g_coeff[1] = sub(15, exp_yy);
+    g_coeff[2] = xy;
+    g_coeff[3] = sub(15, exp_xy);
+    if xy <= 0 {
+        g_coeff[3] = -15;
+        return 0;
+    }
+    let xy = shr(xy, 1);
+    let mut gain = div_s(xy, yy);
+    let i = sub(exp_xy, exp_yy);
+    gain = shr(gain, i);
+    if gain > 19661 {
+        gain = 19661;
+    }
+    gain
+}
+
+fn enc_lag3(t0: i16, t0_frac: i16, t0_min: &mut i16, t0_max: &mut i16, sf: usize) -> i16 {
+    if sf == 0 {
+        let index = if t0 <= 85 {
+            add(sub(add(add(t0, t0), t0), 58), t0_frac)
+        } else {
+            add(t0, 112)
+        };
+        *t0_min = sub(t0, 5);
+        if *t0_min < PIT_MIN as i16 {
+            *t0_min = PIT_MIN as i16;
+        }
+        *t0_max = add(*t0_min, 9);
+        if *t0_max > PIT_MAX as i16 {
+            *t0_max = PIT_MAX as i16;
+            *t0_min = sub(*t0_max, 9);
+        }
+        index
+    } else {
+        let i = sub(t0, *t0_min);
+        let i = add(add(i, i), i);
+        add(add(i, 2), t0_frac)
+    }
+}
+
+fn corr_xy2(
+    xn: &[i16; L_SUBFR],
+    y1: &[i16; L_SUBFR],
+    y2: &[i16; L_SUBFR],
+    g: &mut [i16; 5],
+    e: &mut [i16; 5],
+) {
+    let mut sy2 = [0i16; L_SUBFR];
+    for i in 0..L_SUBFR {
+        sy2[i] = shr(y2[i], 3);
+    }
+    let mut l = 1i32;
+    for &v in sy2.iter() {
+        l = l_mac(l, v, v);
+    }
+    let exp = norm_l(l);
+    g[2] = round(l_shl(l, exp));
+    e[2] = add(exp, 19 - 16);
+
+    let mut l = 1i32;
+    for i in 0..L_SUBFR {
+        l = l_mac(l, xn[i], sy2[i]);
+    }
+    let exp = norm_l(l);
+    g[3] = negate(round(l_shl(l, exp)));
+    e[3] = sub(add(exp, 10 - 16), 1);
+
+    let mut l = 1i32;
+    for i in 0..L_SUBFR {
+        l = l_mac(l, y1[i], sy2[i]);
+    }
+    let exp = norm_l(l);
+    g[4] = round(l_shl(l, exp));
+    e[4] = sub(add(exp, 10 - 16), 1);
+}
+
+/// Annex A algebraic codebook search; returns (positions index, signs).
+fn acelp_code_a(
+    x: &[i16; L_SUBFR],
+    h: &mut [i16; L_SUBFR],
+    t0: i16,
+    pitch_sharp: i16,
+    code: &mut [i16; L_SUBFR],
+    y: &mut [i16; L_SUBFR],
+) -> (i16, i16) {
+    let sharp = shl(pitch_sharp, 1);
+    let t0u = t0 as usize;
+    if t0u < L_SUBFR {
+        for i in t0u..L_SUBFR {
+            h[i] = add(h[i], mult(h[i - t0u], sharp));
+        }
+    }
+    let mut rr = [0i16; DIM_RR];
+    cor_h(h, &mut rr);
+    let mut dn = [0i16; L_SUBFR];
+    cor_h_x(h, x, &mut dn);
+    let (index, sign) = d4i40_17_fast(&mut dn, &mut rr, h, code, y);
+    if t0u < L_SUBFR {
+        for i in t0u..L_SUBFR {
+            code[i] = add(code[i], mult(code[i - t0u], sharp));
+        }
+    }
+    (index, sign)
+}
+
+fn cor_h(hin: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) {
+    let mut cor = 0i32;
+    for &v in hin.iter() {
+        cor = l_mac(cor, v, v);
+    }
+    let mut h = [0i16; L_SUBFR];
+    if extract_h(cor) > 32000 {
+        for i in 0..L_SUBFR {
+            h[i] = shr(hin[i], 1);
+        }
+    } else {
+        let k = shr(norm_l(cor), 1);
+        for i in 0..L_SUBFR {
+            h[i] = shl(hin[i], k);
+        }
+    }
+
+    // Diagonal terms.
+    let mut p = [RRI0I0 + 7, RRI1I1 + 7, RRI2I2 + 7, RRI3I3 + 7, RRI4I4 + 7];
+    let mut ph = 0usize;
+    let mut cor = 0i32;
+    for _ in 0..NB_POS {
+        for t in (0..5).rev() {
+            cor = l_mac(cor, h[ph], h[ph]);
+            ph += 1;
+            rr[p[t]] = extract_h(cor);
+            p[t] = p[t].wrapping_sub(1);
+        }
+    }
+
+    // Off-diagonal blocks: (start offset of h2, list of (table, sup?) per step)
+    // Each block walks k = 0..8 with pointers decreasing by NB_POS+1.
+    let ldec: isize = (NB_POS + 1) as isize;
+    struct Blk {
+        off: usize,
+        // targets written in the inner loop, in order, with whether they start at l_fin_sup
+        inner: &'static [(usize, bool)],
+        // number of extra macs before the first write of the inner group
+        pre: &'static [usize],
+        // tail: targets written after the inner loop
+        tail: &'static [(usize, usize)],
+    }
+    // Block 1: h offset 1.
+    // inner: 2 macs -> rri2i3(sup), 1 mac -> rri1i2(sup), 1 mac -> rri0i1(sup), 1 mac -> rri0i4(inf)
+    // tail: 2 macs -> rri2i3, 1 -> rri1i2, 1 -> rri0i1
+    static B1: Blk = Blk {
+        off: 1,
+        inner: &[
+            (RRI2I3, true),
+            (RRI1I2, true),
+            (RRI0I1, true),
+            (RRI0I4, false),
+        ],
+        pre: &[2, 1, 1, 1],
+        tail: &[(0, 2), (1, 1), (2, 1)],
+    };
+    static B2: Blk = Blk {
+        off: 2,
+        inner: &[
+            (RRI2I4, true),
+            (RRI1I3, true),
+            (RRI0I2, true),
+            (RRI1I4, false),
+            (RRI0I3, false),
+        ],
+        pre: &[1, 1, 1, 1, 1],
+        tail: &[(0, 1), (1, 1), (2, 1)],
+    };
+    static B3: Blk = Blk {
+        off: 3,
+        inner: &[
+            (RRI1I4, true),
+            (RRI0I3, true),
+            (RRI2I4, false),
+            (RRI1I3, false),
+            (RRI0I2, false),
+        ],
+        pre: &[1, 1, 1, 1, 1],
+        tail: &[(0, 1), (1, 1)],
+    };
+    static B4: Blk = Blk {
+        off: 4,
+        inner: &[
+            (RRI0I4, true),
+            (RRI2I3, false),
+            (RRI1I2, false),
+            (RRI0I1, false),
+        ],
+        pre: &[1, 2, 1, 1],
+        tail: &[(0, 1)],
+    };
+    for blk in [&B1, &B2, &B3, &B4] {
+        let mut l_fin_sup: isize = (MSIZE - 1) as isize;
+        let mut l_fin_inf: isize = l_fin_sup - 1;
+        let mut ptr_hf = blk.off;
+        for k in 0..NB_POS {
+            let mut ptrs = [0isize; 5];
+            for (n, &(base, sup)) in blk.inner.iter().enumerate() {
+                ptrs[n] = base as isize + if sup { l_fin_sup } else { l_fin_inf };
+            }
+            let mut cor = 0i32;
+            let mut h1 = 0usize;
+            let mut h2 = ptr_hf;
+            for _ in k + 1..NB_POS {
+                for (n, &cnt) in blk.pre.iter().enumerate() {
+                    for _ in 0..cnt {
+                        cor = l_mac(cor, h[h1], h[h2]);
+                        h1 += 1;
+                        h2 += 1;
+                    }
+                    rr[ptrs[n] as usize] = extract_h(cor);
+                }
+                for p in ptrs.iter_mut().take(blk.inner.len()) {
+                    *p -= ldec;
+                }
+            }
+            for &(n, cnt) in blk.tail.iter() {
+                for _ in 0..cnt {
+                    cor = l_mac(cor, h[h1], h[h2]);
+                    h1 += 1;
+                    h2 += 1;
+                }
+                rr[ptrs[n] as usize] = extract_h(cor);
+            }
+            l_fin_sup -= NB_POS as isize;
+            l_fin_inf -= 1;
+            ptr_hf += 5;
+        }
+    }
+}
+
+fn d4i40_17_fast(
+    dn: &mut [i16; L_SUBFR],
+    rr: &mut [i16; DIM_RR],
+    h: &[i16; L_SUBFR],
+    cod: &mut [i16; L_SUBFR],
+    y: &mut [i16; L_SUBFR],
+) -> (i16, i16) {
+    const H2: i16 = 16384;
+    const H4: i16 = 8192;
+    const H8: i16 = 4096;
+    const H16: i16 = 2048;
+    let mut sign_dn = [0i16; L_SUBFR];
+    let mut sign_dn_inv = [0i16; L_SUBFR];
+    for i in 0..L_SUBFR {
+        if dn[i] >= 0 {
+            sign_dn[i] = MAX_16;
+            sign_dn_inv[i] = MIN_16;
+        } else {
+            sign_dn[i] = MIN_16;
+            sign_dn_inv[i] = MAX_16;
+            dn[i] = negate(dn[i]);
+        }
+    }
+    // Apply signs to the cross terms.
+    {
+        let (mut p0, mut p1, mut p2, mut p3) = (RRI0I1, RRI0I2, RRI0I3, RRI0I4);
+        for i0 in (0..L_SUBFR).step_by(5) {
+            let ps = if sign_dn[i0] < 0 {
+                &sign_dn_inv
+            } else {
+                &sign_dn
+            };
+            for i1 in (1..L_SUBFR).step_by(5) {
+                rr[p0] = mult(rr[p0], ps[i1]);
+                rr[p1] = mult(rr[p1], ps[i1 + 1]);
+                rr[p2] = mult(rr[p2], ps[i1 + 2]);
+                rr[p3] = mult(rr[p3], ps[i1 + 3]);
+                p0 += 1;
+                p1 += 1;
+                p2 += 1;
+                p3 += 1;
+            }
+        }
+        let (mut p0, mut p1, mut p2) = (RRI1I2, RRI1I3, RRI1I4);
+        for i1 in (1..L_SUBFR).step_by(5) {
+            let ps = if sign_dn[i1] < 0 {
+                &sign_dn_inv
+            } else {
+                &sign_dn
+            };
+            for i2 in (2..L_SUBFR).step_by(5) {
+                rr[p0] = mult(rr[p0], ps[i2]);
+                rr[p1] = mult(rr[p1], ps[i2 + 1]);
+                rr[p2] = mult(rr[p2], ps[i2 + 2]);
+                p0 += 1;
+                p1 += 1;
+                p2 += 1;
+            }
+        }
+        let (mut p0, mut p1) = (RRI2I3, RRI2I4);
+        for i2 in (2..L_SUBFR).step_by(5) {
+            let ps = if sign_dn[i2] < 0 {
+                &sign_dn_inv
+            } else {
+                &sign_dn
+            };
+            for i3 in (3..L_SUBFR).step_by(5) {
+                rr[p0] = mult(rr[p0], ps[i3]);
+                rr[p1] = mult(rr[p1], ps[i3 + 1]);
+                p0 += 1;
+                p1 += 1;
+            }
+        }
+    }
+
+    let d5 = |i: usize| -> usize { mult(i as i16, 6554) as usize };
+    let mut psk: i16 = -1;
+    let mut alpk: i16 = 1;
+    let (mut ip0, mut ip1, mut ip2, mut ip3) = (0usize, 1usize, 2usize, 3usize);
+    let mut p_i0i34 = RRI0I3;
+    let mut p_i1i34 = RRI1I3;
+    let mut p_i2i34 = RRI2I3;
+    let mut p_i3i34 = RRI3I3;
+    let mut ix = 0usize;
+    let mut iy = 0usize;
+    let mut ps: i16 = 0;
+    let mut tmp_vect = [0i16; NB_POS];
+
+    for track in 3..5usize {
+        // ---- depth first search 3, phase A: tracks 2 and 3/4 ----
+        let mut sq: i16 = -1;
+        let mut alp: i16 = 1;
+        let mut prev_i0: isize = -1;
+        let mut i0 = 0usize;
+        for _ in 0..2 {
+            let mut max: i16 = -1;
+            for j in (2..L_SUBFR).step_by(5) {
+                if dn[j] > max && prev_i0 != j as isize {
+                    max = dn[j];
+                    i0 = j;
+                }
+            }
+            prev_i0 = i0 as isize;
+            let j = d5(i0);
+            let ps1 = dn[i0];
+            let alp1 = l_mult(rr[RRI2I2 + j], H4);
+            let mut p0 = p_i2i34 + (j << 3);
+            let mut p1 = p_i3i34;
+            for i1 in (track..L_SUBFR).step_by(5) {
+                let ps2 = add(ps1, dn[i1]);
+                let mut alp2 = l_mac(alp1, rr[p0], H2);
+                p0 += 1;
+                alp2 = l_mac(alp2, rr[p1], H4);
+                p1 += 1;
+                let sq2 = mult(ps2, ps2);
+                let alp_16 = round(alp2);
+                let s = l_msu(l_mult(alp, sq2), sq, alp_16);
+                if s > 0 {
+                    sq = sq2;
+                    ps = ps2;
+                    alp = alp_16;
+                    ix = i0;
+                    iy = i1;
+                }
+            }
+        }
+        let i0 = ix;
+        let i1 = iy;
+
+        // ---- phase B: tracks 0 and 1 ----
+        let ps0 = ps;
+        let alp0 = l_mult(alp, H4);
+        let mut sq: i16 = -1;
+        let mut alp: i16 = 1;
+        {
+            let mut p0 = RRI1I2 + d5(i0);
+            let mut p1 = p_i1i34 + d5(i1);
+            let mut p2 = RRI1I1;
+            for t in tmp_vect.iter_mut() {
+                let mut s = l_mult(rr[p0], H4);
+                p0 += NB_POS;
+                s = l_mac(s, rr[p1], H4);
+                p1 += NB_POS;
+                s = l_mac(s, rr[p2], H8);
+                p2 += 1;
+                *t = round(s);
+            }
+        }
+        {
+            let mut p0 = RRI0I2 + d5(i0);
+            let mut p1 = p_i0i34 + d5(i1);
+            let mut p2 = RRI0I0;
+            let mut p3 = RRI0I1;
+            for i2 in (0..L_SUBFR).step_by(5) {
+                let ps1 = add(ps0, dn[i2]);
+                let mut alp1 = l_mac(alp0, rr[p0], H8);
+                p0 += NB_POS;
+                alp1 = l_mac(alp1, rr[p1], H8);
+                p1 += NB_POS;
+                alp1 = l_mac(alp1, rr[p2], H16);
+                p2 += 1;
+                for (k, i3) in (1..L_SUBFR).step_by(5).enumerate() {
+                    let ps2 = add(ps1, dn[i3]);
+                    let mut alp2 = l_mac(alp1, rr[p3], H8);
+                    p3 += 1;
+                    alp2 = l_mac(alp2, tmp_vect[k], H2);
+                    let sq2 = mult(ps2, ps2);
+                    let alp_16 = round(alp2);
+                    let s = l_msu(l_mult(alp, sq2), sq, alp_16);
+                    if s > 0 {
+                        sq = sq2;
+                        alp = alp_16;
+                        ix = i2;
+                        iy = i3;
+                    }
+                }
+            }
+        }
+        let s = l_msu(l_mult(alpk, sq), psk, alp);
+        if s > 0 {
+            psk = sq;
+            alpk = alp;
+            ip2 = i0;
+            ip3 = i1;
+            ip0 = ix;
+            ip1 = iy;
+        }
+
+        // ---- depth first search 4, phase A: tracks 3/4 and 0 ----
+        let mut sq: i16 = -1;
+        let mut alp: i16 = 1;
+        let mut prev_i0: isize = -1;
+        let mut i0 = 0usize;
+        for _ in 0..2 {
+            let mut max: i16 = -1;
+            for j in (track..L_SUBFR).step_by(5) {
+                if dn[j] > max && prev_i0 != j as isize {
+                    max = dn[j];
+                    i0 = j;
+                }
+            }
+            prev_i0 = i0 as isize;
+            let j = d5(i0);
+            let ps1 = dn[i0];
+            let alp1 = l_mult(rr[p_i3i34 + j], H4);
+            let mut p0 = p_i0i34 + j;
+            let mut p1 = RRI0I0;
+            for i1 in (0..L_SUBFR).step_by(5) {
+                let ps2 = add(ps1, dn[i1]);
+                let mut alp2 = l_mac(alp1, rr[p0], H2);
+                p0 += NB_POS;
+                alp2 = l_mac(alp2, rr[p1], H4);
+                p1 += 1;
+                let sq2 = mult(ps2, ps2);
+                let alp_16 = round(alp2);
+                let s = l_msu(l_mult(alp, sq2), sq, alp_16);
+                if s > 0 {
+                    sq = sq2;
+                    ps = ps2;
+                    alp = alp_16;
+                    ix = i0;
+                    iy = i1;
+                }
+            }
+        }
+        let i0 = ix;
+        let i1 = iy;
+        let i1_offset = d5(i1) << 3;
+
+        // ---- phase B: tracks 1 and 2 ----
+        let ps0 = ps;
+        let alp0 = l_mult(alp, H4);
+        let mut sq: i16 = -1;
+        let mut alp: i16 = 1;
+        {
+            let mut p0 = p_i2i34 + d5(i0);
+            let mut p1 = RRI0I2 + i1_offset;
+            let mut p2 = RRI2I2;
+            for t in tmp_vect.iter_mut() {
+                let mut s = l_mult(rr[p0], H4);
+                p0 += NB_POS;
+                s = l_mac(s, rr[p1], H4);
+                p1 += 1;
+                s = l_mac(s, rr[p2], H8);
+                p2 += 1;
+                *t = round(s);
+            }
+        }
+        {
+            let mut p0 = p_i1i34 + d5(i0);
+            let mut p1 = RRI0I1 + i1_offset;
+            let mut p2 = RRI1I1;
+            let mut p3 = RRI1I2;
+            for i2 in (1..L_SUBFR).step_by(5) {
+                let ps1 = add(ps0, dn[i2]);
+                let mut alp1 = l_mac(alp0, rr[p0], H8);
+                p0 += NB_POS;
+                alp1 = l_mac(alp1, rr[p1], H8);
+                p1 += 1;
+                alp1 = l_mac(alp1, rr[p2], H16);
+                p2 += 1;
+                for (k, i3) in (2..L_SUBFR).step_by(5).enumerate() {
+                    let ps2 = add(ps1, dn[i3]);
+                    let mut alp2 = l_mac(alp1, rr[p3], H8);
+                    p3 += 1;
+                    alp2 = l_mac(alp2, tmp_vect[k], H2);
+                    let sq2 = mult(ps2, ps2);
+                    let alp_16 = round(alp2);
+                    let s = l_msu(l_mult(alp, sq2), sq, alp_16);
+                    if s > 0 {
+                        sq = sq2;
+                        alp = alp_16;
+                        ix = i2;
+                        iy = i3;
+                    }
+                }
+            }
+        }
+        let s = l_msu(l_mult(alpk, sq), psk, alp);
+        if s > 0 {
+            psk = sq;
+            alpk = alp;
+            ip3 = i0;
+            ip0 = i1;
+            ip1 = ix;
+            ip2 = iy;
+        }
+
+        p_i0i34 = RRI0I4;
+        p_i1i34 = RRI1I4;
+        p_i2i34 = RRI2I4;
+        p_i3i34 = RRI4I4;
+    }
+
+    let s0 = sign_dn[ip0];
+    let s1 = sign_dn[ip1];
+    let s2 = sign_dn[ip2];
+    let s3 = sign_dn[ip3];
+    cod.fill(0);
+    cod[ip0] = shr(s0, 2);
+    cod[ip1] = shr(s1, 2);
+    cod[ip2] = shr(s2, 2);
+    cod[ip3] = shr(s3, 2);
+
+    y.fill(0);
+    for (ip, s) in [(ip0, s0), (ip1, s1), (ip2, s2), (ip3, s3)] {
+        for (j, i) in (ip..L_SUBFR).enumerate() {
+            y[i] = if s > 0 {
+                add(y[i], h[j])
+            } else {
+                sub(y[i], h[j])
+            };
+        }
+    }
+
+    let mut sign: i16 = 0;
+    if s0 > 0 {
+        sign += 1;
+    }
+    if s1 > 0 {
+        sign += 2;
+    }
+    if s2 > 0 {
+        sign += 4;
+    }
+    if s3 > 0 {
+        sign += 8;
+    }
+    let q0 = d5(ip0) as i16;
+    let q1 = d5(ip1) as i16;
+    let q2 = d5(ip2) as i16;
+    let i = d5(ip3) as i16;
+    let j = sub(ip3 as i16, add(add(i, shl(i, 2)), 3));
+    let q3 = add(shl(i, 1), j);
+    let mut idx = add(q0, shl(q1, 3));
+    idx = add(idx, shl(q2, 6));
+    idx = add(idx, shl(q3, 9));
+    (idx, sign)
+}

@@ -1,0 +1,327 @@
+//! Signal processing shared by the G.729A encoder and decoder: LSP/LSF
+//! conversions, LSP to LPC, interpolation, weighting, synthesis and inverse
+//! filters, the adaptive codebook interpolator, LSP dequantisation, gain
+//! prediction and the pseudo-random generator.
+
+use super::basic_op::*;
+use super::tables::*;
+use super::{L_SUBFR, M, MP1};
+
+pub(crate) const GAP1: i16 = 10;
+pub(crate) const GAP2: i16 = 5;
+pub(crate) const GAP3: i16 = 321;
+pub(crate) const L_LIMIT: i16 = 40;
+pub(crate) const M_LIMIT: i16 = 25681;
+
+/// Polynomial F1 or F2 (Q24) from every other LSP starting at `lsp[off]`.
+fn get_lsp_pol(lsp: &[i16; M], off: usize) -> [i32; 6] {
+    let mut f = [0i32; 6];
+    f[0] = l_mult(4096, 2048);
+    f[1] = l_msu(0, lsp[off], 512);
+    for i in 2..=5 {
+        let l = lsp[off + 2 * (i - 1)];
+        f[i] = f[i - 2];
+        let mut fp = i;
+        for _ in 1..i {
+            let (hi, lo) = l_extract(f[fp - 1]);
+            let t0 = l_shl(mpy_32_16(hi, lo, l), 1);
+            f[fp] = l_add(f[fp], f[fp - 2]);
+            f[fp] = l_sub(f[fp], t0);
+            fp -= 1;
+        }
+        f[1] = l_msu(f[1], l, 512);
+    }
+    f
+}
+
+/// LSP (cosine domain, Q15) to LPC coefficients a[0..=10] (Q12).
+pub(crate) fn lsp_az(lsp: &[i16; M], a: &mut [i16]) {
+    let mut f1 = get_lsp_pol(lsp, 0);
+    let mut f2 = get_lsp_pol(lsp, 1);
+    for i in (1..=5).rev() {
+        f1[i] = l_add(f1[i], f1[i - 1]);
+        f2[i] = l_sub(f2[i], f2[i - 1]);
+    }
+    a[0] = 4096;
+    let mut j = 10;
+    for i in 1..=5 {
+        a[i] = extract_l(l_shr_r(l_add(f1[i], f2[i]), 13));
+        a[j] = extract_l(l_shr_r(l_sub(f1[i], f2[i]), 13));
+        j -= 1;
+    }
+}
+
+/// LSF (Q13, 0..pi) to LSP (Q15).
+pub(crate) fn lsf_lsp2(lsf: &[i16; M], lsp: &mut [i16; M]) {
+    for i in 0..M {
+        let freq = mult(lsf[i], 20861);
+        let mut ind = shr(freq, 8);
+        let offset = freq & 0x00ff;
+        if ind > 63 {
+            ind = 63;
+        }
+        let l_tmp = l_mult(SLOPE_COS[ind as usize], offset);
+        lsp[i] = add(TABLE2[ind as usize], extract_l(l_shr(l_tmp, 13)));
+    }
+}
+
+/// LSP (Q15) to LSF (Q13).
+pub(crate) fn lsp_lsf2(lsp: &[i16; M], lsf: &mut [i16; M]) {
+    let mut ind: i16 = 63;
+    for i in (0..M).rev() {
+        while TABLE2[ind as usize] < lsp[i] {
+            ind -= 1;
+            if ind <= 0 {
+                break;
+            }
+        }
+        let offset = sub(lsp[i], TABLE2[ind as usize]);
+        let l_tmp = l_mult(SLOPE_ACOS[ind as usize], offset);
+        let freq = add(shl(ind, 9), extract_l(l_shr(l_tmp, 12)));
+        lsf[i] = mult(freq, 25736);
+    }
+}
+
+/// ap[i] = a[i] * gamma^i.
+pub(crate) fn weight_az(a: &[i16], gamma: i16, ap: &mut [i16; MP1]) {
+    ap[0] = a[0];
+    let mut fac = gamma;
+    for i in 1..M {
+        ap[i] = round(l_mult(a[i], fac));
+        fac = round(l_mult(fac, gamma));
+    }
+    ap[M] = round(l_mult(a[M], fac));
+}
+
+/// Interpolate the quantised LSPs and convert both subframes to LPC.
+pub(crate) fn int_qlpc(lsp_old: &[i16; M], lsp_new: &[i16; M], az: &mut [i16; 2 * MP1]) {
+    let mut lsp = [0i16; M];
+    for i in 0..M {
+        lsp[i] = add(shr(lsp_new[i], 1), shr(lsp_old[i], 1));
+    }
+    lsp_az(&lsp, &mut az[..MP1]);
+    lsp_az(lsp_new, &mut az[MP1..]);
+}
+
+/// Synthesis filter 1/A(z) over `x` into `y` with memory `mem`; returns the
+/// reference's Overflow flag for this call.
+pub(crate) fn syn_filt(
+    a: &[i16],
+    x: &[i16],
+    y: &mut [i16],
+    mem: &mut [i16; M],
+    update: bool,
+) -> bool {
+    let lg = x.len();
+    let mut tmp = [0i16; 100 + M];
+    tmp[..M].copy_from_slice(mem);
+    let mut ov = false;
+    for i in 0..lg {
+        let mut s = l_mult_ov(x[i], a[0], &mut ov);
+        for j in 1..=M {
+            s = l_msu_ov(s, a[j], tmp[M + i - j], &mut ov);
+        }
+        s = l_shl_ov(s, 3, &mut ov);
+        tmp[M + i] = round_ov(s, &mut ov);
+    }
+    y[..lg].copy_from_slice(&tmp[M..M + lg]);
+    if update {
+        mem.copy_from_slice(&y[lg - M..lg]);
+    }
+    ov
+}
+
+/// LPC residual: filter `buf[start..start+lg]` through A(z); needs the M
+/// samples before `start`.
+pub(crate) fn residu(a: &[i16], buf: &[i16], start: usize, y: &mut [i16], lg: usize) {
+    for i in 0..lg {
+        let mut s = l_mult(buf[start + i], a[0]);
+        for j in 1..=M {
+            s = l_mac(s, a[j], buf[start + i - j]);
+        }
+        y[i] = round(l_shl(s, 3));
+    }
+}
+
+/// Adaptive codebook vector with 1/3 fractional delay, written in place at
+/// `buf[pos..pos+l]` from the past excitation before `pos`.
+pub(crate) fn pred_lt_3(buf: &mut [i16], pos: usize, t0: i16, frac: i16, l: usize) {
+    let mut x0 = pos - t0 as usize;
+    let mut frac = -frac;
+    if frac < 0 {
+        frac += 3;
+        x0 -= 1;
+    }
+    let frac = frac as usize;
+    for j in 0..l {
+        let x1 = x0 + j;
+        let x2 = x1 + 1;
+        let mut s = 0i32;
+        for i in 0..10 {
+            s = l_mac(s, buf[x1 - i], INTER_3L[frac + 3 * i]);
+            s = l_mac(s, buf[x2 + i], INTER_3L[3 - frac + 3 * i]);
+        }
+        buf[pos + j] = round(s);
+    }
+}
+
+/// The Recommendation's pseudo-random generator.
+pub(crate) fn random(seed: &mut i16) -> i16 {
+    *seed = extract_l(l_add(l_shr(l_mult(*seed, 31821), 1), 13849));
+    *seed
+}
+
+/// Parity of the 6 MSBs of the first pitch index (the transmitted P0 bit).
+pub(crate) fn parity_pitch(index: i16) -> i16 {
+    let mut temp = shr(index, 1);
+    let mut sum: i16 = 1;
+    for _ in 0..=5 {
+        temp = shr(temp, 1);
+        sum = add(sum, temp & 1);
+    }
+    sum & 1
+}
+
+// ---- LSP quantiser state shared by encoder and decoder ----
+
+pub(crate) fn lsp_expand_1_2(buf: &mut [i16; M], gap: i16) {
+    for j in 1..M {
+        let diff = sub(buf[j - 1], buf[j]);
+        let tmp = shr(add(diff, gap), 1);
+        if tmp > 0 {
+            buf[j - 1] = sub(buf[j - 1], tmp);
+            buf[j] = add(buf[j], tmp);
+        }
+    }
+}
+
+pub(crate) fn lsp_prev_compose(
+    lsp_ele: &[i16; M],
+    lsp: &mut [i16; M],
+    fg: &[[i16; M]; 4],
+    freq_prev: &[[i16; M]; 4],
+    fg_sum: &[i16; M],
+) {
+    for j in 0..M {
+        let mut acc = l_mult(lsp_ele[j], fg_sum[j]);
+        for k in 0..4 {
+            acc = l_mac(acc, freq_prev[k][j], fg[k][j]);
+        }
+        lsp[j] = extract_h(acc);
+    }
+}
+
+pub(crate) fn lsp_prev_extract(
+    lsp: &[i16; M],
+    lsp_ele: &mut [i16; M],
+    fg: &[[i16; M]; 4],
+    freq_prev: &[[i16; M]; 4],
+    fg_sum_inv: &[i16; M],
+) {
+    for j in 0..M {
+        let mut t = l_deposit_h(lsp[j]);
+        for k in 0..4 {
+            t = l_msu(t, freq_prev[k][j], fg[k][j]);
+        }
+        let temp = extract_h(t);
+        let t = l_mult(temp, fg_sum_inv[j]);
+        lsp_ele[j] = extract_h(l_shl(t, 3));
+    }
+}
+
+pub(crate) fn lsp_prev_update(lsp_ele: &[i16; M], freq_prev: &mut [[i16; M]; 4]) {
+    for k in (1..4).rev() {
+        freq_prev[k] = freq_prev[k - 1];
+    }
+    freq_prev[0] = *lsp_ele;
+}
+
+pub(crate) fn lsp_stability(buf: &mut [i16; M]) {
+    for j in 0..M - 1 {
+        if (buf[j + 1] as i32) - (buf[j] as i32) < 0 {
+            buf.swap(j, j + 1);
+        }
+    }
+    if buf[0] < L_LIMIT {
+        buf[0] = L_LIMIT;
+    }
+    for j in 0..M - 1 {
+        if (buf[j + 1] as i32) - (buf[j] as i32) < GAP3 as i32 {
+            buf[j + 1] = add(buf[j], GAP3);
+        }
+    }
+    if buf[M - 1] > M_LIMIT {
+        buf[M - 1] = M_LIMIT;
+    }
+}
+
+/// Rebuild the quantised LSF vector from codebook indices, update the MA memory.
+pub(crate) fn lsp_get_quant(
+    code0: usize,
+    code1: usize,
+    code2: usize,
+    mode: usize,
+    freq_prev: &mut [[i16; M]; 4],
+    lspq: &mut [i16; M],
+) {
+    let mut buf = [0i16; M];
+    for j in 0..5 {
+        buf[j] = add(LSPCB1[code0][j], LSPCB2[code1][j]);
+    }
+    for j in 5..M {
+        buf[j] = add(LSPCB1[code0][j], LSPCB2[code2][j]);
+    }
+    lsp_expand_1_2(&mut buf, GAP1);
+    lsp_expand_1_2(&mut buf, GAP2);
+    lsp_prev_compose(&buf, lspq, &FG[mode], freq_prev, &FG_SUM[mode]);
+    lsp_prev_update(&buf, freq_prev);
+    lsp_stability(lspq);
+}
+
+// ---- gain prediction ----
+
+/// Predicted code gain from the innovation energy and past quantised energies.
+pub(crate) fn gain_predict(past_qua_en: &[i16; 4], code: &[i16]) -> (i16, i16) {
+    let mut l_tmp = 0i32;
+    for &c in code.iter().take(L_SUBFR) {
+        l_tmp = l_mac(l_tmp, c, c);
+    }
+    let (exp, frac) = log2(l_tmp);
+    let mut l_tmp = mpy_32_16(exp, frac, -24660);
+    l_tmp = l_mac(l_tmp, 32588, 32);
+    l_tmp = l_shl(l_tmp, 10);
+    for i in 0..4 {
+        l_tmp = l_mac(l_tmp, PRED[i], past_qua_en[i]);
+    }
+    let gcode0 = extract_h(l_tmp);
+    let l_tmp = l_shr(l_mult(gcode0, 5439), 8);
+    let (exp, frac) = l_extract(l_tmp);
+    let gcode0 = extract_l(pow2(14, frac));
+    (gcode0, sub(14, exp))
+}
+
+pub(crate) fn gain_update(past_qua_en: &mut [i16; 4], l_gbk12: i32) {
+    for i in (1..4).rev() {
+        past_qua_en[i] = past_qua_en[i - 1];
+    }
+    let (exp, frac) = log2(l_gbk12);
+    let l_acc = l_comp(sub(exp, 13), frac);
+    let tmp = extract_h(l_shl(l_acc, 13));
+    past_qua_en[0] = mult(tmp, 24660);
+}
+
+pub(crate) fn gain_update_erasure(past_qua_en: &mut [i16; 4]) {
+    let mut l_tmp = 0i32;
+    for &e in past_qua_en.iter() {
+        l_tmp = l_add(l_tmp, l_deposit_l(e));
+    }
+    let mut av = extract_l(l_shr(l_tmp, 2));
+    av = sub(av, 4096);
+    if av < -14336 {
+        av = -14336;
+    }
+    for i in (1..4).rev() {
+        past_qua_en[i] = past_qua_en[i - 1];
+    }
+    past_qua_en[0] = av;
+}
