@@ -1,1 +1,111 @@
-//! Voice DSP (to be written).
+//! Voice DSP on linear 8 kHz 16-bit samples.
+//!
+//! Everything here is pure signal processing: no clocks, no I/O, no
+//! allocation after construction. Time enters as sample counts or as
+//! caller-supplied timestamps, so the dataplane workers (and the tests) drive
+//! it block by block.
+//!
+//! - [`ec`]: line echo canceller in the spirit of ITU-T G.168 (IPNLMS with a
+//!   foreground/background filter pair, Geigel double-talk detection, NLP with
+//!   comfort noise, 2100 Hz phase-reversal tone disable, runtime SIMD).
+//! - [`dtmf`]: DTMF detection to ITU-T Q.24, generation, and RFC 4733
+//!   telephone-event payloads with a sender state machine.
+//! - [`tones`]: call-progress tones by zone (dial, ringback, busy, ...).
+//! - [`jitter`]: adaptive jitter buffer (sans-IO `put`/`get`).
+//! - [`plc`]: ITU-T G.711 Appendix I packet loss concealment.
+//!
+//! Levels are in dBm0 with the G.711 µ-law convention: a full-scale sine is
+//! +3.17 dBm0, so a 0 dBm0 sine has a peak of about 22 670 in 16-bit linear.
+
+pub mod dtmf;
+pub mod ec;
+pub mod jitter;
+pub mod plc;
+pub mod tones;
+
+/// Sample rate of everything in this module.
+pub const SAMPLE_RATE: u32 = 8000;
+
+/// Peak amplitude (16-bit linear) of a 0 dBm0 sine (µ-law convention).
+pub const DBM0_PEAK: f32 = 22_670.0;
+
+/// Peak amplitude of a sine at `dbm0`.
+pub fn dbm0_to_peak(dbm0: f32) -> f32 {
+    DBM0_PEAK * 10f32.powf(dbm0 / 20.0)
+}
+
+/// Level in dBm0 of a signal with mean power `power` (16-bit linear units squared).
+pub fn power_to_dbm0(power: f32) -> f32 {
+    // 0 dBm0 sine: power = peak^2 / 2.
+    10.0 * (power.max(1e-10) / (DBM0_PEAK * DBM0_PEAK * 0.5)).log10()
+}
+
+/// Saturate a float sample to 16 bits.
+#[inline]
+pub(crate) fn sat16(x: f32) -> i16 {
+    // `as` saturates float-to-int conversions (NaN becomes 0).
+    x.round() as i16
+}
+
+/// Small xorshift PRNG for comfort noise and dither: deterministic, no deps.
+#[derive(Debug, Clone)]
+pub(crate) struct Rng(u32);
+
+impl Rng {
+    pub(crate) fn new(seed: u32) -> Self {
+        Rng(seed | 1)
+    }
+
+    #[inline]
+    pub(crate) fn next_u32(&mut self) -> u32 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        self.0 = x;
+        x
+    }
+
+    /// Roughly Gaussian (sum of 4 uniforms), zero mean, unit variance.
+    #[inline]
+    pub(crate) fn gauss(&mut self) -> f32 {
+        let mut s = 0.0;
+        for _ in 0..4 {
+            s += (self.next_u32() >> 8) as f32 / (1u32 << 24) as f32;
+        }
+        // Sum of 4 U(0,1): mean 2, variance 4/12.
+        (s - 2.0) * 1.732_050_8
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn level_round_trip() {
+        let p = dbm0_to_peak(-10.0);
+        let power = p * p / 2.0;
+        assert!((power_to_dbm0(power) + 10.0).abs() < 0.01);
+        assert_eq!(sat16(40_000.0), i16::MAX);
+        assert_eq!(sat16(-40_000.0), i16::MIN);
+    }
+
+    #[test]
+    fn rng_gauss_has_unit_variance() {
+        let mut r = Rng::new(7);
+        let n = 100_000;
+        let (mut s, mut s2) = (0.0f64, 0.0f64);
+        for _ in 0..n {
+            let g = r.gauss() as f64;
+            s += g;
+            s2 += g * g;
+        }
+        let mean = s / n as f64;
+        let var = s2 / n as f64 - mean * mean;
+        assert!(
+            mean.abs() < 0.02 && (var - 1.0).abs() < 0.05,
+            "{mean} {var}"
+        );
+    }
+}
