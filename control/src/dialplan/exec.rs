@@ -101,7 +101,7 @@ impl Execution {
                 context = %self.context, exten = %self.exten, priority = self.priority,
                 app = ?ins.app, %args, "dialplan"
             );
-            self.priority += 1;
+            self.priority = self.priority.saturating_add(1);
             match ins.app {
                 App::Answer => return Step::Answer,
                 App::Echo => return Step::Echo,

@@ -232,7 +232,8 @@ impl Builder<'_> {
         let ext = &self.plan.contexts[ctx].extensions[ext_idx];
         let priority = match prio_text {
             "n" | "N" => match ext.priorities.keys().next_back() {
-                Some(&last) => last + 1,
+                Some(&last) if last < u32::MAX => last + 1,
+                Some(_) => return Err(self.err(line_no, "priority 'n' overflows".into())),
                 None => {
                     return Err(self.err(
                         line_no,

@@ -319,7 +319,8 @@ fn rejected(m: &Media) -> Media {
         rtpmaps: Vec::new(),
         fmtps: Vec::new(),
         ptime: None,
-        direction: m.direction,
+        // Not written for a port-0 stream (see `Display`); the default keeps print/parse stable.
+        direction: Direction::default(),
         rtcp_port: None,
         attributes: Vec::new(),
     }

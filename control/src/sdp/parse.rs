@@ -212,12 +212,17 @@ fn media_attribute(m: &mut Media, dir: &mut Option<Direction>, value: &str) -> R
     };
     let is_rtp = !m.formats.is_empty();
     match (name.to_ascii_lowercase().as_str(), arg) {
-        ("rtpmap", Some(a)) if is_rtp => {
-            let map = parse_rtpmap(a)?;
-            if !m.rtpmaps.iter().any(|r| r.pt == map.pt) {
-                m.rtpmaps.push(map);
+        ("rtpmap", Some(a)) if is_rtp => match parse_rtpmap(a) {
+            Ok(map) => {
+                if !m.rtpmaps.iter().any(|r| r.pt == map.pt) {
+                    m.rtpmaps.push(map);
+                }
             }
-        }
+            // `a=rtpmap:31 LPC` (no clock rate) is common enough in the wild (RFC 4475's
+            // messages carry it) to not reject the call: drop it, so the payload type is read
+            // by its static assignment or as unknown, and never written back malformed.
+            Err(e) => tracing::debug!("SDP: ignoring {e}"),
+        },
         ("fmtp", Some(a)) if is_rtp => {
             let (pt, params) = a.split_once(' ').unwrap_or((a, ""));
             let pt = pt
