@@ -585,6 +585,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn handle_is_send() {
+        // The control plane may move the handle into its runtime's task.
+        fn assert_send<T: Send>() {}
+        assert_send::<Dataplane>();
+        assert_send::<Error>();
+    }
+
+    #[test]
     fn port_split() {
         let pools = split_ports(&(10_001..=10_020), 2).unwrap();
         // Pairs start at the first even port: 10002..=10019 -> 9 pairs, 4 each.

@@ -428,3 +428,189 @@ pub fn spawn(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::io::SendStats;
+    use crate::session::SlotAllocator;
+    use std::io;
+
+    /// A backend with scripted receives and a log of sends.
+    #[derive(Default)]
+    struct Fake {
+        registered: Vec<Token>,
+        inbox: Vec<(Token, SocketAddr, Vec<u8>)>,
+        sent: Vec<(Tx, Vec<u8>)>,
+    }
+
+    use crate::io::Token;
+
+    impl Backend for Fake {
+        fn register(&mut self, token: Token, _socket: UdpSocket) -> io::Result<()> {
+            self.registered.push(token);
+            Ok(())
+        }
+        fn deregister(&mut self, token: Token) {
+            self.registered.retain(|t| *t != token);
+        }
+        fn recv(&mut self, batch: &mut Batch, _timeout: Duration) -> io::Result<usize> {
+            batch.clear();
+            for (t, peer, bytes) in self.inbox.drain(..) {
+                batch.push(t, peer, &bytes);
+            }
+            Ok(batch.len())
+        }
+        fn send(&mut self, batch: &Batch) -> SendStats {
+            let mut n = 0;
+            for i in 0..batch.len() {
+                if let Some(tx) = batch.meta(i).tx {
+                    self.sent.push((tx, batch.datagram(i).to_vec()));
+                    n += 1;
+                }
+            }
+            SendStats { sent: n, failed: 0 }
+        }
+    }
+
+    fn leg() -> LegSetup {
+        let rtp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rtcp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let local = rtp.local_addr().unwrap();
+        LegSetup {
+            rtp,
+            rtcp,
+            local,
+            ssrc: Ssrc(0x5151),
+        }
+    }
+
+    #[test]
+    fn commands_are_bounded_and_packets_switched() {
+        let (mut cmd_tx, cmd_rx) = rtrb::RingBuffer::new(256);
+        let (ev_tx, mut ev_rx) = rtrb::RingBuffer::new(16);
+        let counters = Arc::new(Counters::default());
+        let cfg = WorkerConfig {
+            index: 0,
+            core: 0,
+            max_sessions: 4,
+            media_timeout: Duration::from_millis(100),
+        };
+        let mut w = Worker::new(cfg, Fake::default(), cmd_rx, ev_tx, Arc::clone(&counters));
+        let clock = MonotonicClock;
+        let mut slots = SlotAllocator::new(4);
+        let slot = slots.alloc().unwrap();
+        cmd_tx
+            .push(Command::Create {
+                slot,
+                id: SessionId(5),
+                mode: Mode::Relay,
+                a: leg(),
+                b: leg(),
+            })
+            .unwrap();
+        let pa: SocketAddr = "10.0.0.1:4000".parse().unwrap();
+        let pb: SocketAddr = "10.0.0.2:6000".parse().unwrap();
+        cmd_tx
+            .push(Command::SetRemote {
+                slot,
+                side: Side::A,
+                rtp: pa,
+                rtcp: None,
+            })
+            .unwrap();
+        cmd_tx
+            .push(Command::SetRemote {
+                slot,
+                side: Side::B,
+                rtp: pb,
+                rtcp: None,
+            })
+            .unwrap();
+        // Flood with harmless commands: only MAX_COMMANDS are applied per poll.
+        for _ in 0..MAX_COMMANDS {
+            cmd_tx
+                .push(Command::SetMode {
+                    slot,
+                    mode: Mode::Relay,
+                })
+                .unwrap();
+        }
+        assert!(w.poll(Duration::ZERO, &clock), "more commands pending");
+        assert_eq!(w.backend.registered.len(), 4);
+        assert!(!w.poll(Duration::ZERO, &clock));
+
+        let mut pkt = [0u8; 20];
+        crate::wire::rtp::Repr {
+            marker: false,
+            payload_type: crate::wire::Pt::PCMU,
+            sequence_number: 1,
+            timestamp: 160,
+            ssrc: Ssrc(1),
+        }
+        .emit(&mut pkt)
+        .unwrap();
+        let rx = SocketRef {
+            slot: slot.index,
+            side: Side::A,
+            kind: Kind::Rtp,
+        }
+        .token();
+        w.backend.inbox.push((rx, pa, pkt.to_vec()));
+        w.backend
+            .inbox
+            .push((rx, "10.9.9.9:1".parse().unwrap(), pkt.to_vec()));
+        w.backend.inbox.push((rx, pa, vec![0x80, 0]));
+        w.poll(Duration::ZERO, &clock);
+        let to_b = SocketRef {
+            slot: slot.index,
+            side: Side::B,
+            kind: Kind::Rtp,
+        }
+        .token();
+        assert_eq!(w.backend.sent.len(), 1);
+        assert_eq!(w.backend.sent[0].0, Tx { from: to_b, to: pb });
+        assert_eq!(
+            ev_rx.pop(),
+            Ok(Event::FirstPacket {
+                id: SessionId(5),
+                side: Side::A
+            })
+        );
+        assert_eq!(counters.packets_in.load(Ordering::Relaxed), 3);
+        assert_eq!(counters.packets_out.load(Ordering::Relaxed), 1);
+        let d = counters.drops();
+        assert_eq!((d.wrong_source, d.malformed), (1, 1));
+        assert_eq!(counters.sessions.load(Ordering::Relaxed), 1);
+
+        // Arm, stay silent: one MediaTimeout, then nothing more.
+        cmd_tx.push(Command::ArmTimeout { slot }).unwrap();
+        let deadline = clock.now() + Duration::from_secs(3);
+        let ev = loop {
+            w.poll(Duration::from_millis(1), &clock);
+            if let Ok(ev) = ev_rx.pop() {
+                break ev;
+            }
+            assert!(clock.now() < deadline, "no media timeout");
+        };
+        assert_eq!(ev, Event::MediaTimeout { id: SessionId(5) });
+        w.poll(Duration::ZERO, &clock);
+        assert!(ev_rx.pop().is_err());
+
+        // A stale destroy (old generation) is ignored; the real one removes.
+        cmd_tx
+            .push(Command::Destroy {
+                slot: SlotId {
+                    generation: 9,
+                    ..slot
+                },
+            })
+            .unwrap();
+        w.poll(Duration::ZERO, &clock);
+        assert_eq!(w.backend.registered.len(), 4);
+        cmd_tx.push(Command::Destroy { slot }).unwrap();
+        w.poll(Duration::ZERO, &clock);
+        assert!(w.backend.registered.is_empty());
+        assert_eq!(counters.sessions.load(Ordering::Relaxed), 0);
+    }
+}

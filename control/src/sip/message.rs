@@ -154,7 +154,9 @@ impl fmt::Display for ParseError {
 
 impl std::error::Error for ParseError {}
 
-/// Canonical header names with their compact forms (RFC 3261 §7.3.3 and extensions).
+/// Canonical header names with their compact forms (RFC 3261 §7.3.3 and extensions). The
+/// `canonical` match is generated from this table; a test keeps the two in step.
+#[cfg(test)]
 const KNOWN: &[(&str, Option<&str>)] = &[
     ("Accept", None),
     ("Accept-Contact", Some("a")),
@@ -257,17 +259,87 @@ const LIST_HEADERS: &[&str] = &[
 
 /// Maps any spelling of a known header name (any case, compact form) to its canonical form.
 fn canonical(name: &str) -> Option<&'static str> {
-    if name.len() == 1 {
-        let c = name.as_bytes()[0].to_ascii_lowercase();
-        return KNOWN
-            .iter()
-            .find(|(_, short)| short.is_some_and(|s| s.as_bytes()[0] == c))
-            .map(|(long, _)| *long);
+    let mut buf = [0u8; 24];
+    if name.len() > buf.len() {
+        return None;
     }
-    KNOWN
+    for (d, s) in buf.iter_mut().zip(name.bytes()) {
+        *d = s.to_ascii_lowercase();
+    }
+    Some(match &buf[..name.len()] {
+        b"accept" => "Accept",
+        b"accept-contact" | b"a" => "Accept-Contact",
+        b"accept-encoding" => "Accept-Encoding",
+        b"accept-language" => "Accept-Language",
+        b"alert-info" => "Alert-Info",
+        b"allow" => "Allow",
+        b"allow-events" | b"u" => "Allow-Events",
+        b"authentication-info" => "Authentication-Info",
+        b"authorization" => "Authorization",
+        b"call-id" | b"i" => "Call-ID",
+        b"call-info" => "Call-Info",
+        b"contact" | b"m" => "Contact",
+        b"content-disposition" => "Content-Disposition",
+        b"content-encoding" | b"e" => "Content-Encoding",
+        b"content-language" => "Content-Language",
+        b"content-length" | b"l" => "Content-Length",
+        b"content-type" | b"c" => "Content-Type",
+        b"cseq" => "CSeq",
+        b"date" => "Date",
+        b"error-info" => "Error-Info",
+        b"event" | b"o" => "Event",
+        b"expires" => "Expires",
+        b"from" | b"f" => "From",
+        b"history-info" => "History-Info",
+        b"identity" | b"y" => "Identity",
+        b"in-reply-to" => "In-Reply-To",
+        b"max-forwards" => "Max-Forwards",
+        b"min-expires" => "Min-Expires",
+        b"min-se" => "Min-SE",
+        b"mime-version" => "MIME-Version",
+        b"organization" => "Organization",
+        b"p-asserted-identity" => "P-Asserted-Identity",
+        b"p-preferred-identity" => "P-Preferred-Identity",
+        b"path" => "Path",
+        b"priority" => "Priority",
+        b"privacy" => "Privacy",
+        b"proxy-authenticate" => "Proxy-Authenticate",
+        b"proxy-authorization" => "Proxy-Authorization",
+        b"proxy-require" => "Proxy-Require",
+        b"rack" => "RAck",
+        b"reason" => "Reason",
+        b"record-route" => "Record-Route",
+        b"refer-to" | b"r" => "Refer-To",
+        b"referred-by" | b"b" => "Referred-By",
+        b"reject-contact" | b"j" => "Reject-Contact",
+        b"remote-party-id" => "Remote-Party-ID",
+        b"reply-to" => "Reply-To",
+        b"request-disposition" | b"d" => "Request-Disposition",
+        b"require" => "Require",
+        b"retry-after" => "Retry-After",
+        b"route" => "Route",
+        b"rseq" => "RSeq",
+        b"server" => "Server",
+        b"service-route" => "Service-Route",
+        b"session-expires" | b"x" => "Session-Expires",
+        b"subject" | b"s" => "Subject",
+        b"subscription-state" => "Subscription-State",
+        b"supported" | b"k" => "Supported",
+        b"timestamp" => "Timestamp",
+        b"to" | b"t" => "To",
+        b"unsupported" => "Unsupported",
+        b"user-agent" => "User-Agent",
+        b"via" | b"v" => "Via",
+        b"warning" => "Warning",
+        b"www-authenticate" => "WWW-Authenticate",
+        _ => return None,
+    })
+}
+
+fn is_list_header(canonical: &str) -> bool {
+    LIST_HEADERS
         .iter()
-        .find(|(long, _)| long.eq_ignore_ascii_case(name))
-        .map(|(long, _)| *long)
+        .any(|h| h.len() == canonical.len() && *h == canonical)
 }
 
 fn name_key(name: &str) -> Cow<'static, str> {
@@ -890,7 +962,7 @@ fn parse(buf: &[u8]) -> Result<Message, ParseError> {
 
 fn add_header(headers: &mut Headers, name: &str, value: String) -> Result<(), String> {
     let key = name_key(name);
-    if LIST_HEADERS.contains(&key.as_ref()) && value.contains(',') {
+    if value.contains(',') && is_list_header(&key) {
         for part in split_outside_quotes(&value, b',') {
             let part = part.trim();
             if !part.is_empty() {
@@ -935,7 +1007,18 @@ fn push_random(s: &mut String, n: usize) {
 
 /// The default reason phrase for a status code (RFC 3261 §21 and extensions).
 pub fn reason_phrase(code: u16) -> &'static str {
-    match code {
+    specific_reason(code).unwrap_or(match code {
+        100..=199 => "Provisional",
+        200..=299 => "Success",
+        300..=399 => "Redirection",
+        400..=499 => "Client Error",
+        500..=599 => "Server Error",
+        _ => "Global Failure",
+    })
+}
+
+fn specific_reason(code: u16) -> Option<&'static str> {
+    Some(match code {
         100 => "Trying",
         180 => "Ringing",
         181 => "Call Is Being Forwarded",
@@ -1006,13 +1089,8 @@ pub fn reason_phrase(code: u16) -> &'static str {
         604 => "Does Not Exist Anywhere",
         606 => "Not Acceptable",
         607 => "Unwanted",
-        100..=199 => "Provisional",
-        200..=299 => "Success",
-        300..=399 => "Redirection",
-        400..=499 => "Client Error",
-        500..=599 => "Server Error",
-        _ => "Global Failure",
-    }
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -1271,6 +1349,24 @@ To: <sip:x@y>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n";
         h.remove("route");
         assert_eq!(h.len(), 2);
         assert_eq!(h.remove_first("Route"), None);
+    }
+
+    #[test]
+    fn canonical_table_consistent() {
+        for (long, short) in KNOWN {
+            assert_eq!(canonical(long), Some(*long));
+            assert_eq!(canonical(&long.to_ascii_uppercase()), Some(*long));
+            if let Some(s) = short {
+                assert_eq!(canonical(s), Some(*long));
+                assert_eq!(canonical(&s.to_ascii_uppercase()), Some(*long));
+            }
+        }
+        for l in LIST_HEADERS {
+            assert_eq!(canonical(l), Some(*l), "list header {l} not canonical");
+        }
+        assert_eq!(canonical("X-Unknown"), None);
+        assert_eq!(canonical("q"), None);
+        assert_eq!(canonical(&"a".repeat(100)), None);
     }
 
     #[test]

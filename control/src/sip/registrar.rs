@@ -212,7 +212,7 @@ impl Registrar {
         list.retain(|b| b.expires_at > now);
         // §10.3 step 7: an older or repeated CSeq within the same Call-ID is out of order.
         let stale_cseq = |b: &Binding, contact: Option<&str>| {
-            contact.map_or(true, |c| c == b.contact) && b.call_id == call_id && b.cseq >= cseq.seq
+            contact.is_none_or(|c| c == b.contact) && b.call_id == call_id && b.cseq >= cseq.seq
         };
         if contacts.contains(&"*") {
             if list.iter().any(|b| stale_cseq(b, None)) {

@@ -686,6 +686,10 @@ impl ServerNonInvite {
 // The layer
 
 #[derive(Debug)]
+#[allow(
+    clippy::enum_variant_names,
+    reason = "variants name the RFC 3261 transaction kinds"
+)]
 enum Tx {
     ClientInvite(ClientInvite),
     ClientNonInvite(ClientNonInvite),
@@ -1002,7 +1006,7 @@ impl TransactionLayer {
         }
         let next = each!(&entry.tx, m => m.poll_timeout());
         if let Some(at) = next {
-            if entry.scheduled.map_or(true, |s| at < s) {
+            if entry.scheduled.is_none_or(|s| at < s) {
                 entry.scheduled = Some(at);
                 self.heap.push(Reverse((at, entry.id)));
             }

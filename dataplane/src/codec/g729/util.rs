@@ -113,15 +113,41 @@ pub(crate) fn syn_filt(
     update: bool,
 ) -> bool {
     let lg = x.len();
+    let a: &[i16; MP1] = match a.get(..MP1).and_then(|s| s.try_into().ok()) {
+        Some(a) => a,
+        None => return false,
+    };
     let mut tmp = [0i16; 100 + M];
     tmp[..M].copy_from_slice(mem);
     let mut ov = false;
-    for i in 0..lg {
-        let mut s = l_mult_ov(x[i], a[0], &mut ov);
+    for (i, &xi) in x.iter().enumerate().take(100) {
+        // Window of the 10 previous outputs, oldest first.
+        let w: &[i16; M] = match tmp[i..i + M].try_into() {
+            Ok(w) => w,
+            Err(_) => return ov,
+        };
+        // Exact sum in 64 bits; the reference saturates at every step, which
+        // only differs when a running sum leaves the 32-bit range, so track
+        // that and fall back to the step-by-step operators when it happens.
+        let mut s = 2 * xi as i64 * a[0] as i64;
+        let mut lo = s;
+        let mut hi = s;
         for j in 1..=M {
-            s = l_msu_ov(s, a[j], tmp[M + i - j], &mut ov);
+            s -= 2 * a[j] as i64 * w[M - j] as i64;
+            lo = lo.min(s);
+            hi = hi.max(s);
         }
-        s = l_shl_ov(s, 3, &mut ov);
+        let fits = lo >= i32::MIN as i64 && hi <= i32::MAX as i64 && xi != i16::MIN;
+        let s = if fits && !a[1..].contains(&i16::MIN) {
+            s as i32
+        } else {
+            let mut s = l_mult_ov(xi, a[0], &mut ov);
+            for j in 1..=M {
+                s = l_msu_ov(s, a[j], w[M - j], &mut ov);
+            }
+            s
+        };
+        let s = l_shl_ov(s, 3, &mut ov);
         tmp[M + i] = round_ov(s, &mut ov);
     }
     y[..lg].copy_from_slice(&tmp[M..M + lg]);
