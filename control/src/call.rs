@@ -27,9 +27,7 @@ use crate::mgmt::{CallInfo, LegInfo, RegistrationInfo, SipStats};
 use crate::sdp::{self, Codec, SessionDescription};
 use crate::sip::registrar::{Auth, Registrar};
 use crate::sip::transaction::{Incoming, TimerConfig, TransactionLayer, Transmit, TxEvent, TxKey};
-use crate::sip::{
-    new_branch, new_tag, CSeq, Message, Method, Request, Response, Uri,
-};
+use crate::sip::{new_branch, new_tag, CSeq, Message, Method, Request, Response, Uri};
 
 /// Codecs Tandem offers and accepts on relayed legs.
 const SUPPORTED: &[Codec] = &[Codec::Pcmu, Codec::Pcma, Codec::TelephoneEvent];
@@ -38,14 +36,21 @@ const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
 /// What the call manager needs from the dataplane. Implemented by
 /// [`dataplane::Dataplane`]; a test double can stand in for unit tests.
 pub trait Media {
-    fn create_session(&mut self, mode: dataplane::Mode) -> Result<dataplane::Allocated, dataplane::Error>;
+    fn create_session(
+        &mut self,
+        mode: dataplane::Mode,
+    ) -> Result<dataplane::Allocated, dataplane::Error>;
     fn set_remote(
         &mut self,
         id: dataplane::SessionId,
         side: dataplane::Side,
         rtp: SocketAddr,
     ) -> Result<(), dataplane::Error>;
-    fn set_mode(&mut self, id: dataplane::SessionId, mode: dataplane::Mode) -> Result<(), dataplane::Error>;
+    fn set_mode(
+        &mut self,
+        id: dataplane::SessionId,
+        mode: dataplane::Mode,
+    ) -> Result<(), dataplane::Error>;
     fn arm_timeout(&mut self, id: dataplane::SessionId) -> Result<(), dataplane::Error>;
     fn destroy(&mut self, id: dataplane::SessionId) -> Result<(), dataplane::Error>;
     fn poll_event(&mut self) -> Option<dataplane::Event>;
@@ -53,7 +58,10 @@ pub trait Media {
 }
 
 impl Media for dataplane::Dataplane {
-    fn create_session(&mut self, mode: dataplane::Mode) -> Result<dataplane::Allocated, dataplane::Error> {
+    fn create_session(
+        &mut self,
+        mode: dataplane::Mode,
+    ) -> Result<dataplane::Allocated, dataplane::Error> {
         dataplane::Dataplane::create_session(self, mode)
     }
     fn set_remote(
@@ -64,7 +72,11 @@ impl Media for dataplane::Dataplane {
     ) -> Result<(), dataplane::Error> {
         dataplane::Dataplane::set_remote(self, id, side, rtp, None)
     }
-    fn set_mode(&mut self, id: dataplane::SessionId, mode: dataplane::Mode) -> Result<(), dataplane::Error> {
+    fn set_mode(
+        &mut self,
+        id: dataplane::SessionId,
+        mode: dataplane::Mode,
+    ) -> Result<(), dataplane::Error> {
         dataplane::Dataplane::set_mode(self, id, mode)
     }
     fn arm_timeout(&mut self, id: dataplane::SessionId) -> Result<(), dataplane::Error> {
@@ -204,7 +216,11 @@ impl EngineConfig {
                 .iter()
                 .filter_map(|u| u.context.clone().map(|c| (u.name.clone(), c)))
                 .collect(),
-            users: cfg.users.iter().map(|u| (u.name.clone(), u.password.clone())).collect(),
+            users: cfg
+                .users
+                .iter()
+                .map(|u| (u.name.clone(), u.password.clone()))
+                .collect(),
             timers: TimerConfig::default(),
         }
     }
@@ -296,12 +312,19 @@ impl<M: Media> Engine<M> {
                         resp.reason = format!("Bad Request ({})", sanitize_reason(&e.reason));
                         self.add_server_headers(&mut resp);
                         self.stats.bad_request_sent += 1;
-                        self.note(format!("SIP from {from}: malformed request, sent 400: {}", e.reason));
-                        self.tl.send_stateless(&Message::Response(resp), reply_addr(&req, from));
+                        self.note(format!(
+                            "SIP from {from}: malformed request, sent 400: {}",
+                            e.reason
+                        ));
+                        self.tl
+                            .send_stateless(&Message::Response(resp), reply_addr(&req, from));
                     }
                     _ => {
                         self.stats.dropped += 1;
-                        self.note(format!("SIP from {from}: dropped malformed message: {}", e.reason));
+                        self.note(format!(
+                            "SIP from {from}: dropped malformed message: {}",
+                            e.reason
+                        ));
                     }
                 }
                 return;
@@ -341,7 +364,9 @@ impl<M: Media> Engine<M> {
             match ev {
                 dataplane::Event::MediaTimeout { id } => {
                     if let Some(&cid) = self.media_sessions.get(&id) {
-                        self.note(format!("call {cid}: no RTP for the media timeout, hanging up"));
+                        self.note(format!(
+                            "call {cid}: no RTP for the media timeout, hanging up"
+                        ));
                         self.hangup(cid, HangupWhy::MediaTimeout, now);
                     }
                 }
@@ -387,7 +412,9 @@ impl<M: Media> Engine<M> {
                 if resp.code == 200 {
                     self.note(format!(
                         "REGISTER {} from {from}: 200",
-                        req.to().and_then(|t| t.uri.user.clone()).unwrap_or_default()
+                        req.to()
+                            .and_then(|t| t.uri.user.clone())
+                            .unwrap_or_default()
                     ));
                 }
                 self.respond(&key, resp, now);
@@ -442,7 +469,9 @@ impl<M: Media> Engine<M> {
             Auth::Challenge(mut resp) | Auth::Forbidden(mut resp) => {
                 self.add_server_headers(&mut resp);
                 if resp.code == 403 {
-                    self.note(format!("INVITE {call_id} from {from}: authentication failed, 403"));
+                    self.note(format!(
+                        "INVITE {call_id} from {from}: authentication failed, 403"
+                    ));
                 }
                 self.respond(&key, resp, now);
                 return;
@@ -451,7 +480,10 @@ impl<M: Media> Engine<M> {
         let offer = if req.body.is_empty() {
             None
         } else {
-            match std::str::from_utf8(&req.body).ok().and_then(|s| SessionDescription::parse(s).ok()) {
+            match std::str::from_utf8(&req.body)
+                .ok()
+                .and_then(|s| SessionDescription::parse(s).ok())
+            {
                 Some(o) => Some(o),
                 None => {
                     let mut resp = self.reply(&req, 400, None);
@@ -468,11 +500,25 @@ impl<M: Media> Engine<M> {
             self.respond(&key, resp, now);
             return;
         };
-        let exten = Uri::parse(&req.uri).ok().and_then(|u| u.user).unwrap_or_default();
+        let exten = Uri::parse(&req.uri)
+            .ok()
+            .and_then(|u| u.user)
+            .unwrap_or_default();
         let from_na = req.from();
-        let caller = from_na.as_ref().and_then(|f| f.uri.user.clone()).unwrap_or_else(|| user.clone());
-        let caller_name = from_na.as_ref().and_then(|f| f.display.clone()).unwrap_or_default();
-        let context = self.cfg.user_contexts.get(&user).cloned().unwrap_or_else(|| self.cfg.context.clone());
+        let caller = from_na
+            .as_ref()
+            .and_then(|f| f.uri.user.clone())
+            .unwrap_or_else(|| user.clone());
+        let caller_name = from_na
+            .as_ref()
+            .and_then(|f| f.display.clone())
+            .unwrap_or_default();
+        let context = self
+            .cfg
+            .user_contexts
+            .get(&user)
+            .cloned()
+            .unwrap_or_else(|| self.cfg.context.clone());
         let chan = Channel {
             exten: exten.clone(),
             caller_num: caller.clone(),
@@ -482,7 +528,9 @@ impl<M: Media> Engine<M> {
         let exec = match Execution::start(self.dialplan.clone(), &context, chan) {
             Ok(e) => e,
             Err(e) => {
-                self.note(format!("INVITE {call_id}: {exten} in context {context}: {e}, 404"));
+                self.note(format!(
+                    "INVITE {call_id}: {exten} in context {context}: {e}, 404"
+                ));
                 let resp = self.reply(&req, 404, None);
                 self.respond(&key, resp, now);
                 return;
@@ -506,11 +554,15 @@ impl<M: Media> Engine<M> {
         let remote_hdr = req.headers.get("From").unwrap_or_default().to_string();
         let to_value = req.headers.get("To").unwrap_or_default().to_string();
         let local_hdr = format!("{to_value};tag={local_tag}");
-        let remote_target =
-            req.contact().map(|c| c.uri.to_string()).unwrap_or_else(|| format!("sip:{from}"));
+        let remote_target = req
+            .contact()
+            .map(|c| c.uri.to_string())
+            .unwrap_or_else(|| format!("sip:{from}"));
         let id = CallId(self.next_call);
         self.next_call += 1;
-        self.note(format!("call {id}: {caller} -> {exten} (context {context}, Call-ID {call_id})"));
+        self.note(format!(
+            "call {id}: {caller} -> {exten} (context {context}, Call-ID {call_id})"
+        ));
         let call = Call {
             id,
             state: CallState::Routing,
@@ -571,14 +623,20 @@ impl<M: Media> Engine<M> {
             Method::Bye => {
                 let resp = self.reply(&req, 200, None);
                 self.respond(&key, resp, now);
-                let who = if side == LegSide::A { "caller" } else { "callee" };
+                let who = if side == LegSide::A {
+                    "caller"
+                } else {
+                    "callee"
+                };
                 self.note(format!("call {cid}: BYE from the {who}"));
                 self.hangup(cid, HangupWhy::Bye(side), now);
             }
             Method::Invite => {
                 // Re-INVITE (hold, address change): update the media target and
                 // answer with the SDP we already gave this side.
-                let body = std::str::from_utf8(&req.body).ok().and_then(|s| SessionDescription::parse(s).ok());
+                let body = std::str::from_utf8(&req.body)
+                    .ok()
+                    .and_then(|s| SessionDescription::parse(s).ok());
                 let (sdp, media) = match self.calls.get(&cid) {
                     Some(c) => (
                         if side == LegSide::A {
@@ -592,7 +650,11 @@ impl<M: Media> Engine<M> {
                 };
                 if let (Some(sd), Some(m)) = (&body, media) {
                     if let Some(addr) = sd.audio_addr() {
-                        let dside = if side == LegSide::A { dataplane::Side::A } else { dataplane::Side::B };
+                        let dside = if side == LegSide::A {
+                            dataplane::Side::A
+                        } else {
+                            dataplane::Side::B
+                        };
                         let _ = self.media.set_remote(m.id, dside, addr);
                     }
                 }
@@ -645,17 +707,30 @@ impl<M: Media> Engine<M> {
         if resp.code / 100 != 2 || !resp.cseq().is_some_and(|c| c.method == Method::Invite) {
             return;
         }
-        let Some(call_id) = resp.call_id() else { return };
+        let Some(call_id) = resp.call_id() else {
+            return;
+        };
         if let Some(&(cid, LegSide::B)) = self.by_sip_id.get(call_id) {
-            if let Some(ack) = self.calls.get(&cid).and_then(|c| c.b.as_ref()).and_then(|b| b.ack.clone()) {
-                let dest = self.calls.get(&cid).and_then(|c| c.b.as_ref()).map_or(from, |b| b.dest);
+            if let Some(ack) = self
+                .calls
+                .get(&cid)
+                .and_then(|c| c.b.as_ref())
+                .and_then(|b| b.ack.clone())
+            {
+                let dest = self
+                    .calls
+                    .get(&cid)
+                    .and_then(|c| c.b.as_ref())
+                    .map_or(from, |b| b.dest);
                 self.tl.send_stateless(&Message::Request(ack), dest);
             }
         }
     }
 
     fn on_b_provisional(&mut self, cid: CallId, resp: Response, now: Instant) {
-        let Some(call) = self.calls.get_mut(&cid) else { return };
+        let Some(call) = self.calls.get_mut(&cid) else {
+            return;
+        };
         let Some(b) = call.b.as_mut() else { return };
         if b.state == BState::Calling {
             b.state = BState::Early;
@@ -671,7 +746,9 @@ impl<M: Media> Engine<M> {
         let answer = if resp.body.is_empty() {
             None
         } else {
-            std::str::from_utf8(&resp.body).ok().and_then(|s| SessionDescription::parse(s).ok())
+            std::str::from_utf8(&resp.body)
+                .ok()
+                .and_then(|s| SessionDescription::parse(s).ok())
         };
         let mut sdp_text = None;
         if let (Some(ans), Some(offer), Some(m)) = (&answer, &call.caller_offer, call.media) {
@@ -699,7 +776,9 @@ impl<M: Media> Engine<M> {
 
     fn on_b_answer(&mut self, cid: CallId, resp: Response, now: Instant) {
         let local = self.cfg.local;
-        let Some(call) = self.calls.get_mut(&cid) else { return };
+        let Some(call) = self.calls.get_mut(&cid) else {
+            return;
+        };
         let Some(b) = call.b.as_mut() else { return };
         if b.state == BState::Answered || b.state == BState::Gone {
             // Retransmitted 2xx: send the same ACK again.
@@ -718,12 +797,22 @@ impl<M: Media> Engine<M> {
             b.remote_target = c.uri.to_string();
         }
         let mut ack = Request::new(Method::Ack, b.remote_target.clone());
-        ack.headers.push("Via", format!("SIP/2.0/UDP {local};branch={};rport", new_branch()));
+        ack.headers.push(
+            "Via",
+            format!("SIP/2.0/UDP {local};branch={};rport", new_branch()),
+        );
         ack.headers.push("Max-Forwards", "70");
         ack.headers.push("From", b.local_hdr.clone());
         ack.headers.push("To", b.remote_hdr.clone());
         ack.headers.push("Call-ID", b.call_id.clone());
-        ack.headers.push("CSeq", CSeq { seq: b.cseq, method: Method::Ack }.to_string());
+        ack.headers.push(
+            "CSeq",
+            CSeq {
+                seq: b.cseq,
+                method: Method::Ack,
+            }
+            .to_string(),
+        );
         b.ack = Some(ack.clone());
         let dest = b.dest;
         self.tl.send_stateless(&Message::Request(ack), dest);
@@ -738,7 +827,9 @@ impl<M: Media> Engine<M> {
             self.maybe_finish(cid);
             return;
         }
-        let answer = std::str::from_utf8(&resp.body).ok().and_then(|s| SessionDescription::parse(s).ok());
+        let answer = std::str::from_utf8(&resp.body)
+            .ok()
+            .and_then(|s| SessionDescription::parse(s).ok());
         let mut sdp_text = call.a.local_sdp.clone().filter(|_| call.a.early_sdp_sent);
         if let (Some(ans), Some(offer), Some(m)) = (&answer, &call.caller_offer, call.media) {
             if let Some(addr) = ans.audio_addr() {
@@ -747,15 +838,21 @@ impl<M: Media> Engine<M> {
             }
             match sdp::derive_answer(offer, ans, m.a, call.sess_id) {
                 Ok(our) => sdp_text = Some(our.to_string()),
-                Err(e) => self.log.push(format!("call {cid}: callee answer not usable: {e}")),
+                Err(e) => self
+                    .log
+                    .push(format!("call {cid}: callee answer not usable: {e}")),
             }
         }
         let Some(sdp_text) = sdp_text else {
-            self.note(format!("call {cid}: callee answered without usable SDP, hanging up"));
+            self.note(format!(
+                "call {cid}: callee answered without usable SDP, hanging up"
+            ));
             self.hangup(cid, HangupWhy::Internal(488), now);
             return;
         };
-        let Some(call) = self.calls.get_mut(&cid) else { return };
+        let Some(call) = self.calls.get_mut(&cid) else {
+            return;
+        };
         call.state = CallState::Bridged;
         call.answered_at = Some(now);
         call.wake_at = None;
@@ -778,7 +875,9 @@ impl<M: Media> Engine<M> {
     }
 
     fn on_b_failure(&mut self, cid: CallId, code: u16, now: Instant) {
-        let Some(call) = self.calls.get_mut(&cid) else { return };
+        let Some(call) = self.calls.get_mut(&cid) else {
+            return;
+        };
         let Some(b) = call.b.as_mut() else { return };
         let cancelling = b.state == BState::Cancelling;
         b.state = BState::Gone;
@@ -807,7 +906,9 @@ impl<M: Media> Engine<M> {
                             .calls
                             .get(&cid)
                             .and_then(|c| c.b.as_ref())
-                            .is_some_and(|b| b.tx == key && matches!(b.state, BState::Calling | BState::Early));
+                            .is_some_and(|b| {
+                                b.tx == key && matches!(b.state, BState::Calling | BState::Early)
+                            });
                         if is_invite {
                             self.note(format!("call {cid}: callee did not respond (timeout)"));
                             self.on_b_failure(cid, 408, now);
@@ -818,7 +919,9 @@ impl<M: Media> Engine<M> {
                     if let Some(&(cid, LegSide::A)) = self.by_tx.get(&key) {
                         let answered = self.calls.get(&cid).is_some_and(|c| c.a.answered);
                         if answered {
-                            self.note(format!("call {cid}: caller never ACKed our 200, hanging up"));
+                            self.note(format!(
+                                "call {cid}: caller never ACKed our 200, hanging up"
+                            ));
                             self.hangup(cid, HangupWhy::Internal(408), now);
                         }
                     }
@@ -835,7 +938,9 @@ impl<M: Media> Engine<M> {
 
     fn run_dialplan(&mut self, cid: CallId, now: Instant) {
         loop {
-            let Some(call) = self.calls.get_mut(&cid) else { return };
+            let Some(call) = self.calls.get_mut(&cid) else {
+                return;
+            };
             if call.state == CallState::Ending {
                 return;
             }
@@ -860,9 +965,13 @@ impl<M: Media> Engine<M> {
                     return;
                 }
                 Step::Playback(what) => {
-                    self.note(format!("call {cid}: Playback({what}) is not supported yet, skipped"));
+                    self.note(format!(
+                        "call {cid}: Playback({what}) is not supported yet, skipped"
+                    ));
                 }
-                Step::Dial { targets, timeout, .. } => {
+                Step::Dial {
+                    targets, timeout, ..
+                } => {
                     if self.start_dial(cid, &targets, timeout, now) {
                         return;
                     }
@@ -880,7 +989,9 @@ impl<M: Media> Engine<M> {
     }
 
     fn on_wake(&mut self, cid: CallId, now: Instant) {
-        let Some(call) = self.calls.get_mut(&cid) else { return };
+        let Some(call) = self.calls.get_mut(&cid) else {
+            return;
+        };
         call.wake_at = None;
         if call.state == CallState::Dialing {
             // Dial timeout: give up on the callee.
@@ -906,7 +1017,10 @@ impl<M: Media> Engine<M> {
         let local = self.cfg.local;
         for t in targets {
             if !t.tech.eq_ignore_ascii_case("SIP") {
-                self.note(format!("call {cid}: Dial({}/{}): technology not supported yet", t.tech, t.resource));
+                self.note(format!(
+                    "call {cid}: Dial({}/{}): technology not supported yet",
+                    t.tech, t.resource
+                ));
                 continue;
             }
             let user = t.resource.split('/').next().unwrap_or_default().to_string();
@@ -914,12 +1028,18 @@ impl<M: Media> Engine<M> {
                 self.note(format!("call {cid}: Dial(SIP/{user}): not registered"));
                 continue;
             };
-            let Some(call) = self.calls.get_mut(&cid) else { return false };
-            let (Some(offer), Some(m)) = (&call.caller_offer, call.media) else { return false };
+            let Some(call) = self.calls.get_mut(&cid) else {
+                return false;
+            };
+            let (Some(offer), Some(m)) = (&call.caller_offer, call.media) else {
+                return false;
+            };
             let b_offer = match sdp::derive_offer(offer, m.b, SUPPORTED, call.sess_id + 1) {
                 Ok(o) => o.to_string(),
                 Err(e) => {
-                    self.log.push(format!("call {cid}: no common codec with the caller's offer: {e}"));
+                    self.log.push(format!(
+                        "call {cid}: no common codec with the caller's offer: {e}"
+                    ));
                     continue;
                 }
             };
@@ -935,19 +1055,31 @@ impl<M: Media> Engine<M> {
             let to_uri = format!("sip:{user}@{}", binding_host(&binding.contact, local));
             let remote_hdr = format!("<{to_uri}>");
             let mut inv = Request::new(Method::Invite, binding.contact.clone());
-            inv.headers.push("Via", format!("SIP/2.0/UDP {local};branch={};rport", new_branch()));
+            inv.headers.push(
+                "Via",
+                format!("SIP/2.0/UDP {local};branch={};rport", new_branch()),
+            );
             inv.headers.push("Max-Forwards", "70");
             inv.headers.push("From", local_hdr.clone());
             inv.headers.push("To", remote_hdr.clone());
             inv.headers.push("Call-ID", call_id.clone());
-            inv.headers.push("CSeq", CSeq { seq: 1, method: Method::Invite }.to_string());
+            inv.headers.push(
+                "CSeq",
+                CSeq {
+                    seq: 1,
+                    method: Method::Invite,
+                }
+                .to_string(),
+            );
             inv.headers.push("Contact", format!("<sip:tandem@{local}>"));
             inv.headers.push("Allow", ALLOW);
             inv.headers.push("User-Agent", self.cfg.user_agent.clone());
             inv.headers.push("Content-Type", "application/sdp");
             inv.body = b_offer.clone().into_bytes();
             let tx = self.tl.send_request(inv.clone(), binding.source, now);
-            let Some(call) = self.calls.get_mut(&cid) else { return false };
+            let Some(call) = self.calls.get_mut(&cid) else {
+                return false;
+            };
             call.b = Some(BLeg {
                 call_id: call_id.clone(),
                 local_hdr,
@@ -966,14 +1098,19 @@ impl<M: Media> Engine<M> {
             call.wake_at = timeout.map(|d| now + d);
             self.by_sip_id.insert(call_id, (cid, LegSide::B));
             self.by_tx.insert(tx, (cid, LegSide::B));
-            self.note(format!("call {cid}: dialing SIP/{user} at {}", binding.source));
+            self.note(format!(
+                "call {cid}: dialing SIP/{user} at {}",
+                binding.source
+            ));
             return true;
         }
         false
     }
 
     fn cancel_b(&mut self, cid: CallId, now: Instant) {
-        let Some(call) = self.calls.get_mut(&cid) else { return };
+        let Some(call) = self.calls.get_mut(&cid) else {
+            return;
+        };
         let Some(b) = call.b.as_mut() else { return };
         if !matches!(b.state, BState::Calling | BState::Early) {
             return;
@@ -986,7 +1123,14 @@ impl<M: Media> Engine<M> {
             }
         }
         cancel.headers.push("Max-Forwards", "70");
-        cancel.headers.push("CSeq", CSeq { seq: b.cseq, method: Method::Cancel }.to_string());
+        cancel.headers.push(
+            "CSeq",
+            CSeq {
+                seq: b.cseq,
+                method: Method::Cancel,
+            }
+            .to_string(),
+        );
         let dest = b.dest;
         self.tl.send_request(cancel, dest, now);
     }
@@ -994,11 +1138,15 @@ impl<M: Media> Engine<M> {
     // --------------------------------------------------------------- A side
 
     fn answer_a(&mut self, cid: CallId, now: Instant) {
-        let Some(call) = self.calls.get_mut(&cid) else { return };
+        let Some(call) = self.calls.get_mut(&cid) else {
+            return;
+        };
         if call.a.final_sent {
             return;
         }
-        let (Some(offer), Some(m)) = (&call.caller_offer, call.media) else { return };
+        let (Some(offer), Some(m)) = (&call.caller_offer, call.media) else {
+            return;
+        };
         let sdp_text = match sdp::answer(offer, m.a, SUPPORTED, call.sess_id) {
             Ok((ans, _neg)) => ans.to_string(),
             Err(e) => {
@@ -1021,14 +1169,18 @@ impl<M: Media> Engine<M> {
     }
 
     fn provisional_a(&mut self, cid: CallId, code: u16, now: Instant) {
-        let Some(call) = self.calls.get_mut(&cid) else { return };
+        let Some(call) = self.calls.get_mut(&cid) else {
+            return;
+        };
         if call.a.final_sent {
             return;
         }
         let mut sdp_text = None;
         if code == 183 {
             if let (Some(offer), Some(m)) = (&call.caller_offer, call.media) {
-                sdp_text = sdp::answer(offer, m.a, SUPPORTED, call.sess_id).ok().map(|(a, _)| a.to_string());
+                sdp_text = sdp::answer(offer, m.a, SUPPORTED, call.sess_id)
+                    .ok()
+                    .map(|(a, _)| a.to_string());
             }
             call.a.early_sdp_sent = sdp_text.is_some();
             call.a.local_sdp = sdp_text.clone();
@@ -1045,7 +1197,9 @@ impl<M: Media> Engine<M> {
     // ---------------------------------------------------------------- hangup
 
     fn hangup(&mut self, cid: CallId, why: HangupWhy, now: Instant) {
-        let Some(call) = self.calls.get_mut(&cid) else { return };
+        let Some(call) = self.calls.get_mut(&cid) else {
+            return;
+        };
         if call.state == CallState::Ending {
             return;
         }
@@ -1060,7 +1214,9 @@ impl<M: Media> Engine<M> {
             }
             _ => {}
         }
-        let Some(call) = self.calls.get_mut(&cid) else { return };
+        let Some(call) = self.calls.get_mut(&cid) else {
+            return;
+        };
         if let Some(b) = call.b.as_mut() {
             if b.state == BState::Answered {
                 b.state = BState::Gone;
@@ -1095,7 +1251,9 @@ impl<M: Media> Engine<M> {
     fn send_bye(&mut self, cid: CallId, side: LegSide, reason: Option<String>, now: Instant) {
         let local = self.cfg.local;
         let ua = self.cfg.user_agent.clone();
-        let Some(call) = self.calls.get_mut(&cid) else { return };
+        let Some(call) = self.calls.get_mut(&cid) else {
+            return;
+        };
         let (target, from, to, call_id, cseq, dest) = match side {
             LegSide::A => {
                 call.a.cseq += 1;
@@ -1111,16 +1269,33 @@ impl<M: Media> Engine<M> {
             LegSide::B => {
                 let Some(b) = call.b.as_mut() else { return };
                 b.cseq += 1;
-                (b.remote_target.clone(), b.local_hdr.clone(), b.remote_hdr.clone(), b.call_id.clone(), b.cseq, b.dest)
+                (
+                    b.remote_target.clone(),
+                    b.local_hdr.clone(),
+                    b.remote_hdr.clone(),
+                    b.call_id.clone(),
+                    b.cseq,
+                    b.dest,
+                )
             }
         };
         let mut bye = Request::new(Method::Bye, target);
-        bye.headers.push("Via", format!("SIP/2.0/UDP {local};branch={};rport", new_branch()));
+        bye.headers.push(
+            "Via",
+            format!("SIP/2.0/UDP {local};branch={};rport", new_branch()),
+        );
         bye.headers.push("Max-Forwards", "70");
         bye.headers.push("From", from);
         bye.headers.push("To", to);
         bye.headers.push("Call-ID", call_id);
-        bye.headers.push("CSeq", CSeq { seq: cseq, method: Method::Bye }.to_string());
+        bye.headers.push(
+            "CSeq",
+            CSeq {
+                seq: cseq,
+                method: Method::Bye,
+            }
+            .to_string(),
+        );
         bye.headers.push("User-Agent", ua);
         if let Some(r) = reason {
             bye.headers.push("Reason", r);
@@ -1131,14 +1306,22 @@ impl<M: Media> Engine<M> {
 
     /// Remove the call once nothing more can happen on it.
     fn maybe_finish(&mut self, cid: CallId) {
-        let Some(call) = self.calls.get(&cid) else { return };
+        let Some(call) = self.calls.get(&cid) else {
+            return;
+        };
         if call.state != CallState::Ending {
             return;
         }
-        if call.b.as_ref().is_some_and(|b| b.state == BState::Cancelling) {
+        if call
+            .b
+            .as_ref()
+            .is_some_and(|b| b.state == BState::Cancelling)
+        {
             return; // wait for the 487 (or a crossing 200 to release)
         }
-        let Some(call) = self.calls.remove(&cid) else { return };
+        let Some(call) = self.calls.remove(&cid) else {
+            return;
+        };
         if let Some(m) = call.media {
             self.media_sessions.remove(&m.id);
             let _ = self.media.destroy(m.id);
@@ -1148,7 +1331,9 @@ impl<M: Media> Engine<M> {
             self.by_sip_id.remove(&b.call_id);
         }
         self.by_tx.retain(|_, (c, _)| *c != cid);
-        let talk = call.answered_at.map(|t| t.saturating_duration_since(call.started));
+        let talk = call
+            .answered_at
+            .map(|t| t.saturating_duration_since(call.started));
         match talk {
             Some(_) => self.note(format!("call {cid}: ended")),
             None => self.note(format!("call {cid}: ended unanswered")),
@@ -1162,7 +1347,11 @@ impl<M: Media> Engine<M> {
         let cid = self
             .calls
             .values()
-            .find(|c| c.id.to_string() == id || c.a.call_id == id || c.b.as_ref().is_some_and(|b| b.call_id == id))
+            .find(|c| {
+                c.id.to_string() == id
+                    || c.a.call_id == id
+                    || c.b.as_ref().is_some_and(|b| b.call_id == id)
+            })
             .map(|c| c.id);
         match cid {
             Some(cid) => {
@@ -1198,9 +1387,20 @@ impl<M: Media> Engine<M> {
                     call_id: c.a.call_id.clone(),
                     peer: c.a.peer.to_string(),
                     user: c.caller.clone(),
-                    state: if c.a.answered { "answered" } else if c.a.final_sent { "ended" } else { "ringing" }.into(),
+                    state: if c.a.answered {
+                        "answered"
+                    } else if c.a.final_sent {
+                        "ended"
+                    } else {
+                        "ringing"
+                    }
+                    .into(),
                     local_media: c.media.map(|m| m.a.to_string()),
-                    remote_media: c.caller_offer.as_ref().and_then(|o| o.audio_addr()).map(|a| a.to_string()),
+                    remote_media: c
+                        .caller_offer
+                        .as_ref()
+                        .and_then(|o| o.audio_addr())
+                        .map(|a| a.to_string()),
                 }];
                 if let Some(b) = &c.b {
                     legs.push(LegInfo {
@@ -1234,7 +1434,9 @@ impl<M: Media> Engine<M> {
                     exten: c.exten.clone(),
                     context: c.exec.context().to_string(),
                     duration_s: now.saturating_duration_since(c.started).as_secs(),
-                    answered_s: c.answered_at.map(|t| now.saturating_duration_since(t).as_secs()),
+                    answered_s: c
+                        .answered_at
+                        .map(|t| now.saturating_duration_since(t).as_secs()),
                     media_session: c.media.map(|m| m.id.0),
                     worker: c.media.map(|m| m.worker),
                     legs,
@@ -1296,7 +1498,8 @@ impl<M: Media> Engine<M> {
     }
 
     fn add_contact(&self, resp: &mut Response) {
-        resp.headers.set("Contact", format!("<sip:tandem@{}>", self.cfg.local));
+        resp.headers
+            .set("Contact", format!("<sip:tandem@{}>", self.cfg.local));
         resp.headers.set("Allow", ALLOW);
     }
 }
@@ -1327,7 +1530,9 @@ impl HangupWhy {
 }
 
 fn can_respond(req: &Request) -> bool {
-    ["Via", "From", "To", "Call-ID", "CSeq"].iter().all(|h| req.headers.get(h).is_some())
+    ["Via", "From", "To", "Call-ID", "CSeq"]
+        .iter()
+        .all(|h| req.headers.get(h).is_some())
 }
 
 fn sanitize_reason(s: &str) -> String {

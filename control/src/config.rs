@@ -158,11 +158,19 @@ struct Source<'a> {
 
 impl Source<'_> {
     fn line_of(&self, offset: usize) -> usize {
-        self.text[..offset.min(self.text.len())].bytes().filter(|&b| b == b'\n').count() + 1
+        self.text[..offset.min(self.text.len())]
+            .bytes()
+            .filter(|&b| b == b'\n')
+            .count()
+            + 1
     }
 
     fn err(&self, span: Range<usize>, msg: impl Into<String>) -> ConfigError {
-        ConfigError { file: self.name.clone(), line: self.line_of(span.start), msg: msg.into() }
+        ConfigError {
+            file: self.name.clone(),
+            line: self.line_of(span.start),
+            msg: msg.into(),
+        }
     }
 }
 
@@ -184,7 +192,9 @@ pub fn default_mgmt_socket() -> PathBuf {
 }
 
 fn default_core() -> usize {
-    let n = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let n = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     n.saturating_sub(1)
 }
 
@@ -226,11 +236,15 @@ fn parse_listen(s: &str) -> Result<Listen, String> {
                 "listen \"{s}\": transport {transport} is not supported yet (use udp:IP:PORT)"
             ))
         }
-        other => return Err(format!("listen \"{s}\": unknown transport \"{other}\" (use udp)")),
+        other => {
+            return Err(format!(
+                "listen \"{s}\": unknown transport \"{other}\" (use udp)"
+            ))
+        }
     };
-    let addr: SocketAddr = addr
-        .parse()
-        .map_err(|_| format!("listen \"{s}\": expected TRANSPORT:IP:PORT, e.g. udp:127.0.0.1:5060"))?;
+    let addr: SocketAddr = addr.parse().map_err(|_| {
+        format!("listen \"{s}\": expected TRANSPORT:IP:PORT, e.g. udp:127.0.0.1:5060")
+    })?;
     Ok(Listen { transport, addr })
 }
 
@@ -238,22 +252,37 @@ fn parse_ports(s: &str) -> Result<RangeInclusive<u16>, String> {
     let (a, b) = s
         .split_once('-')
         .ok_or_else(|| format!("rtp_ports \"{s}\": expected FIRST-LAST, e.g. \"20000-29999\""))?;
-    let a: u16 = a.trim().parse().map_err(|_| format!("rtp_ports \"{s}\": bad first port"))?;
-    let b: u16 = b.trim().parse().map_err(|_| format!("rtp_ports \"{s}\": bad last port"))?;
+    let a: u16 = a
+        .trim()
+        .parse()
+        .map_err(|_| format!("rtp_ports \"{s}\": bad first port"))?;
+    let b: u16 = b
+        .trim()
+        .parse()
+        .map_err(|_| format!("rtp_ports \"{s}\": bad last port"))?;
     if a < 1024 || b <= a {
         return Err(format!("rtp_ports \"{s}\": need 1024 <= FIRST < LAST"));
     }
     if b - a < 3 {
-        return Err(format!("rtp_ports \"{s}\": need at least 4 ports (two RTP/RTCP pairs)"));
+        return Err(format!(
+            "rtp_ports \"{s}\": need at least 4 ports (two RTP/RTCP pairs)"
+        ));
     }
     Ok(a..=b)
 }
 
 fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, ConfigError> {
-    let src = Source { name: name.to_string(), text };
+    let src = Source {
+        name: name.to_string(),
+        text,
+    };
     let raw: RawConfig = toml::from_str(text).map_err(|e| {
         let line = e.span().map(|s| src.line_of(s.start)).unwrap_or(0);
-        ConfigError { file: name.to_string(), line, msg: e.message().trim().to_string() }
+        ConfigError {
+            file: name.to_string(),
+            line,
+            msg: e.message().trim().to_string(),
+        }
     })?;
 
     // [sip]
@@ -296,7 +325,9 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         let raw_user = u.get_ref();
         let uname = raw_user.name.get_ref();
         if uname.is_empty()
-            || !uname.chars().all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c))
+            || !uname
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.+".contains(c))
         {
             return Err(src.err(
                 raw_user.name.span(),
@@ -304,10 +335,16 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
             ));
         }
         if !seen.insert(uname.clone()) {
-            return Err(src.err(raw_user.name.span(), format!("user \"{uname}\" defined twice")));
+            return Err(src.err(
+                raw_user.name.span(),
+                format!("user \"{uname}\" defined twice"),
+            ));
         }
         if raw_user.password.get_ref().is_empty() {
-            return Err(src.err(raw_user.password.span(), format!("user \"{uname}\": empty password")));
+            return Err(src.err(
+                raw_user.password.span(),
+                format!("user \"{uname}\": empty password"),
+            ));
         }
         users.push(User {
             name: uname.clone(),
@@ -340,7 +377,9 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
             }
         },
     };
-    let ncores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let ncores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let cores = match &dp.cores {
         None => vec![default_core()],
         Some(c) => {
@@ -352,7 +391,10 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
                 if core >= ncores {
                     return Err(src.err(
                         c.span(),
-                        format!("core {core} does not exist (this machine has cores 0-{})", ncores - 1),
+                        format!(
+                            "core {core} does not exist (this machine has cores 0-{})",
+                            ncores - 1
+                        ),
                     ));
                 }
                 if !set.insert(core) {
@@ -369,20 +411,33 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
     let per_worker = (rtp_ports.end() - rtp_ports.start() + 1) as usize / cores.len();
     if per_worker < 4 {
         let span = dp.rtp_ports.as_ref().map(|p| p.span()).unwrap_or(0..0);
-        return Err(src.err(span, "rtp_ports too small: each worker needs at least 4 ports"));
+        return Err(src.err(
+            span,
+            "rtp_ports too small: each worker needs at least 4 ports",
+        ));
     }
     let media_ip: IpAddr = match &dp.media_ip {
         None => IpAddr::from([127, 0, 0, 1]),
-        Some(ip) => ip
-            .get_ref()
-            .parse()
-            .map_err(|_| src.err(ip.span(), format!("media_ip \"{}\" is not an IP address", ip.get_ref())))?,
+        Some(ip) => ip.get_ref().parse().map_err(|_| {
+            src.err(
+                ip.span(),
+                format!("media_ip \"{}\" is not an IP address", ip.get_ref()),
+            )
+        })?,
     };
     if media_ip.is_unspecified() {
         let span = dp.media_ip.as_ref().map(|p| p.span()).unwrap_or(0..0);
-        return Err(src.err(span, "media_ip must be a concrete address: it goes into SDP"));
+        return Err(src.err(
+            span,
+            "media_ip must be a concrete address: it goes into SDP",
+        ));
     }
-    let media_timeout = Duration::from_secs(dp.media_timeout.as_ref().map(|t| *t.get_ref()).unwrap_or(30));
+    let media_timeout = Duration::from_secs(
+        dp.media_timeout
+            .as_ref()
+            .map(|t| *t.get_ref())
+            .unwrap_or(30),
+    );
     let max_sessions = match &dp.max_sessions {
         None => 4096,
         Some(m) if *m.get_ref() == 0 || *m.get_ref() > 1 << 20 => {
@@ -392,27 +447,37 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
     };
 
     // [dialplan]
-    let dpl = raw.dialplan.unwrap_or(RawDialplan { file: None, context: None });
+    let dpl = raw.dialplan.unwrap_or(RawDialplan {
+        file: None,
+        context: None,
+    });
     let (dialplan, dialplan_file) = match &dpl.file {
         None => (Dialplan::embedded_default(), None),
         Some(f) => {
             let base = path.and_then(|p| p.parent()).unwrap_or(Path::new("."));
             let file = base.join(f.get_ref());
-            let text = std::fs::read_to_string(&file).map_err(|e| {
-                src.err(f.span(), format!("dialplan file {}: {e}", file.display()))
-            })?;
-            let plan = Dialplan::parse(&text, &file.display().to_string()).map_err(|e| ConfigError {
-                file: e.file.clone(),
-                line: e.line,
-                msg: e.msg.clone(),
-            })?;
+            let text = std::fs::read_to_string(&file)
+                .map_err(|e| src.err(f.span(), format!("dialplan file {}: {e}", file.display())))?;
+            let plan =
+                Dialplan::parse(&text, &file.display().to_string()).map_err(|e| ConfigError {
+                    file: e.file.clone(),
+                    line: e.line,
+                    msg: e.msg.clone(),
+                })?;
             (plan, Some(file))
         }
     };
-    let context = dpl.context.as_ref().map(|c| c.get_ref().clone()).unwrap_or_else(|| "default".into());
+    let context = dpl
+        .context
+        .as_ref()
+        .map(|c| c.get_ref().clone())
+        .unwrap_or_else(|| "default".into());
     if !dialplan.has_context(&context) {
         let span = dpl.context.as_ref().map(|c| c.span()).unwrap_or(0..0);
-        return Err(src.err(span, format!("context \"{context}\" is not in the dialplan")));
+        return Err(src.err(
+            span,
+            format!("context \"{context}\" is not in the dialplan"),
+        ));
     }
     for u in &sip.user {
         if let Some(c) = &u.get_ref().context {
@@ -430,7 +495,9 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         Some(s) => {
             let p = PathBuf::from(s);
             if p.is_relative() {
-                path.and_then(|p| p.parent()).unwrap_or(Path::new(".")).join(p)
+                path.and_then(|p| p.parent())
+                    .unwrap_or(Path::new("."))
+                    .join(p)
             } else {
                 p
             }
@@ -443,7 +510,9 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         listen,
         realm,
         users,
-        user_agent: sip.user_agent.unwrap_or_else(|| format!("Tandem/{}", env!("CARGO_PKG_VERSION"))),
+        user_agent: sip
+            .user_agent
+            .unwrap_or_else(|| format!("Tandem/{}", env!("CARGO_PKG_VERSION"))),
         dataplane: dataplane::Config {
             backend,
             cores,

@@ -36,12 +36,20 @@ pub struct MgmtReply {
 impl MgmtReply {
     pub fn data(v: impl Serialize) -> Self {
         match serde_json::to_value(v) {
-            Ok(v) => MgmtReply { ok: true, error: None, data: Some(v) },
+            Ok(v) => MgmtReply {
+                ok: true,
+                error: None,
+                data: Some(v),
+            },
             Err(e) => MgmtReply::error(format!("cannot encode reply: {e}")),
         }
     }
     pub fn error(msg: impl Into<String>) -> Self {
-        MgmtReply { ok: false, error: Some(msg.into()), data: None }
+        MgmtReply {
+            ok: false,
+            error: Some(msg.into()),
+            data: None,
+        }
     }
 }
 
@@ -142,7 +150,10 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(std::io::Error::new(
                 std::io::ErrorKind::AddrInUse,
-                format!("{}: another tandemd is already listening there", path.display()),
+                format!(
+                    "{}: another tandemd is already listening there",
+                    path.display()
+                ),
             ));
         }
         std::fs::remove_file(path)?;
@@ -153,7 +164,9 @@ pub fn bind(path: &Path) -> std::io::Result<UnixListener> {
 /// Accept connections forever, forwarding each request to the run loop.
 pub async fn serve(listener: UnixListener, to_engine: mpsc::Sender<MgmtCall>) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let tx = to_engine.clone();
         tokio::spawn(async move {
             let _ = handle_conn(stream, tx).await;
@@ -175,7 +188,8 @@ async fn handle_conn(stream: UnixStream, to_engine: mpsc::Sender<MgmtCall>) -> s
                 if to_engine.send((req, tx)).await.is_err() {
                     MgmtReply::error("daemon is shutting down")
                 } else {
-                    rx.await.unwrap_or_else(|_| MgmtReply::error("daemon is shutting down"))
+                    rx.await
+                        .unwrap_or_else(|_| MgmtReply::error("daemon is shutting down"))
                 }
             }
         };
@@ -194,7 +208,10 @@ mod tests {
     fn request_wire_format() {
         let r: MgmtRequest = serde_json::from_str(r#"{"cmd":"hangup","id":"c1"}"#).unwrap();
         assert_eq!(r, MgmtRequest::Hangup { id: "c1".into() });
-        assert_eq!(serde_json::to_string(&MgmtRequest::ShowCalls).unwrap(), r#"{"cmd":"show_calls"}"#);
+        assert_eq!(
+            serde_json::to_string(&MgmtRequest::ShowCalls).unwrap(),
+            r#"{"cmd":"show_calls"}"#
+        );
         assert!(serde_json::from_str::<MgmtRequest>(r#"{"cmd":"reboot"}"#).is_err());
     }
 }

@@ -39,14 +39,24 @@ fn now() -> Instant {
     Instant::now()
 }
 
-#[expect(clippy::disallowed_methods, reason = "the edge owns the wall clock (digest nonces)")]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the edge owns the wall clock (digest nonces)"
+)]
 fn wall_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Print what we listen on and how to reach it.
 fn banner(cfg: &Config) {
-    let sip: Vec<String> = cfg.listen.iter().map(|l| format!("udp:{}", l.addr)).collect();
+    let sip: Vec<String> = cfg
+        .listen
+        .iter()
+        .map(|l| format!("udp:{}", l.addr))
+        .collect();
     let dp = &cfg.dataplane;
     println!("tandemd {} ready", env!("CARGO_PKG_VERSION"));
     println!("  SIP:        {} (realm \"{}\")", sip.join(", "), cfg.realm);
@@ -58,15 +68,23 @@ fn banner(cfg: &Config) {
         dp.backend,
         dp.cores
     );
-    println!("  management: {} (tandemctl --socket {0} show calls)", cfg.mgmt_socket.display());
+    println!(
+        "  management: {} (tandemctl --socket {0} show calls)",
+        cfg.mgmt_socket.display()
+    );
     match &cfg.dialplan_file {
         Some(f) => println!("  dialplan:   {} context {}", f.display(), cfg.context),
-        None => println!("  dialplan:   embedded default (context {}): _1XXX dials the user, 600 echoes", cfg.context),
+        None => println!(
+            "  dialplan:   embedded default (context {}): _1XXX dials the user, 600 echoes",
+            cfg.context
+        ),
     }
     let addr = cfg.primary_listen().addr;
     if cfg.path.is_none() {
         println!("  users:      1001-1004, password tandem<user> (e.g. 1001 / tandem1001)");
-        println!("  try:        register a softphone as sip:1001@{addr} and call 600 (echo) or 1002");
+        println!(
+            "  try:        register a softphone as sip:1001@{addr} and call 600 (echo) or 1002"
+        );
     } else {
         let names: Vec<&str> = cfg.users.iter().map(|u| u.name.as_str()).collect();
         println!("  users:      {}", names.join(", "));
@@ -77,7 +95,9 @@ fn banner(cfg: &Config) {
 pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dataplane, NetError> {
     let mut sockets = Vec::new();
     for l in &cfg.listen {
-        let s = UdpSocket::bind(l.addr).await.map_err(|e| NetError::Bind(l.addr, e))?;
+        let s = UdpSocket::bind(l.addr)
+            .await
+            .map_err(|e| NetError::Bind(l.addr, e))?;
         sockets.push(Arc::new(s));
     }
     let listener = mgmt::bind(&cfg.mgmt_socket)
@@ -117,14 +137,17 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
     );
     banner(&cfg);
 
-    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let mut sigterm =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
     let primary = sockets[0].clone();
     let mut drain_deadline: Option<Instant> = None;
 
     loop {
         let t = now();
-        let next = engine.poll_timeout().map_or(t + MEDIA_POLL, |d| d.min(t + MEDIA_POLL));
+        let next = engine
+            .poll_timeout()
+            .map_or(t + MEDIA_POLL, |d| d.min(t + MEDIA_POLL));
         let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(next));
         tokio::select! {
             Some((bytes, from)) = dg_rx.recv() => engine.handle_datagram(&bytes, from, now()),
@@ -176,12 +199,20 @@ fn start_drain(engine: &mut Engine<dataplane::Dataplane>, deadline: &mut Option<
     *deadline = Some(t + DRAIN_LIMIT);
 }
 
-fn answer_mgmt(engine: &mut Engine<dataplane::Dataplane>, req: MgmtRequest, now: Instant) -> MgmtReply {
+fn answer_mgmt(
+    engine: &mut Engine<dataplane::Dataplane>,
+    req: MgmtRequest,
+    now: Instant,
+) -> MgmtReply {
     match req {
         MgmtRequest::ShowCalls => MgmtReply::data(engine.calls_info(now)),
         MgmtRequest::ShowRegistrations => MgmtReply::data(engine.registrations_info(now)),
         MgmtRequest::ShowWorkers => {
-            let v: Vec<WorkerInfo> = engine.worker_stats().into_iter().map(WorkerInfo::from).collect();
+            let v: Vec<WorkerInfo> = engine
+                .worker_stats()
+                .into_iter()
+                .map(WorkerInfo::from)
+                .collect();
             MgmtReply::data(v)
         }
         MgmtRequest::ShowSip => MgmtReply::data(engine.sip_stats()),

@@ -11,8 +11,16 @@ fn check(name: &str, toml: &str, dialplan: Option<&str>) -> (i32, String) {
     if let Some(d) = dialplan {
         fs::write(dir.join("extensions.conf"), d).unwrap();
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_tandemd")).arg("--check-config").arg(&conf).output().unwrap();
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new(env!("CARGO_BIN_EXE_tandemd"))
+        .arg("--check-config")
+        .arg(&conf)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let _ = fs::remove_dir_all(&dir);
     (out.status.code().unwrap_or(-1), text)
 }
@@ -60,5 +68,8 @@ fn dialplan_errors_name_the_dialplan_file_and_line() {
 fn missing_dialplan_file_is_reported_at_its_key() {
     let (code, out) = check("nofile", "[dialplan]\n\nfile = \"nope.conf\"\n", None);
     assert_ne!(code, 0);
-    assert!(out.contains("tandem.toml:3:") && out.contains("nope.conf"), "{out}");
+    assert!(
+        out.contains("tandem.toml:3:") && out.contains("nope.conf"),
+        "{out}"
+    );
 }

@@ -39,7 +39,10 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let socket = args.socket.clone().unwrap_or_else(control::config::default_mgmt_socket);
+    let socket = args
+        .socket
+        .clone()
+        .unwrap_or_else(control::config::default_mgmt_socket);
     let req = match &args.cmd {
         Cmd::Show { what } => match what.as_str() {
             "calls" => MgmtRequest::ShowCalls,
@@ -47,12 +50,17 @@ fn main() -> ExitCode {
             "workers" => MgmtRequest::ShowWorkers,
             _ => MgmtRequest::ShowSip,
         },
-        Cmd::Hangup { call_id } => MgmtRequest::Hangup { id: call_id.clone() },
+        Cmd::Hangup { call_id } => MgmtRequest::Hangup {
+            id: call_id.clone(),
+        },
     };
     let reply = match ask(&socket, &req) {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("tandemctl: {}: {e} (is tandemd running? --socket PATH picks another)", socket.display());
+            eprintln!(
+                "tandemctl: {}: {e} (is tandemd running? --socket PATH picks another)",
+                socket.display()
+            );
             return ExitCode::from(2);
         }
     };
@@ -62,7 +70,10 @@ fn main() -> ExitCode {
     }
     let data = reply.data.unwrap_or(serde_json::Value::Null);
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&data).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&data).unwrap_or_default()
+        );
         return ExitCode::SUCCESS;
     }
     match print_table(&req, data) {
@@ -93,7 +104,11 @@ fn print_rows(header: &[&str], rows: Vec<Vec<String>>) {
         }
     }
     let line = |cells: Vec<String>| {
-        let s: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{:<width$}", c, width = w[i])).collect();
+        let s: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{:<width$}", c, width = w[i]))
+            .collect();
         println!("{}", s.join("  ").trim_end());
     };
     line(header.iter().map(|s| s.to_string()).collect());
@@ -126,7 +141,20 @@ fn print_table(req: &MgmtRequest, data: serde_json::Value) -> Result<(), serde_j
                     ]);
                 }
             }
-            print_rows(&["CALL", "STATE", "FROM -> TO", "AGE", "LEG", "LEG STATE", "PEER", "MEDIA", "SIP CALL-ID"], rows);
+            print_rows(
+                &[
+                    "CALL",
+                    "STATE",
+                    "FROM -> TO",
+                    "AGE",
+                    "LEG",
+                    "LEG STATE",
+                    "PEER",
+                    "MEDIA",
+                    "SIP CALL-ID",
+                ],
+                rows,
+            );
             println!("{} active call(s)", calls.len());
         }
         MgmtRequest::ShowRegistrations => {
@@ -143,7 +171,10 @@ fn print_table(req: &MgmtRequest, data: serde_json::Value) -> Result<(), serde_j
                     ]
                 })
                 .collect();
-            print_rows(&["USER", "CONTACT", "SOURCE", "EXPIRES", "USER-AGENT"], rows);
+            print_rows(
+                &["USER", "CONTACT", "SOURCE", "EXPIRES", "USER-AGENT"],
+                rows,
+            );
         }
         MgmtRequest::ShowWorkers => {
             let ws: Vec<WorkerInfo> = serde_json::from_value(data)?;
@@ -158,17 +189,31 @@ fn print_table(req: &MgmtRequest, data: serde_json::Value) -> Result<(), serde_j
                         w.packets_out.to_string(),
                         format!(
                             "malformed={} wrong_source={} no_remote={} tx_error={}",
-                            w.drops_malformed, w.drops_wrong_source, w.drops_no_remote, w.drops_tx_error
+                            w.drops_malformed,
+                            w.drops_wrong_source,
+                            w.drops_no_remote,
+                            w.drops_tx_error
                         ),
                     ]
                 })
                 .collect();
-            print_rows(&["WORKER", "CORE", "SESSIONS", "PKTS IN", "PKTS OUT", "DROPS"], rows);
+            print_rows(
+                &["WORKER", "CORE", "SESSIONS", "PKTS IN", "PKTS OUT", "DROPS"],
+                rows,
+            );
         }
         MgmtRequest::ShowSip => {
             let s: SipStats = serde_json::from_value(data)?;
             print_rows(
-                &["RX", "TX", "PARSE ERRORS", "400 SENT", "DROPPED", "CALLS", "TRANSACTIONS"],
+                &[
+                    "RX",
+                    "TX",
+                    "PARSE ERRORS",
+                    "400 SENT",
+                    "DROPPED",
+                    "CALLS",
+                    "TRANSACTIONS",
+                ],
                 vec![vec![
                     s.rx.to_string(),
                     s.tx.to_string(),

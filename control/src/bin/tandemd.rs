@@ -11,7 +11,11 @@ use clap::Parser;
 use control::config::Config;
 
 #[derive(Parser, Debug)]
-#[command(name = "tandemd", version, about = "Tandem telephony media gateway daemon")]
+#[command(
+    name = "tandemd",
+    version,
+    about = "Tandem telephony media gateway daemon"
+)]
 struct Args {
     /// Configuration file (tandem.toml). Without it: the embedded default.
     #[arg(long, short = 'c', value_name = "FILE")]
@@ -34,7 +38,9 @@ fn main() -> ExitCode {
                     path.display(),
                     cfg.listen.len(),
                     cfg.users.len(),
-                    cfg.dialplan_file.as_ref().map_or("embedded".to_string(), |f| f.display().to_string()),
+                    cfg.dialplan_file
+                        .as_ref()
+                        .map_or("embedded".to_string(), |f| f.display().to_string()),
                     cfg.context
                 );
                 ExitCode::SUCCESS
@@ -66,7 +72,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("tandemd: cannot start the runtime: {e}");

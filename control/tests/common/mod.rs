@@ -28,10 +28,18 @@ pub fn serial() -> MutexGuard<'static, ()> {
 
 /// Skip (with a message) when baresip or the peer wrapper is missing.
 pub fn have_baresip() -> bool {
-    let ok = Command::new("baresip").arg("-h").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok()
+    let ok = Command::new("baresip")
+        .arg("-h")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
         && sipua().exists();
     if !ok {
-        eprintln!("SKIP: baresip or {} missing (scripts/test.sh installs baresip-core)", sipua().display());
+        eprintln!(
+            "SKIP: baresip or {} missing (scripts/test.sh installs baresip-core)",
+            sipua().display()
+        );
     }
     ok
 }
@@ -93,11 +101,12 @@ impl Daemon {
         let sip_port = free_udp_port();
         let (lo, hi) = rtp_range();
         let socket = dir.path("tandemd.sock");
-        let mut cfg = format!(
-            "[sip]\nlisten = [\"udp:127.0.0.1:{sip_port}\"]\nrealm = \"tandem\"\n"
-        );
+        let mut cfg =
+            format!("[sip]\nlisten = [\"udp:127.0.0.1:{sip_port}\"]\nrealm = \"tandem\"\n");
         for u in 1001..=1004 {
-            cfg.push_str(&format!("[[sip.user]]\nname = \"{u}\"\npassword = \"pw{u}\"\n"));
+            cfg.push_str(&format!(
+                "[[sip.user]]\nname = \"{u}\"\npassword = \"pw{u}\"\n"
+            ));
         }
         cfg.push_str(&format!(
             "[dataplane]\nbackend = \"socket\"\ncores = [0]\nrtp_ports = \"{lo}-{hi}\"\nmedia_ip = \"127.0.0.1\"\n"
@@ -118,7 +127,13 @@ impl Daemon {
             .stderr(fs::File::create(&log).unwrap())
             .spawn()
             .expect("start tandemd");
-        let mut d = Daemon { child, sip_port, socket, dir, log };
+        let mut d = Daemon {
+            child,
+            sip_port,
+            socket,
+            dir,
+            log,
+        };
         d.wait_ready();
         d
     }
@@ -157,7 +172,10 @@ impl Daemon {
             .args(args)
             .output()
             .expect("run tandemctl");
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned())
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
     }
 
     pub fn ctl_json(&self, args: &[&str]) -> serde_json::Value {
@@ -177,15 +195,20 @@ impl Daemon {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("timed out waiting for {what}; tandemd log:\n{}", self.log_text());
+        panic!(
+            "timed out waiting for {what}; tandemd log:\n{}",
+            self.log_text()
+        );
     }
 
     pub fn active_calls(&self) -> usize {
-        self.ctl_json(&["show", "calls"]).as_array().map_or(0, |a| a.len())
+        self.ctl_json(&["show", "calls"])
+            .as_array()
+            .map_or(0, |a| a.len())
     }
 
     /// SIGTERM and wait; returns the exit code.
-    pub fn terminate(mut self) -> i32 {
+    pub fn terminate(&mut self) -> i32 {
         unsafe_kill(self.child.id(), "TERM");
         let end = Instant::now() + Duration::from_secs(15);
         while Instant::now() < end {
@@ -195,7 +218,10 @@ impl Daemon {
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = self.child.kill();
-        panic!("tandemd did not exit after SIGTERM; log:\n{}", self.log_text());
+        panic!(
+            "tandemd did not exit after SIGTERM; log:\n{}",
+            self.log_text()
+        );
     }
 }
 
@@ -211,7 +237,10 @@ impl Drop for Daemon {
 
 /// Send a signal with the `kill` command (no unsafe in tests).
 pub fn unsafe_kill(pid: u32, sig: &str) {
-    let _ = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
 }
 
 /// A sipua.py process writing JSON lines to a file.
@@ -236,7 +265,11 @@ impl Ua {
             .stdin(Stdio::null())
             .spawn()
             .expect("start sipua.py");
-        Ua { child, out, name: name.to_string() }
+        Ua {
+            child,
+            out,
+            name: name.to_string(),
+        }
     }
 
     pub fn events(&self) -> Vec<serde_json::Value> {
@@ -244,7 +277,9 @@ impl Ua {
         if let Ok(mut f) = fs::File::open(&self.out) {
             let _ = f.read_to_string(&mut s);
         }
-        s.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        s.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     pub fn event(&self, name: &str) -> Option<serde_json::Value> {
@@ -259,7 +294,11 @@ impl Ua {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
-        panic!("{}: no '{name}' event in {secs}s; events: {:?}", self.name, self.events());
+        panic!(
+            "{}: no '{name}' event in {secs}s; events: {:?}",
+            self.name,
+            self.events()
+        );
     }
 
     /// Wait for exit; returns the exit code.
@@ -272,7 +311,11 @@ impl Ua {
             std::thread::sleep(Duration::from_millis(100));
         }
         let _ = self.child.kill();
-        panic!("{}: did not exit in {secs}s; events: {:?}", self.name, self.events());
+        panic!(
+            "{}: did not exit in {secs}s; events: {:?}",
+            self.name,
+            self.events()
+        );
     }
 }
 
@@ -291,7 +334,14 @@ impl Drop for Ua {
 pub fn gen(out: &Path, kind: &str, seconds: f64, seed: u32) {
     let st = Command::new("python3")
         .arg(sipua())
-        .args(["gen", &out.display().to_string(), "--kind", kind, "--seconds", &seconds.to_string()])
+        .args([
+            "gen",
+            &out.display().to_string(),
+            "--kind",
+            kind,
+            "--seconds",
+            &seconds.to_string(),
+        ])
         .args(["--seed", &seed.to_string()])
         .stdout(Stdio::null())
         .status()
@@ -303,7 +353,11 @@ pub fn gen(out: &Path, kind: &str, seconds: f64, seed: u32) {
 pub fn analyze(reference: &Path, rec: &Path) -> serde_json::Value {
     let out = Command::new("python3")
         .arg(sipua())
-        .args(["analyze", &reference.display().to_string(), &rec.display().to_string()])
+        .args([
+            "analyze",
+            &reference.display().to_string(),
+            &rec.display().to_string(),
+        ])
         .output()
         .unwrap();
     let s = String::from_utf8_lossy(&out.stdout);
@@ -316,5 +370,13 @@ pub fn s(v: &str) -> String {
 
 /// Common UA arguments for a registered user of a test daemon.
 pub fn ua_args(d: &Daemon, mode: &str, user: u32) -> Vec<String> {
-    vec![s(mode), s("--registrar"), d.registrar(), s("--user"), user.to_string(), s("--password"), format!("pw{user}")]
+    vec![
+        s(mode),
+        s("--registrar"),
+        d.registrar(),
+        s("--user"),
+        user.to_string(),
+        s("--password"),
+        format!("pw{user}"),
+    ]
 }
