@@ -87,9 +87,14 @@ struct World {
     inbox: HashMap<SocketAddr, Vec<Message>>,
 }
 
+#[expect(clippy::disallowed_methods, reason = "the test's fixed epoch; time then advances virtually")]
+fn epoch() -> Instant {
+    Instant::now()
+}
+
 impl World {
     fn new(dialplan: &str) -> World {
-        let now = Instant::now();
+        let now = epoch();
         let media = FakeMedia::default();
         let cfg = EngineConfig {
             local: addr(TANDEM),
