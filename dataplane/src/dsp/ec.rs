@@ -524,13 +524,16 @@ fn kernel_body(
     let mut acc_b = [0f32; LANES];
     let mut acc_f = [0f32; LANES];
     let mut acc_n = [0f32; LANES];
+    // Fixed-size chunks: no bounds checks in the lane loop, so it vectorises.
     let chunks = w_bg
-        .chunks_exact_mut(LANES)
-        .zip(w_fg.chunks_exact(LANES))
-        .zip(gain.chunks_exact(LANES))
-        .zip(prev_w.chunks_exact(LANES))
-        .zip(cur_w.chunks_exact(LANES))
-        .zip(cur.chunks_exact(LANES));
+        .as_chunks_mut::<LANES>()
+        .0
+        .iter_mut()
+        .zip(w_fg.as_chunks::<LANES>().0)
+        .zip(gain.as_chunks::<LANES>().0)
+        .zip(prev_w.as_chunks::<LANES>().0)
+        .zip(cur_w.as_chunks::<LANES>().0)
+        .zip(cur.as_chunks::<LANES>().0);
     for (((((wb, wf), g), xp), xw), xc) in chunks {
         for i in 0..LANES {
             wb[i] += a * g[i] * xp[i];
@@ -566,11 +569,13 @@ fn dot3_body(gain: &[f32], cur_w: &[f32], cur: &[f32], w_bg: &[f32], w_fg: &[f32
     let mut acc_f = [0f32; LANES];
     let mut acc_n = [0f32; LANES];
     let chunks = w_bg
-        .chunks_exact(LANES)
-        .zip(w_fg.chunks_exact(LANES))
-        .zip(gain.chunks_exact(LANES))
-        .zip(cur_w.chunks_exact(LANES))
-        .zip(cur.chunks_exact(LANES));
+        .as_chunks::<LANES>()
+        .0
+        .iter()
+        .zip(w_fg.as_chunks::<LANES>().0)
+        .zip(gain.as_chunks::<LANES>().0)
+        .zip(cur_w.as_chunks::<LANES>().0)
+        .zip(cur.as_chunks::<LANES>().0);
     for ((((wb, wf), g), xw), xc) in chunks {
         for i in 0..LANES {
             acc_w[i] += wb[i] * xw[i];
@@ -704,6 +709,16 @@ struct ToneDisabler {
 /// a steady tone shows the same phase every frame.
 const TD_FRAME: usize = 80;
 
+/// cos/sin of 2100 Hz over one frame (2100/8000 = 21/80 of a cycle per sample).
+static TD_TABLE: std::sync::LazyLock<[(f32, f32); TD_FRAME]> = std::sync::LazyLock::new(|| {
+    let mut t = [(0.0, 0.0); TD_FRAME];
+    for (n, v) in t.iter_mut().enumerate() {
+        let w = std::f64::consts::TAU * 21.0 * n as f64 / 80.0;
+        *v = (w.cos() as f32, w.sin() as f32);
+    }
+    t
+});
+
 impl ToneDisabler {
     fn new() -> Self {
         ToneDisabler {
@@ -721,9 +736,9 @@ impl ToneDisabler {
 
     /// Feed one sample; true on the sample where the canceller gets disabled.
     fn push(&mut self, x: f32) -> bool {
-        let w = std::f32::consts::TAU * 2100.0 / 8000.0 * self.n as f32;
-        self.re += x * w.cos();
-        self.im -= x * w.sin();
+        let (c, s) = TD_TABLE[self.n];
+        self.re += x * c;
+        self.im -= x * s;
         self.energy += x * x;
         self.n += 1;
         if self.n < TD_FRAME {
