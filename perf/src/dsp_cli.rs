@@ -52,11 +52,11 @@ fn usage<T>(msg: impl Into<String>) -> Result<T, CliError> {
     Err(CliError::Usage(msg.into()))
 }
 
+/// Options (`--flag` with its value, if it takes one) and positionals.
+type Parsed<'a> = (Vec<(&'a str, Option<&'a str>)>, Vec<&'a str>);
+
 /// Split `--flag value` options (and bare `--no-*` switches) from positionals.
-fn parse<'a>(
-    args: &'a [String],
-    with_value: &[&str],
-) -> Result<(Vec<(&'a str, Option<&'a str>)>, Vec<&'a str>), CliError> {
+fn parse<'a>(args: &'a [String], with_value: &[&str]) -> Result<Parsed<'a>, CliError> {
     let mut opts = Vec::new();
     let mut pos = Vec::new();
     let mut i = 0;

@@ -23,7 +23,10 @@ fn is_wav(path: &Path) -> bool {
 }
 
 fn bad(path: &Path, what: &str) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("{}: {what}", path.display()))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{}: {what}", path.display()),
+    )
 }
 
 /// Read 16-bit PCM from a `.wav` file (mono, PCM format 1) or a raw file.
@@ -33,8 +36,14 @@ pub fn read_pcm(path: &Path) -> io::Result<Audio> {
         if data.len() % 2 != 0 {
             return Err(bad(path, "raw PCM file has an odd number of bytes"));
         }
-        let samples = data.chunks_exact(2).map(|c| i16::from_le_bytes([c[0], c[1]])).collect();
-        return Ok(Audio { rate: 8000, samples });
+        let samples = data
+            .chunks_exact(2)
+            .map(|c| i16::from_le_bytes([c[0], c[1]]))
+            .collect();
+        return Ok(Audio {
+            rate: 8000,
+            samples,
+        });
     }
     if data.len() < 12 || &data[0..4] != b"RIFF" || &data[8..12] != b"WAVE" {
         return Err(bad(path, "not a RIFF/WAVE file"));
@@ -64,15 +73,20 @@ pub fn read_pcm(path: &Path) -> io::Result<Audio> {
                 return Err(bad(path, &format!("WAV format {format} is not PCM")));
             }
             if bits != 16 {
-                return Err(bad(path, &format!("{bits}-bit samples; only 16-bit is supported")));
+                return Err(bad(
+                    path,
+                    &format!("{bits}-bit samples; only 16-bit is supported"),
+                ));
             }
             if channels == 0 {
                 return Err(bad(path, "zero channels"));
             }
             // Mono: take the first channel of each frame.
             let step = 2 * channels as usize;
-            let samples =
-                body.chunks_exact(step).map(|c| i16::from_le_bytes([c[0], c[1]])).collect();
+            let samples = body
+                .chunks_exact(step)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                .collect();
             return Ok(Audio { rate, samples });
         }
         pos = body_start + len + (len & 1);
@@ -112,12 +126,20 @@ mod tests {
     fn wav_and_raw_round_trip() {
         let dir = std::env::temp_dir().join(format!("tandem-wav-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
-        let samples: Vec<i16> = (0..1000).map(|i| ((i * 37) % 20000 - 10000) as i16).collect();
+        let samples: Vec<i16> = (0..1000)
+            .map(|i| ((i * 37) % 20000 - 10000) as i16)
+            .collect();
         for name in ["a.wav", "a.pcm"] {
             let p = dir.join(name);
             write_pcm(&p, 8000, &samples).unwrap();
             let got = read_pcm(&p).unwrap();
-            assert_eq!(got, Audio { rate: 8000, samples: samples.clone() });
+            assert_eq!(
+                got,
+                Audio {
+                    rate: 8000,
+                    samples: samples.clone()
+                }
+            );
         }
         fs::write(dir.join("bad.wav"), b"RIFF0000WAVX").unwrap();
         assert!(read_pcm(&dir.join("bad.wav")).is_err());
