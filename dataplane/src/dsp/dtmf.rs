@@ -196,6 +196,15 @@ impl DtmfDetector {
                 self.hist.copy_within(BLOCK.., 0);
                 self.hist[BLOCK..].copy_from_slice(&self.buf);
                 let cand = self.analyse();
+                // The frequency check (the costly part) runs only where a
+                // digit would start; a held digit continues on the block checks.
+                let cand = match cand {
+                    Some(d) if self.current.is_none() && self.prev_cand == Some(d) => {
+                        let (lo, hi) = d.freqs();
+                        (self.on_frequency(lo) && self.on_frequency(hi)).then_some(d)
+                    }
+                    c => c,
+                };
                 self.step(cand, &mut on_event);
                 self.block_start += BLOCK as u64;
             }
@@ -235,7 +244,8 @@ impl DtmfDetector {
         self.prev_cand = cand;
     }
 
-    /// Check one block; the candidate digit if every test passes.
+    /// Check one block; the candidate digit if the block tests pass
+    /// (the frequency check is applied by the caller).
     fn analyse(&self) -> Option<Digit> {
         let mut acc = [0f32; 16];
         let mut energy = 0f32;
@@ -282,10 +292,6 @@ impl DtmfDetector {
         let half: f32 = self.buf[..BLOCK / 2].iter().map(|x| x * x).sum();
         let rest = energy - half;
         if half.min(rest) < 0.5 * half.max(rest) {
-            return None;
-        }
-        // Frequency discrimination on both tones.
-        if !self.on_frequency(ROWS[r]) || !self.on_frequency(COLS[c]) {
             return None;
         }
         Digit::from_char(KEYS[r][c])
