@@ -87,7 +87,10 @@ struct World {
     inbox: HashMap<SocketAddr, Vec<Message>>,
 }
 
-#[expect(clippy::disallowed_methods, reason = "the test's fixed epoch; time then advances virtually")]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the test's fixed epoch; time then advances virtually"
+)]
 fn epoch() -> Instant {
     Instant::now()
 }
