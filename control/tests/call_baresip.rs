@@ -374,3 +374,43 @@ fn sigterm_hangs_up_active_calls_with_bye_and_exits_zero() {
         "the daemon must BYE the caller: {closed}"
     );
 }
+
+#[test]
+fn tandemctl_hangup_ends_a_bridged_call_on_both_legs() {
+    if !have_baresip() {
+        return;
+    }
+    let _g = serial();
+    let d = Daemon::start("ctl-hangup", None, "");
+    let mut callee = ua_args(&d, "answer", 1002);
+    callee.extend([s("--timeout"), s("40"), s("--no-media-check")]);
+    let mut b = Ua::spawn(&d.dir, "b", &callee);
+    b.wait_event("waiting", 15);
+    let mut caller = ua_args(&d, "call", 1001);
+    caller.extend([
+        s("--dial"),
+        s("1002"),
+        s("--seconds"),
+        s("30"),
+        s("--allow-remote-hangup"),
+    ]);
+    caller.push(s("--no-media-check"));
+    let mut a = Ua::spawn(&d.dir, "a", &caller);
+    a.wait_event("established", 20);
+    d.wait_for("the call to be up", 10, |d| {
+        d.ctl_json(&["show", "calls"])
+            .as_array()
+            .is_some_and(|c| c.len() == 1 && c[0]["state"] == "up")
+    });
+    let calls = d.ctl_json(&["show", "calls"]);
+    let sip_call_id = calls[0]["legs"][0]["call_id"].as_str().unwrap().to_string();
+    // An unknown id is an error, a known SIP Call-ID hangs the call up.
+    assert_ne!(d.ctl(&["hangup", "no-such-call"]).0, 0);
+    let (code, out) = d.ctl(&["hangup", &sip_call_id]);
+    assert_eq!(code, 0, "{out}");
+    a.wait(15);
+    b.wait(15);
+    assert_eq!(a.event("closed").expect("caller closed")["by_us"], false);
+    assert_eq!(b.event("closed").expect("callee closed")["by_us"], false);
+    d.wait_for("no active calls", 10, |d| d.active_calls() == 0);
+}
