@@ -316,7 +316,12 @@ class Ua:
             seq += 1
             ts += 160
             nxt += 0.02
-            time.sleep(max(0.0, nxt - time.monotonic()))
+            now = time.monotonic()
+            if now - nxt > 0.06:
+                # Descheduled (busy machine): send late rather than in a burst
+                # that the far end's jitter buffer would throw away.
+                nxt = now
+            time.sleep(max(0.0, nxt - now))
 
     def media_rx(self):
         while not self.stop.is_set():
