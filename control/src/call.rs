@@ -29,8 +29,11 @@ use crate::sip::registrar::{Auth, Registrar};
 use crate::sip::transaction::{Incoming, TimerConfig, TransactionLayer, Transmit, TxEvent, TxKey};
 use crate::sip::{new_branch, new_tag, CSeq, Message, Method, Request, Response, Uri};
 
-/// Codecs Tandem offers and accepts on relayed legs.
+/// Codecs Tandem offers and accepts when it answers a call itself (Echo, Playback...).
 const SUPPORTED: &[Codec] = &[Codec::Pcmu, Codec::Pcma, Codec::TelephoneEvent];
+/// Voice codecs the dataplane can transcode between, in default preference order: what a
+/// bridged leg may use unless the user's `codecs` restricts it.
+const TRANSCODABLE: &[Codec] = &[Codec::Pcmu, Codec::Pcma, Codec::G729];
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE";
 
 /// What the call manager needs from the dataplane. Implemented by
@@ -55,6 +58,16 @@ pub trait Media {
     fn destroy(&mut self, id: dataplane::SessionId) -> Result<(), dataplane::Error>;
     fn poll_event(&mut self) -> Option<dataplane::Event>;
     fn stats(&self) -> Vec<dataplane::WorkerStats>;
+    /// The negotiated codec of a leg; legs that differ are transcoded. Returns whether the
+    /// session now transcodes. The default (for media doubles without codecs) ignores it.
+    fn set_codec(
+        &mut self,
+        _id: dataplane::SessionId,
+        _side: dataplane::Side,
+        _codec: dataplane::LegCodec,
+    ) -> Result<bool, dataplane::Error> {
+        Ok(false)
+    }
 }
 
 impl Media for dataplane::Dataplane {
@@ -91,6 +104,35 @@ impl Media for dataplane::Dataplane {
     fn stats(&self) -> Vec<dataplane::WorkerStats> {
         dataplane::Dataplane::stats(self)
     }
+    fn set_codec(
+        &mut self,
+        id: dataplane::SessionId,
+        side: dataplane::Side,
+        codec: dataplane::LegCodec,
+    ) -> Result<bool, dataplane::Error> {
+        dataplane::Dataplane::set_codec(self, id, side, codec)
+    }
+}
+
+/// The dataplane form of what SDP agreed for one leg. G.711/G.729 only; a ptime other
+/// than 10/20/30 ms is sent at 20 ms.
+fn leg_codec(n: &sdp::Negotiated) -> Option<dataplane::LegCodec> {
+    let codec = match n.codec {
+        Codec::Pcmu => dataplane::CodecKind::Pcmu,
+        Codec::Pcma => dataplane::CodecKind::Pcma,
+        Codec::G729 => dataplane::CodecKind::G729,
+        Codec::TelephoneEvent => return None,
+    };
+    let ptime_ms = match n.ptime {
+        Some(p @ (10 | 20 | 30)) => p as u16,
+        _ => 20,
+    };
+    Some(dataplane::LegCodec {
+        codec,
+        pt: n.pt,
+        ptime_ms,
+        dtmf_pt: n.dtmf_pt,
+    })
 }
 
 /// Tandem's own id for a call (shown by `tandemctl show calls`).
@@ -189,6 +231,10 @@ struct Call {
     last_dial_status: Option<u16>,
     /// Remote RTP address of the B leg (for show calls).
     b_remote_media: Option<SocketAddr>,
+    /// Voice codecs allowed on the A leg (the authenticated caller's `codecs`).
+    a_codecs: Vec<Codec>,
+    /// The codecs of legs A and B when the call is transcoded.
+    transcoding: Option<(Codec, Codec)>,
 }
 
 /// Engine settings derived from [`Config`].
@@ -202,6 +248,9 @@ pub struct EngineConfig {
     pub user_contexts: HashMap<String, String>,
     pub users: HashMap<String, String>,
     pub timers: TimerConfig,
+    /// Per-user codec restriction (`[[sip.user]] codecs`); users not listed may use any
+    /// transcodable codec.
+    pub user_codecs: HashMap<String, Vec<Codec>>,
 }
 
 impl EngineConfig {
@@ -222,7 +271,20 @@ impl EngineConfig {
                 .map(|u| (u.name.clone(), u.password.clone()))
                 .collect(),
             timers: TimerConfig::default(),
+            user_codecs: cfg
+                .users
+                .iter()
+                .filter_map(|u| u.codecs.clone().map(|c| (u.name.clone(), c)))
+                .collect(),
         }
+    }
+
+    /// Voice codecs allowed on a leg to or from `user`.
+    fn codecs_for(&self, user: &str) -> Vec<Codec> {
+        self.user_codecs
+            .get(user)
+            .cloned()
+            .unwrap_or_else(|| TRANSCODABLE.to_vec())
     }
 }
 
@@ -593,6 +655,8 @@ impl<M: Media> Engine<M> {
             wake_at: None,
             last_dial_status: None,
             b_remote_media: None,
+            a_codecs: self.cfg.codecs_for(&user),
+            transcoding: None,
         };
         self.by_sip_id.insert(call_id, (id, LegSide::A));
         self.by_tx.insert(key, (id, LegSide::A));
@@ -756,8 +820,16 @@ impl<M: Media> Engine<M> {
                 call.b_remote_media = Some(addr);
                 let _ = self.media.set_remote(m.id, dataplane::Side::B, addr);
             }
-            if let Ok(our) = sdp::derive_answer(offer, ans, m.a, call.sess_id) {
-                sdp_text = Some(our.to_string());
+            if let Ok(bridge) =
+                sdp::derive_answer_transcoding(offer, ans, m.a, &call.a_codecs, call.sess_id)
+            {
+                sdp_text = Some(apply_bridge(
+                    &mut self.media,
+                    call,
+                    m.id,
+                    bridge,
+                    &mut self.log,
+                ));
             }
         }
         let code = if sdp_text.is_some() { 183 } else { 180 };
@@ -836,8 +908,16 @@ impl<M: Media> Engine<M> {
                 call.b_remote_media = Some(addr);
                 let _ = self.media.set_remote(m.id, dataplane::Side::B, addr);
             }
-            match sdp::derive_answer(offer, ans, m.a, call.sess_id) {
-                Ok(our) => sdp_text = Some(our.to_string()),
+            match sdp::derive_answer_transcoding(offer, ans, m.a, &call.a_codecs, call.sess_id) {
+                Ok(bridge) => {
+                    sdp_text = Some(apply_bridge(
+                        &mut self.media,
+                        call,
+                        m.id,
+                        bridge,
+                        &mut self.log,
+                    ))
+                }
                 Err(e) => self
                     .log
                     .push(format!("call {cid}: callee answer not usable: {e}")),
@@ -1034,7 +1114,14 @@ impl<M: Media> Engine<M> {
             let (Some(offer), Some(m)) = (&call.caller_offer, call.media) else {
                 return false;
             };
-            let b_offer = match sdp::derive_offer(offer, m.b, SUPPORTED, call.sess_id + 1) {
+            let b_codecs = self.cfg.codecs_for(&user);
+            let b_offer = match sdp::derive_offer_transcoding(
+                offer,
+                m.b,
+                &call.a_codecs,
+                &b_codecs,
+                call.sess_id + 1,
+            ) {
                 Ok(o) => o.to_string(),
                 Err(e) => {
                     self.log.push(format!(
@@ -1525,6 +1612,58 @@ impl HangupWhy {
             HangupWhy::Admin => Some("Q.850;cause=16;text=\"hung up by operator\"".into()),
             HangupWhy::Dialplan(Some(c)) => Some(format!("Q.850;cause={c}")),
             _ => None,
+        }
+    }
+}
+
+/// Program the dataplane for how the callee's answer joins the legs, and return our answer
+/// to the caller. A transcoded call whose answer changes back to a common codec (a later
+/// 183/200 with other SDP) goes back to the relay.
+fn apply_bridge<M: Media>(
+    media: &mut M,
+    call: &mut Call,
+    id: dataplane::SessionId,
+    bridge: sdp::Bridge,
+    log: &mut Vec<String>,
+) -> String {
+    match bridge {
+        sdp::Bridge::Relay(answer) => {
+            if call.transcoding.take().is_some() {
+                // Equal codecs on both legs put the session back on the relay.
+                if let Some(c) = sdp::Negotiated::from_answer(&answer, &answer)
+                    .ok()
+                    .as_ref()
+                    .and_then(leg_codec)
+                {
+                    let _ = media.set_codec(id, dataplane::Side::A, c);
+                    let _ = media.set_codec(id, dataplane::Side::B, c);
+                }
+            }
+            answer.to_string()
+        }
+        sdp::Bridge::Transcode {
+            answer,
+            caller,
+            callee,
+        } => {
+            if let (Some(a), Some(b)) = (leg_codec(&caller), leg_codec(&callee)) {
+                let r = media
+                    .set_codec(id, dataplane::Side::A, a)
+                    .and_then(|_| media.set_codec(id, dataplane::Side::B, b));
+                match r {
+                    Ok(_) => {
+                        log.push(format!(
+                            "call {}: transcoding {} <-> {}",
+                            call.id,
+                            caller.codec.name(),
+                            callee.codec.name()
+                        ));
+                        call.transcoding = Some((caller.codec, callee.codec));
+                    }
+                    Err(e) => log.push(format!("call {}: cannot transcode: {e}", call.id)),
+                }
+            }
+            answer.to_string()
         }
     }
 }

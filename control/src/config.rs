@@ -81,6 +81,9 @@ pub struct User {
     pub password: String,
     /// Dialplan context for calls from this user (default: `[dialplan] context`).
     pub context: Option<String>,
+    /// Voice codecs allowed on call legs to and from this user, in preference order
+    /// (`codecs = ["g729"]`); `None`: any codec Tandem supports.
+    pub codecs: Option<Vec<crate::sdp::Codec>>,
 }
 
 /// The validated configuration the daemon runs with.
@@ -124,6 +127,7 @@ struct RawUser {
     name: Spanned<String>,
     password: Spanned<String>,
     context: Option<Spanned<String>>,
+    codecs: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -346,10 +350,47 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
                 format!("user \"{uname}\": empty password"),
             ));
         }
+        let codecs = match &raw_user.codecs {
+            None => None,
+            Some(list) => {
+                let mut out = Vec::new();
+                for c in list {
+                    let name = c.get_ref();
+                    let codec = match name.to_ascii_lowercase().as_str() {
+                        "pcmu" | "ulaw" => crate::sdp::Codec::Pcmu,
+                        "pcma" | "alaw" => crate::sdp::Codec::Pcma,
+                        "g729" | "g729a" => crate::sdp::Codec::G729,
+                        _ => {
+                            return Err(src.err(
+                                c.span(),
+                                format!(
+                                    "user \"{uname}\": unknown codec \"{name}\" \
+                                     (use pcmu, pcma or g729)"
+                                ),
+                            ))
+                        }
+                    };
+                    if !out.contains(&codec) {
+                        out.push(codec);
+                    }
+                }
+                if out.is_empty() {
+                    return Err(src.err(
+                        u.span(),
+                        format!(
+                            "user \"{uname}\": codecs = [] allows no codec; \
+                             remove the key to allow all"
+                        ),
+                    ));
+                }
+                Some(out)
+            }
+        };
         users.push(User {
             name: uname.clone(),
             password: raw_user.password.get_ref().clone(),
             context: raw_user.context.as_ref().map(|c| c.get_ref().clone()),
+            codecs,
         });
     }
 
@@ -534,6 +575,22 @@ mod tests {
 
     fn parse(text: &str) -> Result<Config, ConfigError> {
         parse_text(text, "t.toml", None)
+    }
+
+    #[test]
+    fn user_codecs() {
+        let base = "[[sip.user]]\nname = \"1002\"\npassword = \"a\"\n";
+        let c = parse(&format!("{base}codecs = [\"G729\", \"pcmu\"]\n")).unwrap();
+        assert_eq!(
+            c.users[0].codecs,
+            Some(vec![crate::sdp::Codec::G729, crate::sdp::Codec::Pcmu])
+        );
+        let e = parse(&format!("{base}codecs = [\"pcmu\", \"opus\"]\n")).unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            msg.contains(":4:") && msg.contains("unknown codec \"opus\""),
+            "{msg}"
+        );
     }
 
     #[test]

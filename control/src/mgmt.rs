@@ -102,6 +102,20 @@ pub struct WorkerInfo {
     pub drops_wrong_source: u64,
     pub drops_no_remote: u64,
     pub drops_tx_error: u64,
+    /// Sessions transcoding now (one channel = both directions of one call).
+    #[serde(default)]
+    pub transcoding_channels: u64,
+    /// Total nanoseconds spent in the transcoding path since start.
+    #[serde(default)]
+    pub codec_ns: u64,
+    /// Total samples decoded by the transcoding path (both directions).
+    #[serde(default)]
+    pub codec_samples: u64,
+    /// CPU cost of one transcoding channel: nanoseconds per second of audio, both
+    /// directions (`codec_ns / (codec_samples / 16000)`); `None` before any transcoding.
+    /// 1e9 divided by it is the channels one core carries.
+    #[serde(default)]
+    pub codec_ns_per_channel_second: Option<u64>,
 }
 
 impl From<dataplane::WorkerStats> for WorkerInfo {
@@ -116,6 +130,10 @@ impl From<dataplane::WorkerStats> for WorkerInfo {
             drops_wrong_source: s.drops.wrong_source,
             drops_no_remote: s.drops.no_remote,
             drops_tx_error: s.drops.tx_error,
+            transcoding_channels: s.transcoding_channels,
+            codec_ns: s.codec_ns,
+            codec_samples: s.codec_samples,
+            codec_ns_per_channel_second: s.codec_ns_per_channel_second(),
         }
     }
 }

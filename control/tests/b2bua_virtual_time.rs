@@ -110,6 +110,7 @@ impl World {
                 .map(|(u, p)| (u.to_string(), p.to_string()))
                 .collect(),
             timers: TimerConfig::default(),
+            user_codecs: HashMap::new(),
         };
         let plan = Arc::new(Dialplan::parse(dialplan, "test.conf").unwrap());
         let engine = Engine::new(cfg, plan, media.clone(), [7u8; 32], now, 1_800_000_000);

@@ -14,6 +14,11 @@
 //!   to the worker; the returned local addresses go into the SDP.
 //! - Media from a leg is accepted only from the IP the signalling announced via
 //!   `set_remote` (the port latches on the first packet from that IP).
+//! - `set_codec` tells a leg's negotiated codec (codec, payload type, ptime,
+//!   telephone-event type). Once both legs are known and differ, the handle
+//!   builds a [`Transcoder`] (all codec state and buffers allocated here, on the
+//!   control side) and moves it to the worker; equal legs keep (or go back
+//!   to) the zero-copy relay. Legs never given a codec relay as before.
 //! - `arm_timeout` starts the media-timeout watch (after answer). A session with
 //!   no RTP for `Config::media_timeout` yields `Event::MediaTimeout` once.
 
@@ -28,6 +33,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use crate::session::{SlotAllocator, SlotId, SocketRef};
+use crate::transcode::{LegCodec, TranscodeError, Transcoder};
 use crate::wire::Ssrc;
 use crate::worker::{self, Command, Counters, LegSetup, WorkerConfig};
 
@@ -120,6 +126,28 @@ pub struct WorkerStats {
     pub packets_in: u64,
     pub packets_out: u64,
     pub drops: DropCounts,
+    /// Sessions currently transcoding (one channel = both directions of one
+    /// session).
+    pub transcoding_channels: u64,
+    /// Total time spent in the transcoding path (decode, buffer, encode,
+    /// header), nanoseconds.
+    pub codec_ns: u64,
+    /// Total samples decoded by the transcoding path (both directions).
+    pub codec_samples: u64,
+}
+
+impl WorkerStats {
+    /// CPU nanoseconds per second of one transcoding channel (both
+    /// directions): `codec_ns` over the channel-seconds of audio processed
+    /// (`codec_samples / 16000`). `None` before any transcoding. Divide
+    /// 1e9 by it for the channels one core can carry.
+    pub fn codec_ns_per_channel_second(&self) -> Option<u64> {
+        if self.codec_samples == 0 {
+            return None;
+        }
+        let v = u128::from(self.codec_ns) * 16_000 / u128::from(self.codec_samples);
+        Some(u64::try_from(v).unwrap_or(u64::MAX))
+    }
 }
 
 /// Dataplane errors, each naming what went wrong.
@@ -144,6 +172,9 @@ pub enum Error {
     /// The session id is unknown.
     #[error("unknown media session {0:?}")]
     UnknownSession(SessionId),
+    /// The codec settings of a leg cannot be transcoded (caller error).
+    #[error("codec: {0}")]
+    Codec(#[from] TranscodeError),
     /// Socket or thread creation failed.
     #[error("dataplane I/O: {0}")]
     Io(#[from] std::io::Error),
@@ -182,6 +213,12 @@ struct Entry {
     worker: usize,
     slot: SlotId,
     pairs: [usize; 2],
+    /// Output SSRCs of legs A and B.
+    ssrcs: [Ssrc; 2],
+    /// Negotiated codecs of legs A and B, once known.
+    codecs: [Option<LegCodec>; 2],
+    /// Whether the worker currently has a transcoder for this session.
+    transcoding: bool,
 }
 
 /// A worker's slice of the RTP range: `len` even/odd pairs from `base`.
@@ -430,6 +467,9 @@ impl Dataplane {
                 worker: w,
                 slot,
                 pairs: [pa, pb],
+                ssrcs: [ssrc_a, ssrc_b],
+                codecs: [None, None],
+                transcoding: false,
             },
         );
         self.next_id = id.0.wrapping_add(1);
@@ -485,6 +525,47 @@ impl Dataplane {
     /// Switch a session between relay and echo.
     pub fn set_mode(&mut self, id: SessionId, mode: Mode) -> Result<(), Error> {
         self.send(id, |slot| Command::SetMode { slot, mode })
+    }
+
+    /// Set the negotiated codec of one leg. When both legs have one and they
+    /// differ (codec, payload type, ptime or telephone-event type), the session
+    /// transcodes between them; when they are equal it relays. Returns whether
+    /// the session now transcodes.
+    pub fn set_codec(&mut self, id: SessionId, side: Side, codec: LegCodec) -> Result<bool, Error> {
+        let e = self
+            .sessions
+            .get_mut(&id)
+            .ok_or(Error::UnknownSession(id))?;
+        let i = match side {
+            Side::A => 0,
+            Side::B => 1,
+        };
+        let mut codecs = e.codecs;
+        codecs[i] = Some(codec);
+        let transcoder = match codecs {
+            [Some(a), Some(b)] if !a.relay_compatible(&b) => Some(Box::new(Transcoder::new(
+                a,
+                b,
+                e.ssrcs[0],
+                e.ssrcs[1],
+                e.ssrcs[0].0 ^ e.ssrcs[1].0.rotate_left(16),
+            )?)),
+            _ => None,
+        };
+        let want = transcoder.is_some();
+        if want || e.transcoding {
+            let (worker, slot) = (e.worker, e.slot);
+            self.workers[worker]
+                .commands
+                .push(Command::SetTranscoder { slot, transcoder })
+                .map_err(|_| Error::QueueFull(worker))?;
+        }
+        // Only now: a failed push leaves the previous state in place.
+        if let Some(e) = self.sessions.get_mut(&id) {
+            e.codecs = codecs;
+            e.transcoding = want;
+        }
+        Ok(want)
     }
 
     /// Start the media-timeout watch on a session (call answered).
@@ -543,6 +624,9 @@ impl Dataplane {
                     packets_in: c.packets_in.load(Ordering::Relaxed),
                     packets_out: c.packets_out.load(Ordering::Relaxed),
                     drops: c.drops(),
+                    transcoding_channels: c.transcoding.load(Ordering::Relaxed),
+                    codec_ns: c.codec_ns.load(Ordering::Relaxed),
+                    codec_samples: c.codec_samples.load(Ordering::Relaxed),
                 }
             })
             .collect()

@@ -6,6 +6,8 @@
 //! - [`dsp`]: echo cancellation, DTMF, tones, jitter buffer, loss concealment.
 //! - [`session`] / [`switch`]: the preallocated session table and the pure
 //!   relay step that moves a packet from one leg to the other.
+//! - [`transcode`]: the decode -> linear -> encode path between legs that
+//!   speak different codecs, with ptime repacketisation.
 //! - [`io`]: the I/O backends (`socket` today; `uring` and `xdp` later). The
 //!   only place with syscalls and `unsafe`.
 //! - [`worker`]: a pinned thread per configured core that polls its backend,
@@ -25,6 +27,7 @@ pub mod handle;
 pub mod io;
 pub mod session;
 pub mod switch;
+pub mod transcode;
 pub mod wire;
 pub mod worker;
 
@@ -32,3 +35,4 @@ pub use handle::{
     Allocated, Backend, Config, Dataplane, DropCounts, Error, Event, Mode, SessionId, Side,
     WorkerStats,
 };
+pub use transcode::{CodecKind, LegCodec};

@@ -11,6 +11,10 @@
 //!   continuous when the input source changes,
 //! - counters.
 //!
+//! A session whose legs speak different codecs also owns a [`Transcoder`]
+//! (built and allocated on the control side, installed by a command); RTP then
+//! takes the transcoding path in [`crate::switch`] instead of the relay.
+//!
 //! [`SessionTable`] is a slab preallocated to `Config::max_sessions_per_worker`
 //! slots; a [`SlotId`] carries a generation so a stale command for a reused
 //! slot is ignored. Slot ids are handed out on the control side by
@@ -22,6 +26,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::io::Token;
+use crate::transcode::Transcoder;
 use crate::wire::rtp;
 use crate::wire::Ssrc;
 
@@ -276,12 +281,14 @@ impl Leg {
 }
 
 /// A media session.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Session {
     pub id: SessionId,
     pub mode: Mode,
     pub a: Leg,
     pub b: Leg,
+    /// Codec state when the legs speak different codecs (`None`: relay).
+    pub transcoder: Option<Box<Transcoder>>,
     /// Time of the last accepted RTP packet on either leg.
     pub last_rtp: Option<Instant>,
     armed_at: Option<Instant>,
@@ -296,6 +303,7 @@ impl Session {
             mode,
             a,
             b,
+            transcoder: None,
             last_rtp: None,
             armed_at: None,
             timeout_reported: false,

@@ -13,12 +13,21 @@
 //! to the output leg's SSRC, an SR's RTP timestamp gets the same offset as the
 //! media, and report blocks about the stream we send to the receiving leg are
 //! mapped back to the original source's SSRC and sequence numbers.
+//!
+//! Transcoding sessions (a [`crate::transcode::Transcoder`] installed, relay
+//! mode): RTP goes through the transcoder instead of being rewritten in place;
+//! it emits zero or more new packets for the other leg through the caller's
+//! `emit` callback ([`handle_packet_with`]), and the received datagram itself
+//! is not forwarded ([`Decision::Transcoded`]). RTCP keeps the relay path with
+//! only the SSRCs rewritten (the output stream of a transcoded direction has
+//! its own numbering, so report blocks are not mapped back).
 
 use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::handle::Event;
 use crate::session::{Kind, Mode, OutStream, Session, Side, SocketRef, SourceCheck};
+use crate::transcode::{Step, Work};
 use crate::wire::{rtcp, rtp};
 
 /// Why a datagram was not forwarded.
@@ -39,6 +48,13 @@ pub enum Decision {
     Forward { from: SocketRef, to: SocketAddr },
     /// Discard it.
     Drop(DropReason),
+    /// Consumed by the transcoder: any packets it produced were handed to
+    /// `emit`, to be sent from socket `from` to `to`.
+    Transcoded {
+        from: SocketRef,
+        to: SocketAddr,
+        work: Work,
+    },
 }
 
 /// The decision plus an event for the control plane, if the packet caused one.
@@ -59,12 +75,29 @@ impl Outcome {
 
 /// Relay one datagram that arrived on socket `rx` (a socket of `session`)
 /// from `src`. `buf` holds exactly the datagram and is rewritten in place.
+///
+/// For a session that may transcode use [`handle_packet_with`]: here the
+/// transcoder's output is discarded.
 pub fn handle_packet(
     session: &mut Session,
     rx: SocketRef,
     src: SocketAddr,
     buf: &mut [u8],
     now: Instant,
+) -> Outcome {
+    handle_packet_with(session, rx, src, buf, now, &mut |_, _, _| {})
+}
+
+/// [`handle_packet`], and for a transcoding session every packet the
+/// transcoder produces is passed to `emit` with the socket to send it from
+/// and the destination.
+pub fn handle_packet_with(
+    session: &mut Session,
+    rx: SocketRef,
+    src: SocketAddr,
+    buf: &mut [u8],
+    now: Instant,
+    emit: &mut dyn FnMut(SocketRef, SocketAddr, &[u8]),
 ) -> Outcome {
     // RFC 5761: RTCP may arrive on the RTP port.
     let kind = if rx.kind == Kind::Rtp && rtcp::is_rtcp(buf) {
@@ -110,6 +143,24 @@ pub fn handle_packet(
         };
     };
 
+    let from = SocketRef {
+        slot: rx.slot,
+        side: out_side,
+        kind,
+    };
+    if let (Kind::Rtp, Mode::Relay, Some(t)) = (kind, session.mode, session.transcoder.as_mut()) {
+        let decision = match t.handle_rtp(in_side == Side::A, buf, &mut |b| emit(from, to, b)) {
+            Step::Done(work) => {
+                session.leg_mut(out_side).counters.sent += work.emitted;
+                Decision::Transcoded { from, to, work }
+            }
+            Step::Rejected => {
+                session.leg_mut(in_side).counters.dropped += 1;
+                Decision::Drop(DropReason::Malformed)
+            }
+        };
+        return Outcome { decision, event };
+    }
     match kind {
         Kind::Rtp => {
             // new_checked succeeded above, so this view cannot fail; re-wrap mutably.
@@ -122,11 +173,6 @@ pub fn handle_packet(
         }
     }
     session.leg_mut(out_side).counters.sent += 1;
-    let from = SocketRef {
-        slot: rx.slot,
-        side: out_side,
-        kind,
-    };
     Outcome {
         decision: Decision::Forward { from, to },
         event,

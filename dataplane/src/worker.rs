@@ -14,6 +14,14 @@
 //!       ─▶ kernel ─▶ NIC
 //! ```
 //!
+//! A transcoding session (legs with different codecs) takes a side road at the
+//! switch: the transcoder decodes the payload, buffers linear PCM and encodes
+//! for the other leg; the packets it produces are copied into a second
+//! preallocated batch (`generated`) and sent after the received batch. The
+//! time spent there is measured with [`crate::clock`] and published as
+//! `codec_ns` with the samples decoded, so management can show the CPU cost
+//! per transcoding channel.
+//!
 //! Nothing on that path allocates or locks: the batch, the syscall scratch and
 //! the session slab are all allocated when the worker starts, and counters are
 //! plain integers published to atomics once per iteration.
@@ -52,6 +60,7 @@ use crate::io::socket::SocketBackend;
 use crate::io::{Backend, Batch, Tx};
 use crate::session::{Kind, Leg, Mode, Session, SessionId, SessionTable, Side, SlotId, SocketRef};
 use crate::switch::{self, Decision, DropReason};
+use crate::transcode::Transcoder;
 use crate::wire::Ssrc;
 
 /// Datagrams per receive batch.
@@ -95,6 +104,12 @@ pub enum Command {
     },
     /// Relay or echo.
     SetMode { slot: SlotId, mode: Mode },
+    /// Install (`Some`) or remove (`None`: back to the relay) the session's
+    /// transcoder. Built and allocated on the control side.
+    SetTranscoder {
+        slot: SlotId,
+        transcoder: Option<Box<Transcoder>>,
+    },
     /// Start the media-timeout watch now.
     ArmTimeout { slot: SlotId },
     /// Remove the session and close its sockets (frees the ports).
@@ -115,6 +130,13 @@ pub struct Counters {
     pub tx_error: AtomicU64,
     /// Events lost because the event ring was full.
     pub events_dropped: AtomicU64,
+    /// Sessions with a transcoder installed (gauge).
+    pub transcoding: AtomicU64,
+    /// Nanoseconds spent in the transcoding path (monotonic).
+    pub codec_ns: AtomicU64,
+    /// Samples decoded by the transcoding path (monotonic; 8000 per second of
+    /// one direction).
+    pub codec_samples: AtomicU64,
 }
 
 impl Counters {
@@ -136,6 +158,9 @@ struct Local {
     packets_out: u64,
     drops: DropCounts,
     events_dropped: u64,
+    transcoding: u64,
+    codec_ns: u64,
+    codec_samples: u64,
 }
 
 /// What a worker needs to start.
@@ -154,6 +179,8 @@ pub struct Worker<B: Backend> {
     backend: B,
     table: SessionTable,
     batch: Batch,
+    /// Packets produced by transcoders in this iteration.
+    generated: Batch,
     commands: rtrb::Consumer<Command>,
     events: rtrb::Producer<Event>,
     counters: Arc<Counters>,
@@ -173,6 +200,7 @@ impl<B: Backend> Worker<B> {
         Worker {
             table: SessionTable::with_capacity(cfg.max_sessions),
             batch: Batch::new(BATCH),
+            generated: Batch::new(BATCH),
             cfg,
             backend,
             commands,
@@ -208,10 +236,17 @@ impl<B: Backend> Worker<B> {
 
         let now = clock.now();
         if received > 0 {
-            self.switch_batch(now);
+            self.generated.clear();
+            self.switch_batch(now, clock);
             let sent = self.backend.send(&self.batch);
             self.local.packets_out += sent.sent as u64;
             self.local.drops.tx_error += sent.failed as u64;
+            if !self.generated.is_empty() {
+                let sent = self.backend.send(&self.generated);
+                self.local.packets_out += sent.sent as u64;
+                self.local.drops.tx_error += sent.failed as u64;
+                self.generated.clear();
+            }
         }
         self.check_timeouts(now);
         self.publish();
@@ -251,13 +286,28 @@ impl<B: Backend> Worker<B> {
                     s.mode = mode;
                 }
             }
+            Command::SetTranscoder { slot, transcoder } => {
+                if let Some(s) = self.table.get_mut(slot) {
+                    let was = s.transcoder.is_some();
+                    // The old transcoder (if any) is freed here, between batches.
+                    s.transcoder = transcoder;
+                    match (was, s.transcoder.is_some()) {
+                        (false, true) => self.local.transcoding += 1,
+                        (true, false) => self.local.transcoding -= 1,
+                        _ => {}
+                    }
+                }
+            }
             Command::ArmTimeout { slot } => {
                 if let Some(s) = self.table.get_mut(slot) {
                     s.arm(now);
                 }
             }
             Command::Destroy { slot } => {
-                if self.table.remove(slot).is_some() {
+                if let Some(s) = self.table.remove(slot) {
+                    if s.transcoder.is_some() {
+                        self.local.transcoding -= 1;
+                    }
                     for r in sockets_of(slot.index) {
                         self.backend.deregister(r.token());
                     }
@@ -285,7 +335,7 @@ impl<B: Backend> Worker<B> {
         }
     }
 
-    fn switch_batch(&mut self, now: Instant) {
+    fn switch_batch(&mut self, now: Instant, clock: &MonotonicClock) {
         for i in 0..self.batch.len() {
             self.local.packets_in += 1;
             let (meta, bytes) = self.batch.get_mut(i);
@@ -296,8 +346,37 @@ impl<B: Backend> Worker<B> {
                 self.local.drops.no_remote += 1;
                 continue;
             };
-            let out = switch::handle_packet(session, rx, meta.peer, bytes, now);
+            let out = if session.transcoder.is_some() {
+                // Sent after the received batch; a full generated batch is
+                // flushed on the spot.
+                let (generated, backend, local) =
+                    (&mut self.generated, &mut self.backend, &mut self.local);
+                let mut emit = |from: SocketRef, to: SocketAddr, b: &[u8]| {
+                    if generated.len() == generated.capacity() {
+                        let sent = backend.send(generated);
+                        local.packets_out += sent.sent as u64;
+                        local.drops.tx_error += sent.failed as u64;
+                        generated.clear();
+                    }
+                    let token = from.token();
+                    if generated.push(token, to, b) {
+                        let last = generated.len() - 1;
+                        generated.get_mut(last).0.tx = Some(Tx { from: token, to });
+                    }
+                };
+                let t0 = clock.now();
+                let out = switch::handle_packet_with(session, rx, meta.peer, bytes, now, &mut emit);
+                let dt = clock.now().saturating_duration_since(t0);
+                if let Decision::Transcoded { work, .. } = out.decision {
+                    self.local.codec_samples += work.samples;
+                    self.local.codec_ns += u64::try_from(dt.as_nanos()).unwrap_or(u64::MAX);
+                }
+                out
+            } else {
+                switch::handle_packet(session, rx, meta.peer, bytes, now)
+            };
             match out.decision {
+                Decision::Transcoded { .. } => {}
                 Decision::Forward { from, to } => {
                     meta.tx = Some(Tx {
                         from: from.token(),
@@ -350,6 +429,9 @@ impl<B: Backend> Worker<B> {
         c.no_remote.store(l.drops.no_remote, Ordering::Relaxed);
         c.tx_error.store(l.drops.tx_error, Ordering::Relaxed);
         c.events_dropped.store(l.events_dropped, Ordering::Relaxed);
+        c.transcoding.store(l.transcoding, Ordering::Relaxed);
+        c.codec_ns.store(l.codec_ns, Ordering::Relaxed);
+        c.codec_samples.store(l.codec_samples, Ordering::Relaxed);
     }
 }
 

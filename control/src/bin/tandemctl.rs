@@ -194,11 +194,24 @@ fn print_table(req: &MgmtRequest, data: serde_json::Value) -> Result<(), serde_j
                             w.drops_no_remote,
                             w.drops_tx_error
                         ),
+                        w.transcoding_channels.to_string(),
+                        w.codec_ns_per_channel_second.map_or("-".into(), |ns| {
+                            format!("{:.3}% ({} us/s)", ns as f64 / 1e7, ns / 1000)
+                        }),
                     ]
                 })
                 .collect();
             print_rows(
-                &["WORKER", "CORE", "SESSIONS", "PKTS IN", "PKTS OUT", "DROPS"],
+                &[
+                    "WORKER",
+                    "CORE",
+                    "SESSIONS",
+                    "PKTS IN",
+                    "PKTS OUT",
+                    "DROPS",
+                    "TRANSCODING",
+                    "CPU/CHANNEL",
+                ],
                 rows,
             );
         }

@@ -6,6 +6,8 @@
 //! - [`derive_offer`]: caller's offer -> our offer to the callee (same codec order and payload
 //!   types, filtered to what we support, our address);
 //! - [`derive_answer`]: caller's offer + callee's answer -> our answer to the caller;
+//! - [`derive_offer_transcoding`] / [`derive_answer_transcoding`]: the same with transcoding
+//!   between legs that share no codec;
 //! - [`answer`]: Tandem itself answers (Echo, Playback...) and picks one codec.
 //!
 //! Only what the media path needs is typed: connection address, port, payload types, rtpmap,
@@ -22,7 +24,10 @@ mod parse;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
-pub use negotiate::{answer, derive_answer, derive_offer, Negotiated, NegotiationError};
+pub use negotiate::{
+    answer, derive_answer, derive_answer_transcoding, derive_offer, derive_offer_transcoding,
+    Bridge, Negotiated, NegotiationError,
+};
 
 /// A parsed session description.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -300,7 +305,7 @@ impl Media {
 }
 
 /// RFC 3551 static payload types (audio and video).
-fn static_rtpmap(pt: u8) -> Option<RtpMap> {
+pub(crate) fn static_rtpmap(pt: u8) -> Option<RtpMap> {
     let (encoding, clock_rate, channels) = match pt {
         0 => ("PCMU", 8000, None),
         3 => ("GSM", 8000, None),

@@ -13,6 +13,14 @@
 //!   the offerer only wanted to receive); we always write our real address with a direction;
 //! - rtpmap encoding names compare case-insensitively; an rtpmap at another clock rate is
 //!   another codec.
+//!
+//! Transcoding ([`derive_offer_transcoding`], [`derive_answer_transcoding`]): the offer to
+//! the callee carries the caller's codecs that both legs may use (caller's payload types and
+//! order) with the other transcodable codecs appended at their static payload types. If the
+//! callee picks a codec the caller offered, the call is relayed as before; otherwise Tandem
+//! answers the caller with the caller's first usable codec and transcodes between the two.
+//! G.729 is always written with `a=fmtp:18 annexb=no` when Tandem terminates it (our codec
+//! has no VAD/CNG); a peer's `annexb=yes` is accepted (SID frames decode as comfort noise).
 
 use std::net::SocketAddr;
 
@@ -220,6 +228,159 @@ pub fn answer(
     Ok((ours(local, sess_id, media), negotiated))
 }
 
+/// Transcoding-aware B2BUA offer to the callee.
+///
+/// `caller_codecs`: voice codecs allowed on the caller's leg; `callee_codecs`: voice codecs
+/// allowed on the callee's leg (in Tandem's preference order). The offer lists the caller's
+/// offered codecs allowed on both legs (caller's payload types, caller's order), then the
+/// other `callee_codecs` at their static payload types (skipped if the caller used that
+/// number for something else), then telephone-event if the caller offered it. Fails with
+/// [`NegotiationError::NoCommonCodec`] when the caller offered nothing in `caller_codecs` or
+/// nothing can be offered to the callee.
+pub fn derive_offer_transcoding(
+    caller_offer: &SessionDescription,
+    local: SocketAddr,
+    caller_codecs: &[Codec],
+    callee_codecs: &[Codec],
+    sess_id: u64,
+) -> Result<SessionDescription, NegotiationError> {
+    let audio = active_audio(caller_offer)?;
+    let m = &caller_offer.media[audio];
+    let voice = |c: Option<Codec>| c.filter(|c| *c != Codec::TelephoneEvent);
+    if !m
+        .formats
+        .iter()
+        .any(|&pt| voice(m.codec(pt)).is_some_and(|c| caller_codecs.contains(&c)))
+    {
+        return Err(NegotiationError::NoCommonCodec);
+    }
+    // The caller's own formats that can be relayed end to end.
+    let mut formats: Vec<u8> = m
+        .formats
+        .iter()
+        .copied()
+        .filter(|&pt| {
+            voice(m.codec(pt))
+                .is_some_and(|c| caller_codecs.contains(&c) && callee_codecs.contains(&c))
+        })
+        .collect();
+    let mut stream = active(
+        m,
+        &[],
+        local,
+        Vec::new(),
+        m.ptime,
+        offered_direction(caller_offer, m),
+    );
+    for &c in callee_codecs {
+        let Some(pt) = c.static_pt() else { continue };
+        if c == Codec::TelephoneEvent || formats.iter().any(|&f| m.codec(f) == Some(c)) {
+            continue;
+        }
+        if m.formats.contains(&pt) && m.codec(pt) != Some(c) {
+            continue; // the caller uses this number for another format
+        }
+        formats.push(pt);
+    }
+    if formats.is_empty() {
+        return Err(NegotiationError::NoCommonCodec);
+    }
+    if let Some(te) = m.pt_of(Codec::TelephoneEvent) {
+        if !formats.contains(&te) {
+            formats.push(te);
+        }
+    }
+    let mut fmtps = Vec::new();
+    for &pt in &formats {
+        match m.codec(pt).or_else(|| static_codec(pt)) {
+            Some(Codec::G729) => fmtps.push((pt, "annexb=no".to_string())),
+            Some(_) if m.formats.contains(&pt) => {
+                if let Some(f) = m.fmtp(pt) {
+                    fmtps.push((pt, f.to_string()));
+                }
+            }
+            _ => {}
+        }
+    }
+    stream.rtpmaps = formats
+        .iter()
+        .filter_map(|&pt| {
+            if m.formats.contains(&pt) {
+                m.rtpmap(pt)
+            } else {
+                super::static_rtpmap(pt)
+            }
+        })
+        .collect();
+    stream.formats = formats;
+    stream.fmtps = fmtps;
+    let media = caller_offer
+        .media
+        .iter()
+        .enumerate()
+        .map(|(i, om)| {
+            if i == audio {
+                stream.clone()
+            } else {
+                rejected(om)
+            }
+        })
+        .collect();
+    Ok(ours(local, sess_id, media))
+}
+
+fn static_codec(pt: u8) -> Option<Codec> {
+    Codec::from_rtpmap(&super::static_rtpmap(pt)?)
+}
+
+/// How the two legs of a B2BUA call are joined once the callee answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Bridge {
+    /// The callee picked a codec the caller offered: our answer to the caller; media is
+    /// relayed unchanged.
+    Relay(SessionDescription),
+    /// The callee picked a codec the caller did not offer: our answer to the caller (with the
+    /// caller's first usable codec) and what each leg speaks.
+    Transcode {
+        /// Our answer to the caller.
+        answer: SessionDescription,
+        /// The caller's leg.
+        caller: Negotiated,
+        /// The callee's leg.
+        callee: Negotiated,
+    },
+}
+
+/// Transcoding-aware answer to the caller, given the callee's answer to the offer built by
+/// [`derive_offer_transcoding`]. The callee's codec is the first voice format of its answer
+/// (the one it will send). `caller_codecs` as for the offer.
+pub fn derive_answer_transcoding(
+    caller_offer: &SessionDescription,
+    callee_answer: &SessionDescription,
+    local: SocketAddr,
+    caller_codecs: &[Codec],
+    sess_id: u64,
+) -> Result<Bridge, NegotiationError> {
+    let callee = Negotiated::from_answer(callee_answer, callee_answer)?;
+    let audio = active_audio(caller_offer)?;
+    let offered = &caller_offer.media[audio];
+    if offered.pt_of(callee.codec).is_some() && caller_codecs.contains(&callee.codec) {
+        return derive_answer(caller_offer, callee_answer, local, sess_id).map(Bridge::Relay);
+    }
+    let mut usable: Vec<Codec> = caller_codecs
+        .iter()
+        .copied()
+        .filter(|c| *c != Codec::TelephoneEvent)
+        .collect();
+    usable.push(Codec::TelephoneEvent);
+    let (answer, caller) = answer(caller_offer, local, &usable, sess_id)?;
+    Ok(Bridge::Transcode {
+        answer,
+        caller,
+        callee,
+    })
+}
+
 impl Negotiated {
     /// What an exchange agreed, read from the answer and the SDP of the peer we send to.
     ///
@@ -348,6 +509,57 @@ mod tests {
 
     fn sdp(text: &str) -> SessionDescription {
         SessionDescription::parse(text).unwrap()
+    }
+
+    const LOCAL: &str = "198.51.100.1:20000";
+
+    #[test]
+    fn transcoding_offer_appends_and_answer_picks_bridge() {
+        let local: SocketAddr = LOCAL.parse().unwrap();
+        let all = [Codec::Pcmu, Codec::Pcma, Codec::G729];
+        let caller = sdp("v=0\no=- 1 1 IN IP4 192.0.2.1\ns=-\nc=IN IP4 192.0.2.1\nm=audio 4000 RTP/AVP 0 101\na=rtpmap:101 telephone-event/8000\na=fmtp:101 0-16\na=ptime:20\n");
+        // Callee restricted to G.729: only G.729 offered (plus telephone-event).
+        let o = derive_offer_transcoding(&caller, local, &all, &[Codec::G729], 9).unwrap();
+        let m = o.audio().unwrap();
+        assert_eq!(m.formats, vec![18, 101]);
+        assert_eq!(m.fmtp(18), Some("annexb=no"));
+        assert!(o.to_string().contains("a=rtpmap:18 G729/8000"));
+        // Unrestricted callee: caller's PCMU first, then PCMA and G.729 appended.
+        let o = derive_offer_transcoding(&caller, local, &all, &all, 9).unwrap();
+        assert_eq!(o.audio().unwrap().formats, vec![0, 8, 18, 101]);
+        // The callee answers G.729 (annexb=yes accepted): transcode, caller gets PCMU.
+        let callee = sdp("v=0\no=- 2 2 IN IP4 192.0.2.2\ns=-\nc=IN IP4 192.0.2.2\nm=audio 6000 RTP/AVP 18 96\na=fmtp:18 annexb=yes\na=rtpmap:96 telephone-event/8000\n");
+        match derive_answer_transcoding(&caller, &callee, local, &all, 9).unwrap() {
+            Bridge::Transcode {
+                answer,
+                caller,
+                callee,
+            } => {
+                assert_eq!(answer.audio().unwrap().formats, vec![0, 101]);
+                assert_eq!(
+                    (caller.codec, caller.pt, caller.dtmf_pt),
+                    (Codec::Pcmu, 0, Some(101))
+                );
+                assert_eq!(
+                    (callee.codec, callee.pt, callee.dtmf_pt),
+                    (Codec::G729, 18, Some(96))
+                );
+                assert_eq!(callee.remote, Some("192.0.2.2:6000".parse().unwrap()));
+            }
+            b => panic!("expected transcoding, got {b:?}"),
+        }
+        // The callee answers PCMU: plain relay.
+        let callee =
+            sdp("v=0\no=- 2 2 IN IP4 192.0.2.2\ns=-\nc=IN IP4 192.0.2.2\nm=audio 6000 RTP/AVP 0\n");
+        assert!(matches!(
+            derive_answer_transcoding(&caller, &callee, local, &all, 9).unwrap(),
+            Bridge::Relay(_)
+        ));
+        // A caller with nothing usable on its own leg is refused.
+        assert_eq!(
+            derive_offer_transcoding(&caller, local, &[Codec::G729], &all, 9).err(),
+            Some(NegotiationError::NoCommonCodec)
+        );
     }
 
     #[test]

@@ -138,6 +138,56 @@ impl Daemon {
         d
     }
 
+    /// [`Daemon::start`] with `user_extra(user)` appended to each `[[sip.user]]` table
+    /// (e.g. `codecs = ["g729"]` for one user).
+    pub fn start_with_users(
+        name: &str,
+        dialplan: Option<&str>,
+        extra: &str,
+        user_extra: &dyn Fn(u32) -> String,
+    ) -> Daemon {
+        let dir = TempDir::new(name);
+        let sip_port = free_udp_port();
+        let (lo, hi) = rtp_range();
+        let socket = dir.path("tandemd.sock");
+        let mut cfg =
+            format!("[sip]\nlisten = [\"udp:127.0.0.1:{sip_port}\"]\nrealm = \"tandem\"\n");
+        for u in 1001..=1004u32 {
+            cfg.push_str(&format!(
+                "[[sip.user]]\nname = \"{u}\"\npassword = \"pw{u}\"\n{}",
+                user_extra(u)
+            ));
+        }
+        cfg.push_str(&format!(
+            "[dataplane]\nbackend = \"socket\"\ncores = [0]\nrtp_ports = \"{lo}-{hi}\"\nmedia_ip = \"127.0.0.1\"\n"
+        ));
+        if let Some(text) = dialplan {
+            fs::write(dir.path("extensions.conf"), text).unwrap();
+            cfg.push_str("[dialplan]\nfile = \"extensions.conf\"\ncontext = \"default\"\n");
+        }
+        cfg.push_str(&format!("[mgmt]\nsocket = \"{}\"\n", socket.display()));
+        cfg.push_str(extra);
+        let conf = dir.path("tandem.toml");
+        fs::write(&conf, cfg).unwrap();
+        let log = dir.path("tandemd.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_tandemd"))
+            .arg("--config")
+            .arg(&conf)
+            .stdout(Stdio::piped())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start tandemd");
+        let mut d = Daemon {
+            child,
+            sip_port,
+            socket,
+            dir,
+            log,
+        };
+        d.wait_ready();
+        d
+    }
+
     fn wait_ready(&mut self) {
         let out = self.child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
