@@ -224,7 +224,7 @@ pub fn resolve(backend: handle::Backend) -> Result<handle::Backend, Error> {
 /// is monomorphic; one match per batch call).
 pub enum AnyBackend {
     Socket(socket::SocketBackend),
-    Uring(uring::UringBackend),
+    Uring(Box<uring::UringBackend>),
 }
 
 impl AnyBackend {
@@ -233,7 +233,7 @@ impl AnyBackend {
     pub fn new(kind: handle::Backend, max_sockets: usize, batch: usize) -> io::Result<Self> {
         match kind {
             handle::Backend::Uring => {
-                uring::UringBackend::new(max_sockets, batch).map(AnyBackend::Uring)
+                uring::UringBackend::new(max_sockets, batch).map(|b| AnyBackend::Uring(Box::new(b)))
             }
             _ => socket::SocketBackend::new(max_sockets, batch).map(AnyBackend::Socket),
         }

@@ -304,11 +304,9 @@ impl UringBackend {
             }
             self.rearm.push(token);
         }
-        if c.result < 0 {
-            if live && c.result != -libc::ECANCELED && c.result != -libc::ENOBUFS {
-                self.recv_errors += 1;
-                self.last_error = Some(c.result);
-            }
+        if c.result < 0 && live && c.result != -libc::ECANCELED && c.result != -libc::ENOBUFS {
+            self.recv_errors += 1;
+            self.last_error = Some(c.result);
         }
         if let Some(bid) = bid {
             if live && c.result >= 0 {
