@@ -14,6 +14,15 @@
 //! measures delivery, loss, latency and this process's CPU time.
 //!
 //! At the end of its lifetime it prints the worker counters to stderr.
+//!
+//! ```text
+//! tandem-relay-bench switch-icount --rounds N
+//! ```
+//! Runs the relay switch step (no I/O) the way `perf/benches/relay.rs` does:
+//! 1000 latched relay sessions, one packet each way per round. A small,
+//! deterministic driver for `valgrind --tool=callgrind`: the difference in
+//! instructions between two round counts, divided by the extra packets, is
+//! the switch step's instructions per packet (setup cancels out).
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -60,6 +69,11 @@ enum Cmd {
         /// Exit after this many seconds.
         #[arg(long, default_value_t = 600)]
         lifetime: u64,
+    },
+    /// Drive the switch step for callgrind (2000 packets per round).
+    SwitchIcount {
+        #[arg(long, default_value_t = 10)]
+        rounds: u32,
     },
 }
 
@@ -163,6 +177,80 @@ fn relay(
     Ok(())
 }
 
+/// The switch step over 1000 latched relay sessions for `rounds` rounds (plus
+/// one latching round). Returns the packets forwarded in the measured rounds.
+fn switch_icount(rounds: u32) -> usize {
+    use dataplane::session::{Kind, Leg, Session, SessionTable, SlotAllocator, SocketRef};
+    use dataplane::switch::{self, Decision};
+    use dataplane::wire::{rtp, Pt, Ssrc};
+    use dataplane::SessionId;
+    use std::hint::black_box;
+
+    const SESSIONS: usize = 1000;
+    let mut table = SessionTable::with_capacity(SESSIONS);
+    let mut slots = SlotAllocator::new(SESSIONS);
+    let mut calls = Vec::with_capacity(SESSIONS);
+    for i in 0..SESSIONS {
+        let Some(slot) = slots.alloc() else { break };
+        let port = 20_000 + 4 * i as u16;
+        let local = |p| SocketAddr::from(([127, 0, 0, 1], p));
+        let a = Leg::new(local(port), Ssrc(0x1000_0000 + i as u32));
+        let b = Leg::new(local(port + 2), Ssrc(0x2000_0000 + i as u32));
+        let mut s = Session::new(SessionId(i as u32), Mode::Relay, a, b);
+        let pa = SocketAddr::from(([10, 0, (i >> 8) as u8, i as u8], 4000));
+        let pb = SocketAddr::from(([10, 1, (i >> 8) as u8, i as u8], 6000));
+        s.a.set_remote(pa, None);
+        s.b.set_remote(pb, None);
+        if table.insert(slot, s).is_ok() {
+            calls.push((slot.index, pa, pb));
+        }
+    }
+    let mut template = [0xd5u8; 12 + 160];
+    let _ = rtp::Repr {
+        marker: false,
+        payload_type: Pt::PCMA,
+        sequence_number: 0,
+        timestamp: 0,
+        ssrc: Ssrc(0),
+    }
+    .emit(&mut template);
+    let epoch = dataplane::clock::now();
+    let mut forwarded = 0;
+    // Round 0 latches every leg and is not counted.
+    for round in 0..=rounds {
+        let now = epoch + Duration::from_millis(20 * u64::from(round));
+        let mut buf = template;
+        for (i, &(slot, pa, pb)) in calls.iter().enumerate() {
+            for (side, src, ssrc) in [
+                (Side::A, pa, 0xa000_0000 + i as u32),
+                (Side::B, pb, 0xb000_0000 + i as u32),
+            ] {
+                buf.copy_from_slice(&template);
+                let mut p = rtp::Packet::new_unchecked(&mut buf[..]);
+                p.set_ssrc(Ssrc(ssrc));
+                p.set_sequence_number(round as u16);
+                p.set_timestamp(round.wrapping_mul(160));
+                let token = SocketRef {
+                    slot,
+                    side,
+                    kind: Kind::Rtp,
+                }
+                .token();
+                let rx = SocketRef::from_token(token);
+                let Some(session) = table.by_index_mut(rx.slot) else {
+                    continue;
+                };
+                let out = switch::handle_packet(session, rx, src, black_box(&mut buf[..]), now);
+                if round > 0 && matches!(out.decision, Decision::Forward { .. }) {
+                    forwarded += 1;
+                }
+                black_box(&buf);
+            }
+        }
+    }
+    forwarded
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
@@ -175,6 +263,14 @@ fn main() -> ExitCode {
             port_base,
             lifetime,
         } => relay(backend.into(), core, calls, &map, ip, port_base, lifetime),
+        Cmd::SwitchIcount { rounds } => {
+            let forwarded = switch_icount(rounds);
+            println!(
+                "rounds={rounds} packets={} forwarded={forwarded}",
+                2000 * rounds
+            );
+            Ok(())
+        }
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
