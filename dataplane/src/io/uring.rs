@@ -375,8 +375,13 @@ impl UringBackend {
 
 impl Drop for UringBackend {
     fn drop(&mut self) {
-        // Buffers are unmapped by BufRing's Drop after the ring (declared
-        // first) is closed, so the kernel can no longer write into them.
+        // End every receive now rather than in the kernel's asynchronous
+        // ring teardown, so nothing writes into the buffers once they are
+        // unmapped (BufRing's Drop runs after the ring, declared first, closes).
+        let _ = self
+            .ring
+            .submitter()
+            .register_sync_cancel(None, types::CancelBuilder::any());
         let _ = self.ring.submitter().unregister_buf_ring(BGID);
     }
 }
