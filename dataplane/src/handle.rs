@@ -42,7 +42,7 @@ use crate::worker::{self, Command, Counters, LegSetup, WorkerConfig};
 pub enum Backend {
     /// Non-blocking UDP sockets with recvmmsg/sendmmsg batches. Works everywhere.
     Socket,
-    /// io_uring multishot receive (not yet available).
+    /// io_uring multishot receive into a provided-buffer ring, batched sends.
     Uring,
     /// AF_XDP (not yet available).
     Xdp,
@@ -302,8 +302,8 @@ fn split_ports(range: &RangeInclusive<u16>, workers: usize) -> Result<Vec<PortPo
 impl Dataplane {
     /// Spawn the pinned workers. Fails if a core does not exist, the port range
     /// is too small for the workers, or the backend is unavailable.
-    pub fn start(cfg: Config) -> Result<Self, Error> {
-        crate::io::resolve(cfg.backend)?;
+    pub fn start(mut cfg: Config) -> Result<Self, Error> {
+        cfg.backend = crate::io::resolve(cfg.backend)?;
         if cfg.cores.is_empty() {
             return Err(Error::Config(
                 "no dataplane cores configured (cores = [])".into(),
@@ -365,6 +365,7 @@ impl Dataplane {
                 ev_tx,
                 Arc::clone(&counters),
                 Arc::clone(&stop),
+                cfg.backend,
             )?;
             dp.workers.push(WorkerHandle {
                 core,
@@ -608,6 +609,11 @@ impl Dataplane {
             }
         }
         None
+    }
+
+    /// The backend the workers run (`Auto` resolved to what was chosen).
+    pub fn backend(&self) -> Backend {
+        self.cfg.backend
     }
 
     /// Per-worker counters.

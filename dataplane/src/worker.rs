@@ -56,7 +56,7 @@ use std::time::{Duration, Instant};
 
 use crate::clock::MonotonicClock;
 use crate::handle::{DropCounts, Error, Event};
-use crate::io::socket::SocketBackend;
+use crate::io::AnyBackend;
 use crate::io::{Backend, Batch, Tx};
 use crate::session::{Kind, Leg, Mode, Session, SessionId, SessionTable, Side, SlotId, SocketRef};
 use crate::switch::{self, Decision, DropReason};
@@ -461,7 +461,7 @@ fn sockets_of(slot: u32) -> [SocketRef; 4] {
     ]
 }
 
-/// Spawn a worker thread pinned to `cfg.core` running the socket backend.
+/// Spawn a worker thread pinned to `cfg.core` running `backend` (resolved).
 /// Waits until the thread has pinned itself and built its backend, so any
 /// failure is returned here rather than lost on the thread.
 pub fn spawn(
@@ -470,6 +470,7 @@ pub fn spawn(
     events: rtrb::Producer<Event>,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
+    backend: crate::handle::Backend,
 ) -> Result<JoinHandle<()>, Error> {
     let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), Error>>(1);
     let name = format!("tandem-dp-{}", cfg.index);
@@ -481,7 +482,7 @@ pub fn spawn(
             ))));
             return;
         }
-        let backend = match SocketBackend::new(cfg.max_sessions * 4, BATCH) {
+        let backend = match AnyBackend::new(backend, cfg.max_sessions * 4, BATCH) {
             Ok(b) => b,
             Err(e) => {
                 let _ = ready_tx.send(Err(Error::Io(e)));

@@ -2,7 +2,9 @@
 //!
 //! One interface, [`Backend`], behind which the `socket` backend (non-blocking
 //! UDP sockets, epoll for readiness, `recvmmsg`/`sendmmsg` batches) works
-//! everywhere; `uring` and `xdp` will implement the same trait later.
+//! everywhere; `uring` (io_uring multishot receive into a provided-buffer
+//! ring, batched sends) implements the same trait; `xdp` will later.
+//! [`AnyBackend`] is what a worker runs: the backend chosen at start-up.
 //!
 //! Buffers are the caller's: a [`Batch`] is allocated once per worker and
 //! reused every iteration. A backend fills it with received datagrams (each
@@ -10,10 +12,11 @@
 //! switch rewrites each datagram in place and sets its [`Tx`]; the backend
 //! then sends every datagram that has one. No allocation per packet.
 //!
-//! All syscalls and all `unsafe` live in [`sys`].
+//! All syscalls and all `unsafe` live in [`sys`] and [`uring`].
 
 pub mod socket;
 pub mod sys;
+pub mod uring;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
@@ -187,15 +190,80 @@ pub trait Backend {
     fn send(&mut self, batch: &Batch) -> SendStats;
 }
 
-/// Check that the configured backend exists on this build, returning the one
-/// to use (`Auto` resolves to `Socket` until `uring`/`xdp` land).
+/// Check that the configured backend exists on this build and kernel,
+/// returning the one to use. `Auto` is `Uring` when [`uring::probe`] passes,
+/// else `Socket`; the choice and the fallback reason are logged.
 pub fn resolve(backend: handle::Backend) -> Result<handle::Backend, Error> {
     match backend {
-        handle::Backend::Socket | handle::Backend::Auto => Ok(handle::Backend::Socket),
-        b @ (handle::Backend::Uring | handle::Backend::Xdp) => Err(Error::BackendUnavailable(
+        handle::Backend::Socket => Ok(handle::Backend::Socket),
+        handle::Backend::Uring => uring::probe()
+            .map(|()| handle::Backend::Uring)
+            .map_err(|why| Error::BackendUnavailable(handle::Backend::Uring, why)),
+        handle::Backend::Auto => match uring::probe() {
+            Ok(()) => {
+                tracing::info!(backend = "uring", "dataplane backend auto-selected");
+                Ok(handle::Backend::Uring)
+            }
+            Err(why) => {
+                tracing::info!(
+                    backend = "socket",
+                    reason = %why,
+                    "dataplane backend auto-selected: io_uring unavailable"
+                );
+                Ok(handle::Backend::Socket)
+            }
+        },
+        b @ handle::Backend::Xdp => Err(Error::BackendUnavailable(
             b,
             "not implemented yet; use socket".into(),
         )),
+    }
+}
+
+/// The backend a worker runs, fixed at start-up (an enum, so the worker loop
+/// is monomorphic; one match per batch call).
+pub enum AnyBackend {
+    Socket(socket::SocketBackend),
+    Uring(Box<uring::UringBackend>),
+}
+
+impl AnyBackend {
+    /// Build the backend `kind` (already [`resolve`]d) for tokens
+    /// `0..max_sockets` and batches of `batch`. Call on the worker thread.
+    pub fn new(kind: handle::Backend, max_sockets: usize, batch: usize) -> io::Result<Self> {
+        match kind {
+            handle::Backend::Uring => {
+                uring::UringBackend::new(max_sockets, batch).map(|b| AnyBackend::Uring(Box::new(b)))
+            }
+            _ => socket::SocketBackend::new(max_sockets, batch).map(AnyBackend::Socket),
+        }
+    }
+}
+
+impl Backend for AnyBackend {
+    fn register(&mut self, token: Token, socket: UdpSocket) -> io::Result<()> {
+        match self {
+            AnyBackend::Socket(b) => b.register(token, socket),
+            AnyBackend::Uring(b) => b.register(token, socket),
+        }
+    }
+    fn deregister(&mut self, token: Token) {
+        match self {
+            AnyBackend::Socket(b) => b.deregister(token),
+            AnyBackend::Uring(b) => b.deregister(token),
+        }
+    }
+    fn recv(&mut self, batch: &mut Batch, timeout: Duration) -> io::Result<usize> {
+        match self {
+            AnyBackend::Socket(b) => b.recv(batch, timeout),
+            AnyBackend::Uring(b) => b.recv(batch, timeout),
+        }
+    }
+    fn send(&mut self, batch: &Batch) -> SendStats {
+        match self {
+            AnyBackend::Socket(b) => b.send(batch),
+            AnyBackend::Uring(b) => b.send(batch),
+        }
     }
 }
 
@@ -234,13 +302,26 @@ mod tests {
     #[test]
     fn resolve_backends() {
         assert_eq!(
-            resolve(handle::Backend::Auto).unwrap(),
+            resolve(handle::Backend::Socket).unwrap(),
             handle::Backend::Socket
         );
         assert!(matches!(
             resolve(handle::Backend::Xdp),
             Err(Error::BackendUnavailable(handle::Backend::Xdp, _))
         ));
-        assert!(resolve(handle::Backend::Uring).is_err());
+        let auto = resolve(handle::Backend::Auto).unwrap();
+        match uring::probe() {
+            Ok(()) => {
+                assert_eq!(auto, handle::Backend::Uring);
+                assert_eq!(resolve(handle::Backend::Uring).unwrap(), auto);
+            }
+            Err(_) => {
+                assert_eq!(auto, handle::Backend::Socket);
+                assert!(matches!(
+                    resolve(handle::Backend::Uring),
+                    Err(Error::BackendUnavailable(handle::Backend::Uring, _))
+                ));
+            }
+        }
     }
 }
