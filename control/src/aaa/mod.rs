@@ -55,6 +55,9 @@ pub struct RadiusConfig {
     /// Check SIP users' digest responses with the RADIUS server instead of the local users.
     #[serde(default)]
     pub digest_auth: bool,
+    /// Digest attribute set for `digest_auth`: "rfc5090", "sterman" or "both" (default).
+    #[serde(default)]
+    pub digest_format: DigestFormat,
     /// Send a Cisco-style Access-Request before a call leaves to the PSTN.
     #[serde(default)]
     pub authorize_pstn: bool,
@@ -136,33 +139,79 @@ impl Authorized {
     }
 }
 
+/// Which digest attribute set an Access-Request carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DigestFormat {
+    /// RFC 5090 attributes (Digest-Response 103 ... Digest-Username 115).
+    Rfc5090,
+    /// draft-sterman-aaa-sip: Digest-Response (206) plus Digest-Attributes (207) sub-attributes,
+    /// what FreeRADIUS 3's `digest` module, Kamailio and OpenSER send and check.
+    Sterman,
+    /// Both sets in one request: each server uses the set it knows (default).
+    #[default]
+    Both,
+}
+
 /// Access-Request attributes asking the server to verify a SIP digest response
-/// (RFC 5090 §3). The client never learns the password.
+/// (RFC 5090 §3 and/or draft-sterman). The client never learns the password.
 pub fn digest_auth_request(
     c: &Credentials,
     method: &str,
+    format: DigestFormat,
     nas_ip: Option<Ipv4Addr>,
 ) -> Vec<Attribute> {
-    let mut v = vec![
-        Attribute::text(attr::USER_NAME, &c.username),
-        Attribute::text(attr::DIGEST_RESPONSE, &c.response),
-        Attribute::text(attr::DIGEST_REALM, &c.realm),
-        Attribute::text(attr::DIGEST_NONCE, &c.nonce),
-        Attribute::text(attr::DIGEST_METHOD, method),
-        Attribute::text(attr::DIGEST_URI, &c.uri),
-        Attribute::text(attr::DIGEST_USERNAME, &c.username),
-    ];
-    if let Some(a) = &c.algorithm {
-        v.push(Attribute::text(attr::DIGEST_ALGORITHM, a));
+    let mut v = vec![Attribute::text(attr::USER_NAME, &c.username)];
+    if format != DigestFormat::Sterman {
+        v.push(Attribute::text(attr::DIGEST_RESPONSE, &c.response));
+        v.push(Attribute::text(attr::DIGEST_REALM, &c.realm));
+        v.push(Attribute::text(attr::DIGEST_NONCE, &c.nonce));
+        v.push(Attribute::text(attr::DIGEST_METHOD, method));
+        v.push(Attribute::text(attr::DIGEST_URI, &c.uri));
+        v.push(Attribute::text(attr::DIGEST_USERNAME, &c.username));
+        let opt = [
+            (attr::DIGEST_ALGORITHM, &c.algorithm),
+            (attr::DIGEST_QOP, &c.qop),
+            (attr::DIGEST_CNONCE, &c.cnonce),
+            (attr::DIGEST_NONCE_COUNT, &c.nc),
+        ];
+        for (ty, val) in opt {
+            if let Some(x) = val {
+                v.push(Attribute::text(ty, x));
+            }
+        }
     }
-    if let Some(q) = &c.qop {
-        v.push(Attribute::text(attr::DIGEST_QOP, q));
-    }
-    if let Some(cn) = &c.cnonce {
-        v.push(Attribute::text(attr::DIGEST_CNONCE, cn));
-    }
-    if let Some(nc) = &c.nc {
-        v.push(Attribute::text(attr::DIGEST_NONCE_COUNT, nc));
+    if format != DigestFormat::Rfc5090 {
+        v.push(Attribute::text(attr::STERMAN_DIGEST_RESPONSE, &c.response));
+        let subs = [
+            (1u8, Some(&c.realm)),
+            (2, Some(&c.nonce)),
+            (3, None),
+            (4, Some(&c.uri)),
+            (5, c.qop.as_ref()),
+            (6, c.algorithm.as_ref()),
+            (8, c.cnonce.as_ref()),
+            (9, c.nc.as_ref()),
+            (10, Some(&c.username)),
+        ];
+        for (sub, val) in subs {
+            let text = if sub == 3 {
+                method
+            } else if let Some(x) = val {
+                x.as_str()
+            } else {
+                continue;
+            };
+            // Sub-attribute: type, length (with its 2-byte header), value; at most 251 bytes.
+            let bytes = text.as_bytes();
+            let bytes = &bytes[..bytes.len().min(251)];
+            let mut value = vec![sub, (bytes.len() + 2) as u8];
+            value.extend_from_slice(bytes);
+            v.push(Attribute::Standard {
+                ty: attr::STERMAN_DIGEST_ATTRIBUTES,
+                value,
+            });
+        }
     }
     if let Some(ip) = nas_ip {
         v.push(Attribute::ipv4(attr::NAS_IP_ADDRESS, ip));

@@ -81,6 +81,10 @@ pub mod attr {
     pub const DIGEST_CNONCE: u8 = 113;
     pub const DIGEST_NONCE_COUNT: u8 = 114;
     pub const DIGEST_USERNAME: u8 = 115;
+    /// draft-sterman-aaa-sip Digest-Response (FreeRADIUS `dictionary.iana`).
+    pub const STERMAN_DIGEST_RESPONSE: u8 = 206;
+    /// draft-sterman-aaa-sip Digest-Attributes: one sub-attribute per instance.
+    pub const STERMAN_DIGEST_ATTRIBUTES: u8 = 207;
 }
 
 /// Cisco vendor id and its VSA numbers (Cisco "RADIUS VSA Voice Implementation Guide").
