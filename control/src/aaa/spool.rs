@@ -191,7 +191,7 @@ fn encode(attrs: &[Attribute]) -> String {
 }
 
 fn decode(hex: &str) -> Option<Vec<Attribute>> {
-    if hex.len() % 2 != 0 {
+    if hex.len() & 1 == 1 {
         return None;
     }
     let bytes: Vec<u8> = (0..hex.len())
