@@ -16,10 +16,15 @@ command -v baresip >/dev/null 2>&1 || need+=(baresip-core)
 dpkg -s libbcg729-dev >/dev/null 2>&1 || need+=(libbcg729-dev)
 dpkg -s libspandsp-dev >/dev/null 2>&1 || need+=(libspandsp-dev)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+[ -x /usr/sbin/freeradius ] || need+=(freeradius)
 if [ "${#need[@]}" -gt 0 ]; then
     echo "== installing test peers: ${need[*]}"
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if ! python3 -c 'import asterisk.agi' >/dev/null 2>&1; then
+    echo "== installing Python test packages: pyst2 (FastAGI peer)"
+    python3 -m pip install -q pyst2 >/dev/null 2>&1 || echo "   (pyst2 unavailable: FastAGI checks skip)"
 fi
 if ! python3 -c 'import numpy, pesq' >/dev/null 2>&1; then
     echo "== installing Python test packages: numpy pesq"

@@ -15,7 +15,10 @@
 //! This crate has no unsafe code.
 #![forbid(unsafe_code)]
 
+pub mod aaa;
+pub mod agi;
 pub mod call;
+pub mod cdr;
 pub mod config;
 pub mod dialplan;
 pub mod mgmt;
