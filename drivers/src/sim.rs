@@ -389,7 +389,7 @@ impl E1Port {
                     *slot = self.tx_chunks[ts][k];
                 }
                 SlotKind::DChannel => {
-                    if self.hdlc_tx.is_idle() {
+                    if self.hdlc_tx.queued() == 0 {
                         if let Some(fr) = self.span.line_tx_frame() {
                             self.hdlc_tx.push_frame(&fr);
                         }
@@ -691,6 +691,8 @@ mod tests {
         l.a.span.write_block(ChanId(1), &ramp).unwrap();
         l.a.span.write_block(ChanId(31), &ramp).unwrap();
         l.a.span.send_frame(&[0x02, 0x01, 0x7F]);
+        l.a.span
+            .send_frame(&[0x02, 0x01, 0x00, 0x00, 0xFF, 0x7E, 0x3F]);
         l.b.span.send_frame(&[0x00, 0x01, 0x73]);
         l.run(400);
         // Find the ramp in B's channel 1 stream.
@@ -706,6 +708,10 @@ mod tests {
         }
         assert!(got31.windows(160).any(|w| w == ramp.as_slice()));
         assert_eq!(l.b.span.recv_frame(), Some(vec![0x02, 0x01, 0x7F]));
+        assert_eq!(
+            l.b.span.recv_frame(),
+            Some(vec![0x02, 0x01, 0x00, 0x00, 0xFF, 0x7E, 0x3F])
+        );
         assert_eq!(l.a.span.recv_frame(), Some(vec![0x00, 0x01, 0x73]));
         assert_eq!(l.a.d_errors + l.b.d_errors, 0);
     }
