@@ -15,6 +15,8 @@ need=()
 command -v baresip >/dev/null 2>&1 || need+=(baresip-core)
 dpkg -s libbcg729-dev >/dev/null 2>&1 || need+=(libbcg729-dev)
 dpkg -s libspandsp-dev >/dev/null 2>&1 || need+=(libspandsp-dev)
+dpkg -s libpri-dev >/dev/null 2>&1 || need+=(libpri-dev)
+dpkg -s dahdi-source >/dev/null 2>&1 || need+=(dahdi-source)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 [ -x /usr/sbin/freeradius ] || need+=(freeradius)
 if [ "${#need[@]}" -gt 0 ]; then

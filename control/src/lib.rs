@@ -7,6 +7,8 @@
 //! - [`sdp`]: session descriptions and RFC 3264 offer/answer.
 //! - [`dialplan`]: the Asterisk `extensions.conf` language.
 //! - [`call`]: the B2BUA call manager joining an A leg and a B leg.
+//! - [`q931`]: the Q.931 message/IE codec; [`isdn`]: Q.921 LAPD and the
+//!   ISDN PRI call state machines (user and network side).
 //!
 //! Sockets, tokio and the clock live only at the edge: [`net`] (SIP transport
 //! and the run loop) and [`mgmt`] (the management socket). [`config`] loads and
@@ -21,7 +23,9 @@ pub mod call;
 pub mod cdr;
 pub mod config;
 pub mod dialplan;
+pub mod isdn;
 pub mod mgmt;
 pub mod net;
+pub mod q931;
 pub mod sdp;
 pub mod sip;

@@ -5,8 +5,19 @@
 //! HDLC frames and hook/ring events. The signalling that gives them meaning
 //! (Q.921/Q.931, analog loop start) lives in `control`.
 //!
-//! Unsafe policy: denied here; allowed only in `dahdi::ioctl` once it exists.
+//! - [`span`]: the E1 span model (31 timeslots, B-channel blocks, D-channel
+//!   frames, alarms).
+//! - [`hdlc`]: HDLC flags, bit stuffing and FCS-16.
+//! - [`sim`]: the simulated card, G.704 framing with CRC-4, back-to-back wiring.
+//! - [`dahdi`]: the DAHDI user ABI (constants, layouts) and its ioctls.
+//!
+//! Unsafe policy: denied here; allowed only in `dahdi::ioctl`.
 #![deny(unsafe_code)]
+
+pub mod dahdi;
+pub mod hdlc;
+pub mod sim;
+pub mod span;
 
 /// A span on a telephony card (E1: 31 timeslots).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
