@@ -730,11 +730,8 @@ fn autocorr(x: &[i16; L_TOTAL], r_h: &mut [i16; MP1], r_l: &mut [i16; MP1]) {
     }
     let mut sum;
     loop {
-        let mut ov = false;
-        sum = 1i32;
-        for &v in y.iter() {
-            sum = l_mac_ov(sum, v, v, &mut ov);
-        }
+        let ov;
+        (sum, ov) = l_mac_energy(1, &y);
         if !ov {
             break;
         }
@@ -745,12 +742,11 @@ fn autocorr(x: &[i16; L_TOTAL], r_h: &mut [i16; MP1], r_l: &mut [i16; MP1]) {
     let norm = norm_l(sum);
     sum = l_shl(sum, norm);
     (r_h[0], r_l[0]) = l_extract(sum);
+    // 1 + Σ 2y² did not saturate, so by Cauchy-Schwarz no running lagged
+    // sum |Σ 2 y[j] y[j+i]| can reach 2^31: plain 64-bit sums are exact.
     for i in 1..=M {
-        let mut s = 0i32;
-        for j in 0..L_WINDOW - i {
-            s = l_mac(s, y[j], y[j + i]);
-        }
-        s = l_shl(s, norm);
+        let (s, _) = dot_abs_i64(&y[..L_WINDOW - i], &y[i..]);
+        let s = l_shl((2 * s) as i32, norm);
         (r_h[i], r_l[i]) = l_extract(s);
     }
 }
@@ -961,11 +957,11 @@ fn lsp_expand(buf: &mut [i16; M], gap: i16, from: usize, to: usize) {
 /// Open-loop pitch on the weighted speech (`wsp[PIT_MAX..]` is the frame).
 fn pitch_ol_fast(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 {
     let mut scal = [0i16; L_FRAME + PIT_MAX];
-    let mut ov = false;
-    let mut sum = 0i32;
-    for i in (0..L_FRAME + PIT_MAX).step_by(2) {
-        sum = l_mac_ov(sum, wsp[i], wsp[i], &mut ov);
+    let mut dec = [0i16; (L_FRAME + PIT_MAX).div_ceil(2)];
+    for (d, w) in dec.iter_mut().zip(wsp.iter().step_by(2)) {
+        *d = *w;
     }
+    let (sum, ov) = l_mac_energy(0, &dec);
     if ov {
         for i in 0..scal.len() {
             scal[i] = shr(wsp[i], 3);
@@ -977,19 +973,27 @@ fn pitch_ol_fast(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 {
     } else {
         scal = *wsp;
     }
-    let b = PIT_MAX;
-    let corr = |t: usize| -> i32 {
-        let mut s = 0i32;
-        for j in (0..L_FRAME).step_by(2) {
-            s = l_mac(s, scal[b + j], scal[b + j - t]);
+    // Even and odd samples apart, so every decimated sum is contiguous:
+    // scal[PIT_MAX + 2m - t] for m = 0..40 (PIT_MAX is odd).
+    const HALF: usize = (L_FRAME + PIT_MAX).div_ceil(2);
+    let mut even = [0i16; HALF];
+    let mut odd = [0i16; HALF];
+    for (k, v) in scal.iter().enumerate() {
+        if k % 2 == 0 {
+            even[k / 2] = *v;
+        } else {
+            odd[k / 2] = *v;
         }
-        s
+    }
+    let cur = &odd[PIT_MAX / 2..PIT_MAX / 2 + L_FRAME / 2];
+    let past = |t: usize| -> &[i16] {
+        let start = PIT_MAX - t;
+        let half = if start % 2 == 0 { &even } else { &odd };
+        &half[start / 2..start / 2 + L_FRAME / 2]
     };
+    let corr = |t: usize| -> i32 { l_mac_dot(0, cur, past(t)) };
     let norm = |t: usize, max: i32| -> i16 {
-        let mut s = 1i32;
-        for j in (0..L_FRAME).step_by(2) {
-            s = l_mac(s, scal[b + j - t], scal[b + j - t]);
-        }
+        let (s, _) = l_mac_energy(1, past(t));
         let s = inv_sqrt(s);
         let (mh, ml) = l_extract(max);
         let (eh, el) = l_extract(s);
@@ -1058,10 +1062,7 @@ fn cor_h_x(h: &[i16; L_SUBFR], x: &[i16; L_SUBFR], d: &mut [i16; L_SUBFR]) {
     let mut y32 = [0i32; L_SUBFR];
     let mut max = 0i32;
     for i in 0..L_SUBFR {
-        let mut s = 0i32;
-        for j in i..L_SUBFR {
-            s = l_mac(s, x[j], h[j - i]);
-        }
+        let s = l_mac_dot(0, &x[i..], &h[..L_SUBFR - i]);
         y32[i] = s;
         let s = l_abs(s);
         if l_sub(s, max) > 0 {
@@ -1079,11 +1080,7 @@ fn cor_h_x(h: &[i16; L_SUBFR], x: &[i16; L_SUBFR], d: &mut [i16; L_SUBFR]) {
 }
 
 fn dot(x: &[i16], y: &[i16]) -> i32 {
-    let mut s = 0i32;
-    for (a, b) in x.iter().zip(y) {
-        s = l_mac(s, *a, *b);
-    }
-    s
+    l_mac_dot(0, x, y)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1139,35 +1136,22 @@ fn g_pitch(xn: &[i16; L_SUBFR], y1: &[i16; L_SUBFR], g_coeff: &mut [i16; 4]) -> 
     for i in 0..L_SUBFR {
         scaled[i] = shr(y1[i], 2);
     }
-    let mut ov = false;
-    let mut s = 1i32;
-    for &v in y1.iter() {
-        s = l_mac_ov(s, v, v, &mut ov);
-    }
+    let (s, ov) = l_mac_energy(1, y1);
     let (yy, exp_yy) = if !ov {
         let e = norm_l(s);
         (round(l_shl(s, e)), e)
     } else {
-        let mut s = 1i32;
-        for &v in scaled.iter() {
-            s = l_mac(s, v, v);
-        }
+        let (s, _) = l_mac_energy(1, &scaled);
         let e = norm_l(s);
         (round(l_shl(s, e)), sub(e, 4))
     };
     let mut ov = false;
-    let mut s = 0i32;
-    for i in 0..L_SUBFR {
-        s = l_mac_ov(s, xn[i], y1[i], &mut ov);
-    }
+    let s = l_mac_dot_ov(0, xn, y1, &mut ov);
     let (xy, exp_xy) = if !ov {
         let e = norm_l(s);
         (round(l_shl(s, e)), e)
     } else {
-        let mut s = 0i32;
-        for i in 0..L_SUBFR {
-            s = l_mac(s, xn[i], scaled[i]);
-        }
+        let s = l_mac_dot(0, xn, &scaled);
         let e = norm_l(s);
         (round(l_shl(s, e)), sub(e, 2))
     };
@@ -1224,26 +1208,17 @@ fn corr_xy2(
     for i in 0..L_SUBFR {
         sy2[i] = shr(y2[i], 3);
     }
-    let mut l = 1i32;
-    for &v in sy2.iter() {
-        l = l_mac(l, v, v);
-    }
+    let (l, _) = l_mac_energy(1, &sy2);
     let exp = norm_l(l);
     g[2] = round(l_shl(l, exp));
     e[2] = add(exp, 19 - 16);
 
-    let mut l = 1i32;
-    for i in 0..L_SUBFR {
-        l = l_mac(l, xn[i], sy2[i]);
-    }
+    let l = l_mac_dot(1, xn, &sy2);
     let exp = norm_l(l);
     g[3] = negate(round(l_shl(l, exp)));
     e[3] = sub(add(exp, 10 - 16), 1);
 
-    let mut l = 1i32;
-    for i in 0..L_SUBFR {
-        l = l_mac(l, y1[i], sy2[i]);
-    }
+    let l = l_mac_dot(1, y1, &sy2);
     let exp = norm_l(l);
     g[4] = round(l_shl(l, exp));
     e[4] = sub(add(exp, 10 - 16), 1);
@@ -1279,10 +1254,7 @@ fn acelp_code_a(
 }
 
 fn cor_h(hin: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) {
-    let mut cor = 0i32;
-    for &v in hin.iter() {
-        cor = l_mac(cor, v, v);
-    }
+    let (cor, _) = l_mac_energy(0, hin);
     let mut h = [0i16; L_SUBFR];
     if extract_h(cor) > 32000 {
         for i in 0..L_SUBFR {
@@ -1295,13 +1267,33 @@ fn cor_h(hin: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) {
         }
     }
 
+    // Normalised energy without saturation: by Cauchy-Schwarz no running sum
+    // below (diagonal or lagged) can leave the 32-bit range, so plain
+    // arithmetic is exact; otherwise replay the saturating operators.
+    if l_mac_energy(0, &h).1 {
+        cor_h_rr::<false>(&h, rr);
+    } else {
+        cor_h_rr::<true>(&h, rr);
+    }
+}
+
+#[inline(always)]
+fn mac_maybe_exact<const EXACT: bool>(acc: i32, a: i16, b: i16) -> i32 {
+    if EXACT {
+        acc.wrapping_add(2 * (a as i32 * b as i32))
+    } else {
+        l_mac(acc, a, b)
+    }
+}
+
+fn cor_h_rr<const EXACT: bool>(h: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) {
     // Diagonal terms.
     let mut p = [RRI0I0 + 7, RRI1I1 + 7, RRI2I2 + 7, RRI3I3 + 7, RRI4I4 + 7];
     let mut ph = 0usize;
     let mut cor = 0i32;
     for _ in 0..NB_POS {
         for t in (0..5).rev() {
-            cor = l_mac(cor, h[ph], h[ph]);
+            cor = mac_maybe_exact::<EXACT>(cor, h[ph], h[ph]);
             ph += 1;
             rr[p[t]] = extract_h(cor);
             p[t] = p[t].wrapping_sub(1);
@@ -1384,7 +1376,7 @@ fn cor_h(hin: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) {
             for _ in k + 1..NB_POS {
                 for (n, &cnt) in blk.pre.iter().enumerate() {
                     for _ in 0..cnt {
-                        cor = l_mac(cor, h[h1], h[h2]);
+                        cor = mac_maybe_exact::<EXACT>(cor, h[h1], h[h2]);
                         h1 += 1;
                         h2 += 1;
                     }
@@ -1396,7 +1388,7 @@ fn cor_h(hin: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) {
             }
             for &(n, cnt) in blk.tail.iter() {
                 for _ in 0..cnt {
-                    cor = l_mac(cor, h[h1], h[h2]);
+                    cor = mac_maybe_exact::<EXACT>(cor, h[h1], h[h2]);
                     h1 += 1;
                     h2 += 1;
                 }
