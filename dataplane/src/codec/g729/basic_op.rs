@@ -316,6 +316,42 @@ pub(crate) fn dot_abs_i64(a: &[i16], b: &[i16]) -> (i64, i64) {
     (s, sa)
 }
 
+/// `Σ a[k]*b[k]` modulo 2^32: the exact sum whenever the caller has proven
+/// that it fits in 32 bits.
+#[inline(always)]
+pub(crate) fn dot_wrapping(a: &[i16], b: &[i16]) -> i32 {
+    let mut s = 0i32;
+    for (x, y) in a.iter().zip(b) {
+        s = s.wrapping_add(*x as i32 * *y as i32);
+    }
+    s
+}
+
+/// `Σ a[k]*b[k]` (single products) and an upper bound of `Σ |a[k]*b[k]|`.
+/// The sum is exact whenever the bound is at most `2^31` (it then fits).
+/// Up to 64 terms everything stays in 32-bit lanes: `|p| >> 6` summed over
+/// at most 64 products of at most `2^30` cannot wrap, and
+/// `|p| <= 64 * (|p| >> 6) + 63`.
+#[inline(always)]
+pub(crate) fn dot_bound(a: &[i16], b: &[i16]) -> (i64, i64) {
+    let n = a.len().min(b.len());
+    if n <= 64 {
+        let mut s = 0i32;
+        let mut q = 0u32;
+        for (x, y) in a.iter().zip(b) {
+            let p = *x as i32 * *y as i32;
+            s = s.wrapping_add(p);
+            q = q.wrapping_add(p.unsigned_abs() >> 6);
+        }
+        let bound = 64 * q as i64 + 63 * n as i64;
+        // When bound > 2^31 the wrapped `s` may be wrong; callers then
+        // reject the fast path on the bound alone.
+        (s as i64, bound)
+    } else {
+        dot_abs_i64(a, b)
+    }
+}
+
 /// True when `acc` plus terms `2*p` with `Σ|p| = sa` can never leave the
 /// 32-bit range in any order (so no step saturates and no product is the
 /// saturating `-32768 * -32768`, which alone would need `2*|p| = 2^31`).
@@ -327,7 +363,7 @@ pub(crate) fn no_step_saturates(acc: i32, sa: i64) -> bool {
 /// Exactly `for k { acc = L_mac(acc, a[k], b[k]) }`.
 #[inline(always)]
 pub(crate) fn l_mac_dot(acc: i32, a: &[i16], b: &[i16]) -> i32 {
-    let (s, sa) = dot_abs_i64(a, b);
+    let (s, sa) = dot_bound(a, b);
     if no_step_saturates(acc, sa) {
         (acc as i64 + 2 * s) as i32
     } else {
@@ -338,7 +374,7 @@ pub(crate) fn l_mac_dot(acc: i32, a: &[i16], b: &[i16]) -> i32 {
 /// Exactly `for k { acc = L_mac(acc, a[k], b[k]) }` with the Overflow flag.
 #[inline(always)]
 pub(crate) fn l_mac_dot_ov(acc: i32, a: &[i16], b: &[i16], ov: &mut bool) -> i32 {
-    let (s, sa) = dot_abs_i64(a, b);
+    let (s, sa) = dot_bound(a, b);
     if no_step_saturates(acc, sa) {
         (acc as i64 + 2 * s) as i32
     } else {

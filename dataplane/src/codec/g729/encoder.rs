@@ -745,8 +745,8 @@ fn autocorr(x: &[i16; L_TOTAL], r_h: &mut [i16; MP1], r_l: &mut [i16; MP1]) {
     // 1 + Σ 2y² did not saturate, so by Cauchy-Schwarz no running lagged
     // sum |Σ 2 y[j] y[j+i]| can reach 2^31: plain 64-bit sums are exact.
     for i in 1..=M {
-        let (s, _) = dot_abs_i64(&y[..L_WINDOW - i], &y[i..]);
-        let s = l_shl((2 * s) as i32, norm);
+        let s = dot_wrapping(&y[..L_WINDOW - i], &y[i..]).wrapping_mul(2);
+        let s = l_shl(s, norm);
         (r_h[i], r_l[i]) = l_extract(s);
     }
 }
@@ -1271,31 +1271,111 @@ fn cor_h(hin: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) {
     // below (diagonal or lagged) can leave the 32-bit range, so plain
     // arithmetic is exact; otherwise replay the saturating operators.
     if l_mac_energy(0, &h).1 {
-        cor_h_rr::<false>(&h, rr);
+        cor_h_walk(&mut SatSink { h: &h, rr, cor: 0 });
     } else {
-        cor_h_rr::<true>(&h, rr);
+        cor_h_exact(&h, rr);
     }
 }
 
-#[inline(always)]
-fn mac_maybe_exact<const EXACT: bool>(acc: i32, a: i16, b: i16) -> i32 {
-    if EXACT {
-        acc.wrapping_add(2 * (a as i32 * b as i32))
-    } else {
-        l_mac(acc, a, b)
+/// Number of running sums `Σ_{m < count} h[m] h[m + lag]` (lag 0..40).
+const N_PREFIX: usize = L_SUBFR * (L_SUBFR + 1) / 2;
+/// Marks a running sum no element of `rr` is taken from.
+const NO_DEST: u16 = u16::MAX;
+
+/// The order of the reference's running sums in `cor_h`: every element of
+/// `rr` is `extract_h` of `Σ_{m < count} 2 h[m] h[m + lag]` for a fixed
+/// (`lag`, `count`). Recorded once from the walk, indexed by running sum
+/// (lag-major), giving the element of `rr` it goes to.
+fn rr_table() -> &'static [u16; N_PREFIX] {
+    static TABLE: std::sync::OnceLock<[u16; N_PREFIX]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut rec = RecSink {
+            out: [NO_DEST; N_PREFIX],
+            h1: 0,
+            h2: 0,
+        };
+        cor_h_walk(&mut rec);
+        rec.out
+    })
+}
+
+/// Index of the running sum (`lag`, `count`) in lag-major order.
+fn prefix_index(lag: usize, count: usize) -> usize {
+    // Rows before `lag` hold 40, 39, ... sums.
+    lag * L_SUBFR - lag * (lag.saturating_sub(1)) / 2 + count - 1
+}
+
+/// `cor_h` when no running sum can saturate: the lagged products' running
+/// sums in plain arithmetic, each stored where the table says.
+fn cor_h_exact(h: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) {
+    let table = rr_table();
+    let mut k = 0usize;
+    for lag in 0..L_SUBFR {
+        let mut acc = 0i32;
+        for (a, b) in h.iter().zip(h[lag..].iter()) {
+            acc = acc.wrapping_add(2 * (*a as i32 * *b as i32));
+            if let Some(&d) = table.get(k) {
+                if let Some(r) = rr.get_mut(d as usize) {
+                    *r = extract_h(acc);
+                }
+            }
+            k += 1;
+        }
     }
 }
 
-fn cor_h_rr<const EXACT: bool>(h: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) {
+trait RrSink {
+    fn reset(&mut self);
+    fn mac(&mut self, h1: usize, h2: usize);
+    fn store(&mut self, dest: usize);
+}
+
+/// Replays the reference's saturating operators.
+struct SatSink<'a> {
+    h: &'a [i16; L_SUBFR],
+    rr: &'a mut [i16; DIM_RR],
+    cor: i32,
+}
+impl RrSink for SatSink<'_> {
+    fn reset(&mut self) {
+        self.cor = 0;
+    }
+    fn mac(&mut self, h1: usize, h2: usize) {
+        self.cor = l_mac(self.cor, self.h[h1], self.h[h2]);
+    }
+    fn store(&mut self, dest: usize) {
+        self.rr[dest] = extract_h(self.cor);
+    }
+}
+
+/// Records (dest, lag, count) of every store.
+struct RecSink {
+    out: [u16; N_PREFIX],
+    h1: usize,
+    h2: usize,
+}
+impl RrSink for RecSink {
+    fn reset(&mut self) {}
+    fn mac(&mut self, h1: usize, h2: usize) {
+        self.h1 = h1;
+        self.h2 = h2;
+    }
+    fn store(&mut self, dest: usize) {
+        let i = prefix_index(self.h2 - self.h1, self.h1 + 1);
+        self.out[i] = dest as u16;
+    }
+}
+
+fn cor_h_walk<S: RrSink>(sink: &mut S) {
     // Diagonal terms.
     let mut p = [RRI0I0 + 7, RRI1I1 + 7, RRI2I2 + 7, RRI3I3 + 7, RRI4I4 + 7];
     let mut ph = 0usize;
-    let mut cor = 0i32;
+    sink.reset();
     for _ in 0..NB_POS {
         for t in (0..5).rev() {
-            cor = mac_maybe_exact::<EXACT>(cor, h[ph], h[ph]);
+            sink.mac(ph, ph);
             ph += 1;
-            rr[p[t]] = extract_h(cor);
+            sink.store(p[t]);
             p[t] = p[t].wrapping_sub(1);
         }
     }
@@ -1370,17 +1450,17 @@ fn cor_h_rr<const EXACT: bool>(h: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) {
             for (n, &(base, sup)) in blk.inner.iter().enumerate() {
                 ptrs[n] = base as isize + if sup { l_fin_sup } else { l_fin_inf };
             }
-            let mut cor = 0i32;
+            sink.reset();
             let mut h1 = 0usize;
             let mut h2 = ptr_hf;
             for _ in k + 1..NB_POS {
                 for (n, &cnt) in blk.pre.iter().enumerate() {
                     for _ in 0..cnt {
-                        cor = mac_maybe_exact::<EXACT>(cor, h[h1], h[h2]);
+                        sink.mac(h1, h2);
                         h1 += 1;
                         h2 += 1;
                     }
-                    rr[ptrs[n] as usize] = extract_h(cor);
+                    sink.store(ptrs[n] as usize);
                 }
                 for p in ptrs.iter_mut().take(blk.inner.len()) {
                     *p -= ldec;
@@ -1388,11 +1468,11 @@ fn cor_h_rr<const EXACT: bool>(h: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) {
             }
             for &(n, cnt) in blk.tail.iter() {
                 for _ in 0..cnt {
-                    cor = mac_maybe_exact::<EXACT>(cor, h[h1], h[h2]);
+                    sink.mac(h1, h2);
                     h1 += 1;
                     h2 += 1;
                 }
-                rr[ptrs[n] as usize] = extract_h(cor);
+                sink.store(ptrs[n] as usize);
             }
             l_fin_sup -= NB_POS as isize;
             l_fin_inf -= 1;
@@ -1739,4 +1819,43 @@ fn d4i40_17_fast(
     idx = add(idx, shl(q2, 6));
     idx = add(idx, shl(q3, 9));
     (idx, sign)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rr_table_covers_every_element_once() {
+        let t = rr_table();
+        let mut seen = [0u32; DIM_RR];
+        for &d in t.iter().filter(|&&d| d != NO_DEST) {
+            seen[d as usize] += 1;
+        }
+        assert!(seen.iter().all(|&n| n == 1), "{seen:?}");
+    }
+
+    #[test]
+    fn cor_h_exact_matches_saturating_walk() {
+        // A small-energy impulse response takes the exact path; compare it
+        // with the step-by-step operators.
+        let mut seed = 12345i16;
+        for _ in 0..20 {
+            let mut h = [0i16; L_SUBFR];
+            for v in h.iter_mut() {
+                *v = shr(random(&mut seed), 4);
+            }
+            let (e, ov) = l_mac_energy(0, &h);
+            assert!(!ov && e < MAX_32);
+            let mut a = [0i16; DIM_RR];
+            let mut b = [0i16; DIM_RR];
+            cor_h_exact(&h, &mut a);
+            cor_h_walk(&mut SatSink {
+                h: &h,
+                rr: &mut b,
+                cor: 0,
+            });
+            assert_eq!(a, b);
+        }
+    }
 }

@@ -135,7 +135,7 @@ pub(crate) fn syn_filt(
         // only differs when a running sum leaves the 32-bit range, so track
         // that and fall back to the step-by-step operators when it happens.
         // First tier: the sum of |terms| bounds every running sum.
-        let (d, da) = dot_abs_i64(w, &ar);
+        let (d, da) = dot_bound(w, &ar);
         let p0 = xi as i32 * a[0] as i32;
         if no_step_saturates(0, da + p0.unsigned_abs() as i64) {
             let s = (2 * (p0 as i64 - d)) as i32;
@@ -189,7 +189,7 @@ pub(crate) fn residu(a: &[i16], buf: &[i16], start: usize, y: &mut [i16], lg: us
             Ok(w) => w,
             Err(_) => return,
         };
-        let (s, sa) = dot_abs_i64(w, &ar);
+        let (s, sa) = dot_bound(w, &ar);
         let s = if no_step_saturates(0, sa) {
             (2 * s) as i32
         } else {
@@ -225,7 +225,7 @@ pub(crate) fn pred_lt_3(buf: &mut [i16], pos: usize, t0: i16, frac: i16, l: usiz
             Ok(w) => w,
             Err(_) => return,
         };
-        let (s, sa) = dot_abs_i64(w, &c);
+        let (s, sa) = dot_bound(w, &c);
         let s = if no_step_saturates(0, sa) {
             (2 * s) as i32
         } else {
