@@ -417,11 +417,11 @@ impl Encoder {
             let mut c = 0usize;
             let mut dmin = MAX_32;
             for (i, cb) in LSPCB1.iter().enumerate() {
-                let mut l = 0i32;
+                let mut t = [0i16; M];
                 for j in 0..M {
-                    let t = sub(rbuf[j], cb[j]);
-                    l = l_mac(l, t, t);
+                    t[j] = sub(rbuf[j], cb[j]);
                 }
+                let (l, _) = l_mac_energy(0, &t);
                 if l_sub(l, dmin) < 0 {
                     dmin = l;
                     c = i;
@@ -928,13 +928,28 @@ fn select_2nd(rbuf: &[i16; M], cb1: &[i16; M], wegt: &[i16; M], from: usize, to:
     }
     let mut index = 0;
     let mut dmin = MAX_32;
+    // With non-negative weights every term mult(w, t) * t is >= 0, so the
+    // running sum only grows and saturates exactly when the true sum
+    // exceeds MAX_32 (the -32768^2 product alone exceeds it too).
+    let nonneg = wegt[from..to].iter().all(|&w| w >= 0);
     for (k, cb2) in LSPCB2.iter().enumerate() {
-        let mut d = 0i32;
-        for j in from..to {
-            let tmp = sub(buf[j], cb2[j]);
-            let tmp2 = mult(wegt[j], tmp);
-            d = l_mac(d, tmp2, tmp);
-        }
+        let d = if nonneg {
+            let mut s = 0i64;
+            for j in from..to {
+                let tmp = sub(buf[j], cb2[j]);
+                let tmp2 = mult(wegt[j], tmp);
+                s += 2 * (tmp2 as i64 * tmp as i64);
+            }
+            s.min(MAX_32 as i64) as i32
+        } else {
+            let mut d = 0i32;
+            for j in from..to {
+                let tmp = sub(buf[j], cb2[j]);
+                let tmp2 = mult(wegt[j], tmp);
+                d = l_mac(d, tmp2, tmp);
+            }
+            d
+        };
         if l_sub(d, dmin) < 0 {
             dmin = d;
             index = k;
