@@ -497,24 +497,15 @@ impl Decoder {
         let mut t0 = t0_min;
         for i in t0_min..=t0_max {
             let d = base - i as usize;
-            let mut corr = 0i32;
-            for j in 0..L_SUBFR {
-                corr = l_mac(corr, scal[base + j], scal[d + j]);
-            }
+            let corr = l_mac_dot(0, &scal[base..base + L_SUBFR], &scal[d..d + L_SUBFR]);
             if l_sub(corr, cor_max) > 0 {
                 cor_max = corr;
                 t0 = i;
             }
         }
         let d = base - t0 as usize;
-        let mut ener = 1i32;
-        for j in 0..L_SUBFR {
-            ener = l_mac(ener, scal[d + j], scal[d + j]);
-        }
-        let mut ener0 = 1i32;
-        for j in 0..L_SUBFR {
-            ener0 = l_mac(ener0, scal[base + j], scal[base + j]);
-        }
+        let (ener, _) = l_mac_energy(1, &scal[d..d + L_SUBFR]);
+        let (ener0, _) = l_mac_energy(1, &scal[base..base + L_SUBFR]);
         if cor_max < 0 {
             cor_max = 0;
         }
@@ -567,11 +558,11 @@ impl Decoder {
     }
 
     fn agc(&mut self, sig_in: &[i16; L_SUBFR], sig_out: &mut [i16]) {
-        let mut s = 0i32;
-        for &v in sig_out.iter() {
-            let x = shr(v, 2);
-            s = l_mac(s, x, x);
+        let mut x = [0i16; L_SUBFR];
+        for (x, &v) in x.iter_mut().zip(sig_out.iter()) {
+            *x = shr(v, 2);
         }
+        let (s, _) = l_mac_energy(0, &x[..sig_out.len().min(L_SUBFR)]);
         if s == 0 {
             self.past_gain = 0;
             return;
@@ -579,11 +570,11 @@ impl Decoder {
         let mut exp = sub(norm_l(s), 1);
         let gain_out = round(l_shl(s, exp));
 
-        let mut s = 0i32;
-        for &v in sig_in.iter() {
-            let x = shr(v, 2);
-            s = l_mac(s, x, x);
+        let mut x = [0i16; L_SUBFR];
+        for (x, &v) in x.iter_mut().zip(sig_in.iter()) {
+            *x = shr(v, 2);
         }
+        let (s, _) = l_mac_energy(0, &x);
         let g0 = if s == 0 {
             0
         } else {
