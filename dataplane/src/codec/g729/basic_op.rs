@@ -295,6 +295,133 @@ pub(crate) fn round_ov(a: i32, ov: &mut bool) -> i16 {
     extract_h(l_add_ov(a, 0x8000, ov))
 }
 
+// ---- exact fast sums ----
+//
+// The reference accumulates with `L_mac`, saturating after every step. A
+// plain 64-bit sum gives the same value whenever no running sum leaves the
+// 32-bit range (and no product is the saturating `-32768 * -32768`). The
+// helpers below prove that cheaply and otherwise replay the sequential
+// operators, so they are bit exact for every input.
+
+/// `Σ a[k]*b[k]` and `Σ |a[k]*b[k]|` in 64 bits (single products, not doubled).
+#[inline(always)]
+pub(crate) fn dot_abs_i64(a: &[i16], b: &[i16]) -> (i64, i64) {
+    let mut s = 0i64;
+    let mut sa = 0i64;
+    for (x, y) in a.iter().zip(b) {
+        let p = *x as i32 * *y as i32;
+        s += p as i64;
+        sa += p.unsigned_abs() as i64;
+    }
+    (s, sa)
+}
+
+/// `Σ a[k]*b[k]` modulo 2^32: the exact sum whenever the caller has proven
+/// that it fits in 32 bits.
+#[inline(always)]
+pub(crate) fn dot_wrapping(a: &[i16], b: &[i16]) -> i32 {
+    let mut s = 0i32;
+    for (x, y) in a.iter().zip(b) {
+        s = s.wrapping_add(*x as i32 * *y as i32);
+    }
+    s
+}
+
+/// `Σ a[k]*b[k]` (single products) and an upper bound of `Σ |a[k]*b[k]|`.
+/// The sum is exact whenever the bound is at most `2^31` (it then fits).
+/// Up to 64 terms everything stays in 32-bit lanes: `|p| >> 6` summed over
+/// at most 64 products of at most `2^30` cannot wrap, and
+/// `|p| <= 64 * (|p| >> 6) + 63`.
+#[inline(always)]
+pub(crate) fn dot_bound(a: &[i16], b: &[i16]) -> (i64, i64) {
+    let n = a.len().min(b.len());
+    if n <= 64 {
+        let mut s = 0i32;
+        let mut q = 0u32;
+        for (x, y) in a.iter().zip(b) {
+            let p = *x as i32 * *y as i32;
+            s = s.wrapping_add(p);
+            q = q.wrapping_add(p.unsigned_abs() >> 6);
+        }
+        let bound = 64 * q as i64 + 63 * n as i64;
+        // When bound > 2^31 the wrapped `s` may be wrong; callers then
+        // reject the fast path on the bound alone.
+        (s as i64, bound)
+    } else {
+        dot_abs_i64(a, b)
+    }
+}
+
+/// True when `acc` plus terms `2*p` with `Σ|p| = sa` can never leave the
+/// 32-bit range in any order (so no step saturates and no product is the
+/// saturating `-32768 * -32768`, which alone would need `2*|p| = 2^31`).
+#[inline(always)]
+pub(crate) fn no_step_saturates(acc: i32, sa: i64) -> bool {
+    (acc as i64).abs() + 2 * sa <= MAX_32 as i64
+}
+
+/// Exactly `for k { acc = L_mac(acc, a[k], b[k]) }`.
+#[inline(always)]
+pub(crate) fn l_mac_dot(acc: i32, a: &[i16], b: &[i16]) -> i32 {
+    let (s, sa) = dot_bound(a, b);
+    if no_step_saturates(acc, sa) {
+        (acc as i64 + 2 * s) as i32
+    } else {
+        l_mac_dot_seq(acc, a, b)
+    }
+}
+
+/// Exactly `for k { acc = L_mac(acc, a[k], b[k]) }` with the Overflow flag.
+#[inline(always)]
+pub(crate) fn l_mac_dot_ov(acc: i32, a: &[i16], b: &[i16], ov: &mut bool) -> i32 {
+    let (s, sa) = dot_bound(a, b);
+    if no_step_saturates(acc, sa) {
+        (acc as i64 + 2 * s) as i32
+    } else {
+        let mut r = acc;
+        for (x, y) in a.iter().zip(b) {
+            r = l_mac_ov(r, *x, *y, ov);
+        }
+        r
+    }
+}
+
+#[inline(never)]
+fn l_mac_dot_seq(acc: i32, a: &[i16], b: &[i16]) -> i32 {
+    let mut r = acc;
+    for (x, y) in a.iter().zip(b) {
+        r = l_mac(r, *x, *y);
+    }
+    r
+}
+
+/// Exactly `for v in x { acc = L_mac(acc, v, v) }` for `acc >= 0`, and
+/// whether the reference would set Overflow. The terms are non-negative, so
+/// the running sum only grows: it saturates (and stays at `MAX_32`) exactly
+/// when the true sum exceeds `MAX_32`; the one saturating product
+/// (`-32768^2`) alone makes the true sum exceed it too.
+#[inline(always)]
+pub(crate) fn l_mac_energy(acc: i32, x: &[i16]) -> (i32, bool) {
+    if acc < 0 {
+        let mut ov = false;
+        let mut r = acc;
+        for v in x {
+            r = l_mac_ov(r, *v, *v, &mut ov);
+        }
+        return (r, ov);
+    }
+    let mut s = acc as i64;
+    for v in x {
+        let p = *v as i32 * *v as i32;
+        s += 2 * p as i64;
+    }
+    if s > MAX_32 as i64 {
+        (MAX_32, true)
+    } else {
+        (s as i32, false)
+    }
+}
+
 // ---- double precision (oper_32b) ----
 
 /// Split a 32-bit value into hi (Q16 part) and lo (15 bits below).

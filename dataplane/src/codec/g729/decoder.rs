@@ -4,8 +4,10 @@
 //! the 100 Hz high-pass post-processing.
 
 use super::basic_op::*;
+use super::bitstream::unpack_rtp;
 use super::tables::*;
 use super::util::*;
+use super::{CodecError, FRAME_BYTES, SID_BYTES};
 use super::{Params, L_FRAME, L_INTERPOL, L_SUBFR, M, MP1, PIT_MAX, PIT_MIN, SHARPMAX, SHARPMIN};
 
 const EXC_OFF: usize = PIT_MAX + L_INTERPOL;
@@ -20,6 +22,49 @@ const GAMMAP: i16 = 16384;
 const INV_GAMMAP: i16 = 21845;
 const GAMMAP_2: i16 = 10923;
 const L_H: usize = 22;
+
+/// Comfort-noise excitation RMS per 5-bit SID energy index: 4 dB steps up
+/// to index 6, then 2 dB steps (`32·10^(4(i-5)/20)`, `64·10^(2(i-7)/20)`),
+/// spanning the G.729 Annex B energy range.
+const SID_GAIN: [i16; 32] = [
+    3, 5, 8, 13, 20, 32, 51, 64, 81, 101, 128, 161, 202, 255, 321, 404, 508, 640, 806, 1014, 1277,
+    1608, 2024, 2548, 3208, 4038, 5084, 6400, 8057, 10143, 12770, 16076,
+];
+/// Gain smoothing across SID updates: cur = 7/8 cur + 1/8 new (Q15).
+const CNG_SMOOTH_OLD: i16 = 28672;
+const CNG_SMOOTH_NEW: i16 = 4096;
+
+/// The fields of one Annex B SID frame (15 bits, first bit = MSB of the
+/// first byte, as carried in RTP per RFC 3551).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Sid {
+    /// LSF MA predictor switch (1 bit).
+    pub ma_switch: u8,
+    /// First-stage LSF index (5 bits).
+    pub lsf1: u8,
+    /// Second-stage LSF index (4 bits).
+    pub lsf2: u8,
+    /// Quantised energy index (5 bits).
+    pub energy: u8,
+}
+
+impl Sid {
+    /// Unpack the 2-byte RTP SID payload (the 16th bit is padding).
+    pub fn from_rtp(b: [u8; 2]) -> Self {
+        let v = u16::from_be_bytes(b);
+        Sid {
+            ma_switch: (v >> 15) as u8 & 1,
+            lsf1: (v >> 10) as u8 & 0x1f,
+            lsf2: (v >> 6) as u8 & 0x0f,
+            energy: (v >> 1) as u8 & 0x1f,
+        }
+    }
+
+    /// Target comfort-noise excitation RMS for this SID's energy index.
+    pub fn excitation_rms(&self) -> i16 {
+        SID_GAIN[(self.energy & 0x1f) as usize]
+    }
+}
 
 /// State of one G.729A decoder channel (about 1.5 KB, no heap).
 #[derive(Clone)]
@@ -50,6 +95,10 @@ pub struct Decoder {
     y1_lo: i16,
     x0: i16,
     x1: i16,
+    // comfort noise (Annex B SID)
+    cng_active: bool,
+    cng_gain: i16,
+    cng_seed: i16,
 }
 
 impl Default for Decoder {
@@ -88,12 +137,145 @@ impl Decoder {
             y1_lo: 0,
             x0: 0,
             x1: 0,
+            cng_active: false,
+            cng_gain: 0,
+            cng_seed: 11111,
         }
+    }
+
+    /// Decode an Annex B SID frame into 80 samples of comfort noise: the
+    /// signalled energy (smoothed over SID updates), random excitation, and
+    /// the spectral envelope of the last speech frame, then the normal
+    /// post-filter and post-processing, so the next speech frame continues
+    /// from a consistent state.
+    pub fn decode_sid(&mut self, sid: &Sid, out: &mut [i16; L_FRAME]) {
+        let target = sid.excitation_rms();
+        self.cng_gain = if self.cng_active {
+            add(
+                mult_r(self.cng_gain, CNG_SMOOTH_OLD),
+                mult_r(target, CNG_SMOOTH_NEW),
+            )
+        } else {
+            target
+        };
+        self.cng_active = true;
+        self.comfort_noise(out);
+    }
+
+    /// Decode one RTP payload (RFC 3551 section 4.5.6): any number of
+    /// 10-byte speech frames, optionally followed by one 2-byte Annex B SID
+    /// frame, into 80 samples per frame. Returns the samples written.
+    pub fn decode_rtp_payload(
+        &mut self,
+        payload: &[u8],
+        out: &mut [i16],
+    ) -> Result<usize, CodecError> {
+        let full = payload.len() / FRAME_BYTES;
+        let rest = payload.len() % FRAME_BYTES;
+        if rest != 0 && rest != SID_BYTES {
+            return Err(CodecError::BadPayloadLength {
+                len: payload.len(),
+                frame: FRAME_BYTES,
+            });
+        }
+        let frames = full + usize::from(rest != 0);
+        let need = frames * L_FRAME;
+        if out.len() < need {
+            return Err(CodecError::OutputTooSmall {
+                need,
+                have: out.len(),
+            });
+        }
+        let have = out.len();
+        let mut outs = out.chunks_exact_mut(L_FRAME);
+        let mut bytes = payload.chunks_exact(FRAME_BYTES);
+        for (b, o) in (&mut bytes).zip(&mut outs) {
+            let (Ok(b), Ok(o)) = (
+                <&[u8; FRAME_BYTES]>::try_from(b),
+                <&mut [i16; L_FRAME]>::try_from(o),
+            ) else {
+                return Err(CodecError::BadPayloadLength {
+                    len: payload.len(),
+                    frame: FRAME_BYTES,
+                });
+            };
+            let prm = unpack_rtp(b);
+            self.decode_frame(Some(&prm), o);
+        }
+        if let [s0, s1] = *bytes.remainder() {
+            let Some(Ok(o)) = outs.next().map(<&mut [i16; L_FRAME]>::try_from) else {
+                return Err(CodecError::OutputTooSmall { need, have });
+            };
+            self.decode_sid(&Sid::from_rtp([s0, s1]), o);
+        }
+        Ok(need)
+    }
+
+    /// Whether the last frame was comfort noise (a SID, or no-data frames
+    /// after one), so missing frames should continue it.
+    pub fn in_comfort_noise(&self) -> bool {
+        self.cng_active
+    }
+
+    /// One more frame of comfort noise at the current level (Annex B
+    /// "no data" frame between SID updates).
+    pub fn comfort_noise(&mut self, out: &mut [i16; L_FRAME]) {
+        let mut az = [0i16; 2 * MP1];
+        lsp_az(&self.lsp_old, &mut az[..MP1]);
+        let (first, second) = az.split_at_mut(MP1);
+        second.copy_from_slice(first);
+        let t2 = [self.old_t0; 2];
+        for sf in 0..2 {
+            let pos = EXC_OFF + sf * L_SUBFR;
+            // Approximately Gaussian (sum of four uniform values), scaled below.
+            let mut raw = [0i16; L_SUBFR];
+            let mut energy = 0i64;
+            for v in raw.iter_mut() {
+                let mut acc = 0i32;
+                for _ in 0..4 {
+                    acc += (random(&mut self.cng_seed) >> 2) as i32;
+                }
+                *v = acc as i16;
+                energy += (*v as i64) * (*v as i64);
+            }
+            // Scale to RMS = cng_gain: factor = gain / rms(raw).
+            let rms = isqrt((energy / L_SUBFR as i64).max(1) as u64) as i64;
+            for (i, v) in raw.iter().enumerate() {
+                let x = (*v as i64 * self.cng_gain as i64) / rms.max(1);
+                self.old_exc[pos + i] = x.clamp(i16::MIN as i64, i16::MAX as i64) as i16;
+            }
+            let a = &az[sf * MP1..(sf + 1) * MP1];
+            let syn = &mut self.synth_buf[M + sf * L_SUBFR..M + (sf + 1) * L_SUBFR];
+            let ov = syn_filt(
+                a,
+                &self.old_exc[pos..pos + L_SUBFR],
+                syn,
+                &mut self.mem_syn,
+                true,
+            );
+            if ov {
+                // Saturated noise: restart the filter memory rather than ring.
+                self.mem_syn = [0; M];
+            }
+        }
+        self.old_exc.copy_within(L_FRAME.., 0);
+        self.gain_pitch = 0;
+        self.sharp = SHARPMIN;
+        self.post_filter(&az, &t2);
+        out.copy_from_slice(&self.synth_buf[M..]);
+        self.post_process(out);
     }
 
     /// Decode one 10 ms frame from its parameters (`None` = erased frame)
     /// into 80 output samples.
     pub fn decode_frame(&mut self, prm: Option<&Params>, out: &mut [i16; L_FRAME]) {
+        if prm.is_some() {
+            self.cng_active = false;
+        } else if self.cng_active {
+            // Missing frames during a silence period continue the noise.
+            self.comfort_noise(out);
+            return;
+        }
         let mut az = [0i16; 2 * MP1];
         let mut t2 = [0i16; 2];
         self.decode_synth(prm, &mut az, &mut t2);
@@ -315,24 +497,15 @@ impl Decoder {
         let mut t0 = t0_min;
         for i in t0_min..=t0_max {
             let d = base - i as usize;
-            let mut corr = 0i32;
-            for j in 0..L_SUBFR {
-                corr = l_mac(corr, scal[base + j], scal[d + j]);
-            }
+            let corr = l_mac_dot(0, &scal[base..base + L_SUBFR], &scal[d..d + L_SUBFR]);
             if l_sub(corr, cor_max) > 0 {
                 cor_max = corr;
                 t0 = i;
             }
         }
         let d = base - t0 as usize;
-        let mut ener = 1i32;
-        for j in 0..L_SUBFR {
-            ener = l_mac(ener, scal[d + j], scal[d + j]);
-        }
-        let mut ener0 = 1i32;
-        for j in 0..L_SUBFR {
-            ener0 = l_mac(ener0, scal[base + j], scal[base + j]);
-        }
+        let (ener, _) = l_mac_energy(1, &scal[d..d + L_SUBFR]);
+        let (ener0, _) = l_mac_energy(1, &scal[base..base + L_SUBFR]);
         if cor_max < 0 {
             cor_max = 0;
         }
@@ -385,11 +558,11 @@ impl Decoder {
     }
 
     fn agc(&mut self, sig_in: &[i16; L_SUBFR], sig_out: &mut [i16]) {
-        let mut s = 0i32;
-        for &v in sig_out.iter() {
-            let x = shr(v, 2);
-            s = l_mac(s, x, x);
+        let mut x = [0i16; L_SUBFR];
+        for (x, &v) in x.iter_mut().zip(sig_out.iter()) {
+            *x = shr(v, 2);
         }
+        let (s, _) = l_mac_energy(0, &x[..sig_out.len().min(L_SUBFR)]);
         if s == 0 {
             self.past_gain = 0;
             return;
@@ -397,11 +570,11 @@ impl Decoder {
         let mut exp = sub(norm_l(s), 1);
         let gain_out = round(l_shl(s, exp));
 
-        let mut s = 0i32;
-        for &v in sig_in.iter() {
-            let x = shr(v, 2);
-            s = l_mac(s, x, x);
+        let mut x = [0i16; L_SUBFR];
+        for (x, &v) in x.iter_mut().zip(sig_in.iter()) {
+            *x = shr(v, 2);
         }
+        let (s, _) = l_mac_energy(0, &x);
         let g0 = if s == 0 {
             0
         } else {
@@ -496,4 +669,19 @@ pub(crate) fn decod_acelp(sign: i16, index: i16, cod: &mut [i16; L_SUBFR]) {
         cod[p] = if sign & 1 != 0 { 8191 } else { -8192 };
         sign >>= 1;
     }
+}
+
+/// Integer square root (floor).
+fn isqrt(x: u64) -> u64 {
+    if x < 2 {
+        return x;
+    }
+    let mut r = (x as f64).sqrt() as u64;
+    while r * r > x {
+        r -= 1;
+    }
+    while (r + 1) * (r + 1) <= x {
+        r += 1;
+    }
+    r
 }

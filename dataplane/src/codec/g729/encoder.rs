@@ -417,11 +417,11 @@ impl Encoder {
             let mut c = 0usize;
             let mut dmin = MAX_32;
             for (i, cb) in LSPCB1.iter().enumerate() {
-                let mut l = 0i32;
+                let mut t = [0i16; M];
                 for j in 0..M {
-                    let t = sub(rbuf[j], cb[j]);
-                    l = l_mac(l, t, t);
+                    t[j] = sub(rbuf[j], cb[j]);
                 }
+                let (l, _) = l_mac_energy(0, &t);
                 if l_sub(l, dmin) < 0 {
                     dmin = l;
                     c = i;
@@ -730,11 +730,8 @@ fn autocorr(x: &[i16; L_TOTAL], r_h: &mut [i16; MP1], r_l: &mut [i16; MP1]) {
     }
     let mut sum;
     loop {
-        let mut ov = false;
-        sum = 1i32;
-        for &v in y.iter() {
-            sum = l_mac_ov(sum, v, v, &mut ov);
-        }
+        let ov;
+        (sum, ov) = l_mac_energy(1, &y);
         if !ov {
             break;
         }
@@ -745,12 +742,11 @@ fn autocorr(x: &[i16; L_TOTAL], r_h: &mut [i16; MP1], r_l: &mut [i16; MP1]) {
     let norm = norm_l(sum);
     sum = l_shl(sum, norm);
     (r_h[0], r_l[0]) = l_extract(sum);
+    // 1 + Σ 2y² did not saturate, so by Cauchy-Schwarz no running lagged
+    // sum |Σ 2 y[j] y[j+i]| can reach 2^31: plain 64-bit sums are exact.
     for i in 1..=M {
-        let mut s = 0i32;
-        for j in 0..L_WINDOW - i {
-            s = l_mac(s, y[j], y[j + i]);
-        }
-        s = l_shl(s, norm);
+        let s = dot_wrapping(&y[..L_WINDOW - i], &y[i..]).wrapping_mul(2);
+        let s = l_shl(s, norm);
         (r_h[i], r_l[i]) = l_extract(s);
     }
 }
@@ -932,13 +928,28 @@ fn select_2nd(rbuf: &[i16; M], cb1: &[i16; M], wegt: &[i16; M], from: usize, to:
     }
     let mut index = 0;
     let mut dmin = MAX_32;
+    // With non-negative weights every term mult(w, t) * t is >= 0, so the
+    // running sum only grows and saturates exactly when the true sum
+    // exceeds MAX_32 (the -32768^2 product alone exceeds it too).
+    let nonneg = wegt[from..to].iter().all(|&w| w >= 0);
     for (k, cb2) in LSPCB2.iter().enumerate() {
-        let mut d = 0i32;
-        for j in from..to {
-            let tmp = sub(buf[j], cb2[j]);
-            let tmp2 = mult(wegt[j], tmp);
-            d = l_mac(d, tmp2, tmp);
-        }
+        let d = if nonneg {
+            let mut s = 0i64;
+            for j in from..to {
+                let tmp = sub(buf[j], cb2[j]);
+                let tmp2 = mult(wegt[j], tmp);
+                s += 2 * (tmp2 as i64 * tmp as i64);
+            }
+            s.min(MAX_32 as i64) as i32
+        } else {
+            let mut d = 0i32;
+            for j in from..to {
+                let tmp = sub(buf[j], cb2[j]);
+                let tmp2 = mult(wegt[j], tmp);
+                d = l_mac(d, tmp2, tmp);
+            }
+            d
+        };
         if l_sub(d, dmin) < 0 {
             dmin = d;
             index = k;
@@ -961,11 +972,11 @@ fn lsp_expand(buf: &mut [i16; M], gap: i16, from: usize, to: usize) {
 /// Open-loop pitch on the weighted speech (`wsp[PIT_MAX..]` is the frame).
 fn pitch_ol_fast(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 {
     let mut scal = [0i16; L_FRAME + PIT_MAX];
-    let mut ov = false;
-    let mut sum = 0i32;
-    for i in (0..L_FRAME + PIT_MAX).step_by(2) {
-        sum = l_mac_ov(sum, wsp[i], wsp[i], &mut ov);
+    let mut dec = [0i16; (L_FRAME + PIT_MAX).div_ceil(2)];
+    for (d, w) in dec.iter_mut().zip(wsp.iter().step_by(2)) {
+        *d = *w;
     }
+    let (sum, ov) = l_mac_energy(0, &dec);
     if ov {
         for i in 0..scal.len() {
             scal[i] = shr(wsp[i], 3);
@@ -977,19 +988,27 @@ fn pitch_ol_fast(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 {
     } else {
         scal = *wsp;
     }
-    let b = PIT_MAX;
-    let corr = |t: usize| -> i32 {
-        let mut s = 0i32;
-        for j in (0..L_FRAME).step_by(2) {
-            s = l_mac(s, scal[b + j], scal[b + j - t]);
+    // Even and odd samples apart, so every decimated sum is contiguous:
+    // scal[PIT_MAX + 2m - t] for m = 0..40 (PIT_MAX is odd).
+    const HALF: usize = (L_FRAME + PIT_MAX).div_ceil(2);
+    let mut even = [0i16; HALF];
+    let mut odd = [0i16; HALF];
+    for (k, v) in scal.iter().enumerate() {
+        if k % 2 == 0 {
+            even[k / 2] = *v;
+        } else {
+            odd[k / 2] = *v;
         }
-        s
+    }
+    let cur = &odd[PIT_MAX / 2..PIT_MAX / 2 + L_FRAME / 2];
+    let past = |t: usize| -> &[i16] {
+        let start = PIT_MAX - t;
+        let half = if start % 2 == 0 { &even } else { &odd };
+        &half[start / 2..start / 2 + L_FRAME / 2]
     };
+    let corr = |t: usize| -> i32 { l_mac_dot(0, cur, past(t)) };
     let norm = |t: usize, max: i32| -> i16 {
-        let mut s = 1i32;
-        for j in (0..L_FRAME).step_by(2) {
-            s = l_mac(s, scal[b + j - t], scal[b + j - t]);
-        }
+        let (s, _) = l_mac_energy(1, past(t));
         let s = inv_sqrt(s);
         let (mh, ml) = l_extract(max);
         let (eh, el) = l_extract(s);
@@ -1058,10 +1077,7 @@ fn cor_h_x(h: &[i16; L_SUBFR], x: &[i16; L_SUBFR], d: &mut [i16; L_SUBFR]) {
     let mut y32 = [0i32; L_SUBFR];
     let mut max = 0i32;
     for i in 0..L_SUBFR {
-        let mut s = 0i32;
-        for j in i..L_SUBFR {
-            s = l_mac(s, x[j], h[j - i]);
-        }
+        let s = l_mac_dot(0, &x[i..], &h[..L_SUBFR - i]);
         y32[i] = s;
         let s = l_abs(s);
         if l_sub(s, max) > 0 {
@@ -1079,11 +1095,7 @@ fn cor_h_x(h: &[i16; L_SUBFR], x: &[i16; L_SUBFR], d: &mut [i16; L_SUBFR]) {
 }
 
 fn dot(x: &[i16], y: &[i16]) -> i32 {
-    let mut s = 0i32;
-    for (a, b) in x.iter().zip(y) {
-        s = l_mac(s, *a, *b);
-    }
-    s
+    l_mac_dot(0, x, y)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1139,35 +1151,22 @@ fn g_pitch(xn: &[i16; L_SUBFR], y1: &[i16; L_SUBFR], g_coeff: &mut [i16; 4]) -> 
     for i in 0..L_SUBFR {
         scaled[i] = shr(y1[i], 2);
     }
-    let mut ov = false;
-    let mut s = 1i32;
-    for &v in y1.iter() {
-        s = l_mac_ov(s, v, v, &mut ov);
-    }
+    let (s, ov) = l_mac_energy(1, y1);
     let (yy, exp_yy) = if !ov {
         let e = norm_l(s);
         (round(l_shl(s, e)), e)
     } else {
-        let mut s = 1i32;
-        for &v in scaled.iter() {
-            s = l_mac(s, v, v);
-        }
+        let (s, _) = l_mac_energy(1, &scaled);
         let e = norm_l(s);
         (round(l_shl(s, e)), sub(e, 4))
     };
     let mut ov = false;
-    let mut s = 0i32;
-    for i in 0..L_SUBFR {
-        s = l_mac_ov(s, xn[i], y1[i], &mut ov);
-    }
+    let s = l_mac_dot_ov(0, xn, y1, &mut ov);
     let (xy, exp_xy) = if !ov {
         let e = norm_l(s);
         (round(l_shl(s, e)), e)
     } else {
-        let mut s = 0i32;
-        for i in 0..L_SUBFR {
-            s = l_mac(s, xn[i], scaled[i]);
-        }
+        let s = l_mac_dot(0, xn, &scaled);
         let e = norm_l(s);
         (round(l_shl(s, e)), sub(e, 2))
     };
@@ -1224,26 +1223,17 @@ fn corr_xy2(
     for i in 0..L_SUBFR {
         sy2[i] = shr(y2[i], 3);
     }
-    let mut l = 1i32;
-    for &v in sy2.iter() {
-        l = l_mac(l, v, v);
-    }
+    let (l, _) = l_mac_energy(1, &sy2);
     let exp = norm_l(l);
     g[2] = round(l_shl(l, exp));
     e[2] = add(exp, 19 - 16);
 
-    let mut l = 1i32;
-    for i in 0..L_SUBFR {
-        l = l_mac(l, xn[i], sy2[i]);
-    }
+    let l = l_mac_dot(1, xn, &sy2);
     let exp = norm_l(l);
     g[3] = negate(round(l_shl(l, exp)));
     e[3] = sub(add(exp, 10 - 16), 1);
 
-    let mut l = 1i32;
-    for i in 0..L_SUBFR {
-        l = l_mac(l, y1[i], sy2[i]);
-    }
+    let l = l_mac_dot(1, y1, &sy2);
     let exp = norm_l(l);
     g[4] = round(l_shl(l, exp));
     e[4] = sub(add(exp, 10 - 16), 1);
@@ -1279,10 +1269,7 @@ fn acelp_code_a(
 }
 
 fn cor_h(hin: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) {
-    let mut cor = 0i32;
-    for &v in hin.iter() {
-        cor = l_mac(cor, v, v);
-    }
+    let (cor, _) = l_mac_energy(0, hin);
     let mut h = [0i16; L_SUBFR];
     if extract_h(cor) > 32000 {
         for i in 0..L_SUBFR {
@@ -1295,15 +1282,115 @@ fn cor_h(hin: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) {
         }
     }
 
+    // Normalised energy without saturation: by Cauchy-Schwarz no running sum
+    // below (diagonal or lagged) can leave the 32-bit range, so plain
+    // arithmetic is exact; otherwise replay the saturating operators.
+    if l_mac_energy(0, &h).1 {
+        cor_h_walk(&mut SatSink { h: &h, rr, cor: 0 });
+    } else {
+        cor_h_exact(&h, rr);
+    }
+}
+
+/// Number of running sums `Σ_{m < count} h[m] h[m + lag]` (lag 0..40).
+const N_PREFIX: usize = L_SUBFR * (L_SUBFR + 1) / 2;
+/// Marks a running sum no element of `rr` is taken from.
+const NO_DEST: u16 = u16::MAX;
+
+/// The order of the reference's running sums in `cor_h`: every element of
+/// `rr` is `extract_h` of `Σ_{m < count} 2 h[m] h[m + lag]` for a fixed
+/// (`lag`, `count`). Recorded once from the walk, indexed by running sum
+/// (lag-major), giving the element of `rr` it goes to.
+fn rr_table() -> &'static [u16; N_PREFIX] {
+    static TABLE: std::sync::OnceLock<[u16; N_PREFIX]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut rec = RecSink {
+            out: [NO_DEST; N_PREFIX],
+            h1: 0,
+            h2: 0,
+        };
+        cor_h_walk(&mut rec);
+        rec.out
+    })
+}
+
+/// Index of the running sum (`lag`, `count`) in lag-major order.
+fn prefix_index(lag: usize, count: usize) -> usize {
+    // Rows before `lag` hold 40, 39, ... sums.
+    lag * L_SUBFR - lag * (lag.saturating_sub(1)) / 2 + count - 1
+}
+
+/// `cor_h` when no running sum can saturate: the lagged products' running
+/// sums in plain arithmetic, each stored where the table says.
+fn cor_h_exact(h: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) {
+    let table = rr_table();
+    let mut k = 0usize;
+    for lag in 0..L_SUBFR {
+        let mut acc = 0i32;
+        for (a, b) in h.iter().zip(h[lag..].iter()) {
+            acc = acc.wrapping_add(2 * (*a as i32 * *b as i32));
+            if let Some(&d) = table.get(k) {
+                if let Some(r) = rr.get_mut(d as usize) {
+                    *r = extract_h(acc);
+                }
+            }
+            k += 1;
+        }
+    }
+}
+
+trait RrSink {
+    fn reset(&mut self);
+    fn mac(&mut self, h1: usize, h2: usize);
+    fn store(&mut self, dest: usize);
+}
+
+/// Replays the reference's saturating operators.
+struct SatSink<'a> {
+    h: &'a [i16; L_SUBFR],
+    rr: &'a mut [i16; DIM_RR],
+    cor: i32,
+}
+impl RrSink for SatSink<'_> {
+    fn reset(&mut self) {
+        self.cor = 0;
+    }
+    fn mac(&mut self, h1: usize, h2: usize) {
+        self.cor = l_mac(self.cor, self.h[h1], self.h[h2]);
+    }
+    fn store(&mut self, dest: usize) {
+        self.rr[dest] = extract_h(self.cor);
+    }
+}
+
+/// Records (dest, lag, count) of every store.
+struct RecSink {
+    out: [u16; N_PREFIX],
+    h1: usize,
+    h2: usize,
+}
+impl RrSink for RecSink {
+    fn reset(&mut self) {}
+    fn mac(&mut self, h1: usize, h2: usize) {
+        self.h1 = h1;
+        self.h2 = h2;
+    }
+    fn store(&mut self, dest: usize) {
+        let i = prefix_index(self.h2 - self.h1, self.h1 + 1);
+        self.out[i] = dest as u16;
+    }
+}
+
+fn cor_h_walk<S: RrSink>(sink: &mut S) {
     // Diagonal terms.
     let mut p = [RRI0I0 + 7, RRI1I1 + 7, RRI2I2 + 7, RRI3I3 + 7, RRI4I4 + 7];
     let mut ph = 0usize;
-    let mut cor = 0i32;
+    sink.reset();
     for _ in 0..NB_POS {
         for t in (0..5).rev() {
-            cor = l_mac(cor, h[ph], h[ph]);
+            sink.mac(ph, ph);
             ph += 1;
-            rr[p[t]] = extract_h(cor);
+            sink.store(p[t]);
             p[t] = p[t].wrapping_sub(1);
         }
     }
@@ -1378,17 +1465,17 @@ fn cor_h(hin: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) {
             for (n, &(base, sup)) in blk.inner.iter().enumerate() {
                 ptrs[n] = base as isize + if sup { l_fin_sup } else { l_fin_inf };
             }
-            let mut cor = 0i32;
+            sink.reset();
             let mut h1 = 0usize;
             let mut h2 = ptr_hf;
             for _ in k + 1..NB_POS {
                 for (n, &cnt) in blk.pre.iter().enumerate() {
                     for _ in 0..cnt {
-                        cor = l_mac(cor, h[h1], h[h2]);
+                        sink.mac(h1, h2);
                         h1 += 1;
                         h2 += 1;
                     }
-                    rr[ptrs[n] as usize] = extract_h(cor);
+                    sink.store(ptrs[n] as usize);
                 }
                 for p in ptrs.iter_mut().take(blk.inner.len()) {
                     *p -= ldec;
@@ -1396,11 +1483,11 @@ fn cor_h(hin: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) {
             }
             for &(n, cnt) in blk.tail.iter() {
                 for _ in 0..cnt {
-                    cor = l_mac(cor, h[h1], h[h2]);
+                    sink.mac(h1, h2);
                     h1 += 1;
                     h2 += 1;
                 }
-                rr[ptrs[n] as usize] = extract_h(cor);
+                sink.store(ptrs[n] as usize);
             }
             l_fin_sup -= NB_POS as isize;
             l_fin_inf -= 1;
@@ -1747,4 +1834,43 @@ fn d4i40_17_fast(
     idx = add(idx, shl(q2, 6));
     idx = add(idx, shl(q3, 9));
     (idx, sign)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rr_table_covers_every_element_once() {
+        let t = rr_table();
+        let mut seen = [0u32; DIM_RR];
+        for &d in t.iter().filter(|&&d| d != NO_DEST) {
+            seen[d as usize] += 1;
+        }
+        assert!(seen.iter().all(|&n| n == 1), "{seen:?}");
+    }
+
+    #[test]
+    fn cor_h_exact_matches_saturating_walk() {
+        // A small-energy impulse response takes the exact path; compare it
+        // with the step-by-step operators.
+        let mut seed = 12345i16;
+        for _ in 0..20 {
+            let mut h = [0i16; L_SUBFR];
+            for v in h.iter_mut() {
+                *v = shr(random(&mut seed), 4);
+            }
+            let (e, ov) = l_mac_energy(0, &h);
+            assert!(!ov && e < MAX_32);
+            let mut a = [0i16; DIM_RR];
+            let mut b = [0i16; DIM_RR];
+            cor_h_exact(&h, &mut a);
+            cor_h_walk(&mut SatSink {
+                h: &h,
+                rr: &mut b,
+                cor: 0,
+            });
+            assert_eq!(a, b);
+        }
+    }
 }

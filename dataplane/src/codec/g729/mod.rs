@@ -9,6 +9,7 @@
 //!   Annex A post-filter/post-processing.
 //! - [`Encoder`]: speech -> parameters (pre-processing, LPC, LSP VQ, open-loop
 //!   and Annex A closed-loop pitch, algebraic codebook, gain VQ, taming).
+//! - [`Sid`]: Annex B SID frames decoded into comfort noise.
 //! - [`bitstream`]: the 11 parameters <-> 80 bits, as RFC 3551 payload (10
 //!   bytes per frame) and as the ITU serial test-vector format.
 //! - [`G729A`]: both directions behind the [`Codec`](super::Codec) trait.
@@ -20,7 +21,7 @@ mod encoder;
 mod tables;
 mod util;
 
-pub use decoder::Decoder;
+pub use decoder::{Decoder, Sid};
 pub use encoder::Encoder;
 
 use super::{Codec, CodecError};
@@ -113,50 +114,7 @@ impl Codec for G729A {
         Ok(need)
     }
     fn decode(&mut self, payload: &[u8], out: &mut [i16]) -> Result<usize, CodecError> {
-        // RFC 3551: any number of 10-byte frames, optionally ending in one
-        // 2-byte Annex B SID frame.
-        let full = payload.len() / FRAME_BYTES;
-        let rest = payload.len() % FRAME_BYTES;
-        if rest != 0 && rest != SID_BYTES {
-            return Err(CodecError::BadPayloadLength {
-                len: payload.len(),
-                frame: FRAME_BYTES,
-            });
-        }
-        let frames = full + usize::from(rest != 0);
-        let need = frames * L_FRAME;
-        if out.len() < need {
-            return Err(CodecError::OutputTooSmall {
-                need,
-                have: out.len(),
-            });
-        }
-        for (i, o) in out.chunks_exact_mut(L_FRAME).take(full).enumerate() {
-            let bytes: [u8; FRAME_BYTES] = payload[i * FRAME_BYTES..(i + 1) * FRAME_BYTES]
-                .try_into()
-                .map_err(|_| CodecError::BadPayloadLength {
-                    len: payload.len(),
-                    frame: FRAME_BYTES,
-                })?;
-            let prm = bitstream::unpack_rtp(&bytes);
-            let o: &mut [i16; L_FRAME] = o.try_into().map_err(|_| CodecError::OutputTooSmall {
-                need,
-                have: L_FRAME,
-            })?;
-            self.dec.decode_frame(Some(&prm), o);
-        }
-        if rest != 0 {
-            // SID frame: comfort noise is not generated yet; conceal instead.
-            let o: &mut [i16; L_FRAME] =
-                (&mut out[full * L_FRAME..need]).try_into().map_err(|_| {
-                    CodecError::OutputTooSmall {
-                        need,
-                        have: L_FRAME,
-                    }
-                })?;
-            self.dec.decode_frame(None, o);
-        }
-        Ok(need)
+        self.dec.decode_rtp_payload(payload, out)
     }
     fn conceal(&mut self, out: &mut [i16]) -> Result<usize, CodecError> {
         if out.len() % L_FRAME != 0 {

@@ -120,6 +120,11 @@ pub(crate) fn syn_filt(
     let mut tmp = [0i16; 100 + M];
     tmp[..M].copy_from_slice(mem);
     let mut ov = false;
+    // ar[k] = a[M - k] pairs with w[k].
+    let mut ar = [0i16; M];
+    for k in 0..M {
+        ar[k] = a[M - k];
+    }
     for (i, &xi) in x.iter().enumerate().take(100) {
         // Window of the 10 previous outputs, oldest first.
         let w: &[i16; M] = match tmp[i..i + M].try_into() {
@@ -129,6 +134,15 @@ pub(crate) fn syn_filt(
         // Exact sum in 64 bits; the reference saturates at every step, which
         // only differs when a running sum leaves the 32-bit range, so track
         // that and fall back to the step-by-step operators when it happens.
+        // First tier: the sum of |terms| bounds every running sum.
+        let (d, da) = dot_bound(w, &ar);
+        let p0 = xi as i32 * a[0] as i32;
+        if no_step_saturates(0, da + p0.unsigned_abs() as i64) {
+            let s = (2 * (p0 as i64 - d)) as i32;
+            let s = l_shl_ov(s, 3, &mut ov);
+            tmp[M + i] = round_ov(s, &mut ov);
+            continue;
+        }
         let mut s = 2 * xi as i64 * a[0] as i64;
         let mut lo = s;
         let mut hi = s;
@@ -160,11 +174,31 @@ pub(crate) fn syn_filt(
 /// LPC residual: filter `buf[start..start+lg]` through A(z); needs the M
 /// samples before `start`.
 pub(crate) fn residu(a: &[i16], buf: &[i16], start: usize, y: &mut [i16], lg: usize) {
+    let a: &[i16; MP1] = match a.get(..MP1).and_then(|s| s.try_into().ok()) {
+        Some(a) => a,
+        None => return,
+    };
+    // Coefficients reversed, so each output is a dot product with the
+    // window buf[start + i - M ..= start + i].
+    let mut ar = [0i16; MP1];
+    for j in 0..MP1 {
+        ar[j] = a[M - j];
+    }
     for i in 0..lg {
-        let mut s = l_mult(buf[start + i], a[0]);
-        for j in 1..=M {
-            s = l_mac(s, a[j], buf[start + i - j]);
-        }
+        let w: &[i16; MP1] = match buf[start + i - M..start + i + 1].try_into() {
+            Ok(w) => w,
+            Err(_) => return,
+        };
+        let (s, sa) = dot_bound(w, &ar);
+        let s = if no_step_saturates(0, sa) {
+            (2 * s) as i32
+        } else {
+            let mut s = l_mult(buf[start + i], a[0]);
+            for j in 1..=M {
+                s = l_mac(s, a[j], buf[start + i - j]);
+            }
+            s
+        };
         y[i] = round(l_shl(s, 3));
     }
 }
@@ -179,14 +213,31 @@ pub(crate) fn pred_lt_3(buf: &mut [i16], pos: usize, t0: i16, frac: i16, l: usiz
         x0 -= 1;
     }
     let frac = frac as usize;
+    // The 20 taps in sample order: c[k] weights buf[x1 - 9 + k].
+    let mut c = [0i16; 20];
+    for i in 0..10 {
+        c[9 - i] = INTER_3L[frac + 3 * i];
+        c[10 + i] = INTER_3L[3 - frac + 3 * i];
+    }
     for j in 0..l {
         let x1 = x0 + j;
-        let x2 = x1 + 1;
-        let mut s = 0i32;
-        for i in 0..10 {
-            s = l_mac(s, buf[x1 - i], INTER_3L[frac + 3 * i]);
-            s = l_mac(s, buf[x2 + i], INTER_3L[3 - frac + 3 * i]);
-        }
+        let w: &[i16; 20] = match buf[x1 - 9..x1 + 11].try_into() {
+            Ok(w) => w,
+            Err(_) => return,
+        };
+        let (s, sa) = dot_bound(w, &c);
+        let s = if no_step_saturates(0, sa) {
+            (2 * s) as i32
+        } else {
+            // Reference order: the two halves interleaved.
+            let x2 = x1 + 1;
+            let mut s = 0i32;
+            for i in 0..10 {
+                s = l_mac(s, buf[x1 - i], INTER_3L[frac + 3 * i]);
+                s = l_mac(s, buf[x2 + i], INTER_3L[3 - frac + 3 * i]);
+            }
+            s
+        };
         buf[pos + j] = round(s);
     }
 }
