@@ -144,9 +144,8 @@ fn echo_cancel(args: &[String]) -> Result<(), CliError> {
     };
     let s = ec.stats();
     println!(
-        "{} taps ({:?} kernel), {:.1} s: output {:.1} dB below input; double talk {:.1} s, NLP {:.1} s",
+        "{} taps, {:.1} s: output {:.1} dB below input; double talk {:.1} s, NLP {:.1} s",
         ec.taps(),
-        ec.kernel(),
         n as f64 / 8000.0,
         10.0 * (p(&near[..n]) / p(&result)).log10(),
         s.dt_samples as f64 / 8000.0,

@@ -3,7 +3,7 @@
 //! (divide by the samples printed). Ignored by default: they only burn CPU.
 
 use dataplane::dsp::dtmf::DtmfDetector;
-use dataplane::dsp::ec::{EchoCanceller, Kernel};
+use dataplane::dsp::ec::EchoCanceller;
 
 fn signals(n: usize) -> (Vec<i16>, Vec<i16>) {
     let mut s = 0x9e37_79b9u32;
@@ -24,27 +24,21 @@ fn signals(n: usize) -> (Vec<i16>, Vec<i16>) {
     (far, near)
 }
 
-fn run_ec(kernel: Kernel) {
+fn run_ec() {
     let n = 8000 * 60;
     let (far, near) = signals(n);
-    let mut ec = EchoCanceller::with_kernel(1024, kernel);
+    let mut ec = EchoCanceller::new(1024);
     let mut out = vec![0i16; 160];
     for (f, d) in far.chunks(160).zip(near.chunks(160)) {
         ec.process(f, d, &mut out[..f.len()]);
     }
-    println!("{:?}: {n} samples processed", ec.kernel());
+    println!("{n} samples processed, {:?}", ec.stats());
 }
 
 #[test]
 #[ignore]
-fn ec_1024_best() {
-    run_ec(Kernel::detect());
-}
-
-#[test]
-#[ignore]
-fn ec_1024_scalar() {
-    run_ec(Kernel::Scalar);
+fn ec_1024() {
+    run_ec();
 }
 
 #[test]

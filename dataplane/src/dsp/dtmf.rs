@@ -19,6 +19,8 @@ use super::tones::{Cadence, Segment, ToneGenerator};
 
 /// Detector block length in samples.
 pub const BLOCK: usize = 102;
+// `analyse` runs three accumulator sets over the block.
+const _: () = assert!(BLOCK % 3 == 0);
 const ROWS: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
 const COLS: [f32; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
 const KEYS: [[char; 4]; 4] = [
@@ -247,14 +249,29 @@ impl DtmfDetector {
     /// Check one block; the candidate digit if the block tests pass
     /// (the frequency check is applied by the caller).
     fn analyse(&self) -> Option<Digit> {
-        let mut acc = [0f32; 16];
-        let mut energy = 0f32;
-        for (x, row) in self.buf.iter().zip(self.table.iter()) {
-            for k in 0..16 {
-                acc[k] += x * row[k];
+        // Three interleaved accumulator sets (BLOCK = 3 * 34): each sample's
+        // multiply-adds then depend on the sample three back, not the last
+        // one, so the loop runs at throughput rather than add latency.
+        let mut a = [[0f32; 16]; 3];
+        for (xs, rows) in self
+            .buf
+            .as_chunks::<3>()
+            .0
+            .iter()
+            .zip(self.table.as_chunks::<3>().0)
+        {
+            for j in 0..3 {
+                for k in 0..16 {
+                    a[j][k] += xs[j] * rows[j][k];
+                }
             }
-            energy += x * x;
         }
+        let mut acc = [0f32; 16];
+        for k in 0..16 {
+            acc[k] = (a[0][k] + a[1][k]) + a[2][k];
+        }
+        let half = sum_squares(&self.buf[..BLOCK / 2]);
+        let energy = half + sum_squares(&self.buf[BLOCK / 2..]);
         let mut p = [0f32; 8];
         for k in 0..8 {
             p[k] = (acc[k] * acc[k] + acc[8 + k] * acc[8 + k]) * (2.0 / BLOCK as f32);
@@ -289,7 +306,6 @@ impl DtmfDetector {
         // The tone fills the block: both halves carry similar energy. Two
         // consecutive full blocks are needed to start a digit, so tones
         // shorter than ~25 ms are rejected whatever their alignment.
-        let half: f32 = self.buf[..BLOCK / 2].iter().map(|x| x * x).sum();
         let rest = energy - half;
         if half.min(rest) < 0.5 * half.max(rest) {
             return None;
@@ -306,6 +322,19 @@ impl DtmfDetector {
         let at = goertzel_power(x, f);
         at > goertzel_power(x, f * 0.95) && at > goertzel_power(x, f * 1.05)
     }
+}
+
+/// Sum of squares with eight partial sums (vectorises; no add chain).
+fn sum_squares(x: &[f32]) -> f32 {
+    let (chunks, rest) = x.as_chunks::<8>();
+    let mut acc = [0f32; 8];
+    for c in chunks {
+        for k in 0..8 {
+            acc[k] += c[k] * c[k];
+        }
+    }
+    let tail: f32 = rest.iter().map(|v| v * v).sum();
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
 fn argmax(v: &[f32]) -> (usize, f32) {

@@ -25,14 +25,16 @@
 //!   direction bypasses the canceller until the line goes quiet for 250 ms.
 //!
 //! The filter kernel (background update fused with both filter outputs, one
-//! pass over the taps) is written as plain lane-chunked loops: compiled for
-//! AVX-512 or AVX2 and chosen at runtime, else the baseline build. Rust does
+//! pass over the taps) is written as plain lane-chunked loops in
+//! [`super::simd`]: compiled for AVX-512 or AVX2 and chosen at runtime, else
+//! the baseline build. Rust does
 //! not reassociate or fuse float operations, so every variant computes the
 //! same values as the scalar code.
 //!
 //! All memory is allocated in [`EchoCanceller::new`]; `process` allocates
 //! nothing.
 
+use super::simd::run_kernel;
 use super::{dbm0_to_peak, sat16, Rng};
 
 /// Fewest taps accepted (32 ms at 8 kHz).
@@ -40,7 +42,7 @@ pub const MIN_TAPS: usize = 256;
 /// Most taps accepted (128 ms at 8 kHz).
 pub const MAX_TAPS: usize = 1024;
 /// Kernel lane width; tap counts are rounded up to a multiple of it.
-const LANES: usize = 16;
+pub(super) const LANES: usize = 16;
 /// Far history kept beyond the tail before the buffer is rewound.
 const HIST_SLACK: usize = 4096;
 /// Samples per IPNLMS gain update.
@@ -507,159 +509,6 @@ fn update_gains(w: &[f32], gain: &mut [f32]) {
 /// `sum(gain * cur_w^2)`.
 pub type KernelOut = (f32, f32, f32, f32);
 
-/// The fused kernel: `w_bg += a * gain * prev_w`, then returns
-/// `(w_bg . cur_w, w_bg . cur, w_fg . cur)`. `prev_w` is `cur_w` one sample
-/// earlier. Lengths are equal multiples of [`LANES`].
-#[inline(always)]
-fn kernel_body(
-    a: f32,
-    gain: &[f32],
-    prev_w: &[f32],
-    cur_w: &[f32],
-    cur: &[f32],
-    w_bg: &mut [f32],
-    w_fg: &[f32],
-) -> KernelOut {
-    let mut acc_w = [0f32; LANES];
-    let mut acc_b = [0f32; LANES];
-    let mut acc_f = [0f32; LANES];
-    let mut acc_n = [0f32; LANES];
-    // Fixed-size chunks: no bounds checks in the lane loop, so it vectorises.
-    let chunks = w_bg
-        .as_chunks_mut::<LANES>()
-        .0
-        .iter_mut()
-        .zip(w_fg.as_chunks::<LANES>().0)
-        .zip(gain.as_chunks::<LANES>().0)
-        .zip(prev_w.as_chunks::<LANES>().0)
-        .zip(cur_w.as_chunks::<LANES>().0)
-        .zip(cur.as_chunks::<LANES>().0);
-    for (((((wb, wf), g), xp), xw), xc) in chunks {
-        for i in 0..LANES {
-            wb[i] += a * g[i] * xp[i];
-            acc_w[i] += wb[i] * xw[i];
-            acc_b[i] += wb[i] * xc[i];
-            acc_f[i] += wf[i] * xc[i];
-            acc_n[i] += g[i] * xw[i] * xw[i];
-        }
-    }
-    (hsum(&acc_w), hsum(&acc_b), hsum(&acc_f), hsum(&acc_n))
-}
-
-/// Pairwise sum of the lanes (same order in every build).
-#[inline(always)]
-fn hsum(v: &[f32; LANES]) -> f32 {
-    let mut h = [0f32; LANES / 2];
-    for i in 0..LANES / 2 {
-        h[i] = v[i] + v[i + LANES / 2];
-    }
-    let mut q = [0f32; LANES / 4];
-    for i in 0..LANES / 4 {
-        q[i] = h[i] + h[i + LANES / 4];
-    }
-    (q[0] + q[2]) + (q[1] + q[3])
-}
-
-/// Filter outputs only (no update): the same pass with `a == 0` would do,
-/// but skipping the store halves the memory traffic when adaptation is off.
-#[inline(always)]
-fn dot3_body(gain: &[f32], cur_w: &[f32], cur: &[f32], w_bg: &[f32], w_fg: &[f32]) -> KernelOut {
-    let mut acc_w = [0f32; LANES];
-    let mut acc_b = [0f32; LANES];
-    let mut acc_f = [0f32; LANES];
-    let mut acc_n = [0f32; LANES];
-    let chunks = w_bg
-        .as_chunks::<LANES>()
-        .0
-        .iter()
-        .zip(w_fg.as_chunks::<LANES>().0)
-        .zip(gain.as_chunks::<LANES>().0)
-        .zip(cur_w.as_chunks::<LANES>().0)
-        .zip(cur.as_chunks::<LANES>().0);
-    for ((((wb, wf), g), xw), xc) in chunks {
-        for i in 0..LANES {
-            acc_w[i] += wb[i] * xw[i];
-            acc_b[i] += wb[i] * xc[i];
-            acc_f[i] += wf[i] * xc[i];
-            acc_n[i] += g[i] * xw[i] * xw[i];
-        }
-    }
-    (hsum(&acc_w), hsum(&acc_b), hsum(&acc_f), hsum(&acc_n))
-}
-
-#[inline(always)]
-fn body(
-    a: f32,
-    gain: &[f32],
-    prev_w: &[f32],
-    cur_w: &[f32],
-    cur: &[f32],
-    w_bg: &mut [f32],
-    w_fg: &[f32],
-) -> KernelOut {
-    if a == 0.0 {
-        dot3_body(gain, cur_w, cur, w_bg, w_fg)
-    } else {
-        kernel_body(a, gain, prev_w, cur_w, cur, w_bg, w_fg)
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn body_avx512(
-    a: f32,
-    gain: &[f32],
-    prev_w: &[f32],
-    cur_w: &[f32],
-    cur: &[f32],
-    w_bg: &mut [f32],
-    w_fg: &[f32],
-) -> KernelOut {
-    body(a, gain, prev_w, cur_w, cur, w_bg, w_fg)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn body_avx2(
-    a: f32,
-    gain: &[f32],
-    prev_w: &[f32],
-    cur_w: &[f32],
-    cur: &[f32],
-    w_bg: &mut [f32],
-    w_fg: &[f32],
-) -> KernelOut {
-    body(a, gain, prev_w, cur_w, cur, w_bg, w_fg)
-}
-
-/// Run the kernel build chosen at construction.
-#[allow(unsafe_code, clippy::too_many_arguments)]
-fn run_kernel(
-    kernel: Kernel,
-    a: f32,
-    gain: &[f32],
-    prev_w: &[f32],
-    cur_w: &[f32],
-    cur: &[f32],
-    w_bg: &mut [f32],
-    w_fg: &[f32],
-) -> KernelOut {
-    match kernel {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Kernel::Avx512` is only stored after
-        // `is_x86_feature_detected!("avx512f")` returned true (see
-        // `with_kernel`), so the CPU supports the enabled features.
-        Kernel::Avx512 => unsafe { body_avx512(a, gain, prev_w, cur_w, cur, w_bg, w_fg) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `Kernel::Avx2` is only stored after
-        // `is_x86_feature_detected!("avx2")` returned true, or when AVX-512F
-        // is present (which implies AVX2 and FMA on every shipping CPU, and
-        // `detect` checked avx512f).
-        Kernel::Avx2 => unsafe { body_avx2(a, gain, prev_w, cur_w, cur, w_bg, w_fg) },
-        _ => body(a, gain, prev_w, cur_w, cur, w_bg, w_fg),
-    }
-}
-
 /// Public entry to the kernel for benches and the scalar/SIMD equivalence
 /// test: one fused update-and-filter step over `w_bg.len()` taps.
 /// All slices must have the same length, a multiple of 16; `None` otherwise.
@@ -692,7 +541,7 @@ pub fn kernel_step(
 /// G.164/G.165 tone disabler: 2100 Hz holding most of the power, with a
 /// phase reversal, disables; 250 ms of quiet re-enables.
 #[derive(Debug, Clone)]
-struct ToneDisabler {
+pub(super) struct ToneDisabler {
     n: usize,
     re: f32,
     im: f32,
@@ -702,7 +551,7 @@ struct ToneDisabler {
     last_phase: Option<f32>,
     drift: f32,
     quiet_frames: u32,
-    disabled: bool,
+    pub(super) disabled: bool,
 }
 
 /// 10 ms frames; 2100 Hz makes a whole number of cycles (21) per frame, so
@@ -720,7 +569,7 @@ static TD_TABLE: std::sync::LazyLock<[(f32, f32); TD_FRAME]> = std::sync::LazyLo
 });
 
 impl ToneDisabler {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         ToneDisabler {
             n: 0,
             re: 0.0,
@@ -735,7 +584,7 @@ impl ToneDisabler {
     }
 
     /// Feed one sample; true on the sample where the canceller gets disabled.
-    fn push(&mut self, x: f32) -> bool {
+    pub(super) fn push(&mut self, x: f32) -> bool {
         let (c, s) = TD_TABLE[self.n];
         self.re += x * c;
         self.im -= x * s;

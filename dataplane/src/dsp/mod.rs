@@ -19,8 +19,10 @@
 
 pub mod dtmf;
 pub mod ec;
+pub mod ec_fdaf;
 pub mod jitter;
 pub mod plc;
+mod simd;
 pub mod tones;
 
 /// Sample rate of everything in this module.
