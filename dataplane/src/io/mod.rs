@@ -14,6 +14,7 @@
 
 pub mod socket;
 pub mod sys;
+pub mod xdp;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
