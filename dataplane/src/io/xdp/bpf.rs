@@ -280,9 +280,20 @@ pub fn xskmap_clear(map: BorrowedFd<'_>, queue: u32) {
     let _ = sys_bpf(BPF_MAP_DELETE_ELEM, &mut a);
 }
 
-/// Load `insns` as an XDP program. On a verifier rejection the error text
-/// carries the verifier log.
+/// A program that passes every frame to the kernel (tests of coexistence
+/// with programs that are not ours).
+pub fn pass_all() -> Vec<Insn> {
+    vec![insn(MOV64_K, 0, 0, 0, XDP_PASS), insn(EXIT, 0, 0, 0, 0)]
+}
+
+/// Load `insns` as an XDP program named [`PROG_NAME`]. On a verifier
+/// rejection the error text carries the verifier log.
 pub fn load(insns: &[Insn]) -> Result<OwnedFd, String> {
+    load_named(insns, PROG_NAME)
+}
+
+/// Load `insns` as an XDP program named `name` (at most 15 bytes kept).
+pub fn load_named(insns: &[Insn], name: &str) -> Result<OwnedFd, String> {
     const LICENSE: &CStr = c"Apache-2.0";
     let mut log = vec![0u8; 64 * 1024];
     let mut a = Attr::new();
@@ -293,7 +304,7 @@ pub fn load(insns: &[Insn]) -> Result<OwnedFd, String> {
         .u32(24, 1)
         .u32(28, log.len() as u32)
         .u64(32, log.as_mut_ptr() as u64)
-        .name(48, PROG_NAME);
+        .name(48, name);
     match sys_bpf(BPF_PROG_LOAD, &mut a) {
         Ok(r) => Ok(fd_result(r)),
         Err(e) => {
