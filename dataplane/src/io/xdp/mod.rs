@@ -24,7 +24,12 @@
 //! learned, else from the kernel's route and neighbour tables. A datagram
 //! whose next hop is unknown (or routed out of another interface) is sent
 //! through the registered kernel socket instead, which also makes the kernel
-//! resolve the neighbour for the next ones. The registered sockets stay
+//! resolve the neighbour for the next ones (known limit: while the kernel
+//! still resolves, a datagram it holds can be overtaken by later ones sent
+//! through AF_XDP once the peer's MAC is learned from its own packets). The
+//! kernel's IPv6 neighbour entries are not found yet by the netlink lookup:
+//! IPv6 next hops come from learning (and the kernel path until then).
+//! The registered sockets stay
 //! polled, so anything the program passes to the kernel (another queue,
 //! IPv4 options, fragments) is still received.
 #![allow(unsafe_code)]
@@ -459,8 +464,10 @@ impl XdpBackend {
                 stats.rx_dropped += 1;
                 return;
             }
-            // Learn the way back to the sender. Only the first time (the
-            // table allocates on insert, not per packet).
+            // Learn the way back to the sender (the table allocates on
+            // insert, once per peer). This also ends a kernel-path period
+            // for that peer (datagrams still waiting in the kernel's
+            // resolution queue can then be overtaken: see the module doc).
             match hops.get_mut(&p.src.ip()) {
                 Some(Hop::Mac(m)) => *m = p.src_mac,
                 Some(h) => *h = Hop::Mac(p.src_mac),
