@@ -17,6 +17,7 @@
 pub mod socket;
 pub mod sys;
 pub mod uring;
+pub mod xdp;
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};

@@ -1,0 +1,716 @@
+//! The `xdp` backend: one AF_XDP socket per worker, bound to one NIC queue,
+//! fed by a small XDP program that Tandem loads and attaches itself.
+//!
+//! Layers:
+//! - [`bpf`]: the XDP program (assembled from eBPF instructions here) and the
+//!   `bpf(2)` calls: load, XSKMAP, BPF link.
+//! - [`netlink`]: interface MAC, attached program, legacy attach/detach,
+//!   route and neighbour lookups.
+//! - [`xsk`]: the AF_XDP socket, its UMEM and rings.
+//! - [`frame`]: Ethernet/IP/UDP parse and build with checksums (pure).
+//!
+//! Lifecycle: [`XdpProgram::attach`] (once per interface, shared by the
+//! workers through an `Arc`) removes a stale program of ours left by a
+//! crashed process, loads the program and attaches it with a BPF link, so
+//! the kernel detaches it when the last fd closes: on drop, on exit and on
+//! `kill -9`. Each worker then opens an [`XdpBackend`] on its own thread for
+//! its queue, which puts its socket into the program's XSKMAP.
+//!
+//! Packet path: the program redirects only UDP to the configured media
+//! address in the RTP port range; the backend copies each UDP payload into the
+//! worker's [`Batch`] tagged with the token of the registered socket owning
+//! that port, learning the sender's MAC on the way. Sending builds
+//! Ethernet/IP/UDP in a UMEM frame; the next hop's MAC comes from what was
+//! learned, else from the kernel's route and neighbour tables. A datagram
+//! whose next hop is unknown (or routed out of another interface) is sent
+//! through the registered kernel socket instead, which also makes the kernel
+//! resolve the neighbour for the next ones (known limit: while the kernel
+//! still resolves, a datagram it holds can be overtaken by later ones sent
+//! through AF_XDP once the peer's MAC is learned from its own packets). The
+//! kernel's IPv6 neighbour entries are not found yet by the netlink lookup:
+//! IPv6 next hops come from learning (and the kernel path until then).
+//! The registered sockets stay
+//! polled, so anything the program passes to the kernel (another queue,
+//! IPv4 options, fragments) is still received.
+#![allow(unsafe_code)]
+
+pub mod bpf;
+pub mod frame;
+pub mod netlink;
+pub mod xsk;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::ops::RangeInclusive;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::sys::{Epoll, Mmsg};
+use super::{Backend, Batch, SendStats, Token};
+use frame::Mac;
+use netlink::Netlink;
+
+/// How to attach the program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum XdpMode {
+    /// Native (driver) mode, falling back to generic.
+    #[default]
+    Auto,
+    /// Driver mode only.
+    Native,
+    /// Generic (skb) mode: works on every interface, slower.
+    Generic,
+}
+
+/// How the attachment is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AttachMethod {
+    /// A BPF link: detached by the kernel when Tandem exits or dies.
+    #[default]
+    Link,
+    /// The legacy netlink attach: survives a crash until the next start
+    /// removes it (kernels without XDP links; tests of stale removal).
+    Netlink,
+}
+
+/// Configuration of the `xdp` backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XdpConfig {
+    /// Interface carrying the media.
+    pub interface: String,
+    /// NIC queue of each worker (worker `i` binds `queues[i]`).
+    pub queues: Vec<u32>,
+    /// Media address (IPv4) redirected to the workers, if any.
+    pub ipv4: Option<Ipv4Addr>,
+    /// Media address (IPv6) redirected to the workers, if any.
+    pub ipv6: Option<Ipv6Addr>,
+    /// RTP/RTCP port range of this host.
+    pub ports: RangeInclusive<u16>,
+    pub mode: XdpMode,
+    pub attach: AttachMethod,
+    /// Ask for zero-copy binding where the driver allows it.
+    pub zero_copy: bool,
+    /// Preferred busy polling on the sockets.
+    pub busy_poll: bool,
+}
+
+/// Errors of the `xdp` backend, each naming the step that failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum XdpError {
+    /// Operator: bad configuration.
+    #[error("xdp config: {0}")]
+    Config(String),
+    /// Operator/host: the interface does not exist or cannot be queried.
+    #[error("xdp interface {0}: {1}")]
+    Interface(String, io::Error),
+    /// Host: another XDP program (not Tandem's) is attached, or Tandem's is
+    /// held by a running process.
+    #[error("xdp interface {0} busy: {1}")]
+    Busy(String, String),
+    /// Host: the kernel refused the program (verifier log included).
+    #[error("xdp program load: {0}")]
+    Load(String),
+    /// Host: a bpf()/netlink/AF_XDP call failed.
+    #[error("xdp {0}: {1}")]
+    Sys(&'static str, io::Error),
+}
+
+impl From<XdpError> for io::Error {
+    fn from(e: XdpError) -> io::Error {
+        io::Error::other(e.to_string())
+    }
+}
+
+fn sys(what: &'static str) -> impl FnOnce(io::Error) -> XdpError {
+    move |e| XdpError::Sys(what, e)
+}
+
+/// The XDP program attached to one interface, with its XSKMAP. Dropping it
+/// (the last `Arc`) detaches the program.
+pub struct XdpProgram {
+    ifname: String,
+    ifindex: u32,
+    mac: Mac,
+    config: XdpConfig,
+    map: OwnedFd,
+    /// Kept for the legacy attach (and as the link's program).
+    _prog: OwnedFd,
+    link: Option<OwnedFd>,
+    /// Flags used for a netlink attach, to detach the same way.
+    netlink_flags: Option<u32>,
+    /// Mode the program ended up in (`Native` or `Generic`).
+    pub mode: XdpMode,
+}
+
+impl std::fmt::Debug for XdpProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdpProgram")
+            .field("ifname", &self.ifname)
+            .field("ifindex", &self.ifindex)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Id of the XDP program attached to `ifname` (in the calling thread's
+/// network namespace), if any.
+pub fn attached_program(ifname: &str) -> Result<Option<u32>, XdpError> {
+    let ifindex =
+        netlink::ifindex(ifname).map_err(|e| XdpError::Interface(ifname.to_owned(), e))?;
+    let mut nl = Netlink::open().map_err(sys("netlink socket"))?;
+    let info = nl
+        .link(ifindex)
+        .map_err(|e| XdpError::Interface(ifname.to_owned(), e))?;
+    Ok(info.xdp.map(|a| a.prog_id))
+}
+
+/// Check that the `xdp` backend can run on `ifname` here: the interface
+/// exists, AF_XDP sockets can be made, and the kernel accepts our program.
+pub fn probe(ifname: &str) -> Result<(), String> {
+    netlink::ifindex(ifname).map_err(|e| format!("interface {ifname}: {e}"))?;
+    xsk::socket().map_err(|e| format!("AF_XDP socket: {e}"))?;
+    let map = bpf::create_xskmap(1).map_err(|e| format!("XSKMAP: {e}"))?;
+    let filter = bpf::Filter {
+        ipv4: Some(Ipv4Addr::LOCALHOST),
+        ipv6: Some(Ipv6Addr::LOCALHOST),
+        ports: 1..=2,
+    };
+    bpf::load(&bpf::program(&filter, map.as_raw_fd()))?;
+    Ok(())
+}
+
+impl XdpProgram {
+    /// Load the program for `config` and attach it to its interface, in the
+    /// calling thread's network namespace. A stale program of ours left
+    /// attached by a crashed process is removed first; any other program
+    /// makes this fail with [`XdpError::Busy`].
+    pub fn attach(config: &XdpConfig) -> Result<Arc<XdpProgram>, XdpError> {
+        if config.ipv4.is_none() && config.ipv6.is_none() {
+            return Err(XdpError::Config("no media address (ipv4 or ipv6)".into()));
+        }
+        if config.queues.is_empty() {
+            return Err(XdpError::Config("no queue ids".into()));
+        }
+        if config.ports.is_empty() {
+            return Err(XdpError::Config("empty port range".into()));
+        }
+        let name = &config.interface;
+        let ifindex = netlink::ifindex(name).map_err(|e| XdpError::Interface(name.clone(), e))?;
+        let mut nl = Netlink::open().map_err(sys("netlink socket"))?;
+        let info = nl
+            .link(ifindex)
+            .map_err(|e| XdpError::Interface(name.clone(), e))?;
+        if let Some(att) = info.xdp {
+            remove_stale(&mut nl, name, ifindex, att)?;
+        }
+
+        let entries = config.queues.iter().max().map_or(1, |m| m + 1);
+        let map = bpf::create_xskmap(entries).map_err(sys("XSKMAP create"))?;
+        let filter = bpf::Filter {
+            ipv4: config.ipv4,
+            ipv6: config.ipv6,
+            ports: config.ports.clone(),
+        };
+        let prog = bpf::load(&bpf::program(&filter, map.as_raw_fd())).map_err(XdpError::Load)?;
+
+        let modes: &[(XdpMode, u32)] = match config.mode {
+            XdpMode::Auto => &[
+                (XdpMode::Native, netlink::XDP_FLAGS_DRV_MODE),
+                (XdpMode::Generic, netlink::XDP_FLAGS_SKB_MODE),
+            ],
+            XdpMode::Native => &[(XdpMode::Native, netlink::XDP_FLAGS_DRV_MODE)],
+            XdpMode::Generic => &[(XdpMode::Generic, netlink::XDP_FLAGS_SKB_MODE)],
+        };
+        let mut last = None;
+        for &(mode, flags) in modes {
+            let res = match config.attach {
+                AttachMethod::Link => {
+                    bpf::link_create(prog.as_fd(), ifindex, flags).map(|l| (Some(l), None))
+                }
+                AttachMethod::Netlink => nl
+                    // XDP_FLAGS_UPDATE_IF_NOEXIST: never replace a program.
+                    .set_xdp(ifindex, prog.as_raw_fd(), flags | 1)
+                    .map(|()| (None, Some(flags))),
+            };
+            match res {
+                Ok((link, netlink_flags)) => {
+                    return Ok(Arc::new(XdpProgram {
+                        ifname: name.clone(),
+                        ifindex,
+                        mac: info.mac,
+                        config: config.clone(),
+                        map,
+                        _prog: prog,
+                        link,
+                        netlink_flags,
+                        mode,
+                    }))
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        Err(XdpError::Sys(
+            "attach",
+            last.unwrap_or_else(|| io::Error::other("no mode tried")),
+        ))
+    }
+
+    /// Interface index.
+    pub fn ifindex(&self) -> u32 {
+        self.ifindex
+    }
+
+    /// Whether the program is held by a BPF link (detached on process death).
+    pub fn is_link(&self) -> bool {
+        self.link.is_some()
+    }
+}
+
+fn remove_stale(
+    nl: &mut Netlink,
+    name: &str,
+    ifindex: u32,
+    att: netlink::Attached,
+) -> Result<(), XdpError> {
+    let pname = bpf::prog_name(att.prog_id).map_err(sys("program info"))?;
+    if pname.as_deref() != Some(bpf::PROG_NAME) {
+        return Err(XdpError::Busy(
+            name.to_owned(),
+            format!(
+                "XDP program {} ({}) is attached and is not Tandem's",
+                att.prog_id,
+                pname.unwrap_or_default()
+            ),
+        ));
+    }
+    let flags = match att.mode {
+        1 => netlink::XDP_FLAGS_DRV_MODE,
+        2 => netlink::XDP_FLAGS_SKB_MODE,
+        _ => 0,
+    };
+    tracing::warn!(
+        interface = name,
+        prog_id = att.prog_id,
+        "removing stale Tandem XDP program"
+    );
+    nl.set_xdp(ifindex, -1, flags).map_err(|e| {
+        XdpError::Busy(
+            name.to_owned(),
+            format!(
+                "Tandem XDP program {} is held by a running process ({e})",
+                att.prog_id
+            ),
+        )
+    })
+}
+
+impl Drop for XdpProgram {
+    fn drop(&mut self) {
+        // A link detaches when its fd closes (field drop). A netlink attach
+        // must be undone explicitly.
+        if let Some(flags) = self.netlink_flags {
+            if let Ok(mut nl) = Netlink::open() {
+                if let Err(e) = nl.set_xdp(self.ifindex, -1, flags) {
+                    tracing::warn!(interface = %self.ifname, error = %e, "XDP detach failed");
+                }
+            }
+        }
+    }
+}
+
+/// A registered kernel socket and the address it is bound to.
+struct Registered {
+    socket: UdpSocket,
+    local: SocketAddr,
+}
+
+/// Per-backend counters (read by the owning worker).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct XdpStats {
+    /// Frames taken from the rx ring.
+    pub rx_frames: u64,
+    /// Frames that did not parse or matched no registered socket.
+    pub rx_dropped: u64,
+    /// Datagrams received through the kernel sockets (passed by the program).
+    pub rx_kernel: u64,
+    /// Frames sent through the tx ring.
+    pub tx_frames: u64,
+    /// Datagrams sent through a kernel socket (next hop unknown or elsewhere).
+    pub tx_kernel: u64,
+}
+
+/// Epoll key of the AF_XDP socket (tokens are u32).
+const XSK_KEY: u64 = u64::MAX;
+/// Datagrams read per kernel socket per `recv`.
+const PER_SOCKET: usize = 16;
+/// Largest datagram copied into a batch slot.
+const MAX_PAYLOAD: usize = super::MAX_DATAGRAM;
+
+/// Next hop state for a destination IP.
+#[derive(Debug, Clone, Copy)]
+enum Hop {
+    /// Send through the AF_XDP socket to this MAC.
+    Mac(Mac),
+    /// Not resolvable here (unknown, or another interface): use the kernel
+    /// socket; look again after `retry` more packets.
+    Kernel { retry: u32 },
+}
+
+/// Packets between two kernel lookups for an unresolved next hop.
+const RETRY_EVERY: u32 = 32;
+
+/// The AF_XDP backend of one worker.
+///
+/// Calling contract: as [`Backend`]; build it on the worker's thread (it holds
+/// raw pointers into shared rings and is not `Send`).
+pub struct XdpBackend {
+    program: Arc<XdpProgram>,
+    queue: u32,
+    xsk: xsk::Xsk,
+    epoll: Epoll,
+    mmsg: Mmsg,
+    netlink: Netlink,
+    sockets: Box<[Option<Registered>]>,
+    /// Port -> token + 1 (0: none), per family.
+    ports_v4: Box<[u32]>,
+    ports_v6: Box<[u32]>,
+    hops: HashMap<IpAddr, Hop>,
+    /// Scratch: batch indices to send through kernel sockets.
+    kernel_tx: Vec<u16>,
+    pub stats: XdpStats,
+}
+
+impl XdpBackend {
+    /// Open the AF_XDP socket for `queue` of `program`'s interface, for
+    /// tokens `0..max_sockets` and batches of `batch` datagrams.
+    pub fn new(
+        program: Arc<XdpProgram>,
+        queue: u32,
+        max_sockets: usize,
+        batch: usize,
+    ) -> Result<XdpBackend, XdpError> {
+        let c = &program.config;
+        let xsk = xsk::Xsk::open(program.ifindex, queue, c.zero_copy, c.busy_poll)
+            .map_err(sys("AF_XDP socket"))?;
+        let epoll = Epoll::new(batch.max(1)).map_err(sys("epoll"))?;
+        epoll.add(xsk.as_fd(), XSK_KEY).map_err(sys("epoll add"))?;
+        bpf::xskmap_set(program.map.as_fd(), queue, xsk.as_fd()).map_err(sys("XSKMAP update"))?;
+        let batch = batch.clamp(1, usize::from(u16::MAX));
+        Ok(XdpBackend {
+            queue,
+            xsk,
+            epoll,
+            mmsg: Mmsg::new(batch),
+            netlink: Netlink::open().map_err(sys("netlink socket"))?,
+            sockets: (0..max_sockets).map(|_| None).collect(),
+            ports_v4: vec![0; 65_536].into_boxed_slice(),
+            ports_v6: vec![0; 65_536].into_boxed_slice(),
+            hops: HashMap::with_capacity(1024),
+            kernel_tx: Vec::with_capacity(batch),
+            stats: XdpStats::default(),
+            program,
+        })
+    }
+
+    /// Whether the socket is bound in zero-copy mode.
+    pub fn zero_copy(&self) -> bool {
+        self.xsk.mode == xsk::BindMode::ZeroCopy
+    }
+
+    fn receive_xsk(&mut self, batch: &mut Batch) {
+        let room = batch.capacity() - batch.len();
+        if room == 0 {
+            return;
+        }
+        // Split borrows: the closure needs the tables and the batch.
+        let XdpBackend {
+            xsk,
+            ports_v4,
+            ports_v6,
+            sockets,
+            hops,
+            stats,
+            ..
+        } = self;
+        let n = xsk.recv(room, |f| {
+            let Ok(p) = frame::parse(f) else {
+                stats.rx_dropped += 1;
+                return;
+            };
+            let ports = if p.dst.is_ipv4() {
+                &ports_v4
+            } else {
+                &ports_v6
+            };
+            let owner = ports
+                .get(usize::from(p.dst.port()))
+                .and_then(|t| t.checked_sub(1))
+                .filter(|&t| {
+                    sockets
+                        .get(t as usize)
+                        .and_then(Option::as_ref)
+                        .is_some_and(|r| {
+                            r.local.ip().is_unspecified() || r.local.ip() == p.dst.ip()
+                        })
+                });
+            let Some(t) = owner else {
+                stats.rx_dropped += 1;
+                return;
+            };
+            if p.payload.len() > MAX_PAYLOAD {
+                stats.rx_dropped += 1;
+                return;
+            }
+            // Learn the way back to the sender (the table allocates on
+            // insert, once per peer). This also ends a kernel-path period
+            // for that peer (datagrams still waiting in the kernel's
+            // resolution queue can then be overtaken: see the module doc).
+            match hops.get_mut(&p.src.ip()) {
+                Some(Hop::Mac(m)) => *m = p.src_mac,
+                Some(h) => *h = Hop::Mac(p.src_mac),
+                None => {
+                    hops.insert(p.src.ip(), Hop::Mac(p.src_mac));
+                }
+            }
+            batch.push(Token(t), p.src, p.payload);
+        });
+        self.stats.rx_frames += n as u64;
+    }
+
+    /// The next-hop MAC for `dst` on our interface, if known.
+    fn next_hop(&mut self, dst: IpAddr) -> Option<Mac> {
+        match self.hops.get_mut(&dst) {
+            Some(Hop::Mac(m)) => return Some(*m),
+            Some(Hop::Kernel { retry }) if *retry > 0 => {
+                *retry -= 1;
+                return None;
+            }
+            _ => {}
+        }
+        let ifindex = self.program.ifindex;
+        let found = self.netlink.route(dst).ok().and_then(|r| {
+            if r.oif != ifindex {
+                return None;
+            }
+            let via = r.gateway.unwrap_or(dst);
+            self.netlink.neighbour(ifindex, via).ok().flatten()
+        });
+        let hop = found.map_or(Hop::Kernel { retry: RETRY_EVERY }, Hop::Mac);
+        self.hops.insert(dst, hop);
+        found
+    }
+}
+
+/// Milliseconds for epoll, rounding up so a short non-zero wait still waits.
+fn timeout_ms(t: Duration) -> i32 {
+    if t.is_zero() {
+        return 0;
+    }
+    i32::try_from(t.as_micros().div_ceil(1000)).unwrap_or(i32::MAX)
+}
+
+impl Backend for XdpBackend {
+    fn register(&mut self, token: Token, socket: UdpSocket) -> io::Result<()> {
+        let local = socket.local_addr()?;
+        let slot = self.sockets.get_mut(token.0 as usize).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("socket token {} out of range", token.0),
+            )
+        })?;
+        if slot.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("socket token {} already registered", token.0),
+            ));
+        }
+        socket.set_nonblocking(true)?;
+        self.epoll.add(socket.as_fd(), u64::from(token.0))?;
+        *slot = Some(Registered { socket, local });
+        let ports = match local {
+            SocketAddr::V4(_) => &mut self.ports_v4,
+            SocketAddr::V6(_) => &mut self.ports_v6,
+        };
+        ports[usize::from(local.port())] = token.0 + 1;
+        Ok(())
+    }
+
+    fn deregister(&mut self, token: Token) {
+        let Some(r) = self
+            .sockets
+            .get_mut(token.0 as usize)
+            .and_then(Option::take)
+        else {
+            return;
+        };
+        let ports = match r.local {
+            SocketAddr::V4(_) => &mut self.ports_v4,
+            SocketAddr::V6(_) => &mut self.ports_v6,
+        };
+        let p = &mut ports[usize::from(r.local.port())];
+        if *p == token.0 + 1 {
+            *p = 0;
+        }
+        let _ = self.epoll.delete(r.socket.as_fd());
+    }
+
+    fn recv(&mut self, batch: &mut Batch, timeout: Duration) -> io::Result<usize> {
+        batch.clear();
+        self.xsk.reclaim();
+        self.receive_xsk(batch);
+        // Wait only when the fast path had nothing; always look at the kernel
+        // sockets (non-blocking) for what the program passed on.
+        let wait = if batch.is_empty() {
+            timeout_ms(timeout)
+        } else {
+            0
+        };
+        let ready = self.epoll.wait(wait)?;
+        for i in 0..ready {
+            let Some(key) = self.epoll.data(i) else { break };
+            if key == XSK_KEY {
+                self.receive_xsk(batch);
+                continue;
+            }
+            if batch.len() == batch.capacity() {
+                continue;
+            }
+            let token = Token(key as u32);
+            let Some(Some(r)) = self.sockets.get(token.0 as usize) else {
+                continue;
+            };
+            if let Ok(n) = self.mmsg.recv(r.socket.as_fd(), batch, token, PER_SOCKET) {
+                self.stats.rx_kernel += n as u64;
+            }
+        }
+        Ok(batch.len())
+    }
+
+    fn send(&mut self, batch: &Batch) -> SendStats {
+        let mut stats = SendStats::default();
+        self.xsk.reclaim();
+        self.kernel_tx.clear();
+        let src_mac = self.program.mac;
+        for i in 0..batch.len() {
+            let Some(tx) = batch.meta(i).tx else { continue };
+            let Some(Some(r)) = self.sockets.get(tx.from.0 as usize) else {
+                stats.failed += 1;
+                continue;
+            };
+            let mut src = r.local;
+            if src.ip().is_unspecified() {
+                // Bound to any: send from the configured media address.
+                let c = &self.program.config;
+                match (src, c.ipv4, c.ipv6) {
+                    (SocketAddr::V4(_), Some(a), _) => src.set_ip(a.into()),
+                    (SocketAddr::V6(_), _, Some(a)) => src.set_ip(a.into()),
+                    _ => {}
+                }
+            }
+            let dst = tx.to;
+            let Some(dst_mac) = (if src.ip().is_unspecified() || src.is_ipv4() != dst.is_ipv4() {
+                None
+            } else {
+                self.next_hop(dst.ip())
+            }) else {
+                // Batch capacity is clamped to u16 by the worker's batches.
+                self.kernel_tx.push(i as u16);
+                continue;
+            };
+            let payload = batch.datagram(i);
+            let hl = frame::header_len(&dst);
+            let ok = self.xsk.push_tx(|buf| {
+                buf.get_mut(hl..hl + payload.len())?
+                    .copy_from_slice(payload);
+                frame::emit(buf, src_mac, dst_mac, src, dst, payload.len()).ok()
+            });
+            if ok {
+                stats.sent += 1;
+                self.stats.tx_frames += 1;
+            } else {
+                stats.failed += 1;
+            }
+        }
+        self.xsk.flush_tx();
+        // The kernel path, one datagram group per socket.
+        let mut k = 0;
+        while k < self.kernel_tx.len() {
+            let i = usize::from(self.kernel_tx[k]);
+            let from = batch.meta(i).tx.map_or(0, |t| t.from.0);
+            let Some(Some(r)) = self.sockets.get(from as usize) else {
+                stats.failed += 1;
+                k += 1;
+                continue;
+            };
+            match self
+                .mmsg
+                .send(r.socket.as_fd(), batch, &self.kernel_tx[k..=k])
+            {
+                Ok(n) if n > 0 => {
+                    stats.sent += 1;
+                    self.stats.tx_kernel += 1;
+                }
+                _ => stats.failed += 1,
+            }
+            k += 1;
+        }
+        stats
+    }
+}
+
+impl Drop for XdpBackend {
+    fn drop(&mut self) {
+        bpf::xskmap_clear(self.program.map.as_fd(), self.queue);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_errors_name_the_problem() {
+        let c = XdpConfig {
+            interface: "lo".into(),
+            queues: vec![0],
+            ipv4: None,
+            ipv6: None,
+            ports: 20_000..=30_000,
+            mode: XdpMode::Generic,
+            attach: AttachMethod::Link,
+            zero_copy: false,
+            busy_poll: false,
+        };
+        let e = XdpProgram::attach(&c).unwrap_err();
+        assert!(e.to_string().contains("no media address"), "{e}");
+        let c = XdpConfig {
+            ipv4: Some(Ipv4Addr::LOCALHOST),
+            queues: vec![],
+            ..c
+        };
+        assert!(XdpProgram::attach(&c)
+            .unwrap_err()
+            .to_string()
+            .contains("queue"));
+        let c = XdpConfig {
+            queues: vec![0],
+            interface: "no-such-if0".into(),
+            ..c
+        };
+        assert!(matches!(
+            XdpProgram::attach(&c),
+            Err(XdpError::Interface(_, _))
+        ));
+        assert!(probe("no-such-if0").is_err());
+    }
+
+    #[test]
+    fn timeout_rounding() {
+        assert_eq!(timeout_ms(Duration::ZERO), 0);
+        assert_eq!(timeout_ms(Duration::from_micros(1)), 1);
+        assert_eq!(timeout_ms(Duration::from_micros(1500)), 2);
+    }
+}
