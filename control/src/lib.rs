@@ -7,6 +7,7 @@
 //! - [`sdp`]: session descriptions and RFC 3264 offer/answer.
 //! - [`dialplan`]: the Asterisk `extensions.conf` language.
 //! - [`call`]: the B2BUA call manager joining an A leg and a B leg.
+//! - [`defence`]: rate limits, bans and caps applied to SIP input before the engine.
 //!
 //! Sockets, tokio and the clock live only at the edge: [`net`] (SIP transport
 //! and the run loop) and [`mgmt`] (the management socket). [`config`] loads and
@@ -17,6 +18,7 @@
 
 pub mod call;
 pub mod config;
+pub mod defence;
 pub mod dialplan;
 pub mod mgmt;
 pub mod net;
