@@ -194,6 +194,17 @@ impl Defence {
             .is_some_and(|b| b > now)
     }
 
+    /// The cheap first test, before parsing: true (and counted) when `from` is banned and the
+    /// datagram must be dropped.
+    pub fn drop_banned(&mut self, from: SocketAddr, now: Instant) -> bool {
+        let ip = from.ip();
+        if !self.limits.allow.contains(&ip) && self.is_banned(ip, now) {
+            self.stats.dropped_banned += 1;
+            return true;
+        }
+        false
+    }
+
     /// Judges one raw datagram from `from`. `parsed` is the parse result when the caller
     /// already parsed it (only requests are limited; responses pass unless banned/oversize).
     pub fn handle_datagram(

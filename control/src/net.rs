@@ -232,6 +232,9 @@ enum Judged {
 
 impl Gate {
     fn judge(&mut self, bytes: &[u8], from: SocketAddr, now: Instant) -> Judged {
+        if self.defence.drop_banned(from, now) {
+            return Judged::Drop;
+        }
         let parsed = Message::parse(bytes);
         let verdict = self
             .defence

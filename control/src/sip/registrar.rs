@@ -2,7 +2,8 @@
 //! of other requests ([`Registrar::authenticate`], 407 challenges for INVITE and friends).
 //!
 //! Hardening (issue 3):
-//! - challenges offer SHA-256 (RFC 8760) first and MD5 beside it, two headers, one nonce;
+//! - SHA-256 (RFC 8760) answers are accepted; a SHA-256 challenge is offered first beside MD5
+//!   when [`Registrar::set_offer_sha256`] is on (off by default: baresip 1.0 rejects it);
 //! - `qop=auth` nonce counts must grow per nonce: a repeated or lower `nc` is a replay and is
 //!   challenged again (the table is bounded by [`NC_TABLE_MAX`] and the nonce lifetime);
 //! - an unknown user and a wrong password get the same fresh challenge, built the same way
@@ -65,6 +66,8 @@ pub struct Registrar {
     /// Highest `nc` accepted per nonce, with the wall second it was first used. Behind a
     /// mutex because [`Registrar::authenticate`] takes `&self`.
     nonce_counts: Mutex<HashMap<String, (u32, u64)>>,
+    /// Offer a SHA-256 challenge (first) beside MD5.
+    offer_sha256: bool,
 }
 
 /// Result of checking a request's credentials, before it is turned into a response.
@@ -82,7 +85,14 @@ impl Registrar {
             mint: NonceMint::new(secret, NONCE_LIFETIME),
             bindings: HashMap::new(),
             nonce_counts: Mutex::new(HashMap::new()),
+            offer_sha256: false,
         }
+    }
+
+    /// Offer SHA-256 (RFC 8760) challenges, first, beside MD5. Off by default: some deployed
+    /// UAs refuse a 401 that names an algorithm they do not know.
+    pub fn set_offer_sha256(&mut self, on: bool) {
+        self.offer_sha256 = on;
     }
 
     pub fn realm(&self) -> &str {
@@ -168,8 +178,15 @@ impl Registrar {
         let mut r = Response::for_request(req, code);
         r.set_to_tag(&new_tag());
         let nonce = self.mint.mint(now_secs);
-        // RFC 8760 §2.4: one challenge per algorithm, the preferred first.
-        for alg in [Algorithm::Sha256, Algorithm::Md5] {
+        // RFC 8760 §2.4: one challenge per algorithm. SHA-256 is offered only when enabled:
+        // baresip/libre 1.0 fails the whole authentication (ENOSYS) when any challenge names
+        // an algorithm it lacks, even with MD5 beside it. SHA-256 answers are always accepted.
+        let algs: &[Algorithm] = if self.offer_sha256 {
+            &[Algorithm::Sha256, Algorithm::Md5]
+        } else {
+            &[Algorithm::Md5]
+        };
+        for &alg in algs {
             r.headers
                 .push(header, digest::challenge(&self.realm, &nonce, alg, stale));
         }
@@ -604,8 +621,11 @@ mod tests {
     }
 
     #[test]
-    fn sha256_offered_first_and_accepted() {
+    fn sha256_offered_beside_md5_and_accepted() {
         let (now, mut reg) = (epoch(), registrar());
+        let chal = reg.handle_register(&register("alice", "<sip:a@h>", 1), src(), now, T0);
+        assert_eq!(chal.headers.get_all("WWW-Authenticate").count(), 1);
+        reg.set_offer_sha256(true);
         let chal = reg.handle_register(&register("alice", "<sip:a@h>", 1), src(), now, T0);
         let offers: Vec<&str> = chal.headers.get_all("WWW-Authenticate").collect();
         assert_eq!(offers.len(), 2, "{offers:?}");
