@@ -100,6 +100,8 @@ pub struct Config {
     pub dialplan_file: Option<PathBuf>,
     pub context: String,
     pub mgmt_socket: PathBuf,
+    /// `[sip.limits]`: the defence settings (docs/sip-limits.md).
+    pub limits: crate::defence::Limits,
 }
 
 #[derive(Deserialize)]
@@ -119,6 +121,7 @@ struct RawSip {
     user_agent: Option<String>,
     #[serde(default)]
     user: Vec<Spanned<RawUser>>,
+    limits: Option<crate::defence::Limits>,
 }
 
 #[derive(Deserialize)]
@@ -295,6 +298,7 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         realm: None,
         user_agent: None,
         user: Vec::new(),
+        limits: None,
     });
     let mut listen = Vec::new();
     match &sip.listen {
@@ -566,6 +570,7 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         dialplan_file,
         context,
         mgmt_socket,
+        limits: sip.limits.unwrap_or_default(),
     })
 }
 
@@ -601,6 +606,25 @@ mod tests {
         assert_eq!(c.users[0].password, "tandem1001");
         assert_eq!(c.dataplane.cores.len(), 1);
         assert_eq!(c.context, "default");
+    }
+
+    #[test]
+    fn sip_limits_table() {
+        let c =
+            parse("[sip]\n[sip.limits]\nrate_per_sec = 5\nban_secs = 9\nallow = [\"10.0.0.1\"]\n")
+                .unwrap();
+        assert_eq!(c.limits.rate_per_sec, 5);
+        assert_eq!(c.limits.ban_secs, 9);
+        assert_eq!(
+            c.limits.allow,
+            vec!["10.0.0.1".parse::<std::net::IpAddr>().unwrap()]
+        );
+        assert_eq!(
+            c.limits.max_headers,
+            crate::defence::Limits::default().max_headers
+        );
+        let e = parse("[sip]\n[sip.limits]\nrate = 5\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
     }
 
     #[test]

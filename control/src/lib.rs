@@ -9,6 +9,7 @@
 //! - [`call`]: the B2BUA call manager joining an A leg and a B leg.
 //! - [`q931`]: the Q.931 message/IE codec; [`isdn`]: Q.921 LAPD and the
 //!   ISDN PRI call state machines (user and network side).
+//! - [`defence`]: rate limits, bans and caps applied to SIP input before the engine.
 //!
 //! Sockets, tokio and the clock live only at the edge: [`net`] (SIP transport
 //! and the run loop) and [`mgmt`] (the management socket). [`config`] loads and
@@ -22,6 +23,7 @@ pub mod agi;
 pub mod call;
 pub mod cdr;
 pub mod config;
+pub mod defence;
 pub mod dialplan;
 pub mod isdn;
 pub mod mgmt;

@@ -5,6 +5,13 @@
 //! loop contract: feed input with `now`, drain `poll_transmit`, sleep until
 //! `poll_timeout`. The dataplane's event rings are drained on every turn and at
 //! least every 20 ms.
+//!
+//! Every datagram passes the [`Defence`] gate (bans, rate limits, caps, size limits) and the
+//! RFC 3261 §8.2 request checks ([`crate::sip::check`]) before the engine sees it; responses
+//! the gate or the checks produce are sent from here, statelessly. Every message the engine
+//! sends is shown back to the gate so it can close transactions, track dialogs and count
+//! failed authentications. The gate's counters are logged every [`STATS_EVERY`] when they
+//! change, and at shutdown.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,12 +22,19 @@ use tokio::sync::mpsc;
 
 use crate::call::{Engine, EngineConfig};
 use crate::config::Config;
+use crate::defence::{Defence, DefenceStats, Verdict};
 use crate::mgmt::{self, MgmtCall, MgmtReply, MgmtRequest, WorkerInfo};
+use crate::sip::transaction::response_dest;
+use crate::sip::{check, Message, Response};
 
 /// How often the dataplane event rings are drained when nothing else happens.
 const MEDIA_POLL: Duration = Duration::from_millis(20);
 /// How long shutdown waits for BYEs to be answered.
 const DRAIN_LIMIT: Duration = Duration::from_secs(4);
+/// How often the defence counters are logged (when they changed).
+const STATS_EVERY: Duration = Duration::from_secs(5);
+/// The methods we announce in `Allow` on 501 answers.
+const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER";
 
 /// Errors that stop the daemon before it serves.
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +156,12 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
     let primary = sockets[0].clone();
     let mut drain_deadline: Option<Instant> = None;
+    let mut gate = Gate {
+        defence: Defence::new(cfg.limits.clone()),
+        server: cfg.user_agent.clone(),
+        last_stats: DefenceStats::default(),
+        next_stats: t0 + STATS_EVERY,
+    };
 
     loop {
         let t = now();
@@ -150,7 +170,18 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
             .map_or(t + MEDIA_POLL, |d| d.min(t + MEDIA_POLL));
         let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(next));
         tokio::select! {
-            Some((bytes, from)) = dg_rx.recv() => engine.handle_datagram(&bytes, from, now()),
+            Some((bytes, from)) = dg_rx.recv() => {
+                let t = now();
+                match gate.judge(&bytes, from, t) {
+                    Judged::Pass => engine.handle_datagram(&bytes, from, t),
+                    Judged::Reply(bytes, dest) => {
+                        if let Err(e) = primary.send_to(&bytes, dest).await {
+                            tracing::warn!("SIP send to {dest} failed: {e}");
+                        }
+                    }
+                    Judged::Drop => {}
+                }
+            }
             Some((req, reply)) = mg_rx.recv() => {
                 let r = answer_mgmt(&mut engine, req, now());
                 let _ = reply.send(r);
@@ -161,6 +192,7 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
         }
         engine.handle_media_events(now());
         while let Some(out) = engine.poll_transmit() {
+            gate.sent(&out.bytes, now());
             if let Err(e) = primary.send_to(&out.bytes, out.dest).await {
                 tracing::warn!("SIP send to {} failed: {e}", out.dest);
             }
@@ -168,16 +200,117 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
         for line in engine.drain_log() {
             tracing::info!("{line}");
         }
+        gate.log(now(), false);
         if let Some(deadline) = drain_deadline {
             if engine.is_drained() || now() >= deadline {
                 break;
             }
         }
     }
+    gate.log(now(), true);
     mgmt_task.abort();
     let _ = std::fs::remove_file(&cfg.mgmt_socket);
     tracing::info!("tandemd stopped");
     Ok(engine.into_media())
+}
+
+/// The defence gate and the §8.2 checks, run on each datagram before the engine.
+struct Gate {
+    defence: Defence,
+    server: String,
+    last_stats: DefenceStats,
+    next_stats: Instant,
+}
+
+/// What [`Gate::judge`] decided.
+enum Judged {
+    Pass,
+    /// Send these bytes there; the engine does not see the datagram.
+    Reply(Vec<u8>, SocketAddr),
+    Drop,
+}
+
+impl Gate {
+    fn judge(&mut self, bytes: &[u8], from: SocketAddr, now: Instant) -> Judged {
+        if self.defence.drop_banned(from, now) {
+            return Judged::Drop;
+        }
+        let parsed = Message::parse(bytes);
+        let verdict = self
+            .defence
+            .handle_datagram(bytes, parsed.as_ref().ok(), from, now);
+        for (ip, why) in self.defence.drain_bans() {
+            tracing::warn!(
+                "sip defence: banned {ip} for {} s ({why})",
+                self.defence.limits().ban_secs
+            );
+        }
+        match verdict {
+            Verdict::Drop => return Judged::Drop,
+            Verdict::Reply(resp) => return self.reply(*resp, from),
+            Verdict::Pass => {}
+        }
+        match parsed {
+            Ok(Message::Request(req)) => match check::check_request(&req, ALLOW) {
+                Some(resp) => {
+                    tracing::info!(
+                        "SIP {} from {from}: refused with {} (RFC 3261 §8.2)",
+                        req.method,
+                        resp.code
+                    );
+                    self.reply(resp, from)
+                }
+                None => Judged::Pass,
+            },
+            // A malformed request whose status is not 400 (505 for a bad SIP version): the
+            // engine only knows 400, so answer here.
+            Err(e) if e.can_respond() && e.status_code() != 400 => match &e.partial {
+                Some(req) if req.method != crate::sip::Method::Ack => {
+                    let code = e.status_code();
+                    tracing::info!(
+                        "SIP from {from}: malformed request, sent {code}: {}",
+                        e.reason
+                    );
+                    let mut resp = Response::for_request(req, code);
+                    resp.set_to_tag(&crate::sip::new_tag());
+                    self.reply(resp, from)
+                }
+                _ => Judged::Drop,
+            },
+            _ => Judged::Pass,
+        }
+    }
+
+    fn reply(&self, mut resp: Response, from: SocketAddr) -> Judged {
+        resp.headers.set("Server", self.server.as_str());
+        let dest = resp.top_via().map_or(from, |via| response_dest(&via, from));
+        Judged::Reply(Message::Response(resp).to_bytes(), dest)
+    }
+
+    /// The engine sends `bytes`: let the defence see it.
+    fn sent(&mut self, bytes: &[u8], now: Instant) {
+        match Message::parse(bytes) {
+            Ok(Message::Response(r)) => self.defence.handle_response_sent(&r, now),
+            Ok(Message::Request(r)) => self.defence.handle_request_sent(&r),
+            Err(_) => {}
+        }
+    }
+
+    /// Logs the counters when they changed (at most every [`STATS_EVERY`] unless `force`).
+    fn log(&mut self, now: Instant, force: bool) {
+        if !force && now < self.next_stats {
+            return;
+        }
+        self.next_stats = now + STATS_EVERY;
+        let s = self.defence.defence_stats(now);
+        if force || s != self.last_stats {
+            tracing::info!(
+                "sip defence stats: {}",
+                serde_json::to_string(&s).unwrap_or_default()
+            );
+            self.last_stats = s;
+        }
+    }
 }
 
 async fn recv_signal(sig: &mut Option<tokio::signal::unix::Signal>) {

@@ -4,7 +4,8 @@
 //!
 //! Nonces are stateless: [`NonceMint`] packs the mint time and a random salt with a truncated
 //! SHA-256 MAC keyed by a server secret, so any nonce we issued can be checked (and aged) without
-//! remembering it. Replay within the nonce lifetime is not tracked (no `nc` bookkeeping).
+//! remembering it. Replay (a repeated `nc` for one nonce) is refused by the registrar, which
+//! keeps the per-nonce counts.
 
 use std::fmt::Write as _;
 use std::time::Duration;

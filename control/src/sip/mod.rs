@@ -6,6 +6,8 @@
 //! - [`transaction`]: the four RFC 3261 §17 transaction state machines (with RFC 6026's
 //!   Accepted state) behind a [`TransactionLayer`] that matches messages to transactions and
 //!   runs timers A-M from the `now` it is given ([`timer`]).
+//! - [`check`]: the RFC 3261 §8.2 UAS checks (501, 416, 420, 415, 406) applied before
+//!   method-specific processing.
 //! - [`digest`]: HTTP digest authentication (RFC 2617 / RFC 7616, MD5 and SHA-256) with
 //!   stateless, self-validating nonces.
 //! - [`registrar`]: REGISTER handling, location bindings and request authentication.
@@ -13,6 +15,7 @@
 //! Transport (UDP/TCP sockets) and the run loop live in `control::net`; dialogs and B2BUA legs
 //! in `control::call`.
 
+pub mod check;
 pub mod digest;
 pub mod message;
 pub mod registrar;

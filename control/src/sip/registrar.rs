@@ -1,11 +1,20 @@
 //! Registrar and location service (RFC 3261 §10.3) with digest authentication of REGISTER and
 //! of other requests ([`Registrar::authenticate`], 407 challenges for INVITE and friends).
 //!
+//! Hardening (issue 3):
+//! - SHA-256 (RFC 8760) answers are accepted; a SHA-256 challenge is offered first beside MD5
+//!   when [`Registrar::set_offer_sha256`] is on (off by default: baresip 1.0 rejects it);
+//! - `qop=auth` nonce counts must grow per nonce: a repeated or lower `nc` is a replay and is
+//!   challenged again (the table is bounded by [`NC_TABLE_MAX`] and the nonce lifetime);
+//! - an unknown user and a wrong password get the same fresh challenge, built the same way
+//!   after the same hashing work, so a scanner cannot enumerate users.
+//!
 //! Sans-IO: the caller passes `now` (monotonic, for binding expiry) and `now_secs` (wall-clock
 //! seconds, for nonce ageing) and sends the returned response through its server transaction.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::digest::{self, Algorithm, Credentials, NonceMint, NonceState};
@@ -19,6 +28,9 @@ pub const MIN_EXPIRES: u32 = 60;
 pub const MAX_EXPIRES: u32 = 7200;
 /// How long a nonce stays fresh.
 pub const NONCE_LIFETIME: Duration = Duration::from_secs(300);
+/// Most nonces whose count is tracked at once. When full (and nothing has aged out), new
+/// nonces are refused with a fresh challenge rather than tracked unsafely.
+pub const NC_TABLE_MAX: usize = 20_000;
 
 /// One registered contact of a user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +63,11 @@ pub struct Registrar {
     users: HashMap<String, String>,
     mint: NonceMint,
     bindings: HashMap<String, Vec<Binding>>,
+    /// Highest `nc` accepted per nonce, with the wall second it was first used. Behind a
+    /// mutex because [`Registrar::authenticate`] takes `&self`.
+    nonce_counts: Mutex<HashMap<String, (u32, u64)>>,
+    /// Offer a SHA-256 challenge (first) beside MD5.
+    offer_sha256: bool,
 }
 
 /// Result of checking a request's credentials, before it is turned into a response.
@@ -58,7 +75,6 @@ enum Check {
     Ok(String),
     /// Challenge; `true` = stale.
     Challenge(bool),
-    Forbidden(&'static str),
 }
 
 impl Registrar {
@@ -68,7 +84,15 @@ impl Registrar {
             users,
             mint: NonceMint::new(secret, NONCE_LIFETIME),
             bindings: HashMap::new(),
+            nonce_counts: Mutex::new(HashMap::new()),
+            offer_sha256: false,
         }
+    }
+
+    /// Offer SHA-256 (RFC 8760) challenges, first, beside MD5. Off by default: some deployed
+    /// UAs refuse a 401 that names an algorithm they do not know.
+    pub fn set_offer_sha256(&mut self, on: bool) {
+        self.offer_sha256 = on;
     }
 
     pub fn realm(&self) -> &str {
@@ -90,16 +114,57 @@ impl Registrar {
         if state == NonceState::Invalid {
             return Check::Challenge(false);
         }
-        let Some(password) = self.users.get(&c.username) else {
-            return Check::Forbidden("unknown user");
+        // Unknown user or wrong password: the same work and the same answer (a fresh
+        // challenge), so the response does not tell whether the user exists.
+        let (password, known) = match self.users.get(&c.username) {
+            Some(p) => (p.as_str(), true),
+            None => ("\u{0}no such user\u{0}", false),
         };
-        if !digest::verify(&c, req.method.as_str(), password) {
-            return Check::Forbidden("wrong password");
+        let good = digest::verify(&c, req.method.as_str(), password);
+        if !(good && known) {
+            return Check::Challenge(false);
         }
         if state == NonceState::Stale {
             return Check::Challenge(true);
         }
+        if !self.count_nonce(&c, now_secs) {
+            return Check::Challenge(false);
+        }
         Check::Ok(c.username)
+    }
+
+    /// Records the use of `c.nonce` with `c.nc`; false if it is a replay (an `nc` not above
+    /// the last accepted one) or the table is full.
+    fn count_nonce(&self, c: &Credentials, now_secs: u64) -> bool {
+        let Some(nc) = c.nc.as_deref() else {
+            // No qop (RFC 2069 form): there is no count to check; the nonce lifetime bounds
+            // reuse. We always offer qop=auth, so only old clients get here.
+            return true;
+        };
+        let Ok(nc) = u32::from_str_radix(nc.trim(), 16) else {
+            return false;
+        };
+        let Ok(mut table) = self.nonce_counts.lock() else {
+            return false;
+        };
+        if table.len() >= NC_TABLE_MAX && !table.contains_key(&c.nonce) {
+            let life = NONCE_LIFETIME.as_secs();
+            table.retain(|_, (_, t)| now_secs.saturating_sub(*t) <= life);
+            if table.len() >= NC_TABLE_MAX {
+                return false;
+            }
+        }
+        match table.get_mut(&c.nonce) {
+            Some((last, _)) if nc <= *last => false,
+            Some((last, _)) => {
+                *last = nc;
+                true
+            }
+            None => {
+                table.insert(c.nonce.clone(), (nc, now_secs));
+                true
+            }
+        }
     }
 
     fn challenge(
@@ -113,10 +178,18 @@ impl Registrar {
         let mut r = Response::for_request(req, code);
         r.set_to_tag(&new_tag());
         let nonce = self.mint.mint(now_secs);
-        r.headers.push(
-            header,
-            digest::challenge(&self.realm, &nonce, Algorithm::Md5, stale),
-        );
+        // RFC 8760 §2.4: one challenge per algorithm. SHA-256 is offered only when enabled:
+        // baresip/libre 1.0 fails the whole authentication (ENOSYS) when any challenge names
+        // an algorithm it lacks, even with MD5 beside it. SHA-256 answers are always accepted.
+        let algs: &[Algorithm] = if self.offer_sha256 {
+            &[Algorithm::Sha256, Algorithm::Md5]
+        } else {
+            &[Algorithm::Md5]
+        };
+        for &alg in algs {
+            r.headers
+                .push(header, digest::challenge(&self.realm, &nonce, alg, stale));
+        }
         r
     }
 
@@ -137,7 +210,6 @@ impl Registrar {
             Check::Challenge(stale) => {
                 Auth::Challenge(self.challenge(req, 407, "Proxy-Authenticate", stale, now_secs))
             }
-            Check::Forbidden(why) => Auth::Forbidden(Self::reject(req, 403, Some(why))),
         }
     }
 
@@ -164,7 +236,6 @@ impl Registrar {
             Check::Challenge(stale) => {
                 return self.challenge(req, 401, "WWW-Authenticate", stale, now_secs)
             }
-            Check::Forbidden(why) => return Self::reject(req, 403, Some(why)),
         };
         if user != aor {
             return Self::reject(req, 403, Some("To does not match the authenticated user"));
@@ -333,6 +404,12 @@ mod tests {
 
     /// Answers `chal` (a 401/407) the way a UA would.
     fn authorize(mut req: Request, chal: &Response, user: &str, password: &str) -> Request {
+        // Each authorisation uses the next nonce count, as a UA reusing a nonce would.
+        static NC: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+        let nc = format!(
+            "{:08x}",
+            NC.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let hdr = chal
             .headers
             .get("WWW-Authenticate")
@@ -353,11 +430,11 @@ mod tests {
             req.method.as_str(),
             &req.uri,
             &c.nonce,
-            Some(("00000001", "abcd")),
+            Some((&nc, "abcd")),
         );
         let v = format!(
             "Digest username=\"{user}\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", response=\"{resp}\", \
-             algorithm=MD5, qop=auth, nc=00000001, cnonce=\"abcd\"",
+             algorithm=MD5, qop=auth, nc={nc}, cnonce=\"abcd\"",
             c.realm, c.nonce, req.uri
         );
         let name = if chal.code == 407 {
@@ -412,8 +489,13 @@ mod tests {
         assert_eq!(b[0].source, src());
         assert_eq!(b[0].user_agent.as_deref(), Some("softphone/1.0"));
 
-        // replayed CSeq in the same Call-ID: out of order
-        let r = reg.handle_register(&req, src(), now, T0 + 2);
+        // the same request again: its nonce count is a replay
+        assert_eq!(reg.handle_register(&req, src(), now, T0 + 2).code, 401);
+        // re-authorised (next nonce count), same CSeq in the same Call-ID: out of order
+        let mut again = req.clone();
+        again.headers.remove("Authorization");
+        let again = authorize(again, &chal, "alice", "secret");
+        let r = reg.handle_register(&again, src(), now, T0 + 2);
         assert_eq!(r.code, 500);
 
         // refresh with Expires header (huge: capped) and a second contact
@@ -467,10 +549,27 @@ mod tests {
     fn wrong_password_unknown_user_and_to_mismatch() {
         let (now, mut reg) = (epoch(), registrar());
         let chal = reg.handle_register(&register("alice", "<sip:a@h>", 1), src(), now, T0);
+        // wrong password and unknown user: the same fresh challenge (no user enumeration)
         let req = authorize(register("alice", "<sip:a@h>", 2), &chal, "alice", "wrong");
-        assert_eq!(reg.handle_register(&req, src(), now, T0).code, 403);
-        let req = authorize(register("mallory", "<sip:a@h>", 2), &chal, "mallory", "x");
-        assert_eq!(reg.handle_register(&req, src(), now, T0).code, 403);
+        let r1 = reg.handle_register(&req, src(), now, T0);
+        let req = authorize(register("alice", "<sip:a@h>", 2), &chal, "mallory", "x");
+        let r2 = reg.handle_register(&req, src(), now, T0);
+        assert_eq!((r1.code, r2.code), (401, 401));
+        assert_eq!(r1.reason, r2.reason);
+        let shape = |r: &Response| {
+            let mut h: Vec<String> = r
+                .headers
+                .iter()
+                .map(|(n, v)| match n {
+                    "To" => v.split(";tag=").next().unwrap_or("").to_string(),
+                    "WWW-Authenticate" => v.split("nonce=").next().unwrap_or("").to_string(),
+                    _ => format!("{n}: {v}"),
+                })
+                .collect();
+            h.sort();
+            h
+        };
+        assert_eq!(shape(&r1), shape(&r2));
         // alice's credentials used to register bob's AOR
         let mut req = authorize(register("alice", "<sip:a@h>", 2), &chal, "alice", "secret");
         req.headers.set("To", "<sip:bob@tandem>");
@@ -522,6 +621,50 @@ mod tests {
     }
 
     #[test]
+    fn sha256_offered_beside_md5_and_accepted() {
+        let (now, mut reg) = (epoch(), registrar());
+        let chal = reg.handle_register(&register("alice", "<sip:a@h>", 1), src(), now, T0);
+        assert_eq!(chal.headers.get_all("WWW-Authenticate").count(), 1);
+        reg.set_offer_sha256(true);
+        let chal = reg.handle_register(&register("alice", "<sip:a@h>", 1), src(), now, T0);
+        let offers: Vec<&str> = chal.headers.get_all("WWW-Authenticate").collect();
+        assert_eq!(offers.len(), 2, "{offers:?}");
+        assert!(offers[0].contains("algorithm=SHA-256"), "{offers:?}");
+        assert!(offers[1].contains("algorithm=MD5"), "{offers:?}");
+        let c = Credentials::parse(&offers[0].replacen(
+            "Digest",
+            "Digest username=\"x\", uri=\"x\", response=\"x\",",
+            1,
+        ))
+        .unwrap();
+        let mut req = register("alice", "<sip:a@h>", 2);
+        let resp = response(
+            Algorithm::Sha256,
+            "alice",
+            &c.realm,
+            "secret",
+            "REGISTER",
+            &req.uri,
+            &c.nonce,
+            Some(("00000001", "ef01")),
+        );
+        assert_eq!(resp.len(), 64);
+        req.headers.set(
+            "Authorization",
+            format!(
+                "Digest username=\"alice\", realm=\"{}\", nonce=\"{}\", uri=\"{}\", \
+                 response=\"{resp}\", algorithm=SHA-256, qop=auth, nc=00000001, cnonce=\"ef01\"",
+                c.realm, c.nonce, req.uri
+            ),
+        );
+        assert_eq!(reg.handle_register(&req, src(), now, T0).code, 200);
+        // replayed (same nc, new CSeq): refused with a challenge, nc 2 accepted
+        let mut again = req.clone();
+        again.headers.set("CSeq", "3 REGISTER");
+        assert_eq!(reg.handle_register(&again, src(), now, T0).code, 401);
+    }
+
+    #[test]
     fn expiry() {
         let (now, mut reg) = (epoch(), registrar());
         let chal = reg.handle_register(&register("alice", "<sip:a@h>", 1), src(), now, T0);
@@ -555,16 +698,30 @@ mod tests {
         assert!(chal.headers.get("Proxy-Authenticate").is_some());
         let ok = authorize(inv.clone(), &chal, "alice", "secret");
         assert!(matches!(reg.authenticate(&ok, T0 + 10), Auth::Ok { ref user } if user == "alice"));
-        // Authorization (not Proxy-) is accepted too
+        // the same nonce count again is a replay: challenged
+        assert!(matches!(reg.authenticate(&ok, T0 + 10), Auth::Challenge(_)));
+        // a lower one too, after a higher one was used
+        let higher = authorize(inv.clone(), &chal, "alice", "secret");
+        assert!(matches!(
+            reg.authenticate(&higher, T0 + 10),
+            Auth::Ok { .. }
+        ));
+        assert!(matches!(reg.authenticate(&ok, T0 + 10), Auth::Challenge(_)));
+        // Authorization (not Proxy-) is accepted too (fresh challenge, fresh count)
+        let Auth::Challenge(chal) = reg.authenticate(&inv, T0) else {
+            panic!()
+        };
+        let ok = authorize(inv.clone(), &chal, "alice", "secret");
         let mut www = ok.clone();
         let v = www.headers.remove_first("Proxy-Authorization").unwrap();
         www.headers.push("Authorization", v);
         assert!(matches!(reg.authenticate(&www, T0 + 10), Auth::Ok { .. }));
         let bad = authorize(inv.clone(), &chal, "alice", "nope");
-        let Auth::Forbidden(r) = reg.authenticate(&bad, T0) else {
+        let Auth::Challenge(r) = reg.authenticate(&bad, T0) else {
             panic!()
         };
-        assert_eq!(r.code, 403);
+        assert_eq!(r.code, 407);
+        let ok = authorize(inv.clone(), &chal, "alice", "secret");
         let Auth::Challenge(r) = reg.authenticate(&ok, T0 + 1000) else {
             panic!()
         };

@@ -39,6 +39,11 @@ pub struct TxKey {
     /// The transaction's method; ACK maps to INVITE.
     method: Method,
     server: bool,
+    /// Server side: Call-ID and CSeq number. RFC 3261 §17.2.3 matches on branch, sent-by and
+    /// method only; a request that agrees on those but not on Call-ID/CSeq is a branch
+    /// collision (a broken or hostile client), not a retransmission, and gets its own
+    /// transaction instead of a stale cached response.
+    request: String,
 }
 
 impl fmt::Display for TxKey {
@@ -69,6 +74,11 @@ impl TxKey {
             sent_by: via.sent_by(),
             method,
             server: true,
+            request: format!(
+                "{}|{}",
+                req.call_id().unwrap_or(""),
+                req.cseq().map_or(0, |c| c.seq)
+            ),
         }
     }
 
@@ -79,6 +89,7 @@ impl TxKey {
             sent_by: via.sent_by(),
             method: cseq_method.clone(),
             server: false,
+            request: String::new(),
         }
     }
 }
@@ -1016,7 +1027,9 @@ impl TransactionLayer {
 
 /// Where responses go (§18.2.2, RFC 3581): the source address if rport was asked for, else the
 /// source IP (the `received` address) and the sent-by port.
-fn response_dest(via: &Via, from: SocketAddr) -> SocketAddr {
+/// Where a response to a request with top Via `via` received from `from` goes (RFC 3261
+/// §18.2.2 for UDP, RFC 3581 rport).
+pub fn response_dest(via: &Via, from: SocketAddr) -> SocketAddr {
     if via.rport().is_some() {
         return from;
     }
@@ -1487,6 +1500,7 @@ mod tests {
             sent_by: ME.into(),
             method: Method::Bye,
             server: true,
+            request: String::new(),
         };
         assert!(matches!(
             l.send_response(&bogus, Response::new(200), t0),
@@ -1497,6 +1511,28 @@ mod tests {
             peer(),
         );
         assert_eq!(drain(&mut l).len(), 1);
+    }
+
+    #[test]
+    fn branch_collision_is_a_new_transaction() {
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let t0 = epoch();
+        let a = incoming(Method::Options, "z9hG4bKsame", 1);
+        let mut b = a.clone();
+        b.headers.set("Call-ID", "another-call");
+        assert!(matches!(
+            l.handle(Message::Request(a.clone()), peer(), t0),
+            Incoming::Request { .. }
+        ));
+        // a true retransmission is absorbed, a collision is a new request
+        assert!(matches!(
+            l.handle(Message::Request(a), peer(), t0),
+            Incoming::Absorbed
+        ));
+        assert!(matches!(
+            l.handle(Message::Request(b), peer(), t0),
+            Incoming::Request { .. }
+        ));
     }
 
     #[test]
