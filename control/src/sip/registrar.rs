@@ -6,8 +6,8 @@
 //!   when [`Registrar::set_offer_sha256`] is on (off by default: baresip 1.0 rejects it);
 //! - `qop=auth` nonce counts must grow per nonce: a repeated or lower `nc` is a replay and is
 //!   challenged again (the table is bounded by [`NC_TABLE_MAX`] and the nonce lifetime);
-//! - an unknown user and a wrong password get the same fresh challenge, built the same way
-//!   after the same hashing work, so a scanner cannot enumerate users.
+//! - an unknown user and a wrong password get the same 403 after the same hashing work,
+//!   so a scanner cannot enumerate users.
 //!
 //! Sans-IO: the caller passes `now` (monotonic, for binding expiry) and `now_secs` (wall-clock
 //! seconds, for nonce ageing) and sends the returned response through its server transaction.
@@ -75,6 +75,8 @@ enum Check {
     Ok(String),
     /// Challenge; `true` = stale.
     Challenge(bool),
+    /// Credentials for our realm and a valid nonce, but wrong (unknown user or wrong password).
+    Refuse,
 }
 
 impl Registrar {
@@ -114,15 +116,15 @@ impl Registrar {
         if state == NonceState::Invalid {
             return Check::Challenge(false);
         }
-        // Unknown user or wrong password: the same work and the same answer (a fresh
-        // challenge), so the response does not tell whether the user exists.
+        // Unknown user or wrong password: the same work and the same answer (403, after
+        // the challenge), so the response does not tell whether the user exists.
         let (password, known) = match self.users.get(&c.username) {
             Some(p) => (p.as_str(), true),
             None => ("\u{0}no such user\u{0}", false),
         };
         let good = digest::verify(&c, req.method.as_str(), password);
         if !(good && known) {
-            return Check::Challenge(false);
+            return Check::Refuse;
         }
         if state == NonceState::Stale {
             return Check::Challenge(true);
@@ -210,6 +212,7 @@ impl Registrar {
             Check::Challenge(stale) => {
                 Auth::Challenge(self.challenge(req, 407, "Proxy-Authenticate", stale, now_secs))
             }
+            Check::Refuse => Auth::Forbidden(Self::reject(req, 403, None)),
         }
     }
 
@@ -236,6 +239,7 @@ impl Registrar {
             Check::Challenge(stale) => {
                 return self.challenge(req, 401, "WWW-Authenticate", stale, now_secs)
             }
+            Check::Refuse => return Self::reject(req, 403, None),
         };
         if user != aor {
             return Self::reject(req, 403, Some("To does not match the authenticated user"));
@@ -549,12 +553,12 @@ mod tests {
     fn wrong_password_unknown_user_and_to_mismatch() {
         let (now, mut reg) = (epoch(), registrar());
         let chal = reg.handle_register(&register("alice", "<sip:a@h>", 1), src(), now, T0);
-        // wrong password and unknown user: the same fresh challenge (no user enumeration)
+        // wrong password and unknown user: the same 403 (no user enumeration)
         let req = authorize(register("alice", "<sip:a@h>", 2), &chal, "alice", "wrong");
         let r1 = reg.handle_register(&req, src(), now, T0);
         let req = authorize(register("alice", "<sip:a@h>", 2), &chal, "mallory", "x");
         let r2 = reg.handle_register(&req, src(), now, T0);
-        assert_eq!((r1.code, r2.code), (401, 401));
+        assert_eq!((r1.code, r2.code), (403, 403));
         assert_eq!(r1.reason, r2.reason);
         let shape = |r: &Response| {
             let mut h: Vec<String> = r
@@ -717,10 +721,10 @@ mod tests {
         www.headers.push("Authorization", v);
         assert!(matches!(reg.authenticate(&www, T0 + 10), Auth::Ok { .. }));
         let bad = authorize(inv.clone(), &chal, "alice", "nope");
-        let Auth::Challenge(r) = reg.authenticate(&bad, T0) else {
+        let Auth::Forbidden(r) = reg.authenticate(&bad, T0) else {
             panic!()
         };
-        assert_eq!(r.code, 407);
+        assert_eq!(r.code, 403);
         let ok = authorize(inv.clone(), &chal, "alice", "secret");
         let Auth::Challenge(r) = reg.authenticate(&ok, T0 + 1000) else {
             panic!()
