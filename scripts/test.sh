@@ -2,9 +2,11 @@
 # The whole test suite, on a fresh Debian/Ubuntu machine.
 #
 # Installs the test peers that are missing (Debian: baresip-core for the SIP
-# call tests, libbcg729-dev and libspandsp-dev as codec references; PyPI: pesq
-# and numpy for speech quality), then builds and runs every test of the
-# workspace. Slow soak and benchmark runs stay behind TANDEM_SLOW=1.
+# call tests, libbcg729-dev and libspandsp-dev as codec references, libpri-dev
+# and dahdi-source for the PRI peer and the DAHDI ABI check, freeradius for
+# RADIUS; PyPI: pesq and numpy for speech quality, pyst2 as FastAGI server),
+# then builds and runs every test of the workspace. Benchmarks are separate:
+# `cargo bench -p perf` and scripts/relay-bench.sh.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
