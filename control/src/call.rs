@@ -378,8 +378,7 @@ impl<M: Media> Engine<M> {
                             "SIP from {from}: malformed request, sent 400: {}",
                             e.reason
                         ));
-                        self.tl
-                            .send_stateless(&Message::Response(resp), reply_addr(&req, from));
+                        self.tl.send_stateless(&Message::Response(resp), from);
                     }
                     _ => {
                         self.stats.dropped += 1;
@@ -1679,13 +1678,6 @@ fn sanitize_reason(s: &str) -> String {
 }
 
 /// Where to send a stateless reply: the top Via's received/rport rules, else the source.
-fn reply_addr(req: &Request, from: SocketAddr) -> SocketAddr {
-    match req.top_via() {
-        Some(v) if v.rport().is_some() => from,
-        _ => from,
-    }
-}
-
 fn binding_host(contact: &str, local: SocketAddr) -> String {
     Uri::parse(contact)
         .map(|u| match u.port {
