@@ -1,4 +1,4 @@
-//! The relay correctness checks of `relay_loopback.rs` (payload, SSRC/seq/ts
+//! Relay correctness on real loopback UDP (payload, SSRC/seq/ts
 //! continuity, RTCP, latching drops, echo, unsignalled/malformed drops) run
 //! against every I/O backend, plus multi-worker sharding: with two workers,
 //! each packet is handled by the worker that owns the session's ports.
