@@ -10,7 +10,7 @@ Commands (one JSON object per output line, like sipua.py):
                    --play in.wav --record out.wav [--timeout 30]
       REGISTER with digest auth (MD5 or SHA-256, qop=auth), wait for one
       INVITE, answer it with a G.729-only SDP (PT 18, annexb=no, ptime 20),
-      send `--play` (8 kHz mono 16-bit WAV) encoded with bcg729 as RTP, 20 ms
+      send 200 ms of silence and then `--play` (8 kHz mono 16-bit WAV) encoded with bcg729 as RTP, 20 ms
       per packet (2 frames), then silence; decode what arrives with bcg729 and
       write it to `--record` on BYE. Exit 0 when audio flowed both ways.
   g729ua.py loopback in.wav out.wav
@@ -38,6 +38,7 @@ import time
 import wave
 
 T0 = time.monotonic()
+LEAD_IN_SAMPLES = 1600  # 200 ms of silence before --play
 
 
 def emit(event, **fields):
@@ -296,7 +297,11 @@ class Ua:
         return "\r\n".join(lines) + "\r\n\r\n" + body
 
     def media_tx(self, play):
-        """Send `play` then silence, 20 ms per packet, until stopped."""
+        """Send 200 ms of silence, `play`, then silence, 20 ms per packet,
+        until stopped. The lead-in keeps the clip whole when the first packets
+        race the caller's 200 OK (a UA that is not yet in the call drops
+        them), as a person answering a phone says nothing for a moment."""
+        play = [0] * LEAD_IN_SAMPLES + list(play)
         seq, ts, ssrc = random.getrandbits(16), random.getrandbits(32), random.getrandbits(32)
         pos = 0
         nxt = time.monotonic()
