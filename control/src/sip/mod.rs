@@ -11,6 +11,7 @@
 //! - [`digest`]: HTTP digest authentication (RFC 2617 / RFC 7616, MD5 and SHA-256) with
 //!   stateless, self-validating nonces.
 //! - [`registrar`]: REGISTER handling, location bindings and request authentication.
+//! - [`stream`]: message framing on TCP/TLS (Content-Length, RFC 5626 keepalives, limits).
 //!
 //! Transport (UDP/TCP sockets) and the run loop live in `control::net`; dialogs and B2BUA legs
 //! in `control::call`.
@@ -19,6 +20,7 @@ pub mod check;
 pub mod digest;
 pub mod message;
 pub mod registrar;
+pub mod stream;
 pub mod timer;
 pub mod transaction;
 pub mod uri;
