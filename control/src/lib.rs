@@ -31,3 +31,4 @@ pub mod net;
 pub mod q931;
 pub mod sdp;
 pub mod sip;
+pub mod streams;
