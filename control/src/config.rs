@@ -65,6 +65,21 @@ pub struct ConfigError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
     Udp,
+    /// RFC 3261 §18 over TCP (Content-Length framing, replies on the same connection).
+    Tcp,
+    /// TCP with TLS (sips:, usually port 5061); needs `tls_certificate` and `tls_private_key`.
+    Tls,
+}
+
+impl Transport {
+    /// The name used in `listen` entries and Via headers (lowercase).
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Udp => "udp",
+            Transport::Tcp => "tcp",
+            Transport::Tls => "tls",
+        }
+    }
 }
 
 /// One `[sip] listen` entry, e.g. `udp:127.0.0.1:5060`.
@@ -102,6 +117,17 @@ pub struct Config {
     pub mgmt_socket: PathBuf,
     /// `[sip.limits]`: the defence settings (docs/sip-limits.md).
     pub limits: crate::defence::Limits,
+    /// `[sip] tls_certificate` / `tls_private_key`: PEM files for `tls:` listeners.
+    pub tls: Option<TlsFiles>,
+}
+
+/// The PEM files a `tls:` listener serves (`[sip] tls_certificate`, `tls_private_key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// Certificate chain, leaf first.
+    pub certificate: PathBuf,
+    /// The leaf's private key (PKCS#8, PKCS#1 or SEC1).
+    pub private_key: PathBuf,
 }
 
 #[derive(Deserialize)]
@@ -122,6 +148,8 @@ struct RawSip {
     #[serde(default)]
     user: Vec<Spanned<RawUser>>,
     limits: Option<crate::defence::Limits>,
+    tls_certificate: Option<Spanned<String>>,
+    tls_private_key: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -225,9 +253,14 @@ impl Config {
         parse_text(&text, &path.display().to_string(), Some(path))
     }
 
-    /// The primary SIP listener (responses and requests we originate leave from it).
+    /// The primary SIP listener: the first UDP one (requests Tandem originates
+    /// to UDP destinations, and datagram replies, leave from it).
     pub fn primary_listen(&self) -> Listen {
-        self.listen[0]
+        self.listen
+            .iter()
+            .copied()
+            .find(|l| l.transport == Transport::Udp)
+            .unwrap_or(self.listen[0])
     }
 }
 
@@ -238,14 +271,16 @@ fn parse_listen(s: &str) -> Result<Listen, String> {
     };
     let transport = match transport.to_ascii_lowercase().as_str() {
         "udp" => Transport::Udp,
-        "tcp" | "tls" | "ws" | "wss" => {
+        "tcp" => Transport::Tcp,
+        "tls" => Transport::Tls,
+        "ws" | "wss" => {
             return Err(format!(
-                "listen \"{s}\": transport {transport} is not supported yet (use udp:IP:PORT)"
+                "listen \"{s}\": transport {transport} is not supported yet (use udp, tcp or tls)"
             ))
         }
         other => {
             return Err(format!(
-                "listen \"{s}\": unknown transport \"{other}\" (use udp)"
+                "listen \"{s}\": unknown transport \"{other}\" (use udp, tcp or tls)"
             ))
         }
     };
@@ -299,6 +334,8 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         user_agent: None,
         user: Vec::new(),
         limits: None,
+        tls_certificate: None,
+        tls_private_key: None,
     });
     let mut listen = Vec::new();
     match &sip.listen {
@@ -319,6 +356,50 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
             transport: Transport::Udp,
             addr: SocketAddr::from(([127, 0, 0, 1], 5060)),
         }),
+    }
+    if !listen.iter().any(|l| l.transport == Transport::Udp) {
+        let at = sip
+            .listen
+            .as_ref()
+            .and_then(|l| l.first())
+            .map(|l| l.span());
+        let msg =
+            "[sip] listen needs at least one udp: entry (requests to UDP phones leave from it)";
+        return Err(match at {
+            Some(sp) => src.err(sp, msg),
+            None => ConfigError {
+                file: name.into(),
+                line: 0,
+                msg: msg.into(),
+            },
+        });
+    }
+    let base = path.and_then(Path::parent).unwrap_or(Path::new("."));
+    let tls = match (&sip.tls_certificate, &sip.tls_private_key) {
+        (Some(c), Some(k)) => Some(TlsFiles {
+            certificate: base.join(c.get_ref()),
+            private_key: base.join(k.get_ref()),
+        }),
+        (Some(c), None) => {
+            return Err(src.err(c.span(), "tls_certificate needs tls_private_key too"))
+        }
+        (None, Some(k)) => {
+            return Err(src.err(k.span(), "tls_private_key needs tls_certificate too"))
+        }
+        (None, None) => None,
+    };
+    if tls.is_none() {
+        if let Some(l) = sip
+            .listen
+            .iter()
+            .flatten()
+            .find(|l| parse_listen(l.get_ref()).is_ok_and(|l| l.transport == Transport::Tls))
+        {
+            return Err(src.err(
+                l.span(),
+                "a tls: listener needs [sip] tls_certificate and tls_private_key (PEM files)",
+            ));
+        }
     }
     let realm = match &sip.realm {
         Some(r) if r.get_ref().is_empty() || r.get_ref().contains('"') => {
@@ -571,6 +652,7 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         context,
         mgmt_socket,
         limits: sip.limits.unwrap_or_default(),
+        tls,
     })
 }
 

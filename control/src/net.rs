@@ -21,11 +21,12 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 use crate::call::{Engine, EngineConfig};
-use crate::config::Config;
+use crate::config::{Config, Transport};
 use crate::defence::{Defence, DefenceStats, Verdict};
 use crate::mgmt::{self, MgmtCall, MgmtReply, MgmtRequest, WorkerInfo};
 use crate::sip::transaction::response_dest;
 use crate::sip::{check, Message, Response};
+use crate::streams::{self, StreamSet};
 
 /// How often the dataplane event rings are drained when nothing else happens.
 const MEDIA_POLL: Duration = Duration::from_millis(20);
@@ -46,6 +47,9 @@ pub enum NetError {
     /// The management socket could not be created.
     #[error("management socket {0}: {1}")]
     Mgmt(String, std::io::Error),
+    /// A TCP/TLS listener or its certificate failed.
+    #[error(transparent)]
+    Stream(#[from] crate::streams::StreamError),
 }
 
 #[expect(clippy::disallowed_methods, reason = "the edge owns the clock")]
@@ -69,7 +73,7 @@ fn banner(cfg: &Config) {
     let sip: Vec<String> = cfg
         .listen
         .iter()
-        .map(|l| format!("udp:{}", l.addr))
+        .map(|l| format!("{}:{}", l.transport.name(), l.addr))
         .collect();
     let dp = &cfg.dataplane;
     println!("tandemd {} ready", env!("CARGO_PKG_VERSION"));
@@ -108,7 +112,7 @@ fn banner(cfg: &Config) {
 /// Run the daemon until SIGTERM/SIGINT; then hang up every call and return.
 pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dataplane, NetError> {
     let mut sockets = Vec::new();
-    for l in &cfg.listen {
+    for l in cfg.listen.iter().filter(|l| l.transport == Transport::Udp) {
         let s = UdpSocket::bind(l.addr)
             .await
             .map_err(|e| NetError::Bind(l.addr, e))?;
@@ -135,6 +139,17 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
                 }
             }
         });
+    }
+    let streams = StreamSet::new();
+    let tls = match &cfg.tls {
+        Some(f) => Some(streams::tls_config(&f.certificate, &f.private_key)?),
+        None => None,
+    };
+    for l in cfg.listen.iter().filter(|l| l.transport != Transport::Udp) {
+        let tls = (l.transport == Transport::Tls)
+            .then(|| tls.clone())
+            .flatten();
+        streams.listen(l.addr, tls, dg_tx.clone()).await?;
     }
     let (mg_tx, mut mg_rx) = mpsc::channel::<MgmtCall>(64);
     let mgmt_task = tokio::spawn(mgmt::serve(listener, mg_tx));
@@ -175,9 +190,7 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
                 match gate.judge(&bytes, from, t) {
                     Judged::Pass => engine.handle_datagram(&bytes, from, t),
                     Judged::Reply(bytes, dest) => {
-                        if let Err(e) = primary.send_to(&bytes, dest).await {
-                            tracing::warn!("SIP send to {dest} failed: {e}");
-                        }
+                        send(&streams, &primary, &bytes, dest).await;
                     }
                     Judged::Drop => {}
                 }
@@ -193,9 +206,7 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
         engine.handle_media_events(now());
         while let Some(out) = engine.poll_transmit() {
             gate.sent(&out.bytes, now());
-            if let Err(e) = primary.send_to(&out.bytes, out.dest).await {
-                tracing::warn!("SIP send to {} failed: {e}", out.dest);
-            }
+            send(&streams, &primary, &out.bytes, out.dest).await;
         }
         for line in engine.drain_log() {
             tracing::info!("{line}");
@@ -212,6 +223,27 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
     let _ = std::fs::remove_file(&cfg.mgmt_socket);
     tracing::info!("tandemd stopped");
     Ok(engine.into_media())
+}
+
+/// Send a message: on the TCP/TLS connection to `dest` when there is one,
+/// else as a UDP datagram from the primary socket.
+async fn send(streams: &StreamSet, udp: &UdpSocket, bytes: &[u8], dest: SocketAddr) {
+    if streams.open() > 0 && streams.send(dest, bytes, via_is_stream(bytes)) {
+        return;
+    }
+    if let Err(e) = udp.send_to(bytes, dest).await {
+        tracing::warn!("SIP send to {dest} failed: {e}");
+    }
+}
+
+/// Whether `bytes` is a response whose top Via names a stream transport.
+fn via_is_stream(bytes: &[u8]) -> bool {
+    match Message::parse(bytes) {
+        Ok(Message::Response(r)) => r
+            .top_via()
+            .is_some_and(|v| v.transport == "TCP" || v.transport == "TLS"),
+        _ => false,
+    }
 }
 
 /// The defence gate and the §8.2 checks, run on each datagram before the engine.

@@ -124,13 +124,18 @@ impl StreamSet {
         }
     }
 
-    /// Queue `bytes` on the connection to `dest` (or the one connection from
-    /// `dest`'s IP). `false`: no stream connection fits; send by datagram.
-    pub fn send(&self, dest: SocketAddr, bytes: &[u8]) -> bool {
+    /// Queue `bytes` on the connection whose peer is `dest`; with `same_ip`
+    /// (a response whose Via names a stream transport) also on the one
+    /// connection open from `dest`'s IP. `false`: no stream connection fits;
+    /// send by datagram.
+    pub fn send(&self, dest: SocketAddr, bytes: &[u8], same_ip: bool) -> bool {
         let Ok(conns) = self.conns.lock() else {
             return false;
         };
         let conn = conns.get(&dest).or_else(|| {
+            if !same_ip {
+                return None;
+            }
             let mut same_ip = conns.iter().filter(|(a, _)| a.ip() == dest.ip());
             match (same_ip.next(), same_ip.next()) {
                 (Some((_, c)), None) => Some(c),
@@ -408,11 +413,12 @@ mod tests {
         assert_eq!(read_some(&mut c).await, PONG);
         // A reply to the peer goes on its connection; to the same IP at its
         // listening port (Via without rport) too; elsewhere not.
-        assert!(set.send(me, b"SIP/2.0 200 OK\r\n\r\n"));
+        assert!(set.send(me, b"SIP/2.0 200 OK\r\n\r\n", false));
         assert_eq!(read_some(&mut c).await, b"SIP/2.0 200 OK\r\n\r\n");
-        assert!(set.send("127.0.0.1:5999".parse().unwrap(), b"x"));
+        assert!(!set.send("127.0.0.1:5999".parse().unwrap(), b"x", false));
+        assert!(set.send("127.0.0.1:5999".parse().unwrap(), b"x", true));
         assert_eq!(read_some(&mut c).await, b"x");
-        assert!(!set.send("127.0.0.2:5999".parse().unwrap(), b"x"));
+        assert!(!set.send("127.0.0.2:5999".parse().unwrap(), b"x", true));
         let n = set.counts();
         assert_eq!((n.open, n.messages_in, n.pings), (1, 2, 1), "{n:?}");
         // A message without Content-Length closes the connection.
@@ -475,7 +481,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!((m.as_slice(), from), (OPTIONS.as_bytes(), me));
-        assert!(set.send(me, b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"));
+        assert!(set.send(me, b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n", false));
         assert_eq!(
             read_some(&mut tls).await,
             b"SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n"

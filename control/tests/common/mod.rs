@@ -97,45 +97,7 @@ impl Daemon {
     /// Start tandemd with users 1001-1004 (password `pw<user>`), `extra` appended to the
     /// config, and `dialplan` (extensions.conf text) if given.
     pub fn start(name: &str, dialplan: Option<&str>, extra: &str) -> Daemon {
-        let dir = TempDir::new(name);
-        let sip_port = free_udp_port();
-        let (lo, hi) = rtp_range();
-        let socket = dir.path("tandemd.sock");
-        let mut cfg =
-            format!("[sip]\nlisten = [\"udp:127.0.0.1:{sip_port}\"]\nrealm = \"tandem\"\n");
-        for u in 1001..=1004 {
-            cfg.push_str(&format!(
-                "[[sip.user]]\nname = \"{u}\"\npassword = \"pw{u}\"\n"
-            ));
-        }
-        cfg.push_str(&format!(
-            "[dataplane]\nbackend = \"socket\"\ncores = [0]\nrtp_ports = \"{lo}-{hi}\"\nmedia_ip = \"127.0.0.1\"\n"
-        ));
-        if let Some(text) = dialplan {
-            fs::write(dir.path("extensions.conf"), text).unwrap();
-            cfg.push_str("[dialplan]\nfile = \"extensions.conf\"\ncontext = \"default\"\n");
-        }
-        cfg.push_str(&format!("[mgmt]\nsocket = \"{}\"\n", socket.display()));
-        cfg.push_str(extra);
-        let conf = dir.path("tandem.toml");
-        fs::write(&conf, cfg).unwrap();
-        let log = dir.path("tandemd.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_tandemd"))
-            .arg("--config")
-            .arg(&conf)
-            .stdout(Stdio::piped())
-            .stderr(fs::File::create(&log).unwrap())
-            .spawn()
-            .expect("start tandemd");
-        let mut d = Daemon {
-            child,
-            sip_port,
-            socket,
-            dir,
-            log,
-        };
-        d.wait_ready();
-        d
+        Daemon::start_full(name, dialplan, extra, &|_| String::new(), "")
     }
 
     /// [`Daemon::start`] with `user_extra(user)` appended to each `[[sip.user]]` table
@@ -146,12 +108,32 @@ impl Daemon {
         extra: &str,
         user_extra: &dyn Fn(u32) -> String,
     ) -> Daemon {
+        Daemon::start_full(name, dialplan, extra, user_extra, "")
+    }
+
+    /// The general form: `sip_extra` goes into the `[sip]` table (extra listeners
+    /// are given as `listen = [...]` there and replace the default UDP one, which is
+    /// then `{udp}` in the text).
+    pub fn start_full(
+        name: &str,
+        dialplan: Option<&str>,
+        extra: &str,
+        user_extra: &dyn Fn(u32) -> String,
+        sip_extra: &str,
+    ) -> Daemon {
         let dir = TempDir::new(name);
         let sip_port = free_udp_port();
         let (lo, hi) = rtp_range();
         let socket = dir.path("tandemd.sock");
-        let mut cfg =
-            format!("[sip]\nlisten = [\"udp:127.0.0.1:{sip_port}\"]\nrealm = \"tandem\"\n");
+        let udp = format!("udp:127.0.0.1:{sip_port}");
+        let mut cfg = if sip_extra.contains("listen") {
+            format!(
+                "[sip]\nrealm = \"tandem\"\n{}\n",
+                sip_extra.replace("{udp}", &udp)
+            )
+        } else {
+            format!("[sip]\nlisten = [\"{udp}\"]\nrealm = \"tandem\"\n{sip_extra}\n")
+        };
         for u in 1001..=1004u32 {
             cfg.push_str(&format!(
                 "[[sip.user]]\nname = \"{u}\"\npassword = \"pw{u}\"\n{}",
