@@ -103,6 +103,8 @@ pub struct Selection {
     /// Whether the xdp program runs in driver (native) mode, and whether
     /// zero-copy was asked for (xdp only).
     pub xdp_mode: Option<String>,
+    /// The control plane's cores, as configured (checked disjoint).
+    pub control_cores: Vec<usize>,
 }
 
 /// A media session (two legs: A = caller side, B = callee side).
@@ -398,6 +400,7 @@ impl Dataplane {
                 )
             }),
             queues: queues.clone(),
+            control_cores: cfg.control_cores.clone(),
         };
         let pools = split_ports(&cfg.rtp_ports, cfg.cores.len())?;
         // Fail now, not on the first call, if media_ip is not a local address.

@@ -25,7 +25,7 @@
 pub mod bencode;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use bencode::{dict, Value};
@@ -456,6 +456,7 @@ fn is_ice(attr: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
 
     /// A media double: sessions with two local addresses, remotes recorded.
     #[derive(Default)]
