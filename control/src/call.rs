@@ -350,6 +350,17 @@ impl<M: Media> Engine<M> {
         self.media
     }
 
+    /// The media handle, shared with other control interfaces (the ng
+    /// protocol creates its own sessions on it; their events are ignored here).
+    pub fn media_mut(&mut self) -> &mut M {
+        &mut self.media
+    }
+
+    /// The media handle, read-only (management: backend selection).
+    pub fn media(&self) -> &M {
+        &self.media
+    }
+
     /// Log lines produced since the last call (the edge prints them).
     pub fn drain_log(&mut self) -> Vec<String> {
         std::mem::take(&mut self.log)

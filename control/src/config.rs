@@ -119,6 +119,8 @@ pub struct Config {
     pub limits: crate::defence::Limits,
     /// `[sip] tls_certificate` / `tls_private_key`: PEM files for `tls:` listeners.
     pub tls: Option<TlsFiles>,
+    /// `[ng]`: the rtpengine ng control interface, if enabled.
+    pub ng: Option<NgConfig>,
 }
 
 /// The PEM files a `tls:` listener serves (`[sip] tls_certificate`, `tls_private_key`).
@@ -130,6 +132,13 @@ pub struct TlsFiles {
     pub private_key: PathBuf,
 }
 
+/// `[ng]`: where the rtpengine "ng" control protocol listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NgConfig {
+    /// UDP address (`listen = "udp:127.0.0.1:2223"`).
+    pub listen: SocketAddr,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawConfig {
@@ -137,6 +146,13 @@ struct RawConfig {
     dataplane: Option<RawDataplane>,
     dialplan: Option<RawDialplan>,
     mgmt: Option<RawMgmt>,
+    ng: Option<RawNg>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNg {
+    listen: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -170,6 +186,13 @@ struct RawDataplane {
     media_ip: Option<Spanned<String>>,
     media_timeout: Option<Spanned<u64>>,
     max_sessions: Option<Spanned<usize>>,
+    // The keys of core pinning and of the xdp backend.
+    control_cores: Option<Spanned<Vec<usize>>>,
+    xdp_interface: Option<Spanned<String>>,
+    xdp_queues: Option<Spanned<Vec<u32>>>,
+    xdp_zero_copy: Option<Spanned<bool>>,
+    xdp_busy_poll: Option<Spanned<bool>>,
+    xdp_attach: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -487,6 +510,12 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         media_ip: None,
         media_timeout: None,
         max_sessions: None,
+        control_cores: None,
+        xdp_interface: None,
+        xdp_queues: None,
+        xdp_zero_copy: None,
+        xdp_busy_poll: None,
+        xdp_attach: None,
     });
     let backend = match &dp.backend {
         None => dataplane::Backend::Socket,
@@ -572,6 +601,16 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         Some(m) => *m.get_ref(),
     };
 
+    let (xdp_settings, control_cores) = parse_pinning(
+        &src,
+        &dp,
+        backend,
+        dp.backend.as_ref().map_or(0..0, |b| b.span()),
+        &cores,
+        dp.cores.as_ref().map_or(0..0, |c| c.span()),
+    )?;
+    let ng = parse_ng(&src, raw.ng.as_ref())?;
+
     // [dialplan]
     let dpl = raw.dialplan.unwrap_or(RawDialplan {
         file: None,
@@ -646,6 +685,8 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
             media_ip,
             media_timeout,
             max_sessions_per_worker: max_sessions,
+            xdp: xdp_settings,
+            control_cores,
         },
         dialplan,
         dialplan_file,
@@ -653,7 +694,150 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         mgmt_socket,
         limits: sip.limits.unwrap_or_default(),
         tls,
+        ng,
     })
+}
+
+/// `[dataplane] control_cores` and `xdp_*`: checked against `cores` and
+/// `backend`.
+fn parse_pinning(
+    src: &Source<'_>,
+    p: &RawDataplane,
+    backend: dataplane::Backend,
+    backend_span: Range<usize>,
+    cores: &[usize],
+    cores_span: Range<usize>,
+) -> Result<(Option<dataplane::XdpSettings>, Vec<usize>), ConfigError> {
+    let ncores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mut control = Vec::new();
+    if let Some(c) = &p.control_cores {
+        for &core in c.get_ref() {
+            if core >= ncores {
+                return Err(src.err(
+                    c.span(),
+                    format!(
+                        "control core {core} does not exist (this machine has cores 0-{})",
+                        ncores - 1
+                    ),
+                ));
+            }
+            if cores.contains(&core) {
+                return Err(src.err(
+                    c.span(),
+                    format!(
+                        "core {core} is in both cores and control_cores: a dataplane worker                          busy-polls its core; give the control plane other cores"
+                    ),
+                ));
+            }
+            if !control.contains(&core) {
+                control.push(core);
+            }
+        }
+    }
+    let Some(ifname) = &p.xdp_interface else {
+        let stray = [
+            p.xdp_queues.as_ref().map(|v| ("xdp_queues", v.span())),
+            p.xdp_zero_copy
+                .as_ref()
+                .map(|v| ("xdp_zero_copy", v.span())),
+            p.xdp_busy_poll
+                .as_ref()
+                .map(|v| ("xdp_busy_poll", v.span())),
+            p.xdp_attach.as_ref().map(|v| ("xdp_attach", v.span())),
+        ];
+        if let Some((key, span)) = stray.into_iter().flatten().next() {
+            return Err(src.err(
+                span,
+                format!("{key} is set but xdp_interface is not: name the media interface"),
+            ));
+        }
+        if backend == dataplane::Backend::Xdp {
+            return Err(src.err(
+                backend_span,
+                "backend \"xdp\" needs xdp_interface = \"IFNAME\" (the interface media_ip is on)",
+            ));
+        }
+        return Ok((None, control));
+    };
+    let name = ifname.get_ref();
+    if name.is_empty() || name.len() > 15 || name.contains(['/', ' ', '\0']) {
+        return Err(src.err(
+            ifname.span(),
+            format!("xdp_interface \"{name}\" is not an interface name"),
+        ));
+    }
+    let queues = match &p.xdp_queues {
+        None => Vec::new(),
+        Some(q) => {
+            if q.get_ref().len() != cores.len() {
+                return Err(src.err(
+                    q.span(),
+                    format!(
+                        "xdp_queues has {} queue id(s) for {} core(s) (cores at line {}): \
+                         give one NIC queue per dataplane core",
+                        q.get_ref().len(),
+                        cores.len(),
+                        src.line_of(cores_span.start)
+                    ),
+                ));
+            }
+            for (i, a) in q.get_ref().iter().enumerate() {
+                if q.get_ref()[..i].contains(a) {
+                    return Err(src.err(q.span(), format!("queue {a} listed twice in xdp_queues")));
+                }
+            }
+            q.get_ref().clone()
+        }
+    };
+    let mode = match &p.xdp_attach {
+        None => dataplane::io::xdp::XdpMode::Auto,
+        Some(m) => match m.get_ref().as_str() {
+            "auto" => dataplane::io::xdp::XdpMode::Auto,
+            "native" | "driver" => dataplane::io::xdp::XdpMode::Native,
+            "generic" | "skb" => dataplane::io::xdp::XdpMode::Generic,
+            other => {
+                return Err(src.err(
+                    m.span(),
+                    format!("xdp_attach \"{other}\": expected auto, native or generic"),
+                ))
+            }
+        },
+    };
+    Ok((
+        Some(dataplane::XdpSettings {
+            interface: name.clone(),
+            queues,
+            zero_copy: p.xdp_zero_copy.as_ref().is_none_or(|z| *z.get_ref()),
+            busy_poll: p.xdp_busy_poll.as_ref().is_some_and(|b| *b.get_ref()),
+            mode,
+        }),
+        control,
+    ))
+}
+
+/// `[ng] listen = "udp:IP:PORT"`.
+fn parse_ng(src: &Source<'_>, raw: Option<&RawNg>) -> Result<Option<NgConfig>, ConfigError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let s = raw.listen.get_ref();
+    let addr = match s.split_once(':') {
+        Some(("udp", a)) => a,
+        Some((t, _)) if t.chars().all(|c| c.is_ascii_alphabetic()) => {
+            return Err(src.err(
+                raw.listen.span(),
+                format!("[ng] listen \"{s}\": transport {t} is not supported (use udp:IP:PORT)"),
+            ))
+        }
+        _ => s.as_str(),
+    };
+    let listen: SocketAddr = addr.parse().map_err(|_| {
+        src.err(
+            raw.listen.span(),
+            format!("[ng] listen \"{s}\": expected udp:IP:PORT, e.g. udp:127.0.0.1:2223"),
+        )
+    })?;
+    Ok(Some(NgConfig { listen }))
 }
 
 #[cfg(test)]
@@ -734,6 +918,57 @@ mod tests {
         let e = parse("[[sip.user]]\nname = \"1001\"\npassword = \"a\"\n[[sip.user]]\nname = \"1001\"\npassword = \"b\"\n")
             .unwrap_err();
         assert_eq!(e.line, 5, "{e}");
+    }
+
+    #[test]
+    fn xdp_and_pinning_keys() {
+        let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let c = parse(
+            "[dataplane]\nbackend = \"auto\"\ncores = [0]\nxdp_interface = \"eth1\"\n\
+             xdp_queues = [3]\nxdp_zero_copy = false\nxdp_busy_poll = true\nxdp_attach = \"generic\"\n",
+        )
+        .unwrap();
+        let x = c.dataplane.xdp.unwrap();
+        assert_eq!(x.interface, "eth1");
+        assert_eq!(x.queues, vec![3]);
+        assert!(!x.zero_copy && x.busy_poll);
+        assert_eq!(x.mode, dataplane::io::xdp::XdpMode::Generic);
+        assert_eq!(c.dataplane.backend, dataplane::Backend::Auto);
+        let e = parse("[dataplane]\nbackend = \"xdp\"\ncores = [0]\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.msg.contains("xdp_interface"), "{e}");
+        let e = parse("[dataplane]\ncores = [0]\n\nxdp_queues = [0]\n").unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+        let e = parse("[dataplane]\ncores = [0]\nxdp_interface = \"e\"\nxdp_queues = [0, 1]\n")
+            .unwrap_err();
+        assert!(e.msg.contains("one NIC queue per"), "{e}");
+        let e = parse("[dataplane]\ncores = [0]\nxdp_interface = \"e\"\nxdp_attach = \"hw\"\n")
+            .unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+        let e = parse("[dataplane]\ncores = [0]\ncontrol_cores = [0]\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.msg.contains("both cores and control_cores"), "{e}");
+        let e = parse("[dataplane]\ncores = [0]\ncontrol_cores = [99999]\n").unwrap_err();
+        assert!(e.msg.contains("control core 99999"), "{e}");
+        if n > 1 {
+            let c = parse("[dataplane]\ncores = [1]\ncontrol_cores = [0]\n").unwrap();
+            assert_eq!(c.dataplane.control_cores, vec![0]);
+        }
+        let e = parse("[dataplane]\nxdp_bogus = 1\n").unwrap_err();
+        assert!(e.msg.contains("xdp_bogus"), "{e}");
+    }
+
+    #[test]
+    fn ng_section() {
+        let c = parse("[ng]\nlisten = \"udp:127.0.0.1:2223\"\n").unwrap();
+        assert_eq!(c.ng.unwrap().listen, "127.0.0.1:2223".parse().unwrap());
+        assert!(parse("").unwrap().ng.is_none());
+        let e = parse("[ng]\n\nlisten = \"tcp:127.0.0.1:2223\"\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        let e = parse("[ng]\nlisten = \"udp:nowhere\"\n").unwrap_err();
+        assert!(e.msg.contains("udp:IP:PORT"), "{e}");
+        let e = parse("[ng]\nlisten = \"udp:127.0.0.1:1\"\nport = 3\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
     }
 
     #[test]

@@ -116,6 +116,37 @@ pub struct WorkerInfo {
     /// 1e9 divided by it is the channels one core carries.
     #[serde(default)]
     pub codec_ns_per_channel_second: Option<u64>,
+    /// I/O backend running (`Auto` resolved) and the one configured.
+    #[serde(default)]
+    pub backend: String,
+    #[serde(default)]
+    pub requested_backend: String,
+    /// NIC queue this worker's AF_XDP socket is bound to (xdp only).
+    #[serde(default)]
+    pub queue: Option<u32>,
+    /// XDP attach mode and copy/zero-copy request (xdp only).
+    #[serde(default)]
+    pub xdp_mode: Option<String>,
+    /// The control plane's configured cores.
+    #[serde(default)]
+    pub control_cores: Vec<usize>,
+    /// Why a faster backend was not chosen, and core layout warnings (the
+    /// same for every worker).
+    #[serde(default)]
+    pub notes: Vec<String>,
+}
+
+impl WorkerInfo {
+    /// Add the dataplane layout: backend choice, queue, fallback reasons.
+    pub fn with_selection(mut self, sel: &dataplane::Selection) -> Self {
+        self.backend = format!("{:?}", sel.backend).to_ascii_lowercase();
+        self.requested_backend = format!("{:?}", sel.requested).to_ascii_lowercase();
+        self.queue = sel.queues.get(self.worker).copied();
+        self.xdp_mode = sel.xdp_mode.clone();
+        self.control_cores = sel.control_cores.clone();
+        self.notes = sel.notes.clone();
+        self
+    }
 }
 
 impl From<dataplane::WorkerStats> for WorkerInfo {
@@ -134,6 +165,12 @@ impl From<dataplane::WorkerStats> for WorkerInfo {
             codec_ns: s.codec_ns,
             codec_samples: s.codec_samples,
             codec_ns_per_channel_second: s.codec_ns_per_channel_second(),
+            backend: String::new(),
+            requested_backend: String::new(),
+            queue: None,
+            xdp_mode: None,
+            control_cores: Vec::new(),
+            notes: Vec::new(),
         }
     }
 }

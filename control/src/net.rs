@@ -50,6 +50,9 @@ pub enum NetError {
     /// A TCP/TLS listener or its certificate failed.
     #[error(transparent)]
     Stream(#[from] crate::streams::StreamError),
+    /// The `[ng]` control socket could not be bound.
+    #[error("cannot listen for ng on udp:{0}: {1}")]
+    NgBind(SocketAddr, std::io::Error),
 }
 
 #[expect(clippy::disallowed_methods, reason = "the edge owns the clock")]
@@ -86,6 +89,9 @@ fn banner(cfg: &Config) {
         dp.backend,
         dp.cores
     );
+    if let Some(ng) = &cfg.ng {
+        println!("  ng:         udp:{} (rtpengine ng protocol)", ng.listen);
+    }
     println!(
         "  management: {} (tandemctl --socket {0} show calls)",
         cfg.mgmt_socket.display()
@@ -151,6 +157,8 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
             .flatten();
         streams.listen(l.addr, tls, dg_tx.clone()).await?;
     }
+    let (ng_socket, mut ng_rx) = start_ng(&cfg).await?;
+    let mut ng = crate::ng::Ng::new();
     let (mg_tx, mut mg_rx) = mpsc::channel::<MgmtCall>(64);
     let mgmt_task = tokio::spawn(mgmt::serve(listener, mg_tx));
 
@@ -165,6 +173,21 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
         wall_secs(),
     );
     banner(&cfg);
+    {
+        let sel = engine.media().selection();
+        println!(
+            "  dataplane:  backend {} running (configured {}){}",
+            format!("{:?}", sel.backend).to_ascii_lowercase(),
+            format!("{:?}", sel.requested).to_ascii_lowercase(),
+            sel.xdp_mode.as_ref().map_or(String::new(), |m| format!(
+                ", xdp {m}, queues {:?}",
+                sel.queues
+            ))
+        );
+        for n in &sel.notes {
+            println!("  note:       {n}");
+        }
+    }
 
     let mut sigterm =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -195,6 +218,15 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
                     Judged::Drop => {}
                 }
             }
+            Some((bytes, from)) = ng_rx.recv() => {
+                if let Some(reply) = ng.handle(&bytes, engine.media_mut(), now()) {
+                    if let Some(s) = &ng_socket {
+                        if let Err(e) = s.send_to(&reply, from).await {
+                            tracing::warn!("ng reply to {from} failed: {e}");
+                        }
+                    }
+                }
+            }
             Some((req, reply)) = mg_rx.recv() => {
                 let r = answer_mgmt(&mut engine, req, now());
                 let _ = reply.send(r);
@@ -219,6 +251,12 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
         }
     }
     gate.log(now(), true);
+    if ng_socket.is_some() {
+        tracing::info!(
+            "ng stats: {}",
+            serde_json::to_string(&ng.stats()).unwrap_or_default()
+        );
+    }
     mgmt_task.abort();
     let _ = std::fs::remove_file(&cfg.mgmt_socket);
     tracing::info!("tandemd stopped");
@@ -244,6 +282,44 @@ fn via_is_stream(bytes: &[u8]) -> bool {
             .is_some_and(|v| v.transport == "TCP" || v.transport == "TLS"),
         _ => false,
     }
+}
+
+/// Bind the `[ng]` UDP socket (if configured) and forward its datagrams to
+/// the run loop. Without `[ng]` the channel never yields.
+async fn start_ng(
+    cfg: &Config,
+) -> Result<
+    (
+        Option<Arc<UdpSocket>>,
+        mpsc::Receiver<(Vec<u8>, SocketAddr)>,
+    ),
+    NetError,
+> {
+    let (tx, rx) = mpsc::channel::<(Vec<u8>, SocketAddr)>(1024);
+    let Some(ngc) = cfg.ng else {
+        return Ok((None, rx));
+    };
+    let s = Arc::new(
+        UdpSocket::bind(ngc.listen)
+            .await
+            .map_err(|e| NetError::NgBind(ngc.listen, e))?,
+    );
+    tracing::info!("ng control protocol on udp:{}", ngc.listen);
+    let rs = s.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 65_535];
+        loop {
+            match rs.recv_from(&mut buf).await {
+                Ok((n, from)) => {
+                    if tx.send((buf[..n].to_vec(), from)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(_) => continue,
+            }
+        }
+    });
+    Ok((Some(s), rx))
 }
 
 /// The defence gate and the §8.2 checks, run on each datagram before the engine.
@@ -373,10 +449,11 @@ fn answer_mgmt(
         MgmtRequest::ShowCalls => MgmtReply::data(engine.calls_info(now)),
         MgmtRequest::ShowRegistrations => MgmtReply::data(engine.registrations_info(now)),
         MgmtRequest::ShowWorkers => {
+            let sel = engine.media().selection().clone();
             let v: Vec<WorkerInfo> = engine
                 .worker_stats()
                 .into_iter()
-                .map(WorkerInfo::from)
+                .map(|s| WorkerInfo::from(s).with_selection(&sel))
                 .collect();
             MgmtReply::data(v)
         }

@@ -44,7 +44,8 @@ pub enum Backend {
     Socket,
     /// io_uring multishot receive into a provided-buffer ring, batched sends.
     Uring,
-    /// AF_XDP (not yet available).
+    /// AF_XDP: one socket per worker on one NIC queue, fed by Tandem's XDP
+    /// program (needs [`Config::xdp`]).
     Xdp,
     /// The fastest backend the machine supports.
     Auto,
@@ -64,6 +65,46 @@ pub struct Config {
     pub media_timeout: Duration,
     /// Session slots preallocated per worker.
     pub max_sessions_per_worker: usize,
+    /// The AF_XDP settings (`xdp_*` keys); `None`: the `xdp` backend is not
+    /// configured (and `auto` does not try it).
+    pub xdp: Option<XdpSettings>,
+    /// Cores the control plane runs on: checked to share none with `cores`.
+    /// Empty: not configured.
+    pub control_cores: Vec<usize>,
+}
+
+/// `[dataplane] xdp_*`: where and how the `xdp` backend runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct XdpSettings {
+    /// Interface carrying the media (its address is `media_ip`).
+    pub interface: String,
+    /// NIC queue of each worker: worker `i` (on `cores[i]`) binds `queues[i]`.
+    /// Empty: queue `i` for worker `i`.
+    pub queues: Vec<u32>,
+    /// Ask for zero-copy binding (falls back to copy mode where the driver
+    /// cannot).
+    pub zero_copy: bool,
+    /// Preferred busy polling on the AF_XDP sockets.
+    pub busy_poll: bool,
+    /// Program attach mode (driver, generic, or driver falling back).
+    pub mode: crate::io::xdp::XdpMode,
+}
+
+/// What `Dataplane::start` chose and why: the backend asked for, the one
+/// running, and one line per fallback or layout warning (also logged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selection {
+    pub requested: Backend,
+    pub backend: Backend,
+    /// Why a faster backend was not used, and core layout warnings.
+    pub notes: Vec<String>,
+    /// NIC queue per worker (xdp only).
+    pub queues: Vec<u32>,
+    /// Whether the xdp program runs in driver (native) mode, and whether
+    /// zero-copy was asked for (xdp only).
+    pub xdp_mode: Option<String>,
+    /// The control plane's cores, as configured (checked disjoint).
+    pub control_cores: Vec<usize>,
 }
 
 /// A media session (two legs: A = caller side, B = callee side).
@@ -194,6 +235,10 @@ pub struct Dataplane {
     event_cursor: usize,
     stop: Arc<AtomicBool>,
     ssrc_seed: RandomState,
+    selection: Selection,
+    /// The attached XDP program (xdp backend): detached when the last
+    /// reference (this one, after the workers') drops.
+    _xdp: Option<Arc<crate::io::xdp::XdpProgram>>,
 }
 
 /// Control-side view of one worker.
@@ -303,7 +348,6 @@ impl Dataplane {
     /// Spawn the pinned workers. Fails if a core does not exist, the port range
     /// is too small for the workers, or the backend is unavailable.
     pub fn start(mut cfg: Config) -> Result<Self, Error> {
-        cfg.backend = crate::io::resolve(cfg.backend)?;
         if cfg.cores.is_empty() {
             return Err(Error::Config(
                 "no dataplane cores configured (cores = [])".into(),
@@ -321,18 +365,43 @@ impl Dataplane {
             .into_iter()
             .map(|c| c.id)
             .collect();
-        for (i, core) in cfg.cores.iter().enumerate() {
-            if !available.contains(core) {
-                return Err(Error::Config(format!(
-                    "core {core} does not exist (available cores: {available:?})"
-                )));
-            }
-            if cfg.cores[..i].contains(core) {
-                return Err(Error::Config(format!(
-                    "core {core} is listed twice in cores"
-                )));
-            }
+        let mut notes = crate::io::select::check_cores(
+            &cfg.cores,
+            &cfg.control_cores,
+            &available,
+            &crate::io::select::Isolation::from_host(),
+        )
+        .map_err(Error::Config)?;
+        let requested = cfg.backend;
+        let chosen = crate::io::select::choose(&cfg)?;
+        cfg.backend = chosen.backend;
+        notes.extend(chosen.notes);
+        for n in &notes {
+            tracing::warn!("dataplane: {n}");
         }
+        tracing::info!(requested = ?requested, backend = ?cfg.backend, "dataplane backend selected");
+        let (program, queues) = match cfg.backend {
+            Backend::Xdp => {
+                let (p, q) = crate::io::select::attach_xdp(&cfg)?;
+                (Some(p), q)
+            }
+            _ => (None, Vec::new()),
+        };
+        let selection = Selection {
+            requested,
+            backend: cfg.backend,
+            notes,
+            xdp_mode: program.as_ref().map(|p| {
+                let zc = cfg.xdp.as_ref().is_some_and(|x| x.zero_copy);
+                format!(
+                    "{:?}{}",
+                    p.mode,
+                    if zc { ", zero-copy asked" } else { ", copy" }
+                )
+            }),
+            queues: queues.clone(),
+            control_cores: cfg.control_cores.clone(),
+        };
         let pools = split_ports(&cfg.rtp_ports, cfg.cores.len())?;
         // Fail now, not on the first call, if media_ip is not a local address.
         UdpSocket::bind((cfg.media_ip, 0)).map_err(|e| bind_error(cfg.media_ip, 0, e))?;
@@ -346,6 +415,8 @@ impl Dataplane {
             stop: Arc::clone(&stop),
             ssrc_seed: RandomState::new(),
             cfg: cfg.clone(),
+            selection,
+            _xdp: program.clone(),
         };
         for (index, (core, ports)) in cfg.cores.iter().copied().zip(pools).enumerate() {
             let (cmd_tx, cmd_rx) = rtrb::RingBuffer::new(COMMAND_RING);
@@ -357,6 +428,13 @@ impl Dataplane {
                 max_sessions: cfg.max_sessions_per_worker,
                 media_timeout: cfg.media_timeout,
             };
+            let spec = match (&program, queues.get(index)) {
+                (Some(p), Some(&queue)) => crate::io::BackendSpec::Xdp {
+                    program: Arc::clone(p),
+                    queue,
+                },
+                _ => crate::io::BackendSpec::Plain(cfg.backend),
+            };
             // On error `dp` drops here, which stops and joins the workers
             // already started.
             let thread = worker::spawn(
@@ -365,7 +443,7 @@ impl Dataplane {
                 ev_tx,
                 Arc::clone(&counters),
                 Arc::clone(&stop),
-                cfg.backend,
+                spec,
             )?;
             dp.workers.push(WorkerHandle {
                 core,
@@ -614,6 +692,12 @@ impl Dataplane {
     /// The backend the workers run (`Auto` resolved to what was chosen).
     pub fn backend(&self) -> Backend {
         self.cfg.backend
+    }
+
+    /// The backend asked for, the one running, and every fallback reason and
+    /// core layout warning (`tandemctl show workers`).
+    pub fn selection(&self) -> &Selection {
+        &self.selection
     }
 
     /// Per-worker counters.

@@ -8,8 +8,8 @@
 //!   relay step that moves a packet from one leg to the other.
 //! - [`transcode`]: the decode -> linear -> encode path between legs that
 //!   speak different codecs, with ptime repacketisation.
-//! - [`io`]: the I/O backends (`socket` today; `uring` and `xdp` later). The
-//!   only place with syscalls and `unsafe`.
+//! - [`io`]: the I/O backends (`socket`, `uring`, `xdp`) and the start-up
+//!   choice between them. The only place with syscalls and `unsafe`.
 //! - [`worker`]: a pinned thread per configured core that polls its backend,
 //!   applies control commands between batches and reports events.
 //! - [`clock`]: the edge that reads the monotonic clock for the workers.
@@ -32,7 +32,7 @@ pub mod wire;
 pub mod worker;
 
 pub use handle::{
-    Allocated, Backend, Config, Dataplane, DropCounts, Error, Event, Mode, SessionId, Side,
-    WorkerStats,
+    Allocated, Backend, Config, Dataplane, DropCounts, Error, Event, Mode, Selection, SessionId,
+    Side, WorkerStats, XdpSettings,
 };
 pub use transcode::{CodecKind, LegCodec};

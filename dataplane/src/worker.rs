@@ -470,7 +470,7 @@ pub fn spawn(
     events: rtrb::Producer<Event>,
     counters: Arc<Counters>,
     stop: Arc<AtomicBool>,
-    backend: crate::handle::Backend,
+    backend: crate::io::BackendSpec,
 ) -> Result<JoinHandle<()>, Error> {
     let (ready_tx, ready_rx) = mpsc::sync_channel::<Result<(), Error>>(1);
     let name = format!("tandem-dp-{}", cfg.index);

@@ -38,6 +38,8 @@ fn start_on(
         media_ip: "127.0.0.1".parse().unwrap(),
         media_timeout: Duration::ZERO,
         max_sessions_per_worker: 16,
+        xdp: None,
+        control_cores: Vec::new(),
     });
     match r {
         Ok(dp) => {
@@ -566,6 +568,8 @@ fn auto_picks_uring_when_the_probe_passes() {
         media_ip: "127.0.0.1".parse().unwrap(),
         media_timeout: Duration::ZERO,
         max_sessions_per_worker: 4,
+        xdp: None,
+        control_cores: Vec::new(),
     })
     .expect("auto always starts");
     match dataplane::io::uring::probe() {

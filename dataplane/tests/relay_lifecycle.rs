@@ -23,6 +23,8 @@ fn config(ports: std::ops::RangeInclusive<u16>) -> Config {
         media_ip: "127.0.0.1".parse().unwrap(),
         media_timeout: Duration::from_millis(300),
         max_sessions_per_worker: 8,
+        xdp: None,
+        control_cores: Vec::new(),
     }
 }
 

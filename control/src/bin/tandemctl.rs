@@ -178,12 +178,31 @@ fn print_table(req: &MgmtRequest, data: serde_json::Value) -> Result<(), serde_j
         }
         MgmtRequest::ShowWorkers => {
             let ws: Vec<WorkerInfo> = serde_json::from_value(data)?;
+            if let Some(w) = ws.first() {
+                println!(
+                    "backend: {} (configured: {}){}; control cores: {}",
+                    w.backend,
+                    w.requested_backend,
+                    w.xdp_mode
+                        .as_ref()
+                        .map_or(String::new(), |m| format!(", xdp {m}")),
+                    if w.control_cores.is_empty() {
+                        "not set".to_string()
+                    } else {
+                        format!("{:?}", w.control_cores)
+                    }
+                );
+                for n in &w.notes {
+                    println!("note: {n}");
+                }
+            }
             let rows = ws
                 .iter()
                 .map(|w| {
                     vec![
                         w.worker.to_string(),
                         w.core.to_string(),
+                        w.queue.map_or("-".into(), |q| q.to_string()),
                         w.sessions.to_string(),
                         w.packets_in.to_string(),
                         w.packets_out.to_string(),
@@ -205,6 +224,7 @@ fn print_table(req: &MgmtRequest, data: serde_json::Value) -> Result<(), serde_j
                 &[
                     "WORKER",
                     "CORE",
+                    "QUEUE",
                     "SESSIONS",
                     "PKTS IN",
                     "PKTS OUT",

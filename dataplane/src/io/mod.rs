@@ -3,7 +3,8 @@
 //! One interface, [`Backend`], behind which the `socket` backend (non-blocking
 //! UDP sockets, epoll for readiness, `recvmmsg`/`sendmmsg` batches) works
 //! everywhere; `uring` (io_uring multishot receive into a provided-buffer
-//! ring, batched sends) implements the same trait; `xdp` will later.
+//! ring, batched sends) and `xdp` (AF_XDP, [`xdp`]) implement the same
+//! trait; [`select`] decides which one runs.
 //! [`AnyBackend`] is what a worker runs: the backend chosen at start-up.
 //!
 //! Buffers are the caller's: a [`Batch`] is allocated once per worker and
@@ -14,6 +15,7 @@
 //!
 //! All syscalls and all `unsafe` live in [`sys`] and [`uring`].
 
+pub mod select;
 pub mod socket;
 pub mod sys;
 pub mod uring;
@@ -191,34 +193,32 @@ pub trait Backend {
     fn send(&mut self, batch: &Batch) -> SendStats;
 }
 
-/// Check that the configured backend exists on this build and kernel,
-/// returning the one to use. `Auto` is `Uring` when [`uring::probe`] passes,
-/// else `Socket`; the choice and the fallback reason are logged.
+/// Check that `backend` exists on this build and kernel, returning the one
+/// to use (without xdp settings: see [`select::choose`] for the full rules).
+/// `Auto` is `Uring` when [`uring::probe`] passes, else `Socket`.
 pub fn resolve(backend: handle::Backend) -> Result<handle::Backend, Error> {
-    match backend {
-        handle::Backend::Socket => Ok(handle::Backend::Socket),
-        handle::Backend::Uring => uring::probe()
-            .map(|()| handle::Backend::Uring)
-            .map_err(|why| Error::BackendUnavailable(handle::Backend::Uring, why)),
-        handle::Backend::Auto => match uring::probe() {
-            Ok(()) => {
-                tracing::info!(backend = "uring", "dataplane backend auto-selected");
-                Ok(handle::Backend::Uring)
-            }
-            Err(why) => {
-                tracing::info!(
-                    backend = "socket",
-                    reason = %why,
-                    "dataplane backend auto-selected: io_uring unavailable"
-                );
-                Ok(handle::Backend::Socket)
-            }
-        },
-        b @ handle::Backend::Xdp => Err(Error::BackendUnavailable(
-            b,
-            "not implemented yet; use socket".into(),
-        )),
-    }
+    let cfg = handle::Config {
+        backend,
+        cores: vec![0],
+        rtp_ports: 0..=0,
+        media_ip: std::net::IpAddr::V4(Ipv4Addr::LOCALHOST),
+        media_timeout: Duration::ZERO,
+        max_sessions_per_worker: 1,
+        xdp: None,
+        control_cores: Vec::new(),
+    };
+    select::choose(&cfg).map(|c| c.backend)
+}
+
+/// What a worker builds on its thread: a plain backend, or its AF_XDP socket
+/// on `queue` of the attached program.
+#[derive(Debug, Clone)]
+pub enum BackendSpec {
+    Plain(handle::Backend),
+    Xdp {
+        program: std::sync::Arc<xdp::XdpProgram>,
+        queue: u32,
+    },
 }
 
 /// The backend a worker runs, fixed at start-up (an enum, so the worker loop
@@ -226,12 +226,21 @@ pub fn resolve(backend: handle::Backend) -> Result<handle::Backend, Error> {
 pub enum AnyBackend {
     Socket(socket::SocketBackend),
     Uring(Box<uring::UringBackend>),
+    Xdp(Box<xdp::XdpBackend>),
 }
 
 impl AnyBackend {
     /// Build the backend `kind` (already [`resolve`]d) for tokens
     /// `0..max_sockets` and batches of `batch`. Call on the worker thread.
-    pub fn new(kind: handle::Backend, max_sockets: usize, batch: usize) -> io::Result<Self> {
+    pub fn new(kind: BackendSpec, max_sockets: usize, batch: usize) -> io::Result<Self> {
+        let kind = match kind {
+            BackendSpec::Xdp { program, queue } => {
+                return xdp::XdpBackend::new(program, queue, max_sockets, batch)
+                    .map(|b| AnyBackend::Xdp(Box::new(b)))
+                    .map_err(io::Error::from)
+            }
+            BackendSpec::Plain(k) => k,
+        };
         match kind {
             handle::Backend::Uring => {
                 uring::UringBackend::new(max_sockets, batch).map(|b| AnyBackend::Uring(Box::new(b)))
@@ -246,24 +255,28 @@ impl Backend for AnyBackend {
         match self {
             AnyBackend::Socket(b) => b.register(token, socket),
             AnyBackend::Uring(b) => b.register(token, socket),
+            AnyBackend::Xdp(b) => b.register(token, socket),
         }
     }
     fn deregister(&mut self, token: Token) {
         match self {
             AnyBackend::Socket(b) => b.deregister(token),
             AnyBackend::Uring(b) => b.deregister(token),
+            AnyBackend::Xdp(b) => b.deregister(token),
         }
     }
     fn recv(&mut self, batch: &mut Batch, timeout: Duration) -> io::Result<usize> {
         match self {
             AnyBackend::Socket(b) => b.recv(batch, timeout),
             AnyBackend::Uring(b) => b.recv(batch, timeout),
+            AnyBackend::Xdp(b) => b.recv(batch, timeout),
         }
     }
     fn send(&mut self, batch: &Batch) -> SendStats {
         match self {
             AnyBackend::Socket(b) => b.send(batch),
             AnyBackend::Uring(b) => b.send(batch),
+            AnyBackend::Xdp(b) => b.send(batch),
         }
     }
 }

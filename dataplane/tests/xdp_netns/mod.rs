@@ -96,8 +96,31 @@ impl Netns {
                 return None; // `n` drops: namespaces made so far are deleted
             }
         }
+        // Until link-watch has activated both ends (operstate UP), frames
+        // sent are dropped: a first ARP/NDP probe lost there delays the
+        // resolution by a second.
+        for (ns, dev) in [(r, "xr0"), (p, "xp0")] {
+            if !wait_up(ns, dev) {
+                eprintln!("skipped: {dev} in {ns} did not come up");
+                return None;
+            }
+        }
         Some(n)
     }
+}
+
+/// Wait (up to 5 s) until `dev` in namespace `ns` reports state UP.
+pub fn wait_up(ns: &str, dev: &str) -> bool {
+    for _ in 0..500 {
+        let out = Command::new("ip")
+            .args(["-n", ns, "-o", "link", "show", dev])
+            .output();
+        if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("state UP")) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    false
 }
 
 impl Drop for Netns {

@@ -130,6 +130,8 @@ fn relay(
         media_ip: ip,
         media_timeout: Duration::ZERO,
         max_sessions_per_worker: calls.max(1),
+        xdp: None,
+        control_cores: Vec::new(),
     })
     .map_err(|e| format!("start dataplane: {e}"))?;
     let mut out = String::new();

@@ -21,14 +21,16 @@
 //! worker's [`Batch`] tagged with the token of the registered socket owning
 //! that port, learning the sender's MAC on the way. Sending builds
 //! Ethernet/IP/UDP in a UMEM frame; the next hop's MAC comes from what was
-//! learned, else from the kernel's route and neighbour tables. A datagram
-//! whose next hop is unknown (or routed out of another interface) is sent
-//! through the registered kernel socket instead, which also makes the kernel
-//! resolve the neighbour for the next ones (known limit: while the kernel
-//! still resolves, a datagram it holds can be overtaken by later ones sent
-//! through AF_XDP once the peer's MAC is learned from its own packets). The
-//! kernel's IPv6 neighbour entries are not found yet by the netlink lookup:
-//! IPv6 next hops come from learning (and the kernel path until then).
+//! learned, else from the kernel's route and neighbour tables (IPv4 and
+//! IPv6, one `RTM_GETNEIGH` per lookup). A datagram whose next hop is unknown
+//! (or routed out of another interface) is sent through the registered
+//! kernel socket instead, which also makes the kernel resolve the neighbour;
+//! lookups are retried after 1, 2, 4 ... 32 packets. Order is kept on first
+//! contact: once datagrams to a peer went through the kernel, a MAC learned
+//! from the peer's own frames is used only when the kernel's neighbour entry
+//! is valid too (so none the kernel still holds while resolving can be
+//! overtaken), or after [`CONFIRM_LIMIT`] packets if the kernel never
+//! resolves it.
 //! The registered sockets stay
 //! polled, so anything the program passes to the kernel (another queue,
 //! IPv4 options, fragments) is still received.
@@ -355,12 +357,39 @@ enum Hop {
     /// Send through the AF_XDP socket to this MAC.
     Mac(Mac),
     /// Not resolvable here (unknown, or another interface): use the kernel
-    /// socket; look again after `retry` more packets.
-    Kernel { retry: u32 },
+    /// socket; look again after `retry` more packets (the wait doubles up to
+    /// [`RETRY_EVERY`] from `backoff`).
+    Kernel { retry: u32, backoff: u32 },
+    /// Datagrams went through the kernel, and the peer's MAC has since been
+    /// learned from its own frames. Keep using the kernel until its
+    /// neighbour entry is valid (it has then sent what it held while
+    /// resolving, so AF_XDP cannot overtake it), or for at most `left` more
+    /// packets (a kernel that never resolves: e.g. the peer ignores ARP/NDP).
+    Confirm { mac: Mac, left: u32 },
 }
 
-/// Packets between two kernel lookups for an unresolved next hop.
+/// Most packets between two kernel lookups for an unresolved next hop.
 const RETRY_EVERY: u32 = 32;
+/// Packets sent through the kernel while waiting for it to confirm a learned
+/// neighbour.
+const CONFIRM_LIMIT: u32 = 256;
+
+/// Learn that `ip` sends from `mac` (see [`Hop`]).
+fn learn(hops: &mut HashMap<IpAddr, Hop>, ip: IpAddr, mac: Mac) {
+    match hops.get_mut(&ip) {
+        Some(Hop::Mac(m)) | Some(Hop::Confirm { mac: m, .. }) => *m = mac,
+        Some(h @ Hop::Kernel { .. }) => {
+            *h = Hop::Confirm {
+                mac,
+                left: CONFIRM_LIMIT,
+            }
+        }
+        None => {
+            // The table allocates on insert, once per peer.
+            hops.insert(ip, Hop::Mac(mac));
+        }
+    }
+}
 
 /// The AF_XDP backend of one worker.
 ///
@@ -464,17 +493,8 @@ impl XdpBackend {
                 stats.rx_dropped += 1;
                 return;
             }
-            // Learn the way back to the sender (the table allocates on
-            // insert, once per peer). This also ends a kernel-path period
-            // for that peer (datagrams still waiting in the kernel's
-            // resolution queue can then be overtaken: see the module doc).
-            match hops.get_mut(&p.src.ip()) {
-                Some(Hop::Mac(m)) => *m = p.src_mac,
-                Some(h) => *h = Hop::Mac(p.src_mac),
-                None => {
-                    hops.insert(p.src.ip(), Hop::Mac(p.src_mac));
-                }
-            }
+            // Learn the way back to the sender.
+            learn(hops, p.src.ip(), p.src_mac);
             batch.push(Token(t), p.src, p.payload);
         });
         self.stats.rx_frames += n as u64;
@@ -482,25 +502,46 @@ impl XdpBackend {
 
     /// The next-hop MAC for `dst` on our interface, if known.
     fn next_hop(&mut self, dst: IpAddr) -> Option<Mac> {
-        match self.hops.get_mut(&dst) {
+        let (backoff, confirm) = match self.hops.get_mut(&dst) {
             Some(Hop::Mac(m)) => return Some(*m),
-            Some(Hop::Kernel { retry }) if *retry > 0 => {
+            Some(Hop::Kernel { retry, .. }) if *retry > 0 => {
                 *retry -= 1;
                 return None;
             }
-            _ => {}
-        }
-        let ifindex = self.program.ifindex;
-        let found = self.netlink.route(dst).ok().and_then(|r| {
-            if r.oif != ifindex {
-                return None;
-            }
-            let via = r.gateway.unwrap_or(dst);
-            self.netlink.neighbour(ifindex, via).ok().flatten()
-        });
-        let hop = found.map_or(Hop::Kernel { retry: RETRY_EVERY }, Hop::Mac);
+            Some(Hop::Kernel { backoff, .. }) => (*backoff, None),
+            Some(Hop::Confirm { mac, left }) => (1, Some((*mac, *left))),
+            None => (1, None),
+        };
+        let found = self.kernel_neighbour(dst);
+        let hop = match (found, confirm) {
+            (Some(m), _) => Hop::Mac(m),
+            (None, Some((mac, 0))) => Hop::Mac(mac),
+            (None, Some((mac, left))) => Hop::Confirm {
+                mac,
+                left: left - 1,
+            },
+            (None, None) => Hop::Kernel {
+                retry: backoff,
+                backoff: (backoff * 2).min(RETRY_EVERY),
+            },
+        };
         self.hops.insert(dst, hop);
-        found
+        match hop {
+            Hop::Mac(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The kernel's valid neighbour entry for the next hop towards `dst`,
+    /// if that next hop is on our interface.
+    fn kernel_neighbour(&mut self, dst: IpAddr) -> Option<Mac> {
+        let ifindex = self.program.ifindex;
+        let r = self.netlink.route(dst).ok()?;
+        if r.oif != ifindex {
+            return None;
+        }
+        let via = r.gateway.unwrap_or(dst);
+        self.netlink.neighbour(ifindex, via).ok().flatten()
     }
 }
 
@@ -705,6 +746,30 @@ mod tests {
             Err(XdpError::Interface(_, _))
         ));
         assert!(probe("no-such-if0").is_err());
+    }
+
+    #[test]
+    fn learning_after_kernel_path_waits_for_the_kernel() {
+        let mut hops = HashMap::new();
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let mac = Mac([2, 0, 0, 0, 0, 1]);
+        learn(&mut hops, ip, mac);
+        assert!(matches!(hops[&ip], Hop::Mac(m) if m == mac), "fresh peer");
+        hops.insert(
+            ip,
+            Hop::Kernel {
+                retry: 3,
+                backoff: 4,
+            },
+        );
+        learn(&mut hops, ip, mac);
+        assert!(
+            matches!(hops[&ip], Hop::Confirm { mac: m, left: CONFIRM_LIMIT } if m == mac),
+            "kernel path used before: confirm first"
+        );
+        let mac2 = Mac([2, 0, 0, 0, 0, 2]);
+        learn(&mut hops, ip, mac2);
+        assert!(matches!(hops[&ip], Hop::Confirm { mac: m, .. } if m == mac2));
     }
 
     #[test]

@@ -323,37 +323,82 @@ impl Netlink {
     }
 
     /// The usable link-layer address of neighbour `ip` on `ifindex`, if the
-    /// kernel has one.
+    /// kernel has one (state REACHABLE, STALE, DELAY, PROBE, PERMANENT or
+    /// NOARP: an INCOMPLETE entry, still resolving, is `None`).
+    ///
+    /// Asks for the one entry (`RTM_GETNEIGH` with `NDA_DST`, kernels >= 4.20),
+    /// and falls back to a dump of the family's table where the kernel does
+    /// not support the single get. Both work for IPv4 (ARP) and IPv6 (NDP).
     pub fn neighbour(&mut self, ifindex: u32, ip: IpAddr) -> io::Result<Option<Mac>> {
-        let mut body = vec![0u8; 12];
-        body[0] = family(&ip);
+        match self.neighbour_get(ifindex, ip) {
+            Ok(m) => Ok(m),
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
+            Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::EOPNOTSUPP)) => {
+                self.neighbour_dump(ifindex, ip)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn neighbour_get(&mut self, ifindex: u32, ip: IpAddr) -> io::Result<Option<Mac>> {
+        let mut body = ndmsg(&ip, ifindex);
+        push_attr(&mut body, NDA_DST, &ip_bytes(&ip));
         let mut out = None;
-        self.request(RTM_GETNEIGH, NLM_F_DUMP, &body, |ty, p| {
-            if ty != RTM_NEWNEIGH || p.len() < 12 || out.is_some() {
-                return;
-            }
-            let idx = u32::from_ne_bytes([p[4], p[5], p[6], p[7]]);
-            let state = u16::from_ne_bytes([p[8], p[9]]);
-            if idx != ifindex || state & NUD_VALID == 0 {
-                return;
-            }
-            let (mut dst, mut ll) = (None, None);
-            for (t, d) in attrs(&p[12..]) {
-                match t {
-                    NDA_DST => dst = ip_from(d),
-                    NDA_LLADDR if d.len() == 6 => {
-                        let mut m = [0u8; 6];
-                        m.copy_from_slice(d);
-                        ll = Some(Mac(m));
-                    }
-                    _ => {}
-                }
-            }
-            if dst == Some(ip) {
-                out = ll;
+        self.request(RTM_GETNEIGH, 0, &body, |ty, p| {
+            if ty == RTM_NEWNEIGH {
+                out = parse_neigh(p, ifindex, ip);
             }
         })?;
         Ok(out)
+    }
+
+    fn neighbour_dump(&mut self, ifindex: u32, ip: IpAddr) -> io::Result<Option<Mac>> {
+        let body = ndmsg(&ip, 0);
+        let mut out = None;
+        self.request(RTM_GETNEIGH, NLM_F_DUMP, &body, |ty, p| {
+            if ty == RTM_NEWNEIGH && out.is_none() {
+                out = parse_neigh(p, ifindex, ip);
+            }
+        })?;
+        Ok(out)
+    }
+}
+
+/// An `ndmsg` header for `ip`'s family (`ifindex` 0: any interface).
+fn ndmsg(ip: &IpAddr, ifindex: u32) -> Vec<u8> {
+    let mut body = vec![0u8; 12];
+    body[0] = family(ip);
+    body[4..8].copy_from_slice(&ifindex.to_ne_bytes());
+    body
+}
+
+/// The link-layer address of an `RTM_NEWNEIGH` payload if it is the usable
+/// entry of `ip` on `ifindex`.
+fn parse_neigh(p: &[u8], ifindex: u32, ip: IpAddr) -> Option<Mac> {
+    if p.len() < 12 {
+        return None;
+    }
+    let idx = u32::from_ne_bytes([p[4], p[5], p[6], p[7]]);
+    let state = u16::from_ne_bytes([p[8], p[9]]);
+    if idx != ifindex || state & NUD_VALID == 0 {
+        return None;
+    }
+    let (mut dst, mut ll) = (None, None);
+    for (t, d) in attrs(&p[12..]) {
+        match t {
+            NDA_DST => dst = ip_from(d),
+            NDA_LLADDR if d.len() == 6 => {
+                let mut m = [0u8; 6];
+                m.copy_from_slice(d);
+                ll = Some(Mac(m));
+            }
+            _ => {}
+        }
+    }
+    if dst == Some(ip) {
+        ll
+    } else {
+        None
     }
 }
 
@@ -405,5 +450,26 @@ mod tests {
         let r = nl.route("127.0.0.1".parse().unwrap()).unwrap();
         assert_eq!(r.oif, lo);
         assert_eq!(r.gateway, None);
+        // No neighbour entry for a loopback address: None, not an error.
+        assert_eq!(
+            nl.neighbour(lo, "127.0.0.1".parse().unwrap()).unwrap(),
+            None
+        );
+        assert_eq!(nl.neighbour(lo, "::1".parse().unwrap()).unwrap(), None);
+    }
+
+    #[test]
+    fn neighbour_payload() {
+        let ip: IpAddr = "fd31::3".parse().unwrap();
+        let mut p = ndmsg(&ip, 7);
+        p[8..10].copy_from_slice(&0x02u16.to_ne_bytes()); // REACHABLE
+        push_attr(&mut p, NDA_DST, &ip_bytes(&ip));
+        push_attr(&mut p, NDA_LLADDR, &[2, 0, 0, 0, 0, 9]);
+        assert_eq!(parse_neigh(&p, 7, ip), Some(Mac([2, 0, 0, 0, 0, 9])));
+        assert_eq!(parse_neigh(&p, 8, ip), None, "other interface");
+        assert_eq!(parse_neigh(&p, 7, "fd31::1".parse().unwrap()), None);
+        p[8..10].copy_from_slice(&0x01u16.to_ne_bytes()); // INCOMPLETE
+        assert_eq!(parse_neigh(&p, 7, ip), None, "still resolving");
+        assert_eq!(parse_neigh(&p[..8], 7, ip), None, "short");
     }
 }
