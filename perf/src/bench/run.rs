@@ -151,7 +151,7 @@ async fn run_async(opts: Options) -> Result<Report, BenchError> {
     } else {
         ips[0]
     };
-    let msock = StdUdpSocket::bind(SocketAddr::new(media_ip, 0)).map_err(|e| BenchError::Io {
+    let msock = media_socket(SocketAddr::new(media_ip, 0)).map_err(|e| BenchError::Io {
         what: format!("bind RTP socket on {media_ip}"),
         source: e,
     })?;
@@ -497,6 +497,20 @@ async fn run_async(opts: Options) -> Result<Report, BenchError> {
         cpu_samples,
         locals.len(),
     ))
+}
+
+/// The shared RTP socket, with buffers large enough for a 20 ms round of every stream (the
+/// kernel caps them at net.core.rmem_max / wmem_max; raise those for thousands of calls).
+fn media_socket(addr: SocketAddr) -> std::io::Result<StdUdpSocket> {
+    let s = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::DGRAM,
+        Some(socket2::Protocol::UDP),
+    )?;
+    let _ = s.set_recv_buffer_size(16 << 20);
+    let _ = s.set_send_buffer_size(4 << 20);
+    s.bind(&addr.into())?;
+    Ok(s.into())
 }
 
 /// Sends everything the engine queued.
