@@ -250,6 +250,11 @@ pub struct RxStats {
     pub delay_count: u64,
     pub dtmf_events: u32,
     last_dtmf_ts: Option<u32>,
+    /// The bench stream id of the sender, from the first stamped packet.
+    peer: Option<u32>,
+    /// Stamped packets from another bench stream: the gateway forwarded a stale stream into a
+    /// recycled port. Not counted in loss, jitter or delay.
+    pub misrouted: u64,
 }
 
 impl RxStats {
@@ -257,6 +262,16 @@ impl RxStats {
     /// of newly expected packets (highest sequence advance) for live loss accounting, and the
     /// one-way delay if stamped.
     pub fn record(&mut self, p: &Received, arrival_us: u64) -> (u64, Option<u64>) {
+        if let Some((id, _, _)) = p.stamp {
+            match self.peer {
+                None => self.peer = Some(id),
+                Some(peer) if peer != id => {
+                    self.misrouted += 1;
+                    return (0, None);
+                }
+                Some(_) => {}
+            }
+        }
         self.received += 1;
         let seq = p.seq as i64;
         let advanced = match self.first_ext {
@@ -406,6 +421,25 @@ mod tests {
         let m = rx.delay_mean_ms().unwrap();
         assert!((5.3..5.7).contains(&m), "delay {m}");
         assert_eq!(rx.delay_max_us, 6_000);
+    }
+
+    #[test]
+    fn packets_of_another_stream_are_misrouted_not_loss() {
+        let clip = clip(Codec::Pcmu);
+        let (mut a, mut b) = (TxStream::new(1, 0, ""), TxStream::new(2, 0, ""));
+        let mut rx = RxStats::default();
+        let mut buf = Vec::new();
+        for i in 0..10u64 {
+            a.next_packet(&clip, i * 20_000, &mut buf);
+            rx.record(&parse(&buf).unwrap(), i * 20_000 + 100);
+            b.next_packet(&clip, 0, &mut buf);
+            assert_eq!(
+                rx.record(&parse(&buf).unwrap(), i * 20_000 + 200),
+                (0, None)
+            );
+        }
+        assert_eq!((rx.received, rx.misrouted, rx.lost()), (10, 10, 0));
+        assert_eq!(rx.delay_max_us, 100);
     }
 
     #[test]

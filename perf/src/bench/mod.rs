@@ -83,6 +83,8 @@ pub struct Options {
     pub setup_timeout: Duration,
     /// Print a live progress line on stderr.
     pub progress: bool,
+    /// Send and receive RTP (off: a signalling-only run, for call setup rates).
+    pub media: bool,
 }
 
 impl Default for Options {
@@ -114,6 +116,7 @@ impl Default for Options {
             setup_budget_ms: 1000.0,
             setup_timeout: Duration::from_secs(8),
             progress: false,
+            media: true,
         }
     }
 }

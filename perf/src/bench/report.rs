@@ -38,6 +38,8 @@ pub struct StreamResult {
     pub delay_ms_mean: f64,
     pub delay_ms_max: f64,
     pub dtmf_events: u32,
+    /// Packets of another bench stream (a stale stream forwarded into a recycled port).
+    pub misrouted: u64,
 }
 
 /// Media totals.
@@ -56,6 +58,8 @@ pub struct MediaSummary {
     pub delay_ms_max: f64,
     /// Packets from addresses no stream expected (late packets of ended calls).
     pub unmatched_packets: u64,
+    /// Packets of another bench stream on a stream's address (see [`StreamResult::misrouted`]).
+    pub misrouted_packets: u64,
     pub dtmf_events_received: u64,
 }
 
@@ -205,6 +209,14 @@ impl Report {
             m.delay_ms_p99,
             m.delay_ms_max
         );
+        if m.misrouted_packets > 0 || m.unmatched_packets > 0 {
+            let _ = writeln!(
+                s,
+                "stray media: {} packets of ended calls, {} packets of another call's stream \
+                 (not counted as received)",
+                m.unmatched_packets, m.misrouted_packets
+            );
+        }
         if m.dtmf_events_received > 0 {
             let _ = writeln!(s, "dtmf: {} events received", m.dtmf_events_received);
         }
@@ -435,6 +447,7 @@ mod tests {
                 delay_ms_p99: 0.5,
                 delay_ms_max: 1.0,
                 unmatched_packets: 0,
+                misrouted_packets: 0,
                 dtmf_events_received: 0,
             },
             quality: super::super::quality::estimate(Codec::Pcmu, 0.3, 0.1, 0.0),

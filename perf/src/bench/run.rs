@@ -61,8 +61,11 @@ enum MediaCmd {
         call: u64,
         dtmf: String,
     },
+    /// Ends stream `id` at `remote` (if the gateway reused the address for a newer stream,
+    /// that one stays).
     Remove {
         remote: SocketAddr,
+        id: u32,
     },
     Stop,
 }
@@ -114,7 +117,7 @@ fn local_ips(opts: &Options) -> Result<Vec<IpAddr>, BenchError> {
 }
 
 struct CallInfo {
-    caller_remote: Option<SocketAddr>,
+    caller_remote: Option<(SocketAddr, u32)>,
     answered_at: Option<Instant>,
 }
 
@@ -180,9 +183,12 @@ async fn run_async(opts: Options) -> Result<Report, BenchError> {
         let counters = counters.clone();
         let clip = media::clip(opts.codec);
         let pt = opts.codec.pt();
+        // A stream outliving its call (a BYE that never came) would feed a recycled gateway
+        // port: bound every stream's life.
+        let max_life = opts.duration + opts.setup_timeout + Duration::from_secs(5);
         std::thread::Builder::new()
             .name("bench-media".into())
-            .spawn(move || media_loop(msock, mrx, counters, clip, pt))
+            .spawn(move || media_loop(msock, mrx, counters, clip, pt, max_life))
             .map_err(|e| BenchError::Io {
                 what: "media thread".into(),
                 source: e,
@@ -251,7 +257,7 @@ async fn run_async(opts: Options) -> Result<Report, BenchError> {
     let mut last_counts = (0u64, 0u64, 0u64, 0u64); // attempts, failures, expected, received
     let nusers = opts.users.len().max(1);
     let mut calls: HashMap<u64, CallInfo> = HashMap::new();
-    let mut legs: HashMap<u64, SocketAddr> = HashMap::new();
+    let mut legs: HashMap<u64, (SocketAddr, u32)> = HashMap::new();
     let mut hangups: BinaryHeap<std::cmp::Reverse<(Instant, u64)>> = BinaryHeap::new();
     let mut next_local = 0usize;
     let mut next_stream = 0u32;
@@ -292,7 +298,10 @@ async fn run_async(opts: Options) -> Result<Report, BenchError> {
             hangups.pop();
             if let Some(ci) = calls.get_mut(&id) {
                 if let Some(r) = ci.caller_remote.take() {
-                    let _ = mtx.send(MediaCmd::Remove { remote: r });
+                    let _ = mtx.send(MediaCmd::Remove {
+                        remote: r.0,
+                        id: r.1,
+                    });
                 }
             }
             engine.hang_up(CallId(id), now);
@@ -307,16 +316,18 @@ async fn run_async(opts: Options) -> Result<Report, BenchError> {
                 } => {
                     st.answered(setup);
                     if let Some(ci) = calls.get_mut(&call.0) {
-                        ci.caller_remote = Some(remote_media);
+                        ci.caller_remote = Some((remote_media, next_stream));
                         ci.answered_at = Some(now);
                     }
-                    let _ = mtx.send(MediaCmd::Add {
-                        remote: remote_media,
-                        id: next_stream,
-                        leg: "caller",
-                        call: call.0,
-                        dtmf: opts.dtmf.clone(),
-                    });
+                    if opts.media {
+                        let _ = mtx.send(MediaCmd::Add {
+                            remote: remote_media,
+                            id: next_stream,
+                            leg: "caller",
+                            call: call.0,
+                            dtmf: opts.dtmf.clone(),
+                        });
+                    }
                     next_stream += 1;
                     hangups.push(std::cmp::Reverse((now + opts.duration, call.0)));
                 }
@@ -327,14 +338,20 @@ async fn run_async(opts: Options) -> Result<Report, BenchError> {
                             st.up = st.up.saturating_sub(1);
                         }
                         if let Some(r) = ci.caller_remote {
-                            let _ = mtx.send(MediaCmd::Remove { remote: r });
+                            let _ = mtx.send(MediaCmd::Remove {
+                                remote: r.0,
+                                id: r.1,
+                            });
                         }
                     }
                 }
                 Event::Ended { call, by_gateway } => {
                     if let Some(ci) = calls.remove(&call.0) {
                         if let Some(r) = ci.caller_remote {
-                            let _ = mtx.send(MediaCmd::Remove { remote: r });
+                            let _ = mtx.send(MediaCmd::Remove {
+                                remote: r.0,
+                                id: r.1,
+                            });
                         }
                         if ci.answered_at.is_some() {
                             st.up = st.up.saturating_sub(1);
@@ -348,19 +365,24 @@ async fn run_async(opts: Options) -> Result<Report, BenchError> {
                 Event::Incoming {
                     leg, remote_media, ..
                 } => {
-                    legs.insert(leg.0, remote_media);
-                    let _ = mtx.send(MediaCmd::Add {
-                        remote: remote_media,
-                        id: next_stream,
-                        leg: "callee",
-                        call: leg.0,
-                        dtmf: String::new(),
-                    });
+                    legs.insert(leg.0, (remote_media, next_stream));
+                    if opts.media {
+                        let _ = mtx.send(MediaCmd::Add {
+                            remote: remote_media,
+                            id: next_stream,
+                            leg: "callee",
+                            call: leg.0,
+                            dtmf: String::new(),
+                        });
+                    }
                     next_stream += 1;
                 }
                 Event::IncomingEnded { leg } => {
                     if let Some(r) = legs.remove(&leg.0) {
-                        let _ = mtx.send(MediaCmd::Remove { remote: r });
+                        let _ = mtx.send(MediaCmd::Remove {
+                            remote: r.0,
+                            id: r.1,
+                        });
                     }
                     let _ = LegId(leg.0);
                 }
@@ -793,6 +815,7 @@ impl State {
             delay_ms_p99: hq(0.99),
             delay_ms_max: m.streams.iter().map(|s| s.delay_ms_max).fold(0.0, f64::max),
             unmatched_packets: counters.unmatched.load(Ordering::Relaxed),
+            misrouted_packets: m.streams.iter().map(|s| s.misrouted).sum(),
             dtmf_events_received: m.dtmf_events,
         };
         let mean_jitter = media.jitter_ms_mean;
@@ -884,6 +907,7 @@ struct Stream {
     tx: TxStream,
     rx: RxStats,
     next_us: u64,
+    started_us: u64,
 }
 
 fn finish_stream(s: Stream) -> StreamResult {
@@ -900,6 +924,7 @@ fn finish_stream(s: Stream) -> StreamResult {
         delay_ms_mean: s.rx.delay_mean_ms().unwrap_or(0.0),
         delay_ms_max: s.rx.delay_max_us as f64 / 1000.0,
         dtmf_events: s.rx.dtmf_events,
+        misrouted: s.rx.misrouted,
     }
 }
 
@@ -909,7 +934,9 @@ fn media_loop(
     counters: Arc<MediaCounters>,
     clip: Vec<Vec<u8>>,
     pt: u8,
+    max_life: Duration,
 ) -> MediaResult {
+    let max_life_us = max_life.as_micros() as u64;
     let epoch = clock();
     let _ = sock.set_read_timeout(Some(Duration::from_millis(1)));
     let mut streams: Vec<Stream> = Vec::new();
@@ -955,10 +982,13 @@ fn media_loop(
                         tx: TxStream::new(id, pt, &dtmf),
                         rx: RxStats::default(),
                         next_us: now_us,
+                        started_us: now_us,
                     });
                 }
-                Ok(MediaCmd::Remove { remote }) => {
-                    if let Some(i) = index.remove(&remote) {
+                Ok(MediaCmd::Remove { remote, id }) => {
+                    let current = index.get(&remote).is_some_and(|&i| streams[i].tx.id == id);
+                    let found = if current { index.remove(&remote) } else { None };
+                    if let Some(i) = found {
                         let old = streams.swap_remove(i);
                         if let Some(moved) = streams.get(i) {
                             index.insert(moved.remote, i);
@@ -980,6 +1010,19 @@ fn media_loop(
             break;
         }
         let now_us = epoch.elapsed().as_micros() as u64;
+        let mut i = 0;
+        while i < streams.len() {
+            if now_us.saturating_sub(streams[i].started_us) > max_life_us {
+                let old = streams.swap_remove(i);
+                index.remove(&old.remote);
+                if let Some(moved) = streams.get(i) {
+                    index.insert(moved.remote, i);
+                }
+                keep(old, &mut results, &mut dtmf_events);
+            } else {
+                i += 1;
+            }
+        }
         for s in streams.iter_mut() {
             while s.next_us <= now_us {
                 if s.next_us + 10 * step_us < now_us {

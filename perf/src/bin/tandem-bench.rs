@@ -3,7 +3,7 @@
 //! ```text
 //! tandem-bench ramp|hold|burst --target HOST:PORT [--users 1001-1004 --password-prefix tandem
 //!     | --trunk] --calls N --rate CPS --duration S --codec pcmu|pcma|g729 --json FILE
-//!     --chart FILE [--pid PID] [--dial EXT] [--dtmf DIGITS]
+//!     --chart FILE [--pid PID] [--dial EXT] [--dtmf DIGITS] [--no-media]
 //! ```
 //! The defaults work against `tandemd` started with no arguments: users 1001-1004 (passwords
 //! tandem1001...) call each other through the gateway (1001 -> 1002, 1003 -> 1004).
@@ -95,6 +95,9 @@ struct Args {
     /// No live progress line.
     #[arg(long)]
     quiet: bool,
+    /// Signalling only: no RTP (measures call setup rate).
+    #[arg(long)]
+    no_media: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -202,6 +205,7 @@ fn options(a: &Args) -> Result<Options, String> {
         loss_budget_pct: a.max_loss,
         setup_budget_ms: a.max_setup_ms,
         progress: !a.quiet,
+        media: !a.no_media,
         ..d
     })
 }
