@@ -182,10 +182,10 @@ pub fn parse_cpuinfo(text: &str) -> usize {
 pub fn cmdline_param<'a>(cmdline: &'a str, name: &str) -> Option<&'a str> {
     cmdline
         .split_whitespace()
+        .rev()
         .filter_map(|w| w.split_once('='))
-        .filter(|(k, _)| *k == name)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v)
-        .last()
 }
 
 /// Numeric IRQ lines of `/proc/interrupts` (per-CPU rows such as `LOC:` are skipped: they
@@ -749,6 +749,10 @@ Max address space         unlimited            unlimited            bytes     \n
         let cl = "ro isolcpus=managed_irq,domain,2-3 rcu_nocbs=2-3 quiet";
         assert_eq!(cmdline_param(cl, "rcu_nocbs"), Some("2-3"));
         assert_eq!(cmdline_param(cl, "nohz_full"), None);
+        assert_eq!(
+            cmdline_param("rcu_nocbs=1 x rcu_nocbs=2-3", "rcu_nocbs"),
+            Some("2-3")
+        );
     }
 
     #[test]

@@ -220,11 +220,13 @@ impl Report {
         if m.dtmf_events_received > 0 {
             let _ = writeln!(s, "dtmf: {} events received", m.dtmf_events_received);
         }
-        let _ = writeln!(
-            s,
-            "quality (E-model, G.107 simplified): R {:.1}, MOS {:.2} (mouth-to-ear {:.1} ms)",
-            self.quality.r_factor, self.quality.mos, self.quality.mouth_to_ear_ms
-        );
+        if m.streams > 0 {
+            let _ = writeln!(
+                s,
+                "quality (E-model, G.107 simplified): R {:.1}, MOS {:.2} (mouth-to-ear {:.1} ms)",
+                self.quality.r_factor, self.quality.mos, self.quality.mouth_to_ear_ms
+            );
+        }
         if let Some(c) = &self.cpu {
             let per: Vec<String> = c
                 .per_core_mean_pct
@@ -374,7 +376,7 @@ impl Report {
 
 /// A round axis maximum at or above `v` (1, 2, 5 x 10^n; at least 1).
 fn nice_max(v: f64) -> f64 {
-    if !(v > 1.0) {
+    if v.is_nan() || v <= 1.0 {
         return 1.0;
     }
     let e = 10f64.powf(v.log10().floor());

@@ -100,7 +100,7 @@ fn local_ips(opts: &Options) -> Result<Vec<IpAddr>, BenchError> {
     }
     .min(250);
     if opts.target.ip().is_loopback() {
-        if let IpAddr::V4(_) = opts.target.ip() {
+        if opts.target.ip().is_ipv4() {
             return Ok((0..n)
                 .map(|k| IpAddr::V4(Ipv4Addr::new(127, 0, 1, 1 + k as u8)))
                 .collect());

@@ -141,7 +141,7 @@ fn parse_users(spec: &str, prefix: &str) -> Result<Vec<Account>, String> {
 }
 
 fn secs(v: f64, what: &str) -> Result<Duration, String> {
-    if v.is_finite() && v >= 0.0 && v < 1e6 {
+    if (0.0..1e6).contains(&v) {
         Ok(Duration::from_secs_f64(v))
     } else {
         Err(format!("--{what}: expected seconds >= 0, got {v}"))
