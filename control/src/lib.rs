@@ -10,6 +10,8 @@
 //! - [`q931`]: the Q.931 message/IE codec; [`isdn`]: Q.921 LAPD and the
 //!   ISDN PRI call state machines (user and network side).
 //! - [`defence`]: rate limits, bans and caps applied to SIP input before the engine.
+//! - [`notify`]: systemd readiness and watchdog datagrams (`tandemd` under `Type=notify`).
+//! - [`tune`]: `tandemctl tune check`, the machine's readiness for pinned dataplane cores.
 //!
 //! Sockets, tokio and the clock live only at the edge: [`net`] (SIP transport
 //! and the run loop) and [`mgmt`] (the management socket). [`config`] loads and
@@ -29,7 +31,9 @@ pub mod isdn;
 pub mod mgmt;
 pub mod net;
 pub mod ng;
+pub mod notify;
 pub mod q931;
 pub mod sdp;
 pub mod sip;
 pub mod streams;
+pub mod tune;

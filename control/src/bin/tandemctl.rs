@@ -3,6 +3,10 @@
 //! `tandemctl show calls|registrations|workers|sip`, `tandemctl hangup CALL-ID`;
 //! `--json` prints the daemon's JSON instead of a table; `--socket PATH` picks
 //! the daemon (default: the embedded default's management socket).
+//!
+//! `tandemctl tune check [--config tandem.toml] [--iface IFACE]` needs no daemon: it reads
+//! the machine and the configuration and says what to fix for the dataplane cores (exit 1
+//! when something should be fixed, 2 when the configuration does not load).
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -35,10 +39,110 @@ enum Cmd {
     },
     /// Hang up a call by Tandem id (c12) or either leg's SIP Call-ID.
     Hangup { call_id: String },
+    /// Machine tuning for the dataplane cores.
+    Tune {
+        #[command(subcommand)]
+        action: TuneCmd,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+enum TuneCmd {
+    /// Check isolation, tick, RCU, governor, IRQs, NIC queues and locked memory against the
+    /// configured dataplane cores; print each finding with its fix.
+    Check {
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The AF_XDP interface whose queues and IRQs to check.
+        #[arg(long, value_name = "IFACE")]
+        iface: Option<String>,
+        /// Also print the checks that passed.
+        #[arg(long, short = 'v')]
+        verbose: bool,
+    },
+}
+
+/// `tandemctl tune check`.
+fn tune_check(
+    config: Option<&PathBuf>,
+    iface: Option<&str>,
+    verbose: bool,
+    json: bool,
+) -> ExitCode {
+    let cfg = match config {
+        Some(p) => match control::config::Config::load(p) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("tandemctl: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => control::config::Config::embedded_default(),
+    };
+    let plan = control::tune::Plan {
+        cores: cfg.dataplane.cores.clone(),
+        xdp: cfg.dataplane.backend == dataplane::Backend::Xdp,
+        // FRAMES x 2 KiB frames of UMEM per worker socket.
+        umem_bytes_per_worker: 4096 * 2048,
+    };
+    let machine = control::tune::read_machine(iface);
+    let findings = control::tune::check(&machine, &plan);
+    if json {
+        let v: Vec<serde_json::Value> = findings
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "severity": f.severity.to_string().to_lowercase(),
+                    "topic": f.topic,
+                    "message": f.message,
+                    "fix": f.fix,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        println!(
+            "tandemctl tune check: {} CPU(s), dataplane cores {} ({}), backend {:?}",
+            machine.cpus,
+            control::tune::format_cpu_list(&plan.cores),
+            cfg.path
+                .as_ref()
+                .map_or("embedded default".to_string(), |p| p.display().to_string()),
+            cfg.dataplane.backend
+        );
+        for f in &findings {
+            if verbose || f.severity != control::tune::Severity::Ok {
+                println!("{f}");
+            }
+        }
+    }
+    if control::tune::needs_action(&findings) {
+        if !json {
+            println!("=> some settings need fixing (see above)");
+        }
+        ExitCode::from(1)
+    } else {
+        if !json {
+            println!("=> the machine is tuned for the dataplane cores");
+        }
+        ExitCode::SUCCESS
+    }
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if let Cmd::Tune {
+        action:
+            TuneCmd::Check {
+                config,
+                iface,
+                verbose,
+            },
+    } = &args.cmd
+    {
+        return tune_check(config.as_ref(), iface.as_deref(), *verbose, args.json);
+    }
     let socket = args
         .socket
         .clone()
@@ -53,6 +157,7 @@ fn main() -> ExitCode {
         Cmd::Hangup { call_id } => MgmtRequest::Hangup {
             id: call_id.clone(),
         },
+        Cmd::Tune { .. } => return ExitCode::from(2),
     };
     let reply = match ask(&socket, &req) {
         Ok(r) => r,

@@ -72,6 +72,8 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // systemd: READY=1 and the worker-checking watchdog (no-op outside systemd).
+    control::notify::start(cfg.dataplane.cores.len());
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
