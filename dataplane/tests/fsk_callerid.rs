@@ -60,7 +60,7 @@ fn detect(std: FskStandard, pcm: &[i16], block: usize) -> Vec<Result<CallerId, C
 fn signal(std: FskStandard, msg: &[u8], dbm0: f32, lead: usize, snr_db: Option<f32>) -> Vec<i16> {
     let mut pcm = vec![0i16; lead];
     fsk::modulate(std, msg, dbm0, &mut pcm);
-    pcm.extend(std::iter::repeat(0).take(800));
+    pcm.extend(std::iter::repeat_n(0, 800));
     if let Some(snr) = snr_db {
         // Sine power A^2/2; noise sigma for the wanted SNR.
         let sigma = dbm0_to_peak(dbm0) / 2f32.sqrt() / 10f32.powf(snr / 20.0);
@@ -137,7 +137,7 @@ fn corrupted_message_is_rejected_by_the_checksum() {
         let msg = cid().encode(Format::Mdmf).unwrap();
         let mut pcm = vec![0i16; 100];
         fsk::modulate(std, &msg[..12], -13.0, &mut pcm);
-        pcm.extend(std::iter::repeat(0).take(800));
+        pcm.extend(std::iter::repeat_n(0, 800));
         let got = detect(std, &pcm, 160);
         assert!(
             matches!(got.as_slice(), [Err(CidError::Truncated { .. })]),

@@ -328,13 +328,13 @@ const BIT_SAMPLES: f64 = SAMPLE_RATE as f64 / BAUD;
 pub fn modulate(standard: FskStandard, msg: &[u8], dbm0: f32, out: &mut Vec<i16>) {
     let mut bits = Vec::with_capacity(300 + 180 + msg.len() * 10 + 8);
     bits.extend((0..300).map(|i| i % 2 == 1));
-    bits.extend(std::iter::repeat(true).take(standard.mark_bits()));
+    bits.extend(std::iter::repeat_n(true, standard.mark_bits()));
     for &b in msg {
         bits.push(false);
         bits.extend((0..8).map(|k| b >> k & 1 == 1));
         bits.push(true);
     }
-    bits.extend(std::iter::repeat(true).take(8));
+    bits.extend(std::iter::repeat_n(true, 8));
     modulate_bits(standard, &bits, dbm0, out);
 }
 
@@ -630,23 +630,12 @@ pub fn dtmf_cid_generate(cid: &CallerId, dbm0: f32, out: &mut Vec<i16>) {
 
 /// DTMF caller ID receiver: collects the digits between a start digit
 /// (`A`/`D` number, `B` absence) and an end digit (`C` or `#`).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct DtmfCidDetector {
     det: DtmfDetector,
     start: Option<char>,
     digits: [u8; 32],
     len: usize,
-}
-
-impl Default for DtmfCidDetector {
-    fn default() -> Self {
-        DtmfCidDetector {
-            det: DtmfDetector::default(),
-            start: None,
-            digits: [0; 32],
-            len: 0,
-        }
-    }
 }
 
 impl DtmfCidDetector {
@@ -771,7 +760,7 @@ mod tests {
         for std in [FskStandard::Bell202, FskStandard::V23] {
             let mut pcm = vec![0i16; 400];
             generate(std, Format::Mdmf, &sample_cid(), -13.0, &mut pcm).unwrap();
-            pcm.extend(std::iter::repeat(0).take(400));
+            pcm.extend(std::iter::repeat_n(0, 400));
             let mut got = Vec::new();
             let mut det = CallerIdDetector::new(std);
             for b in pcm.chunks(160) {
