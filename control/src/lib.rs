@@ -10,6 +10,8 @@
 //! - [`q931`]: the Q.931 message/IE codec; [`isdn`]: Q.921 LAPD and the
 //!   ISDN PRI call state machines (user and network side).
 //! - [`defence`]: rate limits, bans and caps applied to SIP input before the engine.
+//! - [`analog`]: FXS/FXO loop-start line signalling (dial tone, digits, ringing,
+//!   caller ID, answer on ring N, far-end disconnect supervision).
 //!
 //! Sockets, tokio and the clock live only at the edge: [`net`] (SIP transport
 //! and the run loop) and [`mgmt`] (the management socket). [`config`] loads and
@@ -20,6 +22,7 @@
 
 pub mod aaa;
 pub mod agi;
+pub mod analog;
 pub mod call;
 pub mod cdr;
 pub mod config;
