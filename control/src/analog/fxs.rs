@@ -179,10 +179,9 @@ impl FxsLine {
             (HwEvent::Flash, State::Talking | State::Routed) => {
                 self.out.events.push_back(LineEvent::Flash);
             }
-            (HwEvent::PulseStart, State::Collecting { tone, .. }) => {
-                if std::mem::take(tone) {
-                    self.out.commands.push_back(HwCommand::StopTone);
-                }
+            (HwEvent::PulseStart, State::Collecting { tone, .. }) if *tone => {
+                *tone = false;
+                self.out.commands.push_back(HwCommand::StopTone);
             }
             (HwEvent::PulseDigit(d), State::Collecting { .. }) => {
                 self.digit(char::from(b'0' + d % 10), now);
