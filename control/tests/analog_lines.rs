@@ -17,8 +17,8 @@
 use std::time::{Duration, Instant};
 
 use control::analog::{
-    fxs::Dialplan, CallInput, CidSignalling, DialMatch, Disconnect, FxoConfig, FxoLine, FxsConfig,
-    FxsLine, HwCommand, HwEvent, LineEvent,
+    fxs::Dialplan, CallInput, CidSignalling, CidStart, DialMatch, Disconnect, FxoConfig, FxoLine,
+    FxsConfig, FxsLine, HwCommand, HwEvent, LineEvent,
 };
 use dataplane::dsp::dtmf::{self, DtmfDetector, DtmfEvent};
 use dataplane::dsp::fsk::{
@@ -47,6 +47,10 @@ struct Rig {
     log: Vec<(u64, ChanId, LineEvent)>,
     /// (ms, chan, event) from the card.
     hw: Vec<(u64, ChanId, Event)>,
+    /// Audio still to play before the next Ring (pre-ring caller ID), ms.
+    spill_ms: u64,
+    /// A Ring held back until the spill has played: (due ms, chan, cadence).
+    held_ring: Option<(u64, ChanId, Vec<u32>)>,
 }
 
 fn dialplan() -> Dialplan {
@@ -72,6 +76,8 @@ impl Rig {
             ],
             log: Vec::new(),
             hw: Vec::new(),
+            spill_ms: 0,
+            held_ring: None,
         }
     }
 
@@ -120,6 +126,11 @@ impl Rig {
                 }
                 let Some(cmd) = cmd else { continue };
                 match cmd {
+                    HwCommand::Ring { cadence } if self.spill_ms > 0 => {
+                        // The edge rings only after the pre-ring spill (+200 ms).
+                        self.held_ring = Some((ms + self.spill_ms + 200, *chan, cadence));
+                        self.spill_ms = 0;
+                    }
                     HwCommand::Ring { cadence } => {
                         self.card
                             .command(*chan, &Command::SetCadence(RingCadence(cadence)))
@@ -137,13 +148,22 @@ impl Rig {
                     }
                     HwCommand::StopTone => *tone = None,
                     HwCommand::SendCallerId { cid, signalling } => {
-                        // 500 ms into the silence after the first ring.
-                        let mut pcm = vec![0i16; 4000];
+                        // After the first ring: 500 ms into the silence. Before
+                        // it (polarity already reversed): 300 ms after the reversal.
+                        let pre_ring = !self
+                            .hw
+                            .iter()
+                            .any(|(_, c, e)| *c == *chan && *e == Event::RingerOff);
+                        let lead = if pre_ring { 2400 } else { 4000 };
+                        let mut pcm = vec![0i16; lead];
                         match signalling {
                             CidSignalling::Fsk { standard, format } => {
                                 fsk::generate(standard, format, &cid, -13.0, &mut pcm).unwrap()
                             }
                             CidSignalling::Dtmf => fsk::dtmf_cid_generate(&cid, -10.0, &mut pcm),
+                        }
+                        if pre_ring {
+                            self.spill_ms = pcm.len() as u64 / 8;
                         }
                         self.card.write(*chan, &pcm).unwrap();
                     }
@@ -164,6 +184,16 @@ impl Rig {
                 let mut b = [0i16; sim::SAMPLES_PER_MS];
                 g.fill(&mut b);
                 self.card.write(*chan, &b).unwrap();
+            }
+        }
+        if let Some((due, chan, cadence)) = self.held_ring.take() {
+            if self.card.now_ms() >= due {
+                self.card
+                    .command(chan, &Command::SetCadence(RingCadence(cadence)))
+                    .unwrap();
+                self.card.command(chan, &Command::Ring).unwrap();
+            } else {
+                self.held_ring = Some((due, chan, cadence));
             }
         }
         self.card.step_ms();
@@ -312,6 +342,13 @@ fn phone_hears_dial_tone_and_dials_1002_by_dtmf_and_pulse() {
         // The call model answers; the phone hangs up; the line reports it.
         let now = rig.now();
         rig.fxs().handle_call(CallInput::Answered, now).unwrap();
+        rig.card.phone(PHONE).unwrap().flash(500);
+        assert!(
+            rig.run_until(2000, |e| matches!(e, LineEvent::Flash))
+                .is_some(),
+            "pulse={pulse}: no flash: {:?}",
+            rig.log
+        );
         rig.card.phone(PHONE).unwrap().on_hook();
         assert!(rig
             .run_until(3000, |e| matches!(e, LineEvent::HungUp))
@@ -518,5 +555,64 @@ fn fxo_dials_out_and_detects_each_far_end_disconnect() {
             !rig.card.line(LINE).unwrap().seized(),
             "{how:?}: still seized"
         );
+    }
+}
+
+#[test]
+fn pre_ring_caller_id_to_the_phone_v23_and_dtmf() {
+    use dataplane::dsp::fsk::DtmfCidDetector;
+    for sig in [
+        CidSignalling::Fsk {
+            standard: FskStandard::V23,
+            format: Format::Mdmf,
+        },
+        CidSignalling::Dtmf,
+    ] {
+        let mut cfg = FxsConfig::for_zone("uk").unwrap();
+        cfg.cid = Some(sig);
+        cfg.cid_start = CidStart::BeforeFirstRing;
+        let mut rig = Rig::new("uk", cfg, FxoConfig::default());
+        rig.card.phone(PHONE).unwrap().answer_after_rings(Some(1));
+        rig.call(
+            PHONE,
+            CallInput::Incoming {
+                caller: Some(caller()),
+            },
+        );
+        assert!(
+            rig.card.phone(PHONE).unwrap().polarity_reversed(),
+            "{sig:?}: no reversal before the spill"
+        );
+        let t = rig.run_until(15_000, |e| matches!(e, LineEvent::Answered));
+        assert!(t.is_some(), "{sig:?}: never answered");
+        let first_ring = rig
+            .hw
+            .iter()
+            .find(|(_, _, e)| *e == Event::RingerOn)
+            .map(|&(t, _, _)| t)
+            .unwrap();
+        let heard = rig.card.phone(PHONE).unwrap().heard().to_vec();
+        let spill_end = heard.iter().rposition(|&s| s != 0).unwrap() as u64 / 8;
+        assert!(
+            spill_end < first_ring,
+            "{sig:?}: spill ends {spill_end} ms, first ring {first_ring} ms"
+        );
+        match sig {
+            CidSignalling::Fsk { standard, .. } => {
+                let mut det = CallerIdDetector::new(standard);
+                let mut got = Vec::new();
+                det.process(&heard, |r| got.push(r));
+                assert_eq!(got, vec![Ok(caller())]);
+            }
+            CidSignalling::Dtmf => {
+                let mut det = DtmfCidDetector::default();
+                let mut got = Vec::new();
+                det.process(&heard, |c| got.push(c));
+                assert_eq!(got.len(), 1);
+                assert_eq!(got[0].number, caller().number);
+            }
+        }
+        // Answered: polarity back to normal.
+        assert!(!rig.card.phone(PHONE).unwrap().polarity_reversed());
     }
 }
