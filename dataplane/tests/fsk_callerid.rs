@@ -325,3 +325,25 @@ fn our_generator_to_spandsp_receiver() {
         }
     }
 }
+
+#[test]
+fn noise_before_the_spill_does_not_hide_it() {
+    // 1.5 s of line noise at -33 dBm0 (carrier detect on throughout, the UART
+    // framing garbage), then the spill at -13 dBm0 in the same noise.
+    let msg = cid().encode(Format::Mdmf).unwrap();
+    for std in STANDARDS {
+        for seed in 0..5u64 {
+            let mut pcm = vec![0i16; 12_000 + 37 * seed as usize];
+            fsk::modulate(std, &msg, -13.0, &mut pcm);
+            pcm.extend(std::iter::repeat_n(0, 800));
+            let sigma = dbm0_to_peak(-33.0) / 2f32.sqrt();
+            let mut r = Prng(seed + 99);
+            for s in &mut pcm {
+                *s = (f32::from(*s) + sigma * r.gauss()).round() as i16;
+            }
+            let got = detect(std, &pcm, 160);
+            let ok: Vec<_> = got.iter().filter(|g| g.is_ok()).collect();
+            assert_eq!(ok, vec![&Ok(cid())], "{std:?} seed {seed}: {got:?}");
+        }
+    }
+}

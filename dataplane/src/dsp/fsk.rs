@@ -550,9 +550,10 @@ impl FskDemodulator {
 /// waiting, charge, SMS): an octet with one of these values after a mark run
 /// starts message framing.
 const START_TYPES: [u8; 6] = [TYPE_SDMF, 0x06, TYPE_MDMF, 0x82, 0x86, 0x89];
-/// Mark bits that must precede a message's first octet (the seizure's
-/// alternating bits come with none).
-const MIN_PREAMBLE_MARKS: u32 = 10;
+/// Mark bits that must precede a message's first octet: the senders give
+/// 180 (Bell) or 80 ± 25 (ETSI); noise and the seizure's alternating bits
+/// almost never give 40 in a row.
+const MIN_PREAMBLE_MARKS: u32 = 40;
 
 /// Streaming caller ID receiver: FSK demodulator, message framing, checksum
 /// and decoding. Each complete (or broken) message comes out once.
@@ -586,11 +587,15 @@ impl CallerIdDetector {
         self.demod.process(
             samples,
             |o| {
+                // A message starts after a long mark run; one that starts while
+                // another is being framed means the first was noise (octets of
+                // a real message are at most a few mark bits apart).
+                if o.idle_bits >= MIN_PREAMBLE_MARKS && START_TYPES.contains(&o.value) {
+                    buf[0] = o.value;
+                    *len = 1;
+                    return;
+                }
                 if *len == 0 {
-                    if o.idle_bits >= MIN_PREAMBLE_MARKS && START_TYPES.contains(&o.value) {
-                        buf[0] = o.value;
-                        *len = 1;
-                    }
                     return;
                 }
                 buf[*len] = o.value;
@@ -785,5 +790,33 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert_eq!(got[0].number.as_deref(), Some("0215550100"));
         assert_eq!(got[1].number_absent, Some(Absence::Private));
+    }
+
+    #[test]
+    fn arbitrary_input_never_panics() {
+        let mut x = 0x1234_5678u32;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x
+        };
+        for n in 0..2000 {
+            let len = (next() % 40) as usize;
+            let mut m: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if n % 2 == 0 && len > 2 {
+                // Valid type, length and checksum, random body.
+                m[0] = TYPE_MDMF;
+                m[1] = (len - 3) as u8;
+                let sum = m[..len - 1].iter().fold(0u8, |a, &b| a.wrapping_add(b));
+                m[len - 1] = sum.wrapping_neg();
+            }
+            let _ = CallerId::decode(&m);
+        }
+        let pcm: Vec<i16> = (0..80_000).map(|_| next() as i16).collect();
+        let mut det = CallerIdDetector::new(FskStandard::Bell202);
+        det.process(&pcm, |_| {});
+        let mut det = DtmfCidDetector::default();
+        det.process(&pcm, |_| {});
     }
 }
