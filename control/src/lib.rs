@@ -12,6 +12,8 @@
 //! - [`defence`]: rate limits, bans and caps applied to SIP input before the engine.
 //! - [`notify`]: systemd readiness and watchdog datagrams (`tandemd` under `Type=notify`).
 //! - [`tune`]: `tandemctl tune check`, the machine's readiness for pinned dataplane cores.
+//! - [`analog`]: FXS/FXO loop-start line signalling (dial tone, digits, ringing,
+//!   caller ID, answer on ring N, far-end disconnect supervision).
 //!
 //! Sockets, tokio and the clock live only at the edge: [`net`] (SIP transport
 //! and the run loop) and [`mgmt`] (the management socket). [`config`] loads and
@@ -22,6 +24,7 @@
 
 pub mod aaa;
 pub mod agi;
+pub mod analog;
 pub mod call;
 pub mod cdr;
 pub mod config;

@@ -10,10 +10,13 @@
 //! - [`hdlc`]: HDLC flags, bit stuffing and FCS-16.
 //! - [`sim`]: the simulated card, G.704 framing with CRC-4, back-to-back wiring.
 //! - [`dahdi`]: the DAHDI user ABI (constants, layouts) and its ioctls.
+//! - [`analog`]: FXS/FXO ports, `system.conf` analog lines, the simulated
+//!   TDM400P with telephones and a central-office line.
 //!
 //! Unsafe policy: denied here; allowed only in `dahdi::ioctl`.
 #![deny(unsafe_code)]
 
+pub mod analog;
 pub mod dahdi;
 pub mod hdlc;
 pub mod sim;

@@ -13,6 +13,7 @@
 //! - [`tones`]: call-progress tones by zone (dial, ringback, busy, ...).
 //! - [`jitter`]: adaptive jitter buffer (sans-IO `put`/`get`).
 //! - [`plc`]: ITU-T G.711 Appendix I packet loss concealment.
+//! - [`fsk`]: caller ID for analog lines (Bell 202, V.23, DTMF; SDMF/MDMF).
 //!
 //! Levels are in dBm0 with the G.711 µ-law convention: a full-scale sine is
 //! +3.17 dBm0, so a 0 dBm0 sine has a peak of about 22 670 in 16-bit linear.
@@ -20,6 +21,7 @@
 pub mod dtmf;
 pub mod ec;
 pub mod ec_fdaf;
+pub mod fsk;
 pub mod jitter;
 pub mod plc;
 mod simd;
