@@ -28,6 +28,7 @@ pub mod dialplan;
 pub mod isdn;
 pub mod mgmt;
 pub mod net;
+pub mod pstn;
 pub mod q931;
 pub mod sdp;
 pub mod sip;

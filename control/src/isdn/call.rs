@@ -171,6 +171,8 @@ pub struct SetupRequest {
     pub channel: Option<u8>,
     /// Exclusive channel.
     pub exclusive: bool,
+    /// Bearer capability (speech, A-law by default).
+    pub bearer: BearerCap,
 }
 
 impl SetupRequest {
@@ -185,6 +187,7 @@ impl SetupRequest {
             screening: Screening::UserNotScreened,
             channel: None,
             exclusive: false,
+            bearer: BearerCap::speech_alaw(),
         }
     }
 }
@@ -243,6 +246,8 @@ pub struct Pri {
     next_id: u32,
     next_cref: u16,
     events: VecDeque<PriEvent>,
+    /// The B-channels this interface may use (E1 default: 1-15, 17-31).
+    bchannels: Vec<u8>,
 }
 
 const ALL_BCHANNELS: [u8; 30] = [
@@ -272,6 +277,7 @@ impl Pri {
             next_id: 1,
             next_cref: 1,
             events: VecDeque::new(),
+            bchannels: ALL_BCHANNELS.to_vec(),
         }
     }
 
@@ -300,8 +306,34 @@ impl Pri {
         self.link.start(now);
     }
 
+    /// Restricts the B-channels this interface offers and accepts (a span
+    /// configured with fewer than 30 B-channels). Incoming SETUPs naming a
+    /// channel outside the set are treated as naming a busy channel.
+    pub fn set_bchannels(&mut self, channels: &[u8]) {
+        self.bchannels = channels.to_vec();
+    }
+
+    /// The configured B-channels.
+    pub fn bchannels(&self) -> &[u8] {
+        &self.bchannels
+    }
+
+    /// True when `channel` is held by a call (in any state).
+    pub fn channel_busy(&self, channel: u8) -> bool {
+        self.calls.values().any(|c| c.channel == Some(channel))
+    }
+
+    /// The calls on this interface: handle, state, B-channel and whether we
+    /// originated it (for management views).
+    pub fn calls(&self) -> Vec<(CallId, CallState, Option<u8>, bool)> {
+        self.calls
+            .iter()
+            .map(|(id, c)| (*id, c.state, c.channel, c.ours))
+            .collect()
+    }
+
     fn free_channel(&self) -> Option<u8> {
-        ALL_BCHANNELS
+        self.bchannels
             .iter()
             .copied()
             .find(|ch| !self.calls.values().any(|c| c.channel == Some(*ch)))
@@ -352,7 +384,7 @@ impl Pri {
             self.next_cref + 1
         };
         let mut ies = vec![
-            Ie::BearerCapability(BearerCap::speech_alaw()),
+            Ie::BearerCapability(req.bearer.clone()),
             Ie::ChannelId(ChannelId::pri(channel, req.exclusive)),
         ];
         if let Some(cg) = &req.calling {
@@ -772,7 +804,30 @@ impl Pri {
         let ch = m.channel_id();
         let requested = ch.as_ref().and_then(|c| c.channel);
         let exclusive = ch.as_ref().is_some_and(|c| c.exclusive);
-        let busy = |s: &Self, c: u8| s.calls.values().any(|k| k.channel == Some(c));
+        // Collision (glare): our own SETUP for this channel is still
+        // unanswered. The network has priority (Q.931 5.2.3.1 / ETSI 300 102):
+        // on the user side the incoming call takes the channel and our call
+        // waits for the channel the network assigns in its first response.
+        if self.side == Side::User {
+            if let Some(c) = requested {
+                let glare: Vec<CallId> = self
+                    .calls
+                    .iter()
+                    .filter(|(_, k)| {
+                        k.ours && k.channel == Some(c) && k.state == CallState::CallInitiated
+                    })
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in glare {
+                    if let Some(k) = self.calls.get_mut(&id) {
+                        k.channel = None;
+                    }
+                }
+            }
+        }
+        let busy = |s: &Self, c: u8| {
+            !s.bchannels.contains(&c) || s.calls.values().any(|k| k.channel == Some(c))
+        };
         let channel = match requested {
             Some(c) if !busy(self, c) => Some(c),
             Some(_) if exclusive => None,
