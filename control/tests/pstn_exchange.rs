@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use control::pstn::config::{PstnConfig, SpanConfig};
 use control::pstn::exchange::{
-    Behaviour, ExchangeConfig, ExchangeEvent, NumberPattern, NumberRule, SimTrunk,
+    Behaviour, Exchange, ExchangeConfig, ExchangeEvent, NumberPattern, NumberRule, SimTrunk,
 };
 use control::pstn::{CallerId, PlaceCall, Pstn, PstnCallId, PstnEvent};
 use control::q931::{Presentation, Screening};
@@ -52,13 +52,17 @@ impl Bed {
     }
 
     fn with_span(cfg: ExchangeConfig, span: SpanConfig, seed: u64) -> Self {
+        Self::with_exchange(Exchange::new(cfg), span, seed)
+    }
+
+    fn with_exchange(x: Exchange, span: SpanConfig, seed: u64) -> Self {
         let t0 = Instant::now();
         let block = span.blocksize;
         let pcfg = PstnConfig {
             spans: vec![span],
             ..PstnConfig::default()
         };
-        let mut trunk = SimTrunk::new(SpanId(1), cfg, t0, seed);
+        let mut trunk = SimTrunk::with_exchange(SpanId(1), x, t0, seed);
         trunk.set_block_size(block).unwrap();
         let mut pstn = Pstn::new(&pcfg);
         pstn.start(trunk.now());
@@ -597,4 +601,90 @@ fn exclusive_selection_and_smaller_block_size() {
     assert!(b.until(1.0, |b| b
         .ev
         .contains(&PstnEvent::Connected { id: more[1] })));
+}
+
+#[test]
+fn overlap_receiving_collects_digits_from_information() {
+    let mut b = Bed::new(exchange_cfg(), 11);
+    let now = b.now();
+    let xid = b
+        .trunk
+        .exchange
+        .originate_overlap("1", Some(&CallerId::allowed("0215550142")), now)
+        .unwrap();
+    assert!(b.until(1.0, |b| b
+        .xev
+        .contains(&ExchangeEvent::SetupAcknowledged { id: xid })));
+    let id =
+        b.ev.iter()
+            .find_map(|e| match e {
+                PstnEvent::Incoming {
+                    id,
+                    called,
+                    sending_complete: false,
+                    ..
+                } if called == "1" => Some(*id),
+                _ => None,
+            })
+            .expect("incoming overlap call");
+    assert_eq!(
+        b.pstn.state(id),
+        Some(control::isdn::CallState::OverlapReceiving)
+    );
+    let now = b.now();
+    b.trunk.exchange.send_digits(xid, "00", false, now).unwrap();
+    assert!(b.until(1.0, |b| b.ev.iter().any(
+        |e| matches!(e, PstnEvent::Digits { called, .. } if called == "100")
+    )));
+    let now = b.now();
+    b.trunk.exchange.send_digits(xid, "2", true, now).unwrap();
+    assert!(b.until(1.0, |b| b
+        .xev
+        .contains(&ExchangeEvent::Proceeding { id: xid })));
+    assert!(b.ev.contains(&PstnEvent::Digits {
+        id,
+        digits: "2".into(),
+        called: "1002".into(),
+        sending_complete: true
+    }));
+    let now = b.now();
+    b.pstn.answer(id, now).unwrap();
+    assert!(b.until(1.0, |b| b.ev.contains(&PstnEvent::Connected { id })));
+    assert_eq!(b.pstn.show_channels()[0].called.as_deref(), Some("1002"));
+}
+
+#[test]
+fn tandem_as_network_side_against_a_user_side_exchange() {
+    let mut span = SpanConfig::e1(1, 1, "from-pstn");
+    span.signalling = control::pstn::config::Signalling::PriNet;
+    let x = Exchange::with_side(exchange_cfg(), control::isdn::Side::User);
+    let mut b = Bed::with_exchange(x, span, 12);
+    // The network hunts upwards.
+    let id = b.call("0215550101");
+    assert!(b.until(1.0, |b| b.ev.contains(&PstnEvent::Connected { id })));
+    assert_eq!(b.pstn.channel(id), Some((SpanId(1), ChanId(1))));
+    let busy = b.call("0215550102");
+    assert!(b.until(3.0, |b| b.released(busy).is_some()));
+    assert_eq!(b.released(busy), Some(17));
+    // A call from the CPE into Tandem (the network).
+    let now = b.now();
+    let xid = b
+        .trunk
+        .exchange
+        .originate("200", Some(&CallerId::restricted("4930777")), now)
+        .unwrap();
+    assert!(b.until(1.0, |b| b
+        .xev
+        .contains(&ExchangeEvent::Proceeding { id: xid })));
+    let calling = b.ev.iter().find_map(|e| match e {
+        PstnEvent::Incoming { calling, .. } => calling.clone(),
+        _ => None,
+    });
+    assert_eq!(
+        calling.map(|c| c.presentation),
+        Some(Presentation::Restricted)
+    );
+    let now = b.now();
+    b.pstn.release(id, 16, now).unwrap();
+    assert!(b.until(1.0, |b| b.released(id) == Some(16)));
 }

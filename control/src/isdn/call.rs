@@ -48,6 +48,10 @@ pub enum CallState {
     DisconnectRequest,
     /// U19/N19: RELEASE sent.
     ReleaseRequest,
+    /// U2/N2: SETUP ACKNOWLEDGE received, sending more digits (overlap sending).
+    OverlapSending,
+    /// U25/N25: SETUP ACKNOWLEDGE sent, receiving more digits (overlap receiving).
+    OverlapReceiving,
 }
 
 impl CallState {
@@ -64,6 +68,8 @@ impl CallState {
             CallState::Active => 10,
             CallState::DisconnectRequest => 11,
             CallState::ReleaseRequest => 19,
+            CallState::OverlapSending => 2,
+            CallState::OverlapReceiving => 25,
         }
     }
 }
@@ -131,6 +137,21 @@ pub enum PriEvent {
     },
     /// A D-channel message could not be decoded or had no place.
     ProtocolError(String),
+    /// Overlap receiving: INFORMATION brought more called-number digits.
+    Information {
+        /// Handle.
+        call: CallId,
+        /// The new digits (append to the called number).
+        digits: String,
+        /// Sending complete present: no more digits will come.
+        sending_complete: bool,
+    },
+    /// SETUP ACKNOWLEDGE received: send the rest of the number with
+    /// [`Pri::information`].
+    SetupAcknowledged {
+        /// Handle.
+        call: CallId,
+    },
 }
 
 /// Call control errors from commands.
@@ -173,6 +194,9 @@ pub struct SetupRequest {
     pub exclusive: bool,
     /// Bearer capability (speech, A-law by default).
     pub bearer: BearerCap,
+    /// Include Sending complete (true by default; false = overlap sending,
+    /// the rest follows in INFORMATION messages).
+    pub sending_complete: bool,
 }
 
 impl SetupRequest {
@@ -188,6 +212,7 @@ impl SetupRequest {
             channel: None,
             exclusive: false,
             bearer: BearerCap::speech_alaw(),
+            sending_complete: true,
         }
     }
 }
@@ -401,7 +426,9 @@ impl Pri {
             pres: None,
             digits: req.called.clone(),
         }));
-        ies.push(Ie::SendingComplete);
+        if req.sending_complete {
+            ies.push(Ie::SendingComplete);
+        }
         let setup = Message {
             ies,
             ..Message::new(
@@ -451,7 +478,7 @@ impl Pri {
     /// Sends CALL PROCEEDING for an incoming call (fixes the B-channel).
     pub fn proceeding(&mut self, call: CallId, now: Instant) -> Result<(), PriError> {
         let st = self.incoming(call, "proceeding")?;
-        if st != CallState::CallPresent {
+        if !matches!(st, CallState::CallPresent | CallState::OverlapReceiving) {
             return Err(PriError::BadState {
                 cmd: "proceeding",
                 state: st,
@@ -492,6 +519,51 @@ impl Pri {
         }
         self.send(call, MsgType::Alerting, ies, now);
         self.set_state(call, CallState::CallReceived);
+        Ok(())
+    }
+
+    /// Overlap receiving: answers a SETUP without Sending complete with
+    /// SETUP ACKNOWLEDGE (fixing the B-channel); digits then arrive as
+    /// [`PriEvent::Information`] until [`Pri::proceeding`].
+    pub fn setup_ack(&mut self, call: CallId, now: Instant) -> Result<(), PriError> {
+        let st = self.incoming(call, "setup_ack")?;
+        if st != CallState::CallPresent {
+            return Err(PriError::BadState {
+                cmd: "setup_ack",
+                state: st,
+            });
+        }
+        let ies = self.chan_ie(call);
+        self.send(call, MsgType::SetupAck, ies, now);
+        self.set_state(call, CallState::OverlapReceiving);
+        Ok(())
+    }
+
+    /// Overlap sending: more called-number digits in INFORMATION.
+    pub fn information(
+        &mut self,
+        call: CallId,
+        digits: &str,
+        sending_complete: bool,
+        now: Instant,
+    ) -> Result<(), PriError> {
+        let c = self.calls.get(&call).ok_or(PriError::NoCall(call))?;
+        if !c.ours || c.state != CallState::OverlapSending {
+            return Err(PriError::BadState {
+                cmd: "information",
+                state: c.state,
+            });
+        }
+        let mut ies = vec![Ie::CalledParty(PartyNumber {
+            ton: 0,
+            npi: 1,
+            pres: None,
+            digits: digits.to_string(),
+        })];
+        if sending_complete {
+            ies.push(Ie::SendingComplete);
+        }
+        self.send(call, MsgType::Information, ies, now);
         Ok(())
     }
 
@@ -682,7 +754,16 @@ impl Pri {
             }
         };
         match m.msg_type {
-            MsgType::CallProceeding if st == CallState::CallInitiated => {
+            MsgType::SetupAck if st == CallState::CallInitiated => {
+                update_channel(self);
+                self.set_state(id, CallState::OverlapSending);
+                self.set_timer(id, None, now);
+                self.events
+                    .push_back(PriEvent::SetupAcknowledged { call: id });
+            }
+            MsgType::CallProceeding
+                if matches!(st, CallState::CallInitiated | CallState::OverlapSending) =>
+            {
                 update_channel(self);
                 self.set_state(id, CallState::OutgoingProceeding);
                 self.set_timer(id, Some(Timer::T310), now);
@@ -691,7 +772,12 @@ impl Pri {
                     .push_back(PriEvent::Proceeding { call: id, channel });
             }
             MsgType::Alerting
-                if matches!(st, CallState::CallInitiated | CallState::OutgoingProceeding) =>
+                if matches!(
+                    st,
+                    CallState::CallInitiated
+                        | CallState::OutgoingProceeding
+                        | CallState::OverlapSending
+                ) =>
             {
                 update_channel(self);
                 self.set_state(id, CallState::CallDelivered);
@@ -715,6 +801,7 @@ impl Pri {
                     st,
                     CallState::CallInitiated
                         | CallState::OutgoingProceeding
+                        | CallState::OverlapSending
                         | CallState::CallDelivered
                 ) =>
             {
@@ -784,6 +871,16 @@ impl Pri {
                         self.events.push_back(PriEvent::Release { call: id, cause });
                     }
                 }
+            }
+            MsgType::Information
+                if matches!(st, CallState::OverlapReceiving | CallState::CallPresent) =>
+            {
+                let digits = m.called().map(|c| c.digits).unwrap_or_default();
+                self.events.push_back(PriEvent::Information {
+                    call: id,
+                    digits,
+                    sending_complete: m.sending_complete(),
+                });
             }
             MsgType::Information | MsgType::Notify => {}
             _ => {

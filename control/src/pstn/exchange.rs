@@ -237,6 +237,12 @@ pub enum ExchangeEvent {
         /// What the exchange does with it.
         behaviour: Behaviour,
     },
+    /// Tandem acknowledged an overlap SETUP: send digits with
+    /// [`Exchange::send_digits`].
+    SetupAcknowledged {
+        /// Call.
+        id: ExCallId,
+    },
     /// Tandem accepted our originated call (CALL PROCEEDING).
     Proceeding {
         /// Call.
@@ -396,6 +402,44 @@ impl Exchange {
         Ok(self.new_call(call, Phase::Originated))
     }
 
+    /// Places a call into Tandem with overlap sending: SETUP carries only
+    /// `first` digits and no Sending complete; the rest goes with
+    /// [`Exchange::send_digits`] after SETUP ACKNOWLEDGE.
+    pub fn originate_overlap(
+        &mut self,
+        first: &str,
+        calling: Option<&CallerId>,
+        now: Instant,
+    ) -> Result<ExCallId, PriError> {
+        let mut req = SetupRequest::new(first, None);
+        if let Some(c) = calling {
+            req.calling = Some(c.number.clone());
+            req.calling_ton = c.ton;
+            req.presentation = c.presentation;
+            req.screening = c.screening;
+        }
+        req.exclusive = true;
+        req.sending_complete = false;
+        let call = self.pri.setup(&req, now)?;
+        Ok(self.new_call(call, Phase::Originated))
+    }
+
+    /// More digits of an overlap call (INFORMATION).
+    pub fn send_digits(
+        &mut self,
+        id: ExCallId,
+        digits: &str,
+        complete: bool,
+        now: Instant,
+    ) -> Result<(), PriError> {
+        let pri = self
+            .calls
+            .get(&id)
+            .map(|c| c.pri)
+            .ok_or(PriError::NoCall(isdn::CallId(0)))?;
+        self.pri.information(pri, digits, complete, now)
+    }
+
     /// Clears a call (DISCONNECT, or RELEASE COMPLETE before any answer).
     pub fn hangup(&mut self, id: ExCallId, cause: u8, now: Instant) -> Result<(), PriError> {
         let Some(c) = self.calls.get_mut(&id) else {
@@ -517,6 +561,12 @@ impl Exchange {
                         self.events.push_back(ExchangeEvent::Proceeding { id });
                     }
                 }
+                PriEvent::SetupAcknowledged { call } => {
+                    if let Some(&id) = self.by_pri.get(&call) {
+                        self.events
+                            .push_back(ExchangeEvent::SetupAcknowledged { id });
+                    }
+                }
                 PriEvent::Alerting { call, .. } => {
                     if let Some(&id) = self.by_pri.get(&call) {
                         self.events.push_back(ExchangeEvent::Alerting { id });
@@ -535,7 +585,8 @@ impl Exchange {
                 PriEvent::Release { call, cause } => self.forget(call, cause),
                 PriEvent::Progress { .. }
                 | PriEvent::Restarted { .. }
-                | PriEvent::ProtocolError(_) => {}
+                | PriEvent::ProtocolError(_)
+                | PriEvent::Information { .. } => {}
             }
         }
     }
@@ -668,11 +719,15 @@ impl SimTrunk {
     /// A trunk for Tandem's `span`; line time starts at `t0` (after 8 ms of
     /// frame alignment). CRC-4 on; `seed` drives the impairment generator.
     pub fn new(span: SpanId, cfg: ExchangeConfig, t0: Instant, seed: u64) -> Self {
+        Self::with_exchange(span, Exchange::new(cfg), t0, seed)
+    }
+
+    /// A trunk to an exchange built by the caller (e.g. playing the user
+    /// side with [`Exchange::with_side`], when Tandem is the network side).
+    pub fn with_exchange(span: SpanId, mut exchange: Exchange, t0: Instant, seed: u64) -> Self {
         let mut line = BackToBack::new(true, seed);
         line.run(64);
-        let mut exchange = Exchange::new(cfg);
-        let now = t0 + Duration::from_micros(line.micros());
-        exchange.start(now);
+        exchange.start(t0 + Duration::from_micros(line.micros()));
         Self {
             line,
             exchange,

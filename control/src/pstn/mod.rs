@@ -156,6 +156,19 @@ pub enum PstnEvent {
         /// Sending complete was indicated.
         sending_complete: bool,
     },
+    /// Overlap receiving: more digits of an inbound call's number. When
+    /// `sending_complete`, CALL PROCEEDING has been sent; otherwise the call
+    /// layer calls [`Pstn::proceeding`] once the dialplan has a match.
+    Digits {
+        /// Call.
+        id: PstnCallId,
+        /// The new digits.
+        digits: String,
+        /// The called number so far.
+        called: String,
+        /// No more digits will come.
+        sending_complete: bool,
+    },
     /// CALL PROCEEDING: the exchange accepted the SETUP on `channel`.
     Proceeding {
         /// Call.
@@ -381,6 +394,16 @@ impl Pstn {
             .ok_or(PstnError::NoCall(id))
     }
 
+    /// Sends CALL PROCEEDING for an inbound call in overlap receiving (the
+    /// number is complete for the dialplan). Complete SETUPs are proceeded
+    /// automatically.
+    pub fn proceeding(&mut self, id: PstnCallId, now: Instant) -> Result<(), PstnError> {
+        let (i, c) = self.rec(id)?;
+        self.spans[i].pri.proceeding(c, now)?;
+        self.collect_tx();
+        Ok(())
+    }
+
     /// Sends ALERTING for an inbound call (`inband`: we play ringback).
     pub fn alert(&mut self, id: PstnCallId, inband: bool, now: Instant) -> Result<(), PstnError> {
         let (i, c) = self.rec(id)?;
@@ -576,9 +599,13 @@ impl Pstn {
                 let id = self.alloc_id();
                 let s = &mut self.spans[i];
                 s.calls.insert(call, id);
+                // Fix the channel at once so the exchange stops T303: CALL
+                // PROCEEDING for a complete number, else SETUP ACKNOWLEDGE
+                // and overlap receiving. Both are valid in CallPresent.
                 if sending_complete {
-                    // Fix the channel at once so the exchange stops T303.
                     let _ = s.pri.proceeding(call, now);
+                } else {
+                    let _ = s.pri.setup_ack(call, now);
                 }
                 let calling = calling.map(|p| {
                     let (presentation, screening) = p
@@ -648,7 +675,32 @@ impl Pstn {
                     self.events.push_back(PstnEvent::Released { id, cause });
                 }
             }
-            PriEvent::Restarted { .. } | PriEvent::ProtocolError(_) => {}
+            PriEvent::Information {
+                call,
+                digits,
+                sending_complete,
+            } => {
+                let Some(id) = id_of(&self.spans[i], call) else {
+                    return;
+                };
+                let Some(r) = self.calls.get_mut(&id) else {
+                    return;
+                };
+                r.called.push_str(&digits);
+                let called = r.called.clone();
+                if sending_complete {
+                    let _ = self.spans[i].pri.proceeding(call, now);
+                }
+                self.events.push_back(PstnEvent::Digits {
+                    id,
+                    digits,
+                    called,
+                    sending_complete,
+                });
+            }
+            PriEvent::Restarted { .. }
+            | PriEvent::ProtocolError(_)
+            | PriEvent::SetupAcknowledged { .. } => {}
         }
     }
 
