@@ -688,3 +688,33 @@ fn tandem_as_network_side_against_a_user_side_exchange() {
     b.pstn.release(id, 16, now).unwrap();
     assert!(b.until(1.0, |b| b.released(id) == Some(16)));
 }
+
+#[test]
+fn cable_cut_raises_los_drops_the_dchannel_and_recovers() {
+    let mut b = Bed::new(exchange_cfg(), 13);
+    let id = b.call("0215550101");
+    assert!(b.until(1.0, |b| b.ev.contains(&PstnEvent::Connected { id })));
+    b.trunk.line.imp.cut = true;
+    b.run(0.01);
+    let s = &b.pstn.show_spans()[0];
+    assert!(s.alarms.contains(&"LOS"), "{:?}", s.alarms);
+    // T203/T200 x N200: the D-channel gives up within seconds.
+    assert!(b.until(20.0, |b| b
+        .ev
+        .contains(&PstnEvent::SpanDown { span: SpanId(1) })));
+    let down_at = b.now();
+    b.trunk.line.imp.cut = false;
+    assert!(b.until(10.0, |b| b
+        .ev
+        .contains(&PstnEvent::SpanUp { span: SpanId(1) })));
+    let s = &b.pstn.show_spans()[0];
+    assert!(s.alarms.is_empty() && s.dchannel_up, "{s:?}");
+    println!(
+        "D-channel back {:?} after it went down (cable restored then)",
+        b.now() - down_at
+    );
+    // The active call survived the link failure; a new call works too.
+    assert_eq!(b.released(id), None);
+    let id2 = b.call("0215550111");
+    assert!(b.until(2.0, |b| b.ev.contains(&PstnEvent::Connected { id: id2 })));
+}

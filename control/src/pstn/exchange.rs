@@ -303,6 +303,7 @@ pub struct Exchange {
     next: u32,
     events: VecDeque<ExchangeEvent>,
     up: bool,
+    relink_at: Option<Instant>,
     pcm: Vec<i16>,
     /// Blocks of audio written into B-channels (tones and echo).
     pub blocks_sent: u64,
@@ -325,6 +326,7 @@ impl Exchange {
             next: 1,
             events: VecDeque::new(),
             up: false,
+            relink_at: None,
             pcm: Vec::new(),
             blocks_sent: 0,
         }
@@ -548,7 +550,10 @@ impl Exchange {
                     self.up = true;
                     self.events.push_back(ExchangeEvent::LinkUp);
                 }
-                PriEvent::LinkDown => self.up = false,
+                PriEvent::LinkDown => {
+                    self.up = false;
+                    self.relink_at = Some(now + super::RELINK_INTERVAL);
+                }
                 PriEvent::Setup {
                     call,
                     channel,
@@ -655,6 +660,12 @@ impl Exchange {
         }
         if self.pri.poll_timeout().is_some_and(|t| t <= now) {
             self.pri.handle_timeout(now);
+        }
+        if self.relink_at.is_some_and(|t| t <= now) {
+            self.relink_at = None;
+            if !self.up {
+                self.pri.start(now);
+            }
         }
         self.drain(now);
         self.run_timers(now);

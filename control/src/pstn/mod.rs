@@ -28,8 +28,10 @@
 //! gives cause 38.
 //!
 //! [`exchange`] is the PSTN exchange simulator that plays the far end over a
-//! simulated E1; [`config`] parses `[[pstn.span]]`.
+//! simulated E1; [`config`] parses `[[pstn.span]]`; [`cause`] maps Q.850
+//! causes to SIP status codes and back (RFC 3398).
 
+pub mod cause;
 pub mod config;
 pub mod exchange;
 
@@ -133,7 +135,9 @@ pub enum PstnEvent {
         /// Span.
         span: SpanId,
     },
-    /// A span's D-channel went down (calls on it are released, cause 38).
+    /// A span's D-channel went down. Calls on it are kept (Q.931 keeps
+    /// active calls across a data link failure); the runtime retries
+    /// SABME every [`RELINK_INTERVAL`] until the link is back.
     SpanDown {
         /// Span.
         span: SpanId,
@@ -225,10 +229,14 @@ pub enum PstnError {
     NoChannel(PstnCallId),
 }
 
+/// How long after a D-channel failure the runtime tries SABME again.
+pub const RELINK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+
 struct SpanRt {
     cfg: SpanConfig,
     pri: Pri,
     up: bool,
+    relink_at: Option<Instant>,
     alarms: Alarms,
     calls: BTreeMap<isdn::CallId, PstnCallId>,
 }
@@ -281,6 +289,7 @@ impl Pstn {
                     cfg: s.clone(),
                     pri,
                     up: false,
+                    relink_at: None,
                     alarms: Alarms::NONE,
                     calls: BTreeMap::new(),
                 }
@@ -510,6 +519,13 @@ impl Pstn {
     /// Fires due Q.921/Q.931 timers.
     pub fn handle_timeout(&mut self, now: Instant) {
         for i in 0..self.spans.len() {
+            let s = &mut self.spans[i];
+            if s.relink_at.is_some_and(|t| t <= now) {
+                s.relink_at = None;
+                if !s.up {
+                    s.pri.start(now);
+                }
+            }
             if self.spans[i].pri.poll_timeout().is_some_and(|t| t <= now) {
                 self.spans[i].pri.handle_timeout(now);
                 self.drain(i, now);
@@ -537,7 +553,11 @@ impl Pstn {
 
     /// Earliest timer deadline over all spans.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.spans.iter().filter_map(|s| s.pri.poll_timeout()).min()
+        self.spans
+            .iter()
+            .flat_map(|s| [s.pri.poll_timeout(), s.relink_at])
+            .flatten()
+            .min()
     }
 
     /// One run-loop step against a local span model: D-channel frames in,
@@ -585,6 +605,7 @@ impl Pstn {
             }
             PriEvent::LinkDown => {
                 self.spans[i].up = false;
+                self.spans[i].relink_at = Some(now + RELINK_INTERVAL);
                 self.events.push_back(PstnEvent::SpanDown { span });
             }
             PriEvent::Setup {
