@@ -33,10 +33,9 @@ pub fn q850_to_sip(cause: u8) -> Option<u16> {
         111 | 127 => 500,
         // Class defaults: normal events, resource unavailable, service not
         // available/implemented, invalid message, protocol error.
-        0..=31 => 480,
-        32..=47 => 503,
-        48..=63 => 503,
-        64..=79 => 501,
+        c if c < 32 => 480,
+        c if c < 64 => 503,
+        c if c < 80 => 501,
         _ => 500,
     };
     Some(status)
@@ -62,9 +61,9 @@ pub fn sip_to_q850(status: u16) -> u8 {
         502 => 38,
         603 => 21,
         606 => 58,
-        400..=499 => 127,
-        500..=599 => 41,
-        600..=699 => 21,
+        // Class defaults.
+        s if s / 100 == 5 => 41,
+        s if s / 100 == 6 => 21,
         _ => 127,
     }
 }
