@@ -35,6 +35,7 @@ pub mod mgmt;
 pub mod net;
 pub mod ng;
 pub mod notify;
+pub mod pstn;
 pub mod q931;
 pub mod sdp;
 pub mod sip;

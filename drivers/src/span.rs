@@ -88,7 +88,7 @@ pub enum SlotKind {
 }
 
 /// Errors of the span model.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum SpanError {
     /// Block size not a positive multiple of 8 or above 8192.
     #[error("block size {0} is not a multiple of 8 in 8..=8192")]

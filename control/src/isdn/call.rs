@@ -48,6 +48,10 @@ pub enum CallState {
     DisconnectRequest,
     /// U19/N19: RELEASE sent.
     ReleaseRequest,
+    /// U2/N2: SETUP ACKNOWLEDGE received, sending more digits (overlap sending).
+    OverlapSending,
+    /// U25/N25: SETUP ACKNOWLEDGE sent, receiving more digits (overlap receiving).
+    OverlapReceiving,
 }
 
 impl CallState {
@@ -64,6 +68,8 @@ impl CallState {
             CallState::Active => 10,
             CallState::DisconnectRequest => 11,
             CallState::ReleaseRequest => 19,
+            CallState::OverlapSending => 2,
+            CallState::OverlapReceiving => 25,
         }
     }
 }
@@ -131,6 +137,21 @@ pub enum PriEvent {
     },
     /// A D-channel message could not be decoded or had no place.
     ProtocolError(String),
+    /// Overlap receiving: INFORMATION brought more called-number digits.
+    Information {
+        /// Handle.
+        call: CallId,
+        /// The new digits (append to the called number).
+        digits: String,
+        /// Sending complete present: no more digits will come.
+        sending_complete: bool,
+    },
+    /// SETUP ACKNOWLEDGE received: send the rest of the number with
+    /// [`Pri::information`].
+    SetupAcknowledged {
+        /// Handle.
+        call: CallId,
+    },
 }
 
 /// Call control errors from commands.
@@ -171,6 +192,11 @@ pub struct SetupRequest {
     pub channel: Option<u8>,
     /// Exclusive channel.
     pub exclusive: bool,
+    /// Bearer capability (speech, A-law by default).
+    pub bearer: BearerCap,
+    /// Include Sending complete (true by default; false = overlap sending,
+    /// the rest follows in INFORMATION messages).
+    pub sending_complete: bool,
 }
 
 impl SetupRequest {
@@ -185,6 +211,8 @@ impl SetupRequest {
             screening: Screening::UserNotScreened,
             channel: None,
             exclusive: false,
+            bearer: BearerCap::speech_alaw(),
+            sending_complete: true,
         }
     }
 }
@@ -243,6 +271,8 @@ pub struct Pri {
     next_id: u32,
     next_cref: u16,
     events: VecDeque<PriEvent>,
+    /// The B-channels this interface may use (E1 default: 1-15, 17-31).
+    bchannels: Vec<u8>,
 }
 
 const ALL_BCHANNELS: [u8; 30] = [
@@ -272,6 +302,7 @@ impl Pri {
             next_id: 1,
             next_cref: 1,
             events: VecDeque::new(),
+            bchannels: ALL_BCHANNELS.to_vec(),
         }
     }
 
@@ -300,8 +331,34 @@ impl Pri {
         self.link.start(now);
     }
 
+    /// Restricts the B-channels this interface offers and accepts (a span
+    /// configured with fewer than 30 B-channels). Incoming SETUPs naming a
+    /// channel outside the set are treated as naming a busy channel.
+    pub fn set_bchannels(&mut self, channels: &[u8]) {
+        self.bchannels = channels.to_vec();
+    }
+
+    /// The configured B-channels.
+    pub fn bchannels(&self) -> &[u8] {
+        &self.bchannels
+    }
+
+    /// True when `channel` is held by a call (in any state).
+    pub fn channel_busy(&self, channel: u8) -> bool {
+        self.calls.values().any(|c| c.channel == Some(channel))
+    }
+
+    /// The calls on this interface: handle, state, B-channel and whether we
+    /// originated it (for management views).
+    pub fn calls(&self) -> Vec<(CallId, CallState, Option<u8>, bool)> {
+        self.calls
+            .iter()
+            .map(|(id, c)| (*id, c.state, c.channel, c.ours))
+            .collect()
+    }
+
     fn free_channel(&self) -> Option<u8> {
-        ALL_BCHANNELS
+        self.bchannels
             .iter()
             .copied()
             .find(|ch| !self.calls.values().any(|c| c.channel == Some(*ch)))
@@ -352,7 +409,7 @@ impl Pri {
             self.next_cref + 1
         };
         let mut ies = vec![
-            Ie::BearerCapability(BearerCap::speech_alaw()),
+            Ie::BearerCapability(req.bearer.clone()),
             Ie::ChannelId(ChannelId::pri(channel, req.exclusive)),
         ];
         if let Some(cg) = &req.calling {
@@ -369,7 +426,9 @@ impl Pri {
             pres: None,
             digits: req.called.clone(),
         }));
-        ies.push(Ie::SendingComplete);
+        if req.sending_complete {
+            ies.push(Ie::SendingComplete);
+        }
         let setup = Message {
             ies,
             ..Message::new(
@@ -419,7 +478,7 @@ impl Pri {
     /// Sends CALL PROCEEDING for an incoming call (fixes the B-channel).
     pub fn proceeding(&mut self, call: CallId, now: Instant) -> Result<(), PriError> {
         let st = self.incoming(call, "proceeding")?;
-        if st != CallState::CallPresent {
+        if !matches!(st, CallState::CallPresent | CallState::OverlapReceiving) {
             return Err(PriError::BadState {
                 cmd: "proceeding",
                 state: st,
@@ -460,6 +519,51 @@ impl Pri {
         }
         self.send(call, MsgType::Alerting, ies, now);
         self.set_state(call, CallState::CallReceived);
+        Ok(())
+    }
+
+    /// Overlap receiving: answers a SETUP without Sending complete with
+    /// SETUP ACKNOWLEDGE (fixing the B-channel); digits then arrive as
+    /// [`PriEvent::Information`] until [`Pri::proceeding`].
+    pub fn setup_ack(&mut self, call: CallId, now: Instant) -> Result<(), PriError> {
+        let st = self.incoming(call, "setup_ack")?;
+        if st != CallState::CallPresent {
+            return Err(PriError::BadState {
+                cmd: "setup_ack",
+                state: st,
+            });
+        }
+        let ies = self.chan_ie(call);
+        self.send(call, MsgType::SetupAck, ies, now);
+        self.set_state(call, CallState::OverlapReceiving);
+        Ok(())
+    }
+
+    /// Overlap sending: more called-number digits in INFORMATION.
+    pub fn information(
+        &mut self,
+        call: CallId,
+        digits: &str,
+        sending_complete: bool,
+        now: Instant,
+    ) -> Result<(), PriError> {
+        let c = self.calls.get(&call).ok_or(PriError::NoCall(call))?;
+        if !c.ours || c.state != CallState::OverlapSending {
+            return Err(PriError::BadState {
+                cmd: "information",
+                state: c.state,
+            });
+        }
+        let mut ies = vec![Ie::CalledParty(PartyNumber {
+            ton: 0,
+            npi: 1,
+            pres: None,
+            digits: digits.to_string(),
+        })];
+        if sending_complete {
+            ies.push(Ie::SendingComplete);
+        }
+        self.send(call, MsgType::Information, ies, now);
         Ok(())
     }
 
@@ -650,7 +754,16 @@ impl Pri {
             }
         };
         match m.msg_type {
-            MsgType::CallProceeding if st == CallState::CallInitiated => {
+            MsgType::SetupAck if st == CallState::CallInitiated => {
+                update_channel(self);
+                self.set_state(id, CallState::OverlapSending);
+                self.set_timer(id, None, now);
+                self.events
+                    .push_back(PriEvent::SetupAcknowledged { call: id });
+            }
+            MsgType::CallProceeding
+                if matches!(st, CallState::CallInitiated | CallState::OverlapSending) =>
+            {
                 update_channel(self);
                 self.set_state(id, CallState::OutgoingProceeding);
                 self.set_timer(id, Some(Timer::T310), now);
@@ -659,7 +772,12 @@ impl Pri {
                     .push_back(PriEvent::Proceeding { call: id, channel });
             }
             MsgType::Alerting
-                if matches!(st, CallState::CallInitiated | CallState::OutgoingProceeding) =>
+                if matches!(
+                    st,
+                    CallState::CallInitiated
+                        | CallState::OutgoingProceeding
+                        | CallState::OverlapSending
+                ) =>
             {
                 update_channel(self);
                 self.set_state(id, CallState::CallDelivered);
@@ -683,6 +801,7 @@ impl Pri {
                     st,
                     CallState::CallInitiated
                         | CallState::OutgoingProceeding
+                        | CallState::OverlapSending
                         | CallState::CallDelivered
                 ) =>
             {
@@ -753,6 +872,16 @@ impl Pri {
                     }
                 }
             }
+            MsgType::Information
+                if matches!(st, CallState::OverlapReceiving | CallState::CallPresent) =>
+            {
+                let digits = m.called().map(|c| c.digits).unwrap_or_default();
+                self.events.push_back(PriEvent::Information {
+                    call: id,
+                    digits,
+                    sending_complete: m.sending_complete(),
+                });
+            }
             MsgType::Information | MsgType::Notify => {}
             _ => {
                 // Message not compatible with the call state: answer with STATUS (cause 101).
@@ -772,7 +901,30 @@ impl Pri {
         let ch = m.channel_id();
         let requested = ch.as_ref().and_then(|c| c.channel);
         let exclusive = ch.as_ref().is_some_and(|c| c.exclusive);
-        let busy = |s: &Self, c: u8| s.calls.values().any(|k| k.channel == Some(c));
+        // Collision (glare): our own SETUP for this channel is still
+        // unanswered. The network has priority (Q.931 5.2.3.1 / ETSI 300 102):
+        // on the user side the incoming call takes the channel and our call
+        // waits for the channel the network assigns in its first response.
+        if self.side == Side::User {
+            if let Some(c) = requested {
+                let glare: Vec<CallId> = self
+                    .calls
+                    .iter()
+                    .filter(|(_, k)| {
+                        k.ours && k.channel == Some(c) && k.state == CallState::CallInitiated
+                    })
+                    .map(|(id, _)| *id)
+                    .collect();
+                for id in glare {
+                    if let Some(k) = self.calls.get_mut(&id) {
+                        k.channel = None;
+                    }
+                }
+            }
+        }
+        let busy = |s: &Self, c: u8| {
+            !s.bchannels.contains(&c) || s.calls.values().any(|k| k.channel == Some(c))
+        };
         let channel = match requested {
             Some(c) if !busy(self, c) => Some(c),
             Some(_) if exclusive => None,
