@@ -102,6 +102,10 @@ pub struct Config {
     pub mgmt_socket: PathBuf,
     /// `[sip.limits]`: the defence settings (docs/sip-limits.md).
     pub limits: crate::defence::Limits,
+    /// `[radius]`: authentication and accounting servers (paths resolved against the file).
+    pub radius: Option<crate::aaa::RadiusConfig>,
+    /// `[cdr]`: the Master.csv file (path resolved against the file).
+    pub cdr: Option<crate::cdr::CdrConfig>,
 }
 
 #[derive(Deserialize)]
@@ -111,6 +115,8 @@ struct RawConfig {
     dataplane: Option<RawDataplane>,
     dialplan: Option<RawDialplan>,
     mgmt: Option<RawMgmt>,
+    radius: Option<Spanned<crate::aaa::RadiusConfig>>,
+    cdr: Option<Spanned<crate::cdr::CdrConfig>>,
 }
 
 #[derive(Deserialize)]
@@ -535,6 +541,8 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         }
     }
 
+    let (radius, cdr) = parse_billing(&src, path, raw.radius, raw.cdr)?;
+
     // [mgmt]
     let mgmt_socket = match raw.mgmt.and_then(|m| m.socket) {
         Some(s) => {
@@ -571,7 +579,64 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         context,
         mgmt_socket,
         limits: sip.limits.unwrap_or_default(),
+        radius,
+        cdr,
     })
+}
+
+/// A path from the file, relative to the file's directory.
+fn resolve(path: Option<&Path>, p: &Path) -> PathBuf {
+    if p.is_relative() {
+        path.and_then(|p| p.parent())
+            .unwrap_or(Path::new("."))
+            .join(p)
+    } else {
+        p.to_path_buf()
+    }
+}
+
+/// `[radius]` and `[cdr]`: validated, with their paths resolved against the file.
+fn parse_billing(
+    src: &Source<'_>,
+    path: Option<&Path>,
+    radius: Option<Spanned<crate::aaa::RadiusConfig>>,
+    cdr: Option<Spanned<crate::cdr::CdrConfig>>,
+) -> Result<
+    (
+        Option<crate::aaa::RadiusConfig>,
+        Option<crate::cdr::CdrConfig>,
+    ),
+    ConfigError,
+> {
+    let radius = match radius {
+        None => None,
+        Some(r) => {
+            let span = r.span();
+            let mut r = r.into_inner();
+            r.check().map_err(|m| src.err(span.clone(), m))?;
+            if r.auth_servers.is_empty() && r.acct_servers.is_empty() {
+                return Err(src.err(
+                    span,
+                    "[radius] names no server: add auth_servers and/or acct_servers                      = [{ address = \"127.0.0.1:1812\", secret = \"...\" }]",
+                ));
+            }
+            r.spool = r.spool.map(|p| resolve(path, &p));
+            Some(r)
+        }
+    };
+    let cdr = match cdr {
+        None => None,
+        Some(c) => {
+            let span = c.span();
+            let mut c = c.into_inner();
+            if c.csv.as_os_str().is_empty() {
+                return Err(src.err(span, "[cdr] csv is empty: give a file path"));
+            }
+            c.csv = resolve(path, &c.csv);
+            Some(c)
+        }
+    };
+    Ok((radius, cdr))
 }
 
 #[cfg(test)]
@@ -652,6 +717,47 @@ mod tests {
         let e = parse("[[sip.user]]\nname = \"1001\"\npassword = \"a\"\n[[sip.user]]\nname = \"1001\"\npassword = \"b\"\n")
             .unwrap_err();
         assert_eq!(e.line, 5, "{e}");
+    }
+
+    #[test]
+    fn radius_and_cdr_sections() {
+        let c = parse_text(
+            "[radius]\nauth_servers = [{ address = \"127.0.0.1:1812\", secret = \"s\" }]\n\
+             acct_servers = [{ address = \"127.0.0.1:1813\", secret = \"s\" }]\n\
+             spool = \"acct.spool\"\n[cdr]\ncsv = \"cdr/Master.csv\"\n",
+            "t.toml",
+            Some(Path::new("/etc/tandem/tandem.toml")),
+        )
+        .unwrap();
+        assert!(c.users.is_empty(), "[[sip.user]] may be omitted");
+        let r = c.radius.unwrap();
+        assert!(r.digest_enabled());
+        assert_eq!(r.spool, Some(PathBuf::from("/etc/tandem/acct.spool")));
+        assert_eq!(
+            c.cdr.unwrap().csv,
+            PathBuf::from("/etc/tandem/cdr/Master.csv")
+        );
+        // Unknown keys keep their line, in the table and in a server entry.
+        let e = parse("[sip]\n[radius]\nspool = \"x\"\nspoll = 1\n").unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+        assert!(e.msg.contains("spoll"), "{e}");
+        let e = parse(
+            "[radius]\nauth_servers = [\n { address = \"127.0.0.1:1812\", secet = \"s\" },\n]\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        let e = parse("[cdr]\ncsv = \"a\"\nfile = \"b\"\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        // Accounting without a spool could lose records.
+        let e = parse(
+            "[sip]\n[radius]\nacct_servers = [{ address = \"127.0.0.1:1813\", secret = \"s\" }]\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.msg.contains("spool"), "{e}");
+        let e = parse("[radius]\nauth_servers = [{ address = \"localhost\", secret = \"s\" }]\n")
+            .unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
     }
 
     #[test]
