@@ -817,6 +817,11 @@ impl<M: Media> Engine<M> {
             if !why.is_empty() {
                 resp.reason = format!("{} ({why})", resp.reason);
             }
+            let why = if why.is_empty() {
+                "refused by RADIUS"
+            } else {
+                why
+            };
             this.note(format!("{method} from {}: {code} ({why})", p.from));
             this.respond(&p.key, resp, now);
         };
