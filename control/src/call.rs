@@ -2336,4 +2336,464 @@ mod tests {
         assert_eq!(relay_status(487), 480);
         assert_eq!(relay_status(486), 486);
     }
+
+    // ------------------------------------------------- billing and RADIUS (virtual time)
+
+    use crate::aaa::packet::attr;
+    use crate::sip::digest::{self, Algorithm};
+
+    /// A dataplane double: sessions on fixed ports, nothing else.
+    #[derive(Default)]
+    struct NoMedia(u32);
+
+    impl Media for NoMedia {
+        fn create_session(
+            &mut self,
+            _mode: dataplane::Mode,
+        ) -> Result<dataplane::Allocated, dataplane::Error> {
+            self.0 += 1;
+            Ok(dataplane::Allocated {
+                id: dataplane::SessionId(self.0),
+                worker: 0,
+                a: SocketAddr::from(([127, 0, 0, 1], 20000)),
+                b: SocketAddr::from(([127, 0, 0, 1], 20002)),
+            })
+        }
+        fn set_remote(
+            &mut self,
+            _: dataplane::SessionId,
+            _: dataplane::Side,
+            _: SocketAddr,
+        ) -> Result<(), dataplane::Error> {
+            Ok(())
+        }
+        fn set_mode(
+            &mut self,
+            _: dataplane::SessionId,
+            _: dataplane::Mode,
+        ) -> Result<(), dataplane::Error> {
+            Ok(())
+        }
+        fn arm_timeout(&mut self, _: dataplane::SessionId) -> Result<(), dataplane::Error> {
+            Ok(())
+        }
+        fn destroy(&mut self, _: dataplane::SessionId) -> Result<(), dataplane::Error> {
+            Ok(())
+        }
+        fn poll_event(&mut self) -> Option<dataplane::Event> {
+            None
+        }
+        fn stats(&self) -> Vec<dataplane::WorkerStats> {
+            Vec::new()
+        }
+    }
+
+    const T: &str = "127.0.0.1:5060";
+    const A: &str = "127.0.0.1:6001";
+    const B: &str = "127.0.0.1:6002";
+    const WALL: u64 = 1_800_000_000;
+    const PLAN: &str = "[default]\nexten => _XXXX,1,Dial(SIP/${EXTEN},5)\n same => n,Hangup()\n";
+
+    struct W {
+        e: Engine<NoMedia>,
+        now: Instant,
+        out: Vec<(SocketAddr, Message)>,
+    }
+
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the test's fixed epoch; time then advances virtually"
+    )]
+    fn epoch() -> Instant {
+        Instant::now()
+    }
+
+    fn world(aaa: AaaSettings) -> W {
+        let cfg = EngineConfig {
+            local: T.parse().unwrap(),
+            realm: "tandem".into(),
+            user_agent: "t".into(),
+            context: "default".into(),
+            user_contexts: HashMap::new(),
+            users: [("1001".to_string(), "pw1001".to_string())].into(),
+            timers: TimerConfig::default(),
+            user_codecs: HashMap::new(),
+        };
+        let now = epoch();
+        let plan = Arc::new(Dialplan::parse(PLAN, "t.conf").unwrap());
+        let mut e = Engine::new(cfg, plan, NoMedia::default(), [1; 32], now, WALL);
+        e.set_aaa(aaa);
+        W {
+            e,
+            now,
+            out: Vec::new(),
+        }
+    }
+
+    impl W {
+        fn send(&mut self, from: &str, text: &str) {
+            self.e
+                .handle_datagram(text.as_bytes(), from.parse().unwrap(), self.now);
+            self.flush();
+        }
+        fn flush(&mut self) {
+            while let Some(t) = self.e.poll_transmit() {
+                self.out.push((t.dest, Message::parse(&t.bytes).unwrap()));
+            }
+        }
+        fn advance(&mut self, secs: u64) {
+            self.now += Duration::from_secs(secs);
+            self.e.handle_timeout(self.now);
+            self.flush();
+        }
+        fn responses(&mut self, to: &str) -> Vec<Response> {
+            let to: SocketAddr = to.parse().unwrap();
+            let (mine, rest) = std::mem::take(&mut self.out)
+                .into_iter()
+                .partition(|(d, _)| *d == to);
+            self.out = rest;
+            mine.into_iter()
+                .filter_map(|(_, m)| match m {
+                    Message::Response(r) => Some(r),
+                    _ => None,
+                })
+                .collect()
+        }
+        fn requests(&mut self, to: &str) -> Vec<Request> {
+            let to: SocketAddr = to.parse().unwrap();
+            let (mine, rest) = std::mem::take(&mut self.out)
+                .into_iter()
+                .partition(|(d, _)| *d == to);
+            self.out = rest;
+            mine.into_iter()
+                .filter_map(|(_, m)| match m {
+                    Message::Request(r) => Some(r),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    fn sdp_body(port: u16) -> String {
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+        )
+    }
+
+    /// A request from `user` at `from`, challenged once, then sent with credentials.
+    /// Returns the responses to the authenticated one.
+    fn authed(w: &mut W, method: &str, user: &str, pw: &str, from: &str, target: &str) {
+        let header = if method == "REGISTER" {
+            "Authorization"
+        } else {
+            "Proxy-Authorization"
+        };
+        let to = if method == "REGISTER" {
+            format!("sip:{user}@{T}")
+        } else {
+            target.to_string()
+        };
+        let msg = |cseq: u32, auth: &str| {
+            let body = if method == "INVITE" {
+                sdp_body(7000)
+            } else {
+                String::new()
+            };
+            format!(
+                "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK{method}{user}{cseq}\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:{user}@{T}>;tag=f{user}\r\nTo: <{to}>\r\n\
+                 Call-ID: {method}-{user}\r\nCSeq: {cseq} {method}\r\nContact: <sip:{user}@{from}>\r\n{auth}\
+                 Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        w.send(from, &msg(1, ""));
+        let ch = w.responses(from).pop().unwrap();
+        assert!(ch.code == 401 || ch.code == 407, "{}", ch.code);
+        let challenge = ch
+            .headers
+            .get(if ch.code == 401 {
+                "WWW-Authenticate"
+            } else {
+                "Proxy-Authenticate"
+            })
+            .unwrap()
+            .to_string();
+        let i = challenge.find("nonce=\"").unwrap() + 7;
+        let nonce = &challenge[i..i + challenge[i..].find('"').unwrap()];
+        let resp = digest::response(
+            Algorithm::Md5,
+            user,
+            "tandem",
+            pw,
+            method,
+            target,
+            nonce,
+            Some(("00000001", "c")),
+        );
+        let auth = format!(
+            "{header}: Digest username=\"{user}\", realm=\"tandem\", nonce=\"{nonce}\", uri=\"{target}\", \
+             response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c\"\r\n"
+        );
+        w.send(from, &msg(2, &auth));
+    }
+
+    fn answer_b(w: &mut W, code: u16) -> Request {
+        let inv = w.requests(B).pop().expect("B leg INVITE");
+        let mut r = Response::for_request(&inv, code);
+        r.set_to_tag("bob");
+        if code == 200 {
+            r.headers.set("Contact", format!("<sip:1002@{B}>"));
+            r.headers.set("Content-Type", "application/sdp");
+            r.body = sdp_body(8000).into_bytes();
+        }
+        w.e.handle_datagram(&r.to_bytes(), B.parse().unwrap(), w.now);
+        w.flush();
+        inv
+    }
+
+    fn billing(w: &mut W) -> Vec<Billing> {
+        std::iter::from_fn(|| w.e.poll_billing()).collect()
+    }
+
+    /// Local user 1002 registered at B (no RADIUS).
+    fn with_callee(aaa: AaaSettings) -> W {
+        let mut w = world(aaa);
+        w.e.cfg.users.insert("1002".into(), "pw1002".into());
+        w.e.registrar = Registrar::new("tandem".into(), w.e.cfg.users.clone(), [1; 32]);
+        w.e.registrar.set_remote_auth(w.e.aaa.radius_digest);
+        authed(&mut w, "REGISTER", "1002", "pw1002", B, &format!("sip:{T}"));
+        assert_eq!(w.responses(B).pop().unwrap().code, 200);
+        w
+    }
+
+    fn billing_on() -> AaaSettings {
+        AaaSettings {
+            billing: true,
+            nas_ip: Some(Ipv4Addr::LOCALHOST),
+            ..AaaSettings::default()
+        }
+    }
+
+    #[test]
+    fn answered_call_bills_start_and_stop_with_virtual_session_time() {
+        let mut w = with_callee(billing_on());
+        w.advance(1);
+        authed(
+            &mut w,
+            "INVITE",
+            "1001",
+            "pw1001",
+            A,
+            &format!("sip:1002@{T}"),
+        );
+        w.advance(2); // ringing for 2 s
+        answer_b(&mut w, 200);
+        let start = billing(&mut w);
+        let [Billing::Start(s)] = start.as_slice() else {
+            panic!("{start:?}")
+        };
+        assert_eq!(s.answer, Some(UNIX_EPOCH + Duration::from_secs(WALL + 3)));
+        assert_eq!(s.start, UNIX_EPOCH + Duration::from_secs(WALL + 1));
+        let ok = w.responses(A).into_iter().find(|r| r.code == 200).unwrap();
+        let to = ok.headers.get("To").unwrap().to_string();
+        w.send(
+            A,
+            &format!(
+                "ACK sip:tandem@{T} SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bKack1\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:1001@{T}>;tag=f1001\r\nTo: {to}\r\n\
+                 Call-ID: INVITE-1001\r\nCSeq: 2 ACK\r\nContent-Length: 0\r\n\r\n"
+            ),
+        );
+        w.advance(42);
+        assert!(
+            w.requests(A).is_empty(),
+            "no BYE from Tandem: the call is up"
+        );
+        w.send(
+            A,
+            &format!(
+                "BYE sip:tandem@{T} SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bKbye1\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:1001@{T}>;tag=f1001\r\nTo: {to}\r\n\
+                 Call-ID: INVITE-1001\r\nCSeq: 3 BYE\r\nContent-Length: 0\r\n\r\n"
+            ),
+        );
+        let end = billing(&mut w);
+        let [Billing::End(r)] = end.as_slice() else {
+            panic!("{end:?}")
+        };
+        assert_eq!(r.disposition, Disposition::Answered);
+        assert_eq!(r.cause, Some(16));
+        assert_eq!(r.uniqueid, s.uniqueid);
+        assert_eq!(r.conf_id, s.conf_id);
+        let cdr = r.cdr();
+        assert_eq!((cdr.duration(), cdr.billsec()), (44, 42));
+        assert_eq!(cdr.lastapp, "Dial");
+        assert_eq!(cdr.lastdata, "SIP/1002,5");
+        assert!(cdr.dstchannel.starts_with("SIP/1002-"), "{cdr:?}");
+        let stop = r
+            .acct(Some(Ipv4Addr::LOCALHOST))
+            .attributes(crate::aaa::AcctStatus::Stop, r.end.unwrap());
+        assert!(stop.contains(&Attribute::int(attr::ACCT_SESSION_TIME, 42)));
+        assert!(stop.contains(&Attribute::int(attr::ACCT_TERMINATE_CAUSE, 1)));
+        assert!(stop.contains(&Attribute::text(attr::CALLED_STATION_ID, "1002")));
+    }
+
+    #[test]
+    fn busy_and_no_answer_dispositions() {
+        let mut w = with_callee(billing_on());
+        authed(
+            &mut w,
+            "INVITE",
+            "1001",
+            "pw1001",
+            A,
+            &format!("sip:1002@{T}"),
+        );
+        answer_b(&mut w, 486);
+        let b = billing(&mut w);
+        let [Billing::End(r)] = b.as_slice() else {
+            panic!("{b:?}")
+        };
+        assert_eq!((r.disposition, r.cause), (Disposition::Busy, Some(17)));
+        assert_eq!(r.answer, None);
+
+        let mut w = with_callee(billing_on());
+        authed(
+            &mut w,
+            "INVITE",
+            "1001",
+            "pw1001",
+            A,
+            &format!("sip:1002@{T}"),
+        );
+        w.advance(6); // past Dial's 5 s
+        let b = billing(&mut w);
+        let [Billing::End(r)] = b.as_slice() else {
+            panic!("{b:?}")
+        };
+        assert_eq!(r.disposition, Disposition::NoAnswer);
+        assert_eq!(r.cdr().duration(), 6);
+        // Billing off: nothing queues up.
+        let mut w = with_callee(AaaSettings::default());
+        authed(
+            &mut w,
+            "INVITE",
+            "1001",
+            "pw1001",
+            A,
+            &format!("sip:1002@{T}"),
+        );
+        answer_b(&mut w, 486);
+        assert!(billing(&mut w).is_empty());
+    }
+
+    #[test]
+    fn radius_user_register_is_parked_until_the_verdict() {
+        let mut w = world(AaaSettings {
+            radius_digest: true,
+            ..AaaSettings::default()
+        });
+        authed(&mut w, "REGISTER", "2001", "secret", A, &format!("sip:{T}"));
+        assert!(w.responses(A).is_empty(), "parked: no answer yet");
+        let q = w.e.poll_aaa().expect("an Access-Request");
+        assert!(q
+            .attributes
+            .contains(&Attribute::text(attr::USER_NAME, "2001")));
+        assert!(q
+            .attributes
+            .contains(&Attribute::text(attr::DIGEST_METHOD, "REGISTER")));
+        assert_eq!(w.e.parked(), 1);
+        w.advance(1);
+        w.e.handle_aaa_verdict(q.ticket, &AuthOutcome::Accept(vec![]), w.now);
+        w.flush();
+        assert_eq!(w.responses(A).pop().unwrap().code, 200);
+        assert_eq!(w.e.registrar.lookup("2001", w.now).len(), 1);
+        // A second verdict for the same ticket is ignored.
+        w.e.handle_aaa_verdict(q.ticket, &AuthOutcome::Accept(vec![]), w.now);
+        w.flush();
+        assert!(w.responses(A).is_empty());
+
+        // Wrong password: RADIUS rejects, 403, no binding.
+        authed(&mut w, "REGISTER", "2002", "guess", B, &format!("sip:{T}"));
+        let q = w.e.poll_aaa().unwrap();
+        w.e.handle_aaa_verdict(q.ticket, &AuthOutcome::Reject(None), w.now);
+        w.flush();
+        assert_eq!(w.responses(B).pop().unwrap().code, 403);
+        assert!(w.e.registrar.lookup("2002", w.now).is_empty());
+        // Local users never go to RADIUS.
+        authed(&mut w, "REGISTER", "1001", "pw1001", A, &format!("sip:{T}"));
+        assert!(w.e.poll_aaa().is_none());
+        assert_eq!(w.responses(A).pop().unwrap().code, 200);
+    }
+
+    #[test]
+    fn rejected_authorisation_keeps_the_call_inside() {
+        let mut w = with_callee(AaaSettings {
+            authorize_calls: true,
+            billing: true,
+            ..AaaSettings::default()
+        });
+        authed(
+            &mut w,
+            "INVITE",
+            "1001",
+            "pw1001",
+            A,
+            &format!("sip:1002@{T}"),
+        );
+        let q = w.e.poll_aaa().expect("authorisation request");
+        assert!(q
+            .attributes
+            .contains(&Attribute::text(attr::CALLED_STATION_ID, "1002")));
+        w.e.handle_aaa_verdict(
+            q.ticket,
+            &AuthOutcome::Reject(Some("no credit".into())),
+            w.now,
+        );
+        w.flush();
+        let r = w.responses(A).pop().unwrap();
+        assert_eq!(r.code, 403);
+        assert!(r.reason.contains("no credit"), "{}", r.reason);
+        assert!(w.requests(B).is_empty(), "the call never left");
+        assert!(billing(&mut w).is_empty());
+
+        // Accepted: the call proceeds with the conf id of the authorisation.
+        w.advance(1);
+        let mut w2 = with_callee(AaaSettings {
+            authorize_calls: true,
+            billing: true,
+            ..AaaSettings::default()
+        });
+        authed(
+            &mut w2,
+            "INVITE",
+            "1001",
+            "pw1001",
+            A,
+            &format!("sip:1002@{T}"),
+        );
+        let q = w2.e.poll_aaa().unwrap();
+        w2.e.handle_aaa_verdict(q.ticket, &AuthOutcome::Accept(vec![]), w2.now);
+        w2.flush();
+        answer_b(&mut w2, 200);
+        let b = billing(&mut w2);
+        let [Billing::Start(s)] = b.as_slice() else {
+            panic!("{b:?}")
+        };
+        let conf = Attribute::cisco(
+            crate::aaa::packet::cisco::H323_CONF_ID,
+            "h323-conf-id",
+            &s.conf_id.to_string(),
+        );
+        assert!(q.attributes.contains(&conf), "same h323-conf-id");
+        // Without RADIUS digest, an unknown user is refused locally.
+        authed(&mut w2, "INVITE", "1003", "x", A, &format!("sip:1002@{T}"));
+        assert_eq!(
+            w2.responses(A).pop().unwrap().code,
+            403,
+            "unknown local user"
+        );
+    }
 }
