@@ -1433,9 +1433,13 @@ impl<M: Media> Engine<M> {
                 return;
             }
             let step = call.exec.next();
-            let (app, data) = app_of(&step);
-            call.bill.lastapp = app.to_string();
-            call.bill.lastdata = data;
+            // Like Asterisk's Master.csv, a failed Dial stays the last app of a call the
+            // plan then hangs up (BUSY / NO ANSWER records show `Dial`).
+            if !matches!(step, Step::Hangup { .. }) || call.bill.lastapp.is_empty() {
+                let (app, data) = app_of(&step);
+                call.bill.lastapp = app.to_string();
+                call.bill.lastdata = data;
+            }
             match step {
                 Step::Answer => self.answer_a(cid, now),
                 Step::Ringing => self.provisional_a(cid, 180, now),

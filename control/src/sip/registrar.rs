@@ -88,7 +88,7 @@ pub struct Registrar {
 /// Result of checking a request's credentials, before it is turned into a response.
 enum Check {
     Ok(String),
-    Remote(Credentials),
+    Remote(Box<Credentials>),
     /// Challenge; `true` = stale.
     Challenge(bool),
     /// Credentials for our realm and a valid nonce, but wrong (unknown user or wrong password).
@@ -150,7 +150,7 @@ impl Registrar {
             if !self.count_nonce(&c, now_secs) {
                 return Check::Challenge(false);
             }
-            return Check::Remote(c);
+            return Check::Remote(Box::new(c));
         }
         // Unknown user or wrong password: the same work and the same answer (403, after
         // the challenge), so the response does not tell whether the user exists.
@@ -245,7 +245,7 @@ impl Registrar {
     pub fn authenticate(&self, req: &Request, now_secs: u64) -> Auth {
         match self.check(req, &["Proxy-Authorization", "Authorization"], now_secs) {
             Check::Ok(user) => Auth::Ok { user },
-            Check::Remote(c) => Auth::Remote(c),
+            Check::Remote(c) => Auth::Remote(*c),
             Check::Challenge(stale) => {
                 Auth::Challenge(self.challenge(req, 407, "Proxy-Authenticate", stale, now_secs))
             }
@@ -287,7 +287,7 @@ impl Registrar {
         }
         match self.check(req, &["Authorization"], now_secs) {
             Check::Ok(user) => RegisterStep::Done(self.finish_register(req, from, &user, now)),
-            Check::Remote(c) => RegisterStep::Remote(c),
+            Check::Remote(c) => RegisterStep::Remote(*c),
             Check::Challenge(stale) => {
                 RegisterStep::Done(self.challenge(req, 401, "WWW-Authenticate", stale, now_secs))
             }
