@@ -10,22 +10,39 @@
 //! media: every SDP it sends carries its own media address and a port pair from
 //! the RTP range, and the dataplane session relays between the two legs.
 //!
+//! Authentication, authorisation and billing stay sans-IO too ([`Engine::set_aaa`]):
+//! - a SIP user missing from `[[sip.user]]` is checked by RADIUS: the REGISTER or INVITE is
+//!   parked, an [`AaaQuery`] comes out of [`Engine::poll_aaa`], and the edge feeds the
+//!   server's verdict back with [`Engine::handle_aaa_verdict`];
+//! - with `authorize_calls`, every new call is authorised (Cisco style: calling and called
+//!   number, h323-conf-id) before its dialplan runs; a refusal answers 403 and the call never
+//!   leaves Tandem (a server that does not answer: 503);
+//! - every call that reached the dialplan yields one [`Billing::End`] (the Master.csv record
+//!   and, when it was answered, the Accounting Stop); an answer yields [`Billing::Start`].
+//!   The edge drains them with [`Engine::poll_billing`].
+//!
 //! Run loop contract (as the edge in [`crate::net`] implements it):
-//! 1. feed `handle_datagram` / `handle_timeout` / `handle_media_events` with `now`;
-//! 2. drain `poll_transmit` and send each datagram;
+//! 1. feed `handle_datagram` / `handle_timeout` / `handle_media_events` /
+//!    `handle_aaa_verdict` with `now`;
+//! 2. drain `poll_transmit` and send each datagram; drain `poll_aaa` and `poll_billing`;
 //! 3. sleep until `poll_timeout` or the next input.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use crate::aaa::packet::Attribute;
+use crate::aaa::{AcctRecord, AuthOutcome, CallOrigin, ConfId, DigestFormat};
+use crate::cdr::{AmaFlags, CdrRecord, Disposition};
 
 use crate::config::Config;
 use crate::dialplan::{Channel, DialStatus, Dialplan, Execution, Step};
 use crate::mgmt::{CallInfo, LegInfo, RegistrationInfo, SipStats};
 use crate::sdp::{self, Codec, SessionDescription};
-use crate::sip::registrar::{Auth, Registrar};
+use crate::sip::digest::Credentials;
+use crate::sip::registrar::{Auth, RegisterStep, Registrar};
 use crate::sip::transaction::{Incoming, TimerConfig, TransactionLayer, Transmit, TxEvent, TxKey};
 use crate::sip::{new_branch, new_tag, CSeq, Message, Method, Request, Response, Uri};
 
@@ -235,6 +252,23 @@ struct Call {
     a_codecs: Vec<Codec>,
     /// The codecs of legs A and B when the call is transcoded.
     transcoding: Option<(Codec, Codec)>,
+    /// Billing identity and the Master.csv columns gathered along the call.
+    bill: CallBill,
+}
+
+/// What a call's CDR and accounting records need, gathered as it runs.
+#[derive(Debug, Clone)]
+struct CallBill {
+    uniqueid: String,
+    conf_id: ConfId,
+    caller_name: String,
+    context: String,
+    channel: String,
+    dstchannel: String,
+    lastapp: String,
+    lastdata: String,
+    start: SystemTime,
+    answer: Option<SystemTime>,
 }
 
 /// Engine settings derived from [`Config`].
@@ -288,6 +322,129 @@ impl EngineConfig {
     }
 }
 
+/// Authentication and billing settings ([`Engine::set_aaa`]); the default is all off.
+#[derive(Debug, Clone, Default)]
+pub struct AaaSettings {
+    /// Users missing from `[[sip.user]]` are authenticated by RADIUS (RFC 5090 digest).
+    pub radius_digest: bool,
+    /// Which digest attributes the Access-Request carries.
+    pub digest_format: DigestFormat,
+    /// Authorise each new call with a Cisco-style Access-Request before it is routed.
+    pub authorize_calls: bool,
+    /// NAS-IP-Address of every request.
+    pub nas_ip: Option<Ipv4Addr>,
+    /// Produce [`Billing`] records (CDR and/or accounting configured).
+    pub billing: bool,
+}
+
+/// Ticket of a parked request, echoed by [`Engine::handle_aaa_verdict`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AaaTicket(pub u64);
+
+/// An Access-Request the edge must send ([`Engine::poll_aaa`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AaaQuery {
+    pub ticket: AaaTicket,
+    pub attributes: Vec<Attribute>,
+    /// User-Password (hidden by the client with the shared secret), if any.
+    pub password: Option<Vec<u8>>,
+}
+
+/// A request waiting for the RADIUS server's verdict.
+struct Parked {
+    key: TxKey,
+    req: Request,
+    from: SocketAddr,
+    kind: ParkedKind,
+}
+
+enum ParkedKind {
+    /// REGISTER of a RADIUS user.
+    Register { user: String },
+    /// INVITE of a RADIUS user (digest check).
+    Invite { user: String },
+    /// INVITE of an authenticated user, waiting for call authorisation.
+    Authorize { user: String, conf_id: ConfId },
+}
+
+/// Billing output of the engine ([`Engine::poll_billing`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Billing {
+    /// The call was answered: Accounting Start.
+    Start(CallRecord),
+    /// The call was released: its Master.csv record, and Accounting Stop if answered.
+    End(CallRecord),
+}
+
+/// One call as billing sees it: the Master.csv columns and the accounting attributes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    /// Asterisk-style unique id (`<engine start>.<n>`), also the Acct-Session-Id.
+    pub uniqueid: String,
+    pub conf_id: ConfId,
+    pub src: String,
+    pub caller_name: String,
+    pub dst: String,
+    pub dcontext: String,
+    pub channel: String,
+    pub dstchannel: String,
+    pub lastapp: String,
+    pub lastdata: String,
+    /// The caller's signalling address.
+    pub caller_addr: IpAddr,
+    /// The callee's signalling address (the caller's when no B leg was reached).
+    pub remote_addr: IpAddr,
+    pub start: SystemTime,
+    pub answer: Option<SystemTime>,
+    /// Release time (`None` in a Start).
+    pub end: Option<SystemTime>,
+    pub disposition: Disposition,
+    /// Q.850 release cause (`None` in a Start).
+    pub cause: Option<u16>,
+}
+
+impl CallRecord {
+    /// The Master.csv record (a Start has no end: it uses the answer time).
+    pub fn cdr(&self) -> CdrRecord {
+        CdrRecord {
+            accountcode: String::new(),
+            src: self.src.clone(),
+            dst: self.dst.clone(),
+            dcontext: self.dcontext.clone(),
+            clid: crate::cdr::clid(&self.caller_name, &self.src),
+            channel: self.channel.clone(),
+            dstchannel: self.dstchannel.clone(),
+            lastapp: self.lastapp.clone(),
+            lastdata: self.lastdata.clone(),
+            start: self.start,
+            answer: self.answer,
+            end: self.end.or(self.answer).unwrap_or(self.start),
+            disposition: self.disposition,
+            amaflags: AmaFlags::Documentation,
+            uniqueid: self.uniqueid.clone(),
+            userfield: String::new(),
+        }
+    }
+
+    /// The accounting record (Start/Stop attributes come from [`AcctRecord::attributes`]).
+    pub fn acct(&self, nas_ip: Option<Ipv4Addr>) -> AcctRecord {
+        AcctRecord {
+            session_id: self.uniqueid.clone(),
+            calling: self.src.clone(),
+            called: self.dst.clone(),
+            nas_ip,
+            conf_id: self.conf_id,
+            origin: CallOrigin::Answer,
+            call_type: "VoIP".into(),
+            remote_address: Some(self.remote_addr),
+            setup_time: self.start,
+            connect_time: self.answer,
+            disconnect_time: self.end,
+            disconnect_cause: self.cause.map(|c| c.min(255) as u8),
+        }
+    }
+}
+
 /// The B2BUA call manager.
 pub struct Engine<M: Media> {
     cfg: EngineConfig,
@@ -307,6 +464,15 @@ pub struct Engine<M: Media> {
     next_housekeeping: Instant,
     stats: SipStats,
     log: Vec<String>,
+    aaa: AaaSettings,
+    parked: HashMap<AaaTicket, Parked>,
+    next_ticket: u64,
+    aaa_out: VecDeque<AaaQuery>,
+    billing: VecDeque<Billing>,
+    /// Wall clock at a monotonic instant (CDR and accounting times).
+    wall_epoch: (Instant, SystemTime),
+    /// Asterisk channel sequence (`SIP/1001-00000001`).
+    next_channel: u32,
 }
 
 impl<M: Media> Engine<M> {
@@ -337,8 +503,45 @@ impl<M: Media> Engine<M> {
             next_housekeeping: now + Duration::from_secs(1),
             stats: SipStats::default(),
             log: Vec::new(),
+            aaa: AaaSettings::default(),
+            parked: HashMap::new(),
+            next_ticket: 1,
+            aaa_out: VecDeque::new(),
+            billing: VecDeque::new(),
+            wall_epoch: (now, UNIX_EPOCH + Duration::from_secs(wall_secs_at_now)),
+            next_channel: 1,
             cfg,
         }
+    }
+
+    /// Turn on RADIUS authentication, call authorisation and billing records.
+    pub fn set_aaa(&mut self, settings: AaaSettings) {
+        self.registrar.set_remote_auth(settings.radius_digest);
+        self.aaa = settings;
+    }
+
+    /// A finer wall clock than `new`'s seconds: `wall` is the wall time at `now`.
+    pub fn set_wall_clock(&mut self, now: Instant, wall: SystemTime) {
+        self.wall_epoch = (now, wall);
+    }
+
+    fn wall_time(&self, now: Instant) -> SystemTime {
+        self.wall_epoch.1 + now.saturating_duration_since(self.wall_epoch.0)
+    }
+
+    /// The next Access-Request to send; answer it with [`Engine::handle_aaa_verdict`].
+    pub fn poll_aaa(&mut self) -> Option<AaaQuery> {
+        self.aaa_out.pop_front()
+    }
+
+    /// The next billing record (Start on answer, End on release), in call order.
+    pub fn poll_billing(&mut self) -> Option<Billing> {
+        self.billing.pop_front()
+    }
+
+    /// Requests waiting for a RADIUS verdict.
+    pub fn parked(&self) -> usize {
+        self.parked.len()
     }
 
     fn wall_secs(&self, now: Instant) -> u64 {
@@ -479,7 +682,14 @@ impl<M: Media> Engine<M> {
         match req.method {
             Method::Register => {
                 let wall = self.wall_secs(now);
-                let mut resp = self.registrar.handle_register(&req, from, now, wall);
+                let mut resp = match self.registrar.begin_register(&req, from, now, wall) {
+                    RegisterStep::Done(r) => r,
+                    RegisterStep::Remote(c) => {
+                        let user = c.username.clone();
+                        self.park_digest(key, req, from, &c, ParkedKind::Register { user });
+                        return;
+                    }
+                };
                 self.add_server_headers(&mut resp);
                 if resp.code == 200 {
                     self.note(format!(
@@ -538,6 +748,11 @@ impl<M: Media> Engine<M> {
         let wall = self.wall_secs(now);
         let user = match self.registrar.authenticate(&req, wall) {
             Auth::Ok { user } => user,
+            Auth::Remote(c) => {
+                let user = c.username.clone();
+                self.park_digest(key, req, from, &c, ParkedKind::Invite { user });
+                return;
+            }
             Auth::Challenge(mut resp) | Auth::Forbidden(mut resp) => {
                 self.add_server_headers(&mut resp);
                 if resp.code == 403 {
@@ -549,6 +764,170 @@ impl<M: Media> Engine<M> {
                 return;
             }
         };
+        self.invite_authenticated(key, req, from, user, now);
+    }
+
+    /// Park a request whose digest RADIUS must check.
+    fn park_digest(
+        &mut self,
+        key: TxKey,
+        req: Request,
+        from: SocketAddr,
+        c: &Credentials,
+        kind: ParkedKind,
+    ) {
+        let attributes = crate::aaa::digest_auth_request(
+            c,
+            req.method.as_str(),
+            self.aaa.digest_format,
+            self.aaa.nas_ip,
+        );
+        self.note(format!(
+            "{} from {from}: user {} checked by RADIUS",
+            req.method, c.username
+        ));
+        self.park(key, req, from, kind, attributes, None);
+    }
+
+    fn park(
+        &mut self,
+        key: TxKey,
+        req: Request,
+        from: SocketAddr,
+        kind: ParkedKind,
+        attributes: Vec<Attribute>,
+        password: Option<Vec<u8>>,
+    ) {
+        let ticket = AaaTicket(self.next_ticket);
+        self.next_ticket += 1;
+        self.parked.insert(
+            ticket,
+            Parked {
+                key,
+                req,
+                from,
+                kind,
+            },
+        );
+        self.aaa_out.push_back(AaaQuery {
+            ticket,
+            attributes,
+            password,
+        });
+    }
+
+    /// The RADIUS server's verdict on a parked request: resume or refuse it.
+    pub fn handle_aaa_verdict(&mut self, ticket: AaaTicket, outcome: &AuthOutcome, now: Instant) {
+        let Some(p) = self.parked.remove(&ticket) else {
+            return; // cancelled meanwhile
+        };
+        let method = p.req.method.clone();
+        let refuse = |this: &mut Self, code: u16, why: &str| {
+            let mut resp = this.reply(&p.req, code, None);
+            resp.set_to_tag(&new_tag());
+            if !why.is_empty() {
+                resp.reason = format!("{} ({why})", resp.reason);
+            }
+            let why = if why.is_empty() {
+                "refused by RADIUS"
+            } else {
+                why
+            };
+            this.note(format!("{method} from {}: {code} ({why})", p.from));
+            this.respond(&p.key, resp, now);
+        };
+        match outcome {
+            AuthOutcome::Accept(_) => {}
+            AuthOutcome::Reject(msg) => {
+                let why = match &p.kind {
+                    ParkedKind::Authorize { .. } => "call not authorised",
+                    _ => "",
+                };
+                let why = msg
+                    .as_deref()
+                    .filter(|m| !m.is_empty())
+                    .map(sanitize_reason)
+                    .unwrap_or_else(|| why.to_string());
+                return refuse(self, 403, &why);
+            }
+            AuthOutcome::TimedOut => {
+                return refuse(self, 503, "authentication server unreachable");
+            }
+        }
+        match p.kind {
+            ParkedKind::Register { user } => {
+                let mut resp = self.registrar.finish_register(&p.req, p.from, &user, now);
+                self.add_server_headers(&mut resp);
+                self.note(format!(
+                    "REGISTER {user} from {}: {} (RADIUS)",
+                    p.from, resp.code
+                ));
+                self.respond(&p.key, resp, now);
+            }
+            ParkedKind::Invite { user } => {
+                if self.shutting_down {
+                    return refuse(self, 503, "shutting down");
+                }
+                self.invite_authenticated(p.key, p.req, p.from, user, now);
+            }
+            ParkedKind::Authorize { user, conf_id } => {
+                if self.shutting_down {
+                    return refuse(self, 503, "shutting down");
+                }
+                self.start_call(p.key, p.req, p.from, user, conf_id, now);
+            }
+        }
+    }
+
+    /// An INVITE from an authenticated user: authorise the call (if configured), then start it.
+    fn invite_authenticated(
+        &mut self,
+        key: TxKey,
+        req: Request,
+        from: SocketAddr,
+        user: String,
+        now: Instant,
+    ) {
+        let conf_id = ConfId::random();
+        if self.aaa.authorize_calls {
+            let exten = Uri::parse(&req.uri)
+                .ok()
+                .and_then(|u| u.user)
+                .unwrap_or_default();
+            let calling = req
+                .from()
+                .and_then(|f| f.uri.user.clone())
+                .unwrap_or_else(|| user.clone());
+            let attributes =
+                crate::aaa::pstn_auth_request(&calling, &exten, &conf_id, self.aaa.nas_ip);
+            self.note(format!(
+                "INVITE from {from}: authorising {calling} -> {exten} with RADIUS"
+            ));
+            let password = Some(calling.into_bytes());
+            self.park(
+                key,
+                req,
+                from,
+                ParkedKind::Authorize { user, conf_id },
+                attributes,
+                password,
+            );
+            return;
+        }
+        self.start_call(key, req, from, user, conf_id, now);
+    }
+
+    /// Create the call for an authenticated (and authorised) INVITE and run its dialplan.
+    fn start_call(
+        &mut self,
+        key: TxKey,
+        req: Request,
+        from: SocketAddr,
+        user: String,
+        conf_id: ConfId,
+        now: Instant,
+    ) {
+        let call_id = req.call_id().unwrap_or_default().to_string();
         let offer = if req.body.is_empty() {
             None
         } else {
@@ -585,6 +964,7 @@ impl<M: Media> Engine<M> {
             .as_ref()
             .and_then(|f| f.display.clone())
             .unwrap_or_default();
+        let bill_name = caller_name.clone();
         let context = self
             .cfg
             .user_contexts
@@ -632,6 +1012,18 @@ impl<M: Media> Engine<M> {
             .unwrap_or_else(|| format!("sip:{from}"));
         let id = CallId(self.next_call);
         self.next_call += 1;
+        let bill = CallBill {
+            uniqueid: format!("{}.{}", self.wall_secs(self.epoch.0), id.0),
+            conf_id,
+            caller_name: bill_name,
+            context: context.clone(),
+            channel: self.channel_name(&caller),
+            dstchannel: String::new(),
+            lastapp: String::new(),
+            lastdata: String::new(),
+            start: self.wall_time(now),
+            answer: None,
+        };
         self.note(format!(
             "call {id}: {caller} -> {exten} (context {context}, Call-ID {call_id})"
         ));
@@ -667,6 +1059,7 @@ impl<M: Media> Engine<M> {
             b_remote_media: None,
             a_codecs: self.cfg.codecs_for(&user),
             transcoding: None,
+            bill,
         };
         self.by_sip_id.insert(call_id, (id, LegSide::A));
         self.by_tx.insert(key, (id, LegSide::A));
@@ -683,6 +1076,21 @@ impl<M: Media> Engine<M> {
         };
         let resp = self.reply(&req, 200, None);
         self.respond(&key, resp, now);
+        let parked = self
+            .parked
+            .iter()
+            .find(|(_, p)| p.key == invite_key)
+            .map(|(t, _)| *t);
+        if let Some(p) = parked.and_then(|t| self.parked.remove(&t)) {
+            let mut resp = self.reply(&p.req, 487, None);
+            resp.set_to_tag(&new_tag());
+            self.note(format!(
+                "INVITE from {}: cancelled while authorising",
+                p.from
+            ));
+            self.respond(&p.key, resp, now);
+            return;
+        }
         if let Some(&(cid, LegSide::A)) = self.by_tx.get(&invite_key) {
             let answered = self.calls.get(&cid).is_some_and(|c| c.a.final_sent);
             if !answered {
@@ -954,6 +1362,7 @@ impl<M: Media> Engine<M> {
         let a_invite = call.a.invite.clone();
         let a_tx = call.a.tx.clone();
         let tag = call.a.local_tag.clone();
+        self.bill_answer(cid, now);
         if let Some(m) = media_id {
             let _ = self.media.arm_timeout(m);
         }
@@ -1035,6 +1444,13 @@ impl<M: Media> Engine<M> {
                 return;
             }
             let step = call.exec.next();
+            // Like Asterisk's Master.csv, a failed Dial stays the last app of a call the
+            // plan then hangs up (BUSY / NO ANSWER records show `Dial`).
+            if !matches!(step, Step::Hangup { .. }) || call.bill.lastapp.is_empty() {
+                let (app, data) = app_of(&step);
+                call.bill.lastapp = app.to_string();
+                call.bill.lastdata = data;
+            }
             match step {
                 Step::Answer => self.answer_a(cid, now),
                 Step::Ringing => self.provisional_a(cid, 180, now),
@@ -1193,6 +1609,11 @@ impl<M: Media> Engine<M> {
             });
             call.state = CallState::Dialing;
             call.wake_at = timeout.map(|d| now + d);
+            let chan = format!("SIP/{user}-{:08x}", self.next_channel);
+            self.next_channel += 1;
+            if let Some(call) = self.calls.get_mut(&cid) {
+                call.bill.dstchannel = chan;
+            }
             self.by_sip_id.insert(call_id, (cid, LegSide::B));
             self.by_tx.insert(tx, (cid, LegSide::B));
             self.note(format!(
@@ -1256,6 +1677,10 @@ impl<M: Media> Engine<M> {
         call.a.answered = true;
         call.a.local_sdp = Some(sdp_text.clone());
         call.answered_at = Some(now);
+        self.bill_answer(cid, now);
+        let Some(call) = self.calls.get_mut(&cid) else {
+            return;
+        };
         let a_invite = call.a.invite.clone();
         let a_tx = call.a.tx.clone();
         let tag = call.a.local_tag.clone();
@@ -1302,6 +1727,10 @@ impl<M: Media> Engine<M> {
         }
         call.state = CallState::Ending;
         call.wake_at = None;
+        self.bill_end(cid, why, now);
+        let Some(call) = self.calls.get_mut(&cid) else {
+            return;
+        };
         // B leg.
         let b_state = call.b.as_ref().map(|b| b.state);
         match b_state {
@@ -1437,6 +1866,72 @@ impl<M: Media> Engine<M> {
         }
     }
 
+    // --------------------------------------------------------------- billing
+
+    fn channel_name(&mut self, user: &str) -> String {
+        let n = self.next_channel;
+        self.next_channel += 1;
+        format!("SIP/{user}-{n:08x}")
+    }
+
+    fn record_of(&self, call: &Call) -> CallRecord {
+        let caller_addr = call.a.peer.ip();
+        CallRecord {
+            uniqueid: call.bill.uniqueid.clone(),
+            conf_id: call.bill.conf_id,
+            src: call.caller.clone(),
+            caller_name: call.bill.caller_name.clone(),
+            dst: call.exten.clone(),
+            dcontext: call.bill.context.clone(),
+            channel: call.bill.channel.clone(),
+            dstchannel: call.bill.dstchannel.clone(),
+            lastapp: call.bill.lastapp.clone(),
+            lastdata: call.bill.lastdata.clone(),
+            caller_addr,
+            remote_addr: call.b.as_ref().map_or(caller_addr, |b| b.dest.ip()),
+            start: call.bill.start,
+            answer: call.bill.answer,
+            end: None,
+            disposition: Disposition::Answered,
+            cause: None,
+        }
+    }
+
+    /// The call was answered (by the callee or by an application): Accounting Start.
+    fn bill_answer(&mut self, cid: CallId, now: Instant) {
+        let wall = self.wall_time(now);
+        let Some(call) = self.calls.get_mut(&cid) else {
+            return;
+        };
+        if call.bill.answer.is_some() {
+            return;
+        }
+        call.bill.answer = Some(wall);
+        if self.aaa.billing {
+            let Some(call) = self.calls.get(&cid) else {
+                return;
+            };
+            let rec = self.record_of(call);
+            self.billing.push_back(Billing::Start(rec));
+        }
+    }
+
+    /// The call is being released: its CDR (and Accounting Stop when answered).
+    fn bill_end(&mut self, cid: CallId, why: HangupWhy, now: Instant) {
+        if !self.aaa.billing {
+            return;
+        }
+        let Some(call) = self.calls.get(&cid) else {
+            return;
+        };
+        let (disposition, cause) = release_of(call, why);
+        let mut rec = self.record_of(call);
+        rec.end = Some(self.wall_time(now));
+        rec.disposition = disposition;
+        rec.cause = Some(cause);
+        self.billing.push_back(Billing::End(rec));
+    }
+
     // ------------------------------------------------------------ management
 
     /// Hang up a call by Tandem id (`c12`) or either leg's SIP Call-ID.
@@ -1463,6 +1958,12 @@ impl<M: Media> Engine<M> {
     /// Stop taking calls and tear down the active ones.
     pub fn begin_shutdown(&mut self, now: Instant) {
         self.shutting_down = true;
+        let parked: Vec<Parked> = self.parked.drain().map(|(_, p)| p).collect();
+        for p in parked {
+            let mut resp = self.reply(&p.req, 503, None);
+            resp.set_to_tag(&new_tag());
+            self.respond(&p.key, resp, now);
+        }
         let ids: Vec<CallId> = self.calls.keys().copied().collect();
         for cid in ids {
             self.hangup(cid, HangupWhy::Shutdown, now);
@@ -1678,6 +2179,93 @@ fn apply_bridge<M: Media>(
     }
 }
 
+/// The Asterisk application name and data of a dialplan step (CDR `lastapp`/`lastdata`).
+fn app_of(step: &Step) -> (&'static str, String) {
+    match step {
+        Step::Answer => ("Answer", String::new()),
+        Step::Dial {
+            targets,
+            timeout,
+            options,
+        } => {
+            let t: Vec<String> = targets
+                .iter()
+                .map(|t| format!("{}/{}", t.tech, t.resource))
+                .collect();
+            let mut data = t.join("&");
+            if timeout.is_some() || !options.is_empty() {
+                data.push(',');
+                if let Some(d) = timeout {
+                    data.push_str(&d.as_secs().to_string());
+                }
+            }
+            if !options.is_empty() {
+                data.push(',');
+                data.push_str(options);
+            }
+            ("Dial", data)
+        }
+        Step::Hangup { cause } => ("Hangup", cause.map(|c| c.to_string()).unwrap_or_default()),
+        Step::Echo => ("Echo", String::new()),
+        Step::Ringing => ("Ringing", String::new()),
+        Step::Progress => ("Progress", String::new()),
+        Step::Wait(d) => ("Wait", format!("{}", d.as_secs_f64())),
+        Step::Playback(f) => ("Playback", f.clone()),
+    }
+}
+
+/// The CDR disposition and Q.850 cause of a call released for `why`.
+/// Unanswered calls follow Asterisk: a busy callee is BUSY, a callee that did not answer (or
+/// a caller who gave up ringing) NO ANSWER, anything else FAILED.
+fn release_of(call: &Call, why: HangupWhy) -> (Disposition, u16) {
+    if call.bill.answer.is_some() {
+        let cause = match why {
+            HangupWhy::Dialplan(Some(c)) => c,
+            HangupWhy::Internal(code) => sip_to_q850(code),
+            HangupWhy::MediaTimeout => 41,
+            _ => 16,
+        };
+        return (Disposition::Answered, cause);
+    }
+    let dial = call.exec.var("DIALSTATUS");
+    let code = call.last_dial_status;
+    match (why, dial) {
+        (HangupWhy::Dialplan(Some(17)), _) | (_, Some("BUSY")) => (Disposition::Busy, 17),
+        (HangupWhy::CallerCancel, _) => (Disposition::NoAnswer, 16),
+        (_, Some("NOANSWER")) => (Disposition::NoAnswer, 19),
+        (HangupWhy::Dialplan(Some(c)), _) => match Disposition::from_q850(c) {
+            Disposition::Congestion => (Disposition::Failed, c),
+            d => (d, c),
+        },
+        (HangupWhy::Internal(code), _) => (Disposition::Failed, sip_to_q850(code)),
+        (HangupWhy::Shutdown, None) => (Disposition::Failed, 16),
+        (_, Some(_)) => (Disposition::Failed, code.map_or(20, sip_to_q850)),
+        (_, None) => (Disposition::NoAnswer, 16),
+    }
+}
+
+/// SIP final status -> Q.850 cause (RFC 3398 section 7.2.6.1).
+pub fn sip_to_q850(code: u16) -> u16 {
+    match code {
+        401 | 402 | 403 | 407 | 603 => 21,
+        404 | 485 | 604 => 1,
+        405 => 63,
+        406 | 415 | 501 => 79,
+        408 | 504 => 102,
+        410 => 22,
+        480 => 18,
+        482 | 483 => 25,
+        484 => 28,
+        486 | 600 => 17,
+        487 => 16,
+        502 => 38,
+        503 => 34,
+        606 => 58,
+        400 | 481 | 500 => 41,
+        _ => 127,
+    }
+}
+
 fn can_respond(req: &Request) -> bool {
     ["Via", "From", "To", "Call-ID", "CSeq"]
         .iter()
@@ -1762,5 +2350,465 @@ mod tests {
         assert_eq!(dial_status_for(503), DialStatus::Congestion);
         assert_eq!(relay_status(487), 480);
         assert_eq!(relay_status(486), 486);
+    }
+
+    // ------------------------------------------------- billing and RADIUS (virtual time)
+
+    use crate::aaa::packet::attr;
+    use crate::sip::digest::{self, Algorithm};
+
+    /// A dataplane double: sessions on fixed ports, nothing else.
+    #[derive(Default)]
+    struct NoMedia(u32);
+
+    impl Media for NoMedia {
+        fn create_session(
+            &mut self,
+            _mode: dataplane::Mode,
+        ) -> Result<dataplane::Allocated, dataplane::Error> {
+            self.0 += 1;
+            Ok(dataplane::Allocated {
+                id: dataplane::SessionId(self.0),
+                worker: 0,
+                a: SocketAddr::from(([127, 0, 0, 1], 20000)),
+                b: SocketAddr::from(([127, 0, 0, 1], 20002)),
+            })
+        }
+        fn set_remote(
+            &mut self,
+            _: dataplane::SessionId,
+            _: dataplane::Side,
+            _: SocketAddr,
+        ) -> Result<(), dataplane::Error> {
+            Ok(())
+        }
+        fn set_mode(
+            &mut self,
+            _: dataplane::SessionId,
+            _: dataplane::Mode,
+        ) -> Result<(), dataplane::Error> {
+            Ok(())
+        }
+        fn arm_timeout(&mut self, _: dataplane::SessionId) -> Result<(), dataplane::Error> {
+            Ok(())
+        }
+        fn destroy(&mut self, _: dataplane::SessionId) -> Result<(), dataplane::Error> {
+            Ok(())
+        }
+        fn poll_event(&mut self) -> Option<dataplane::Event> {
+            None
+        }
+        fn stats(&self) -> Vec<dataplane::WorkerStats> {
+            Vec::new()
+        }
+    }
+
+    const T: &str = "127.0.0.1:5060";
+    const A: &str = "127.0.0.1:6001";
+    const B: &str = "127.0.0.1:6002";
+    const WALL: u64 = 1_800_000_000;
+    const PLAN: &str = "[default]\nexten => _XXXX,1,Dial(SIP/${EXTEN},5)\n same => n,Hangup()\n";
+
+    struct W {
+        e: Engine<NoMedia>,
+        now: Instant,
+        out: Vec<(SocketAddr, Message)>,
+    }
+
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "the test's fixed epoch; time then advances virtually"
+    )]
+    fn epoch() -> Instant {
+        Instant::now()
+    }
+
+    fn world(aaa: AaaSettings) -> W {
+        let cfg = EngineConfig {
+            local: T.parse().unwrap(),
+            realm: "tandem".into(),
+            user_agent: "t".into(),
+            context: "default".into(),
+            user_contexts: HashMap::new(),
+            users: [("1001".to_string(), "pw1001".to_string())].into(),
+            timers: TimerConfig::default(),
+            user_codecs: HashMap::new(),
+        };
+        let now = epoch();
+        let plan = Arc::new(Dialplan::parse(PLAN, "t.conf").unwrap());
+        let mut e = Engine::new(cfg, plan, NoMedia::default(), [1; 32], now, WALL);
+        e.set_aaa(aaa);
+        W {
+            e,
+            now,
+            out: Vec::new(),
+        }
+    }
+
+    impl W {
+        fn send(&mut self, from: &str, text: &str) {
+            self.e
+                .handle_datagram(text.as_bytes(), from.parse().unwrap(), self.now);
+            self.flush();
+        }
+        fn flush(&mut self) {
+            while let Some(t) = self.e.poll_transmit() {
+                self.out.push((t.dest, Message::parse(&t.bytes).unwrap()));
+            }
+        }
+        fn advance(&mut self, secs: u64) {
+            self.now += Duration::from_secs(secs);
+            self.e.handle_timeout(self.now);
+            self.flush();
+        }
+        fn responses(&mut self, to: &str) -> Vec<Response> {
+            let to: SocketAddr = to.parse().unwrap();
+            let (mine, rest) = std::mem::take(&mut self.out)
+                .into_iter()
+                .partition(|(d, _)| *d == to);
+            self.out = rest;
+            mine.into_iter()
+                .filter_map(|(_, m)| match m {
+                    Message::Response(r) => Some(r),
+                    _ => None,
+                })
+                .collect()
+        }
+        fn requests(&mut self, to: &str) -> Vec<Request> {
+            let to: SocketAddr = to.parse().unwrap();
+            let (mine, rest) = std::mem::take(&mut self.out)
+                .into_iter()
+                .partition(|(d, _)| *d == to);
+            self.out = rest;
+            mine.into_iter()
+                .filter_map(|(_, m)| match m {
+                    Message::Request(r) => Some(r),
+                    _ => None,
+                })
+                .collect()
+        }
+    }
+
+    fn sdp_body(port: u16) -> String {
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
+        )
+    }
+
+    /// A request from `user` at `from`, challenged once, then sent with credentials.
+    /// Returns the responses to the authenticated one.
+    fn authed(w: &mut W, method: &str, user: &str, pw: &str, from: &str, target: &str) {
+        let header = if method == "REGISTER" {
+            "Authorization"
+        } else {
+            "Proxy-Authorization"
+        };
+        let to = if method == "REGISTER" {
+            format!("sip:{user}@{T}")
+        } else {
+            target.to_string()
+        };
+        let msg = |cseq: u32, auth: &str| {
+            let body = if method == "INVITE" {
+                sdp_body(7000)
+            } else {
+                String::new()
+            };
+            format!(
+                "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK{method}{user}{cseq}\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:{user}@{T}>;tag=f{user}\r\nTo: <{to}>\r\n\
+                 Call-ID: {method}-{user}\r\nCSeq: {cseq} {method}\r\nContact: <sip:{user}@{from}>\r\n{auth}\
+                 Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        w.send(from, &msg(1, ""));
+        let ch = w.responses(from).pop().unwrap();
+        assert!(ch.code == 401 || ch.code == 407, "{}", ch.code);
+        let challenge = ch
+            .headers
+            .get(if ch.code == 401 {
+                "WWW-Authenticate"
+            } else {
+                "Proxy-Authenticate"
+            })
+            .unwrap()
+            .to_string();
+        let i = challenge.find("nonce=\"").unwrap() + 7;
+        let nonce = &challenge[i..i + challenge[i..].find('"').unwrap()];
+        let resp = digest::response(
+            Algorithm::Md5,
+            user,
+            "tandem",
+            pw,
+            method,
+            target,
+            nonce,
+            Some(("00000001", "c")),
+        );
+        let auth = format!(
+            "{header}: Digest username=\"{user}\", realm=\"tandem\", nonce=\"{nonce}\", uri=\"{target}\", \
+             response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c\"\r\n"
+        );
+        w.send(from, &msg(2, &auth));
+    }
+
+    fn answer_b(w: &mut W, code: u16) -> Request {
+        let inv = w.requests(B).pop().expect("B leg INVITE");
+        let mut r = Response::for_request(&inv, code);
+        r.set_to_tag("bob");
+        if code == 200 {
+            r.headers.set("Contact", format!("<sip:1002@{B}>"));
+            r.headers.set("Content-Type", "application/sdp");
+            r.body = sdp_body(8000).into_bytes();
+        }
+        w.e.handle_datagram(&r.to_bytes(), B.parse().unwrap(), w.now);
+        w.flush();
+        inv
+    }
+
+    fn billing(w: &mut W) -> Vec<Billing> {
+        std::iter::from_fn(|| w.e.poll_billing()).collect()
+    }
+
+    /// Local user 1002 registered at B (no RADIUS).
+    fn with_callee(aaa: AaaSettings) -> W {
+        let mut w = world(aaa);
+        w.e.cfg.users.insert("1002".into(), "pw1002".into());
+        w.e.registrar = Registrar::new("tandem".into(), w.e.cfg.users.clone(), [1; 32]);
+        w.e.registrar.set_remote_auth(w.e.aaa.radius_digest);
+        authed(&mut w, "REGISTER", "1002", "pw1002", B, &format!("sip:{T}"));
+        assert_eq!(w.responses(B).pop().unwrap().code, 200);
+        w
+    }
+
+    fn billing_on() -> AaaSettings {
+        AaaSettings {
+            billing: true,
+            nas_ip: Some(Ipv4Addr::LOCALHOST),
+            ..AaaSettings::default()
+        }
+    }
+
+    #[test]
+    fn answered_call_bills_start_and_stop_with_virtual_session_time() {
+        let mut w = with_callee(billing_on());
+        w.advance(1);
+        authed(
+            &mut w,
+            "INVITE",
+            "1001",
+            "pw1001",
+            A,
+            &format!("sip:1002@{T}"),
+        );
+        w.advance(2); // ringing for 2 s
+        answer_b(&mut w, 200);
+        let start = billing(&mut w);
+        let [Billing::Start(s)] = start.as_slice() else {
+            panic!("{start:?}")
+        };
+        assert_eq!(s.answer, Some(UNIX_EPOCH + Duration::from_secs(WALL + 3)));
+        assert_eq!(s.start, UNIX_EPOCH + Duration::from_secs(WALL + 1));
+        let ok = w.responses(A).into_iter().find(|r| r.code == 200).unwrap();
+        let to = ok.headers.get("To").unwrap().to_string();
+        w.send(
+            A,
+            &format!(
+                "ACK sip:tandem@{T} SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bKack1\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:1001@{T}>;tag=f1001\r\nTo: {to}\r\n\
+                 Call-ID: INVITE-1001\r\nCSeq: 2 ACK\r\nContent-Length: 0\r\n\r\n"
+            ),
+        );
+        w.advance(42);
+        assert!(
+            w.requests(A).is_empty(),
+            "no BYE from Tandem: the call is up"
+        );
+        w.send(
+            A,
+            &format!(
+                "BYE sip:tandem@{T} SIP/2.0\r\nVia: SIP/2.0/UDP {A};branch=z9hG4bKbye1\r\n\
+                 Max-Forwards: 70\r\nFrom: <sip:1001@{T}>;tag=f1001\r\nTo: {to}\r\n\
+                 Call-ID: INVITE-1001\r\nCSeq: 3 BYE\r\nContent-Length: 0\r\n\r\n"
+            ),
+        );
+        let end = billing(&mut w);
+        let [Billing::End(r)] = end.as_slice() else {
+            panic!("{end:?}")
+        };
+        assert_eq!(r.disposition, Disposition::Answered);
+        assert_eq!(r.cause, Some(16));
+        assert_eq!(r.uniqueid, s.uniqueid);
+        assert_eq!(r.conf_id, s.conf_id);
+        let cdr = r.cdr();
+        assert_eq!((cdr.duration(), cdr.billsec()), (44, 42));
+        assert_eq!(cdr.lastapp, "Dial");
+        assert_eq!(cdr.lastdata, "SIP/1002,5");
+        assert!(cdr.dstchannel.starts_with("SIP/1002-"), "{cdr:?}");
+        let stop = r
+            .acct(Some(Ipv4Addr::LOCALHOST))
+            .attributes(crate::aaa::AcctStatus::Stop, r.end.unwrap());
+        assert!(stop.contains(&Attribute::int(attr::ACCT_SESSION_TIME, 42)));
+        assert!(stop.contains(&Attribute::int(attr::ACCT_TERMINATE_CAUSE, 1)));
+        assert!(stop.contains(&Attribute::text(attr::CALLED_STATION_ID, "1002")));
+    }
+
+    #[test]
+    fn busy_and_no_answer_dispositions() {
+        let mut w = with_callee(billing_on());
+        authed(
+            &mut w,
+            "INVITE",
+            "1001",
+            "pw1001",
+            A,
+            &format!("sip:1002@{T}"),
+        );
+        answer_b(&mut w, 486);
+        let b = billing(&mut w);
+        let [Billing::End(r)] = b.as_slice() else {
+            panic!("{b:?}")
+        };
+        assert_eq!((r.disposition, r.cause), (Disposition::Busy, Some(17)));
+        assert_eq!(r.answer, None);
+
+        let mut w = with_callee(billing_on());
+        authed(
+            &mut w,
+            "INVITE",
+            "1001",
+            "pw1001",
+            A,
+            &format!("sip:1002@{T}"),
+        );
+        w.advance(6); // past Dial's 5 s
+        let b = billing(&mut w);
+        let [Billing::End(r)] = b.as_slice() else {
+            panic!("{b:?}")
+        };
+        assert_eq!(r.disposition, Disposition::NoAnswer);
+        assert_eq!(r.cdr().duration(), 6);
+        // Billing off: nothing queues up.
+        let mut w = with_callee(AaaSettings::default());
+        authed(
+            &mut w,
+            "INVITE",
+            "1001",
+            "pw1001",
+            A,
+            &format!("sip:1002@{T}"),
+        );
+        answer_b(&mut w, 486);
+        assert!(billing(&mut w).is_empty());
+    }
+
+    #[test]
+    fn radius_user_register_is_parked_until_the_verdict() {
+        let mut w = world(AaaSettings {
+            radius_digest: true,
+            ..AaaSettings::default()
+        });
+        authed(&mut w, "REGISTER", "2001", "secret", A, &format!("sip:{T}"));
+        assert!(w.responses(A).is_empty(), "parked: no answer yet");
+        let q = w.e.poll_aaa().expect("an Access-Request");
+        assert!(q
+            .attributes
+            .contains(&Attribute::text(attr::USER_NAME, "2001")));
+        assert!(q
+            .attributes
+            .contains(&Attribute::text(attr::DIGEST_METHOD, "REGISTER")));
+        assert_eq!(w.e.parked(), 1);
+        w.advance(1);
+        w.e.handle_aaa_verdict(q.ticket, &AuthOutcome::Accept(vec![]), w.now);
+        w.flush();
+        assert_eq!(w.responses(A).pop().unwrap().code, 200);
+        assert_eq!(w.e.registrar.lookup("2001", w.now).len(), 1);
+        // A second verdict for the same ticket is ignored.
+        w.e.handle_aaa_verdict(q.ticket, &AuthOutcome::Accept(vec![]), w.now);
+        w.flush();
+        assert!(w.responses(A).is_empty());
+
+        // Wrong password: RADIUS rejects, 403, no binding.
+        authed(&mut w, "REGISTER", "2002", "guess", B, &format!("sip:{T}"));
+        let q = w.e.poll_aaa().unwrap();
+        w.e.handle_aaa_verdict(q.ticket, &AuthOutcome::Reject(None), w.now);
+        w.flush();
+        assert_eq!(w.responses(B).pop().unwrap().code, 403);
+        assert!(w.e.registrar.lookup("2002", w.now).is_empty());
+        // Local users never go to RADIUS.
+        authed(&mut w, "REGISTER", "1001", "pw1001", A, &format!("sip:{T}"));
+        assert!(w.e.poll_aaa().is_none());
+        assert_eq!(w.responses(A).pop().unwrap().code, 200);
+    }
+
+    #[test]
+    fn rejected_authorisation_keeps_the_call_inside() {
+        let mut w = with_callee(AaaSettings {
+            authorize_calls: true,
+            billing: true,
+            ..AaaSettings::default()
+        });
+        authed(
+            &mut w,
+            "INVITE",
+            "1001",
+            "pw1001",
+            A,
+            &format!("sip:1002@{T}"),
+        );
+        let q = w.e.poll_aaa().expect("authorisation request");
+        assert!(q
+            .attributes
+            .contains(&Attribute::text(attr::CALLED_STATION_ID, "1002")));
+        w.e.handle_aaa_verdict(
+            q.ticket,
+            &AuthOutcome::Reject(Some("no credit".into())),
+            w.now,
+        );
+        w.flush();
+        let r = w.responses(A).pop().unwrap();
+        assert_eq!(r.code, 403);
+        assert!(r.reason.contains("no credit"), "{}", r.reason);
+        assert!(w.requests(B).is_empty(), "the call never left");
+        assert!(billing(&mut w).is_empty());
+
+        // Accepted: the call proceeds with the conf id of the authorisation.
+        w.advance(1);
+        let mut w2 = with_callee(AaaSettings {
+            authorize_calls: true,
+            billing: true,
+            ..AaaSettings::default()
+        });
+        authed(
+            &mut w2,
+            "INVITE",
+            "1001",
+            "pw1001",
+            A,
+            &format!("sip:1002@{T}"),
+        );
+        let q = w2.e.poll_aaa().unwrap();
+        w2.e.handle_aaa_verdict(q.ticket, &AuthOutcome::Accept(vec![]), w2.now);
+        w2.flush();
+        answer_b(&mut w2, 200);
+        let b = billing(&mut w2);
+        let [Billing::Start(s)] = b.as_slice() else {
+            panic!("{b:?}")
+        };
+        let conf = Attribute::cisco(
+            crate::aaa::packet::cisco::H323_CONF_ID,
+            "h323-conf-id",
+            &s.conf_id.to_string(),
+        );
+        assert!(q.attributes.contains(&conf), "same h323-conf-id");
+        // Without RADIUS digest, an unknown user is refused locally.
+        authed(&mut w2, "INVITE", "1003", "x", A, &format!("sip:1002@{T}"));
+        assert_eq!(
+            w2.responses(A).pop().unwrap().code,
+            403,
+            "unknown local user"
+        );
     }
 }

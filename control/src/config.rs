@@ -121,6 +121,10 @@ pub struct Config {
     pub tls: Option<TlsFiles>,
     /// `[ng]`: the rtpengine ng control interface, if enabled.
     pub ng: Option<NgConfig>,
+    /// `[radius]`: authentication and accounting servers (paths resolved against the file).
+    pub radius: Option<crate::aaa::RadiusConfig>,
+    /// `[cdr]`: the Master.csv file (path resolved against the file).
+    pub cdr: Option<crate::cdr::CdrConfig>,
 }
 
 /// The PEM files a `tls:` listener serves (`[sip] tls_certificate`, `tls_private_key`).
@@ -147,6 +151,8 @@ struct RawConfig {
     dialplan: Option<RawDialplan>,
     mgmt: Option<RawMgmt>,
     ng: Option<RawNg>,
+    radius: Option<Spanned<crate::aaa::RadiusConfig>>,
+    cdr: Option<Spanned<crate::cdr::CdrConfig>>,
 }
 
 #[derive(Deserialize)]
@@ -655,6 +661,8 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         }
     }
 
+    let (radius, cdr) = parse_billing(&src, path, raw.radius, raw.cdr)?;
+
     // [mgmt]
     let mgmt_socket = match raw.mgmt.and_then(|m| m.socket) {
         Some(s) => {
@@ -695,6 +703,8 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         limits: sip.limits.unwrap_or_default(),
         tls,
         ng,
+        radius,
+        cdr,
     })
 }
 
@@ -840,6 +850,61 @@ fn parse_ng(src: &Source<'_>, raw: Option<&RawNg>) -> Result<Option<NgConfig>, C
     Ok(Some(NgConfig { listen }))
 }
 
+/// A path from the file, relative to the file's directory.
+fn resolve(path: Option<&Path>, p: &Path) -> PathBuf {
+    if p.is_relative() {
+        path.and_then(|p| p.parent())
+            .unwrap_or(Path::new("."))
+            .join(p)
+    } else {
+        p.to_path_buf()
+    }
+}
+
+/// `[radius]` and `[cdr]`: validated, with their paths resolved against the file.
+fn parse_billing(
+    src: &Source<'_>,
+    path: Option<&Path>,
+    radius: Option<Spanned<crate::aaa::RadiusConfig>>,
+    cdr: Option<Spanned<crate::cdr::CdrConfig>>,
+) -> Result<
+    (
+        Option<crate::aaa::RadiusConfig>,
+        Option<crate::cdr::CdrConfig>,
+    ),
+    ConfigError,
+> {
+    let radius = match radius {
+        None => None,
+        Some(r) => {
+            let span = r.span();
+            let mut r = r.into_inner();
+            r.check().map_err(|m| src.err(span.clone(), m))?;
+            if r.auth_servers.is_empty() && r.acct_servers.is_empty() {
+                return Err(src.err(
+                    span,
+                    "[radius] names no server: add auth_servers and/or acct_servers                      = [{ address = \"127.0.0.1:1812\", secret = \"...\" }]",
+                ));
+            }
+            r.spool = r.spool.map(|p| resolve(path, &p));
+            Some(r)
+        }
+    };
+    let cdr = match cdr {
+        None => None,
+        Some(c) => {
+            let span = c.span();
+            let mut c = c.into_inner();
+            if c.csv.as_os_str().is_empty() {
+                return Err(src.err(span, "[cdr] csv is empty: give a file path"));
+            }
+            c.csv = resolve(path, &c.csv);
+            Some(c)
+        }
+    };
+    Ok((radius, cdr))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -969,6 +1034,47 @@ mod tests {
         assert!(e.msg.contains("udp:IP:PORT"), "{e}");
         let e = parse("[ng]\nlisten = \"udp:127.0.0.1:1\"\nport = 3\n").unwrap_err();
         assert_eq!(e.line, 3, "{e}");
+    }
+
+    #[test]
+    fn radius_and_cdr_sections() {
+        let c = parse_text(
+            "[radius]\nauth_servers = [{ address = \"127.0.0.1:1812\", secret = \"s\" }]\n\
+             acct_servers = [{ address = \"127.0.0.1:1813\", secret = \"s\" }]\n\
+             spool = \"acct.spool\"\n[cdr]\ncsv = \"cdr/Master.csv\"\n",
+            "t.toml",
+            Some(Path::new("/etc/tandem/tandem.toml")),
+        )
+        .unwrap();
+        assert!(c.users.is_empty(), "[[sip.user]] may be omitted");
+        let r = c.radius.unwrap();
+        assert!(r.digest_enabled());
+        assert_eq!(r.spool, Some(PathBuf::from("/etc/tandem/acct.spool")));
+        assert_eq!(
+            c.cdr.unwrap().csv,
+            PathBuf::from("/etc/tandem/cdr/Master.csv")
+        );
+        // Unknown keys keep their line, in the table and in a server entry.
+        let e = parse("[sip]\n[radius]\nspool = \"x\"\nspoll = 1\n").unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+        assert!(e.msg.contains("spoll"), "{e}");
+        let e = parse(
+            "[radius]\nauth_servers = [\n { address = \"127.0.0.1:1812\", secet = \"s\" },\n]\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        let e = parse("[cdr]\ncsv = \"a\"\nfile = \"b\"\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        // Accounting without a spool could lose records.
+        let e = parse(
+            "[sip]\n[radius]\nacct_servers = [{ address = \"127.0.0.1:1813\", secret = \"s\" }]\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.msg.contains("spool"), "{e}");
+        let e = parse("[radius]\nauth_servers = [{ address = \"localhost\", secret = \"s\" }]\n")
+            .unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
     }
 
     #[test]

@@ -12,15 +12,23 @@
 //! sends is shown back to the gate so it can close transactions, track dialogs and count
 //! failed authentications. The gate's counters are logged every [`STATS_EVERY`] when they
 //! change, and at shutdown.
+//!
+//! [`AaaEdge`] joins the engine's authentication and billing outputs to the world: each
+//! [`crate::call::AaaQuery`] goes to the RADIUS task and its verdict comes back through a
+//! channel into the run loop; each [`crate::call::Billing`] record is written to Master.csv
+//! (append + fsync) and, for answered calls, spooled (append + fsync) as Accounting
+//! Start/Stop before it is sent.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
-use crate::call::{Engine, EngineConfig};
+use crate::aaa::{AcctStatus, AuthOutcome, RadiusHandle};
+use crate::call::{AaaSettings, AaaTicket, Billing, Engine, EngineConfig};
+use crate::cdr::CsvWriter;
 use crate::config::{Config, Transport};
 use crate::defence::{Defence, DefenceStats, Verdict};
 use crate::mgmt::{self, MgmtCall, MgmtReply, MgmtRequest, WorkerInfo};
@@ -53,6 +61,12 @@ pub enum NetError {
     /// The `[ng]` control socket could not be bound.
     #[error("cannot listen for ng on udp:{0}: {1}")]
     NgBind(SocketAddr, std::io::Error),
+    /// The RADIUS socket or the accounting spool could not be opened.
+    #[error("radius: {0}")]
+    Radius(crate::aaa::SpoolError),
+    /// The CDR file could not be opened.
+    #[error("{0}")]
+    Cdr(crate::cdr::CdrError),
 }
 
 #[expect(clippy::disallowed_methods, reason = "the edge owns the clock")]
@@ -69,6 +83,145 @@ fn wall_secs() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the edge owns the wall clock (CDR and accounting times)"
+)]
+fn wall_time() -> SystemTime {
+    SystemTime::now()
+}
+
+/// How long shutdown waits for spooled accounting records to be acknowledged (they stay in
+/// the spool and are resent by the next start otherwise).
+const ACCT_FLUSH: Duration = Duration::from_millis(1500);
+
+/// The RADIUS task and the CDR file, fed from the engine's queues.
+struct AaaEdge {
+    settings: AaaSettings,
+    radius: Option<RadiusHandle>,
+    acct: bool,
+    cdr: Option<CsvWriter>,
+    verdicts: mpsc::UnboundedSender<(AaaTicket, AuthOutcome)>,
+}
+
+impl AaaEdge {
+    async fn start(
+        cfg: &Config,
+        verdicts: mpsc::UnboundedSender<(AaaTicket, AuthOutcome)>,
+    ) -> Result<AaaEdge, NetError> {
+        let mut settings = AaaSettings::default();
+        let mut radius = None;
+        let mut acct = false;
+        if let Some(r) = &cfg.radius {
+            let all_loopback = r
+                .auth_servers
+                .iter()
+                .chain(&r.acct_servers)
+                .all(|s| s.address.ip().is_loopback());
+            let bind: SocketAddr = if all_loopback {
+                SocketAddr::from(([127, 0, 0, 1], 0))
+            } else {
+                SocketAddr::from(([0, 0, 0, 0], 0))
+            };
+            let h = RadiusHandle::start_with(r.client_config(), bind, r.spool.as_deref())
+                .await
+                .map_err(NetError::Radius)?;
+            if h.spooled() > 0 {
+                tracing::info!(
+                    "radius: {} accounting record(s) left in the spool, resending in order",
+                    h.spooled()
+                );
+            }
+            acct = !r.acct_servers.is_empty();
+            settings.radius_digest = r.digest_enabled();
+            settings.digest_format = r.digest_format;
+            settings.authorize_calls = r.authorize_pstn;
+            settings.nas_ip = r.nas_ip.or(match cfg.primary_listen().addr.ip() {
+                IpAddr::V4(ip) if !ip.is_unspecified() => Some(ip),
+                _ => None,
+            });
+            radius = Some(h);
+        }
+        let cdr = match &cfg.cdr {
+            Some(c) => {
+                if let Some(dir) = c.csv.parent() {
+                    if !dir.as_os_str().is_empty() {
+                        let _ = std::fs::create_dir_all(dir);
+                    }
+                }
+                Some(CsvWriter::open(&c.csv).map_err(NetError::Cdr)?)
+            }
+            None => None,
+        };
+        settings.billing = acct || cdr.is_some();
+        Ok(AaaEdge {
+            settings,
+            radius,
+            acct,
+            cdr,
+            verdicts,
+        })
+    }
+
+    /// Hand the engine's Access-Requests to the RADIUS task and its billing records to the
+    /// CDR file and the accounting spool.
+    fn drain<M: crate::call::Media>(&mut self, engine: &mut Engine<M>) {
+        while let Some(q) = engine.poll_aaa() {
+            let tx = self.verdicts.clone();
+            match self.radius.clone() {
+                Some(h) => {
+                    tokio::spawn(async move {
+                        let out = h.auth(q.attributes, q.password).await;
+                        let _ = tx.send((q.ticket, out));
+                    });
+                }
+                None => {
+                    let _ = tx.send((q.ticket, AuthOutcome::TimedOut));
+                }
+            }
+        }
+        while let Some(b) = engine.poll_billing() {
+            let (status, rec) = match &b {
+                Billing::Start(r) => (AcctStatus::Start, r),
+                Billing::End(r) => (AcctStatus::Stop, r),
+            };
+            if let (Billing::End(r), Some(w)) = (&b, self.cdr.as_mut()) {
+                if let Err(e) = w.write(&r.cdr()) {
+                    tracing::error!("CDR for {} lost: {e}", r.uniqueid);
+                }
+            }
+            if !self.acct || rec.answer.is_none() {
+                continue;
+            }
+            let at = match status {
+                AcctStatus::Start => rec.answer.unwrap_or(rec.start),
+                _ => rec.end.unwrap_or(rec.start),
+            };
+            let attrs = rec.acct(self.settings.nas_ip).attributes(status, at);
+            if let Some(h) = &self.radius {
+                if let Err(e) = h.record(attrs) {
+                    tracing::error!("accounting {status:?} for {} lost: {e}", rec.uniqueid);
+                }
+            }
+        }
+    }
+
+    /// Give the RADIUS task a moment to have the last records acknowledged.
+    async fn finish(&self) {
+        let Some(h) = &self.radius else { return };
+        let deadline = now() + ACCT_FLUSH;
+        while h.spooled() > 0 && now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if h.spooled() > 0 {
+            tracing::warn!(
+                "radius: {} accounting record(s) unacknowledged, kept in the spool for the next start",
+                h.spooled()
+            );
+        }
+    }
 }
 
 /// Print what we listen on and how to reach it.
@@ -162,6 +315,9 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
     let (mg_tx, mut mg_rx) = mpsc::channel::<MgmtCall>(64);
     let mgmt_task = tokio::spawn(mgmt::serve(listener, mg_tx));
 
+    let (verdict_tx, mut verdict_rx) = mpsc::unbounded_channel::<(AaaTicket, AuthOutcome)>();
+    let mut aaa = AaaEdge::start(&cfg, verdict_tx).await?;
+
     let secret: [u8; 32] = rand::random();
     let t0 = now();
     let mut engine = Engine::new(
@@ -172,6 +328,8 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
         t0,
         wall_secs(),
     );
+    engine.set_wall_clock(t0, wall_time());
+    engine.set_aaa(aaa.settings.clone());
     banner(&cfg);
     {
         let sel = engine.media().selection();
@@ -231,6 +389,9 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
                 let r = answer_mgmt(&mut engine, req, now());
                 let _ = reply.send(r);
             }
+            Some((ticket, outcome)) = verdict_rx.recv() => {
+                engine.handle_aaa_verdict(ticket, &outcome, now());
+            }
             _ = sleep => engine.handle_timeout(now()),
             _ = recv_signal(&mut sigterm) => start_drain(&mut engine, &mut drain_deadline),
             _ = recv_signal(&mut sigint) => start_drain(&mut engine, &mut drain_deadline),
@@ -240,6 +401,7 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
             gate.sent(&out.bytes, now());
             send(&streams, &primary, &out.bytes, out.dest).await;
         }
+        aaa.drain(&mut engine);
         for line in engine.drain_log() {
             tracing::info!("{line}");
         }
@@ -257,6 +419,7 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
             serde_json::to_string(&ng.stats()).unwrap_or_default()
         );
     }
+    aaa.finish().await;
     mgmt_task.abort();
     let _ = std::fs::remove_file(&cfg.mgmt_socket);
     tracing::info!("tandemd stopped");

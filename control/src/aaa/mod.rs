@@ -52,9 +52,10 @@ pub struct RadiusConfig {
     /// Seconds between Interim-Update records; 0 = none (default).
     #[serde(default)]
     pub interim_interval: u64,
-    /// Check SIP users' digest responses with the RADIUS server instead of the local users.
+    /// Check the digest responses of SIP users that are not in `[[sip.user]]` with the RADIUS
+    /// server (default: on when `auth_servers` is not empty).
     #[serde(default)]
-    pub digest_auth: bool,
+    pub digest_auth: Option<bool>,
     /// Digest attribute set for `digest_auth`: "rfc5090", "sterman" or "both" (default).
     #[serde(default)]
     pub digest_format: DigestFormat,
@@ -99,7 +100,18 @@ impl RadiusConfig {
     }
 
     /// Checks what serde cannot: a spool for accounting, secrets present.
+    /// True when SIP users missing from `[[sip.user]]` are authenticated by RADIUS.
+    pub fn digest_enabled(&self) -> bool {
+        !self.auth_servers.is_empty() && self.digest_auth.unwrap_or(true)
+    }
+
     pub fn check(&self) -> Result<(), String> {
+        if self.digest_auth == Some(true) && self.auth_servers.is_empty() {
+            return Err("[radius] digest_auth = true needs auth_servers".into());
+        }
+        if self.authorize_pstn && self.auth_servers.is_empty() {
+            return Err("[radius] authorize_pstn = true needs auth_servers".into());
+        }
         if !self.acct_servers.is_empty() && self.spool.is_none() {
             return Err("[radius] acct_servers needs spool = \"path\" so no record is lost".into());
         }

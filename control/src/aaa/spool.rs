@@ -27,6 +27,9 @@ pub enum SpoolError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// An accounting record was given to a RADIUS edge started without a spool (config).
+    #[error("no accounting spool configured ([radius] spool)")]
+    NoSpool,
 }
 
 /// The spool log.

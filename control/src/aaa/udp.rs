@@ -40,7 +40,7 @@ enum Cmd {
 #[derive(Debug, Clone)]
 pub struct RadiusHandle {
     tx: mpsc::UnboundedSender<Cmd>,
-    spool: Arc<Mutex<Spool>>,
+    spool: Arc<Mutex<Option<Spool>>>,
 }
 
 impl std::fmt::Debug for Cmd {
@@ -62,7 +62,20 @@ impl RadiusHandle {
         bind: SocketAddr,
         spool: &Path,
     ) -> Result<RadiusHandle, SpoolError> {
-        let spool = Spool::open(spool)?;
+        RadiusHandle::start_with(cfg, bind, Some(spool)).await
+    }
+
+    /// [`RadiusHandle::start`] with an optional spool: without one (authentication only),
+    /// [`RadiusHandle::record`] fails with [`SpoolError::NoSpool`].
+    pub async fn start_with(
+        cfg: ClientConfig,
+        bind: SocketAddr,
+        spool: Option<&Path>,
+    ) -> Result<RadiusHandle, SpoolError> {
+        let spool = match spool {
+            Some(p) => Some(Spool::open(p)?),
+            None => None,
+        };
         let sock = UdpSocket::bind(bind)
             .await
             .map_err(|source| SpoolError::Io {
@@ -70,7 +83,7 @@ impl RadiusHandle {
                 source,
             })?;
         let (tx, rx) = mpsc::unbounded_channel();
-        for (seq, attrs) in spool.pending() {
+        for (seq, attrs) in spool.iter().flat_map(|s| s.pending()) {
             let _ = tx.send(Cmd::Acct(seq, attrs.to_vec()));
         }
         let spool = Arc::new(Mutex::new(spool));
@@ -91,7 +104,7 @@ impl RadiusHandle {
     pub fn record(&self, attributes: Vec<Attribute>) -> Result<SpoolSeq, SpoolError> {
         let seq = {
             let mut s = self.spool.lock().unwrap_or_else(|e| e.into_inner());
-            s.append(&attributes)?
+            s.as_mut().ok_or(SpoolError::NoSpool)?.append(&attributes)?
         };
         let _ = self.tx.send(Cmd::Acct(seq, attributes));
         Ok(seq)
@@ -99,7 +112,11 @@ impl RadiusHandle {
 
     /// Records not yet acknowledged by a server.
     pub fn spooled(&self) -> usize {
-        self.spool.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.spool
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map_or(0, Spool::len)
     }
 }
 
@@ -107,7 +124,7 @@ async fn run(
     mut client: RadiusClient,
     sock: UdpSocket,
     mut rx: mpsc::UnboundedReceiver<Cmd>,
-    spool: Arc<Mutex<Spool>>,
+    spool: Arc<Mutex<Option<Spool>>>,
 ) {
     let mut auth_waiters: HashMap<RequestId, oneshot::Sender<AuthOutcome>> = HashMap::new();
     let mut acct_seqs: HashMap<RequestId, SpoolSeq> = HashMap::new();
@@ -136,7 +153,7 @@ async fn run(
                 Event::AcctAcknowledged { id } => {
                     if let Some(seq) = acct_seqs.remove(&id) {
                         let mut s = spool.lock().unwrap_or_else(|e| e.into_inner());
-                        if let Err(e) = s.ack(seq) {
+                        if let Some(Err(e)) = s.as_mut().map(|s| s.ack(seq)) {
                             tracing::warn!("{e}");
                         }
                     }

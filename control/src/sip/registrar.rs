@@ -54,6 +54,19 @@ pub enum Auth {
     Challenge(Response),
     /// Send this 403.
     Forbidden(Response),
+    /// The user is not local and remote (RADIUS) authentication is on: the nonce is ours and
+    /// fresh, the caller must have these credentials checked and then proceed or refuse.
+    Remote(Credentials),
+}
+
+/// The first half of a REGISTER ([`Registrar::begin_register`]).
+#[derive(Debug, Clone)]
+pub enum RegisterStep {
+    /// The final answer (challenge, refusal or, for a local user, the 200 with bindings).
+    Done(Response),
+    /// Have these credentials checked remotely, then call [`Registrar::finish_register`]
+    /// (accepted) or answer [`Registrar::forbidden`] (rejected).
+    Remote(Credentials),
 }
 
 /// Users, their bindings, and the nonce mint.
@@ -68,11 +81,14 @@ pub struct Registrar {
     nonce_counts: Mutex<HashMap<String, (u32, u64)>>,
     /// Offer a SHA-256 challenge (first) beside MD5.
     offer_sha256: bool,
+    /// Users missing from `users` are checked remotely (RADIUS) instead of refused.
+    remote: bool,
 }
 
 /// Result of checking a request's credentials, before it is turned into a response.
 enum Check {
     Ok(String),
+    Remote(Box<Credentials>),
     /// Challenge; `true` = stale.
     Challenge(bool),
     /// Credentials for our realm and a valid nonce, but wrong (unknown user or wrong password).
@@ -88,11 +104,22 @@ impl Registrar {
             bindings: HashMap::new(),
             nonce_counts: Mutex::new(HashMap::new()),
             offer_sha256: false,
+            remote: false,
         }
     }
 
     /// Offer SHA-256 (RFC 8760) challenges, first, beside MD5. Off by default: some deployed
     /// UAs refuse a 401 that names an algorithm they do not know.
+    /// Check users that are not in the local table remotely ([`Auth::Remote`]).
+    pub fn set_remote_auth(&mut self, on: bool) {
+        self.remote = on;
+    }
+
+    /// The 403 a remote refusal gets (the same as a local wrong password).
+    pub fn forbidden(req: &Request) -> Response {
+        Self::reject(req, 403, None)
+    }
+
     pub fn set_offer_sha256(&mut self, on: bool) {
         self.offer_sha256 = on;
     }
@@ -115,6 +142,15 @@ impl Registrar {
         let state = self.mint.check(&c.nonce, now_secs);
         if state == NonceState::Invalid {
             return Check::Challenge(false);
+        }
+        if self.remote && !self.users.contains_key(&c.username) {
+            if state == NonceState::Stale {
+                return Check::Challenge(true);
+            }
+            if !self.count_nonce(&c, now_secs) {
+                return Check::Challenge(false);
+            }
+            return Check::Remote(Box::new(c));
         }
         // Unknown user or wrong password: the same work and the same answer (403, after
         // the challenge), so the response does not tell whether the user exists.
@@ -209,6 +245,7 @@ impl Registrar {
     pub fn authenticate(&self, req: &Request, now_secs: u64) -> Auth {
         match self.check(req, &["Proxy-Authorization", "Authorization"], now_secs) {
             Check::Ok(user) => Auth::Ok { user },
+            Check::Remote(c) => Auth::Remote(*c),
             Check::Challenge(stale) => {
                 Auth::Challenge(self.challenge(req, 407, "Proxy-Authenticate", stale, now_secs))
             }
@@ -224,23 +261,56 @@ impl Registrar {
         now: Instant,
         now_secs: u64,
     ) -> Response {
+        match self.begin_register(req, from, now, now_secs) {
+            RegisterStep::Done(r) => r,
+            RegisterStep::Remote(_) => Self::forbidden(req),
+        }
+    }
+
+    /// A REGISTER up to authentication: a local user is handled to the end; a remote one
+    /// ([`RegisterStep::Remote`]) waits for [`Registrar::finish_register`].
+    pub fn begin_register(
+        &mut self,
+        req: &Request,
+        from: SocketAddr,
+        now: Instant,
+        now_secs: u64,
+    ) -> RegisterStep {
+        let Some(to) = req.to() else {
+            return RegisterStep::Done(Self::reject(req, 400, Some("bad To")));
+        };
+        if req.call_id().is_none() || req.cseq().is_none() {
+            return RegisterStep::Done(Self::reject(req, 400, Some("bad Call-ID or CSeq")));
+        }
+        if !to.uri.is_sip() {
+            return RegisterStep::Done(Self::reject(req, 400, Some("To is not a SIP URI")));
+        }
+        match self.check(req, &["Authorization"], now_secs) {
+            Check::Ok(user) => RegisterStep::Done(self.finish_register(req, from, &user, now)),
+            Check::Remote(c) => RegisterStep::Remote(*c),
+            Check::Challenge(stale) => {
+                RegisterStep::Done(self.challenge(req, 401, "WWW-Authenticate", stale, now_secs))
+            }
+            Check::Refuse => RegisterStep::Done(Self::reject(req, 403, None)),
+        }
+    }
+
+    /// A REGISTER whose credentials for `user` were verified: update the bindings.
+    pub fn finish_register(
+        &mut self,
+        req: &Request,
+        from: SocketAddr,
+        user: &str,
+        now: Instant,
+    ) -> Response {
         let Some(to) = req.to() else {
             return Self::reject(req, 400, Some("bad To"));
         };
         let (Some(call_id), Some(cseq)) = (req.call_id(), req.cseq()) else {
             return Self::reject(req, 400, Some("bad Call-ID or CSeq"));
         };
-        if !to.uri.is_sip() {
-            return Self::reject(req, 400, Some("To is not a SIP URI"));
-        }
         let aor = to.uri.user_name().unwrap_or("").to_string();
-        let user = match self.check(req, &["Authorization"], now_secs) {
-            Check::Ok(user) => user,
-            Check::Challenge(stale) => {
-                return self.challenge(req, 401, "WWW-Authenticate", stale, now_secs)
-            }
-            Check::Refuse => return Self::reject(req, 403, None),
-        };
+        let user = user.to_string();
         if user != aor {
             return Self::reject(req, 403, Some("To does not match the authenticated user"));
         }

@@ -170,6 +170,63 @@ impl Daemon {
         d
     }
 
+    /// Start tandemd with no `[[sip.user]]` at all (users come from `extra`, e.g. a
+    /// `[radius]` section); relative paths in `extra` resolve against the daemon's directory.
+    pub fn start_no_users(name: &str, dialplan: Option<&str>, extra: &str) -> Daemon {
+        let dir = TempDir::new(name);
+        let sip_port = free_udp_port();
+        let (lo, hi) = rtp_range();
+        let socket = dir.path("tandemd.sock");
+        let mut cfg =
+            format!("[sip]\nlisten = [\"udp:127.0.0.1:{sip_port}\"]\nrealm = \"tandem\"\n");
+        cfg.push_str(&format!(
+            "[dataplane]\nbackend = \"socket\"\ncores = [0]\nrtp_ports = \"{lo}-{hi}\"\nmedia_ip = \"127.0.0.1\"\n"
+        ));
+        if let Some(text) = dialplan {
+            fs::write(dir.path("extensions.conf"), text).unwrap();
+            cfg.push_str("[dialplan]\nfile = \"extensions.conf\"\ncontext = \"default\"\n");
+        }
+        cfg.push_str(&format!("[mgmt]\nsocket = \"{}\"\n", socket.display()));
+        cfg.push_str(extra);
+        fs::write(dir.path("tandem.toml"), cfg).unwrap();
+        let log = dir.path("tandemd.log");
+        let child = Self::spawn_tandemd(&dir, &log);
+        let mut d = Daemon {
+            child,
+            sip_port,
+            socket,
+            dir,
+            log,
+        };
+        d.wait_ready();
+        d
+    }
+
+    fn spawn_tandemd(dir: &TempDir, log: &Path) -> Child {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_tandemd"))
+            .arg("--config")
+            .arg(dir.path("tandem.toml"))
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("start tandemd")
+    }
+
+    /// Stop tandemd (SIGTERM) and start it again with the same config, directory and port;
+    /// the log is appended to.
+    pub fn restart(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.terminate();
+        }
+        self.child = Self::spawn_tandemd(&self.dir, &self.log);
+        self.wait_ready();
+    }
+
     fn wait_ready(&mut self) {
         let out = self.child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
