@@ -14,7 +14,8 @@
 //!   applies control commands between batches and reports events.
 //! - [`media`] (with [`player`] and [`digits`]): media applications on a
 //!   leg: tones and sound playback, digit detection (RFC 4733 and in-band)
-//!   and digit sending, for the dialplan and AGI.
+//!   and digit sending, for the dialplan and AGI; [`sound`] decodes WAV/raw
+//!   sound files for it.
 //! - [`clock`]: the edge that reads the monotonic clock for the workers.
 //! - [`handle`]: the control plane's side: create/modify/destroy sessions over
 //!   `rtrb` SPSC rings, read per-worker counters.
@@ -32,6 +33,7 @@ pub mod io;
 pub mod media;
 pub mod player;
 pub mod session;
+pub mod sound;
 pub mod switch;
 pub mod transcode;
 pub mod wire;
