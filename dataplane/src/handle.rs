@@ -32,6 +32,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::dsp::dtmf::Digit;
+use crate::media::{Detector, DigitMode, MediaError, MediaEvent, Op, Source};
+use crate::player::Player;
 use crate::session::{SlotAllocator, SlotId, SocketRef};
 use crate::transcode::{LegCodec, TranscodeError, Transcoder};
 use crate::wire::Ssrc;
@@ -216,6 +219,9 @@ pub enum Error {
     /// The codec settings of a leg cannot be transcoded (caller error).
     #[error("codec: {0}")]
     Codec(#[from] TranscodeError),
+    /// A media application request cannot be done (caller error).
+    #[error("media: {0}")]
+    Media(#[from] MediaError),
     /// Socket or thread creation failed.
     #[error("dataplane I/O: {0}")]
     Io(#[from] std::io::Error),
@@ -239,6 +245,8 @@ pub struct Dataplane {
     /// The attached XDP program (xdp backend): detached when the last
     /// reference (this one, after the workers') drops.
     _xdp: Option<Arc<crate::io::xdp::XdpProgram>>,
+    /// Media application events per worker (attached on first use).
+    media_events: Vec<Option<rtrb::Consumer<MediaEvent>>>,
 }
 
 /// Control-side view of one worker.
@@ -414,6 +422,7 @@ impl Dataplane {
             event_cursor: 0,
             stop: Arc::clone(&stop),
             ssrc_seed: RandomState::new(),
+            media_events: Vec::new(),
             cfg: cfg.clone(),
             selection,
             _xdp: program.clone(),
@@ -736,6 +745,138 @@ impl Dataplane {
                 }
             }
         }
+    }
+}
+
+/// Media applications (see [`crate::media`]): play into a leg, detect and
+/// send digits. Each leg uses the codec given by `set_codec` (PCMU, 20 ms,
+/// telephone-event 101 if none was), as it is when the request is made.
+impl Dataplane {
+    /// Play `source` to the party on leg `side` (what that party hears),
+    /// replacing a current playback on that leg. While it plays, media
+    /// relayed toward that leg is held back. Ends with one
+    /// [`MediaEvent::PlaybackDone`].
+    pub fn play(&mut self, id: SessionId, side: Side, source: Source) -> Result<(), Error> {
+        let codec = self.leg_codec(id, side)?;
+        let player = Box::new(Player::new(source, &codec).map_err(MediaError::from)?);
+        self.media_command(id, Op::Play { side, player })
+    }
+
+    /// Stop the playback on leg `side` (its `PlaybackDone` says not
+    /// completed). No effect if nothing plays.
+    pub fn stop_play(&mut self, id: SessionId, side: Side) -> Result<(), Error> {
+        self.media_command(id, Op::StopPlay { side })
+    }
+
+    /// Report the digits leg `side` sends ([`MediaEvent::Digit`]), or stop
+    /// with [`DigitMode::Off`].
+    pub fn detect_digits(
+        &mut self,
+        id: SessionId,
+        side: Side,
+        mode: DigitMode,
+    ) -> Result<(), Error> {
+        let codec = self.entry(id)?.codecs[side_index(side)];
+        let detector = (mode != DigitMode::Off).then(|| Box::new(Detector::new(mode, codec)));
+        self.media_command(id, Op::Detect { side, detector })
+    }
+
+    /// Send `digit` (`0-9 * # A-D`) held for `duration` into leg `side`: as
+    /// RFC 4733 telephone-events when the leg negotiated them (begin,
+    /// updates every ptime, the end packet three times), else as in-band
+    /// tones in the leg's codec. Digits queue behind each other and behind a
+    /// playback; each ends with a [`MediaEvent::DigitSent`].
+    pub fn send_digit(
+        &mut self,
+        id: SessionId,
+        side: Side,
+        digit: char,
+        duration: Duration,
+    ) -> Result<(), Error> {
+        let d = Digit::from_char(digit).ok_or(MediaError::BadDigit(digit))?;
+        let codec = self.leg_codec(id, side)?;
+        let ms = u32::try_from(duration.as_millis())
+            .unwrap_or(u32::MAX)
+            .clamp(40, 8000);
+        let player = match codec.dtmf_pt {
+            Some(_) => None,
+            None => Some(Box::new(
+                Player::digit(d, ms, &codec).map_err(MediaError::from)?,
+            )),
+        };
+        self.media_command(
+            id,
+            Op::SendDigit {
+                side,
+                digit: d,
+                samples: ms * 8,
+                pt: codec.dtmf_pt,
+                interval: u32::from(codec.ptime_ms) * 8,
+                player,
+            },
+        )
+    }
+
+    /// Next media application event, if any (non-blocking). Events of
+    /// sessions destroyed meanwhile are skipped.
+    pub fn poll_media_event(&mut self) -> Option<MediaEvent> {
+        for w in 0..self.media_events.len() {
+            let Some(ring) = self.media_events[w].as_mut() else {
+                continue;
+            };
+            while let Ok(ev) = ring.pop() {
+                if self
+                    .sessions
+                    .get(&ev.session())
+                    .is_some_and(|e| e.worker == w)
+                {
+                    return Some(ev);
+                }
+            }
+        }
+        None
+    }
+
+    fn entry(&self, id: SessionId) -> Result<&Entry, Error> {
+        self.sessions.get(&id).ok_or(Error::UnknownSession(id))
+    }
+
+    /// The leg's codec; PCMU 20 ms with telephone-event 101 when not set.
+    fn leg_codec(&self, id: SessionId, side: Side) -> Result<LegCodec, Error> {
+        Ok(
+            self.entry(id)?.codecs[side_index(side)].unwrap_or(LegCodec {
+                dtmf_pt: Some(crate::media::DEFAULT_DTMF_PT),
+                ..LegCodec::new(crate::transcode::CodecKind::Pcmu)
+            }),
+        )
+    }
+
+    fn media_command(&mut self, id: SessionId, op: Op) -> Result<(), Error> {
+        let e = *self.entry(id)?;
+        if self.media_events.len() <= e.worker {
+            self.media_events.resize_with(e.worker + 1, || None);
+        }
+        let wh = &mut self.workers[e.worker];
+        if self.media_events[e.worker].is_none() {
+            let (tx, rx) = rtrb::RingBuffer::new(EVENT_RING);
+            if wh.commands.slots() < 2 {
+                return Err(Error::QueueFull(e.worker));
+            }
+            wh.commands
+                .push(Command::AttachMediaEvents(tx))
+                .map_err(|_| Error::QueueFull(e.worker))?;
+            self.media_events[e.worker] = Some(rx);
+        }
+        wh.commands
+            .push(Command::Media { slot: e.slot, op })
+            .map_err(|_| Error::QueueFull(e.worker))
+    }
+}
+
+fn side_index(side: Side) -> usize {
+    match side {
+        Side::A => 0,
+        Side::B => 1,
     }
 }
 

@@ -12,6 +12,10 @@
 //!   choice between them. The only place with syscalls and `unsafe`.
 //! - [`worker`]: a pinned thread per configured core that polls its backend,
 //!   applies control commands between batches and reports events.
+//! - [`media`] (with [`player`] and [`digits`]): media applications on a
+//!   leg: tones and sound playback, digit detection (RFC 4733 and in-band)
+//!   and digit sending, for the dialplan and AGI; [`sound`] decodes WAV/raw
+//!   sound files for it.
 //! - [`clock`]: the edge that reads the monotonic clock for the workers.
 //! - [`handle`]: the control plane's side: create/modify/destroy sessions over
 //!   `rtrb` SPSC rings, read per-worker counters.
@@ -22,10 +26,14 @@
 
 pub mod clock;
 pub mod codec;
+pub mod digits;
 pub mod dsp;
 pub mod handle;
 pub mod io;
+pub mod media;
+pub mod player;
 pub mod session;
+pub mod sound;
 pub mod switch;
 pub mod transcode;
 pub mod wire;
@@ -35,4 +43,5 @@ pub use handle::{
     Allocated, Backend, Config, Dataplane, DropCounts, Error, Event, Mode, Selection, SessionId,
     Side, WorkerStats, XdpSettings,
 };
+pub use media::{DigitMode, DigitVia, MediaError, MediaEvent, Source};
 pub use transcode::{CodecKind, LegCodec};

@@ -26,6 +26,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::io::Token;
+use crate::media::SessionMedia;
 use crate::transcode::Transcoder;
 use crate::wire::rtp;
 use crate::wire::Ssrc;
@@ -180,6 +181,27 @@ impl OutStream {
         p.set_sequence_number(out_seq);
         p.set_timestamp(out_ts);
     }
+
+    /// The last packet the peer received on this stream: sequence number,
+    /// timestamp, timestamp step (packet duration, 0 if unknown) and when.
+    pub fn last_sent(&self) -> Option<(u16, u32, u32, Instant)> {
+        self.last_at
+            .map(|at| (self.last_seq, self.last_ts, self.last_step, at))
+    }
+
+    /// Record a packet a generator (player, digit sender) sent on this
+    /// stream in place of relayed media. The next relayed packet then
+    /// counts as a new source: it continues at `seq + 1`, its timestamp
+    /// advances by the time since, and it carries the marker bit.
+    pub fn record_generated(&mut self, seq: u16, ts: u32, step: u32, now: Instant) {
+        self.source = None;
+        self.last_seq = seq;
+        self.last_ts = ts;
+        if step > 0 {
+            self.last_step = step;
+        }
+        self.last_at = Some(now);
+    }
 }
 
 /// Per-leg counters (packets received on the leg / sent out on it).
@@ -293,6 +315,8 @@ pub struct Session {
     pub last_rtp: Option<Instant>,
     armed_at: Option<Instant>,
     timeout_reported: bool,
+    /// Media applications (players, digit detection and sending).
+    pub media: SessionMedia,
 }
 
 impl Session {
@@ -307,6 +331,7 @@ impl Session {
             last_rtp: None,
             armed_at: None,
             timeout_reported: false,
+            media: SessionMedia::new(),
         }
     }
 

@@ -58,6 +58,7 @@ use crate::clock::MonotonicClock;
 use crate::handle::{DropCounts, Error, Event};
 use crate::io::AnyBackend;
 use crate::io::{Backend, Batch, Tx};
+use crate::media::{self, MediaEvent, WorkerMedia};
 use crate::session::{Kind, Leg, Mode, Session, SessionId, SessionTable, Side, SlotId, SocketRef};
 use crate::switch::{self, Decision, DropReason};
 use crate::transcode::Transcoder;
@@ -114,6 +115,11 @@ pub enum Command {
     ArmTimeout { slot: SlotId },
     /// Remove the session and close its sockets (frees the ports).
     Destroy { slot: SlotId },
+    /// A media application request (play, detect or send digits).
+    Media { slot: SlotId, op: media::Op },
+    /// Where media application events go (sent once, before the first
+    /// `Media` command).
+    AttachMediaEvents(rtrb::Producer<MediaEvent>),
 }
 
 /// A worker's counters, written by the worker once per iteration and read by
@@ -186,6 +192,8 @@ pub struct Worker<B: Backend> {
     counters: Arc<Counters>,
     local: Local,
     timeout_cursor: usize,
+    /// Media applications (players, digits): active list and event ring.
+    media: WorkerMedia,
 }
 
 impl<B: Backend> Worker<B> {
@@ -197,6 +205,7 @@ impl<B: Backend> Worker<B> {
         events: rtrb::Producer<Event>,
         counters: Arc<Counters>,
     ) -> Worker<B> {
+        let media = WorkerMedia::new(cfg.max_sessions);
         Worker {
             table: SessionTable::with_capacity(cfg.max_sessions),
             batch: Batch::new(BATCH),
@@ -208,6 +217,7 @@ impl<B: Backend> Worker<B> {
             counters,
             local: Local::default(),
             timeout_cursor: 0,
+            media,
         }
     }
 
@@ -248,6 +258,7 @@ impl<B: Backend> Worker<B> {
                 self.generated.clear();
             }
         }
+        self.tick_media(now);
         self.check_timeouts(now);
         self.publish();
         pending
@@ -303,6 +314,12 @@ impl<B: Backend> Worker<B> {
                     s.arm(now);
                 }
             }
+            Command::Media { slot, op } => {
+                if let Some(s) = self.table.get_mut(slot) {
+                    self.media.apply(slot.index, s, op, now);
+                }
+            }
+            Command::AttachMediaEvents(events) => self.media.attach(events),
             Command::Destroy { slot } => {
                 if let Some(s) = self.table.remove(slot) {
                     if s.transcoder.is_some() {
@@ -346,12 +363,17 @@ impl<B: Backend> Worker<B> {
                 self.local.drops.no_remote += 1;
                 continue;
             };
+            let muted = session.media.muted();
             let out = if session.transcoder.is_some() {
                 // Sent after the received batch; a full generated batch is
                 // flushed on the spot.
                 let (generated, backend, local) =
                     (&mut self.generated, &mut self.backend, &mut self.local);
                 let mut emit = |from: SocketRef, to: SocketAddr, b: &[u8]| {
+                    if muted[usize::from(from.side == Side::B)] {
+                        // A player or digit sender owns that leg's output.
+                        return;
+                    }
                     if generated.len() == generated.capacity() {
                         let sent = backend.send(generated);
                         local.packets_out += sent.sent as u64;
@@ -375,8 +397,19 @@ impl<B: Backend> Worker<B> {
             } else {
                 switch::handle_packet(session, rx, meta.peer, bytes, now)
             };
+            let accepted = matches!(
+                out.decision,
+                Decision::Forward { .. }
+                    | Decision::Transcoded { .. }
+                    | Decision::Drop(DropReason::NoRemote)
+            );
+            if accepted && rx.kind == Kind::Rtp && session.media.detecting(rx.side) {
+                self.media.inspect(session, rx.side, bytes, now);
+            }
             match out.decision {
                 Decision::Transcoded { .. } => {}
+                Decision::Forward { from, .. }
+                    if from.kind == Kind::Rtp && muted[usize::from(from.side == Side::B)] => {}
                 Decision::Forward { from, to } => {
                     meta.tx = Some(Tx {
                         from: from.token(),
@@ -392,6 +425,33 @@ impl<B: Backend> Worker<B> {
                     self.local.events_dropped += 1;
                 }
             }
+        }
+    }
+
+    /// Run the media applications (players, digit senders, RFC 4733
+    /// timeouts) and send what they generated.
+    fn tick_media(&mut self, now: Instant) {
+        self.generated.clear();
+        let (generated, backend, local) = (&mut self.generated, &mut self.backend, &mut self.local);
+        let mut emit = |from: SocketRef, to: SocketAddr, b: &[u8]| {
+            if generated.len() == generated.capacity() {
+                let sent = backend.send(generated);
+                local.packets_out += sent.sent as u64;
+                local.drops.tx_error += sent.failed as u64;
+                generated.clear();
+            }
+            let token = from.token();
+            if generated.push(token, to, b) {
+                let last = generated.len() - 1;
+                generated.get_mut(last).0.tx = Some(Tx { from: token, to });
+            }
+        };
+        self.media.tick(now, &mut self.table, &mut emit);
+        if !self.generated.is_empty() {
+            let sent = self.backend.send(&self.generated);
+            self.local.packets_out += sent.sent as u64;
+            self.local.drops.tx_error += sent.failed as u64;
+            self.generated.clear();
         }
     }
 

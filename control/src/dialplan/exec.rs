@@ -5,16 +5,29 @@
 //! After a [`Step::Dial`], report the outcome with [`Execution::dial_result`] before the next
 //! `next`. Once `next` returns [`Step::Hangup`] it keeps returning it.
 //!
+//! The media applications (Background, Read, WaitExten, Playback of files and tones) need
+//! inputs from the channel: use [`Execution::next_action`] with [`Execution::digit`] and
+//! [`Execution::playback_done`] (see [`Action`] for the run loop; the state machine lives in
+//! the `media` module). With plain `next` they degrade: Playback and Background return
+//! [`Step::Playback`] of their first argument, Read sets its variable empty with
+//! `${READSTATUS}` ERROR, WaitExten waits its timeout and goes to `t`.
+//!
+//! When the channel is gone, [`Execution::run_hangup_handler`] runs the context's `h`
+//! extension with `${HANGUPCAUSE}` set.
+//!
 //! As in Asterisk, an answered `Dial` ends the dialplan when the bridged call ends (the
 //! `Hangup` that follows), unless the `g` option asks to go on; an unanswered `Dial` continues
 //! at the next priority with `${DIALSTATUS}` set.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use super::media::MediaApp;
 use super::subst::{self, Scope};
-use super::{expr, App, Channel, DialStatus, DialTarget, Dialplan, ExecError, Step};
+use super::{
+    expr, Action, App, Channel, DialStatus, DialTarget, Dialplan, ExecError, Prompt, Step,
+};
 
 /// Internal applications run per call to [`Execution::next`] before it gives up (a `Goto`
 /// loop with no channel application in it).
@@ -23,18 +36,29 @@ pub const MAX_INTERNAL_STEPS: usize = 1000;
 /// A channel's position in the dialplan and its variables.
 #[derive(Clone, Debug)]
 pub struct Execution {
-    plan: Arc<Dialplan>,
-    context: String,
-    exten: String,
-    priority: u32,
+    pub(super) plan: Arc<Dialplan>,
+    pub(super) context: String,
+    pub(super) exten: String,
+    pub(super) priority: u32,
     caller_num: String,
     caller_name: String,
-    vars: HashMap<String, String>,
-    state: State,
+    pub(super) vars: HashMap<String, String>,
+    pub(super) state: State,
+    /// Actions decided but not returned yet (an Answer before a Play, a StopPlay...).
+    pub(super) queued: VecDeque<Action>,
+    /// The plan answered the channel (Answer, Echo, or a media app that answers).
+    pub(super) answered: bool,
+    /// Digit detection is on (we asked with `DetectDigits(true)`).
+    pub(super) detecting: bool,
+    /// Digits received while detecting but not collecting (used by the next collector).
+    pub(super) typeahead: String,
+    /// A Playtones tone may be playing.
+    pub(super) tones_playing: bool,
+    hangup_ran: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum State {
+pub(super) enum State {
     Running,
     /// A `Dial` step was returned; its option letters.
     AwaitDial {
@@ -44,6 +68,10 @@ enum State {
     Done {
         cause: Option<u16>,
     },
+    /// A media application is running (only with `next_action`).
+    Media(MediaApp),
+    /// `next` (no media inputs) waited out a WaitExten: go to `t` or hang up.
+    LegacyWaitExten,
 }
 
 impl Execution {
@@ -78,20 +106,97 @@ impl Execution {
             caller_name: chan.caller_name,
             vars,
             state: State::Running,
+            queued: VecDeque::new(),
+            answered: false,
+            detecting: false,
+            typeahead: String::new(),
+            tones_playing: false,
+            hangup_ran: false,
         })
     }
 
-    /// Runs internal applications until one needs the channel, and returns it.
+    /// Runs internal applications until one needs the channel, and returns it. Media
+    /// applications degrade as the module docs say (no digits, no playback reports).
     // Not an Iterator: the sequence never ends (it settles on Hangup) and needs dial_result.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Step {
+        // Bounded: every action below either returns or advances the plan.
+        for _ in 0..MAX_INTERNAL_STEPS {
+            return match self.run(None) {
+                Action::Answer => Step::Answer,
+                Action::Ringing => Step::Ringing,
+                Action::Progress => Step::Progress,
+                Action::Echo => Step::Echo,
+                Action::Dial {
+                    targets,
+                    timeout,
+                    options,
+                } => Step::Dial {
+                    targets,
+                    timeout,
+                    options,
+                },
+                Action::Hangup { cause } => Step::Hangup { cause },
+                Action::Wait(d) => Step::Wait(d),
+                Action::Play(Prompt::File(f)) => Step::Playback(f),
+                Action::Play(Prompt::Tone { name, .. }) => Step::Playback(format!("tone:{name}")),
+                Action::StopPlay | Action::DetectDigits(_) => continue,
+                // Only media states idle, and `run(None)` never enters one.
+                Action::Idle { .. } => self.finish(None).into_step(),
+            };
+        }
+        self.finish(None).into_step()
+    }
+
+    /// Runs internal applications until one needs the channel, and returns what to do,
+    /// including the media applications (see [`Action`] for the run loop).
+    pub fn next_action(&mut self, now: Instant) -> Action {
+        self.run(Some(now))
+    }
+
+    /// The interpreter. `now` is `None` for the legacy [`Execution::next`] (no media inputs).
+    fn run(&mut self, now: Option<Instant>) -> Action {
+        if let Some(a) = self.queued.pop_front() {
+            return a;
+        }
         match &self.state {
-            State::Done { cause } => return Step::Hangup { cause: *cause },
+            State::Done { cause } => return Action::Hangup { cause: *cause },
+            State::Media(_) => match now {
+                Some(now) => {
+                    if let Some(a) = self.media_step(now) {
+                        return a;
+                    }
+                    // The application finished: go on with the plan.
+                }
+                None => self.state = State::Running,
+            },
+            State::LegacyWaitExten => {
+                self.state = State::Running;
+                if !self.goto_special("t") {
+                    return self.finish(None);
+                }
+            }
             // `dial_result` was not called: carry on as Asterisk would after a failed Dial.
             State::AwaitDial { .. } | State::Running => self.state = State::Running,
         }
         let plan = Arc::clone(&self.plan);
         for _ in 0..MAX_INTERNAL_STEPS {
+            if let Some(a) = self.queued.pop_front() {
+                return a;
+            }
+            match &self.state {
+                State::Done { cause } => return Action::Hangup { cause: *cause },
+                // A media application started by the previous priority is running.
+                State::Media(_) => {
+                    if let Some(now) = now {
+                        if let Some(a) = self.media_step(now) {
+                            return a;
+                        }
+                        continue;
+                    }
+                }
+                _ => {}
+            }
             let Some(ins) = plan.find(&self.context, &self.exten, self.priority) else {
                 // Fell off the end of the extension.
                 return self.finish(None);
@@ -103,17 +208,53 @@ impl Execution {
             );
             self.priority = self.priority.saturating_add(1);
             match ins.app {
-                App::Answer => return Step::Answer,
-                App::Echo => return Step::Echo,
-                App::Ringing => return Step::Ringing,
-                App::Progress => return Step::Progress,
-                App::Playback => {
+                App::Answer => {
+                    self.answered = true;
+                    return Action::Answer;
+                }
+                App::Echo => {
+                    self.answered = true;
+                    return Action::Echo;
+                }
+                App::Ringing => return Action::Ringing,
+                App::Progress => return Action::Progress,
+                App::Playback | App::Background if now.is_none() => {
                     let file = split_args(&args).into_iter().next().unwrap_or_default();
-                    return Step::Playback(file.trim().to_string());
+                    return Action::Play(Prompt::File(file.trim().to_string()));
+                }
+                App::Read if now.is_none() => {
+                    let var = split_args(&args).into_iter().next().unwrap_or_default();
+                    self.set_var(var.trim(), "");
+                    self.set_var("READSTATUS", "ERROR");
+                }
+                App::WaitExten if now.is_none() => {
+                    self.state = State::LegacyWaitExten;
+                    return Action::Wait(self.response_timeout(&args));
+                }
+                App::Playtones | App::StopPlaytones if now.is_none() => {}
+                App::Playback | App::Background | App::Read | App::WaitExten => {
+                    if let Some(now) = now {
+                        if let Some(a) = self.start_media(ins.app, &args, now) {
+                            return a;
+                        }
+                    }
+                }
+                App::Playtones => {
+                    let name = split_args(&args).into_iter().next().unwrap_or_default();
+                    self.tones_playing = true;
+                    return Action::Play(Prompt::Tone {
+                        name: name.trim().to_string(),
+                        duration: None,
+                    });
+                }
+                App::StopPlaytones => {
+                    if std::mem::take(&mut self.tones_playing) {
+                        return Action::StopPlay;
+                    }
                 }
                 App::Wait => {
                     if let Some(d) = seconds(&args) {
-                        return Step::Wait(d);
+                        return Action::Wait(d);
                     }
                 }
                 App::Hangup => return self.finish(cause(&args)),
@@ -132,14 +273,7 @@ impl Execution {
                     }
                 }
                 App::GotoIf => {
-                    let (cond, branches) = args.split_once('?').unwrap_or((&args, ""));
-                    let (if_true, if_false) = branches.split_once(':').unwrap_or((branches, ""));
-                    let target = if expr::is_true(cond) {
-                        if_true
-                    } else {
-                        if_false
-                    };
-                    if !target.trim().is_empty() && !self.goto(target) {
+                    if !self.goto_if(&args) {
                         return self.finish(None);
                     }
                 }
@@ -152,10 +286,88 @@ impl Execution {
         self.finish(None)
     }
 
+    /// `GotoIf(cond?true[:false])`; false if the chosen target does not exist.
+    fn goto_if(&mut self, args: &str) -> bool {
+        let (cond, branches) = args.split_once('?').unwrap_or((args, ""));
+        let (if_true, if_false) = branches.split_once(':').unwrap_or((branches, ""));
+        let target = if expr::is_true(cond) {
+            if_true
+        } else {
+            if_false
+        };
+        target.trim().is_empty() || self.goto(target)
+    }
+
+    /// Goes to priority 1 of a special extension (`t`, `i`) of the current context, if the
+    /// plan has it.
+    pub(super) fn goto_special(&mut self, exten: &str) -> bool {
+        if !self.plan.exists(&self.context, exten, 1) {
+            return false;
+        }
+        self.exten = exten.to_string();
+        self.priority = 1;
+        true
+    }
+
+    /// Runs the `h` extension of the current context (internal applications only: Set, NoOp,
+    /// Verbose, Log, Goto, GotoIf) once the channel is gone, with `${HANGUPCAUSE}` set to
+    /// `cause` (16, normal clearing, when `None` and nothing set it before). Runs at most once;
+    /// afterwards the execution is finished.
+    pub fn run_hangup_handler(&mut self, cause: Option<u16>) {
+        if std::mem::replace(&mut self.hangup_ran, true) {
+            return;
+        }
+        match cause {
+            Some(c) => self.set_hangup_cause(c),
+            None if !self.vars.contains_key("HANGUPCAUSE") => self.set_hangup_cause(16),
+            None => {}
+        }
+        let final_cause = self.vars.get("HANGUPCAUSE").and_then(|c| c.parse().ok());
+        self.queued.clear();
+        if self.goto_special("h") {
+            let plan = Arc::clone(&self.plan);
+            for _ in 0..MAX_INTERNAL_STEPS {
+                let Some(ins) = plan.find(&self.context, &self.exten, self.priority) else {
+                    break;
+                };
+                let args = subst::substitute(&ins.args, self);
+                self.priority = self.priority.saturating_add(1);
+                match ins.app {
+                    App::NoOp | App::Verbose | App::Log => {}
+                    App::Set => self.set(&args),
+                    App::Goto => {
+                        if !self.goto(&args) {
+                            break;
+                        }
+                    }
+                    App::GotoIf => {
+                        if !self.goto_if(&args) {
+                            break;
+                        }
+                    }
+                    App::Hangup | App::Busy | App::Congestion => break,
+                    other => tracing::debug!(
+                        app = ?other,
+                        "dialplan: h extension runs after hangup; channel application skipped"
+                    ),
+                }
+            }
+        }
+        self.state = State::Done { cause: final_cause };
+    }
+
+    /// Sets `${HANGUPCAUSE}` (Q.850), e.g. from the far end of a failed Dial.
+    pub fn set_hangup_cause(&mut self, cause: u16) {
+        self.vars.insert("HANGUPCAUSE".into(), cause.to_string());
+    }
+
     /// Reports how the last `Dial` ended; sets `${DIALSTATUS}`.
     pub fn dial_result(&mut self, status: DialStatus) {
         self.vars
             .insert("DIALSTATUS".into(), status.as_str().into());
+        if status == DialStatus::Answer {
+            self.answered = true;
+        }
         if let State::AwaitDial { options } = &self.state {
             self.state = if status == DialStatus::Answer && !options.contains('g') {
                 State::Done { cause: None }
@@ -204,14 +416,18 @@ impl Execution {
         &self.caller_name
     }
 
-    fn finish(&mut self, cause: Option<u16>) -> Step {
+    pub(super) fn finish(&mut self, cause: Option<u16>) -> Action {
+        if let Some(c) = cause {
+            self.set_hangup_cause(c);
+        }
         self.state = State::Done { cause };
-        Step::Hangup { cause }
+        self.queued.clear();
+        Action::Hangup { cause }
     }
 
     /// `Dial(targets[,timeout[,options]])`; `None` when there is nothing to dial (then
     /// `${DIALSTATUS}` is `CHANUNAVAIL` and the plan goes on).
-    fn dial(&mut self, args: &str) -> Option<Step> {
+    fn dial(&mut self, args: &str) -> Option<Action> {
         let parts = split_args(args);
         let targets: Vec<DialTarget> = parts
             .first()
@@ -244,7 +460,7 @@ impl Execution {
         self.state = State::AwaitDial {
             options: options.clone(),
         };
-        Some(Step::Dial {
+        Some(Action::Dial {
             targets,
             timeout,
             options,
@@ -252,7 +468,7 @@ impl Execution {
     }
 
     /// `Set(NAME=value)`; `CALLERID(num|name)` set the caller ID.
-    fn set(&mut self, args: &str) {
+    pub(super) fn set(&mut self, args: &str) {
         let Some((name, value)) = args.split_once('=') else {
             tracing::warn!(args, "dialplan: Set without '='");
             return;
@@ -270,7 +486,7 @@ impl Execution {
     }
 
     /// `Goto([[context,]exten,]priority)`; false if the target does not exist.
-    fn goto(&mut self, target: &str) -> bool {
+    pub(super) fn goto(&mut self, target: &str) -> bool {
         let parts: Vec<&str> = target.split(',').map(str::trim).collect();
         let (context, exten, prio) = match parts.as_slice() {
             [p] => (self.context.clone(), self.exten.clone(), *p),
@@ -320,8 +536,18 @@ impl Scope for Execution {
     }
 }
 
+impl Action {
+    /// The legacy step of an action that ends the plan.
+    fn into_step(self) -> Step {
+        match self {
+            Action::Hangup { cause } => Step::Hangup { cause },
+            _ => Step::Hangup { cause: None },
+        }
+    }
+}
+
 /// Splits application arguments on commas outside parentheses and double quotes.
-fn split_args(args: &str) -> Vec<String> {
+pub(super) fn split_args(args: &str) -> Vec<String> {
     let mut out = vec![String::new()];
     let mut depth = 0u32;
     let mut quoted = false;
@@ -344,7 +570,7 @@ fn split_args(args: &str) -> Vec<String> {
 }
 
 /// Seconds as Asterisk writes them (`30`, `1.5`); `None` if empty or not a sane number.
-fn seconds(text: &str) -> Option<Duration> {
+pub(super) fn seconds(text: &str) -> Option<Duration> {
     let s: f64 = text.trim().parse().ok()?;
     // try_from rejects NaN, negatives and overflow instead of panicking.
     Duration::try_from_secs_f64(s)

@@ -25,6 +25,12 @@
 //!   (`\;` is a literal semicolon) and `;-- block comments --;`.
 //! - Applications: Answer, Dial, Hangup, NoOp, Set, Echo, Goto, GotoIf, Wait, Ringing, Progress,
 //!   Playback, Verbose, Log, and Busy/Congestion (which end the call with Q.850 cause 17/34).
+//! - Media applications (with [`Execution::next_action`], see [`Action`]): Playback of sound
+//!   files and tones (`tone:busy`, `tone:ringback/5` for 5 s), Background with digit
+//!   collection, Read, WaitExten, Playtones/StopPlaytones, the `i` and `t` extensions,
+//!   `TIMEOUT(digit)`/`TIMEOUT(response)`, and the `h` extension run by
+//!   [`Execution::run_hangup_handler`]. `${DIALSTATUS}`, `${HANGUPCAUSE}`, `${READSTATUS}`,
+//!   `${PLAYBACKSTATUS}` and `${CALLERID(name|num)}` are set as Asterisk sets them.
 //!
 //! Not supported, each rejected with a message rather than silently misread: `#include`/`#exec`,
 //! context templates, caller-ID matching (`exten => 100/555,...`), switches, time-conditional
@@ -32,12 +38,13 @@
 
 mod exec;
 mod expr;
+mod media;
 mod parse;
 mod pattern;
 mod subst;
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use exec::{Execution, MAX_INTERNAL_STEPS};
 
@@ -112,6 +119,62 @@ pub enum Step {
     Wait(Duration),
     /// Play a sound file (the name as written, without extension).
     Playback(String),
+}
+
+/// What the dialplan wants done next: [`Step`] plus the media applications. Returned by
+/// [`Execution::next_action`] (the successor of [`Execution::next`], which keeps returning
+/// [`Step`] and skips the media inputs for callers that have none).
+///
+/// Run loop for the call layer: call `next_action(now)` and perform the action until it returns
+/// [`Action::Idle`] (or a `Dial`/`Wait`/`Echo`/`Hangup` that suspends the dialplan as before).
+/// While idle, feed [`Execution::digit`] for each digit the caller sends (after
+/// `DetectDigits(true)`), [`Execution::playback_done`] when a prompt started by `Play` ends,
+/// and call `next_action(now)` again after each of them and when `until` passes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Answer the call (SIP 200 OK).
+    Answer,
+    /// Indicate ringing (SIP 180).
+    Ringing,
+    /// Indicate progress / early media (SIP 183).
+    Progress,
+    /// Echo the caller's media back (answer first).
+    Echo,
+    /// Call the targets; report with [`Execution::dial_result`].
+    Dial {
+        targets: Vec<DialTarget>,
+        timeout: Option<Duration>,
+        options: String,
+    },
+    /// Hang up with this Q.850 cause (`None`: normal clearing).
+    Hangup { cause: Option<u16> },
+    /// Wait this long, then call `next_action` again.
+    Wait(Duration),
+    /// Play a prompt to the caller. Report its end with [`Execution::playback_done`] (`true`
+    /// when it played to the end, `false` when it could not be played, e.g. no such file);
+    /// a playback stopped or replaced on our request is not reported.
+    Play(Prompt),
+    /// Stop the prompt or tone playing to the caller (a digit interrupted it, or
+    /// StopPlaytones). Its end is not reported.
+    StopPlay,
+    /// Turn detection of the caller's digits on or off.
+    DetectDigits(bool),
+    /// Nothing to do until a digit, the end of the prompt playing, or `until` if set.
+    Idle { until: Option<Instant> },
+}
+
+/// What to play to the caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Prompt {
+    /// A sound file by name as written in the plan (no extension; a relative name is looked
+    /// up in the configured sound directory, `name.wav` or `name.raw`/`.sln` 8 kHz 16-bit).
+    File(String),
+    /// A call-progress tone of the configured tone zone (`dial`, `ringback`, `busy`,
+    /// `congestion`, `callwaiting`), for `duration` or, when `None`, until stopped.
+    Tone {
+        name: String,
+        duration: Option<Duration>,
+    },
 }
 
 /// One `TECH/resource` target of a `Dial`.
@@ -220,6 +283,36 @@ exten => 600,1,Answer()
         self.find(context, exten, priority).is_some()
     }
 
+    /// Whether some extension in `context` (or its includes) could match `prefix` followed by
+    /// more characters: digit collection keeps waiting while this holds.
+    pub(crate) fn can_match_longer(&self, context: &str, prefix: &str) -> bool {
+        let mut visited = Vec::new();
+        self.any_in(context, &mut visited, &|e| {
+            e.pattern.can_match_longer(prefix) && !e.priorities.is_empty()
+        })
+    }
+
+    fn any_in(
+        &self,
+        context: &str,
+        visited: &mut Vec<usize>,
+        pred: &dyn Fn(&Extension) -> bool,
+    ) -> bool {
+        let Some(&idx) = self.index.get(context) else {
+            return false;
+        };
+        if visited.contains(&idx) {
+            return false;
+        }
+        visited.push(idx);
+        let ctx = &self.contexts[idx];
+        ctx.extensions.iter().any(pred)
+            || ctx
+                .includes
+                .iter()
+                .any(|inc| self.any_in(inc, visited, pred))
+    }
+
     /// The instruction at (context, exten, priority), searching includes.
     fn find(&self, context: &str, exten: &str, priority: u32) -> Option<&Instruction> {
         self.search(context, exten, &|e| e.priorities.contains_key(&priority))
@@ -303,6 +396,7 @@ struct Instruction {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum App {
     Answer,
+    Background,
     Busy,
     Congestion,
     Dial,
@@ -313,16 +407,21 @@ enum App {
     Log,
     NoOp,
     Playback,
+    Playtones,
     Progress,
+    Read,
     Ringing,
     Set,
+    StopPlaytones,
     Verbose,
     Wait,
+    WaitExten,
 }
 
 impl App {
-    const ALL: [(&'static str, App); 16] = [
+    const ALL: [(&'static str, App); 21] = [
         ("Answer", App::Answer),
+        ("Background", App::Background),
         ("Busy", App::Busy),
         ("Congestion", App::Congestion),
         ("Dial", App::Dial),
@@ -333,11 +432,15 @@ impl App {
         ("Log", App::Log),
         ("NoOp", App::NoOp),
         ("Playback", App::Playback),
+        ("Playtones", App::Playtones),
         ("Progress", App::Progress),
+        ("Read", App::Read),
         ("Ringing", App::Ringing),
         ("Set", App::Set),
+        ("StopPlaytones", App::StopPlaytones),
         ("Verbose", App::Verbose),
         ("Wait", App::Wait),
+        ("WaitExten", App::WaitExten),
     ];
 
     fn from_name(name: &str) -> Option<App> {

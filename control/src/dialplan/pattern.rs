@@ -147,6 +147,28 @@ impl Pattern {
         }
     }
 
+    /// Whether some string longer than `prefix` that starts with it could match (Asterisk's
+    /// "match more"): digit collection waits for more digits while this holds.
+    pub(crate) fn can_match_longer(&self, prefix: &str) -> bool {
+        let prefix = strip_dashes(prefix);
+        match self {
+            Pattern::Exact(name) => name.len() > prefix.len() && name.starts_with(&prefix),
+            Pattern::Match(elems) => {
+                let data = prefix.as_bytes();
+                let mut it = elems.iter();
+                for &b in data {
+                    match it.next() {
+                        Some(Elem::Set(set)) if set.contains(b) => {}
+                        Some(Elem::OneOrMore | Elem::ZeroOrMore) => return true,
+                        _ => return false,
+                    }
+                }
+                // Whatever element comes next can take at least one more character.
+                it.next().is_some()
+            }
+        }
+    }
+
     /// Asterisk's extension order: exact names first (by name), then patterns most specific
     /// first. `Less` means tried earlier.
     pub(crate) fn cmp_specificity(&self, other: &Pattern) -> Ordering {
@@ -267,6 +289,20 @@ mod tests {
         for (pat, dialled, want) in cases {
             assert_eq!(p(pat).matches(dialled), want, "{pat} vs {dialled}");
         }
+    }
+
+    #[test]
+    fn match_more() {
+        assert!(p("_1XX").can_match_longer("1"));
+        assert!(p("_1XX").can_match_longer("12"));
+        assert!(!p("_1XX").can_match_longer("123"));
+        assert!(!p("_1XX").can_match_longer("2"));
+        assert!(p("_9.").can_match_longer("9"));
+        assert!(p("_9.").can_match_longer("9555"));
+        assert!(p("_9!").can_match_longer("9"));
+        assert!(p("100").can_match_longer("1"));
+        assert!(!p("100").can_match_longer("100"));
+        assert!(!p("100").can_match_longer("2"));
     }
 
     #[test]
