@@ -40,6 +40,7 @@ pub mod net;
 pub mod per;
 pub mod tpkt;
 
+pub use call::{CallEvent, H323Call};
 pub use message::H225Message;
 
 /// Errors of the H.323 stack.
