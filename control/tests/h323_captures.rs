@@ -235,3 +235,131 @@ fn wireshark_rtp_example_h225_and_h245_decode() {
         );
     }
 }
+
+const TSHARK_CHECK: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../shared/peers/h323peer/tshark-check.sh"
+);
+
+/// Writes TCP segments (one per TPKT) between 127.0.0.1:40000 (caller) and
+/// 127.0.0.2:1720 as an Ethernet pcap.
+fn write_pcap(segments: &[(bool, Vec<u8>)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for v in [0xa1b2_c3d4u32.to_le_bytes(), [2, 0, 4, 0], [0; 4], [0; 4]] {
+        out.extend_from_slice(&v);
+    }
+    out.extend_from_slice(&65535u32.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes());
+    let mut seq = [1000u32, 5000u32];
+    for (k, (from_caller, data)) in segments.iter().enumerate() {
+        let (src, dst, sp, dp) = if *from_caller {
+            ([127, 0, 0, 1], [127, 0, 0, 2], 40000u16, 1720u16)
+        } else {
+            ([127, 0, 0, 2], [127, 0, 0, 1], 1720, 40000)
+        };
+        let (me, other) = if *from_caller { (0, 1) } else { (1, 0) };
+        let mut f = vec![0u8; 12];
+        f.extend_from_slice(&[0x08, 0x00]);
+        let total = (20 + 20 + data.len()) as u16;
+        f.extend_from_slice(&[
+            0x45,
+            0,
+            (total >> 8) as u8,
+            total as u8,
+            0,
+            0,
+            0x40,
+            0,
+            64,
+            6,
+            0,
+            0,
+        ]);
+        f.extend_from_slice(&src);
+        f.extend_from_slice(&dst);
+        f.extend_from_slice(&sp.to_be_bytes());
+        f.extend_from_slice(&dp.to_be_bytes());
+        f.extend_from_slice(&seq[me].to_be_bytes());
+        f.extend_from_slice(&seq[other].to_be_bytes());
+        f.extend_from_slice(&[0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0]);
+        f.extend_from_slice(data);
+        seq[me] = seq[me].wrapping_add(data.len() as u32);
+        out.extend_from_slice(&(k as u32 + 1).to_le_bytes());
+        out.extend_from_slice(&0u32.to_le_bytes());
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(f.len() as u32).to_le_bytes());
+        out.extend_from_slice(&f);
+    }
+    out
+}
+
+/// Tandem's own H.225/H.245 encodings (fastStart offer/answer, tunnelled
+/// TCS/MSD/Acks and UserInputIndication, Release Complete) decoded by
+/// Wireshark's dissectors: no malformed frame, no expert warning.
+#[test]
+fn tandem_wire_format_passes_tshark() {
+    use control::h323::call::CallConfig;
+    use control::h323::H323Call;
+    use std::time::Instant;
+    if !std::path::Path::new(TSHARK_CHECK).exists()
+        || std::process::Command::new("tshark")
+            .arg("-v")
+            .output()
+            .is_err()
+    {
+        eprintln!("SKIP: tshark or {TSHARK_CHECK} not available");
+        return;
+    }
+    let now = Instant::now();
+    let cfg = |port: u16, codecs: &[Codec]| CallConfig {
+        local_rtp: ([127, 0, 0, 1], port).into(),
+        codecs: codecs.to_vec(),
+        tunnelling: true,
+        version: 4,
+    };
+    let mut a = H323Call::outgoing(
+        cfg(
+            41000,
+            &[Codec::Pcma, Codec::Pcmu, Codec::G729, Codec::G729A],
+        ),
+        0x55,
+        [1; 16],
+        [2; 16],
+    );
+    let mut b = H323Call::incoming(cfg(41002, &[Codec::G729A, Codec::Pcmu]), 3);
+    let mut segs = Vec::new();
+    let pump = |a: &mut H323Call, b: &mut H323Call, from_caller: bool, segs: &mut Vec<_>| {
+        while let Some(f) = a.poll_transmit() {
+            b.handle_bytes(&f, now).expect("peer decodes");
+            segs.push((from_caller, f));
+        }
+    };
+    a.setup("1000", "2000", Some("Alice"), false, now).unwrap();
+    pump(&mut a, &mut b, true, &mut segs);
+    b.proceeding(now).unwrap();
+    b.alerting(now).unwrap();
+    b.connect(now).unwrap();
+    pump(&mut b, &mut a, false, &mut segs);
+    pump(&mut a, &mut b, true, &mut segs);
+    pump(&mut b, &mut a, false, &mut segs);
+    b.send_dtmf('5', Some(100)).unwrap();
+    pump(&mut b, &mut a, false, &mut segs);
+    a.release(16, now).unwrap();
+    pump(&mut a, &mut b, true, &mut segs);
+    let path = std::env::temp_dir().join(format!("tandem-h323-{}.pcap", std::process::id()));
+    std::fs::write(&path, write_pcap(&segs)).unwrap();
+    let out = std::process::Command::new("sh")
+        .arg(TSHARK_CHECK)
+        .arg("check")
+        .arg(&path)
+        .output()
+        .expect("run tshark-check.sh");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let _ = std::fs::remove_file(&path);
+    assert!(out.status.success(), "tshark-check failed:\n{text}");
+    assert!(
+        text.contains(&format!("h225_frames={} ", segs.len())),
+        "every frame decoded as H.225:\n{text}"
+    );
+    assert!(text.contains("frames_with_olc="), "{text}");
+}

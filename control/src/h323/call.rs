@@ -592,6 +592,13 @@ impl H323Call {
                 .or_else(|| first(&s.source_address)),
             display: m.q931.find(|i| match i {
                 Ie::Display(d) => Some(d.clone()),
+                // A Display with non-IA5 octets: Latin-1, up to a NUL.
+                Ie::Unknown { id: 0x28, data } => Some(
+                    data.iter()
+                        .take_while(|&&c| c != 0)
+                        .map(|&c| char::from(c))
+                        .collect(),
+                ),
                 _ => None,
             }),
             restricted,

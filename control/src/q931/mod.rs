@@ -481,7 +481,11 @@ impl Message {
         let len = usize::from(need(b, at + 1, 1, "IE length")?[0]);
         let d = need(b, at + 2, len, "IE contents")?;
         let next = at + 2 + len;
-        let ie = if codeset != 0 {
+        let ie = if codeset != 0
+            || (h225 && id == 0x28 && d.iter().any(|c| !(0x20..0x7F).contains(c)))
+        {
+            // H.225.0: a Display with non-IA5 octets (endpoints add a NUL or
+            // Latin-1) is kept raw so the message re-encodes exactly.
             Ie::Unknown {
                 id: codeset << 8 | u16::from(id),
                 data: d.to_vec(),
