@@ -349,7 +349,7 @@ impl H323Call {
             ext: Extensions::default(),
         };
         s.set_media_wait_and_overlap(false, false);
-        let mut u = UserInformation::new(Body::Setup(s), self.cfg.tunnelling);
+        let mut u = UserInformation::new(Body::Setup(Box::new(s)), self.cfg.tunnelling);
         let offer = fast_start_offer(&self.cfg.codecs, self.cfg.local_rtp);
         u.set_common(&self.call_id, (!offer.is_empty()).then_some(&offer[..]));
         if restricted {

@@ -1298,8 +1298,8 @@ impl InformationUuie {
 /// `h323-message-body`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Body {
-    /// setup.
-    Setup(SetupUuie),
+    /// setup (boxed: by far the largest body).
+    Setup(Box<SetupUuie>),
     /// callProceeding.
     CallProceeding(ProgressingUuie),
     /// connect.
@@ -1387,7 +1387,7 @@ impl Body {
 
     fn read(r: &mut Reader) -> Result<Self> {
         Ok(match r.choice(7, true, "h323-message-body")? {
-            (false, 0) => Body::Setup(SetupUuie::read(r)?),
+            (false, 0) => Body::Setup(Box::new(SetupUuie::read(r)?)),
             (false, 1) => Body::CallProceeding(ProgressingUuie::read(r)?),
             (false, 2) => Body::Connect(ConnectUuie::read(r)?),
             (false, 3) => Body::Alerting(ProgressingUuie::read(r)?),

@@ -346,7 +346,7 @@ impl Writer {
 
     /// One bit.
     pub fn bit(&mut self, b: bool) {
-        if self.pos % 8 == 0 {
+        if self.pos.is_multiple_of(8) {
             self.buf.push(0);
         }
         if b {
@@ -366,7 +366,7 @@ impl Writer {
 
     /// Pads to the next octet boundary with zero bits.
     pub fn align(&mut self) {
-        while self.pos % 8 != 0 {
+        while !self.pos.is_multiple_of(8) {
             self.bit(false);
         }
     }
