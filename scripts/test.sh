@@ -30,6 +30,10 @@ if ! python3 -c 'import asterisk.agi' >/dev/null 2>&1; then
     echo "== installing Python test packages: pyst2 (FastAGI peer)"
     python3 -m pip install -q pyst2 >/dev/null 2>&1 || echo "   (pyst2 unavailable: FastAGI checks skip)"
 fi
+if ! python3 -c 'import asn1tools' >/dev/null 2>&1; then
+    echo "== installing Python test packages: asn1tools bitstruct pyparsing (h323peer)"
+    python3 -m pip install -q asn1tools==0.169.0 bitstruct==8.24.0 pyparsing==3.3.3 >/dev/null 2>&1 || echo "   (asn1tools unavailable: H.323 peer checks skip)"
+fi
 if ! python3 -c 'import numpy, pesq' >/dev/null 2>&1; then
     echo "== installing Python test packages: numpy pesq"
     python3 -m pip install -q numpy pesq >/dev/null 2>&1 || echo "   (pesq unavailable: PESQ checks fall back or skip)"

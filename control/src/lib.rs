@@ -30,6 +30,7 @@ pub mod cdr;
 pub mod config;
 pub mod defence;
 pub mod dialplan;
+pub mod h323;
 pub mod isdn;
 pub mod mgmt;
 pub mod net;

@@ -11,6 +11,9 @@ use std::fmt;
 /// Q.931 protocol discriminator.
 pub const PD_Q931: u8 = 0x08;
 
+/// User-user IE identifier (carries the H.225.0 UUIE in H.323).
+pub const IE_USER_USER: u8 = 0x7E;
+
 /// Codec errors.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Q931Error {
@@ -378,6 +381,16 @@ impl Message {
 
     /// Parses a message. Never panics.
     pub fn parse(b: &[u8]) -> Result<Message, Q931Error> {
+        Self::parse_variant(b, false)
+    }
+
+    /// Parses an H.225.0 message: as [`Message::parse`], except that the
+    /// User-user IE (0x7E) has a two-octet length (H.225.0 section 7.2.2).
+    pub fn parse_h225(b: &[u8]) -> Result<Message, Q931Error> {
+        Self::parse_variant(b, true)
+    }
+
+    fn parse_variant(b: &[u8], h225: bool) -> Result<Message, Q931Error> {
         let pd = need(b, 0, 1, "protocol discriminator")?[0];
         let crl = need(b, 1, 1, "call reference length")?[0];
         if crl > 2 {
@@ -407,7 +420,7 @@ impl Message {
                         if id & 0x08 == 0 {
                             locked = cs;
                         } else if let Some(&nid) = b.get(i) {
-                            let (ie, n) = Self::parse_one(b, i, cs, nid)?;
+                            let (ie, n) = Self::parse_one(b, i, cs, nid, h225)?;
                             ies.push(ie);
                             i = n;
                         }
@@ -421,7 +434,7 @@ impl Message {
                 }
                 continue;
             }
-            let (ie, n) = Self::parse_one(b, at, locked, id)?;
+            let (ie, n) = Self::parse_one(b, at, locked, id, h225)?;
             ies.push(ie);
             i = n;
         }
@@ -437,7 +450,25 @@ impl Message {
         })
     }
 
-    fn parse_one(b: &[u8], at: usize, codeset: u16, id: u8) -> Result<(Ie, usize), Q931Error> {
+    fn parse_one(
+        b: &[u8],
+        at: usize,
+        codeset: u16,
+        id: u8,
+        h225: bool,
+    ) -> Result<(Ie, usize), Q931Error> {
+        if h225 && codeset == 0 && id == IE_USER_USER {
+            let l = need(b, at + 1, 2, "User-user IE length")?;
+            let len = usize::from(l[0]) << 8 | usize::from(l[1]);
+            let d = need(b, at + 3, len, "User-user IE contents")?;
+            return Ok((
+                Ie::Unknown {
+                    id: u16::from(id),
+                    data: d.to_vec(),
+                },
+                at + 3 + len,
+            ));
+        }
         if id & 0x80 != 0 {
             return Ok((
                 Ie::Unknown {
@@ -450,7 +481,11 @@ impl Message {
         let len = usize::from(need(b, at + 1, 1, "IE length")?[0]);
         let d = need(b, at + 2, len, "IE contents")?;
         let next = at + 2 + len;
-        let ie = if codeset != 0 {
+        let ie = if codeset != 0
+            || (h225 && id == 0x28 && d.iter().any(|c| !(0x20..0x7F).contains(c)))
+        {
+            // H.225.0: a Display with non-IA5 octets (endpoints add a NUL or
+            // Latin-1) is kept raw so the message re-encodes exactly.
             Ie::Unknown {
                 id: codeset << 8 | u16::from(id),
                 data: d.to_vec(),
@@ -580,6 +615,37 @@ impl Message {
         for ie in &self.ies {
             emit_ie(ie, out);
         }
+    }
+
+    /// Encodes an H.225.0 message (two-octet User-user IE length), appending to `out`.
+    pub fn emit_h225(&self, out: &mut Vec<u8>) {
+        // The header encodes as in Q.931; so does every IE but User-user.
+        Message {
+            pd: self.pd,
+            cref: self.cref,
+            msg_type: self.msg_type,
+            ies: Vec::new(),
+        }
+        .emit(out);
+        for ie in &self.ies {
+            match ie {
+                Ie::Unknown { id, data } if *id == u16::from(IE_USER_USER) => {
+                    let n = data.len().min(0xFFFF);
+                    out.push(IE_USER_USER);
+                    out.extend_from_slice(&(n as u16).to_be_bytes());
+                    out.extend_from_slice(&data[..n]);
+                }
+                other => emit_ie(other, out),
+            }
+        }
+    }
+
+    /// The User-user IE contents, if any.
+    pub fn user_user(&self) -> Option<&[u8]> {
+        self.ies.iter().find_map(|ie| match ie {
+            Ie::Unknown { id, data } if *id == u16::from(IE_USER_USER) => Some(data.as_slice()),
+            _ => None,
+        })
     }
 
     /// Encodes into a new buffer.
