@@ -31,6 +31,8 @@ fn start(ports: std::ops::RangeInclusive<u16>) -> Dataplane {
         media_ip: "127.0.0.1".parse().unwrap(),
         media_timeout: Duration::ZERO,
         max_sessions_per_worker: 8,
+        xdp: None,
+        control_cores: Vec::new(),
     })
     .unwrap()
 }
