@@ -1,8 +1,9 @@
 //! Dialplan media applications through a real `tandemd`: the plan plays a
 //! tone to the caller, then `Read` collects the digits the caller (baresip)
 //! sends as RFC 4733 events, detected in the dataplane, and `GotoIf` branches
-//! on them. The branch taken shows in the call's Master.csv record
-//! (lastapp/lastdata), which a second call with wrong digits contrasts.
+//! on them to a busy or a congestion tone. The branch taken shows in the
+//! call's Master.csv record (lastapp/lastdata: the last tone played), which a
+//! second call with wrong digits contrasts.
 //!
 //! Skips with a message when baresip is missing.
 
@@ -16,8 +17,10 @@ exten => 700,1,Answer()
  same => n,Playback(tone:ringback/1)
  same => n,Read(num,,4,,1,8)
  same => n,GotoIf($[\"${num}\" = \"1002\"]?ok)
+ same => n,Playback(tone:congestion/1)
  same => n,Hangup(21)
- same => n(ok),Hangup(16)
+ same => n(ok),Playback(tone:busy/1)
+ same => n,Hangup(16)
 ";
 
 fn call_700(d: &Daemon, name: &str, digits: &str) {
@@ -61,13 +64,17 @@ fn read_collects_rfc4733_digits_after_a_tone() {
     assert_eq!(rows.len(), 2, "{csv}");
     // Columns 7 and 8: lastapp, lastdata.
     assert_eq!(
-        (rows[0][2].as_str(), rows[0][7].as_str(), rows[0][8].as_str()),
-        ("700", "Hangup", "16"),
+        (
+            rows[0][2].as_str(),
+            rows[0][7].as_str(),
+            rows[0][8].as_str()
+        ),
+        ("700", "Playtones", "busy"),
         "digits 1002 take the ok branch: {csv}"
     );
     assert_eq!(
         (rows[1][7].as_str(), rows[1][8].as_str()),
-        ("Hangup", "21"),
+        ("Playtones", "congestion"),
         "digits 1003 fall through: {csv}"
     );
 }
