@@ -38,7 +38,7 @@ use crate::aaa::{AcctRecord, AuthOutcome, CallOrigin, ConfId, DigestFormat};
 use crate::cdr::{AmaFlags, CdrRecord, Disposition};
 
 use crate::config::Config;
-use crate::dialplan::{Channel, DialStatus, Dialplan, Execution, Step};
+use crate::dialplan::{Action, Channel, DialStatus, Dialplan, Execution, Prompt};
 use crate::mgmt::{CallInfo, LegInfo, RegistrationInfo, SipStats};
 use crate::sdp::{self, Codec, SessionDescription};
 use crate::sip::digest::Credentials;
@@ -85,6 +85,34 @@ pub trait Media {
     ) -> Result<bool, dataplane::Error> {
         Ok(false)
     }
+    /// Play a tone or sound toward the peer of leg `side` (dialplan Playback and friends).
+    /// The default (media doubles) refuses, so the plan sees a failed playback.
+    fn play(
+        &mut self,
+        _id: dataplane::SessionId,
+        _side: dataplane::Side,
+        _source: dataplane::Source,
+    ) -> Result<(), dataplane::Error> {
+        Err(dataplane::Error::UnknownSession(_id))
+    }
+    fn stop_play(
+        &mut self,
+        _id: dataplane::SessionId,
+        _side: dataplane::Side,
+    ) -> Result<(), dataplane::Error> {
+        Ok(())
+    }
+    fn detect_digits(
+        &mut self,
+        _id: dataplane::SessionId,
+        _side: dataplane::Side,
+        _mode: dataplane::DigitMode,
+    ) -> Result<(), dataplane::Error> {
+        Ok(())
+    }
+    fn poll_media_event(&mut self) -> Option<dataplane::MediaEvent> {
+        None
+    }
 }
 
 impl Media for dataplane::Dataplane {
@@ -128,6 +156,32 @@ impl Media for dataplane::Dataplane {
         codec: dataplane::LegCodec,
     ) -> Result<bool, dataplane::Error> {
         dataplane::Dataplane::set_codec(self, id, side, codec)
+    }
+    fn play(
+        &mut self,
+        id: dataplane::SessionId,
+        side: dataplane::Side,
+        source: dataplane::Source,
+    ) -> Result<(), dataplane::Error> {
+        dataplane::Dataplane::play(self, id, side, source)
+    }
+    fn stop_play(
+        &mut self,
+        id: dataplane::SessionId,
+        side: dataplane::Side,
+    ) -> Result<(), dataplane::Error> {
+        dataplane::Dataplane::stop_play(self, id, side)
+    }
+    fn detect_digits(
+        &mut self,
+        id: dataplane::SessionId,
+        side: dataplane::Side,
+        mode: dataplane::DigitMode,
+    ) -> Result<(), dataplane::Error> {
+        dataplane::Dataplane::detect_digits(self, id, side, mode)
+    }
+    fn poll_media_event(&mut self) -> Option<dataplane::MediaEvent> {
+        dataplane::Dataplane::poll_media_event(self)
     }
 }
 
@@ -285,6 +339,10 @@ pub struct EngineConfig {
     /// Per-user codec restriction (`[[sip.user]] codecs`); users not listed may use any
     /// transcodable codec.
     pub user_codecs: HashMap<String, Vec<Codec>>,
+    /// `[dialplan] tone_zone`: the call-progress tones Playback(tone:...) plays.
+    pub tone_zone: String,
+    /// Sounds the plan can play, by name (`[dialplan] sounds` directory, loaded at start).
+    pub sounds: Arc<HashMap<String, Arc<[i16]>>>,
 }
 
 impl EngineConfig {
@@ -310,6 +368,8 @@ impl EngineConfig {
                 .iter()
                 .filter_map(|u| u.codecs.clone().map(|c| (u.name.clone(), c)))
                 .collect(),
+            tone_zone: cfg.tone_zone.clone(),
+            sounds: Arc::new(HashMap::new()),
         }
     }
 
@@ -646,6 +706,34 @@ impl<M: Media> Engine<M> {
                     }
                 }
                 dataplane::Event::FirstPacket { .. } => {}
+            }
+        }
+        while let Some(ev) = self.media.poll_media_event() {
+            let Some(&cid) = self.media_sessions.get(&ev.session()) else {
+                continue;
+            };
+            match ev {
+                dataplane::MediaEvent::Digit {
+                    side: dataplane::Side::A,
+                    digit,
+                    ..
+                } => {
+                    if let Some(call) = self.calls.get_mut(&cid) {
+                        call.exec.digit(digit, now);
+                    }
+                    self.run_dialplan(cid, now);
+                }
+                dataplane::MediaEvent::PlaybackDone {
+                    side: dataplane::Side::A,
+                    completed: true,
+                    ..
+                } => {
+                    if let Some(call) = self.calls.get_mut(&cid) {
+                        call.exec.playback_done(true, now);
+                    }
+                    self.run_dialplan(cid, now);
+                }
+                _ => {}
             }
         }
     }
@@ -1443,19 +1531,20 @@ impl<M: Media> Engine<M> {
             if call.state == CallState::Ending {
                 return;
             }
-            let step = call.exec.next();
+            let action = call.exec.next_action(now);
             // Like Asterisk's Master.csv, a failed Dial stays the last app of a call the
             // plan then hangs up (BUSY / NO ANSWER records show `Dial`).
-            if !matches!(step, Step::Hangup { .. }) || call.bill.lastapp.is_empty() {
-                let (app, data) = app_of(&step);
-                call.bill.lastapp = app.to_string();
-                call.bill.lastdata = data;
+            if let Some((app, data)) = app_of(&action) {
+                if !matches!(action, Action::Hangup { .. }) || call.bill.lastapp.is_empty() {
+                    call.bill.lastapp = app.to_string();
+                    call.bill.lastdata = data;
+                }
             }
-            match step {
-                Step::Answer => self.answer_a(cid, now),
-                Step::Ringing => self.provisional_a(cid, 180, now),
-                Step::Progress => self.provisional_a(cid, 183, now),
-                Step::Echo => {
+            match action {
+                Action::Answer => self.answer_a(cid, now),
+                Action::Ringing => self.provisional_a(cid, 180, now),
+                Action::Progress => self.provisional_a(cid, 183, now),
+                Action::Echo => {
                     self.answer_a(cid, now);
                     if let Some(call) = self.calls.get_mut(&cid) {
                         call.state = CallState::InApp;
@@ -1466,16 +1555,37 @@ impl<M: Media> Engine<M> {
                     }
                     return;
                 }
-                Step::Wait(d) => {
+                Action::Wait(d) => {
                     call.wake_at = Some(now + d);
                     return;
                 }
-                Step::Playback(what) => {
-                    self.note(format!(
-                        "call {cid}: Playback({what}) is not supported yet, skipped"
-                    ));
+                Action::Idle { until } => {
+                    call.wake_at = until;
+                    return;
                 }
-                Step::Dial {
+                Action::Play(prompt) => {
+                    if !self.start_prompt(cid, &prompt) {
+                        if let Some(call) = self.calls.get_mut(&cid) {
+                            call.exec.playback_done(false, now);
+                        }
+                    }
+                }
+                Action::StopPlay => {
+                    if let Some(m) = call.media {
+                        let _ = self.media.stop_play(m.id, dataplane::Side::A);
+                    }
+                }
+                Action::DetectDigits(on) => {
+                    if let Some(m) = call.media {
+                        let mode = if on {
+                            dataplane::DigitMode::Auto
+                        } else {
+                            dataplane::DigitMode::Off
+                        };
+                        let _ = self.media.detect_digits(m.id, dataplane::Side::A, mode);
+                    }
+                }
+                Action::Dial {
                     targets, timeout, ..
                 } => {
                     if self.start_dial(cid, &targets, timeout, now) {
@@ -1483,13 +1593,58 @@ impl<M: Media> Engine<M> {
                     }
                     if let Some(call) = self.calls.get_mut(&cid) {
                         call.exec.dial_result(DialStatus::ChanUnavail);
+                        call.exec.set_hangup_cause(sip_to_q850(480));
                         call.last_dial_status = Some(480);
                     }
                 }
-                Step::Hangup { cause } => {
+                Action::Hangup { cause } => {
                     self.hangup(cid, HangupWhy::Dialplan(cause), now);
                     return;
                 }
+            }
+        }
+    }
+
+    /// Start playing `prompt` to the caller; `false` when it cannot be played (unknown
+    /// sound or tone, no media session), which the plan sees as a failed playback.
+    fn start_prompt(&mut self, cid: CallId, prompt: &Prompt) -> bool {
+        let Some(m) = self.calls.get(&cid).and_then(|c| c.media) else {
+            return false;
+        };
+        let source = match prompt {
+            Prompt::File(name) => {
+                let key = name.rsplit('/').next().unwrap_or(name);
+                match self.cfg.sounds.get(key) {
+                    Some(s) => dataplane::Source::Samples(Arc::clone(s)),
+                    None => {
+                        self.note(format!(
+                            "call {cid}: sound \"{name}\" not found in the sounds directory"
+                        ));
+                        return false;
+                    }
+                }
+            }
+            Prompt::Tone { name, duration } => {
+                match dataplane::Source::tone(&self.cfg.tone_zone, name) {
+                    Some(t) => match duration {
+                        Some(d) => t.with_limit(*d),
+                        None => t,
+                    },
+                    None => {
+                        self.note(format!(
+                            "call {cid}: no tone \"{name}\" in zone {}",
+                            self.cfg.tone_zone
+                        ));
+                        return false;
+                    }
+                }
+            }
+        };
+        match self.media.play(m.id, dataplane::Side::A, source) {
+            Ok(()) => true,
+            Err(e) => {
+                self.note(format!("call {cid}: playback failed: {e}"));
+                false
             }
         }
     }
@@ -1727,6 +1882,8 @@ impl<M: Media> Engine<M> {
         }
         call.state = CallState::Ending;
         call.wake_at = None;
+        let (_, cause) = release_of(call, why);
+        call.exec.run_hangup_handler(Some(cause));
         self.bill_end(cid, why, now);
         let Some(call) = self.calls.get_mut(&cid) else {
             return;
@@ -2180,10 +2337,10 @@ fn apply_bridge<M: Media>(
 }
 
 /// The Asterisk application name and data of a dialplan step (CDR `lastapp`/`lastdata`).
-fn app_of(step: &Step) -> (&'static str, String) {
-    match step {
-        Step::Answer => ("Answer", String::new()),
-        Step::Dial {
+fn app_of(action: &Action) -> Option<(&'static str, String)> {
+    Some(match action {
+        Action::Answer => ("Answer", String::new()),
+        Action::Dial {
             targets,
             timeout,
             options,
@@ -2205,13 +2362,15 @@ fn app_of(step: &Step) -> (&'static str, String) {
             }
             ("Dial", data)
         }
-        Step::Hangup { cause } => ("Hangup", cause.map(|c| c.to_string()).unwrap_or_default()),
-        Step::Echo => ("Echo", String::new()),
-        Step::Ringing => ("Ringing", String::new()),
-        Step::Progress => ("Progress", String::new()),
-        Step::Wait(d) => ("Wait", format!("{}", d.as_secs_f64())),
-        Step::Playback(f) => ("Playback", f.clone()),
-    }
+        Action::Hangup { cause } => ("Hangup", cause.map(|c| c.to_string()).unwrap_or_default()),
+        Action::Echo => ("Echo", String::new()),
+        Action::Ringing => ("Ringing", String::new()),
+        Action::Progress => ("Progress", String::new()),
+        Action::Wait(d) => ("Wait", format!("{}", d.as_secs_f64())),
+        Action::Play(Prompt::File(f)) => ("Playback", f.clone()),
+        Action::Play(Prompt::Tone { name, .. }) => ("Playtones", name.clone()),
+        Action::StopPlay | Action::DetectDigits(_) | Action::Idle { .. } => return None,
+    })
 }
 
 /// The CDR disposition and Q.850 cause of a call released for `why`.
@@ -2433,6 +2592,8 @@ mod tests {
             users: [("1001".to_string(), "pw1001".to_string())].into(),
             timers: TimerConfig::default(),
             user_codecs: HashMap::new(),
+            tone_zone: "us".into(),
+            sounds: Arc::new(HashMap::new()),
         };
         let now = epoch();
         let plan = Arc::new(Dialplan::parse(PLAN, "t.conf").unwrap());

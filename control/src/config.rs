@@ -113,6 +113,10 @@ pub struct Config {
     pub dataplane: dataplane::Config,
     pub dialplan: Dialplan,
     pub dialplan_file: Option<PathBuf>,
+    /// `[dialplan] sounds`: directory of the sound files Playback/Background/Read play.
+    pub sounds: Option<PathBuf>,
+    /// `[dialplan] tone_zone`: call-progress tones by country (`us`, `eu`, `uk`, `cn`...).
+    pub tone_zone: String,
     pub context: String,
     pub mgmt_socket: PathBuf,
     /// `[sip.limits]`: the defence settings (docs/sip-limits.md).
@@ -206,6 +210,8 @@ struct RawDataplane {
 struct RawDialplan {
     file: Option<Spanned<String>>,
     context: Option<Spanned<String>>,
+    sounds: Option<Spanned<String>>,
+    tone_zone: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -621,6 +627,8 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
     let dpl = raw.dialplan.unwrap_or(RawDialplan {
         file: None,
         context: None,
+        sounds: None,
+        tone_zone: None,
     });
     let (dialplan, dialplan_file) = match &dpl.file {
         None => (Dialplan::embedded_default(), None),
@@ -637,6 +645,29 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
                 })?;
             (plan, Some(file))
         }
+    };
+    let sounds = dpl.sounds.as_ref().map(|d| {
+        let p = Path::new(d.get_ref());
+        path.and_then(Path::parent)
+            .unwrap_or(Path::new("."))
+            .join(p)
+    });
+    let tone_zone = match &dpl.tone_zone {
+        Some(z)
+            if !dataplane::dsp::tones::ZONES
+                .contains(&z.get_ref().to_ascii_lowercase().as_str()) =>
+        {
+            return Err(src.err(
+                z.span(),
+                format!(
+                    "tone_zone \"{}\": unknown zone (one of {})",
+                    z.get_ref(),
+                    dataplane::dsp::tones::ZONES.join(", ")
+                ),
+            ))
+        }
+        Some(z) => z.get_ref().to_ascii_lowercase(),
+        None => "us".to_string(),
     };
     let context = dpl
         .context
@@ -698,6 +729,8 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         },
         dialplan,
         dialplan_file,
+        sounds,
+        tone_zone,
         context,
         mgmt_socket,
         limits: sip.limits.unwrap_or_default(),

@@ -321,7 +321,13 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
     let secret: [u8; 32] = rand::random();
     let t0 = now();
     let mut engine = Engine::new(
-        EngineConfig::from_config(&cfg),
+        {
+            let mut ec = EngineConfig::from_config(&cfg);
+            if let Some(dir) = &cfg.sounds {
+                ec.sounds = Arc::new(load_sounds(dir));
+            }
+            ec
+        },
         Arc::new(cfg.dialplan.clone()),
         dp,
         secret,
@@ -424,6 +430,41 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
     let _ = std::fs::remove_file(&cfg.mgmt_socket);
     tracing::info!("tandemd stopped");
     Ok(engine.into_media())
+}
+
+/// Load the sound files of `dir` (`.wav`, `.sln`, `.raw`...) by name without extension.
+/// A file that cannot be decoded is logged with what is wrong and skipped.
+fn load_sounds(dir: &std::path::Path) -> std::collections::HashMap<String, Arc<[i16]>> {
+    let mut out = std::collections::HashMap::new();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!("sounds directory {}: {e}", dir.display());
+            return out;
+        }
+    };
+    for entry in entries.flatten() {
+        let p = entry.path();
+        let (Some(stem), Some(fmt)) = (
+            p.file_stem().and_then(|s| s.to_str()),
+            p.extension()
+                .and_then(|e| e.to_str())
+                .and_then(dataplane::sound::Format::from_extension),
+        ) else {
+            continue;
+        };
+        match std::fs::read(&p)
+            .map_err(|e| e.to_string())
+            .and_then(|b| dataplane::sound::decode(&b, fmt).map_err(|e| e.to_string()))
+        {
+            Ok(samples) => {
+                out.insert(stem.to_string(), samples);
+            }
+            Err(e) => tracing::warn!("sound {}: {e}, skipped", p.display()),
+        }
+    }
+    tracing::info!("{} sounds loaded from {}", out.len(), dir.display());
+    out
 }
 
 /// Send a message: on the TCP/TLS connection to `dest` when there is one,

@@ -111,6 +111,8 @@ impl World {
                 .collect(),
             timers: TimerConfig::default(),
             user_codecs: HashMap::new(),
+            tone_zone: "us".into(),
+            sounds: Arc::new(HashMap::new()),
         };
         let plan = Arc::new(Dialplan::parse(dialplan, "test.conf").unwrap());
         let engine = Engine::new(cfg, plan, media.clone(), [7u8; 32], now, 1_800_000_000);
