@@ -33,7 +33,10 @@ pub struct ClientConfig {
     pub timeout: Duration,
     /// Retransmissions to one server before failing over to the next.
     pub retries: u32,
-    /// Accounting requests in flight at once (they are sent in queue order).
+    /// Accounting requests in flight at once (they are sent in queue order). The
+    /// default is 1, so records reach the server strictly in order: a billing
+    /// server such as FreeRADIUS handles a window of requests on several threads
+    /// and would write them out of order (seen after an outage replay).
     pub acct_window: usize,
 }
 
@@ -44,7 +47,7 @@ impl Default for ClientConfig {
             acct_servers: Vec::new(),
             timeout: Duration::from_secs(2),
             retries: 2,
-            acct_window: 16,
+            acct_window: 1,
         }
     }
 }
