@@ -46,6 +46,9 @@ use crate::sip::registrar::{Auth, RegisterStep, Registrar};
 use crate::sip::transaction::{Incoming, TimerConfig, TransactionLayer, Transmit, TxEvent, TxKey};
 use crate::sip::{new_branch, new_tag, CSeq, Message, Method, Request, Response, Uri};
 
+mod gateway;
+pub use gateway::Gateway;
+
 /// Codecs Tandem offers and accepts when it answers a call itself (Echo, Playback...).
 const SUPPORTED: &[Codec] = &[Codec::Pcmu, Codec::Pcma, Codec::TelephoneEvent];
 /// Voice codecs the dataplane can transcode between, in default preference order: what a
@@ -308,6 +311,9 @@ struct Call {
     transcoding: Option<(Codec, Codec)>,
     /// Billing identity and the Master.csv columns gathered along the call.
     bill: CallBill,
+    /// The caller asked for identity privacy (RFC 3323): callees outside the trust domain
+    /// see an anonymous From.
+    privacy: bool,
 }
 
 /// What a call's CDR and accounting records need, gathered as it runs.
@@ -343,6 +349,8 @@ pub struct EngineConfig {
     pub tone_zone: String,
     /// Sounds the plan can play, by name (`[dialplan] sounds` directory, loaded at start).
     pub sounds: Arc<HashMap<String, Arc<[i16]>>>,
+    /// Trusted interworking peers by technology ([`Engine::add_gateway`]).
+    pub gateways: Vec<Gateway>,
 }
 
 impl EngineConfig {
@@ -370,6 +378,7 @@ impl EngineConfig {
                 .collect(),
             tone_zone: cfg.tone_zone.clone(),
             sounds: Arc::new(HashMap::new()),
+            gateways: Vec::new(),
         }
     }
 
@@ -833,6 +842,11 @@ impl<M: Media> Engine<M> {
             self.respond(&key, resp, now);
             return;
         }
+        if let Some(gw) = self.gateway_at(from) {
+            let user = format!("{}/gateway", gw.tech);
+            self.invite_authenticated(key, req, from, user, now);
+            return;
+        }
         let wall = self.wall_secs(now);
         let user = match self.registrar.authenticate(&req, wall) {
             Auth::Ok { user } => user,
@@ -1044,21 +1058,29 @@ impl<M: Media> Engine<M> {
             .and_then(|u| u.user)
             .unwrap_or_default();
         let from_na = req.from();
-        let caller = from_na
-            .as_ref()
-            .and_then(|f| f.uri.user.clone())
+        let gw = self.gateway_at(from).cloned();
+        let privacy = gateway::wants_privacy(&req);
+        // A gateway is trusted: its P-Asserted-Identity is the caller even when From is
+        // anonymous (RFC 3325 §9.1).
+        let asserted = gw.as_ref().and_then(|_| gateway::asserted_user(&req));
+        let caller = asserted
+            .or_else(|| from_na.as_ref().and_then(|f| f.uri.user.clone()))
             .unwrap_or_else(|| user.clone());
         let caller_name = from_na
             .as_ref()
             .and_then(|f| f.display.clone())
+            .filter(|n| !(privacy && n.eq_ignore_ascii_case("anonymous")))
             .unwrap_or_default();
         let bill_name = caller_name.clone();
-        let context = self
-            .cfg
-            .user_contexts
-            .get(&user)
-            .cloned()
-            .unwrap_or_else(|| self.cfg.context.clone());
+        let context = match &gw {
+            Some(g) => g.context.clone(),
+            None => self
+                .cfg
+                .user_contexts
+                .get(&user)
+                .cloned()
+                .unwrap_or_else(|| self.cfg.context.clone()),
+        };
         let chan = Channel {
             exten: exten.clone(),
             caller_num: caller.clone(),
@@ -1105,7 +1127,10 @@ impl<M: Media> Engine<M> {
             conf_id,
             caller_name: bill_name,
             context: context.clone(),
-            channel: self.channel_name(&caller),
+            channel: match &gw {
+                Some(g) => self.channel_name_for(&g.tech, &caller),
+                None => self.channel_name(&caller),
+            },
             dstchannel: String::new(),
             lastapp: String::new(),
             lastdata: String::new(),
@@ -1145,7 +1170,11 @@ impl<M: Media> Engine<M> {
             wake_at: None,
             last_dial_status: None,
             b_remote_media: None,
-            a_codecs: self.cfg.codecs_for(&user),
+            a_codecs: match &gw {
+                Some(g) if !g.codecs.is_empty() => g.codecs.clone(),
+                _ => self.cfg.codecs_for(&user),
+            },
+            privacy,
             transcoding: None,
             bill,
         };
@@ -1677,25 +1706,38 @@ impl<M: Media> Engine<M> {
     ) -> bool {
         let local = self.cfg.local;
         for t in targets {
-            if !t.tech.eq_ignore_ascii_case("SIP") {
+            let to = if t.tech.eq_ignore_ascii_case("SIP") {
+                let user = t.resource.split('/').next().unwrap_or_default().to_string();
+                let Some(binding) = self.registrar.lookup(&user, now).into_iter().next() else {
+                    self.note(format!("call {cid}: Dial(SIP/{user}): not registered"));
+                    continue;
+                };
+                gateway::DialTo {
+                    tech: "SIP".into(),
+                    request_uri: binding.contact.clone(),
+                    to_uri: format!("sip:{user}@{}", binding_host(&binding.contact, local)),
+                    dest: binding.source,
+                    codecs: self.cfg.codecs_for(&user),
+                    trusted: false,
+                    label: user,
+                }
+            } else if let Some(to) = self.gateway_target(&t.tech, &t.resource) {
+                to
+            } else {
                 self.note(format!(
-                    "call {cid}: Dial({}/{}): technology not supported yet",
+                    "call {cid}: Dial({}/{}): no gateway for this technology",
                     t.tech, t.resource
                 ));
                 continue;
-            }
-            let user = t.resource.split('/').next().unwrap_or_default().to_string();
-            let Some(binding) = self.registrar.lookup(&user, now).into_iter().next() else {
-                self.note(format!("call {cid}: Dial(SIP/{user}): not registered"));
-                continue;
             };
+            let user = to.label.clone();
             let Some(call) = self.calls.get_mut(&cid) else {
                 return false;
             };
             let (Some(offer), Some(m)) = (&call.caller_offer, call.media) else {
                 return false;
             };
-            let b_codecs = self.cfg.codecs_for(&user);
+            let b_codecs = to.codecs.clone();
             let b_offer = match sdp::derive_offer_transcoding(
                 offer,
                 m.b,
@@ -1716,13 +1758,23 @@ impl<M: Media> Engine<M> {
             let from_na = call.a.invite.from();
             let display = from_na.as_ref().and_then(|f| f.display.clone());
             let from_uri = format!("sip:{}@{}", call.caller, local);
+            let privacy = call.privacy;
+            // RFC 3323 §4.1.1.3: an anonymous From outside the trust domain when the caller
+            // asked for privacy; the trust domain gets the identity asserted (RFC 3325).
             let local_hdr = match display {
+                _ if privacy && !to.trusted => {
+                    format!("\"Anonymous\" <sip:anonymous@anonymous.invalid>;tag={local_tag}")
+                }
                 Some(d) => format!("\"{}\" <{from_uri}>;tag={local_tag}", d.replace('"', "")),
                 None => format!("<{from_uri}>;tag={local_tag}"),
             };
-            let to_uri = format!("sip:{user}@{}", binding_host(&binding.contact, local));
+            let asserted = to.trusted.then(|| match &call.bill.caller_name {
+                n if n.is_empty() => format!("<{from_uri}>"),
+                n => format!("\"{}\" <{from_uri}>", n.replace('"', "")),
+            });
+            let to_uri = to.to_uri.clone();
             let remote_hdr = format!("<{to_uri}>");
-            let mut inv = Request::new(Method::Invite, binding.contact.clone());
+            let mut inv = Request::new(Method::Invite, to.request_uri.clone());
             inv.headers.push(
                 "Via",
                 format!("SIP/2.0/UDP {local};branch={};rport", new_branch()),
@@ -1740,11 +1792,17 @@ impl<M: Media> Engine<M> {
                 .to_string(),
             );
             inv.headers.push("Contact", format!("<sip:tandem@{local}>"));
+            if let Some(pai) = asserted {
+                inv.headers.push("P-Asserted-Identity", pai);
+            }
+            if privacy {
+                inv.headers.push("Privacy", "id");
+            }
             inv.headers.push("Allow", ALLOW);
             inv.headers.push("User-Agent", self.cfg.user_agent.clone());
             inv.headers.push("Content-Type", "application/sdp");
             inv.body = b_offer.clone().into_bytes();
-            let tx = self.tl.send_request(inv.clone(), binding.source, now);
+            let tx = self.tl.send_request(inv.clone(), to.dest, now);
             let Some(call) = self.calls.get_mut(&cid) else {
                 return false;
             };
@@ -1752,8 +1810,8 @@ impl<M: Media> Engine<M> {
                 call_id: call_id.clone(),
                 local_hdr,
                 remote_hdr,
-                remote_target: binding.contact.clone(),
-                dest: binding.source,
+                remote_target: to.request_uri.clone(),
+                dest: to.dest,
                 invite: inv,
                 tx: tx.clone(),
                 cseq: 1,
@@ -1764,17 +1822,21 @@ impl<M: Media> Engine<M> {
             });
             call.state = CallState::Dialing;
             call.wake_at = timeout.map(|d| now + d);
-            let chan = format!("SIP/{user}-{:08x}", self.next_channel);
+            let chan = match to.tech.as_str() {
+                "SIP" => format!("SIP/{user}-{:08x}", self.next_channel),
+                _ => format!("{user}-{:08x}", self.next_channel),
+            };
             self.next_channel += 1;
             if let Some(call) = self.calls.get_mut(&cid) {
                 call.bill.dstchannel = chan;
             }
             self.by_sip_id.insert(call_id, (cid, LegSide::B));
             self.by_tx.insert(tx, (cid, LegSide::B));
-            self.note(format!(
-                "call {cid}: dialing SIP/{user} at {}",
-                binding.source
-            ));
+            let shown = match to.tech.as_str() {
+                "SIP" => format!("SIP/{user}"),
+                _ => user.clone(),
+            };
+            self.note(format!("call {cid}: dialing {shown} at {}", to.dest));
             return true;
         }
         false
@@ -2026,9 +2088,13 @@ impl<M: Media> Engine<M> {
     // --------------------------------------------------------------- billing
 
     fn channel_name(&mut self, user: &str) -> String {
+        self.channel_name_for("SIP", user)
+    }
+
+    fn channel_name_for(&mut self, tech: &str, user: &str) -> String {
         let n = self.next_channel;
         self.next_channel += 1;
-        format!("SIP/{user}-{n:08x}")
+        format!("{tech}/{user}-{n:08x}")
     }
 
     fn record_of(&self, call: &Call) -> CallRecord {
@@ -2594,6 +2660,7 @@ mod tests {
             user_codecs: HashMap::new(),
             tone_zone: "us".into(),
             sounds: Arc::new(HashMap::new()),
+            gateways: Vec::new(),
         };
         let now = epoch();
         let plan = Arc::new(Dialplan::parse(PLAN, "t.conf").unwrap());

@@ -113,6 +113,7 @@ impl World {
             user_codecs: HashMap::new(),
             tone_zone: "us".into(),
             sounds: Arc::new(HashMap::new()),
+            gateways: Vec::new(),
         };
         let plan = Arc::new(Dialplan::parse(dialplan, "test.conf").unwrap());
         let engine = Engine::new(cfg, plan, media.clone(), [7u8; 32], now, 1_800_000_000);
@@ -476,4 +477,105 @@ fn echo_extension_answers_and_switches_the_session_to_echo() {
         .find(|r| r.method == Method::Bye)
         .expect("BYE on media timeout");
     assert!(bye.headers.get("Reason").unwrap().contains("media timeout"));
+}
+
+const GATEWAY: &str = "127.0.0.1:5999";
+
+fn with_gateway(plan: &str) -> World {
+    let mut w = World::new(plan);
+    w.engine.add_gateway(control::call::Gateway {
+        tech: "H323".into(),
+        addr: addr(GATEWAY),
+        context: "from-gw".into(),
+        codecs: Vec::new(),
+    });
+    w
+}
+
+const GW_PLAN: &str = "[default]\nexten => _9X.,1,Dial(H323/${EXTEN:1}@10.0.0.5,20)\n\
+                        [from-gw]\nexten => _1XXX,1,Dial(SIP/${EXTEN},20)\n";
+
+#[test]
+fn dial_to_a_gateway_technology_goes_to_its_sip_address_with_asserted_identity() {
+    let mut w = with_gateway(GW_PLAN);
+    invite(&mut w, "95551234", "gw-out-1");
+    let reqs = w.take_requests(GATEWAY);
+    assert_eq!(reqs.len(), 1, "one INVITE to the gateway");
+    let inv = &reqs[0];
+    assert_eq!(inv.method, Method::Invite);
+    assert_eq!(inv.uri, format!("sip:5551234%4010.0.0.5@{GATEWAY}"));
+    assert_eq!(inv.from().unwrap().uri.user.as_deref(), Some("1001"));
+    let pai = inv
+        .headers
+        .get("P-Asserted-Identity")
+        .expect("PAI to a gateway");
+    assert!(pai.contains("sip:1001@"), "{pai}");
+    assert!(inv.headers.get("Privacy").is_none());
+    let body = String::from_utf8(inv.body.clone()).unwrap();
+    assert!(body.contains("m=audio 20006 "), "anchored media: {body}");
+    // The gateway's answer bridges the call like any callee's.
+    let mut r200 = Response::for_request(inv, 200);
+    r200.set_to_tag("gw");
+    r200.headers.push("Contact", format!("<sip:gw@{GATEWAY}>"));
+    r200.headers.push("Content-Type", "application/sdp");
+    r200.body = sdp(9100).into_bytes();
+    w.engine
+        .handle_datagram(&r200.to_bytes(), addr(GATEWAY), w.now);
+    w.flush();
+    assert!(w.take_responses(PHONE_A).iter().any(|r| r.code == 200));
+    assert!(w
+        .media
+        .0
+        .borrow()
+        .remotes
+        .contains(&(SessionId(1), Side::B, addr("127.0.0.1:9100"))));
+    let calls = w.engine.calls_info(w.now);
+    assert_eq!(calls.len(), 1);
+}
+
+#[test]
+fn gateway_call_in_is_trusted_and_privacy_hides_the_caller_from_a_phone() {
+    let mut w = with_gateway(GW_PLAN);
+    assert_eq!(register(&mut w, "1002", "pw1002", PHONE_B), 200);
+    let head = "INVITE sip:1002@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bKgwin1\r\n\
+         Max-Forwards: 70\r\nFrom: \"Anonymous\" <sip:anonymous@anonymous.invalid>;tag=gw1\r\n\
+         To: <sip:1002@127.0.0.1:5060>\r\nCall-ID: gw-in-1\r\nCSeq: 1 INVITE\r\n\
+         Contact: <sip:gw@127.0.0.1:5999>\r\nP-Asserted-Identity: <sip:5551234@127.0.0.1:5999>\r\n\
+         Privacy: id\r\n"
+        .to_string();
+    w.send(GATEWAY, &with_body(head, &sdp(9200)));
+    let resp = w.take_responses(GATEWAY);
+    assert!(
+        resp.iter().all(|r| r.code != 407 && r.code != 401),
+        "a gateway is not challenged: {:?}",
+        resp.iter().map(|r| r.code).collect::<Vec<_>>()
+    );
+    let reqs = w.take_requests(PHONE_B);
+    assert_eq!(reqs.len(), 1, "the call reaches the registered phone");
+    let inv = &reqs[0];
+    let from = inv.from().unwrap();
+    assert_eq!(
+        from.uri.user.as_deref(),
+        Some("anonymous"),
+        "privacy applied"
+    );
+    assert!(
+        inv.headers.get("P-Asserted-Identity").is_none(),
+        "no asserted identity outside the trust domain"
+    );
+    assert_eq!(inv.headers.get("Privacy"), Some("id"));
+    // The record keeps the real number (asserted by the trusted gateway).
+    let calls = w.engine.calls_info(w.now);
+    assert_eq!(calls.len(), 1);
+    let shown = format!("{:?}", calls[0]);
+    assert!(shown.contains("5551234"), "{shown}");
+
+    // The same INVITE from anywhere else is challenged.
+    let head = "INVITE sip:1002@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:6100;branch=z9hG4bKgwin2\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:5551234@127.0.0.1>;tag=x1\r\nTo: <sip:1002@127.0.0.1:5060>\r\n\
+         Call-ID: gw-in-2\r\nCSeq: 1 INVITE\r\nContact: <sip:x@127.0.0.1:6100>\r\n"
+        .to_string();
+    w.send("127.0.0.1:6100", &with_body(head, &sdp(9300)));
+    let resp = w.take_responses("127.0.0.1:6100");
+    assert_eq!(resp.last().map(|r| r.code), Some(407));
 }
