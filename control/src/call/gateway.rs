@@ -146,7 +146,7 @@ mod tests {
 
     #[test]
     fn privacy_tokens() {
-        let mut r = Request::new(crate::sip::Method::Invite, "sip:1@x".into());
+        let mut r = Request::new(crate::sip::Method::Invite, "sip:1@x");
         assert!(!wants_privacy(&r));
         r.headers.push("Privacy", "none");
         assert!(!wants_privacy(&r));
@@ -156,7 +156,7 @@ mod tests {
 
     #[test]
     fn asserted_identity_user() {
-        let mut r = Request::new(crate::sip::Method::Invite, "sip:1@x".into());
+        let mut r = Request::new(crate::sip::Method::Invite, "sip:1@x");
         assert_eq!(asserted_user(&r), None);
         r.headers
             .push("P-Asserted-Identity", "\"Ann\" <sip:5551234@gw.example>");
