@@ -158,9 +158,9 @@ impl Channel {
             channo,
             what: "block",
             len: block,
-            allowed: "8..=8192, a multiple of 8".into(),
+            allowed: "16..=8192, a multiple of 8".into(),
         };
-        if !(8..=8192).contains(&block) || block % 8 != 0 {
+        if !(16..=8192).contains(&block) || block % 8 != 0 {
             return Err(bad_block());
         }
         let bufsize = i32::try_from(block).map_err(|_| bad_block())?;
@@ -416,7 +416,7 @@ mod tests {
 
     #[test]
     fn bad_block_sizes_are_refused_before_any_syscall() {
-        for block in [0, 7, 12, 8200] {
+        for block in [0, 8, 12, 8200] {
             let e = Channel::open_bearer_at(Path::new("/nonexistent"), 1, block, 4).unwrap_err();
             assert!(
                 matches!(e, ChannelError::BadLength { len, .. } if len == block),

@@ -10,6 +10,9 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use super::abi::{self, req, BufferInfo, Params, SpanInfo};
 
+/// `poll(2)` bits for [`poll`] (data to read, room to write, DAHDI event).
+pub use libc::{POLLIN, POLLOUT, POLLPRI};
+
 fn check(rc: libc::c_int) -> io::Result<()> {
     if rc < 0 {
         Err(io::Error::last_os_error())
