@@ -350,11 +350,7 @@ fn run_call(a: &Args) -> Result<u8, String> {
     let mut buf = vec![0u8; a.block.max(8192)];
     loop {
         // D-channel: send what the stack has queued.
-        loop {
-            let f = match pending.take().or_else(|| pri.poll_transmit()) {
-                Some(f) => f,
-                None => break,
-            };
+        while let Some(f) = pending.take().or_else(|| pri.poll_transmit()) {
             if d.write_frame(&f).map_err(|e| e.to_string())? {
                 event("frame", frame_json("tx", &f), t0);
             } else {

@@ -160,7 +160,7 @@ impl Channel {
             len: block,
             allowed: "16..=8192, a multiple of 8".into(),
         };
-        if !(16..=8192).contains(&block) || block % 8 != 0 {
+        if !(16..=8192).contains(&block) || !block.is_multiple_of(8) {
             return Err(bad_block());
         }
         let bufsize = i32::try_from(block).map_err(|_| bad_block())?;
