@@ -39,6 +39,14 @@ if ! python3 -c 'import numpy, pesq' >/dev/null 2>&1; then
     python3 -m pip install -q numpy pesq >/dev/null 2>&1 || echo "   (pesq unavailable: PESQ checks fall back or skip)"
 fi
 
+if [ "${CI:-}" = true ] || [ -n "${TANDEM_DAHDI_QEMU:-}" ]; then
+    # Real DAHDI kernel in qemu for control/tests/dahdi_qemu.rs: packages,
+    # DKMS modules, kernel image, pri-peer (minutes the first time, then <1 s).
+    echo "== DAHDI qemu rig (../shared/peers/dahdi-qemu)"
+    $SUDO ../shared/peers/dahdi-qemu/run-in-guest.sh --prepare ||
+        echo "   (DAHDI qemu rig unavailable: dahdi_qemu skips)"
+fi
+
 echo "== build"
 cargo build --workspace --release --all-targets
 

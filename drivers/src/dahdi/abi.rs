@@ -56,6 +56,18 @@ pub mod event {
 pub const ELAST: i32 = 500;
 /// Signalling type of a `dchan=` channel (HDLC with FCS).
 pub const SIG_HDLCFCS: i32 = 0x380;
+/// Signalling type of a clear channel (`bchan=`/`clear=`).
+pub const SIG_CLEAR: i32 = 0x80;
+/// Signalling type of a `hardhdlc=` channel (the card does HDLC).
+pub const SIG_HARDHDLC: i32 = 0x8_0080;
+/// Buffer policy: start playing/recording at once.
+pub const POLICY_IMMEDIATE: i32 = 0;
+/// Buffer policy: start when every buffer is full.
+pub const POLICY_WHEN_FULL: i32 = 1;
+/// Most buffers per direction (`numbufs`).
+pub const MAX_NUM_BUFS: i32 = 32;
+/// Most buffer space per direction (`numbufs * bufsize`).
+pub const MAX_BUF_SPACE: i32 = 32768;
 /// Span alarm bits.
 pub mod alarm {
     #![allow(missing_docs)]

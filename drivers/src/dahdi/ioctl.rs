@@ -10,6 +10,9 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 
 use super::abi::{self, req, BufferInfo, Params, SpanInfo};
 
+/// `poll(2)` bits for [`poll`] (data to read, room to write, DAHDI event).
+pub use libc::{POLLIN, POLLOUT, POLLPRI};
+
 fn check(rc: libc::c_int) -> io::Result<()> {
     if rc < 0 {
         Err(io::Error::last_os_error())
@@ -92,6 +95,53 @@ pub fn set_bufinfo(fd: BorrowedFd<'_>, bi: &BufferInfo) -> io::Result<()> {
     check(rc)
 }
 
+/// DAHDI_CHANNO: the channel number this fd is bound to.
+pub fn chan_no(fd: BorrowedFd<'_>) -> io::Result<i32> {
+    int_arg(fd, req::CHANNO, 0)
+}
+
+/// DAHDI_GET_BUFINFO: the fd's buffer policy, sizes and fill levels.
+pub fn get_bufinfo(fd: BorrowedFd<'_>) -> io::Result<BufferInfo> {
+    let mut b = BufferInfo::default();
+    // SAFETY: GET_BUFINFO is _IOR with size 24 == size_of::<BufferInfo>()
+    // (checked in abi's tests); `b` is a live, writable #[repr(C)] value.
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            req::GET_BUFINFO as _,
+            &mut b as *mut BufferInfo,
+        )
+    };
+    check(rc)?;
+    Ok(b)
+}
+
+/// `poll(2)` over DAHDI (or any) descriptors: `fds` pairs a descriptor with
+/// the `POLL*` bits wanted; returns the `revents` of each, in order.
+/// `timeout_ms` < 0 waits forever. EINTR is reported as no readiness.
+pub fn poll(fds: &[(BorrowedFd<'_>, i16)], timeout_ms: i32) -> io::Result<Vec<i16>> {
+    let mut p: Vec<libc::pollfd> = fds
+        .iter()
+        .map(|(fd, events)| libc::pollfd {
+            fd: fd.as_raw_fd(),
+            events: *events,
+            revents: 0,
+        })
+        .collect();
+    // SAFETY: `p` is a live Vec of `p.len()` initialised pollfd structs that
+    // the kernel reads and whose `revents` it writes; every fd is borrowed for
+    // the call, so none can be closed meanwhile.
+    let rc = unsafe { libc::poll(p.as_mut_ptr(), p.len() as libc::nfds_t, timeout_ms) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(vec![0; p.len()]);
+        }
+        return Err(e);
+    }
+    Ok(p.iter().map(|x| x.revents).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -103,5 +153,17 @@ mod tests {
         let e = specify(f.as_fd(), 1).unwrap_err();
         assert!(e.raw_os_error().is_some());
         assert!(get_params(f.as_fd()).is_err());
+        assert!(get_bufinfo(f.as_fd()).is_err());
+        assert!(chan_no(f.as_fd()).is_err());
+    }
+
+    #[test]
+    fn poll_reports_readiness_in_order() {
+        let f = std::fs::File::open("/dev/null").unwrap();
+        let g = std::fs::File::open("/dev/zero").unwrap();
+        let r = poll(&[(f.as_fd(), libc::POLLIN), (g.as_fd(), libc::POLLIN)], 0).unwrap();
+        assert_eq!(r.len(), 2);
+        assert!(r.iter().all(|x| x & libc::POLLIN != 0));
+        assert!(poll(&[], 0).unwrap().is_empty());
     }
 }

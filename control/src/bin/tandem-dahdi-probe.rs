@@ -1,0 +1,697 @@
+//! `tandem-dahdi-probe`: Tandem's PRI stack on a real DAHDI span.
+//!
+//! Two modes, both printing one JSON object per line on stdout:
+//!
+//! - `call`: opens a D-channel (`/dev/dahdi/channel` + DAHDI_SPECIFY, HDLC
+//!   with FCS, 32 × 1024 buffers) through `drivers::dahdi::Channel`, runs
+//!   `control::isdn::Pri` as the user (CPE) side over it, places one call,
+//!   and once it is answered opens the B-channel the exchange assigned,
+//!   writes an A-law chirp (300 → 3400 Hz) on it, listens for the far end's
+//!   chirp (3400 → 300 Hz) coming back, clears the call with cause 16 and
+//!   waits for the release.
+//! - `listen`: opens clear channels (by default every B-channel of span 1),
+//!   records them, reports on which channel the rising chirp arrived and
+//!   whether it arrived octet for octet, and answers with the falling chirp
+//!   on that channel.
+//!
+//! Exit status: 0 everything expected happened, 1 an expectation failed
+//! (audio damaged, call rejected), 2 timeout, 3 usage or device error.
+//! Used by `control/tests/dahdi_qemu.rs` inside the dahdi-qemu guest.
+
+use std::io::Write;
+use std::os::fd::AsFd;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use control::isdn::lapd::{Frame, Kind};
+use control::isdn::{CallId, Pri, PriEvent, SetupRequest, Side};
+use control::q931::Message;
+use dataplane::codec::g711::{alaw_to_linear, linear_to_alaw};
+use drivers::dahdi::{abi, ioctl, Channel};
+use serde_json::{json, Value};
+
+/// Samples of each chirp (2 s).
+const CHIRP_SAMPLES: usize = 16_000;
+/// Octets that must match exactly to fix the alignment.
+const SYNC: usize = 32;
+/// Transmit buffers per B-channel.
+const BUFS: i32 = 32;
+/// Pause after link-up before SETUP: the far end may still be re-establishing
+/// after a SABME lost before we opened the channel (see pri-peer's README).
+const SETTLE: Duration = Duration::from_millis(1500);
+
+#[expect(
+    clippy::disallowed_methods,
+    reason = "edge binary: it drives the sans-IO stack with the real clock"
+)]
+fn now() -> Instant {
+    Instant::now()
+}
+
+/// When `octets` written from `started` on (the last block queued at
+/// `done`, with up to [`BUFS`] blocks of `block` octets buffered) have
+/// left the kernel's transmit buffers, with a margin.
+fn drained_at(started: Instant, done: Instant, block: usize, octets: usize) -> Instant {
+    let ms = |n: usize| Duration::from_millis(n as u64 / 8);
+    let margin = Duration::from_millis(400);
+    (started + ms(octets)).max(done + ms(block * BUFS as usize)) + margin
+}
+
+fn emit(v: Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{v}");
+    let _ = out.flush();
+}
+
+fn event(ev: &str, mut extra: Value, t0: Instant) {
+    if let Some(m) = extra.as_object_mut() {
+        m.insert("ev".into(), ev.into());
+        m.insert(
+            "ts".into(),
+            json!(((now() - t0).as_secs_f64() * 1000.0).round() / 1000.0),
+        );
+    }
+    emit(extra);
+}
+
+/// A linear chirp from `f0` to `f1` Hz over `n` samples at 8 kHz, A-law.
+/// Starts at a cosine peak so that its first octets are far from idle.
+fn chirp(n: usize, f0: f64, f1: f64) -> Vec<u8> {
+    let mut phase = 0.0f64;
+    (0..n)
+        .map(|i| {
+            let f = f0 + (f1 - f0) * i as f64 / n as f64;
+            let x = 12_000.0 * phase.cos();
+            phase += 2.0 * std::f64::consts::PI * f / 8000.0;
+            linear_to_alaw(x as i16)
+        })
+        .collect()
+}
+
+/// Looks for a known pattern in a recorded stream: aligns on its first
+/// [`SYNC`] octets, then compares the whole pattern.
+#[derive(Debug)]
+struct Detector {
+    pattern: Vec<u8>,
+    rec: Vec<u8>,
+    start: Option<usize>,
+    scanned: usize,
+}
+
+/// What a [`Detector`] found.
+#[derive(Debug, Clone, PartialEq)]
+struct Found {
+    offset: usize,
+    mismatches: usize,
+    first_mismatch: Option<usize>,
+    correlation: f64,
+}
+
+impl Detector {
+    fn new(pattern: Vec<u8>) -> Self {
+        Self {
+            pattern,
+            rec: Vec::new(),
+            start: None,
+            scanned: 0,
+        }
+    }
+
+    /// Appends received octets; true once the pattern's start was seen.
+    fn push(&mut self, data: &[u8]) -> bool {
+        self.rec.extend_from_slice(data);
+        if self.start.is_none() && self.rec.len() >= SYNC {
+            let head = &self.pattern[..SYNC];
+            let last = self.rec.len() - SYNC;
+            self.start = (self.scanned..=last).find(|&i| &self.rec[i..i + SYNC] == head);
+            self.scanned = last + 1;
+        }
+        self.start.is_some()
+    }
+
+    fn started(&self) -> bool {
+        self.start.is_some()
+    }
+
+    /// The comparison, once the whole pattern length was recorded.
+    fn result(&self) -> Option<Found> {
+        let s = self.start?;
+        let got = self.rec.get(s..s + self.pattern.len())?;
+        let diff: Vec<usize> = got
+            .iter()
+            .zip(&self.pattern)
+            .enumerate()
+            .filter(|(_, (a, b))| a != b)
+            .map(|(i, _)| i)
+            .collect();
+        let (mut xy, mut xx, mut yy) = (0f64, 0f64, 0f64);
+        for (&a, &b) in got.iter().zip(&self.pattern) {
+            let (x, y) = (f64::from(alaw_to_linear(a)), f64::from(alaw_to_linear(b)));
+            xy += x * y;
+            xx += x * x;
+            yy += y * y;
+        }
+        let correlation = if xx > 0.0 && yy > 0.0 {
+            xy / (xx * yy).sqrt()
+        } else {
+            0.0
+        };
+        Some(Found {
+            offset: s,
+            mismatches: diff.len(),
+            first_mismatch: diff.first().copied(),
+            correlation,
+        })
+    }
+}
+
+fn found_json(f: &Found, octets: usize) -> Value {
+    json!({
+        "offset": f.offset,
+        "octets": octets,
+        "mismatches": f.mismatches,
+        "first_mismatch": f.first_mismatch,
+        "correlation": (f.correlation * 1e6).round() / 1e6,
+        "intact": f.mismatches == 0,
+    })
+}
+
+fn kind_name(k: &Kind) -> &'static str {
+    match k {
+        Kind::I { .. } => "I",
+        Kind::Rr { .. } => "RR",
+        Kind::Rnr { .. } => "RNR",
+        Kind::Rej { .. } => "REJ",
+        Kind::Sabme { .. } => "SABME",
+        Kind::Ua { .. } => "UA",
+        Kind::Disc { .. } => "DISC",
+        Kind::Dm { .. } => "DM",
+        Kind::Frmr { .. } => "FRMR",
+        Kind::Ui { .. } => "UI",
+        Kind::Xid { .. } => "XID",
+        Kind::Other(_) => "other",
+    }
+}
+
+fn frame_json(dir: &str, bytes: &[u8]) -> Value {
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut v = json!({"dir": dir, "len": bytes.len(), "hex": hex});
+    if let Ok(f) = Frame::parse(bytes) {
+        v["kind"] = kind_name(&f.kind).into();
+        v["cr"] = f.cr.into();
+        if let Some(info) = f.info() {
+            if let Ok(m) = Message::parse(info) {
+                v["q931"] = format!("{:?}", m.msg_type).into();
+            }
+        }
+    }
+    v
+}
+
+#[derive(Debug)]
+struct Args {
+    mode: String,
+    dchan: i32,
+    bchan_base: i32,
+    chans: Vec<i32>,
+    called: String,
+    calling: String,
+    timeout: Duration,
+    block: usize,
+}
+
+fn parse_chans(s: &str) -> Result<Vec<i32>, String> {
+    let mut v = Vec::new();
+    for part in s.split(',') {
+        let (a, b) = part.split_once('-').unwrap_or((part, part));
+        let a: i32 = a.trim().parse().map_err(|_| format!("bad channel {a:?}"))?;
+        let b: i32 = b.trim().parse().map_err(|_| format!("bad channel {b:?}"))?;
+        if a < 1 || b < a || b > 1024 {
+            return Err(format!("bad channel range {part:?}"));
+        }
+        v.extend(a..=b);
+    }
+    Ok(v)
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut it = std::env::args().skip(1);
+    let mode = it
+        .next()
+        .ok_or("usage: tandem-dahdi-probe call|listen [options]")?;
+    if mode != "call" && mode != "listen" {
+        return Err(format!("unknown mode {mode:?} (call or listen)"));
+    }
+    let mut a = Args {
+        mode,
+        dchan: 47,
+        bchan_base: 31,
+        chans: parse_chans("1-15,17-31")?,
+        called: "5551234".into(),
+        calling: "2000".into(),
+        timeout: Duration::from_secs(40),
+        block: 160,
+    };
+    while let Some(opt) = it.next() {
+        let val = it.next().ok_or(format!("{opt} needs a value"))?;
+        let num = |v: &str| {
+            v.parse::<i32>()
+                .map_err(|_| format!("{opt}: bad number {v:?}"))
+        };
+        match opt.as_str() {
+            "--dchan" => a.dchan = num(&val)?,
+            "--bchan-base" => a.bchan_base = num(&val)?,
+            "--chans" => a.chans = parse_chans(&val)?,
+            "--called" => a.called = val,
+            "--calling" => a.calling = val,
+            "--timeout" => a.timeout = Duration::from_secs(num(&val)?.max(1) as u64),
+            "--block" => a.block = num(&val)?.max(8) as usize,
+            _ => return Err(format!("unknown option {opt}")),
+        }
+    }
+    Ok(a)
+}
+
+fn main() -> ExitCode {
+    let args = match parse_args() {
+        Ok(a) => a,
+        Err(e) => {
+            emit(json!({"ev": "error", "error": e}));
+            return ExitCode::from(3);
+        }
+    };
+    let r = if args.mode == "call" {
+        run_call(&args)
+    } else {
+        run_listen(&args)
+    };
+    match r {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            emit(json!({"ev": "error", "error": e}));
+            ExitCode::from(3)
+        }
+    }
+}
+
+fn channel_json(ch: &Channel) -> Value {
+    let p = ch.params();
+    json!({"channel": p.channo, "span": p.spanno, "chanpos": p.chanpos,
+           "sigtype": format!("{:#x}", p.sigtype)})
+}
+
+fn report_events(ch: &mut Channel, t0: Instant) {
+    while let Some(e) = ch.poll_event() {
+        let name = match e {
+            abi::event::ABORT => "abort",
+            abi::event::OVERRUN => "overrun",
+            abi::event::BADFCS => "bad_fcs",
+            abi::event::ALARM => "alarm",
+            abi::event::NOALARM => "no_alarm",
+            _ => "other",
+        };
+        event(
+            "dahdi_event",
+            json!({"channel": ch.channo(), "code": e, "name": name}),
+            t0,
+        );
+    }
+}
+
+/// The call in progress on the user side.
+#[derive(Debug, Default)]
+struct CallRun {
+    call: Option<CallId>,
+    link_up_at: Option<Instant>,
+    connected_at: Option<Instant>,
+    bearer: Option<Channel>,
+    tx_pos: usize,
+    tx_started_at: Option<Instant>,
+    tx_done_at: Option<Instant>,
+    hangup_sent: bool,
+    released: Option<(u8, Instant)>,
+    rx: Option<Detector>,
+    rx_reported: bool,
+    rx_intact: bool,
+    failed: Vec<String>,
+}
+
+fn run_call(a: &Args) -> Result<u8, String> {
+    let t0 = now();
+    let deadline = t0 + a.timeout;
+    let mut d = Channel::open_dchannel(a.dchan).map_err(|e| e.to_string())?;
+    event("dahdi_channel", channel_json(&d), t0);
+    let mut pri = Pri::new(Side::User);
+    pri.start(now());
+    let mut run = CallRun::default();
+    let up = chirp(CHIRP_SAMPLES, 300.0, 3400.0);
+    let down = chirp(CHIRP_SAMPLES, 3400.0, 300.0);
+    let mut pending: Option<Vec<u8>> = None;
+    let mut buf = vec![0u8; a.block.max(8192)];
+    loop {
+        // D-channel: send what the stack has queued.
+        while let Some(f) = pending.take().or_else(|| pri.poll_transmit()) {
+            if d.write_frame(&f).map_err(|e| e.to_string())? {
+                event("frame", frame_json("tx", &f), t0);
+            } else {
+                pending = Some(f);
+                break;
+            }
+        }
+        report_events(&mut d, t0);
+        while let Some(ev) = pri.poll_event() {
+            on_pri_event(&ev, &mut pri, &mut run, a, t0)?;
+        }
+        let t = now();
+        if t >= deadline {
+            event("timeout", json!({"after_s": a.timeout.as_secs()}), t0);
+            return Ok(2);
+        }
+        // Place the call once the link has settled.
+        if run.call.is_none() && run.link_up_at.is_some_and(|u| t >= u + SETTLE) {
+            let req = SetupRequest::new(&a.called, Some(&a.calling));
+            let call = pri.setup(&req, t).map_err(|e| e.to_string())?;
+            run.call = Some(call);
+            event(
+                "setup",
+                json!({"dir": "tx", "called": a.called, "calling": a.calling}),
+                t0,
+            );
+            continue;
+        }
+        // B-channel: write the rising chirp, look for the falling one.
+        if let Some(b) = run.bearer.as_mut() {
+            while run.tx_pos < up.len() {
+                let end = (run.tx_pos + a.block).min(up.len());
+                let mut blk = up[run.tx_pos..end].to_vec();
+                blk.resize(a.block, 0xD5);
+                if !b.write_block(&blk).map_err(|e| e.to_string())? {
+                    break;
+                }
+                run.tx_pos = end;
+                run.tx_started_at.get_or_insert(t);
+                if run.tx_pos == up.len() {
+                    run.tx_done_at = Some(t);
+                    event(
+                        "audio_tx",
+                        json!({"channel": b.channo(), "octets": up.len(),
+                        "pattern": "chirp 300-3400 Hz"}),
+                        t0,
+                    );
+                }
+            }
+            while let Some(n) = b.read_block(&mut buf).map_err(|e| e.to_string())? {
+                if let Some(det) = run.rx.as_mut() {
+                    det.push(&buf[..n]);
+                }
+            }
+            report_events(b, t0);
+            if let (Some(det), false) = (run.rx.as_ref(), run.rx_reported) {
+                if let Some(f) = det.result() {
+                    run.rx_reported = true;
+                    run.rx_intact = f.mismatches == 0;
+                    let mut v = found_json(&f, down.len());
+                    v["channel"] = b.channo().into();
+                    v["pattern"] = "chirp 3400-300 Hz".into();
+                    event("audio_rx", v, t0);
+                }
+            }
+        }
+        // Clear once both chirps are through (or the return one is late),
+        // leaving the transmit buffers time to drain.
+        if let (Some(call), Some(conn), false) = (run.call, run.connected_at, run.hangup_sent) {
+            let tx_drained = match (run.tx_started_at, run.tx_done_at) {
+                (Some(s), Some(d)) => t >= drained_at(s, d, a.block, up.len()),
+                _ => false,
+            };
+            let rx_over = run.rx_reported || t >= conn + Duration::from_secs(12);
+            if tx_drained && rx_over {
+                if !run.rx_reported {
+                    run.failed.push("the far end's chirp never arrived".into());
+                    event(
+                        "audio_rx",
+                        json!({"intact": false, "error": "not received"}),
+                        t0,
+                    );
+                }
+                pri.hangup(call, 16, t).map_err(|e| e.to_string())?;
+                run.hangup_sent = true;
+                event("disconnect", json!({"dir": "tx", "cause": 16}), t0);
+                continue;
+            }
+        }
+        // Done: release seen and a moment for the last frames.
+        if let Some((_, at)) = run.released {
+            run.bearer = None;
+            if t >= at + Duration::from_millis(500) {
+                break;
+            }
+        }
+        // Wait for the D-channel, the B-channel or the next timer.
+        let mut wait = pri.poll_timeout().map_or(Duration::from_millis(100), |x| {
+            x.saturating_duration_since(t)
+        });
+        wait = wait.min(Duration::from_millis(100));
+        if run.link_up_at.is_some() && run.call.is_none() {
+            wait = wait.min(Duration::from_millis(20));
+        }
+        let mut fds = vec![(
+            d.as_fd(),
+            ioctl::POLLIN | ioctl::POLLPRI | if pending.is_some() { ioctl::POLLOUT } else { 0 },
+        )];
+        if let Some(b) = run.bearer.as_ref() {
+            let out = if run.tx_pos < up.len() {
+                ioctl::POLLOUT
+            } else {
+                0
+            };
+            fds.push((b.as_fd(), ioctl::POLLIN | ioctl::POLLPRI | out));
+        }
+        let wait_ms = i32::try_from(wait.as_millis()).unwrap_or(100).max(1);
+        let rev = ioctl::poll(&fds, wait_ms).map_err(|e| format!("poll: {e}"))?;
+        drop(fds);
+        if rev.first().is_some_and(|r| r & ioctl::POLLPRI != 0) {
+            d.fetch_events().map_err(|e| e.to_string())?;
+        }
+        loop {
+            match d.read_frame() {
+                Ok(Some(f)) => {
+                    event("frame", frame_json("rx", &f), t0);
+                    pri.handle_frame(&f, now());
+                }
+                Ok(None) => break,
+                Err(e) => event("dchan_error", json!({"error": e.to_string()}), t0),
+            }
+        }
+        let t = now();
+        if pri.poll_timeout().is_some_and(|x| x <= t) {
+            pri.handle_timeout(t);
+        }
+    }
+    let st = d.stats();
+    let ok = run.failed.is_empty() && run.rx_intact && run.released.is_some_and(|(c, _)| c == 16);
+    event(
+        "done",
+        json!({"ok": ok, "failures": run.failed, "dchan_rx_frames": st.rx,
+               "dchan_tx_frames": st.tx, "dchan_events": st.events}),
+        t0,
+    );
+    Ok(if ok { 0 } else { 1 })
+}
+
+fn on_pri_event(
+    ev: &PriEvent,
+    pri: &mut Pri,
+    run: &mut CallRun,
+    a: &Args,
+    t0: Instant,
+) -> Result<(), String> {
+    match ev {
+        PriEvent::LinkUp => {
+            run.link_up_at.get_or_insert_with(now);
+            event("dchan_up", json!({}), t0);
+        }
+        PriEvent::LinkDown => event("dchan_down", json!({}), t0),
+        PriEvent::Proceeding { channel, .. } => {
+            event("proceeding", json!({"channel": channel}), t0)
+        }
+        PriEvent::Alerting { .. } => event("alerting", json!({}), t0),
+        PriEvent::Answer { call } if Some(*call) == run.call => {
+            let ts = pri.channel(*call).ok_or("CONNECT without a B-channel")?;
+            let channo = a.bchan_base + i32::from(ts);
+            let b = Channel::open_bearer(channo, a.block, BUFS).map_err(|e| e.to_string())?;
+            let mut v = channel_json(&b);
+            v["timeslot"] = ts.into();
+            event("connect", v, t0);
+            run.bearer = Some(b);
+            run.connected_at = Some(now());
+            run.rx = Some(Detector::new(chirp(CHIRP_SAMPLES, 3400.0, 300.0)));
+        }
+        PriEvent::Release { call, cause } if Some(*call) == run.call => {
+            if !run.hangup_sent {
+                run.failed
+                    .push(format!("the network cleared the call, cause {cause}"));
+            }
+            run.released = Some((*cause, now()));
+            event("release", json!({"cause": cause}), t0);
+        }
+        PriEvent::ProtocolError(e) => event("protocol_error", json!({"error": e}), t0),
+        other => event("pri_event", json!({"event": format!("{other:?}")}), t0),
+    }
+    Ok(())
+}
+
+/// One listened channel.
+#[derive(Debug)]
+struct Listened {
+    ch: Channel,
+    det: Detector,
+}
+
+fn run_listen(a: &Args) -> Result<u8, String> {
+    let t0 = now();
+    let deadline = t0 + a.timeout;
+    let mut chans = Vec::new();
+    for &c in &a.chans {
+        let ch = Channel::open_bearer(c, a.block, BUFS).map_err(|e| e.to_string())?;
+        chans.push(Listened {
+            ch,
+            det: Detector::new(chirp(CHIRP_SAMPLES, 300.0, 3400.0)),
+        });
+    }
+    event(
+        "listening",
+        json!({"channels": a.chans, "block": a.block}),
+        t0,
+    );
+    let back = chirp(CHIRP_SAMPLES, 3400.0, 300.0);
+    let mut answer: Option<usize> = None; // index into chans
+    let mut tx_pos = 0usize;
+    let mut tx_started_at: Option<Instant> = None;
+    let mut tx_done_at: Option<Instant> = None;
+    let mut result: Option<Found> = None;
+    let mut buf = vec![0u8; a.block];
+    loop {
+        let t = now();
+        if t >= deadline {
+            event("timeout", json!({"after_s": a.timeout.as_secs()}), t0);
+            return Ok(2);
+        }
+        let drained = match (tx_started_at, tx_done_at) {
+            (Some(s), Some(d)) => t >= drained_at(s, d, a.block, back.len()),
+            _ => false,
+        };
+        if result.is_some() && drained {
+            break;
+        }
+        let fds: Vec<_> = chans
+            .iter()
+            .enumerate()
+            .map(|(i, l)| {
+                let out = if answer == Some(i) && tx_pos < back.len() {
+                    ioctl::POLLOUT
+                } else {
+                    0
+                };
+                (l.ch.as_fd(), ioctl::POLLIN | ioctl::POLLPRI | out)
+            })
+            .collect();
+        let rev = ioctl::poll(&fds, 100).map_err(|e| format!("poll: {e}"))?;
+        drop(fds);
+        for (i, r) in rev.iter().enumerate() {
+            if *r == 0 {
+                continue;
+            }
+            let l = &mut chans[i];
+            while let Some(n) = l.ch.read_block(&mut buf).map_err(|e| e.to_string())? {
+                l.det.push(&buf[..n]);
+            }
+            report_events(&mut l.ch, t0);
+            if answer.is_none() && l.det.started() {
+                answer = Some(i);
+                event("audio_start", json!({"channel": l.ch.channo()}), t0);
+            }
+        }
+        if let Some(i) = answer {
+            let l = &mut chans[i];
+            if result.is_none() {
+                if let Some(f) = l.det.result() {
+                    let mut v = found_json(&f, CHIRP_SAMPLES);
+                    v["channel"] = l.ch.channo().into();
+                    v["pattern"] = "chirp 300-3400 Hz".into();
+                    event("audio_rx", v, t0);
+                    result = Some(f);
+                }
+            }
+            while tx_pos < back.len() {
+                let end = (tx_pos + a.block).min(back.len());
+                let mut blk = back[tx_pos..end].to_vec();
+                blk.resize(a.block, 0xD5);
+                if !l.ch.write_block(&blk).map_err(|e| e.to_string())? {
+                    break;
+                }
+                tx_pos = end;
+                tx_started_at.get_or_insert(t);
+                if tx_pos == back.len() {
+                    tx_done_at = Some(now());
+                    event(
+                        "audio_tx",
+                        json!({"channel": l.ch.channo(), "octets": back.len(),
+                        "pattern": "chirp 3400-300 Hz"}),
+                        t0,
+                    );
+                }
+            }
+        }
+    }
+    let others: Vec<i32> = chans
+        .iter()
+        .enumerate()
+        .filter(|(i, l)| Some(*i) != answer && l.det.started())
+        .map(|(_, l)| l.ch.channo())
+        .collect();
+    let ok = result.as_ref().is_some_and(|f| f.mismatches == 0) && others.is_empty();
+    event("done", json!({"ok": ok, "chirp_also_on": others}), t0);
+    Ok(if ok { 0 } else { 1 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detector_aligns_and_counts_damage() {
+        let p = chirp(4000, 300.0, 3400.0);
+        let mut d = Detector::new(p.clone());
+        d.push(&[0xD5; 1234]);
+        assert!(!d.started());
+        for c in p.chunks(160) {
+            d.push(c);
+        }
+        let f = d.result().unwrap();
+        assert_eq!((f.offset, f.mismatches), (1234, 0));
+        assert!((f.correlation - 1.0).abs() < 1e-9);
+        let mut q = vec![0x55; 77];
+        q.extend_from_slice(&p);
+        q[77 + 1000] ^= 0x80;
+        let mut d = Detector::new(p);
+        d.push(&q[..50]);
+        d.push(&q[50..]);
+        let f = d.result().unwrap();
+        assert_eq!(
+            (f.offset, f.mismatches, f.first_mismatch),
+            (77, 1, Some(1000))
+        );
+        assert!(f.correlation < 0.9999);
+    }
+
+    #[test]
+    fn chirps_do_not_start_like_idle_and_differ() {
+        let up = chirp(CHIRP_SAMPLES, 300.0, 3400.0);
+        let down = chirp(CHIRP_SAMPLES, 3400.0, 300.0);
+        assert!(up[..SYNC].iter().all(|&b| b != 0xD5 && b != 0x55));
+        assert_ne!(up[..SYNC], down[..SYNC]);
+        assert!(parse_chans("1-15,17-31").unwrap().len() == 30);
+        assert!(parse_chans("3-1").is_err());
+    }
+}
