@@ -88,6 +88,7 @@ fn to_i16(v: &[f32]) -> Vec<i16> {
 trait Canceller {
     fn process(&mut self, far: &[i16], near: &[i16], out: &mut [i16]);
     fn stats(&self) -> EcStats;
+    fn is_tone_disabled(&self) -> bool;
 }
 impl Canceller for EchoCanceller {
     fn process(&mut self, far: &[i16], near: &[i16], out: &mut [i16]) {
@@ -96,6 +97,9 @@ impl Canceller for EchoCanceller {
     fn stats(&self) -> EcStats {
         EchoCanceller::stats(self)
     }
+    fn is_tone_disabled(&self) -> bool {
+        EchoCanceller::is_tone_disabled(self)
+    }
 }
 impl Canceller for FdafEchoCanceller {
     fn process(&mut self, far: &[i16], near: &[i16], out: &mut [i16]) {
@@ -103,6 +107,9 @@ impl Canceller for FdafEchoCanceller {
     }
     fn stats(&self) -> EcStats {
         FdafEchoCanceller::stats(self)
+    }
+    fn is_tone_disabled(&self) -> bool {
+        FdafEchoCanceller::is_tone_disabled(self)
     }
 }
 
@@ -187,6 +194,13 @@ fn speech() -> Option<(Vec<f32>, Vec<f32>)> {
 }
 
 const NOISE_DBM0: f32 = -70.0;
+// The FDAF canceller is not yet at the targets on these rows: asserted at
+// what it does, so a regression still fails.
+/// Speech seconds the FDAF canceller may take to get 20 dB back after an
+/// echo-path change (target 2.5 s).
+const T_RECONV_FDAF: f64 = 6.0;
+/// ERLE the FDAF canceller may lose through double talk (target 3 dB).
+const FDAF_DT_DROP: f64 = 4.5;
 
 #[test]
 fn erle_table() {
@@ -209,13 +223,13 @@ fn erle_table() {
 }
 
 /// The frequency-domain canceller on the same rows. It is ~3x cheaper but
-/// not yet at the targets (slower on delayed paths, a few dB less at
-/// steady state): asserted at what it does.
+/// not yet at the targets (20 dB takes 1.5-3.5 s of speech on delayed
+/// paths; 30-34 dB at ERL 25): asserted at what it does.
 #[test]
 fn fdaf_erle_table() {
     erle_rows(
         "frequency-domain PBFDAF",
-        |_, _| (24.0, 6.5),
+        |_, _| (29.0, 4.0),
         || {
             let mut ec = FdafEchoCanceller::new(1024);
             ec.set_nlp(false);
@@ -283,6 +297,23 @@ fn erle_rows<C: Canceller>(
 /// come out of double talk where it went in.
 #[test]
 fn double_talk_does_not_diverge() {
+    double_talk("time-domain", 3.0, || {
+        let mut ec = EchoCanceller::new(1024);
+        ec.set_nlp(false);
+        ec
+    });
+}
+
+#[test]
+fn fdaf_double_talk_does_not_diverge() {
+    double_talk("FDAF", FDAF_DT_DROP, || {
+        let mut ec = FdafEchoCanceller::new(1024);
+        ec.set_nlp(false);
+        ec
+    });
+}
+
+fn double_talk<C: Canceller>(name: &str, max_drop: f64, make: impl Fn() -> C) {
     let Some((far_all, near_all)) = speech() else {
         eprintln!("skipping: no audio in {AUDIO}");
         return;
@@ -291,6 +322,7 @@ fn double_talk_does_not_diverge() {
     let len = 16 * 8000;
     let far_f = far_all[..len].to_vec();
     let far = to_i16(&far_f);
+    println!("{name}:");
     println!("ERL  near/far(dB)  ERLE before DT  ERLE 1 s after DT  DT samples");
     for (erl, near_gain_db) in [(6.0f32, 0.0f32), (15.0, 0.0), (25.0, -6.0)] {
         let h = echo_path(30.0, 8.0, erl, &mut rng);
@@ -306,8 +338,7 @@ fn double_talk_does_not_diverge() {
             near_f[i] += g * near_all[i];
         }
         let near = to_i16(&near_f);
-        let mut ec = EchoCanceller::new(1024);
-        ec.set_nlp(false);
+        let mut ec = make();
         let out = run(&mut ec, &far, &near);
         let fr = frames(&far, &echo, &near, &out);
         let before = erle(&fr[70..80]);
@@ -321,7 +352,7 @@ fn double_talk_does_not_diverge() {
             "ERL {erl}: not converged before double talk ({before:.1} dB)"
         );
         assert!(
-            after > before - 3.0,
+            after > before - max_drop,
             "ERL {erl}: ERLE {before:.1} -> {after:.1} dB after double talk"
         );
     }
@@ -330,6 +361,24 @@ fn double_talk_does_not_diverge() {
 /// Converge on one echo path, switch to another: ERLE must come back.
 #[test]
 fn reconverges_after_echo_path_change() {
+    reconverge("time-domain", 2.5, 30.0, || {
+        let mut ec = EchoCanceller::new(1024);
+        ec.set_nlp(false);
+        ec
+    });
+}
+
+/// The FDAF canceller re-converges too, more slowly (asserted at what it does).
+#[test]
+fn fdaf_reconverges_after_echo_path_change() {
+    reconverge("FDAF", T_RECONV_FDAF, 20.0, || {
+        let mut ec = FdafEchoCanceller::new(1024);
+        ec.set_nlp(false);
+        ec
+    });
+}
+
+fn reconverge<C: Canceller>(name: &str, t_max: f64, after_min: f64, make: impl Fn() -> C) {
     let Some((far_all, _)) = speech() else {
         eprintln!("skipping: no audio in {AUDIO}");
         return;
@@ -351,22 +400,30 @@ fn reconverges_after_echo_path_change() {
         .map(|(a, b)| a + b)
         .collect();
     let near = to_i16(&near_f);
-    let mut ec = EchoCanceller::new(1024);
-    ec.set_nlp(false);
+    let mut ec = make();
     let out = run(&mut ec, &far, &near);
     let fr = frames(&far, &echo, &near, &out);
     let before = erle(&fr[80..100]);
     let t = time_to_20db(&fr[100..]);
     let after = erle(&fr[150..200]);
-    println!("path change at 10 s: ERLE before {before:.1} dB, speech to 20 dB again {t:?} s, ERLE 15-20 s {after:.1} dB");
+    println!("{name}: path change at 10 s: ERLE before {before:.1} dB, speech to 20 dB again {t:?} s, ERLE 15-20 s {after:.1} dB");
     assert!(before > 30.0);
-    assert!(t.is_some_and(|t| t < 2.5), "re-convergence took {t:?}");
-    assert!(after > 30.0);
+    assert!(t.is_some_and(|t| t < t_max), "re-convergence took {t:?}");
+    assert!(after > after_min, "ERLE {after:.1} dB 5 s after the change");
 }
 
 /// Near-end speech alone (far silent) passes at its level, NLP on.
 #[test]
 fn near_end_speech_not_attenuated() {
+    near_end("time-domain", || EchoCanceller::new(1024));
+}
+
+#[test]
+fn fdaf_near_end_speech_not_attenuated() {
+    near_end("FDAF", || FdafEchoCanceller::new(1024));
+}
+
+fn near_end<C: Canceller>(name: &str, make: impl Fn() -> C) {
     let Some((far_all, near_all)) = speech() else {
         eprintln!("skipping: no audio in {AUDIO}");
         return;
@@ -388,13 +445,13 @@ fn near_end_speech_not_attenuated() {
         near_f[i] += near_all[i];
     }
     let near = to_i16(&near_f);
-    let mut ec = EchoCanceller::new(1024);
+    let mut ec = make();
     let out = run(&mut ec, &far, &near);
     let p = |v: &[i16]| v.iter().map(|&s| f64::from(s).powi(2)).sum::<f64>();
     let r = 9 * 8000..len;
     let loss = 10.0 * (p(&near[r.clone()]) / p(&out[r]).max(1.0)).log10();
     println!(
-        "near-end speech alone after convergence: level change {:+.2} dB (NLP on)",
+        "{name}: near-end speech alone after convergence: level change {:+.2} dB (NLP on)",
         -loss
     );
     assert!(
@@ -407,6 +464,15 @@ fn near_end_speech_not_attenuated() {
 /// equals input); the same tone without reversals does not.
 #[test]
 fn phase_reversed_2100_hz_disables() {
+    tone_disable("time-domain", || EchoCanceller::new(512));
+}
+
+#[test]
+fn fdaf_phase_reversed_2100_hz_disables() {
+    tone_disable("FDAF", || FdafEchoCanceller::new(512));
+}
+
+fn tone_disable<C: Canceller>(name: &str, make: impl Fn() -> C) {
     let tone = |reversals: bool| -> Vec<i16> {
         let a = dbm0_to_peak(-12.0);
         (0..3 * 8000)
@@ -423,11 +489,11 @@ fn phase_reversed_2100_hz_disables() {
         let far = tone(reversals);
         let far_f: Vec<f32> = far.iter().map(|&s| f32::from(s)).collect();
         let near = to_i16(&convolve(&far_f, &h));
-        let mut ec = EchoCanceller::new(512);
+        let mut ec = make();
         let out = run(&mut ec, &far, &near);
         let tail = 2 * 8000..3 * 8000;
         let passthrough = out[tail.clone()] == near[tail];
-        println!("2100 Hz, reversals {reversals}: disabled {} (output == input in the last second: {passthrough})", ec.is_tone_disabled());
+        println!("{name}: 2100 Hz, reversals {reversals}: disabled {} (output == input in the last second: {passthrough})", ec.is_tone_disabled());
         assert_eq!(ec.is_tone_disabled(), reversals);
         assert_eq!(passthrough, reversals);
     }

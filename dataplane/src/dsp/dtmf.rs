@@ -2,8 +2,9 @@
 //!
 //! Detection works on blocks of [`BLOCK`] samples (12.75 ms). Each block is
 //! correlated against the eight DTMF frequencies (a DFT at those bins by
-//! table: 16 multiply-adds per sample, no dependency chain, so it
-//! vectorises), then checked for signal level, twist, peak dominance within
+//! table: 16 multiply-adds per sample, no dependency chain, compiled for
+//! AVX-512 or AVX2 and picked at runtime, see [`super::simd`]; blocks too
+//! quiet to hold a tone skip it), then checked for signal level, twist, peak dominance within
 //! each group and the share of block energy the two tones carry. A block that
 //! passes is confirmed by a frequency-discrimination step (the tone must be
 //! closer to the nominal frequency than to probes ±5 % away, on a window
@@ -15,6 +16,8 @@
 //! The RFC 4733 part is a `Packet`/`Repr` pair for the 4-byte payload and an
 //! [`EventSender`] state machine that takes RTP timestamps as its clock.
 
+use super::ec::Kernel;
+use super::simd::dtmf_correlate;
 use super::tones::{Cadence, Segment, ToneGenerator};
 
 /// Detector block length in samples.
@@ -130,6 +133,8 @@ impl Default for DetectorConfig {
 pub struct DtmfDetector {
     /// Per sample: cos and sin of the 8 frequencies, interleaved [n][16].
     table: Box<[[f32; 16]; BLOCK]>,
+    /// Correlation build for this CPU.
+    kernel: Kernel,
     buf: [f32; BLOCK],
     fill: usize,
     /// Previous and current block, for the frequency check.
@@ -164,6 +169,7 @@ impl DtmfDetector {
         let a = super::dbm0_to_peak(cfg.min_level_dbm0);
         DtmfDetector {
             table,
+            kernel: Kernel::detect(),
             buf: [0.0; BLOCK],
             fill: 0,
             hist: [0.0; 2 * BLOCK],
@@ -249,29 +255,15 @@ impl DtmfDetector {
     /// Check one block; the candidate digit if the block tests pass
     /// (the frequency check is applied by the caller).
     fn analyse(&self) -> Option<Digit> {
-        // Three interleaved accumulator sets (BLOCK = 3 * 34): each sample's
-        // multiply-adds then depend on the sample three back, not the last
-        // one, so the loop runs at throughput rather than add latency.
-        let mut a = [[0f32; 16]; 3];
-        for (xs, rows) in self
-            .buf
-            .as_chunks::<3>()
-            .0
-            .iter()
-            .zip(self.table.as_chunks::<3>().0)
-        {
-            for j in 0..3 {
-                for k in 0..16 {
-                    a[j][k] += xs[j] * rows[j][k];
-                }
-            }
-        }
-        let mut acc = [0f32; 16];
-        for k in 0..16 {
-            acc[k] = (a[0][k] + a[1][k]) + a[2][k];
-        }
         let half = sum_squares(&self.buf[..BLOCK / 2]);
         let energy = half + sum_squares(&self.buf[BLOCK / 2..]);
+        // Energy gate: by Cauchy-Schwarz no tone power below can exceed
+        // twice the block energy, so a quiet block cannot pass the level
+        // test and skips the correlation (most of the cost).
+        if 2.0 * energy < self.min_power {
+            return None;
+        }
+        let acc = dtmf_correlate(self.kernel, &self.buf, &self.table[..]);
         let mut p = [0f32; 8];
         for k in 0..8 {
             p[k] = (acc[k] * acc[k] + acc[8 + k] * acc[8 + k]) * (2.0 / BLOCK as f32);

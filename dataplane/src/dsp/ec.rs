@@ -24,6 +24,9 @@
 //! - Tone disable (G.164/G.165): 2100 Hz with phase reversals on either
 //!   direction bypasses the canceller until the line goes quiet for 250 ms.
 //!
+//! The last three, and the filter comparison, live in `ec_control`, shared
+//! with the frequency-domain canceller [`super::ec_fdaf`].
+//!
 //! The filter kernel (background update fused with both filter outputs, one
 //! pass over the taps) is written as plain lane-chunked loops in
 //! [`super::simd`]: compiled for AVX-512 or AVX2 and chosen at runtime, else
@@ -34,8 +37,8 @@
 //! All memory is allocated in [`EchoCanceller::new`]; `process` allocates
 //! nothing.
 
+use super::ec_control::{Comparator, Controller, Verdict};
 use super::simd::run_kernel;
-use super::{dbm0_to_peak, sat16, Rng};
 
 /// Fewest taps accepted (32 ms at 8 kHz).
 pub const MIN_TAPS: usize = 256;
@@ -49,10 +52,6 @@ const HIST_SLACK: usize = 4096;
 const GAIN_PERIOD: usize = 64;
 /// Samples per foreground/background comparison window.
 const CMP_WINDOW: usize = 160;
-/// Geigel block for the running far-end peak.
-const PEAK_BLOCK: usize = 32;
-/// Double-talk hangover, samples (30 ms).
-const DT_HANGOVER: u32 = 240;
 
 /// Which kernel build runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,41 +116,11 @@ pub struct EchoCanceller {
     gain_count: usize,
     /// Update coefficient carried to the next sample (deferred update).
     pending: f32,
-    // Geigel peak tracking: maxima of completed blocks, current block max.
-    peaks: Vec<f32>,
-    peak_idx: usize,
-    peak_cur: f32,
-    peak_count: usize,
-    peak_window: f32,
-    dt_hang: u32,
-    // Smoothed powers (one pole, ~8 ms) and slow ones (~125 ms).
-    p_d: f32,
-    p_efg: f32,
-    p_y: f32,
-    p_far: f32,
-    slow_d: f32,
-    slow_e: f32,
-    slow_y: f32,
-    slow_far: f32,
-    // Comparison window sums.
+    /// Double talk, energy check, noise floor, NLP, tone disable.
+    ctl: Controller,
+    cmp: Comparator,
     cmp_n: usize,
-    cmp_bg: f32,
-    cmp_fg: f32,
-    cmp_dt: bool,
-    cmp_suspect: bool,
-    suspect_hang: u32,
-    converged: bool,
-    bg_better: u32,
-    // NLP and comfort noise.
-    nlp: bool,
-    cng: bool,
-    nlp_hang: u32,
-    noise: f32,
-    rng: Rng,
-    tone_far: ToneDisabler,
-    tone_near: ToneDisabler,
     adapt: bool,
-    stats: EcStats,
 }
 
 impl EchoCanceller {
@@ -186,37 +155,11 @@ impl EchoCanceller {
             gain: vec![1.0; taps],
             gain_count: 0,
             pending: 0.0,
-            peaks: vec![0.0; taps.div_ceil(PEAK_BLOCK)],
-            peak_idx: 0,
-            peak_cur: 0.0,
-            peak_count: 0,
-            peak_window: 0.0,
-            dt_hang: 0,
-            p_d: 0.0,
-            p_efg: 0.0,
-            p_y: 0.0,
-            p_far: 0.0,
-            slow_d: 0.0,
-            slow_e: 0.0,
-            slow_y: 0.0,
-            slow_far: 0.0,
+            // The energy check starts at 10 dB of echo removed.
+            ctl: Controller::new(taps, 10.0),
+            cmp: Comparator::default(),
             cmp_n: 0,
-            cmp_bg: 0.0,
-            cmp_fg: 0.0,
-            cmp_dt: false,
-            cmp_suspect: false,
-            suspect_hang: 0,
-            converged: false,
-            bg_better: 0,
-            nlp: true,
-            cng: true,
-            nlp_hang: 0,
-            noise: 1.0,
-            rng: Rng::new(0x2545_f491),
-            tone_far: ToneDisabler::new(),
-            tone_near: ToneDisabler::new(),
             adapt: true,
-            stats: EcStats::default(),
         }
     }
 
@@ -232,12 +175,12 @@ impl EchoCanceller {
 
     /// Turn the non-linear processor on or off.
     pub fn set_nlp(&mut self, on: bool) {
-        self.nlp = on;
+        self.ctl.nlp = on;
     }
 
     /// Comfort noise (when the NLP suppresses) on, or plain silence.
     pub fn set_comfort_noise(&mut self, on: bool) {
-        self.cng = on;
+        self.ctl.cng = on;
     }
 
     /// Freeze (false) or allow (true) adaptation.
@@ -247,17 +190,17 @@ impl EchoCanceller {
 
     /// True while a 2100 Hz phase-reversed tone holds the canceller off.
     pub fn is_tone_disabled(&self) -> bool {
-        self.tone_far.disabled || self.tone_near.disabled
+        self.ctl.is_tone_disabled()
     }
 
     /// True while double talk is declared.
     pub fn is_double_talk(&self) -> bool {
-        self.dt_hang > 0
+        self.ctl.is_double_talk()
     }
 
     /// Counters.
     pub fn stats(&self) -> EcStats {
-        self.stats
+        self.ctl.stats
     }
 
     /// The foreground filter (for tests and diagnostics).
@@ -267,10 +210,10 @@ impl EchoCanceller {
 
     /// Reset the filters and state (keeps the knobs).
     pub fn reset(&mut self) {
-        let (nlp, cng, adapt, kernel) = (self.nlp, self.cng, self.adapt, self.kernel);
+        let (nlp, cng, adapt, kernel) = (self.ctl.nlp, self.ctl.cng, self.adapt, self.kernel);
         *self = Self::with_kernel(self.taps, kernel);
-        self.nlp = nlp;
-        self.cng = cng;
+        self.ctl.nlp = nlp;
+        self.ctl.cng = cng;
         self.adapt = adapt;
     }
 
@@ -287,10 +230,7 @@ impl EchoCanceller {
     fn sample(&mut self, far: i16, near: i16) -> i16 {
         let x = f32::from(far);
         let d = f32::from(near);
-        let tone_off = self.tone_far.push(x) | self.tone_near.push(d);
-        if tone_off {
-            self.stats.tone_disables += 1;
-        }
+        self.ctl.input(x, d);
 
         // Far history and its energy over the tail.
         if self.pos == self.hist.len() {
@@ -307,19 +247,6 @@ impl EchoCanceller {
         self.pos += 1;
         self.x_norm = (self.x_norm + xw * xw - leaving * leaving).max(0.0);
 
-        // Geigel: the far peak over the tail.
-        let ax = x.abs();
-        self.peak_cur = self.peak_cur.max(ax);
-        self.peak_count += 1;
-        if self.peak_count == PEAK_BLOCK {
-            self.peaks[self.peak_idx] = self.peak_cur;
-            self.peak_idx = (self.peak_idx + 1) % self.peaks.len();
-            self.peak_window = self.peaks.iter().fold(0.0, |a, &b| a.max(b));
-            self.peak_cur = 0.0;
-            self.peak_count = 0;
-        }
-        let far_peak = self.peak_window.max(self.peak_cur);
-
         // One pass: background update for the previous sample, then both outputs.
         let (y_bgw, y_bg, y_fg, norm_g) = {
             let cur = &self.hist[self.pos - self.taps..self.pos];
@@ -335,58 +262,14 @@ impl EchoCanceller {
         self.last_d = d;
         let e_w = d_w - y_bgw;
 
-        // Powers.
-        const A: f32 = 1.0 / 64.0;
-        const S: f32 = 1.0 / 1024.0;
-        self.p_d += A * (d * d - self.p_d);
-        self.p_efg += A * (e_fg * e_fg - self.p_efg);
-        self.p_y += A * (y_fg * y_fg - self.p_y);
-        self.p_far += A * (x * x - self.p_far);
-        self.slow_d += S * (d * d - self.slow_d);
-        self.slow_e += S * (e_fg * e_fg - self.slow_e);
-
-        let far_active = self.p_far > FAR_ACTIVE_POWER;
-        // Geigel threshold: G.168's 6 dB (0.5) until the echo path is known,
-        // then twice the measured echo-path amplitude gain, so a 6 dB hybrid
-        // with resonances does not trip it and a 25 dB one is guarded closely.
-        self.slow_y += S * (y_fg * y_fg - self.slow_y);
-        self.slow_far += S * (x * x - self.slow_far);
-        // Before the foreground removes 10 dB there is nothing to protect
-        // (and a 6 dB hybrid would trip the detector and stall convergence):
-        // double talk is only declared once converged.
-        // Latched: double talk itself raises the residual.
-        self.converged |= self.slow_e * 10.0 < self.slow_d && self.slow_far > FAR_ACTIVE_POWER;
-        let converged = self.converged;
-        let geigel = (2.0 * (self.slow_y / self.slow_far.max(1.0)).sqrt()).clamp(0.15, 1.0);
-        if converged && d.abs() > geigel * far_peak && d.abs() > NEAR_FLOOR {
-            self.dt_hang = DT_HANGOVER;
-        } else if self.dt_hang > 0 {
-            self.dt_hang -= 1;
-        }
-        let dt = self.dt_hang > 0;
-        if dt {
-            self.stats.dt_samples += 1;
-        }
-        // Energy check: the converged foreground's residual rising to within
-        // 10 dB of the echo estimate means near-end speech (or an echo-path
-        // change: the two cannot be told apart here). Adaptation continues
-        // gently, and the background must then beat the foreground by 6 dB
-        // to be copied (6 dB): near speech cannot be cancelled from the far signal,
-        // a new echo path can.
-        let suspect = converged && self.p_efg > 0.1 * self.p_y + 16.0 * self.noise;
-        if suspect {
-            self.suspect_hang = DT_HANGOVER;
-        } else {
-            self.suspect_hang = self.suspect_hang.saturating_sub(1);
-        }
-        let suspect = self.suspect_hang > 0;
+        let f = self.ctl.observe(x, d, y_fg, e_fg);
 
         // Step for the next sample's background update.
-        self.pending = if self.adapt && far_active && !dt && !self.is_tone_disabled() {
+        self.pending = if self.adapt && f.far_active && !f.dt && !self.is_tone_disabled() {
             // Large while the foreground removes little, small once it
             // removes a lot (ratio of residual to near power).
-            let mut mu = (16.0 * self.slow_e / (self.slow_d + 1.0)).clamp(MU_MIN, MU_MAX);
-            if suspect {
+            let mut mu = (16.0 * self.ctl.slow_e / (self.ctl.slow_d + 1.0)).clamp(MU_MIN, MU_MAX);
+            if f.suspect {
                 mu = mu.min(MU_SUSPECT);
             }
             mu * e_w / (norm_g + self.taps as f32 * REGULARISE)
@@ -394,7 +277,21 @@ impl EchoCanceller {
             0.0
         };
 
-        self.compare_filters(e_bg, e_fg, far_active, dt, suspect);
+        self.cmp.add_fg(e_fg * e_fg, f);
+        self.cmp.add_bg(e_bg * e_bg);
+        self.cmp_n += 1;
+        if self.cmp_n == CMP_WINDOW {
+            self.cmp_n = 0;
+            match self.cmp.close(&mut self.ctl.stats) {
+                Verdict::Keep => {}
+                Verdict::CopyToForeground => self.w_fg.copy_from_slice(&self.w_bg),
+                Verdict::ResetBackground => {
+                    self.w_bg.copy_from_slice(&self.w_fg);
+                    update_gains(&self.w_bg, &mut self.gain);
+                    self.pending = 0.0;
+                }
+            }
+        }
 
         self.gain_count += 1;
         if self.gain_count == GAIN_PERIOD {
@@ -402,69 +299,7 @@ impl EchoCanceller {
             update_gains(&self.w_bg, &mut self.gain);
         }
 
-        // Background noise estimate (minimum tracking on the residual).
-        if self.p_efg < self.noise {
-            self.noise = self.p_efg.max(0.25);
-        } else {
-            self.noise *= 1.000_2;
-        }
-
-        if self.is_tone_disabled() {
-            return near;
-        }
-        let mut out = e_fg;
-        if self.nlp {
-            let residual_echo = far_active && !dt && self.p_efg < 0.25 * self.p_y;
-            if residual_echo {
-                self.nlp_hang = 80;
-            } else if self.nlp_hang > 0 && (!far_active || dt) {
-                self.nlp_hang = 0;
-            } else {
-                self.nlp_hang = self.nlp_hang.saturating_sub(1);
-            }
-            if self.nlp_hang > 0 {
-                self.stats.nlp_samples += 1;
-                out = if self.cng {
-                    self.noise.sqrt() * self.rng.gauss()
-                } else {
-                    0.0
-                };
-            }
-        }
-        sat16(out)
-    }
-
-    fn compare_filters(&mut self, e_bg: f32, e_fg: f32, far_active: bool, dt: bool, sus: bool) {
-        self.cmp_bg += e_bg * e_bg;
-        self.cmp_fg += e_fg * e_fg;
-        self.cmp_dt |= dt || !far_active;
-        self.cmp_suspect |= sus;
-        self.cmp_n += 1;
-        if self.cmp_n < CMP_WINDOW {
-            return;
-        }
-        let margin = if self.cmp_suspect { 0.25 } else { 0.9 };
-        if !self.cmp_dt && self.cmp_bg < margin * self.cmp_fg {
-            self.bg_better += 1;
-            if self.bg_better >= 2 {
-                self.w_fg.copy_from_slice(&self.w_bg);
-                self.stats.fg_updates += 1;
-                self.bg_better = 0;
-            }
-        } else {
-            self.bg_better = 0;
-            if self.cmp_bg > 8.0 * self.cmp_fg {
-                self.w_bg.copy_from_slice(&self.w_fg);
-                update_gains(&self.w_bg, &mut self.gain);
-                self.pending = 0.0;
-                self.stats.bg_resets += 1;
-            }
-        }
-        self.cmp_n = 0;
-        self.cmp_bg = 0.0;
-        self.cmp_fg = 0.0;
-        self.cmp_dt = false;
-        self.cmp_suspect = false;
+        self.ctl.output(near, e_fg, f)
     }
 
     fn rewind(&mut self) {
@@ -478,10 +313,6 @@ impl EchoCanceller {
     }
 }
 
-/// Far power (per sample) above which adaptation runs: -50 dBm0.
-const FAR_ACTIVE_POWER: f32 = 22_670.0 * 22_670.0 * 0.5 * 1e-5;
-/// Near samples smaller than this never trigger Geigel (about -60 dBm0 peak).
-const NEAR_FLOOR: f32 = 25.0;
 /// NLMS regularisation per tap (power units).
 const REGULARISE: f32 = 100.0;
 const MU_MAX: f32 = 1.0;
@@ -538,122 +369,10 @@ pub fn kernel_step(
     Some(run_kernel(kernel, a, gain, prev_w, cur_w, cur, w_bg, w_fg))
 }
 
-/// G.164/G.165 tone disabler: 2100 Hz holding most of the power, with a
-/// phase reversal, disables; 250 ms of quiet re-enables.
-#[derive(Debug, Clone)]
-pub(super) struct ToneDisabler {
-    n: usize,
-    re: f32,
-    im: f32,
-    energy: f32,
-    /// Consecutive 10 ms frames with the tone.
-    tone_frames: u32,
-    last_phase: Option<f32>,
-    drift: f32,
-    quiet_frames: u32,
-    pub(super) disabled: bool,
-}
-
-/// 10 ms frames; 2100 Hz makes a whole number of cycles (21) per frame, so
-/// a steady tone shows the same phase every frame.
-const TD_FRAME: usize = 80;
-
-/// cos/sin of 2100 Hz over one frame (2100/8000 = 21/80 of a cycle per sample).
-static TD_TABLE: std::sync::LazyLock<[(f32, f32); TD_FRAME]> = std::sync::LazyLock::new(|| {
-    let mut t = [(0.0, 0.0); TD_FRAME];
-    for (n, v) in t.iter_mut().enumerate() {
-        let w = std::f64::consts::TAU * 21.0 * n as f64 / 80.0;
-        *v = (w.cos() as f32, w.sin() as f32);
-    }
-    t
-});
-
-impl ToneDisabler {
-    pub(super) fn new() -> Self {
-        ToneDisabler {
-            n: 0,
-            re: 0.0,
-            im: 0.0,
-            energy: 0.0,
-            tone_frames: 0,
-            last_phase: None,
-            drift: 0.0,
-            quiet_frames: 0,
-            disabled: false,
-        }
-    }
-
-    /// Feed one sample; true on the sample where the canceller gets disabled.
-    pub(super) fn push(&mut self, x: f32) -> bool {
-        let (c, s) = TD_TABLE[self.n];
-        self.re += x * c;
-        self.im -= x * s;
-        self.energy += x * x;
-        self.n += 1;
-        if self.n < TD_FRAME {
-            return false;
-        }
-        let p = (self.re * self.re + self.im * self.im) * 2.0 / TD_FRAME as f32;
-        let level = dbm0_to_peak(-36.0);
-        let loud = self.energy > TD_FRAME as f32 * level * level * 0.5;
-        let tone = loud && p > 0.7 * self.energy;
-        let phase = self.im.atan2(self.re);
-        self.n = 0;
-        self.re = 0.0;
-        self.im = 0.0;
-        self.energy = 0.0;
-
-        let mut fired = false;
-        if tone {
-            self.tone_frames += 1;
-            if let Some(last) = self.last_phase {
-                let step = wrap(phase - last);
-                let dev = wrap(step - self.drift);
-                if dev.abs() > std::f32::consts::FRAC_PI_2 {
-                    // Phase reversal, after at least 100 ms of tone.
-                    if self.tone_frames >= 10 && !self.disabled {
-                        self.disabled = true;
-                        fired = true;
-                    }
-                } else {
-                    self.drift += 0.3 * (step - self.drift);
-                }
-            }
-            self.last_phase = Some(phase);
-        } else {
-            self.tone_frames = 0;
-            self.last_phase = None;
-            self.drift = 0.0;
-        }
-        if self.disabled {
-            if loud {
-                self.quiet_frames = 0;
-            } else {
-                self.quiet_frames += 1;
-                if self.quiet_frames >= 25 {
-                    self.disabled = false;
-                    self.quiet_frames = 0;
-                }
-            }
-        }
-        fired
-    }
-}
-
-fn wrap(p: f32) -> f32 {
-    use std::f32::consts::{PI, TAU};
-    let mut p = p % TAU;
-    if p > PI {
-        p -= TAU;
-    } else if p < -PI {
-        p += TAU;
-    }
-    p
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dsp::Rng;
 
     #[test]
     fn taps_are_clamped_and_rounded() {

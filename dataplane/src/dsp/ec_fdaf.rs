@@ -1,10 +1,10 @@
 //! Line echo canceller in the spirit of ITU-T G.168, frequency-domain
 //! variant: about a quarter of speexdsp's time per sample at 1024 taps (and
-//! a third of [`super::ec::EchoCanceller`]'s), same API and control logic as
-//! [`super::ec`]. Status: converges more slowly than the time-domain
-//! canceller on speech over delayed paths (see `tests/dsp_ec.rs`,
+//! a third of [`super::ec::EchoCanceller`]'s), same API as [`super::ec`]
+//! and the same control logic (shared in `ec_control`). Status: converges
+//! more slowly than the time-domain canceller on speech over delayed paths
+//! (20 dB after 1.5-3.5 s of speech instead of 1 s; see `tests/dsp_ec.rs`,
 //! `fdaf_erle_table`), so [`super::ec::EchoCanceller`] stays the default.
-//!
 //!
 //! Structure:
 //!
@@ -13,12 +13,13 @@
 //!   called MDF): the tail is cut into partitions of [`BLOCK`] taps, each
 //!   held as a 2*BLOCK-point spectrum, and every block of [`BLOCK`] samples
 //!   the filter output, the error spectrum and the update are computed with
-//!   real FFTs ([`realfft`]). The step is normalised per frequency bin by
-//!   the far-end power in that bin, which whitens speech (NLMS on speech is
-//!   slow because of its spectral tilt), and per partition in proportion to
-//!   the partition's energy (the frequency-domain form of proportionate
-//!   NLMS: a bulk delay then a few ms of dispersion converges several times
-//!   faster). The gradient constraint (the update of each partition kept to
+//!   real FFTs ([`realfft`]). Each partition's step is in proportion to
+//!   its energy (the frequency-domain form of proportionate NLMS: a bulk
+//!   delay then a few ms of dispersion converges faster), and the step is
+//!   normalised per frequency bin by the far power of the blocks feeding
+//!   each partition weighted the same way (the IPNLMS normaliser x'Gx, bin
+//!   by bin), which whitens speech (NLMS on speech is slow because of its
+//!   spectral tilt). The gradient constraint (the update of each partition kept to
 //!   its BLOCK taps) is applied to one partition per block in turn, which
 //!   costs two FFTs per block instead of two per partition.
 //! - A *foreground* filter that produces the output and only changes by
@@ -31,16 +32,12 @@
 //!   1.. are convolved by FFT once per block (they only need far samples
 //!   from earlier blocks) and partition 0 sample by sample in the time
 //!   domain.
-//! - Step size varies with the foreground's echo return loss enhancement:
-//!   large while converging, small at steady state.
-//! - Geigel double-talk detection (near > a fraction of the recent far
-//!   peak) freezes background adaptation, with a hangover; an energy check
-//!   (residual close to the echo estimate) caps the step.
-//! - Non-linear processor: when the far end talks, there is no double talk
-//!   and the residual is well below the echo estimate, the residual is
-//!   replaced by comfort noise at the measured background level.
-//! - Tone disable (G.164/G.165): 2100 Hz with phase reversals on either
-//!   direction bypasses the canceller until the line goes quiet for 250 ms.
+//! - The step follows the non-parametric VSS-NLMS rule: the share of the
+//!   block error's amplitude above the noise floor, so large while the
+//!   residual echo dominates and small at steady state.
+//! - Double talk (Geigel, energy check), NLP with comfort noise, tone
+//!   disable and the filter comparison: the shared controller in
+//!   `ec_control`.
 //!
 //! All memory (FFT plans and scratch included) is allocated in
 //! [`FdafEchoCanceller::new`]; `process` allocates nothing. No `unsafe` here:
@@ -48,8 +45,7 @@
 //! FFTs come from `realfft`/`rustfft`, which pick their SIMD code at runtime.
 
 pub use super::ec::EcStats;
-use super::ec::ToneDisabler;
-use super::{sat16, Rng};
+use super::ec_control::{Comparator, Controller, Verdict, FAR_ACTIVE_POWER};
 use realfft::num_complex::Complex32;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 use std::sync::Arc;
@@ -67,10 +63,6 @@ const FFT: usize = 2 * BLOCK;
 const BINS: usize = FFT / 2 + 1;
 /// Blocks per foreground/background comparison window (24 ms).
 const CMP_BLOCKS: usize = 3;
-/// Geigel block for the running far-end peak.
-const PEAK_BLOCK: usize = 32;
-/// Double-talk hangover, samples (30 ms).
-const DT_HANGOVER: u32 = 240;
 
 /// Forward and inverse real FFT plans with their scratch.
 #[derive(Clone)]
@@ -134,8 +126,6 @@ pub struct FdafEchoCanceller {
     x_ring: Vec<Complex32>,
     /// Slot of the newest far spectrum.
     x_cur: usize,
-    /// Sum over the ring of |X|^2 per bin.
-    x_pow: Vec<f32>,
     blocks: u64,
     /// Background partition spectra (`parts * BINS`).
     w_bg: Vec<Complex32>,
@@ -159,41 +149,11 @@ pub struct FdafEchoCanceller {
     blk_hold: bool,
     blk_suspect: bool,
     blk_far: f32,
-    // Geigel peak tracking: maxima of completed blocks, current block max.
-    peaks: Vec<f32>,
-    peak_idx: usize,
-    peak_cur: f32,
-    peak_count: usize,
-    peak_window: f32,
-    dt_hang: u32,
-    // Smoothed powers (one pole, ~8 ms) and slow ones (~125 ms).
-    p_d: f32,
-    p_efg: f32,
-    p_y: f32,
-    p_far: f32,
-    slow_d: f32,
-    slow_e: f32,
-    slow_y: f32,
-    slow_far: f32,
-    // Comparison window sums.
+    /// Double talk, energy check, noise floor, NLP, tone disable.
+    ctl: Controller,
+    cmp: Comparator,
     cmp_n: usize,
-    cmp_bg: f32,
-    cmp_fg: f32,
-    cmp_dt: bool,
-    cmp_suspect: bool,
-    suspect_hang: u32,
-    converged: bool,
-    bg_better: u32,
-    // NLP and comfort noise.
-    nlp: bool,
-    cng: bool,
-    nlp_hang: u32,
-    noise: f32,
-    rng: Rng,
-    tone_far: ToneDisabler,
-    tone_near: ToneDisabler,
     adapt: bool,
-    stats: EcStats,
 }
 
 /// Far history kept beyond the head window before the buffer is rewound.
@@ -213,7 +173,6 @@ impl FdafEchoCanceller {
             spec: vec![ZERO; BINS],
             x_ring: vec![ZERO; parts * BINS],
             x_cur: 0,
-            x_pow: vec![0.0; BINS],
             blocks: 0,
             w_bg: vec![ZERO; parts * BINS],
             w_fg: vec![ZERO; parts * BINS],
@@ -228,37 +187,13 @@ impl FdafEchoCanceller {
             blk_hold: false,
             blk_suspect: false,
             blk_far: 0.0,
-            peaks: vec![0.0; taps.div_ceil(PEAK_BLOCK)],
-            peak_idx: 0,
-            peak_cur: 0.0,
-            peak_count: 0,
-            peak_window: 0.0,
-            dt_hang: 0,
-            p_d: 0.0,
-            p_efg: 0.0,
-            p_y: 0.0,
-            p_far: 0.0,
-            slow_d: 0.0,
-            slow_e: 0.0,
-            slow_y: 0.0,
-            slow_far: 0.0,
+            // The energy check starts at 20 dB of echo removed: while the
+            // filter converges a residual near the echo estimate is no
+            // sign of double talk, and capping the step there stalls it.
+            ctl: Controller::new(taps, 100.0),
+            cmp: Comparator::default(),
             cmp_n: 0,
-            cmp_bg: 0.0,
-            cmp_fg: 0.0,
-            cmp_dt: false,
-            cmp_suspect: false,
-            suspect_hang: 0,
-            converged: false,
-            bg_better: 0,
-            nlp: true,
-            cng: true,
-            nlp_hang: 0,
-            noise: 1.0,
-            rng: Rng::new(0x2545_f491),
-            tone_far: ToneDisabler::new(),
-            tone_near: ToneDisabler::new(),
             adapt: true,
-            stats: EcStats::default(),
         }
     }
 
@@ -269,12 +204,12 @@ impl FdafEchoCanceller {
 
     /// Turn the non-linear processor on or off.
     pub fn set_nlp(&mut self, on: bool) {
-        self.nlp = on;
+        self.ctl.nlp = on;
     }
 
     /// Comfort noise (when the NLP suppresses) on, or plain silence.
     pub fn set_comfort_noise(&mut self, on: bool) {
-        self.cng = on;
+        self.ctl.cng = on;
     }
 
     /// Freeze (false) or allow (true) adaptation.
@@ -284,17 +219,17 @@ impl FdafEchoCanceller {
 
     /// True while a 2100 Hz phase-reversed tone holds the canceller off.
     pub fn is_tone_disabled(&self) -> bool {
-        self.tone_far.disabled || self.tone_near.disabled
+        self.ctl.is_tone_disabled()
     }
 
     /// True while double talk is declared.
     pub fn is_double_talk(&self) -> bool {
-        self.dt_hang > 0
+        self.ctl.is_double_talk()
     }
 
     /// Counters.
     pub fn stats(&self) -> EcStats {
-        self.stats
+        self.ctl.stats
     }
 
     /// The foreground filter's impulse response, tap 0 = no delay
@@ -318,10 +253,10 @@ impl FdafEchoCanceller {
 
     /// Reset the filters and state (keeps the knobs).
     pub fn reset(&mut self) {
-        let (nlp, cng, adapt) = (self.nlp, self.cng, self.adapt);
+        let (nlp, cng, adapt) = (self.ctl.nlp, self.ctl.cng, self.adapt);
         *self = Self::new(self.taps);
-        self.nlp = nlp;
-        self.cng = cng;
+        self.ctl.nlp = nlp;
+        self.ctl.cng = cng;
         self.adapt = adapt;
     }
 
@@ -339,10 +274,7 @@ impl FdafEchoCanceller {
     fn sample(&mut self, far: i16, near: i16) -> i16 {
         let x = f32::from(far);
         let d = f32::from(near);
-        let tone_off = self.tone_far.push(x) | self.tone_near.push(d);
-        if tone_off {
-            self.stats.tone_disables += 1;
-        }
+        self.ctl.input(x, d);
 
         if self.pos == self.hist.len() {
             let start = self.pos - BLOCK;
@@ -354,82 +286,15 @@ impl FdafEchoCanceller {
         self.x_buf[BLOCK + self.fill] = x;
         self.d_buf[self.fill] = d;
 
-        // Geigel: the far peak over the tail.
-        let ax = x.abs();
-        self.peak_cur = self.peak_cur.max(ax);
-        self.peak_count += 1;
-        if self.peak_count == PEAK_BLOCK {
-            self.peaks[self.peak_idx] = self.peak_cur;
-            self.peak_idx = (self.peak_idx + 1) % self.peaks.len();
-            self.peak_window = self.peaks.iter().fold(0.0, |a, &b| a.max(b));
-            self.peak_cur = 0.0;
-            self.peak_count = 0;
-        }
-        let far_peak = self.peak_window.max(self.peak_cur);
-
         // Foreground: partitions 1.. from the block FFT, partition 0 here.
         let y_fg = self.tail[self.fill] + dot(&self.head, &self.hist[self.pos - BLOCK..self.pos]);
         let e_fg = d - y_fg;
 
-        // Powers.
-        const A: f32 = 1.0 / 64.0;
-        const S: f32 = 1.0 / 1024.0;
-        self.p_d += A * (d * d - self.p_d);
-        self.p_efg += A * (e_fg * e_fg - self.p_efg);
-        self.p_y += A * (y_fg * y_fg - self.p_y);
-        self.p_far += A * (x * x - self.p_far);
-        self.slow_d += S * (d * d - self.slow_d);
-        self.slow_e += S * (e_fg * e_fg - self.slow_e);
-        self.slow_y += S * (y_fg * y_fg - self.slow_y);
-        self.slow_far += S * (x * x - self.slow_far);
-
-        let far_active = self.p_far > FAR_ACTIVE_POWER;
-        // Before the foreground removes 10 dB there is nothing to protect
-        // (and a 6 dB hybrid would trip the detector and stall convergence):
-        // double talk is only declared once converged. Latched: double talk
-        // itself raises the residual.
-        self.converged |= self.slow_e * 10.0 < self.slow_d && self.slow_far > FAR_ACTIVE_POWER;
-        let converged = self.converged;
-        // Geigel threshold: G.168's 6 dB (0.5) until the echo path is known,
-        // then twice the measured echo-path amplitude gain, so a 6 dB hybrid
-        // with resonances does not trip it and a 25 dB one is guarded closely.
-        let geigel = (2.0 * (self.slow_y / self.slow_far.max(1.0)).sqrt()).clamp(0.15, 1.0);
-        if converged && d.abs() > geigel * far_peak && d.abs() > NEAR_FLOOR {
-            self.dt_hang = DT_HANGOVER;
-        } else if self.dt_hang > 0 {
-            self.dt_hang -= 1;
-        }
-        let dt = self.dt_hang > 0;
-        if dt {
-            self.stats.dt_samples += 1;
-        }
-        // Energy check: the converged foreground's residual rising to within
-        // 10 dB of the echo estimate means near-end speech or an echo-path
-        // change (they cannot be told apart here). Adaptation continues
-        // gently, and the background must then beat the foreground by 6 dB
-        // to be copied: near speech cannot be cancelled from the far signal,
-        // a new echo path can.
-        let suspect = converged && self.p_efg > 0.1 * self.p_y + 16.0 * self.noise;
-        if suspect {
-            self.suspect_hang = DT_HANGOVER;
-        } else {
-            self.suspect_hang = self.suspect_hang.saturating_sub(1);
-        }
-        let suspect = self.suspect_hang > 0;
-
-        self.blk_hold |= dt;
-        self.blk_suspect |= suspect;
+        let f = self.ctl.observe(x, d, y_fg, e_fg);
+        self.blk_hold |= f.dt;
+        self.blk_suspect |= f.suspect;
         self.blk_far += x * x;
-        self.cmp_fg += e_fg * e_fg;
-        self.cmp_dt |= dt || !far_active;
-        self.cmp_suspect |= suspect;
-
-        // Background noise estimate (minimum tracking on the residual).
-        if self.p_efg < self.noise {
-            self.noise = self.p_efg.max(0.25);
-        } else {
-            self.noise *= 1.000_2;
-        }
+        self.cmp.add_fg(e_fg * e_fg, f);
 
         self.fill += 1;
         if self.fill == BLOCK {
@@ -437,29 +302,7 @@ impl FdafEchoCanceller {
             self.end_block();
         }
 
-        if self.is_tone_disabled() {
-            return near;
-        }
-        let mut out = e_fg;
-        if self.nlp {
-            let residual_echo = far_active && !dt && self.p_efg < 0.25 * self.p_y;
-            if residual_echo {
-                self.nlp_hang = 80;
-            } else if self.nlp_hang > 0 && (!far_active || dt) {
-                self.nlp_hang = 0;
-            } else {
-                self.nlp_hang = self.nlp_hang.saturating_sub(1);
-            }
-            if self.nlp_hang > 0 {
-                self.stats.nlp_samples += 1;
-                out = if self.cng {
-                    self.noise.sqrt() * self.rng.gauss()
-                } else {
-                    0.0
-                };
-            }
-        }
-        sat16(out)
+        self.ctl.output(near, e_fg, f)
     }
 
     /// Ring slot of the far spectrum `p` blocks before the newest.
@@ -479,28 +322,7 @@ impl FdafEchoCanceller {
         self.x_buf.copy_within(BLOCK.., 0);
         self.x_cur = (self.x_cur + 1) % parts;
         let cur = self.slot(0);
-        self.fft.forward(&mut self.spec);
-        if self.blocks % (8 * parts as u64) == 0 {
-            // Recompute the running sum exactly now and then (it drifts).
-            self.x_ring[cur.clone()].copy_from_slice(&self.spec);
-            self.x_pow.fill(0.0);
-            for p in 0..parts {
-                let r = self.slot(p);
-                for (a, x) in self.x_pow.iter_mut().zip(&self.x_ring[r]) {
-                    *a += x.norm_sqr();
-                }
-            }
-        } else {
-            for ((a, old), new) in self
-                .x_pow
-                .iter_mut()
-                .zip(&self.x_ring[cur.clone()])
-                .zip(&self.spec)
-            {
-                *a = (*a + new.norm_sqr() - old.norm_sqr()).max(0.0);
-            }
-            self.x_ring[cur.clone()].copy_from_slice(&self.spec);
-        }
+        self.fft.forward(&mut self.x_ring[cur]);
 
         // Background output for this block (overlap-save: last half).
         self.spec.fill(ZERO);
@@ -523,15 +345,20 @@ impl FdafEchoCanceller {
             *e = d - y * (1.0 / FFT as f32);
             cmp_bg += *e * *e;
         }
-        self.cmp_bg += cmp_bg;
+        self.cmp.add_bg(cmp_bg);
 
         let far_active = self.blk_far > BLOCK as f32 * FAR_ACTIVE_POWER;
         if self.adapt && far_active && !self.blk_hold && !self.is_tone_disabled() {
             // Large while the foreground removes little, small once it
             // removes a lot (ratio of residual to near power).
             // Share of the residual that is echo rather than near noise.
+            // Non-parametric VSS-NLMS (Benesty et al.): the step is the
+            // share of the block error's amplitude that is not background
+            // noise, so it is large while the residual echo dominates and
+            // falls towards MU_MIN as the residual reaches the noise floor.
+            let pe = cmp_bg / BLOCK as f32;
             let mut mu =
-                (MU_MAX * (1.0 - self.noise / self.slow_e.max(1e-3))).clamp(MU_MIN, MU_MAX);
+                (MU_MAX * (1.0 - (self.ctl.noise / pe.max(1e-3)).sqrt())).clamp(MU_MIN, MU_MAX);
             if self.blk_suspect {
                 mu = mu.min(MU_SUSPECT);
             }
@@ -553,7 +380,15 @@ impl FdafEchoCanceller {
 
         self.cmp_n += 1;
         if self.cmp_n == CMP_BLOCKS {
-            self.compare_filters();
+            self.cmp_n = 0;
+            match self.cmp.close(&mut self.ctl.stats) {
+                Verdict::Keep => {}
+                Verdict::CopyToForeground => self.copy_bg_to_fg(),
+                Verdict::ResetBackground => {
+                    self.w_bg.copy_from_slice(&self.w_fg);
+                    self.update_prop();
+                }
+            }
         }
 
         // Foreground partitions 1.. for the next block: partition p needs
@@ -581,13 +416,21 @@ impl FdafEchoCanceller {
         self.fft.time[..BLOCK].fill(0.0);
         self.fft.time[BLOCK..].copy_from_slice(e);
         self.fft.forward(&mut self.spec);
-        // Per-bin normalised error: 2 mu E / (mean |X|^2 + delta).
-        let inv_parts = 1.0 / self.parts as f32;
+        // Per-bin normalised error: 2 mu E / (sum_p prop_p |X_p|^2 + delta),
+        // the frequency-domain form of the IPNLMS normaliser x' G x: the
+        // blocks that feed the partitions holding the echo set the step,
+        // so a loud block 100 ms back is not updated against the power of
+        // a quiet current one.
         let delta = FFT as f32 * REGULARISE;
-        let cur = self.slot(0);
-        for ((g, &pw), xc) in self.spec.iter_mut().zip(&self.x_pow).zip(&self.x_ring[cur]) {
-            // Tail mean, but never below this block's own power (onsets).
-            let pk = (pw * inv_parts).max(xc.norm_sqr());
+        let mut nrm = [0f32; BINS];
+        for p in 0..self.parts {
+            let r = self.slot(p);
+            let s = self.prop[p];
+            for (a, x) in nrm.iter_mut().zip(&self.x_ring[r]) {
+                *a += s * x.norm_sqr();
+            }
+        }
+        for (g, &pk) in self.spec.iter_mut().zip(&nrm) {
             *g *= 2.0 * mu / (pk + delta);
         }
         for p in 0..self.parts {
@@ -627,30 +470,6 @@ impl FdafEchoCanceller {
         }
     }
 
-    fn compare_filters(&mut self) {
-        let margin = if self.cmp_suspect { 0.25 } else { 0.9 };
-        if !self.cmp_dt && self.cmp_bg < margin * self.cmp_fg {
-            self.bg_better += 1;
-            if self.bg_better >= 2 {
-                self.copy_bg_to_fg();
-                self.stats.fg_updates += 1;
-                self.bg_better = 0;
-            }
-        } else {
-            self.bg_better = 0;
-            if self.cmp_bg > 8.0 * self.cmp_fg {
-                self.w_bg.copy_from_slice(&self.w_fg);
-                self.update_prop();
-                self.stats.bg_resets += 1;
-            }
-        }
-        self.cmp_n = 0;
-        self.cmp_bg = 0.0;
-        self.cmp_fg = 0.0;
-        self.cmp_dt = false;
-        self.cmp_suspect = false;
-    }
-
     /// Foreground := background, with partition 0 constrained to BLOCK taps
     /// (in both) and kept in the time domain for the zero-delay head.
     fn copy_bg_to_fg(&mut self) {
@@ -668,10 +487,6 @@ impl FdafEchoCanceller {
     }
 }
 
-/// Far power (per sample) above which adaptation runs: -50 dBm0.
-const FAR_ACTIVE_POWER: f32 = 22_670.0 * 22_670.0 * 0.5 * 1e-5;
-/// Near samples smaller than this never trigger Geigel (about -60 dBm0 peak).
-const NEAR_FLOOR: f32 = 25.0;
 /// Step regularisation, in far power per sample (-53 dBm0).
 const REGULARISE: f32 = 1000.0;
 const MU_MAX: f32 = 0.5;
@@ -716,6 +531,7 @@ fn dot(w: &[f32; BLOCK], x: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dsp::Rng;
 
     #[test]
     fn taps_are_clamped_and_rounded() {

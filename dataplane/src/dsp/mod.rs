@@ -20,6 +20,7 @@
 
 pub mod dtmf;
 pub mod ec;
+mod ec_control;
 pub mod ec_fdaf;
 pub mod fsk;
 pub mod jitter;

@@ -1,5 +1,5 @@
-//! The echo canceller's filter kernel, and the only `unsafe` in the DSP
-//! code: the kernel body is compiled three times (baseline, AVX2+FMA,
+//! The echo canceller's filter kernel and the DTMF detector's block
+//! correlation, and the only `unsafe` in the DSP code: the kernel body is compiled three times (baseline, AVX2+FMA,
 //! AVX-512F) with `#[target_feature]`, and [`run_kernel`] calls the build
 //! the CPU was found to support when the canceller was made
 //! ([`Kernel::detect`] runs `is_x86_feature_detected!`). The bodies are
@@ -164,5 +164,63 @@ pub(super) fn run_kernel(
             unsafe { body_avx2(a, gain, prev_w, cur_w, cur, w_bg, w_fg) }
         }
         _ => body(a, gain, prev_w, cur_w, cur, w_bg, w_fg),
+    }
+}
+
+/// DTMF block correlation: `sum_n x[n] * table[n][k]` for the 16 table
+/// columns (cos and sin of the eight DTMF frequencies). Three interleaved
+/// accumulator sets (the block length is a multiple of 3), so each
+/// multiply-add depends on the one three samples back: the loop runs at
+/// throughput rather than add latency. One row is one AVX-512 register or
+/// two AVX2 ones.
+#[inline(always)]
+fn dtmf_body(x: &[f32], table: &[[f32; 16]]) -> [f32; 16] {
+    let mut a = [[0f32; 16]; 3];
+    for (xs, rows) in x.as_chunks::<3>().0.iter().zip(table.as_chunks::<3>().0) {
+        for j in 0..3 {
+            for k in 0..16 {
+                a[j][k] += xs[j] * rows[j][k];
+            }
+        }
+    }
+    let mut acc = [0f32; 16];
+    for k in 0..16 {
+        acc[k] = (a[0][k] + a[1][k]) + a[2][k];
+    }
+    acc
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn dtmf_avx512(x: &[f32], table: &[[f32; 16]]) -> [f32; 16] {
+    dtmf_body(x, table)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn dtmf_avx2(x: &[f32], table: &[[f32; 16]]) -> [f32; 16] {
+    dtmf_body(x, table)
+}
+
+/// The DTMF correlation with the best build this CPU runs (same values in
+/// every build: no float reassociation or fusion).
+pub(super) fn dtmf_correlate(kernel: Kernel, x: &[f32], table: &[[f32; 16]]) -> [f32; 16] {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 if std::arch::is_x86_feature_detected!("avx512f") => {
+            // SAFETY: the guard just checked that this CPU has AVX-512F, the
+            // only feature `dtmf_avx512` enables.
+            unsafe { dtmf_avx512(x, table) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 | Kernel::Avx512
+            if std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma") =>
+        {
+            // SAFETY: the guard just checked that this CPU has AVX2 and FMA,
+            // the features `dtmf_avx2` enables.
+            unsafe { dtmf_avx2(x, table) }
+        }
+        _ => dtmf_body(x, table),
     }
 }

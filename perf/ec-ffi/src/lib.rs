@@ -10,16 +10,37 @@
 //! Build with `cargo build -p ec-ffi --release` and pass
 //! `target/release/libec_ffi.a` as `EXT_EC_OBJS` (link also `-lpthread -ldl`
 //! if the linker asks). Bench-only: the product links the Rust API.
+//!
+//! `TANDEM_EC=fdaf` in the environment makes `ext_ec_create` build the
+//! frequency-domain canceller ([`dataplane::dsp::ec_fdaf`]) instead of the
+//! default time-domain one, so both run against speexdsp in one binary.
 #![allow(unsafe_code)]
 
 use dataplane::dsp::ec::EchoCanceller;
+use dataplane::dsp::ec_fdaf::FdafEchoCanceller;
+
+/// One of the two cancellers behind the C handle.
+pub enum Canceller {
+    /// [`EchoCanceller`] (the default).
+    TimeDomain(EchoCanceller),
+    /// [`FdafEchoCanceller`] (`TANDEM_EC=fdaf`).
+    Fdaf(FdafEchoCanceller),
+}
 
 /// A canceller of `taps` taps (clamped to 256..=1024), NLP on if `nlp != 0`.
 /// Free it with [`ext_ec_free`].
 #[no_mangle]
-pub extern "C" fn ext_ec_create(taps: i32, nlp: i32) -> *mut EchoCanceller {
-    let mut ec = EchoCanceller::new(usize::try_from(taps).unwrap_or(0));
-    ec.set_nlp(nlp != 0);
+pub extern "C" fn ext_ec_create(taps: i32, nlp: i32) -> *mut Canceller {
+    let taps = usize::try_from(taps).unwrap_or(0);
+    let ec = if std::env::var("TANDEM_EC").is_ok_and(|v| v == "fdaf") {
+        let mut ec = FdafEchoCanceller::new(taps);
+        ec.set_nlp(nlp != 0);
+        Canceller::Fdaf(ec)
+    } else {
+        let mut ec = EchoCanceller::new(taps);
+        ec.set_nlp(nlp != 0);
+        Canceller::TimeDomain(ec)
+    };
     Box::into_raw(Box::new(ec))
 }
 
@@ -30,14 +51,17 @@ pub extern "C" fn ext_ec_create(taps: i32, nlp: i32) -> *mut EchoCanceller {
 /// `ec` is null or a live pointer from [`ext_ec_create`], not used
 /// concurrently.
 #[no_mangle]
-pub unsafe extern "C" fn ext_ec_update(ec: *mut EchoCanceller, tx: i16, rx: i16) -> i16 {
+pub unsafe extern "C" fn ext_ec_update(ec: *mut Canceller, tx: i16, rx: i16) -> i16 {
     // SAFETY: the caller passes null or a pointer from `ext_ec_create` that
     // has not been freed, with no other reference alive during the call.
     let Some(ec) = (unsafe { ec.as_mut() }) else {
         return rx;
     };
     let mut out = [0i16];
-    ec.process(&[tx], &[rx], &mut out);
+    match ec {
+        Canceller::TimeDomain(ec) => ec.process(&[tx], &[rx], &mut out),
+        Canceller::Fdaf(ec) => ec.process(&[tx], &[rx], &mut out),
+    }
     out[0]
 }
 
@@ -46,7 +70,7 @@ pub unsafe extern "C" fn ext_ec_update(ec: *mut EchoCanceller, tx: i16, rx: i16)
 /// # Safety
 /// `ec` is null or a pointer from [`ext_ec_create`] not freed before.
 #[no_mangle]
-pub unsafe extern "C" fn ext_ec_free(ec: *mut EchoCanceller) {
+pub unsafe extern "C" fn ext_ec_free(ec: *mut Canceller) {
     if !ec.is_null() {
         // SAFETY: per the contract, `ec` came from `Box::into_raw` in
         // `ext_ec_create` and is freed once.

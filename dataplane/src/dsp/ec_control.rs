@@ -1,0 +1,462 @@
+//! The echo cancellers' control logic, shared by the time-domain
+//! ([`super::ec`]) and frequency-domain ([`super::ec_fdaf`]) filters, which
+//! differ only in how they filter and adapt:
+//!
+//! - tone disable (G.164/G.165 2100 Hz with phase reversals, either
+//!   direction) with bypass until 250 ms of quiet;
+//! - Geigel double-talk detection over the tail's far-end peak, with the
+//!   threshold set from the measured echo-path gain once converged, and a
+//!   30 ms hangover;
+//! - the energy check that suspects undetected double talk (or a path
+//!   change) when the converged foreground's residual rises towards the
+//!   echo estimate;
+//! - the background noise estimate (minimum tracking on the residual);
+//! - the foreground/background comparison ([`Comparator`]): copy the
+//!   background when it has had the lower error for two windows running,
+//!   reset it from the foreground when it diverged;
+//! - the non-linear processor with comfort noise.
+//!
+//! Sans-IO and allocation-free after construction, like the filters.
+
+use super::ec::EcStats;
+use super::{dbm0_to_peak, sat16, Rng};
+
+/// Geigel block for the running far-end peak.
+const PEAK_BLOCK: usize = 32;
+/// Double-talk hangover, samples (30 ms).
+const DT_HANGOVER: u32 = 240;
+/// Far power (per sample) above which adaptation runs: -50 dBm0.
+pub(super) const FAR_ACTIVE_POWER: f32 = 22_670.0 * 22_670.0 * 0.5 * 1e-5;
+/// Near samples smaller than this never trigger Geigel (about -60 dBm0 peak).
+const NEAR_FLOOR: f32 = 25.0;
+
+/// Per-sample verdicts for the adaptation step.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Flags {
+    /// The far end is talking (-50 dBm0 or more, ~8 ms smoothing).
+    pub(super) far_active: bool,
+    /// Double talk declared (Geigel, with hangover).
+    pub(super) dt: bool,
+    /// The energy check suspects double talk or a path change.
+    pub(super) suspect: bool,
+}
+
+/// Shared per-channel control state.
+#[derive(Debug, Clone)]
+pub(super) struct Controller {
+    // Geigel peak tracking: maxima of completed blocks, current block max.
+    peaks: Vec<f32>,
+    peak_idx: usize,
+    peak_cur: f32,
+    peak_count: usize,
+    peak_window: f32,
+    dt_hang: u32,
+    // Smoothed powers (one pole, ~8 ms) and slow ones (~125 ms).
+    p_d: f32,
+    pub(super) p_efg: f32,
+    p_y: f32,
+    p_far: f32,
+    pub(super) slow_d: f32,
+    pub(super) slow_e: f32,
+    slow_y: f32,
+    slow_far: f32,
+    /// Latched once the foreground removes 10 dB: double talk is declared
+    /// only from then on.
+    converged: bool,
+    /// Latched once the foreground removes `suspect_after`: the energy
+    /// check runs only from then on.
+    conv_suspect: bool,
+    suspect_after: f32,
+    suspect_hang: u32,
+    // NLP and comfort noise.
+    pub(super) nlp: bool,
+    pub(super) cng: bool,
+    nlp_hang: u32,
+    /// Background noise power (per sample) under the residual.
+    pub(super) noise: f32,
+    rng: Rng,
+    tone_far: ToneDisabler,
+    tone_near: ToneDisabler,
+    pub(super) stats: EcStats,
+}
+
+impl Controller {
+    /// Control state for a tail of `taps` samples; the energy check starts
+    /// once the foreground's residual is `suspect_after` (a power ratio)
+    /// below the near signal.
+    pub(super) fn new(taps: usize, suspect_after: f32) -> Self {
+        Controller {
+            peaks: vec![0.0; taps.div_ceil(PEAK_BLOCK)],
+            peak_idx: 0,
+            peak_cur: 0.0,
+            peak_count: 0,
+            peak_window: 0.0,
+            dt_hang: 0,
+            p_d: 0.0,
+            p_efg: 0.0,
+            p_y: 0.0,
+            p_far: 0.0,
+            slow_d: 0.0,
+            slow_e: 0.0,
+            slow_y: 0.0,
+            slow_far: 0.0,
+            converged: false,
+            conv_suspect: false,
+            suspect_after,
+            suspect_hang: 0,
+            nlp: true,
+            cng: true,
+            nlp_hang: 0,
+            noise: 1.0,
+            rng: Rng::new(0x2545_f491),
+            tone_far: ToneDisabler::new(),
+            tone_near: ToneDisabler::new(),
+            stats: EcStats::default(),
+        }
+    }
+
+    /// True while a 2100 Hz phase-reversed tone holds the canceller off.
+    pub(super) fn is_tone_disabled(&self) -> bool {
+        self.tone_far.disabled || self.tone_near.disabled
+    }
+
+    /// True while double talk is declared.
+    pub(super) fn is_double_talk(&self) -> bool {
+        self.dt_hang > 0
+    }
+
+    /// First step of each sample: tone disablers and the far peak.
+    pub(super) fn input(&mut self, x: f32, d: f32) {
+        if self.tone_far.push(x) | self.tone_near.push(d) {
+            self.stats.tone_disables += 1;
+        }
+        self.peak_cur = self.peak_cur.max(x.abs());
+        self.peak_count += 1;
+        if self.peak_count == PEAK_BLOCK {
+            self.peaks[self.peak_idx] = self.peak_cur;
+            self.peak_idx = (self.peak_idx + 1) % self.peaks.len();
+            self.peak_window = self.peaks.iter().fold(0.0, |a, &b| a.max(b));
+            self.peak_cur = 0.0;
+            self.peak_count = 0;
+        }
+    }
+
+    /// Second step, once the foreground output `y_fg` (and its residual
+    /// `e_fg = d - y_fg`) is known: powers, double talk, energy check,
+    /// noise floor.
+    pub(super) fn observe(&mut self, x: f32, d: f32, y_fg: f32, e_fg: f32) -> Flags {
+        const A: f32 = 1.0 / 64.0;
+        const S: f32 = 1.0 / 1024.0;
+        self.p_d += A * (d * d - self.p_d);
+        self.p_efg += A * (e_fg * e_fg - self.p_efg);
+        self.p_y += A * (y_fg * y_fg - self.p_y);
+        self.p_far += A * (x * x - self.p_far);
+        self.slow_d += S * (d * d - self.slow_d);
+        self.slow_e += S * (e_fg * e_fg - self.slow_e);
+        self.slow_y += S * (y_fg * y_fg - self.slow_y);
+        self.slow_far += S * (x * x - self.slow_far);
+
+        let far_active = self.p_far > FAR_ACTIVE_POWER;
+        // Before the foreground removes 10 dB there is nothing to protect
+        // (and a 6 dB hybrid would trip the detector and stall convergence):
+        // double talk is only declared once converged. Latched: double talk
+        // itself raises the residual.
+        let far_long = self.slow_far > FAR_ACTIVE_POWER;
+        self.converged |= self.slow_e * 10.0 < self.slow_d && far_long;
+        self.conv_suspect |= self.slow_e * self.suspect_after < self.slow_d && far_long;
+        // Geigel threshold: G.168's 6 dB (0.5) until the echo path is known,
+        // then twice the measured echo-path amplitude gain, so a 6 dB hybrid
+        // with resonances does not trip it and a 25 dB one is guarded closely.
+        let far_peak = self.peak_window.max(self.peak_cur);
+        let geigel = (2.0 * (self.slow_y / self.slow_far.max(1.0)).sqrt()).clamp(0.15, 1.0);
+        if self.converged && d.abs() > geigel * far_peak && d.abs() > NEAR_FLOOR {
+            self.dt_hang = DT_HANGOVER;
+        } else if self.dt_hang > 0 {
+            self.dt_hang -= 1;
+        }
+        let dt = self.dt_hang > 0;
+        if dt {
+            self.stats.dt_samples += 1;
+        }
+        // Energy check: the converged foreground's residual rising to within
+        // 10 dB of the echo estimate means near-end speech or an echo-path
+        // change (they cannot be told apart here). Adaptation continues
+        // gently, and the background must then beat the foreground by 6 dB
+        // to be copied: near speech cannot be cancelled from the far signal,
+        // a new echo path can.
+        if self.conv_suspect && self.p_efg > 0.1 * self.p_y + 16.0 * self.noise {
+            self.suspect_hang = DT_HANGOVER;
+        } else {
+            self.suspect_hang = self.suspect_hang.saturating_sub(1);
+        }
+        let suspect = self.suspect_hang > 0;
+
+        // Background noise estimate (minimum tracking on the residual).
+        if self.p_efg < self.noise {
+            self.noise = self.p_efg.max(0.25);
+        } else {
+            self.noise *= 1.000_2;
+        }
+        Flags {
+            far_active,
+            dt,
+            suspect,
+        }
+    }
+
+    /// Last step: the output sample for residual `e_fg` (the near sample
+    /// itself while tone-disabled; comfort noise where the NLP suppresses).
+    pub(super) fn output(&mut self, near: i16, e_fg: f32, f: Flags) -> i16 {
+        if self.is_tone_disabled() {
+            return near;
+        }
+        let mut out = e_fg;
+        if self.nlp {
+            let residual_echo = f.far_active && !f.dt && self.p_efg < 0.25 * self.p_y;
+            if residual_echo {
+                self.nlp_hang = 80;
+            } else if self.nlp_hang > 0 && (!f.far_active || f.dt) {
+                self.nlp_hang = 0;
+            } else {
+                self.nlp_hang = self.nlp_hang.saturating_sub(1);
+            }
+            if self.nlp_hang > 0 {
+                self.stats.nlp_samples += 1;
+                out = if self.cng {
+                    self.noise.sqrt() * self.rng.gauss()
+                } else {
+                    0.0
+                };
+            }
+        }
+        sat16(out)
+    }
+}
+
+/// What the comparison window decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// Nothing to do.
+    Keep,
+    /// Copy the background to the foreground.
+    CopyToForeground,
+    /// The background diverged: reset it from the foreground.
+    ResetBackground,
+}
+
+/// Foreground/background comparison over windows of error energy.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Comparator {
+    bg: f32,
+    fg: f32,
+    /// Double talk or far silence seen in the window.
+    dt: bool,
+    suspect: bool,
+    bg_better: u32,
+}
+
+impl Comparator {
+    /// Add foreground error energy and the sample's flags.
+    #[inline]
+    pub(super) fn add_fg(&mut self, e2: f32, f: Flags) {
+        self.fg += e2;
+        self.dt |= f.dt || !f.far_active;
+        self.suspect |= f.suspect;
+    }
+
+    /// Add background error energy.
+    #[inline]
+    pub(super) fn add_bg(&mut self, e2: f32) {
+        self.bg += e2;
+    }
+
+    /// Close the window. The background wins with 10 % less error (75 %
+    /// less while the energy check suspects double talk) in two windows
+    /// running; it is reset when its error is 8 times the foreground's.
+    pub(super) fn close(&mut self, stats: &mut EcStats) -> Verdict {
+        let margin = if self.suspect { 0.25 } else { 0.9 };
+        let mut v = Verdict::Keep;
+        if !self.dt && self.bg < margin * self.fg {
+            self.bg_better += 1;
+            if self.bg_better >= 2 {
+                stats.fg_updates += 1;
+                self.bg_better = 0;
+                v = Verdict::CopyToForeground;
+            }
+        } else {
+            self.bg_better = 0;
+            if self.bg > 8.0 * self.fg {
+                stats.bg_resets += 1;
+                v = Verdict::ResetBackground;
+            }
+        }
+        self.bg = 0.0;
+        self.fg = 0.0;
+        self.dt = false;
+        self.suspect = false;
+        v
+    }
+}
+
+/// G.164/G.165 tone disabler: 2100 Hz holding most of the power, with a
+/// phase reversal, disables; 250 ms of quiet re-enables.
+#[derive(Debug, Clone)]
+struct ToneDisabler {
+    n: usize,
+    re: f32,
+    im: f32,
+    energy: f32,
+    /// Consecutive 10 ms frames with the tone.
+    tone_frames: u32,
+    last_phase: Option<f32>,
+    drift: f32,
+    quiet_frames: u32,
+    disabled: bool,
+}
+
+/// 10 ms frames; 2100 Hz makes a whole number of cycles (21) per frame, so
+/// a steady tone shows the same phase every frame.
+const TD_FRAME: usize = 80;
+
+/// cos/sin of 2100 Hz over one frame (2100/8000 = 21/80 of a cycle per sample).
+static TD_TABLE: std::sync::LazyLock<[(f32, f32); TD_FRAME]> = std::sync::LazyLock::new(|| {
+    let mut t = [(0.0, 0.0); TD_FRAME];
+    for (n, v) in t.iter_mut().enumerate() {
+        let w = std::f64::consts::TAU * 21.0 * n as f64 / 80.0;
+        *v = (w.cos() as f32, w.sin() as f32);
+    }
+    t
+});
+
+impl ToneDisabler {
+    fn new() -> Self {
+        ToneDisabler {
+            n: 0,
+            re: 0.0,
+            im: 0.0,
+            energy: 0.0,
+            tone_frames: 0,
+            last_phase: None,
+            drift: 0.0,
+            quiet_frames: 0,
+            disabled: false,
+        }
+    }
+
+    /// Feed one sample; true on the sample where the canceller gets disabled.
+    fn push(&mut self, x: f32) -> bool {
+        let (c, s) = TD_TABLE[self.n];
+        self.re += x * c;
+        self.im -= x * s;
+        self.energy += x * x;
+        self.n += 1;
+        if self.n < TD_FRAME {
+            return false;
+        }
+        let p = (self.re * self.re + self.im * self.im) * 2.0 / TD_FRAME as f32;
+        let level = dbm0_to_peak(-36.0);
+        let loud = self.energy > TD_FRAME as f32 * level * level * 0.5;
+        let tone = loud && p > 0.7 * self.energy;
+        let phase = self.im.atan2(self.re);
+        self.n = 0;
+        self.re = 0.0;
+        self.im = 0.0;
+        self.energy = 0.0;
+
+        let mut fired = false;
+        if tone {
+            self.tone_frames += 1;
+            if let Some(last) = self.last_phase {
+                let step = wrap(phase - last);
+                let dev = wrap(step - self.drift);
+                if dev.abs() > std::f32::consts::FRAC_PI_2 {
+                    // Phase reversal, after at least 100 ms of tone.
+                    if self.tone_frames >= 10 && !self.disabled {
+                        self.disabled = true;
+                        fired = true;
+                    }
+                } else {
+                    self.drift += 0.3 * (step - self.drift);
+                }
+            }
+            self.last_phase = Some(phase);
+        } else {
+            self.tone_frames = 0;
+            self.last_phase = None;
+            self.drift = 0.0;
+        }
+        if self.disabled {
+            if loud {
+                self.quiet_frames = 0;
+            } else {
+                self.quiet_frames += 1;
+                if self.quiet_frames >= 25 {
+                    self.disabled = false;
+                    self.quiet_frames = 0;
+                }
+            }
+        }
+        fired
+    }
+}
+
+fn wrap(p: f32) -> f32 {
+    use std::f32::consts::{PI, TAU};
+    let mut p = p % TAU;
+    if p > PI {
+        p -= TAU;
+    } else if p < -PI {
+        p += TAU;
+    }
+    p
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comparator_copies_after_two_better_windows_and_resets_on_divergence() {
+        let mut stats = EcStats::default();
+        let mut c = Comparator::default();
+        let f = Flags {
+            far_active: true,
+            dt: false,
+            suspect: false,
+        };
+        for expect in [Verdict::Keep, Verdict::CopyToForeground] {
+            c.add_fg(10.0, f);
+            c.add_bg(5.0);
+            assert_eq!(c.close(&mut stats), expect);
+        }
+        c.add_fg(1.0, f);
+        c.add_bg(9.0);
+        assert_eq!(c.close(&mut stats), Verdict::ResetBackground);
+        // Double talk in the window: never copy.
+        for _ in 0..3 {
+            c.add_fg(10.0, Flags { dt: true, ..f });
+            c.add_bg(1.0);
+            assert_eq!(c.close(&mut stats), Verdict::Keep);
+        }
+        assert_eq!((stats.fg_updates, stats.bg_resets), (1, 1));
+    }
+
+    #[test]
+    fn tone_disabler_needs_a_phase_reversal() {
+        for reversals in [true, false] {
+            let mut t = ToneDisabler::new();
+            let a = dbm0_to_peak(-12.0);
+            let mut fired = false;
+            for n in 0..8000 * 2 {
+                let sign = if reversals && (n / 3600) % 2 == 1 {
+                    -1.0
+                } else {
+                    1.0
+                };
+                let w = std::f32::consts::TAU * 2100.0 * n as f32 / 8000.0;
+                fired |= t.push(sign * a * w.sin());
+            }
+            assert_eq!((fired, t.disabled), (reversals, reversals));
+        }
+    }
+}
