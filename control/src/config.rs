@@ -129,6 +129,19 @@ pub struct Config {
     pub radius: Option<crate::aaa::RadiusConfig>,
     /// `[cdr]`: the Master.csv file (path resolved against the file).
     pub cdr: Option<crate::cdr::CdrConfig>,
+    /// `[h323]`: the H.323 interworking function, if enabled.
+    pub h323: Option<H323Config>,
+}
+
+/// `[h323]`: the H.323 gateway (docs/h323.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct H323Config {
+    /// H.225.0 call signalling listener (`listen = "127.0.0.1:1720"`).
+    pub listen: SocketAddr,
+    /// Dialplan context for calls arriving over H.323 (default `from-h323`).
+    pub context: String,
+    /// Voice codecs allowed on the H.323 side, in preference order (empty: any).
+    pub codecs: Vec<crate::sdp::Codec>,
 }
 
 /// The PEM files a `tls:` listener serves (`[sip] tls_certificate`, `tls_private_key`).
@@ -157,6 +170,15 @@ struct RawConfig {
     ng: Option<RawNg>,
     radius: Option<Spanned<crate::aaa::RadiusConfig>>,
     cdr: Option<Spanned<crate::cdr::CdrConfig>>,
+    h323: Option<RawH323>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawH323 {
+    listen: Spanned<String>,
+    context: Option<Spanned<String>>,
+    codecs: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -693,6 +715,7 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
     }
 
     let (radius, cdr) = parse_billing(&src, path, raw.radius, raw.cdr)?;
+    let h323 = parse_h323(&src, raw.h323.as_ref(), &dialplan)?;
 
     // [mgmt]
     let mgmt_socket = match raw.mgmt.and_then(|m| m.socket) {
@@ -738,7 +761,64 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         ng,
         radius,
         cdr,
+        h323,
     })
+}
+
+/// `[h323]`: the listener, the context it must find in the dialplan, the codecs.
+fn parse_h323(
+    src: &Source<'_>,
+    raw: Option<&RawH323>,
+    dialplan: &Dialplan,
+) -> Result<Option<H323Config>, ConfigError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let s = raw.listen.get_ref();
+    let listen: SocketAddr = s.strip_prefix("tcp:").unwrap_or(s).parse().map_err(|_| {
+        src.err(
+            raw.listen.span(),
+            format!("[h323] listen \"{s}\": expected IP:PORT, e.g. \"127.0.0.1:1720\""),
+        )
+    })?;
+    let context = raw
+        .context
+        .as_ref()
+        .map_or_else(|| "from-h323".to_string(), |c| c.get_ref().clone());
+    if !dialplan.has_context(&context) {
+        let span = raw.context.as_ref().map_or(raw.listen.span(), |c| c.span());
+        return Err(src.err(
+            span,
+            format!("[h323] context \"{context}\" is not in the dialplan"),
+        ));
+    }
+    let mut codecs = Vec::new();
+    for c in raw.codecs.iter().flatten() {
+        let name = c.get_ref();
+        let codec = match name.to_ascii_lowercase().as_str() {
+            "pcmu" | "ulaw" => crate::sdp::Codec::Pcmu,
+            "pcma" | "alaw" => crate::sdp::Codec::Pcma,
+            "g729" | "g729a" => crate::sdp::Codec::G729,
+            _ => {
+                return Err(src.err(
+                    c.span(),
+                    format!("[h323] unknown codec \"{name}\" (use pcmu, pcma or g729)"),
+                ))
+            }
+        };
+        if !codecs.contains(&codec) {
+            codecs.push(codec);
+        }
+    }
+    if raw.codecs.as_ref().is_some_and(|c| c.is_empty()) {
+        return Err(src.err(
+            raw.listen.span(),
+            "[h323] codecs = [] allows no codec; remove the key to allow all",
+        ));
+    }
+    Ok(Some(H323Config {
+        listen,
+        context,
+        codecs,
+    }))
 }
 
 /// `[dataplane] control_cores` and `xdp_*`: checked against `cores` and

@@ -67,6 +67,9 @@ pub enum NetError {
     /// The CDR file could not be opened.
     #[error("{0}")]
     Cdr(crate::cdr::CdrError),
+    /// The `[h323]` listener (or the IWF's SIP socket) could not be bound.
+    #[error("cannot start the H.323 gateway on tcp:{0}: {1}")]
+    H323(SocketAddr, std::io::Error),
 }
 
 #[expect(clippy::disallowed_methods, reason = "the edge owns the clock")]
@@ -336,6 +339,7 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
     );
     engine.set_wall_clock(t0, wall_time());
     engine.set_aaa(aaa.settings.clone());
+    let _h323 = start_h323(&cfg, &mut engine).await?;
     banner(&cfg);
     {
         let sel = engine.media().selection();
@@ -430,6 +434,34 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
     let _ = std::fs::remove_file(&cfg.mgmt_socket);
     tracing::info!("tandemd stopped");
     Ok(engine.into_media())
+}
+
+/// `[h323]`: spawn the H.323 interworking function and register it with the engine as the
+/// gateway for `Dial(H323/...)`.
+async fn start_h323(
+    cfg: &Config,
+    engine: &mut Engine<dataplane::Dataplane>,
+) -> Result<Option<crate::iwf::h323::net::Handle>, NetError> {
+    let Some(h) = &cfg.h323 else { return Ok(None) };
+    let handle = crate::iwf::h323::net::spawn(crate::iwf::h323::net::Settings {
+        listen: Some(h.listen),
+        engine: cfg.primary_listen().addr,
+        codecs: h.codecs.clone(),
+    })
+    .await
+    .map_err(|e| NetError::H323(h.listen, e))?;
+    println!(
+        "  H.323:      tcp:{} (calls in to context {})",
+        handle.h225_addr.unwrap_or(h.listen),
+        h.context
+    );
+    engine.add_gateway(crate::call::Gateway {
+        tech: "H323".into(),
+        addr: handle.sip_addr,
+        context: h.context.clone(),
+        codecs: h.codecs.clone(),
+    });
+    Ok(Some(handle))
 }
 
 /// Load the sound files of `dir` (`.wav`, `.sln`, `.raw`...) by name without extension.

@@ -10,7 +10,10 @@
 //!
 //! Media is negotiated with fastStart only: the caller offers
 //! [`CallConfig::codecs`]; the callee picks the first offered codec it also
-//! allows. H.245 tunnelling (when both sides set `h245Tunnelling`) carries
+//! allows. A callee built with no codecs (an interworking function that must
+//! first ask the far side) defers that choice: it reads the offer with
+//! [`H323Call::offer`] and answers later with [`H323Call::answer_media`],
+//! before or with Connect. H.245 tunnelling (when both sides set `h245Tunnelling`) carries
 //! TerminalCapabilitySet/MasterSlaveDetermination and their Acks, and
 //! UserInputIndication for DTMF.
 
@@ -24,7 +27,8 @@ use super::h225::{
     ProgressingUuie, ReleaseCompleteUuie, SetupUuie, StatusUuie, UserInformation,
 };
 use super::h245::{
-    decode_fast_start, fast_start_accepted, fast_start_answer, fast_start_offer, Codec, H245Message,
+    decode_fast_start, fast_start_accepted, fast_start_answer, fast_start_offer, Codec,
+    H245Message, OpenLogicalChannel,
 };
 use super::message::H225Message;
 use super::per::Extensions;
@@ -178,6 +182,8 @@ pub struct H323Call {
     media: Option<Media>,
     /// Callee: the fastStart answer OLCs, sent in every reply.
     answer: Option<Vec<Vec<u8>>>,
+    /// Callee: the caller's fastStart proposals.
+    offer: Vec<OpenLogicalChannel>,
     /// Tunnelling agreed (both sides set h245Tunnelling).
     tunnel: bool,
     /// Tunnelled H.245 messages waiting for the next outgoing message.
@@ -223,6 +229,7 @@ impl H323Call {
             timer: None,
             media: None,
             answer: None,
+            offer: Vec::new(),
             tunnel: false,
             h245_out: Vec::new(),
             tcs_sent: false,
@@ -238,6 +245,41 @@ impl H323Call {
     /// The negotiated media, once known.
     pub fn media(&self) -> Option<Media> {
         self.media
+    }
+
+    /// Callee: the caller's fastStart proposals (empty before Setup or
+    /// without fastStart).
+    pub fn offer(&self) -> &[OpenLogicalChannel] {
+        &self.offer
+    }
+
+    /// Callee: answers the fastStart offer now with the first offered codec
+    /// in `allowed`, Tandem receiving RTP at `local_rtp`. The answer rides on
+    /// every later reply (Call Proceeding, Alerting, Progress, Connect).
+    /// Returns the agreed media, or `None` when no offered codec is allowed.
+    pub fn answer_media(
+        &mut self,
+        allowed: &[Codec],
+        local_rtp: SocketAddr,
+    ) -> Result<Option<Media>, H323Error> {
+        self.guard(
+            "answer_media",
+            !self.outgoing
+                && matches!(
+                    self.state,
+                    State::Present | State::IncomingProceeding | State::Received
+                ),
+        )?;
+        self.cfg.local_rtp = local_rtp;
+        let Some((codec, remote, ans)) = fast_start_answer(&self.offer, allowed, local_rtp) else {
+            return Ok(None);
+        };
+        self.media = Some(Media {
+            codec,
+            remote_rtp: remote,
+        });
+        self.answer = Some(ans);
+        Ok(self.media)
     }
 
     /// True once Release Complete was sent or received.
@@ -572,9 +614,13 @@ impl H323Call {
                 offered.push(c);
             }
         }
-        if let Some((codec, remote, ans)) =
+        let deferred = self.cfg.codecs.is_empty();
+        let answer = if deferred {
+            None
+        } else {
             fast_start_answer(&offer, &self.cfg.codecs, self.cfg.local_rtp)
-        {
+        };
+        if let Some((codec, remote, ans)) = answer {
             self.media = Some(Media {
                 codec,
                 remote_rtp: remote,
@@ -605,7 +651,8 @@ impl H323Call {
             offered: offered.clone(),
             media: self.media,
         });
-        if !offered.is_empty() && self.media.is_none() {
+        self.offer = offer;
+        if !deferred && !offered.is_empty() && self.media.is_none() {
             // fastStart only: nothing acceptable means no media path.
             self.send_release(88);
         }

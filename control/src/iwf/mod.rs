@@ -1,0 +1,9 @@
+//! Interworking functions: the other signalling worlds reach the call engine
+//! as trusted SIP gateways (see [`crate::call::Gateway`]).
+//!
+//! Each IWF owns a SIP socket of its own on loopback, speaks plain SIP to the
+//! engine on one side and its own protocol on the other, the way a voice
+//! gateway sits beside a PBX. The mapping logic is sans-IO; the sockets live in
+//! each IWF's `net` module.
+
+pub mod h323;
