@@ -46,6 +46,9 @@ use crate::sip::registrar::{Auth, RegisterStep, Registrar};
 use crate::sip::transaction::{Incoming, TimerConfig, TransactionLayer, Transmit, TxEvent, TxKey};
 use crate::sip::{new_branch, new_tag, CSeq, Message, Method, Request, Response, Uri};
 
+mod agi;
+pub use agi::AgiStats;
+
 /// Codecs Tandem offers and accepts when it answers a call itself (Echo, Playback...).
 const SUPPORTED: &[Codec] = &[Codec::Pcmu, Codec::Pcma, Codec::TelephoneEvent];
 /// Voice codecs the dataplane can transcode between, in default preference order: what a
@@ -533,6 +536,8 @@ pub struct Engine<M: Media> {
     wall_epoch: (Instant, SystemTime),
     /// Asterisk channel sequence (`SIP/1001-00000001`).
     next_channel: u32,
+    /// FastAGI sessions of `AGI()` (see the `agi` child module).
+    agi: agi::AgiState,
 }
 
 impl<M: Media> Engine<M> {
@@ -570,6 +575,7 @@ impl<M: Media> Engine<M> {
             billing: VecDeque::new(),
             wall_epoch: (now, UNIX_EPOCH + Duration::from_secs(wall_secs_at_now)),
             next_channel: 1,
+            agi: agi::AgiState::default(),
             cfg,
         }
     }
@@ -712,6 +718,9 @@ impl<M: Media> Engine<M> {
             let Some(&cid) = self.media_sessions.get(&ev.session()) else {
                 continue;
             };
+            if self.agi_media_event(cid, &ev, now) {
+                continue;
+            }
             match ev {
                 dataplane::MediaEvent::Digit {
                     side: dataplane::Side::A,
@@ -1394,6 +1403,12 @@ impl<M: Media> Engine<M> {
         b.ack = Some(ack.clone());
         let dest = b.dest;
         self.tl.send_stateless(&Message::Request(ack), dest);
+        if !was_cancelling && self.join_answered_caller(cid, &resp, now) {
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&cid) else {
+            return;
+        };
         if was_cancelling || call.state == CallState::Ending || call.a.final_sent {
             // The callee answered after we gave up on it: release it at once.
             self.send_bye(cid, LegSide::B, None, now);
@@ -1524,6 +1539,9 @@ impl<M: Media> Engine<M> {
     // -------------------------------------------------------------- dialplan
 
     fn run_dialplan(&mut self, cid: CallId, now: Instant) {
+        if self.agi_holds(cid, now) {
+            return;
+        }
         loop {
             let Some(call) = self.calls.get_mut(&cid) else {
                 return;
@@ -1599,6 +1617,10 @@ impl<M: Media> Engine<M> {
                 }
                 Action::Hangup { cause } => {
                     self.hangup(cid, HangupWhy::Dialplan(cause), now);
+                    return;
+                }
+                Action::Agi { url, args } => {
+                    self.agi_start(cid, url, args, now);
                     return;
                 }
             }
@@ -1874,6 +1896,7 @@ impl<M: Media> Engine<M> {
     // ---------------------------------------------------------------- hangup
 
     fn hangup(&mut self, cid: CallId, why: HangupWhy, now: Instant) {
+        self.agi_hangup(cid);
         let Some(call) = self.calls.get_mut(&cid) else {
             return;
         };
@@ -2364,6 +2387,7 @@ fn app_of(action: &Action) -> Option<(&'static str, String)> {
         }
         Action::Hangup { cause } => ("Hangup", cause.map(|c| c.to_string()).unwrap_or_default()),
         Action::Echo => ("Echo", String::new()),
+        Action::Agi { url, .. } => ("AGI", url.request.clone()),
         Action::Ringing => ("Ringing", String::new()),
         Action::Progress => ("Progress", String::new()),
         Action::Wait(d) => ("Wait", format!("{}", d.as_secs_f64())),
