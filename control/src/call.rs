@@ -48,6 +48,8 @@ use crate::sip::{new_branch, new_tag, CSeq, Message, Method, Request, Response, 
 
 mod gateway;
 pub use gateway::Gateway;
+mod agi;
+pub use agi::AgiStats;
 
 /// Codecs Tandem offers and accepts when it answers a call itself (Echo, Playback...).
 const SUPPORTED: &[Codec] = &[Codec::Pcmu, Codec::Pcma, Codec::TelephoneEvent];
@@ -542,6 +544,8 @@ pub struct Engine<M: Media> {
     wall_epoch: (Instant, SystemTime),
     /// Asterisk channel sequence (`SIP/1001-00000001`).
     next_channel: u32,
+    /// FastAGI sessions of `AGI()` (see the `agi` child module).
+    agi: agi::AgiState,
 }
 
 impl<M: Media> Engine<M> {
@@ -579,6 +583,7 @@ impl<M: Media> Engine<M> {
             billing: VecDeque::new(),
             wall_epoch: (now, UNIX_EPOCH + Duration::from_secs(wall_secs_at_now)),
             next_channel: 1,
+            agi: agi::AgiState::default(),
             cfg,
         }
     }
@@ -721,6 +726,9 @@ impl<M: Media> Engine<M> {
             let Some(&cid) = self.media_sessions.get(&ev.session()) else {
                 continue;
             };
+            if self.agi_media_event(cid, &ev, now) {
+                continue;
+            }
             match ev {
                 dataplane::MediaEvent::Digit {
                     side: dataplane::Side::A,
@@ -1423,6 +1431,12 @@ impl<M: Media> Engine<M> {
         b.ack = Some(ack.clone());
         let dest = b.dest;
         self.tl.send_stateless(&Message::Request(ack), dest);
+        if !was_cancelling && self.join_answered_caller(cid, &resp, now) {
+            return;
+        }
+        let Some(call) = self.calls.get_mut(&cid) else {
+            return;
+        };
         if was_cancelling || call.state == CallState::Ending || call.a.final_sent {
             // The callee answered after we gave up on it: release it at once.
             self.send_bye(cid, LegSide::B, None, now);
@@ -1553,6 +1567,9 @@ impl<M: Media> Engine<M> {
     // -------------------------------------------------------------- dialplan
 
     fn run_dialplan(&mut self, cid: CallId, now: Instant) {
+        if self.agi_holds(cid, now) {
+            return;
+        }
         loop {
             let Some(call) = self.calls.get_mut(&cid) else {
                 return;
@@ -1628,6 +1645,10 @@ impl<M: Media> Engine<M> {
                 }
                 Action::Hangup { cause } => {
                     self.hangup(cid, HangupWhy::Dialplan(cause), now);
+                    return;
+                }
+                Action::Agi { url, args } => {
+                    self.agi_start(cid, url, args, now);
                     return;
                 }
             }
@@ -1936,6 +1957,7 @@ impl<M: Media> Engine<M> {
     // ---------------------------------------------------------------- hangup
 
     fn hangup(&mut self, cid: CallId, why: HangupWhy, now: Instant) {
+        self.agi_hangup(cid);
         let Some(call) = self.calls.get_mut(&cid) else {
             return;
         };
@@ -2430,6 +2452,7 @@ fn app_of(action: &Action) -> Option<(&'static str, String)> {
         }
         Action::Hangup { cause } => ("Hangup", cause.map(|c| c.to_string()).unwrap_or_default()),
         Action::Echo => ("Echo", String::new()),
+        Action::Agi { url, .. } => ("AGI", url.request.clone()),
         Action::Ringing => ("Ringing", String::new()),
         Action::Progress => ("Progress", String::new()),
         Action::Wait(d) => ("Wait", format!("{}", d.as_secs_f64())),

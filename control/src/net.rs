@@ -18,6 +18,9 @@
 //! channel into the run loop; each [`crate::call::Billing`] record is written to Master.csv
 //! (append + fsync) and, for answered calls, spooled (append + fsync) as Accounting
 //! Start/Stop before it is sent.
+//!
+//! FastAGI: the engine keeps each `AGI()` session (sans-IO); [`crate::agi::tcp::AgiEdge`]
+//! opens the connections it asks for, writes its bytes and feeds back what the server says.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -320,6 +323,9 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
 
     let (verdict_tx, mut verdict_rx) = mpsc::unbounded_channel::<(AaaTicket, AuthOutcome)>();
     let mut aaa = AaaEdge::start(&cfg, verdict_tx).await?;
+    // FastAGI: the engine holds the sessions, the edge moves their bytes.
+    let (agi_tx, mut agi_rx) = mpsc::unbounded_channel();
+    let mut agi = crate::agi::tcp::AgiEdge::new(agi_tx);
 
     let secret: [u8; 32] = rand::random();
     let t0 = now();
@@ -402,6 +408,7 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
             Some((ticket, outcome)) = verdict_rx.recv() => {
                 engine.handle_aaa_verdict(ticket, &outcome, now());
             }
+            Some((ticket, ev)) = agi_rx.recv() => engine.handle_agi_input(ticket, ev, now()),
             _ = sleep => engine.handle_timeout(now()),
             _ = recv_signal(&mut sigterm) => start_drain(&mut engine, &mut drain_deadline),
             _ = recv_signal(&mut sigint) => start_drain(&mut engine, &mut drain_deadline),
@@ -412,6 +419,9 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
             send(&streams, &primary, &out.bytes, out.dest).await;
         }
         aaa.drain(&mut engine);
+        while let Some(io) = engine.poll_agi() {
+            agi.handle(io);
+        }
         for line in engine.drain_log() {
             tracing::info!("{line}");
         }
@@ -430,6 +440,10 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
         );
     }
     aaa.finish().await;
+    if engine.agi_stats().started > 0 {
+        let st = serde_json::to_string(&engine.agi_stats()).unwrap_or_default();
+        tracing::info!("agi stats: {st}");
+    }
     mgmt_task.abort();
     let _ = std::fs::remove_file(&cfg.mgmt_socket);
     tracing::info!("tandemd stopped");

@@ -183,6 +183,11 @@ pub trait AgiChannel {
     fn set_context(&mut self, context: &str);
     fn set_extension(&mut self, extension: &str);
     fn set_priority(&mut self, priority: &str) -> bool;
+    /// Whether `EXEC app` takes media or call time (Dial, Playback, Wait): the session then
+    /// hands it out as [`MediaRequest::Exec`] instead of calling [`AgiChannel::exec`].
+    fn exec_takes_time(&self, _app: &str) -> bool {
+        false
+    }
 }
 
 /// An operation that takes media time, for the caller to perform.
@@ -202,6 +207,9 @@ pub enum MediaRequest {
     },
     /// Wait for one digit; `timeout_ms` -1 waits forever.
     WaitForDigit { timeout_ms: i64 },
+    /// `EXEC app args` for an application that takes time (see
+    /// [`AgiChannel::exec_takes_time`]); finished with [`MediaOutcome::Exec`].
+    Exec { app: String, args: String },
 }
 
 /// How a [`MediaRequest`] ended.
@@ -211,8 +219,63 @@ pub enum MediaOutcome {
     Digit { digit: Option<char>, endpos: u64 },
     /// GET DATA: the digits and whether the wait timed out.
     Digits { digits: String, timed_out: bool },
+    /// EXEC: the application's result (`0` ran, `-1` failed or hung up).
+    Exec(i32),
     /// The file could not be played or the channel failed.
     Failed,
+}
+
+/// One AGI connection of the daemon (the call engine numbers them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct AgiTicket(pub u64);
+
+impl std::fmt::Display for AgiTicket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "agi{}", self.0)
+    }
+}
+
+/// Socket work the sans-IO call engine asks of the edge for its AGI sessions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgiIo {
+    /// Open a connection to the server of `url`; report with [`PipeEvent`]s.
+    Connect { ticket: AgiTicket, url: AgiUrl },
+    /// Write these bytes (queued until the connection is up).
+    Send { ticket: AgiTicket, bytes: Vec<u8> },
+    /// Close the connection after what was queued (the engine is done with it).
+    Close { ticket: AgiTicket },
+}
+
+/// What the edge reports about an AGI connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PipeEvent {
+    /// Bytes from the AGI server.
+    Data(Vec<u8>),
+    /// The connection ended: `None` when the server closed it (the script ended), else why
+    /// it failed. Always the last event.
+    Closed(Option<AgiError>),
+}
+
+/// The application's outcome, as Asterisk's `${AGISTATUS}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgiStatus {
+    /// The script ran and closed the connection.
+    Success,
+    /// Could not connect, or the connection broke or went silent: the reason.
+    Failure(AgiError),
+    /// The channel hung up during the script.
+    Hangup,
+}
+
+impl AgiStatus {
+    /// The `AGISTATUS` variable value.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            AgiStatus::Success => "SUCCESS",
+            AgiStatus::Failure(_) => "FAILURE",
+            AgiStatus::Hangup => "HANGUP",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -312,6 +375,7 @@ impl AgiSession {
                     format!("200 result={digits}\n")
                 }
             }
+            (_, MediaOutcome::Exec(n)) => format!("200 result={n}\n"),
             (_, MediaOutcome::Digit { digit, .. }) => {
                 format!("200 result={}\n", digit.map_or(0, |d| d as u32))
             }
@@ -480,6 +544,15 @@ impl AgiSession {
                 }
                 let Some(app) = arg(1) else { return usage() };
                 let rest = args.get(2..).map(|a| a.join(",")).unwrap_or_default();
+                if chan.exec_takes_time(app) {
+                    return self.start_media(
+                        dead,
+                        MediaRequest::Exec {
+                            app: app.into(),
+                            args: rest,
+                        },
+                    );
+                }
                 ok(i64::from(chan.exec(app, &rest)))
             }
             ("VERBOSE", _) => {

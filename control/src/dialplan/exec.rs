@@ -40,8 +40,8 @@ pub struct Execution {
     pub(super) context: String,
     pub(super) exten: String,
     pub(super) priority: u32,
-    caller_num: String,
-    caller_name: String,
+    pub(super) caller_num: String,
+    pub(super) caller_name: String,
     pub(super) vars: HashMap<String, String>,
     pub(super) state: State,
     /// Actions decided but not returned yet (an Answer before a Play, a StopPlay...).
@@ -72,6 +72,8 @@ pub(super) enum State {
     Media(MediaApp),
     /// `next` (no media inputs) waited out a WaitExten: go to `t` or hang up.
     LegacyWaitExten,
+    /// An `AGI()` script drives the channel until [`Execution::agi_done`].
+    Agi,
 }
 
 impl Execution {
@@ -141,6 +143,11 @@ impl Execution {
                 Action::Play(Prompt::File(f)) => Step::Playback(f),
                 Action::Play(Prompt::Tone { name, .. }) => Step::Playback(format!("tone:{name}")),
                 Action::StopPlay | Action::DetectDigits(_) => continue,
+                // No I/O here to run a script: the application fails, as with a dead server.
+                Action::Agi { .. } => {
+                    self.agi_failed_to_run();
+                    continue;
+                }
                 // Only media states idle, and `run(None)` never enters one.
                 Action::Idle { .. } => self.finish(None).into_step(),
             };
@@ -178,6 +185,8 @@ impl Execution {
             }
             // `dial_result` was not called: carry on as Asterisk would after a failed Dial.
             State::AwaitDial { .. } | State::Running => self.state = State::Running,
+            // The script still runs: nothing for the plan to do until `agi_done`.
+            State::Agi => return Action::Idle { until: None },
         }
         let plan = Arc::clone(&self.plan);
         for _ in 0..MAX_INTERNAL_STEPS {
@@ -265,6 +274,11 @@ impl Execution {
                         return step;
                     }
                 }
+                App::Agi => {
+                    if let Some(a) = self.start_agi(&args) {
+                        return a;
+                    }
+                }
                 App::NoOp | App::Verbose | App::Log => {}
                 App::Set => self.set(&args),
                 App::Goto => {
@@ -287,7 +301,7 @@ impl Execution {
     }
 
     /// `GotoIf(cond?true[:false])`; false if the chosen target does not exist.
-    fn goto_if(&mut self, args: &str) -> bool {
+    pub(super) fn goto_if(&mut self, args: &str) -> bool {
         let (cond, branches) = args.split_once('?').unwrap_or((args, ""));
         let (if_true, if_false) = branches.split_once(':').unwrap_or((branches, ""));
         let target = if expr::is_true(cond) {
@@ -428,6 +442,18 @@ impl Execution {
     /// `Dial(targets[,timeout[,options]])`; `None` when there is nothing to dial (then
     /// `${DIALSTATUS}` is `CHANUNAVAIL` and the plan goes on).
     fn dial(&mut self, args: &str) -> Option<Action> {
+        let action = self.parse_dial(args)?;
+        if let Action::Dial { options, .. } = &action {
+            self.state = State::AwaitDial {
+                options: options.clone(),
+            };
+        }
+        Some(action)
+    }
+
+    /// The [`Action::Dial`] of `Dial` arguments, without starting it; `None` (and
+    /// `${DIALSTATUS}` CHANUNAVAIL) when there is nothing to dial.
+    pub(super) fn parse_dial(&mut self, args: &str) -> Option<Action> {
         let parts = split_args(args);
         let targets: Vec<DialTarget> = parts
             .first()
@@ -457,9 +483,6 @@ impl Execution {
             .get(2)
             .map(|o| o.trim().to_string())
             .unwrap_or_default();
-        self.state = State::AwaitDial {
-            options: options.clone(),
-        };
         Some(Action::Dial {
             targets,
             timeout,

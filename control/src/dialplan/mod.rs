@@ -25,6 +25,10 @@
 //!   (`\;` is a literal semicolon) and `;-- block comments --;`.
 //! - Applications: Answer, Dial, Hangup, NoOp, Set, Echo, Goto, GotoIf, Wait, Ringing, Progress,
 //!   Playback, Verbose, Log, and Busy/Congestion (which end the call with Q.850 cause 17/34).
+//! - `AGI(agi://host[:port]/script[?args][,arg1,...])`: a FastAGI script drives the channel
+//!   ([`Action::Agi`]); when it ends the plan goes on at the next priority, or where the
+//!   script moved it (SET CONTEXT/EXTENSION/PRIORITY), with `${AGISTATUS}` set (see the
+//!   `agi` module).
 //! - Media applications (with [`Execution::next_action`], see [`Action`]): Playback of sound
 //!   files and tones (`tone:busy`, `tone:ringback/5` for 5 s), Background with digit
 //!   collection, Read, WaitExten, Playtones/StopPlaytones, the `i` and `t` extensions,
@@ -36,6 +40,7 @@
 //! context templates, caller-ID matching (`exten => 100/555,...`), switches, time-conditional
 //! includes and `label+offset` priorities.
 
+mod agi;
 mod exec;
 mod expr;
 mod media;
@@ -161,6 +166,15 @@ pub enum Action {
     DetectDigits(bool),
     /// Nothing to do until a digit, the end of the prompt playing, or `until` if set.
     Idle { until: Option<Instant> },
+    /// Run a FastAGI script on the channel (`AGI(agi://host[:port]/script[?q],arg1,...)`).
+    /// The plan waits until [`Execution::agi_done`]; meanwhile the script reads and sets
+    /// variables and moves the plan through [`Execution::agi_variable`],
+    /// [`Execution::set_var`] and [`Execution::agi_set_priority`] and friends.
+    Agi {
+        url: crate::agi::AgiUrl,
+        /// `agi_arg_1`...
+        args: Vec<String>,
+    },
 }
 
 /// What to play to the caller.
@@ -395,6 +409,7 @@ struct Instruction {
 /// Applications this dialplan knows. Names are case-insensitive, as in Asterisk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum App {
+    Agi,
     Answer,
     Background,
     Busy,
@@ -419,7 +434,8 @@ enum App {
 }
 
 impl App {
-    const ALL: [(&'static str, App); 21] = [
+    const ALL: [(&'static str, App); 22] = [
+        ("AGI", App::Agi),
         ("Answer", App::Answer),
         ("Background", App::Background),
         ("Busy", App::Busy),
