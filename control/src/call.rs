@@ -27,6 +27,8 @@
 //! 2. drain `poll_transmit` and send each datagram; drain `poll_aaa` and `poll_billing`;
 //! 3. sleep until `poll_timeout` or the next input.
 
+mod reinvite;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -44,6 +46,7 @@ use crate::sdp::{self, Codec, SessionDescription};
 use crate::sip::digest::Credentials;
 use crate::sip::registrar::{Auth, RegisterStep, Registrar};
 use crate::sip::transaction::{Incoming, TimerConfig, TransactionLayer, Transmit, TxEvent, TxKey};
+use crate::sip::transport::{Locals, Transport};
 use crate::sip::{new_branch, new_tag, CSeq, Message, Method, Request, Response, Uri};
 
 /// Codecs Tandem offers and accepts when it answers a call itself (Echo, Playback...).
@@ -308,6 +311,8 @@ struct Call {
     transcoding: Option<(Codec, Codec)>,
     /// Billing identity and the Master.csv columns gathered along the call.
     bill: CallBill,
+    /// A re-INVITE being relayed to the other leg ([`reinvite`]).
+    reinvite: Option<reinvite::Pending>,
 }
 
 /// What a call's CDR and accounting records need, gathered as it runs.
@@ -533,6 +538,8 @@ pub struct Engine<M: Media> {
     wall_epoch: (Instant, SystemTime),
     /// Asterisk channel sequence (`SIP/1001-00000001`).
     next_channel: u32,
+    /// Our address per transport, for the Via and Contact of what we send.
+    locals: Locals,
 }
 
 impl<M: Media> Engine<M> {
@@ -570,8 +577,14 @@ impl<M: Media> Engine<M> {
             billing: VecDeque::new(),
             wall_epoch: (now, UNIX_EPOCH + Duration::from_secs(wall_secs_at_now)),
             next_channel: 1,
+            locals: Locals::udp(cfg.local),
             cfg,
         }
+    }
+
+    /// A TCP or TLS listener: requests sent over that transport name it in Via and Contact.
+    pub fn set_listener(&mut self, transport: Transport, addr: SocketAddr) {
+        self.locals.set(transport, addr);
     }
 
     /// Turn on RADIUS authentication, call authorisation and billing records.
@@ -1148,6 +1161,7 @@ impl<M: Media> Engine<M> {
             a_codecs: self.cfg.codecs_for(&user),
             transcoding: None,
             bill,
+            reinvite: None,
         };
         self.by_sip_id.insert(call_id, (id, LegSide::A));
         self.by_tx.insert(key, (id, LegSide::A));
@@ -1202,7 +1216,10 @@ impl<M: Media> Engine<M> {
                 self.hangup(cid, HangupWhy::Bye(side), now);
             }
             Method::Invite => {
-                // Re-INVITE (hold, address change): update the media target and
+                if self.relay_reinvite(cid, side, &key, &req, now) {
+                    return;
+                }
+                // Re-INVITE without SDP, or not bridged: update the media target and
                 // answer with the SDP we already gave this side.
                 let body = std::str::from_utf8(&req.body)
                     .ok()
@@ -1237,11 +1254,8 @@ impl<M: Media> Engine<M> {
                 self.respond(&key, resp, now);
             }
             Method::Cancel => {}
-            _ => {
-                // INFO, UPDATE without SDP, OPTIONS in dialog: accept.
-                let resp = self.reply(&req, 200, None);
-                self.respond(&key, resp, now);
-            }
+            // INFO, UPDATE, OPTIONS in dialog.
+            _ => self.answer_in_dialog(&key, &req, now),
         }
     }
 
@@ -1258,6 +1272,9 @@ impl<M: Media> Engine<M> {
         let Some(&(cid, side)) = self.by_tx.get(&key) else {
             return;
         };
+        if self.on_reinvite_response(cid, side, &key, &resp, now) {
+            return;
+        }
         let is_invite = resp.cseq().is_some_and(|c| c.method == Method::Invite);
         if side != LegSide::B || !is_invite {
             return;
@@ -1353,7 +1370,6 @@ impl<M: Media> Engine<M> {
     }
 
     fn on_b_answer(&mut self, cid: CallId, resp: Response, now: Instant) {
-        let local = self.cfg.local;
         let Some(call) = self.calls.get_mut(&cid) else {
             return;
         };
@@ -1375,10 +1391,8 @@ impl<M: Media> Engine<M> {
             b.remote_target = c.uri.to_string();
         }
         let mut ack = Request::new(Method::Ack, b.remote_target.clone());
-        ack.headers.push(
-            "Via",
-            format!("SIP/2.0/UDP {local};branch={};rport", new_branch()),
-        );
+        let t = Transport::of_via_value(b.invite.headers.get("Via"));
+        ack.headers.push("Via", self.locals.via(t, &new_branch()));
         ack.headers.push("Max-Forwards", "70");
         ack.headers.push("From", b.local_hdr.clone());
         ack.headers.push("To", b.remote_hdr.clone());
@@ -1488,6 +1502,9 @@ impl<M: Media> Engine<M> {
             match ev {
                 TxEvent::Timeout { key } => {
                     self.pending_byes.remove(&key);
+                    if self.on_reinvite_timeout(&key, now) {
+                        continue;
+                    }
                     if let Some(&(cid, LegSide::B)) = self.by_tx.get(&key) {
                         let is_invite = self
                             .calls
@@ -1723,10 +1740,8 @@ impl<M: Media> Engine<M> {
             let to_uri = format!("sip:{user}@{}", binding_host(&binding.contact, local));
             let remote_hdr = format!("<{to_uri}>");
             let mut inv = Request::new(Method::Invite, binding.contact.clone());
-            inv.headers.push(
-                "Via",
-                format!("SIP/2.0/UDP {local};branch={};rport", new_branch()),
-            );
+            inv.headers
+                .push("Via", self.locals.via(binding.transport, &new_branch()));
             inv.headers.push("Max-Forwards", "70");
             inv.headers.push("From", local_hdr.clone());
             inv.headers.push("To", remote_hdr.clone());
@@ -1739,7 +1754,10 @@ impl<M: Media> Engine<M> {
                 }
                 .to_string(),
             );
-            inv.headers.push("Contact", format!("<sip:tandem@{local}>"));
+            inv.headers.push(
+                "Contact",
+                format!("<{}>", self.locals.contact_uri(binding.transport)),
+            );
             inv.headers.push("Allow", ALLOW);
             inv.headers.push("User-Agent", self.cfg.user_agent.clone());
             inv.headers.push("Content-Type", "application/sdp");
@@ -1932,11 +1950,11 @@ impl<M: Media> Engine<M> {
     }
 
     fn send_bye(&mut self, cid: CallId, side: LegSide, reason: Option<String>, now: Instant) {
-        let local = self.cfg.local;
         let ua = self.cfg.user_agent.clone();
         let Some(call) = self.calls.get_mut(&cid) else {
             return;
         };
+        let transport = leg_transport(call, side);
         let (target, from, to, call_id, cseq, dest) = match side {
             LegSide::A => {
                 call.a.cseq += 1;
@@ -1963,10 +1981,8 @@ impl<M: Media> Engine<M> {
             }
         };
         let mut bye = Request::new(Method::Bye, target);
-        bye.headers.push(
-            "Via",
-            format!("SIP/2.0/UDP {local};branch={};rport", new_branch()),
-        );
+        bye.headers
+            .push("Via", self.locals.via(transport, &new_branch()));
         bye.headers.push("Max-Forwards", "70");
         bye.headers.push("From", from);
         bye.headers.push("To", to);
@@ -2252,11 +2268,26 @@ impl<M: Media> Engine<M> {
         resp.headers.set("Server", self.cfg.user_agent.clone());
     }
 
+    /// Contact (on the transport the request came over, its Via) and Allow of a response.
     fn add_contact(&self, resp: &mut Response) {
+        let t = Transport::of_via_value(resp.headers.get("Via"));
         resp.headers
-            .set("Contact", format!("<sip:tandem@{}>", self.cfg.local));
+            .set("Contact", format!("<{}>", self.locals.contact_uri(t)));
         resp.headers.set("Allow", ALLOW);
     }
+}
+
+/// The transport of a call's leg: the top Via of the INVITE that opened it (the caller's
+/// for A, ours for B).
+fn leg_transport(call: &Call, side: LegSide) -> Transport {
+    let invite = match side {
+        LegSide::A => &call.a.invite,
+        LegSide::B => match &call.b {
+            Some(b) => &b.invite,
+            None => return Transport::Udp,
+        },
+    };
+    Transport::of_via_value(invite.headers.get("Via"))
 }
 
 /// Why a call is being torn down.
