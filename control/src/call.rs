@@ -27,6 +27,8 @@
 //! 2. drain `poll_transmit` and send each datagram; drain `poll_aaa` and `poll_billing`;
 //! 3. sleep until `poll_timeout` or the next input.
 
+mod reinvite;
+
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -44,6 +46,7 @@ use crate::sdp::{self, Codec, SessionDescription};
 use crate::sip::digest::Credentials;
 use crate::sip::registrar::{Auth, RegisterStep, Registrar};
 use crate::sip::transaction::{Incoming, TimerConfig, TransactionLayer, Transmit, TxEvent, TxKey};
+use crate::sip::transport::{Locals, Transport};
 use crate::sip::{new_branch, new_tag, CSeq, Message, Method, Request, Response, Uri};
 
 mod gateway;
@@ -316,6 +319,8 @@ struct Call {
     /// The caller asked for identity privacy (RFC 3323): callees outside the trust domain
     /// see an anonymous From.
     privacy: bool,
+    /// A re-INVITE being relayed to the other leg ([`reinvite`]).
+    reinvite: Option<reinvite::Pending>,
 }
 
 /// What a call's CDR and accounting records need, gathered as it runs.
@@ -546,6 +551,8 @@ pub struct Engine<M: Media> {
     next_channel: u32,
     /// FastAGI sessions of `AGI()` (see the `agi` child module).
     agi: agi::AgiState,
+    /// Our address per transport, for the Via and Contact of what we send.
+    locals: Locals,
 }
 
 impl<M: Media> Engine<M> {
@@ -584,8 +591,14 @@ impl<M: Media> Engine<M> {
             wall_epoch: (now, UNIX_EPOCH + Duration::from_secs(wall_secs_at_now)),
             next_channel: 1,
             agi: agi::AgiState::default(),
+            locals: Locals::udp(cfg.local),
             cfg,
         }
+    }
+
+    /// A TCP or TLS listener: requests sent over that transport name it in Via and Contact.
+    pub fn set_listener(&mut self, transport: Transport, addr: SocketAddr) {
+        self.locals.set(transport, addr);
     }
 
     /// Turn on RADIUS authentication, call authorisation and billing records.
@@ -1185,6 +1198,7 @@ impl<M: Media> Engine<M> {
             privacy,
             transcoding: None,
             bill,
+            reinvite: None,
         };
         self.by_sip_id.insert(call_id, (id, LegSide::A));
         self.by_tx.insert(key, (id, LegSide::A));
@@ -1239,7 +1253,10 @@ impl<M: Media> Engine<M> {
                 self.hangup(cid, HangupWhy::Bye(side), now);
             }
             Method::Invite => {
-                // Re-INVITE (hold, address change): update the media target and
+                if self.relay_reinvite(cid, side, &key, &req, now) {
+                    return;
+                }
+                // Re-INVITE without SDP, or not bridged: update the media target and
                 // answer with the SDP we already gave this side.
                 let body = std::str::from_utf8(&req.body)
                     .ok()
@@ -1274,11 +1291,8 @@ impl<M: Media> Engine<M> {
                 self.respond(&key, resp, now);
             }
             Method::Cancel => {}
-            _ => {
-                // INFO, UPDATE without SDP, OPTIONS in dialog: accept.
-                let resp = self.reply(&req, 200, None);
-                self.respond(&key, resp, now);
-            }
+            // INFO, UPDATE, OPTIONS in dialog.
+            _ => self.answer_in_dialog(&key, &req, now),
         }
     }
 
@@ -1295,6 +1309,9 @@ impl<M: Media> Engine<M> {
         let Some(&(cid, side)) = self.by_tx.get(&key) else {
             return;
         };
+        if self.on_reinvite_response(cid, side, &key, &resp, now) {
+            return;
+        }
         let is_invite = resp.cseq().is_some_and(|c| c.method == Method::Invite);
         if side != LegSide::B || !is_invite {
             return;
@@ -1390,7 +1407,6 @@ impl<M: Media> Engine<M> {
     }
 
     fn on_b_answer(&mut self, cid: CallId, resp: Response, now: Instant) {
-        let local = self.cfg.local;
         let Some(call) = self.calls.get_mut(&cid) else {
             return;
         };
@@ -1412,10 +1428,8 @@ impl<M: Media> Engine<M> {
             b.remote_target = c.uri.to_string();
         }
         let mut ack = Request::new(Method::Ack, b.remote_target.clone());
-        ack.headers.push(
-            "Via",
-            format!("SIP/2.0/UDP {local};branch={};rport", new_branch()),
-        );
+        let t = Transport::of_via_value(b.invite.headers.get("Via"));
+        ack.headers.push("Via", self.locals.via(t, &new_branch()));
         ack.headers.push("Max-Forwards", "70");
         ack.headers.push("From", b.local_hdr.clone());
         ack.headers.push("To", b.remote_hdr.clone());
@@ -1531,6 +1545,9 @@ impl<M: Media> Engine<M> {
             match ev {
                 TxEvent::Timeout { key } => {
                     self.pending_byes.remove(&key);
+                    if self.on_reinvite_timeout(&key, now) {
+                        continue;
+                    }
                     if let Some(&(cid, LegSide::B)) = self.by_tx.get(&key) {
                         let is_invite = self
                             .calls
@@ -1738,6 +1755,7 @@ impl<M: Media> Engine<M> {
                     request_uri: binding.contact.clone(),
                     to_uri: format!("sip:{user}@{}", binding_host(&binding.contact, local)),
                     dest: binding.source,
+                    transport: binding.transport,
                     codecs: self.cfg.codecs_for(&user),
                     trusted: false,
                     label: user,
@@ -1796,10 +1814,8 @@ impl<M: Media> Engine<M> {
             let to_uri = to.to_uri.clone();
             let remote_hdr = format!("<{to_uri}>");
             let mut inv = Request::new(Method::Invite, to.request_uri.clone());
-            inv.headers.push(
-                "Via",
-                format!("SIP/2.0/UDP {local};branch={};rport", new_branch()),
-            );
+            inv.headers
+                .push("Via", self.locals.via(to.transport, &new_branch()));
             inv.headers.push("Max-Forwards", "70");
             inv.headers.push("From", local_hdr.clone());
             inv.headers.push("To", remote_hdr.clone());
@@ -1812,7 +1828,10 @@ impl<M: Media> Engine<M> {
                 }
                 .to_string(),
             );
-            inv.headers.push("Contact", format!("<sip:tandem@{local}>"));
+            inv.headers.push(
+                "Contact",
+                format!("<{}>", self.locals.contact_uri(to.transport)),
+            );
             if let Some(pai) = asserted {
                 inv.headers.push("P-Asserted-Identity", pai);
             }
@@ -2016,11 +2035,11 @@ impl<M: Media> Engine<M> {
     }
 
     fn send_bye(&mut self, cid: CallId, side: LegSide, reason: Option<String>, now: Instant) {
-        let local = self.cfg.local;
         let ua = self.cfg.user_agent.clone();
         let Some(call) = self.calls.get_mut(&cid) else {
             return;
         };
+        let transport = leg_transport(call, side);
         let (target, from, to, call_id, cseq, dest) = match side {
             LegSide::A => {
                 call.a.cseq += 1;
@@ -2047,10 +2066,8 @@ impl<M: Media> Engine<M> {
             }
         };
         let mut bye = Request::new(Method::Bye, target);
-        bye.headers.push(
-            "Via",
-            format!("SIP/2.0/UDP {local};branch={};rport", new_branch()),
-        );
+        bye.headers
+            .push("Via", self.locals.via(transport, &new_branch()));
         bye.headers.push("Max-Forwards", "70");
         bye.headers.push("From", from);
         bye.headers.push("To", to);
@@ -2340,11 +2357,26 @@ impl<M: Media> Engine<M> {
         resp.headers.set("Server", self.cfg.user_agent.clone());
     }
 
+    /// Contact (on the transport the request came over, its Via) and Allow of a response.
     fn add_contact(&self, resp: &mut Response) {
+        let t = Transport::of_via_value(resp.headers.get("Via"));
         resp.headers
-            .set("Contact", format!("<sip:tandem@{}>", self.cfg.local));
+            .set("Contact", format!("<{}>", self.locals.contact_uri(t)));
         resp.headers.set("Allow", ALLOW);
     }
+}
+
+/// The transport of a call's leg: the top Via of the INVITE that opened it (the caller's
+/// for A, ours for B).
+fn leg_transport(call: &Call, side: LegSide) -> Transport {
+    let invite = match side {
+        LegSide::A => &call.a.invite,
+        LegSide::B => match &call.b {
+            Some(b) => &b.invite,
+            None => return Transport::Udp,
+        },
+    };
+    Transport::of_via_value(invite.headers.get("Via"))
 }
 
 /// Why a call is being torn down.

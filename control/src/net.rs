@@ -305,16 +305,26 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
             }
         });
     }
-    let streams = StreamSet::new();
+    let mut streams = StreamSet::new();
     let tls = match &cfg.tls {
-        Some(f) => Some(streams::tls_config(&f.certificate, &f.private_key)?),
+        Some(f) => {
+            // Outbound TLS (a phone whose connection is gone) trusts our own chain's CA.
+            streams = streams.with_tls_client(streams::tls_client_config(&f.certificate)?);
+            Some(streams::tls_config(&f.certificate, &f.private_key)?)
+        }
         None => None,
     };
+    let mut stream_listeners = Vec::new();
     for l in cfg.listen.iter().filter(|l| l.transport != Transport::Udp) {
         let tls = (l.transport == Transport::Tls)
             .then(|| tls.clone())
             .flatten();
-        streams.listen(l.addr, tls, dg_tx.clone()).await?;
+        let bound = streams.listen(l.addr, tls, dg_tx.clone()).await?;
+        let t = match l.transport {
+            Transport::Tls => crate::sip::transport::Transport::Tls,
+            _ => crate::sip::transport::Transport::Tcp,
+        };
+        stream_listeners.push((t, bound));
     }
     let (ng_socket, mut ng_rx) = start_ng(&cfg).await?;
     let mut ng = crate::ng::Ng::new();
@@ -344,6 +354,9 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
         wall_secs(),
     );
     engine.set_wall_clock(t0, wall_time());
+    for (t, addr) in stream_listeners {
+        engine.set_listener(t, addr);
+    }
     engine.set_aaa(aaa.settings.clone());
     let _h323 = start_h323(&cfg, &mut engine).await?;
     banner(&cfg);
@@ -387,7 +400,7 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
                 match gate.judge(&bytes, from, t) {
                     Judged::Pass => engine.handle_datagram(&bytes, from, t),
                     Judged::Reply(bytes, dest) => {
-                        send(&streams, &primary, &bytes, dest).await;
+                        send(&streams, &primary, &bytes, dest, &dg_tx).await;
                     }
                     Judged::Drop => {}
                 }
@@ -416,7 +429,7 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
         engine.handle_media_events(now());
         while let Some(out) = engine.poll_transmit() {
             gate.sent(&out.bytes, now());
-            send(&streams, &primary, &out.bytes, out.dest).await;
+            send(&streams, &primary, &out.bytes, out.dest, &dg_tx).await;
         }
         aaa.drain(&mut engine);
         while let Some(io) = engine.poll_agi() {
@@ -513,9 +526,27 @@ fn load_sounds(dir: &std::path::Path) -> std::collections::HashMap<String, Arc<[
     out
 }
 
-/// Send a message: on the TCP/TLS connection to `dest` when there is one,
-/// else as a UDP datagram from the primary socket.
-async fn send(streams: &StreamSet, udp: &UdpSocket, bytes: &[u8], dest: SocketAddr) {
+/// Send a message. A request whose top Via names TCP/TLS goes on a stream connection (opened
+/// if needed, see [`StreamSet::send_request`]), never as a datagram. Anything else goes on the
+/// TCP/TLS connection to `dest` when there is one, else as a UDP datagram from the primary
+/// socket.
+async fn send(
+    streams: &StreamSet,
+    udp: &UdpSocket,
+    bytes: &[u8],
+    dest: SocketAddr,
+    inbound: &mpsc::Sender<(Vec<u8>, SocketAddr)>,
+) {
+    let parsed = Message::parse(bytes).ok();
+    if let Some((t, fallback)) = parsed
+        .as_ref()
+        .and_then(crate::sip::transport::stream_request)
+    {
+        if !streams.send_request(dest, fallback, bytes, t, inbound) {
+            tracing::warn!("SIP {t} request to {dest} not sent: no connection could be queued");
+        }
+        return;
+    }
     if streams.open() > 0 && streams.send(dest, bytes, via_is_stream(bytes)) {
         return;
     }

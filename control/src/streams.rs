@@ -14,6 +14,13 @@
 //! one connection open from that IP is used. `send` reports `false` when no
 //! connection fits, and the caller falls back to UDP.
 //!
+//! Requests ([`StreamSet::send_request`]) whose top Via names TCP or TLS never fall back to
+//! UDP: they go on the connection open to the destination (the flow a user registered over),
+//! else on one open to the fallback address (the Request-URI's host and port: the Contact a
+//! user registered), else on a new outbound connection to that address, opened in the
+//! background while the message waits in its queue (RFC 3261 §18.1.1). Outbound TLS verifies
+//! the peer's certificate against [`StreamSet::with_tls_client`]'s roots, by IP address.
+//!
 //! Limits: at most [`MAX_CONNECTIONS`] connections; a connection idle for
 //! [`IDLE`] is closed; a framing error (no Content-Length, oversize message)
 //! closes the connection with a log line naming the peer and what was wrong,
@@ -32,6 +39,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::sip::stream::{Frame, Framer, Limits, PONG};
+use crate::sip::transport::Transport;
+
+/// How long an outbound connection (TCP connect plus TLS handshake) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Most connections served at once; more are refused (closed at accept).
 pub const MAX_CONNECTIONS: usize = 4096;
@@ -63,6 +74,9 @@ pub struct StreamStats {
     pub refused: AtomicU64,
     pub framing_errors: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
+    /// Outbound connections opened / failed.
+    pub connected: AtomicU64,
+    pub connect_failures: AtomicU64,
     pub messages_in: AtomicU64,
     pub messages_out: AtomicU64,
     pub pings: AtomicU64,
@@ -76,6 +90,8 @@ pub struct StreamCounts {
     pub refused: u64,
     pub framing_errors: u64,
     pub tls_handshake_failures: u64,
+    pub connected: u64,
+    pub connect_failures: u64,
     pub messages_in: u64,
     pub messages_out: u64,
     pub pings: u64,
@@ -90,6 +106,8 @@ struct Conn {
 pub struct StreamSet {
     conns: Arc<Mutex<HashMap<SocketAddr, Conn>>>,
     stats: Arc<StreamStats>,
+    /// Client side of outbound TLS connections (`None`: outbound TLS is refused).
+    tls_client: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
 }
 
 impl std::fmt::Debug for StreamSet {
@@ -105,6 +123,126 @@ impl StreamSet {
         StreamSet::default()
     }
 
+    /// Allow outbound TLS connections with this client configuration (set before the set is
+    /// cloned into listeners).
+    pub fn with_tls_client(mut self, cfg: Arc<tokio_rustls::rustls::ClientConfig>) -> StreamSet {
+        self.tls_client = Some(cfg);
+        self
+    }
+
+    /// Queue a request for a stream transport: on the connection to `dest`, else on the one
+    /// to `fallback`, else on a new outbound connection to `fallback` (or `dest` when there is
+    /// none), opened in the background; messages arriving on it go to `inbound` like those of
+    /// accepted connections. `false`: the message could not even be queued (outbound TLS
+    /// without a client configuration, or the queue is full).
+    pub fn send_request(
+        &self,
+        dest: SocketAddr,
+        fallback: Option<SocketAddr>,
+        bytes: &[u8],
+        transport: Transport,
+        inbound: &mpsc::Sender<(Vec<u8>, SocketAddr)>,
+    ) -> bool {
+        if self.send(dest, bytes, false) {
+            return true;
+        }
+        if let Some(f) = fallback {
+            if self.send(f, bytes, false) {
+                return true;
+            }
+        }
+        let target = fallback.unwrap_or(dest);
+        let tls = match transport {
+            Transport::Tls => match &self.tls_client {
+                Some(c) => Some(c.clone()),
+                None => {
+                    tracing::warn!("SIP tls: no client configuration to connect to {target}");
+                    return false;
+                }
+            },
+            _ => None,
+        };
+        let (tx, rx) = self.register(target);
+        if tx.try_send(bytes.to_vec()).is_err() {
+            return false;
+        }
+        self.stats.messages_out.fetch_add(1, Ordering::Relaxed);
+        let set = self.clone();
+        let inbound = inbound.clone();
+        tokio::spawn(async move {
+            set.connect_and_serve(target, tls, inbound, tx, rx).await;
+        });
+        true
+    }
+
+    async fn connect_and_serve(
+        &self,
+        target: SocketAddr,
+        tls: Option<Arc<tokio_rustls::rustls::ClientConfig>>,
+        inbound: mpsc::Sender<(Vec<u8>, SocketAddr)>,
+        tx: mpsc::Sender<Vec<u8>>,
+        rx: mpsc::Receiver<Vec<u8>>,
+    ) {
+        let name = if tls.is_some() { "tls" } else { "tcp" };
+        let connected = tokio::time::timeout(CONNECT_TIMEOUT, async {
+            let sock = TcpStream::connect(target).await?;
+            let _ = sock.set_nodelay(true);
+            Ok::<_, std::io::Error>(sock)
+        })
+        .await;
+        let sock = match connected {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return self.connect_failed(target, name, &tx, &e.to_string()),
+            Err(_) => return self.connect_failed(target, name, &tx, "timed out"),
+        };
+        match tls {
+            None => {
+                self.stats.connected.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("SIP tcp: connected to {target}");
+                self.serve_registered(sock, target, inbound, name, tx, rx)
+                    .await
+            }
+            Some(cfg) => {
+                let server =
+                    tokio_rustls::rustls::pki_types::ServerName::IpAddress(target.ip().into());
+                let conn = tokio_rustls::TlsConnector::from(cfg);
+                match tokio::time::timeout(CONNECT_TIMEOUT, conn.connect(server, sock)).await {
+                    Ok(Ok(s)) => {
+                        self.stats.connected.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!("SIP tls: connected to {target}");
+                        self.serve_registered(s, target, inbound, name, tx, rx)
+                            .await
+                    }
+                    Ok(Err(e)) => {
+                        self.stats
+                            .tls_handshake_failures
+                            .fetch_add(1, Ordering::Relaxed);
+                        self.connect_failed(target, name, &tx, &e.to_string())
+                    }
+                    Err(_) => self.connect_failed(target, name, &tx, "TLS handshake timed out"),
+                }
+            }
+        }
+    }
+
+    /// Forget a connection that could not be opened; its queued messages are dropped (their
+    /// transactions time out).
+    fn connect_failed(
+        &self,
+        target: SocketAddr,
+        name: &str,
+        tx: &mpsc::Sender<Vec<u8>>,
+        why: &str,
+    ) {
+        self.stats.connect_failures.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!("SIP {name}: cannot connect to {target}: {why}");
+        if let Ok(mut c) = self.conns.lock() {
+            if c.get(&target).is_some_and(|c| c.tx.same_channel(tx)) {
+                c.remove(&target);
+            }
+        }
+    }
+
     /// Connections open now.
     pub fn open(&self) -> usize {
         self.conns.lock().map(|c| c.len()).unwrap_or(0)
@@ -118,6 +256,8 @@ impl StreamSet {
             refused: s.refused.load(Ordering::Relaxed),
             framing_errors: s.framing_errors.load(Ordering::Relaxed),
             tls_handshake_failures: s.tls_handshake_failures.load(Ordering::Relaxed),
+            connected: s.connected.load(Ordering::Relaxed),
+            connect_failures: s.connect_failures.load(Ordering::Relaxed),
             messages_in: s.messages_in.load(Ordering::Relaxed),
             messages_out: s.messages_out.load(Ordering::Relaxed),
             pings: s.pings.load(Ordering::Relaxed),
@@ -351,6 +491,34 @@ pub fn tls_config(
     Ok(Arc::new(cfg))
 }
 
+/// A rustls client configuration for outbound TLS that trusts the certificates in the PEM
+/// file `roots` (Tandem's own chain, or a CA bundle of the private PKI its phones use).
+pub fn tls_client_config(
+    roots: &Path,
+) -> Result<Arc<tokio_rustls::rustls::ClientConfig>, StreamError> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    let what = |e: &dyn std::fmt::Display| StreamError::Certificate {
+        path: roots.display().to_string(),
+        what: e.to_string(),
+    };
+    let mut store = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(roots).map_err(|e| what(&e))? {
+        store.add(c.map_err(|e| what(&e))?).map_err(|e| what(&e))?;
+    }
+    if store.is_empty() {
+        return Err(what(&"no CERTIFICATE block"));
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| StreamError::Tls(e.to_string()))?
+        .with_root_certificates(store)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}
+
 /// Connect to a stream peer (used for requests to a TCP/TLS destination that has
 /// no open connection). Kept for the trunk side; plain TCP only here.
 pub async fn connect_tcp(
@@ -493,6 +661,64 @@ mod tests {
         let _ = tokio::time::timeout(Duration::from_secs(5), plain.read(&mut b)).await;
         tokio::time::sleep(Duration::from_millis(50)).await;
         assert_eq!(set.counts().tls_handshake_failures, 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn requests_open_outbound_connections_over_tcp_and_tls() {
+        let set = StreamSet::new();
+        let (in_tx, mut in_rx) = mpsc::channel(16);
+        // The registered flow is gone (nothing open to `gone`): connect to the Contact.
+        let gone: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        let phone = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let contact = phone.local_addr().unwrap();
+        assert!(set.send_request(gone, Some(contact), b"INVITE", Transport::Tcp, &in_tx));
+        let (mut s, _) = tokio::time::timeout(Duration::from_secs(5), phone.accept())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(read_some(&mut s).await, b"INVITE");
+        // The next request reuses it; what the phone sends comes in as from the Contact.
+        assert!(set.send_request(gone, Some(contact), b"BYE", Transport::Tcp, &in_tx));
+        assert_eq!(read_some(&mut s).await, b"BYE");
+        s.write_all(OPTIONS.as_bytes()).await.unwrap();
+        let (m, from) = tokio::time::timeout(Duration::from_secs(5), in_rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((m.as_slice(), from), (OPTIONS.as_bytes(), contact));
+        // Nobody listening: counted, and the connection entry goes away.
+        let dead = {
+            let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            l.local_addr().unwrap()
+        };
+        assert!(set.send_request(dead, None, b"x", Transport::Tcp, &in_tx));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let n = set.counts();
+        assert_eq!(
+            (n.open, n.connected, n.connect_failures),
+            (1, 1, 1),
+            "{n:?}"
+        );
+        // TLS needs a client configuration.
+        assert!(!set.send_request(dead, None, b"x", Transport::Tls, &in_tx));
+
+        // Outbound TLS to a phone whose certificate the configured roots trust.
+        let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()]).unwrap();
+        let dir = std::env::temp_dir().join(format!("tandem-tlsout-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        std::fs::write(&cert, ck.cert.pem()).unwrap();
+        std::fs::write(&key, ck.key_pair.serialize_pem()).unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls_config(&cert, &key).unwrap());
+        let set = StreamSet::new().with_tls_client(tls_client_config(&cert).unwrap());
+        let phone = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let contact = phone.local_addr().unwrap();
+        assert!(set.send_request(contact, None, b"INVITE", Transport::Tls, &in_tx));
+        let (sock, _) = phone.accept().await.unwrap();
+        let mut tls = acceptor.accept(sock).await.unwrap();
+        assert_eq!(read_some(&mut tls).await, b"INVITE");
+        assert!(tls_client_config(&dir.join("missing.pem")).is_err());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

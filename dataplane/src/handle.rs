@@ -128,6 +128,22 @@ pub enum Mode {
     Relay,
     /// Whatever arrives on leg A goes back to leg A's remote (Echo application).
     Echo,
+    /// Relay RTP received on this side only; RTP from the other side is dropped (counted
+    /// as `held`). RTCP still flows both ways. A call on hold (RFC 3264 sendonly/recvonly).
+    OneWay(Side),
+    /// Relay no RTP at all (RFC 3264 inactive); RTCP still flows. Sources still latch.
+    Inactive,
+}
+
+impl Mode {
+    /// Whether RTP received on `side` is forwarded in this mode.
+    pub const fn forwards(self, side: Side) -> bool {
+        match self {
+            Mode::Relay | Mode::Echo => true,
+            Mode::OneWay(s) => matches!((s, side), (Side::A, Side::A) | (Side::B, Side::B)),
+            Mode::Inactive => false,
+        }
+    }
 }
 
 /// A freshly created session: where its legs listen (RTP; RTCP is port + 1).
@@ -157,6 +173,8 @@ pub struct DropCounts {
     pub wrong_source: u64,
     /// The other leg has no remote address yet.
     pub no_remote: u64,
+    /// RTP in a direction the call has on hold ([`Mode::OneWay`], [`Mode::Inactive`]).
+    pub held: u64,
     /// Sending failed (socket error or full queue).
     pub tx_error: u64,
 }

@@ -39,6 +39,8 @@ pub enum DropReason {
     WrongSource,
     /// The output leg has no remote address yet.
     NoRemote,
+    /// RTP in a direction the call has on hold.
+    Held,
 }
 
 /// What to do with a datagram.
@@ -134,6 +136,13 @@ pub fn handle_packet_with(
         Kind::Rtcp => session.leg_mut(in_side).counters.rtcp_in += 1,
     }
 
+    if kind == Kind::Rtp && !session.mode.forwards(in_side) {
+        session.leg_mut(in_side).counters.dropped += 1;
+        return Outcome {
+            decision: Decision::Drop(DropReason::Held),
+            event,
+        };
+    }
     let out_side = output_side(session.mode, in_side);
     let Some(to) = session.leg(out_side).destination(kind) else {
         session.leg_mut(in_side).counters.dropped += 1;
@@ -148,7 +157,9 @@ pub fn handle_packet_with(
         side: out_side,
         kind,
     };
-    if let (Kind::Rtp, Mode::Relay, Some(t)) = (kind, session.mode, session.transcoder.as_mut()) {
+    if let (Kind::Rtp, Mode::Relay | Mode::OneWay(_), Some(t)) =
+        (kind, session.mode, session.transcoder.as_mut())
+    {
         let decision = match t.handle_rtp(in_side == Side::A, buf, &mut |b| emit(from, to, b)) {
             Step::Done(work) => {
                 session.leg_mut(out_side).counters.sent += work.emitted;
@@ -210,7 +221,7 @@ fn rewrite_rtcp(buf: &mut [u8], received_on: &OutStream, to: &OutStream) {
 /// The leg a packet received on `side` goes out on.
 pub const fn output_side(mode: Mode, side: Side) -> Side {
     match mode {
-        Mode::Relay => side.other(),
+        Mode::Relay | Mode::OneWay(_) | Mode::Inactive => side.other(),
         Mode::Echo => side,
     }
 }
@@ -485,6 +496,42 @@ mod tests {
             }
         );
         assert_eq!(fields(&b).0, OUT_A);
+    }
+
+    #[test]
+    fn hold_modes_drop_rtp_in_the_held_direction_only() {
+        let t0 = clock::now();
+        let mut s = session();
+        let send = |s: &mut Session, side: Side, seq: u16| {
+            let from = match side {
+                Side::A => addr("10.0.0.1:4000"),
+                Side::B => addr("10.0.0.2:6000"),
+            };
+            let mut b = rtp(0x1111_1111, seq, 70);
+            handle_packet(s, sock(side, Kind::Rtp), from, &mut b, t0).decision
+        };
+        // A holds B with sendonly: A's RTP still reaches B, B's is dropped as held.
+        s.mode = Mode::OneWay(Side::A);
+        assert!(matches!(send(&mut s, Side::A, 1), Decision::Forward { .. }));
+        assert_eq!(send(&mut s, Side::B, 1), Decision::Drop(DropReason::Held));
+        // Inactive: nothing either way, yet the sources latched.
+        s.mode = Mode::Inactive;
+        assert_eq!(send(&mut s, Side::A, 2), Decision::Drop(DropReason::Held));
+        assert_eq!(send(&mut s, Side::B, 2), Decision::Drop(DropReason::Held));
+        assert_eq!(s.b.latched_rtp, Some(addr("10.0.0.2:6000")));
+        // RTCP keeps flowing on hold.
+        let mut r = sr(0);
+        let o = handle_packet(
+            &mut s,
+            sock(Side::B, Kind::Rtcp),
+            addr("10.0.0.2:6001"),
+            &mut r,
+            t0,
+        );
+        assert!(matches!(o.decision, Decision::Forward { .. }), "{o:?}");
+        // Resume.
+        s.mode = Mode::Relay;
+        assert!(matches!(send(&mut s, Side::B, 3), Decision::Forward { .. }));
     }
 
     #[test]

@@ -133,6 +133,7 @@ pub struct Counters {
     pub malformed: AtomicU64,
     pub wrong_source: AtomicU64,
     pub no_remote: AtomicU64,
+    pub held: AtomicU64,
     pub tx_error: AtomicU64,
     /// Events lost because the event ring was full.
     pub events_dropped: AtomicU64,
@@ -152,6 +153,7 @@ impl Counters {
             malformed: self.malformed.load(Ordering::Relaxed),
             wrong_source: self.wrong_source.load(Ordering::Relaxed),
             no_remote: self.no_remote.load(Ordering::Relaxed),
+            held: self.held.load(Ordering::Relaxed),
             tx_error: self.tx_error.load(Ordering::Relaxed),
         }
     }
@@ -419,6 +421,7 @@ impl<B: Backend> Worker<B> {
                 Decision::Drop(DropReason::Malformed) => self.local.drops.malformed += 1,
                 Decision::Drop(DropReason::WrongSource) => self.local.drops.wrong_source += 1,
                 Decision::Drop(DropReason::NoRemote) => self.local.drops.no_remote += 1,
+                Decision::Drop(DropReason::Held) => self.local.drops.held += 1,
             }
             if let Some(ev) = out.event {
                 if self.events.push(ev).is_err() {
@@ -487,6 +490,7 @@ impl<B: Backend> Worker<B> {
         c.wrong_source
             .store(l.drops.wrong_source, Ordering::Relaxed);
         c.no_remote.store(l.drops.no_remote, Ordering::Relaxed);
+        c.held.store(l.drops.held, Ordering::Relaxed);
         c.tx_error.store(l.drops.tx_error, Ordering::Relaxed);
         c.events_dropped.store(l.events_dropped, Ordering::Relaxed);
         c.transcoding.store(l.transcoding, Ordering::Relaxed);

@@ -23,6 +23,7 @@ use std::net::SocketAddr;
 
 use super::{Engine, Media};
 use crate::sdp::Codec;
+use crate::sip::transport::Transport;
 use crate::sip::Request;
 
 /// A trusted peer speaking SIP on behalf of another technology.
@@ -47,6 +48,8 @@ pub(super) struct DialTo {
     pub request_uri: String,
     pub to_uri: String,
     pub dest: SocketAddr,
+    /// The transport to reach it on (a gateway is always on loopback UDP).
+    pub transport: Transport,
     pub codecs: Vec<Codec>,
     /// Inside the trust domain (RFC 3325): may see P-Asserted-Identity.
     pub trusted: bool,
@@ -84,6 +87,7 @@ impl<M: Media> Engine<M> {
             request_uri: uri.clone(),
             to_uri: uri,
             dest: gw.addr,
+            transport: Transport::Udp,
             codecs: if gw.codecs.is_empty() {
                 self.cfg.codecs_for("")
             } else {

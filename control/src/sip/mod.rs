@@ -12,6 +12,8 @@
 //!   stateless, self-validating nonces.
 //! - [`registrar`]: REGISTER handling, location bindings and request authentication.
 //! - [`stream`]: message framing on TCP/TLS (Content-Length, RFC 5626 keepalives, limits).
+//! - [`transport`]: which transport a message uses (Via, URI) and the Via/Contact Tandem writes
+//!   for it; reliable transports switch off the transaction retransmission timers.
 //!
 //! Transport (UDP/TCP sockets) and the run loop live in `control::net`; dialogs and B2BUA legs
 //! in `control::call`.
@@ -23,6 +25,7 @@ pub mod registrar;
 pub mod stream;
 pub mod timer;
 pub mod transaction;
+pub mod transport;
 pub mod uri;
 
 pub use message::{

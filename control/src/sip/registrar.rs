@@ -39,6 +39,9 @@ pub struct Binding {
     pub contact: String,
     /// Where the REGISTER came from (send requests here when behind NAT).
     pub source: SocketAddr,
+    /// The transport the REGISTER came over (its top Via): requests to this binding use it,
+    /// on the connection the REGISTER came in on while it is open.
+    pub transport: super::transport::Transport,
     pub expires_at: Instant,
     pub call_id: String,
     pub cseq: u32,
@@ -378,6 +381,9 @@ impl Registrar {
                     list.push(Binding {
                         contact,
                         source: from,
+                        transport: super::transport::Transport::of_via_value(
+                            req.headers.get("Via"),
+                        ),
                         expires_at: now + Duration::from_secs(u64::from(expires)),
                         call_id: call_id.to_string(),
                         cseq: cseq.seq,

@@ -14,6 +14,12 @@
 //! `poll_transmit` (bytes to send) and `poll_event`, then sleep until `poll_timeout` (or the next
 //! datagram) and call `handle_timeout(now)`.
 //!
+//! Reliable transports (RFC 3261 §17.1.1.2, §17.1.2.2, §17.2.1, §17.2.2): when the top Via of
+//! the request names TCP or TLS, no request and no non-2xx final response is retransmitted
+//! (Timers A, E and G are not started) and Timers D, I, J and K are zero. A 2xx to INVITE is
+//! still retransmitted until its ACK arrives (§13.3.1.4 makes that the UAS core's job on every
+//! transport).
+//!
 //! Two departures from bare RFC 3261, both asked for by the B2BUA above:
 //! - a server INVITE transaction that sends a 2xx stays in Accepted and itself retransmits the
 //!   2xx (T1 doubling to T2, paced by Timer G) until an ACK with the same Call-ID and CSeq number
@@ -29,6 +35,7 @@ use std::time::Instant;
 use super::message::{Message, Method, Request, Response, Via};
 use super::timer::TimerTable;
 pub use super::timer::{Timer, TimerConfig};
+use super::transport::Transport;
 
 /// Identifies a transaction (RFC 3261 §17.1.3 / §17.2.3). Opaque.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -271,6 +278,8 @@ pub struct ClientInvite {
     /// ACK for the non-2xx final, resent on every final retransmission.
     ack: Option<Vec<u8>>,
     provisionals: Vec<(u16, Option<String>)>,
+    /// Sent over TCP/TLS: no Timer A, Timer D zero.
+    reliable: bool,
     out: Outbox,
 }
 
@@ -278,11 +287,15 @@ impl ClientInvite {
     /// Sends `request` and starts timers A and B.
     pub fn new(request: Request, dest: SocketAddr, cfg: TimerConfig, now: Instant) -> Self {
         let bytes = request.to_bytes();
+        let reliable = Transport::of_via_value(request.headers.get("Via")).is_reliable();
         let mut out = Outbox::new(dest, cfg);
         out.transmits.push_back(bytes.clone());
-        out.timers.set(Timer::A, now + cfg.t1);
+        if !reliable {
+            out.timers.set(Timer::A, now + cfg.t1);
+        }
         out.timers.set(Timer::B, now + cfg.t1x64());
         ClientInvite {
+            reliable,
             state: ClientInviteState::Calling,
             request,
             bytes,
@@ -323,7 +336,12 @@ impl ClientInvite {
             (Calling | Proceeding, _) => {
                 self.state = Completed;
                 self.out.timers.stop_all();
-                self.out.timers.set(Timer::D, now + self.out.cfg.timer_d());
+                let d = if self.reliable {
+                    std::time::Duration::ZERO
+                } else {
+                    self.out.cfg.timer_d()
+                };
+                self.out.timers.set(Timer::D, now + d);
                 let ack = build_ack(&self.request, &resp).to_bytes();
                 self.out.transmits.push_back(ack.clone());
                 self.ack = Some(ack);
@@ -408,6 +426,8 @@ pub struct ClientNonInvite {
     bytes: Vec<u8>,
     e_interval: std::time::Duration,
     provisionals: Vec<u16>,
+    /// Sent over TCP/TLS: no Timer E, Timer K zero.
+    reliable: bool,
     out: Outbox,
 }
 
@@ -415,11 +435,15 @@ impl ClientNonInvite {
     /// Sends `request` and starts timers E and F.
     pub fn new(request: &Request, dest: SocketAddr, cfg: TimerConfig, now: Instant) -> Self {
         let bytes = request.to_bytes();
+        let reliable = Transport::of_via_value(request.headers.get("Via")).is_reliable();
         let mut out = Outbox::new(dest, cfg);
         out.transmits.push_back(bytes.clone());
-        out.timers.set(Timer::E, now + cfg.t1);
+        if !reliable {
+            out.timers.set(Timer::E, now + cfg.t1);
+        }
         out.timers.set(Timer::F, now + cfg.t1x64());
         ClientNonInvite {
+            reliable,
             state: ClientNonInviteState::Trying,
             bytes,
             e_interval: cfg.t1,
@@ -446,7 +470,12 @@ impl ClientNonInvite {
             (Trying | Proceeding, _) => {
                 self.state = Completed;
                 self.out.timers.stop_all();
-                self.out.timers.set(Timer::K, now + self.out.cfg.t4);
+                let k = if self.reliable {
+                    std::time::Duration::ZERO
+                } else {
+                    self.out.cfg.t4
+                };
+                self.out.timers.set(Timer::K, now + k);
                 Handled::PassUp(resp)
             }
             _ => Handled::Absorbed,
@@ -456,7 +485,7 @@ impl ClientNonInvite {
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(t) = self.out.timers.take_expired(now) {
             match t {
-                Timer::E => {
+                Timer::E if !self.reliable => {
                     self.out.transmits.push_back(self.bytes.clone());
                     self.e_interval = if self.state == ClientNonInviteState::Proceeding {
                         self.out.cfg.t2
@@ -505,6 +534,8 @@ pub struct ServerInvite {
     acked: bool,
     /// Call-ID and CSeq number, to match the ACK for a 2xx.
     dialog_key: (String, u32),
+    /// Received over TCP/TLS: no Timer G for a non-2xx, Timer I zero.
+    reliable: bool,
     out: Outbox,
 }
 
@@ -515,6 +546,7 @@ impl ServerInvite {
         let mut out = Outbox::new(dest, cfg);
         out.transmits.push_back(trying.clone());
         ServerInvite {
+            reliable: Transport::of_via_value(invite.headers.get("Via")).is_reliable(),
             state: ServerInviteState::Proceeding,
             last: trying,
             g_interval: cfg.t1,
@@ -538,7 +570,12 @@ impl ServerInvite {
             (Method::Ack, Completed) => {
                 self.state = Confirmed;
                 self.out.timers.stop_all();
-                self.out.timers.set(Timer::I, now + self.out.cfg.t4);
+                let i = if self.reliable {
+                    std::time::Duration::ZERO
+                } else {
+                    self.out.cfg.t4
+                };
+                self.out.timers.set(Timer::I, now + i);
                 Handled::Absorbed
             }
             // An ACK for the 2xx that reuses the INVITE branch (RFC 2543 peers).
@@ -578,7 +615,9 @@ impl ServerInvite {
             (Proceeding, _) => {
                 self.state = Completed;
                 self.g_interval = self.out.cfg.t1;
-                self.out.timers.set(Timer::G, now + self.g_interval);
+                if !self.reliable {
+                    self.out.timers.set(Timer::G, now + self.g_interval);
+                }
                 self.out.timers.set(Timer::H, now + self.out.cfg.t1x64());
             }
             _ => return Err(TxError::AlreadyFinal(String::new())),
@@ -640,6 +679,8 @@ pub enum ServerNonInviteState {
 pub struct ServerNonInvite {
     state: ServerNonInviteState,
     last: Option<Vec<u8>>,
+    /// Received over TCP/TLS: Timer J zero.
+    reliable: bool,
     out: Outbox,
 }
 
@@ -648,8 +689,15 @@ impl ServerNonInvite {
         ServerNonInvite {
             state: ServerNonInviteState::Trying,
             last: None,
+            reliable: false,
             out: Outbox::new(dest, cfg),
         }
+    }
+
+    /// The request came over TCP/TLS: Timer J is zero (RFC 3261 §17.2.2).
+    pub fn with_reliable(mut self, reliable: bool) -> Self {
+        self.reliable = reliable;
+        self
     }
 
     pub fn state(&self) -> ServerNonInviteState {
@@ -671,7 +719,12 @@ impl ServerNonInvite {
             (Trying | Proceeding, 100..=199) => self.state = Proceeding,
             (Trying | Proceeding, _) => {
                 self.state = Completed;
-                self.out.timers.set(Timer::J, now + self.out.cfg.t1x64());
+                let j = if self.reliable {
+                    std::time::Duration::ZERO
+                } else {
+                    self.out.cfg.t1x64()
+                };
+                self.out.timers.set(Timer::J, now + j);
             }
             _ => return Err(TxError::AlreadyFinal(String::new())),
         }
@@ -836,7 +889,10 @@ impl TransactionLayer {
         let tx = if req.method == Method::Invite {
             Tx::ServerInvite(ServerInvite::new(&req, dest, self.cfg))
         } else {
-            Tx::ServerNonInvite(ServerNonInvite::new(dest, self.cfg))
+            Tx::ServerNonInvite(
+                ServerNonInvite::new(dest, self.cfg)
+                    .with_reliable(Transport::of_via(&via).is_reliable()),
+            )
         };
         self.insert(key.clone(), tx);
         Incoming::Request { key, req, from }
@@ -1544,5 +1600,72 @@ mod tests {
         assert_eq!(response_dest(&v, from), from);
         let v = Via::parse("SIP/2.0/UDP host;branch=z9hG4bK1").unwrap();
         assert_eq!(response_dest(&v, from), "203.0.113.5:5060".parse().unwrap());
+    }
+
+    #[test]
+    fn reliable_transports_never_retransmit_and_end_at_once() {
+        let tcp = |mut r: Request| {
+            let v = r.headers.get("Via").unwrap().replace("/UDP", "/TCP");
+            r.headers.set("Via", v);
+            r
+        };
+        let t0 = epoch();
+        // Client INVITE and BYE over TCP: one copy each, no Timer A/E; Timer B/F still runs.
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let inv = tcp(request(Method::Invite, &new_branch(), 1));
+        let key = l.send_request(inv.clone(), peer(), t0);
+        l.send_request(tcp(request(Method::Bye, &new_branch(), 2)), peer(), t0);
+        assert_eq!(drain(&mut l).len(), 2);
+        let log = run(&mut l, t0, Duration::from_secs(40));
+        assert!(log.is_empty(), "retransmitted over TCP: {log:?}");
+        let ev = events(&mut l);
+        assert_eq!(
+            ev.iter()
+                .filter(|e| matches!(e, TxEvent::Timeout { .. }))
+                .count(),
+            2,
+            "{ev:?}"
+        );
+        // A non-2xx final over TCP: ACK once, and the transaction ends at once (Timer D = 0).
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let key2 = l.send_request(inv.clone(), peer(), t0);
+        drain(&mut l);
+        assert!(matches!(
+            l.handle(response_to(&inv, 486), peer(), t0),
+            Incoming::Response { .. }
+        ));
+        let acks = drain(&mut l);
+        assert_eq!(acks.len(), 1);
+        assert!(first_line(&acks[0]).starts_with("ACK "));
+        l.handle_timeout(t0);
+        assert!(events(&mut l).contains(&TxEvent::Terminated { key: key2 }));
+        assert!(l.is_empty());
+        let _ = key;
+
+        // Server side over TCP: a 486 is sent once (no Timer G) and an OPTIONS transaction
+        // ends as soon as it is answered (Timer J = 0).
+        let mut l = TransactionLayer::new(TimerConfig::default());
+        let mut req = incoming(Method::Invite, &new_branch(), 1);
+        let v = req.headers.get("Via").unwrap().replace("/UDP", "/TCP");
+        req.headers.set("Via", v);
+        let Incoming::Request { key, req, .. } = l.handle(Message::Request(req), peer(), t0) else {
+            panic!("new server transaction")
+        };
+        drain(&mut l);
+        l.send_response(&key, Response::for_request(&req, 486), t0)
+            .unwrap();
+        assert_eq!(drain(&mut l).len(), 1);
+        let log = run(&mut l, t0, Duration::from_secs(10));
+        assert!(log.is_empty(), "486 retransmitted over TCP: {log:?}");
+        let mut opt = incoming(Method::Options, &new_branch(), 5);
+        let v = opt.headers.get("Via").unwrap().replace("/UDP", "/TLS");
+        opt.headers.set("Via", v);
+        let Incoming::Request { key, req, .. } = l.handle(Message::Request(opt), peer(), t0) else {
+            panic!("new server transaction")
+        };
+        l.send_response(&key, Response::for_request(&req, 200), t0)
+            .unwrap();
+        l.handle_timeout(t0);
+        assert!(events(&mut l).contains(&TxEvent::Terminated { key }));
     }
 }
