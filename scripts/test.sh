@@ -21,9 +21,12 @@ dpkg -s libpri-dev >/dev/null 2>&1 || need+=(libpri-dev)
 dpkg -s dahdi-source >/dev/null 2>&1 || need+=(dahdi-source)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 [ -x /usr/sbin/freeradius ] || need+=(freeradius)
+command -v tshark >/dev/null 2>&1 || need+=(tshark)
 if [ "${#need[@]}" -gt 0 ]; then
     echo "== installing test peers: ${need[*]}"
     $SUDO apt-get update -qq
+    # tshark asks whether non-root users may capture: answer no, without a prompt.
+    echo "wireshark-common wireshark-common/install-setuid boolean false" | $SUDO debconf-set-selections 2>/dev/null || true
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 if ! python3 -c 'import asterisk.agi' >/dev/null 2>&1; then

@@ -1241,3 +1241,402 @@ fn reason_cause(req: &Request) -> Option<u8> {
 fn reason_cause_resp(resp: &Response) -> Option<u8> {
     reason_in(resp.headers.get_all("Reason"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::h323::call::State;
+
+    const ENGINE: &str = "127.0.0.1:5060";
+    const ME: &str = "127.0.0.1:5999";
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    fn iwf() -> H323Iwf {
+        H323Iwf::new(IwfConfig {
+            sip_addr: addr(ME),
+            engine: addr(ENGINE),
+            codecs: Vec::new(),
+            tunnelling: false,
+        })
+    }
+
+    fn peer_cfg(rtp: &str, codecs: &[H245Codec]) -> CallConfig {
+        CallConfig {
+            local_rtp: addr(rtp),
+            codecs: codecs.to_vec(),
+            tunnelling: false,
+            version: 4,
+        }
+    }
+
+    /// Everything the IWF wants done: SIP messages and H.225.0 frames.
+    #[derive(Default)]
+    struct Drained {
+        sip: Vec<(Message, SocketAddr)>,
+        frames: Vec<(ConnId, Vec<u8>)>,
+        connects: Vec<(ConnId, SocketAddr)>,
+        closes: Vec<ConnId>,
+    }
+
+    fn drain(i: &mut H323Iwf) -> Drained {
+        let mut d = Drained::default();
+        while let Some(o) = i.poll_output() {
+            match o {
+                Output::Sip(t) => d.sip.push((Message::parse(&t.bytes).unwrap(), t.dest)),
+                Output::Write { conn, bytes } => d.frames.push((conn, bytes)),
+                Output::Connect { conn, addr } => d.connects.push((conn, addr)),
+                Output::Close { conn } => d.closes.push(conn),
+            }
+        }
+        d
+    }
+
+    fn responses(d: &Drained) -> Vec<Response> {
+        d.sip
+            .iter()
+            .filter_map(|(m, _)| match m {
+                Message::Response(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn requests(d: &Drained) -> Vec<Request> {
+        d.sip
+            .iter()
+            .filter_map(|(m, _)| match m {
+                Message::Request(r) => Some(r.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn feed_peer(peer: &mut H323Call, d: &Drained, now: Instant) -> Vec<CallEvent> {
+        for (_, f) in &d.frames {
+            peer.handle_bytes(f, now).unwrap();
+        }
+        std::iter::from_fn(|| peer.poll_event()).collect()
+    }
+
+    fn feed_iwf(i: &mut H323Iwf, conn: ConnId, peer: &mut H323Call, now: Instant) {
+        while let Some(f) = peer.poll_transmit() {
+            i.handle_h225(conn, &f, now);
+        }
+    }
+
+    fn sdp(port: u16) -> String {
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {port} RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\n"
+        )
+    }
+
+    /// The INVITE the engine sends for `Dial(H323/5551234@127.0.0.1:1720)`.
+    fn engine_invite(privacy: bool) -> Vec<u8> {
+        let mut r = Request::new(
+            Method::Invite,
+            format!("sip:5551234%40127.0.0.1%3A1720@{ME}"),
+        );
+        r.headers.push(
+            "Via",
+            format!("SIP/2.0/UDP {ENGINE};branch=z9hG4bKeng1;rport"),
+        );
+        r.headers
+            .push("From", format!("\"Ann\" <sip:1001@{ENGINE}>;tag=e1"));
+        r.headers.push("To", format!("<sip:5551234@{ME}>"));
+        r.headers.push("Call-ID", "out-1@127.0.0.1");
+        r.headers.push("CSeq", "1 INVITE");
+        r.headers.push("Contact", format!("<sip:tandem@{ENGINE}>"));
+        r.headers
+            .push("P-Asserted-Identity", format!("<sip:1001@{ENGINE}>"));
+        if privacy {
+            r.headers.push("Privacy", "id");
+        }
+        r.headers.push("Content-Type", "application/sdp");
+        r.body = sdp(20000).into_bytes();
+        r.to_bytes()
+    }
+
+    #[test]
+    fn invite_becomes_setup_connect_becomes_200_and_bye_releases_16() {
+        let now = Instant::now();
+        let mut i = iwf();
+        i.handle_sip(&engine_invite(true), addr(ENGINE), now);
+        let d = drain(&mut i);
+        assert_eq!(responses(&d)[0].code, 100);
+        assert_eq!(d.connects, vec![(ConnId(1), addr("127.0.0.1:1720"))]);
+        // A retransmitted INVITE is answered again, not dialled again.
+        i.handle_sip(&engine_invite(true), addr(ENGINE), now);
+        let d = drain(&mut i);
+        assert!(d.connects.is_empty() && responses(&d)[0].code == 100);
+
+        i.handle_connected(ConnId(1), now);
+        let d = drain(&mut i);
+        let mut peer = H323Call::incoming(peer_cfg("127.0.0.1:7000", &[H245Codec::Pcma]), 5);
+        let ev = feed_peer(&mut peer, &d, now);
+        let CallEvent::Incoming {
+            called,
+            calling,
+            display,
+            restricted,
+            offered,
+            media,
+        } = &ev[0]
+        else {
+            panic!("{ev:?}")
+        };
+        assert_eq!(called.as_deref(), Some("5551234"));
+        assert_eq!(calling.as_deref(), Some("1001"));
+        assert_eq!(display.as_deref(), Some("Ann"));
+        assert!(*restricted, "Privacy: id");
+        assert_eq!(offered, &vec![H245Codec::Pcmu, H245Codec::Pcma]);
+        assert_eq!(media.unwrap().remote_rtp, Some(addr("127.0.0.1:20000")));
+
+        peer.proceeding(now).unwrap();
+        peer.alerting(now).unwrap();
+        feed_iwf(&mut i, ConnId(1), &mut peer, now);
+        let r = responses(&drain(&mut i));
+        assert_eq!(r.len(), 1, "Call Proceeding adds nothing to 100");
+        assert_eq!(r[0].code, 180);
+        peer.connect(now).unwrap();
+        feed_iwf(&mut i, ConnId(1), &mut peer, now);
+        let r = responses(&drain(&mut i));
+        assert_eq!(r[0].code, 200);
+        let body = String::from_utf8(r[0].body.clone()).unwrap();
+        assert!(body.contains("m=audio 7000 RTP/AVP 8\r\n"), "{body}");
+        assert!(r[0].to().unwrap().tag().is_some());
+
+        let mut bye = Request::new(Method::Bye, format!("sip:h323@{ME}"));
+        bye.headers
+            .push("Via", format!("SIP/2.0/UDP {ENGINE};branch=z9hG4bKbye1"));
+        bye.headers
+            .push("From", format!("<sip:1001@{ENGINE}>;tag=e1"));
+        bye.headers
+            .push("To", r[0].headers.get("To").unwrap().to_string());
+        bye.headers.push("Call-ID", "out-1@127.0.0.1");
+        bye.headers.push("CSeq", "2 BYE");
+        i.handle_sip(&bye.to_bytes(), addr(ENGINE), now);
+        let d = drain(&mut i);
+        assert_eq!(responses(&d)[0].code, 200);
+        assert_eq!(d.closes, vec![ConnId(1)]);
+        assert!(
+            feed_peer(&mut peer, &d, now).contains(&CallEvent::Released {
+                cause: 16,
+                remote: true
+            })
+        );
+        // Forgotten after the linger time.
+        i.handle_timeout(now + LINGER + Duration::from_secs(1));
+        assert_eq!(i.calls(), 0);
+    }
+
+    #[test]
+    fn busy_h323_callee_answers_486_and_cancel_releases() {
+        let now = Instant::now();
+        let mut i = iwf();
+        i.handle_sip(&engine_invite(false), addr(ENGINE), now);
+        i.handle_connected(ConnId(1), now);
+        let d = drain(&mut i);
+        let mut peer = H323Call::incoming(peer_cfg("127.0.0.1:7000", &[H245Codec::Pcmu]), 5);
+        let ev = feed_peer(&mut peer, &d, now);
+        assert!(matches!(
+            &ev[0],
+            CallEvent::Incoming {
+                restricted: false,
+                ..
+            }
+        ));
+        peer.release(17, now).unwrap();
+        feed_iwf(&mut i, ConnId(1), &mut peer, now);
+        let d = drain(&mut i);
+        let r = responses(&d);
+        assert_eq!(r.last().unwrap().code, 486);
+        assert_eq!(
+            r.last().unwrap().headers.get("Reason"),
+            Some("Q.850;cause=17")
+        );
+        assert_eq!(d.closes, vec![ConnId(1)]);
+    }
+
+    #[test]
+    fn unroutable_target_and_unreachable_peer_fail_cleanly() {
+        let now = Instant::now();
+        let mut i = iwf();
+        let inv = String::from_utf8(engine_invite(false))
+            .unwrap()
+            .replace("5551234%40127.0.0.1%3A1720", "5551234")
+            .replace("z9hG4bKeng1", "z9hG4bKeng9")
+            .replace("out-1@", "out-9@");
+        i.handle_sip(inv.as_bytes(), addr(ENGINE), now);
+        assert_eq!(responses(&drain(&mut i)).last().unwrap().code, 404);
+        i.handle_sip(&engine_invite(false), addr(ENGINE), now);
+        drain(&mut i);
+        i.handle_connect_failed(ConnId(1), now);
+        let r = responses(&drain(&mut i));
+        assert_eq!(r.last().unwrap().code, q850_to_sip(27));
+    }
+
+    /// h323 -> SIP: the Setup becomes an INVITE with the caller's number asserted
+    /// and hidden; a 486 from the engine becomes cause 17.
+    #[test]
+    fn setup_in_becomes_invite_and_486_becomes_cause_17() {
+        let now = Instant::now();
+        let mut i = iwf();
+        let mut peer = H323Call::outgoing(
+            peer_cfg("127.0.0.1:8000", &[H245Codec::Pcma, H245Codec::Pcmu]),
+            9,
+            [1; 16],
+            [2; 16],
+        );
+        peer.setup("5557000", "1002", Some("Bob"), true, now)
+            .unwrap();
+        let conn = i.handle_accepted(7, now);
+        feed_iwf(&mut i, conn, &mut peer, now);
+        let d = drain(&mut i);
+        assert_eq!(feed_peer(&mut peer, &d, now), vec![CallEvent::Proceeding]);
+        let reqs = requests(&d);
+        let inv = &reqs[0];
+        assert_eq!(inv.method, Method::Invite);
+        assert_eq!(inv.uri, format!("sip:1002@{ENGINE}"));
+        assert_eq!(inv.from().unwrap().uri.user.as_deref(), Some("anonymous"));
+        assert!(inv
+            .headers
+            .get("P-Asserted-Identity")
+            .unwrap()
+            .contains("sip:5557000@"));
+        assert_eq!(inv.headers.get("Privacy"), Some("id"));
+        let body = String::from_utf8(inv.body.clone()).unwrap();
+        assert!(body.contains("m=audio 8000 RTP/AVP 8 0\r\n"), "{body}");
+
+        let mut busy = Response::for_request(inv, 486);
+        busy.set_to_tag("x");
+        i.handle_sip(&busy.to_bytes(), addr(ENGINE), now);
+        let d = drain(&mut i);
+        assert_eq!(requests(&d)[0].method, Method::Ack);
+        assert_eq!(
+            feed_peer(&mut peer, &d, now),
+            vec![CallEvent::Released {
+                cause: 17,
+                remote: true
+            }]
+        );
+    }
+
+    /// h323 -> SIP answered: the 200's SDP becomes the fastStart answer in Connect;
+    /// then the H.323 side hangs up and the engine gets a BYE with the cause.
+    #[test]
+    fn setup_in_answered_connects_with_engine_media_then_release_sends_bye() {
+        let now = Instant::now();
+        let mut i = iwf();
+        let mut peer = H323Call::outgoing(
+            peer_cfg("127.0.0.1:8000", &[H245Codec::Pcma]),
+            9,
+            [1; 16],
+            [2; 16],
+        );
+        peer.setup("5557000", "1002", None, false, now).unwrap();
+        let conn = i.handle_accepted(7, now);
+        feed_iwf(&mut i, conn, &mut peer, now);
+        let d = drain(&mut i);
+        feed_peer(&mut peer, &d, now);
+        let inv = requests(&d)[0].clone();
+        assert!(inv.headers.get("Privacy").is_none());
+        assert_eq!(inv.from().unwrap().uri.user.as_deref(), Some("5557000"));
+        let mut ring = Response::for_request(&inv, 180);
+        ring.set_to_tag("t");
+        i.handle_sip(&ring.to_bytes(), addr(ENGINE), now);
+        let mut ok = Response::for_request(&inv, 200);
+        ok.set_to_tag("t");
+        ok.headers.push("Contact", format!("<sip:tandem@{ENGINE}>"));
+        ok.headers.push("Content-Type", "application/sdp");
+        ok.body = sdp(20100).replace("0 8 101", "8").into_bytes();
+        i.handle_sip(&ok.to_bytes(), addr(ENGINE), now);
+        let d = drain(&mut i);
+        assert_eq!(requests(&d)[0].method, Method::Ack);
+        let ev = feed_peer(&mut peer, &d, now);
+        let m = Media {
+            codec: H245Codec::Pcma,
+            remote_rtp: Some(addr("127.0.0.1:20100")),
+        };
+        assert_eq!(
+            ev,
+            vec![CallEvent::Alerting(None), CallEvent::Connected(Some(m))]
+        );
+        assert_eq!(peer.state(), State::Active);
+        // A retransmitted 200 is ACKed again.
+        i.handle_sip(&ok.to_bytes(), addr(ENGINE), now);
+        assert_eq!(requests(&drain(&mut i))[0].method, Method::Ack);
+        peer.release(31, now).unwrap();
+        feed_iwf(&mut i, conn, &mut peer, now);
+        let bye = requests(&drain(&mut i))[0].clone();
+        assert_eq!(bye.method, Method::Bye);
+        assert_eq!(bye.uri, format!("sip:tandem@{ENGINE}"));
+        assert_eq!(bye.headers.get("Reason"), Some("Q.850;cause=31"));
+    }
+
+    /// Virtual time: an INVITE the engine never answers times out (Timer B) and the
+    /// H.323 caller gets cause 102.
+    #[test]
+    fn unanswered_invite_times_out_with_cause_102() {
+        let now = Instant::now();
+        let mut i = iwf();
+        let mut peer = H323Call::outgoing(
+            peer_cfg("127.0.0.1:8000", &[H245Codec::Pcmu]),
+            9,
+            [1; 16],
+            [2; 16],
+        );
+        peer.setup("1", "1002", None, false, now).unwrap();
+        let conn = i.handle_accepted(7, now);
+        feed_iwf(&mut i, conn, &mut peer, now);
+        let d = drain(&mut i);
+        feed_peer(&mut peer, &d, now);
+        let mut t = now;
+        let mut invites = 0;
+        while let Some(next) = i.poll_timeout() {
+            if next > now + Duration::from_secs(40) {
+                break;
+            }
+            t = next;
+            i.handle_timeout(t);
+            let d = drain(&mut i);
+            invites += requests(&d).len();
+            let ev = feed_peer(&mut peer, &d, t);
+            if !ev.is_empty() {
+                assert_eq!(
+                    ev,
+                    vec![CallEvent::Released {
+                        cause: 102,
+                        remote: true
+                    }]
+                );
+                break;
+            }
+        }
+        assert!(invites >= 5, "INVITE retransmitted ({invites})");
+        assert!(t >= now + Duration::from_secs(32), "Timer B is 64*T1");
+        assert!(peer.is_released());
+    }
+
+    #[test]
+    fn targets_and_reasons_parse() {
+        assert_eq!(
+            parse_target("5551234@10.0.0.5").unwrap(),
+            ("5551234".into(), addr("10.0.0.5:1720"))
+        );
+        assert_eq!(
+            parse_target("12@127.0.0.1:1721").unwrap().1,
+            addr("127.0.0.1:1721")
+        );
+        assert!(parse_target("12@gw.example").is_err());
+        assert!(parse_target("12").is_err());
+        assert_eq!(percent_decode("1%4010.0.0.5%3A1720"), "1@10.0.0.5:1720");
+        assert_eq!(
+            reason_in(["SIP;cause=200", "Q.850 ; cause=17;text=\"busy\""].into_iter()),
+            Some(17)
+        );
+    }
+}
