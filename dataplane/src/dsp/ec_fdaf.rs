@@ -374,7 +374,7 @@ impl FdafEchoCanceller {
         }
         self.fft.time[BLOCK..].fill(0.0);
         self.fft.forward(&mut self.w_bg[c * BINS..(c + 1) * BINS]);
-        if self.blocks % 4 == 0 {
+        if self.blocks.is_multiple_of(4) {
             self.update_prop();
         }
 
