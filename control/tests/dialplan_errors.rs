@@ -12,9 +12,9 @@ fn errors_name_file_line_and_problem() {
             "unknown application 'Frobnicate'",
         ),
         (
-            "[c]\n\n; comment\nexten => 1,1,AGI(agi://x)\n",
+            "[c]\n\n; comment\nexten => 1,1,Queue(support)\n",
             4,
-            "unknown application 'AGI'",
+            "unknown application 'Queue'",
         ),
         ("exten => 1,1,Answer()\n", 1, "before the first [context]"),
         ("[c\n", 1, "closing ']'"),

@@ -752,6 +752,55 @@ mod tests {
     }
 
     #[test]
+    fn exec_that_takes_time_waits_for_its_outcome() {
+        struct Slow(Chan);
+        impl AgiChannel for Slow {
+            fn answer(&mut self) -> bool {
+                self.0.answer()
+            }
+            fn hangup(&mut self) {}
+            fn variable(&self, n: &str) -> Option<String> {
+                self.0.variable(n)
+            }
+            fn set_variable(&mut self, n: &str, v: &str) {
+                self.0.set_variable(n, v)
+            }
+            fn set_callerid(&mut self, _: &str) {}
+            fn status(&self) -> ChannelStatus {
+                self.0.status()
+            }
+            fn exec(&mut self, a: &str, b: &str) -> i32 {
+                self.0.exec(a, b)
+            }
+            fn exec_takes_time(&self, app: &str) -> bool {
+                app.eq_ignore_ascii_case("Dial")
+            }
+            fn verbose(&mut self, _: &str, _: u8) {}
+            fn set_context(&mut self, _: &str) {}
+            fn set_extension(&mut self, _: &str) {}
+            fn set_priority(&mut self, _: &str) -> bool {
+                true
+            }
+        }
+        let mut s = session();
+        let mut c = Slow(Chan::default());
+        s.handle_bytes(b"EXEC Dial SIP/1002,20\nEXEC NoOp x\n", &mut c);
+        assert_eq!(s.poll_transmit(), None, "the reply waits for the Dial");
+        assert_eq!(
+            s.poll_media(),
+            Some(MediaRequest::Exec {
+                app: "Dial".into(),
+                args: "SIP/1002,20".into()
+            })
+        );
+        s.complete_media(MediaOutcome::Exec(0), &mut c);
+        assert_eq!(
+            String::from_utf8(s.poll_transmit().unwrap()).unwrap(),
+            "200 result=0\n200 result=0\n"
+        );
+    }
+
+    #[test]
     fn env_block_shape() {
         let url = AgiUrl::parse("agi://127.0.0.1:4573/ivr").unwrap();
         let env = AgiEnv {

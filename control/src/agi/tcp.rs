@@ -197,3 +197,95 @@ impl AgiEdge {
         self.writers.len()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn url(port: u16) -> AgiUrl {
+        AgiUrl::parse(&format!("agi://127.0.0.1:{port}/s")).unwrap()
+    }
+
+    #[test]
+    fn pipe_moves_bytes_and_reports_the_close() {
+        rt().block_on(async {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = l.local_addr().unwrap().port();
+            let server = tokio::spawn(async move {
+                let (mut s, _) = l.accept().await.unwrap();
+                let mut got = vec![0u8; 6];
+                s.read_exact(&mut got).await.unwrap();
+                s.write_all(b"ANSWER\n").await.unwrap();
+                got
+            });
+            let (tx, rx) = mpsc::unbounded_channel();
+            tx.send(b"env\n\n\n".to_vec()).unwrap();
+            let mut events = Vec::new();
+            pipe(
+                url(port),
+                Duration::from_secs(2),
+                Duration::from_secs(2),
+                rx,
+                |e| events.push(e),
+            )
+            .await;
+            assert_eq!(server.await.unwrap(), b"env\n\n\n");
+            assert_eq!(
+                events,
+                [
+                    PipeEvent::Data(b"ANSWER\n".to_vec()),
+                    PipeEvent::Closed(None)
+                ]
+            );
+        });
+    }
+
+    #[test]
+    fn pipe_reports_a_dead_or_silent_server() {
+        rt().block_on(async {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let (_tx, rx) = mpsc::unbounded_channel();
+            let mut events = Vec::new();
+            let d = Duration::from_secs(1);
+            pipe(url(port), d, d, rx, |e| events.push(e)).await;
+            assert!(
+                matches!(
+                    &events[..],
+                    [PipeEvent::Closed(Some(AgiError::Connect(..)))]
+                ),
+                "{events:?}"
+            );
+
+            // Accepts, reads the environment, never answers: the idle timeout ends it.
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = l.local_addr().unwrap().port();
+            let _server = tokio::spawn(async move {
+                let (s, _) = l.accept().await.unwrap();
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                drop(s);
+            });
+            let (tx, rx) = mpsc::unbounded_channel();
+            tx.send(b"env\n\n".to_vec()).unwrap();
+            let mut events = Vec::new();
+            pipe(url(port), d, Duration::from_millis(200), rx, |e| {
+                events.push(e)
+            })
+            .await;
+            assert!(
+                matches!(&events[..], [PipeEvent::Closed(Some(AgiError::Io(..)))]),
+                "{events:?}"
+            );
+        });
+    }
+}
