@@ -1373,4 +1373,51 @@ mod tests {
         assert_eq!(c.dataplane.media_timeout, Duration::from_secs(5));
         assert_eq!(c.mgmt_socket, PathBuf::from("/tmp/x.sock"));
     }
+
+    #[test]
+    fn trunks_and_presentation() {
+        let c = parse(
+            "[[sip.user]]\nname = \"1003\"\npassword = \"a\"\npresentation = \"restricted\"\n\
+             trust_id_inbound = true\n\
+             [[sip.trunk]]\nname = \"provider\"\nhost = \"127.0.0.1:5080\"\nusername = \"t1\"\n\
+             password = \"p\"\nregister = true\nregister_expiry = 120\ncaller_id = \"fixed\"\n\
+             from_user = \"5550000\"\ntrust = true\ncodecs = [\"pcma\"]\n\
+             outbound_proxy = \"127.0.0.2\"\n",
+        )
+        .unwrap();
+        assert!(c.users[0].presentation_restricted && c.users[0].trust_id_inbound);
+        let t = &c.trunks[0];
+        assert_eq!(t.host, "127.0.0.1:5080".parse().unwrap());
+        assert_eq!(t.outbound_proxy, Some("127.0.0.2:5060".parse().unwrap()));
+        assert_eq!(t.caller_id, TrunkCallerId::Fixed);
+        assert_eq!(t.from_user, "5550000");
+        assert_eq!(t.from_domain, "127.0.0.1:5080");
+        assert_eq!(t.register_expiry, 120);
+        assert_eq!(t.context, "default");
+        assert_eq!(t.codecs, Some(vec![crate::sdp::Codec::Pcma]));
+
+        let base = "[[sip.trunk]]\nname = \"p\"\nhost = \"127.0.0.1\"\n";
+        let c = parse(base).unwrap();
+        assert!(!c.trunks[0].register && !c.trunks[0].trust);
+        assert_eq!(c.trunks[0].caller_id, TrunkCallerId::Pass);
+        for (extra, line, what) in [
+            ("regster = true\n", 4, "regster"),
+            ("caller_id = \"maybe\"\n", 4, "caller_id"),
+            ("register = true\n", 1, "needs username"),
+            ("register_expiry = 5\n", 4, "60..=86400"),
+            ("context = \"nowhere\"\n", 4, "not in the dialplan"),
+            ("codecs = [\"opus\"]\n", 4, "unknown codec"),
+        ] {
+            let e = parse(&format!("{base}{extra}")).unwrap_err();
+            assert_eq!(e.line, line, "{extra}: {e}");
+            assert!(e.msg.contains(what), "{extra}: {e}");
+        }
+        let e = parse("[[sip.trunk]]\nname = \"p\"\nhost = \"carrier.example\"\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        let e = parse(&format!("{base}{base}")).unwrap_err();
+        assert!(e.msg.contains("twice"), "{e}");
+        let e = parse("[[sip.user]]\nname = \"1\"\npassword = \"a\"\npresentation = \"hidden\"\n")
+            .unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+    }
 }
