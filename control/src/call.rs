@@ -50,6 +50,7 @@ use crate::sip::transport::{Locals, Transport};
 use crate::sip::{new_branch, new_tag, CSeq, Message, Method, Request, Response, Uri};
 
 mod gateway;
+mod trunk;
 pub use gateway::Gateway;
 mod agi;
 pub use agi::AgiStats;
@@ -553,6 +554,8 @@ pub struct Engine<M: Media> {
     agi: agi::AgiState,
     /// Our address per transport, for the Via and Contact of what we send.
     locals: Locals,
+    /// SIP trunks and the per-user caller-ID settings ([`Engine::configure_trunks`]).
+    trunks: trunk::Trunks,
 }
 
 impl<M: Media> Engine<M> {
@@ -592,6 +595,7 @@ impl<M: Media> Engine<M> {
             next_channel: 1,
             agi: agi::AgiState::default(),
             locals: Locals::udp(cfg.local),
+            trunks: trunk::Trunks::default(),
             cfg,
         }
     }
@@ -714,6 +718,7 @@ impl<M: Media> Engine<M> {
         for id in due {
             self.on_wake(id, now);
         }
+        self.trunk_timers(now);
         if now >= self.next_housekeeping {
             self.registrar.expire(now);
             self.next_housekeeping = now + Duration::from_secs(1);
@@ -786,6 +791,7 @@ impl<M: Media> Engine<M> {
             }
         };
         consider(self.tl.poll_timeout());
+        consider(self.trunk_next_timeout());
         for c in self.calls.values() {
             consider(c.wake_at);
         }
@@ -865,6 +871,11 @@ impl<M: Media> Engine<M> {
         }
         if let Some(gw) = self.gateway_at(from) {
             let user = format!("{}/gateway", gw.tech);
+            self.invite_authenticated(key, req, from, user, now);
+            return;
+        }
+        let mut req = req;
+        if let Some(user) = self.trunk_inbound(&mut req, from) {
             self.invite_authenticated(key, req, from, user, now);
             return;
         }
@@ -1079,11 +1090,16 @@ impl<M: Media> Engine<M> {
             .and_then(|u| u.user)
             .unwrap_or_default();
         let from_na = req.from();
-        let gw = self.gateway_at(from).cloned();
-        let privacy = gateway::wants_privacy(&req);
+        let gw = self
+            .gateway_at(from)
+            .cloned()
+            .or_else(|| self.trunk_gateway(&user));
+        let privacy = gateway::wants_privacy(&req) || self.trunk_user_restricted(&user);
         // A gateway is trusted: its P-Asserted-Identity is the caller even when From is
         // anonymous (RFC 3325 §9.1).
-        let asserted = gw.as_ref().and_then(|_| gateway::asserted_user(&req));
+        let asserted = (gw.is_some() || self.trunk_user_trusted(&user))
+            .then(|| gateway::asserted_user(&req))
+            .flatten();
         let caller = asserted
             .or_else(|| from_na.as_ref().and_then(|f| f.uri.user.clone()))
             .unwrap_or_else(|| user.clone());
@@ -1307,6 +1323,7 @@ impl<M: Media> Engine<M> {
             self.pending_byes.remove(&key);
         }
         let Some(&(cid, side)) = self.by_tx.get(&key) else {
+            self.trunk_on_response(&key, &resp, now);
             return;
         };
         if self.on_reinvite_response(cid, side, &key, &resp, now) {
@@ -1321,6 +1338,11 @@ impl<M: Media> Engine<M> {
             100 => {}
             101..=199 => self.on_b_provisional(cid, resp, now),
             200..=299 => self.on_b_answer(cid, resp, now),
+            401 | 407 => {
+                if let Some(code) = self.trunk_retry_auth(cid, &resp, now) {
+                    self.on_b_failure(cid, code, now);
+                }
+            }
             _ => self.on_b_failure(cid, code, now),
         }
     }
@@ -1545,6 +1567,7 @@ impl<M: Media> Engine<M> {
             match ev {
                 TxEvent::Timeout { key } => {
                     self.pending_byes.remove(&key);
+                    self.trunk_tx_timeout(&key, now);
                     if self.on_reinvite_timeout(&key, now) {
                         continue;
                     }
@@ -1744,7 +1767,9 @@ impl<M: Media> Engine<M> {
     ) -> bool {
         let local = self.cfg.local;
         for t in targets {
-            let to = if t.tech.eq_ignore_ascii_case("SIP") {
+            let to = if let Some(to) = self.trunk_target(&t.tech, &t.resource) {
+                to
+            } else if t.tech.eq_ignore_ascii_case("SIP") {
                 let user = t.resource.split('/').next().unwrap_or_default().to_string();
                 let Some(binding) = self.registrar.lookup(&user, now).into_iter().next() else {
                     self.note(format!("call {cid}: Dial(SIP/{user}): not registered"));
@@ -1842,6 +1867,9 @@ impl<M: Media> Engine<M> {
             inv.headers.push("User-Agent", self.cfg.user_agent.clone());
             inv.headers.push("Content-Type", "application/sdp");
             inv.body = b_offer.clone().into_bytes();
+            let local_hdr = self
+                .trunk_shape_invite(cid, &to, &mut inv)
+                .unwrap_or(local_hdr);
             let tx = self.tl.send_request(inv.clone(), to.dest, now);
             let Some(call) = self.calls.get_mut(&cid) else {
                 return false;

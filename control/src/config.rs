@@ -99,6 +99,52 @@ pub struct User {
     /// Voice codecs allowed on call legs to and from this user, in preference order
     /// (`codecs = ["g729"]`); `None`: any codec Tandem supports.
     pub codecs: Option<Vec<crate::sdp::Codec>>,
+    /// `presentation = "restricted"`: this user's calls carry `Privacy: id` (RFC 3323), like
+    /// Asterisk's `callingpres`. Default allowed.
+    pub presentation_restricted: bool,
+    /// `trust_id_inbound = true`: the user's `P-Asserted-Identity` is believed (a provider's
+    /// account for a trusted PBX), like Asterisk's `trust_id_inbound`. Default false.
+    pub trust_id_inbound: bool,
+}
+
+/// How a trunk presents the caller (`[[sip.trunk]] caller_id`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TrunkCallerId {
+    /// The caller's own number goes in From (and P-Asserted-Identity when trusted).
+    Pass,
+    /// Always the trunk's `from_user`.
+    Fixed,
+}
+
+/// A SIP trunk to a carrier or another PBX (`[[sip.trunk]]`, docs/sip-trunks.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trunk {
+    /// `Dial(SIP/<name>/<number>)` sends calls out through it.
+    pub name: String,
+    /// The provider's SIP address (`host = "192.0.2.1:5060"`).
+    pub host: SocketAddr,
+    /// Digest user name for REGISTER and challenged INVITEs.
+    pub username: String,
+    pub password: String,
+    /// Only answer challenges of this realm (`None`: any realm).
+    pub realm: Option<String>,
+    /// Keep a registration at the provider (RFC 3261 §10.2).
+    pub register: bool,
+    /// Expiry asked for in REGISTER, seconds.
+    pub register_expiry: u32,
+    /// From user part when the caller's number is not passed (default `username`).
+    pub from_user: String,
+    /// From host part (default the host's address).
+    pub from_domain: String,
+    pub caller_id: TrunkCallerId,
+    /// Inside our trust domain (RFC 3325): send and believe P-Asserted-Identity.
+    pub trust: bool,
+    /// Dialplan context for calls that arrive from the trunk.
+    pub context: String,
+    /// Voice codecs offered to it (`None`: any transcodable codec).
+    pub codecs: Option<Vec<crate::sdp::Codec>>,
+    /// Where requests go instead of `host` (a carrier's SBC).
+    pub outbound_proxy: Option<SocketAddr>,
 }
 
 /// The validated configuration the daemon runs with.
@@ -109,6 +155,8 @@ pub struct Config {
     pub listen: Vec<Listen>,
     pub realm: String,
     pub users: Vec<User>,
+    /// `[[sip.trunk]]`: trunks to providers.
+    pub trunks: Vec<Trunk>,
     pub user_agent: String,
     pub dataplane: dataplane::Config,
     pub dialplan: Dialplan,
@@ -195,6 +243,8 @@ struct RawSip {
     user_agent: Option<String>,
     #[serde(default)]
     user: Vec<Spanned<RawUser>>,
+    #[serde(default)]
+    trunk: Vec<Spanned<RawTrunk>>,
     limits: Option<crate::defence::Limits>,
     tls_certificate: Option<Spanned<String>>,
     tls_private_key: Option<Spanned<String>>,
@@ -207,6 +257,27 @@ struct RawUser {
     password: Spanned<String>,
     context: Option<Spanned<String>>,
     codecs: Option<Vec<Spanned<String>>>,
+    presentation: Option<Spanned<String>>,
+    trust_id_inbound: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrunk {
+    name: Spanned<String>,
+    host: Spanned<String>,
+    username: Option<Spanned<String>>,
+    password: Option<Spanned<String>>,
+    realm: Option<Spanned<String>>,
+    register: Option<bool>,
+    register_expiry: Option<Spanned<u32>>,
+    from_user: Option<Spanned<String>>,
+    from_domain: Option<Spanned<String>>,
+    caller_id: Option<Spanned<String>>,
+    trust: Option<bool>,
+    context: Option<Spanned<String>>,
+    codecs: Option<Vec<Spanned<String>>>,
+    outbound_proxy: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -390,6 +461,7 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         realm: None,
         user_agent: None,
         user: Vec::new(),
+        trunk: Vec::new(),
         limits: None,
         tls_certificate: None,
         tls_private_key: None,
@@ -533,6 +605,23 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
             password: raw_user.password.get_ref().clone(),
             context: raw_user.context.as_ref().map(|c| c.get_ref().clone()),
             codecs,
+            presentation_restricted: match &raw_user.presentation {
+                None => false,
+                Some(p) => match p.get_ref().to_ascii_lowercase().as_str() {
+                    "allowed" => false,
+                    "restricted" => true,
+                    other => {
+                        return Err(src.err(
+                            p.span(),
+                            format!(
+                                "user \"{uname}\": presentation \"{other}\": \
+                                 use \"allowed\" or \"restricted\""
+                            ),
+                        ))
+                    }
+                },
+            },
+            trust_id_inbound: raw_user.trust_id_inbound.unwrap_or(false),
         });
     }
 
@@ -714,6 +803,8 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         }
     }
 
+    let trunks = parse_trunks(&src, &sip.trunk, &dialplan, &context)?;
+
     let (radius, cdr) = parse_billing(&src, path, raw.radius, raw.cdr)?;
     let h323 = parse_h323(&src, raw.h323.as_ref(), &dialplan)?;
 
@@ -737,6 +828,7 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         listen,
         realm,
         users,
+        trunks,
         user_agent: sip
             .user_agent
             .unwrap_or_else(|| format!("Tandem/{}", env!("CARGO_PKG_VERSION"))),
@@ -819,6 +911,164 @@ fn parse_h323(
         context,
         codecs,
     }))
+}
+
+/// `[[sip.trunk]]`: every key checked, errors at the offending line.
+fn parse_trunks(
+    src: &Source<'_>,
+    raw: &[Spanned<RawTrunk>],
+    dialplan: &Dialplan,
+    default_context: &str,
+) -> Result<Vec<Trunk>, ConfigError> {
+    let mut out: Vec<Trunk> = Vec::new();
+    for t in raw {
+        let r = t.get_ref();
+        let name = r.name.get_ref().clone();
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        {
+            return Err(src.err(
+                r.name.span(),
+                format!("trunk name \"{name}\": use letters, digits and - _ . only"),
+            ));
+        }
+        if out.iter().any(|o| o.name == name) {
+            return Err(src.err(r.name.span(), format!("trunk \"{name}\" defined twice")));
+        }
+        let addr = |s: &Spanned<String>, what: &str| -> Result<SocketAddr, ConfigError> {
+            let v = s.get_ref();
+            if let Ok(a) = v.parse::<SocketAddr>() {
+                return Ok(a);
+            }
+            if let Ok(ip) = v.parse::<std::net::IpAddr>() {
+                return Ok(SocketAddr::new(ip, 5060));
+            }
+            let (h, port) = v.rsplit_once(':').unwrap_or((v.as_str(), "5060"));
+            match (h, port.parse::<u16>()) {
+                ("localhost", Ok(p)) => Ok(SocketAddr::from(([127, 0, 0, 1], p))),
+                _ => Err(src.err(
+                    s.span(),
+                    format!(
+                        "trunk \"{name}\": {what} \"{v}\": give an IP address and port, \
+                         e.g. \"192.0.2.10:5060\""
+                    ),
+                )),
+            }
+        };
+        let host = addr(&r.host, "host")?;
+        let outbound_proxy = match &r.outbound_proxy {
+            Some(p) => Some(addr(p, "outbound_proxy")?),
+            None => None,
+        };
+        let text = |v: &Option<Spanned<String>>| v.as_ref().map(|s| s.get_ref().clone());
+        let username = text(&r.username).unwrap_or_default();
+        let password = text(&r.password).unwrap_or_default();
+        let register = r.register.unwrap_or(false);
+        if register && (username.is_empty() || password.is_empty()) {
+            return Err(src.err(
+                t.span(),
+                format!("trunk \"{name}\": register = true needs username and password"),
+            ));
+        }
+        if username.contains(['"', '@', ' ', '<', '>']) {
+            let sp = r.username.as_ref().map_or(t.span(), |u| u.span());
+            return Err(src.err(sp, format!("trunk \"{name}\": bad username")));
+        }
+        let register_expiry = match &r.register_expiry {
+            Some(e) if !(60..=86_400).contains(e.get_ref()) => {
+                return Err(src.err(
+                    e.span(),
+                    format!("trunk \"{name}\": register_expiry must be 60..=86400 seconds"),
+                ))
+            }
+            Some(e) => *e.get_ref(),
+            None => 3600,
+        };
+        let caller_id = match &r.caller_id {
+            None => TrunkCallerId::Pass,
+            Some(c) => match c.get_ref().to_ascii_lowercase().as_str() {
+                "pass" => TrunkCallerId::Pass,
+                "fixed" => TrunkCallerId::Fixed,
+                other => {
+                    return Err(src.err(
+                        c.span(),
+                        format!(
+                            "trunk \"{name}\": caller_id \"{other}\": use \"pass\" or \"fixed\" \
+                             (the fixed number is from_user)"
+                        ),
+                    ))
+                }
+            },
+        };
+        let from_user = text(&r.from_user).unwrap_or_else(|| username.clone());
+        if caller_id == TrunkCallerId::Fixed && from_user.is_empty() {
+            return Err(src.err(
+                t.span(),
+                format!("trunk \"{name}\": caller_id = \"fixed\" needs from_user"),
+            ));
+        }
+        let context = match &r.context {
+            Some(c) if !dialplan.has_context(c.get_ref()) => {
+                return Err(src.err(
+                    c.span(),
+                    format!("context \"{}\" is not in the dialplan", c.get_ref()),
+                ))
+            }
+            Some(c) => c.get_ref().clone(),
+            None => default_context.to_string(),
+        };
+        let codecs = match &r.codecs {
+            None => None,
+            Some(list) => {
+                let mut v = Vec::new();
+                for c in list {
+                    let codec = match c.get_ref().to_ascii_lowercase().as_str() {
+                        "pcmu" | "ulaw" => crate::sdp::Codec::Pcmu,
+                        "pcma" | "alaw" => crate::sdp::Codec::Pcma,
+                        "g729" | "g729a" => crate::sdp::Codec::G729,
+                        other => {
+                            return Err(src.err(
+                                c.span(),
+                                format!(
+                                    "trunk \"{name}\": unknown codec \"{other}\" \
+                                     (use pcmu, pcma or g729)"
+                                ),
+                            ))
+                        }
+                    };
+                    if !v.contains(&codec) {
+                        v.push(codec);
+                    }
+                }
+                if v.is_empty() {
+                    return Err(src.err(
+                        t.span(),
+                        format!("trunk \"{name}\": codecs = [] allows no codec"),
+                    ));
+                }
+                Some(v)
+            }
+        };
+        out.push(Trunk {
+            from_domain: text(&r.from_domain).unwrap_or_else(|| host.to_string()),
+            name,
+            host,
+            username,
+            password,
+            realm: text(&r.realm),
+            register,
+            register_expiry,
+            from_user,
+            caller_id,
+            trust: r.trust.unwrap_or(false),
+            context,
+            codecs,
+            outbound_proxy,
+        });
+    }
+    Ok(out)
 }
 
 /// `[dataplane] control_cores` and `xdp_*`: checked against `cores` and
@@ -1202,5 +1452,52 @@ mod tests {
         assert_eq!(c.dataplane.rtp_ports, 30000..=30099);
         assert_eq!(c.dataplane.media_timeout, Duration::from_secs(5));
         assert_eq!(c.mgmt_socket, PathBuf::from("/tmp/x.sock"));
+    }
+
+    #[test]
+    fn trunks_and_presentation() {
+        let c = parse(
+            "[[sip.user]]\nname = \"1003\"\npassword = \"a\"\npresentation = \"restricted\"\n\
+             trust_id_inbound = true\n\
+             [[sip.trunk]]\nname = \"provider\"\nhost = \"127.0.0.1:5080\"\nusername = \"t1\"\n\
+             password = \"p\"\nregister = true\nregister_expiry = 120\ncaller_id = \"fixed\"\n\
+             from_user = \"5550000\"\ntrust = true\ncodecs = [\"pcma\"]\n\
+             outbound_proxy = \"127.0.0.2\"\n",
+        )
+        .unwrap();
+        assert!(c.users[0].presentation_restricted && c.users[0].trust_id_inbound);
+        let t = &c.trunks[0];
+        assert_eq!(t.host, "127.0.0.1:5080".parse().unwrap());
+        assert_eq!(t.outbound_proxy, Some("127.0.0.2:5060".parse().unwrap()));
+        assert_eq!(t.caller_id, TrunkCallerId::Fixed);
+        assert_eq!(t.from_user, "5550000");
+        assert_eq!(t.from_domain, "127.0.0.1:5080");
+        assert_eq!(t.register_expiry, 120);
+        assert_eq!(t.context, "default");
+        assert_eq!(t.codecs, Some(vec![crate::sdp::Codec::Pcma]));
+
+        let base = "[[sip.trunk]]\nname = \"p\"\nhost = \"127.0.0.1\"\n";
+        let c = parse(base).unwrap();
+        assert!(!c.trunks[0].register && !c.trunks[0].trust);
+        assert_eq!(c.trunks[0].caller_id, TrunkCallerId::Pass);
+        for (extra, line, what) in [
+            ("regster = true\n", 4, "regster"),
+            ("caller_id = \"maybe\"\n", 4, "caller_id"),
+            ("register = true\n", 1, "needs username"),
+            ("register_expiry = 5\n", 4, "60..=86400"),
+            ("context = \"nowhere\"\n", 4, "not in the dialplan"),
+            ("codecs = [\"opus\"]\n", 4, "unknown codec"),
+        ] {
+            let e = parse(&format!("{base}{extra}")).unwrap_err();
+            assert_eq!(e.line, line, "{extra}: {e}");
+            assert!(e.msg.contains(what), "{extra}: {e}");
+        }
+        let e = parse("[[sip.trunk]]\nname = \"p\"\nhost = \"carrier.example\"\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        let e = parse(&format!("{base}{base}")).unwrap_err();
+        assert!(e.msg.contains("twice"), "{e}");
+        let e = parse("[[sip.user]]\nname = \"1\"\npassword = \"a\"\npresentation = \"hidden\"\n")
+            .unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
     }
 }

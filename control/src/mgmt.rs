@@ -21,6 +21,7 @@ pub enum MgmtRequest {
     ShowWorkers,
     ShowSip,
     Hangup { id: String },
+    ShowTrunks,
 }
 
 /// The reply: `ok` plus data, or an error message.
@@ -88,6 +89,27 @@ pub struct RegistrationInfo {
     pub source: String,
     pub expires_s: u64,
     pub user_agent: Option<String>,
+}
+
+/// A SIP trunk and its registration (`show trunks`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrunkInfo {
+    pub name: String,
+    pub host: String,
+    pub username: String,
+    pub register: bool,
+    /// `registered`, `registering`, `rejected`, `unregistered` or `not registering`.
+    pub state: String,
+    /// Status of the last final response to our REGISTER.
+    pub last_status: Option<u16>,
+    /// Seconds until the registration lapses.
+    pub expires_s: Option<u64>,
+    /// Seconds until the next REGISTER (refresh or retry).
+    pub next_register_s: Option<u64>,
+    pub trust: bool,
+    pub context: String,
+    pub calls_out: u64,
+    pub calls_in: u64,
 }
 
 /// A dataplane worker's counters (`show workers`).

@@ -359,6 +359,7 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
     }
     engine.set_aaa(aaa.settings.clone());
     let _h323 = start_h323(&cfg, &mut engine).await?;
+    engine.configure_trunks(&cfg, t0);
     banner(&cfg);
     {
         let sel = engine.media().selection();
@@ -739,6 +740,7 @@ fn answer_mgmt(
             MgmtReply::data(v)
         }
         MgmtRequest::ShowSip => MgmtReply::data(engine.sip_stats()),
+        MgmtRequest::ShowTrunks => MgmtReply::data(engine.trunks_info(now)),
         MgmtRequest::Hangup { id } => {
             if engine.hangup_by_id(&id, now) {
                 MgmtReply::data(serde_json::json!({ "hungup": id }))

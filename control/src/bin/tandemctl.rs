@@ -1,6 +1,6 @@
 //! `tandemctl`, the command line for a running `tandemd`.
 //!
-//! `tandemctl show calls|registrations|workers|sip`, `tandemctl hangup CALL-ID`;
+//! `tandemctl show calls|registrations|workers|sip|trunks`, `tandemctl hangup CALL-ID`;
 //! `--json` prints the daemon's JSON instead of a table; `--socket PATH` picks
 //! the daemon (default: the embedded default's management socket).
 //!
@@ -32,9 +32,9 @@ struct Args {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Show state: calls, registrations, workers, sip.
+    /// Show state: calls, registrations, workers, sip, trunks.
     Show {
-        #[arg(value_parser = ["calls", "registrations", "workers", "sip"])]
+        #[arg(value_parser = ["calls", "registrations", "workers", "sip", "trunks"])]
         what: String,
     },
     /// Hang up a call by Tandem id (c12) or either leg's SIP Call-ID.
@@ -152,6 +152,7 @@ fn main() -> ExitCode {
             "calls" => MgmtRequest::ShowCalls,
             "registrations" => MgmtRequest::ShowRegistrations,
             "workers" => MgmtRequest::ShowWorkers,
+            "trunks" => MgmtRequest::ShowTrunks,
             _ => MgmtRequest::ShowSip,
         },
         Cmd::Hangup { call_id } => MgmtRequest::Hangup {
@@ -364,6 +365,33 @@ fn print_table(req: &MgmtRequest, data: serde_json::Value) -> Result<(), serde_j
             );
         }
         MgmtRequest::Hangup { id } => println!("hung up {id}"),
+        MgmtRequest::ShowTrunks => {
+            let ts: Vec<control::mgmt::TrunkInfo> = serde_json::from_value(data)?;
+            let secs = |v: Option<u64>| v.map_or("-".to_string(), |s| format!("{s}s"));
+            let rows = ts
+                .iter()
+                .map(|t| {
+                    vec![
+                        t.name.clone(),
+                        t.host.clone(),
+                        t.username.clone(),
+                        t.state.clone(),
+                        t.last_status.map_or("-".to_string(), |c| c.to_string()),
+                        secs(t.expires_s),
+                        secs(t.next_register_s),
+                        t.context.clone(),
+                        format!("{}/{}", t.calls_out, t.calls_in),
+                    ]
+                })
+                .collect();
+            print_rows(
+                &[
+                    "TRUNK", "HOST", "USER", "STATE", "LAST", "EXPIRES", "NEXT", "CONTEXT",
+                    "OUT/IN",
+                ],
+                rows,
+            );
+        }
     }
     Ok(())
 }

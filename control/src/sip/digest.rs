@@ -218,7 +218,7 @@ impl Credentials {
 }
 
 /// `name=token` / `name="quoted"` pairs separated by commas; quotes removed, escapes resolved.
-fn parse_auth_params(s: &str) -> Result<Vec<(String, String)>, DigestError> {
+pub(crate) fn parse_auth_params(s: &str) -> Result<Vec<(String, String)>, DigestError> {
     let mut out = Vec::new();
     let mut chars = s.chars().peekable();
     loop {

@@ -19,8 +19,10 @@
 //! in `control::call`.
 
 pub mod check;
+pub mod client_auth;
 pub mod digest;
 pub mod message;
+pub mod register_client;
 pub mod registrar;
 pub mod stream;
 pub mod timer;
