@@ -787,6 +787,10 @@ mod tests {
         let re = w.requests(B).pop().expect("re-INVITE to B");
         answer(&mut w, &re, 488, "");
         assert!(w.responses(A).iter().any(|r| r.code == 488));
+        assert!(
+            w.requests(B).iter().any(|r| r.method == Method::Ack),
+            "488 ACKed"
+        );
         assert_eq!(w.e.media.0.len(), 2, "{:?}", w.e.media.0);
         // No answer at all: 408 after Timer B (over TCP nothing is retransmitted).
         w.feed(A, &reinvite_from_a(&to, 6, "inactive"));
