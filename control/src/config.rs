@@ -129,6 +129,15 @@ pub struct Config {
     pub radius: Option<crate::aaa::RadiusConfig>,
     /// `[cdr]`: the Master.csv file (path resolved against the file).
     pub cdr: Option<crate::cdr::CdrConfig>,
+    /// `[metrics]`: the Prometheus text endpoint, if enabled (off by default).
+    pub metrics: Option<MetricsConfig>,
+}
+
+/// `[metrics]`: where the Prometheus text endpoint (`GET /metrics`) listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// TCP address (`listen = "127.0.0.1:9090"`).
+    pub listen: SocketAddr,
 }
 
 /// The PEM files a `tls:` listener serves (`[sip] tls_certificate`, `tls_private_key`).
@@ -157,6 +166,13 @@ struct RawConfig {
     ng: Option<RawNg>,
     radius: Option<Spanned<crate::aaa::RadiusConfig>>,
     cdr: Option<Spanned<crate::cdr::CdrConfig>>,
+    metrics: Option<RawMetrics>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -622,6 +638,7 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         dp.cores.as_ref().map_or(0..0, |c| c.span()),
     )?;
     let ng = parse_ng(&src, raw.ng.as_ref())?;
+    let metrics = parse_metrics(&src, raw.metrics.as_ref())?;
 
     // [dialplan]
     let dpl = raw.dialplan.unwrap_or(RawDialplan {
@@ -738,6 +755,7 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         ng,
         radius,
         cdr,
+        metrics,
     })
 }
 
@@ -881,6 +899,26 @@ fn parse_ng(src: &Source<'_>, raw: Option<&RawNg>) -> Result<Option<NgConfig>, C
         )
     })?;
     Ok(Some(NgConfig { listen }))
+}
+
+/// `[metrics] listen = "IP:PORT"` (TCP; `tcp:` or `http://` prefixes accepted).
+fn parse_metrics(
+    src: &Source<'_>,
+    raw: Option<&RawMetrics>,
+) -> Result<Option<MetricsConfig>, ConfigError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let s = raw.listen.get_ref();
+    let addr = s
+        .strip_prefix("tcp:")
+        .or_else(|| s.strip_prefix("http://"))
+        .unwrap_or(s);
+    let listen: SocketAddr = addr.parse().map_err(|_| {
+        src.err(
+            raw.listen.span(),
+            format!("[metrics] listen \"{s}\": expected IP:PORT, e.g. 127.0.0.1:9090"),
+        )
+    })?;
+    Ok(Some(MetricsConfig { listen }))
 }
 
 /// A path from the file, relative to the file's directory.
@@ -1067,6 +1105,18 @@ mod tests {
         assert!(e.msg.contains("udp:IP:PORT"), "{e}");
         let e = parse("[ng]\nlisten = \"udp:127.0.0.1:1\"\nport = 3\n").unwrap_err();
         assert_eq!(e.line, 3, "{e}");
+    }
+
+    #[test]
+    fn metrics_section() {
+        assert!(parse("").unwrap().metrics.is_none(), "off by default");
+        let c = parse("[metrics]\nlisten = \"127.0.0.1:9090\"\n").unwrap();
+        assert_eq!(c.metrics.unwrap().listen, "127.0.0.1:9090".parse().unwrap());
+        let c = parse("[metrics]\nlisten = \"tcp:[::1]:9091\"\n").unwrap();
+        assert_eq!(c.metrics.unwrap().listen, "[::1]:9091".parse().unwrap());
+        let e = parse("[metrics]\n\nlisten = \"localhost\"\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.msg.contains("IP:PORT"), "{e}");
     }
 
     #[test]

@@ -85,6 +85,8 @@ pub struct Options {
     pub progress: bool,
     /// Send and receive RTP (off: a signalling-only run, for call setup rates).
     pub media: bool,
+    /// Media threads, each with its own RTP socket (0: one per 250 calls, 1 to 8).
+    pub media_threads: usize,
 }
 
 impl Default for Options {
@@ -117,6 +119,7 @@ impl Default for Options {
             setup_timeout: Duration::from_secs(8),
             progress: false,
             media: true,
+            media_threads: 0,
         }
     }
 }

@@ -98,6 +98,9 @@ struct Args {
     /// Signalling only: no RTP (measures call setup rate).
     #[arg(long)]
     no_media: bool,
+    /// Media threads, each with its own RTP socket; 0 = one per 250 calls (1 to 8).
+    #[arg(long, default_value_t = 0)]
+    media_threads: usize,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -206,6 +209,7 @@ fn options(a: &Args) -> Result<Options, String> {
         setup_budget_ms: a.max_setup_ms,
         progress: !a.quiet,
         media: !a.no_media,
+        media_threads: a.media_threads,
         ..d
     })
 }
