@@ -93,6 +93,7 @@ fn local_ips(opts: &Options) -> Result<Vec<IpAddr>, BenchError> {
             Mode::Ramp => 250.0,
             Mode::Hold => opts.rate,
             Mode::Burst => opts.calls as f64,
+            Mode::Cps => 0.0,
         };
         ((peak * 5.0 / 15.0).ceil() as usize)
             .max(opts.users.len())
@@ -584,6 +585,9 @@ struct State {
     rate: f64,
     calls: usize,
     max_time: Duration,
+    /// Cps: the window of calls in progress is full.
+    window_full: bool,
+    window: usize,
 }
 
 impl State {
@@ -616,6 +620,8 @@ impl State {
             rate: opts.rate,
             calls: opts.calls,
             max_time: opts.max_time,
+            window_full: false,
+            window: opts.window.max(1),
         }
     }
 
@@ -623,7 +629,7 @@ impl State {
         match self.mode {
             Mode::Ramp => self.rate * (self.step + 1) as f64,
             Mode::Hold => self.rate,
-            Mode::Burst => 1e6,
+            Mode::Burst | Mode::Cps => 1e6,
         }
     }
 
@@ -637,7 +643,7 @@ impl State {
             return None;
         }
         match self.mode {
-            Mode::Hold | Mode::Burst => {
+            Mode::Hold | Mode::Burst | Mode::Cps => {
                 if self.attempts >= self.calls as u64 {
                     self.finish("all calls placed");
                     return None;
@@ -650,6 +656,11 @@ impl State {
                 }
             }
         }
+        if self.mode == Mode::Cps {
+            // Closed loop: a new call only when one of the window has finished.
+            self.window_full = active >= self.window;
+            return (!self.window_full).then_some(());
+        }
         if now < self.next_at {
             return None;
         }
@@ -660,6 +671,10 @@ impl State {
     }
 
     fn next_due(&self) -> Option<Instant> {
+        if self.window_full {
+            // Woken by the target's answers, not by the clock.
+            return None;
+        }
         (!self.finished_placing).then_some(self.next_at)
     }
 
