@@ -254,15 +254,16 @@ pub fn render(s: &Snapshot) -> String {
     o
 }
 
-/// The id of the call a call-manager log line announces (`call 12: 1001 -> 600 ...`), so the
-/// run loop can count calls started without a hook in the call manager.
+/// The id of the call a call-manager log line announces (`call c12: 1001 -> 600 ...`), so
+/// the run loop can count calls started without a hook in the call manager (ids are
+/// sequential from 1, so the highest seen is the number started).
 pub fn call_started(line: &str) -> Option<u64> {
     let rest = line.strip_prefix("call ")?;
     let (id, tail) = rest.split_once(": ")?;
     if !tail.contains(" -> ") {
         return None;
     }
-    id.parse().ok()
+    id.strip_prefix('c').unwrap_or(id).parse().ok()
 }
 
 /// Binds the metrics listener.
@@ -460,10 +461,15 @@ mod tests {
     #[test]
     fn call_start_lines() {
         assert_eq!(
-            call_started("call 12: 1001 -> 600 (context default, Call-ID x@y)"),
+            call_started("call c12: 1001 -> 600 (context default, Call-ID x@y)"),
             Some(12)
         );
-        assert_eq!(call_started("call 12: ended"), None);
+        assert_eq!(call_started("call 7: a -> b"), Some(7));
+        assert_eq!(call_started("call c12: ended"), None);
+        assert_eq!(
+            call_started("call c12: dialing SIP/1002 at 127.0.0.1:5"),
+            None
+        );
         assert_eq!(call_started("calls 1: a -> b"), None);
         assert_eq!(call_started("call x: a -> b"), None);
     }

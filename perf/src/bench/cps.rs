@@ -61,6 +61,8 @@ pub struct CpsResult {
     pub attempts: u64,
     pub answered: u64,
     pub failed: u64,
+    /// Failed attempts by SIP status or reason.
+    pub failures_by_code: std::collections::BTreeMap<String, u64>,
     pub completed: u64,
     /// Call setups per second over the placing phase.
     pub setups_per_s: f64,
@@ -108,13 +110,18 @@ pub fn summary(rs: &[CpsResult]) -> String {
     let mut s = String::new();
     for r in rs {
         s.push_str(&format!(
-            "{:9} {:8.0} call setups/s  ({} of {} answered, {} failed; setup p50 {:.1} ms p99 \
+            "{:9} {:8.0} call setups/s  ({} of {} answered, {} failed{}; setup p50 {:.1} ms p99 \
              {:.1} ms{})\n",
             r.target.name(),
             r.setups_per_s,
             r.answered,
             r.attempts,
             r.failed,
+            if r.failures_by_code.is_empty() {
+                String::new()
+            } else {
+                format!(" {:?}", r.failures_by_code)
+            },
             r.setup_ms_p50,
             r.setup_ms_p99,
             r.server_cpu_pct
@@ -144,6 +151,7 @@ fn result(target: Target, r: &Report) -> CpsResult {
         attempts: r.attempts,
         answered: r.answered,
         failed: r.failed,
+        failures_by_code: r.failures_by_code.clone(),
         completed: r.completed,
         setups_per_s,
         setup_ms_p50: r.setup_ms.p50,
@@ -287,7 +295,9 @@ fn answers(sip: SocketAddr) -> bool {
 }
 
 fn tandemd_config(port: u16, dir: &Path) -> Result<String, BenchError> {
-    let rtp = 50_000 + (std::process::id() % 50) as u16 * 200;
+    // Each call holds two RTP/RTCP port pairs (A and B side) until its session is freed: 10 000
+    // ports keep 2 500 calls, far above any window (a small range answers 503 when full).
+    let rtp = 20_000;
     let mut cfg = format!("[sip]\nlisten = [\"udp:127.0.0.1:{port}\"]\nrealm = \"tandem\"\n");
     for u in users() {
         cfg.push_str(&format!(
@@ -307,7 +317,7 @@ fn tandemd_config(port: u16, dir: &Path) -> Result<String, BenchError> {
     cfg.push_str(&format!(
         "[dataplane]\nbackend = \"socket\"\ncores = [0]\nrtp_ports = \"{rtp}-{}\"\n\
          media_ip = \"127.0.0.1\"\n[mgmt]\nsocket = \"{}\"\n",
-        rtp + 199,
+        rtp + 9_999,
         dir.join("tandemd.sock").display()
     ));
     Ok(cfg)
@@ -390,6 +400,7 @@ mod tests {
             attempts: 100,
             answered: 100,
             failed: 0,
+            failures_by_code: Default::default(),
             completed: 100,
             setups_per_s: cps,
             setup_ms_p50: 1.0,
