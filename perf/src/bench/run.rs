@@ -1165,10 +1165,9 @@ fn media_loop(
         // Receive until the socket is empty or a send is due (bounded per turn).
         for _ in 0..64 {
             inb.clear();
-            let got = match mmsg.recv(sock.as_fd(), &mut inb, Token(0), MEDIA_BATCH) {
-                Ok(n) => n,
-                Err(_) => 0,
-            };
+            let got = mmsg
+                .recv(sock.as_fd(), &mut inb, Token(0), MEDIA_BATCH)
+                .unwrap_or(0);
             let arrival = epoch.elapsed().as_micros() as u64;
             for k in 0..got {
                 let Some(p) = media::parse(inb.datagram(k)) else {
