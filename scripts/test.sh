@@ -22,6 +22,9 @@ dpkg -s dahdi-source >/dev/null 2>&1 || need+=(dahdi-source)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 [ -x /usr/sbin/freeradius ] || need+=(freeradius)
 command -v tshark >/dev/null 2>&1 || need+=(tshark)
+[ -x /usr/sbin/kamailio ] || need+=(kamailio)
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if [ "${#need[@]}" -gt 0 ]; then
     echo "== installing test peers: ${need[*]}"
     $SUDO apt-get update -qq

@@ -179,6 +179,8 @@ pub struct Config {
     pub cdr: Option<crate::cdr::CdrConfig>,
     /// `[h323]`: the H.323 interworking function, if enabled.
     pub h323: Option<H323Config>,
+    /// `[metrics]`: the Prometheus text endpoint, if enabled (off by default).
+    pub metrics: Option<MetricsConfig>,
 }
 
 /// `[h323]`: the H.323 gateway (docs/h323.md).
@@ -190,6 +192,13 @@ pub struct H323Config {
     pub context: String,
     /// Voice codecs allowed on the H.323 side, in preference order (empty: any).
     pub codecs: Vec<crate::sdp::Codec>,
+}
+
+/// `[metrics]`: where the Prometheus text endpoint (`GET /metrics`) listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// TCP address (`listen = "127.0.0.1:9090"`).
+    pub listen: SocketAddr,
 }
 
 /// The PEM files a `tls:` listener serves (`[sip] tls_certificate`, `tls_private_key`).
@@ -219,6 +228,7 @@ struct RawConfig {
     radius: Option<Spanned<crate::aaa::RadiusConfig>>,
     cdr: Option<Spanned<crate::cdr::CdrConfig>>,
     h323: Option<RawH323>,
+    metrics: Option<RawMetrics>,
 }
 
 #[derive(Deserialize)]
@@ -227,6 +237,12 @@ struct RawH323 {
     listen: Spanned<String>,
     context: Option<Spanned<String>>,
     codecs: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMetrics {
+    listen: Spanned<String>,
 }
 
 #[derive(Deserialize)]
@@ -733,6 +749,7 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         dp.cores.as_ref().map_or(0..0, |c| c.span()),
     )?;
     let ng = parse_ng(&src, raw.ng.as_ref())?;
+    let metrics = parse_metrics(&src, raw.metrics.as_ref())?;
 
     // [dialplan]
     let dpl = raw.dialplan.unwrap_or(RawDialplan {
@@ -854,6 +871,7 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         radius,
         cdr,
         h323,
+        metrics,
     })
 }
 
@@ -1213,6 +1231,26 @@ fn parse_ng(src: &Source<'_>, raw: Option<&RawNg>) -> Result<Option<NgConfig>, C
     Ok(Some(NgConfig { listen }))
 }
 
+/// `[metrics] listen = "IP:PORT"` (TCP; `tcp:` or `http://` prefixes accepted).
+fn parse_metrics(
+    src: &Source<'_>,
+    raw: Option<&RawMetrics>,
+) -> Result<Option<MetricsConfig>, ConfigError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let s = raw.listen.get_ref();
+    let addr = s
+        .strip_prefix("tcp:")
+        .or_else(|| s.strip_prefix("http://"))
+        .unwrap_or(s);
+    let listen: SocketAddr = addr.parse().map_err(|_| {
+        src.err(
+            raw.listen.span(),
+            format!("[metrics] listen \"{s}\": expected IP:PORT, e.g. 127.0.0.1:9090"),
+        )
+    })?;
+    Ok(Some(MetricsConfig { listen }))
+}
+
 /// A path from the file, relative to the file's directory.
 fn resolve(path: Option<&Path>, p: &Path) -> PathBuf {
     if p.is_relative() {
@@ -1397,6 +1435,18 @@ mod tests {
         assert!(e.msg.contains("udp:IP:PORT"), "{e}");
         let e = parse("[ng]\nlisten = \"udp:127.0.0.1:1\"\nport = 3\n").unwrap_err();
         assert_eq!(e.line, 3, "{e}");
+    }
+
+    #[test]
+    fn metrics_section() {
+        assert!(parse("").unwrap().metrics.is_none(), "off by default");
+        let c = parse("[metrics]\nlisten = \"127.0.0.1:9090\"\n").unwrap();
+        assert_eq!(c.metrics.unwrap().listen, "127.0.0.1:9090".parse().unwrap());
+        let c = parse("[metrics]\nlisten = \"tcp:[::1]:9091\"\n").unwrap();
+        assert_eq!(c.metrics.unwrap().listen, "[::1]:9091".parse().unwrap());
+        let e = parse("[metrics]\n\nlisten = \"localhost\"\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.msg.contains("IP:PORT"), "{e}");
     }
 
     #[test]

@@ -16,7 +16,8 @@
 //!   caller ID, answer on ring N, far-end disconnect supervision).
 //!
 //! Sockets, tokio and the clock live only at the edge: [`net`] (SIP transport
-//! and the run loop) and [`mgmt`] (the management socket). [`config`] loads and
+//! and the run loop), [`mgmt`] (the management socket) and [`metrics`] (the
+//! Prometheus text endpoint). [`config`] loads and
 //! checks `tandem.toml`.
 //!
 //! This crate has no unsafe code.
@@ -33,6 +34,7 @@ pub mod dialplan;
 pub mod h323;
 pub mod isdn;
 pub mod iwf;
+pub mod metrics;
 pub mod mgmt;
 pub mod net;
 pub mod ng;

@@ -73,6 +73,9 @@ pub enum NetError {
     /// The `[h323]` listener (or the IWF's SIP socket) could not be bound.
     #[error("cannot start the H.323 gateway on tcp:{0}: {1}")]
     H323(SocketAddr, std::io::Error),
+    /// The `[metrics]` TCP listener could not be bound.
+    #[error("cannot listen for metrics on tcp:{0}: {1}")]
+    MetricsBind(SocketAddr, std::io::Error),
 }
 
 #[expect(clippy::disallowed_methods, reason = "the edge owns the clock")]
@@ -330,6 +333,15 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
     let mut ng = crate::ng::Ng::new();
     let (mg_tx, mut mg_rx) = mpsc::channel::<MgmtCall>(64);
     let mgmt_task = tokio::spawn(mgmt::serve(listener, mg_tx));
+    let (mx_tx, mut mx_rx) = mpsc::channel::<crate::metrics::MetricsCall>(16);
+    let mut calls_total = 0u64;
+    if let Some(m) = cfg.metrics {
+        let l = crate::metrics::bind(m.listen)
+            .await
+            .map_err(|e| NetError::MetricsBind(m.listen, e))?;
+        tracing::info!("metrics on http://{}/metrics", m.listen);
+        tokio::spawn(crate::metrics::serve(l, mx_tx));
+    }
 
     let (verdict_tx, mut verdict_rx) = mpsc::unbounded_channel::<(AaaTicket, AuthOutcome)>();
     let mut aaa = AaaEdge::start(&cfg, verdict_tx).await?;
@@ -419,6 +431,15 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
                 let r = answer_mgmt(&mut engine, req, now());
                 let _ = reply.send(r);
             }
+            Some(reply) = mx_rx.recv() => {
+                let t = now();
+                let _ = reply.send(crate::metrics::Snapshot {
+                    sip: engine.sip_stats(),
+                    calls_total,
+                    registrations: engine.registrations_info(t).len() as u64,
+                    workers: engine.worker_stats(),
+                });
+            }
             Some((ticket, outcome)) = verdict_rx.recv() => {
                 engine.handle_aaa_verdict(ticket, &outcome, now());
             }
@@ -437,6 +458,9 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
             agi.handle(io);
         }
         for line in engine.drain_log() {
+            if let Some(id) = crate::metrics::call_started(&line) {
+                calls_total = calls_total.max(id);
+            }
             tracing::info!("{line}");
         }
         gate.log(now(), false);

@@ -174,6 +174,7 @@ impl<M: Media> Engine<M> {
             request_uri: uri.clone(),
             to_uri: uri,
             dest: t.cfg.outbound_proxy.unwrap_or(t.cfg.host),
+            transport: crate::sip::transport::Transport::Udp,
             codecs: t
                 .cfg
                 .codecs

@@ -19,6 +19,7 @@
 //! Bounded by construction: every run has a maximum time and a maximum number of attempts, and
 //! targets outside loopback are refused unless `--allow-remote` is given.
 
+pub mod cps;
 pub mod cpu;
 pub mod media;
 pub mod quality;
@@ -42,6 +43,9 @@ pub enum Mode {
     Hold,
     /// Place `calls` calls at once, hold each for `duration`.
     Burst,
+    /// Call setup rate: `calls` calls through a closed window of `window` calls in progress
+    /// (INVITE/200/ACK, then BYE/200 at once), as fast as the target answers.
+    Cps,
 }
 
 /// Everything a run needs.
@@ -85,6 +89,10 @@ pub struct Options {
     pub progress: bool,
     /// Send and receive RTP (off: a signalling-only run, for call setup rates).
     pub media: bool,
+    /// Media threads, each with its own RTP socket (0: one per 250 calls, 1 to 8).
+    pub media_threads: usize,
+    /// Cps: calls in progress at most (set up or being torn down).
+    pub window: usize,
 }
 
 impl Default for Options {
@@ -117,6 +125,8 @@ impl Default for Options {
             setup_timeout: Duration::from_secs(8),
             progress: false,
             media: true,
+            media_threads: 0,
+            window: 50,
         }
     }
 }

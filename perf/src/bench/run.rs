@@ -93,6 +93,7 @@ fn local_ips(opts: &Options) -> Result<Vec<IpAddr>, BenchError> {
             Mode::Ramp => 250.0,
             Mode::Hold => opts.rate,
             Mode::Burst => opts.calls as f64,
+            Mode::Cps => 0.0,
         };
         ((peak * 5.0 / 15.0).ceil() as usize)
             .max(opts.users.len())
@@ -117,7 +118,8 @@ fn local_ips(opts: &Options) -> Result<Vec<IpAddr>, BenchError> {
 }
 
 struct CallInfo {
-    caller_remote: Option<(SocketAddr, u32)>,
+    /// The gateway's media address, the stream id and the media thread.
+    caller_remote: Option<(SocketAddr, u32, usize)>,
     answered_at: Option<Instant>,
 }
 
@@ -154,14 +156,23 @@ async fn run_async(opts: Options) -> Result<Report, BenchError> {
     } else {
         ips[0]
     };
-    let msock = media_socket(SocketAddr::new(media_ip, 0)).map_err(|e| BenchError::Io {
-        what: format!("bind RTP socket on {media_ip}"),
-        source: e,
-    })?;
-    let media_addr = msock.local_addr().map_err(|e| BenchError::Io {
-        what: "RTP socket address".into(),
-        source: e,
-    })?;
+    // One RTP socket and thread per slice of the streams: a single thread doing a syscall
+    // per packet falls behind near 900 calls on a loaded 2-core machine, its receive queue
+    // fills and the kernel drops (UdpRcvbufErrors on the bench's socket, measured).
+    let nmedia = media_threads(&opts);
+    let mut msocks = Vec::with_capacity(nmedia);
+    let mut media_addrs = Vec::with_capacity(nmedia);
+    for _ in 0..nmedia {
+        let s = media_socket(SocketAddr::new(media_ip, 0)).map_err(|e| BenchError::Io {
+            what: format!("bind RTP socket on {media_ip}"),
+            source: e,
+        })?;
+        media_addrs.push(s.local_addr().map_err(|e| BenchError::Io {
+            what: "RTP socket address".into(),
+            source: e,
+        })?);
+        msocks.push(s);
+    }
 
     let (tx_in, mut rx_in) = tokio::sync::mpsc::channel::<(usize, SocketAddr, Vec<u8>)>(65_536);
     for (i, s) in socks.iter().enumerate() {
@@ -178,22 +189,25 @@ async fn run_async(opts: Options) -> Result<Report, BenchError> {
     }
 
     let counters = Arc::new(MediaCounters::default());
-    let (mtx, mrx) = mpsc::channel::<MediaCmd>();
-    let media_thread = {
+    let mut media = MediaThreads::default();
+    // A stream outliving its call (a BYE that never came) would feed a recycled gateway
+    // port: bound every stream's life.
+    let max_life = opts.duration + opts.setup_timeout + Duration::from_secs(5);
+    for (k, msock) in msocks.into_iter().enumerate() {
         let counters = counters.clone();
         let clip = media::clip(opts.codec);
         let pt = opts.codec.pt();
-        // A stream outliving its call (a BYE that never came) would feed a recycled gateway
-        // port: bound every stream's life.
-        let max_life = opts.duration + opts.setup_timeout + Duration::from_secs(5);
-        std::thread::Builder::new()
-            .name("bench-media".into())
+        let (mtx, mrx) = mpsc::channel::<MediaCmd>();
+        let h = std::thread::Builder::new()
+            .name(format!("bench-media{k}"))
             .spawn(move || media_loop(msock, mrx, counters, clip, pt, max_life))
             .map_err(|e| BenchError::Io {
                 what: "media thread".into(),
                 source: e,
-            })?
-    };
+            })?;
+        media.tx.push(mtx);
+        media.threads.push(h);
+    }
 
     let mut engine = Engine::new(UaConfig {
         target: opts.target,
@@ -206,7 +220,7 @@ async fn run_async(opts: Options) -> Result<Report, BenchError> {
         trunk: opts.trunk,
         codec: opts.codec,
         dtmf: !opts.dtmf.is_empty(),
-        media: media_addr,
+        media: media_addrs,
         setup_timeout: opts.setup_timeout,
     });
 
@@ -236,8 +250,7 @@ async fn run_async(opts: Options) -> Result<Report, BenchError> {
             engine.handle_timeout(clock());
         }
         if reg_ok < opts.users.len() {
-            let _ = mtx.send(MediaCmd::Stop);
-            let _ = media_thread.join();
+            media.stop();
             let why = if reg_failed.is_empty() {
                 format!("no answer from {} within 10 s", opts.target)
             } else {
@@ -257,7 +270,7 @@ async fn run_async(opts: Options) -> Result<Report, BenchError> {
     let mut last_counts = (0u64, 0u64, 0u64, 0u64); // attempts, failures, expected, received
     let nusers = opts.users.len().max(1);
     let mut calls: HashMap<u64, CallInfo> = HashMap::new();
-    let mut legs: HashMap<u64, (SocketAddr, u32)> = HashMap::new();
+    let mut legs: HashMap<u64, (SocketAddr, u32, usize)> = HashMap::new();
     let mut hangups: BinaryHeap<std::cmp::Reverse<(Instant, u64)>> = BinaryHeap::new();
     let mut next_local = 0usize;
     let mut next_stream = 0u32;
@@ -298,10 +311,7 @@ async fn run_async(opts: Options) -> Result<Report, BenchError> {
             hangups.pop();
             if let Some(ci) = calls.get_mut(&id) {
                 if let Some(r) = ci.caller_remote.take() {
-                    let _ = mtx.send(MediaCmd::Remove {
-                        remote: r.0,
-                        id: r.1,
-                    });
+                    media.remove(r);
                 }
             }
             engine.hang_up(CallId(id), now);
@@ -315,18 +325,22 @@ async fn run_async(opts: Options) -> Result<Report, BenchError> {
                     remote_media,
                 } => {
                     st.answered(setup);
+                    let slot = engine.media_slot(call.0);
                     if let Some(ci) = calls.get_mut(&call.0) {
-                        ci.caller_remote = Some((remote_media, next_stream));
+                        ci.caller_remote = Some((remote_media, next_stream, slot));
                         ci.answered_at = Some(now);
                     }
                     if opts.media {
-                        let _ = mtx.send(MediaCmd::Add {
-                            remote: remote_media,
-                            id: next_stream,
-                            leg: "caller",
-                            call: call.0,
-                            dtmf: opts.dtmf.clone(),
-                        });
+                        media.add(
+                            slot,
+                            MediaCmd::Add {
+                                remote: remote_media,
+                                id: next_stream,
+                                leg: "caller",
+                                call: call.0,
+                                dtmf: opts.dtmf.clone(),
+                            },
+                        );
                     }
                     next_stream += 1;
                     hangups.push(std::cmp::Reverse((now + opts.duration, call.0)));
@@ -338,20 +352,14 @@ async fn run_async(opts: Options) -> Result<Report, BenchError> {
                             st.up = st.up.saturating_sub(1);
                         }
                         if let Some(r) = ci.caller_remote {
-                            let _ = mtx.send(MediaCmd::Remove {
-                                remote: r.0,
-                                id: r.1,
-                            });
+                            media.remove(r);
                         }
                     }
                 }
                 Event::Ended { call, by_gateway } => {
                     if let Some(ci) = calls.remove(&call.0) {
                         if let Some(r) = ci.caller_remote {
-                            let _ = mtx.send(MediaCmd::Remove {
-                                remote: r.0,
-                                id: r.1,
-                            });
+                            media.remove(r);
                         }
                         if ci.answered_at.is_some() {
                             st.up = st.up.saturating_sub(1);
@@ -365,24 +373,25 @@ async fn run_async(opts: Options) -> Result<Report, BenchError> {
                 Event::Incoming {
                     leg, remote_media, ..
                 } => {
-                    legs.insert(leg.0, (remote_media, next_stream));
+                    let slot = engine.media_slot(super::ua::callee_session(leg));
+                    legs.insert(leg.0, (remote_media, next_stream, slot));
                     if opts.media {
-                        let _ = mtx.send(MediaCmd::Add {
-                            remote: remote_media,
-                            id: next_stream,
-                            leg: "callee",
-                            call: leg.0,
-                            dtmf: String::new(),
-                        });
+                        media.add(
+                            slot,
+                            MediaCmd::Add {
+                                remote: remote_media,
+                                id: next_stream,
+                                leg: "callee",
+                                call: leg.0,
+                                dtmf: String::new(),
+                            },
+                        );
                     }
                     next_stream += 1;
                 }
                 Event::IncomingEnded { leg } => {
                     if let Some(r) = legs.remove(&leg.0) {
-                        let _ = mtx.send(MediaCmd::Remove {
-                            remote: r.0,
-                            id: r.1,
-                        });
+                        media.remove(r);
                     }
                     let _ = LegId(leg.0);
                 }
@@ -503,12 +512,7 @@ async fn run_async(opts: Options) -> Result<Report, BenchError> {
     }
     let elapsed = clock().duration_since(start);
     let unfinished = calls.len() as u64;
-    let _ = mtx.send(MediaCmd::Stop);
-    let mres = media_thread.join().unwrap_or(MediaResult {
-        streams: Vec::new(),
-        delay_hist: Vec::new(),
-        dtmf_events: 0,
-    });
+    let mres = media.stop();
     Ok(st.into_report(
         &opts,
         elapsed,
@@ -581,6 +585,9 @@ struct State {
     rate: f64,
     calls: usize,
     max_time: Duration,
+    /// Cps: the window of calls in progress is full.
+    window_full: bool,
+    window: usize,
 }
 
 impl State {
@@ -613,6 +620,8 @@ impl State {
             rate: opts.rate,
             calls: opts.calls,
             max_time: opts.max_time,
+            window_full: false,
+            window: opts.window.max(1),
         }
     }
 
@@ -620,7 +629,7 @@ impl State {
         match self.mode {
             Mode::Ramp => self.rate * (self.step + 1) as f64,
             Mode::Hold => self.rate,
-            Mode::Burst => 1e6,
+            Mode::Burst | Mode::Cps => 1e6,
         }
     }
 
@@ -634,7 +643,7 @@ impl State {
             return None;
         }
         match self.mode {
-            Mode::Hold | Mode::Burst => {
+            Mode::Hold | Mode::Burst | Mode::Cps => {
                 if self.attempts >= self.calls as u64 {
                     self.finish("all calls placed");
                     return None;
@@ -647,6 +656,11 @@ impl State {
                 }
             }
         }
+        if self.mode == Mode::Cps {
+            // Closed loop: a new call only when one of the window has finished.
+            self.window_full = active >= self.window;
+            return (!self.window_full).then_some(());
+        }
         if now < self.next_at {
             return None;
         }
@@ -657,6 +671,10 @@ impl State {
     }
 
     fn next_due(&self) -> Option<Instant> {
+        if self.window_full {
+            // Woken by the target's answers, not by the clock.
+            return None;
+        }
         (!self.finished_placing).then_some(self.next_at)
     }
 
@@ -928,6 +946,70 @@ fn finish_stream(s: Stream) -> StreamResult {
     }
 }
 
+/// Calls one media thread carries: a thread sends and receives 2 x 50 packets/s per call
+/// with batched syscalls; a few hundred calls per thread keep each well under a core even
+/// when the machine is shared.
+const CALLS_PER_MEDIA_THREAD: usize = 250;
+
+/// Media threads for a run: `--media-threads`, or one per [`CALLS_PER_MEDIA_THREAD`] calls of
+/// the concurrency target (1 to 8).
+fn media_threads(opts: &Options) -> usize {
+    if opts.media_threads > 0 {
+        return opts.media_threads.min(64);
+    }
+    if !opts.media {
+        return 1;
+    }
+    opts.calls.div_ceil(CALLS_PER_MEDIA_THREAD).clamp(1, 8)
+}
+
+/// The media threads and the channel to each.
+#[derive(Default)]
+struct MediaThreads {
+    tx: Vec<mpsc::Sender<MediaCmd>>,
+    threads: Vec<std::thread::JoinHandle<MediaResult>>,
+}
+
+impl MediaThreads {
+    fn add(&self, slot: usize, cmd: MediaCmd) {
+        if let Some(t) = self.tx.get(slot) {
+            let _ = t.send(cmd);
+        }
+    }
+
+    fn remove(&self, (remote, id, slot): (SocketAddr, u32, usize)) {
+        self.add(slot, MediaCmd::Remove { remote, id });
+    }
+
+    /// Stops every thread and merges their results.
+    fn stop(self) -> MediaResult {
+        for t in &self.tx {
+            let _ = t.send(MediaCmd::Stop);
+        }
+        let mut out = MediaResult {
+            streams: Vec::new(),
+            delay_hist: vec![0; DELAY_BUCKETS],
+            dtmf_events: 0,
+        };
+        for h in self.threads {
+            let Ok(r) = h.join() else { continue };
+            let room = MAX_STREAM_RESULTS.saturating_sub(out.streams.len());
+            out.streams.extend(r.streams.into_iter().take(room));
+            for (a, b) in out.delay_hist.iter_mut().zip(&r.delay_hist) {
+                *a += b;
+            }
+            out.dtmf_events += r.dtmf_events;
+        }
+        out.streams.sort_by_key(|s| s.id);
+        out
+    }
+}
+
+/// Datagrams per `sendmmsg`/`recvmmsg`.
+const MEDIA_BATCH: usize = 64;
+
+/// One media thread: sends every 20 ms for each of its streams and measures what comes back,
+/// with `sendmmsg`/`recvmmsg` batches (dataplane's socket layer) on its own socket.
 fn media_loop(
     sock: StdUdpSocket,
     rx: mpsc::Receiver<MediaCmd>,
@@ -936,16 +1018,27 @@ fn media_loop(
     pt: u8,
     max_life: Duration,
 ) -> MediaResult {
+    use dataplane::io::sys::{Epoll, Mmsg};
+    use dataplane::io::{Batch, Token, Tx};
+    use std::os::fd::AsFd;
+
     let max_life_us = max_life.as_micros() as u64;
     let epoch = clock();
-    let _ = sock.set_read_timeout(Some(Duration::from_millis(1)));
+    let _ = sock.set_nonblocking(true);
+    // Readiness wait; without it (cannot happen on Linux) the thread naps 200 us instead.
+    let mut epoll = Epoll::new(1)
+        .ok()
+        .filter(|e| e.add(sock.as_fd(), 0).is_ok());
+    let mut mmsg = Mmsg::new(MEDIA_BATCH);
+    let mut out = Batch::new(MEDIA_BATCH);
+    let mut inb = Batch::new(MEDIA_BATCH);
+    let mut idx: Vec<u16> = Vec::with_capacity(MEDIA_BATCH);
     let mut streams: Vec<Stream> = Vec::new();
     let mut index: HashMap<SocketAddr, usize> = HashMap::new();
     let mut results = Vec::new();
     let mut hist = vec![0u64; DELAY_BUCKETS];
     let mut dtmf_events = 0u64;
     let mut buf = Vec::with_capacity(256);
-    let mut rbuf = vec![0u8; 2048];
     let mut stopping = false;
     let step_us = media::PTIME_MS * 1000;
     let keep = |s: Stream, results: &mut Vec<StreamResult>, dtmf: &mut u64| {
@@ -953,6 +1046,27 @@ fn media_loop(
         if results.len() < MAX_STREAM_RESULTS {
             results.push(finish_stream(s));
         }
+    };
+    // Sends what `out` holds (one sendmmsg per batch; a failed datagram is skipped).
+    let flush = |out: &mut Batch, idx: &mut Vec<u16>, mmsg: &mut Mmsg| {
+        idx.clear();
+        idx.extend(0..out.len() as u16);
+        let mut at = 0;
+        while at < idx.len() {
+            match mmsg.send(sock.as_fd(), out, &idx[at..]) {
+                Ok(n) if n > 0 => {
+                    counters.sent.fetch_add(n as u64, Ordering::Relaxed);
+                    at += n;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    // Send buffer full: wait for room rather than drop our own packets.
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                _ => at += 1,
+            }
+        }
+        out.clear();
     };
     loop {
         loop {
@@ -1023,6 +1137,7 @@ fn media_loop(
                 i += 1;
             }
         }
+        let mut next_due = u64::MAX;
         for s in streams.iter_mut() {
             while s.next_us <= now_us {
                 if s.next_us + 10 * step_us < now_us {
@@ -1030,42 +1145,61 @@ fn media_loop(
                     s.next_us = now_us;
                 }
                 s.tx.next_packet(&clip, now_us, &mut buf);
-                if sock.send_to(&buf, s.remote).is_ok() {
-                    counters.sent.fetch_add(1, Ordering::Relaxed);
+                if out.push(Token(0), s.remote, &buf) {
+                    let n = out.len() - 1;
+                    out.get_mut(n).0.tx = Some(Tx {
+                        from: Token(0),
+                        to: s.remote,
+                    });
+                }
+                if out.len() == out.capacity() {
+                    flush(&mut out, &mut idx, &mut mmsg);
                 }
                 s.next_us += step_us;
             }
+            next_due = next_due.min(s.next_us);
         }
-        for _ in 0..512 {
-            match sock.recv_from(&mut rbuf) {
-                Ok((n, from)) => {
-                    let arrival = epoch.elapsed().as_micros() as u64;
-                    let Some(p) = media::parse(&rbuf[..n]) else {
-                        continue;
-                    };
-                    match index.get(&from) {
-                        Some(&i) => {
-                            let (adv, delay) = streams[i].rx.record(&p, arrival);
-                            counters.received.fetch_add(1, Ordering::Relaxed);
-                            counters.expected.fetch_add(adv, Ordering::Relaxed);
-                            if let Some(d) = delay {
-                                let b = ((d / DELAY_BUCKET_US) as usize).min(DELAY_BUCKETS - 1);
-                                hist[b] += 1;
-                            }
-                        }
-                        None => {
-                            counters.unmatched.fetch_add(1, Ordering::Relaxed);
+        if !out.is_empty() {
+            flush(&mut out, &mut idx, &mut mmsg);
+        }
+        // Receive until the socket is empty or a send is due (bounded per turn).
+        for _ in 0..64 {
+            inb.clear();
+            let got = mmsg
+                .recv(sock.as_fd(), &mut inb, Token(0), MEDIA_BATCH)
+                .unwrap_or(0);
+            let arrival = epoch.elapsed().as_micros() as u64;
+            for k in 0..got {
+                let Some(p) = media::parse(inb.datagram(k)) else {
+                    continue;
+                };
+                match index.get(&inb.meta(k).peer) {
+                    Some(&i) => {
+                        let (adv, delay) = streams[i].rx.record(&p, arrival);
+                        counters.received.fetch_add(1, Ordering::Relaxed);
+                        counters.expected.fetch_add(adv, Ordering::Relaxed);
+                        if let Some(d) = delay {
+                            let b = ((d / DELAY_BUCKET_US) as usize).min(DELAY_BUCKETS - 1);
+                            hist[b] += 1;
                         }
                     }
+                    None => {
+                        counters.unmatched.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
-                Err(_) => break,
             }
-            // Keep the send schedule: stop receiving when a send is due.
-            if streams
-                .first()
-                .is_some_and(|s| s.next_us <= epoch.elapsed().as_micros() as u64)
-            {
+            if got < MEDIA_BATCH || arrival >= next_due {
                 break;
+            }
+        }
+        // Sleep until data arrives or the next send (at most 1 ms: commands are polled).
+        let now_us = epoch.elapsed().as_micros() as u64;
+        if next_due > now_us {
+            match epoll.as_mut() {
+                Some(e) => {
+                    let _ = e.wait(1);
+                }
+                None => std::thread::sleep(Duration::from_micros(200)),
             }
         }
     }

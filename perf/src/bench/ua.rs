@@ -89,8 +89,9 @@ pub struct UaConfig {
     pub codec: Codec,
     /// Offer RFC 4733 telephone-event (payload type 101).
     pub dtmf: bool,
-    /// The address the bench receives RTP on (written in every SDP).
-    pub media: SocketAddr,
+    /// The addresses the bench receives RTP on, one per media thread; a call's SDP names
+    /// `media[media_slot(session)]` (see [`Engine::media_slot`]). Never empty.
+    pub media: Vec<SocketAddr>,
     /// A call not answered within this is abandoned (failure "timeout").
     pub setup_timeout: Duration,
 }
@@ -434,9 +435,22 @@ impl Engine {
         self.events.pop_front()
     }
 
+    /// Which media address (and so which media thread) SDP session `session` uses: the
+    /// caller side of call `c` is session `c.0`, the callee side of leg `l` is
+    /// [`callee_session`]`(l)`.
+    pub fn media_slot(&self, session: u64) -> usize {
+        (session % self.cfg.media.len().max(1) as u64) as usize
+    }
+
     fn sdp(&self, session: u64) -> String {
-        let ip = self.cfg.media.ip();
-        let port = self.cfg.media.port();
+        let m = self
+            .cfg
+            .media
+            .get(self.media_slot(session))
+            .copied()
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9)));
+        let ip = m.ip();
+        let port = m.port();
         let c = self.cfg.codec;
         let (fmts, mut extra) = if self.cfg.dtmf {
             (
@@ -902,7 +916,7 @@ impl Engine {
                 let uname = if user.is_empty() { "bench" } else { &user };
                 ok.headers.push("Contact", format!("<sip:{uname}@{laddr}>"));
                 ok.headers.push("Content-Type", "application/sdp");
-                ok.body = self.sdp(1_000_000 + leg.0).into_bytes();
+                ok.body = self.sdp(callee_session(leg)).into_bytes();
                 let data = ok.to_bytes();
                 self.transmits.push_back(Transmit {
                     local,
@@ -973,6 +987,11 @@ impl Engine {
 }
 
 /// The RTP address of the first audio stream of an SDP body.
+/// The SDP session number of the callee side of incoming leg `leg`.
+pub fn callee_session(leg: LegId) -> u64 {
+    1_000_000 + leg.0
+}
+
 fn remote_media(body: &[u8]) -> Option<SocketAddr> {
     let text = std::str::from_utf8(body).ok()?;
     let sd = SessionDescription::parse(text).ok()?;
@@ -1096,7 +1115,7 @@ mod tests {
             trunk: false,
             codec: Codec::Pcmu,
             dtmf: false,
-            media: "127.0.0.1:30000".parse().unwrap(),
+            media: vec!["127.0.0.1:30000".parse().unwrap()],
             setup_timeout: Duration::from_secs(5),
         }
     }

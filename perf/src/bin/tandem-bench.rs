@@ -1,6 +1,7 @@
 //! `tandem-bench`: SIP + RTP call load generator (see `perf::bench`).
 //!
 //! ```text
+//! tandem-bench cps [--against tandemd,kamailio] [--calls N] [--window W] [--json FILE]
 //! tandem-bench ramp|hold|burst --target HOST:PORT [--users 1001-1004 --password-prefix tandem
 //!     | --trunk] --calls N --rate CPS --duration S --codec pcmu|pcma|g729 --json FILE
 //!     --chart FILE [--pid PID] [--dial EXT] [--dtmf DIGITS] [--no-media]
@@ -16,7 +17,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
-use perf::bench::{self, Account, Codec, Mode, Options};
+use perf::bench::{self, cps, Account, Codec, Mode, Options};
 
 #[derive(Parser)]
 #[command(
@@ -26,7 +27,8 @@ use perf::bench::{self, Account, Codec, Mode, Options};
 )]
 struct Args {
     /// ramp: raise the rate until the failure budget breaks; hold: N calls at a rate;
-    /// burst: N calls at once.
+    /// burst: N calls at once; cps: call setup rate of tandemd and Kamailio (no media),
+    /// each started by the bench, side by side.
     #[arg(value_enum)]
     mode: ModeArg,
     /// The gateway's SIP address.
@@ -98,6 +100,21 @@ struct Args {
     /// Signalling only: no RTP (measures call setup rate).
     #[arg(long)]
     no_media: bool,
+    /// Media threads, each with its own RTP socket; 0 = one per 250 calls (1 to 8).
+    #[arg(long, default_value_t = 0)]
+    media_threads: usize,
+    /// cps: servers to start and measure in turn, comma separated (tandemd, kamailio).
+    #[arg(long, default_value = "tandemd,kamailio")]
+    against: String,
+    /// cps: calls in progress at most.
+    #[arg(long, default_value_t = 50)]
+    window: usize,
+    /// cps: the tandemd binary (default: beside tandem-bench).
+    #[arg(long)]
+    tandemd: Option<PathBuf>,
+    /// cps: the kamailio binary.
+    #[arg(long, default_value = "/usr/sbin/kamailio")]
+    kamailio: PathBuf,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -105,6 +122,7 @@ enum ModeArg {
     Ramp,
     Hold,
     Burst,
+    Cps,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -170,6 +188,7 @@ fn options(a: &Args) -> Result<Options, String> {
         ModeArg::Ramp => Mode::Ramp,
         ModeArg::Hold => Mode::Hold,
         ModeArg::Burst => Mode::Burst,
+        ModeArg::Cps => Mode::Cps,
     };
     let d = Options::default();
     Ok(Options {
@@ -206,12 +225,70 @@ fn options(a: &Args) -> Result<Options, String> {
         setup_budget_ms: a.max_setup_ms,
         progress: !a.quiet,
         media: !a.no_media,
+        media_threads: a.media_threads,
         ..d
     })
 }
 
+fn cps(a: &Args) -> ExitCode {
+    let mut targets = Vec::new();
+    for t in a
+        .against
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+    {
+        targets.push(match t {
+            "tandemd" => cps::Target::Tandemd,
+            "kamailio" => cps::Target::Kamailio,
+            _ => {
+                eprintln!("tandem-bench: --against {t}: expected tandemd and/or kamailio");
+                return ExitCode::from(2);
+            }
+        });
+    }
+    let tandemd = a.tandemd.clone().unwrap_or_else(|| {
+        std::env::current_exe()
+            .ok()
+            .and_then(|e| Some(e.parent()?.join("tandemd")))
+            .unwrap_or_else(|| PathBuf::from("tandemd"))
+    });
+    let o = cps::CpsOptions {
+        targets,
+        calls: a.calls.unwrap_or(2000),
+        window: a.window.max(1),
+        tandemd,
+        kamailio: a.kamailio.clone(),
+        max_time: Duration::from_secs_f64(a.max_time.clamp(1.0, 3600.0)),
+        progress: !a.quiet,
+    };
+    let rs = match cps::run(&o) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("tandem-bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    print!("{}", cps::summary(&rs));
+    if let Some(p) = &a.json {
+        let text = serde_json::to_string_pretty(&rs).unwrap_or_default();
+        if let Err(e) = std::fs::write(p, text) {
+            eprintln!("tandem-bench: write {}: {e}", p.display());
+            return ExitCode::from(2);
+        }
+    }
+    if rs.iter().all(|r| r.answered > 0 && r.failed == 0) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
+    if matches!(args.mode, ModeArg::Cps) {
+        return cps(&args);
+    }
     let opts = match options(&args) {
         Ok(o) => o,
         Err(e) => {
