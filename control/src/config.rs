@@ -129,6 +129,9 @@ pub struct Config {
     pub radius: Option<crate::aaa::RadiusConfig>,
     /// `[cdr]`: the Master.csv file (path resolved against the file).
     pub cdr: Option<crate::cdr::CdrConfig>,
+    /// `[pstn]`: ISDN PRI spans and the exchange simulator (docs/pstn.md); `None`
+    /// without the section (no PSTN interworking).
+    pub pstn: Option<crate::pstn::config::PstnConfig>,
 }
 
 /// The PEM files a `tls:` listener serves (`[sip] tls_certificate`, `tls_private_key`).
@@ -157,6 +160,7 @@ struct RawConfig {
     ng: Option<RawNg>,
     radius: Option<Spanned<crate::aaa::RadiusConfig>>,
     cdr: Option<Spanned<crate::cdr::CdrConfig>>,
+    pstn: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -693,6 +697,7 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
     }
 
     let (radius, cdr) = parse_billing(&src, path, raw.radius, raw.cdr)?;
+    let pstn = parse_pstn(&src, raw.pstn, &dialplan)?;
 
     // [mgmt]
     let mgmt_socket = match raw.mgmt.and_then(|m| m.socket) {
@@ -738,7 +743,48 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         ng,
         radius,
         cdr,
+        pstn,
     })
+}
+
+/// `[pstn]`: parsed by [`crate::pstn::config::PstnConfig::from_toml`]; errors keep the
+/// key's line. Span contexts must exist in the dialplan.
+fn parse_pstn(
+    src: &Source<'_>,
+    raw: Option<toml::Value>,
+    dialplan: &Dialplan,
+) -> Result<Option<crate::pstn::config::PstnConfig>, ConfigError> {
+    let Some(v) = raw else { return Ok(None) };
+    let mut doc = toml::Table::new();
+    doc.insert("pstn".into(), v);
+    let cfg = crate::pstn::config::PstnConfig::from_toml(&toml::Value::Table(doc)).map_err(|e| {
+        let e = e.locate(&src.name, src.text);
+        ConfigError {
+            file: e.file,
+            line: e.line,
+            msg: format!("{}: {}", e.path, e.msg),
+        }
+    })?;
+    for (i, s) in cfg.spans.iter().enumerate() {
+        if !dialplan.has_context(&s.context) {
+            let e = crate::pstn::config::PstnConfigError {
+                file: src.name.clone(),
+                line: 0,
+                path: format!("pstn.span[{i}].context"),
+                msg: String::new(),
+            }
+            .locate(&src.name, src.text);
+            return Err(ConfigError {
+                file: e.file,
+                line: e.line,
+                msg: format!(
+                    "{}: context \"{}\" is not in the dialplan",
+                    e.path, s.context
+                ),
+            });
+        }
+    }
+    Ok(Some(cfg))
 }
 
 /// `[dataplane] control_cores` and `xdp_*`: checked against `cores` and

@@ -32,6 +32,7 @@ pub mod defence;
 pub mod dialplan;
 pub mod h323;
 pub mod isdn;
+pub mod iwf;
 pub mod mgmt;
 pub mod net;
 pub mod ng;

@@ -21,6 +21,10 @@ pub enum MgmtRequest {
     ShowWorkers,
     ShowSip,
     Hangup { id: String },
+    /// PRI spans (`[pstn]`): D-channel, alarms, B-channels in use.
+    ShowSpans,
+    /// PRI B-channels: state, call, numbers.
+    ShowChannels,
 }
 
 /// The reply: `ok` plus data, or an error message.
