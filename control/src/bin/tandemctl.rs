@@ -32,9 +32,9 @@ struct Args {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Show state: calls, registrations, workers, sip.
+    /// Show state: calls, registrations, workers, sip, spans, channels.
     Show {
-        #[arg(value_parser = ["calls", "registrations", "workers", "sip"])]
+        #[arg(value_parser = ["calls", "registrations", "workers", "sip", "spans", "channels"])]
         what: String,
     },
     /// Hang up a call by Tandem id (c12) or either leg's SIP Call-ID.
