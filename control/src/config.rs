@@ -757,14 +757,15 @@ fn parse_pstn(
     let Some(v) = raw else { return Ok(None) };
     let mut doc = toml::Table::new();
     doc.insert("pstn".into(), v);
-    let cfg = crate::pstn::config::PstnConfig::from_toml(&toml::Value::Table(doc)).map_err(|e| {
-        let e = e.locate(&src.name, src.text);
-        ConfigError {
-            file: e.file,
-            line: e.line,
-            msg: format!("{}: {}", e.path, e.msg),
-        }
-    })?;
+    let cfg =
+        crate::pstn::config::PstnConfig::from_toml(&toml::Value::Table(doc)).map_err(|e| {
+            let e = e.locate(&src.name, src.text);
+            ConfigError {
+                file: e.file,
+                line: e.line,
+                msg: format!("{}: {}", e.path, e.msg),
+            }
+        })?;
     for (i, s) in cfg.spans.iter().enumerate() {
         if !dialplan.has_context(&s.context) {
             let e = crate::pstn::config::PstnConfigError {

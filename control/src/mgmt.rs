@@ -20,7 +20,9 @@ pub enum MgmtRequest {
     ShowRegistrations,
     ShowWorkers,
     ShowSip,
-    Hangup { id: String },
+    Hangup {
+        id: String,
+    },
     /// PRI spans (`[pstn]`): D-channel, alarms, B-channels in use.
     ShowSpans,
     /// PRI B-channels: state, call, numbers.

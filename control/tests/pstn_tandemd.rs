@@ -60,15 +60,22 @@ fn loop_call(d: &Daemon, tag: &str) {
     ]);
     let mut a = Ua::spawn(&d.dir, &format!("a-{tag}"), &caller);
     a.wait_event("established", 20);
-    // While up: the B-channel shows the call.
-    let ch = d.ctl_json(&["show", "channels"]);
-    let busy: Vec<_> = ch
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["call"].is_number())
-        .cloned()
-        .collect();
+    // While up: the B-channel shows the call (the status is refreshed every 100 ms).
+    let busy_now = |d: &Daemon| -> (Vec<serde_json::Value>, serde_json::Value) {
+        let ch = d.ctl_json(&["show", "channels"]);
+        let v = ch
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|c| c["call"].is_number())
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        (v, ch)
+    };
+    d.wait_for("a B-channel in use", 3, |d| !busy_now(d).0.is_empty());
+    let (busy, ch) = busy_now(d);
     assert_eq!(busy.len(), 1, "{ch}");
     assert_eq!(busy[0]["called"], "5551234", "{ch}");
     assert_eq!(busy[0]["calling"], "1001", "{ch}");
@@ -151,14 +158,16 @@ fn build_peer() -> Option<PathBuf> {
         return Some(exe);
     }
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    // Built under another name and renamed: a running copy is never rewritten.
+    let tmp = dir.join("pri-peer.tmp");
     match Command::new(cc)
         .args(["-O2", "-std=gnu99", "-o"])
-        .arg(&exe)
+        .arg(&tmp)
         .arg(SRC)
         .arg("-lpri")
         .output()
     {
-        Ok(o) if o.status.success() => Some(exe),
+        Ok(o) if o.status.success() => std::fs::rename(&tmp, &exe).ok().map(|_| exe),
         Ok(o) => {
             eprintln!(
                 "SKIP pri-peer: build failed (apt-get install libpri-dev): {}",
@@ -261,7 +270,15 @@ fn call_out_to_peer(d: &Daemon, peer: &mut PriPeer, hangup_by_peer: bool) {
     }
     let mut a = Ua::spawn(&d.dir, "a", &caller);
     a.wait_event("established", 20);
-    assert_eq!(a.wait(30), 0, "caller flow failed: {:?}", a.events());
+    // pri-peer carries only the D-channel: no B-channel audio, so baresip
+    // reports "no RTP received" (exit 1); the signalling is what is checked.
+    let code = a.wait(30);
+    let result = a.event("result").expect("result");
+    assert!(
+        code == 0 || result["reason"] == "no RTP received",
+        "caller flow failed: {:?}",
+        a.events()
+    );
     let closed = a.event("closed").expect("closed");
     assert_eq!(closed["by_us"], !hangup_by_peer, "{closed}");
     let setup = peer.wait_event("setup", 5);
@@ -284,8 +301,8 @@ fn pri_peer_network_side_gets_caller_id_and_presentation() {
     if !have_baresip() {
         return;
     }
-    let Some(exe) = build_peer() else { return };
     let _g = serial();
+    let Some(exe) = build_peer() else { return };
     let port = free_udp_port();
     let dir = TempDir::new("pri-peer-net");
     // libpri as the exchange answers and checks the calling number and the
@@ -296,8 +313,18 @@ fn pri_peer_network_side_gets_caller_id_and_presentation() {
         "net",
         port,
         &[
-            "--role", "net", "--incoming", "answer", "--expect-calling", "1001",
-            "--expect-pres", "0x21", "--expect-called", "5551234", "--timeout", "60",
+            "--role",
+            "net",
+            "--incoming",
+            "answer",
+            "--expect-calling",
+            "1001",
+            "--expect-pres",
+            "0x21",
+            "--expect-called",
+            "5551234",
+            "--timeout",
+            "60",
         ],
     );
     let d = pri_daemon("pstn-pri-net", port, "presentation = \"restricted\"");
@@ -315,8 +342,18 @@ fn pri_peer_network_side_gets_caller_id_and_presentation() {
         "net2",
         port,
         &[
-            "--role", "net", "--incoming", "answer", "--hangup-after", "1",
-            "--expect-calling", "1001", "--expect-pres", "0x01", "--timeout", "60",
+            "--role",
+            "net",
+            "--incoming",
+            "answer",
+            "--hangup-after",
+            "1",
+            "--expect-calling",
+            "1001",
+            "--expect-pres",
+            "0x01",
+            "--timeout",
+            "60",
         ],
     );
     let d = pri_daemon("pstn-pri-net2", port, "");
@@ -330,8 +367,8 @@ fn pri_peer_busy_and_restricted_call_in() {
     if !have_baresip() {
         return;
     }
-    let Some(exe) = build_peer() else { return };
     let _g = serial();
+    let Some(exe) = build_peer() else { return };
     let dir = TempDir::new("pri-peer-in");
     // Busy: the exchange's DISCONNECT 17 reaches the UA as 486.
     let port = free_udp_port();
@@ -373,9 +410,24 @@ fn pri_peer_busy_and_restricted_call_in() {
         "in",
         port,
         &[
-            "--role", "net", "--call", "1002", "--calling", "0215550100", "--calling-ton",
-            "2", "--pres", "restricted", "--screen", "network", "--hangup-after", "1.5",
-            "--expect", "answered", "--timeout", "60",
+            "--role",
+            "net",
+            "--call",
+            "1002",
+            "--calling",
+            "0215550100",
+            "--calling-ton",
+            "2",
+            "--pres",
+            "restricted",
+            "--screen",
+            "network",
+            "--hangup-after",
+            "1.5",
+            "--expect",
+            "answered",
+            "--timeout",
+            "60",
         ],
     );
     let inc = b.wait_event("incoming", 20);
@@ -385,9 +437,16 @@ fn pri_peer_busy_and_restricted_call_in() {
     assert_eq!(peer.wait(30), 0, "pri-peer failed: {:?}", peer.events());
     let end = peer.event("call_end", None).expect("call_end");
     assert_eq!(end["outcome"], "answered", "{end}");
-    assert_eq!(b.wait(20), 0, "callee: {:?}", b.events());
+    let code = b.wait(20);
+    let result = b.event("result").expect("result");
+    assert!(code == 0 || result["exit"] == 1, "callee: {:?}", b.events());
+    let closed = b.event("closed").expect("callee closed");
+    assert_eq!(closed["by_us"], false, "the exchange cleared: {closed}");
     let log = std::fs::read_to_string(d.dir.path("b.baresip.log")).unwrap_or_default();
-    assert!(!log.contains("0215550100"), "the number leaked to the phone");
+    assert!(
+        !log.contains("0215550100"),
+        "the number leaked to the phone"
+    );
 }
 
 #[test]
@@ -395,8 +454,8 @@ fn tandem_network_side_to_pri_peer_cpe() {
     if !have_baresip() {
         return;
     }
-    let Some(exe) = build_peer() else { return };
     let _g = serial();
+    let Some(exe) = build_peer() else { return };
     let port = free_udp_port();
     let dir = TempDir::new("pri-peer-cpe");
     let mut peer = PriPeer::spawn(
@@ -405,8 +464,16 @@ fn tandem_network_side_to_pri_peer_cpe() {
         "cpe",
         port,
         &[
-            "--role", "cpe", "--incoming", "answer", "--expect-called", "5551234",
-            "--expect-calling", "1001", "--timeout", "60",
+            "--role",
+            "cpe",
+            "--incoming",
+            "answer",
+            "--expect-called",
+            "5551234",
+            "--expect-calling",
+            "1001",
+            "--timeout",
+            "60",
         ],
     );
     let d = pri_daemon("pstn-pri-cpe", port, "signalling = \"pri_net\"");

@@ -229,7 +229,9 @@ impl Iwf {
     /// One SIP datagram from `from` (only the engine is served).
     pub fn handle_sip(&mut self, bytes: &[u8], from: SocketAddr, now: Instant) {
         if from != self.engine {
-            self.note(format!("pstn iwf: ignored SIP from {from} (not the engine)"));
+            self.note(format!(
+                "pstn iwf: ignored SIP from {from} (not the engine)"
+            ));
             return;
         }
         match Message::parse(bytes) {
@@ -250,7 +252,11 @@ impl Iwf {
             (Method::Invite, Some(_)) => {
                 // A retransmission (our 100 went at once) or a re-INVITE:
                 // keep the media as it is.
-                let code = if self.calls.iter().any(|c| c.call_id == call_id && c.phase == Phase::Answered) {
+                let code = if self
+                    .calls
+                    .iter()
+                    .any(|c| c.call_id == call_id && c.phase == Phase::Answered)
+                {
                     200
                 } else {
                     100
@@ -360,10 +366,9 @@ impl Iwf {
         };
         self.note(format!(
             "pstn iwf: call {id:?} to {called} (group {group}) from {}",
-            calling.as_ref().map_or("-".into(), |c| format!(
-                "{} {:?}",
-                c.number, c.presentation
-            ))
+            calling
+                .as_ref()
+                .map_or("-".into(), |c| format!("{} {:?}", c.number, c.presentation))
         ));
         let local = format!(
             "{};tag={}",
@@ -444,7 +449,8 @@ impl Iwf {
             r.headers.push("From", c.local.clone());
             r.headers.push("To", c.remote.clone());
             r.headers.push("Call-ID", c.call_id.clone());
-            r.headers.push("CSeq", format!("{} {}", c.cseq, method.as_str()));
+            r.headers
+                .push("CSeq", format!("{} {}", c.cseq, method.as_str()));
             r
         };
         r.headers.push("Max-Forwards", "70");
@@ -543,7 +549,9 @@ impl Iwf {
             }
         } else {
             let cause = reason_cause_resp(&resp).unwrap_or_else(|| cause::sip_to_q850(code));
-            self.note(format!("pstn iwf: inbound call refused {code}, cause {cause}"));
+            self.note(format!(
+                "pstn iwf: inbound call refused {code}, cause {cause}"
+            ));
             self.release_pstn(i, cause, now);
             self.forget(i);
         }
@@ -583,7 +591,10 @@ impl Iwf {
             }
             PstnEvent::Progress { id, inband } => {
                 if let Some(i) = self.by_pstn(id) {
-                    if self.calls[i].dir == Dir::Out && self.calls[i].phase == Phase::Early && inband {
+                    if self.calls[i].dir == Dir::Out
+                        && self.calls[i].phase == Phase::Early
+                        && inband
+                    {
                         self.calls[i].media = true;
                         self.respond(i, 183, true, None);
                     }
@@ -655,7 +666,11 @@ impl Iwf {
             (Some(n), false) => format!("<sip:{n}@{host}>;tag={tag}"),
             _ => format!("\"Anonymous\" <sip:anonymous@anonymous.invalid>;tag={tag}"),
         };
-        let called_user = if called.is_empty() { "s".to_string() } else { called.clone() };
+        let called_user = if called.is_empty() {
+            "s".to_string()
+        } else {
+            called.clone()
+        };
         let uri = format!("sip:{called_user}@{}", self.engine);
         let call_id = format!("{}@{}", crate::sip::new_call_id(), host.ip());
         let mut r = Request::new(Method::Invite, uri.clone());
@@ -718,7 +733,11 @@ impl Iwf {
         };
         repr.emit(&mut pkt).ok()?;
         for (o, a) in pkt[12..].iter_mut().zip(alaw) {
-            *o = if c.pt == PT_PCMU { alaw_to_ulaw(*a) } else { *a };
+            *o = if c.pt == PT_PCMU {
+                alaw_to_ulaw(*a)
+            } else {
+                *a
+            };
         }
         c.tx.first = false;
         c.tx.seq = c.tx.seq.wrapping_add(1);
@@ -737,13 +756,15 @@ impl Iwf {
         if pt != PT_PCMA && pt != PT_PCMU {
             return None;
         }
-        c.rx_buf.extend(p.payload().iter().map(|&b| {
-            if pt == PT_PCMU {
-                ulaw_to_alaw(b)
-            } else {
-                b
-            }
-        }));
+        c.rx_buf.extend(p.payload().iter().map(
+            |&b| {
+                if pt == PT_PCMU {
+                    ulaw_to_alaw(b)
+                } else {
+                    b
+                }
+            },
+        ));
         let mut blocks = Vec::new();
         while c.rx_buf.len() >= c.block {
             blocks.push(c.rx_buf.drain(..c.block).collect());
@@ -807,7 +828,11 @@ pub fn parse_resource(r: &str) -> Option<(u16, String)> {
     let g = g.strip_prefix(['g', 'G'])?;
     let group = g.parse::<u16>().ok().filter(|g| *g <= 63)?;
     let num = num.split('@').next().unwrap_or(num);
-    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit() || b == b'*' || b == b'#') {
+    if num.is_empty()
+        || !num
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+    {
         return None;
     }
     Some((group, num.to_string()))
@@ -822,15 +847,20 @@ fn calling_party(req: &Request, span: &SpanConfig) -> Option<CallerId> {
         .and_then(|v| v.split(',').next())
         .and_then(|v| NameAddr::parse(v.trim()).ok())
         .and_then(|n| n.uri.user_name().map(str::to_string))
-        .or_else(|| req.from().and_then(|f| f.uri.user_name().map(str::to_string)));
+        .or_else(|| {
+            req.from()
+                .and_then(|f| f.uri.user_name().map(str::to_string))
+        });
     let number = span.calling_number.clone().or_else(|| {
         user.map(|u| percent_decode(&u))
             .filter(|u| !u.is_empty() && u.bytes().all(|b| b.is_ascii_digit()))
     })?;
     let privacy = req.headers.get_all("Privacy").any(|v| {
-        v.split([';', ','])
-            .map(str::trim)
-            .any(|t| ["id", "header", "user"].iter().any(|p| t.eq_ignore_ascii_case(p)))
+        v.split([';', ',']).map(str::trim).any(|t| {
+            ["id", "header", "user"]
+                .iter()
+                .any(|p| t.eq_ignore_ascii_case(p))
+        })
     });
     let presentation = span.presentation.unwrap_or(if privacy {
         Presentation::Restricted
@@ -977,7 +1007,10 @@ pub enum IwfError {
     Dahdi(u16),
 }
 
-#[expect(clippy::disallowed_methods, reason = "the IWF thread is an edge: it owns the clock")]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the IWF thread is an edge: it owns the clock"
+)]
 fn clock() -> Instant {
     Instant::now()
 }
@@ -1030,7 +1063,10 @@ enum Port {
 pub fn spawn(cfg: &PstnConfig, engine: SocketAddr) -> Result<IwfHandle, IwfError> {
     let sock = |what: &str| {
         let w = what.to_string();
-        move |err| IwfError::Socket { what: w.clone(), err }
+        move |err| IwfError::Socket {
+            what: w.clone(),
+            err,
+        }
     };
     let sip = std::net::UdpSocket::bind("127.0.0.1:0").map_err(sock("SIP socket"))?;
     sip.set_nonblocking(true).map_err(sock("SIP socket"))?;
@@ -1040,14 +1076,23 @@ pub fn spawn(cfg: &PstnConfig, engine: SocketAddr) -> Result<IwfHandle, IwfError
     } else {
         engine
     };
-    let slots: usize = cfg.spans.iter().map(|s| s.bchannels.len()).sum::<usize>().max(1);
+    let slots: usize = cfg
+        .spans
+        .iter()
+        .map(|s| s.bchannels.len())
+        .sum::<usize>()
+        .max(1);
     let mut rtp = Vec::with_capacity(slots);
     for _ in 0..slots {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").map_err(sock("RTP socket"))?;
         s.set_nonblocking(true).map_err(sock("RTP socket"))?;
         rtp.push(s);
     }
-    let ports: Vec<u16> = rtp.iter().filter_map(|s| s.local_addr().ok()).map(|a| a.port()).collect();
+    let ports: Vec<u16> = rtp
+        .iter()
+        .filter_map(|s| s.local_addr().ok())
+        .map(|a| a.port())
+        .collect();
     let t0 = clock();
     let mut spans: Vec<(SpanId, Port)> = Vec::new();
     for (n, s) in cfg.spans.iter().enumerate() {
@@ -1147,7 +1192,9 @@ fn run(
             let Some((sid, _)) = iwf.pstn().channel(leg.call) else {
                 continue;
             };
-            let Some(span) = span_of(&mut spans, sid) else { continue };
+            let Some(span) = span_of(&mut spans, sid) else {
+                continue;
+            };
             while let Ok(Some(block)) = iwf.pstn().read_audio(leg.call, span) {
                 if let (Some(pkt), Some(s)) = (iwf.rtp_out(leg.call, &block), rtp.get(leg.slot)) {
                     let _ = s.send_to(&pkt, leg.remote);
@@ -1160,7 +1207,9 @@ fn run(
                 let Some((id, blocks)) = iwf.rtp_in(slot, &buf[..n]) else {
                     continue;
                 };
-                let Some((sid, _)) = iwf.pstn().channel(id) else { continue };
+                let Some((sid, _)) = iwf.pstn().channel(id) else {
+                    continue;
+                };
                 if let Some(span) = span_of(&mut spans, sid) {
                     for b in blocks {
                         let _ = iwf.pstn().write_audio(id, span, &b);
@@ -1186,10 +1235,13 @@ fn run(
 }
 
 fn span_of(spans: &mut [(SpanId, Port)], id: SpanId) -> Option<&mut Span> {
-    spans.iter_mut().find(|(i, _)| *i == id).map(|(_, p)| match p {
-        Port::Sim(t) => t.tandem_span(),
-        Port::External(_, s) => &mut **s,
-    })
+    spans
+        .iter_mut()
+        .find(|(i, _)| *i == id)
+        .map(|(_, p)| match p {
+            Port::Sim(t) => t.tandem_span(),
+            Port::External(_, s) => &mut **s,
+        })
 }
 
 #[cfg(test)]
@@ -1199,7 +1251,10 @@ mod tests {
     #[test]
     fn resources() {
         assert_eq!(parse_resource("g1/5551234"), Some((1, "5551234".into())));
-        assert_eq!(parse_resource("G2/0215550100"), Some((2, "0215550100".into())));
+        assert_eq!(
+            parse_resource("G2/0215550100"),
+            Some((2, "0215550100".into()))
+        );
         assert_eq!(parse_resource("1/555"), None);
         assert_eq!(parse_resource("g1/"), None);
         assert_eq!(parse_resource("g64/1"), None);
