@@ -181,6 +181,9 @@ pub struct Config {
     pub h323: Option<H323Config>,
     /// `[metrics]`: the Prometheus text endpoint, if enabled (off by default).
     pub metrics: Option<MetricsConfig>,
+    /// `[pstn]`: ISDN PRI spans and the exchange simulator (docs/pstn.md); `None`
+    /// without the section (no PSTN interworking).
+    pub pstn: Option<crate::pstn::config::PstnConfig>,
 }
 
 /// `[h323]`: the H.323 gateway (docs/h323.md).
@@ -229,6 +232,7 @@ struct RawConfig {
     cdr: Option<Spanned<crate::cdr::CdrConfig>>,
     h323: Option<RawH323>,
     metrics: Option<RawMetrics>,
+    pstn: Option<toml::Value>,
 }
 
 #[derive(Deserialize)]
@@ -824,6 +828,7 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
 
     let (radius, cdr) = parse_billing(&src, path, raw.radius, raw.cdr)?;
     let h323 = parse_h323(&src, raw.h323.as_ref(), &dialplan)?;
+    let pstn = parse_pstn(&src, raw.pstn, &dialplan)?;
 
     // [mgmt]
     let mgmt_socket = match raw.mgmt.and_then(|m| m.socket) {
@@ -872,6 +877,7 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         cdr,
         h323,
         metrics,
+        pstn,
     })
 }
 
@@ -1087,6 +1093,47 @@ fn parse_trunks(
         });
     }
     Ok(out)
+}
+
+/// `[pstn]`: parsed by [`crate::pstn::config::PstnConfig::from_toml`]; errors keep the
+/// key's line. Span contexts must exist in the dialplan.
+fn parse_pstn(
+    src: &Source<'_>,
+    raw: Option<toml::Value>,
+    dialplan: &Dialplan,
+) -> Result<Option<crate::pstn::config::PstnConfig>, ConfigError> {
+    let Some(v) = raw else { return Ok(None) };
+    let mut doc = toml::Table::new();
+    doc.insert("pstn".into(), v);
+    let cfg =
+        crate::pstn::config::PstnConfig::from_toml(&toml::Value::Table(doc)).map_err(|e| {
+            let e = e.locate(&src.name, src.text);
+            ConfigError {
+                file: e.file,
+                line: e.line,
+                msg: format!("{}: {}", e.path, e.msg),
+            }
+        })?;
+    for (i, s) in cfg.spans.iter().enumerate() {
+        if !dialplan.has_context(&s.context) {
+            let e = crate::pstn::config::PstnConfigError {
+                file: src.name.clone(),
+                line: 0,
+                path: format!("pstn.span[{i}].context"),
+                msg: String::new(),
+            }
+            .locate(&src.name, src.text);
+            return Err(ConfigError {
+                file: e.file,
+                line: e.line,
+                msg: format!(
+                    "{}: context \"{}\" is not in the dialplan",
+                    e.path, s.context
+                ),
+            });
+        }
+    }
+    Ok(Some(cfg))
 }
 
 /// `[dataplane] control_cores` and `xdp_*`: checked against `cores` and

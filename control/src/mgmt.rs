@@ -20,8 +20,14 @@ pub enum MgmtRequest {
     ShowRegistrations,
     ShowWorkers,
     ShowSip,
-    Hangup { id: String },
+    Hangup {
+        id: String,
+    },
     ShowTrunks,
+    /// PRI spans (`[pstn]`): D-channel, alarms, B-channels in use.
+    ShowSpans,
+    /// PRI B-channels: state, call, numbers.
+    ShowChannels,
 }
 
 /// The reply: `ok` plus data, or an error message.

@@ -76,6 +76,9 @@ pub enum NetError {
     /// The `[metrics]` TCP listener could not be bound.
     #[error("cannot listen for metrics on tcp:{0}: {1}")]
     MetricsBind(SocketAddr, std::io::Error),
+    /// The PSTN interworking function could not start.
+    #[error("{0}")]
+    Pstn(crate::iwf::pstn::IwfError),
 }
 
 #[expect(clippy::disallowed_methods, reason = "the edge owns the clock")]
@@ -372,6 +375,7 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
     engine.set_aaa(aaa.settings.clone());
     let _h323 = start_h323(&cfg, &mut engine).await?;
     engine.configure_trunks(&cfg, t0);
+    let pstn_iwf = start_pstn(&cfg, &mut engine)?;
     banner(&cfg);
     {
         let sel = engine.media().selection();
@@ -428,7 +432,11 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
                 }
             }
             Some((req, reply)) = mg_rx.recv() => {
-                let r = answer_mgmt(&mut engine, req, now());
+                let r = match (&req, &pstn_iwf) {
+                    (MgmtRequest::ShowSpans, Some(p)) => MgmtReply::data(p.snapshot().spans),
+                    (MgmtRequest::ShowChannels, Some(p)) => MgmtReply::data(p.snapshot().channels),
+                    _ => answer_mgmt(&mut engine, req, now()),
+                };
                 let _ = reply.send(r);
             }
             Some(reply) = mx_rx.recv() => {
@@ -736,6 +744,25 @@ async fn recv_signal(sig: &mut Option<tokio::signal::unix::Signal>) {
     }
 }
 
+/// `[pstn]`: start the PSTN interworking function and register it as the `DAHDI`
+/// gateway (docs/pstn.md).
+fn start_pstn(
+    cfg: &Config,
+    engine: &mut Engine<dataplane::Dataplane>,
+) -> Result<Option<crate::iwf::pstn::IwfHandle>, NetError> {
+    let Some(p) = cfg.pstn.as_ref().filter(|p| !p.spans.is_empty()) else {
+        return Ok(None);
+    };
+    let iwf = crate::iwf::pstn::spawn(p, cfg.primary_listen().addr).map_err(NetError::Pstn)?;
+    println!(
+        "  pstn:       {} span(s), interworking at sip:{} (Dial(DAHDI/g<group>/<number>))",
+        p.spans.len(),
+        iwf.addr
+    );
+    engine.add_gateway(iwf.gateway());
+    Ok(Some(iwf))
+}
+
 fn start_drain(engine: &mut Engine<dataplane::Dataplane>, deadline: &mut Option<Instant>) {
     if deadline.is_some() {
         return;
@@ -765,6 +792,9 @@ fn answer_mgmt(
         }
         MgmtRequest::ShowSip => MgmtReply::data(engine.sip_stats()),
         MgmtRequest::ShowTrunks => MgmtReply::data(engine.trunks_info(now)),
+        MgmtRequest::ShowSpans | MgmtRequest::ShowChannels => {
+            MgmtReply::error("no [pstn] spans configured")
+        }
         MgmtRequest::Hangup { id } => {
             if engine.hangup_by_id(&id, now) {
                 MgmtReply::data(serde_json::json!({ "hungup": id }))

@@ -1,6 +1,6 @@
 //! `tandemctl`, the command line for a running `tandemd`.
 //!
-//! `tandemctl show calls|registrations|workers|sip|trunks`, `tandemctl hangup CALL-ID`;
+//! `tandemctl show calls|registrations|workers|sip|trunks|spans|channels`, `tandemctl hangup CALL-ID`;
 //! `--json` prints the daemon's JSON instead of a table; `--socket PATH` picks
 //! the daemon (default: the embedded default's management socket).
 //!
@@ -32,9 +32,9 @@ struct Args {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Show state: calls, registrations, workers, sip, trunks.
+    /// Show state: calls, registrations, workers, sip, trunks, spans, channels.
     Show {
-        #[arg(value_parser = ["calls", "registrations", "workers", "sip", "trunks"])]
+        #[arg(value_parser = ["calls", "registrations", "workers", "sip", "trunks", "spans", "channels"])]
         what: String,
     },
     /// Hang up a call by Tandem id (c12) or either leg's SIP Call-ID.
@@ -153,6 +153,8 @@ fn main() -> ExitCode {
             "registrations" => MgmtRequest::ShowRegistrations,
             "workers" => MgmtRequest::ShowWorkers,
             "trunks" => MgmtRequest::ShowTrunks,
+            "spans" => MgmtRequest::ShowSpans,
+            "channels" => MgmtRequest::ShowChannels,
             _ => MgmtRequest::ShowSip,
         },
         Cmd::Hangup { call_id } => MgmtRequest::Hangup {
@@ -392,6 +394,32 @@ fn print_table(req: &MgmtRequest, data: serde_json::Value) -> Result<(), serde_j
                 rows,
             );
         }
+        MgmtRequest::ShowSpans | MgmtRequest::ShowChannels => print_pstn(data),
     }
     Ok(())
+}
+
+/// `show spans` / `show channels`: one row per object, the JSON keys as columns.
+fn print_pstn(data: serde_json::Value) {
+    let rows: Vec<serde_json::Map<String, serde_json::Value>> = data
+        .as_array()
+        .map(|a| a.iter().filter_map(|v| v.as_object().cloned()).collect())
+        .unwrap_or_default();
+    let Some(first) = rows.first() else {
+        println!("(none)");
+        return;
+    };
+    let keys: Vec<String> = first.keys().cloned().collect();
+    let header: Vec<String> = keys.iter().map(|k| k.to_ascii_uppercase()).collect();
+    let cell = |v: Option<&serde_json::Value>| match v {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(serde_json::Value::Null) | None => "-".into(),
+        Some(v) => v.to_string(),
+    };
+    print_rows(
+        &header.iter().map(String::as_str).collect::<Vec<_>>(),
+        rows.iter()
+            .map(|r| keys.iter().map(|k| cell(r.get(k))).collect())
+            .collect(),
+    );
 }

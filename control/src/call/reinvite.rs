@@ -640,6 +640,7 @@ mod tests {
             user_codecs: HashMap::new(),
             tone_zone: "us".into(),
             sounds: Arc::new(HashMap::new()),
+            gateways: Vec::new(),
         };
         let plan = "[default]\nexten => _XXXX,1,Dial(SIP/${EXTEN},20)\n";
         let plan = Arc::new(Dialplan::parse(plan, "t.conf").unwrap());

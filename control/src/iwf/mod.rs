@@ -5,5 +5,9 @@
 //! engine on one side and its own protocol on the other, the way a voice
 //! gateway sits beside a PBX. The mapping logic is sans-IO; the sockets live in
 //! each IWF's `net` module.
+//!
+//! - [`h323`]: H.323 gateways and terminals (`Dial(H323/number@host)`), the `[h323]` section.
+//! - [`pstn`]: ISDN PRI spans (`Dial(DAHDI/g1/number)`), the `[pstn]` section.
 
 pub mod h323;
+pub mod pstn;

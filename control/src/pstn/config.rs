@@ -190,6 +190,12 @@ pub struct SpanConfig {
     pub channel_selection: ChannelSelection,
     /// Where the D-channel goes (sim only).
     pub dchannel_link: DChannelLink,
+    /// Calling-number presentation of outgoing SETUPs: `None` follows the SIP
+    /// caller's `Privacy` header; `Some` forces it.
+    pub presentation: Option<crate::q931::Presentation>,
+    /// Calling number sent in outgoing SETUPs instead of the SIP caller's
+    /// (a trunk's main number).
+    pub calling_number: Option<String>,
 }
 
 impl SpanConfig {
@@ -208,6 +214,8 @@ impl SpanConfig {
             blocksize: drivers::span::DEFAULT_BLOCK,
             channel_selection: ChannelSelection::Preferred,
             dchannel_link: DChannelLink::Builtin,
+            presentation: None,
+            calling_number: None,
         }
     }
 }
@@ -384,6 +392,8 @@ fn parse_span(v: &Value, path: &str) -> Result<SpanConfig, PstnConfigError> {
         "loadzone",
         "blocksize",
         "channel_selection",
+        "presentation",
+        "calling_number",
     ];
     let f = Fields::new(v, path, KNOWN)?;
     let span = f
@@ -490,6 +500,23 @@ fn parse_span(v: &Value, path: &str) -> Result<SpanConfig, PstnConfigError> {
             ))
         }
     };
+    sc.presentation = match f.str("presentation")? {
+        None | Some("sip") => None,
+        Some("allowed") => Some(crate::q931::Presentation::Allowed),
+        Some("restricted") => Some(crate::q931::Presentation::Restricted),
+        Some(o) => {
+            return Err(f.err(
+                "presentation",
+                format!("unknown {o:?} (sip, allowed or restricted)"),
+            ))
+        }
+    };
+    if let Some(n) = f.str("calling_number")? {
+        if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(f.err("calling_number", format!("{n:?}: expected digits")));
+        }
+        sc.calling_number = Some(n.to_string());
+    }
     if let Some(d) = f.str("dchannel")? {
         if sc.driver != Driver::Sim {
             return Err(f.err("dchannel", "only sim spans take an external D-channel"));
@@ -624,6 +651,7 @@ fn parse_exchange(v: &Value) -> Result<ExchangeConfig, PstnConfigError> {
         "zone",
         "tone_ms",
         "no_answer_ms",
+        "bit_errors_per_64k",
         "number",
     ];
     let f = Fields::new(v, "pstn.exchange", KNOWN)?;
@@ -648,6 +676,9 @@ fn parse_exchange(v: &Value) -> Result<ExchangeConfig, PstnConfigError> {
     }
     if let Some(t) = f.int("no_answer_ms", 0..=3_600_000)? {
         x.no_answer = Duration::from_millis(t as u64);
+    }
+    if let Some(b) = f.int("bit_errors_per_64k", 0..=65_536)? {
+        x.bit_errors_per_64k = b as u32;
     }
     if let Some(n) = f.t.get("number") {
         let Some(arr) = n.as_array() else {
@@ -677,6 +708,7 @@ fn parse_exchange(v: &Value) -> Result<ExchangeConfig, PstnConfigError> {
                 "no_answer" => Behaviour::NoAnswer,
                 "congestion" => Behaviour::Congestion,
                 "unallocated" => Behaviour::Unallocated,
+                "loopback" => Behaviour::Loopback,
                 "ring_answer" => Behaviour::RingThenAnswer(after),
                 o => return Err(g.err("action", format!("unknown action {o:?}"))),
             };

@@ -98,6 +98,9 @@ pub enum Behaviour {
     RingThenAnswer(Duration),
     /// RELEASE COMPLETE 1 (unallocated number).
     Unallocated,
+    /// A loop-around test line: CALL PROCEEDING, CONNECT, then the caller's
+    /// audio comes back unchanged (no hybrid filter, no extra delay).
+    Loopback,
 }
 
 /// One routing rule; the first match wins, no match is unallocated.
@@ -124,6 +127,10 @@ pub struct ExchangeConfig {
     pub tone_time: Duration,
     /// Ringing time before a no-answer call is cleared (cause 19).
     pub no_answer: Duration,
+    /// D-channel bit errors on the simulated line: the chance per TS16
+    /// octet, in 1/65536, of one flipped bit (each direction). HDLC's FCS
+    /// catches them and Q.921 retransmits.
+    pub bit_errors_per_64k: u32,
 }
 
 impl Default for ExchangeConfig {
@@ -150,6 +157,7 @@ impl Default for ExchangeConfig {
             zone: "eu".into(),
             tone_time: Duration::from_secs(2),
             no_answer: Duration::from_secs(30),
+            bit_errors_per_64k: 0,
         }
     }
 }
@@ -291,6 +299,7 @@ struct ExCall {
     tone: Option<ToneGenerator>,
     echo: LineEcho,
     flush: bool,
+    loopback: bool,
 }
 
 /// The exchange: one network-side PRI, its calls, tones and echo.
@@ -379,6 +388,7 @@ impl Exchange {
                 tone: None,
                 echo: LineEcho::new(self.cfg.echo_delay, self.cfg.echo_erl_db),
                 flush: true,
+                loopback: false,
             },
         );
         self.by_pri.insert(pri, id);
@@ -496,8 +506,11 @@ impl Exchange {
         }
         let _ = self.pri.proceeding(call, now);
         let (phase, tone) = match behaviour {
-            Behaviour::Answer => {
+            Behaviour::Answer | Behaviour::Loopback => {
                 let _ = self.pri.answer(call, now);
+                if let Some(c) = self.calls.get_mut(&id) {
+                    c.loopback = behaviour == Behaviour::Loopback;
+                }
                 (Phase::Connected, None)
             }
             Behaviour::RingThenAnswer(d) => {
@@ -692,6 +705,12 @@ impl Exchange {
             }
             while let Ok(Some(rx)) = span.read_block(ch) {
                 let write = match (&c.phase, c.tone.as_mut()) {
+                    (Phase::Connected, _) if c.loopback => {
+                        for (o, x) in out.iter_mut().zip(&rx) {
+                            *o = *x;
+                        }
+                        true
+                    }
                     (Phase::Connected, _) => {
                         c.echo.process(&rx, &mut out);
                         true
@@ -738,6 +757,7 @@ impl SimTrunk {
     pub fn with_exchange(span: SpanId, mut exchange: Exchange, t0: Instant, seed: u64) -> Self {
         let mut line = BackToBack::new(true, seed);
         line.run(64);
+        line.imp.dchan_flip_per_64k = exchange.config().bit_errors_per_64k;
         exchange.start(t0 + Duration::from_micros(line.micros()));
         Self {
             line,

@@ -1,0 +1,1267 @@
+//! The PSTN interworking function: ISDN PRI calls as SIP calls to the engine.
+//!
+//! The IWF runs the [`Pstn`] runtime with the `[pstn]` spans and speaks plain
+//! SIP over its own loopback UDP socket to tandemd's first UDP listener, as a
+//! trusted gateway ([`crate::call::Gateway`], technology `DAHDI`):
+//!
+//! | SIP (engine side) | Q.931 (PRI side) |
+//! |---|---|
+//! | INVITE `sip:g1/5551234@iwf` | `place_call` group 1, called 5551234; calling number from P-Asserted-Identity (else From), presentation restricted on `Privacy: id` unless the span forces `presentation` / `calling_number` |
+//! | 100 | sent at once |
+//! | 180 / 183 + SDP | ALERTING (183 when in-band), PROGRESS with in-band info |
+//! | 200 + SDP (our RTP port, PCMA or PCMU) | CONNECT |
+//! | 4xx-6xx + `Reason: Q.850` | DISCONNECT/RELEASE cause via [`cause::q850_to_sip`] (17 -> 486, 1 -> 404...) |
+//! | BYE / CANCEL | release, cause 16 (or the `Reason: Q.850;cause=` given) |
+//! | INVITE to the engine, From/PAI = calling number; restricted: anonymous From + PAI + `Privacy: id` | SETUP received |
+//! | 180, 183, 200, 4xx back | alert, progress, answer, release ([`cause::sip_to_q850`]) |
+//!
+//! Media: each call gets one of the IWF's RTP sockets (a slot); B-channel
+//! A-law blocks become RTP (PCMA, or PCMU if that is what the engine chose;
+//! one packet per block, proper sequence, timestamp and SSRC) towards the
+//! engine's dataplane port named in its SDP, and RTP from there becomes
+//! B-channel blocks.
+//!
+//! [`Iwf`] is the sans-IO core (SIP bytes, PSTN events and RTP payloads in,
+//! SIP bytes and RTP packets out; time comes in as `now`). [`spawn`] is the
+//! thin edge: one thread with the sockets, the simulated E1 trunks
+//! ([`SimTrunk`] with the exchange simulator) and external D-channels
+//! (`dchannel = "udp:HOST:PORT"` or `"seqpacket:/path"`, one LAPD frame per
+//! datagram without FCS, as libpri's pri-peer speaks it).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dataplane::codec::g711::{alaw_to_ulaw, ulaw_to_alaw};
+use drivers::span::Span;
+use drivers::SpanId;
+
+use crate::pstn::cause;
+use crate::pstn::config::{DChannelLink, Driver, PstnConfig, SpanConfig};
+use crate::pstn::exchange::SimTrunk;
+use crate::pstn::{
+    CallerId, ChannelStatus, PlaceCall, Pstn, PstnCallId, PstnError, PstnEvent, SpanStatus,
+};
+use crate::q931::{Presentation, Screening};
+use crate::sip::{Message, Method, NameAddr, Request, Response, Uri};
+
+/// The Dial technology the IWF serves (`Dial(DAHDI/g1/5551234)`).
+pub const TECH: &str = "DAHDI";
+
+/// RTP payload types the IWF speaks (G.711 only: the B-channel is A-law).
+const PT_PCMU: u8 = 0;
+const PT_PCMA: u8 = 8;
+
+/// Which way a call goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dir {
+    /// The engine called us: SIP -> PSTN.
+    Out,
+    /// The PSTN called in: PSTN -> SIP.
+    In,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Before the final response.
+    Early,
+    /// 200 OK sent or received.
+    Answered,
+    /// The PSTN side is gone; (In) waiting for the final response to our CANCEL.
+    Cancelling,
+}
+
+/// RTP sender state of one call.
+#[derive(Debug, Clone)]
+struct RtpTx {
+    ssrc: u32,
+    seq: u16,
+    ts: u32,
+    first: bool,
+}
+
+#[derive(Debug)]
+struct IwCall {
+    pstn: Option<PstnCallId>,
+    dir: Dir,
+    phase: Phase,
+    call_id: String,
+    /// Our side of the dialog (`<uri>;tag=`), their side, their target.
+    local: String,
+    remote: String,
+    target: String,
+    /// Out: the engine's INVITE (responses are built from it). In: ours.
+    invite: Request,
+    cseq: u32,
+    slot: usize,
+    remote_media: Option<SocketAddr>,
+    /// Early media (183 with SDP) or answered: audio flows.
+    media: bool,
+    pt: u8,
+    tx: RtpTx,
+    rx_buf: Vec<u8>,
+    block: usize,
+}
+
+/// A call whose audio the edge moves: B-channel `(span, call)` <-> RTP slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MediaLeg {
+    /// The PSTN call.
+    pub call: PstnCallId,
+    /// Its RTP socket (index into the ports given to [`Iwf::new`]).
+    pub slot: usize,
+    /// Where its RTP goes (the engine's dataplane port).
+    pub remote: SocketAddr,
+}
+
+/// The sans-IO interworking core.
+#[derive(Debug)]
+pub struct Iwf {
+    pstn: Pstn,
+    cfg: PstnConfig,
+    local: SocketAddr,
+    engine: SocketAddr,
+    ports: Vec<u16>,
+    used: Vec<bool>,
+    calls: Vec<IwCall>,
+    out: VecDeque<Vec<u8>>,
+    log: VecDeque<String>,
+}
+
+impl Iwf {
+    /// A core for `cfg`'s spans; `local` is our SIP address (the gateway
+    /// address the engine knows), `engine` tandemd's SIP listener, `ports`
+    /// the RTP ports of the edge's media sockets (one per simultaneous call).
+    pub fn new(cfg: &PstnConfig, local: SocketAddr, engine: SocketAddr, ports: Vec<u16>) -> Self {
+        Self::with_runtime(Pstn::new(cfg), cfg, local, engine, ports)
+    }
+
+    /// As [`Iwf::new`] with a runtime built by the caller (timers, tests).
+    pub fn with_runtime(
+        pstn: Pstn,
+        cfg: &PstnConfig,
+        local: SocketAddr,
+        engine: SocketAddr,
+        ports: Vec<u16>,
+    ) -> Self {
+        Self {
+            pstn,
+            cfg: cfg.clone(),
+            local,
+            engine,
+            used: vec![false; ports.len()],
+            ports,
+            calls: Vec::new(),
+            out: VecDeque::new(),
+            log: VecDeque::new(),
+        }
+    }
+
+    /// The PRI runtime (the edge pumps its spans).
+    pub fn pstn(&self) -> &Pstn {
+        &self.pstn
+    }
+
+    /// The PRI runtime, mutable (D-channel frames, timers, [`SimTrunk`]).
+    pub fn pstn_mut(&mut self) -> &mut Pstn {
+        &mut self.pstn
+    }
+
+    /// Calls in progress (either direction).
+    pub fn call_count(&self) -> usize {
+        self.calls.len()
+    }
+
+    /// Next SIP datagram for the engine.
+    pub fn poll_sip(&mut self) -> Option<Vec<u8>> {
+        self.out.pop_front()
+    }
+
+    /// Next log line.
+    pub fn poll_log(&mut self) -> Option<String> {
+        self.log.pop_front()
+    }
+
+    /// The calls whose audio flows now.
+    pub fn media_legs(&self) -> impl Iterator<Item = MediaLeg> + '_ {
+        self.calls.iter().filter_map(|c| {
+            Some(MediaLeg {
+                call: c.pstn?,
+                slot: c.slot,
+                remote: c.remote_media.filter(|_| c.media)?,
+            })
+        })
+    }
+
+    fn note(&mut self, s: String) {
+        if self.log.len() < 256 {
+            self.log.push_back(s);
+        }
+    }
+
+    fn send(&mut self, m: impl Into<Message>) {
+        self.out.push_back(m.into().to_bytes());
+    }
+
+    fn alloc_slot(&mut self) -> Option<usize> {
+        let i = self.used.iter().position(|u| !u)?;
+        self.used[i] = true;
+        Some(i)
+    }
+
+    fn by_call_id(&self, id: &str) -> Option<usize> {
+        self.calls.iter().position(|c| c.call_id == id)
+    }
+
+    fn by_pstn(&self, id: PstnCallId) -> Option<usize> {
+        self.calls.iter().position(|c| c.pstn == Some(id))
+    }
+
+    fn forget(&mut self, i: usize) {
+        let c = self.calls.remove(i);
+        if let Some(u) = self.used.get_mut(c.slot) {
+            *u = false;
+        }
+    }
+
+    /// One SIP datagram from `from` (only the engine is served).
+    pub fn handle_sip(&mut self, bytes: &[u8], from: SocketAddr, now: Instant) {
+        if from != self.engine {
+            self.note(format!(
+                "pstn iwf: ignored SIP from {from} (not the engine)"
+            ));
+            return;
+        }
+        match Message::parse(bytes) {
+            Ok(Message::Request(r)) => self.on_request(r, now),
+            Ok(Message::Response(r)) => self.on_response(r, now),
+            Err(e) => self.note(format!("pstn iwf: bad SIP from {from}: {e}")),
+        }
+    }
+
+    fn on_request(&mut self, req: Request, now: Instant) {
+        let Some(call_id) = req.call_id().map(str::to_string) else {
+            self.send(Response::for_request(&req, 400).with_reason("Missing Call-ID"));
+            return;
+        };
+        let known = self.by_call_id(&call_id);
+        match (req.method.clone(), known) {
+            (Method::Invite, None) => self.new_outgoing(req, call_id, now),
+            (Method::Invite, Some(_)) => {
+                // A retransmission (our 100 went at once) or a re-INVITE:
+                // keep the media as it is.
+                let code = if self
+                    .calls
+                    .iter()
+                    .any(|c| c.call_id == call_id && c.phase == Phase::Answered)
+                {
+                    200
+                } else {
+                    100
+                };
+                let mut r = Response::for_request(&req, code);
+                if code == 200 {
+                    if let Some(i) = self.by_call_id(&call_id) {
+                        r = self.with_sdp(r, i);
+                        let tag = tag_of(&self.calls[i].local);
+                        r.set_to_tag(&tag);
+                        r.headers.push("Contact", self.contact());
+                    }
+                }
+                self.send(r);
+            }
+            (Method::Ack, _) => {}
+            (Method::Cancel, Some(i)) => {
+                self.send(Response::for_request(&req, 200));
+                if self.calls[i].dir == Dir::Out && self.calls[i].phase == Phase::Early {
+                    let tag = tag_of(&self.calls[i].local);
+                    let mut r = Response::for_request(&self.calls[i].invite, 487);
+                    r.set_to_tag(&tag);
+                    self.send(r);
+                    let cause = reason_cause(&req).unwrap_or(16);
+                    self.release_pstn(i, cause, now);
+                    self.forget(i);
+                }
+            }
+            (Method::Bye, Some(i)) => {
+                self.send(Response::for_request(&req, 200));
+                let cause = reason_cause(&req).unwrap_or(16);
+                self.release_pstn(i, cause, now);
+                self.forget(i);
+            }
+            (Method::Options, _) => {
+                let mut r = Response::for_request(&req, 200);
+                r.headers.push("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS");
+                self.send(r);
+            }
+            (_, None) => {
+                self.send(Response::for_request(&req, 481));
+            }
+            (_, Some(_)) => {
+                self.send(Response::for_request(&req, 501));
+            }
+        }
+    }
+
+    fn release_pstn(&mut self, i: usize, cause: u8, now: Instant) {
+        if let Some(id) = self.calls[i].pstn.take() {
+            if let Err(e) = self.pstn.release(id, cause, now) {
+                self.note(format!("pstn iwf: release {id:?}: {e}"));
+            }
+        }
+    }
+
+    fn contact(&self) -> String {
+        format!("<sip:pstn@{}>", self.local)
+    }
+
+    fn reject(&mut self, req: &Request, code: u16, why: &str) {
+        self.note(format!("pstn iwf: {} rejected {code}: {why}", req.uri));
+        let mut r = Response::for_request(req, code);
+        r.set_to_tag(&crate::sip::new_tag());
+        self.send(r);
+    }
+
+    /// An INVITE from the engine: a call out to the PSTN.
+    fn new_outgoing(&mut self, req: Request, call_id: String, now: Instant) {
+        self.send(Response::for_request(&req, 100));
+        let resource = Uri::parse(&req.uri)
+            .ok()
+            .and_then(|u| u.user_name().map(percent_decode));
+        let Some((group, called)) = resource.as_deref().and_then(parse_resource) else {
+            self.reject(&req, 404, "expected g<group>/<number>");
+            return;
+        };
+        let offer = std::str::from_utf8(&req.body)
+            .ok()
+            .and_then(|b| crate::sdp::SessionDescription::parse(b).ok());
+        let Some((remote_media, pt)) = offer.as_ref().and_then(pick_g711) else {
+            self.reject(&req, 488, "no PCMA/PCMU audio offered");
+            return;
+        };
+        let span_cfg = self.cfg.group(group).next().cloned();
+        let Some(span_cfg) = span_cfg else {
+            self.reject(&req, 404, &format!("no span in group {group}"));
+            return;
+        };
+        let calling = calling_party(&req, &span_cfg);
+        let Some(slot) = self.alloc_slot() else {
+            self.reject(&req, 503, "no free media slot");
+            return;
+        };
+        let place = PlaceCall::new(group, &called, calling.clone());
+        let id = match self.pstn.place_call(&place, now) {
+            Ok(id) => id,
+            Err(e) => {
+                self.used[slot] = false;
+                let code = match e {
+                    PstnError::NoGroup(_) => 404,
+                    _ => 503,
+                };
+                self.reject(&req, code, &e.to_string());
+                return;
+            }
+        };
+        self.note(format!(
+            "pstn iwf: call {id:?} to {called} (group {group}) from {}",
+            calling
+                .as_ref()
+                .map_or("-".into(), |c| format!("{} {:?}", c.number, c.presentation))
+        ));
+        let local = format!(
+            "{};tag={}",
+            req.headers.get("To").unwrap_or("<sip:pstn@invalid>"),
+            crate::sip::new_tag()
+        );
+        let remote = req.headers.get("From").unwrap_or_default().to_string();
+        let target = req
+            .contact()
+            .map(|c| c.uri.to_string())
+            .unwrap_or_else(|| format!("sip:{}", self.engine));
+        self.calls.push(IwCall {
+            pstn: Some(id),
+            dir: Dir::Out,
+            phase: Phase::Early,
+            call_id,
+            local,
+            remote,
+            target,
+            invite: req,
+            cseq: 1,
+            slot,
+            remote_media: Some(remote_media),
+            media: false,
+            pt,
+            tx: RtpTx::new(),
+            rx_buf: Vec::new(),
+            block: span_cfg.blocksize,
+        });
+    }
+
+    fn with_sdp(&self, mut r: Response, i: usize) -> Response {
+        let c = &self.calls[i];
+        r.headers.push("Content-Type", "application/sdp");
+        r.body = sdp(self.local, self.ports[c.slot], &[c.pt]).into_bytes();
+        r
+    }
+
+    fn respond(&mut self, i: usize, code: u16, with_sdp: bool, reason: Option<u8>) {
+        let tag = tag_of(&self.calls[i].local);
+        let mut r = Response::for_request(&self.calls[i].invite, code);
+        r.set_to_tag(&tag);
+        if (101..300).contains(&code) {
+            r.headers.push("Contact", self.contact());
+        }
+        if let Some(c) = reason {
+            r.headers.push("Reason", format!("Q.850;cause={c}"));
+        }
+        if with_sdp {
+            r = self.with_sdp(r, i);
+        }
+        self.send(r);
+    }
+
+    /// An in-dialog request from us (BYE, or CANCEL for an In call before answer).
+    fn request(&mut self, i: usize, method: Method, reason: Option<u8>) {
+        let c = &mut self.calls[i];
+        let mut r = if method == Method::Cancel {
+            let mut r = Request::new(Method::Cancel, c.invite.uri.clone());
+            for h in ["Via", "From", "To", "Call-ID"] {
+                if let Some(v) = c.invite.headers.get(h) {
+                    r.headers.push(h, v.to_string());
+                }
+            }
+            r.headers.push("CSeq", format!("{} CANCEL", c.cseq));
+            r
+        } else {
+            c.cseq += 1;
+            let mut r = Request::new(method.clone(), c.target.clone());
+            r.headers.push(
+                "Via",
+                format!(
+                    "SIP/2.0/UDP {};branch={}",
+                    self.local,
+                    crate::sip::new_branch()
+                ),
+            );
+            r.headers.push("From", c.local.clone());
+            r.headers.push("To", c.remote.clone());
+            r.headers.push("Call-ID", c.call_id.clone());
+            r.headers
+                .push("CSeq", format!("{} {}", c.cseq, method.as_str()));
+            r
+        };
+        r.headers.push("Max-Forwards", "70");
+        if let Some(c) = reason {
+            r.headers.push("Reason", format!("Q.850;cause={c}"));
+        }
+        self.send(r);
+    }
+
+    fn ack(&mut self, i: usize, resp: &Response) {
+        let c = &self.calls[i];
+        let success = resp.is_success();
+        let uri = if success {
+            c.target.clone()
+        } else {
+            c.invite.uri.clone()
+        };
+        let mut r = Request::new(Method::Ack, uri);
+        let via = if success {
+            format!(
+                "SIP/2.0/UDP {};branch={}",
+                self.local,
+                crate::sip::new_branch()
+            )
+        } else {
+            c.invite.headers.get("Via").unwrap_or_default().to_string()
+        };
+        r.headers.push("Via", via);
+        r.headers.push("Max-Forwards", "70");
+        r.headers.push("From", c.local.clone());
+        r.headers.push(
+            "To",
+            resp.headers.get("To").unwrap_or(&c.remote).to_string(),
+        );
+        r.headers.push("Call-ID", c.call_id.clone());
+        r.headers.push("CSeq", format!("{} ACK", c.invite_cseq()));
+        self.send(r);
+    }
+
+    fn on_response(&mut self, resp: Response, now: Instant) {
+        let Some(i) = resp.call_id().and_then(|id| self.by_call_id(id)) else {
+            return;
+        };
+        let Some(cseq) = resp.cseq() else { return };
+        if cseq.method != Method::Invite || self.calls[i].dir != Dir::In {
+            return;
+        }
+        let code = resp.code;
+        let id = self.calls[i].pstn;
+        if code < 200 {
+            let sdp_answer = answer_media(&resp);
+            let c = &mut self.calls[i];
+            if let Some((addr, pt)) = sdp_answer {
+                c.remote_media = Some(addr);
+                c.pt = pt;
+                c.media = true;
+            }
+            let Some(id) = id else { return };
+            let r = match code {
+                180 => self.pstn.alert(id, false, now),
+                183 => self.pstn.progress(id, now),
+                _ => Ok(()),
+            };
+            if let Err(e) = r {
+                self.note(format!("pstn iwf: {code} for {id:?}: {e}"));
+            }
+            return;
+        }
+        self.ack(i, &resp);
+        if resp.is_success() {
+            if let Some(to) = resp.headers.get("To") {
+                self.calls[i].remote = to.to_string();
+            }
+            if let Some(t) = resp.contact() {
+                self.calls[i].target = t.uri.to_string();
+            }
+            if self.calls[i].phase == Phase::Answered {
+                return; // a retransmitted 200: ACKed again above
+            }
+            let Some(id) = id else {
+                // The PSTN caller hung up meanwhile: end the dialog.
+                self.calls[i].phase = Phase::Answered;
+                self.request(i, Method::Bye, Some(16));
+                self.forget(i);
+                return;
+            };
+            let c = &mut self.calls[i];
+            if let Some((addr, pt)) = answer_media(&resp) {
+                c.remote_media = Some(addr);
+                c.pt = pt;
+            }
+            c.media = true;
+            c.phase = Phase::Answered;
+            if let Err(e) = self.pstn.answer(id, now) {
+                self.note(format!("pstn iwf: answer {id:?}: {e}"));
+            }
+        } else {
+            let cause = reason_cause_resp(&resp).unwrap_or_else(|| cause::sip_to_q850(code));
+            self.note(format!(
+                "pstn iwf: inbound call refused {code}, cause {cause}"
+            ));
+            self.release_pstn(i, cause, now);
+            self.forget(i);
+        }
+    }
+
+    /// Drains the runtime's events into SIP.
+    pub fn handle_pstn_events(&mut self, now: Instant) {
+        while let Some(ev) = self.pstn.poll_event() {
+            self.on_pstn_event(ev, now);
+        }
+    }
+
+    fn on_pstn_event(&mut self, ev: PstnEvent, now: Instant) {
+        match ev {
+            PstnEvent::SpanUp { span } => self.note(format!("pstn: span {} D-channel up", span.0)),
+            PstnEvent::SpanDown { span } => {
+                self.note(format!("pstn: span {} D-channel down", span.0))
+            }
+            PstnEvent::Incoming {
+                id,
+                span,
+                called,
+                calling,
+                ..
+            } => self.new_incoming(id, span, called, calling, now),
+            PstnEvent::Digits { id, called, .. } => {
+                self.note(format!("pstn iwf: {id:?} more digits ({called}) ignored"))
+            }
+            PstnEvent::Proceeding { .. } => {}
+            PstnEvent::Alerting { id, inband } => {
+                if let Some(i) = self.by_pstn(id) {
+                    if self.calls[i].dir == Dir::Out && self.calls[i].phase == Phase::Early {
+                        self.calls[i].media |= inband;
+                        self.respond(i, if inband { 183 } else { 180 }, inband, None);
+                    }
+                }
+            }
+            PstnEvent::Progress { id, inband } => {
+                if let Some(i) = self.by_pstn(id) {
+                    if self.calls[i].dir == Dir::Out
+                        && self.calls[i].phase == Phase::Early
+                        && inband
+                    {
+                        self.calls[i].media = true;
+                        self.respond(i, 183, true, None);
+                    }
+                }
+            }
+            PstnEvent::Connected { id } => {
+                if let Some(i) = self.by_pstn(id) {
+                    if self.calls[i].dir == Dir::Out && self.calls[i].phase == Phase::Early {
+                        self.calls[i].media = true;
+                        self.calls[i].phase = Phase::Answered;
+                        self.respond(i, 200, true, None);
+                    }
+                }
+            }
+            PstnEvent::Released { id, cause } => {
+                let Some(i) = self.by_pstn(id) else { return };
+                self.calls[i].pstn = None;
+                self.note(format!("pstn iwf: {id:?} released, cause {cause}"));
+                match (self.calls[i].dir, self.calls[i].phase) {
+                    (_, Phase::Answered) => {
+                        self.request(i, Method::Bye, Some(cause));
+                        self.forget(i);
+                    }
+                    (Dir::Out, _) => {
+                        let code = cause::q850_to_sip(cause).unwrap_or(480);
+                        self.respond(i, code, false, Some(cause));
+                        self.forget(i);
+                    }
+                    (Dir::In, Phase::Early) => {
+                        self.calls[i].phase = Phase::Cancelling;
+                        self.calls[i].media = false;
+                        self.request(i, Method::Cancel, Some(cause));
+                    }
+                    (Dir::In, Phase::Cancelling) => {}
+                }
+            }
+        }
+    }
+
+    /// A SETUP from the PSTN: INVITE the engine.
+    fn new_incoming(
+        &mut self,
+        id: PstnCallId,
+        span: SpanId,
+        called: String,
+        calling: Option<CallerId>,
+        now: Instant,
+    ) {
+        let Some(slot) = self.alloc_slot() else {
+            let _ = self.pstn.release(id, 34, now);
+            return;
+        };
+        let block = self
+            .cfg
+            .spans
+            .iter()
+            .find(|s| s.span == span)
+            .map_or(drivers::span::DEFAULT_BLOCK, |s| s.blocksize);
+        let host = self.local;
+        let restricted = calling
+            .as_ref()
+            .is_some_and(|c| c.presentation != Presentation::Allowed);
+        let number = calling
+            .as_ref()
+            .map(|c| c.number.clone())
+            .filter(|n| !n.is_empty());
+        let tag = crate::sip::new_tag();
+        let local = match (&number, restricted) {
+            (Some(n), false) => format!("<sip:{n}@{host}>;tag={tag}"),
+            _ => format!("\"Anonymous\" <sip:anonymous@anonymous.invalid>;tag={tag}"),
+        };
+        let called_user = if called.is_empty() {
+            "s".to_string()
+        } else {
+            called.clone()
+        };
+        let uri = format!("sip:{called_user}@{}", self.engine);
+        let call_id = format!("{}@{}", crate::sip::new_call_id(), host.ip());
+        let mut r = Request::new(Method::Invite, uri.clone());
+        r.headers.push(
+            "Via",
+            format!("SIP/2.0/UDP {host};branch={}", crate::sip::new_branch()),
+        );
+        r.headers.push("Max-Forwards", "70");
+        r.headers.push("From", local.clone());
+        r.headers.push("To", format!("<{uri}>"));
+        r.headers.push("Call-ID", call_id.clone());
+        r.headers.push("CSeq", "1 INVITE");
+        r.headers.push("Contact", self.contact());
+        if let Some(n) = &number {
+            r.headers
+                .push("P-Asserted-Identity", format!("<sip:{n}@{host}>"));
+        }
+        if restricted {
+            r.headers.push("Privacy", "id");
+        }
+        r.headers.push("Content-Type", "application/sdp");
+        r.body = sdp(self.local, self.ports[slot], &[PT_PCMA, PT_PCMU]).into_bytes();
+        self.note(format!(
+            "pstn iwf: inbound {id:?} {} -> {called}{}",
+            number.as_deref().unwrap_or("-"),
+            if restricted { " (restricted)" } else { "" }
+        ));
+        self.send(r.clone());
+        self.calls.push(IwCall {
+            pstn: Some(id),
+            dir: Dir::In,
+            phase: Phase::Early,
+            call_id,
+            local,
+            remote: format!("<{uri}>"),
+            target: uri,
+            invite: r,
+            cseq: 1,
+            slot,
+            remote_media: None,
+            media: false,
+            pt: PT_PCMA,
+            tx: RtpTx::new(),
+            rx_buf: Vec::new(),
+            block,
+        });
+    }
+
+    /// The RTP packet carrying one received B-channel block of `call`.
+    pub fn rtp_out(&mut self, call: PstnCallId, alaw: &[u8]) -> Option<Vec<u8>> {
+        let i = self.by_pstn(call)?;
+        let c = &mut self.calls[i];
+        let mut pkt = vec![0u8; 12 + alaw.len()];
+        let repr = dataplane::wire::rtp::Repr {
+            marker: c.tx.first,
+            payload_type: dataplane::wire::Pt::new(c.pt),
+            sequence_number: c.tx.seq,
+            timestamp: c.tx.ts,
+            ssrc: dataplane::wire::Ssrc(c.tx.ssrc),
+        };
+        repr.emit(&mut pkt).ok()?;
+        for (o, a) in pkt[12..].iter_mut().zip(alaw) {
+            *o = if c.pt == PT_PCMU {
+                alaw_to_ulaw(*a)
+            } else {
+                *a
+            };
+        }
+        c.tx.first = false;
+        c.tx.seq = c.tx.seq.wrapping_add(1);
+        c.tx.ts = c.tx.ts.wrapping_add(alaw.len() as u32);
+        Some(pkt)
+    }
+
+    /// An RTP packet received on media `slot`: the whole A-law blocks it
+    /// completes for the call's B-channel (telephone-event and other payload
+    /// types are dropped).
+    pub fn rtp_in(&mut self, slot: usize, pkt: &[u8]) -> Option<(PstnCallId, Vec<Vec<u8>>)> {
+        let c = self.calls.iter_mut().find(|c| c.slot == slot && c.media)?;
+        let id = c.pstn?;
+        let p = dataplane::wire::rtp::Packet::new_checked(pkt).ok()?;
+        let pt = p.payload_type().get();
+        if pt != PT_PCMA && pt != PT_PCMU {
+            return None;
+        }
+        c.rx_buf.extend(p.payload().iter().map(
+            |&b| {
+                if pt == PT_PCMU {
+                    ulaw_to_alaw(b)
+                } else {
+                    b
+                }
+            },
+        ));
+        let mut blocks = Vec::new();
+        while c.rx_buf.len() >= c.block {
+            blocks.push(c.rx_buf.drain(..c.block).collect());
+        }
+        // A receiver far behind keeps at most a few blocks.
+        if c.rx_buf.len() > 8 * c.block {
+            c.rx_buf.clear();
+        }
+        Some((id, blocks))
+    }
+}
+
+impl IwCall {
+    fn invite_cseq(&self) -> u32 {
+        self.invite.cseq().map_or(1, |c| c.seq)
+    }
+}
+
+impl RtpTx {
+    fn new() -> Self {
+        Self {
+            ssrc: rand::random(),
+            seq: rand::random(),
+            ts: rand::random(),
+            first: true,
+        }
+    }
+}
+
+/// `tag` parameter of a `<uri>;tag=x` header value we built.
+fn tag_of(v: &str) -> String {
+    NameAddr::parse(v)
+        .ok()
+        .and_then(|n| n.tag().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// `%XX` decoding of a URI user part (invalid escapes stay as written).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `g<group>/<number>` (Asterisk's `DAHDI/g1/5551234`): the group and number.
+pub fn parse_resource(r: &str) -> Option<(u16, String)> {
+    let (g, num) = r.split_once('/')?;
+    let g = g.strip_prefix(['g', 'G'])?;
+    let group = g.parse::<u16>().ok().filter(|g| *g <= 63)?;
+    let num = num.split('@').next().unwrap_or(num);
+    if num.is_empty()
+        || !num
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b'*' || b == b'#')
+    {
+        return None;
+    }
+    Some((group, num.to_string()))
+}
+
+/// The calling party of an engine INVITE: P-Asserted-Identity (else From)
+/// user, presentation from `Privacy` unless the span forces it.
+fn calling_party(req: &Request, span: &SpanConfig) -> Option<CallerId> {
+    let user = req
+        .headers
+        .get("P-Asserted-Identity")
+        .and_then(|v| v.split(',').next())
+        .and_then(|v| NameAddr::parse(v.trim()).ok())
+        .and_then(|n| n.uri.user_name().map(str::to_string))
+        .or_else(|| {
+            req.from()
+                .and_then(|f| f.uri.user_name().map(str::to_string))
+        });
+    let number = span.calling_number.clone().or_else(|| {
+        user.map(|u| percent_decode(&u))
+            .filter(|u| !u.is_empty() && u.bytes().all(|b| b.is_ascii_digit()))
+    })?;
+    let privacy = req.headers.get_all("Privacy").any(|v| {
+        v.split([';', ',']).map(str::trim).any(|t| {
+            ["id", "header", "user"]
+                .iter()
+                .any(|p| t.eq_ignore_ascii_case(p))
+        })
+    });
+    let presentation = span.presentation.unwrap_or(if privacy {
+        Presentation::Restricted
+    } else {
+        Presentation::Allowed
+    });
+    Some(CallerId {
+        number,
+        ton: 0,
+        presentation,
+        screening: Screening::UserPassed,
+    })
+}
+
+/// The engine's audio address and the G.711 payload type to use (PCMA
+/// preferred: no conversion).
+fn pick_g711(sdp: &crate::sdp::SessionDescription) -> Option<(SocketAddr, u8)> {
+    let m = sdp.audio()?;
+    let addr = sdp.media_addr(m)?;
+    let pt = if m.formats.contains(&PT_PCMA) {
+        PT_PCMA
+    } else if m.formats.contains(&PT_PCMU) {
+        PT_PCMU
+    } else {
+        return None;
+    };
+    Some((addr, pt))
+}
+
+/// The answer's audio address and first G.711 payload type.
+fn answer_media(resp: &Response) -> Option<(SocketAddr, u8)> {
+    let text = std::str::from_utf8(&resp.body).ok()?;
+    let sdp = crate::sdp::SessionDescription::parse(text).ok()?;
+    let m = sdp.audio()?;
+    let addr = sdp.media_addr(m)?;
+    let pt = *m
+        .formats
+        .iter()
+        .find(|p| **p == PT_PCMA || **p == PT_PCMU)?;
+    Some((addr, pt))
+}
+
+fn parse_reason(v: &str) -> Option<u8> {
+    let mut parts = v.split(';').map(str::trim);
+    if !parts.next()?.eq_ignore_ascii_case("Q.850") {
+        return None;
+    }
+    parts
+        .find_map(|p| p.strip_prefix("cause="))
+        .and_then(|c| c.parse().ok())
+}
+
+/// `Reason: Q.850;cause=N` of a request.
+fn reason_cause(req: &Request) -> Option<u8> {
+    req.headers.get_all("Reason").find_map(parse_reason)
+}
+
+fn reason_cause_resp(resp: &Response) -> Option<u8> {
+    resp.headers.get_all("Reason").find_map(parse_reason)
+}
+
+/// Our SDP: audio on `port` with the payload types `pts`, 20 ms.
+fn sdp(local: SocketAddr, port: u16, pts: &[u8]) -> String {
+    let ip = local.ip();
+    let fam = if ip.is_ipv4() { "IP4" } else { "IP6" };
+    let mut s = format!(
+        "v=0\r\no=- {port} 1 IN {fam} {ip}\r\ns=Tandem PSTN\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP"
+    );
+    for pt in pts {
+        s.push_str(&format!(" {pt}"));
+    }
+    s.push_str("\r\n");
+    for pt in pts {
+        let name = if *pt == PT_PCMU { "PCMU" } else { "PCMA" };
+        s.push_str(&format!("a=rtpmap:{pt} {name}/8000\r\n"));
+    }
+    s.push_str("a=ptime:20\r\na=sendrecv\r\n");
+    s
+}
+
+// ---------------------------------------------------------------------------
+// The edge: sockets, the clock, the simulated trunks.
+
+/// What `tandemctl show spans|channels` reads, refreshed by the IWF thread.
+#[derive(Debug, Default, Clone)]
+pub struct Snapshot {
+    /// `show spans`.
+    pub spans: Vec<SpanStatus>,
+    /// `show channels`.
+    pub channels: Vec<ChannelStatus>,
+}
+
+/// The running IWF: its SIP address (the gateway address) and status.
+#[derive(Debug)]
+pub struct IwfHandle {
+    /// Our SIP address: register it with [`crate::call::Engine::add_gateway`].
+    pub addr: SocketAddr,
+    /// Context of inbound calls (the first span's).
+    pub context: String,
+    status: Arc<Mutex<Snapshot>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl IwfHandle {
+    /// The latest span/channel status.
+    pub fn snapshot(&self) -> Snapshot {
+        self.status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// The [`crate::call::Gateway`] to register with the engine.
+    pub fn gateway(&self) -> crate::call::Gateway {
+        crate::call::Gateway {
+            tech: TECH.into(),
+            addr: self.addr,
+            context: self.context.clone(),
+            codecs: vec![crate::sdp::Codec::Pcma, crate::sdp::Codec::Pcmu],
+        }
+    }
+}
+
+impl Drop for IwfHandle {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// An IWF start-up failure.
+#[derive(Debug, thiserror::Error)]
+pub enum IwfError {
+    /// A socket could not be opened.
+    #[error("pstn: {what}: {err}")]
+    Socket {
+        /// Which socket.
+        what: String,
+        /// Why.
+        err: std::io::Error,
+    },
+    /// `driver = "dahdi"` spans need the DAHDI card edge, not built into the IWF yet.
+    #[error("pstn: span {0}: driver dahdi is not supported by tandemd yet (use driver = \"sim\")")]
+    Dahdi(u16),
+}
+
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the IWF thread is an edge: it owns the clock"
+)]
+fn clock() -> Instant {
+    Instant::now()
+}
+
+/// An external D-channel socket.
+enum DChan {
+    Udp(std::net::UdpSocket),
+}
+
+impl DChan {
+    fn open(link: &DChannelLink) -> std::io::Result<Option<Self>> {
+        match link {
+            DChannelLink::Builtin => Ok(None),
+            DChannelLink::Udp(a) => {
+                let s = std::net::UdpSocket::bind("127.0.0.1:0")?;
+                s.connect(a.as_str())?;
+                s.set_nonblocking(true)?;
+                Ok(Some(DChan::Udp(s)))
+            }
+            DChannelLink::SeqPacket(p) => Err(std::io::Error::new(
+                std::io::ErrorKind::Unsupported,
+                format!(
+                    "seqpacket:{} is not supported yet (use udp:HOST:PORT)",
+                    p.display()
+                ),
+            )),
+        }
+    }
+
+    fn send(&mut self, f: &[u8]) {
+        let DChan::Udp(s) = self;
+        let _ = s.send(f);
+    }
+
+    fn recv(&mut self, buf: &mut [u8]) -> Option<usize> {
+        let DChan::Udp(s) = self;
+        s.recv(buf).ok()
+    }
+}
+
+/// Where a span's audio and D-channel live at the edge.
+enum Port {
+    Sim(Box<SimTrunk>),
+    External(DChan, Box<Span>),
+}
+
+/// Starts the IWF thread: binds its SIP and RTP sockets on loopback, builds
+/// the spans (simulated trunks with the exchange simulator, or external
+/// D-channels), and talks SIP to `engine`.
+pub fn spawn(cfg: &PstnConfig, engine: SocketAddr) -> Result<IwfHandle, IwfError> {
+    let sock = |what: &str| {
+        let w = what.to_string();
+        move |err| IwfError::Socket {
+            what: w.clone(),
+            err,
+        }
+    };
+    let sip = std::net::UdpSocket::bind("127.0.0.1:0").map_err(sock("SIP socket"))?;
+    sip.set_nonblocking(true).map_err(sock("SIP socket"))?;
+    let addr = sip.local_addr().map_err(sock("SIP socket"))?;
+    let engine = if engine.ip().is_unspecified() {
+        SocketAddr::new(addr.ip(), engine.port())
+    } else {
+        engine
+    };
+    let slots: usize = cfg
+        .spans
+        .iter()
+        .map(|s| s.bchannels.len())
+        .sum::<usize>()
+        .max(1);
+    let mut rtp = Vec::with_capacity(slots);
+    for _ in 0..slots {
+        let s = std::net::UdpSocket::bind("127.0.0.1:0").map_err(sock("RTP socket"))?;
+        s.set_nonblocking(true).map_err(sock("RTP socket"))?;
+        rtp.push(s);
+    }
+    let ports: Vec<u16> = rtp
+        .iter()
+        .filter_map(|s| s.local_addr().ok())
+        .map(|a| a.port())
+        .collect();
+    let t0 = clock();
+    let mut spans: Vec<(SpanId, Port)> = Vec::new();
+    for (n, s) in cfg.spans.iter().enumerate() {
+        if s.driver == Driver::Dahdi {
+            return Err(IwfError::Dahdi(s.span.0));
+        }
+        let port = match DChan::open(&s.dchannel_link)
+            .map_err(sock(&format!("span {} D-channel", s.span.0)))?
+        {
+            Some(d) => {
+                let mut sp = Span::e1_pri();
+                let _ = sp.set_block_size(s.blocksize, 4);
+                Port::External(d, Box::new(sp))
+            }
+            None => {
+                let ex = crate::pstn::exchange::Exchange::with_side(
+                    cfg.exchange.clone(),
+                    match s.signalling.side() {
+                        crate::isdn::Side::User => crate::isdn::Side::Network,
+                        crate::isdn::Side::Network => crate::isdn::Side::User,
+                    },
+                );
+                let mut t = SimTrunk::with_exchange(s.span, ex, t0, 0x5EED + n as u64);
+                let _ = t.set_block_size(s.blocksize);
+                Port::Sim(Box::new(t))
+            }
+        };
+        spans.push((s.span, port));
+    }
+    let mut iwf = Iwf::new(cfg, addr, engine, ports);
+    iwf.pstn_mut().start(t0);
+    let context = cfg
+        .spans
+        .first()
+        .map_or_else(|| "from-pstn".to_string(), |s| s.context.clone());
+    let status = Arc::new(Mutex::new(Snapshot::default()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let thread = {
+        let status = status.clone();
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("pstn-iwf".into())
+            .spawn(move || run(iwf, sip, rtp, spans, engine, status, stop))
+            .map_err(sock("thread"))?
+    };
+    Ok(IwfHandle {
+        addr,
+        context,
+        status,
+        stop,
+        thread: Some(thread),
+    })
+}
+
+/// The IWF thread's loop: every 2 ms, SIP in, D-channel frames, line time,
+/// PSTN events, audio both ways, SIP out.
+fn run(
+    mut iwf: Iwf,
+    sip: std::net::UdpSocket,
+    rtp: Vec<std::net::UdpSocket>,
+    mut spans: Vec<(SpanId, Port)>,
+    engine: SocketAddr,
+    status: Arc<Mutex<Snapshot>>,
+    stop: Arc<AtomicBool>,
+) {
+    let mut buf = vec![0u8; 65_535];
+    let mut next_status = clock();
+    while !stop.load(Ordering::Relaxed) {
+        let now = clock();
+        while let Ok((n, from)) = sip.recv_from(&mut buf) {
+            iwf.handle_sip(&buf[..n], from, now);
+        }
+        for (id, port) in &mut spans {
+            if let Port::External(d, _) = port {
+                while let Some(n) = d.recv(&mut buf) {
+                    iwf.pstn_mut().handle_frame(*id, &buf[..n], now);
+                }
+            }
+        }
+        iwf.pstn_mut().handle_timeout(now);
+        while let Some((sid, f)) = iwf.pstn_mut().poll_transmit() {
+            match spans.iter_mut().find(|(i, _)| *i == sid) {
+                Some((_, Port::External(d, _))) => d.send(&f),
+                Some((_, Port::Sim(t))) => t.tandem_span().send_frame(&f),
+                None => {}
+            }
+        }
+        for (_, port) in &mut spans {
+            if let Port::Sim(t) = port {
+                t.advance_to(iwf.pstn_mut(), now);
+            }
+        }
+        iwf.handle_pstn_events(now);
+        // Audio: B-channel -> RTP.
+        let legs: Vec<MediaLeg> = iwf.media_legs().collect();
+        for leg in &legs {
+            let Some((sid, _)) = iwf.pstn().channel(leg.call) else {
+                continue;
+            };
+            let Some(span) = span_of(&mut spans, sid) else {
+                continue;
+            };
+            while let Ok(Some(block)) = iwf.pstn().read_audio(leg.call, span) {
+                if let (Some(pkt), Some(s)) = (iwf.rtp_out(leg.call, &block), rtp.get(leg.slot)) {
+                    let _ = s.send_to(&pkt, leg.remote);
+                }
+            }
+        }
+        // RTP -> B-channel (and drain idle sockets).
+        for (slot, s) in rtp.iter().enumerate() {
+            while let Ok(n) = s.recv(&mut buf) {
+                let Some((id, blocks)) = iwf.rtp_in(slot, &buf[..n]) else {
+                    continue;
+                };
+                let Some((sid, _)) = iwf.pstn().channel(id) else {
+                    continue;
+                };
+                if let Some(span) = span_of(&mut spans, sid) {
+                    for b in blocks {
+                        let _ = iwf.pstn().write_audio(id, span, &b);
+                    }
+                }
+            }
+        }
+        while let Some(m) = iwf.poll_sip() {
+            let _ = sip.send_to(&m, engine);
+        }
+        while let Some(l) = iwf.poll_log() {
+            tracing::info!("{l}");
+        }
+        if now >= next_status {
+            next_status = now + Duration::from_millis(100);
+            if let Ok(mut s) = status.lock() {
+                s.spans = iwf.pstn().show_spans();
+                s.channels = iwf.pstn().show_channels();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn span_of(spans: &mut [(SpanId, Port)], id: SpanId) -> Option<&mut Span> {
+    spans
+        .iter_mut()
+        .find(|(i, _)| *i == id)
+        .map(|(_, p)| match p {
+            Port::Sim(t) => t.tandem_span(),
+            Port::External(_, s) => &mut **s,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resources() {
+        assert_eq!(parse_resource("g1/5551234"), Some((1, "5551234".into())));
+        assert_eq!(
+            parse_resource("G2/0215550100"),
+            Some((2, "0215550100".into()))
+        );
+        assert_eq!(parse_resource("1/555"), None);
+        assert_eq!(parse_resource("g1/"), None);
+        assert_eq!(parse_resource("g64/1"), None);
+        assert_eq!(parse_resource("g1/55a"), None);
+        assert_eq!(percent_decode("g1%2F555"), "g1/555");
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(parse_reason("Q.850;cause=17;text=\"busy\""), Some(17));
+        assert_eq!(parse_reason("SIP;cause=200"), None);
+    }
+}
