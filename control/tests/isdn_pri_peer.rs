@@ -64,8 +64,8 @@ impl Peer {
             .unwrap()
             .port();
         let ours = sock.local_addr().unwrap();
-        let child = Command::new(exe)
-            .args(["--role", "net", "--udp-local", &format!("127.0.0.1:{port}")])
+        let mut cmd = Command::new(exe);
+        cmd.args(["--role", "net", "--udp-local", &format!("127.0.0.1:{port}")])
             .args([
                 "--udp-remote",
                 &ours.to_string(),
@@ -76,9 +76,19 @@ impl Peer {
             ])
             .args(args)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+            .stderr(Stdio::null());
+        // A parallel test may still hold the freshly built binary open for writing
+        // (ETXTBSY): retry the exec briefly.
+        let mut tries = 0;
+        let child = loop {
+            match cmd.spawn() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                r => break r.unwrap(),
+            }
+        };
         sock.connect(("127.0.0.1", port)).unwrap();
         let mut pri = Pri::new(Side::User);
         pri.start(Instant::now());
