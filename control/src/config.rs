@@ -587,27 +587,7 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         let codecs = match &raw_user.codecs {
             None => None,
             Some(list) => {
-                let mut out = Vec::new();
-                for c in list {
-                    let name = c.get_ref();
-                    let codec = match name.to_ascii_lowercase().as_str() {
-                        "pcmu" | "ulaw" => crate::sdp::Codec::Pcmu,
-                        "pcma" | "alaw" => crate::sdp::Codec::Pcma,
-                        "g729" | "g729a" => crate::sdp::Codec::G729,
-                        _ => {
-                            return Err(src.err(
-                                c.span(),
-                                format!(
-                                    "user \"{uname}\": unknown codec \"{name}\" \
-                                     (use pcmu, pcma or g729)"
-                                ),
-                            ))
-                        }
-                    };
-                    if !out.contains(&codec) {
-                        out.push(codec);
-                    }
-                }
+                let out = parse_codecs(&src, list, &format!("user \"{uname}\": "))?;
                 if out.is_empty() {
                     return Err(src.err(
                         u.span(),
@@ -881,6 +861,34 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
     })
 }
 
+/// A `codecs = [...]` list, in order, duplicates dropped; `what` prefixes the error
+/// (`user "1001": `).
+fn parse_codecs(
+    src: &Source<'_>,
+    list: &[Spanned<String>],
+    what: &str,
+) -> Result<Vec<crate::sdp::Codec>, ConfigError> {
+    let mut out = Vec::new();
+    for c in list {
+        let name = c.get_ref();
+        let codec = match name.to_ascii_lowercase().as_str() {
+            "pcmu" | "ulaw" => crate::sdp::Codec::Pcmu,
+            "pcma" | "alaw" => crate::sdp::Codec::Pcma,
+            "g729" | "g729a" => crate::sdp::Codec::G729,
+            _ => {
+                return Err(src.err(
+                    c.span(),
+                    format!("{what}unknown codec \"{name}\" (use pcmu, pcma or g729)"),
+                ))
+            }
+        };
+        if !out.contains(&codec) {
+            out.push(codec);
+        }
+    }
+    Ok(out)
+}
+
 /// `[h323]`: the listener, the context it must find in the dialplan, the codecs.
 fn parse_h323(
     src: &Source<'_>,
@@ -906,24 +914,7 @@ fn parse_h323(
             format!("[h323] context \"{context}\" is not in the dialplan"),
         ));
     }
-    let mut codecs = Vec::new();
-    for c in raw.codecs.iter().flatten() {
-        let name = c.get_ref();
-        let codec = match name.to_ascii_lowercase().as_str() {
-            "pcmu" | "ulaw" => crate::sdp::Codec::Pcmu,
-            "pcma" | "alaw" => crate::sdp::Codec::Pcma,
-            "g729" | "g729a" => crate::sdp::Codec::G729,
-            _ => {
-                return Err(src.err(
-                    c.span(),
-                    format!("[h323] unknown codec \"{name}\" (use pcmu, pcma or g729)"),
-                ))
-            }
-        };
-        if !codecs.contains(&codec) {
-            codecs.push(codec);
-        }
-    }
+    let codecs = parse_codecs(src, raw.codecs.as_deref().unwrap_or_default(), "[h323] ")?;
     if raw.codecs.as_ref().is_some_and(|c| c.is_empty()) {
         return Err(src.err(
             raw.listen.span(),
@@ -1046,26 +1037,7 @@ fn parse_trunks(
         let codecs = match &r.codecs {
             None => None,
             Some(list) => {
-                let mut v = Vec::new();
-                for c in list {
-                    let codec = match c.get_ref().to_ascii_lowercase().as_str() {
-                        "pcmu" | "ulaw" => crate::sdp::Codec::Pcmu,
-                        "pcma" | "alaw" => crate::sdp::Codec::Pcma,
-                        "g729" | "g729a" => crate::sdp::Codec::G729,
-                        other => {
-                            return Err(src.err(
-                                c.span(),
-                                format!(
-                                    "trunk \"{name}\": unknown codec \"{other}\" \
-                                     (use pcmu, pcma or g729)"
-                                ),
-                            ))
-                        }
-                    };
-                    if !v.contains(&codec) {
-                        v.push(codec);
-                    }
-                }
+                let v = parse_codecs(src, list, &format!("trunk \"{name}\": "))?;
                 if v.is_empty() {
                     return Err(src.err(
                         t.span(),
