@@ -44,7 +44,6 @@ fn count(ua: &Ua, event: &str) -> usize {
 }
 
 #[test]
-#[ignore = "known broken since the merge with the re-INVITE/transport work: the call after the 407 retry is not bridged; see the closing note"]
 fn call_through_a_registered_trunk_with_digest_caller_id_and_privacy() {
     if !have_baresip() {
         return;

@@ -374,7 +374,6 @@ fn register_answers_the_401_and_refreshes_at_half_the_granted_expiry() {
 }
 
 #[test]
-#[ignore = "known broken since the merge with the re-INVITE/transport work: the 200 after the 407 retry does not reach the caller; see the closing note"]
 fn invite_challenged_with_407_is_retried_with_credentials_and_answered() {
     let mut w = World::new(PLAN, trunk(false, true));
     invite(&mut w, "92001", "out-1");
