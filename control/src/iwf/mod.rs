@@ -7,7 +7,9 @@
 //! each IWF's `net` module.
 //!
 //! - [`h323`]: H.323 gateways and terminals (`Dial(H323/number@host)`), the `[h323]` section.
+//! - [`dtmf`]: RFC 4733 <-> in-band digits for the TDM IWFs.
 //! - [`pstn`]: ISDN PRI spans (`Dial(DAHDI/g1/number)`), the `[pstn]` section.
 
+pub mod dtmf;
 pub mod h323;
 pub mod pstn;

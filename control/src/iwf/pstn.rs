@@ -19,7 +19,9 @@
 //! A-law blocks become RTP (PCMA, or PCMU if that is what the engine chose;
 //! one packet per block, proper sequence, timestamp and SSRC) towards the
 //! engine's dataplane port named in its SDP, and RTP from there becomes
-//! B-channel blocks.
+//! B-channel blocks. Digits: the IWF offers and answers telephone-event; RFC
+//! 4733 events from the engine are played in-band on the B-channel and DTMF
+//! heard on the B-channel goes to the engine as RFC 4733 ([`super::dtmf`]).
 //!
 //! [`Iwf`] is the sans-IO core (SIP bytes, PSTN events and RTP payloads in,
 //! SIP bytes and RTP packets out; time comes in as `now`). [`spawn`] is the
@@ -46,6 +48,9 @@ use crate::pstn::{
 };
 use crate::q931::{Presentation, Screening};
 use crate::sip::{Message, Method, NameAddr, Request, Response, Uri};
+
+use super::dtmf::{event_pt, FromLine, ToLine, PT_EVENT};
+use dataplane::dsp::dtmf::Digit;
 
 /// The Dial technology the IWF serves (`Dial(DAHDI/g1/5551234)`).
 pub const TECH: &str = "DAHDI";
@@ -103,6 +108,16 @@ struct IwCall {
     tx: RtpTx,
     rx_buf: Vec<u8>,
     block: usize,
+    /// Digits: the agreed telephone-event payload type, and the converters.
+    dtmf: Dtmf,
+}
+
+/// RFC 4733 <-> in-band digits of one call ([`super::dtmf`]).
+#[derive(Debug, Default)]
+struct Dtmf {
+    pt: Option<u8>,
+    to_line: ToLine,
+    from_line: FromLine,
 }
 
 /// A call whose audio the edge moves: B-channel `(span, call)` <-> RTP slot.
@@ -341,6 +356,7 @@ impl Iwf {
             self.reject(&req, 488, "no PCMA/PCMU audio offered");
             return;
         };
+        let dtmf_pt = offer.as_ref().and_then(|o| o.audio()).and_then(event_pt);
         let span_cfg = self.cfg.group(group).next().cloned();
         let Some(span_cfg) = span_cfg else {
             self.reject(&req, 404, &format!("no span in group {group}"));
@@ -397,13 +413,17 @@ impl Iwf {
             tx: RtpTx::new(),
             rx_buf: Vec::new(),
             block: span_cfg.blocksize,
+            dtmf: Dtmf {
+                pt: dtmf_pt,
+                ..Dtmf::default()
+            },
         });
     }
 
     fn with_sdp(&self, mut r: Response, i: usize) -> Response {
         let c = &self.calls[i];
         r.headers.push("Content-Type", "application/sdp");
-        r.body = sdp(self.local, self.ports[c.slot], &[c.pt]).into_bytes();
+        r.body = sdp(self.local, self.ports[c.slot], &[c.pt], c.dtmf.pt).into_bytes();
         r
     }
 
@@ -507,6 +527,7 @@ impl Iwf {
                 c.remote_media = Some(addr);
                 c.pt = pt;
                 c.media = true;
+                c.dtmf.pt = answer_event_pt(&resp);
             }
             let Some(id) = id else { return };
             let r = match code {
@@ -541,6 +562,7 @@ impl Iwf {
             if let Some((addr, pt)) = answer_media(&resp) {
                 c.remote_media = Some(addr);
                 c.pt = pt;
+                c.dtmf.pt = answer_event_pt(&resp);
             }
             c.media = true;
             c.phase = Phase::Answered;
@@ -692,7 +714,13 @@ impl Iwf {
             r.headers.push("Privacy", "id");
         }
         r.headers.push("Content-Type", "application/sdp");
-        r.body = sdp(self.local, self.ports[slot], &[PT_PCMA, PT_PCMU]).into_bytes();
+        r.body = sdp(
+            self.local,
+            self.ports[slot],
+            &[PT_PCMA, PT_PCMU],
+            Some(PT_EVENT),
+        )
+        .into_bytes();
         self.note(format!(
             "pstn iwf: inbound {id:?} {} -> {called}{}",
             number.as_deref().unwrap_or("-"),
@@ -716,6 +744,7 @@ impl Iwf {
             tx: RtpTx::new(),
             rx_buf: Vec::new(),
             block,
+            dtmf: Dtmf::default(),
         });
     }
 
@@ -723,6 +752,17 @@ impl Iwf {
     pub fn rtp_out(&mut self, call: PstnCallId, alaw: &[u8]) -> Option<Vec<u8>> {
         let i = self.by_pstn(call)?;
         let c = &mut self.calls[i];
+        let before = c.dtmf.from_line.digits;
+        if let Some(pkt) = c.dtmf_out(alaw) {
+            if c.dtmf.from_line.digits != before && self.log.len() < 256 {
+                let d = pkt.get(12).and_then(|&e| Digit::from_event(e));
+                self.log.push_back(format!(
+                    "pstn iwf: {call:?}: digit {} heard in-band, sent as RFC 4733",
+                    d.map_or('?', Digit::to_char)
+                ));
+            }
+            return Some(pkt);
+        }
         let mut pkt = vec![0u8; 12 + alaw.len()];
         let repr = dataplane::wire::rtp::Repr {
             marker: c.tx.first,
@@ -753,18 +793,38 @@ impl Iwf {
         let id = c.pstn?;
         let p = dataplane::wire::rtp::Packet::new_checked(pkt).ok()?;
         let pt = p.payload_type().get();
-        if pt != PT_PCMA && pt != PT_PCMU {
+        if Some(pt) == c.dtmf.pt {
+            let before = c.dtmf.to_line.digits;
+            let mut tone = Vec::new();
+            if c.dtmf
+                .to_line
+                .event(p.timestamp(), p.payload(), &mut tone)
+                .is_err()
+            {
+                return None;
+            }
+            c.rx_buf.extend(
+                tone.iter()
+                    .map(|&x| dataplane::codec::g711::linear_to_alaw(x)),
+            );
+            if c.dtmf.to_line.digits != before && self.log.len() < 256 {
+                let d = p.payload().first().and_then(|&e| Digit::from_event(e));
+                self.log.push_back(format!(
+                    "pstn iwf: {id:?}: digit {} from RTP played in-band",
+                    d.map_or('?', Digit::to_char)
+                ));
+            }
+        } else if pt != PT_PCMA && pt != PT_PCMU || c.dtmf.to_line.audio(p.timestamp()) {
             return None;
-        }
-        c.rx_buf.extend(p.payload().iter().map(
-            |&b| {
+        } else {
+            c.rx_buf.extend(p.payload().iter().map(|&b| {
                 if pt == PT_PCMU {
                     ulaw_to_alaw(b)
                 } else {
                     b
                 }
-            },
-        ));
+            }));
+        }
         let mut blocks = Vec::new();
         while c.rx_buf.len() >= c.block {
             blocks.push(c.rx_buf.drain(..c.block).collect());
@@ -780,6 +840,31 @@ impl Iwf {
 impl IwCall {
     fn invite_cseq(&self) -> u32 {
         self.invite.cseq().map_or(1, |c| c.seq)
+    }
+
+    /// A digit heard on the B-channel: the telephone-event packet to send instead
+    /// of this block's audio (the RTP clock still advances by the block).
+    fn dtmf_out(&mut self, alaw: &[u8]) -> Option<Vec<u8>> {
+        let ev_pt = self.dtmf.pt?;
+        let mut pcm = [0i16; 320];
+        let pcm = pcm.get_mut(..alaw.len())?;
+        dataplane::codec::g711::decode_alaw(alaw, pcm);
+        let ts = self.tx.ts;
+        let ev = self.dtmf.from_line.block(pcm, ts)?;
+        let mut pkt = vec![0u8; 16];
+        let repr = dataplane::wire::rtp::Repr {
+            marker: ev.marker,
+            payload_type: dataplane::wire::Pt::new(ev_pt),
+            sequence_number: self.tx.seq,
+            timestamp: ev.ts,
+            ssrc: dataplane::wire::Ssrc(self.tx.ssrc),
+        };
+        repr.emit(&mut pkt).ok()?;
+        pkt[12..].copy_from_slice(&ev.payload());
+        self.tx.first = false;
+        self.tx.seq = self.tx.seq.wrapping_add(1);
+        self.tx.ts = self.tx.ts.wrapping_add(alaw.len() as u32);
+        Some(pkt)
     }
 }
 
@@ -922,20 +1007,33 @@ fn reason_cause_resp(resp: &Response) -> Option<u8> {
     resp.headers.get_all("Reason").find_map(parse_reason)
 }
 
-/// Our SDP: audio on `port` with the payload types `pts`, 20 ms.
-fn sdp(local: SocketAddr, port: u16, pts: &[u8]) -> String {
+/// The telephone-event payload type of an answer, if it kept one.
+fn answer_event_pt(resp: &Response) -> Option<u8> {
+    let text = std::str::from_utf8(&resp.body).ok()?;
+    let sdp = crate::sdp::SessionDescription::parse(text).ok()?;
+    sdp.audio().and_then(event_pt)
+}
+
+/// Our SDP: audio on `port` with the payload types `pts` (and telephone-event
+/// on `dtmf`), 20 ms.
+fn sdp(local: SocketAddr, port: u16, pts: &[u8], dtmf: Option<u8>) -> String {
     let ip = local.ip();
     let fam = if ip.is_ipv4() { "IP4" } else { "IP6" };
     let mut s = format!(
         "v=0\r\no=- {port} 1 IN {fam} {ip}\r\ns=Tandem PSTN\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP"
     );
-    for pt in pts {
+    for pt in pts.iter().chain(dtmf.as_ref()) {
         s.push_str(&format!(" {pt}"));
     }
     s.push_str("\r\n");
     for pt in pts {
         let name = if *pt == PT_PCMU { "PCMU" } else { "PCMA" };
         s.push_str(&format!("a=rtpmap:{pt} {name}/8000\r\n"));
+    }
+    if let Some(pt) = dtmf {
+        s.push_str(&format!(
+            "a=rtpmap:{pt} telephone-event/8000\r\na=fmtp:{pt} 0-15\r\n"
+        ));
     }
     s.push_str("a=ptime:20\r\na=sendrecv\r\n");
     s
