@@ -4,182 +4,23 @@
 //! same Call-ID, new CSeq), failure after a second challenge, caller ID and privacy on the
 //! trunk, and an incoming call from the trunk taken without a challenge into its context.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::rc::Rc;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod vt;
 
-use control::call::{Engine, EngineConfig, Media};
+use std::time::Duration;
+
 use control::config::{Trunk, TrunkCallerId};
-use control::dialplan::Dialplan;
 use control::sip::digest::{self, Algorithm, Credentials};
-use control::sip::transaction::TimerConfig;
-use control::sip::{Message, Method, Request, Response};
-use dataplane::{Allocated, Event, Mode, SessionId, Side, WorkerStats};
+use control::sip::{Method, Request, Response};
+use vt::{addr, World, PHONE_A, TANDEM};
 
-#[derive(Default)]
-struct FakeLog {
-    created: u32,
-    remotes: Vec<(SessionId, Side, SocketAddr)>,
-    modes: Vec<(SessionId, Mode)>,
-    armed: Vec<SessionId>,
-    destroyed: Vec<SessionId>,
-    events: Vec<Event>,
-}
-
-/// Records what the call manager asks of the dataplane.
-#[derive(Clone, Default)]
-struct FakeMedia(Rc<RefCell<FakeLog>>);
-
-impl Media for FakeMedia {
-    fn create_session(&mut self, _mode: Mode) -> Result<Allocated, dataplane::Error> {
-        let mut l = self.0.borrow_mut();
-        l.created += 1;
-        let n = l.created;
-        Ok(Allocated {
-            id: SessionId(n),
-            worker: 0,
-            a: SocketAddr::from(([127, 0, 0, 1], 20000 + 4 * n as u16)),
-            b: SocketAddr::from(([127, 0, 0, 1], 20002 + 4 * n as u16)),
-        })
-    }
-    fn set_remote(
-        &mut self,
-        id: SessionId,
-        side: Side,
-        rtp: SocketAddr,
-    ) -> Result<(), dataplane::Error> {
-        self.0.borrow_mut().remotes.push((id, side, rtp));
-        Ok(())
-    }
-    fn set_mode(&mut self, id: SessionId, mode: Mode) -> Result<(), dataplane::Error> {
-        self.0.borrow_mut().modes.push((id, mode));
-        Ok(())
-    }
-    fn arm_timeout(&mut self, id: SessionId) -> Result<(), dataplane::Error> {
-        self.0.borrow_mut().armed.push(id);
-        Ok(())
-    }
-    fn destroy(&mut self, id: SessionId) -> Result<(), dataplane::Error> {
-        self.0.borrow_mut().destroyed.push(id);
-        Ok(())
-    }
-    fn poll_event(&mut self) -> Option<Event> {
-        self.0.borrow_mut().events.pop()
-    }
-    fn stats(&self) -> Vec<WorkerStats> {
-        Vec::new()
-    }
-}
-
-const TANDEM: &str = "127.0.0.1:5060";
-const PHONE_A: &str = "127.0.0.1:6001";
 const PROVIDER: &str = "127.0.0.1:5080";
 
-fn addr(s: &str) -> SocketAddr {
-    s.parse().unwrap()
-}
-
-struct World {
-    engine: Engine<FakeMedia>,
-    _media: FakeMedia,
-    now: Instant,
-    /// Datagrams Tandem sent, per destination.
-    inbox: HashMap<SocketAddr, Vec<Message>>,
-}
-
-#[expect(
-    clippy::disallowed_methods,
-    reason = "the test's fixed epoch; time then advances virtually"
-)]
-fn epoch() -> Instant {
-    Instant::now()
-}
-
-impl World {
-    fn new(dialplan: &str, trunk: Trunk) -> World {
-        let now = epoch();
-        let media = FakeMedia::default();
-        let cfg = EngineConfig {
-            local: addr(TANDEM),
-            realm: "tandem".into(),
-            user_agent: "Tandem/test".into(),
-            context: "default".into(),
-            user_contexts: HashMap::new(),
-            users: [("1001", "pw1001"), ("1002", "pw1002")]
-                .iter()
-                .map(|(u, p)| (u.to_string(), p.to_string()))
-                .collect(),
-            timers: TimerConfig::default(),
-            user_codecs: HashMap::new(),
-            tone_zone: "us".into(),
-            sounds: Arc::new(HashMap::new()),
-            gateways: Vec::new(),
-        };
-        let plan = Arc::new(Dialplan::parse(dialplan, "test.conf").unwrap());
-        let mut engine = Engine::new(cfg, plan, media.clone(), [7u8; 32], now, 1_800_000_000);
-        engine.add_trunk(trunk, now);
-        World {
-            engine,
-            _media: media,
-            now,
-            inbox: HashMap::new(),
-        }
-    }
-
-    fn send(&mut self, from: &str, text: &str) {
-        self.engine
-            .handle_datagram(text.as_bytes(), addr(from), self.now);
-        self.flush();
-    }
-
-    fn flush(&mut self) {
-        while let Some(t) = self.engine.poll_transmit() {
-            let m = Message::parse(&t.bytes).expect("Tandem sends valid SIP");
-            self.inbox.entry(t.dest).or_default().push(m);
-        }
-    }
-
-    fn advance(&mut self, d: Duration) {
-        let end = self.now + d;
-        while let Some(t) = self.engine.poll_timeout() {
-            if t > end {
-                break;
-            }
-            self.now = t.max(self.now);
-            self.engine.handle_timeout(self.now);
-            self.flush();
-        }
-        self.now = end;
-        self.engine.handle_timeout(self.now);
-        self.flush();
-    }
-
-    fn take(&mut self, to: &str) -> Vec<Message> {
-        self.inbox.remove(&addr(to)).unwrap_or_default()
-    }
-
-    fn take_responses(&mut self, to: &str) -> Vec<Response> {
-        self.take(to)
-            .into_iter()
-            .filter_map(|m| match m {
-                Message::Response(r) => Some(r),
-                _ => None,
-            })
-            .collect()
-    }
-
-    fn take_requests(&mut self, to: &str) -> Vec<Request> {
-        self.take(to)
-            .into_iter()
-            .filter_map(|m| match m {
-                Message::Request(r) => Some(r),
-                _ => None,
-            })
-            .collect()
-    }
+/// The engine with `trunk` configured.
+fn world(dialplan: &str, trunk: Trunk) -> World {
+    let mut w = World::new(dialplan);
+    let now = w.now;
+    w.engine.add_trunk(trunk, now);
+    w
 }
 
 fn trunk(register: bool, trust: bool) -> Trunk {
@@ -283,7 +124,7 @@ fn invite(w: &mut World, exten: &str, call_id: &str) {
 
 #[test]
 fn register_answers_the_401_and_refreshes_at_half_the_granted_expiry() {
-    let mut w = World::new(PLAN, trunk(true, false));
+    let mut w = world(PLAN, trunk(true, false));
     // The first REGISTER is due at once.
     w.advance(Duration::ZERO);
     let r1 = w.take_requests(PROVIDER);
@@ -375,7 +216,7 @@ fn register_answers_the_401_and_refreshes_at_half_the_granted_expiry() {
 
 #[test]
 fn invite_challenged_with_407_is_retried_with_credentials_and_answered() {
-    let mut w = World::new(PLAN, trunk(false, true));
+    let mut w = world(PLAN, trunk(false, true));
     invite(&mut w, "92001", "out-1");
     let inv = w.take_requests(PROVIDER);
     assert_eq!(inv.len(), 1, "{inv:?}");
@@ -439,7 +280,7 @@ fn invite_challenged_with_407_is_retried_with_credentials_and_answered() {
 
 #[test]
 fn a_second_challenge_fails_the_call_with_403() {
-    let mut w = World::new(PLAN, trunk(false, false));
+    let mut w = world(PLAN, trunk(false, false));
     invite(&mut w, "92001", "out-2");
     let inv1 = w.take_requests(PROVIDER).remove(0);
     assert!(
@@ -474,7 +315,7 @@ fn a_second_challenge_fails_the_call_with_403() {
 
 #[test]
 fn restricted_caller_goes_out_anonymous_with_the_number_asserted() {
-    let mut w = World::new(PLAN, trunk(false, true));
+    let mut w = world(PLAN, trunk(false, true));
     w.engine.set_user_presentation_restricted("1001", true);
     invite(&mut w, "92001", "out-3");
     let inv = w.take_requests(PROVIDER).remove(0);
@@ -486,7 +327,7 @@ fn restricted_caller_goes_out_anonymous_with_the_number_asserted() {
     assert!(pai.contains("sip:1001@carrier.example"), "{pai}");
 
     // Untrusted trunk: anonymous and no identity at all.
-    let mut w = World::new(PLAN, trunk(false, false));
+    let mut w = world(PLAN, trunk(false, false));
     w.engine.set_user_presentation_restricted("1001", true);
     invite(&mut w, "92001", "out-4");
     let inv = w.take_requests(PROVIDER).remove(0);
@@ -499,7 +340,7 @@ fn restricted_caller_goes_out_anonymous_with_the_number_asserted() {
 fn fixed_caller_id_sends_from_user() {
     let mut t = trunk(false, false);
     t.caller_id = TrunkCallerId::Fixed;
-    let mut w = World::new(PLAN, t);
+    let mut w = world(PLAN, t);
     invite(&mut w, "92001", "out-5");
     let inv = w.take_requests(PROVIDER).remove(0);
     assert_eq!(inv.from().unwrap().uri.user.as_deref(), Some("5550000"));
@@ -517,7 +358,7 @@ fn inbound(w: &mut World, from: &str, ruri_user: &str, extra: &str) {
 #[test]
 fn calls_from_the_trunk_skip_the_challenge_and_run_in_its_context() {
     let pai = "P-Asserted-Identity: <sip:5551234@carrier.example>\r\nPrivacy: id\r\n";
-    let mut w = World::new(PLAN, trunk(false, true));
+    let mut w = world(PLAN, trunk(false, true));
     inbound(&mut w, PROVIDER, "4420", pai);
     let r = w.take_responses(PROVIDER);
     assert!(r.iter().all(|r| r.code != 407), "{r:?}");
@@ -534,13 +375,13 @@ fn calls_from_the_trunk_skip_the_challenge_and_run_in_its_context() {
     );
 
     // Untrusted: the PAI is not believed.
-    let mut w = World::new(PLAN, trunk(false, false));
+    let mut w = world(PLAN, trunk(false, false));
     inbound(&mut w, PROVIDER, "4420", pai);
     let calls = serde_json::to_value(w.engine.calls_info(w.now)).unwrap();
     assert_eq!(calls[0]["caller"], "anonymous", "{calls}");
 
     // Another address is challenged like anyone else.
-    let mut w = World::new(PLAN, trunk(false, true));
+    let mut w = world(PLAN, trunk(false, true));
     inbound(&mut w, "127.0.0.1:5099", "4420", pai);
     assert!(w
         .take_responses("127.0.0.1:5099")
@@ -550,7 +391,7 @@ fn calls_from_the_trunk_skip_the_challenge_and_run_in_its_context() {
 
 #[test]
 fn registered_contact_user_from_the_trunk_ip_takes_the_to_user_as_extension() {
-    let mut w = World::new(PLAN, trunk(true, false));
+    let mut w = world(PLAN, trunk(true, false));
     w.advance(Duration::ZERO);
     let r1 = w.take_requests(PROVIDER).remove(0);
     deliver(&mut w, &Response::for_request(&r1, 200));
