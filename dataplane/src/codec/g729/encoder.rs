@@ -298,6 +298,7 @@ impl Encoder {
         Params(ana)
     }
 
+    #[inline(never)]
     fn pre_process(&mut self) {
         for s in self.old_speech[NEW_SPEECH_OFF..].iter_mut() {
             let x2 = self.x1;
@@ -318,6 +319,7 @@ impl Encoder {
         }
     }
 
+    #[inline(never)]
     fn levinson(&mut self, rh: &[i16; MP1], rl: &[i16; MP1], a: &mut [i16; MP1]) {
         let mut ah = [0i16; MP1];
         let mut al = [0i16; MP1];
@@ -394,6 +396,7 @@ impl Encoder {
         self.old_rc = [rc[0], rc[1]];
     }
 
+    #[inline(never)]
     fn qua_lsp(&mut self, lsp: &[i16; M], lsp_q: &mut [i16; M]) -> (i16, i16) {
         let mut lsf = [0i16; M];
         lsp_lsf2(lsp, &mut lsf);
@@ -516,6 +519,7 @@ impl Encoder {
         self.l_exc_err[0] = worst;
     }
 
+    #[inline(never)]
     fn qua_gain(
         &mut self,
         code: &[i16; L_SUBFR],
@@ -723,6 +727,7 @@ fn gbk_presel(best_gain: &[i16; 2], gcode0: i16) -> (usize, usize) {
 }
 
 /// Windowed autocorrelation r[0..=10] in double precision.
+#[inline(never)]
 fn autocorr(x: &[i16; L_TOTAL], r_h: &mut [i16; MP1], r_l: &mut [i16; MP1]) {
     let mut y = [0i16; L_WINDOW];
     for i in 0..L_WINDOW {
@@ -801,6 +806,7 @@ fn sub_ov(a: i16, b: i16, ov: &mut bool) -> i16 {
     sat16(r)
 }
 
+#[inline(never)]
 fn az_lsp(a: &[i16; MP1], lsp: &mut [i16; M], old_lsp: &[i16; M]) {
     let mut f1 = [0i16; 6];
     let mut f2 = [0i16; 6];
@@ -970,6 +976,7 @@ fn lsp_expand(buf: &mut [i16; M], gap: i16, from: usize, to: usize) {
 }
 
 /// Open-loop pitch on the weighted speech (`wsp[PIT_MAX..]` is the frame).
+#[inline(never)]
 fn pitch_ol_fast(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 {
     let mut scal = [0i16; L_FRAME + PIT_MAX];
     let mut dec = [0i16; (L_FRAME + PIT_MAX).div_ceil(2)];
@@ -1073,6 +1080,7 @@ fn pitch_ol_fast(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 {
     t1 as i16
 }
 
+#[inline(never)]
 fn cor_h_x(h: &[i16; L_SUBFR], x: &[i16; L_SUBFR], d: &mut [i16; L_SUBFR]) {
     let mut y32 = [0i32; L_SUBFR];
     let mut max = 0i32;
@@ -1099,6 +1107,7 @@ fn dot(x: &[i16], y: &[i16]) -> i32 {
 }
 
 #[allow(clippy::too_many_arguments)]
+#[inline(never)]
 fn pitch_fr3_fast(
     exc: &mut [i16],
     pos: usize,
@@ -1146,6 +1155,7 @@ fn pitch_fr3_fast(
     t0
 }
 
+#[inline(never)]
 fn g_pitch(xn: &[i16; L_SUBFR], y1: &[i16; L_SUBFR], g_coeff: &mut [i16; 4]) -> i16 {
     let mut scaled = [0i16; L_SUBFR];
     for i in 0..L_SUBFR {
@@ -1212,6 +1222,7 @@ fn enc_lag3(t0: i16, t0_frac: i16, t0_min: &mut i16, t0_max: &mut i16, sf: usize
     }
 }
 
+#[inline(never)]
 fn corr_xy2(
     xn: &[i16; L_SUBFR],
     y1: &[i16; L_SUBFR],
@@ -1240,6 +1251,7 @@ fn corr_xy2(
 }
 
 /// Annex A algebraic codebook search; returns (positions index, signs).
+#[inline(never)]
 fn acelp_code_a(
     x: &[i16; L_SUBFR],
     h: &mut [i16; L_SUBFR],
@@ -1268,6 +1280,7 @@ fn acelp_code_a(
     (index, sign)
 }
 
+#[inline(never)]
 fn cor_h(hin: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) {
     let (cor, _) = l_mac_energy(0, hin);
     let mut h = [0i16; L_SUBFR];
@@ -1322,6 +1335,7 @@ fn prefix_index(lag: usize, count: usize) -> usize {
 
 /// `cor_h` when no running sum can saturate: the lagged products' running
 /// sums in plain arithmetic, each stored where the table says.
+#[inline(never)]
 fn cor_h_exact(h: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) {
     let table = rr_table();
     let mut k = 0usize;
@@ -1496,6 +1510,7 @@ fn cor_h_walk<S: RrSink>(sink: &mut S) {
     }
 }
 
+#[inline(never)]
 fn d4i40_17_fast(
     dn: &mut [i16; L_SUBFR],
     rr: &mut [i16; DIM_RR],
@@ -1851,6 +1866,7 @@ mod tests {
     }
 
     #[test]
+    #[inline(never)]
     fn cor_h_exact_matches_saturating_walk() {
         // A small-energy impulse response takes the exact path; compare it
         // with the step-by-step operators.
