@@ -7,6 +7,7 @@
 //! decoder's adaptive codebook from error propagation.
 
 use super::basic_op::*;
+use super::simd::{dot8n, lag_prefix_rows};
 use super::tables::*;
 use super::util::*;
 use super::{Params, L_FRAME, L_INTERPOL, L_SUBFR, M, MP1, PIT_MAX, PIT_MIN, SHARPMAX, SHARPMIN};
@@ -1083,10 +1084,28 @@ fn pitch_ol_fast(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 {
 #[inline(never)]
 fn cor_h_x(h: &[i16; L_SUBFR], x: &[i16; L_SUBFR], d: &mut [i16; L_SUBFR]) {
     let mut y32 = [0i32; L_SUBFR];
+    // Cauchy-Schwarz: every running sum |Σ_{k<K} x[i+k] h[k]| is at most
+    // sqrt(Σx² Σh²); when twice that fits in 32 bits no L_mac step (nor the
+    // -32768² product) saturates and plain 32-bit sums are exact.
+    let ex: i64 = x.iter().map(|&v| v as i64 * v as i64).sum();
+    let eh: i64 = h.iter().map(|&v| v as i64 * v as i64).sum();
+    if (4 * ex as i128) * (eh as i128) <= (MAX_32 as i128) * (MAX_32 as i128) {
+        let mut xp = [0i16; 2 * L_SUBFR];
+        xp[..L_SUBFR].copy_from_slice(x);
+        for (i, y) in y32.iter_mut().enumerate() {
+            let w: &[i16; L_SUBFR] = match xp[i..i + L_SUBFR].try_into() {
+                Ok(w) => w,
+                Err(_) => return,
+            };
+            *y = dot8n(w, h).wrapping_mul(2);
+        }
+    } else {
+        for (i, y) in y32.iter_mut().enumerate() {
+            *y = l_mac_dot(0, &x[i..], &h[..L_SUBFR - i]);
+        }
+    }
     let mut max = 0i32;
-    for i in 0..L_SUBFR {
-        let s = l_mac_dot(0, &x[i..], &h[..L_SUBFR - i]);
-        y32[i] = s;
+    for &s in y32.iter() {
         let s = l_abs(s);
         if l_sub(s, max) > 0 {
             max = s;
@@ -1333,23 +1352,37 @@ fn prefix_index(lag: usize, count: usize) -> usize {
     lag * L_SUBFR - lag * (lag.saturating_sub(1)) / 2 + count - 1
 }
 
-/// `cor_h` when no running sum can saturate: the lagged products' running
-/// sums in plain arithmetic, each stored where the table says.
+/// For every element of `rr`, the index `count * L_SUBFR + lag` (with
+/// `count` counted from 0) of the running sum it is taken from; the inverse
+/// of [`rr_table`].
+fn rr_source() -> &'static [u16; DIM_RR] {
+    static TABLE: std::sync::OnceLock<[u16; DIM_RR]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let fwd = rr_table();
+        let mut src = [0u16; DIM_RR];
+        let mut k = 0usize;
+        for lag in 0..L_SUBFR {
+            for count in 0..L_SUBFR - lag {
+                if let Some(d) = fwd.get(k).and_then(|&d| src.get_mut(d as usize)) {
+                    *d = (count * L_SUBFR + lag) as u16;
+                }
+                k += 1;
+            }
+        }
+        src
+    })
+}
+
+/// `cor_h` when no running sum can saturate: the running sums of all lags
+/// advance together (one row of `L_SUBFR` lags per step, which vectorises),
+/// then every element of `rr` picks the one it is taken from.
 #[inline(never)]
 fn cor_h_exact(h: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) {
-    let table = rr_table();
-    let mut k = 0usize;
-    for lag in 0..L_SUBFR {
-        let mut acc = 0i32;
-        for (a, b) in h.iter().zip(h[lag..].iter()) {
-            acc = acc.wrapping_add(2 * (*a as i32 * *b as i32));
-            if let Some(&d) = table.get(k) {
-                if let Some(r) = rr.get_mut(d as usize) {
-                    *r = extract_h(acc);
-                }
-            }
-            k += 1;
-        }
+    let mut all = [[0i16; L_SUBFR]; L_SUBFR];
+    lag_prefix_rows(h, &mut all);
+    let flat = all.as_flattened();
+    for (r, &s) in rr.iter_mut().zip(rr_source().iter()) {
+        *r = flat.get(s as usize).copied().unwrap_or(0);
     }
 }
 
@@ -1510,6 +1543,16 @@ fn cor_h_walk<S: RrSink>(sink: &mut S) {
     }
 }
 
+/// The search's test `L_msu(L_mult(alp, sq2), sq, alp_16) > 0`. `sq2` is
+/// `mult(x, x) >= 0` and `sq >= -1`, so neither `L_mult` can meet the one
+/// saturating product (-32768)^2, and a saturating subtraction keeps the sign
+/// of the exact difference: the test is the plain comparison of products.
+#[inline(always)]
+fn better(alp: i16, sq2: i16, sq: i16, alp_16: i16) -> bool {
+    debug_assert!(sq2 >= 0 && sq >= -1);
+    alp as i32 * sq2 as i32 > sq as i32 * alp_16 as i32
+}
+
 #[inline(never)]
 fn d4i40_17_fast(
     dn: &mut [i16; L_SUBFR],
@@ -1534,54 +1577,42 @@ fn d4i40_17_fast(
             dn[i] = negate(dn[i]);
         }
     }
-    // Apply signs to the cross terms.
+    // Apply signs to the cross terms: row i (track ti) of block (ti, tj) is
+    // multiplied by the signs of track tj, or their inverses when dn[i] < 0.
     {
-        let (mut p0, mut p1, mut p2, mut p3) = (RRI0I1, RRI0I2, RRI0I3, RRI0I4);
-        for i0 in (0..L_SUBFR).step_by(5) {
-            let ps = if sign_dn[i0] < 0 {
-                &sign_dn_inv
-            } else {
-                &sign_dn
-            };
-            for i1 in (1..L_SUBFR).step_by(5) {
-                rr[p0] = mult(rr[p0], ps[i1]);
-                rr[p1] = mult(rr[p1], ps[i1 + 1]);
-                rr[p2] = mult(rr[p2], ps[i1 + 2]);
-                rr[p3] = mult(rr[p3], ps[i1 + 3]);
-                p0 += 1;
-                p1 += 1;
-                p2 += 1;
-                p3 += 1;
+        let mut sg = [[0i16; NB_POS]; 5];
+        let mut neg = [[false; NB_POS]; 5];
+        for t in 0..5 {
+            for k in 0..NB_POS {
+                sg[t][k] = sign_dn[t + 5 * k];
+                neg[t][k] = sign_dn[t + 5 * k] < 0;
             }
         }
-        let (mut p0, mut p1, mut p2) = (RRI1I2, RRI1I3, RRI1I4);
-        for i1 in (1..L_SUBFR).step_by(5) {
-            let ps = if sign_dn[i1] < 0 {
-                &sign_dn_inv
-            } else {
-                &sign_dn
+        let blocks: [(usize, usize, usize); 9] = [
+            (RRI0I1, 0, 1),
+            (RRI0I2, 0, 2),
+            (RRI0I3, 0, 3),
+            (RRI0I4, 0, 4),
+            (RRI1I2, 1, 2),
+            (RRI1I3, 1, 3),
+            (RRI1I4, 1, 4),
+            (RRI2I3, 2, 3),
+            (RRI2I4, 2, 4),
+        ];
+        for (base, ti, tj) in blocks {
+            let Some(block) = rr.get_mut(base..base + MSIZE) else {
+                continue;
             };
-            for i2 in (2..L_SUBFR).step_by(5) {
-                rr[p0] = mult(rr[p0], ps[i2]);
-                rr[p1] = mult(rr[p1], ps[i2 + 1]);
-                rr[p2] = mult(rr[p2], ps[i2 + 2]);
-                p0 += 1;
-                p1 += 1;
-                p2 += 1;
+            let pos = sg[tj];
+            let mut inv = [0i16; NB_POS];
+            for k in 0..NB_POS {
+                inv[k] = if pos[k] < 0 { MAX_16 } else { MIN_16 };
             }
-        }
-        let (mut p0, mut p1) = (RRI2I3, RRI2I4);
-        for i2 in (2..L_SUBFR).step_by(5) {
-            let ps = if sign_dn[i2] < 0 {
-                &sign_dn_inv
-            } else {
-                &sign_dn
-            };
-            for i3 in (3..L_SUBFR).step_by(5) {
-                rr[p0] = mult(rr[p0], ps[i3]);
-                rr[p1] = mult(rr[p1], ps[i3 + 1]);
-                p0 += 1;
-                p1 += 1;
+            for (row, &n) in block.chunks_exact_mut(NB_POS).zip(neg[ti].iter()) {
+                let ps = if n { &inv } else { &pos };
+                for (v, &p) in row.iter_mut().zip(ps.iter()) {
+                    *v = mult(*v, p);
+                }
             }
         }
     }
@@ -1627,8 +1658,7 @@ fn d4i40_17_fast(
                 p1 += 1;
                 let sq2 = mult(ps2, ps2);
                 let alp_16 = round(alp2);
-                let s = l_msu(l_mult(alp, sq2), sq, alp_16);
-                if s > 0 {
+                if better(alp, sq2, sq, alp_16) {
                     sq = sq2;
                     ps = ps2;
                     alp = alp_16;
@@ -1679,8 +1709,7 @@ fn d4i40_17_fast(
                     alp2 = l_mac(alp2, tmp_vect[k], H2);
                     let sq2 = mult(ps2, ps2);
                     let alp_16 = round(alp2);
-                    let s = l_msu(l_mult(alp, sq2), sq, alp_16);
-                    if s > 0 {
+                    if better(alp, sq2, sq, alp_16) {
                         sq = sq2;
                         alp = alp_16;
                         ix = i2;
@@ -1726,8 +1755,7 @@ fn d4i40_17_fast(
                 p1 += 1;
                 let sq2 = mult(ps2, ps2);
                 let alp_16 = round(alp2);
-                let s = l_msu(l_mult(alp, sq2), sq, alp_16);
-                if s > 0 {
+                if better(alp, sq2, sq, alp_16) {
                     sq = sq2;
                     ps = ps2;
                     alp = alp_16;
@@ -1779,8 +1807,7 @@ fn d4i40_17_fast(
                     alp2 = l_mac(alp2, tmp_vect[k], H2);
                     let sq2 = mult(ps2, ps2);
                     let alp_16 = round(alp2);
-                    let s = l_msu(l_mult(alp, sq2), sq, alp_16);
-                    if s > 0 {
+                    if better(alp, sq2, sq, alp_16) {
                         sq = sq2;
                         alp = alp_16;
                         ix = i2;

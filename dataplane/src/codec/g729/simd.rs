@@ -43,6 +43,54 @@ pub(crate) fn dot8n<const N: usize>(a: &[i16; N], b: &[i16; N]) -> i32 {
     }
 }
 
+/// The running sums of all lags at once: `out[m][lag]` is the high half of
+/// `Σ_{k <= m} 2 h[k] h[k + lag]` summed modulo 2^32 (`h` read as zero past
+/// its end).
+#[inline(always)]
+pub(crate) fn lag_prefix_rows(h: &[i16; 40], out: &mut [[i16; 40]; 40]) {
+    let mut hp = [0i16; 80];
+    hp[..40].copy_from_slice(h);
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is always available on x86_64. The loads read
+        // hp[m + 8c .. m + 8c + 8] with m < 40, c < 5, so at most index 79
+        // of the 80-element `hp`; the stores write out[m][8c .. 8c + 8]
+        // inside the 40-element row.
+        unsafe {
+            let mut acc = [_mm_setzero_si128(); 10];
+            for (m, row) in out.iter_mut().enumerate() {
+                let hm = _mm_set1_epi16(h[m]);
+                for c in 0..5 {
+                    let v = _mm_loadu_si128(hp.as_ptr().add(m + 8 * c) as *const __m128i);
+                    let lo = _mm_mullo_epi16(v, hm);
+                    let hi = _mm_mulhi_epi16(v, hm);
+                    let p0 = _mm_unpacklo_epi16(lo, hi);
+                    let p1 = _mm_unpackhi_epi16(lo, hi);
+                    acc[2 * c] = _mm_add_epi32(acc[2 * c], _mm_add_epi32(p0, p0));
+                    acc[2 * c + 1] = _mm_add_epi32(acc[2 * c + 1], _mm_add_epi32(p1, p1));
+                    let r = _mm_packs_epi32(
+                        _mm_srai_epi32(acc[2 * c], 16),
+                        _mm_srai_epi32(acc[2 * c + 1], 16),
+                    );
+                    _mm_storeu_si128(row.as_mut_ptr().add(8 * c) as *mut __m128i, r);
+                }
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut acc = [0i32; 40];
+        for (m, row) in out.iter_mut().enumerate() {
+            let hm = h[m] as i32;
+            for l in 0..40 {
+                acc[l] = acc[l].wrapping_add(2 * hm * hp[m + l] as i32);
+                row[l] = (acc[l] >> 16) as i16;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +116,27 @@ mod tests {
                 .zip(&b)
                 .fold(0i32, |s, (x, y)| s.wrapping_add(*x as i32 * *y as i32));
             assert_eq!(dot8n(&a, &b), want);
+        }
+    }
+
+    #[test]
+    fn lag_prefix_rows_matches_scalar() {
+        let mut h = [0i16; 40];
+        let mut seed = 7u32;
+        for v in h.iter_mut() {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            *v = (seed >> 16) as i16;
+        }
+        h[0] = i16::MIN;
+        let mut out = [[0i16; 40]; 40];
+        lag_prefix_rows(&h, &mut out);
+        for lag in 0..40 {
+            let mut acc = 0i32;
+            for m in 0..40 {
+                let v = if m + lag < 40 { h[m + lag] as i32 } else { 0 };
+                acc = acc.wrapping_add((2 * h[m] as i32).wrapping_mul(v));
+                assert_eq!(out[m][lag], (acc >> 16) as i16, "m {m} lag {lag}");
+            }
         }
     }
 }
