@@ -7,7 +7,7 @@
 //! decoder's adaptive codebook from error propagation.
 
 use super::basic_op::*;
-use super::simd::{dot8n, lag_prefix_rows};
+use super::simd::{dot8n, lag_prefix_rows, sq_dist16};
 use super::tables::*;
 use super::util::*;
 use super::{Params, L_FRAME, L_INTERPOL, L_SUBFR, M, MP1, PIT_MAX, PIT_MIN, SHARPMAX, SHARPMIN};
@@ -418,15 +418,16 @@ impl Encoder {
                 &FG_SUM_INV[mode],
             );
             // pre-select first stage
+            // The reference's distance is L_mac(.., t, t) summed from 0:
+            // non-negative terms, so it saturates exactly when the exact sum
+            // exceeds MAX_32; the first minimum wins.
             let mut c = 0usize;
-            let mut dmin = MAX_32;
-            for (i, cb) in LSPCB1.iter().enumerate() {
-                let mut t = [0i16; M];
-                for j in 0..M {
-                    t[j] = sub(rbuf[j], cb[j]);
-                }
-                let (l, _) = l_mac_energy(0, &t);
-                if l_sub(l, dmin) < 0 {
+            let mut dmin = MAX_32 as u64;
+            let mut r16 = [0i16; 16];
+            r16[..M].copy_from_slice(&rbuf);
+            for (i, cb) in lspcb1_padded().iter().enumerate() {
+                let l = (2 * sq_dist16(&r16, cb)).min(MAX_32 as u64);
+                if l < dmin {
                     dmin = l;
                     c = i;
                 }
@@ -649,6 +650,18 @@ impl Encoder {
         gain_update(&mut self.past_qua_en, l_gbk12);
         (add(MAP1[index1] * 16, MAP2[index2]), gain_pit, gain_cod)
     }
+}
+
+/// The first-stage LSP codebook padded to 16 entries per vector.
+fn lspcb1_padded() -> &'static [[i16; 16]; 128] {
+    static TABLE: std::sync::OnceLock<[[i16; 16]; 128]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = [[0i16; 16]; 128];
+        for (p, cb) in t.iter_mut().zip(LSPCB1.iter()) {
+            p[..M].copy_from_slice(cb);
+        }
+        t
+    })
 }
 
 #[inline(always)]
@@ -1014,7 +1027,23 @@ fn pitch_ol_fast(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 {
         let half = if start % 2 == 0 { &even } else { &odd };
         &half[start / 2..start / 2 + L_FRAME / 2]
     };
-    let corr = |t: usize| -> i32 { l_mac_dot(0, cur, past(t)) };
+    // Cauchy-Schwarz: every running sum of a correlation is at most
+    // sqrt(E_cur E_half) with E_half the energy of the whole half it reads;
+    // when twice that fits in 32 bits no L_mac step saturates and plain
+    // 32-bit sums are exact.
+    let energy = |v: &[i16]| -> i128 { v.iter().map(|&x| x as i128 * x as i128).sum() };
+    let e_half = energy(&even).max(energy(&odd));
+    let exact = 4 * energy(cur) * e_half <= MAX_32 as i128 * MAX_32 as i128;
+    let cur40: &[i16; L_FRAME / 2] = match cur.try_into() {
+        Ok(c) => c,
+        Err(_) => return PIT_MIN as i16,
+    };
+    let corr = |t: usize| -> i32 {
+        match (exact, past(t).try_into()) {
+            (true, Ok(p)) => dot8n::<{ L_FRAME / 2 }>(cur40, p).wrapping_mul(2),
+            _ => l_mac_dot(0, cur, past(t)),
+        }
+    };
     let norm = |t: usize, max: i32| -> i16 {
         let (s, _) = l_mac_energy(1, past(t));
         let s = inv_sqrt(s);

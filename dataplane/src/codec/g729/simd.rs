@@ -91,6 +91,45 @@ pub(crate) fn lag_prefix_rows(h: &[i16; 40], out: &mut [[i16; 40]; 40]) {
     }
 }
 
+/// `Σ_k sat16(a[k] - b[k])^2` exactly (at most 16 * 2^30, so it fits in
+/// 64 bits).
+#[inline(always)]
+pub(crate) fn sq_dist16(a: &[i16; 16], b: &[i16; 16]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is always available on x86_64; the loads read
+        // elements 0..8 and 8..16 of the two 16-element arrays. `psubsw` is
+        // the saturating 16-bit subtraction; each `pmaddwd` lane is the sum
+        // of two squares, at most 2^31, exact when read as unsigned 32 bits,
+        // and the lanes are widened to 64 bits before they are added.
+        unsafe {
+            let z = _mm_setzero_si128();
+            let mut acc = _mm_setzero_si128();
+            for k in [0usize, 8] {
+                let x = _mm_loadu_si128(a.as_ptr().add(k) as *const __m128i);
+                let y = _mm_loadu_si128(b.as_ptr().add(k) as *const __m128i);
+                let t = _mm_subs_epi16(x, y);
+                let q = _mm_madd_epi16(t, t);
+                acc = _mm_add_epi64(acc, _mm_unpacklo_epi32(q, z));
+                acc = _mm_add_epi64(acc, _mm_unpackhi_epi32(q, z));
+            }
+            let hi = _mm_unpackhi_epi64(acc, acc);
+            _mm_cvtsi128_si64(_mm_add_epi64(acc, hi)) as u64
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| {
+                let t = x.saturating_sub(*y) as i64;
+                (t * t) as u64
+            })
+            .sum()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +156,24 @@ mod tests {
                 .fold(0i32, |s, (x, y)| s.wrapping_add(*x as i32 * *y as i32));
             assert_eq!(dot8n(&a, &b), want);
         }
+    }
+
+    #[test]
+    fn sq_dist16_matches_scalar() {
+        let mut a = [i16::MIN; 16];
+        let mut b = [i16::MAX; 16];
+        a[1] = 1234;
+        b[2] = -5;
+        a[15] = i16::MAX;
+        let want: u64 = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| {
+                let t = x.saturating_sub(*y) as i64;
+                (t * t) as u64
+            })
+            .sum();
+        assert_eq!(sq_dist16(&a, &b), want);
     }
 
     #[test]
