@@ -7,7 +7,7 @@
 //! decoder's adaptive codebook from error propagation.
 
 use super::basic_op::*;
-use super::simd::{dot8n, lag_prefix_rows, sq_dist16};
+use super::simd::{dot8n, lag_prefix_rows, search8, sq_dist16};
 use super::tables::*;
 use super::util::*;
 use super::{Params, L_FRAME, L_INTERPOL, L_SUBFR, M, MP1, PIT_MAX, PIT_MIN, SHARPMAX, SHARPMIN};
@@ -1582,6 +1582,60 @@ fn better(alp: i16, sq2: i16, sq: i16, alp_16: i16) -> bool {
     alp as i32 * sq2 as i32 > sq as i32 * alp_16 as i32
 }
 
+/// The innermost loop of the codebook search over one row of 8 candidates
+/// (pulse positions `k` of the last track): `ps2 = add(ps1, dn[k])`,
+/// `alp2 = L_mac(L_mac(alp1, rr[p + k], H8), tmp[k], H2)`, and the
+/// candidate replaces the best so far (`best = (alp, sq)`) when `better`.
+/// Returns the last replacement (position, sq, alp) if any.
+#[inline(always)]
+fn search_row(
+    rr: &[i16; DIM_RR],
+    p: usize,
+    ps1: i16,
+    alp1: i32,
+    dn: &[i16; NB_POS],
+    tmp: &[i16; NB_POS],
+    best: (i16, i16),
+) -> Option<(usize, i16, i16)> {
+    let (mut alp, mut sq) = best;
+    let mut found = None;
+    let row: Option<&[i16; NB_POS]> = rr.get(p..p + NB_POS).and_then(|r| r.try_into().ok());
+    // No L_mac step nor the rounding saturates when |alp1| plus the largest
+    // possible terms stays in range; then plain 32-bit sums are exact.
+    let bound = |v: &[i16; NB_POS]| v.iter().map(|x| x.unsigned_abs() as i64).max().unwrap_or(0);
+    match row {
+        Some(row)
+            if (alp1 as i64).abs() + (bound(row) << 13) + (bound(tmp) << 15) + 0x8000
+                <= MAX_32 as i64 =>
+        {
+            let (mut sq2, mut a16) = ([0i16; NB_POS], [0i16; NB_POS]);
+            search8(ps1, alp1, dn, row, tmp, &mut sq2, &mut a16);
+            for k in 0..NB_POS {
+                if better(alp, sq2[k], sq, a16[k]) {
+                    sq = sq2[k];
+                    alp = a16[k];
+                    found = Some((k, sq, alp));
+                }
+            }
+        }
+        _ => {
+            for k in 0..NB_POS {
+                let ps2 = add(ps1, dn[k]);
+                let mut alp2 = l_mac(alp1, rr.get(p + k).copied().unwrap_or(0), 4096);
+                alp2 = l_mac(alp2, tmp[k], 16384);
+                let sq2 = mult(ps2, ps2);
+                let alp_16 = round(alp2);
+                if better(alp, sq2, sq, alp_16) {
+                    sq = sq2;
+                    alp = alp_16;
+                    found = Some((k, sq, alp));
+                }
+            }
+        }
+    }
+    found
+}
+
 #[inline(never)]
 fn d4i40_17_fast(
     dn: &mut [i16; L_SUBFR],
@@ -1646,6 +1700,13 @@ fn d4i40_17_fast(
         }
     }
 
+    // dn by track (after the signs were taken out).
+    let mut dn_t = [[0i16; NB_POS]; 5];
+    for (t, row) in dn_t.iter_mut().enumerate() {
+        for (k, v) in row.iter_mut().enumerate() {
+            *v = dn[t + 5 * k];
+        }
+    }
     let d5 = |i: usize| -> usize { mult(i as i16, 6554) as usize };
     let mut psk: i16 = -1;
     let mut alpk: i16 = 1;
@@ -1731,20 +1792,15 @@ fn d4i40_17_fast(
                 p1 += NB_POS;
                 alp1 = l_mac(alp1, rr[p2], H16);
                 p2 += 1;
-                for (k, i3) in (1..L_SUBFR).step_by(5).enumerate() {
-                    let ps2 = add(ps1, dn[i3]);
-                    let mut alp2 = l_mac(alp1, rr[p3], H8);
-                    p3 += 1;
-                    alp2 = l_mac(alp2, tmp_vect[k], H2);
-                    let sq2 = mult(ps2, ps2);
-                    let alp_16 = round(alp2);
-                    if better(alp, sq2, sq, alp_16) {
-                        sq = sq2;
-                        alp = alp_16;
-                        ix = i2;
-                        iy = i3;
-                    }
+                if let Some((i3, s2, a2)) =
+                    search_row(rr, p3, ps1, alp1, &dn_t[1], &tmp_vect, (alp, sq))
+                {
+                    sq = s2;
+                    alp = a2;
+                    ix = i2;
+                    iy = 1 + 5 * i3;
                 }
+                p3 += NB_POS;
             }
         }
         let s = l_msu(l_mult(alpk, sq), psk, alp);
@@ -1829,20 +1885,15 @@ fn d4i40_17_fast(
                 p1 += 1;
                 alp1 = l_mac(alp1, rr[p2], H16);
                 p2 += 1;
-                for (k, i3) in (2..L_SUBFR).step_by(5).enumerate() {
-                    let ps2 = add(ps1, dn[i3]);
-                    let mut alp2 = l_mac(alp1, rr[p3], H8);
-                    p3 += 1;
-                    alp2 = l_mac(alp2, tmp_vect[k], H2);
-                    let sq2 = mult(ps2, ps2);
-                    let alp_16 = round(alp2);
-                    if better(alp, sq2, sq, alp_16) {
-                        sq = sq2;
-                        alp = alp_16;
-                        ix = i2;
-                        iy = i3;
-                    }
+                if let Some((i3, s2, a2)) =
+                    search_row(rr, p3, ps1, alp1, &dn_t[2], &tmp_vect, (alp, sq))
+                {
+                    sq = s2;
+                    alp = a2;
+                    ix = i2;
+                    iy = 2 + 5 * i3;
                 }
+                p3 += NB_POS;
             }
         }
         let s = l_msu(l_mult(alpk, sq), psk, alp);

@@ -130,6 +130,75 @@ pub(crate) fn sq_dist16(a: &[i16; 16], b: &[i16; 16]) -> u64 {
     }
 }
 
+/// Eight candidates of the algebraic codebook search at once:
+/// `sq2[k] = mult(ps2, ps2)` with `ps2 = add(ps1, dn[k])`, and
+/// `a16[k] = round(alp1 + 2^13 row[k] + 2^15 tmp[k])` computed without
+/// saturation (the caller proves that no partial sum leaves 32 bits).
+#[inline(always)]
+pub(crate) fn search8(
+    ps1: i16,
+    alp1: i32,
+    dn: &[i16; 8],
+    row: &[i16; 8],
+    tmp: &[i16; 8],
+    sq2: &mut [i16; 8],
+    a16: &mut [i16; 8],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is always available on x86_64; every load and store
+        // covers exactly one of the 8-element arrays. `paddsw` is the
+        // saturating `add`; `pmullw`/`pmulhw` interleaved give the exact
+        // 32-bit squares, shifted by 15 and packed with signed saturation
+        // (only 2^15, from -32768^2, saturates, to 32767 as `mult` does).
+        // Placing a 16-bit value in the high half of a 32-bit lane and
+        // shifting right arithmetically by 3 (or 1) gives it times 2^13
+        // (or 2^15) exactly.
+        unsafe {
+            let d = _mm_loadu_si128(dn.as_ptr() as *const __m128i);
+            let ps2 = _mm_adds_epi16(_mm_set1_epi16(ps1), d);
+            let lo = _mm_mullo_epi16(ps2, ps2);
+            let hi = _mm_mulhi_epi16(ps2, ps2);
+            let s0 = _mm_srai_epi32(_mm_unpacklo_epi16(lo, hi), 15);
+            let s1 = _mm_srai_epi32(_mm_unpackhi_epi16(lo, hi), 15);
+            _mm_storeu_si128(sq2.as_mut_ptr() as *mut __m128i, _mm_packs_epi32(s0, s1));
+
+            let z = _mm_setzero_si128();
+            let r = _mm_loadu_si128(row.as_ptr() as *const __m128i);
+            let t = _mm_loadu_si128(tmp.as_ptr() as *const __m128i);
+            let base = _mm_set1_epi32(alp1.wrapping_add(0x8000));
+            let a0 = _mm_add_epi32(
+                base,
+                _mm_add_epi32(
+                    _mm_srai_epi32(_mm_unpacklo_epi16(z, r), 3),
+                    _mm_srai_epi32(_mm_unpacklo_epi16(z, t), 1),
+                ),
+            );
+            let a1 = _mm_add_epi32(
+                base,
+                _mm_add_epi32(
+                    _mm_srai_epi32(_mm_unpackhi_epi16(z, r), 3),
+                    _mm_srai_epi32(_mm_unpackhi_epi16(z, t), 1),
+                ),
+            );
+            let packed = _mm_packs_epi32(_mm_srai_epi32(a0, 16), _mm_srai_epi32(a1, 16));
+            _mm_storeu_si128(a16.as_mut_ptr() as *mut __m128i, packed);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        for k in 0..8 {
+            let ps2 = ps1.saturating_add(dn[k]) as i32;
+            sq2[k] = ((ps2 * ps2) >> 15).min(i16::MAX as i32) as i16;
+            let alp2 = alp1
+                .wrapping_add((row[k] as i32) << 13)
+                .wrapping_add((tmp[k] as i32) << 15);
+            a16[k] = (alp2.wrapping_add(0x8000) >> 16) as i16;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -174,6 +243,25 @@ mod tests {
             })
             .sum();
         assert_eq!(sq_dist16(&a, &b), want);
+    }
+
+    #[test]
+    fn search8_matches_scalar() {
+        let dn = [0, 1, -1, i16::MAX, i16::MIN, 1000, -20000, 32000];
+        let row = [i16::MIN, i16::MAX, 0, 5, -5, 300, -300, 7];
+        let tmp = [i16::MAX, i16::MIN, 1, -1, 0, 999, -999, 12345];
+        for ps1 in [0i16, 1, -1, 20000, -20000, i16::MIN, i16::MAX] {
+            let alp1 = 123_456i32;
+            let (mut sq2, mut a16) = ([0i16; 8], [0i16; 8]);
+            search8(ps1, alp1, &dn, &row, &tmp, &mut sq2, &mut a16);
+            for k in 0..8 {
+                let ps2 = ps1.saturating_add(dn[k]) as i32;
+                let want = ((ps2 * ps2) >> 15).min(i16::MAX as i32) as i16;
+                assert_eq!(sq2[k], want);
+                let alp2 = alp1 + ((row[k] as i32) << 13) + ((tmp[k] as i32) << 15);
+                assert_eq!(a16[k], ((alp2 + 0x8000) >> 16) as i16);
+            }
+        }
     }
 
     #[test]
