@@ -47,7 +47,7 @@ const RRI1I4: usize = RRI1I3 + MSIZE;
 const RRI2I3: usize = RRI1I4 + MSIZE;
 const RRI2I4: usize = RRI2I3 + MSIZE;
 
-/// State of one G.729A encoder channel (about 2 KB, no heap).
+/// State of one G.729A encoder channel (about 5 KB with scratch, no heap).
 #[derive(Clone)]
 pub struct Encoder {
     old_speech: [i16; L_TOTAL],
@@ -64,6 +64,8 @@ pub struct Encoder {
     freq_prev: [[i16; M]; 4],
     past_qua_en: [i16; 4],
     l_exc_err: [i32; 4],
+    /// Scratch for `cor_h` (no state: fully rewritten on every use).
+    rows: LagRows,
     // pre-processing high-pass
     y2_hi: i16,
     y2_lo: i16,
@@ -100,6 +102,7 @@ impl Encoder {
             freq_prev: [FREQ_PREV_RESET; 4],
             past_qua_en: [-14336; 4],
             l_exc_err: [0x4000; 4],
+            rows: [[0; L_SUBFR]; L_SUBFR],
             y2_hi: 0,
             y2_lo: 0,
             y1_hi: 0,
@@ -259,7 +262,15 @@ impl Encoder {
 
             let mut code = [0i16; L_SUBFR];
             let mut y2 = [0i16; L_SUBFR];
-            let (index, sign) = acelp_code_a(&xn2, &mut h1, t0, self.sharp, &mut code, &mut y2);
+            let (index, sign) = acelp_code_a(
+                &xn2,
+                &mut h1,
+                t0,
+                self.sharp,
+                &mut code,
+                &mut y2,
+                &mut self.rows,
+            );
             let ci = if sf == 0 { 4 } else { 8 };
             ana[ci] = index as u16;
             ana[ci + 1] = sign as u16;
@@ -1307,6 +1318,7 @@ fn acelp_code_a(
     pitch_sharp: i16,
     code: &mut [i16; L_SUBFR],
     y: &mut [i16; L_SUBFR],
+    rows: &mut LagRows,
 ) -> (i16, i16) {
     let sharp = shl(pitch_sharp, 1);
     let t0u = t0 as usize;
@@ -1316,7 +1328,7 @@ fn acelp_code_a(
         }
     }
     let mut rr = [0i16; DIM_RR];
-    cor_h(h, &mut rr);
+    cor_h(h, &mut rr, rows);
     let mut dn = [0i16; L_SUBFR];
     cor_h_x(h, x, &mut dn);
     let (index, sign) = d4i40_17_fast(&mut dn, &mut rr, h, code, y);
@@ -1329,7 +1341,7 @@ fn acelp_code_a(
 }
 
 #[inline(never)]
-fn cor_h(hin: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) {
+fn cor_h(hin: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR], rows: &mut LagRows) {
     let (cor, _) = l_mac_energy(0, hin);
     let mut h = [0i16; L_SUBFR];
     if extract_h(cor) > 32000 {
@@ -1349,7 +1361,7 @@ fn cor_h(hin: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) {
     if l_mac_energy(0, &h).1 {
         cor_h_walk(&mut SatSink { h: &h, rr, cor: 0 });
     } else {
-        cor_h_exact(&h, rr);
+        cor_h_exact(&h, rr, rows);
     }
 }
 
@@ -1381,6 +1393,9 @@ fn prefix_index(lag: usize, count: usize) -> usize {
     lag * L_SUBFR - lag * (lag.saturating_sub(1)) / 2 + count - 1
 }
 
+/// The running sums of every lag after every step (see [`lag_prefix_rows`]).
+type LagRows = [[i16; L_SUBFR]; L_SUBFR];
+
 /// For every element of `rr`, the index `count * L_SUBFR + lag` (with
 /// `count` counted from 0) of the running sum it is taken from; the inverse
 /// of [`rr_table`].
@@ -1403,12 +1418,15 @@ fn rr_source() -> &'static [u16; DIM_RR] {
 }
 
 /// `cor_h` when no running sum can saturate: the running sums of all lags
-/// advance together (one row of `L_SUBFR` lags per step, which vectorises),
-/// then every element of `rr` picks the one it is taken from.
+/// advance together (one row of `L_SUBFR` lags per step, in SSE2), then
+/// every element of `rr` picks the one it is taken from. `all` is scratch.
 #[inline(never)]
-fn cor_h_exact(h: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) {
-    let mut all = [[0i16; L_SUBFR]; L_SUBFR];
-    lag_prefix_rows(h, &mut all);
+fn cor_h_exact(h: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR], all: &mut LagRows) {
+    lag_prefix_rows(h, |m, row| {
+        if let Some(r) = all.get_mut(m) {
+            *r = *row;
+        }
+    });
     let flat = all.as_flattened();
     for (r, &s) in rr.iter_mut().zip(rr_source().iter()) {
         *r = flat.get(s as usize).copied().unwrap_or(0);
@@ -1987,7 +2005,7 @@ mod tests {
             assert!(!ov && e < MAX_32);
             let mut a = [0i16; DIM_RR];
             let mut b = [0i16; DIM_RR];
-            cor_h_exact(&h, &mut a);
+            cor_h_exact(&h, &mut a, &mut [[0; L_SUBFR]; L_SUBFR]);
             cor_h_walk(&mut SatSink {
                 h: &h,
                 rr: &mut b,

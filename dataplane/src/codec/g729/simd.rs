@@ -43,11 +43,12 @@ pub(crate) fn dot8n<const N: usize>(a: &[i16; N], b: &[i16; N]) -> i32 {
     }
 }
 
-/// The running sums of all lags at once: `out[m][lag]` is the high half of
-/// `Σ_{k <= m} 2 h[k] h[k + lag]` summed modulo 2^32 (`h` read as zero past
-/// its end).
+/// The running sums of all lags at once: `sink(m, row)` receives, for each
+/// `m` in order, `row[lag]` = the high half of `Σ_{k <= m} 2 h[k] h[k + lag]`
+/// summed modulo 2^32 (`h` read as zero past its end).
 #[inline(always)]
-pub(crate) fn lag_prefix_rows(h: &[i16; 40], out: &mut [[i16; 40]; 40]) {
+pub(crate) fn lag_prefix_rows(h: &[i16; 40], mut sink: impl FnMut(usize, &[i16; 40])) {
+    let mut row = [0i16; 40];
     let mut hp = [0i16; 80];
     hp[..40].copy_from_slice(h);
     #[cfg(target_arch = "x86_64")]
@@ -55,12 +56,12 @@ pub(crate) fn lag_prefix_rows(h: &[i16; 40], out: &mut [[i16; 40]; 40]) {
         use std::arch::x86_64::*;
         // SAFETY: SSE2 is always available on x86_64. The loads read
         // hp[m + 8c .. m + 8c + 8] with m < 40, c < 5, so at most index 79
-        // of the 80-element `hp`; the stores write out[m][8c .. 8c + 8]
+        // of the 80-element `hp`; the stores write row[8c .. 8c + 8]
         // inside the 40-element row.
         unsafe {
             let mut acc = [_mm_setzero_si128(); 10];
-            for (m, row) in out.iter_mut().enumerate() {
-                let hm = _mm_set1_epi16(h[m]);
+            for (m, &hv) in h.iter().enumerate() {
+                let hm = _mm_set1_epi16(hv);
                 for c in 0..5 {
                     let v = _mm_loadu_si128(hp.as_ptr().add(m + 8 * c) as *const __m128i);
                     let lo = _mm_mullo_epi16(v, hm);
@@ -75,18 +76,20 @@ pub(crate) fn lag_prefix_rows(h: &[i16; 40], out: &mut [[i16; 40]; 40]) {
                     );
                     _mm_storeu_si128(row.as_mut_ptr().add(8 * c) as *mut __m128i, r);
                 }
+                sink(m, &row);
             }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
         let mut acc = [0i32; 40];
-        for (m, row) in out.iter_mut().enumerate() {
+        for m in 0..40 {
             let hm = h[m] as i32;
             for l in 0..40 {
                 acc[l] = acc[l].wrapping_add(2 * hm * hp[m + l] as i32);
                 row[l] = (acc[l] >> 16) as i16;
             }
+            sink(m, &row);
         }
     }
 }
@@ -274,7 +277,7 @@ mod tests {
         }
         h[0] = i16::MIN;
         let mut out = [[0i16; 40]; 40];
-        lag_prefix_rows(&h, &mut out);
+        lag_prefix_rows(&h, |m, row| out[m] = *row);
         for lag in 0..40 {
             let mut acc = 0i32;
             for m in 0..40 {
