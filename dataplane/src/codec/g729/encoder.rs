@@ -7,7 +7,7 @@
 //! decoder's adaptive codebook from error propagation.
 
 use super::basic_op::*;
-use super::simd::{dot8n, lag_prefix_rows, search8, sq_dist16};
+use super::simd::{dot8n, lag_prefix_rows, search8, sq_dist16, weighted_dist8};
 use super::tables::*;
 use super::util::*;
 use super::{Params, L_FRAME, L_INTERPOL, L_SUBFR, M, MP1, PIT_MAX, PIT_MIN, SHARPMAX, SHARPMIN};
@@ -963,6 +963,31 @@ fn select_2nd(rbuf: &[i16; M], cb1: &[i16; M], wegt: &[i16; M], from: usize, to:
     // running sum only grows and saturates exactly when the true sum
     // exceeds MAX_32 (the -32768^2 product alone exceeds it too).
     let nonneg = wegt[from..to].iter().all(|&w| w >= 0);
+    if nonneg && to - from <= 8 && to <= M {
+        // Eight lanes from `lo` (weights outside from..to zeroed), so
+        // the terms outside the range vanish.
+        let lo = to.saturating_sub(8);
+        let mut b8 = [0i16; 8];
+        let mut w8 = [0i16; 8];
+        for k in 0..8 {
+            b8[k] = buf[lo + k];
+            if (from..to).contains(&(lo + k)) {
+                w8[k] = wegt[lo + k];
+            }
+        }
+        for (k, cb2) in LSPCB2.iter().enumerate() {
+            let c8: &[i16; 8] = match cb2[lo..lo + 8].try_into() {
+                Ok(c) => c,
+                Err(_) => return index,
+            };
+            let d = weighted_dist8(&b8, c8, &w8).min(MAX_32 as u64) as i32;
+            if d < dmin {
+                dmin = d;
+                index = k;
+            }
+        }
+        return index;
+    }
     for (k, cb2) in LSPCB2.iter().enumerate() {
         let d = if nonneg {
             let mut s = 0i64;

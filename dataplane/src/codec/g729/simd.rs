@@ -202,6 +202,48 @@ pub(crate) fn search8(
     }
 }
 
+/// `Σ_k 2 mult(w[k], t) t` with `t = sub(a[k], b[k])`, for weights
+/// `0 <= w[k]`: every term is non-negative, so the sum is exact in 64 bits.
+#[inline(always)]
+pub(crate) fn weighted_dist8(a: &[i16; 8], b: &[i16; 8], w: &[i16; 8]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is always available on x86_64; each load covers one
+        // 8-element array. `psubsw` is `sub`; with `0 <= w <= 32767` the
+        // product w t shifted by 15 fits 16 bits (no saturation in the
+        // pack), which is `mult(w, t)` and has the sign of `t`, so every
+        // `pmaddwd` lane is a sum of two non-negative products below 2^30:
+        // exact, and widened to 64 bits before the lanes are added.
+        unsafe {
+            let x = _mm_loadu_si128(a.as_ptr() as *const __m128i);
+            let y = _mm_loadu_si128(b.as_ptr() as *const __m128i);
+            let wv = _mm_loadu_si128(w.as_ptr() as *const __m128i);
+            let t = _mm_subs_epi16(x, y);
+            let lo = _mm_mullo_epi16(wv, t);
+            let hi = _mm_mulhi_epi16(wv, t);
+            let p0 = _mm_srai_epi32(_mm_unpacklo_epi16(lo, hi), 15);
+            let p1 = _mm_srai_epi32(_mm_unpackhi_epi16(lo, hi), 15);
+            let t2 = _mm_packs_epi32(p0, p1);
+            let q = _mm_madd_epi16(t2, t);
+            let z = _mm_setzero_si128();
+            let acc = _mm_add_epi64(_mm_unpacklo_epi32(q, z), _mm_unpackhi_epi32(q, z));
+            let hi64 = _mm_unpackhi_epi64(acc, acc);
+            2 * _mm_cvtsi128_si64(_mm_add_epi64(acc, hi64)) as u64
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut s = 0u64;
+        for k in 0..8 {
+            let t = a[k].saturating_sub(b[k]) as i64;
+            let t2 = (w[k] as i64 * t) >> 15;
+            s += (2 * t2 * t) as u64;
+        }
+        s
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,6 +307,21 @@ mod tests {
                 assert_eq!(a16[k], ((alp2 + 0x8000) >> 16) as i16);
             }
         }
+    }
+
+    #[test]
+    fn weighted_dist8_matches_scalar() {
+        let a = [i16::MIN, i16::MAX, 0, 5, -5, 300, -300, 7];
+        let b = [i16::MAX, i16::MIN, 1, -1, 0, 999, -999, 12345];
+        let w = [32767, 32767, 0, 1, 2, 16384, 100, 20000];
+        let want: u64 = (0..8)
+            .map(|k| {
+                let t = a[k].saturating_sub(b[k]) as i64;
+                let t2 = (w[k] as i64 * t) >> 15;
+                (2 * t2 * t) as u64
+            })
+            .sum();
+        assert_eq!(weighted_dist8(&a, &b, &w), want);
     }
 
     #[test]
