@@ -774,8 +774,15 @@ fn autocorr(x: &[i16; L_TOTAL], r_h: &mut [i16; MP1], r_l: &mut [i16; MP1]) {
     (r_h[0], r_l[0]) = l_extract(sum);
     // 1 + Σ 2y² did not saturate, so by Cauchy-Schwarz no running lagged
     // sum |Σ 2 y[j] y[j+i]| can reach 2^31: plain 64-bit sums are exact.
+    // y followed by zeros: Σ_j y[j] y[j + i] is the dot product of y with
+    // the shifted padded copy.
+    let mut yp = [0i16; L_WINDOW + 16];
+    yp[..L_WINDOW].copy_from_slice(&y);
     for i in 1..=M {
-        let s = dot_wrapping(&y[..L_WINDOW - i], &y[i..]).wrapping_mul(2);
+        let Ok(shifted) = <&[i16; L_WINDOW]>::try_from(&yp[i..i + L_WINDOW]) else {
+            continue;
+        };
+        let s = dot8n(&y, shifted).wrapping_mul(2);
         let s = l_shl(s, norm);
         (r_h[i], r_l[i]) = l_extract(s);
     }
