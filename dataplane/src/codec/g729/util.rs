@@ -146,6 +146,9 @@ pub(crate) fn syn_filt(
         .map(|v| v.unsigned_abs() as i64)
         .max()
         .unwrap_or(0);
+    // The last M outputs also kept in a small local window: reading them
+    // back from `tmp` right after the store stalls on store forwarding.
+    let mut reg = *mem;
     for (i, &xi) in x.iter().enumerate().take(lg) {
         let w: &[i16; 16] = match tmp[i..i + 16].try_into() {
             Ok(w) => w,
@@ -153,7 +156,11 @@ pub(crate) fn syn_filt(
         };
         let p0 = xi as i32 * a0;
         let s = if 2 * (p0.unsigned_abs() as i64 + a_abs * ymax) <= MAX_32 as i64 {
-            p0.wrapping_sub(dot8n(w, &ar)).wrapping_mul(2)
+            let mut d = 0i32;
+            for k in 0..M {
+                d = d.wrapping_add(reg[k] as i32 * ar[PAD + k] as i32);
+            }
+            p0.wrapping_sub(d).wrapping_mul(2)
         } else {
             let w: &[i16; M] = match w[PAD..].try_into() {
                 Ok(w) => w,
@@ -164,6 +171,8 @@ pub(crate) fn syn_filt(
         let s = l_shl_ov(s, 3, &mut ov);
         let out = round_ov(s, &mut ov);
         tmp[PAD + M + i] = out;
+        reg.copy_within(1.., 0);
+        reg[M - 1] = out;
         ymax = ymax.max(out.unsigned_abs() as i64);
     }
     y[..lg].copy_from_slice(&tmp[PAD + M..PAD + M + lg]);
