@@ -284,6 +284,7 @@ impl Decoder {
         self.post_process(out);
     }
 
+    #[inline(never)]
     fn decode_synth(&mut self, prm: Option<&Params>, az: &mut [i16; 2 * MP1], t2: &mut [i16; 2]) {
         let bfi = prm.is_none();
         let zero = Params::default();
@@ -396,6 +397,7 @@ impl Decoder {
         self.old_exc.copy_within(L_FRAME.., 0);
     }
 
+    #[inline(never)]
     fn dec_gain(&mut self, index: i16, code: &[i16; L_SUBFR], bfi: bool) {
         if bfi {
             self.gain_pitch = mult(self.gain_pitch, 29491);
@@ -418,6 +420,7 @@ impl Decoder {
         gain_update(&mut self.past_qua_en, l_gbk12);
     }
 
+    #[inline(never)]
     fn post_filter(&mut self, az: &[i16; 2 * MP1], t: &[i16; 2]) {
         let mut syn_pst = [0i16; L_FRAME];
         for sf in 0..2 {
@@ -489,6 +492,7 @@ impl Decoder {
         self.synth_buf[M..].copy_from_slice(&syn_pst);
     }
 
+    #[inline(never)]
     fn pit_pst_filt(&self, t0_min: i16, t0_max: i16, out: &mut [i16; L_SUBFR]) {
         let sig = &self.res2_buf;
         let scal = &self.scal_res2_buf;
@@ -548,6 +552,7 @@ impl Decoder {
         }
     }
 
+    #[inline(never)]
     fn preemphasis(&mut self, signal: &mut [i16; L_SUBFR], g: i16) {
         let temp = signal[L_SUBFR - 1];
         for i in (1..L_SUBFR).rev() {
@@ -557,6 +562,7 @@ impl Decoder {
         self.mem_pre = temp;
     }
 
+    #[inline(never)]
     fn agc(&mut self, sig_in: &[i16; L_SUBFR], sig_out: &mut [i16]) {
         let mut x = [0i16; L_SUBFR];
         for (x, &v) in x.iter_mut().zip(sig_out.iter()) {
@@ -597,6 +603,7 @@ impl Decoder {
         self.past_gain = gain;
     }
 
+    #[inline(never)]
     fn post_process(&mut self, signal: &mut [i16; L_FRAME]) {
         for s in signal.iter_mut() {
             let x2 = self.x1;

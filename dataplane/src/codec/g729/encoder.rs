@@ -7,6 +7,7 @@
 //! decoder's adaptive codebook from error propagation.
 
 use super::basic_op::*;
+use super::simd::{dot8n, lag_prefix_rows, search8, sq_dist16, weighted_dist8};
 use super::tables::*;
 use super::util::*;
 use super::{Params, L_FRAME, L_INTERPOL, L_SUBFR, M, MP1, PIT_MAX, PIT_MIN, SHARPMAX, SHARPMIN};
@@ -46,7 +47,7 @@ const RRI1I4: usize = RRI1I3 + MSIZE;
 const RRI2I3: usize = RRI1I4 + MSIZE;
 const RRI2I4: usize = RRI2I3 + MSIZE;
 
-/// State of one G.729A encoder channel (about 2 KB, no heap).
+/// State of one G.729A encoder channel (about 5 KB with scratch, no heap).
 #[derive(Clone)]
 pub struct Encoder {
     old_speech: [i16; L_TOTAL],
@@ -63,6 +64,8 @@ pub struct Encoder {
     freq_prev: [[i16; M]; 4],
     past_qua_en: [i16; 4],
     l_exc_err: [i32; 4],
+    /// Scratch for `cor_h` (no state: fully rewritten on every use).
+    rows: LagRows,
     // pre-processing high-pass
     y2_hi: i16,
     y2_lo: i16,
@@ -99,6 +102,7 @@ impl Encoder {
             freq_prev: [FREQ_PREV_RESET; 4],
             past_qua_en: [-14336; 4],
             l_exc_err: [0x4000; 4],
+            rows: [[0; L_SUBFR]; L_SUBFR],
             y2_hi: 0,
             y2_lo: 0,
             y1_hi: 0,
@@ -258,7 +262,15 @@ impl Encoder {
 
             let mut code = [0i16; L_SUBFR];
             let mut y2 = [0i16; L_SUBFR];
-            let (index, sign) = acelp_code_a(&xn2, &mut h1, t0, self.sharp, &mut code, &mut y2);
+            let (index, sign) = acelp_code_a(
+                &xn2,
+                &mut h1,
+                t0,
+                self.sharp,
+                &mut code,
+                &mut y2,
+                &mut self.rows,
+            );
             let ci = if sf == 0 { 4 } else { 8 };
             ana[ci] = index as u16;
             ana[ci + 1] = sign as u16;
@@ -298,6 +310,7 @@ impl Encoder {
         Params(ana)
     }
 
+    #[inline(never)]
     fn pre_process(&mut self) {
         for s in self.old_speech[NEW_SPEECH_OFF..].iter_mut() {
             let x2 = self.x1;
@@ -318,6 +331,7 @@ impl Encoder {
         }
     }
 
+    #[inline(never)]
     fn levinson(&mut self, rh: &[i16; MP1], rl: &[i16; MP1], a: &mut [i16; MP1]) {
         let mut ah = [0i16; MP1];
         let mut al = [0i16; MP1];
@@ -394,6 +408,7 @@ impl Encoder {
         self.old_rc = [rc[0], rc[1]];
     }
 
+    #[inline(never)]
     fn qua_lsp(&mut self, lsp: &[i16; M], lsp_q: &mut [i16; M]) -> (i16, i16) {
         let mut lsf = [0i16; M];
         lsp_lsf2(lsp, &mut lsf);
@@ -414,15 +429,16 @@ impl Encoder {
                 &FG_SUM_INV[mode],
             );
             // pre-select first stage
+            // The reference's distance is L_mac(.., t, t) summed from 0:
+            // non-negative terms, so it saturates exactly when the exact sum
+            // exceeds MAX_32; the first minimum wins.
             let mut c = 0usize;
-            let mut dmin = MAX_32;
-            for (i, cb) in LSPCB1.iter().enumerate() {
-                let mut t = [0i16; M];
-                for j in 0..M {
-                    t[j] = sub(rbuf[j], cb[j]);
-                }
-                let (l, _) = l_mac_energy(0, &t);
-                if l_sub(l, dmin) < 0 {
+            let mut dmin = MAX_32 as u64;
+            let mut r16 = [0i16; 16];
+            r16[..M].copy_from_slice(&rbuf);
+            for (i, cb) in lspcb1_padded().iter().enumerate() {
+                let l = (2 * sq_dist16(&r16, cb)).min(MAX_32 as u64);
+                if l < dmin {
                     dmin = l;
                     c = i;
                 }
@@ -516,6 +532,7 @@ impl Encoder {
         self.l_exc_err[0] = worst;
     }
 
+    #[inline(never)]
     fn qua_gain(
         &mut self,
         code: &[i16; L_SUBFR],
@@ -646,6 +663,18 @@ impl Encoder {
     }
 }
 
+/// The first-stage LSP codebook padded to 16 entries per vector.
+fn lspcb1_padded() -> &'static [[i16; 16]; 128] {
+    static TABLE: std::sync::OnceLock<[[i16; 16]; 128]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = [[0i16; 16]; 128];
+        for (p, cb) in t.iter_mut().zip(LSPCB1.iter()) {
+            p[..M].copy_from_slice(cb);
+        }
+        t
+    })
+}
+
 #[inline(always)]
 fn lsp_ref(x: &[i16; M]) -> &[i16; M] {
     x
@@ -723,6 +752,7 @@ fn gbk_presel(best_gain: &[i16; 2], gcode0: i16) -> (usize, usize) {
 }
 
 /// Windowed autocorrelation r[0..=10] in double precision.
+#[inline(never)]
 fn autocorr(x: &[i16; L_TOTAL], r_h: &mut [i16; MP1], r_l: &mut [i16; MP1]) {
     let mut y = [0i16; L_WINDOW];
     for i in 0..L_WINDOW {
@@ -744,8 +774,15 @@ fn autocorr(x: &[i16; L_TOTAL], r_h: &mut [i16; MP1], r_l: &mut [i16; MP1]) {
     (r_h[0], r_l[0]) = l_extract(sum);
     // 1 + Σ 2y² did not saturate, so by Cauchy-Schwarz no running lagged
     // sum |Σ 2 y[j] y[j+i]| can reach 2^31: plain 64-bit sums are exact.
+    // y followed by zeros: Σ_j y[j] y[j + i] is the dot product of y with
+    // the shifted padded copy.
+    let mut yp = [0i16; L_WINDOW + 16];
+    yp[..L_WINDOW].copy_from_slice(&y);
     for i in 1..=M {
-        let s = dot_wrapping(&y[..L_WINDOW - i], &y[i..]).wrapping_mul(2);
+        let Ok(shifted) = <&[i16; L_WINDOW]>::try_from(&yp[i..i + L_WINDOW]) else {
+            continue;
+        };
+        let s = dot8n(&y, shifted).wrapping_mul(2);
         let s = l_shl(s, norm);
         (r_h[i], r_l[i]) = l_extract(s);
     }
@@ -801,6 +838,7 @@ fn sub_ov(a: i16, b: i16, ov: &mut bool) -> i16 {
     sat16(r)
 }
 
+#[inline(never)]
 fn az_lsp(a: &[i16; MP1], lsp: &mut [i16; M], old_lsp: &[i16; M]) {
     let mut f1 = [0i16; 6];
     let mut f2 = [0i16; 6];
@@ -932,6 +970,31 @@ fn select_2nd(rbuf: &[i16; M], cb1: &[i16; M], wegt: &[i16; M], from: usize, to:
     // running sum only grows and saturates exactly when the true sum
     // exceeds MAX_32 (the -32768^2 product alone exceeds it too).
     let nonneg = wegt[from..to].iter().all(|&w| w >= 0);
+    if nonneg && to - from <= 8 && to <= M {
+        // Eight lanes from `lo` (weights outside from..to zeroed), so
+        // the terms outside the range vanish.
+        let lo = to.saturating_sub(8);
+        let mut b8 = [0i16; 8];
+        let mut w8 = [0i16; 8];
+        for k in 0..8 {
+            b8[k] = buf[lo + k];
+            if (from..to).contains(&(lo + k)) {
+                w8[k] = wegt[lo + k];
+            }
+        }
+        for (k, cb2) in LSPCB2.iter().enumerate() {
+            let c8: &[i16; 8] = match cb2[lo..lo + 8].try_into() {
+                Ok(c) => c,
+                Err(_) => return index,
+            };
+            let d = weighted_dist8(&b8, c8, &w8).min(MAX_32 as u64) as i32;
+            if d < dmin {
+                dmin = d;
+                index = k;
+            }
+        }
+        return index;
+    }
     for (k, cb2) in LSPCB2.iter().enumerate() {
         let d = if nonneg {
             let mut s = 0i64;
@@ -970,6 +1033,7 @@ fn lsp_expand(buf: &mut [i16; M], gap: i16, from: usize, to: usize) {
 }
 
 /// Open-loop pitch on the weighted speech (`wsp[PIT_MAX..]` is the frame).
+#[inline(never)]
 fn pitch_ol_fast(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 {
     let mut scal = [0i16; L_FRAME + PIT_MAX];
     let mut dec = [0i16; (L_FRAME + PIT_MAX).div_ceil(2)];
@@ -1006,7 +1070,23 @@ fn pitch_ol_fast(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 {
         let half = if start % 2 == 0 { &even } else { &odd };
         &half[start / 2..start / 2 + L_FRAME / 2]
     };
-    let corr = |t: usize| -> i32 { l_mac_dot(0, cur, past(t)) };
+    // Cauchy-Schwarz: every running sum of a correlation is at most
+    // sqrt(E_cur E_half) with E_half the energy of the whole half it reads;
+    // when twice that fits in 32 bits no L_mac step saturates and plain
+    // 32-bit sums are exact.
+    let energy = |v: &[i16]| -> i128 { v.iter().map(|&x| x as i128 * x as i128).sum() };
+    let e_half = energy(&even).max(energy(&odd));
+    let exact = 4 * energy(cur) * e_half <= MAX_32 as i128 * MAX_32 as i128;
+    let cur40: &[i16; L_FRAME / 2] = match cur.try_into() {
+        Ok(c) => c,
+        Err(_) => return PIT_MIN as i16,
+    };
+    let corr = |t: usize| -> i32 {
+        match (exact, past(t).try_into()) {
+            (true, Ok(p)) => dot8n::<{ L_FRAME / 2 }>(cur40, p).wrapping_mul(2),
+            _ => l_mac_dot(0, cur, past(t)),
+        }
+    };
     let norm = |t: usize, max: i32| -> i16 {
         let (s, _) = l_mac_energy(1, past(t));
         let s = inv_sqrt(s);
@@ -1073,12 +1153,31 @@ fn pitch_ol_fast(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 {
     t1 as i16
 }
 
+#[inline(never)]
 fn cor_h_x(h: &[i16; L_SUBFR], x: &[i16; L_SUBFR], d: &mut [i16; L_SUBFR]) {
     let mut y32 = [0i32; L_SUBFR];
+    // Cauchy-Schwarz: every running sum |Σ_{k<K} x[i+k] h[k]| is at most
+    // sqrt(Σx² Σh²); when twice that fits in 32 bits no L_mac step (nor the
+    // -32768² product) saturates and plain 32-bit sums are exact.
+    let ex: i64 = x.iter().map(|&v| v as i64 * v as i64).sum();
+    let eh: i64 = h.iter().map(|&v| v as i64 * v as i64).sum();
+    if (4 * ex as i128) * (eh as i128) <= (MAX_32 as i128) * (MAX_32 as i128) {
+        let mut xp = [0i16; 2 * L_SUBFR];
+        xp[..L_SUBFR].copy_from_slice(x);
+        for (i, y) in y32.iter_mut().enumerate() {
+            let w: &[i16; L_SUBFR] = match xp[i..i + L_SUBFR].try_into() {
+                Ok(w) => w,
+                Err(_) => return,
+            };
+            *y = dot8n(w, h).wrapping_mul(2);
+        }
+    } else {
+        for (i, y) in y32.iter_mut().enumerate() {
+            *y = l_mac_dot(0, &x[i..], &h[..L_SUBFR - i]);
+        }
+    }
     let mut max = 0i32;
-    for i in 0..L_SUBFR {
-        let s = l_mac_dot(0, &x[i..], &h[..L_SUBFR - i]);
-        y32[i] = s;
+    for &s in y32.iter() {
         let s = l_abs(s);
         if l_sub(s, max) > 0 {
             max = s;
@@ -1099,6 +1198,7 @@ fn dot(x: &[i16], y: &[i16]) -> i32 {
 }
 
 #[allow(clippy::too_many_arguments)]
+#[inline(never)]
 fn pitch_fr3_fast(
     exc: &mut [i16],
     pos: usize,
@@ -1146,6 +1246,7 @@ fn pitch_fr3_fast(
     t0
 }
 
+#[inline(never)]
 fn g_pitch(xn: &[i16; L_SUBFR], y1: &[i16; L_SUBFR], g_coeff: &mut [i16; 4]) -> i16 {
     let mut scaled = [0i16; L_SUBFR];
     for i in 0..L_SUBFR {
@@ -1212,6 +1313,7 @@ fn enc_lag3(t0: i16, t0_frac: i16, t0_min: &mut i16, t0_max: &mut i16, sf: usize
     }
 }
 
+#[inline(never)]
 fn corr_xy2(
     xn: &[i16; L_SUBFR],
     y1: &[i16; L_SUBFR],
@@ -1240,6 +1342,7 @@ fn corr_xy2(
 }
 
 /// Annex A algebraic codebook search; returns (positions index, signs).
+#[inline(never)]
 fn acelp_code_a(
     x: &[i16; L_SUBFR],
     h: &mut [i16; L_SUBFR],
@@ -1247,6 +1350,7 @@ fn acelp_code_a(
     pitch_sharp: i16,
     code: &mut [i16; L_SUBFR],
     y: &mut [i16; L_SUBFR],
+    rows: &mut LagRows,
 ) -> (i16, i16) {
     let sharp = shl(pitch_sharp, 1);
     let t0u = t0 as usize;
@@ -1256,7 +1360,7 @@ fn acelp_code_a(
         }
     }
     let mut rr = [0i16; DIM_RR];
-    cor_h(h, &mut rr);
+    cor_h(h, &mut rr, rows);
     let mut dn = [0i16; L_SUBFR];
     cor_h_x(h, x, &mut dn);
     let (index, sign) = d4i40_17_fast(&mut dn, &mut rr, h, code, y);
@@ -1268,7 +1372,8 @@ fn acelp_code_a(
     (index, sign)
 }
 
-fn cor_h(hin: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) {
+#[inline(never)]
+fn cor_h(hin: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR], rows: &mut LagRows) {
     let (cor, _) = l_mac_energy(0, hin);
     let mut h = [0i16; L_SUBFR];
     if extract_h(cor) > 32000 {
@@ -1288,7 +1393,7 @@ fn cor_h(hin: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) {
     if l_mac_energy(0, &h).1 {
         cor_h_walk(&mut SatSink { h: &h, rr, cor: 0 });
     } else {
-        cor_h_exact(&h, rr);
+        cor_h_exact(&h, rr, rows);
     }
 }
 
@@ -1320,22 +1425,43 @@ fn prefix_index(lag: usize, count: usize) -> usize {
     lag * L_SUBFR - lag * (lag.saturating_sub(1)) / 2 + count - 1
 }
 
-/// `cor_h` when no running sum can saturate: the lagged products' running
-/// sums in plain arithmetic, each stored where the table says.
-fn cor_h_exact(h: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) {
-    let table = rr_table();
-    let mut k = 0usize;
-    for lag in 0..L_SUBFR {
-        let mut acc = 0i32;
-        for (a, b) in h.iter().zip(h[lag..].iter()) {
-            acc = acc.wrapping_add(2 * (*a as i32 * *b as i32));
-            if let Some(&d) = table.get(k) {
-                if let Some(r) = rr.get_mut(d as usize) {
-                    *r = extract_h(acc);
+/// The running sums of every lag after every step (see [`lag_prefix_rows`]).
+type LagRows = [[i16; L_SUBFR]; L_SUBFR];
+
+/// For every element of `rr`, the index `count * L_SUBFR + lag` (with
+/// `count` counted from 0) of the running sum it is taken from; the inverse
+/// of [`rr_table`].
+fn rr_source() -> &'static [u16; DIM_RR] {
+    static TABLE: std::sync::OnceLock<[u16; DIM_RR]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let fwd = rr_table();
+        let mut src = [0u16; DIM_RR];
+        let mut k = 0usize;
+        for lag in 0..L_SUBFR {
+            for count in 0..L_SUBFR - lag {
+                if let Some(d) = fwd.get(k).and_then(|&d| src.get_mut(d as usize)) {
+                    *d = (count * L_SUBFR + lag) as u16;
                 }
+                k += 1;
             }
-            k += 1;
         }
+        src
+    })
+}
+
+/// `cor_h` when no running sum can saturate: the running sums of all lags
+/// advance together (one row of `L_SUBFR` lags per step, in SSE2), then
+/// every element of `rr` picks the one it is taken from. `all` is scratch.
+#[inline(never)]
+fn cor_h_exact(h: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR], all: &mut LagRows) {
+    lag_prefix_rows(h, |m, row| {
+        if let Some(r) = all.get_mut(m) {
+            *r = *row;
+        }
+    });
+    let flat = all.as_flattened();
+    for (r, &s) in rr.iter_mut().zip(rr_source().iter()) {
+        *r = flat.get(s as usize).copied().unwrap_or(0);
     }
 }
 
@@ -1496,6 +1622,71 @@ fn cor_h_walk<S: RrSink>(sink: &mut S) {
     }
 }
 
+/// The search's test `L_msu(L_mult(alp, sq2), sq, alp_16) > 0`. `sq2` is
+/// `mult(x, x) >= 0` and `sq >= -1`, so neither `L_mult` can meet the one
+/// saturating product (-32768)^2, and a saturating subtraction keeps the sign
+/// of the exact difference: the test is the plain comparison of products.
+#[inline(always)]
+fn better(alp: i16, sq2: i16, sq: i16, alp_16: i16) -> bool {
+    debug_assert!(sq2 >= 0 && sq >= -1);
+    alp as i32 * sq2 as i32 > sq as i32 * alp_16 as i32
+}
+
+/// The innermost loop of the codebook search over one row of 8 candidates
+/// (pulse positions `k` of the last track): `ps2 = add(ps1, dn[k])`,
+/// `alp2 = L_mac(L_mac(alp1, rr[p + k], H8), tmp[k], H2)`, and the
+/// candidate replaces the best so far (`best = (alp, sq)`) when `better`.
+/// Returns the last replacement (position, sq, alp) if any.
+#[inline(always)]
+fn search_row(
+    rr: &[i16; DIM_RR],
+    p: usize,
+    ps1: i16,
+    alp1: i32,
+    dn: &[i16; NB_POS],
+    tmp: &[i16; NB_POS],
+    best: (i16, i16),
+) -> Option<(usize, i16, i16)> {
+    let (mut alp, mut sq) = best;
+    let mut found = None;
+    let row: Option<&[i16; NB_POS]> = rr.get(p..p + NB_POS).and_then(|r| r.try_into().ok());
+    // No L_mac step nor the rounding saturates when |alp1| plus the largest
+    // possible terms stays in range; then plain 32-bit sums are exact.
+    let bound = |v: &[i16; NB_POS]| v.iter().map(|x| x.unsigned_abs() as i64).max().unwrap_or(0);
+    match row {
+        Some(row)
+            if (alp1 as i64).abs() + (bound(row) << 13) + (bound(tmp) << 15) + 0x8000
+                <= MAX_32 as i64 =>
+        {
+            let (mut sq2, mut a16) = ([0i16; NB_POS], [0i16; NB_POS]);
+            search8(ps1, alp1, dn, row, tmp, &mut sq2, &mut a16);
+            for k in 0..NB_POS {
+                if better(alp, sq2[k], sq, a16[k]) {
+                    sq = sq2[k];
+                    alp = a16[k];
+                    found = Some((k, sq, alp));
+                }
+            }
+        }
+        _ => {
+            for k in 0..NB_POS {
+                let ps2 = add(ps1, dn[k]);
+                let mut alp2 = l_mac(alp1, rr.get(p + k).copied().unwrap_or(0), 4096);
+                alp2 = l_mac(alp2, tmp[k], 16384);
+                let sq2 = mult(ps2, ps2);
+                let alp_16 = round(alp2);
+                if better(alp, sq2, sq, alp_16) {
+                    sq = sq2;
+                    alp = alp_16;
+                    found = Some((k, sq, alp));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[inline(never)]
 fn d4i40_17_fast(
     dn: &mut [i16; L_SUBFR],
     rr: &mut [i16; DIM_RR],
@@ -1519,58 +1710,53 @@ fn d4i40_17_fast(
             dn[i] = negate(dn[i]);
         }
     }
-    // Apply signs to the cross terms.
+    // Apply signs to the cross terms: row i (track ti) of block (ti, tj) is
+    // multiplied by the signs of track tj, or their inverses when dn[i] < 0.
     {
-        let (mut p0, mut p1, mut p2, mut p3) = (RRI0I1, RRI0I2, RRI0I3, RRI0I4);
-        for i0 in (0..L_SUBFR).step_by(5) {
-            let ps = if sign_dn[i0] < 0 {
-                &sign_dn_inv
-            } else {
-                &sign_dn
-            };
-            for i1 in (1..L_SUBFR).step_by(5) {
-                rr[p0] = mult(rr[p0], ps[i1]);
-                rr[p1] = mult(rr[p1], ps[i1 + 1]);
-                rr[p2] = mult(rr[p2], ps[i1 + 2]);
-                rr[p3] = mult(rr[p3], ps[i1 + 3]);
-                p0 += 1;
-                p1 += 1;
-                p2 += 1;
-                p3 += 1;
+        let mut sg = [[0i16; NB_POS]; 5];
+        let mut neg = [[false; NB_POS]; 5];
+        for t in 0..5 {
+            for k in 0..NB_POS {
+                sg[t][k] = sign_dn[t + 5 * k];
+                neg[t][k] = sign_dn[t + 5 * k] < 0;
             }
         }
-        let (mut p0, mut p1, mut p2) = (RRI1I2, RRI1I3, RRI1I4);
-        for i1 in (1..L_SUBFR).step_by(5) {
-            let ps = if sign_dn[i1] < 0 {
-                &sign_dn_inv
-            } else {
-                &sign_dn
+        let blocks: [(usize, usize, usize); 9] = [
+            (RRI0I1, 0, 1),
+            (RRI0I2, 0, 2),
+            (RRI0I3, 0, 3),
+            (RRI0I4, 0, 4),
+            (RRI1I2, 1, 2),
+            (RRI1I3, 1, 3),
+            (RRI1I4, 1, 4),
+            (RRI2I3, 2, 3),
+            (RRI2I4, 2, 4),
+        ];
+        for (base, ti, tj) in blocks {
+            let Some(block) = rr.get_mut(base..base + MSIZE) else {
+                continue;
             };
-            for i2 in (2..L_SUBFR).step_by(5) {
-                rr[p0] = mult(rr[p0], ps[i2]);
-                rr[p1] = mult(rr[p1], ps[i2 + 1]);
-                rr[p2] = mult(rr[p2], ps[i2 + 2]);
-                p0 += 1;
-                p1 += 1;
-                p2 += 1;
+            let pos = sg[tj];
+            let mut inv = [0i16; NB_POS];
+            for k in 0..NB_POS {
+                inv[k] = if pos[k] < 0 { MAX_16 } else { MIN_16 };
             }
-        }
-        let (mut p0, mut p1) = (RRI2I3, RRI2I4);
-        for i2 in (2..L_SUBFR).step_by(5) {
-            let ps = if sign_dn[i2] < 0 {
-                &sign_dn_inv
-            } else {
-                &sign_dn
-            };
-            for i3 in (3..L_SUBFR).step_by(5) {
-                rr[p0] = mult(rr[p0], ps[i3]);
-                rr[p1] = mult(rr[p1], ps[i3 + 1]);
-                p0 += 1;
-                p1 += 1;
+            for (row, &n) in block.chunks_exact_mut(NB_POS).zip(neg[ti].iter()) {
+                let ps = if n { &inv } else { &pos };
+                for (v, &p) in row.iter_mut().zip(ps.iter()) {
+                    *v = mult(*v, p);
+                }
             }
         }
     }
 
+    // dn by track (after the signs were taken out).
+    let mut dn_t = [[0i16; NB_POS]; 5];
+    for (t, row) in dn_t.iter_mut().enumerate() {
+        for (k, v) in row.iter_mut().enumerate() {
+            *v = dn[t + 5 * k];
+        }
+    }
     let d5 = |i: usize| -> usize { mult(i as i16, 6554) as usize };
     let mut psk: i16 = -1;
     let mut alpk: i16 = 1;
@@ -1612,8 +1798,7 @@ fn d4i40_17_fast(
                 p1 += 1;
                 let sq2 = mult(ps2, ps2);
                 let alp_16 = round(alp2);
-                let s = l_msu(l_mult(alp, sq2), sq, alp_16);
-                if s > 0 {
+                if better(alp, sq2, sq, alp_16) {
                     sq = sq2;
                     ps = ps2;
                     alp = alp_16;
@@ -1657,21 +1842,15 @@ fn d4i40_17_fast(
                 p1 += NB_POS;
                 alp1 = l_mac(alp1, rr[p2], H16);
                 p2 += 1;
-                for (k, i3) in (1..L_SUBFR).step_by(5).enumerate() {
-                    let ps2 = add(ps1, dn[i3]);
-                    let mut alp2 = l_mac(alp1, rr[p3], H8);
-                    p3 += 1;
-                    alp2 = l_mac(alp2, tmp_vect[k], H2);
-                    let sq2 = mult(ps2, ps2);
-                    let alp_16 = round(alp2);
-                    let s = l_msu(l_mult(alp, sq2), sq, alp_16);
-                    if s > 0 {
-                        sq = sq2;
-                        alp = alp_16;
-                        ix = i2;
-                        iy = i3;
-                    }
+                if let Some((i3, s2, a2)) =
+                    search_row(rr, p3, ps1, alp1, &dn_t[1], &tmp_vect, (alp, sq))
+                {
+                    sq = s2;
+                    alp = a2;
+                    ix = i2;
+                    iy = 1 + 5 * i3;
                 }
+                p3 += NB_POS;
             }
         }
         let s = l_msu(l_mult(alpk, sq), psk, alp);
@@ -1711,8 +1890,7 @@ fn d4i40_17_fast(
                 p1 += 1;
                 let sq2 = mult(ps2, ps2);
                 let alp_16 = round(alp2);
-                let s = l_msu(l_mult(alp, sq2), sq, alp_16);
-                if s > 0 {
+                if better(alp, sq2, sq, alp_16) {
                     sq = sq2;
                     ps = ps2;
                     alp = alp_16;
@@ -1757,21 +1935,15 @@ fn d4i40_17_fast(
                 p1 += 1;
                 alp1 = l_mac(alp1, rr[p2], H16);
                 p2 += 1;
-                for (k, i3) in (2..L_SUBFR).step_by(5).enumerate() {
-                    let ps2 = add(ps1, dn[i3]);
-                    let mut alp2 = l_mac(alp1, rr[p3], H8);
-                    p3 += 1;
-                    alp2 = l_mac(alp2, tmp_vect[k], H2);
-                    let sq2 = mult(ps2, ps2);
-                    let alp_16 = round(alp2);
-                    let s = l_msu(l_mult(alp, sq2), sq, alp_16);
-                    if s > 0 {
-                        sq = sq2;
-                        alp = alp_16;
-                        ix = i2;
-                        iy = i3;
-                    }
+                if let Some((i3, s2, a2)) =
+                    search_row(rr, p3, ps1, alp1, &dn_t[2], &tmp_vect, (alp, sq))
+                {
+                    sq = s2;
+                    alp = a2;
+                    ix = i2;
+                    iy = 2 + 5 * i3;
                 }
+                p3 += NB_POS;
             }
         }
         let s = l_msu(l_mult(alpk, sq), psk, alp);
@@ -1851,6 +2023,7 @@ mod tests {
     }
 
     #[test]
+    #[inline(never)]
     fn cor_h_exact_matches_saturating_walk() {
         // A small-energy impulse response takes the exact path; compare it
         // with the step-by-step operators.
@@ -1864,7 +2037,7 @@ mod tests {
             assert!(!ov && e < MAX_32);
             let mut a = [0i16; DIM_RR];
             let mut b = [0i16; DIM_RR];
-            cor_h_exact(&h, &mut a);
+            cor_h_exact(&h, &mut a, &mut [[0; L_SUBFR]; L_SUBFR]);
             cor_h_walk(&mut SatSink {
                 h: &h,
                 rr: &mut b,

@@ -4,6 +4,7 @@
 //! prediction and the pseudo-random generator.
 
 use super::basic_op::*;
+use super::simd::dot8n;
 use super::tables::*;
 use super::{L_SUBFR, M, MP1};
 
@@ -35,6 +36,7 @@ fn get_lsp_pol(lsp: &[i16; M], off: usize) -> [i32; 6] {
 }
 
 /// LSP (cosine domain, Q15) to LPC coefficients a[0..=10] (Q12).
+#[inline(never)]
 pub(crate) fn lsp_az(lsp: &[i16; M], a: &mut [i16]) {
     let mut f1 = get_lsp_pol(lsp, 0);
     let mut f2 = get_lsp_pol(lsp, 1);
@@ -94,6 +96,7 @@ pub(crate) fn weight_az(a: &[i16], gamma: i16, ap: &mut [i16; MP1]) {
 }
 
 /// Interpolate the quantised LSPs and convert both subframes to LPC.
+#[inline(never)]
 pub(crate) fn int_qlpc(lsp_old: &[i16; M], lsp_new: &[i16; M], az: &mut [i16; 2 * MP1]) {
     let mut lsp = [0i16; M];
     for i in 0..M {
@@ -105,6 +108,14 @@ pub(crate) fn int_qlpc(lsp_old: &[i16; M], lsp_new: &[i16; M], az: &mut [i16; 2 
 
 /// Synthesis filter 1/A(z) over `x` into `y` with memory `mem`; returns the
 /// reference's Overflow flag for this call.
+///
+/// The reference saturates after every `L_msu`. With `A = Σ_{j>=1} |a[j]|`
+/// and `Y` the largest |past output| so far (a running maximum), every
+/// running sum of output `i` is bounded by `2 (|a[0] x[i]| + A Y)`; when that
+/// is at most `MAX_32` no step can saturate and a plain 32-bit dot product is
+/// exact. Otherwise that one sample is replayed with exact 64-bit sums and,
+/// if a running sum really leaves the range, step by step.
+#[inline(never)]
 pub(crate) fn syn_filt(
     a: &[i16],
     x: &[i16],
@@ -112,99 +123,151 @@ pub(crate) fn syn_filt(
     mem: &mut [i16; M],
     update: bool,
 ) -> bool {
-    let lg = x.len();
+    let lg = x.len().min(100).min(y.len());
     let a: &[i16; MP1] = match a.get(..MP1).and_then(|s| s.try_into().ok()) {
         Some(a) => a,
         None => return false,
     };
-    let mut tmp = [0i16; 100 + M];
-    tmp[..M].copy_from_slice(mem);
+    // PAD zeros, the memory, then the outputs: the window of output i is
+    // tmp[i..i + 16], whose first PAD taps have zero coefficients.
+    const PAD: usize = 16 - M;
+    let mut tmp = [0i16; PAD + M + 100];
+    tmp[PAD..PAD + M].copy_from_slice(mem);
     let mut ov = false;
-    // ar[k] = a[M - k] pairs with w[k].
-    let mut ar = [0i16; M];
+    // ar[PAD + k] = a[M - k] pairs with the k-th of the 10 previous outputs.
+    let mut ar = [0i16; 16];
     for k in 0..M {
-        ar[k] = a[M - k];
+        ar[PAD + k] = a[M - k];
     }
-    for (i, &xi) in x.iter().enumerate().take(100) {
-        // Window of the 10 previous outputs, oldest first.
-        let w: &[i16; M] = match tmp[i..i + M].try_into() {
+    let a_abs: i64 = ar.iter().map(|v| v.unsigned_abs() as i64).sum();
+    let a0 = a[0] as i32;
+    let mut ymax: i64 = mem
+        .iter()
+        .map(|v| v.unsigned_abs() as i64)
+        .max()
+        .unwrap_or(0);
+    // The last M outputs also kept in a small local window: reading them
+    // back from `tmp` right after the store stalls on store forwarding.
+    let mut reg = *mem;
+    for (i, &xi) in x.iter().enumerate().take(lg) {
+        let w: &[i16; 16] = match tmp[i..i + 16].try_into() {
             Ok(w) => w,
             Err(_) => return ov,
         };
-        // Exact sum in 64 bits; the reference saturates at every step, which
-        // only differs when a running sum leaves the 32-bit range, so track
-        // that and fall back to the step-by-step operators when it happens.
-        // First tier: the sum of |terms| bounds every running sum.
-        let (d, da) = dot_bound(w, &ar);
-        let p0 = xi as i32 * a[0] as i32;
-        if no_step_saturates(0, da + p0.unsigned_abs() as i64) {
-            let s = (2 * (p0 as i64 - d)) as i32;
-            let s = l_shl_ov(s, 3, &mut ov);
-            tmp[M + i] = round_ov(s, &mut ov);
-            continue;
-        }
-        let mut s = 2 * xi as i64 * a[0] as i64;
-        let mut lo = s;
-        let mut hi = s;
-        for j in 1..=M {
-            s -= 2 * a[j] as i64 * w[M - j] as i64;
-            lo = lo.min(s);
-            hi = hi.max(s);
-        }
-        let fits = lo >= i32::MIN as i64 && hi <= i32::MAX as i64 && xi != i16::MIN;
-        let s = if fits && !a[1..].contains(&i16::MIN) {
-            s as i32
-        } else {
-            let mut s = l_mult_ov(xi, a[0], &mut ov);
-            for j in 1..=M {
-                s = l_msu_ov(s, a[j], w[M - j], &mut ov);
+        let p0 = xi as i32 * a0;
+        let s = if 2 * (p0.unsigned_abs() as i64 + a_abs * ymax) <= MAX_32 as i64 {
+            let mut d = 0i32;
+            for k in 0..M {
+                d = d.wrapping_add(reg[k] as i32 * ar[PAD + k] as i32);
             }
-            s
+            p0.wrapping_sub(d).wrapping_mul(2)
+        } else {
+            let w: &[i16; M] = match w[PAD..].try_into() {
+                Ok(w) => w,
+                Err(_) => return ov,
+            };
+            syn_sample_slow(a, w, xi, &mut ov)
         };
         let s = l_shl_ov(s, 3, &mut ov);
-        tmp[M + i] = round_ov(s, &mut ov);
+        let out = round_ov(s, &mut ov);
+        tmp[PAD + M + i] = out;
+        reg.copy_within(1.., 0);
+        reg[M - 1] = out;
+        ymax = ymax.max(out.unsigned_abs() as i64);
     }
-    y[..lg].copy_from_slice(&tmp[M..M + lg]);
-    if update {
+    y[..lg].copy_from_slice(&tmp[PAD + M..PAD + M + lg]);
+    if update && lg >= M {
         mem.copy_from_slice(&y[lg - M..lg]);
     }
     ov
 }
 
+/// One output of the synthesis filter before the final shift, exactly as the
+/// reference's `L_mult`/`L_msu` chain (with its Overflow flag).
+#[cold]
+#[inline(never)]
+fn syn_sample_slow(a: &[i16; MP1], w: &[i16; M], xi: i16, ov: &mut bool) -> i32 {
+    let mut s = 2 * xi as i64 * a[0] as i64;
+    let mut lo = s;
+    let mut hi = s;
+    for j in 1..=M {
+        s -= 2 * a[j] as i64 * w[M - j] as i64;
+        lo = lo.min(s);
+        hi = hi.max(s);
+    }
+    let fits = lo >= i32::MIN as i64 && hi <= i32::MAX as i64 && xi != i16::MIN;
+    if fits && !a[1..].contains(&i16::MIN) {
+        s as i32
+    } else {
+        let mut s = l_mult_ov(xi, a[0], ov);
+        for j in 1..=M {
+            s = l_msu_ov(s, a[j], w[M - j], ov);
+        }
+        s
+    }
+}
+
 /// LPC residual: filter `buf[start..start+lg]` through A(z); needs the M
 /// samples before `start`.
+///
+/// Every running sum is bounded by `2 X Σ|a|` with `X` the largest |sample|
+/// in the input window; below `MAX_32` plain 32-bit dot products are exact.
+#[inline(never)]
 pub(crate) fn residu(a: &[i16], buf: &[i16], start: usize, y: &mut [i16], lg: usize) {
     let a: &[i16; MP1] = match a.get(..MP1).and_then(|s| s.try_into().ok()) {
         Some(a) => a,
         None => return,
     };
-    // Coefficients reversed, so each output is a dot product with the
-    // window buf[start + i - M ..= start + i].
-    let mut ar = [0i16; MP1];
+    let (Some(src), Some(y)) = (buf.get(start.wrapping_sub(M)..start + lg), y.get_mut(..lg)) else {
+        return;
+    };
+    // Coefficients reversed and padded to 16 taps, so each output is a dot
+    // product with the window win[i..i + 16] ending at buf[start + i].
+    const PAD: usize = 16 - MP1;
+    let mut ar = [0i16; 16];
     for j in 0..MP1 {
-        ar[j] = a[M - j];
+        ar[PAD + j] = a[M - j];
     }
-    for i in 0..lg {
-        let w: &[i16; MP1] = match buf[start + i - M..start + i + 1].try_into() {
+    let a_abs: i64 = ar.iter().map(|v| v.unsigned_abs() as i64).sum();
+    let xmax = src.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0) as i64;
+    let fast = 2 * a_abs * xmax <= MAX_32 as i64;
+    let mut win = [0i16; PAD + M + 100];
+    let Some(dst) = win.get_mut(PAD..PAD + src.len()) else {
+        return;
+    };
+    dst.copy_from_slice(src);
+    for (i, yi) in y.iter_mut().enumerate() {
+        let w: &[i16; 16] = match win[i..i + 16].try_into() {
             Ok(w) => w,
             Err(_) => return,
         };
-        let (s, sa) = dot_bound(w, &ar);
-        let s = if no_step_saturates(0, sa) {
-            (2 * s) as i32
+        let s = if fast {
+            dot8n(w, &ar).wrapping_mul(2)
         } else {
-            let mut s = l_mult(buf[start + i], a[0]);
-            for j in 1..=M {
-                s = l_mac(s, a[j], buf[start + i - j]);
+            let w = &w[PAD..];
+            let (s, sa) = dot_bound(w, &ar[PAD..]);
+            if no_step_saturates(0, sa) {
+                (2 * s) as i32
+            } else {
+                let mut s = l_mult(w[M], a[0]);
+                for j in 1..=M {
+                    s = l_mac(s, a[j], w[M - j]);
+                }
+                s
             }
-            s
         };
-        y[i] = round(l_shl(s, 3));
+        *yi = round(l_shl(s, 3));
     }
 }
 
 /// Adaptive codebook vector with 1/3 fractional delay, written in place at
 /// `buf[pos..pos+l]` from the past excitation before `pos`.
+///
+/// Every running sum of an output is bounded by `2 X Σ|c|` with `X` the
+/// largest |sample| the window has seen: the old samples' maximum, raised by
+/// each new output (the window reaches into them when the delay is short).
+/// Below `MAX_32` plain 32-bit dot products are exact.
+#[inline(never)]
 pub(crate) fn pred_lt_3(buf: &mut [i16], pos: usize, t0: i16, frac: i16, l: usize) {
     let mut x0 = pos - t0 as usize;
     let mut frac = -frac;
@@ -214,31 +277,62 @@ pub(crate) fn pred_lt_3(buf: &mut [i16], pos: usize, t0: i16, frac: i16, l: usiz
     }
     let frac = frac as usize;
     // The 20 taps in sample order: c[k] weights buf[x1 - 9 + k].
-    let mut c = [0i16; 20];
+    // Padded to 24 taps (4 zero coefficients after the last sample).
+    let mut c = [0i16; 24];
     for i in 0..10 {
         c[9 - i] = INTER_3L[frac + 3 * i];
         c[10 + i] = INTER_3L[3 - frac + 3 * i];
     }
+    let c_abs: i64 = c.iter().map(|v| v.unsigned_abs() as i64).sum();
+    let lo = x0.saturating_sub(9).min(buf.len());
+    let hi = (x0 + l + 11).min(buf.len()).max(lo);
+    let mut xmax = buf[lo..hi]
+        .iter()
+        .map(|v| v.unsigned_abs())
+        .max()
+        .unwrap_or(0) as i64;
     for j in 0..l {
         let x1 = x0 + j;
-        let w: &[i16; 20] = match buf[x1 - 9..x1 + 11].try_into() {
-            Ok(w) => w,
-            Err(_) => return,
-        };
-        let (s, sa) = dot_bound(w, &c);
-        let s = if no_step_saturates(0, sa) {
-            (2 * s) as i32
-        } else {
-            // Reference order: the two halves interleaved.
-            let x2 = x1 + 1;
-            let mut s = 0i32;
-            for i in 0..10 {
-                s = l_mac(s, buf[x1 - i], INTER_3L[frac + 3 * i]);
-                s = l_mac(s, buf[x2 + i], INTER_3L[3 - frac + 3 * i]);
+        let s = if 2 * c_abs * xmax <= MAX_32 as i64 {
+            match buf.get(x1.wrapping_sub(9)..x1 + 15).map(|s| s.try_into()) {
+                Some(Ok(w)) => dot8n::<24>(w, &c).wrapping_mul(2),
+                _ => match buf.get(x1.wrapping_sub(9)..x1 + 11) {
+                    Some(w) => dot_wrapping(w, &c[..20]).wrapping_mul(2),
+                    None => return,
+                },
             }
-            s
+        } else {
+            let w: &[i16; 20] = match buf.get(x1.wrapping_sub(9)..x1 + 11).map(|s| s.try_into()) {
+                Some(Ok(w)) => w,
+                _ => return,
+            };
+            pred_sample_slow(buf, x1, frac, w, &c[..20])
         };
-        buf[pos + j] = round(s);
+        let out = round(s);
+        match buf.get_mut(pos + j) {
+            Some(b) => *b = out,
+            None => return,
+        }
+        xmax = xmax.max(out.unsigned_abs() as i64);
+    }
+}
+
+/// One interpolated sample exactly as the reference's `L_mac` chain.
+#[cold]
+#[inline(never)]
+fn pred_sample_slow(buf: &[i16], x1: usize, frac: usize, w: &[i16; 20], c: &[i16]) -> i32 {
+    let (s, sa) = dot_bound(w, c);
+    if no_step_saturates(0, sa) {
+        (2 * s) as i32
+    } else {
+        // Reference order: the two halves interleaved.
+        let x2 = x1 + 1;
+        let mut s = 0i32;
+        for i in 0..10 {
+            s = l_mac(s, buf[x1 - i], INTER_3L[frac + 3 * i]);
+            s = l_mac(s, buf[x2 + i], INTER_3L[3 - frac + 3 * i]);
+        }
+        s
     }
 }
 

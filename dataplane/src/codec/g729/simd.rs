@@ -1,0 +1,347 @@
+//! Small exact integer kernels for the G.729 hot loops: 16x16-bit dot
+//! products summed modulo 2^32 (`pmaddwd` on x86_64, where SSE2 is part of
+//! the baseline, so no runtime detection is needed; plain Rust elsewhere).
+//!
+//! Callers use the result only where they have proven that every partial
+//! sum fits in 32 bits, so wrapping and the reference's saturating
+//! `L_mac` chain agree. The only `unsafe` in the codec.
+#![allow(unsafe_code)]
+
+/// `Σ a[k] * b[k]` modulo 2^32, for `N` a multiple of 8.
+#[inline(always)]
+pub(crate) fn dot8n<const N: usize>(a: &[i16; N], b: &[i16; N]) -> i32 {
+    const { assert!(N % 8 == 0) };
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is always available on x86_64. Each unaligned load
+        // reads the 8 elements `k..k + 8` with `k + 8 <= N`, inside both
+        // arrays. `pmaddwd` wraps only when both products of a pair are
+        // (-32768)^2, and wrapping is the arithmetic promised here.
+        unsafe {
+            let mut acc = _mm_setzero_si128();
+            let mut k = 0;
+            while k < N {
+                let x = _mm_loadu_si128(a.as_ptr().add(k) as *const __m128i);
+                let y = _mm_loadu_si128(b.as_ptr().add(k) as *const __m128i);
+                acc = _mm_add_epi32(acc, _mm_madd_epi16(x, y));
+                k += 8;
+            }
+            let hi = _mm_unpackhi_epi64(acc, acc);
+            let s = _mm_add_epi32(acc, hi);
+            let s2 = _mm_shuffle_epi32(s, 0b01);
+            _mm_cvtsi128_si32(_mm_add_epi32(s, s2))
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut s = 0i32;
+        for (x, y) in a.iter().zip(b) {
+            s = s.wrapping_add(*x as i32 * *y as i32);
+        }
+        s
+    }
+}
+
+/// The running sums of all lags at once: `sink(m, row)` receives, for each
+/// `m` in order, `row[lag]` = the high half of `Σ_{k <= m} 2 h[k] h[k + lag]`
+/// summed modulo 2^32 (`h` read as zero past its end).
+#[inline(always)]
+pub(crate) fn lag_prefix_rows(h: &[i16; 40], mut sink: impl FnMut(usize, &[i16; 40])) {
+    let mut row = [0i16; 40];
+    let mut hp = [0i16; 80];
+    hp[..40].copy_from_slice(h);
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is always available on x86_64. The loads read
+        // hp[m + 8c .. m + 8c + 8] with m < 40, c < 5, so at most index 79
+        // of the 80-element `hp`; the stores write row[8c .. 8c + 8]
+        // inside the 40-element row.
+        unsafe {
+            let mut acc = [_mm_setzero_si128(); 10];
+            for (m, &hv) in h.iter().enumerate() {
+                let hm = _mm_set1_epi16(hv);
+                for c in 0..5 {
+                    let v = _mm_loadu_si128(hp.as_ptr().add(m + 8 * c) as *const __m128i);
+                    let lo = _mm_mullo_epi16(v, hm);
+                    let hi = _mm_mulhi_epi16(v, hm);
+                    let p0 = _mm_unpacklo_epi16(lo, hi);
+                    let p1 = _mm_unpackhi_epi16(lo, hi);
+                    acc[2 * c] = _mm_add_epi32(acc[2 * c], _mm_add_epi32(p0, p0));
+                    acc[2 * c + 1] = _mm_add_epi32(acc[2 * c + 1], _mm_add_epi32(p1, p1));
+                    let r = _mm_packs_epi32(
+                        _mm_srai_epi32(acc[2 * c], 16),
+                        _mm_srai_epi32(acc[2 * c + 1], 16),
+                    );
+                    _mm_storeu_si128(row.as_mut_ptr().add(8 * c) as *mut __m128i, r);
+                }
+                sink(m, &row);
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut acc = [0i32; 40];
+        for m in 0..40 {
+            let hm = h[m] as i32;
+            for l in 0..40 {
+                acc[l] = acc[l].wrapping_add(2 * hm * hp[m + l] as i32);
+                row[l] = (acc[l] >> 16) as i16;
+            }
+            sink(m, &row);
+        }
+    }
+}
+
+/// `Σ_k sat16(a[k] - b[k])^2` exactly (at most 16 * 2^30, so it fits in
+/// 64 bits).
+#[inline(always)]
+pub(crate) fn sq_dist16(a: &[i16; 16], b: &[i16; 16]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is always available on x86_64; the loads read
+        // elements 0..8 and 8..16 of the two 16-element arrays. `psubsw` is
+        // the saturating 16-bit subtraction; each `pmaddwd` lane is the sum
+        // of two squares, at most 2^31, exact when read as unsigned 32 bits,
+        // and the lanes are widened to 64 bits before they are added.
+        unsafe {
+            let z = _mm_setzero_si128();
+            let mut acc = _mm_setzero_si128();
+            for k in [0usize, 8] {
+                let x = _mm_loadu_si128(a.as_ptr().add(k) as *const __m128i);
+                let y = _mm_loadu_si128(b.as_ptr().add(k) as *const __m128i);
+                let t = _mm_subs_epi16(x, y);
+                let q = _mm_madd_epi16(t, t);
+                acc = _mm_add_epi64(acc, _mm_unpacklo_epi32(q, z));
+                acc = _mm_add_epi64(acc, _mm_unpackhi_epi32(q, z));
+            }
+            let hi = _mm_unpackhi_epi64(acc, acc);
+            _mm_cvtsi128_si64(_mm_add_epi64(acc, hi)) as u64
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| {
+                let t = x.saturating_sub(*y) as i64;
+                (t * t) as u64
+            })
+            .sum()
+    }
+}
+
+/// Eight candidates of the algebraic codebook search at once:
+/// `sq2[k] = mult(ps2, ps2)` with `ps2 = add(ps1, dn[k])`, and
+/// `a16[k] = round(alp1 + 2^13 row[k] + 2^15 tmp[k])` computed without
+/// saturation (the caller proves that no partial sum leaves 32 bits).
+#[inline(always)]
+pub(crate) fn search8(
+    ps1: i16,
+    alp1: i32,
+    dn: &[i16; 8],
+    row: &[i16; 8],
+    tmp: &[i16; 8],
+    sq2: &mut [i16; 8],
+    a16: &mut [i16; 8],
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is always available on x86_64; every load and store
+        // covers exactly one of the 8-element arrays. `paddsw` is the
+        // saturating `add`; `pmullw`/`pmulhw` interleaved give the exact
+        // 32-bit squares, shifted by 15 and packed with signed saturation
+        // (only 2^15, from -32768^2, saturates, to 32767 as `mult` does).
+        // Placing a 16-bit value in the high half of a 32-bit lane and
+        // shifting right arithmetically by 3 (or 1) gives it times 2^13
+        // (or 2^15) exactly.
+        unsafe {
+            let d = _mm_loadu_si128(dn.as_ptr() as *const __m128i);
+            let ps2 = _mm_adds_epi16(_mm_set1_epi16(ps1), d);
+            let lo = _mm_mullo_epi16(ps2, ps2);
+            let hi = _mm_mulhi_epi16(ps2, ps2);
+            let s0 = _mm_srai_epi32(_mm_unpacklo_epi16(lo, hi), 15);
+            let s1 = _mm_srai_epi32(_mm_unpackhi_epi16(lo, hi), 15);
+            _mm_storeu_si128(sq2.as_mut_ptr() as *mut __m128i, _mm_packs_epi32(s0, s1));
+
+            let z = _mm_setzero_si128();
+            let r = _mm_loadu_si128(row.as_ptr() as *const __m128i);
+            let t = _mm_loadu_si128(tmp.as_ptr() as *const __m128i);
+            let base = _mm_set1_epi32(alp1.wrapping_add(0x8000));
+            let a0 = _mm_add_epi32(
+                base,
+                _mm_add_epi32(
+                    _mm_srai_epi32(_mm_unpacklo_epi16(z, r), 3),
+                    _mm_srai_epi32(_mm_unpacklo_epi16(z, t), 1),
+                ),
+            );
+            let a1 = _mm_add_epi32(
+                base,
+                _mm_add_epi32(
+                    _mm_srai_epi32(_mm_unpackhi_epi16(z, r), 3),
+                    _mm_srai_epi32(_mm_unpackhi_epi16(z, t), 1),
+                ),
+            );
+            let packed = _mm_packs_epi32(_mm_srai_epi32(a0, 16), _mm_srai_epi32(a1, 16));
+            _mm_storeu_si128(a16.as_mut_ptr() as *mut __m128i, packed);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        for k in 0..8 {
+            let ps2 = ps1.saturating_add(dn[k]) as i32;
+            sq2[k] = ((ps2 * ps2) >> 15).min(i16::MAX as i32) as i16;
+            let alp2 = alp1
+                .wrapping_add((row[k] as i32) << 13)
+                .wrapping_add((tmp[k] as i32) << 15);
+            a16[k] = (alp2.wrapping_add(0x8000) >> 16) as i16;
+        }
+    }
+}
+
+/// `Σ_k 2 mult(w[k], t) t` with `t = sub(a[k], b[k])`, for weights
+/// `0 <= w[k]`: every term is non-negative, so the sum is exact in 64 bits.
+#[inline(always)]
+pub(crate) fn weighted_dist8(a: &[i16; 8], b: &[i16; 8], w: &[i16; 8]) -> u64 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is always available on x86_64; each load covers one
+        // 8-element array. `psubsw` is `sub`; with `0 <= w <= 32767` the
+        // product w t shifted by 15 fits 16 bits (no saturation in the
+        // pack), which is `mult(w, t)` and has the sign of `t`, so every
+        // `pmaddwd` lane is a sum of two non-negative products below 2^30:
+        // exact, and widened to 64 bits before the lanes are added.
+        unsafe {
+            let x = _mm_loadu_si128(a.as_ptr() as *const __m128i);
+            let y = _mm_loadu_si128(b.as_ptr() as *const __m128i);
+            let wv = _mm_loadu_si128(w.as_ptr() as *const __m128i);
+            let t = _mm_subs_epi16(x, y);
+            let lo = _mm_mullo_epi16(wv, t);
+            let hi = _mm_mulhi_epi16(wv, t);
+            let p0 = _mm_srai_epi32(_mm_unpacklo_epi16(lo, hi), 15);
+            let p1 = _mm_srai_epi32(_mm_unpackhi_epi16(lo, hi), 15);
+            let t2 = _mm_packs_epi32(p0, p1);
+            let q = _mm_madd_epi16(t2, t);
+            let z = _mm_setzero_si128();
+            let acc = _mm_add_epi64(_mm_unpacklo_epi32(q, z), _mm_unpackhi_epi32(q, z));
+            let hi64 = _mm_unpackhi_epi64(acc, acc);
+            2 * _mm_cvtsi128_si64(_mm_add_epi64(acc, hi64)) as u64
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut s = 0u64;
+        for k in 0..8 {
+            let t = a[k].saturating_sub(b[k]) as i64;
+            let t2 = (w[k] as i64 * t) >> 15;
+            s += (2 * t2 * t) as u64;
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot8n_matches_wrapping_scalar() {
+        let mut seed = 1u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (seed >> 8) as i16
+        };
+        for _ in 0..200 {
+            let mut a = [0i16; 24];
+            let mut b = [0i16; 24];
+            for k in 0..24 {
+                a[k] = next();
+                b[k] = next();
+            }
+            a[3] = i16::MIN;
+            b[3] = i16::MIN;
+            let want = a
+                .iter()
+                .zip(&b)
+                .fold(0i32, |s, (x, y)| s.wrapping_add(*x as i32 * *y as i32));
+            assert_eq!(dot8n(&a, &b), want);
+        }
+    }
+
+    #[test]
+    fn sq_dist16_matches_scalar() {
+        let mut a = [i16::MIN; 16];
+        let mut b = [i16::MAX; 16];
+        a[1] = 1234;
+        b[2] = -5;
+        a[15] = i16::MAX;
+        let want: u64 = a
+            .iter()
+            .zip(&b)
+            .map(|(x, y)| {
+                let t = x.saturating_sub(*y) as i64;
+                (t * t) as u64
+            })
+            .sum();
+        assert_eq!(sq_dist16(&a, &b), want);
+    }
+
+    #[test]
+    fn search8_matches_scalar() {
+        let dn = [0, 1, -1, i16::MAX, i16::MIN, 1000, -20000, 32000];
+        let row = [i16::MIN, i16::MAX, 0, 5, -5, 300, -300, 7];
+        let tmp = [i16::MAX, i16::MIN, 1, -1, 0, 999, -999, 12345];
+        for ps1 in [0i16, 1, -1, 20000, -20000, i16::MIN, i16::MAX] {
+            let alp1 = 123_456i32;
+            let (mut sq2, mut a16) = ([0i16; 8], [0i16; 8]);
+            search8(ps1, alp1, &dn, &row, &tmp, &mut sq2, &mut a16);
+            for k in 0..8 {
+                let ps2 = ps1.saturating_add(dn[k]) as i32;
+                let want = ((ps2 * ps2) >> 15).min(i16::MAX as i32) as i16;
+                assert_eq!(sq2[k], want);
+                let alp2 = alp1 + ((row[k] as i32) << 13) + ((tmp[k] as i32) << 15);
+                assert_eq!(a16[k], ((alp2 + 0x8000) >> 16) as i16);
+            }
+        }
+    }
+
+    #[test]
+    fn weighted_dist8_matches_scalar() {
+        let a = [i16::MIN, i16::MAX, 0, 5, -5, 300, -300, 7];
+        let b = [i16::MAX, i16::MIN, 1, -1, 0, 999, -999, 12345];
+        let w = [32767, 32767, 0, 1, 2, 16384, 100, 20000];
+        let want: u64 = (0..8)
+            .map(|k| {
+                let t = a[k].saturating_sub(b[k]) as i64;
+                let t2 = (w[k] as i64 * t) >> 15;
+                (2 * t2 * t) as u64
+            })
+            .sum();
+        assert_eq!(weighted_dist8(&a, &b, &w), want);
+    }
+
+    #[test]
+    fn lag_prefix_rows_matches_scalar() {
+        let mut h = [0i16; 40];
+        let mut seed = 7u32;
+        for v in h.iter_mut() {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            *v = (seed >> 16) as i16;
+        }
+        h[0] = i16::MIN;
+        let mut out = [[0i16; 40]; 40];
+        lag_prefix_rows(&h, |m, row| out[m] = *row);
+        for lag in 0..40 {
+            let mut acc = 0i32;
+            for m in 0..40 {
+                let v = if m + lag < 40 { h[m + lag] as i32 } else { 0 };
+                acc = acc.wrapping_add((2 * h[m] as i32).wrapping_mul(v));
+                assert_eq!(out[m][lag], (acc >> 16) as i16, "m {m} lag {lag}");
+            }
+        }
+    }
+}
