@@ -50,11 +50,14 @@
 //!
 //! All memory (FFT plans and scratch included) is allocated in
 //! [`FdafEchoCanceller::new`]; `process` allocates nothing. No `unsafe` here:
-//! the loops are plain fixed-width lane loops that LLVM vectorises, and the
-//! FFTs come from `realfft`/`rustfft`, which pick their SIMD code at runtime.
+//! the complex multiply-accumulate and the update run in [`super::simd`]
+//! (an AVX2+FMA build chosen at runtime, else plain loops), the other loops
+//! are fixed-width lane loops that LLVM vectorises, and the FFTs come from
+//! `realfft`/`rustfft`, which pick their SIMD code at runtime.
 
 pub use super::ec::EcStats;
 use super::ec_control::{Comparator, Controller, Verdict, FAR_ACTIVE_POWER};
+use super::simd;
 use realfft::num_complex::Complex32;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 use std::sync::Arc;
@@ -165,6 +168,8 @@ pub struct FdafEchoCanceller {
     cmp: Comparator,
     cmp_n: usize,
     adapt: bool,
+    /// The CPU runs the AVX2+FMA complex kernels ([`super::simd`]).
+    avx2: bool,
     /// Smoothed far power spectrum of the newest block (per bin).
     psd: [f32; BINS],
     /// `psd` as it was at each far spectrum of `x_ring` (same slots).
@@ -215,6 +220,7 @@ impl FdafEchoCanceller {
             cmp: Comparator::default(),
             cmp_n: 0,
             adapt: true,
+            avx2: has_avx2(),
             psd: [0.0; BINS],
             psd_ring: vec![0.0; parts * BINS],
             sm_d: 0.0,
@@ -363,7 +369,8 @@ impl FdafEchoCanceller {
         self.spec.fill(ZERO);
         for p in 0..parts {
             let r = self.slot(p);
-            cmac(
+            simd::cmac(
+                self.avx2,
                 &mut self.spec,
                 &self.w_bg[p * BINS..(p + 1) * BINS],
                 &self.x_ring[r],
@@ -437,7 +444,8 @@ impl FdafEchoCanceller {
         self.spec.fill(ZERO);
         for p in 1..parts {
             let r = self.slot(p - 1);
-            cmac(
+            simd::cmac(
+                self.avx2,
                 &mut self.spec,
                 &self.w_fg[p * BINS..(p + 1) * BINS],
                 &self.x_ring[r],
@@ -477,7 +485,8 @@ impl FdafEchoCanceller {
         for p in 0..self.parts {
             let r = self.slot(p);
             let s = self.prop[p];
-            update(
+            simd::conj_update(
+                self.avx2,
                 &mut self.w_bg[p * BINS..(p + 1) * BINS],
                 &self.x_ring[r],
                 &self.spec,
@@ -492,10 +501,7 @@ impl FdafEchoCanceller {
         let alpha = 0.0f32;
         let mut total = 0.0;
         for (p, pr) in self.prop.iter_mut().enumerate() {
-            let e: f32 = self.w_bg[p * BINS..(p + 1) * BINS]
-                .iter()
-                .map(|w| w.norm_sqr())
-                .sum();
+            let e = energy(&self.w_bg[p * BINS..(p + 1) * BINS]);
             *pr = e.sqrt();
             total += *pr;
         }
@@ -553,10 +559,7 @@ impl FdafEchoCanceller {
         self.fft.forward(&mut self.w_bg[..BINS]);
         self.w_fg.copy_from_slice(&self.w_bg);
         for (p, e) in self.fg_en[..self.parts].iter_mut().enumerate() {
-            *e = self.w_fg[p * BINS..(p + 1) * BINS]
-                .iter()
-                .map(|w| w.norm_sqr())
-                .sum();
+            *e = energy(&self.w_fg[p * BINS..(p + 1) * BINS]);
         }
     }
 }
@@ -579,22 +582,32 @@ const LEAK_BELOW: f32 = 0.05;
 /// and after an echo-path change the background must move freely.
 const LEAK_GATE: f32 = 3.0;
 
-/// `acc += a * b`, bin by bin.
-#[inline]
-fn cmac(acc: &mut [Complex32], a: &[Complex32], b: &[Complex32]) {
-    for ((o, x), y) in acc.iter_mut().zip(a).zip(b) {
-        o.re += x.re * y.re - x.im * y.im;
-        o.im += x.re * y.im + x.im * y.re;
+/// AVX2 and FMA present (checked once per canceller).
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 
-/// `w += s * conj(x) * g`, bin by bin.
+/// Sum of `|w|^2` over a spectrum, in 8 partial sums (a plain `sum()` of
+/// floats is not vectorised: LLVM keeps its order).
 #[inline]
-fn update(w: &mut [Complex32], x: &[Complex32], g: &[Complex32], s: f32) {
-    for ((o, x), g) in w.iter_mut().zip(x).zip(g) {
-        o.re += s * (x.re * g.re + x.im * g.im);
-        o.im += s * (x.re * g.im - x.im * g.re);
+fn energy(w: &[Complex32]) -> f32 {
+    const L: usize = 8;
+    let mut acc = [0f32; L];
+    let (chunks, rest) = w.as_chunks::<L>();
+    for c in chunks {
+        for i in 0..L {
+            acc[i] += c[i].re * c[i].re + c[i].im * c[i].im;
+        }
     }
+    let tail: f32 = rest.iter().map(|c| c.norm_sqr()).sum();
+    ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
 /// Dot product of the head taps with the far window, 16 partial sums.
