@@ -194,13 +194,24 @@ fn speech() -> Option<(Vec<f32>, Vec<f32>)> {
 }
 
 const NOISE_DBM0: f32 = -70.0;
-// The FDAF canceller is not yet at the targets on these rows: asserted at
-// what it does, so a regression still fails.
+// The FDAF canceller is not yet at the targets on every row: the default
+// tests assert what it does (so a regression fails), and
+// `fdaf_at_issue_figures` (ignored) asserts the issue's figures.
 /// Speech seconds the FDAF canceller may take to get 20 dB back after an
-/// echo-path change (target 2.5 s).
-const T_RECONV_FDAF: f64 = 6.0;
-/// ERLE the FDAF canceller may lose through double talk (target 3 dB).
-const FDAF_DT_DROP: f64 = 4.5;
+/// echo-path change (target 2.5 s; it takes ~4.2 s).
+const T_RECONV_FDAF: f64 = 5.0;
+/// ERLE the FDAF canceller may lose through double talk (target 3 dB, met).
+const FDAF_DT_DROP: f64 = 3.0;
+
+/// The issue's figures for every row: 35 dB at ERL 25 (30 dB below),
+/// 20 dB within 1 s of speech.
+fn issue_limits(erl: f32, _disp: f32) -> (f64, f64) {
+    if erl >= 25.0 {
+        (35.0, 1.0)
+    } else {
+        (30.0, 1.0)
+    }
+}
 
 #[test]
 fn erle_table() {
@@ -222,20 +233,28 @@ fn erle_table() {
     });
 }
 
-/// The frequency-domain canceller on the same rows. It is ~3x cheaper but
-/// not yet at the targets (20 dB takes 1.5-3.5 s of speech on delayed
-/// paths; 30-34 dB at ERL 25): asserted at what it does.
+/// The frequency-domain canceller on the same rows. It is ~4x cheaper but
+/// not yet at the targets on every row (20 dB takes up to 2.5 s of speech
+/// on delayed paths; 33.7-37 dB at ERL 25): asserted at what it does.
 #[test]
 fn fdaf_erle_table() {
-    erle_rows(
-        "frequency-domain PBFDAF",
-        |_, _| (29.0, 4.0),
-        || {
-            let mut ec = FdafEchoCanceller::new(1024);
-            ec.set_nlp(false);
-            ec
-        },
-    );
+    erle_rows("frequency-domain PBFDAF", |_, _| (32.5, 3.0), fdaf);
+}
+
+/// The issue's figures on the FDAF canceller, all in one place. Ignored
+/// until it meets them (`cargo test --release --test dsp_ec -- --ignored`).
+#[test]
+#[ignore = "FDAF canceller not yet at the issue's figures (convergence on delayed paths, 35 dB at ERL 25, re-convergence)"]
+fn fdaf_at_issue_figures() {
+    erle_rows("frequency-domain PBFDAF, issue figures", issue_limits, fdaf);
+    double_talk("FDAF, issue figures", 3.0, fdaf);
+    reconverge("FDAF, issue figures", 2.5, 30.0, fdaf);
+}
+
+fn fdaf() -> FdafEchoCanceller {
+    let mut ec = FdafEchoCanceller::new(1024);
+    ec.set_nlp(false);
+    ec
 }
 
 fn erle_rows<C: Canceller>(
@@ -306,11 +325,7 @@ fn double_talk_does_not_diverge() {
 
 #[test]
 fn fdaf_double_talk_does_not_diverge() {
-    double_talk("FDAF", FDAF_DT_DROP, || {
-        let mut ec = FdafEchoCanceller::new(1024);
-        ec.set_nlp(false);
-        ec
-    });
+    double_talk("FDAF", FDAF_DT_DROP, fdaf);
 }
 
 fn double_talk<C: Canceller>(name: &str, max_drop: f64, make: impl Fn() -> C) {
@@ -371,11 +386,7 @@ fn reconverges_after_echo_path_change() {
 /// The FDAF canceller re-converges too, more slowly (asserted at what it does).
 #[test]
 fn fdaf_reconverges_after_echo_path_change() {
-    reconverge("FDAF", T_RECONV_FDAF, 20.0, || {
-        let mut ec = FdafEchoCanceller::new(1024);
-        ec.set_nlp(false);
-        ec
-    });
+    reconverge("FDAF", T_RECONV_FDAF, 25.0, fdaf);
 }
 
 fn reconverge<C: Canceller>(name: &str, t_max: f64, after_min: f64, make: impl Fn() -> C) {

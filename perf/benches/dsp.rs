@@ -1,10 +1,11 @@
-//! DSP cost per sample: echo canceller at 1024 taps (adapting and
-//! frozen) and the DTMF detector. Throughput is in samples, so
+//! DSP cost per sample: echo cancellers at 1024 taps (time-domain adapting
+//! and frozen, frequency-domain adapting) and the DTMF detector. Throughput is in samples, so
 //! criterion's "time per element" is ns/sample.
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use dataplane::dsp::dtmf::{generate_digits, DtmfDetector};
 use dataplane::dsp::ec::EchoCanceller;
+use dataplane::dsp::ec_fdaf::FdafEchoCanceller;
 
 /// Seeded noise shaped a little like speech (low-passed), with an echo.
 fn signals(n: usize) -> (Vec<i16>, Vec<i16>) {
@@ -55,6 +56,21 @@ fn bench_ec(c: &mut Criterion) {
                 })
             });
         }
+    }
+    {
+        let mut ec = FdafEchoCanceller::new(1024);
+        let mut out = vec![0i16; block];
+        let mut pos = 0;
+        g.bench_function(BenchmarkId::from_parameter("fdaf_adapting"), |b| {
+            b.iter(|| {
+                if pos + block > far.len() {
+                    pos = 0;
+                }
+                ec.process(&far[pos..pos + block], &near[pos..pos + block], &mut out);
+                pos += block;
+                black_box(&out);
+            })
+        });
     }
     g.finish();
 }
