@@ -287,7 +287,7 @@ impl Defence {
             && !resp
                 .headers
                 .iter()
-                .any(|(_, v)| v.to_ascii_lowercase().contains("stale=true"));
+                .any(|(_, v)| contains_ignore_case(v.as_bytes(), b"stale=true"));
         if creds && (challenged_again || resp.code == 403) {
             self.auth_failed(ip, now);
         }
@@ -443,6 +443,12 @@ impl Defence {
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Whether `hay` contains `needle` (ASCII, any case), without building a lowered copy.
+fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 fn tx_id(req: &Request) -> TxId {
