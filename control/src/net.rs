@@ -38,7 +38,8 @@ use crate::config::{Config, Transport};
 use crate::defence::{Defence, DefenceStats, Verdict};
 use crate::mgmt::{self, MgmtCall, MgmtReply, MgmtRequest, WorkerInfo};
 use crate::sip::transaction::response_dest;
-use crate::sip::{check, Message, Response};
+use crate::sip::transport::Transport as SipTransport;
+use crate::sip::{check, Message, Peek, Response};
 use crate::streams::{self, StreamSet};
 
 /// How often the dataplane event rings are drained when nothing else happens.
@@ -427,8 +428,7 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
                     match gate.judge(&bytes, from, t) {
                         Judged::Pass(parsed) => engine.handle_parsed(parsed, from, t),
                         Judged::Reply(bytes, dest) => {
-                            let parsed = Message::parse(&bytes).ok();
-                            send(&streams, &mut batch, bytes, parsed.as_ref(), dest, &dg_tx);
+                            send(&streams, &mut batch, bytes, dest, &dg_tx);
                         }
                         Judged::Drop => {}
                     }
@@ -474,17 +474,8 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
         }
         engine.handle_media_events(now());
         while let Some(out) = engine.poll_transmit() {
-            // One parse serves the gate and the transport choice.
-            let parsed = Message::parse(&out.bytes).ok();
-            gate.sent(parsed.as_ref(), now());
-            send(
-                &streams,
-                &mut batch,
-                out.bytes,
-                parsed.as_ref(),
-                out.dest,
-                &dg_tx,
-            );
+            gate.defence.handle_sent(&out.bytes, now());
+            send(&streams, &mut batch, out.bytes, out.dest, &dg_tx);
         }
         batch.flush(&primary).await;
         aaa.drain(&mut engine);
@@ -585,39 +576,42 @@ fn load_sounds(dir: &std::path::Path) -> std::collections::HashMap<String, Arc<[
     out
 }
 
-/// Send a message (`parsed` is its parse, done once by the caller). A request whose top Via
-/// names TCP/TLS goes on a stream connection (opened if needed, see
-/// [`StreamSet::send_request`]), never as a datagram. Anything else goes on the TCP/TLS
-/// connection to `dest` when there is one, else into `batch`, the UDP datagrams the run loop
-/// sends from the primary socket at the end of its turn.
+/// Send a message. A request whose top Via names TCP/TLS goes on a stream connection (opened
+/// if needed, see [`StreamSet::send_request`]), never as a datagram. Anything else goes on the
+/// TCP/TLS connection to `dest` when there is one, else into `batch`, the UDP datagrams the
+/// run loop sends from the primary socket at the end of its turn. Only the start line and
+/// the top Via are read ([`Peek`]); a full parse happens only for stream requests.
 fn send(
     streams: &StreamSet,
     batch: &mut batch::UdpBatch,
     bytes: Vec<u8>,
-    parsed: Option<&Message>,
     dest: SocketAddr,
     inbound: &mpsc::Sender<(Vec<u8>, SocketAddr)>,
 ) {
-    if let Some((t, fallback)) = parsed.and_then(crate::sip::transport::stream_request) {
-        if !streams.send_request(dest, fallback, &bytes, t, inbound) {
-            tracing::warn!("SIP {t} request to {dest} not sent: no connection could be queued");
+    let (request, stream_via) = match Peek::new(&bytes) {
+        Some(p) => (
+            p.code.is_none(),
+            SipTransport::of_via_value(p.via).is_reliable(),
+        ),
+        None => (false, false),
+    };
+    if request && stream_via {
+        let parsed = Message::parse(&bytes).ok();
+        if let Some((t, fallback)) = parsed
+            .as_ref()
+            .and_then(crate::sip::transport::stream_request)
+        {
+            if !streams.send_request(dest, fallback, &bytes, t, inbound) {
+                tracing::warn!("SIP {t} request to {dest} not sent: no connection could be queued");
+            }
+            return;
         }
-        return;
     }
-    if streams.open() > 0 && streams.send(dest, &bytes, via_is_stream(parsed)) {
+    // A response whose top Via names a stream transport must go on that connection.
+    if streams.open() > 0 && streams.send(dest, &bytes, !request && stream_via) {
         return;
     }
     batch.push(bytes, dest);
-}
-
-/// Whether `parsed` is a response whose top Via names a stream transport.
-fn via_is_stream(parsed: Option<&Message>) -> bool {
-    match parsed {
-        Some(Message::Response(r)) => r
-            .top_via()
-            .is_some_and(|v| v.transport == "TCP" || v.transport == "TLS"),
-        _ => false,
-    }
 }
 
 /// Bind the `[ng]` UDP socket (if configured) and forward its datagrams to
@@ -732,15 +726,6 @@ impl Gate {
         resp.headers.set("Server", self.server.as_str());
         let dest = resp.top_via().map_or(from, |via| response_dest(&via, from));
         Judged::Reply(Message::Response(resp).to_bytes(), dest)
-    }
-
-    /// The engine sends a message (`parsed`, its parse): let the defence see it.
-    fn sent(&mut self, parsed: Option<&Message>, now: Instant) {
-        match parsed {
-            Some(Message::Response(r)) => self.defence.handle_response_sent(r, now),
-            Some(Message::Request(r)) => self.defence.handle_request_sent(r),
-            None => {}
-        }
     }
 
     /// Logs the counters when they changed (at most every [`STATS_EVERY`] unless `force`).
