@@ -668,8 +668,18 @@ impl<M: Media> Engine<M> {
 
     /// A datagram arrived on a SIP listener.
     pub fn handle_datagram(&mut self, bytes: &[u8], from: SocketAddr, now: Instant) {
+        self.handle_parsed(Message::parse(bytes), from, now);
+    }
+
+    /// [`Self::handle_datagram`] for a datagram the edge already parsed (parse once).
+    pub fn handle_parsed(
+        &mut self,
+        parsed: Result<Message, crate::sip::ParseError>,
+        from: SocketAddr,
+        now: Instant,
+    ) {
         self.stats.rx += 1;
-        let msg = match Message::parse(bytes) {
+        let msg = match parsed {
             Ok(m) => m,
             Err(e) => {
                 self.stats.parse_errors += 1;

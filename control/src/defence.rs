@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::sip::{Message, Method, Request, Response};
+use crate::sip::{CSeq, Message, Method, Peek, Request, Response};
 
 /// `[sip.limits]`: the knobs of [`Defence`]. Every key is optional; see `docs/sip-limits.md`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -278,21 +278,63 @@ impl Defence {
             return;
         }
         let Some(cseq) = resp.cseq() else { return };
-        let call_id = resp.call_id().unwrap_or("").to_string();
-        let id = (call_id.clone(), cseq.seq, cseq.method.as_str().to_string());
+        let stale = || {
+            resp.headers
+                .iter()
+                .any(|(_, v)| contains_ignore_case(v.as_bytes(), b"stale=true"))
+        };
+        self.response_sent(resp.code, resp.call_id().unwrap_or(""), cseq, stale, now);
+    }
+
+    /// Informs the gate of a message the engine sends, from its bytes (our own encoding):
+    /// the same as [`Self::handle_response_sent`] / [`Self::handle_request_sent`] reading
+    /// only the start line, Call-ID and CSeq ([`Peek`]), not a full parse.
+    pub fn handle_sent(&mut self, bytes: &[u8], now: Instant) {
+        let Some(p) = Peek::new(bytes) else { return };
+        match p.code {
+            Some(code) if code >= 200 => {
+                let Some(cseq) = p.cseq.and_then(|v| CSeq::parse(v).ok()) else {
+                    return;
+                };
+                let stale = || contains_ignore_case(bytes, b"stale=true");
+                self.response_sent(code, p.call_id.unwrap_or(""), cseq, stale, now);
+            }
+            Some(_) => {}
+            None => {
+                if p.method == Some("BYE") {
+                    if let Some(c) = p.call_id {
+                        self.dialogs.remove(c);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A final response `code` for (`call_id`, `cseq`) leaves; `stale` tells whether a
+    /// challenge says `stale=true`.
+    fn response_sent(
+        &mut self,
+        code: u16,
+        call_id: &str,
+        cseq: CSeq,
+        stale: impl FnOnce() -> bool,
+        now: Instant,
+    ) {
+        let id = (
+            call_id.to_string(),
+            cseq.seq,
+            cseq.method.as_str().to_string(),
+        );
         let Some((ip, creds, _)) = self.open.remove(&id) else {
             return;
         };
-        let challenged_again = matches!(resp.code, 401 | 407)
-            && !resp
-                .headers
-                .iter()
-                .any(|(_, v)| v.to_ascii_lowercase().contains("stale=true"));
-        if creds && (challenged_again || resp.code == 403) {
+        let challenged_again = matches!(code, 401 | 407) && !stale();
+        if creds && (challenged_again || code == 403) {
             self.auth_failed(ip, now);
         }
+        let call_id = id.0;
         match cseq.method {
-            Method::Invite if resp.is_success() => {
+            Method::Invite if (200..300).contains(&code) => {
                 if self.dialogs.len() < self.limits.max_dialogs.saturating_mul(2) {
                     self.dialogs.insert(call_id, now);
                 }
@@ -445,6 +487,12 @@ fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
+/// Whether `hay` contains `needle` (ASCII, any case), without building a lowered copy.
+fn contains_ignore_case(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len())
+        .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
 fn tx_id(req: &Request) -> TxId {
     let (seq, m) = req
         .cseq()
@@ -554,6 +602,47 @@ mod tests {
             gate(&mut d, &req("REGISTER", "r", 20, true), "10.0.0.9", t),
             Verdict::Drop
         ));
+    }
+
+    #[test]
+    fn sent_bytes_count_like_sent_messages() {
+        let limits = Limits {
+            auth_failures: 2,
+            ..Limits::default()
+        };
+        let mut d = Defence::new(limits);
+        let t = epoch();
+        let bytes = |r: Response| Message::Response(r).to_bytes();
+        // A stale challenge is not a failure; plain ones with credentials are.
+        let m = req("REGISTER", "r", 1, true);
+        assert!(matches!(gate(&mut d, &m, "10.0.0.9", t), Verdict::Pass));
+        let mut stale = reply(&m, 401);
+        stale
+            .headers
+            .set("WWW-Authenticate", "Digest realm=\"t\", Stale=TRUE");
+        d.handle_sent(&bytes(stale), t);
+        assert_eq!(d.defence_stats(t).auth_failures, 0);
+        for i in 2..4 {
+            let m = req("REGISTER", "r", i, true);
+            assert!(matches!(gate(&mut d, &m, "10.0.0.9", t), Verdict::Pass));
+            // A provisional response leaves the transaction open.
+            d.handle_sent(&bytes(reply(&m, 100)), t);
+            d.handle_sent(&bytes(reply(&m, 401)), t);
+        }
+        assert_eq!(d.defence_stats(t).auth_failures, 2);
+        assert!(d.is_banned("10.0.0.9".parse().unwrap(), t));
+        // Dialogs: a 2xx to INVITE opens one, our own BYE closes it.
+        let a = req("INVITE", "a", 1, false);
+        assert!(matches!(gate(&mut d, &a, "10.0.0.1", t), Verdict::Pass));
+        d.handle_sent(&bytes(reply(&a, 200)), t);
+        assert_eq!(d.defence_stats(t).dialogs, 1);
+        assert_eq!(d.defence_stats(t).transactions, 0);
+        let Message::Request(bye) = req("BYE", "a", 2, false) else {
+            panic!()
+        };
+        d.handle_sent(&bye.to_bytes(), t);
+        assert_eq!(d.defence_stats(t).dialogs, 0);
+        d.handle_sent(b"not SIP", t);
     }
 
     #[test]

@@ -27,6 +27,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::net::UdpSocket;
+
+mod batch;
 use tokio::sync::mpsc;
 
 use crate::aaa::{AcctStatus, AuthOutcome, RadiusHandle};
@@ -36,7 +38,8 @@ use crate::config::{Config, Transport};
 use crate::defence::{Defence, DefenceStats, Verdict};
 use crate::mgmt::{self, MgmtCall, MgmtReply, MgmtRequest, WorkerInfo};
 use crate::sip::transaction::response_dest;
-use crate::sip::{check, Message, Response};
+use crate::sip::transport::Transport as SipTransport;
+use crate::sip::{check, Message, Peek, Response};
 use crate::streams::{self, StreamSet};
 
 /// How often the dataplane event rings are drained when nothing else happens.
@@ -45,6 +48,8 @@ const MEDIA_POLL: Duration = Duration::from_millis(20);
 const DRAIN_LIMIT: Duration = Duration::from_secs(4);
 /// How often the defence counters are logged (when they changed).
 const STATS_EVERY: Duration = Duration::from_secs(5);
+/// How many queued datagrams one run-loop turn takes before it sends what they produced.
+const RX_BURST: usize = 32;
 /// The methods we announce in `Allow` on 501 answers.
 const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER";
 
@@ -398,6 +403,7 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
     let mut sigint = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
     let primary = sockets[0].clone();
     let mut drain_deadline: Option<Instant> = None;
+    let mut batch = batch::UdpBatch::default();
     let mut gate = Gate {
         defence: Defence::new(cfg.limits.clone()),
         server: cfg.user_agent.clone(),
@@ -412,14 +418,24 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
             .map_or(t + MEDIA_POLL, |d| d.min(t + MEDIA_POLL));
         let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(next));
         tokio::select! {
-            Some((bytes, from)) = dg_rx.recv() => {
-                let t = now();
-                match gate.judge(&bytes, from, t) {
-                    Judged::Pass => engine.handle_datagram(&bytes, from, t),
-                    Judged::Reply(bytes, dest) => {
-                        send(&streams, &primary, &bytes, dest, &dg_tx).await;
+            Some(first) = dg_rx.recv() => {
+                // Take what else is already queued (bounded) so the answers leave in one
+                // sendmmsg batch below.
+                let mut next = Some(first);
+                let mut taken = 0;
+                while let Some((bytes, from)) = next.take() {
+                    let t = now();
+                    match gate.judge(&bytes, from, t) {
+                        Judged::Pass(parsed) => engine.handle_parsed(parsed, from, t),
+                        Judged::Reply(bytes, dest) => {
+                            send(&streams, &mut batch, bytes, dest, &dg_tx);
+                        }
+                        Judged::Drop => {}
                     }
-                    Judged::Drop => {}
+                    taken += 1;
+                    if taken < RX_BURST {
+                        next = dg_rx.try_recv().ok();
+                    }
                 }
             }
             Some((bytes, from)) = ng_rx.recv() => {
@@ -458,9 +474,10 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
         }
         engine.handle_media_events(now());
         while let Some(out) = engine.poll_transmit() {
-            gate.sent(&out.bytes, now());
-            send(&streams, &primary, &out.bytes, out.dest, &dg_tx).await;
+            gate.defence.handle_sent(&out.bytes, now());
+            send(&streams, &mut batch, out.bytes, out.dest, &dg_tx);
         }
+        batch.flush(&primary).await;
         aaa.drain(&mut engine);
         while let Some(io) = engine.poll_agi() {
             agi.handle(io);
@@ -561,41 +578,40 @@ fn load_sounds(dir: &std::path::Path) -> std::collections::HashMap<String, Arc<[
 
 /// Send a message. A request whose top Via names TCP/TLS goes on a stream connection (opened
 /// if needed, see [`StreamSet::send_request`]), never as a datagram. Anything else goes on the
-/// TCP/TLS connection to `dest` when there is one, else as a UDP datagram from the primary
-/// socket.
-async fn send(
+/// TCP/TLS connection to `dest` when there is one, else into `batch`, the UDP datagrams the
+/// run loop sends from the primary socket at the end of its turn. Only the start line and
+/// the top Via are read ([`Peek`]); a full parse happens only for stream requests.
+fn send(
     streams: &StreamSet,
-    udp: &UdpSocket,
-    bytes: &[u8],
+    batch: &mut batch::UdpBatch,
+    bytes: Vec<u8>,
     dest: SocketAddr,
     inbound: &mpsc::Sender<(Vec<u8>, SocketAddr)>,
 ) {
-    let parsed = Message::parse(bytes).ok();
-    if let Some((t, fallback)) = parsed
-        .as_ref()
-        .and_then(crate::sip::transport::stream_request)
-    {
-        if !streams.send_request(dest, fallback, bytes, t, inbound) {
-            tracing::warn!("SIP {t} request to {dest} not sent: no connection could be queued");
+    let (request, stream_via) = match Peek::new(&bytes) {
+        Some(p) => (
+            p.code.is_none(),
+            SipTransport::of_via_value(p.via).is_reliable(),
+        ),
+        None => (false, false),
+    };
+    if request && stream_via {
+        let parsed = Message::parse(&bytes).ok();
+        if let Some((t, fallback)) = parsed
+            .as_ref()
+            .and_then(crate::sip::transport::stream_request)
+        {
+            if !streams.send_request(dest, fallback, &bytes, t, inbound) {
+                tracing::warn!("SIP {t} request to {dest} not sent: no connection could be queued");
+            }
+            return;
         }
+    }
+    // A response whose top Via names a stream transport must go on that connection.
+    if streams.open() > 0 && streams.send(dest, &bytes, !request && stream_via) {
         return;
     }
-    if streams.open() > 0 && streams.send(dest, bytes, via_is_stream(bytes)) {
-        return;
-    }
-    if let Err(e) = udp.send_to(bytes, dest).await {
-        tracing::warn!("SIP send to {dest} failed: {e}");
-    }
-}
-
-/// Whether `bytes` is a response whose top Via names a stream transport.
-fn via_is_stream(bytes: &[u8]) -> bool {
-    match Message::parse(bytes) {
-        Ok(Message::Response(r)) => r
-            .top_via()
-            .is_some_and(|v| v.transport == "TCP" || v.transport == "TLS"),
-        _ => false,
-    }
+    batch.push(bytes, dest);
 }
 
 /// Bind the `[ng]` UDP socket (if configured) and forward its datagrams to
@@ -646,7 +662,8 @@ struct Gate {
 
 /// What [`Gate::judge`] decided.
 enum Judged {
-    Pass,
+    /// Hand the datagram to the engine, parsed (once, here).
+    Pass(Result<Message, crate::sip::ParseError>),
     /// Send these bytes there; the engine does not see the datagram.
     Reply(Vec<u8>, SocketAddr),
     Drop,
@@ -672,50 +689,43 @@ impl Gate {
             Verdict::Reply(resp) => return self.reply(*resp, from),
             Verdict::Pass => {}
         }
-        match parsed {
-            Ok(Message::Request(req)) => match check::check_request(&req, ALLOW) {
-                Some(resp) => {
+        match &parsed {
+            Ok(Message::Request(req)) => {
+                if let Some(resp) = check::check_request(req, ALLOW) {
                     tracing::info!(
                         "SIP {} from {from}: refused with {} (RFC 3261 §8.2)",
                         req.method,
                         resp.code
                     );
-                    self.reply(resp, from)
+                    return self.reply(resp, from);
                 }
-                None => Judged::Pass,
-            },
+            }
             // A malformed request whose status is not 400 (505 for a bad SIP version): the
             // engine only knows 400, so answer here.
-            Err(e) if e.can_respond() && e.status_code() != 400 => match &e.partial {
-                Some(req) if req.method != crate::sip::Method::Ack => {
-                    let code = e.status_code();
-                    tracing::info!(
-                        "SIP from {from}: malformed request, sent {code}: {}",
-                        e.reason
-                    );
-                    let mut resp = Response::for_request(req, code);
-                    resp.set_to_tag(&crate::sip::new_tag());
-                    self.reply(resp, from)
-                }
-                _ => Judged::Drop,
-            },
-            _ => Judged::Pass,
+            Err(e) if e.can_respond() && e.status_code() != 400 => {
+                return match &e.partial {
+                    Some(req) if req.method != crate::sip::Method::Ack => {
+                        let code = e.status_code();
+                        tracing::info!(
+                            "SIP from {from}: malformed request, sent {code}: {}",
+                            e.reason
+                        );
+                        let mut resp = Response::for_request(req, code);
+                        resp.set_to_tag(&crate::sip::new_tag());
+                        self.reply(resp, from)
+                    }
+                    _ => Judged::Drop,
+                };
+            }
+            _ => {}
         }
+        Judged::Pass(parsed)
     }
 
     fn reply(&self, mut resp: Response, from: SocketAddr) -> Judged {
         resp.headers.set("Server", self.server.as_str());
         let dest = resp.top_via().map_or(from, |via| response_dest(&via, from));
         Judged::Reply(Message::Response(resp).to_bytes(), dest)
-    }
-
-    /// The engine sends `bytes`: let the defence see it.
-    fn sent(&mut self, bytes: &[u8], now: Instant) {
-        match Message::parse(bytes) {
-            Ok(Message::Response(r)) => self.defence.handle_response_sent(&r, now),
-            Ok(Message::Request(r)) => self.defence.handle_request_sent(&r),
-            Err(_) => {}
-        }
     }
 
     /// Logs the counters when they changed (at most every [`STATS_EVERY`] unless `force`).

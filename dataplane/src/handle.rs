@@ -23,10 +23,11 @@
 //!   no RTP for `Config::media_timeout` yields `Event::MediaTimeout` once.
 
 use std::collections::hash_map::RandomState;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{BuildHasher, Hasher};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::ops::RangeInclusive;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -292,7 +293,21 @@ struct Entry {
     transcoding: bool,
 }
 
+/// At most this many pairs per worker keep their bound sockets in the pool (in use or
+/// waiting for reuse): two descriptors each, plus the worker's duplicates of the pairs in use.
+const KEPT_PAIRS: usize = 1024;
+/// A freed pair is reused only after this many other pairs were freed after it (while fresh
+/// pairs remain), so a straggler RTP packet of a finished call rarely meets a new one.
+const QUARANTINE: usize = 64;
+
 /// A worker's slice of the RTP range: `len` even/odd pairs from `base`.
+///
+/// Binding is the dear part of a session set-up (socket creation, port hash): the pool keeps
+/// the bound RTP/RTCP sockets of up to [`KEPT_PAIRS`] pairs and hands the worker duplicates
+/// (`dup`, the same kernel socket). When the worker closes its duplicates the pair stays
+/// bound here; its next user gets new duplicates after the datagrams that queued meanwhile
+/// are drained. Pairs beyond the cap are bound per session and closed by the worker, as
+/// before.
 #[derive(Debug)]
 struct PortPool {
     base: u16,
@@ -300,19 +315,45 @@ struct PortPool {
     /// Next pair to try: allocation walks forward, so a just-freed port (whose
     /// socket the worker may not have closed yet) is reused last.
     cursor: usize,
+    /// The bound sockets the pool keeps, per pair.
+    kept: Vec<Option<(UdpSocket, UdpSocket)>>,
+    /// How many entries of `kept` are `Some`.
+    kept_count: usize,
+    /// Free pairs with kept sockets, oldest freed first.
+    ready: VecDeque<usize>,
+    /// Made on the first reuse.
+    drainer: Option<Drainer>,
 }
 
 impl PortPool {
+    fn new(base: u16, pairs: usize) -> PortPool {
+        PortPool {
+            base,
+            used: vec![false; pairs],
+            cursor: 0,
+            kept: (0..pairs).map(|_| None).collect(),
+            kept_count: 0,
+            ready: VecDeque::new(),
+            drainer: None,
+        }
+    }
+
     fn free_pairs(&self) -> usize {
         self.used.iter().filter(|u| !**u).count()
     }
 
-    /// Bind the next free pair whose ports are not in use by anyone.
+    /// Hand out a free pair: a kept one out of quarantine, else the next free pair whose
+    /// ports are not in use by anyone (bound now), else the oldest kept one.
     fn alloc(&mut self, ip: IpAddr) -> Result<(usize, UdpSocket, UdpSocket), Error> {
+        if self.ready.len() > QUARANTINE {
+            if let Some(got) = self.reuse() {
+                return Ok(got);
+            }
+        }
         let n = self.used.len();
         for step in 0..n {
             let i = (self.cursor + step) % n;
-            if self.used[i] {
+            if self.used[i] || self.kept[i].is_some() {
                 continue;
             }
             // The pool only holds pairs inside the configured u16 range.
@@ -329,15 +370,89 @@ impl PortPool {
             };
             self.used[i] = true;
             self.cursor = (i + 1) % n;
+            if self.kept_count < KEPT_PAIRS {
+                if let (Ok(r), Ok(c)) = (rtp.try_clone(), rtcp.try_clone()) {
+                    self.kept[i] = Some((rtp, rtcp));
+                    self.kept_count += 1;
+                    return Ok((i, r, c));
+                }
+            }
             return Ok((i, rtp, rtcp));
+        }
+        while !self.ready.is_empty() {
+            if let Some(got) = self.reuse() {
+                return Ok(got);
+            }
         }
         Err(Error::NoPorts)
     }
 
+    /// The oldest freed kept pair, drained, as new duplicates (`None` if it could not be
+    /// duplicated: the pair is then let go and its ports bound afresh some later time).
+    fn reuse(&mut self) -> Option<(usize, UdpSocket, UdpSocket)> {
+        let i = self.ready.pop_front()?;
+        let (rtp, rtcp) = self.kept[i].as_ref()?;
+        let d = self.drainer.get_or_insert_with(Drainer::new);
+        d.drain(rtp);
+        d.drain(rtcp);
+        match (rtp.try_clone(), rtcp.try_clone()) {
+            (Ok(r), Ok(c)) => {
+                self.used[i] = true;
+                Some((i, r, c))
+            }
+            _ => {
+                self.kept[i] = None;
+                self.kept_count -= 1;
+                None
+            }
+        }
+    }
+
     fn free(&mut self, i: usize) {
         if let Some(u) = self.used.get_mut(i) {
+            if *u && self.kept[i].is_some() {
+                self.ready.push_back(i);
+            }
             *u = false;
         }
+    }
+}
+
+/// Scratch to discard the datagrams queued on a kept socket while no session owned it.
+struct Drainer {
+    mmsg: crate::io::sys::Mmsg,
+    batch: crate::io::Batch,
+}
+
+impl Drainer {
+    const BATCH: usize = 8;
+
+    fn new() -> Drainer {
+        Drainer {
+            mmsg: crate::io::sys::Mmsg::new(Self::BATCH),
+            batch: crate::io::Batch::new(Self::BATCH),
+        }
+    }
+
+    /// Read and drop what `s` holds (non-blocking whatever the socket's mode; bounded).
+    fn drain(&mut self, s: &UdpSocket) {
+        for _ in 0..512 {
+            self.batch.clear();
+            match self
+                .mmsg
+                .recv(s.as_fd(), &mut self.batch, crate::io::Token(0), Self::BATCH)
+            {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
+        self.batch.clear();
+    }
+}
+
+impl std::fmt::Debug for Drainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Drainer")
     }
 }
 
@@ -361,12 +476,8 @@ fn split_ports(range: &RangeInclusive<u16>, workers: usize) -> Result<Vec<PortPo
         )));
     }
     Ok((0..workers)
-        .map(|w| PortPool {
-            // first + 2 * pairs <= hi + 1 <= 65536, and this start is below that.
-            base: (first + (2 * w * per) as u32) as u16,
-            used: vec![false; per],
-            cursor: 0,
-        })
+        // first + 2 * pairs <= hi + 1 <= 65536, and this start is below that.
+        .map(|w| PortPool::new((first + (2 * w * per) as u32) as u16, per))
         .collect())
 }
 
@@ -926,6 +1037,50 @@ mod tests {
     }
 
     #[test]
+    fn port_pool_keeps_bound_pairs_and_drains_them_before_reuse() {
+        let ip: IpAddr = "127.0.0.1".parse().unwrap();
+        let probe = UdpSocket::bind((ip, 0)).unwrap();
+        let base = probe.local_addr().unwrap().port() & !1;
+        drop(probe);
+        let mut pool = PortPool::new(base, 2);
+        let Ok((i, rtp, rtcp)) = pool.alloc(ip) else {
+            eprintln!("SKIP: no free pair near {base}");
+            return;
+        };
+        let port = rtp.local_addr().unwrap().port();
+        assert_eq!(pool.kept_count, 1);
+        // A straggler for the finished call queues on the kept socket.
+        let peer = UdpSocket::bind((ip, 0)).unwrap();
+        peer.send_to(b"stale", (ip, port)).unwrap();
+        drop((rtp, rtcp));
+        pool.free(i);
+        // The worker closed its duplicates; the pool still holds the ports.
+        assert!(UdpSocket::bind((ip, port)).is_err(), "port {port} released");
+        let other = pool.alloc(ip).unwrap();
+        if other.0 == i {
+            eprintln!("SKIP: the second pair is in use by someone else here");
+            return;
+        }
+        // Nothing fresh left: the kept pair comes back, drained.
+        let (k, rtp, _rtcp) = pool.alloc(ip).unwrap();
+        assert_eq!(k, i);
+        assert_eq!(rtp.local_addr().unwrap().port(), port);
+        rtp.set_nonblocking(true).unwrap();
+        let mut buf = [0u8; 16];
+        assert!(
+            rtp.recv_from(&mut buf).is_err(),
+            "stale datagram not drained"
+        );
+        peer.send_to(b"new", (ip, port)).unwrap();
+        rtp.set_nonblocking(false).unwrap();
+        rtp.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let (n, _) = rtp.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"new");
+        assert!(matches!(pool.alloc(ip), Err(Error::NoPorts)));
+        drop(other);
+    }
+
+    #[test]
     fn port_split() {
         let pools = split_ports(&(10_001..=10_020), 2).unwrap();
         // Pairs start at the first even port: 10002..=10019 -> 9 pairs, 4 each.
@@ -954,11 +1109,7 @@ mod tests {
         let probe = UdpSocket::bind((ip, 0)).unwrap();
         let base = probe.local_addr().unwrap().port() & !1;
         drop(probe);
-        let mut pool = PortPool {
-            base,
-            used: vec![false; 3],
-            cursor: 0,
-        };
+        let mut pool = PortPool::new(base, 3);
         let blocker = UdpSocket::bind((ip, base + 1));
         let (i, rtp, rtcp) = pool.alloc(ip).unwrap();
         if blocker.is_ok() {

@@ -669,6 +669,70 @@ impl Message {
     }
 }
 
+/// The few facts the edge needs about a message it sends, read from the bytes without
+/// parsing them: the start line, Call-ID, CSeq and the top Via. Meant for messages our own
+/// encoder wrote (one header per line, no folding); header names match in any case and in
+/// compact form. No allocation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Peek<'a> {
+    /// Status code of a response; `None` for a request.
+    pub code: Option<u16>,
+    /// Method of a request, as written on its start line.
+    pub method: Option<&'a str>,
+    /// The first Call-ID value.
+    pub call_id: Option<&'a str>,
+    /// The first CSeq value.
+    pub cseq: Option<&'a str>,
+    /// The first Via header line's value (it may hold more than one hop).
+    pub via: Option<&'a str>,
+}
+
+impl<'a> Peek<'a> {
+    /// `None` when the start line is neither a status line nor a request line or the
+    /// header block is not UTF-8.
+    pub fn new(buf: &'a [u8]) -> Option<Peek<'a>> {
+        let head_end = find_header_end(buf).map_or(buf.len(), |(end, _)| end);
+        let head = std::str::from_utf8(&buf[..head_end]).ok()?;
+        let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+        let start = lines.next()?;
+        let mut p = Peek {
+            code: None,
+            method: None,
+            call_id: None,
+            cseq: None,
+            via: None,
+        };
+        if let Some(rest) = start.strip_prefix("SIP/2.0 ") {
+            let code = rest.get(..3)?;
+            if !code.bytes().all(|c| c.is_ascii_digit()) {
+                return None;
+            }
+            p.code = Some(code.parse().ok()?);
+        } else {
+            let (m, _) = start.split_once(' ')?;
+            if !is_token(m) {
+                return None;
+            }
+            p.method = Some(m);
+        }
+        for line in lines {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            let slot = match canonical(name.trim_end_matches([' ', '\t'])) {
+                Some("Call-ID") => &mut p.call_id,
+                Some("CSeq") => &mut p.cseq,
+                Some("Via") => &mut p.via,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(value.trim());
+            }
+        }
+        Some(p)
+    }
+}
+
 /// Where the header block ends: `(end of last header line, start of body)`.
 fn find_header_end(buf: &[u8]) -> Option<(usize, usize)> {
     let mut i = 0;
@@ -1349,6 +1413,35 @@ To: <sip:x@y>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n";
         h.remove("route");
         assert_eq!(h.len(), 2);
         assert_eq!(h.remove_first("Route"), None);
+    }
+
+    #[test]
+    fn peek_reads_what_parse_reads() {
+        let req = b"INVITE sip:1002@127.0.0.1 SIP/2.0\r\nv: SIP/2.0/TCP 10.0.0.1:5070;branch=z9hG4bK1, SIP/2.0/UDP b\r\nVia: SIP/2.0/UDP c\r\ni: abc@h\r\nCSeq: 2 INVITE\r\nContent-Length: 0\r\n\r\n";
+        let p = Peek::new(req).unwrap();
+        assert_eq!(p.code, None);
+        assert_eq!(p.method, Some("INVITE"));
+        assert_eq!(p.call_id, Some("abc@h"));
+        assert_eq!(p.cseq, Some("2 INVITE"));
+        assert_eq!(
+            p.via,
+            Some("SIP/2.0/TCP 10.0.0.1:5070;branch=z9hG4bK1, SIP/2.0/UDP b")
+        );
+        let Ok(Message::Request(r)) = Message::parse(req) else {
+            panic!("parse")
+        };
+        assert_eq!(r.call_id(), p.call_id);
+        let resp = b"SIP/2.0 401 Unauthorized\r\nCall-ID: x\r\nCSeq : 1 REGISTER\r\n\r\n";
+        let p = Peek::new(resp).unwrap();
+        assert_eq!((p.code, p.method), (Some(401), None));
+        assert_eq!(
+            (p.call_id, p.cseq, p.via),
+            (Some("x"), Some("1 REGISTER"), None)
+        );
+        assert!(Peek::new(b"SIP/2.0 4x1 Bad\r\n\r\n").is_none());
+        assert!(Peek::new(b"garbage").is_none());
+        assert!(Peek::new(b"").is_none());
+        assert!(Peek::new(&[0xff, b' ', b'x']).is_none());
     }
 
     #[test]

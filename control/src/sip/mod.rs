@@ -32,7 +32,7 @@ pub mod uri;
 
 pub use message::{
     new_branch, new_call_id, new_tag, reason_phrase, CSeq, Headers, Message, Method, NameAddr,
-    ParseError, Request, Response, Uri, ValueError, Via,
+    ParseError, Peek, Request, Response, Uri, ValueError, Via,
 };
 pub use registrar::{Auth, Binding, Registrar};
 pub use transaction::{Incoming, TransactionLayer, Transmit, TxError, TxEvent, TxKey};

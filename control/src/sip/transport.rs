@@ -62,11 +62,33 @@ impl Transport {
     }
 
     /// The transport of the top Via value `value` (UDP when absent or unparsable).
+    ///
+    /// Reads only the first hop's sent-protocol (`SIP/2.0/TCP`): the rest of the value is
+    /// not checked here (the message parser checks the top Via of what arrives).
     pub fn of_via_value(value: Option<&str>) -> Transport {
-        value
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| Via::parse(v).ok())
-            .map_or(Transport::Udp, |v| Transport::of_via(&v))
+        let Some(v) = value else {
+            return Transport::Udp;
+        };
+        let mut parts = v.splitn(3, '/');
+        let (Some(name), Some(version), Some(rest)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Transport::Udp;
+        };
+        if !name.trim().eq_ignore_ascii_case("SIP") || version.trim() != "2.0" {
+            return Transport::Udp;
+        }
+        let rest = rest.trim_start();
+        let t = &rest[..rest
+            .bytes()
+            .position(|c| !crate::sip::uri::is_token_char(c))
+            .unwrap_or(rest.len())];
+        if t.eq_ignore_ascii_case("TCP") {
+            Transport::Tcp
+        } else if t.eq_ignore_ascii_case("TLS") {
+            Transport::Tls
+        } else {
+            Transport::Udp
+        }
     }
 
     /// The transport a URI asks for: `;transport=tcp|tls`, or TLS for `sips:`; UDP otherwise.
