@@ -415,6 +415,10 @@ fn sip_call_through_tandemd_on_a_real_dahdi_span_to_libpri() {
         matches!((found, total), (Some(f), Some(t)) if t == 100 && f >= 90),
         "B-channel -> UA: {found:?} of {total:?} blocks intact\n{ctx}"
     );
+    eprintln!(
+        "full path: UA -> span 1: {}; span 1 -> UA: {}",
+        rx[0], back[0]
+    );
     // Clearing from the SIP side: BYE -> DISCONNECT cause 16.
     assert!(!find(&ua1, "bye_ok").is_empty(), "{ctx}");
     assert_eq!(find(&ua1, "done")[0]["ok"], true, "{ctx}");

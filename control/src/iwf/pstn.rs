@@ -1256,7 +1256,7 @@ fn run(
                 if let Some(d) = dahdi_of(&mut spans, sid) {
                     let ts = u8::try_from(ch.0).unwrap_or(0);
                     for b in blocks {
-                        d.write_block(ts, &b);
+                        d.write_block(ts, Some(&b));
                     }
                 } else if let Some(span) = span_of(&mut spans, sid) {
                     for b in blocks {

@@ -11,7 +11,8 @@
 //! The IWF thread then moves, per loop: D-channel frames both ways (a frame
 //! the kernel has no free buffer for waits in a short queue), and for each
 //! call with media whole blocks of `blocksize` octets (160 = 20 ms): one
-//! `read()` or `write()` per block, never per sample. A B-channel's stale
+//! `read()` or `write()` per block, never per sample (a block the kernel has
+//! no free buffer for, after a late loop, waits for the next one). A B-channel's stale
 //! receive buffers are flushed when its call's media starts. Span alarms are
 //! read with `DAHDI_SPANSTAT` once a second.
 
@@ -31,18 +32,32 @@ use super::IwfError;
 /// absorb RTP arriving in bursts without adding latency in the steady state
 /// (the kernel sends a block as soon as it is written, policy immediate).
 const BCHAN_BUFS: i32 = 8;
+/// B-channel blocks kept per channel while the kernel's buffers are full
+/// (the IWF thread was late and RTP arrived in a burst): they go out on the
+/// next loops instead of being lost; beyond this the oldest is dropped.
+const MAX_PENDING_BLOCKS: usize = 16;
 /// D-channel frames kept while the kernel's transmit buffers are full.
 const MAX_PENDING: usize = 64;
 /// Device errors logged per span before going quiet (they are counted).
 const MAX_LOGGED: u64 = 20;
+
+/// One open B-channel.
+#[derive(Debug)]
+struct Bchan {
+    ts: u8,
+    ch: Channel,
+    pending: VecDeque<Vec<u8>>,
+    dropped: u64,
+}
 
 /// One open DAHDI span.
 #[derive(Debug)]
 pub(super) struct DahdiSpan {
     span: SpanId,
     dchan: Channel,
-    /// (timeslot, channel), ascending timeslots.
-    bchans: Vec<(u8, Channel)>,
+    /// (timeslot, channel, blocks waiting for a free buffer, blocks
+    /// dropped), ascending timeslots.
+    bchans: Vec<Bchan>,
     block: usize,
     pending: VecDeque<Vec<u8>>,
     /// Timeslots whose call media is flowing (flushed once when they start).
@@ -94,9 +109,14 @@ impl DahdiSpan {
             let ch = cfg.dahdi_channel(ts);
             let c = Channel::open_bearer_at(device, ch, cfg.blocksize, BCHAN_BUFS)
                 .map_err(err(format!("B-channel (timeslot {ts}, channel {ch})")))?;
-            bchans.push((ts, c));
+            bchans.push(Bchan {
+                ts,
+                ch: c,
+                pending: VecDeque::new(),
+                dropped: 0,
+            });
         }
-        bchans.sort_by_key(|(ts, _)| *ts);
+        bchans.sort_by_key(|b| b.ts);
         Ok(Self {
             span: cfg.span,
             dchan,
@@ -172,19 +192,35 @@ impl DahdiSpan {
         }
     }
 
-    fn bchan(&mut self, ts: u8) -> Option<&mut Channel> {
-        let i = self.bchans.binary_search_by_key(&ts, |(t, _)| *t).ok()?;
-        Some(&mut self.bchans[i].1)
+    fn bchan(&mut self, ts: u8) -> Option<&mut Bchan> {
+        let i = self.bchans.binary_search_by_key(&ts, |b| b.ts).ok()?;
+        Some(&mut self.bchans[i])
     }
 
     /// The timeslots whose calls have media now: newly live ones have their
-    /// stale buffers flushed (audio from before the call).
+    /// stale buffers flushed (audio from before the call); ended ones report
+    /// the blocks they had to drop.
     pub(super) fn set_live(&mut self, live: BTreeSet<u8>) {
         let fresh: Vec<u8> = live.difference(&self.live).copied().collect();
+        let gone: Vec<u8> = self.live.difference(&live).copied().collect();
+        for ts in gone {
+            let span = self.span.0;
+            let Some(b) = self.bchan(ts) else { continue };
+            b.pending.clear();
+            if b.dropped > 0 {
+                let msg = format!(
+                    "pstn: span {span}: timeslot {ts}: {} audio blocks dropped (transmit buffers full)",
+                    b.dropped
+                );
+                b.dropped = 0;
+                self.log.push_back(msg);
+            }
+        }
         for ts in fresh {
-            let Some(c) = self.bchan(ts) else { continue };
-            let channo = c.channo();
-            if let Err(source) = ioctl::flush(c.as_fd()) {
+            let Some(b) = self.bchan(ts) else { continue };
+            b.pending.clear();
+            let channo = b.ch.channo();
+            if let Err(source) = ioctl::flush(b.ch.as_fd()) {
                 self.failed(&ChannelError::Io {
                     channo,
                     op: "DAHDI_FLUSH",
@@ -195,29 +231,63 @@ impl DahdiSpan {
         self.live = live;
     }
 
-    /// Every whole block received on timeslot `ts`, in order, to `f`.
+    /// Every whole block received on timeslot `ts`, in order, to `f`; then
+    /// blocks still waiting to be written go out while buffers are free.
     pub(super) fn read_blocks(&mut self, ts: u8, mut f: impl FnMut(&[u8])) {
         let mut buf = std::mem::take(&mut self.buf);
-        for _ in 0..BCHAN_BUFS {
-            let Some(c) = self.bchan(ts) else { break };
-            match c.read_block(&mut buf) {
-                Ok(Some(n)) if n == self.block => f(&buf[..n]),
-                Ok(Some(_)) => {}
-                Ok(None) => break,
-                Err(e) => {
-                    self.failed(&e);
-                    break;
+        let block = self.block;
+        let mut err = None;
+        if let Some(b) = self.bchan(ts) {
+            for _ in 0..BCHAN_BUFS {
+                match b.ch.read_block(&mut buf) {
+                    Ok(Some(n)) if n == block => f(&buf[..n]),
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(e) => {
+                        err = Some(e);
+                        break;
+                    }
                 }
             }
         }
         self.buf = buf;
+        if let Some(e) = err {
+            self.failed(&e);
+        }
+        self.write_block(ts, None);
     }
 
-    /// Writes one block on timeslot `ts`; dropped when the kernel's buffers
-    /// are full (the far end then hears a gap, as with a late RTP packet).
-    pub(super) fn write_block(&mut self, ts: u8, block: &[u8]) {
-        let Some(c) = self.bchan(ts) else { return };
-        if let Err(e) = c.write_block(block) {
+    /// Writes one block on timeslot `ts` (or, with `None`, only what
+    /// waits). A block the kernel has no buffer for waits (up to
+    /// [`MAX_PENDING_BLOCKS`]), so a burst of RTP after a late loop is
+    /// delayed, not lost.
+    pub(super) fn write_block(&mut self, ts: u8, block: Option<&[u8]>) {
+        let mut err = None;
+        {
+            let Some(b) = self.bchan(ts) else { return };
+            if let Some(blk) = block {
+                if b.pending.len() >= MAX_PENDING_BLOCKS {
+                    b.pending.pop_front();
+                    b.dropped += 1;
+                }
+                b.pending.push_back(blk.to_vec());
+            }
+            while let Some(blk) = b.pending.front() {
+                match b.ch.write_block(blk) {
+                    Ok(true) => {
+                        b.pending.pop_front();
+                    }
+                    Ok(false) => break,
+                    Err(e) => {
+                        b.pending.pop_front();
+                        b.dropped += 1;
+                        err = Some(e);
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(e) = err {
             self.failed(&e);
         }
     }
