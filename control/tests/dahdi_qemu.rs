@@ -13,12 +13,22 @@
 //! both ways), SETUP → CONNECT, both chirps octet-exact (correlation 1),
 //! RELEASE with cause 16 and libpri's `answered` outcome.
 //!
+//! Then, in the same boot, the full path: `tandemd` (config written here)
+//! runs span 2 with `driver = "dahdi"` as CPE against a fresh pri-peer NET
+//! on span 1; `tandem-dahdi-probe sipcall` (a SIP UA on the guest's
+//! loopback) dials `95551234`, sends the rising chirp as PCMA RTP and hangs
+//! up once the falling chirp came back from `listen` on span 1 (blocks of
+//! 160 octets must arrive intact both ways); a second call `95550042` is
+//! cleared by the exchange (pri-peer `--hangup-after`) and reaches the UA
+//! as a BYE. Causes are checked in pri-peer's JSON events.
+//!
 //! Slow (a guest boot: 5–50 s under TCG, then ~10 s), so it runs only with
 //! `CI=true` or `TANDEM_DAHDI_QEMU=1`, as root (the rig installs packages and
 //! builds DKMS modules on its first run). Skips with a message otherwise.
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -45,8 +55,74 @@ sed 's/^/cpe /' /tmp/cpe.log
 sed 's/^/listen /' /tmp/listen.log
 sed 's/^/net /' /tmp/net.log
 echo "status cpe=$cpe listen=$lisrc net=$netrc"
-[ $cpe = 0 ] && [ $lisrc = 0 ] && [ $netrc = 0 ]
+sleep 1
+# --- part 2: SIP UA -> tandemd (span 2, driver dahdi, CPE) -> libpri NET on span 1
+ifconfig lo 127.0.0.1 up
+tandem-dahdi-probe listen --chans 1-15,17-31 --block 400 --match blocks --timeout 120 >/tmp/l2.log 2>&1 &
+lis2=$!
+i=0
+while ! grep -q '"ev":"listening"' /tmp/l2.log && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+pri-peer --role net --dahdi 16 --incoming answer --accept 2 --hangup-after 12 --expect-calling 1001 \
+	--expect-in answered --timeout 120 --linger 1 >/tmp/n2.log 2>&1 &
+net2=$!
+NO_COLOR=1 tandemd --config /opt/tandem.toml >/tmp/td.out 2>/tmp/td.log &
+td=$!
+i=0
+while ! { grep -q ready /tmp/td.out && grep -q '"ev":"dchan_up"' /tmp/n2.log; } && [ $i -lt 600 ]; do
+	sleep 0.1; i=$((i+1))
+done
+sleep 2
+tandem-dahdi-probe sipcall --server 127.0.0.1:5060 --dial 95551234 --audio 1 --hangup-after 10 \
+	--timeout 60 >/tmp/ua1.log 2>&1; ua1=$?
+tandem-dahdi-probe sipcall --server 127.0.0.1:5060 --dial 95550042 --hangup-after 40 --await-bye 1 \
+	--timeout 60 >/tmp/ua2.log 2>&1; ua2=$?
+wait $net2; net2rc=$?
+kill $lis2 2>/dev/null; wait $lis2; lis2rc=$?
+kill $td; wait $td
+sed 's/^/ua1 /' /tmp/ua1.log
+sed 's/^/ua2 /' /tmp/ua2.log
+sed 's/^/l2 /' /tmp/l2.log
+sed 's/^/n2 /' /tmp/n2.log
+sed 's/^/td /' /tmp/td.log | tail -60
+echo "status2 ua1=$ua1 ua2=$ua2 listen=$lis2rc net=$net2rc"
+exit 0
 "#;
+
+/// tandemd's config in the guest: one DAHDI span (2, channels 32-62 with
+/// the default `channel_base`), CPE, and the demo user 1001.
+const TANDEM_TOML: &str = r#"
+[sip]
+listen = ["udp:127.0.0.1:5060"]
+realm = "tandem"
+[[sip.user]]
+name = "1001"
+password = "pw1001"
+[dataplane]
+backend = "socket"
+cores = [0]
+rtp_ports = "20000-20999"
+media_ip = "127.0.0.1"
+[dialplan]
+file = "/opt/extensions.conf"
+context = "default"
+[mgmt]
+socket = "/tmp/tandemd.sock"
+[[pstn.span]]
+driver = "dahdi"
+span = 2
+signalling = "pri_cpe"
+group = 1
+context = "from-pstn"
+channels = "bchan=1-15,17-31 dchan=16"
+"#;
+
+const EXTENSIONS: &str = "\
+[default]
+exten => _9X.,1,Dial(DAHDI/g1/${EXTEN:1},30)
+ same => n,Hangup()
+[from-pstn]
+exten => _X.,1,Hangup()
+";
 
 fn enabled() -> Result<(), String> {
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");
@@ -105,20 +181,53 @@ fn q931<'a>(ev: &'a [Value], dir: &str, msg: &str) -> Option<&'a Value> {
         .find(|e| e["ev"] == "frame" && e["dir"] == dir && e["q931"] == msg)
 }
 
-#[test]
-fn cpe_on_a_real_dahdi_span_calls_libpri_and_audio_crosses_intact() {
-    if let Err(why) = enabled() {
-        eprintln!("SKIP dahdi_qemu: {why}");
-        return;
-    }
+/// What one guest run printed.
+struct GuestRun {
+    stdout: String,
+    stderr: String,
+    code: Option<i32>,
+}
+
+/// One boot for every case: the first test to get here runs the guest, the
+/// other waits for it and reads the same output.
+fn guest_run() -> Result<&'static GuestRun, String> {
+    static RUN: OnceLock<Result<GuestRun, String>> = OnceLock::new();
+    RUN.get_or_init(|| {
+        enabled()?;
+        Ok(boot())
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+fn boot() -> GuestRun {
     let dir = std::env::temp_dir().join(format!("tandem-dahdi-qemu-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let script = dir.join("call.sh");
     std::fs::write(&script, GUEST).unwrap();
+    std::fs::write(dir.join("tandem.toml"), TANDEM_TOML).unwrap();
+    std::fs::write(dir.join("extensions.conf"), EXTENSIONS).unwrap();
+    // A stripped copy boots faster (the initramfs lives in guest RAM).
+    let tandemd = dir.join("tandemd");
+    let stripped = Command::new("strip")
+        .arg("-o")
+        .arg(&tandemd)
+        .arg(env!("CARGO_BIN_EXE_tandemd"))
+        .status()
+        .is_ok_and(|s| s.success());
+    if !stripped {
+        std::fs::copy(env!("CARGO_BIN_EXE_tandemd"), &tandemd).unwrap();
+    }
     let started = std::time::Instant::now();
     let out = Command::new(RIG)
-        .args(["--no-install", "--timeout", "240", "--file"])
+        .args(["--no-install", "--timeout", "360", "--file"])
         .arg(env!("CARGO_BIN_EXE_tandem-dahdi-probe"))
+        .arg("--file")
+        .arg(&tandemd)
+        .arg("--file")
+        .arg(dir.join("tandem.toml"))
+        .arg("--file")
+        .arg(dir.join("extensions.conf"))
         .arg("--file")
         .arg(&script)
         .args(["--", "sh", "/opt/call.sh"])
@@ -136,15 +245,32 @@ fn cpe_on_a_real_dahdi_span_calls_libpri_and_audio_crosses_intact() {
         "dahdi_qemu: {:.1} s wall\n{rig_times}",
         started.elapsed().as_secs_f64()
     );
+    GuestRun {
+        stdout,
+        stderr,
+        code: out.status.code(),
+    }
+}
+
+#[test]
+fn cpe_on_a_real_dahdi_span_calls_libpri_and_audio_crosses_intact() {
+    let run = match guest_run() {
+        Ok(r) => r,
+        Err(why) => {
+            eprintln!("SKIP dahdi_qemu: {why}");
+            return;
+        }
+    };
+    let (stdout, stderr) = (&run.stdout, &run.stderr);
     let ctx = format!("--- guest output:\n{stdout}\n--- rig:\n{stderr}");
     assert_ne!(
-        out.status.code(),
+        run.code,
         Some(125),
         "the qemu rig failed (not our binary)\n{ctx}"
     );
-    let cpe = events(&stdout, "cpe");
-    let lis = events(&stdout, "listen");
-    let net = events(&stdout, "net");
+    let cpe = events(stdout, "cpe");
+    let lis = events(stdout, "listen");
+    let net = events(stdout, "net");
 
     // Our D-channel is a real dchan= channel: HDLC with FCS in the kernel.
     let ch = find(&cpe, "dahdi_channel");
@@ -230,5 +356,92 @@ fn cpe_on_a_real_dahdi_span_calls_libpri_and_audio_crosses_intact() {
         stdout.contains("status cpe=0 listen=0 net=0"),
         "exit statuses\n{ctx}"
     );
-    assert!(out.status.success(), "{ctx}");
+}
+
+#[test]
+fn sip_call_through_tandemd_on_a_real_dahdi_span_to_libpri() {
+    let run = match guest_run() {
+        Ok(r) => r,
+        Err(why) => {
+            eprintln!("SKIP dahdi_qemu: {why}");
+            return;
+        }
+    };
+    let (stdout, stderr) = (&run.stdout, &run.stderr);
+    let ctx = format!("--- guest output:\n{stdout}\n--- rig:\n{stderr}");
+    assert_ne!(
+        run.code,
+        Some(125),
+        "the qemu rig failed (not our binary)\n{ctx}"
+    );
+    let ua1 = events(stdout, "ua1");
+    let ua2 = events(stdout, "ua2");
+    let lis = events(stdout, "l2");
+    let net = events(stdout, "n2");
+
+    // tandemd brought its DAHDI D-channel up with libpri.
+    assert!(!find(&net, "dchan_up").is_empty(), "{ctx}");
+    // Call 1: 9 + 5551234 from user 1001 leaves as a SETUP with that CLI.
+    let setups: Vec<&Value> = find(&net, "setup")
+        .into_iter()
+        .filter(|e| e["dir"] == "rx")
+        .collect();
+    assert_eq!(setups.len(), 2, "{ctx}");
+    assert_eq!(
+        (&setups[0]["called"], &setups[0]["calling"]),
+        (&Value::from("5551234"), &Value::from("1001")),
+        "{ctx}"
+    );
+    assert_eq!(setups[1]["called"], "5550042", "{ctx}");
+    assert_eq!(find(&ua1, "connected").len(), 1, "{ctx}");
+    // Audio: the UA's chirp crossed tandemd and the B-channel to span 1 ...
+    let rx = find(&lis, "audio_rx");
+    assert_eq!(rx.len(), 1, "no chirp on span 1\n{ctx}");
+    let (found, total) = (rx[0]["blocks_found"].as_u64(), rx[0]["blocks"].as_u64());
+    assert!(
+        matches!((found, total), (Some(f), Some(t)) if t == 100 && f >= 90),
+        "UA -> B-channel: {found:?} of {total:?} blocks intact\n{ctx}"
+    );
+    assert_eq!(
+        find(&lis, "done")[0]["chirp_also_on"],
+        Value::Array(vec![]),
+        "{ctx}"
+    );
+    // ... and the falling chirp written on span 1 reached the UA as RTP.
+    let back = find(&ua1, "audio_rx");
+    assert_eq!(back.len(), 1, "{ctx}");
+    let (found, total) = (back[0]["blocks_found"].as_u64(), back[0]["blocks"].as_u64());
+    assert!(
+        matches!((found, total), (Some(f), Some(t)) if t == 100 && f >= 90),
+        "B-channel -> UA: {found:?} of {total:?} blocks intact\n{ctx}"
+    );
+    eprintln!(
+        "full path: UA -> span 1: {}; span 1 -> UA: {}",
+        rx[0], back[0]
+    );
+    // Clearing from the SIP side: BYE -> DISCONNECT cause 16.
+    assert!(!find(&ua1, "bye_ok").is_empty(), "{ctx}");
+    assert_eq!(find(&ua1, "done")[0]["ok"], true, "{ctx}");
+    let ends = find(&net, "call_end");
+    assert_eq!(ends.len(), 2, "{ctx}");
+    assert_eq!(ends[0]["outcome"], "answered", "{ctx}");
+    assert_eq!(ends[0]["cleared_by_us"], false, "{ctx}");
+    assert_eq!(ends[0]["cause"].as_i64(), Some(16), "{ctx}");
+    // Call 2: cleared by the exchange -> BYE to the UA.
+    assert_eq!(find(&ua2, "connected").len(), 1, "{ctx}");
+    let bye = find(&ua2, "bye_rx");
+    assert_eq!(
+        bye.len(),
+        1,
+        "the exchange's clearing never reached the UA\n{ctx}"
+    );
+    assert_eq!(find(&ua2, "done")[0]["ok"], true, "{ctx}");
+    assert_eq!(ends[1]["outcome"], "answered", "{ctx}");
+    assert_eq!(ends[1]["cleared_by_us"], true, "{ctx}");
+    assert_eq!(ends[1]["cause"].as_i64(), Some(16), "{ctx}");
+    assert_eq!(find(&net, "done")[0]["exit"].as_i64(), Some(0), "{ctx}");
+    assert!(
+        stdout.contains("status2 ua1=0 ua2=0"),
+        "exit statuses\n{ctx}"
+    );
 }

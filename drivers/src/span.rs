@@ -52,6 +52,17 @@ impl Alarms {
             self.0 &= !o.0
         }
     }
+    /// From DAHDI `alarms` bits (`DAHDI_SPANSTAT`): LOS 0x100, LFA 0x200,
+    /// YELLOW 4, BLUE 0x10; a RED (8) without a reason counts as LOS.
+    pub fn from_dahdi(v: u32) -> Self {
+        let mut a = Alarms::NONE;
+        a.set(Self::LOS, v & 0x100 != 0 || (v & 8 != 0 && v & 0x300 == 0));
+        a.set(Self::LOF, v & 0x200 != 0);
+        a.set(Self::RAI, v & 4 != 0);
+        a.set(Self::AIS, v & 0x10 != 0);
+        a
+    }
+
     /// DAHDI `alarms` bits (RED 8, YELLOW 4, BLUE 0x10, LOS 0x100, LFA 0x200).
     pub fn to_dahdi(self) -> u32 {
         let mut v = 0;
@@ -370,5 +381,9 @@ mod tests {
         assert!(!s.is_up());
         assert_eq!(a.to_dahdi(), 4 | 8 | 0x200);
         assert_eq!(Alarms::AIS.to_dahdi(), 0x10);
+        assert_eq!(Alarms::from_dahdi(a.to_dahdi()), a);
+        assert_eq!(Alarms::from_dahdi(0x10), Alarms::AIS);
+        assert_eq!(Alarms::from_dahdi(8), Alarms::LOS);
+        assert_eq!(Alarms::from_dahdi(0), Alarms::NONE);
     }
 }

@@ -14,6 +14,11 @@
 //!   whether it arrived octet for octet, and answers with the falling chirp
 //!   on that channel.
 //!
+//! - `sipcall`: a minimal SIP UA (UDP, digest auth) that dials a number on
+//!   tandemd, and with `--audio 1` sends the rising chirp as PCMA RTP (20 ms
+//!   packets) and looks for the falling chirp in what comes back; it hangs
+//!   up (`--hangup-after`) or waits for the far end's BYE (`--await-bye 1`).
+//!
 //! Exit status: 0 everything expected happened, 1 an expectation failed
 //! (audio damaged, call rejected), 2 timeout, 3 usage or device error.
 //! Used by `control/tests/dahdi_qemu.rs` inside the dahdi-qemu guest.
@@ -133,6 +138,22 @@ impl Detector {
         self.start.is_some()
     }
 
+    /// How many of the pattern's whole `block`-octet pieces occur intact
+    /// anywhere in the recording: robust to gaps between blocks (a path with
+    /// RTP in it may insert idle between two packets), strict within them.
+    fn blocks_found(&self, block: usize) -> (usize, usize) {
+        let pieces: Vec<&[u8]> = self
+            .pattern
+            .chunks(block)
+            .filter(|c| c.len() == block)
+            .collect();
+        let found = pieces
+            .iter()
+            .filter(|p| self.rec.windows(block).any(|w| w == **p))
+            .count();
+        (found, pieces.len())
+    }
+
     /// The comparison, once the whole pattern length was recorded.
     fn result(&self) -> Option<Found> {
         let s = self.start?;
@@ -211,6 +232,19 @@ fn frame_json(dir: &str, bytes: &[u8]) -> Value {
 #[derive(Debug)]
 struct Args {
     mode: String,
+    /// sipcall: tandemd's SIP address, account, number to dial.
+    server: String,
+    user: String,
+    password: String,
+    dial: String,
+    /// sipcall: send the rising chirp as RTP and look for the falling one.
+    audio: bool,
+    /// sipcall: send BYE this long after the 200 (at the latest).
+    hangup_after: Option<Duration>,
+    /// sipcall: expect the far end to clear (BYE from tandemd).
+    await_bye: bool,
+    /// listen: judge the chirp by intact 160-octet blocks, not one run.
+    match_blocks: bool,
     dchan: i32,
     bchan_base: i32,
     chans: Vec<i32>,
@@ -238,12 +272,20 @@ fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let mode = it
         .next()
-        .ok_or("usage: tandem-dahdi-probe call|listen [options]")?;
-    if mode != "call" && mode != "listen" {
-        return Err(format!("unknown mode {mode:?} (call or listen)"));
+        .ok_or("usage: tandem-dahdi-probe call|listen|sipcall [options]")?;
+    if mode != "call" && mode != "listen" && mode != "sipcall" {
+        return Err(format!("unknown mode {mode:?} (call, listen or sipcall)"));
     }
     let mut a = Args {
         mode,
+        server: "127.0.0.1:5060".into(),
+        user: "1001".into(),
+        password: "pw1001".into(),
+        dial: "95551234".into(),
+        audio: false,
+        hangup_after: None,
+        await_bye: false,
+        match_blocks: false,
         dchan: 47,
         bchan_base: 31,
         chans: parse_chans("1-15,17-31")?,
@@ -266,6 +308,16 @@ fn parse_args() -> Result<Args, String> {
             "--calling" => a.calling = val,
             "--timeout" => a.timeout = Duration::from_secs(num(&val)?.max(1) as u64),
             "--block" => a.block = num(&val)?.max(8) as usize,
+            "--server" => a.server = val,
+            "--user" => a.user = val,
+            "--password" => a.password = val,
+            "--dial" => a.dial = val,
+            "--audio" => a.audio = num(&val)? != 0,
+            "--hangup-after" => {
+                a.hangup_after = Some(Duration::from_millis(num(&val)?.max(0) as u64 * 1000))
+            }
+            "--await-bye" => a.await_bye = num(&val)? != 0,
+            "--match" => a.match_blocks = val == "blocks",
             _ => return Err(format!("unknown option {opt}")),
         }
     }
@@ -280,10 +332,10 @@ fn main() -> ExitCode {
             return ExitCode::from(3);
         }
     };
-    let r = if args.mode == "call" {
-        run_call(&args)
-    } else {
-        run_listen(&args)
+    let r = match args.mode.as_str() {
+        "call" => run_call(&args),
+        "sipcall" => sipcall::run(&args),
+        _ => run_listen(&args),
     };
     match r {
         Ok(code) => ExitCode::from(code),
@@ -570,6 +622,7 @@ fn run_listen(a: &Args) -> Result<u8, String> {
     let mut tx_started_at: Option<Instant> = None;
     let mut tx_done_at: Option<Instant> = None;
     let mut result: Option<Found> = None;
+    let mut blocks = (0usize, 0usize);
     let mut buf = vec![0u8; a.block];
     loop {
         let t = now();
@@ -614,13 +667,23 @@ fn run_listen(a: &Args) -> Result<u8, String> {
         }
         if let Some(i) = answer {
             let l = &mut chans[i];
-            if result.is_none() {
+            // Through RTP, gaps may stretch the chirp: give it a second more.
+            let slack = if a.match_blocks { 8000 } else { 0 };
+            let complete = l
+                .det
+                .start
+                .is_some_and(|s| l.det.rec.len() >= s + CHIRP_SAMPLES + slack);
+            if result.is_none() && complete {
                 if let Some(f) = l.det.result() {
                     let mut v = found_json(&f, CHIRP_SAMPLES);
                     v["channel"] = l.ch.channo().into();
                     v["pattern"] = "chirp 300-3400 Hz".into();
+                    let (found, total) = l.det.blocks_found(160);
+                    v["blocks_found"] = found.into();
+                    v["blocks"] = total.into();
                     event("audio_rx", v, t0);
                     result = Some(f);
+                    blocks = (found, total);
                 }
             }
             while tx_pos < back.len() {
@@ -650,9 +713,395 @@ fn run_listen(a: &Args) -> Result<u8, String> {
         .filter(|(i, l)| Some(*i) != answer && l.det.started())
         .map(|(_, l)| l.ch.channo())
         .collect();
-    let ok = result.as_ref().is_some_and(|f| f.mismatches == 0) && others.is_empty();
+    let audio_ok = if a.match_blocks {
+        blocks.1 > 0 && blocks.0 * 10 >= blocks.1 * 9
+    } else {
+        result.as_ref().is_some_and(|f| f.mismatches == 0)
+    };
+    let ok = audio_ok && others.is_empty();
     event("done", json!({"ok": ok, "chirp_also_on": others}), t0);
     Ok(if ok { 0 } else { 1 })
+}
+
+/// `sipcall`: a minimal UDP SIP UA for the full-path test (SIP UA ->
+/// tandemd -> DAHDI span -> libpri), with digest authentication, PCMA RTP
+/// of a known signal and both ways of clearing.
+mod sipcall {
+    use std::net::{SocketAddr, UdpSocket};
+    use std::time::{Duration, Instant};
+
+    use control::sip::client_auth::{new_cnonce, Challenge};
+    use control::sip::{Message, Method, Request, Response};
+    use serde_json::json;
+
+    use super::{chirp, event, found_json, now, Args, Detector, CHIRP_SAMPLES};
+
+    /// Idle (A-law 0xD5) sent before the chirp, so that the far end is
+    /// listening when it starts.
+    const LEAD_PACKETS: usize = 15;
+    const PT_PCMA: u8 = 8;
+
+    struct Dialog {
+        sock: UdpSocket,
+        server: SocketAddr,
+        local: SocketAddr,
+        call_id: String,
+        from: String,
+        to: String,
+        uri: String,
+        target: String,
+        cseq: u32,
+        invite: Request,
+    }
+
+    impl Dialog {
+        fn send(&self, m: impl Into<Message>) {
+            let _ = self.sock.send_to(&m.into().to_bytes(), self.server);
+        }
+
+        fn via(&self) -> String {
+            format!(
+                "SIP/2.0/UDP {};branch={};rport",
+                self.local,
+                control::sip::new_branch()
+            )
+        }
+
+        fn invite(&mut self, rtp_port: u16, auth: Option<(&str, String)>) {
+            self.cseq += 1;
+            let mut r = Request::new(Method::Invite, self.uri.clone());
+            r.headers.push("Via", self.via());
+            r.headers.push("Max-Forwards", "70");
+            r.headers.push("From", self.from.clone());
+            r.headers.push("To", self.to.clone());
+            r.headers.push("Call-ID", self.call_id.clone());
+            r.headers.push("CSeq", format!("{} INVITE", self.cseq));
+            r.headers.push(
+                "Contact",
+                format!("<sip:{}@{}>", user_of(&self.from), self.local),
+            );
+            if let Some((h, v)) = auth {
+                r.headers.push(h, v);
+            }
+            r.headers.push("Content-Type", "application/sdp");
+            r.body = format!(
+                "v=0\r\no=probe 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n\
+                 m=audio {rtp_port} RTP/AVP 8\r\na=rtpmap:8 PCMA/8000\r\na=ptime:20\r\n\
+                 a=sendrecv\r\n",
+                ip = self.local.ip()
+            )
+            .into_bytes();
+            self.invite = r.clone();
+            self.send(r);
+        }
+
+        /// ACK: for a 2xx a new transaction to the target, else the
+        /// INVITE's own Via.
+        fn ack(&self, resp: &Response) {
+            let ok = resp.is_success();
+            let mut r = Request::new(
+                Method::Ack,
+                if ok {
+                    self.target.clone()
+                } else {
+                    self.uri.clone()
+                },
+            );
+            let via = if ok {
+                self.via()
+            } else {
+                self.invite
+                    .headers
+                    .get("Via")
+                    .unwrap_or_default()
+                    .to_string()
+            };
+            r.headers.push("Via", via);
+            r.headers.push("Max-Forwards", "70");
+            r.headers.push("From", self.from.clone());
+            r.headers
+                .push("To", resp.headers.get("To").unwrap_or(&self.to).to_string());
+            r.headers.push("Call-ID", self.call_id.clone());
+            r.headers.push("CSeq", format!("{} ACK", self.cseq));
+            self.send(r);
+        }
+
+        fn bye(&mut self) {
+            self.cseq += 1;
+            let mut r = Request::new(Method::Bye, self.target.clone());
+            r.headers.push("Via", self.via());
+            r.headers.push("Max-Forwards", "70");
+            r.headers.push("From", self.from.clone());
+            r.headers.push("To", self.to.clone());
+            r.headers.push("Call-ID", self.call_id.clone());
+            r.headers.push("CSeq", format!("{} BYE", self.cseq));
+            self.send(r);
+        }
+    }
+
+    fn user_of(name_addr: &str) -> &str {
+        name_addr
+            .split_once("sip:")
+            .map(|(_, r)| r.split(['@', '>', ';']).next().unwrap_or(""))
+            .unwrap_or("")
+    }
+
+    /// `<sip:x@y>;params` or `sip:x@y` -> `sip:x@y`.
+    fn uri_of(v: &str) -> String {
+        match (v.find('<'), v.find('>')) {
+            (Some(a), Some(b)) if a < b => v[a + 1..b].to_string(),
+            _ => v.split(';').next().unwrap_or(v).trim().to_string(),
+        }
+    }
+
+    fn rtp_packet(seq: u16, ts: u32, ssrc: u32, marker: bool, payload: &[u8]) -> Vec<u8> {
+        let mut p = Vec::with_capacity(12 + payload.len());
+        p.push(0x80);
+        p.push(PT_PCMA | if marker { 0x80 } else { 0 });
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.extend_from_slice(payload);
+        p
+    }
+
+    pub(super) fn run(a: &Args) -> Result<u8, String> {
+        let t0 = now();
+        let deadline = t0 + a.timeout;
+        let server: SocketAddr = a
+            .server
+            .parse()
+            .map_err(|e| format!("--server {}: {e}", a.server))?;
+        let sock = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("SIP socket: {e}"))?;
+        let rtp = UdpSocket::bind("127.0.0.1:0").map_err(|e| format!("RTP socket: {e}"))?;
+        sock.set_read_timeout(Some(Duration::from_millis(5)))
+            .map_err(|e| e.to_string())?;
+        rtp.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let local = sock.local_addr().map_err(|e| e.to_string())?;
+        let rtp_port = rtp.local_addr().map_err(|e| e.to_string())?.port();
+        let host = server.to_string();
+        let mut d = Dialog {
+            sock,
+            server,
+            local,
+            call_id: format!("{}@probe", control::sip::new_call_id()),
+            from: format!("<sip:{}@{host}>;tag={}", a.user, control::sip::new_tag()),
+            to: format!("<sip:{}@{host}>", a.dial),
+            uri: format!("sip:{}@{host}", a.dial),
+            target: format!("sip:{}@{host}", a.dial),
+            cseq: 0,
+            invite: Request::new(Method::Invite, ""),
+        };
+        d.invite(rtp_port, None);
+        event("invite_tx", json!({"dial": a.dial, "user": a.user}), t0);
+        let up = chirp(CHIRP_SAMPLES, 300.0, 3400.0);
+        let mut det = Detector::new(chirp(CHIRP_SAMPLES, 3400.0, 300.0));
+        let mut authed = false;
+        let mut connected_at: Option<Instant> = None;
+        let mut media: Option<SocketAddr> = None;
+        let mut final_code: Option<u16> = None;
+        let mut bye_sent: Option<Instant> = None;
+        let mut bye_tries = 0;
+        let mut bye_ok = false;
+        let mut bye_rx: Option<Value> = None;
+        let mut rx_reported = false;
+        let mut rx_ok = !a.audio;
+        let (mut seq, mut ts, ssrc) = (0x1234u16, 0x0100_0000u32, 0x7A4D_0001u32);
+        let mut sent_packets = 0usize;
+        let mut next_rtp: Option<Instant> = None;
+        let mut rtp_rx = 0u64;
+        let mut buf = vec![0u8; 65_535];
+        use serde_json::Value;
+        'main: loop {
+            let t = now();
+            if t >= deadline {
+                event("timeout", json!({"after_s": a.timeout.as_secs()}), t0);
+                return Ok(2);
+            }
+            // SIP in.
+            while let Ok((n, _)) = d.sock.recv_from(&mut buf) {
+                let Ok(m) = Message::parse(&buf[..n]) else {
+                    continue;
+                };
+                match m {
+                    Message::Response(r) => {
+                        let Some(cs) = r.cseq() else { continue };
+                        if cs.method == Method::Bye {
+                            if r.code >= 200 && !bye_ok {
+                                bye_ok = true;
+                                event("bye_ok", json!({"code": r.code}), t0);
+                            }
+                            continue;
+                        }
+                        if cs.method != Method::Invite || cs.seq != d.cseq {
+                            continue;
+                        }
+                        if r.code < 200 {
+                            event("provisional", json!({"code": r.code}), t0);
+                            continue;
+                        }
+                        d.ack(&r);
+                        if (r.code == 401 || r.code == 407) && !authed {
+                            let Some((h, ch)) = Challenge::from_response(&r, None) else {
+                                return Err(format!("{} without a usable challenge", r.code));
+                            };
+                            let v =
+                                ch.answer(&a.user, &a.password, "INVITE", &d.uri, 1, &new_cnonce());
+                            authed = true;
+                            event("auth", json!({"code": r.code}), t0);
+                            d.invite(rtp_port, Some((h, v)));
+                            continue;
+                        }
+                        if final_code.is_some() {
+                            continue; // a retransmission, ACKed again above
+                        }
+                        final_code = Some(r.code);
+                        if !r.is_success() {
+                            event(
+                                "rejected",
+                                json!({"code": r.code, "reason": r.headers.get("Reason")}),
+                                t0,
+                            );
+                            break 'main;
+                        }
+                        if let Some(to) = r.headers.get("To") {
+                            d.to = to.to_string();
+                        }
+                        if let Some(c) = r.headers.get("Contact") {
+                            d.target = uri_of(c);
+                        }
+                        // Re-send the ACK now that the target is known.
+                        d.ack(&r);
+                        media = std::str::from_utf8(&r.body)
+                            .ok()
+                            .and_then(|t| control::sdp::SessionDescription::parse(t).ok())
+                            .and_then(|s| s.audio_addr());
+                        connected_at = Some(t);
+                        next_rtp = Some(t);
+                        event(
+                            "connected",
+                            json!({"code": r.code, "media": media.map(|m| m.to_string())}),
+                            t0,
+                        );
+                    }
+                    Message::Request(req) => {
+                        let mut resp = Response::for_request(&req, 200);
+                        if req.method == Method::Bye {
+                            bye_rx = Some(json!({"reason": req.headers.get("Reason")}));
+                            event("bye_rx", json!({"reason": req.headers.get("Reason")}), t0);
+                        } else if req.method == Method::Invite {
+                            resp.headers.push("Content-Type", "application/sdp");
+                            resp.body = d.invite.body.clone();
+                        }
+                        if !resp.headers.contains("Contact") {
+                            resp.headers
+                                .push("Contact", format!("<sip:{}@{}>", a.user, d.local));
+                        }
+                        d.send(resp);
+                    }
+                }
+            }
+            // RTP out: idle lead, the chirp, then idle, every 20 ms.
+            if let (Some(m), Some(at)) = (media, next_rtp) {
+                if a.audio && t >= at && bye_sent.is_none() && bye_rx.is_none() {
+                    let k = sent_packets;
+                    let payload: Vec<u8> =
+                        if k >= LEAD_PACKETS && (k - LEAD_PACKETS) * 160 < up.len() {
+                            let s = (k - LEAD_PACKETS) * 160;
+                            up[s..(s + 160).min(up.len())].to_vec()
+                        } else {
+                            vec![0xD5; 160]
+                        };
+                    let _ = rtp.send_to(&rtp_packet(seq, ts, ssrc, k == 0, &payload), m);
+                    seq = seq.wrapping_add(1);
+                    ts = ts.wrapping_add(160);
+                    sent_packets += 1;
+                    next_rtp = Some(at + Duration::from_millis(20));
+                }
+            }
+            // RTP in.
+            while let Ok(n) = rtp.recv(&mut buf) {
+                if let Ok(p) = dataplane::wire::rtp::Packet::new_checked(&buf[..n]) {
+                    rtp_rx += 1;
+                    if p.payload_type().get() == PT_PCMA {
+                        det.push(p.payload());
+                    }
+                }
+            }
+            let tx_done = sent_packets >= LEAD_PACKETS + up.len() / 160 + 10;
+            if a.audio && !rx_reported {
+                let complete = det
+                    .start
+                    .is_some_and(|s| det.rec.len() >= s + CHIRP_SAMPLES + 4000);
+                let late = connected_at
+                    .is_some_and(|c| t >= c + a.hangup_after.unwrap_or(Duration::from_secs(10)));
+                if complete || (late && det.start.is_some()) {
+                    let (found, total) = det.blocks_found(160);
+                    let mut v = det.result().map_or_else(
+                        || json!({"intact": false}),
+                        |f| found_json(&f, CHIRP_SAMPLES),
+                    );
+                    v["blocks_found"] = found.into();
+                    v["blocks"] = total.into();
+                    v["pattern"] = "chirp 3400-300 Hz".into();
+                    event("audio_rx", v, t0);
+                    rx_reported = true;
+                    rx_ok = total > 0 && found * 10 >= total * 9;
+                }
+            }
+            // Our hangup: audio through (or the limit reached).
+            if let (Some(c), None, None) = (connected_at, bye_sent, &bye_rx) {
+                if let Some(h) = a.hangup_after {
+                    let audio_over = !a.audio || (tx_done && rx_reported);
+                    if (audio_over && !a.await_bye) || t >= c + h {
+                        d.bye();
+                        bye_sent = Some(t);
+                        bye_tries = 1;
+                        event("bye_tx", json!({}), t0);
+                    }
+                }
+            }
+            if let Some(b) = bye_sent {
+                if !bye_ok && bye_tries < 5 && t >= b + Duration::from_millis(500 * bye_tries) {
+                    d.bye();
+                    bye_tries += 1;
+                }
+                if bye_ok {
+                    break;
+                }
+            }
+            if bye_rx.is_some() {
+                // Answered above; a moment for retransmissions.
+                std::thread::sleep(Duration::from_millis(200));
+                while let Ok((n, _)) = d.sock.recv_from(&mut buf) {
+                    if let Ok(Message::Request(req)) = Message::parse(&buf[..n]) {
+                        d.send(Response::for_request(&req, 200));
+                    }
+                }
+                break;
+            }
+        }
+        if a.audio && !rx_reported {
+            event(
+                "audio_rx",
+                json!({"intact": false, "error": "not received"}),
+                t0,
+            );
+        }
+        let cleared_ok = if a.await_bye {
+            bye_rx.is_some() && bye_sent.is_none()
+        } else {
+            bye_ok
+        };
+        let ok = final_code.is_some_and(|c| c == 200) && rx_ok && cleared_ok;
+        event(
+            "done",
+            json!({"ok": ok, "final": final_code, "rtp_rx": rtp_rx,
+                   "rtp_tx": sent_packets, "cleared_by": if bye_rx.is_some() { "far" } else { "us" }}),
+            t0,
+        );
+        Ok(if ok { 0 } else { 1 })
+    }
 }
 
 #[cfg(test)]

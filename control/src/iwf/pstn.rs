@@ -52,6 +52,8 @@ use crate::sip::{Message, Method, NameAddr, Request, Response, Uri};
 use super::dtmf::{event_pt, FromLine, ToLine, PT_EVENT};
 use dataplane::dsp::dtmf::Digit;
 
+mod dahdi;
+
 /// The Dial technology the IWF serves (`Dial(DAHDI/g1/5551234)`).
 pub const TECH: &str = "DAHDI";
 
@@ -1100,9 +1102,35 @@ pub enum IwfError {
         /// Why.
         err: std::io::Error,
     },
-    /// `driver = "dahdi"` spans need the DAHDI card edge, not built into the IWF yet.
-    #[error("pstn: span {0}: driver dahdi is not supported by tandemd yet (use driver = \"sim\")")]
-    Dahdi(u16),
+    /// A `driver = "dahdi"` span without DAHDI on this machine.
+    #[error(
+        "pstn: span {span}: driver dahdi needs {device}, which does not exist \
+         (DAHDI modules not loaded or dahdi_cfg not run?)"
+    )]
+    NoDahdi {
+        /// The span.
+        span: u16,
+        /// The missing device node.
+        device: String,
+    },
+    /// A DAHDI channel of a span could not be opened or set up.
+    #[error("pstn: span {span}: {what}: {source}")]
+    Dahdi {
+        /// The span.
+        span: u16,
+        /// Which channel (timeslot and DAHDI channel number).
+        what: String,
+        /// The device error (names the ioctl).
+        source: drivers::dahdi::ChannelError,
+    },
+    /// The span's channel plan does not match the kernel's (config error).
+    #[error("pstn: span {span}: {msg}")]
+    DahdiPlan {
+        /// The span.
+        span: u16,
+        /// What does not match.
+        msg: String,
+    },
 }
 
 #[expect(
@@ -1153,6 +1181,8 @@ impl DChan {
 enum Port {
     Sim(Box<SimTrunk>),
     External(DChan, Box<Span>),
+    /// A DAHDI card: D-channel and B-channels as device fds.
+    Dahdi(Box<dahdi::DahdiSpan>),
 }
 
 /// Starts the IWF thread: binds its SIP and RTP sockets on loopback, builds
@@ -1195,7 +1225,8 @@ pub fn spawn(cfg: &PstnConfig, engine: SocketAddr) -> Result<IwfHandle, IwfError
     let mut spans: Vec<(SpanId, Port)> = Vec::new();
     for (n, s) in cfg.spans.iter().enumerate() {
         if s.driver == Driver::Dahdi {
-            return Err(IwfError::Dahdi(s.span.0));
+            spans.push((s.span, Port::Dahdi(Box::new(dahdi::DahdiSpan::open(s)?))));
+            continue;
         }
         let port = match DChan::open(&s.dchannel_link)
             .map_err(sock(&format!("span {} D-channel", s.span.0)))?
@@ -1258,16 +1289,21 @@ fn run(
 ) {
     let mut buf = vec![0u8; 65_535];
     let mut next_status = clock();
+    let mut next_alarms = clock();
     while !stop.load(Ordering::Relaxed) {
         let now = clock();
         while let Ok((n, from)) = sip.recv_from(&mut buf) {
             iwf.handle_sip(&buf[..n], from, now);
         }
         for (id, port) in &mut spans {
-            if let Port::External(d, _) = port {
-                while let Some(n) = d.recv(&mut buf) {
-                    iwf.pstn_mut().handle_frame(*id, &buf[..n], now);
+            match port {
+                Port::External(d, _) => {
+                    while let Some(n) = d.recv(&mut buf) {
+                        iwf.pstn_mut().handle_frame(*id, &buf[..n], now);
+                    }
                 }
+                Port::Dahdi(d) => d.recv_frames(|f| iwf.pstn_mut().handle_frame(*id, f, now)),
+                Port::Sim(_) => {}
             }
         }
         iwf.pstn_mut().handle_timeout(now);
@@ -1275,7 +1311,13 @@ fn run(
             match spans.iter_mut().find(|(i, _)| *i == sid) {
                 Some((_, Port::External(d, _))) => d.send(&f),
                 Some((_, Port::Sim(t))) => t.tandem_span().send_frame(&f),
+                Some((_, Port::Dahdi(d))) => d.send_frame(&f),
                 None => {}
+            }
+        }
+        for (_, port) in &mut spans {
+            if let Port::Dahdi(d) = port {
+                d.flush_frames();
             }
         }
         for (_, port) in &mut spans {
@@ -1286,6 +1328,7 @@ fn run(
         iwf.handle_pstn_events(now);
         // Audio: B-channel -> RTP.
         let legs: Vec<MediaLeg> = iwf.media_legs().collect();
+        dahdi_media(&mut iwf, &mut spans, &legs, &rtp);
         for leg in &legs {
             let Some((sid, _)) = iwf.pstn().channel(leg.call) else {
                 continue;
@@ -1305,10 +1348,15 @@ fn run(
                 let Some((id, blocks)) = iwf.rtp_in(slot, &buf[..n]) else {
                     continue;
                 };
-                let Some((sid, _)) = iwf.pstn().channel(id) else {
+                let Some((sid, ch)) = iwf.pstn().channel(id) else {
                     continue;
                 };
-                if let Some(span) = span_of(&mut spans, sid) {
+                if let Some(d) = dahdi_of(&mut spans, sid) {
+                    let ts = u8::try_from(ch.0).unwrap_or(0);
+                    for b in blocks {
+                        d.write_block(ts, Some(&b));
+                    }
+                } else if let Some(span) = span_of(&mut spans, sid) {
                     for b in blocks {
                         let _ = iwf.pstn().write_audio(id, span, &b);
                     }
@@ -1320,6 +1368,19 @@ fn run(
         }
         while let Some(l) = iwf.poll_log() {
             tracing::info!("{l}");
+        }
+        for (id, port) in &mut spans {
+            if let Port::Dahdi(d) = port {
+                if now >= next_alarms {
+                    iwf.pstn_mut().set_alarms(*id, d.alarms());
+                }
+                while let Some(l) = d.poll_log() {
+                    tracing::warn!("{l}");
+                }
+            }
+        }
+        if now >= next_alarms {
+            next_alarms = now + Duration::from_secs(1);
         }
         if now >= next_status {
             next_status = now + Duration::from_millis(100);
@@ -1336,10 +1397,50 @@ fn span_of(spans: &mut [(SpanId, Port)], id: SpanId) -> Option<&mut Span> {
     spans
         .iter_mut()
         .find(|(i, _)| *i == id)
-        .map(|(_, p)| match p {
-            Port::Sim(t) => t.tandem_span(),
-            Port::External(_, s) => &mut **s,
+        .and_then(|(_, p)| match p {
+            Port::Sim(t) => Some(t.tandem_span()),
+            Port::External(_, s) => Some(&mut **s),
+            Port::Dahdi(_) => None,
         })
+}
+
+fn dahdi_of(spans: &mut [(SpanId, Port)], id: SpanId) -> Option<&mut dahdi::DahdiSpan> {
+    spans
+        .iter_mut()
+        .find(|(i, _)| *i == id)
+        .and_then(|(_, p)| match p {
+            Port::Dahdi(d) => Some(&mut **d),
+            _ => None,
+        })
+}
+
+/// B-channel -> RTP for the calls on DAHDI spans: marks the live timeslots
+/// (flushing stale audio of new ones), then turns every whole block the
+/// kernel has into one RTP packet.
+fn dahdi_media(
+    iwf: &mut Iwf,
+    spans: &mut [(SpanId, Port)],
+    legs: &[MediaLeg],
+    rtp: &[std::net::UdpSocket],
+) {
+    for (sid, port) in spans.iter_mut() {
+        let Port::Dahdi(d) = port else { continue };
+        let mine: Vec<(MediaLeg, u8)> = legs
+            .iter()
+            .filter_map(|l| {
+                let (s, ch) = iwf.pstn().channel(l.call)?;
+                (s == *sid).then(|| (*l, u8::try_from(ch.0).unwrap_or(0)))
+            })
+            .collect();
+        d.set_live(mine.iter().map(|(_, ts)| *ts).collect());
+        for (leg, ts) in mine {
+            d.read_blocks(ts, |block| {
+                if let (Some(pkt), Some(s)) = (iwf.rtp_out(leg.call, block), rtp.get(leg.slot)) {
+                    let _ = s.send_to(&pkt, leg.remote);
+                }
+            });
+        }
+    }
 }
 
 #[cfg(test)]

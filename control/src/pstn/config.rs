@@ -196,6 +196,10 @@ pub struct SpanConfig {
     /// Calling number sent in outgoing SETUPs instead of the SIP caller's
     /// (a trunk's main number).
     pub calling_number: Option<String>,
+    /// DAHDI spans: the global DAHDI channel number of timeslot 0, so that
+    /// timeslot `t` is channel `channel_base + t` (default `31 * (span - 1)`,
+    /// DAHDI's numbering of E1 spans registered in order).
+    pub channel_base: u32,
 }
 
 impl SpanConfig {
@@ -216,7 +220,13 @@ impl SpanConfig {
             dchannel_link: DChannelLink::Builtin,
             presentation: None,
             calling_number: None,
+            channel_base: 31 * (u32::from(span).max(1) - 1),
         }
+    }
+
+    /// The DAHDI channel number of timeslot `ts` of this span.
+    pub fn dahdi_channel(&self, ts: u8) -> i32 {
+        i32::try_from(self.channel_base + u32::from(ts)).unwrap_or(i32::MAX)
     }
 }
 
@@ -394,6 +404,7 @@ fn parse_span(v: &Value, path: &str) -> Result<SpanConfig, PstnConfigError> {
         "channel_selection",
         "presentation",
         "calling_number",
+        "channel_base",
     ];
     let f = Fields::new(v, path, KNOWN)?;
     let span = f
@@ -471,6 +482,9 @@ fn parse_span(v: &Value, path: &str) -> Result<SpanConfig, PstnConfigError> {
         if let Some(z) = plan.loadzone {
             sc.loadzone = z;
         }
+        if let Some(b) = plan.channel_base {
+            sc.channel_base = b;
+        }
     }
     if let Some(z) = f.str("loadzone")? {
         if dataplane::dsp::tones::zone_tone(z, dataplane::dsp::tones::ToneKind::Busy).is_none() {
@@ -517,6 +531,15 @@ fn parse_span(v: &Value, path: &str) -> Result<SpanConfig, PstnConfigError> {
         }
         sc.calling_number = Some(n.to_string());
     }
+    if let Some(b) = f.int("channel_base", 0..=65_000)? {
+        if sc.driver != Driver::Dahdi {
+            return Err(f.err(
+                "channel_base",
+                "only dahdi spans have DAHDI channel numbers",
+            ));
+        }
+        sc.channel_base = b as u32;
+    }
     if let Some(d) = f.str("dchannel")? {
         if sc.driver != Driver::Sim {
             return Err(f.err("dchannel", "only sim spans take an external D-channel"));
@@ -544,6 +567,8 @@ pub struct ChannelPlan {
     pub dchannel: u8,
     /// `loadzone=`, if given.
     pub loadzone: Option<String>,
+    /// With `span=` lines: the global channel number of the span's timeslot 0.
+    pub channel_base: Option<u32>,
 }
 
 /// Parses DAHDI `system.conf` syntax for span `span`: `key=value` words
@@ -621,6 +646,7 @@ pub fn parse_system_conf(text: &str, span: u16) -> Result<ChannelPlan, String> {
         bchannels,
         dchannel,
         loadzone: zone.or(default_zone),
+        channel_base: has_spans.then_some(base),
     })
 }
 
@@ -853,6 +879,23 @@ after_ms = 3000
         )
         .unwrap_err();
         assert_eq!(e.line, 4, "{e}");
+
+        // DAHDI channel numbers: E1 numbering by default, channel_base for dahdi only.
+        let c = PstnConfig::parse_str(
+            "[[pstn.span]]\nspan = 2\ndriver = \"dahdi\"\n\
+             [[pstn.span]]\nspan = 3\ndriver = \"dahdi\"\nchannel_base = 100\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.spans[0].dahdi_channel(16), 47);
+        assert_eq!(c.spans[1].dahdi_channel(1), 101);
+        let e = PstnConfig::parse_str("[[pstn.span]]\nspan = 1\nchannel_base = 5\n", "t.toml")
+            .unwrap_err();
+        assert_eq!(
+            (e.line, e.path.as_str()),
+            (3, "pstn.span[0].channel_base"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -867,6 +910,13 @@ after_ms = 3000
         let p2 = parse_system_conf(conf, 2).unwrap();
         assert_eq!(p2.bchannels, parse_system_conf(conf, 1).unwrap().bchannels);
         assert_eq!(p2.dchannel, 16);
+        assert_eq!((p1.channel_base, p2.channel_base), (Some(0), Some(31)));
+        assert_eq!(
+            parse_system_conf("bchan=1-15 dchan=16", 1)
+                .unwrap()
+                .channel_base,
+            None
+        );
         assert!(parse_system_conf(conf, 3).unwrap_err().contains("span=3"));
         assert!(parse_system_conf("bchan=1-16 dchan=16", 1)
             .unwrap_err()
