@@ -6,8 +6,11 @@
 //! gateway sits beside a PBX. The mapping logic is sans-IO; the sockets live in
 //! each IWF's `net` module.
 //!
+//! - [`analog`]: FXS/FXO ports of a TDM400P-class card (`Dial(DAHDI/<port>)`), the `[analog]` section.
 //! - [`h323`]: H.323 gateways and terminals (`Dial(H323/number@host)`), the `[h323]` section.
 //! - [`pstn`]: ISDN PRI spans (`Dial(DAHDI/g1/number)`), the `[pstn]` section.
 
+pub mod analog;
 pub mod h323;
 pub mod pstn;
+pub mod sipua;
