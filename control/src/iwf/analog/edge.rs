@@ -15,8 +15,9 @@
 //! `offhook P`, `onhook P`, `wait P MS`, `flash P`, `dtmf P DIGITS`,
 //! `pulse P DIGITS`, `answer_after P N`, `echo P on|off`,
 //! `dump P FILE` (what phone P heard in the last 20 s, raw s16le 8 kHz),
-//! `ring P after|before|none [FILE]` (the exchange rings FXO port P, FILE a
-//! raw s16le caller ID spill), `hangup P polarity|loop|busy`,
+//! `ring P after|before|none [FILE|-] [ON,OFF,...]` (the exchange rings FXO
+//! port P, FILE a raw s16le caller ID spill, the cadence in ms; default the
+//! port zone's), `hangup P polarity|loop|busy`,
 //! `co_answer P`.
 
 use std::collections::VecDeque;
@@ -277,6 +278,8 @@ struct FarEnd {
     heard: VecDeque<i16>,
     /// A pre-ring caller ID spill is playing: ring only after it.
     spill_until: u64,
+    /// Caller ID goes out before the first ring on this port (V.23, DTMF).
+    pre_ring_cid: bool,
 }
 
 impl FarEnd {
@@ -297,6 +300,7 @@ impl FarEnd {
             cid_received: None,
             heard: VecDeque::with_capacity(HEARD_KEEP),
             spill_until: 0,
+            pre_ring_cid: matches!(cid, CidMode::V23 | CidMode::Dtmf),
         }
     }
 }
@@ -421,14 +425,6 @@ impl Edge {
                 Event::Polarity => HwEvent::Polarity,
                 Event::Alarm(_) => continue,
             };
-            if e == Event::RingerOn {
-                // A new call's first burst: forget the last call's caller ID.
-                if let Some(f) = self.far.iter_mut().find(|f| f.chan == chan.0) {
-                    if self.card.phone(chan).is_ok_and(|p| p.rings() == 0) && f.spill_until == 0 {
-                        f.cid_received = None;
-                    }
-                }
-            }
             self.iwf.handle_hw(chan.0, hw, now);
         }
         let mut audio = Vec::new();
@@ -498,6 +494,10 @@ impl Edge {
                     f.spill_until = 0;
                 }
                 HwCommand::Ring { cadence } => {
+                    if !f.pre_ring_cid {
+                        // A new call: forget the last call's caller ID.
+                        f.cid_received = None;
+                    }
                     f.spill_until = 0;
                     self.ring(chan, cadence);
                 }
@@ -520,6 +520,7 @@ impl Edge {
                 }
                 HwCommand::StopTone => f.tone = None,
                 HwCommand::SendCallerId { cid, signalling } => {
+                    f.cid_received = None;
                     // After the first ring: 500 ms into the silence; before
                     // it (polarity already reversed): 300 ms after the reversal.
                     let pre_ring = !self.card.phone(c).is_ok_and(|p| p.rings() > 0);
@@ -650,7 +651,7 @@ impl Edge {
                     Some(o) => return Err(format!("ring: timing {o}: after|before|none")),
                 };
                 let cid = match (timing, rest.first()) {
-                    (Some(t), Some(path)) => {
+                    (Some(t), Some(path)) if *path != "-" => {
                         let b = std::fs::read(path).map_err(|x| format!("ring {path}: {x}"))?;
                         let pcm: Vec<i16> = b
                             .chunks_exact(2)
@@ -658,7 +659,7 @@ impl Edge {
                             .collect();
                         Some((pcm, t))
                     }
-                    (Some(_), None) => return Err("ring: give the spill file".into()),
+                    (Some(_), _) => return Err("ring: give the spill file".into()),
                     _ => None,
                 };
                 let zone = self
@@ -666,7 +667,11 @@ impl Edge {
                     .iter()
                     .find(|f| f.chan == port)
                     .map_or("us".to_string(), |f| f.zone.clone());
-                let cadence = RingCadence::for_zone(&zone).unwrap_or_else(RingCadence::us);
+                let mut cadence = RingCadence::for_zone(&zone).unwrap_or_else(RingCadence::us);
+                if let Some(c) = rest.get(1) {
+                    let v: Result<Vec<u32>, _> = c.split(',').map(str::parse).collect();
+                    cadence = RingCadence(v.map_err(|_| format!("ring: cadence {c}: ms,ms,..."))?);
+                }
                 self.card.line(c).map_err(e)?.ring_in(&cadence.0, cid);
             }
             "co_answer" => self.card.line(c).map_err(e)?.answer(false),
