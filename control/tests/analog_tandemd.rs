@@ -454,7 +454,9 @@ fn fxo_inbound_caller_id_privacy_and_far_end_disconnects() {
                 "caller name not shown"
             );
         }
-        d.wait_for("FXO port talking", 3, |d| port_status(d, 5)["state"] == "talking");
+        d.wait_for("FXO port talking", 3, |d| {
+            port_status(d, 5)["state"] == "talking"
+        });
         let st = port_status(&d, 5);
         if number != "P" {
             assert_eq!(st["cid_received"]["number"], number, "{st}");

@@ -60,7 +60,7 @@ const CAUSE_NORMAL: u8 = 16;
 
 #[derive(Debug)]
 enum Line {
-    Fxs(FxsLine),
+    Fxs(Box<FxsLine>),
     Fxo(Box<FxoLine>),
 }
 
@@ -143,7 +143,10 @@ impl Iwf {
         let mut ports = Vec::new();
         for p in &cfg.ports {
             let line = match p.kind {
-                Kind::Fxs => Line::Fxs(FxsLine::new(p.fxs(), digit_plan(dialplan, &p.context))),
+                Kind::Fxs => Line::Fxs(Box::new(FxsLine::new(
+                    p.fxs(),
+                    digit_plan(dialplan, &p.context),
+                ))),
                 Kind::Fxo => Line::Fxo(Box::new(FxoLine::new(p.fxo())?)),
             };
             ports.push(Port {
@@ -964,7 +967,9 @@ mod tests {
         cancel
             .headers
             .push("Via", "SIP/2.0/UDP 127.0.0.1:5060;branch=z9hG4bKa");
-        cancel.headers.push("From", "\"Bob\" <sip:1001@127.0.0.1>;tag=x");
+        cancel
+            .headers
+            .push("From", "\"Bob\" <sip:1001@127.0.0.1>;tag=x");
         cancel.headers.push("To", "<sip:2@127.0.0.1:6000>");
         cancel.headers.push("Call-ID", "c-1");
         cancel.headers.push("CSeq", "1 CANCEL");

@@ -466,7 +466,7 @@ impl Edge {
                 f.heard.extend(heard);
             }
         }
-        if self.card.now_ms() % 10 == 0 {
+        if self.card.now_ms().is_multiple_of(10) {
             self.iwf.handle_timeout(now);
         }
         self.apply_commands();
