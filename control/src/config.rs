@@ -80,6 +80,7 @@ callerid_name = "Analog 204"
 [[analog.port]]
 port = 5
 kind = "fxo"
+extension = "200"
 "#;
 
 /// A configuration error: where, and what is wrong.

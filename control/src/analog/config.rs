@@ -156,7 +156,8 @@ pub struct AnalogConfig {
 impl AnalogConfig {
     /// The simulated TDM400P of the embedded default: FXS ports 1-4 as
     /// extensions 201-204 (Bell 202 caller ID, phones answer after two rings
-    /// and echo), FXO port 5 to a simulated line, all in context `default`.
+    /// and echo), FXO port 5 to a simulated line (inbound calls dial 200), all in
+    /// context `default`.
     pub const EMBEDDED_DEFAULT: &'static str = "\
 [analog]
 card = \"sim\"
@@ -187,6 +188,7 @@ callerid_name = \"Analog 204\"
 [[analog.port]]
 port = 5
 kind = \"fxo\"
+extension = \"200\"
 ";
 
     /// Validates the deserialized section.
@@ -435,8 +437,15 @@ mod tests {
         assert_eq!(c.ports[0].cid, CidMode::Bell202);
         assert_eq!(c.ports[0].cadence, vec![2000, 4000]);
         assert_eq!(c.ports[4].kind, Kind::Fxo);
-        assert_eq!(c.ports[4].extension, "s");
+        assert_eq!(c.ports[4].extension, "200");
         assert_eq!(c.ports[4].fxo().answer_on_ring, 2);
+    }
+
+    #[test]
+    fn tandemd_default_carries_this_card() {
+        assert!(crate::config::EMBEDDED_DEFAULT.contains(AnalogConfig::EMBEDDED_DEFAULT));
+        let c = crate::config::Config::embedded_default();
+        assert_eq!(c.analog.map(|a| a.ports.len()), Some(5));
     }
 
     #[test]

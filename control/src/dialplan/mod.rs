@@ -267,8 +267,8 @@ exten => _20[1-4],1,Dial(DAHDI/${EXTEN:2},30)
 ; 8 + number leaves on the analog exchange line (FXO port 5).
 exten => _8X.,1,Dial(DAHDI/5/${EXTEN:1},60)
  same => n,Hangup()
-; Calls in on the analog exchange line ring 1001.
-exten => s,1,Dial(SIP/1001,30)
+; Calls in on the analog exchange line (FXO port 5) dial 200: ring 1001.
+exten => 200,1,Dial(SIP/1001,30)
  same => n,Hangup()
 ";
 

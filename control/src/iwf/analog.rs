@@ -993,7 +993,7 @@ mod tests {
         let Some(Message::Request(r)) = out.first() else {
             panic!()
         };
-        assert_eq!(r.uri, "sip:s@127.0.0.1:5060");
+        assert_eq!(r.uri, "sip:200@127.0.0.1:5060");
         assert_eq!(r.headers.get("Privacy"), Some("id"));
         assert!(r.headers.get("From").unwrap().contains("anonymous"));
         // The engine answers; then the far end disconnects (polarity): BYE.
