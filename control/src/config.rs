@@ -5,7 +5,8 @@
 //! keys or sections are errors (a typo must never be silently ignored). The
 //! embedded default (`tandemd` with no arguments) is the TOML text in
 //! [`EMBEDDED_DEFAULT`] plus the embedded dialplan: loopback only, demo users
-//! 1001-1004 with password `tandem` + name.
+//! 1001-1004 with password `tandem` + name, and a simulated TDM400P analog card (FXS ports
+//! 1-4 as extensions 201-204, FXO port 5 to a simulated exchange line).
 //!
 //! Every key is documented in `docs/config.md`.
 
@@ -50,6 +51,36 @@ media_ip = "127.0.0.1"
 
 [dialplan]
 context = "default"
+[analog]
+card = "sim"
+[[analog.port]]
+port = 1
+kind = "fxs"
+extension = "201"
+callerid_number = "201"
+callerid_name = "Analog 201"
+[[analog.port]]
+port = 2
+kind = "fxs"
+extension = "202"
+callerid_number = "202"
+callerid_name = "Analog 202"
+[[analog.port]]
+port = 3
+kind = "fxs"
+extension = "203"
+callerid_number = "203"
+callerid_name = "Analog 203"
+[[analog.port]]
+port = 4
+kind = "fxs"
+extension = "204"
+callerid_number = "204"
+callerid_name = "Analog 204"
+[[analog.port]]
+port = 5
+kind = "fxo"
+extension = "200"
 "#;
 
 /// A configuration error: where, and what is wrong.
@@ -184,6 +215,9 @@ pub struct Config {
     /// `[pstn]`: ISDN PRI spans and the exchange simulator (docs/pstn.md); `None`
     /// without the section (no PSTN interworking).
     pub pstn: Option<crate::pstn::config::PstnConfig>,
+    /// `[analog]`: the analog card and its FXS/FXO ports (docs/analog.md); `None`
+    /// without the section.
+    pub analog: Option<crate::analog::config::AnalogConfig>,
 }
 
 /// `[h323]`: the H.323 gateway (docs/h323.md).
@@ -233,6 +267,7 @@ struct RawConfig {
     h323: Option<RawH323>,
     metrics: Option<RawMetrics>,
     pstn: Option<toml::Value>,
+    analog: Option<crate::analog::config::RawAnalog>,
 }
 
 #[derive(Deserialize)]
@@ -809,6 +844,7 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
     let (radius, cdr) = parse_billing(&src, path, raw.radius, raw.cdr)?;
     let h323 = parse_h323(&src, raw.h323.as_ref(), &dialplan)?;
     let pstn = parse_pstn(&src, raw.pstn, &dialplan)?;
+    let analog = parse_analog(&src, raw.analog.as_ref(), &dialplan)?;
 
     // [mgmt]
     let mgmt_socket = match raw.mgmt.and_then(|m| m.socket) {
@@ -858,7 +894,32 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         h323,
         metrics,
         pstn,
+        analog,
     })
+}
+
+/// `[analog]`: validated by [`crate::analog::config::AnalogConfig::from_raw`]; port
+/// contexts must exist in the dialplan.
+fn parse_analog(
+    src: &Source<'_>,
+    raw: Option<&crate::analog::config::RawAnalog>,
+    dialplan: &Dialplan,
+) -> Result<Option<crate::analog::config::AnalogConfig>, ConfigError> {
+    use crate::analog::config::AnalogConfig;
+    let Some(raw) = raw else { return Ok(None) };
+    let cfg = AnalogConfig::from_raw(raw).map_err(|e| src.err(e.span, e.msg))?;
+    for p in &cfg.ports {
+        if !dialplan.has_context(&p.context) {
+            return Err(src.err(
+                AnalogConfig::context_span(raw, p.port),
+                format!(
+                    "analog port {}: context \"{}\" is not in the dialplan",
+                    p.port, p.context
+                ),
+            ));
+        }
+    }
+    Ok(Some(cfg))
 }
 
 /// A `codecs = [...]` list, in order, duplicates dropped; `what` prefixes the error

@@ -84,6 +84,9 @@ pub enum NetError {
     /// The PSTN interworking function could not start.
     #[error("{0}")]
     Pstn(crate::iwf::pstn::IwfError),
+    /// The analog interworking function could not start.
+    #[error("{0}")]
+    Analog(crate::iwf::analog::IwfError),
 }
 
 #[expect(clippy::disallowed_methods, reason = "the edge owns the clock")]
@@ -381,6 +384,7 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
     let _h323 = start_h323(&cfg, &mut engine).await?;
     engine.configure_trunks(&cfg, t0);
     let pstn_iwf = start_pstn(&cfg, &mut engine)?;
+    let analog_iwf = start_analog(&cfg, &mut engine)?;
     banner(&cfg);
     {
         let sel = engine.media().selection();
@@ -448,9 +452,14 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
                 }
             }
             Some((req, reply)) = mg_rx.recv() => {
-                let r = match (&req, &pstn_iwf) {
-                    (MgmtRequest::ShowSpans, Some(p)) => MgmtReply::data(p.snapshot().spans),
-                    (MgmtRequest::ShowChannels, Some(p)) => MgmtReply::data(p.snapshot().channels),
+                let r = match (&req, &pstn_iwf, &analog_iwf) {
+                    (MgmtRequest::ShowSpans, Some(p), _) => MgmtReply::data(p.snapshot().spans),
+                    (MgmtRequest::ShowChannels, p, Some(a)) => {
+                        analog_channels(p.as_ref(), a)
+                    }
+                    (MgmtRequest::ShowChannels, Some(p), None) => {
+                        MgmtReply::data(p.snapshot().channels)
+                    }
                     _ => answer_mgmt(&mut engine, req, now()),
                 };
                 let _ = reply.send(r);
@@ -771,6 +780,55 @@ fn start_pstn(
     );
     engine.add_gateway(iwf.gateway());
     Ok(Some(iwf))
+}
+
+/// `[analog]`: start the analog interworking function and register its gateways
+/// (`Dial(DAHDI/<port>)`, docs/analog.md).
+fn start_analog(
+    cfg: &Config,
+    engine: &mut Engine<dataplane::Dataplane>,
+) -> Result<Option<crate::iwf::analog::AnalogHandle>, NetError> {
+    let Some(a) = cfg.analog.as_ref().filter(|a| !a.ports.is_empty()) else {
+        return Ok(None);
+    };
+    let iwf = crate::iwf::analog::spawn(a, &cfg.dialplan, cfg.primary_listen().addr)
+        .map_err(NetError::Analog)?;
+    println!(
+        "  analog:     {} port(s), interworking at {} (Dial(DAHDI/<port>))",
+        a.ports.len(),
+        iwf.sips
+            .iter()
+            .map(|(c, s)| format!("sip:{s} ({c})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    for gw in iwf.gateways() {
+        engine.add_gateway(gw);
+    }
+    Ok(Some(iwf))
+}
+
+/// `show channels`: the PRI B-channels (if any) then the analog ports.
+fn analog_channels(
+    pstn: Option<&crate::iwf::pstn::IwfHandle>,
+    analog: &crate::iwf::analog::AnalogHandle,
+) -> MgmtReply {
+    let mut v: Vec<serde_json::Value> = pstn
+        .map(|p| {
+            p.snapshot()
+                .channels
+                .iter()
+                .filter_map(|c| serde_json::to_value(c).ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.extend(
+        analog
+            .snapshot()
+            .iter()
+            .filter_map(|c| serde_json::to_value(c).ok()),
+    );
+    MgmtReply::data(v)
 }
 
 fn start_drain(engine: &mut Engine<dataplane::Dataplane>, deadline: &mut Option<Instant>) {

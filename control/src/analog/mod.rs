@@ -24,6 +24,7 @@
 //! dataplane (`dsp::tones`, `dsp::fsk`), a [`HwCommand::Ring`] becomes
 //! `DAHDI_HOOK(DAHDI_RING)` or its simulated twin.
 
+pub mod config;
 pub mod fxo;
 pub mod fxs;
 pub mod progress;

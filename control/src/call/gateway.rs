@@ -74,16 +74,22 @@ impl<M: Media> Engine<M> {
 
     /// The B-leg address for a Dial target served by a gateway.
     pub(super) fn gateway_target(&self, tech: &str, resource: &str) -> Option<DialTo> {
-        let gw = self
-            .cfg
-            .gateways
-            .iter()
-            .find(|g| g.tech.eq_ignore_ascii_case(tech))?;
+        // `DAHDI/<port>[/<number>]` is an analog port; `DAHDI/g<n>/...` a PRI group.
+        let analog = tech.eq_ignore_ascii_case(crate::iwf::pstn::TECH)
+            && crate::iwf::analog::is_port_resource(resource);
+        let gw = self.cfg.gateways.iter().find(|g| {
+            if analog {
+                g.tech.starts_with(crate::iwf::analog::TECH)
+            } else {
+                g.tech.eq_ignore_ascii_case(tech)
+            }
+        })?;
         let user = percent_encode_user(resource);
         let uri = format!("sip:{user}@{}", gw.addr);
+        let tech = if analog { tech } else { gw.tech.as_str() };
         Some(DialTo {
-            label: format!("{}/{resource}", gw.tech),
-            tech: gw.tech.clone(),
+            label: format!("{tech}/{resource}"),
+            tech: tech.to_string(),
             request_uri: uri.clone(),
             to_uri: uri,
             dest: gw.addr,

@@ -261,6 +261,15 @@ exten => _1XXX,1,Dial(SIP/${EXTEN},30)
 exten => 600,1,Answer()
  same => n,Echo()
  same => n,Hangup()
+; 201-204 ring the simulated analog phones on FXS ports 1-4.
+exten => _20[1-4],1,Dial(DAHDI/${EXTEN:2},30)
+ same => n,Hangup()
+; 8 + number leaves on the analog exchange line (FXO port 5).
+exten => _8X.,1,Dial(DAHDI/5/${EXTEN:1},60)
+ same => n,Hangup()
+; Calls in on the analog exchange line (FXO port 5) dial 200: ring 1001.
+exten => 200,1,Dial(SIP/1001,30)
+ same => n,Hangup()
 ";
 
     /// Parses `extensions.conf` text. `file_name` is only used in error messages.
