@@ -203,8 +203,7 @@ impl<M: Media> Engine<M> {
             // A 2xx copy for a re-INVITE we already finished: ACK it again. Everything we
             // send to A is a re-INVITE; on B only the leg's own INVITE transaction is not
             // (its CSeq is 1, or 2 after a digest retry to a trunk, so match the key).
-            let own_invite = side == LegSide::B
-                && call.b.as_ref().is_some_and(|b| &b.tx == key);
+            let own_invite = side == LegSide::B && call.b.as_ref().is_some_and(|b| &b.tx == key);
             let ours = !own_invite;
             if ours && resp.is_success() && resp.cseq().is_some_and(|c| c.method == Method::Invite)
             {
