@@ -363,7 +363,7 @@ fn pri_peer_network_side_gets_caller_id_and_presentation() {
 }
 
 #[test]
-fn pri_peer_busy_and_restricted_call_in() {
+fn pri_peer_busy_unallocated_and_restricted_call_in() {
     if !have_baresip() {
         return;
     }
@@ -388,6 +388,36 @@ fn pri_peer_busy_and_restricted_call_in() {
     assert_ne!(a.wait(30), 0);
     let closed = a.event("closed").expect("closed");
     assert_eq!(closed["status"].as_u64(), Some(486), "{closed}");
+    assert_eq!(peer.wait(30), 0, "pri-peer failed: {:?}", peer.events());
+    drop(d);
+
+    // Unallocated number: libpri clears with cause 1, the UA gets 404.
+    let port = free_udp_port();
+    let mut peer = PriPeer::spawn(
+        &exe,
+        &dir,
+        "unallocated",
+        port,
+        &[
+            "--role",
+            "net",
+            "--incoming",
+            "reject",
+            "--reject-cause",
+            "1",
+            "--timeout",
+            "60",
+        ],
+    );
+    let d = pri_daemon("pstn-pri-unalloc", port, "");
+    wait_span_up(&d);
+    std::thread::sleep(Duration::from_millis(1500));
+    let mut caller = ua_args(&d, "call", 1001);
+    caller.extend([s("--dial"), s("95550199"), s("--seconds"), s("2")]);
+    let mut a = Ua::spawn(&d.dir, "unalloc-a", &caller);
+    assert_ne!(a.wait(30), 0);
+    let closed = a.event("closed").expect("closed");
+    assert_eq!(closed["status"].as_u64(), Some(404), "{closed}");
     assert_eq!(peer.wait(30), 0, "pri-peer failed: {:?}", peer.events());
     drop(d);
 
