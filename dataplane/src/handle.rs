@@ -321,8 +321,6 @@ struct PortPool {
     kept_count: usize,
     /// Free pairs with kept sockets, oldest freed first.
     ready: VecDeque<usize>,
-    /// Made on the first reuse.
-    drainer: Option<Drainer>,
 }
 
 impl PortPool {
@@ -334,7 +332,6 @@ impl PortPool {
             kept: (0..pairs).map(|_| None).collect(),
             kept_count: 0,
             ready: VecDeque::new(),
-            drainer: None,
         }
     }
 
@@ -392,7 +389,9 @@ impl PortPool {
     fn reuse(&mut self) -> Option<(usize, UdpSocket, UdpSocket)> {
         let i = self.ready.pop_front()?;
         let (rtp, rtcp) = self.kept[i].as_ref()?;
-        let d = self.drainer.get_or_insert_with(Drainer::new);
+        // Made per reuse (a call set-up, not the packet path): the batch holds raw
+        // pointers, which would make the handle !Send if kept.
+        let mut d = Drainer::new();
         d.drain(rtp);
         d.drain(rtcp);
         match (rtp.try_clone(), rtcp.try_clone()) {
