@@ -1417,7 +1417,7 @@ To: <sip:x@y>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n";
 
     #[test]
     fn peek_reads_what_parse_reads() {
-        let req = b"INVITE sip:1002@127.0.0.1 SIP/2.0\r\nv: SIP/2.0/TCP 10.0.0.1:5070;branch=z9hG4bK1, SIP/2.0/UDP b\r\nVia: SIP/2.0/UDP c\r\ni: abc@h\r\nCSeq: 2 INVITE\r\nContent-Length: 0\r\n\r\n";
+        let req = b"INVITE sip:1002@127.0.0.1 SIP/2.0\r\nv: SIP/2.0/TCP 10.0.0.1:5070;branch=z9hG4bK1, SIP/2.0/UDP b\r\nVia: SIP/2.0/UDP c\r\nf: <sip:1001@h>;tag=1\r\nt: <sip:1002@h>\r\nMax-Forwards: 70\r\ni: abc@h\r\nCSeq: 2 INVITE\r\nContent-Length: 0\r\n\r\n";
         let p = Peek::new(req).unwrap();
         assert_eq!(p.code, None);
         assert_eq!(p.method, Some("INVITE"));
