@@ -701,12 +701,26 @@ impl Iwf {
             None => format!("<sip:{user}@{host}>"),
         };
         let extra = vec![("P-Asserted-Identity", from.clone())];
-        let sdp = sipua::sdp(self.media[i], &[PT_PCMU, PT_PCMA], "Tandem analog");
-        let dialog = Dialog::uac(&number, &from, &extra, sdp, me, self.engine);
         self.note(format!(
             "analog iwf: port {}: phone dialled {number} (caller {user})",
             cfg.port
         ));
+        self.invite_engine(i, sock, &number, &from, &extra);
+    }
+
+    /// Send the engine an INVITE for `to_user` on `sock` (offering the port's
+    /// RTP endpoint) and make it port `i`'s call.
+    fn invite_engine(
+        &mut self,
+        i: usize,
+        sock: usize,
+        to_user: &str,
+        from: &str,
+        extra: &[(&str, String)],
+    ) {
+        let me = self.sips[sock].1;
+        let sdp = sipua::sdp(self.media[i], &[PT_PCMU, PT_PCMA], "Tandem analog");
+        let dialog = Dialog::uac(to_user, from, extra, sdp, me, self.engine);
         self.send(sock, dialog.invite.clone());
         self.ports[i].call = Some(Call {
             dialog,
@@ -752,8 +766,7 @@ impl Iwf {
             }
             (None, false) => format!("<sip:anonymous@{me}>"),
         };
-        let sdp = sipua::sdp(self.media[i], &[PT_PCMU, PT_PCMA], "Tandem analog");
-        let dialog = Dialog::uac(&cfg.extension, &from, &extra, sdp, me, self.engine);
+        let extension = cfg.extension.clone();
         self.note(format!(
             "analog iwf: port {}: inbound call from {}{} to {} in {}",
             cfg.port,
@@ -762,16 +775,7 @@ impl Iwf {
             cfg.extension,
             cfg.context
         ));
-        self.send(sock, dialog.invite.clone());
-        self.ports[i].call = Some(Call {
-            dialog,
-            sock,
-            phase: Phase::Early,
-            remote_media: None,
-            pt: PT_PCMU,
-            media: false,
-            tx: RtpTx::default(),
-        });
+        self.invite_engine(i, sock, &extension, &from, &extra);
     }
 }
 
