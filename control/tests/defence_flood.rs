@@ -106,7 +106,7 @@ fn flood_with_wrong_credentials_bans_the_source_and_calls_still_complete() {
     let mut callee = ua_args(&d, "answer", 1002);
     callee.extend([
         s("--seconds"),
-        s("3"),
+        s("8"),
         s("--timeout"),
         s("40"),
         s("--no-media-check"),
