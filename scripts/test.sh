@@ -10,6 +10,15 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# Phase times go to the log so a slow run shows where its minutes went.
+phase() { echo "== [$(date +%T), ${SECONDS}s] $*"; }
+trap 'phase "end (exit $?)"' EXIT
+
+# The test build skips cross-crate LTO (release keeps it for the shipped
+# binaries and the benchmarks): each of the ~70 test binaries would
+# otherwise run its own thin-LTO link. Override with TANDEM_TEST_LTO=thin.
+export CARGO_PROFILE_RELEASE_LTO="${TANDEM_TEST_LTO:-false}"
+
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
@@ -48,16 +57,16 @@ fi
 if [ "${CI:-}" = true ] || [ -n "${TANDEM_DAHDI_QEMU:-}" ]; then
     # Real DAHDI kernel in qemu for control/tests/dahdi_qemu.rs: packages,
     # DKMS modules, kernel image, pri-peer (minutes the first time, then <1 s).
-    echo "== DAHDI qemu rig (../shared/peers/dahdi-qemu)"
+    phase "DAHDI qemu rig (../shared/peers/dahdi-qemu)"
     $SUDO ../shared/peers/dahdi-qemu/run-in-guest.sh --prepare ||
         echo "   (DAHDI qemu rig unavailable: dahdi_qemu skips)"
 fi
 
-echo "== build"
+phase "build (release, LTO ${CARGO_PROFILE_RELEASE_LTO})"
 cargo build --workspace --release --all-targets
 
-echo "== clippy (protocol code must not read the clock)"
+phase "clippy (protocol code must not read the clock)"
 cargo clippy --workspace --release --lib --bins -q -- -D clippy::disallowed_methods -D clippy::undocumented_unsafe_blocks
 
-echo "== tests"
+phase "tests"
 cargo test --workspace --release --no-fail-fast
