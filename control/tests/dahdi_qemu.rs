@@ -429,10 +429,11 @@ fn sip_call_through_tandemd_on_a_real_dahdi_span_to_libpri() {
     assert_eq!(ends[0]["cause"].as_i64(), Some(16), "{ctx}");
     // Call 2: cleared by the exchange -> BYE to the UA.
     assert_eq!(find(&ua2, "connected").len(), 1, "{ctx}");
+    // One BYE, or its retransmissions when the guest was too slow to
+    // answer the first within T1 (TCG on a loaded host).
     let bye = find(&ua2, "bye_rx");
-    assert_eq!(
-        bye.len(),
-        1,
+    assert!(
+        !bye.is_empty(),
         "the exchange's clearing never reached the UA\n{ctx}"
     );
     assert_eq!(find(&ua2, "done")[0]["ok"], true, "{ctx}");

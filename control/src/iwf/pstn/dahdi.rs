@@ -159,11 +159,14 @@ impl DahdiSpan {
             }
         }
         while let Some(ev) = self.dchan.poll_event() {
-            if ev == drivers::dahdi::abi::event::ALARM || ev == drivers::dahdi::abi::event::NOALARM
-            {
-                self.log
-                    .push_back(format!("pstn: span {}: DAHDI event {ev}", self.span.0));
-            }
+            use drivers::dahdi::abi::event;
+            let what = match ev {
+                event::ALARM => "alarm raised (the span's alarms are read again each second)",
+                event::NOALARM => "alarm cleared",
+                _ => continue,
+            };
+            self.log
+                .push_back(format!("pstn: span {}: DAHDI {what}", self.span.0));
         }
     }
 
