@@ -420,8 +420,10 @@ fn pri_peer_busy_unallocated_and_restricted_call_in() {
     assert_eq!(closed["status"].as_u64(), Some(404), "{closed}");
     let disc = peer.wait_event("disconnect", 10);
     assert_eq!(disc["cause"].as_u64(), Some(1), "{disc}");
-    // (libpri in reject mode does not always report the clearing complete here; the
-    // peer is stopped with the daemon.)
+    // For cause 1 libpri clears with RELEASE COMPLETE straight after CALL
+    // PROCEEDING (seen on the wire), which wants no answer, so pri-peer never
+    // gets a clearing-complete event and does not exit by itself: it is
+    // stopped with the daemon.
     drop(peer);
     drop(d);
 
