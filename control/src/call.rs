@@ -322,6 +322,9 @@ struct Call {
     privacy: bool,
     /// A re-INVITE being relayed to the other leg ([`reinvite`]).
     reinvite: Option<reinvite::Pending>,
+    /// The `Reason` of the BYE that ended the call (a Q.850 cause from a PSTN
+    /// gateway, say), passed on in the BYE to the other leg (RFC 3326).
+    bye_reason: Option<String>,
 }
 
 /// What a call's CDR and accounting records need, gathered as it runs.
@@ -1225,6 +1228,7 @@ impl<M: Media> Engine<M> {
             transcoding: None,
             bill,
             reinvite: None,
+            bye_reason: None,
         };
         self.by_sip_id.insert(call_id, (id, LegSide::A));
         self.by_tx.insert(key, (id, LegSide::A));
@@ -1276,6 +1280,9 @@ impl<M: Media> Engine<M> {
                     "callee"
                 };
                 self.note(format!("call {cid}: BYE from the {who}"));
+                if let Some(c) = self.calls.get_mut(&cid) {
+                    c.bye_reason = req.headers.get("Reason").map(str::to_string);
+                }
                 self.hangup(cid, HangupWhy::Bye(side), now);
             }
             Method::Invite => {
@@ -2034,7 +2041,8 @@ impl<M: Media> Engine<M> {
         match b_state {
             Some(BState::Calling | BState::Early) => self.cancel_b(cid, now),
             Some(BState::Answered) if why != HangupWhy::Bye(LegSide::B) => {
-                self.send_bye(cid, LegSide::B, why.reason(), now)
+                let reason = call.bye_reason.clone().or_else(|| why.reason());
+                self.send_bye(cid, LegSide::B, reason, now)
             }
             _ => {}
         }
@@ -2049,7 +2057,8 @@ impl<M: Media> Engine<M> {
         // A leg.
         if call.a.answered {
             if why != HangupWhy::Bye(LegSide::A) {
-                self.send_bye(cid, LegSide::A, why.reason(), now);
+                let reason = call.bye_reason.clone().or_else(|| why.reason());
+                self.send_bye(cid, LegSide::A, reason, now);
             }
         } else if !call.a.final_sent {
             let code = match why {

@@ -203,7 +203,13 @@ fn authenticated_call_is_bridged_and_bye_releases_both_legs() {
         )
     };
     w.send(PHONE_A, &dialog("ACK", 2, "ack2"));
-    w.send(PHONE_A, &dialog("BYE", 3, "bye3"));
+    // The BYE's Reason (RFC 3326) is passed on to the other leg.
+    let bye = dialog("BYE", 3, "bye3").replacen(
+        "Content-Length",
+        "Reason: Q.850;cause=16;text=\"Normal call clearing\"\r\nContent-Length",
+        1,
+    );
+    w.send(PHONE_A, &bye);
     assert!(w.take_responses(PHONE_A).iter().any(|r| r.code == 200));
     let bye = w
         .take_requests(PHONE_B)
@@ -211,6 +217,10 @@ fn authenticated_call_is_bridged_and_bye_releases_both_legs() {
         .find(|r| r.method == Method::Bye)
         .expect("BYE to the callee");
     assert_eq!(bye.to().unwrap().tag(), Some("bob"));
+    assert_eq!(
+        bye.headers.get("Reason"),
+        Some("Q.850;cause=16;text=\"Normal call clearing\"")
+    );
     let mut ok_bye = Response::for_request(&bye, 200);
     ok_bye.headers.set("Content-Length", "0");
     w.engine
