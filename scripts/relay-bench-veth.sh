@@ -87,6 +87,12 @@ stop_relay() {
         wait "$RELAY_PID" 2>/dev/null || true
         RELAY_PID=""
     fi
+    # Sockets of an io_uring process are released after it exits (deferred
+    # ring teardown): wait until the relay namespace has no UDP socket left.
+    for _ in $(seq 100); do
+        [[ $(ip netns exec "$NS_R" cat /proc/net/udp /proc/net/udp6 2>/dev/null | grep -vc 'local_address') -eq 0 ]] && break
+        sleep 0.1
+    done
 }
 cleanup() {
     stop_relay
