@@ -5,3 +5,4 @@
 pub mod bench;
 pub mod dsp_cli;
 pub mod wav;
+pub mod xdpgen;

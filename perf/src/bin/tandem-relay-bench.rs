@@ -4,6 +4,9 @@
 //! ```text
 //! tandem-relay-bench relay --backend socket|uring --core 0 --calls 1000 --map OUT.map
 //! ```
+//! With `--gen-ip` (and `--ip` the relay's veth address) the remotes are on a
+//! veth peer instead, as `tandem-xdpgen` drives them (`scripts/relay-bench-veth.sh`);
+//! `--backend xdp` then runs the AF_XDP backend on `--xdp-interface`.
 //! Starts a dataplane with one worker pinned to `--core`, creates `--calls`
 //! relay sessions whose remotes are the harness's per-call loopback endpoints
 //! (leg A `127.2.x.y:61000`, leg B `127.3.x.y:61002`, as the harness's
@@ -31,7 +34,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use dataplane::{Backend, Config, Dataplane, Error, Mode, Side};
+use dataplane::io::xdp::XdpMode;
+use dataplane::{Backend, Config, Dataplane, Error, Mode, Side, XdpSettings};
 
 /// Generator ports of the harness (A side, B side).
 const GEN_PORTS: (u16, u16) = (61_000, 61_002);
@@ -69,6 +73,17 @@ enum Cmd {
         /// Exit after this many seconds.
         #[arg(long, default_value_t = 600)]
         lifetime: u64,
+        /// Interface of the `xdp` backend (its address is `--ip`).
+        #[arg(long, default_value = "xr0")]
+        xdp_interface: String,
+        /// Remote endpoints on one address (a veth peer: `tandem-xdpgen`)
+        /// instead of the loopback harness's per-call addresses: call `i`
+        /// has A at `gen_ip:gen_port_base+i`, B at
+        /// `gen_ip:gen_port_base+calls+i`.
+        #[arg(long)]
+        gen_ip: Option<Ipv4Addr>,
+        #[arg(long, default_value_t = 2000)]
+        gen_port_base: u16,
     },
     /// Drive the switch step for callgrind (2000 packets per round).
     SwitchIcount {
@@ -81,6 +96,7 @@ enum Cmd {
 enum BackendArg {
     Socket,
     Uring,
+    Xdp,
     Auto,
 }
 
@@ -89,6 +105,7 @@ impl From<BackendArg> for Backend {
         match b {
             BackendArg::Socket => Backend::Socket,
             BackendArg::Uring => Backend::Uring,
+            BackendArg::Xdp => Backend::Xdp,
             BackendArg::Auto => Backend::Auto,
         }
     }
@@ -112,6 +129,33 @@ fn retry<T>(mut f: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
     f()
 }
 
+/// Where the relay's remotes are.
+struct Remotes {
+    /// `None`: the loopback harness's per-call addresses.
+    gen_ip: Option<Ipv4Addr>,
+    gen_port_base: u16,
+}
+
+impl Remotes {
+    fn of(&self, calls: usize, i: usize) -> Result<(SocketAddr, SocketAddr), String> {
+        let Some(ip) = self.gen_ip else {
+            return Ok((
+                SocketAddr::new(endpoint(Side::A, i).into(), GEN_PORTS.0),
+                SocketAddr::new(endpoint(Side::B, i).into(), GEN_PORTS.1),
+            ));
+        };
+        let port = |k: usize| {
+            u16::try_from(usize::from(self.gen_port_base) + k)
+                .map_err(|_| format!("generator port of call {i} past 65535"))
+        };
+        Ok((
+            SocketAddr::new(ip.into(), port(i)?),
+            SocketAddr::new(ip.into(), port(calls + i)?),
+        ))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn relay(
     backend: Backend,
     core: usize,
@@ -120,6 +164,8 @@ fn relay(
     ip: IpAddr,
     port_base: u16,
     lifetime: u64,
+    xdp_interface: String,
+    remotes: &Remotes,
 ) -> Result<(), String> {
     let hi = u32::from(port_base) + 4 * calls as u32 + 1000;
     let hi = u16::try_from(hi).map_err(|_| format!("port range past 65535 for {calls} calls"))?;
@@ -130,7 +176,13 @@ fn relay(
         media_ip: ip,
         media_timeout: Duration::ZERO,
         max_sessions_per_worker: calls.max(1),
-        xdp: None,
+        xdp: matches!(backend, Backend::Xdp).then(|| XdpSettings {
+            interface: xdp_interface,
+            queues: vec![0],
+            zero_copy: false,
+            busy_poll: false,
+            mode: XdpMode::Auto,
+        }),
         control_cores: Vec::new(),
     })
     .map_err(|e| format!("start dataplane: {e}"))?;
@@ -141,8 +193,7 @@ fn relay(
     ));
     for i in 0..calls {
         let s = retry(|| dp.create_session(Mode::Relay)).map_err(|e| format!("call {i}: {e}"))?;
-        let a = SocketAddr::new(endpoint(Side::A, i).into(), GEN_PORTS.0);
-        let b = SocketAddr::new(endpoint(Side::B, i).into(), GEN_PORTS.1);
+        let (a, b) = remotes.of(calls, i)?;
         retry(|| dp.set_remote(s.id, Side::A, a, None)).map_err(|e| e.to_string())?;
         retry(|| dp.set_remote(s.id, Side::B, b, None)).map_err(|e| e.to_string())?;
         out.push_str(&format!(
@@ -264,7 +315,23 @@ fn main() -> ExitCode {
             ip,
             port_base,
             lifetime,
-        } => relay(backend.into(), core, calls, &map, ip, port_base, lifetime),
+            xdp_interface,
+            gen_ip,
+            gen_port_base,
+        } => relay(
+            backend.into(),
+            core,
+            calls,
+            &map,
+            ip,
+            port_base,
+            lifetime,
+            xdp_interface,
+            &Remotes {
+                gen_ip,
+                gen_port_base,
+            },
+        ),
         Cmd::SwitchIcount { rounds } => {
             let forwarded = switch_icount(rounds);
             println!(

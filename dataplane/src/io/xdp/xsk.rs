@@ -529,24 +529,39 @@ impl Xsk {
         self.tx_pending = 0;
         self.tx.prod().store(self.tx.local, Ordering::Release);
         if self.tx.needs_wakeup() || self.mode == BindMode::Copy {
-            // SAFETY: a zero-length sendto with null buffer/address only
-            // tells the kernel to process the tx ring.
-            unsafe {
-                libc::sendto(
-                    self.fd.as_raw_fd(),
-                    ptr::null(),
-                    0,
-                    libc::MSG_DONTWAIT,
-                    ptr::null(),
-                    0,
-                );
-            }
+            self.kick_tx();
+        }
+    }
+
+    /// Tell the kernel to process the tx ring (again). In copy mode one
+    /// wake-up sends a bounded number of frames, so a sender that queued
+    /// more than that, or whose wake-up met a full device queue, kicks
+    /// again until the ring drains.
+    pub fn kick_tx(&self) {
+        // SAFETY: a zero-length sendto with null buffer/address only tells
+        // the kernel to process the tx ring.
+        unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                ptr::null(),
+                0,
+                libc::MSG_DONTWAIT,
+                ptr::null(),
+                0,
+            );
         }
     }
 
     /// Frames free for sending (tests and stats).
     pub fn tx_free(&self) -> usize {
         self.tx_free.len()
+    }
+
+    /// Frames published on the tx ring that the kernel has not taken yet.
+    pub fn tx_queued(&self) -> u32 {
+        self.tx
+            .local
+            .wrapping_sub(self.tx.cons().load(Ordering::Acquire))
     }
 }
 

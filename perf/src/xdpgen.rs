@@ -1,0 +1,682 @@
+//! AF_XDP RTP load generator and sink for relay benchmarks on a veth pair
+//! (`tandem-xdpgen`).
+//!
+//! The generator owns one end of a veth pair (in its own network namespace)
+//! and one IPv4 address on it. For every relayed call of a mapping file (the
+//! format of the rtpengine anchor harness: `a_ip a_port relayA_ip
+//! relayA_port b_ip b_port relayB_ip relayB_port`) it runs two streams: A
+//! sends to relay A and expects the packets at B, B sends to relay B and
+//! expects them at A. Frames (Ethernet/IPv4/UDP/RTP, 172-byte RTP payload as
+//! G.711 20 ms) are built straight into the UMEM of an AF_XDP socket and sent
+//! from its tx ring in batches, at a given aggregate rate or flat out; what the
+//! relay sends back is redirected to the same socket by Tandem's own XDP
+//! program (attached to the generator's interface, filtering the
+//! generator's address and port range) and counted per stream: delivered,
+//! lost, reordered, misdelivered (arrived at the wrong port), and one-way
+//! latency from the send time carried in the payload to the time the
+//! generator reads it (so it includes the generator's own receive path).
+//!
+//! Payload after the 12-byte RTP header: magic `TXG1`, stream id, sequence
+//! number, flags (bit 0: sent in the measured window), send time in ns since
+//! the run's start, all big-endian.
+//!
+//! A run is warm-up + measured window + drain: only packets sent in the
+//! measured window count, and the drain gives the last of them time to
+//! arrive. Relay CPU is sampled over the measured window from
+//! `/proc/PID/stat` (utime+stime), `/proc/PID/task/*/schedstat` and the
+//! relay core's busy time in `/proc/stat` (which also holds the kernel's
+//! softirq work done on that core).
+
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use dataplane::io::xdp::frame::{self, Mac};
+use dataplane::io::xdp::netlink::{self, Netlink, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
+use dataplane::io::xdp::{bpf, xsk};
+use serde::Serialize;
+
+/// RTP payload bytes (G.711, 20 ms).
+pub const RTP_PAYLOAD: usize = 160;
+/// UDP payload bytes: RTP header + payload.
+pub const UDP_PAYLOAD: usize = 12 + RTP_PAYLOAD;
+const MAGIC: [u8; 4] = *b"TXG1";
+/// Latency histogram range (1 us buckets); later arrivals land in the last.
+const HIST_US: usize = 200_000;
+
+/// Errors of the generator, naming the step that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum GenError {
+    #[error("mapping file {0}: {1}")]
+    Map(String, String),
+    #[error("interface {0}: {1}")]
+    Interface(String, std::io::Error),
+    #[error("{0}: {1}")]
+    Sys(&'static str, std::io::Error),
+    #[error("XDP program: {0}")]
+    Load(String),
+    #[error("config: {0}")]
+    Config(String),
+}
+
+/// One relayed call: the generator's two endpoints and the relay's two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Call {
+    pub a: SocketAddrV4,
+    pub relay_a: SocketAddrV4,
+    pub b: SocketAddrV4,
+    pub relay_b: SocketAddrV4,
+}
+
+/// Parse a mapping file's text (one call per line, `#` comments).
+pub fn parse_map(text: &str) -> Result<Vec<Call>, String> {
+    let mut calls = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() != 8 {
+            return Err(format!("line {}: {} fields, expected 8", n + 1, f.len()));
+        }
+        let addr = |i: usize| -> Result<SocketAddrV4, String> {
+            let ip: Ipv4Addr = f[i]
+                .parse()
+                .map_err(|_| format!("line {}: bad IPv4 address {:?}", n + 1, f[i]))?;
+            let port: u16 = f[i + 1]
+                .parse()
+                .map_err(|_| format!("line {}: bad port {:?}", n + 1, f[i + 1]))?;
+            Ok(SocketAddrV4::new(ip, port))
+        };
+        calls.push(Call {
+            a: addr(0)?,
+            relay_a: addr(2)?,
+            b: addr(4)?,
+            relay_b: addr(6)?,
+        });
+    }
+    Ok(calls)
+}
+
+/// Write a mapping file text for `calls` calls: the generator at `gen`
+/// (A ports `port_base + i`, B ports `port_base + calls + i`), the relay at
+/// `relay` with 4 ports per call from `relay_base` (RTP of A, RTCP, RTP of
+/// B, RTCP) as `tandem-relay-bench` and `udpfwd` bind them.
+pub fn make_map(
+    calls: usize,
+    gen: Ipv4Addr,
+    port_base: u16,
+    relay: Ipv4Addr,
+    relay_base: u16,
+) -> Result<String, String> {
+    let last_gen = usize::from(port_base) + 2 * calls;
+    let last_relay = usize::from(relay_base) + 4 * calls;
+    if last_gen > 65_536 || last_relay > 65_536 {
+        return Err(format!("{calls} calls do not fit the port ranges"));
+    }
+    let mut s = String::new();
+    for i in 0..calls {
+        let ga = usize::from(port_base) + i;
+        let gb = usize::from(port_base) + calls + i;
+        let ra = usize::from(relay_base) + 4 * i;
+        s.push_str(&format!(
+            "{gen} {ga} {relay} {ra} {gen} {gb} {relay} {}\n",
+            ra + 2
+        ));
+    }
+    Ok(s)
+}
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct GenConfig {
+    /// The generator's interface (one end of the veth pair).
+    pub interface: String,
+    /// MAC of the relay's interface (the frames' destination).
+    pub relay_mac: Mac,
+    pub calls: Vec<Call>,
+    /// Aggregate packets/s over all streams; `None`: as fast as possible.
+    pub rate: Option<f64>,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub drain: Duration,
+    /// Frames queued per tx ring flush.
+    pub batch: usize,
+    /// Relay process whose CPU time is sampled.
+    pub relay_pid: Option<u32>,
+    /// Core the relay runs on (its busy time is sampled).
+    pub relay_cpu: Option<usize>,
+}
+
+/// Latency percentiles in microseconds.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Latency {
+    pub p50: Option<f64>,
+    pub p90: Option<f64>,
+    pub p99: Option<f64>,
+    pub p999: Option<f64>,
+    pub max: Option<f64>,
+}
+
+/// Relay CPU over the measured window.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct RelayCpu {
+    pub pid: Option<u32>,
+    /// On-CPU time of the relay's threads (schedstat).
+    pub cpu_s: Option<f64>,
+    pub utime_s: Option<f64>,
+    pub stime_s: Option<f64>,
+    /// `cpu_s` per delivered packet.
+    pub ns_per_delivered_pkt: Option<f64>,
+    /// Busy time (everything but idle and iowait) of the relay's core.
+    pub core_busy_s: Option<f64>,
+    /// `core_busy_s` per delivered packet.
+    pub core_ns_per_delivered_pkt: Option<f64>,
+}
+
+/// Result of a run (one JSON line).
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Report {
+    pub generator: &'static str,
+    pub calls: usize,
+    pub streams: usize,
+    pub duration_s: f64,
+    /// Asked aggregate rate (0: flat out).
+    pub offered_pps: f64,
+    pub sent_pps: f64,
+    pub delivered_pps: f64,
+    /// Packets sent in the measured window.
+    pub sent: u64,
+    /// Of those, delivered (each at most once).
+    pub received: u64,
+    pub loss: f64,
+    pub streams_with_loss: u64,
+    /// Packets that arrived after a later one of the same stream.
+    pub reordered: u64,
+    /// Duplicates of a packet already counted.
+    pub duplicates: u64,
+    /// Packets that arrived at another endpoint than their stream's.
+    pub misdelivered: u64,
+    /// Frames received that were not ours (wrong magic, unknown stream).
+    pub foreign: u64,
+    /// Frames the tx ring could not take when due (generator behind).
+    pub tx_stalls: u64,
+    pub lat_us: Latency,
+    pub relay: Vec<RelayCpu>,
+    /// Whether the AF_XDP socket is in zero-copy mode and the program native.
+    pub zero_copy: bool,
+    pub xdp_native: bool,
+}
+
+/// Per-stream receive state.
+#[derive(Debug, Clone, Copy, Default)]
+struct Stream {
+    /// Measured packets sent.
+    sent: u32,
+    /// Distinct measured packets received.
+    received: u32,
+    /// Highest sequence received + 1 (0: none).
+    next: u32,
+}
+
+/// The XDP side: program attached to the interface, its map and the socket.
+struct Port {
+    xsk: xsk::Xsk,
+    _map: OwnedFd,
+    _link: OwnedFd,
+    native: bool,
+    mac: Mac,
+}
+
+fn open_port(
+    interface: &str,
+    ip: Ipv4Addr,
+    ports: std::ops::RangeInclusive<u16>,
+) -> Result<Port, GenError> {
+    let ifindex =
+        netlink::ifindex(interface).map_err(|e| GenError::Interface(interface.into(), e))?;
+    let mut nl = Netlink::open().map_err(|e| GenError::Sys("netlink", e))?;
+    let info = nl
+        .link(ifindex)
+        .map_err(|e| GenError::Interface(interface.into(), e))?;
+    let map = bpf::create_xskmap(1).map_err(|e| GenError::Sys("XSKMAP create", e))?;
+    let filter = bpf::Filter {
+        ipv4: Some(ip),
+        ipv6: None,
+        ports,
+    };
+    let prog = bpf::load(&bpf::program(&filter, map.as_raw_fd())).map_err(GenError::Load)?;
+    let (link, native) = match bpf::link_create(prog.as_fd(), ifindex, XDP_FLAGS_DRV_MODE) {
+        Ok(l) => (l, true),
+        Err(_) => (
+            bpf::link_create(prog.as_fd(), ifindex, XDP_FLAGS_SKB_MODE)
+                .map_err(|e| GenError::Sys("XDP attach", e))?,
+            false,
+        ),
+    };
+    let xsk =
+        xsk::Xsk::open(ifindex, 0, false, false).map_err(|e| GenError::Sys("AF_XDP socket", e))?;
+    bpf::xskmap_set(map.as_fd(), 0, xsk.as_fd()).map_err(|e| GenError::Sys("XSKMAP set", e))?;
+    Ok(Port {
+        xsk,
+        _map: map,
+        _link: link,
+        native,
+        mac: info.mac,
+    })
+}
+
+/// Write stream `s`'s packet `seq` (payload only, at `buf[0..UDP_PAYLOAD]`).
+fn write_payload(buf: &mut [u8], s: u32, seq: u32, measured: bool, sent_ns: u64) {
+    buf[0] = 0x80;
+    buf[1] = 0; // PCMU
+    buf[2..4].copy_from_slice(&(seq as u16).to_be_bytes());
+    buf[4..8].copy_from_slice(&seq.wrapping_mul(160).to_be_bytes());
+    buf[8..12].copy_from_slice(&(0x1000_0000 + s).to_be_bytes());
+    buf[12..16].copy_from_slice(&MAGIC);
+    buf[16..20].copy_from_slice(&s.to_be_bytes());
+    buf[20..24].copy_from_slice(&seq.to_be_bytes());
+    buf[24..28].copy_from_slice(&u32::from(measured).to_be_bytes());
+    buf[28..36].copy_from_slice(&sent_ns.to_be_bytes());
+}
+
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+/// Stream id, sequence, measured flag and send time of one of our payloads.
+fn read_payload(p: &[u8]) -> Option<(u32, u32, bool, u64)> {
+    if p.len() < 36 || p[12..16] != MAGIC {
+        return None;
+    }
+    let mut t = [0u8; 8];
+    t.copy_from_slice(&p[28..36]);
+    Some((
+        be32(p, 16),
+        be32(p, 20),
+        be32(p, 24) & 1 != 0,
+        u64::from_be_bytes(t),
+    ))
+}
+
+/// CPU counters of the relay at one instant.
+#[derive(Debug, Clone, Copy, Default)]
+struct CpuSample {
+    sched_ns: Option<u64>,
+    ticks: Option<(u64, u64)>,
+    core_busy_ticks: Option<u64>,
+}
+
+/// Clock ticks per second of /proc (USER_HZ, 100 on Linux).
+const USER_HZ: f64 = 100.0;
+
+fn sample_cpu(pid: Option<u32>, core: Option<usize>) -> CpuSample {
+    let mut s = CpuSample::default();
+    if let Some(pid) = pid {
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            let mut sum = 0;
+            for t in tasks.flatten() {
+                let p = t.path().join("schedstat");
+                if let Ok(text) = std::fs::read_to_string(p) {
+                    sum += text
+                        .split_whitespace()
+                        .next()
+                        .and_then(|v| v.parse::<u64>().ok())
+                        .unwrap_or(0);
+                }
+            }
+            s.sched_ns = Some(sum);
+        }
+        if let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // Fields after the `(comm)`: state is field 3; utime 14, stime 15.
+            if let Some(rest) = text.rsplit_once(')').map(|(_, r)| r) {
+                let f: Vec<&str> = rest.split_whitespace().collect();
+                if let (Some(u), Some(st)) = (f.get(11), f.get(12)) {
+                    if let (Ok(u), Ok(st)) = (u.parse(), st.parse()) {
+                        s.ticks = Some((u, st));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(core) = core {
+        if let Ok(text) = std::fs::read_to_string("/proc/stat") {
+            let name = format!("cpu{core}");
+            for line in text.lines() {
+                let mut f = line.split_whitespace();
+                if f.next() != Some(name.as_str()) {
+                    continue;
+                }
+                let v: Vec<u64> = f.filter_map(|x| x.parse().ok()).collect();
+                if v.len() >= 5 {
+                    let total: u64 = v.iter().take(8).sum();
+                    s.core_busy_ticks = Some(total - v[3] - v[4]);
+                }
+            }
+        }
+    }
+    s
+}
+
+/// Percentile `q` (0..1) of a 1-us histogram holding `n` samples.
+fn percentile(hist: &[u32], n: u64, q: f64) -> Option<f64> {
+    if n == 0 {
+        return None;
+    }
+    let want = ((n as f64) * q).ceil().max(1.0) as u64;
+    let mut seen = 0u64;
+    for (us, &c) in hist.iter().enumerate() {
+        seen += u64::from(c);
+        if seen >= want {
+            return Some(us as f64);
+        }
+    }
+    Some((hist.len() - 1) as f64)
+}
+
+/// Run the generator on `cfg.interface` (in the calling thread's network
+/// namespace) and return the report. `now` reads the clock (the caller's
+/// edge: `dataplane::clock::now`).
+pub fn run(cfg: &GenConfig, now: &dyn Fn() -> Instant) -> Result<Report, GenError> {
+    let Some(first) = cfg.calls.first() else {
+        return Err(GenError::Config("no calls".into()));
+    };
+    let gen_ip = *first.a.ip();
+    let mut lo = u16::MAX;
+    let mut hi = 0;
+    for c in &cfg.calls {
+        if *c.a.ip() != gen_ip || *c.b.ip() != gen_ip {
+            return Err(GenError::Config(format!(
+                "every generator endpoint must use {gen_ip} (one address per run), not {} / {}",
+                c.a.ip(),
+                c.b.ip()
+            )));
+        }
+        for p in [c.a.port(), c.b.port()] {
+            lo = lo.min(p);
+            hi = hi.max(p);
+        }
+    }
+    let streams = 2 * cfg.calls.len();
+    let stream_count = u32::try_from(streams).map_err(|_| GenError::Config("too many".into()))?;
+    // Port -> expected stream + 1 (0: none).
+    let mut by_port = vec![0u32; 65_536];
+    for (i, c) in cfg.calls.iter().enumerate() {
+        by_port[usize::from(c.b.port())] = 2 * i as u32 + 1;
+        by_port[usize::from(c.a.port())] = 2 * i as u32 + 2;
+    }
+    let mut port = open_port(&cfg.interface, gen_ip, lo..=hi)?;
+    let src_mac = port.mac;
+    let batch = cfg.batch.clamp(1, xsk::RING as usize / 2);
+
+    let mut st = vec![Stream::default(); streams];
+    let mut hist = vec![0u32; HIST_US + 1];
+    let mut r = Report {
+        generator: "tandem-xdpgen",
+        calls: cfg.calls.len(),
+        streams,
+        duration_s: cfg.duration.as_secs_f64(),
+        offered_pps: cfg.rate.unwrap_or(0.0),
+        zero_copy: port.xsk.mode == xsk::BindMode::ZeroCopy,
+        xdp_native: port.native,
+        ..Report::default()
+    };
+    let mut seq = vec![0u32; streams];
+    let mut next_stream: u32 = 0;
+    let mut sent_total: u64 = 0;
+    let mut lat_n: u64 = 0;
+
+    let start = now();
+    let m_start = start + cfg.warmup;
+    let m_end = m_start + cfg.duration;
+    let rx_end = m_end + cfg.drain;
+    let mut cpu0: Option<CpuSample> = None;
+    let mut cpu1: Option<CpuSample> = None;
+    let mut measured_sent: u64 = 0;
+    let mut payload = [0u8; UDP_PAYLOAD];
+
+    loop {
+        let t = now();
+        if t >= rx_end {
+            break;
+        }
+        let measuring = t >= m_start && t < m_end;
+        if cpu0.is_none() && t >= m_start {
+            cpu0 = Some(sample_cpu(cfg.relay_pid, cfg.relay_cpu));
+        }
+        if t >= m_end && cpu0.is_some() && cpu1.is_none() {
+            cpu1 = Some(sample_cpu(cfg.relay_pid, cfg.relay_cpu));
+        }
+        // Receive.
+        let rx_now_ns = (t - start).as_nanos() as u64;
+        for _ in 0..8 {
+            let n = port.xsk.recv(256, |f| {
+                let Ok(p) = frame::parse(f) else {
+                    r.foreign += 1;
+                    return;
+                };
+                let Some((s, q, measured, sent_ns)) = read_payload(p.payload) else {
+                    r.foreign += 1;
+                    return;
+                };
+                let Some(stream) = st.get_mut(s as usize) else {
+                    r.foreign += 1;
+                    return;
+                };
+                if by_port[usize::from(p.dst.port())] != s + 1 {
+                    r.misdelivered += 1;
+                    return;
+                }
+                if q + 1 > stream.next {
+                    stream.next = q + 1;
+                } else if q + 1 == stream.next {
+                    r.duplicates += 1;
+                    return;
+                } else {
+                    r.reordered += 1;
+                }
+                if measured {
+                    stream.received += 1;
+                    let us = rx_now_ns.saturating_sub(sent_ns) / 1000;
+                    hist[(us as usize).min(HIST_US)] += 1;
+                    lat_n += 1;
+                }
+            });
+            if n < 256 {
+                break;
+            }
+        }
+        port.xsk.reclaim();
+        if t >= m_end {
+            continue;
+        }
+        // Send what is due.
+        let due = match cfg.rate {
+            Some(rate) => {
+                let target = ((t - start).as_secs_f64() * rate) as u64;
+                target.saturating_sub(sent_total).min(batch as u64) as usize
+            }
+            None => batch,
+        };
+        let sent_ns = (t - start).as_nanos() as u64;
+        let mut pushed = 0;
+        for _ in 0..due {
+            let s = next_stream as usize;
+            let c = &cfg.calls[s / 2];
+            let (src, dst) = if s.is_multiple_of(2) {
+                (c.a, c.relay_a)
+            } else {
+                (c.b, c.relay_b)
+            };
+            let q = seq[s];
+            write_payload(&mut payload, next_stream, q, measuring, sent_ns);
+            let (src, dst) = (SocketAddr::V4(src), SocketAddr::V4(dst));
+            let hl = frame::header_len(&dst);
+            let ok = port.xsk.push_tx(|buf| {
+                buf.get_mut(hl..hl + UDP_PAYLOAD)?.copy_from_slice(&payload);
+                frame::emit(buf, src_mac, cfg.relay_mac, src, dst, UDP_PAYLOAD).ok()
+            });
+            if !ok {
+                r.tx_stalls += 1;
+                break;
+            }
+            seq[s] = q.wrapping_add(1);
+            if measuring {
+                st[s].sent += 1;
+                measured_sent += 1;
+            }
+            sent_total += 1;
+            pushed += 1;
+            next_stream = if next_stream + 1 == stream_count {
+                0
+            } else {
+                next_stream + 1
+            };
+        }
+        if pushed > 0 {
+            port.xsk.flush_tx();
+        } else if port.xsk.tx_queued() > 0 {
+            port.xsk.kick_tx();
+        }
+    }
+    let cpu1 = cpu1.unwrap_or_else(|| sample_cpu(cfg.relay_pid, cfg.relay_cpu));
+
+    let secs = cfg.duration.as_secs_f64();
+    r.sent = measured_sent;
+    r.received = st.iter().map(|s| u64::from(s.received)).sum();
+    r.sent_pps = r.sent as f64 / secs;
+    r.delivered_pps = r.received as f64 / secs;
+    r.loss = if r.sent == 0 {
+        0.0
+    } else {
+        1.0 - r.received as f64 / r.sent as f64
+    };
+    r.streams_with_loss = st.iter().filter(|s| s.received < s.sent).count() as u64;
+    r.lat_us = Latency {
+        p50: percentile(&hist, lat_n, 0.50),
+        p90: percentile(&hist, lat_n, 0.90),
+        p99: percentile(&hist, lat_n, 0.99),
+        p999: percentile(&hist, lat_n, 0.999),
+        max: percentile(&hist, lat_n, 1.0),
+    };
+    if let Some(c0) = cpu0 {
+        let per = |s: f64| (r.received > 0).then(|| s * 1e9 / r.received as f64);
+        let cpu_s = match (c0.sched_ns, cpu1.sched_ns) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e9),
+            _ => None,
+        };
+        let (utime_s, stime_s) = match (c0.ticks, cpu1.ticks) {
+            (Some(a), Some(b)) if cfg.relay_pid.is_some() => (
+                Some(b.0.saturating_sub(a.0) as f64 / USER_HZ),
+                Some(b.1.saturating_sub(a.1) as f64 / USER_HZ),
+            ),
+            _ => (None, None),
+        };
+        let core_busy_s = match (c0.core_busy_ticks, cpu1.core_busy_ticks) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / USER_HZ),
+            _ => None,
+        };
+        r.relay.push(RelayCpu {
+            pid: cfg.relay_pid,
+            cpu_s,
+            utime_s,
+            stime_s,
+            ns_per_delivered_pkt: cpu_s.and_then(per),
+            core_busy_s,
+            core_ns_per_delivered_pkt: core_busy_s.and_then(per),
+        });
+    }
+    Ok(r)
+}
+
+/// Read a mapping file.
+pub fn read_map(path: &Path) -> Result<Vec<Call>, GenError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| GenError::Map(path.display().to_string(), e.to_string()))?;
+    parse_map(&text).map_err(|e| GenError::Map(path.display().to_string(), e))
+}
+
+/// Parse `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(s: &str) -> Result<Mac, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    if parts.len() != 6 {
+        return Err(format!("MAC {s:?}: expected 6 colon-separated bytes"));
+    }
+    let mut m = [0u8; 6];
+    for (i, p) in parts.iter().enumerate() {
+        m[i] = u8::from_str_radix(p, 16).map_err(|_| format!("MAC {s:?}: bad byte {p:?}"))?;
+    }
+    Ok(Mac(m))
+}
+
+/// MAC of `interface` in the calling thread's namespace.
+pub fn interface_mac(interface: &str) -> Result<Mac, GenError> {
+    let ifindex =
+        netlink::ifindex(interface).map_err(|e| GenError::Interface(interface.into(), e))?;
+    let mut nl = Netlink::open().map_err(|e| GenError::Sys("netlink", e))?;
+    Ok(nl
+        .link(ifindex)
+        .map_err(|e| GenError::Interface(interface.into(), e))?
+        .mac)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn map_round_trip() {
+        let text = make_map(
+            3,
+            Ipv4Addr::new(10, 0, 0, 1),
+            2000,
+            Ipv4Addr::new(10, 0, 0, 2),
+            20_000,
+        )
+        .unwrap();
+        let calls = parse_map(&text).unwrap();
+        assert_eq!(calls.len(), 3);
+        assert_eq!(calls[2].a.port(), 2002);
+        assert_eq!(calls[2].b.port(), 2005);
+        assert_eq!(calls[2].relay_a.port(), 20_008);
+        assert_eq!(calls[2].relay_b.port(), 20_010);
+        assert!(make_map(40_000, Ipv4Addr::LOCALHOST, 2000, Ipv4Addr::LOCALHOST, 2000).is_err());
+    }
+
+    #[test]
+    fn map_errors_name_the_line() {
+        let e = parse_map("# c\n1.2.3.4 1 1.2.3.4 2 1.2.3.4 3 1.2.3.4\n").unwrap_err();
+        assert!(e.contains("line 2") && e.contains("7 fields"), "{e}");
+        let e = parse_map("1.2.3.4 1 1.2.3.x 2 1.2.3.4 3 1.2.3.4 4\n").unwrap_err();
+        assert!(e.contains("bad IPv4"), "{e}");
+    }
+
+    #[test]
+    fn payload_round_trip_and_foreign() {
+        let mut b = [0u8; UDP_PAYLOAD];
+        write_payload(&mut b, 7, 70_000, true, 123_456_789);
+        assert_eq!(read_payload(&b), Some((7, 70_000, true, 123_456_789)));
+        b[12] = b'X';
+        assert_eq!(read_payload(&b), None);
+        assert_eq!(read_payload(&b[..20]), None);
+    }
+
+    #[test]
+    fn percentiles_and_mac() {
+        let mut h = vec![0u32; 10];
+        h[1] = 98;
+        h[5] = 1;
+        h[9] = 1;
+        assert_eq!(percentile(&h, 100, 0.5), Some(1.0));
+        assert_eq!(percentile(&h, 100, 0.99), Some(5.0));
+        assert_eq!(percentile(&h, 100, 1.0), Some(9.0));
+        assert_eq!(percentile(&h, 0, 0.5), None);
+        assert_eq!(
+            parse_mac("02:0a:ff:00:01:10").unwrap(),
+            Mac([2, 10, 255, 0, 1, 16])
+        );
+        assert!(parse_mac("02:0a").is_err());
+    }
+}

@@ -1,0 +1,203 @@
+//! `tandem-xdpgen` through Tandem's xdp backend on a veth pair between two
+//! network namespaces this test creates: a short paced run in which every
+//! packet of every stream comes back, once, in order, at its stream's port.
+//! Runs the two binaries as `ip netns exec` children (as
+//! `scripts/relay-bench-veth.sh` does). Skips with a message without root,
+//! iproute2, network namespaces or XDP.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+const CALLS: usize = 50;
+const RATE: u32 = 20_000;
+
+fn ip(args: &[&str]) -> bool {
+    Command::new("ip")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(2))
+            == Some("0")
+    })
+}
+
+/// The two namespaces, deleted on drop.
+struct Netns {
+    relay: String,
+    gen: String,
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        ip(&["netns", "del", &self.relay]);
+        ip(&["netns", "del", &self.gen]);
+    }
+}
+
+fn netns() -> Option<Netns> {
+    if !is_root() {
+        eprintln!("skipped: the AF_XDP generator test needs root");
+        return None;
+    }
+    let pid = std::process::id();
+    let n = Netns {
+        relay: format!("txg-r{pid}"),
+        gen: format!("txg-g{pid}"),
+    };
+    let (r, g) = (n.relay.as_str(), n.gen.as_str());
+    let steps: &[&[&str]] = &[
+        &["netns", "add", r],
+        &["netns", "add", g],
+        &[
+            "link", "add", "xr0", "netns", r, "type", "veth", "peer", "name", "xp0", "netns", g,
+        ],
+        &["-n", r, "addr", "add", "10.231.0.2/24", "dev", "xr0"],
+        &["-n", g, "addr", "add", "10.231.0.1/24", "dev", "xp0"],
+        &["-n", r, "link", "set", "lo", "up"],
+        &["-n", g, "link", "set", "lo", "up"],
+        &["-n", r, "link", "set", "xr0", "up"],
+        &["-n", g, "link", "set", "xp0", "up"],
+    ];
+    for s in steps {
+        if !ip(s) {
+            eprintln!(
+                "skipped: `ip {}` failed (no network namespaces?)",
+                s.join(" ")
+            );
+            return None;
+        }
+    }
+    for (ns, dev) in [(r, "xr0"), (g, "xp0")] {
+        let up = (0..500).any(|_| {
+            let out = Command::new("ip")
+                .args(["-n", ns, "-o", "link", "show", dev])
+                .output();
+            let up = out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("state UP"));
+            if !up {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            up
+        });
+        if !up {
+            eprintln!("skipped: {dev} did not come up");
+            return None;
+        }
+    }
+    Some(n)
+}
+
+/// Kills the relay child on drop.
+struct Relay(Child);
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn every_packet_through_the_xdp_backend_in_order() {
+    let Some(ns) = netns() else { return };
+    let dir = std::env::temp_dir().join(format!("txg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let map = dir.join("calls.map");
+    let calls = CALLS.to_string();
+    let mut relay = Relay(
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &ns.relay,
+                env!("CARGO_BIN_EXE_tandem-relay-bench"),
+            ])
+            .args([
+                "relay",
+                "--backend",
+                "xdp",
+                "--calls",
+                &calls,
+                "--lifetime",
+                "20",
+            ])
+            .args(["--ip", "10.231.0.2", "--gen-ip", "10.231.0.1"])
+            .args(["--xdp-interface", "xr0", "--map"])
+            .arg(&map)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn tandem-relay-bench"),
+    );
+    let mut line = String::new();
+    let stdout = relay.0.stdout.take().expect("relay stdout");
+    let _ = BufReader::new(stdout).read_line(&mut line);
+    if !line.starts_with("ready") {
+        let mut err = String::new();
+        if let Some(mut e) = relay.0.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut err);
+        }
+        eprintln!(
+            "skipped: the xdp backend did not start here: {}",
+            err.trim()
+        );
+        return;
+    }
+    assert!(line.contains("backend=Xdp"), "{line}");
+    let mac_out = Command::new("ip")
+        .args(["-n", &ns.relay, "-o", "link", "show", "xr0"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&mac_out.stdout).to_string();
+    let mac = text
+        .split_whitespace()
+        .skip_while(|w| *w != "link/ether")
+        .nth(1)
+        .expect("xr0 MAC")
+        .to_owned();
+
+    let out = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            &ns.gen,
+            env!("CARGO_BIN_EXE_tandem-xdpgen"),
+        ])
+        .args(["run", "--interface", "xp0", "--relay-mac", &mac, "--map"])
+        .arg(&map)
+        .args(["--rate", &RATE.to_string(), "--duration", "1"])
+        .args(["--warmup", "0.3", "--drain", "0.5"])
+        .output()
+        .expect("run tandem-xdpgen");
+    drop(relay);
+    let _ = std::fs::remove_dir_all(&dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "generator failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    let n = |k: &str| j[k].as_u64().unwrap_or_else(|| panic!("{k} in {j}"));
+    assert_eq!(j["streams"], 2 * CALLS, "{j}");
+    let sent = n("sent");
+    assert!(
+        sent >= u64::from(RATE) * 9 / 10,
+        "paced sending: {sent} in 1 s at {RATE}/s"
+    );
+    assert_eq!(n("received"), sent, "every packet delivered: {j}");
+    assert_eq!(n("reordered"), 0, "{j}");
+    assert_eq!(n("duplicates"), 0, "{j}");
+    assert_eq!(n("misdelivered"), 0, "{j}");
+    assert_eq!(n("foreign"), 0, "{j}");
+    assert_eq!(n("streams_with_loss"), 0, "{j}");
+    assert!(j["lat_us"]["p50"].as_f64().is_some(), "{j}");
+}
