@@ -128,54 +128,44 @@ pub(crate) fn syn_filt(
         Some(a) => a,
         None => return false,
     };
-    // PAD zeros, the memory, then the outputs: the window of output i is
-    // tmp[i..i + 16], whose first PAD taps have zero coefficients.
-    const PAD: usize = 16 - M;
-    let mut tmp = [0i16; PAD + M + 100];
-    tmp[PAD..PAD + M].copy_from_slice(mem);
     let mut ov = false;
-    // ar[PAD + k] = a[M - k] pairs with the k-th of the 10 previous outputs.
-    let mut ar = [0i16; 16];
-    for k in 0..M {
-        ar[PAD + k] = a[M - k];
-    }
-    let a_abs: i64 = ar.iter().map(|v| v.unsigned_abs() as i64).sum();
+    let a_abs: i64 = a[1..].iter().map(|v| v.unsigned_abs() as i64).sum();
     let a0 = a[0] as i32;
+    let c: [i32; MP1] = a.map(|v| v as i32);
     let mut ymax: i64 = mem
         .iter()
         .map(|v| v.unsigned_abs() as i64)
         .max()
         .unwrap_or(0);
-    // The last M outputs also kept in a small local window: reading them
-    // back from `tmp` right after the store stalls on store forwarding.
-    let mut reg = *mem;
-    for (i, &xi) in x.iter().enumerate().take(lg) {
-        let w: &[i16; 16] = match tmp[i..i + 16].try_into() {
-            Ok(w) => w,
-            Err(_) => return ov,
-        };
+    // The 10 previous outputs live in registers (h[k - 1] = y[i - k]) and
+    // each output goes straight to `y`: reading back just-stored outputs
+    // (or shifting a window through memory) stalls on store forwarding.
+    let [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9] = mem.map(|v| v as i32);
+    let (mut h1, mut h2, mut h3, mut h4, mut h5) = (m9, m8, m7, m6, m5);
+    let (mut h6, mut h7, mut h8, mut h9, mut h10) = (m4, m3, m2, m1, m0);
+    for (&xi, yi) in x[..lg].iter().zip(y[..lg].iter_mut()) {
         let p0 = xi as i32 * a0;
         let s = if 2 * (p0.unsigned_abs() as i64 + a_abs * ymax) <= MAX_32 as i64 {
-            let mut d = 0i32;
-            for k in 0..M {
-                d = d.wrapping_add(reg[k] as i32 * ar[PAD + k] as i32);
-            }
-            p0.wrapping_sub(d).wrapping_mul(2)
+            // The older taps first: only the newest output's product is on
+            // the sample-to-sample dependency chain.
+            let far = (c[10] * h10)
+                .wrapping_add(c[9] * h9)
+                .wrapping_add((c[8] * h8).wrapping_add(c[7] * h7))
+                .wrapping_add((c[6] * h6).wrapping_add(c[5] * h5))
+                .wrapping_add((c[4] * h4).wrapping_add(c[3] * h3))
+                .wrapping_add(c[2] * h2);
+            p0.wrapping_sub(far).wrapping_sub(c[1] * h1).wrapping_mul(2)
         } else {
-            let w: &[i16; M] = match w[PAD..].try_into() {
-                Ok(w) => w,
-                Err(_) => return ov,
-            };
-            syn_sample_slow(a, w, xi, &mut ov)
+            let w = [h10, h9, h8, h7, h6, h5, h4, h3, h2, h1].map(|v| v as i16);
+            syn_sample_slow(a, &w, xi, &mut ov)
         };
         let s = l_shl_ov(s, 3, &mut ov);
         let out = round_ov(s, &mut ov);
-        tmp[PAD + M + i] = out;
-        reg.copy_within(1.., 0);
-        reg[M - 1] = out;
+        *yi = out;
+        (h10, h9, h8, h7, h6) = (h9, h8, h7, h6, h5);
+        (h5, h4, h3, h2, h1) = (h4, h3, h2, h1, out as i32);
         ymax = ymax.max(out.unsigned_abs() as i64);
     }
-    y[..lg].copy_from_slice(&tmp[PAD + M..PAD + M + lg]);
     if update && lg >= M {
         mem.copy_from_slice(&y[lg - M..lg]);
     }
