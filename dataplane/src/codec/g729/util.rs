@@ -4,7 +4,7 @@
 //! prediction and the pseudo-random generator.
 
 use super::basic_op::*;
-use super::simd::dot8n;
+use super::simd::{dot8n, fir20x8};
 use super::tables::*;
 use super::{L_SUBFR, M, MP1};
 
@@ -281,9 +281,35 @@ pub(crate) fn pred_lt_3(buf: &mut [i16], pos: usize, t0: i16, frac: i16, l: usiz
         .map(|v| v.unsigned_abs())
         .max()
         .unwrap_or(0) as i64;
-    for j in 0..l {
+    let fits = |xmax: i64| 2 * c_abs * xmax <= MAX_32 as i64;
+    let c20: &[i16; 20] = match c[..20].try_into() {
+        Ok(c) => c,
+        Err(_) => return,
+    };
+    let mut j = 0;
+    // Eight outputs at once when their windows end before the first of
+    // them (x0 + 17 < pos: delay of 18 or more, always so for G.729's
+    // 20..143): they are independent and each block is one SIMD kernel.
+    if x0 + 17 < pos && x0 >= 9 {
+        while j + 8 <= l && fits(xmax) {
+            let x1 = x0 + j;
+            let w: &[i16; 27] = match buf.get(x1 - 9..x1 + 18).map(|s| s.try_into()) {
+                Some(Ok(w)) => w,
+                _ => break,
+            };
+            let out = fir20x8(w, c20);
+            match buf.get_mut(pos + j..pos + j + 8) {
+                Some(dst) => dst.copy_from_slice(&out),
+                None => return,
+            }
+            let m = out.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0);
+            xmax = xmax.max(m as i64);
+            j += 8;
+        }
+    }
+    for j in j..l {
         let x1 = x0 + j;
-        let s = if 2 * c_abs * xmax <= MAX_32 as i64 {
+        let s = if fits(xmax) {
             match buf.get(x1.wrapping_sub(9)..x1 + 15).map(|s| s.try_into()) {
                 Some(Ok(w)) => dot8n::<24>(w, &c).wrapping_mul(2),
                 _ => match buf.get(x1.wrapping_sub(9)..x1 + 11) {
