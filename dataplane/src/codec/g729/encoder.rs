@@ -7,7 +7,7 @@
 //! decoder's adaptive codebook from error propagation.
 
 use super::basic_op::*;
-use super::simd::{dot8n, lag_prefix_rows, search8, sq_dist16, weighted_dist8};
+use super::simd::{any_better8, dot8n, lag_prefix_rows, search8, sq_dist16, weighted_dist8};
 use super::tables::*;
 use super::util::*;
 use super::{Params, L_FRAME, L_INTERPOL, L_SUBFR, M, MP1, PIT_MAX, PIT_MIN, SHARPMAX, SHARPMIN};
@@ -1660,6 +1660,12 @@ fn search_row(
         {
             let (mut sq2, mut a16) = ([0i16; NB_POS], [0i16; NB_POS]);
             search8(ps1, alp1, dn, row, tmp, &mut sq2, &mut a16);
+            // Most rows hold no candidate better than the best so far:
+            // then the sequential scan below (with its hard-to-predict
+            // branches) would change nothing.
+            if !any_better8(alp, sq, &sq2, &a16) {
+                return None;
+            }
             for k in 0..NB_POS {
                 if better(alp, sq2[k], sq, a16[k]) {
                     sq = sq2[k];
@@ -1686,6 +1692,25 @@ fn search_row(
     found
 }
 
+/// The position of the first largest `dn` (all >= 0) on the track of
+/// positions `start, start + 5, ...`, leaving out `skip`: the reference's
+/// `if dn[j] > max` scan from `max = -1`, without its data-dependent
+/// branches (key = value, then the earlier position).
+fn track_max(dn: &[i16; L_SUBFR], start: usize, skip: Option<usize>) -> usize {
+    let mut best = i32::MIN;
+    for k in 0..NB_POS {
+        let j = start + 5 * k;
+        let v = dn.get(j).copied().unwrap_or(0) as i32;
+        let key = if skip == Some(j) {
+            i32::MIN
+        } else {
+            (v << 4) | (15 - k as i32)
+        };
+        best = best.max(key);
+    }
+    start + 5 * (15 - (best & 15)) as usize
+}
+
 #[inline(never)]
 fn d4i40_17_fast(
     dn: &mut [i16; L_SUBFR],
@@ -1699,16 +1724,12 @@ fn d4i40_17_fast(
     const H8: i16 = 4096;
     const H16: i16 = 2048;
     let mut sign_dn = [0i16; L_SUBFR];
-    let mut sign_dn_inv = [0i16; L_SUBFR];
+    // Branch-free: the signs are data, and negate saturates as
+    // saturating_abs does.
     for i in 0..L_SUBFR {
-        if dn[i] >= 0 {
-            sign_dn[i] = MAX_16;
-            sign_dn_inv[i] = MIN_16;
-        } else {
-            sign_dn[i] = MIN_16;
-            sign_dn_inv[i] = MAX_16;
-            dn[i] = negate(dn[i]);
-        }
+        let mask = dn[i] >> 15;
+        sign_dn[i] = MAX_16 ^ mask;
+        dn[i] = dn[i].saturating_abs();
     }
     // Apply signs to the cross terms: row i (track ti) of block (ti, tj) is
     // multiplied by the signs of track tj, or their inverses when dn[i] < 0.
@@ -1774,17 +1795,10 @@ fn d4i40_17_fast(
         // ---- depth first search 3, phase A: tracks 2 and 3/4 ----
         let mut sq: i16 = -1;
         let mut alp: i16 = 1;
-        let mut prev_i0: isize = -1;
-        let mut i0 = 0usize;
+        let mut prev_i0: Option<usize> = None;
         for _ in 0..2 {
-            let mut max: i16 = -1;
-            for j in (2..L_SUBFR).step_by(5) {
-                if dn[j] > max && prev_i0 != j as isize {
-                    max = dn[j];
-                    i0 = j;
-                }
-            }
-            prev_i0 = i0 as isize;
+            let i0 = track_max(dn, 2, prev_i0);
+            prev_i0 = Some(i0);
             let j = d5(i0);
             let ps1 = dn[i0];
             let alp1 = l_mult(rr[RRI2I2 + j], H4);
@@ -1866,17 +1880,10 @@ fn d4i40_17_fast(
         // ---- depth first search 4, phase A: tracks 3/4 and 0 ----
         let mut sq: i16 = -1;
         let mut alp: i16 = 1;
-        let mut prev_i0: isize = -1;
-        let mut i0 = 0usize;
+        let mut prev_i0: Option<usize> = None;
         for _ in 0..2 {
-            let mut max: i16 = -1;
-            for j in (track..L_SUBFR).step_by(5) {
-                if dn[j] > max && prev_i0 != j as isize {
-                    max = dn[j];
-                    i0 = j;
-                }
-            }
-            prev_i0 = i0 as isize;
+            let i0 = track_max(dn, track, prev_i0);
+            prev_i0 = Some(i0);
             let j = d5(i0);
             let ps1 = dn[i0];
             let alp1 = l_mult(rr[p_i3i34 + j], H4);

@@ -94,6 +94,35 @@ pub(crate) fn fir20x8(w: &[i16; 27], c: &[i16; 20]) -> [i16; 8] {
     }
 }
 
+/// Whether any lane `k` has `alp * sq2[k] > sq * a16[k]` (the codebook
+/// search's "better" test against one fixed best `(alp, sq)`): all the
+/// products are of two 16-bit values, exact in 32 bits.
+#[inline(always)]
+pub(crate) fn any_better8(alp: i16, sq: i16, sq2: &[i16; 8], a16: &[i16; 8]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is always available on x86_64; each load covers one
+        // 8-element array. `pmullw`/`pmulhw` interleaved are the exact
+        // 32-bit products.
+        unsafe {
+            let x = _mm_loadu_si128(sq2.as_ptr() as *const __m128i);
+            let y = _mm_loadu_si128(a16.as_ptr() as *const __m128i);
+            let va = _mm_set1_epi16(alp);
+            let vs = _mm_set1_epi16(sq);
+            let (xl, xh) = (_mm_mullo_epi16(x, va), _mm_mulhi_epi16(x, va));
+            let (yl, yh) = (_mm_mullo_epi16(y, vs), _mm_mulhi_epi16(y, vs));
+            let g0 = _mm_cmpgt_epi32(_mm_unpacklo_epi16(xl, xh), _mm_unpacklo_epi16(yl, yh));
+            let g1 = _mm_cmpgt_epi32(_mm_unpackhi_epi16(xl, xh), _mm_unpackhi_epi16(yl, yh));
+            _mm_movemask_epi8(_mm_or_si128(g0, g1)) != 0
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        (0..8).any(|k| alp as i32 * sq2[k] as i32 > sq as i32 * a16[k] as i32)
+    }
+}
+
 /// The running sums of all lags at once: `sink(m, row)` receives, for each
 /// `m` in order, `row[lag]` = the high half of `Σ_{k <= m} 2 h[k] h[k + lag]`
 /// summed modulo 2^32 (`h` read as zero past its end).
@@ -403,6 +432,28 @@ mod tests {
                 assert_eq!(got[j], want, "round {round} lane {j}");
             }
         }
+    }
+
+    #[test]
+    fn any_better8_matches_scalar() {
+        let mut seed = 777u32;
+        let mut rnd = || {
+            seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
+            ((seed >> 8) as i32 % 65536 - 32768) as i16
+        };
+        let mut hits = 0;
+        for _ in 0..2000 {
+            let (alp, sq) = (rnd(), rnd());
+            let sq2: [i16; 8] = std::array::from_fn(|_| rnd());
+            let a16: [i16; 8] = std::array::from_fn(|_| rnd());
+            let want = (0..8).any(|k| alp as i32 * sq2[k] as i32 > sq as i32 * a16[k] as i32);
+            assert_eq!(any_better8(alp, sq, &sq2, &a16), want);
+            hits += want as u32;
+        }
+        assert!(hits > 100 && hits < 2000);
+        let m = [i16::MIN; 8];
+        assert!(!any_better8(i16::MIN, i16::MIN, &m, &m));
+        assert!(any_better8(i16::MIN, i16::MIN, &m, &[i16::MAX; 8]));
     }
 
     #[test]
