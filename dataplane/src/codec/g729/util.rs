@@ -145,7 +145,7 @@ pub(crate) fn syn_filt(
     let (mut h6, mut h7, mut h8, mut h9, mut h10) = (m4, m3, m2, m1, m0);
     for (&xi, yi) in x[..lg].iter().zip(y[..lg].iter_mut()) {
         let p0 = xi as i32 * a0;
-        let s = if 2 * (p0.unsigned_abs() as i64 + a_abs * ymax) <= MAX_32 as i64 {
+        let out = if 2 * (p0.unsigned_abs() as i64 + a_abs * ymax) <= MAX_32 as i64 {
             // The older taps first: only the newest output's product is on
             // the sample-to-sample dependency chain.
             let far = (c[10] * h10)
@@ -154,13 +154,21 @@ pub(crate) fn syn_filt(
                 .wrapping_add((c[6] * h6).wrapping_add(c[5] * h5))
                 .wrapping_add((c[4] * h4).wrapping_add(c[3] * h3))
                 .wrapping_add(c[2] * h2);
-            p0.wrapping_sub(far).wrapping_sub(c[1] * h1).wrapping_mul(2)
+            // With e = p0 - Σ (|e| <= 2^30 here) the reference computes
+            // round(L_shl(2e, 3)) = (16e + 2^15) >> 16 = (e + 2^11) >> 12,
+            // saturated to 16 bits exactly when the unsaturated value
+            // leaves them. Its Overflow flag is set when L_shl saturates
+            // (e < -2^27 or e >= 2^27) or the rounding add does
+            // (e >= 2^27 - 2^11).
+            let e = (p0 + 0x800).wrapping_sub(far).wrapping_sub(c[1] * h1);
+            ov |= !(0x800 - (1 << 27)..1 << 27).contains(&e);
+            (e >> 12).clamp(MIN_16 as i32, MAX_16 as i32) as i16
         } else {
             let w = [h10, h9, h8, h7, h6, h5, h4, h3, h2, h1].map(|v| v as i16);
-            syn_sample_slow(a, &w, xi, &mut ov)
+            let s = syn_sample_slow(a, &w, xi, &mut ov);
+            let s = l_shl_ov(s, 3, &mut ov);
+            round_ov(s, &mut ov)
         };
-        let s = l_shl_ov(s, 3, &mut ov);
-        let out = round_ov(s, &mut ov);
         *yi = out;
         (h10, h9, h8, h7, h6) = (h9, h8, h7, h6, h5);
         (h5, h4, h3, h2, h1) = (h4, h3, h2, h1, out as i32);
@@ -511,4 +519,52 @@ pub(crate) fn gain_update_erasure(past_qua_en: &mut [i16; 4]) {
         past_qua_en[i] = past_qua_en[i - 1];
     }
     past_qua_en[0] = av;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reference's synthesis filter, operator by operator.
+    fn syn_ref(a: &[i16; MP1], x: &[i16], mem: &[i16; M]) -> (Vec<i16>, bool) {
+        let mut ov = false;
+        let mut y = mem.to_vec();
+        for &xi in x {
+            let mut s = l_mult_ov(xi, a[0], &mut ov);
+            for j in 1..=M {
+                s = l_msu_ov(s, a[j], y[y.len() - j], &mut ov);
+            }
+            let s = l_shl_ov(s, 3, &mut ov);
+            y.push(round_ov(s, &mut ov));
+        }
+        (y[M..].to_vec(), ov)
+    }
+
+    #[test]
+    fn syn_filt_matches_reference_including_overflow() {
+        let mut seed = 99u32;
+        let mut rnd = || {
+            seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
+            ((seed >> 8) as i32 % 65536 - 32768) as i16
+        };
+        let mut overflows = 0;
+        for round in 0..600 {
+            // Coefficient and signal scales from gentle to saturating.
+            let ca = 3 + round % 9;
+            let xs = round % 7;
+            let mut a: [i16; MP1] = std::array::from_fn(|_| rnd() >> ca);
+            a[0] = 4096;
+            let x: Vec<i16> = (0..40).map(|_| rnd() >> xs).collect();
+            let mem: [i16; M] = std::array::from_fn(|_| rnd() >> (xs + 2));
+            let (want, want_ov) = syn_ref(&a, &x, &mem);
+            let mut y = [0i16; 40];
+            let mut m = mem;
+            let ov = syn_filt(&a, &x, &mut y, &mut m, true);
+            assert_eq!(&y[..], &want[..], "round {round}");
+            assert_eq!(ov, want_ov, "round {round}");
+            assert_eq!(&m[..], &want[30..], "round {round}");
+            overflows += ov as u32;
+        }
+        assert!(overflows > 10 && overflows < 590, "{overflows}");
+    }
 }
