@@ -311,24 +311,34 @@ impl Encoder {
     }
 
     #[inline(never)]
+    /// High-pass pre-processing (2nd order, 140 Hz, input / 2), state as
+    /// the reference's hi/lo pairs. With these coefficients no running sum
+    /// of the reference's chain can leave 32 bits:
+    /// `2^16 (7807 + 3733) + 2 * 2 * 3733 + 2^16 (1899 + 3798 + 1899) < 2^31`,
+    /// so plain arithmetic is exact up to the final saturating shift. The
+    /// state lives in locals (no store-then-reload per sample).
     fn pre_process(&mut self) {
+        let (a1, a2) = (A140[1] as i32, A140[2] as i32);
+        let (b0, b1, b2) = (B140[0] as i32, B140[1] as i32, B140[2] as i32);
+        let (mut x0, mut x1) = (self.x0, self.x1);
+        let (mut y1h, mut y1l, mut y2h, mut y2l) = (self.y1_hi, self.y1_lo, self.y2_hi, self.y2_lo);
         for s in self.old_speech[NEW_SPEECH_OFF..].iter_mut() {
-            let x2 = self.x1;
-            self.x1 = self.x0;
-            self.x0 = *s;
-            let mut l = mpy_32_16(self.y1_hi, self.y1_lo, A140[1]);
-            l = l_add(l, mpy_32_16(self.y2_hi, self.y2_lo, A140[2]));
-            l = l_mac(l, self.x0, B140[0]);
-            l = l_mac(l, self.x1, B140[1]);
-            l = l_mac(l, x2, B140[2]);
-            l = l_shl(l, 3);
+            let x2 = x1;
+            x1 = x0;
+            x0 = *s;
+            let l = 2 * (y1h as i32 * a1)
+                + 2 * ((y1l as i32 * a1) >> 15)
+                + 2 * (y2h as i32 * a2)
+                + 2 * ((y2l as i32 * a2) >> 15)
+                + 2 * (x0 as i32 * b0 + x1 as i32 * b1 + x2 as i32 * b2);
+            let l = l_shl(l, 3);
             *s = round(l);
-            self.y2_hi = self.y1_hi;
-            self.y2_lo = self.y1_lo;
-            let (hi, lo) = l_extract(l);
-            self.y1_hi = hi;
-            self.y1_lo = lo;
+            y2h = y1h;
+            y2l = y1l;
+            (y1h, y1l) = l_extract(l);
         }
+        (self.x0, self.x1) = (x0, x1);
+        (self.y1_hi, self.y1_lo, self.y2_hi, self.y2_lo) = (y1h, y1l, y2h, y2l);
     }
 
     #[inline(never)]
@@ -2018,6 +2028,13 @@ fn d4i40_17_fast(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pre_process_sums_cannot_leave_32_bits() {
+        let abs = |v: &[i16]| v.iter().map(|x| x.unsigned_abs() as i64).sum::<i64>();
+        let bound = (1 << 16) * abs(&A140[1..]) + 4 * abs(&A140[1..]) + (1 << 16) * abs(&B140);
+        assert!(bound <= MAX_32 as i64, "{bound}");
+    }
 
     #[test]
     fn rr_table_covers_every_element_once() {
