@@ -604,24 +604,48 @@ impl Decoder {
     }
 
     #[inline(never)]
+    /// High-pass post-processing (2nd order, 100 Hz), state as the
+    /// reference's hi/lo pairs.
+    ///
+    /// Each sample's sum `mpy_32_16(y1, a1) + mpy_32_16(y2, a2) + Σ 2 x b`
+    /// is formed exactly in 64 bits; when every running sum of the
+    /// reference's chain stays in 32 bits (always, but for near full-scale
+    /// input) it is the reference's value, else the sample is replayed with
+    /// the saturating operators. The state lives in locals: through `self`
+    /// every sample would reload what the previous one just stored.
     fn post_process(&mut self, signal: &mut [i16; L_FRAME]) {
+        let (a1, a2) = (A100[1] as i64, A100[2] as i64);
+        let (b0, b1, b2) = (B100[0] as i64, B100[1] as i64, B100[2] as i64);
+        let (mut x0, mut x1) = (self.x0, self.x1);
+        let (mut y1h, mut y1l, mut y2h, mut y2l) = (self.y1_hi, self.y1_lo, self.y2_hi, self.y2_lo);
         for s in signal.iter_mut() {
-            let x2 = self.x1;
-            self.x1 = self.x0;
-            self.x0 = *s;
-            let mut l = mpy_32_16(self.y1_hi, self.y1_lo, A100[1]);
-            l = l_add(l, mpy_32_16(self.y2_hi, self.y2_lo, A100[2]));
-            l = l_mac(l, self.x0, B100[0]);
-            l = l_mac(l, self.x1, B100[1]);
-            l = l_mac(l, x2, B100[2]);
+            let x2 = x1;
+            x1 = x0;
+            x0 = *s;
+            let m1 = 2 * (y1h as i64 * a1) + 2 * ((y1l as i64 * a1) >> 15);
+            let p2 = m1 + 2 * (y2h as i64 * a2) + 2 * ((y2l as i64 * a2) >> 15);
+            let p3 = p2 + 2 * x0 as i64 * b0;
+            let p4 = p3 + 2 * x1 as i64 * b1;
+            let p5 = p4 + 2 * x2 as i64 * b2;
+            let lo = p2.min(p3).min(p4).min(p5);
+            let hi = p2.max(p3).max(p4).max(p5);
+            let mut l = if lo >= MIN_32 as i64 && hi <= MAX_32 as i64 {
+                p5 as i32
+            } else {
+                let mut l = mpy_32_16(y1h, y1l, A100[1]);
+                l = l_add(l, mpy_32_16(y2h, y2l, A100[2]));
+                l = l_mac(l, x0, B100[0]);
+                l = l_mac(l, x1, B100[1]);
+                l_mac(l, x2, B100[2])
+            };
             l = l_shl(l, 2);
             *s = round(l_shl(l, 1));
-            self.y2_hi = self.y1_hi;
-            self.y2_lo = self.y1_lo;
-            let (hi, lo) = l_extract(l);
-            self.y1_hi = hi;
-            self.y1_lo = lo;
+            y2h = y1h;
+            y2l = y1l;
+            (y1h, y1l) = l_extract(l);
         }
+        (self.x0, self.x1) = (x0, x1);
+        (self.y1_hi, self.y1_lo, self.y2_hi, self.y2_lo) = (y1h, y1l, y2h, y2l);
     }
 }
 

@@ -7,7 +7,7 @@
 //! decoder's adaptive codebook from error propagation.
 
 use super::basic_op::*;
-use super::simd::{dot8n, lag_prefix_rows, search8, sq_dist16, weighted_dist8};
+use super::simd::{any_better8, dot8n, lag_prefix_rows, search8, sq_dist16, weighted_dist8};
 use super::tables::*;
 use super::util::*;
 use super::{Params, L_FRAME, L_INTERPOL, L_SUBFR, M, MP1, PIT_MAX, PIT_MIN, SHARPMAX, SHARPMIN};
@@ -311,24 +311,34 @@ impl Encoder {
     }
 
     #[inline(never)]
+    /// High-pass pre-processing (2nd order, 140 Hz, input / 2), state as
+    /// the reference's hi/lo pairs. With these coefficients no running sum
+    /// of the reference's chain can leave 32 bits:
+    /// `2^16 (7807 + 3733) + 2 * 2 * 3733 + 2^16 (1899 + 3798 + 1899) < 2^31`,
+    /// so plain arithmetic is exact up to the final saturating shift. The
+    /// state lives in locals (no store-then-reload per sample).
     fn pre_process(&mut self) {
+        let (a1, a2) = (A140[1] as i32, A140[2] as i32);
+        let (b0, b1, b2) = (B140[0] as i32, B140[1] as i32, B140[2] as i32);
+        let (mut x0, mut x1) = (self.x0, self.x1);
+        let (mut y1h, mut y1l, mut y2h, mut y2l) = (self.y1_hi, self.y1_lo, self.y2_hi, self.y2_lo);
         for s in self.old_speech[NEW_SPEECH_OFF..].iter_mut() {
-            let x2 = self.x1;
-            self.x1 = self.x0;
-            self.x0 = *s;
-            let mut l = mpy_32_16(self.y1_hi, self.y1_lo, A140[1]);
-            l = l_add(l, mpy_32_16(self.y2_hi, self.y2_lo, A140[2]));
-            l = l_mac(l, self.x0, B140[0]);
-            l = l_mac(l, self.x1, B140[1]);
-            l = l_mac(l, x2, B140[2]);
-            l = l_shl(l, 3);
+            let x2 = x1;
+            x1 = x0;
+            x0 = *s;
+            let l = 2 * (y1h as i32 * a1)
+                + 2 * ((y1l as i32 * a1) >> 15)
+                + 2 * (y2h as i32 * a2)
+                + 2 * ((y2l as i32 * a2) >> 15)
+                + 2 * (x0 as i32 * b0 + x1 as i32 * b1 + x2 as i32 * b2);
+            let l = l_shl(l, 3);
             *s = round(l);
-            self.y2_hi = self.y1_hi;
-            self.y2_lo = self.y1_lo;
-            let (hi, lo) = l_extract(l);
-            self.y1_hi = hi;
-            self.y1_lo = lo;
+            y2h = y1h;
+            y2l = y1l;
+            (y1h, y1l) = l_extract(l);
         }
+        (self.x0, self.x1) = (x0, x1);
+        (self.y1_hi, self.y1_lo, self.y2_hi, self.y2_lo) = (y1h, y1l, y2h, y2l);
     }
 
     #[inline(never)]
@@ -1660,6 +1670,12 @@ fn search_row(
         {
             let (mut sq2, mut a16) = ([0i16; NB_POS], [0i16; NB_POS]);
             search8(ps1, alp1, dn, row, tmp, &mut sq2, &mut a16);
+            // Most rows hold no candidate better than the best so far:
+            // then the sequential scan below (with its hard-to-predict
+            // branches) would change nothing.
+            if !any_better8(alp, sq, &sq2, &a16) {
+                return None;
+            }
             for k in 0..NB_POS {
                 if better(alp, sq2[k], sq, a16[k]) {
                     sq = sq2[k];
@@ -1686,6 +1702,25 @@ fn search_row(
     found
 }
 
+/// The position of the first largest `dn` (all >= 0) on the track of
+/// positions `start, start + 5, ...`, leaving out `skip`: the reference's
+/// `if dn[j] > max` scan from `max = -1`, without its data-dependent
+/// branches (key = value, then the earlier position).
+fn track_max(dn: &[i16; L_SUBFR], start: usize, skip: Option<usize>) -> usize {
+    let mut best = i32::MIN;
+    for k in 0..NB_POS {
+        let j = start + 5 * k;
+        let v = dn.get(j).copied().unwrap_or(0) as i32;
+        let key = if skip == Some(j) {
+            i32::MIN
+        } else {
+            (v << 4) | (15 - k as i32)
+        };
+        best = best.max(key);
+    }
+    start + 5 * (15 - (best & 15)) as usize
+}
+
 #[inline(never)]
 fn d4i40_17_fast(
     dn: &mut [i16; L_SUBFR],
@@ -1699,16 +1734,12 @@ fn d4i40_17_fast(
     const H8: i16 = 4096;
     const H16: i16 = 2048;
     let mut sign_dn = [0i16; L_SUBFR];
-    let mut sign_dn_inv = [0i16; L_SUBFR];
+    // Branch-free: the signs are data, and negate saturates as
+    // saturating_abs does.
     for i in 0..L_SUBFR {
-        if dn[i] >= 0 {
-            sign_dn[i] = MAX_16;
-            sign_dn_inv[i] = MIN_16;
-        } else {
-            sign_dn[i] = MIN_16;
-            sign_dn_inv[i] = MAX_16;
-            dn[i] = negate(dn[i]);
-        }
+        let mask = dn[i] >> 15;
+        sign_dn[i] = MAX_16 ^ mask;
+        dn[i] = dn[i].saturating_abs();
     }
     // Apply signs to the cross terms: row i (track ti) of block (ti, tj) is
     // multiplied by the signs of track tj, or their inverses when dn[i] < 0.
@@ -1774,17 +1805,10 @@ fn d4i40_17_fast(
         // ---- depth first search 3, phase A: tracks 2 and 3/4 ----
         let mut sq: i16 = -1;
         let mut alp: i16 = 1;
-        let mut prev_i0: isize = -1;
-        let mut i0 = 0usize;
+        let mut prev_i0: Option<usize> = None;
         for _ in 0..2 {
-            let mut max: i16 = -1;
-            for j in (2..L_SUBFR).step_by(5) {
-                if dn[j] > max && prev_i0 != j as isize {
-                    max = dn[j];
-                    i0 = j;
-                }
-            }
-            prev_i0 = i0 as isize;
+            let i0 = track_max(dn, 2, prev_i0);
+            prev_i0 = Some(i0);
             let j = d5(i0);
             let ps1 = dn[i0];
             let alp1 = l_mult(rr[RRI2I2 + j], H4);
@@ -1866,17 +1890,10 @@ fn d4i40_17_fast(
         // ---- depth first search 4, phase A: tracks 3/4 and 0 ----
         let mut sq: i16 = -1;
         let mut alp: i16 = 1;
-        let mut prev_i0: isize = -1;
-        let mut i0 = 0usize;
+        let mut prev_i0: Option<usize> = None;
         for _ in 0..2 {
-            let mut max: i16 = -1;
-            for j in (track..L_SUBFR).step_by(5) {
-                if dn[j] > max && prev_i0 != j as isize {
-                    max = dn[j];
-                    i0 = j;
-                }
-            }
-            prev_i0 = i0 as isize;
+            let i0 = track_max(dn, track, prev_i0);
+            prev_i0 = Some(i0);
             let j = d5(i0);
             let ps1 = dn[i0];
             let alp1 = l_mult(rr[p_i3i34 + j], H4);
@@ -2011,6 +2028,13 @@ fn d4i40_17_fast(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pre_process_sums_cannot_leave_32_bits() {
+        let abs = |v: &[i16]| v.iter().map(|x| x.unsigned_abs() as i64).sum::<i64>();
+        let bound = (1 << 16) * abs(&A140[1..]) + 4 * abs(&A140[1..]) + (1 << 16) * abs(&B140);
+        assert!(bound <= MAX_32 as i64, "{bound}");
+    }
 
     #[test]
     fn rr_table_covers_every_element_once() {

@@ -43,6 +43,86 @@ pub(crate) fn dot8n<const N: usize>(a: &[i16; N], b: &[i16; N]) -> i32 {
     }
 }
 
+/// Eight consecutive outputs of a 20-tap FIR at once:
+/// `out[j] = sat16((Σ_k c[k] w[j + k] + 2^14) >> 15)` for `j` in `0..8`,
+/// the 32-bit sums taken modulo 2^32. When every `|Σ_k c[k] w[j + k]|` is
+/// at most `2^30` this is exactly the reference's
+/// `round(L_mac chain) = extract_h(L_add(2 Σ, 0x8000))`: the only case
+/// where that `L_add` saturates gives a shifted value of `2^15`, which the
+/// final pack saturates to the same `0x7fff`.
+#[inline(always)]
+pub(crate) fn fir20x8(w: &[i16; 27], c: &[i16; 20]) -> [i16; 8] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        let mut out = [0i16; 8];
+        // SAFETY: SSE2 is always available on x86_64. The loads read
+        // `w[2p..2p + 8]` and `w[2p + 1..2p + 9]` for `p <= 9`, at most up to
+        // index 26, inside `w`; the store writes the 8 elements of `out`.
+        // `pmaddwd` wraps only for two (-32768)^2 products, and wrapping is
+        // the arithmetic promised.
+        unsafe {
+            let mut lo = _mm_setzero_si128();
+            let mut hi = _mm_setzero_si128();
+            let wp = w.as_ptr();
+            for p in 0..10 {
+                let pair = (c[2 * p] as u16 as i32) | ((c[2 * p + 1] as i32) << 16);
+                let cv = _mm_set1_epi32(pair);
+                let a = _mm_loadu_si128(wp.add(2 * p) as *const __m128i);
+                let b = _mm_loadu_si128(wp.add(2 * p + 1) as *const __m128i);
+                lo = _mm_add_epi32(lo, _mm_madd_epi16(_mm_unpacklo_epi16(a, b), cv));
+                hi = _mm_add_epi32(hi, _mm_madd_epi16(_mm_unpackhi_epi16(a, b), cv));
+            }
+            let r = _mm_set1_epi32(0x4000);
+            lo = _mm_srai_epi32(_mm_add_epi32(lo, r), 15);
+            hi = _mm_srai_epi32(_mm_add_epi32(hi, r), 15);
+            _mm_storeu_si128(out.as_mut_ptr() as *mut __m128i, _mm_packs_epi32(lo, hi));
+        }
+        out
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut out = [0i16; 8];
+        for (j, o) in out.iter_mut().enumerate() {
+            let mut s = 0i32;
+            for (k, &ck) in c.iter().enumerate() {
+                s = s.wrapping_add(ck as i32 * w[j + k] as i32);
+            }
+            *o = (s.wrapping_add(0x4000) >> 15).clamp(-32768, 32767) as i16;
+        }
+        out
+    }
+}
+
+/// Whether any lane `k` has `alp * sq2[k] > sq * a16[k]` (the codebook
+/// search's "better" test against one fixed best `(alp, sq)`): all the
+/// products are of two 16-bit values, exact in 32 bits.
+#[inline(always)]
+pub(crate) fn any_better8(alp: i16, sq: i16, sq2: &[i16; 8], a16: &[i16; 8]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is always available on x86_64; each load covers one
+        // 8-element array. `pmullw`/`pmulhw` interleaved are the exact
+        // 32-bit products.
+        unsafe {
+            let x = _mm_loadu_si128(sq2.as_ptr() as *const __m128i);
+            let y = _mm_loadu_si128(a16.as_ptr() as *const __m128i);
+            let va = _mm_set1_epi16(alp);
+            let vs = _mm_set1_epi16(sq);
+            let (xl, xh) = (_mm_mullo_epi16(x, va), _mm_mulhi_epi16(x, va));
+            let (yl, yh) = (_mm_mullo_epi16(y, vs), _mm_mulhi_epi16(y, vs));
+            let g0 = _mm_cmpgt_epi32(_mm_unpacklo_epi16(xl, xh), _mm_unpacklo_epi16(yl, yh));
+            let g1 = _mm_cmpgt_epi32(_mm_unpackhi_epi16(xl, xh), _mm_unpackhi_epi16(yl, yh));
+            _mm_movemask_epi8(_mm_or_si128(g0, g1)) != 0
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        (0..8).any(|k| alp as i32 * sq2[k] as i32 > sq as i32 * a16[k] as i32)
+    }
+}
+
 /// The running sums of all lags at once: `sink(m, row)` receives, for each
 /// `m` in order, `row[lag]` = the high half of `Σ_{k <= m} 2 h[k] h[k + lag]`
 /// summed modulo 2^32 (`h` read as zero past its end).
@@ -322,6 +402,58 @@ mod tests {
             })
             .sum();
         assert_eq!(weighted_dist8(&a, &b, &w), want);
+    }
+
+    #[test]
+    fn fir20x8_matches_scalar() {
+        let mut seed = 12345u32;
+        let mut rnd = || {
+            seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
+            ((seed >> 8) as i32 % 65536 - 32768) as i16
+        };
+        for round in 0..200 {
+            // Small coefficients keep |sum| <= 2^30 (the promised domain);
+            // the last rounds push the sums to the saturating edge.
+            let scale = if round < 190 { 8 } else { 0 };
+            let c: [i16; 20] = std::array::from_fn(|_| rnd() >> (scale + 4));
+            let w: [i16; 27] = std::array::from_fn(|_| rnd());
+            let got = fir20x8(&w, &c);
+            for j in 0..8 {
+                let d: i64 = (0..20).map(|k| c[k] as i64 * w[j + k] as i64).sum();
+                if d.abs() > 1 << 30 {
+                    continue;
+                }
+                let s = 2 * d + 0x8000;
+                let want = if s > i32::MAX as i64 {
+                    0x7fff
+                } else {
+                    (s >> 16) as i16
+                };
+                assert_eq!(got[j], want, "round {round} lane {j}");
+            }
+        }
+    }
+
+    #[test]
+    fn any_better8_matches_scalar() {
+        let mut seed = 777u32;
+        let mut rnd = || {
+            seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
+            ((seed >> 8) as i32 % 65536 - 32768) as i16
+        };
+        let mut hits = 0;
+        for _ in 0..2000 {
+            let (alp, sq) = (rnd(), rnd());
+            let sq2: [i16; 8] = std::array::from_fn(|_| rnd());
+            let a16: [i16; 8] = std::array::from_fn(|_| rnd());
+            let want = (0..8).any(|k| alp as i32 * sq2[k] as i32 > sq as i32 * a16[k] as i32);
+            assert_eq!(any_better8(alp, sq, &sq2, &a16), want);
+            hits += want as u32;
+        }
+        assert!(hits > 100 && hits < 2000);
+        let m = [i16::MIN; 8];
+        assert!(!any_better8(i16::MIN, i16::MIN, &m, &m));
+        assert!(any_better8(i16::MIN, i16::MIN, &m, &[i16::MAX; 8]));
     }
 
     #[test]

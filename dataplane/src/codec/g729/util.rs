@@ -4,7 +4,7 @@
 //! prediction and the pseudo-random generator.
 
 use super::basic_op::*;
-use super::simd::dot8n;
+use super::simd::{dot8n, fir20x8};
 use super::tables::*;
 use super::{L_SUBFR, M, MP1};
 
@@ -128,54 +128,52 @@ pub(crate) fn syn_filt(
         Some(a) => a,
         None => return false,
     };
-    // PAD zeros, the memory, then the outputs: the window of output i is
-    // tmp[i..i + 16], whose first PAD taps have zero coefficients.
-    const PAD: usize = 16 - M;
-    let mut tmp = [0i16; PAD + M + 100];
-    tmp[PAD..PAD + M].copy_from_slice(mem);
     let mut ov = false;
-    // ar[PAD + k] = a[M - k] pairs with the k-th of the 10 previous outputs.
-    let mut ar = [0i16; 16];
-    for k in 0..M {
-        ar[PAD + k] = a[M - k];
-    }
-    let a_abs: i64 = ar.iter().map(|v| v.unsigned_abs() as i64).sum();
+    let a_abs: i64 = a[1..].iter().map(|v| v.unsigned_abs() as i64).sum();
     let a0 = a[0] as i32;
+    let c: [i32; MP1] = a.map(|v| v as i32);
     let mut ymax: i64 = mem
         .iter()
         .map(|v| v.unsigned_abs() as i64)
         .max()
         .unwrap_or(0);
-    // The last M outputs also kept in a small local window: reading them
-    // back from `tmp` right after the store stalls on store forwarding.
-    let mut reg = *mem;
-    for (i, &xi) in x.iter().enumerate().take(lg) {
-        let w: &[i16; 16] = match tmp[i..i + 16].try_into() {
-            Ok(w) => w,
-            Err(_) => return ov,
-        };
+    // The 10 previous outputs live in registers (h[k - 1] = y[i - k]) and
+    // each output goes straight to `y`: reading back just-stored outputs
+    // (or shifting a window through memory) stalls on store forwarding.
+    let [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9] = mem.map(|v| v as i32);
+    let (mut h1, mut h2, mut h3, mut h4, mut h5) = (m9, m8, m7, m6, m5);
+    let (mut h6, mut h7, mut h8, mut h9, mut h10) = (m4, m3, m2, m1, m0);
+    for (&xi, yi) in x[..lg].iter().zip(y[..lg].iter_mut()) {
         let p0 = xi as i32 * a0;
-        let s = if 2 * (p0.unsigned_abs() as i64 + a_abs * ymax) <= MAX_32 as i64 {
-            let mut d = 0i32;
-            for k in 0..M {
-                d = d.wrapping_add(reg[k] as i32 * ar[PAD + k] as i32);
-            }
-            p0.wrapping_sub(d).wrapping_mul(2)
+        let out = if 2 * (p0.unsigned_abs() as i64 + a_abs * ymax) <= MAX_32 as i64 {
+            // The older taps first: only the newest output's product is on
+            // the sample-to-sample dependency chain.
+            let far = (c[10] * h10)
+                .wrapping_add(c[9] * h9)
+                .wrapping_add((c[8] * h8).wrapping_add(c[7] * h7))
+                .wrapping_add((c[6] * h6).wrapping_add(c[5] * h5))
+                .wrapping_add((c[4] * h4).wrapping_add(c[3] * h3))
+                .wrapping_add(c[2] * h2);
+            // With e = p0 - Σ (|e| <= 2^30 here) the reference computes
+            // round(L_shl(2e, 3)) = (16e + 2^15) >> 16 = (e + 2^11) >> 12,
+            // saturated to 16 bits exactly when the unsaturated value
+            // leaves them. Its Overflow flag is set when L_shl saturates
+            // (e < -2^27 or e >= 2^27) or the rounding add does
+            // (e >= 2^27 - 2^11).
+            let e = (p0 + 0x800).wrapping_sub(far).wrapping_sub(c[1] * h1);
+            ov |= !(0x800 - (1 << 27)..1 << 27).contains(&e);
+            (e >> 12).clamp(MIN_16 as i32, MAX_16 as i32) as i16
         } else {
-            let w: &[i16; M] = match w[PAD..].try_into() {
-                Ok(w) => w,
-                Err(_) => return ov,
-            };
-            syn_sample_slow(a, w, xi, &mut ov)
+            let w = [h10, h9, h8, h7, h6, h5, h4, h3, h2, h1].map(|v| v as i16);
+            let s = syn_sample_slow(a, &w, xi, &mut ov);
+            let s = l_shl_ov(s, 3, &mut ov);
+            round_ov(s, &mut ov)
         };
-        let s = l_shl_ov(s, 3, &mut ov);
-        let out = round_ov(s, &mut ov);
-        tmp[PAD + M + i] = out;
-        reg.copy_within(1.., 0);
-        reg[M - 1] = out;
+        *yi = out;
+        (h10, h9, h8, h7, h6) = (h9, h8, h7, h6, h5);
+        (h5, h4, h3, h2, h1) = (h4, h3, h2, h1, out as i32);
         ymax = ymax.max(out.unsigned_abs() as i64);
     }
-    y[..lg].copy_from_slice(&tmp[PAD + M..PAD + M + lg]);
     if update && lg >= M {
         mem.copy_from_slice(&y[lg - M..lg]);
     }
@@ -291,9 +289,35 @@ pub(crate) fn pred_lt_3(buf: &mut [i16], pos: usize, t0: i16, frac: i16, l: usiz
         .map(|v| v.unsigned_abs())
         .max()
         .unwrap_or(0) as i64;
-    for j in 0..l {
+    let fits = |xmax: i64| 2 * c_abs * xmax <= MAX_32 as i64;
+    let c20: &[i16; 20] = match c[..20].try_into() {
+        Ok(c) => c,
+        Err(_) => return,
+    };
+    let mut j = 0;
+    // Eight outputs at once when their windows end before the first of
+    // them (x0 + 17 < pos: delay of 18 or more, always so for G.729's
+    // 20..143): they are independent and each block is one SIMD kernel.
+    if x0 + 17 < pos && x0 >= 9 {
+        while j + 8 <= l && fits(xmax) {
+            let x1 = x0 + j;
+            let w: &[i16; 27] = match buf.get(x1 - 9..x1 + 18).map(|s| s.try_into()) {
+                Some(Ok(w)) => w,
+                _ => break,
+            };
+            let out = fir20x8(w, c20);
+            match buf.get_mut(pos + j..pos + j + 8) {
+                Some(dst) => dst.copy_from_slice(&out),
+                None => return,
+            }
+            let m = out.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0);
+            xmax = xmax.max(m as i64);
+            j += 8;
+        }
+    }
+    for j in j..l {
         let x1 = x0 + j;
-        let s = if 2 * c_abs * xmax <= MAX_32 as i64 {
+        let s = if fits(xmax) {
             match buf.get(x1.wrapping_sub(9)..x1 + 15).map(|s| s.try_into()) {
                 Some(Ok(w)) => dot8n::<24>(w, &c).wrapping_mul(2),
                 _ => match buf.get(x1.wrapping_sub(9)..x1 + 11) {
@@ -495,4 +519,52 @@ pub(crate) fn gain_update_erasure(past_qua_en: &mut [i16; 4]) {
         past_qua_en[i] = past_qua_en[i - 1];
     }
     past_qua_en[0] = av;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The reference's synthesis filter, operator by operator.
+    fn syn_ref(a: &[i16; MP1], x: &[i16], mem: &[i16; M]) -> (Vec<i16>, bool) {
+        let mut ov = false;
+        let mut y = mem.to_vec();
+        for &xi in x {
+            let mut s = l_mult_ov(xi, a[0], &mut ov);
+            for j in 1..=M {
+                s = l_msu_ov(s, a[j], y[y.len() - j], &mut ov);
+            }
+            let s = l_shl_ov(s, 3, &mut ov);
+            y.push(round_ov(s, &mut ov));
+        }
+        (y[M..].to_vec(), ov)
+    }
+
+    #[test]
+    fn syn_filt_matches_reference_including_overflow() {
+        let mut seed = 99u32;
+        let mut rnd = || {
+            seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
+            ((seed >> 8) as i32 % 65536 - 32768) as i16
+        };
+        let mut overflows = 0;
+        for round in 0..600 {
+            // Coefficient and signal scales from gentle to saturating.
+            let ca = 3 + round % 9;
+            let xs = round % 7;
+            let mut a: [i16; MP1] = std::array::from_fn(|_| rnd() >> ca);
+            a[0] = 4096;
+            let x: Vec<i16> = (0..40).map(|_| rnd() >> xs).collect();
+            let mem: [i16; M] = std::array::from_fn(|_| rnd() >> (xs + 2));
+            let (want, want_ov) = syn_ref(&a, &x, &mem);
+            let mut y = [0i16; 40];
+            let mut m = mem;
+            let ov = syn_filt(&a, &x, &mut y, &mut m, true);
+            assert_eq!(&y[..], &want[..], "round {round}");
+            assert_eq!(ov, want_ov, "round {round}");
+            assert_eq!(&m[..], &want[30..], "round {round}");
+            overflows += ov as u32;
+        }
+        assert!(overflows > 10 && overflows < 590, "{overflows}");
+    }
 }
