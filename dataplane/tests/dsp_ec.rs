@@ -509,3 +509,44 @@ fn tone_disable<C: Canceller>(name: &str, make: impl Fn() -> C) {
         assert_eq!(passthrough, reversals);
     }
 }
+
+/// Per-frame ERLE trace of one path (`EC_TRACE=delay,disp,erl`), for tuning.
+#[test]
+#[ignore = "tuning aid"]
+fn fdaf_trace() {
+    let Some((far_all, _)) = speech() else {
+        return;
+    };
+    let spec = std::env::var("EC_TRACE").unwrap_or("100,4,25".into());
+    let v: Vec<f32> = spec.split(',').filter_map(|s| s.parse().ok()).collect();
+    let mut far_f: Vec<f32> = far_all[..20 * 8000].to_vec();
+    let mut rng = Prng(42);
+    if std::env::var("EC_WHITE").is_ok() {
+        far_f = noise(far_f.len(), -20.0, &mut rng);
+    }
+    let far = to_i16(&far_f);
+    let h = echo_path(v[0], v[1], v[2], &mut rng);
+    let echo = convolve(&far_f, &h);
+    let nz = noise(far.len(), NOISE_DBM0, &mut rng);
+    let near_f: Vec<f32> = echo.iter().zip(&nz).map(|(a, b)| a + b).collect();
+    let near = to_i16(&near_f);
+    let out = if std::env::var("EC_TD").is_ok() {
+        let mut ec = EchoCanceller::new(1024);
+        ec.set_nlp(false);
+        run(&mut ec, &far, &near)
+    } else {
+        run(&mut fdaf(), &far, &near)
+    };
+    let fr = frames(&far, &echo, &near, &out);
+    let mut sp = 0.0;
+    for (i, &(a, pe, pr)) in fr.iter().enumerate().take(60) {
+        if a {
+            sp += 0.1;
+        }
+        println!(
+            "{:.1}s act {a} speech {sp:.1} erle {:.1}",
+            i as f64 * 0.1,
+            10.0 * (pe / pr.max(1e-9)).log10()
+        );
+    }
+}

@@ -429,6 +429,11 @@ impl FdafEchoCanceller {
         self.cmp_n += 1;
         if self.cmp_n == CMP_BLOCKS {
             self.cmp_n = 0;
+            // Until the foreground first removes 20 dB, a better background
+            // is copied after one window, far silence or not: there is
+            // little to protect yet, and waiting for two windows of
+            // unbroken far speech holds the output back while converging.
+            self.cmp.eager = !self.ctl.has_converged();
             match self.cmp.close(&mut self.ctl.stats) {
                 Verdict::Keep => {}
                 Verdict::CopyToForeground => self.copy_bg_to_fg(),
