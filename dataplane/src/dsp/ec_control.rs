@@ -455,6 +455,31 @@ mod tests {
     }
 
     #[test]
+    fn eager_comparator_copies_after_one_window_despite_far_silence() {
+        let mut stats = EcStats::default();
+        let quiet = Flags {
+            far_active: false,
+            dt: false,
+            suspect: false,
+        };
+        let mut c = Comparator::default();
+        for _ in 0..3 {
+            c.add_fg(10.0, quiet);
+            c.add_bg(5.0);
+            assert_eq!(c.close(&mut stats), Verdict::Keep);
+        }
+        c.eager = true;
+        c.add_fg(10.0, quiet);
+        c.add_bg(5.0);
+        assert_eq!(c.close(&mut stats), Verdict::CopyToForeground);
+        // Double talk still vetoes.
+        c.add_fg(10.0, Flags { dt: true, ..quiet });
+        c.add_bg(1.0);
+        assert_eq!(c.close(&mut stats), Verdict::Keep);
+        assert_eq!(stats.fg_updates, 1);
+    }
+
+    #[test]
     fn tone_disabler_needs_a_phase_reversal() {
         for reversals in [true, false] {
             let mut t = ToneDisabler::new();
