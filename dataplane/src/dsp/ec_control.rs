@@ -283,7 +283,8 @@ impl Comparator {
 
     /// Close the window. The background wins with 10 % less error (75 %
     /// less while the energy check suspects double talk) in two windows
-    /// running; it is reset when its error is 8 times the foreground's.
+    /// running without far silence (one window, far silence or not, when
+    /// `eager`); it is reset when its error is 8 times the foreground's.
     pub(super) fn close(&mut self, stats: &mut EcStats) -> Verdict {
         let margin = if self.suspect { 0.25 } else { 0.9 };
         let mut v = Verdict::Keep;
