@@ -120,6 +120,11 @@ impl Controller {
         self.tone_far.disabled || self.tone_near.disabled
     }
 
+    /// True once the foreground has removed `suspect_after` (latched).
+    pub(super) fn has_converged(&self) -> bool {
+        self.conv_suspect
+    }
+
     /// True while double talk is declared.
     pub(super) fn is_double_talk(&self) -> bool {
         self.dt_hang > 0
@@ -249,10 +254,15 @@ pub(super) enum Verdict {
 pub(super) struct Comparator {
     bg: f32,
     fg: f32,
-    /// Double talk or far silence seen in the window.
+    /// Double talk seen in the window.
     dt: bool,
+    /// Far silence seen in the window.
+    quiet: bool,
     suspect: bool,
     bg_better: u32,
+    /// Set by the filter while its foreground removes little: one window
+    /// with the lower error (far silence or not) is then enough to copy.
+    pub(super) eager: bool,
 }
 
 impl Comparator {
@@ -260,7 +270,8 @@ impl Comparator {
     #[inline]
     pub(super) fn add_fg(&mut self, e2: f32, f: Flags) {
         self.fg += e2;
-        self.dt |= f.dt || !f.far_active;
+        self.dt |= f.dt;
+        self.quiet |= !f.far_active;
         self.suspect |= f.suspect;
     }
 
@@ -272,13 +283,15 @@ impl Comparator {
 
     /// Close the window. The background wins with 10 % less error (75 %
     /// less while the energy check suspects double talk) in two windows
-    /// running; it is reset when its error is 8 times the foreground's.
+    /// running without far silence (one window, far silence or not, when
+    /// `eager`); it is reset when its error is 8 times the foreground's.
     pub(super) fn close(&mut self, stats: &mut EcStats) -> Verdict {
         let margin = if self.suspect { 0.25 } else { 0.9 };
         let mut v = Verdict::Keep;
-        if !self.dt && self.bg < margin * self.fg {
+        let blocked = self.dt || (self.quiet && !self.eager);
+        if !blocked && self.bg < margin * self.fg {
             self.bg_better += 1;
-            if self.bg_better >= 2 {
+            if self.bg_better >= 2 || self.eager {
                 stats.fg_updates += 1;
                 self.bg_better = 0;
                 v = Verdict::CopyToForeground;
@@ -293,6 +306,7 @@ impl Comparator {
         self.bg = 0.0;
         self.fg = 0.0;
         self.dt = false;
+        self.quiet = false;
         self.suspect = false;
         v
     }
@@ -439,6 +453,31 @@ mod tests {
             assert_eq!(c.close(&mut stats), Verdict::Keep);
         }
         assert_eq!((stats.fg_updates, stats.bg_resets), (1, 1));
+    }
+
+    #[test]
+    fn eager_comparator_copies_after_one_window_despite_far_silence() {
+        let mut stats = EcStats::default();
+        let quiet = Flags {
+            far_active: false,
+            dt: false,
+            suspect: false,
+        };
+        let mut c = Comparator::default();
+        for _ in 0..3 {
+            c.add_fg(10.0, quiet);
+            c.add_bg(5.0);
+            assert_eq!(c.close(&mut stats), Verdict::Keep);
+        }
+        c.eager = true;
+        c.add_fg(10.0, quiet);
+        c.add_bg(5.0);
+        assert_eq!(c.close(&mut stats), Verdict::CopyToForeground);
+        // Double talk still vetoes.
+        c.add_fg(10.0, Flags { dt: true, ..quiet });
+        c.add_bg(1.0);
+        assert_eq!(c.close(&mut stats), Verdict::Keep);
+        assert_eq!(stats.fg_updates, 1);
     }
 
     #[test]
