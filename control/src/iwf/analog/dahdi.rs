@@ -48,6 +48,8 @@ const NUMBUFS: i32 = 8;
 const PRIME_BLOCKS: usize = 2;
 /// Call audio kept waiting for the line (RTP arriving in a burst): 400 ms.
 const MAX_RTP_SAMPLES: usize = 3200;
+/// Call audio queued before it starts playing (60 ms).
+const PLAYOUT: usize = 3 * BLOCK;
 /// Device errors logged per port before going quiet (they are counted).
 const MAX_LOGGED: u64 = 20;
 
@@ -63,6 +65,8 @@ struct DahdiPort {
     spill: VecDeque<i16>,
     /// Call audio from RTP.
     rtp: VecDeque<i16>,
+    /// The call audio is playing (the playout buffer had filled).
+    playing: bool,
     /// A ring held back until the pre-ring caller ID spill has gone out.
     held_ring: Option<Vec<u32>>,
     /// Ring bursts ended (RINGEROFF) in the current call.
@@ -110,6 +114,7 @@ impl DahdiCard {
                 tone: None,
                 spill: VecDeque::new(),
                 rtp: VecDeque::new(),
+                playing: false,
                 held_ring: None,
                 rings: 0,
                 errors: 0,
@@ -313,7 +318,16 @@ impl DahdiCard {
             g.fill(out);
             return;
         }
-        if p.rtp.len() >= BLOCK {
+        // A small playout buffer: start (and restart after running dry)
+        // only with PLAYOUT samples queued, so RTP jitter does not cut
+        // the call's audio into pieces.
+        if !p.playing && p.rtp.len() >= PLAYOUT {
+            p.playing = true;
+        }
+        if p.playing && p.rtp.len() < BLOCK {
+            p.playing = false;
+        }
+        if p.playing {
             for (o, s) in out.iter_mut().zip(p.rtp.drain(..BLOCK)) {
                 *o = s;
             }
