@@ -575,18 +575,21 @@ fn analog_fxs_ports_of_tandemd_on_dahdi_channels_ring_answer_and_dial() {
     assert_eq!(done[0]["cid"]["number"], "1001", "caller ID\n{ctx}");
     assert_eq!(find(&ph1, "answer").len(), 1, "{ctx}");
     // Audio both ways across the CAS channel, tandemd and RTP.
+    // UA -> phone: 80 % of the chirp's 20 ms pieces in order (RTP jitter
+    // may insert a gap); phone -> UA: 90 % of its 160-octet blocks intact
+    // (the path is A-law end to end), or by correlation.
     let rx = find(&ph1, "audio_rx");
     assert_eq!(rx.len(), 1, "{ctx}");
+    assert_eq!(rx[0]["ok"], true, "UA -> phone\n{ctx}");
     assert!(
-        rx[0]["correlation"].as_f64().unwrap_or(0.0) >= 0.9,
+        rx[0]["pieces_found"].as_u64().unwrap_or(0) >= 80,
         "UA -> phone\n{ctx}"
     );
     let back = find(&ua3, "audio_rx");
     assert_eq!(back.len(), 1, "{ctx}");
-    assert!(
-        back[0]["correlation"].as_f64().unwrap_or(0.0) >= 0.9,
-        "phone -> UA\n{ctx}"
-    );
+    let blocks = back[0]["blocks_found"].as_u64().unwrap_or(0);
+    let pieces = back[0]["pieces_found"].as_u64().unwrap_or(0);
+    assert!(blocks >= 90 || pieces >= 80, "phone -> UA\n{ctx}");
     // The UA hung up; the phone heard the disconnect.
     assert!(!find(&ua3, "bye_ok").is_empty(), "{ctx}");
     assert!(!done[0]["disconnect"].is_null(), "{ctx}");
@@ -599,7 +602,7 @@ fn analog_fxs_ports_of_tandemd_on_dahdi_channels_ring_answer_and_dial() {
     let echo = find(&ph2, "audio_rx");
     assert_eq!(echo.len(), 1, "{ctx}");
     assert!(
-        echo[0]["correlation"].as_f64().unwrap_or(0.0) >= 0.9,
+        echo[0]["pieces_found"].as_u64().unwrap_or(0) >= 80,
         "echo\n{ctx}"
     );
     assert_eq!(find(&ph2, "done")[0]["ok"], true, "{ctx}");

@@ -1562,6 +1562,18 @@ mod phone {
             }
         }
         if a.audio && audio.is_none() {
+            // The far end may hang up right after its chirp: judge what came.
+            if let Some((off, found, total)) = det.pieces(true) {
+                let ok = found * 10 >= total * 8;
+                audio = Some((found, if ok { 1.0 } else { 0.0 }));
+                event(
+                    "audio_rx",
+                    json!({"offset": off, "pieces_found": found, "pieces": total, "ok": ok}),
+                    t0,
+                );
+            }
+        }
+        if a.audio && audio.is_none() {
             let p = det.partial();
             event(
                 "audio_rx",
