@@ -538,4 +538,25 @@ mod tests {
         assert_eq!(f.cid_start, CidStart::BeforeFirstRing);
         assert_eq!(f.cadence, vec![1000, 4000]);
     }
+
+    #[test]
+    fn dahdi_channels_from_base_or_port_key() {
+        let t = "[analog]\ncard = \"dahdi\"\nchannel_base = 62\n[[analog.port]]\nport = 1\nkind = \"fxs\"\n\
+                 [[analog.port]]\nport = 2\nkind = \"fxo\"\nchannel = 70\n";
+        let c = parse(t).unwrap();
+        assert_eq!(c.card, Card::Dahdi);
+        assert_eq!(c.ports[0].dahdi_channel(c.channel_base), 63);
+        assert_eq!(c.ports[1].dahdi_channel(c.channel_base), 70);
+        // Two ports on one channel, a channel out of DAHDI's range.
+        let t = "[analog]\ncard = \"dahdi\"\nchannel_base = 62\n[[analog.port]]\nport = 1\nkind = \"fxs\"\n\
+                 [[analog.port]]\nport = 2\nkind = \"fxs\"\nchannel = 63\n";
+        let e = parse(t).unwrap_err().1;
+        assert!(e.contains("ports 1 and 2 are both DAHDI channel 63"), "{e}");
+        let t = "[analog]\ncard = \"dahdi\"\nchannel_base = 1020\n[[analog.port]]\nport = 9\nkind = \"fxs\"\n";
+        let e = parse(t).unwrap_err().1;
+        assert!(e.contains("DAHDI channel 1029"), "{e}");
+        // The sim card ignores the DAHDI numbering.
+        let t = "[analog]\n[[analog.port]]\nport = 1\nkind = \"fxs\"\n";
+        assert_eq!(parse(t).unwrap().channel_base, 0);
+    }
 }
