@@ -22,6 +22,18 @@
 //! cleared by the exchange (pri-peer `--hangup-after`) and reaches the UA
 //! as a BYE. Causes are checked in pri-peer's JSON events.
 //!
+//! Then analog, still in the same boot: the span conf adds a loc-connected
+//! pair of 4-channel dynamic spans carrying robbed-bit CAS, `fxoks=63-66`
+//! and `fxsks=67-70` (a channel bank: DAHDI 2.11 has no software FXS/FXO
+//! module, but dynamic spans carry ABCD bits and the kernel's fxoks/fxsks
+//! code turns hook and ring into them and back into events). A second
+//! tandemd runs `[analog] card = "dahdi"` with FXS ports 1-2 on channels
+//! 63-64; `tandem-dahdi-probe phone` plays the telephones on 67-68. (a) The
+//! SIP UA calls 201: the phone counts rings, decodes the Bell 202 caller ID
+//! 1001, answers at ring 2, chirps cross both ways, the UA hangs up and the
+//! phone hears busy tone. (b) The phone on 68 goes off hook, hears dial tone
+//! (350+440 Hz), dials 600 in DTMF and its chirp comes back from Echo().
+//!
 //! Slow (a guest boot: 5–50 s under TCG, then ~10 s), so it runs only with
 //! `CI=true` or `TANDEM_DAHDI_QEMU=1`, as root (the rig installs packages and
 //! builds DKMS modules on its first run). Skips with a message otherwise.
