@@ -22,6 +22,18 @@
 //! cleared by the exchange (pri-peer `--hangup-after`) and reaches the UA
 //! as a BYE. Causes are checked in pri-peer's JSON events.
 //!
+//! Then analog, still in the same boot: the span conf adds a loc-connected
+//! pair of 4-channel dynamic spans carrying robbed-bit CAS, `fxoks=63-66`
+//! and `fxsks=67-70` (a channel bank: DAHDI 2.11 has no software FXS/FXO
+//! module, but dynamic spans carry ABCD bits and the kernel's fxoks/fxsks
+//! code turns hook and ring into them and back into events). A second
+//! tandemd runs `[analog] card = "dahdi"` with FXS ports 1-2 on channels
+//! 63-64; `tandem-dahdi-probe phone` plays the telephones on 67-68. (a) The
+//! SIP UA calls 201: the phone counts rings, decodes the Bell 202 caller ID
+//! 1001, answers at ring 2, chirps cross both ways, the UA hangs up and the
+//! phone hears busy tone. (b) The phone on 68 goes off hook, hears dial tone
+//! (350+440 Hz), dials 600 in DTMF and its chirp comes back from Echo().
+//!
 //! Slow (a guest boot: 5–50 s under TCG, then ~10 s), so it runs only with
 //! `CI=true` or `TANDEM_DAHDI_QEMU=1`, as root (the rig installs packages and
 //! builds DKMS modules on its first run). Skips with a message otherwise.
@@ -85,8 +97,93 @@ sed 's/^/l2 /' /tmp/l2.log
 sed 's/^/n2 /' /tmp/n2.log
 sed 's/^/td /' /tmp/td.log | tail -60
 echo "status2 ua1=$ua1 ua2=$ua2 listen=$lis2rc net=$net2rc"
+# --- part 3: analog. tandemd's FXS ports 1-2 are channels 63-64 (fxoks=, span 3);
+# the probe's telephones sit on 67-68 (fxsks=, span 4) across robbed-bit CAS.
+tandem-dahdi-probe phone --chan 67 --rings 2 --expect-cid 1001 --audio 1 --timeout 40 >/tmp/ph1.log 2>&1 &
+ph1=$!
+NO_COLOR=1 tandemd --config /opt/tandem-analog.toml >/tmp/ta.out 2>/tmp/ta.log &
+ta=$!
+i=0
+while ! grep -q ready /tmp/ta.out && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+tandem-dahdi-probe sipcall --server 127.0.0.1:5070 --dial 201 --audio 1 --match corr --hangup-after 15 \
+	--timeout 40 >/tmp/ua3.log 2>&1; ua3=$?
+wait $ph1; ph1rc=$?
+tandem-dahdi-probe phone --chan 68 --originate 1 --dial 600 --audio 1 --timeout 30 >/tmp/ph2.log 2>&1; ph2rc=$?
+sleep 1
+kill $ta; wait $ta
+sed 's/^/ph1 /' /tmp/ph1.log
+sed 's/^/ua3 /' /tmp/ua3.log
+sed 's/^/ph2 /' /tmp/ph2.log
+sed 's/^/ta /' /tmp/ta.log | tail -60
+echo "status3 ph1=$ph1rc ua3=$ua3 ph2=$ph2rc"
 exit 0
 "#;
+
+/// `/etc/dahdi/system.conf` of the guest: spans 1 and 2 exactly as the
+/// rig's default (the PRI cases need them), plus a loc-connected pair of
+/// 4-channel spans carrying robbed-bit CAS: span 3 (63-66) `fxoks=`, the
+/// FXS ports' side as on a channel bank, span 4 (67-70) `fxsks=`, where the
+/// probe plays the telephones.
+const SPAN_CONF: &str = "\
+dynamic=loc,1:0,31,0
+dynamic=loc,1:1,31,0
+dynamic=loc,2:0,4,0
+dynamic=loc,2:1,4,0
+bchan=1-15,17-31
+dchan=16
+bchan=32-46,48-62
+dchan=47
+alaw=1-62
+fxoks=63-66
+fxsks=67-70
+alaw=63-70
+loadzone=us
+defaultzone=us
+";
+
+/// The analog tandemd: `card = "dahdi"`, FXS ports 1-2 on channels 63-64
+/// (`channel_base = 62`), extensions 201-202 with Bell 202 caller ID and a
+/// short cadence (1 s ring, 3 s silence), 600 an echo test.
+const ANALOG_TOML: &str = r#"
+[sip]
+listen = ["udp:127.0.0.1:5070"]
+realm = "tandem"
+[[sip.user]]
+name = "1001"
+password = "pw1001"
+[dataplane]
+backend = "socket"
+cores = [0]
+rtp_ports = "21000-21999"
+media_ip = "127.0.0.1"
+[dialplan]
+file = "/opt/extensions-analog.conf"
+context = "default"
+[mgmt]
+socket = "/tmp/tandemd-analog.sock"
+[analog]
+card = "dahdi"
+channel_base = 62
+[[analog.port]]
+port = 1
+kind = "fxs"
+extension = "201"
+callerid_number = "201"
+cadence = [1000, 3000]
+[[analog.port]]
+port = 2
+kind = "fxs"
+extension = "202"
+callerid_number = "202"
+cadence = [1000, 3000]
+"#;
+
+const EXTENSIONS_ANALOG: &str = "\
+[default]
+exten => _20[1-2],1,Dial(DAHDI/${EXTEN:2},30)
+exten => 600,1,Answer()
+ same => n,Echo()
+";
 
 /// tandemd's config in the guest: one DAHDI span (2, channels 32-62 with
 /// the default `channel_base`), CPE, and the demo user 1001.
@@ -207,6 +304,9 @@ fn boot() -> GuestRun {
     std::fs::write(&script, GUEST).unwrap();
     std::fs::write(dir.join("tandem.toml"), TANDEM_TOML).unwrap();
     std::fs::write(dir.join("extensions.conf"), EXTENSIONS).unwrap();
+    std::fs::write(dir.join("span.conf"), SPAN_CONF).unwrap();
+    std::fs::write(dir.join("tandem-analog.toml"), ANALOG_TOML).unwrap();
+    std::fs::write(dir.join("extensions-analog.conf"), EXTENSIONS_ANALOG).unwrap();
     // A stripped copy boots faster (the initramfs lives in guest RAM).
     let tandemd = dir.join("tandemd");
     let stripped = Command::new("strip")
@@ -228,6 +328,12 @@ fn boot() -> GuestRun {
         .arg(dir.join("tandem.toml"))
         .arg("--file")
         .arg(dir.join("extensions.conf"))
+        .arg("--file")
+        .arg(dir.join("tandem-analog.toml"))
+        .arg("--file")
+        .arg(dir.join("extensions-analog.conf"))
+        .arg("--span-conf")
+        .arg(dir.join("span.conf"))
         .arg("--file")
         .arg(&script)
         .args(["--", "sh", "/opt/call.sh"])
@@ -444,5 +550,81 @@ fn sip_call_through_tandemd_on_a_real_dahdi_span_to_libpri() {
     assert!(
         stdout.contains("status2 ua1=0 ua2=0"),
         "exit statuses\n{ctx}"
+    );
+}
+
+#[test]
+fn analog_fxs_ports_of_tandemd_on_dahdi_channels_ring_answer_and_dial() {
+    let run = match guest_run() {
+        Ok(r) => r,
+        Err(why) => {
+            eprintln!("SKIP dahdi_qemu: {why}");
+            return;
+        }
+    };
+    let (stdout, stderr) = (&run.stdout, &run.stderr);
+    let ctx = format!("--- guest output:\n{stdout}\n--- rig:\n{stderr}");
+    assert_ne!(
+        run.code,
+        Some(125),
+        "the qemu rig failed (not our binary)\n{ctx}"
+    );
+    let ph1 = events(stdout, "ph1");
+    let ua3 = events(stdout, "ua3");
+    let ph2 = events(stdout, "ph2");
+
+    // (a) SIP UA 1001 -> 201 -> tandemd's FXS port 1 (channel 63, fxoks)
+    // -> the kernel's CAS ring -> the telephone on channel 67 (fxsks).
+    let start = find(&ph1, "start");
+    assert_eq!(start.len(), 1, "{ctx}");
+    assert_eq!(start[0]["signalling"], "fxsks", "{ctx}");
+    let done = find(&ph1, "done");
+    assert_eq!(done.len(), 1, "{ctx}");
+    assert!(
+        done[0]["rings"].as_u64().unwrap_or(0) >= 2,
+        "the phone counted no rings\n{ctx}"
+    );
+    // Caller ID: Bell 202 FSK rendered into the channel after the first ring.
+    assert_eq!(done[0]["cid"]["number"], "1001", "caller ID\n{ctx}");
+    assert_eq!(find(&ph1, "answer").len(), 1, "{ctx}");
+    // Audio both ways across the CAS channel, tandemd and RTP.
+    // UA -> phone: 80 % of the chirp's 20 ms pieces in order (RTP jitter
+    // may insert a gap); phone -> UA: 90 % of its 160-octet blocks intact
+    // (the path is A-law end to end), or by correlation.
+    let rx = find(&ph1, "audio_rx");
+    assert_eq!(rx.len(), 1, "{ctx}");
+    assert_eq!(rx[0]["ok"], true, "UA -> phone\n{ctx}");
+    assert!(
+        rx[0]["pieces_found"].as_u64().unwrap_or(0) >= 80,
+        "UA -> phone\n{ctx}"
+    );
+    let back = find(&ua3, "audio_rx");
+    assert_eq!(back.len(), 1, "{ctx}");
+    let blocks = back[0]["blocks_found"].as_u64().unwrap_or(0);
+    let pieces = back[0]["pieces_found"].as_u64().unwrap_or(0);
+    assert!(blocks >= 90 || pieces >= 80, "phone -> UA\n{ctx}");
+    // The UA hung up; the phone heard the disconnect.
+    assert!(!find(&ua3, "bye_ok").is_empty(), "{ctx}");
+    assert!(!done[0]["disconnect"].is_null(), "{ctx}");
+    assert_eq!(done[0]["ok"], true, "{ctx}");
+    assert_eq!(find(&ua3, "done")[0]["ok"], true, "{ctx}");
+
+    // (b) The telephone on channel 68 goes off hook: dial tone (350+440 Hz)
+    // from tandemd's FXS port 2, dials 600 in DTMF, its chirp comes back.
+    assert_eq!(find(&ph2, "dial_tone").len(), 1, "no dial tone\n{ctx}");
+    let echo = find(&ph2, "audio_rx");
+    assert_eq!(echo.len(), 1, "{ctx}");
+    assert!(
+        echo[0]["pieces_found"].as_u64().unwrap_or(0) >= 80,
+        "echo\n{ctx}"
+    );
+    assert_eq!(find(&ph2, "done")[0]["ok"], true, "{ctx}");
+    assert!(
+        stdout.contains("status3 ph1=0 ua3=0 ph2=0"),
+        "exit statuses\n{ctx}"
+    );
+    eprintln!(
+        "analog: UA -> phone {}; phone -> UA {}; echo {}",
+        rx[0], back[0], echo[0]
     );
 }

@@ -81,6 +81,9 @@ impl CidMode {
     }
 }
 
+/// DAHDI's channel numbers are below this (`DAHDI_MAX_CHANNELS`).
+const MAX_DAHDI_CHANNEL: u16 = 1024;
+
 /// One `[[analog.port]]`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PortConfig {
@@ -114,9 +117,19 @@ pub struct PortConfig {
     pub sim_answer_after_rings: u32,
     /// Sim card, FXS: the simulated phone echoes what it hears.
     pub sim_echo: bool,
+    /// DAHDI card: the DAHDI channel number, when it is not
+    /// `channel_base + port` (see [`PortConfig::dahdi_channel`]).
+    pub channel: Option<u16>,
 }
 
 impl PortConfig {
+    /// DAHDI card: the DAHDI channel this port opens: the port's `channel`
+    /// key, else `channel_base + port`.
+    pub fn dahdi_channel(&self, channel_base: u16) -> u16 {
+        self.channel
+            .unwrap_or_else(|| channel_base.saturating_add(self.port))
+    }
+
     /// The FXS line configuration.
     pub fn fxs(&self) -> FxsConfig {
         let (cid, cid_start) = self.cid.signalling(self.cid_format);
@@ -151,6 +164,9 @@ pub struct AnalogConfig {
     /// Sim card: a loopback UDP address taking simulator commands (phones
     /// off hook, exchange rings in...), for tests and demos.
     pub sim_control: Option<SocketAddr>,
+    /// DAHDI card: port `p` is DAHDI channel `channel_base + p` unless the
+    /// port names its `channel` (default 0: port = DAHDI channel).
+    pub channel_base: u16,
 }
 
 impl AnalogConfig {
@@ -216,6 +232,21 @@ extension = \"200\"
                 )
             })?),
         };
+        let channel_base = raw.channel_base.as_ref().map_or(0, |b| *b.get_ref());
+        if let Some(b) = raw
+            .channel_base
+            .as_ref()
+            .filter(|b| *b.get_ref() >= MAX_DAHDI_CHANNEL)
+        {
+            return Err(AnalogConfigError::new(
+                b.span(),
+                format!(
+                    "analog.channel_base {}: use 0-{}",
+                    b.get_ref(),
+                    MAX_DAHDI_CHANNEL - 1
+                ),
+            ));
+        }
         let mut ports: Vec<PortConfig> = Vec::new();
         for (i, p) in raw.port.iter().enumerate() {
             let span = p.span();
@@ -316,6 +347,19 @@ extension = \"200\"
                     ));
                 }
             }
+            let channel = r.channel.as_ref().map(|c| *c.get_ref());
+            let dahdi = channel.unwrap_or_else(|| channel_base.saturating_add(port));
+            if !(1..MAX_DAHDI_CHANNEL).contains(&dahdi) {
+                let s = r.channel.as_ref().map_or(span.clone(), |c| c.span());
+                return Err(err(
+                    s,
+                    format!(
+                        "DAHDI channel {dahdi} (channel_base {channel_base} + port {port}, \
+                         or the port's channel key): use 1-{}",
+                        MAX_DAHDI_CHANNEL - 1
+                    ),
+                ));
+            }
             ports.push(PortConfig {
                 port,
                 kind,
@@ -340,13 +384,33 @@ extension = \"200\"
                 interdigit: Duration::from_millis(interdigit_ms),
                 sim_answer_after_rings: r.sim_answer_after_rings.unwrap_or(2),
                 sim_echo: r.sim_echo.unwrap_or(true),
+                channel,
             });
         }
         ports.sort_by_key(|p| p.port);
+        if card == Card::Dahdi {
+            for (i, a) in ports.iter().enumerate() {
+                let ch = a.dahdi_channel(channel_base);
+                if let Some(b) = ports[..i]
+                    .iter()
+                    .find(|b| b.dahdi_channel(channel_base) == ch)
+                {
+                    return Err(AnalogConfigError::new(
+                        raw.channel_base.as_ref().map_or(0..0, |s| s.span()),
+                        format!(
+                            "analog: ports {} and {} are both DAHDI channel {ch} \
+                             (check channel_base and the ports' channel keys)",
+                            b.port, a.port
+                        ),
+                    ));
+                }
+            }
+        }
         Ok(AnalogConfig {
             card,
             ports,
             sim_control,
+            channel_base,
         })
     }
 
@@ -387,6 +451,7 @@ pub struct RawAnalog {
     card: Option<Spanned<String>>,
     zone: Option<Spanned<String>>,
     sim_control: Option<Spanned<String>>,
+    channel_base: Option<Spanned<u16>>,
     #[serde(default)]
     port: Vec<Spanned<RawPort>>,
 }
@@ -409,6 +474,7 @@ struct RawPort {
     interdigit_ms: Option<Spanned<u64>>,
     sim_answer_after_rings: Option<u32>,
     sim_echo: Option<bool>,
+    channel: Option<Spanned<u16>>,
 }
 
 #[cfg(test)]
@@ -471,5 +537,26 @@ mod tests {
         assert_eq!(c.ports[0].cid, CidMode::V23);
         assert_eq!(f.cid_start, CidStart::BeforeFirstRing);
         assert_eq!(f.cadence, vec![1000, 4000]);
+    }
+
+    #[test]
+    fn dahdi_channels_from_base_or_port_key() {
+        let t = "[analog]\ncard = \"dahdi\"\nchannel_base = 62\n[[analog.port]]\nport = 1\nkind = \"fxs\"\n\
+                 [[analog.port]]\nport = 2\nkind = \"fxo\"\nchannel = 70\n";
+        let c = parse(t).unwrap();
+        assert_eq!(c.card, Card::Dahdi);
+        assert_eq!(c.ports[0].dahdi_channel(c.channel_base), 63);
+        assert_eq!(c.ports[1].dahdi_channel(c.channel_base), 70);
+        // Two ports on one channel, a channel out of DAHDI's range.
+        let t = "[analog]\ncard = \"dahdi\"\nchannel_base = 62\n[[analog.port]]\nport = 1\nkind = \"fxs\"\n\
+                 [[analog.port]]\nport = 2\nkind = \"fxs\"\nchannel = 63\n";
+        let e = parse(t).unwrap_err().1;
+        assert!(e.contains("ports 1 and 2 are both DAHDI channel 63"), "{e}");
+        let t = "[analog]\ncard = \"dahdi\"\nchannel_base = 1020\n[[analog.port]]\nport = 9\nkind = \"fxs\"\n";
+        let e = parse(t).unwrap_err().1;
+        assert!(e.contains("DAHDI channel 1029"), "{e}");
+        // The sim card ignores the DAHDI numbering.
+        let t = "[analog]\n[[analog.port]]\nport = 1\nkind = \"fxs\"\n";
+        assert_eq!(parse(t).unwrap().channel_base, 0);
     }
 }

@@ -19,6 +19,19 @@
 //!   packets) and looks for the falling chirp in what comes back; it hangs
 //!   up (`--hangup-after`) or waits for the far end's BYE (`--await-bye 1`).
 //!
+//! - `phone`: a telephone on an FXS-signalling (`fxsks=`) channel, the far
+//!   side of a tandemd FXS port (`fxoks=`) across a channel bank (robbed-bit
+//!   CAS: hook and ring cross the kernel's real signalling code). Answer
+//!   flavour: counts rings (DAHDI_EVENT_RINGBEGIN / ring-end RINGOFFHOOK),
+//!   decodes the Bell 202 caller ID received on hook (`--expect-cid`),
+//!   goes off hook at ring `--rings`, sends the falling chirp and looks
+//!   for the rising one (the SIP UA's) by correlation, then waits for the
+//!   far end's disconnect (ONHOOK event or busy tone). `--originate 1`:
+//!   off hook, dial tone checked by frequency (350+440 Hz, Goertzel),
+//!   `--dial` digits as in-band DTMF, then the rising chirp must come back
+//!   (an echo extension); we hang up. `sipcall --match corr` judges the
+//!   chirp by correlation, for paths through analog lines.
+//!
 //! Exit status: 0 everything expected happened, 1 an expectation failed
 //! (audio damaged, call rejected), 2 timeout, 3 usage or device error.
 //! Used by `control/tests/dahdi_qemu.rs` inside the dahdi-qemu guest.
@@ -245,6 +258,17 @@ struct Args {
     await_bye: bool,
     /// listen: judge the chirp by intact 160-octet blocks, not one run.
     match_blocks: bool,
+    /// sipcall: judge the chirp by correlation (a path with analog audio
+    /// and G.711 re-encoding in it), not by octets.
+    match_corr: bool,
+    /// phone: the fxsks channel.
+    chan: i32,
+    /// phone: answer at this ring.
+    rings: u32,
+    /// phone: the caller ID number that must arrive.
+    expect_cid: Option<String>,
+    /// phone: go off hook and dial `dial` instead of waiting for rings.
+    originate: bool,
     dchan: i32,
     bchan_base: i32,
     chans: Vec<i32>,
@@ -272,9 +296,11 @@ fn parse_args() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let mode = it
         .next()
-        .ok_or("usage: tandem-dahdi-probe call|listen|sipcall [options]")?;
-    if mode != "call" && mode != "listen" && mode != "sipcall" {
-        return Err(format!("unknown mode {mode:?} (call, listen or sipcall)"));
+        .ok_or("usage: tandem-dahdi-probe call|listen|sipcall|phone [options]")?;
+    if !["call", "listen", "sipcall", "phone"].contains(&mode.as_str()) {
+        return Err(format!(
+            "unknown mode {mode:?} (call, listen, sipcall or phone)"
+        ));
     }
     let mut a = Args {
         mode,
@@ -286,6 +312,11 @@ fn parse_args() -> Result<Args, String> {
         hangup_after: None,
         await_bye: false,
         match_blocks: false,
+        match_corr: false,
+        chan: 67,
+        rings: 2,
+        expect_cid: None,
+        originate: false,
         dchan: 47,
         bchan_base: 31,
         chans: parse_chans("1-15,17-31")?,
@@ -317,7 +348,14 @@ fn parse_args() -> Result<Args, String> {
                 a.hangup_after = Some(Duration::from_millis(num(&val)?.max(0) as u64 * 1000))
             }
             "--await-bye" => a.await_bye = num(&val)? != 0,
-            "--match" => a.match_blocks = val == "blocks",
+            "--match" => {
+                a.match_blocks = val == "blocks";
+                a.match_corr = val == "corr";
+            }
+            "--chan" => a.chan = num(&val)?,
+            "--rings" => a.rings = num(&val)?.max(1) as u32,
+            "--expect-cid" => a.expect_cid = Some(val),
+            "--originate" => a.originate = num(&val)? != 0,
             _ => return Err(format!("unknown option {opt}")),
         }
     }
@@ -335,6 +373,7 @@ fn main() -> ExitCode {
     let r = match args.mode.as_str() {
         "call" => run_call(&args),
         "sipcall" => sipcall::run(&args),
+        "phone" => phone::run(&args),
         _ => run_listen(&args),
     };
     match r {
@@ -896,6 +935,7 @@ mod sipcall {
         event("invite_tx", json!({"dial": a.dial, "user": a.user}), t0);
         let up = chirp(CHIRP_SAMPLES, 300.0, 3400.0);
         let mut det = Detector::new(chirp(CHIRP_SAMPLES, 3400.0, 300.0));
+        let mut lin = super::phone::LinDetector::new(&chirp(CHIRP_SAMPLES, 3400.0, 300.0));
         let mut authed = false;
         let mut connected_at: Option<Instant> = None;
         let mut media: Option<SocketAddr> = None;
@@ -1019,16 +1059,48 @@ mod sipcall {
                     next_rtp = Some(at + Duration::from_millis(20));
                 }
             }
-            // RTP in.
-            while let Ok(n) = rtp.recv(&mut buf) {
+            // RTP in (bounded: SIP must not starve behind a burst).
+            let mut budget = 50;
+            while budget > 0 {
+                let Ok(n) = rtp.recv(&mut buf) else { break };
+                budget -= 1;
                 if let Ok(p) = dataplane::wire::rtp::Packet::new_checked(&buf[..n]) {
                     rtp_rx += 1;
                     if p.payload_type().get() == PT_PCMA {
                         det.push(p.payload());
+                        let pcm: Vec<i16> = p
+                            .payload()
+                            .iter()
+                            .map(|&o| dataplane::codec::g711::alaw_to_linear(o))
+                            .collect();
+                        lin.push(&pcm);
                     }
                 }
             }
             let tx_done = sent_packets >= LEAD_PACKETS + up.len() / 160 + 10;
+            if a.audio && !rx_reported && a.match_corr {
+                let late = connected_at
+                    .is_some_and(|c| t >= c + a.hangup_after.unwrap_or(Duration::from_secs(10)));
+                if let Some((off, found, total)) = lin.pieces(late) {
+                    let whole = lin.result().map_or(0.0, |r| r.1);
+                    event(
+                        "audio_rx",
+                        json!({"offset": off, "pieces_found": found, "pieces": total,
+                               "correlation": (whole * 1e4).round() / 1e4,
+                               "pattern": "chirp 3400-300 Hz", "match": "corr"}),
+                        t0,
+                    );
+                    rx_reported = true;
+                    rx_ok = found * 10 >= total * 8;
+                } else if late {
+                    event(
+                        "audio_rx",
+                        json!({"ok": false, "started": lin.started(), "match": "corr"}),
+                        t0,
+                    );
+                    rx_reported = true;
+                }
+            }
             if a.audio && !rx_reported {
                 let complete = det
                     .start
@@ -1101,6 +1173,498 @@ mod sipcall {
             t0,
         );
         Ok(if ok { 0 } else { 1 })
+    }
+}
+
+/// `phone`: a telephone on an FXS-signalling (`fxsks=`) DAHDI channel, the
+/// far side of a tandemd FXS port on a channel bank (see the module doc).
+mod phone {
+    use std::path::Path;
+    use std::time::{Duration, Instant};
+
+    use dataplane::codec::g711;
+    use dataplane::dsp::dtmf;
+    use dataplane::dsp::fsk::{CallerIdDetector, FskStandard};
+    use drivers::analog::dahdi::AnalogChannel;
+    use drivers::analog::{abi, Command, PortKind};
+    use serde_json::json;
+
+    use super::{chirp, event, now, Args, CHIRP_SAMPLES};
+
+    const BLOCK: usize = 160;
+    /// Silence blocks before our chirp (the far end's path settles).
+    const LEAD_BLOCKS: usize = 10;
+    /// Samples of the pattern's head used to find it (20 ms).
+    const HEAD: usize = 160;
+
+    /// Finds a known linear pattern in received audio by normalised
+    /// correlation (robust to G.711 re-encoding and to any alignment).
+    pub(super) struct LinDetector {
+        pattern: Vec<f32>,
+        rec: Vec<f32>,
+        scanned: usize,
+        start: Option<usize>,
+    }
+
+    impl LinDetector {
+        pub(super) fn new(alaw: &[u8]) -> Self {
+            LinDetector {
+                pattern: alaw
+                    .iter()
+                    .map(|&a| f32::from(g711::alaw_to_linear(a)))
+                    .collect(),
+                rec: Vec::new(),
+                scanned: 0,
+                start: None,
+            }
+        }
+
+        fn corr(a: &[f32], b: &[f32]) -> f64 {
+            let (mut xy, mut xx, mut yy) = (0f32, 0f32, 0f32);
+            for (&x, &y) in a.iter().zip(b) {
+                xy += x * y;
+                xx += x * x;
+                yy += y * y;
+            }
+            let (xy, xx, yy) = (f64::from(xy), f64::from(xx), f64::from(yy));
+            if xx > 0.0 && yy > 0.0 {
+                xy / (xx * yy).sqrt()
+            } else {
+                0.0
+            }
+        }
+
+        pub(super) fn push(&mut self, pcm: &[i16]) {
+            self.rec.extend(pcm.iter().map(|&s| f32::from(s)));
+            if self.start.is_some() || self.rec.len() < HEAD {
+                return;
+            }
+            // Only windows about as loud as the pattern's head are
+            // correlated (silence and call-progress tones cost nothing):
+            // the scan must keep up with real time in a slow guest.
+            let head = &self.pattern[..HEAD];
+            let want: f64 = head.iter().map(|&x| f64::from(x) * f64::from(x)).sum();
+            let last = self.rec.len() - HEAD;
+            let mut e: f64 = self.rec[self.scanned..self.scanned + HEAD]
+                .iter()
+                .map(|&x| f64::from(x) * f64::from(x))
+                .sum();
+            let mut lag = self.scanned;
+            while lag <= last {
+                if e > want / 4.0 && e < want * 4.0 {
+                    let c = Self::corr(head, &self.rec[lag..lag + HEAD]);
+                    if c > 0.9 {
+                        // The peak is at most a few samples on.
+                        let mut best = (c, lag);
+                        for l in lag + 1..=(lag + 8).min(last) {
+                            let c = Self::corr(head, &self.rec[l..l + HEAD]);
+                            if c > best.0 {
+                                best = (c, l);
+                            }
+                        }
+                        self.start = Some(best.1);
+                        return;
+                    }
+                }
+                if lag == last {
+                    break;
+                }
+                let (out, inn) = (self.rec[lag], self.rec[lag + HEAD]);
+                e += f64::from(inn) * f64::from(inn) - f64::from(out) * f64::from(out);
+                lag += 1;
+            }
+            self.scanned = last + 1;
+        }
+
+        pub(super) fn started(&self) -> bool {
+            self.start.is_some()
+        }
+
+        /// (offset, correlation over the whole pattern) once it was all received.
+        pub(super) fn result(&self) -> Option<(usize, f64)> {
+            let s = self.start?;
+            let got = self.rec.get(s..s + self.pattern.len())?;
+            Some((s, Self::corr(&self.pattern, got)))
+        }
+
+        /// Gap-tolerant comparison, once the pattern's length (plus room
+        /// for gaps) was received: how many of the pattern's 20 ms pieces
+        /// occur, in order, with correlation >= 0.9, each searched from
+        /// where the previous one ended up to 100 ms later (a path with RTP
+        /// in it may insert silence between two packets).
+        pub(super) fn pieces(&self, done: bool) -> Option<(usize, usize, usize)> {
+            let s = self.start?;
+            if !done && self.rec.len() < s + self.pattern.len() + 8000 {
+                return None;
+            }
+            let total = self.pattern.len() / BLOCK;
+            let (mut found, mut at) = (0, s);
+            for k in 0..total {
+                let piece = &self.pattern[k * BLOCK..(k + 1) * BLOCK];
+                let mut best = (0.0, at);
+                for lag in at.saturating_sub(16)..=at + 800 {
+                    let Some(w) = self.rec.get(lag..lag + BLOCK) else {
+                        break;
+                    };
+                    let c = Self::corr(piece, w);
+                    if c > best.0 {
+                        best = (c, lag);
+                    }
+                }
+                if best.0 >= 0.9 {
+                    found += 1;
+                    at = best.1 + BLOCK;
+                } else {
+                    at += BLOCK;
+                }
+            }
+            Some((s, found, total))
+        }
+
+        /// The correlation over what was received of the pattern so far.
+        pub(super) fn partial(&self) -> Option<(usize, f64, usize)> {
+            let s = self.start?;
+            let got = self.rec.get(s..)?;
+            let n = got.len().min(self.pattern.len());
+            Some((s, Self::corr(&self.pattern[..n], &got[..n]), n))
+        }
+    }
+
+    /// Goertzel: the share of the block's energy at `f` Hz (1.0 = a pure tone).
+    fn share(pcm: &[i16], f: f64) -> f64 {
+        let n = pcm.len() as f64;
+        let coeff = 2.0 * (2.0 * std::f64::consts::PI * f / 8000.0).cos();
+        let (mut s1, mut s2) = (0f64, 0f64);
+        let mut e = 0f64;
+        for &x in pcm {
+            let x = f64::from(x);
+            e += x * x;
+            let s0 = x + coeff * s1 - s2;
+            s2 = s1;
+            s1 = s0;
+        }
+        let m = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+        if e < 1e3 * n {
+            return 0.0; // below about -50 dBm0: silence
+        }
+        m / (e * n / 2.0)
+    }
+
+    /// A two-frequency tone (dial 350+440, busy 480+620) in this block.
+    fn dual_tone(pcm: &[i16], f1: f64, f2: f64) -> bool {
+        let (a, b) = (share(pcm, f1), share(pcm, f2));
+        a > 0.2 && b > 0.2 && a + b > 0.7
+    }
+
+    pub(super) fn run(a: &Args) -> Result<u8, String> {
+        let t0 = now();
+        let deadline = t0 + a.timeout;
+        let chan = u16::try_from(a.chan).map_err(|_| format!("--chan {}", a.chan))?;
+        let mut ch = AnalogChannel::open_at(
+            Path::new(drivers::dahdi::chan::CHANNEL_DEVICE),
+            chan,
+            PortKind::Fxo,
+            BLOCK,
+            8,
+        )
+        .map_err(|e| e.to_string())?;
+        let alaw = ch.is_alaw();
+        event(
+            "start",
+            json!({"chan": chan, "signalling": ch.port().signalling().conf_key(),
+                   "law": if alaw { "alaw" } else { "ulaw" },
+                   "flavour": if a.originate { "originate" } else { "answer" }}),
+            t0,
+        );
+        ch.flush().map_err(|e| e.to_string())?;
+        // Answer flavour: we send the falling chirp and expect the rising
+        // one (the SIP UA's); originate (echo): our rising chirp comes back.
+        let (tx, rx) = if a.originate {
+            (
+                chirp(CHIRP_SAMPLES, 300.0, 3400.0),
+                chirp(CHIRP_SAMPLES, 300.0, 3400.0),
+            )
+        } else {
+            (
+                chirp(CHIRP_SAMPLES, 3400.0, 300.0),
+                chirp(CHIRP_SAMPLES, 300.0, 3400.0),
+            )
+        };
+        let tx: Vec<i16> = tx.iter().map(|&o| g711::alaw_to_linear(o)).collect();
+        let mut det = LinDetector::new(&rx);
+        let mut cid = CallerIdDetector::new(FskStandard::Bell202);
+        let mut cid_got: Option<(Option<String>, Option<String>)> = None;
+        let mut cid_new: Option<(Option<String>, Option<String>)> = None;
+        let (mut begins, mut ends) = (0u32, 0u32);
+        let mut off_hook_at: Option<Instant> = None;
+        let mut dial_tone_blocks = 0u32;
+        let mut dial_tone_at: Option<Instant> = None;
+        let mut out: Vec<i16> = Vec::new(); // queued samples to send
+        let mut out_pos = 0usize;
+        let mut chirp_queued = false;
+        let mut audio: Option<(usize, f64)> = None;
+        let mut disconnect: Option<&str> = None;
+        let mut busy_blocks = 0u32;
+        let mut blocks_since_answer = 0usize;
+        let mut law = [0u8; BLOCK];
+        let mut pcm = [0i16; BLOCK];
+        let hook =
+            |ch: &mut AnalogChannel, cmd: Command| ch.command(&cmd).map_err(|e| e.to_string());
+        // Write a little ahead so the kernel never runs dry.
+        for _ in 0..2 {
+            let _ = ch.write_block(&[if alaw { 0xD5 } else { 0xFF }; BLOCK]);
+        }
+        if a.originate {
+            hook(&mut ch, Command::OffHook)?;
+            off_hook_at = Some(now());
+            event("offhook", json!({}), t0);
+        }
+        let mut timed_out = false;
+        loop {
+            let t = now();
+            if t >= deadline {
+                timed_out = true;
+                event("timeout", json!({"after_s": a.timeout.as_secs()}), t0);
+                break;
+            }
+            // Events: ring begin / ring end, far end's disconnect.
+            while let Some((code, _)) = ch.poll_event().map_err(|e| e.to_string())? {
+                match code {
+                    abi::event::RINGBEGIN => {
+                        begins += 1;
+                        event("ring", json!({"n": begins}), t0);
+                    }
+                    abi::event::RINGOFFHOOK if off_hook_at.is_none() => {
+                        ends += 1;
+                        event("ring_end", json!({"n": ends}), t0);
+                    }
+                    abi::event::ONHOOK if off_hook_at.is_some() => {
+                        disconnect = Some("onhook");
+                        event("disconnect", json!({"how": "onhook"}), t0);
+                    }
+                    c => event("dahdi_event", json!({"code": c}), t0),
+                }
+            }
+            if off_hook_at.is_none() && !a.originate && begins.max(ends) >= a.rings {
+                hook(&mut ch, Command::OffHook)?;
+                off_hook_at = Some(t);
+                event("answer", json!({"rings": begins.max(ends)}), t0);
+            }
+            // Audio: every received block, one block back.
+            let mut got_any = false;
+            for _ in 0..8 {
+                match ch.read_block(&mut law).map_err(|e| e.to_string())? {
+                    Some(n) if n == BLOCK => {}
+                    Some(_) => continue,
+                    None => break,
+                }
+                got_any = true;
+                if alaw {
+                    g711::decode_alaw(&law, &mut pcm);
+                } else {
+                    g711::decode_ulaw(&law, &mut pcm);
+                }
+                if off_hook_at.is_none() {
+                    cid.process(&pcm, |r| {
+                        if let Ok(c) = r {
+                            cid_new = Some((c.number.clone(), c.name.clone()));
+                        }
+                    });
+                    if let Some((num, name)) = cid_new.take() {
+                        event("cid", json!({"number": num, "name": name}), t0);
+                        if a.expect_cid
+                            .as_deref()
+                            .is_some_and(|e| Some(e) != num.as_deref())
+                        {
+                            event("cid_mismatch", json!({"want": a.expect_cid}), t0);
+                        } else if cid_got.is_none() {
+                            cid_got = Some((num, name));
+                        }
+                    }
+                } else {
+                    blocks_since_answer += 1;
+                    if a.originate && dial_tone_at.is_none() {
+                        if dual_tone(&pcm, 350.0, 440.0) {
+                            dial_tone_blocks += 1;
+                        } else {
+                            dial_tone_blocks = 0;
+                        }
+                        if dial_tone_blocks >= 15 {
+                            dial_tone_at = Some(t);
+                            event("dial_tone", json!({"hz": [350, 440], "ms": 300}), t0);
+                            dtmf::generate_digits(&a.dial, -8.0, 100, 100, &mut out);
+                            event("dialled", json!({"digits": a.dial}), t0);
+                        }
+                    }
+                    let may_chirp = if a.originate {
+                        dial_tone_at.is_some_and(|d| t >= d + Duration::from_millis(1500))
+                    } else {
+                        blocks_since_answer >= LEAD_BLOCKS
+                    };
+                    if a.audio && may_chirp && !chirp_queued && out_pos >= out.len() {
+                        chirp_queued = true;
+                        if a.originate {
+                            // Only what arrives from now on (not our digits).
+                            det = LinDetector::new(&rx);
+                        }
+                        out.extend_from_slice(&tx);
+                        out.extend(std::iter::repeat_n(0i16, 4000));
+                        event("audio_tx", json!({"samples": tx.len()}), t0);
+                    }
+                    if chirp_queued || !a.originate {
+                        det.push(&pcm);
+                    }
+                    if dual_tone(&pcm, 480.0, 620.0) {
+                        busy_blocks += 1;
+                        if busy_blocks == 10 && disconnect.is_none() {
+                            disconnect = Some("busy");
+                            event("disconnect", json!({"how": "busy tone"}), t0);
+                        }
+                    }
+                }
+                let mut blk = [0i16; BLOCK];
+                if out_pos < out.len() {
+                    let n = (out.len() - out_pos).min(BLOCK);
+                    blk[..n].copy_from_slice(&out[out_pos..out_pos + n]);
+                    out_pos += n;
+                }
+                let mut o = [0u8; BLOCK];
+                if alaw {
+                    g711::encode_alaw(&blk, &mut o);
+                } else {
+                    g711::encode_ulaw(&blk, &mut o);
+                }
+                let _ = ch.write_block(&o).map_err(|e| e.to_string())?;
+            }
+            if audio.is_none() {
+                let late = off_hook_at.is_some_and(|o| t >= o + Duration::from_secs(12));
+                if let Some((off, found, total)) = det.pieces(late) {
+                    let whole = det.result().map_or(0.0, |r| r.1);
+                    let ok = found * 10 >= total * 8;
+                    audio = Some((found, if ok { 1.0 } else { 0.0 }));
+                    event(
+                        "audio_rx",
+                        json!({"offset": off, "pieces_found": found, "pieces": total,
+                               "correlation": (whole * 1e4).round() / 1e4, "ok": ok}),
+                        t0,
+                    );
+                }
+            }
+            let audio_done = !a.audio || audio.is_some();
+            if a.originate && audio_done && dial_tone_at.is_some() {
+                break; // we hang up
+            }
+            if !a.originate && disconnect.is_some() {
+                break;
+            }
+            if !got_any {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+        }
+        if a.audio && audio.is_none() {
+            // The far end may hang up right after its chirp: judge what came.
+            if let Some((off, found, total)) = det.pieces(true) {
+                let ok = found * 10 >= total * 8;
+                audio = Some((found, if ok { 1.0 } else { 0.0 }));
+                event(
+                    "audio_rx",
+                    json!({"offset": off, "pieces_found": found, "pieces": total, "ok": ok}),
+                    t0,
+                );
+            }
+        }
+        if a.audio && audio.is_none() {
+            let p = det.partial();
+            event(
+                "audio_rx",
+                json!({"ok": false, "started": det.started(),
+                       "partial": p.map(|(s, c, n)| json!({"offset": s, "correlation": c, "samples": n}))}),
+                t0,
+            );
+        }
+        if off_hook_at.is_some() {
+            hook(&mut ch, Command::OnHook)?;
+            event("onhook", json!({}), t0);
+        }
+        let cid_ok = a.expect_cid.is_none() || cid_got.is_some();
+        let audio_ok = !a.audio || audio.is_some_and(|r| r.1 >= 0.9);
+        let ok = if a.originate {
+            dial_tone_at.is_some() && audio_ok
+        } else {
+            begins.max(ends) >= a.rings && cid_ok && audio_ok && disconnect.is_some()
+        };
+        event(
+            "done",
+            json!({"ok": ok, "rings": begins.max(ends), "ring_begins": begins,
+                   "ring_ends": ends, "cid": cid_got.map(|c| json!({"number": c.0, "name": c.1})),
+                   "disconnect": disconnect}),
+            t0,
+        );
+        Ok(if ok {
+            0
+        } else if timed_out {
+            2
+        } else {
+            1
+        })
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn lin_detector_finds_a_reencoded_chirp() {
+            let p = chirp(4000, 300.0, 3400.0);
+            let mut d = LinDetector::new(&p);
+            d.push(&[0i16; 777]);
+            // Through μ-law: not the same octets, the same sound.
+            let lin: Vec<i16> = p
+                .iter()
+                .map(|&a| g711::ulaw_to_linear(g711::linear_to_ulaw(g711::alaw_to_linear(a))))
+                .collect();
+            for c in lin.chunks(160) {
+                d.push(c);
+            }
+            let (off, c) = d.result().unwrap();
+            assert_eq!(off, 777);
+            assert!(c > 0.99, "{c}");
+            // 30 ms of silence inserted mid-way: the whole-run correlation
+            // drops, the pieces are still found in order.
+            let mut gap = lin[..2000].to_vec();
+            gap.extend([0i16; 240]);
+            gap.extend_from_slice(&lin[2000..]);
+            let mut d = LinDetector::new(&p);
+            d.push(&[0i16; 100]);
+            d.push(&gap);
+            d.push(&[0i16; 8000]);
+            let (_, found, total) = d.pieces(true).unwrap();
+            assert_eq!(total, 25);
+            assert!(found >= 23, "{found}");
+            assert!(d.result().unwrap().1 < 0.9);
+            let mut d = LinDetector::new(&p);
+            d.push(&vec![0i16; 8000]);
+            assert!(!d.started());
+        }
+
+        #[test]
+        fn goertzel_tells_dial_tone_from_busy() {
+            let tone = |f1: f64, f2: f64| -> Vec<i16> {
+                (0..160)
+                    .map(|i| {
+                        let t = i as f64 / 8000.0;
+                        (4000.0
+                            * ((2.0 * std::f64::consts::PI * f1 * t).sin()
+                                + (2.0 * std::f64::consts::PI * f2 * t).sin()))
+                            as i16
+                    })
+                    .collect()
+            };
+            assert!(dual_tone(&tone(350.0, 440.0), 350.0, 440.0));
+            assert!(!dual_tone(&tone(480.0, 620.0), 350.0, 440.0));
+            assert!(dual_tone(&tone(480.0, 620.0), 480.0, 620.0));
+            assert!(!dual_tone(&[0i16; 160], 480.0, 620.0));
+        }
     }
 }
 

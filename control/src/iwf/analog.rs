@@ -46,6 +46,7 @@ use crate::analog::{
 };
 use crate::sip::{Message, Method, Request, Response};
 
+mod dahdi;
 mod edge;
 pub use edge::{spawn, AnalogHandle, IwfError, PortStatus};
 

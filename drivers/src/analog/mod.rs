@@ -316,6 +316,23 @@ pub enum AnalogError {
         /// The cadence.
         cadence: Vec<u32>,
     },
+    /// A DAHDI channel's `system.conf` signalling does not suit the port.
+    #[error(
+        "channel {chan}: signalling {have} ({sigtype:#x}) but the port needs {want}: \
+         write \"{line}\" in /etc/dahdi/system.conf and run dahdi_cfg"
+    )]
+    WrongSignalling {
+        /// The channel.
+        chan: u16,
+        /// `sigtype` from DAHDI_GET_PARAMS.
+        sigtype: i32,
+        /// Its `system.conf` key, or a description.
+        have: &'static str,
+        /// What the port kind needs.
+        want: &'static str,
+        /// The `system.conf` line to write.
+        line: String,
+    },
     /// The kernel refused an ioctl.
     #[error("channel {chan}: {op}: {err}")]
     Io {

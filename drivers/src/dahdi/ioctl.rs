@@ -95,6 +95,25 @@ pub fn set_bufinfo(fd: BorrowedFd<'_>, bi: &BufferInfo) -> io::Result<()> {
     check(rc)
 }
 
+/// DAHDI_SETCADENCE: the ring cadence for later `DAHDI_HOOK` RINGs.
+pub fn set_cadence(
+    fd: BorrowedFd<'_>,
+    cadence: &crate::analog::abi::RingCadence,
+) -> io::Result<()> {
+    let mut c = *cadence;
+    // SAFETY: SETCADENCE is _IOW with size 64 == size_of::<RingCadence>()
+    // (#[repr(C)] [i32; 16], checked against the header in
+    // tests/analog_dahdi_abi.rs); the kernel only reads `c`, live for the call.
+    let rc = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            crate::analog::abi::req::SETCADENCE as _,
+            &mut c as *mut crate::analog::abi::RingCadence,
+        )
+    };
+    check(rc)
+}
+
 /// DAHDI_CHANNO: the channel number this fd is bound to.
 pub fn chan_no(fd: BorrowedFd<'_>) -> io::Result<i32> {
     int_arg(fd, req::CHANNO, 0)

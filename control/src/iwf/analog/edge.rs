@@ -147,9 +147,17 @@ pub enum IwfError {
         /// Why.
         err: std::io::Error,
     },
-    /// `card = "dahdi"` needs the DAHDI edge, not in tandemd yet.
-    #[error("analog: card = \"dahdi\" is not supported by tandemd yet (use card = \"sim\")")]
-    Dahdi,
+    /// `card = "dahdi"`: a port's DAHDI channel could not be opened or has
+    /// the wrong signalling.
+    #[error("analog: port {port} ({kind}): {err}")]
+    Card {
+        /// The configured port.
+        port: u16,
+        /// `fxs` or `fxo`.
+        kind: &'static str,
+        /// What failed, naming the DAHDI channel and the ioctl.
+        err: drivers::analog::AnalogError,
+    },
     /// The line layer refused a port's settings.
     #[error("analog: {0}")]
     Line(#[from] crate::analog::AnalogError),
@@ -159,7 +167,7 @@ pub enum IwfError {
     clippy::disallowed_methods,
     reason = "the IWF thread is an edge: it owns the clock"
 )]
-fn clock() -> Instant {
+pub(super) fn clock() -> Instant {
     Instant::now()
 }
 
@@ -169,9 +177,10 @@ pub fn spawn(
     dialplan: &crate::dialplan::Dialplan,
     engine: SocketAddr,
 ) -> Result<AnalogHandle, IwfError> {
-    if cfg.card == Card::Dahdi {
-        return Err(IwfError::Dahdi);
-    }
+    let dahdi = match cfg.card {
+        Card::Dahdi => Some(super::dahdi::DahdiCard::open(cfg)?),
+        Card::Sim => None,
+    };
     let sock = |what: &str| {
         let w = what.to_string();
         move |err| IwfError::Socket {
@@ -213,6 +222,25 @@ pub fn spawn(
         None => None,
     };
     let iwf = Iwf::new(cfg, dialplan, sips.clone(), engine, media)?;
+    let status = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    if let Some(card) = dahdi {
+        let thread = {
+            let status = status.clone();
+            let stop = stop.clone();
+            let cfg = cfg.clone();
+            std::thread::Builder::new()
+                .name("analog-iwf".into())
+                .spawn(move || card.run(iwf, &cfg, sip, rtp, engine, status, stop))
+                .map_err(sock("thread"))?
+        };
+        return Ok(AnalogHandle {
+            sips,
+            status,
+            stop,
+            thread: Some(thread),
+        });
+    }
     let conf: Vec<PortConf> = cfg
         .ports
         .iter()
@@ -238,8 +266,6 @@ pub fn spawn(
         }
         far.push(FarEnd::new(p.port, p.kind, p.cid, p.zone.clone()));
     }
-    let status = Arc::new(Mutex::new(Vec::new()));
-    let stop = Arc::new(AtomicBool::new(false));
     let mut edge = Edge {
         iwf,
         card,
