@@ -542,6 +542,8 @@ fn sip_call_through_tandemd_on_a_real_dahdi_span_to_libpri() {
         !bye.is_empty(),
         "the exchange's clearing never reached the UA\n{ctx}"
     );
+    // The PRI clearing cause travels with the BYE (RFC 3326).
+    assert_eq!(bye[0]["reason"], "Q.850;cause=16", "{ctx}");
     assert_eq!(find(&ua2, "done")[0]["ok"], true, "{ctx}");
     assert_eq!(ends[1]["outcome"], "answered", "{ctx}");
     assert_eq!(ends[1]["cleared_by_us"], true, "{ctx}");
