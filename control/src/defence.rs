@@ -290,7 +290,13 @@ impl Defence {
     /// the same as [`Self::handle_response_sent`] / [`Self::handle_request_sent`] reading
     /// only the start line, Call-ID and CSeq ([`Peek`]), not a full parse.
     pub fn handle_sent(&mut self, bytes: &[u8], now: Instant) {
-        let Some(p) = Peek::new(bytes) else { return };
+        if let Some(p) = Peek::new(bytes) {
+            self.handle_peeked(&p, bytes, now);
+        }
+    }
+
+    /// [`Self::handle_sent`] when the caller already has the [`Peek`] of `bytes`.
+    pub fn handle_peeked(&mut self, p: &Peek<'_>, bytes: &[u8], now: Instant) {
         match p.code {
             Some(code) if code >= 200 => {
                 let Some(cseq) = p.cseq.and_then(|v| CSeq::parse(v).ok()) else {
