@@ -455,7 +455,7 @@ impl Drainer<'_> {
             self.batch.clear();
             match self
                 .mmsg
-                .recv(s.as_fd(), &mut self.batch, crate::io::Token(0), Self::BATCH)
+                .recv(s.as_fd(), self.batch, crate::io::Token(0), Self::BATCH)
             {
                 Ok(n) if n > 0 => {}
                 _ => break,
