@@ -290,7 +290,13 @@ impl Defence {
     /// the same as [`Self::handle_response_sent`] / [`Self::handle_request_sent`] reading
     /// only the start line, Call-ID and CSeq ([`Peek`]), not a full parse.
     pub fn handle_sent(&mut self, bytes: &[u8], now: Instant) {
-        let Some(p) = Peek::new(bytes) else { return };
+        if let Some(p) = Peek::new(bytes) {
+            self.handle_peeked(&p, bytes, now);
+        }
+    }
+
+    /// [`Self::handle_sent`] when the caller already has the [`Peek`] of `bytes`.
+    pub fn handle_peeked(&mut self, p: &Peek<'_>, bytes: &[u8], now: Instant) {
         match p.code {
             Some(code) if code >= 200 => {
                 let Some(cseq) = p.cseq.and_then(|v| CSeq::parse(v).ok()) else {
@@ -467,13 +473,34 @@ impl Defence {
         if bytes.len() > self.limits.max_message_bytes {
             return Some("Message Too Large");
         }
-        let head_end = find(bytes, b"\r\n\r\n").unwrap_or(bytes.len());
+        // One pass over the header block (up to the first CR LF CR LF), line by line.
         let mut lines = 0usize;
-        for line in bytes[..head_end].split(|&b| b == b'\n') {
+        let mut start = 0;
+        let mut at = 0;
+        loop {
+            let (end, last) = match bytes[at..].iter().position(|&b| b == b'\n') {
+                Some(off) => {
+                    let p = at + off;
+                    let blank_follows = p > 0
+                        && bytes[p - 1] == b'\r'
+                        && bytes.get(p + 1..p + 3) == Some(&b"\r\n"[..]);
+                    if blank_follows {
+                        (p - 1, true)
+                    } else {
+                        at = p + 1;
+                        (p, false)
+                    }
+                }
+                None => (bytes.len(), true),
+            };
             lines += 1;
-            if line.len() > self.limits.max_header_bytes {
+            if end - start > self.limits.max_header_bytes {
                 return Some("Message Too Large (header too long)");
             }
+            if last {
+                break;
+            }
+            start = at;
         }
         // The start line is not a header.
         if lines > self.limits.max_headers + 1 {
@@ -481,10 +508,6 @@ impl Defence {
         }
         None
     }
-}
-
-fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Whether `hay` contains `needle` (ASCII, any case), without building a lowered copy.
@@ -722,5 +745,67 @@ mod tests {
         }
         assert!(d.sources.len() <= 100);
         assert_eq!(d.open.len(), 0);
+    }
+
+    #[test]
+    fn oversize_one_pass_matches_the_split_reading() {
+        // The reading the one-pass scan replaced: the header block ends at the first
+        // CR LF CR LF; every '\n'-separated piece before it is a line.
+        fn reference(bytes: &[u8], max_line: usize, max_headers: usize) -> Option<&'static str> {
+            let head_end = bytes
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .unwrap_or(bytes.len());
+            let mut lines = 0usize;
+            for line in bytes[..head_end].split(|&b| b == b'\n') {
+                lines += 1;
+                if line.len() > max_line {
+                    return Some("Message Too Large (header too long)");
+                }
+            }
+            (lines > max_headers + 1).then_some("Message Too Large (too many headers)")
+        }
+        let limits = Limits {
+            max_headers: 3,
+            max_header_bytes: 6,
+            ..Limits::default()
+        };
+        let d = Defence::new(limits);
+        let cases: &[&[u8]] = &[
+            b"",
+            b"\n",
+            b"\r\n\r\n",
+            b"\r\n\r\nbody that is long",
+            b"A\r\nB\r\nC\r\nD\r\n\r\n",
+            b"A\r\nB\r\nC\r\nD\r\nE\r\n\r\n",
+            b"A\nB\nC\nD\nE\n\n",
+            b"ABCDEF\r\n\r\n",
+            b"ABCDEFG\r\n\r\n",
+            b"ABCDE\r\n\r\nx",
+            b"ABCDEF\r\nx",
+            b"ABCDEFG",
+            b"A\r\n\r\r\n\r\nB",
+            b"A\r\r\n\r\n",
+            b"\nABCDEFGH",
+            b"A\r\nB\r\n\r\nC\r\nD\r\nE\r\nF\r\n",
+        ];
+        for c in cases {
+            assert_eq!(
+                d.oversize(c),
+                reference(c, 6, 3),
+                "{:?}",
+                String::from_utf8_lossy(c)
+            );
+        }
+        let invite = format!(
+            "INVITE sip:1002@t SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\n{}\r\n",
+            "X-Pad: y\r\n".repeat(120)
+        );
+        let d = Defence::new(Limits::default());
+        assert_eq!(
+            d.oversize(invite.as_bytes()),
+            reference(invite.as_bytes(), 2048, 100)
+        );
+        assert!(d.oversize(invite.as_bytes()).is_some());
     }
 }

@@ -483,8 +483,13 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
         }
         engine.handle_media_events(now());
         while let Some(out) = engine.poll_transmit() {
-            gate.defence.handle_sent(&out.bytes, now());
-            send(&streams, &mut batch, out.bytes, out.dest, &dg_tx);
+            // One look at the sent bytes serves the gate and the transport choice.
+            let peek = Peek::new(&out.bytes);
+            if let Some(p) = &peek {
+                gate.defence.handle_peeked(p, &out.bytes, now());
+            }
+            let route = SendRoute::of(peek.as_ref());
+            send_routed(&streams, &mut batch, out.bytes, out.dest, &dg_tx, route);
         }
         batch.flush(&primary).await;
         aaa.drain(&mut engine);
@@ -597,13 +602,46 @@ fn send(
     dest: SocketAddr,
     inbound: &mpsc::Sender<(Vec<u8>, SocketAddr)>,
 ) {
-    let (request, stream_via) = match Peek::new(&bytes) {
-        Some(p) => (
-            p.code.is_none(),
-            SipTransport::of_via_value(p.via).is_reliable(),
-        ),
-        None => (false, false),
-    };
+    let route = SendRoute::of(Peek::new(&bytes).as_ref());
+    send_routed(streams, batch, bytes, dest, inbound, route);
+}
+
+/// What [`send`] needs to know about a message: whether it is a request and whether its top
+/// Via names a stream transport (TCP/TLS).
+#[derive(Debug, Clone, Copy)]
+struct SendRoute {
+    request: bool,
+    stream_via: bool,
+}
+
+impl SendRoute {
+    fn of(peek: Option<&Peek<'_>>) -> SendRoute {
+        match peek {
+            Some(p) => SendRoute {
+                request: p.code.is_none(),
+                stream_via: SipTransport::of_via_value(p.via).is_reliable(),
+            },
+            None => SendRoute {
+                request: false,
+                stream_via: false,
+            },
+        }
+    }
+}
+
+/// [`send`] with the message's [`SendRoute`] already read.
+fn send_routed(
+    streams: &StreamSet,
+    batch: &mut batch::UdpBatch,
+    bytes: Vec<u8>,
+    dest: SocketAddr,
+    inbound: &mpsc::Sender<(Vec<u8>, SocketAddr)>,
+    route: SendRoute,
+) {
+    let SendRoute {
+        request,
+        stream_via,
+    } = route;
     if request && stream_via {
         let parsed = Message::parse(&bytes).ok();
         if let Some((t, fallback)) = parsed

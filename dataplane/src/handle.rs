@@ -321,6 +321,9 @@ struct PortPool {
     kept_count: usize,
     /// Free pairs with kept sockets, oldest freed first.
     ready: VecDeque<usize>,
+    /// The drain buffers, made on the first reuse and kept: a fresh zeroed 16 KB per reuse
+    /// cost more than the rest of the reuse.
+    drain: Option<DrainBuf>,
 }
 
 impl PortPool {
@@ -332,6 +335,7 @@ impl PortPool {
             kept: (0..pairs).map(|_| None).collect(),
             kept_count: 0,
             ready: VecDeque::new(),
+            drain: None,
         }
     }
 
@@ -389,9 +393,13 @@ impl PortPool {
     fn reuse(&mut self) -> Option<(usize, UdpSocket, UdpSocket)> {
         let i = self.ready.pop_front()?;
         let (rtp, rtcp) = self.kept[i].as_ref()?;
-        // Made per reuse (a call set-up, not the packet path): the batch holds raw
-        // pointers, which would make the handle !Send if kept.
-        let mut d = Drainer::new();
+        // The syscall scratch is made per reuse (a call set-up, not the packet path): it
+        // holds raw pointers, which would make the handle !Send if kept. The buffers are kept.
+        let buf = self.drain.get_or_insert_with(DrainBuf::new);
+        let mut d = Drainer {
+            mmsg: crate::io::sys::Mmsg::new(Drainer::BATCH),
+            batch: &mut buf.0,
+        };
         d.drain(rtp);
         d.drain(rtcp);
         match (rtp.try_clone(), rtcp.try_clone()) {
@@ -418,20 +426,28 @@ impl PortPool {
 }
 
 /// Scratch to discard the datagrams queued on a kept socket while no session owned it.
-struct Drainer {
+struct Drainer<'a> {
     mmsg: crate::io::sys::Mmsg,
-    batch: crate::io::Batch,
+    batch: &'a mut crate::io::Batch,
 }
 
-impl Drainer {
-    const BATCH: usize = 8;
+/// The datagram buffers a [`Drainer`] reads into, kept by the pool.
+struct DrainBuf(crate::io::Batch);
 
-    fn new() -> Drainer {
-        Drainer {
-            mmsg: crate::io::sys::Mmsg::new(Self::BATCH),
-            batch: crate::io::Batch::new(Self::BATCH),
-        }
+impl DrainBuf {
+    fn new() -> DrainBuf {
+        DrainBuf(crate::io::Batch::new(Drainer::BATCH))
     }
+}
+
+impl std::fmt::Debug for DrainBuf {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DrainBuf")
+    }
+}
+
+impl Drainer<'_> {
+    const BATCH: usize = 8;
 
     /// Read and drop what `s` holds (non-blocking whatever the socket's mode; bounded).
     fn drain(&mut self, s: &UdpSocket) {
@@ -439,7 +455,7 @@ impl Drainer {
             self.batch.clear();
             match self
                 .mmsg
-                .recv(s.as_fd(), &mut self.batch, crate::io::Token(0), Self::BATCH)
+                .recv(s.as_fd(), self.batch, crate::io::Token(0), Self::BATCH)
             {
                 Ok(n) if n > 0 => {}
                 _ => break,
@@ -449,7 +465,7 @@ impl Drainer {
     }
 }
 
-impl std::fmt::Debug for Drainer {
+impl std::fmt::Debug for Drainer<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Drainer")
     }

@@ -688,13 +688,13 @@ pub struct Peek<'a> {
 }
 
 impl<'a> Peek<'a> {
-    /// `None` when the start line is neither a status line nor a request line or the
-    /// header block is not UTF-8.
+    /// `None` when the start line is neither a status line nor a request line, or a header
+    /// line it reads is not UTF-8. Reading stops at the end of the header block or as soon as
+    /// Call-ID, CSeq and Via are all found (our encoder writes them near the top), so the
+    /// rest of the message is not scanned.
     pub fn new(buf: &'a [u8]) -> Option<Peek<'a>> {
-        let head_end = find_header_end(buf).map_or(buf.len(), |(end, _)| end);
-        let head = std::str::from_utf8(&buf[..head_end]).ok()?;
-        let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
-        let start = lines.next()?;
+        let mut lines = HeadLines { buf, at: 0 };
+        let start = std::str::from_utf8(lines.next()?).ok()?;
         let mut p = Peek {
             code: None,
             method: None,
@@ -716,20 +716,55 @@ impl<'a> Peek<'a> {
             p.method = Some(m);
         }
         for line in lines {
-            let Some((name, value)) = line.split_once(':') else {
+            let Some(colon) = line.iter().position(|&b| b == b':') else {
                 continue;
             };
-            let slot = match canonical(name.trim_end_matches([' ', '\t'])) {
+            let name = line[..colon].trim_ascii_end();
+            // Only Call-ID (i), CSeq and Via (v) matter: skip other names without mapping them.
+            if !matches!(name.len(), 1 | 3 | 4 | 7) {
+                continue;
+            }
+            let slot = match canonical(std::str::from_utf8(name).ok()?) {
                 Some("Call-ID") => &mut p.call_id,
                 Some("CSeq") => &mut p.cseq,
                 Some("Via") => &mut p.via,
                 _ => continue,
             };
             if slot.is_none() {
-                *slot = Some(value.trim());
+                *slot = Some(std::str::from_utf8(&line[colon + 1..]).ok()?.trim());
+                if p.call_id.is_some() && p.cseq.is_some() && p.via.is_some() {
+                    break;
+                }
             }
         }
         Some(p)
+    }
+}
+
+/// The lines of a message's start line and header block (without their CR LF), ending at the
+/// empty line or the end of the buffer.
+struct HeadLines<'a> {
+    buf: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Iterator for HeadLines<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let rest = self.buf.get(self.at..)?;
+        let (line, next) = match rest.iter().position(|&b| b == b'\n') {
+            Some(n) => (&rest[..n], self.at + n + 1),
+            None => (rest, self.buf.len() + 1),
+        };
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        // The empty line ends the header block (the start line itself may be empty).
+        if line.is_empty() && self.at > 0 {
+            self.at = self.buf.len() + 1;
+            return None;
+        }
+        self.at = next;
+        Some(line)
     }
 }
 
