@@ -393,7 +393,7 @@ fn pri_peer_busy_unallocated_and_restricted_call_in() {
 
     // Unallocated number: libpri clears with cause 1, the UA gets 404.
     let port = free_udp_port();
-    let mut peer = PriPeer::spawn(
+    let peer = PriPeer::spawn(
         &exe,
         &dir,
         "unallocated",

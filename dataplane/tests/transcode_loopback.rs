@@ -10,7 +10,7 @@
 //!
 //! Prints the measured CPU per transcoding channel (noisy on a shared box).
 
-use std::net::{SocketAddr, UdpSocket};
+use std::net::UdpSocket;
 use std::time::Duration;
 
 use dataplane::codec::g711;
