@@ -12,7 +12,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 # Phase times go to the log so a slow run shows where its minutes went.
 phase() { echo "== [$(date +%T), ${SECONDS}s] $*"; }
-trap 'phase "end (exit $?)"' EXIT
+trap 'rc=$?; trap - EXIT; phase "end (exit $rc)"; exit $rc' EXIT
 
 # The test build skips cross-crate LTO (release keeps it for the shipped
 # binaries and the benchmarks): each of the ~70 test binaries would
