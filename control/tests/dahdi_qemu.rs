@@ -285,6 +285,28 @@ struct GuestRun {
     code: Option<i32>,
 }
 
+/// The guest's stdout and the context for failure messages, or `None` (the
+/// reason printed) where the rig is not enabled. Fails if the rig itself broke.
+fn guest_or_skip() -> Option<(&'static str, String)> {
+    let run = match guest_run() {
+        Ok(r) => r,
+        Err(why) => {
+            eprintln!("SKIP dahdi_qemu: {why}");
+            return None;
+        }
+    };
+    let ctx = format!(
+        "--- guest output:\n{}\n--- rig:\n{}",
+        run.stdout, run.stderr
+    );
+    assert_ne!(
+        run.code,
+        Some(125),
+        "the qemu rig failed (not our binary)\n{ctx}"
+    );
+    Some((&run.stdout, ctx))
+}
+
 /// One boot for every case: the first test to get here runs the guest, the
 /// other waits for it and reads the same output.
 fn guest_run() -> Result<&'static GuestRun, String> {
@@ -360,20 +382,9 @@ fn boot() -> GuestRun {
 
 #[test]
 fn cpe_on_a_real_dahdi_span_calls_libpri_and_audio_crosses_intact() {
-    let run = match guest_run() {
-        Ok(r) => r,
-        Err(why) => {
-            eprintln!("SKIP dahdi_qemu: {why}");
-            return;
-        }
+    let Some((stdout, ctx)) = guest_or_skip() else {
+        return;
     };
-    let (stdout, stderr) = (&run.stdout, &run.stderr);
-    let ctx = format!("--- guest output:\n{stdout}\n--- rig:\n{stderr}");
-    assert_ne!(
-        run.code,
-        Some(125),
-        "the qemu rig failed (not our binary)\n{ctx}"
-    );
     let cpe = events(stdout, "cpe");
     let lis = events(stdout, "listen");
     let net = events(stdout, "net");
@@ -466,20 +477,9 @@ fn cpe_on_a_real_dahdi_span_calls_libpri_and_audio_crosses_intact() {
 
 #[test]
 fn sip_call_through_tandemd_on_a_real_dahdi_span_to_libpri() {
-    let run = match guest_run() {
-        Ok(r) => r,
-        Err(why) => {
-            eprintln!("SKIP dahdi_qemu: {why}");
-            return;
-        }
+    let Some((stdout, ctx)) = guest_or_skip() else {
+        return;
     };
-    let (stdout, stderr) = (&run.stdout, &run.stderr);
-    let ctx = format!("--- guest output:\n{stdout}\n--- rig:\n{stderr}");
-    assert_ne!(
-        run.code,
-        Some(125),
-        "the qemu rig failed (not our binary)\n{ctx}"
-    );
     let ua1 = events(stdout, "ua1");
     let ua2 = events(stdout, "ua2");
     let lis = events(stdout, "l2");
@@ -557,20 +557,9 @@ fn sip_call_through_tandemd_on_a_real_dahdi_span_to_libpri() {
 
 #[test]
 fn analog_fxs_ports_of_tandemd_on_dahdi_channels_ring_answer_and_dial() {
-    let run = match guest_run() {
-        Ok(r) => r,
-        Err(why) => {
-            eprintln!("SKIP dahdi_qemu: {why}");
-            return;
-        }
+    let Some((stdout, ctx)) = guest_or_skip() else {
+        return;
     };
-    let (stdout, stderr) = (&run.stdout, &run.stderr);
-    let ctx = format!("--- guest output:\n{stdout}\n--- rig:\n{stderr}");
-    assert_ne!(
-        run.code,
-        Some(125),
-        "the qemu rig failed (not our binary)\n{ctx}"
-    );
     let ph1 = events(stdout, "ph1");
     let ua3 = events(stdout, "ua3");
     let ph2 = events(stdout, "ph2");
