@@ -7,93 +7,15 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 const CALLS: usize = 50;
 const RATE: u32 = 20_000;
 
-fn ip(args: &[&str]) -> bool {
-    Command::new("ip")
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find(|l| l.starts_with("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(2))
-            == Some("0")
-    })
-}
-
-/// The two namespaces, deleted on drop.
-struct Netns {
-    relay: String,
-    gen: String,
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        ip(&["netns", "del", &self.relay]);
-        ip(&["netns", "del", &self.gen]);
-    }
-}
-
-fn netns() -> Option<Netns> {
-    if !is_root() {
-        eprintln!("skipped: the AF_XDP generator test needs root");
-        return None;
-    }
-    let pid = std::process::id();
-    let n = Netns {
-        relay: format!("txg-r{pid}"),
-        gen: format!("txg-g{pid}"),
-    };
-    let (r, g) = (n.relay.as_str(), n.gen.as_str());
-    let steps: &[&[&str]] = &[
-        &["netns", "add", r],
-        &["netns", "add", g],
-        &[
-            "link", "add", "xr0", "netns", r, "type", "veth", "peer", "name", "xp0", "netns", g,
-        ],
-        &["-n", r, "addr", "add", "10.231.0.2/24", "dev", "xr0"],
-        &["-n", g, "addr", "add", "10.231.0.1/24", "dev", "xp0"],
-        &["-n", r, "link", "set", "lo", "up"],
-        &["-n", g, "link", "set", "lo", "up"],
-        &["-n", r, "link", "set", "xr0", "up"],
-        &["-n", g, "link", "set", "xp0", "up"],
-    ];
-    for s in steps {
-        if !ip(s) {
-            eprintln!(
-                "skipped: `ip {}` failed (no network namespaces?)",
-                s.join(" ")
-            );
-            return None;
-        }
-    }
-    for (ns, dev) in [(r, "xr0"), (g, "xp0")] {
-        let up = (0..500).any(|_| {
-            let out = Command::new("ip")
-                .args(["-n", ns, "-o", "link", "show", dev])
-                .output();
-            let up = out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("state UP"));
-            if !up {
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            up
-        });
-        if !up {
-            eprintln!("skipped: {dev} did not come up");
-            return None;
-        }
-    }
-    Some(n)
-}
+// The namespaces of dataplane's AF_XDP tests: `relay` holds xr0 (10.231.0.2),
+// `peer` holds xp0 (10.231.0.1), where the generator runs.
+#[path = "../../dataplane/tests/xdp_netns/mod.rs"]
+mod xdp_netns;
+use xdp_netns::Netns;
 
 /// Kills the relay child on drop.
 struct Relay(Child);
@@ -107,7 +29,9 @@ impl Drop for Relay {
 
 #[test]
 fn every_packet_through_the_xdp_backend_in_order() {
-    let Some(ns) = netns() else { return };
+    let Some(ns) = Netns::create("gen") else {
+        return;
+    };
     let dir = std::env::temp_dir().join(format!("txg-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let map = dir.join("calls.map");
@@ -168,7 +92,7 @@ fn every_packet_through_the_xdp_backend_in_order() {
         .args([
             "netns",
             "exec",
-            &ns.gen,
+            &ns.peer,
             env!("CARGO_BIN_EXE_tandem-xdpgen"),
         ])
         .args(["run", "--interface", "xp0", "--relay-mac", &mac, "--map"])
