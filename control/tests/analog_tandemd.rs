@@ -180,18 +180,22 @@ fn build_shim(name: &str, src: &str) -> Option<PathBuf> {
     if exe.exists() {
         return Some(exe);
     }
-    let c = dir.join(format!("{name}.c"));
+    // Source and binary under per-thread names, the binary renamed into place:
+    // a parallel test that finds `exe` never sees a half-written file.
+    let tid = format!("{:?}", std::thread::current().id());
+    let c = dir.join(format!("{name}.{tid}.c"));
     std::fs::write(&c, src).ok()?;
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    let tmp = dir.join(format!("{name}.{tid}"));
     match Command::new(cc)
         .arg("-O1")
         .arg("-o")
-        .arg(&exe)
+        .arg(&tmp)
         .arg(&c)
         .args(["-lspandsp", "-lm"])
         .output()
     {
-        Ok(o) if o.status.success() => Some(exe),
+        Ok(o) if o.status.success() => std::fs::rename(&tmp, &exe).ok().map(|_| exe),
         Ok(o) => {
             eprintln!(
                 "NOTE {name}: spandsp shim not built (apt-get install libspandsp-dev): {}",

@@ -17,7 +17,15 @@ const SRC: &str = concat!(
     "/../../shared/peers/pri-peer/pri-peer.c"
 );
 
+/// Built once per test binary: the tests run in parallel, and a second
+/// compile into the same path while another test execs it fails with EACCES
+/// (the linker's output is not executable until it is complete).
 fn build_peer() -> Option<PathBuf> {
+    static EXE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    EXE.get_or_init(build_peer_once).clone()
+}
+
+fn build_peer_once() -> Option<PathBuf> {
     if !std::path::Path::new(SRC).exists() {
         eprintln!("SKIP pri-peer interop: {SRC} not found");
         return None;

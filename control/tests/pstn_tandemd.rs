@@ -158,8 +158,9 @@ fn build_peer() -> Option<PathBuf> {
         return Some(exe);
     }
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    // Built under another name and renamed: a running copy is never rewritten.
-    let tmp = dir.join("pri-peer.tmp");
+    // Built under a per-thread name and renamed: a running copy is never
+    // rewritten, and parallel tests never link into the same file.
+    let tmp = dir.join(format!("pri-peer.{:?}", std::thread::current().id()));
     match Command::new(cc)
         .args(["-O2", "-std=gnu99", "-o"])
         .arg(&tmp)
