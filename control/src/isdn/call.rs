@@ -8,8 +8,12 @@
 //! (`poll_event`) and the next deadline (`poll_timeout`) come out. Timers:
 //! T303 (SETUP unanswered: resend once, then clear with cause 102), T305
 //! (DISCONNECT unanswered: send RELEASE), T308 (RELEASE unanswered: resend
-//! once, then free) and T310 (CALL PROCEEDING without further progress:
-//! DISCONNECT cause 102). STATUS ENQUIRY is answered with STATUS; a STATUS
+//! once, then free), T310 (CALL PROCEEDING without further progress:
+//! DISCONNECT cause 102) and T309 (data link failure, EN 300 403 §5.8.8:
+//! when the D-channel goes down, calls not yet active are cleared at once
+//! with cause 41, active calls are kept for T309; if the link comes back in
+//! time each kept call reports its state with STATUS (cause 31), else it is
+//! cleared with cause 27). STATUS ENQUIRY is answered with STATUS; a STATUS
 //! reporting the null state clears the call; RESTART is acknowledged.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -228,6 +232,8 @@ pub struct Timers {
     pub t308: Duration,
     /// T310 (30 s).
     pub t310: Duration,
+    /// T309 (90 s): how long an active call outlives a D-channel failure.
+    pub t309: Duration,
 }
 
 impl Default for Timers {
@@ -237,6 +243,7 @@ impl Default for Timers {
             t305: Duration::from_secs(30),
             t308: Duration::from_secs(4),
             t310: Duration::from_secs(30),
+            t309: Duration::from_secs(90),
         }
     }
 }
@@ -247,6 +254,7 @@ enum Timer {
     T305,
     T308,
     T310,
+    T309,
 }
 
 #[derive(Debug)]
@@ -386,6 +394,7 @@ impl Pri {
             Timer::T305 => tm.t305,
             Timer::T308 => tm.t308,
             Timer::T310 => tm.t310,
+            Timer::T309 => tm.t309,
         };
         let tm = self.timers;
         if let Some(c) = self.calls.get_mut(&id) {
@@ -657,8 +666,14 @@ impl Pri {
     fn drain_link(&mut self, now: Instant) {
         while let Some(ev) = self.link.poll_event() {
             match ev {
-                LinkEvent::Established => self.events.push_back(PriEvent::LinkUp),
-                LinkEvent::Released => self.events.push_back(PriEvent::LinkDown),
+                LinkEvent::Established => {
+                    self.link_restored(now);
+                    self.events.push_back(PriEvent::LinkUp);
+                }
+                LinkEvent::Released => {
+                    self.link_failed(now);
+                    self.events.push_back(PriEvent::LinkDown);
+                }
                 LinkEvent::Error(_) => {}
                 LinkEvent::Data(d) => match Message::parse(&d) {
                     Ok(m) => self.handle_message(m, now),
@@ -676,6 +691,58 @@ impl Pri {
             .iter()
             .find(|(_, c)| c.cref == cref.value && c.ours == cref.flag)
             .map(|(id, _)| *id)
+    }
+
+    /// DL-RELEASE indication (EN 300 403 §5.8.8): calls not in the active
+    /// state are cleared internally (cause 41, temporary failure: nothing can
+    /// be sent); active calls start T309 unless it already runs.
+    fn link_failed(&mut self, now: Instant) {
+        let ids: Vec<(CallId, CallState)> = self.calls.iter().map(|(i, c)| (*i, c.state)).collect();
+        for (id, st) in ids {
+            match st {
+                CallState::Active => {
+                    let running = matches!(
+                        self.calls.get(&id).and_then(|c| c.timer),
+                        Some((Timer::T309, _))
+                    );
+                    if !running {
+                        self.set_timer(id, Some(Timer::T309), now);
+                    }
+                }
+                // RELEASE already sent and announced: just free it.
+                CallState::ReleaseRequest => {
+                    self.calls.remove(&id);
+                }
+                _ => self.release_event(id, 41),
+            }
+        }
+    }
+
+    /// DL-ESTABLISH: T309 stops and each kept call tells the far end its
+    /// state with STATUS (cause 31, normal unspecified).
+    fn link_restored(&mut self, now: Instant) {
+        let kept: Vec<(CallId, CallState)> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| matches!(c.timer, Some((Timer::T309, _))))
+            .map(|(i, c)| (*i, c.state))
+            .collect();
+        for (id, st) in kept {
+            self.set_timer(id, None, now);
+            let ies = self.status_ies(31, st);
+            self.send(id, MsgType::Status, ies, now);
+        }
+    }
+
+    /// The IEs of a STATUS: `cause` and the call state (IE 0x14).
+    fn status_ies(&self, cause: u8, st: CallState) -> Vec<Ie> {
+        vec![
+            Ie::Cause(Cause::new(cause, self.location())),
+            Ie::Unknown {
+                id: 0x14,
+                data: vec![st.value()],
+            },
+        ]
     }
 
     fn release_event(&mut self, id: CallId, cause: u8) {
@@ -850,13 +917,7 @@ impl Pri {
                 }
             }
             MsgType::StatusEnquiry => {
-                let ies = vec![
-                    Ie::Cause(Cause::new(30, self.location())),
-                    Ie::Unknown {
-                        id: 0x14,
-                        data: vec![st.value()],
-                    },
-                ];
+                let ies = self.status_ies(30, st);
                 self.send(id, MsgType::Status, ies, now);
             }
             MsgType::Status => {
@@ -885,13 +946,7 @@ impl Pri {
             MsgType::Information | MsgType::Notify => {}
             _ => {
                 // Message not compatible with the call state: answer with STATUS (cause 101).
-                let ies = vec![
-                    Ie::Cause(Cause::new(101, self.location())),
-                    Ie::Unknown {
-                        id: 0x14,
-                        data: vec![st.value()],
-                    },
-                ];
+                let ies = self.status_ies(101, st);
                 self.send(id, MsgType::Status, ies, now);
             }
         }
@@ -1021,6 +1076,9 @@ impl Pri {
                     // B-channel should go to maintenance; the call is freed.
                     self.calls.remove(&id);
                 }
+                // The link did not come back: cleared internally, cause 27
+                // (destination out of order).
+                Timer::T309 => self.release_event(id, 27),
             }
         }
     }
