@@ -196,11 +196,15 @@ fn relay_scenario(v6: bool, warm_up: bool) {
             UdpSocket::bind(sa(a_ip, 0)).unwrap(),
         )
     });
+    deep_rcvbuf(&sock_a);
+    deep_rcvbuf(&sock_b);
     let stop = AtomicBool::new(false);
     let (tx, rx) = mpsc::channel();
     let report = std::thread::scope(|s| {
         let relay_ns = ns.relay.clone();
         let stop = &stop;
+        // A failed check below must not leave the relay running forever.
+        let _stop = StopOnDrop(stop);
         let h = s.spawn(move || {
             enter(&relay_ns);
             relay(v6, phone_a, phone_b, tx, stop)
@@ -339,6 +343,7 @@ fn first_contact_scenario(v6: bool) {
     };
     let phone_b = sa(b_ip, 6000);
     let sock_b = in_ns(&ns.peer, || UdpSocket::bind(phone_b).unwrap());
+    deep_rcvbuf(&sock_b);
     const M: u32 = 100;
     let from = sa(relay_ip, 40_010);
     let stats = std::thread::scope(|s| {

@@ -122,6 +122,17 @@ struct Dtmf {
     from_line: FromLine,
 }
 
+/// An inbound call in overlap receiving: digits are collected until Sending
+/// complete or until the span's `overlap_timeout` (T302) passes without one.
+#[derive(Debug)]
+struct Overlap {
+    id: PstnCallId,
+    span: SpanId,
+    called: String,
+    calling: Option<CallerId>,
+    deadline: Instant,
+}
+
 /// A call whose audio the edge moves: B-channel `(span, call)` <-> RTP slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MediaLeg {
@@ -143,6 +154,8 @@ pub struct Iwf {
     ports: Vec<u16>,
     used: Vec<bool>,
     calls: Vec<IwCall>,
+    /// Inbound calls still collecting digits (not offered to the engine yet).
+    overlap: Vec<Overlap>,
     out: VecDeque<Vec<u8>>,
     log: VecDeque<String>,
 }
@@ -171,6 +184,7 @@ impl Iwf {
             used: vec![false; ports.len()],
             ports,
             calls: Vec::new(),
+            overlap: Vec::new(),
             out: VecDeque::new(),
             log: VecDeque::new(),
         }
@@ -599,11 +613,46 @@ impl Iwf {
                 span,
                 called,
                 calling,
+                sending_complete,
                 ..
-            } => self.new_incoming(id, span, called, calling, now),
-            PstnEvent::Digits { id, called, .. } => {
-                self.note(format!("pstn iwf: {id:?} more digits ({called}) ignored"))
+            } => {
+                if sending_complete {
+                    self.new_incoming(id, span, called, calling, now);
+                } else {
+                    self.note(format!(
+                        "pstn iwf: {id:?} overlap receiving, digits so far {called:?}"
+                    ));
+                    let deadline = now + self.overlap_timeout(span);
+                    self.overlap.push(Overlap {
+                        id,
+                        span,
+                        called,
+                        calling,
+                        deadline,
+                    });
+                }
             }
+            PstnEvent::Digits {
+                id,
+                called,
+                sending_complete,
+                ..
+            } => match self.overlap.iter().position(|o| o.id == id) {
+                Some(k) if sending_complete => {
+                    // The runtime already sent CALL PROCEEDING.
+                    let o = self.overlap.swap_remove(k);
+                    self.new_incoming(id, o.span, called, o.calling, now);
+                }
+                Some(k) => {
+                    let t = self.overlap_timeout(self.overlap[k].span);
+                    let o = &mut self.overlap[k];
+                    o.called = called;
+                    o.deadline = now + t;
+                }
+                None => self.note(format!(
+                    "pstn iwf: {id:?} digits after the number was complete ({called}) ignored"
+                )),
+            },
             PstnEvent::Proceeding { .. } => {}
             PstnEvent::Alerting { id, inband } => {
                 if let Some(i) = self.by_pstn(id) {
@@ -634,6 +683,13 @@ impl Iwf {
                 }
             }
             PstnEvent::Released { id, cause } => {
+                if let Some(k) = self.overlap.iter().position(|o| o.id == id) {
+                    self.overlap.swap_remove(k);
+                    self.note(format!(
+                        "pstn iwf: {id:?} released while collecting digits, cause {cause}"
+                    ));
+                    return;
+                }
                 let Some(i) = self.by_pstn(id) else { return };
                 self.calls[i].pstn = None;
                 self.note(format!("pstn iwf: {id:?} released, cause {cause}"));
@@ -655,6 +711,40 @@ impl Iwf {
                     (Dir::In, Phase::Cancelling) => {}
                 }
             }
+        }
+    }
+
+    fn overlap_timeout(&self, span: SpanId) -> Duration {
+        self.cfg
+            .spans
+            .iter()
+            .find(|s| s.span == span)
+            .map_or(Duration::from_secs(10), |s| s.overlap_timeout)
+    }
+
+    /// The earliest overlap-receiving deadline (T302), if any call collects
+    /// digits.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.overlap.iter().map(|o| o.deadline).min()
+    }
+
+    /// Overlap calls whose T302 ran out: the number is as complete as it gets;
+    /// CALL PROCEEDING goes to the exchange and the call to the engine (which
+    /// answers an unknown number as any other: 404 -> cause 1).
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(k) = self.overlap.iter().position(|o| o.deadline <= now) {
+            let o = self.overlap.swap_remove(k);
+            self.note(format!(
+                "pstn iwf: {:?} no more digits after {:?}: number {:?} complete",
+                o.id,
+                self.overlap_timeout(o.span),
+                o.called
+            ));
+            if let Err(e) = self.pstn.proceeding(o.id, now) {
+                self.note(format!("pstn iwf: {:?} proceeding: {e}", o.id));
+                continue;
+            }
+            self.new_incoming(o.id, o.span, o.called, o.calling, now);
         }
     }
 
@@ -1306,6 +1396,7 @@ fn run(
                 Port::Sim(_) => {}
             }
         }
+        iwf.handle_timeout(now); // T302 of overlap receiving
         iwf.pstn_mut().handle_timeout(now);
         while let Some((sid, f)) = iwf.pstn_mut().poll_transmit() {
             match spans.iter_mut().find(|(i, _)| *i == sid) {

@@ -200,6 +200,10 @@ pub struct SpanConfig {
     /// timeslot `t` is channel `channel_base + t` (default `31 * (span - 1)`,
     /// DAHDI's numbering of E1 spans registered in order).
     pub channel_base: u32,
+    /// Overlap receiving: how long after the last digit (SETUP or
+    /// INFORMATION without Sending complete) the number counts as complete
+    /// (Q.931 T302; default 10 s).
+    pub overlap_timeout: Duration,
 }
 
 impl SpanConfig {
@@ -221,6 +225,7 @@ impl SpanConfig {
             presentation: None,
             calling_number: None,
             channel_base: 31 * (u32::from(span).max(1) - 1),
+            overlap_timeout: Duration::from_secs(10),
         }
     }
 
@@ -405,6 +410,7 @@ fn parse_span(v: &Value, path: &str) -> Result<SpanConfig, PstnConfigError> {
         "presentation",
         "calling_number",
         "channel_base",
+        "overlap_timeout_ms",
     ];
     let f = Fields::new(v, path, KNOWN)?;
     let span = f
@@ -530,6 +536,9 @@ fn parse_span(v: &Value, path: &str) -> Result<SpanConfig, PstnConfigError> {
             return Err(f.err("calling_number", format!("{n:?}: expected digits")));
         }
         sc.calling_number = Some(n.to_string());
+    }
+    if let Some(ms) = f.int("overlap_timeout_ms", 500..=60_000)? {
+        sc.overlap_timeout = Duration::from_millis(ms as u64);
     }
     if let Some(b) = f.int("channel_base", 0..=65_000)? {
         if sc.driver != Driver::Dahdi {
@@ -811,6 +820,28 @@ after_ms = 3000
             Behaviour::RingThenAnswer(Duration::from_secs(3))
         );
         assert_eq!(c.group(2).count(), 1);
+    }
+
+    #[test]
+    fn overlap_timeout() {
+        let c = PstnConfig::parse_str("[[pstn.span]]\nspan = 1\n", "t.toml").unwrap();
+        assert_eq!(c.spans[0].overlap_timeout, Duration::from_secs(10));
+        let c = PstnConfig::parse_str(
+            "[[pstn.span]]\nspan = 1\noverlap_timeout_ms = 4000\n",
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(c.spans[0].overlap_timeout, Duration::from_secs(4));
+        let e = PstnConfig::parse_str(
+            "[[pstn.span]]\nspan = 1\noverlap_timeout_ms = 100\n",
+            "t.toml",
+        )
+        .unwrap_err();
+        assert_eq!(
+            (e.line, e.path.as_str()),
+            (3, "pstn.span[0].overlap_timeout_ms"),
+            "{e}"
+        );
     }
 
     #[test]

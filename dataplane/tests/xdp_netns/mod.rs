@@ -39,6 +39,36 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Gives a test's receiving socket an 8 MiB receive buffer (SO_RCVBUFFORCE,
+/// root only; the default ~200 KiB holds only a few hundred small datagrams),
+/// so a receiving thread the loaded machine does not schedule for a while
+/// loses nothing: a relay test counts every packet.
+pub fn deep_rcvbuf(sock: &std::net::UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let size: libc::c_int = 8 << 20;
+    // SAFETY: a valid socket fd and a c_int option value of the given length.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(r, 0, "SO_RCVBUFFORCE: {}", std::io::Error::last_os_error());
+}
+
+/// Sets the flag when dropped: a test thread that panics still stops the
+/// worker thread it scoped (else `thread::scope` waits for it forever).
+pub struct StopOnDrop<'a>(pub &'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// True if running as root; otherwise print a skip message.
 pub fn root_or_skip() -> bool {
     let root = is_root();
