@@ -119,9 +119,9 @@ fn cfg(rtp: SocketAddr, codecs: &[Codec]) -> CallConfig {
 }
 
 async fn next(ev: &mut mpsc::Receiver<CallEvent>) -> CallEvent {
-    timeout(Duration::from_secs(30), ev.recv())
+    timeout(Duration::from_secs(120), ev.recv())
         .await
-        .expect("call event within 30 s")
+        .expect("call event within 120 s (the peer compiles its ASN.1 first)")
         .expect("call task alive")
 }
 

@@ -340,7 +340,47 @@ pub struct Ua {
 }
 
 impl Ua {
+    /// Starts sipua.py and waits until its baresip runs. The wrapper gives
+    /// baresip 8 s to open its control port; on a loaded machine that can
+    /// pass, so such a start failure is retried (up to three starts); any
+    /// other outcome is the test's to judge.
     pub fn spawn(dir: &TempDir, name: &str, args: &[String]) -> Ua {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let mut ua = Ua::spawn_once(dir, name, args);
+            let end = Instant::now() + Duration::from_secs(60);
+            let failed_start = loop {
+                let ev = ua.events();
+                if ev.iter().any(|e| e["event"] == "started") || Instant::now() > end {
+                    break false;
+                }
+                if ev.iter().any(|e| {
+                    e["event"] == "error"
+                        && e["reason"]
+                            .as_str()
+                            .is_some_and(|r| r.starts_with("baresip start failed"))
+                }) {
+                    break true;
+                }
+                if let Ok(Some(_)) = ua.child.try_wait() {
+                    break false;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            if !failed_start || tries == 3 {
+                return ua;
+            }
+            eprintln!(
+                "{name}: baresip start failed ({:?}), starting again",
+                ua.events()
+            );
+            let _ = ua.child.kill();
+            let _ = ua.child.wait();
+        }
+    }
+
+    fn spawn_once(dir: &TempDir, name: &str, args: &[String]) -> Ua {
         let out = dir.path(&format!("{name}.jsonl"));
         let log = dir.path(&format!("{name}.baresip.log"));
         let child = Command::new("python3")
