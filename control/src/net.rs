@@ -29,6 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::net::UdpSocket;
 
 mod batch;
+mod udp;
 use tokio::sync::mpsc;
 
 use crate::aaa::{AcctStatus, AuthOutcome, RadiusHandle};
@@ -292,9 +293,17 @@ fn banner(cfg: &Config) {
 pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dataplane, NetError> {
     let mut sockets = Vec::new();
     for l in cfg.listen.iter().filter(|l| l.transport == Transport::Udp) {
-        let s = UdpSocket::bind(l.addr)
-            .await
-            .map_err(|e| NetError::Bind(l.addr, e))?;
+        let (s, rcvbuf) = udp::bind_sip(l.addr).map_err(|e| NetError::Bind(l.addr, e))?;
+        if udp::short(rcvbuf) {
+            tracing::warn!(
+                "udp:{} receive buffer {rcvbuf} bytes (asked {}): raise net.core.rmem_max \
+                 or bursts of requests may be dropped by the kernel",
+                l.addr,
+                udp::SIP_RCVBUF
+            );
+        } else {
+            tracing::debug!("udp:{} receive buffer {rcvbuf} bytes", l.addr);
+        }
         sockets.push(Arc::new(s));
     }
     let listener = mgmt::bind(&cfg.mgmt_socket)
