@@ -163,7 +163,7 @@ impl NonceMint {
         };
         let mut mac = Hex::default();
         let mac = self.mac(ts, salt, &mut mac).as_bytes();
-        if !ct_eq_hex(mac, nonce[32..].as_bytes()) {
+        if !ct_eq_hex(mac, &nonce.as_bytes()[32..]) {
             return NonceState::Invalid;
         }
         if ts > now_secs + FUTURE_SKEW_SECS {
