@@ -7,7 +7,6 @@
 //! remembering it. Replay (a repeated `nc` for one nonce) is refused by the registrar, which
 //! keeps the per-nonce counts.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
 use md5::Md5;
@@ -30,32 +29,74 @@ impl Algorithm {
     }
 
     fn hash(self, data: &str) -> String {
+        let mut out = Hex::default();
+        self.hash_parts(&[data], &mut out).to_string()
+    }
+
+    /// The lower-case hex digest of `parts` joined by `:`, written into `out` (no allocation:
+    /// verification runs on every authenticated request).
+    fn hash_parts<'a>(self, parts: &[&str], out: &'a mut Hex) -> &'a str {
+        fn feed<D: Digest>(mut d: D, parts: &[&str]) -> D {
+            for (i, p) in parts.iter().enumerate() {
+                if i > 0 {
+                    d.update(b":");
+                }
+                d.update(p.as_bytes());
+            }
+            d
+        }
         match self {
-            Algorithm::Md5 => hex(&Md5::digest(data.as_bytes())),
-            Algorithm::Sha256 => hex(&Sha256::digest(data.as_bytes())),
+            Algorithm::Md5 => out.set(&feed(Md5::new(), parts).finalize()),
+            Algorithm::Sha256 => out.set(&feed(Sha256::new(), parts).finalize()),
         }
     }
 
     /// Parses an `algorithm=` value: `(algorithm, is_session_variant)`; absent means MD5.
     fn from_param(p: Option<&str>) -> Option<(Algorithm, bool)> {
         let p = p.unwrap_or("MD5").trim_matches('"');
-        let up = p.to_ascii_uppercase();
-        match up.as_str() {
-            "MD5" => Some((Algorithm::Md5, false)),
-            "MD5-SESS" => Some((Algorithm::Md5, true)),
-            "SHA-256" => Some((Algorithm::Sha256, false)),
-            "SHA-256-SESS" => Some((Algorithm::Sha256, true)),
+        let is = |name: &str| p.eq_ignore_ascii_case(name);
+        match () {
+            _ if is("MD5") => Some((Algorithm::Md5, false)),
+            _ if is("MD5-SESS") => Some((Algorithm::Md5, true)),
+            _ if is("SHA-256") => Some((Algorithm::Sha256, false)),
+            _ if is("SHA-256-SESS") => Some((Algorithm::Sha256, true)),
             _ => None,
         }
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        let _ = write!(s, "{b:02x}");
+/// A hex digest on the stack: up to 32 bytes (SHA-256) as 64 lower-case hex digits.
+struct Hex {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl Default for Hex {
+    fn default() -> Hex {
+        Hex {
+            buf: [0; 64],
+            len: 0,
+        }
     }
-    s
+}
+
+impl Hex {
+    /// Writes `bytes` (at most 32) as hex and returns the text.
+    fn set(&mut self, bytes: &[u8]) -> &str {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let n = bytes.len().min(32);
+        for (i, b) in bytes[..n].iter().enumerate() {
+            self.buf[2 * i] = DIGITS[usize::from(b >> 4)];
+            self.buf[2 * i + 1] = DIGITS[usize::from(b & 0xf)];
+        }
+        self.len = 2 * n;
+        self.as_str()
+    }
+
+    fn as_str(&self) -> &str {
+        // Only ASCII hex digits are ever written to `buf[..len]`.
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
+    }
 }
 
 /// Whether a nonce is one of ours and still fresh.
@@ -91,18 +132,23 @@ impl NonceMint {
         NonceMint { secret, lifetime }
     }
 
-    fn mac(&self, ts: u64, salt: u64) -> String {
+    /// The nonce MAC, 32 hex digits, into `out`.
+    fn mac<'a>(&self, ts: u64, salt: u64, out: &'a mut Hex) -> &'a str {
         let mut h = Sha256::new();
         h.update(self.secret);
         h.update(ts.to_be_bytes());
         h.update(salt.to_be_bytes());
-        hex(&h.finalize()[..16])
+        out.set(&h.finalize()[..16])
     }
 
     /// A new nonce: 64 hex digits (mint time, salt, MAC).
     pub fn mint(&self, now_secs: u64) -> String {
         let salt: u64 = rand::random();
-        format!("{now_secs:016x}{salt:016x}{}", self.mac(now_secs, salt))
+        let mut mac = Hex::default();
+        format!(
+            "{now_secs:016x}{salt:016x}{}",
+            self.mac(now_secs, salt, &mut mac)
+        )
     }
 
     pub fn check(&self, nonce: &str, now_secs: u64) -> NonceState {
@@ -115,10 +161,9 @@ impl NonceMint {
         ) else {
             return NonceState::Invalid;
         };
-        if !ct_eq(
-            self.mac(ts, salt).as_bytes(),
-            nonce[32..].to_ascii_lowercase().as_bytes(),
-        ) {
+        let mut mac = Hex::default();
+        let mac = self.mac(ts, salt, &mut mac).as_bytes();
+        if !ct_eq_hex(mac, &nonce.as_bytes()[32..]) {
             return NonceState::Invalid;
         }
         if ts > now_secs + FUTURE_SKEW_SECS {
@@ -131,9 +176,15 @@ impl NonceMint {
     }
 }
 
-/// Constant-time comparison (length is not secret).
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+/// Constant-time comparison (length is not secret) of our lower-case hex `ours` with a peer's hex `theirs`, which may
+/// be upper case (the same as comparing with `theirs.to_ascii_lowercase()`, without the copy).
+fn ct_eq_hex(ours: &[u8], theirs: &[u8]) -> bool {
+    ours.len() == theirs.len()
+        && ours
+            .iter()
+            .zip(theirs)
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y.to_ascii_lowercase()))
+            == 0
 }
 
 /// A `WWW-Authenticate` / `Proxy-Authenticate` header value.
@@ -303,10 +354,25 @@ fn compute(
     nonce: &str,
     qop: Option<(&str, &str)>,
 ) -> String {
-    let ha2 = alg.hash(&format!("{method}:{uri}"));
+    let mut out = Hex::default();
+    compute_into(alg, ha1, method, uri, nonce, qop, &mut out).to_string()
+}
+
+/// [`compute`] into a stack buffer.
+fn compute_into<'a>(
+    alg: Algorithm,
+    ha1: &str,
+    method: &str,
+    uri: &str,
+    nonce: &str,
+    qop: Option<(&str, &str)>,
+    out: &'a mut Hex,
+) -> &'a str {
+    let mut ha2 = Hex::default();
+    let ha2 = alg.hash_parts(&[method, uri], &mut ha2);
     match qop {
-        Some((nc, cnonce)) => alg.hash(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}")),
-        None => alg.hash(&format!("{ha1}:{nonce}:{ha2}")),
+        Some((nc, cnonce)) => alg.hash_parts(&[ha1, nonce, nc, cnonce, "auth", ha2], out),
+        None => alg.hash_parts(&[ha1, nonce, ha2], out),
     }
 }
 
@@ -317,30 +383,24 @@ pub fn verify(c: &Credentials, method: &str, password: &str) -> bool {
     let Some((alg, sess)) = Algorithm::from_param(c.algorithm.as_deref()) else {
         return false;
     };
-    let qop = match c
-        .qop
-        .as_deref()
-        .map(|q| q.trim_matches('"').to_ascii_lowercase())
-    {
+    let qop = match c.qop.as_deref().map(|q| q.trim_matches('"')) {
         None => None,
-        Some(q) if q == "auth" => match (&c.nc, &c.cnonce) {
+        Some(q) if q.eq_ignore_ascii_case("auth") => match (&c.nc, &c.cnonce) {
             (Some(nc), Some(cn)) => Some((nc.as_str(), cn.as_str())),
             _ => return false,
         },
         Some(_) => return false,
     };
-    let mut ha1 = alg.hash(&format!("{}:{}:{password}", c.username, c.realm));
+    let (mut h1, mut h1s, mut expected) = (Hex::default(), Hex::default(), Hex::default());
+    let mut ha1 = alg.hash_parts(&[&c.username, &c.realm, password], &mut h1);
     if sess {
         let Some(cnonce) = &c.cnonce else {
             return false;
         };
-        ha1 = alg.hash(&format!("{ha1}:{}:{cnonce}", c.nonce));
+        ha1 = alg.hash_parts(&[ha1, &c.nonce, cnonce], &mut h1s);
     }
-    let expected = compute(alg, &ha1, method, &c.uri, &c.nonce, qop);
-    ct_eq(
-        expected.as_bytes(),
-        c.response.to_ascii_lowercase().as_bytes(),
-    )
+    let expected = compute_into(alg, ha1, method, &c.uri, &c.nonce, qop, &mut expected);
+    ct_eq_hex(expected.as_bytes(), c.response.as_bytes())
 }
 
 #[cfg(test)]
@@ -375,6 +435,35 @@ mod tests {
         assert!(verify(&c, "GET", "Circle Of Life"));
         assert!(!verify(&c, "GET", "Circle of Life"));
         assert!(!verify(&c, "POST", "Circle Of Life"));
+
+        // Upper-case hex, a lower-case algorithm token and a quoted, upper-case qop all pass
+        // (the comparison and the token matches ignore case); a truncated response does not.
+        let mut up = c.clone();
+        up.response = c.response.to_ascii_uppercase();
+        up.algorithm = Some("md5".into());
+        up.qop = Some("\"AUTH\"".into());
+        assert!(verify(&up, "GET", "Circle Of Life"));
+        up.response.pop();
+        assert!(!verify(&up, "GET", "Circle Of Life"));
+        let mut other = c.clone();
+        other.algorithm = Some("md6".into());
+        assert!(!verify(&other, "GET", "Circle Of Life"));
+    }
+
+    #[test]
+    fn hex_digest_on_the_stack() {
+        let mut h = Hex::default();
+        assert_eq!(h.set(&[0x00, 0x9f, 0xa0, 0xff]), "009fa0ff");
+        assert_eq!(
+            Algorithm::Md5.hash("a:b:c"),
+            "02cc8f08398a4f3113b554e8105ebe4c"
+        );
+        let mut j = Hex::default();
+        assert_eq!(
+            Algorithm::Sha256.hash_parts(&["a", "b", "c"], &mut j),
+            Algorithm::Sha256.hash("a:b:c")
+        );
+        assert_eq!(j.as_str().len(), 64);
     }
 
     #[test]

@@ -998,10 +998,11 @@ fn parse(buf: &[u8]) -> Result<Message, ParseError> {
     };
     let cseq = headers.get("CSeq").and_then(|v| CSeq::parse(v).ok());
     if error.is_none() {
-        error = check("Via", &|v| Via::parse(v).map(|_| ()))
+        // `check`: the same grammar and errors as `parse`, without building the values.
+        error = check("Via", &Via::check)
             .or_else(|| check("CSeq", &|v| CSeq::parse(v).map(|_| ())))
-            .or_else(|| check("From", &|v| NameAddr::parse(v).map(|_| ())))
-            .or_else(|| check("To", &|v| NameAddr::parse(v).map(|_| ())));
+            .or_else(|| check("From", &NameAddr::check))
+            .or_else(|| check("To", &NameAddr::check));
     }
     if error.is_none() {
         if let Some(mf) = headers.get("Max-Forwards") {
@@ -1026,7 +1027,7 @@ fn parse(buf: &[u8]) -> Result<Message, ParseError> {
             if error.is_none() {
                 for c in headers.get_all("Contact") {
                     if c != "*" {
-                        if let Err(e) = NameAddr::parse(c) {
+                        if let Err(e) = NameAddr::check(c) {
                             error = Some(format!("bad Contact header: {e}"));
                             break;
                         }

@@ -38,8 +38,16 @@ pub use super::timer::{Timer, TimerConfig};
 use super::transport::Transport;
 
 /// Identifies a transaction (RFC 3261 §17.1.3 / §17.2.3). Opaque.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+///
+/// The key's fields are hashed once, when it is made ([`TxKey::seal`]), with a per-process
+/// random SipHash key, and `Hash` feeds only that value to the maps: a call set-up looks its
+/// transactions up a few dozen times, and hashing four strings each time was ~5 % of the
+/// control thread. The per-process key keeps the value unpredictable to peers, who choose
+/// the branch (no hash flooding).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TxKey {
+    /// The fields' keyed hash (derived from them: equal keys have equal values).
+    hash: u64,
     /// The branch, or an RFC 2543 pseudo-branch built from Call-ID, CSeq, From tag and Via.
     branch: String,
     sent_by: String,
@@ -51,6 +59,12 @@ pub struct TxKey {
     /// collision (a broken or hostile client), not a retransmission, and gets its own
     /// transaction instead of a stale cached response.
     request: String,
+}
+
+impl std::hash::Hash for TxKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
 }
 
 impl fmt::Display for TxKey {
@@ -77,6 +91,7 @@ impl TxKey {
             ref m => m.clone(),
         };
         TxKey {
+            hash: 0,
             branch: branch_or_2543(req, via),
             sent_by: via.sent_by(),
             method,
@@ -87,17 +102,37 @@ impl TxKey {
                 req.cseq().map_or(0, |c| c.seq)
             ),
         }
+        .seal()
     }
 
     /// The key of a request we send, or of a response to it.
     fn client(via: &Via, cseq_method: &Method) -> TxKey {
         TxKey {
+            hash: 0,
             branch: via.branch().unwrap_or("").to_string(),
             sent_by: via.sent_by(),
             method: cseq_method.clone(),
             server: false,
             request: String::new(),
         }
+        .seal()
+    }
+
+    /// Sets `hash` from the other fields (every constructor ends here).
+    fn seal(mut self) -> TxKey {
+        use std::hash::BuildHasher;
+        static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> =
+            std::sync::OnceLock::new();
+        self.hash = KEY
+            .get_or_init(std::collections::hash_map::RandomState::new)
+            .hash_one((
+                &self.branch,
+                &self.sent_by,
+                &self.method,
+                self.server,
+                &self.request,
+            ));
+        self
     }
 }
 
@@ -978,6 +1013,7 @@ impl TransactionLayer {
         let via = cancel.top_via()?;
         let mut key = TxKey::server(cancel, &via);
         key.method = Method::Invite;
+        let key = key.seal();
         match self.txs.get(&key)?.tx {
             Tx::ServerInvite(_) => Some(key),
             _ => None,
@@ -1552,12 +1588,14 @@ mod tests {
         ));
         assert_eq!(l.len(), 0);
         let bogus = TxKey {
+            hash: 0,
             branch: "x".into(),
             sent_by: ME.into(),
             method: Method::Bye,
             server: true,
             request: String::new(),
-        };
+        }
+        .seal();
         assert!(matches!(
             l.send_response(&bogus, Response::new(200), t0),
             Err(TxError::UnknownTransaction(_))

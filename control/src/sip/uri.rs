@@ -72,6 +72,24 @@ fn set_param_in(params: &mut Params, name: &str, value: Option<String>) {
 /// Parses `;a=b;c;d="x;y"` (the text after the first `;`), quotes kept in the value.
 fn parse_params(what: &'static str, s: &str) -> Result<Params, ValueError> {
     let mut out = Vec::new();
+    scan_params(what, s, &mut |n, v| {
+        out.push((n.to_string(), v.map(str::to_string)))
+    })?;
+    Ok(out)
+}
+
+/// Checks a parameter list as [`parse_params`] does, same errors, without building it.
+fn check_params(what: &'static str, s: &str) -> Result<(), ValueError> {
+    scan_params(what, s, &mut |_, _| {})
+}
+
+/// The one parameter-list grammar: `each` sees every `name[=value]` (trimmed, quotes kept) in
+/// order; the first bad item stops the scan with its error.
+fn scan_params<'a>(
+    what: &'static str,
+    s: &'a str,
+    each: &mut dyn FnMut(&'a str, Option<&'a str>),
+) -> Result<(), ValueError> {
     for item in split_outside_quotes(s, b';') {
         let item = item.trim();
         if item.is_empty() {
@@ -89,17 +107,17 @@ fn parse_params(what: &'static str, s: &str) -> Result<Params, ValueError> {
                 if v.starts_with('"') && (v.len() < 2 || !v.ends_with('"')) {
                     return Err(err(what, "unterminated quoted parameter", s));
                 }
-                out.push((n.to_string(), Some(v.to_string())));
+                each(n, Some(v));
             }
             None => {
                 if !is_token(item) {
                     return Err(err(what, "bad parameter name", s));
                 }
-                out.push((item.to_string(), None));
+                each(item, None);
             }
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 fn write_params(f: &mut fmt::Formatter<'_>, params: &Params) -> fmt::Result {
@@ -154,6 +172,11 @@ pub(crate) fn split_outside_quotes(s: &str, sep: u8) -> impl Iterator<Item = &st
 
 /// Host part: a name, an IPv4 address or an IPv6 reference (stored without brackets).
 fn parse_hostport(what: &'static str, s: &str) -> Result<(String, Option<u16>), ValueError> {
+    scan_hostport(what, s).map(|(h, p)| (h.to_string(), p))
+}
+
+/// [`parse_hostport`] with the host borrowed from `s`.
+fn scan_hostport<'a>(what: &'static str, s: &'a str) -> Result<(&'a str, Option<u16>), ValueError> {
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
         let close = rest
             .find(']')
@@ -201,7 +224,7 @@ fn parse_hostport(what: &'static str, s: &str) -> Result<(String, Option<u16>), 
             )
         }
     };
-    Ok((host.to_string(), port))
+    Ok((host, port))
 }
 
 fn write_host(f: &mut fmt::Formatter<'_>, host: &str, port: Option<u16>) -> fmt::Result {
@@ -233,9 +256,44 @@ pub struct Uri {
     pub headers: Option<String>,
 }
 
+/// A checked URI's parts, borrowed from the text (see [`Uri::scan`]).
+struct UriView<'a> {
+    /// As written (not lower-cased).
+    scheme: &'a str,
+    user: Option<&'a str>,
+    host: &'a str,
+    port: Option<u16>,
+    headers: Option<&'a str>,
+}
+
 impl Uri {
     /// Parses a URI; no surrounding whitespace or angle brackets allowed.
     pub fn parse(s: &str) -> Result<Uri, ValueError> {
+        let mut params = Vec::new();
+        let v = Uri::scan(s, &mut |n, v| {
+            params.push((n.to_string(), v.map(str::to_string)))
+        })?;
+        Ok(Uri {
+            scheme: v.scheme.to_ascii_lowercase(),
+            user: v.user.map(str::to_string),
+            host: v.host.to_string(),
+            port: v.port,
+            params,
+            headers: v.headers.map(str::to_string),
+        })
+    }
+
+    /// Checks `s` exactly as [`Uri::parse`] does (same errors) without building the value.
+    pub fn check(s: &str) -> Result<(), ValueError> {
+        Uri::scan(s, &mut |_, _| {}).map(|_| ())
+    }
+
+    /// The URI grammar once, for [`Uri::parse`] and [`Uri::check`]: the parts borrowed from
+    /// `s`, each URI parameter handed to `param` in order.
+    fn scan<'a>(
+        s: &'a str,
+        param: &mut dyn FnMut(&'a str, Option<&'a str>),
+    ) -> Result<UriView<'a>, ValueError> {
         const W: &str = "URI";
         if s.bytes()
             .any(|c| c <= b' ' || c == b'<' || c == b'>' || c == b'"' || c >= 0x7f)
@@ -258,22 +316,20 @@ impl Uri {
         {
             return Err(err(W, "bad scheme", s));
         }
-        let scheme = scheme.to_ascii_lowercase();
         if rest.is_empty() {
             return Err(err(W, "empty after scheme", s));
         }
-        if scheme != "sip" && scheme != "sips" {
-            return Ok(Uri {
+        if !scheme.eq_ignore_ascii_case("sip") && !scheme.eq_ignore_ascii_case("sips") {
+            return Ok(UriView {
                 scheme,
                 user: None,
-                host: rest.to_string(),
+                host: rest,
                 port: None,
-                params: Vec::new(),
                 headers: None,
             });
         }
         let (main, headers) = match rest.split_once('?') {
-            Some((m, h)) => (m, Some(h.to_string())),
+            Some((m, h)) => (m, Some(h)),
             None => (rest, None),
         };
         let (user, hostpart) = match main.split_once('@') {
@@ -281,21 +337,23 @@ impl Uri {
                 if u.is_empty() {
                     return Err(err(W, "empty user", s));
                 }
-                (Some(u.to_string()), h)
+                (Some(u), h)
             }
             None => (None, main),
         };
-        let (hostport, params) = match hostpart.split_once(';') {
-            Some((h, p)) => (h, parse_params(W, p)?),
-            None => (hostpart, Vec::new()),
+        let hostport = match hostpart.split_once(';') {
+            Some((h, p)) => {
+                scan_params(W, p, param)?;
+                h
+            }
+            None => hostpart,
         };
-        let (host, port) = parse_hostport(W, hostport)?;
-        Ok(Uri {
+        let (host, port) = scan_hostport(W, hostport)?;
+        Ok(UriView {
             scheme,
             user,
             host,
             port,
-            params,
             headers,
         })
     }
@@ -368,24 +426,62 @@ impl NameAddr {
     }
 
     pub fn parse(s: &str) -> Result<NameAddr, ValueError> {
+        let mut quoted = String::new();
+        let (display, uri_str, rest) = NameAddr::split(s, Some(&mut quoted))?;
+        let uri = Uri::parse(uri_str)?;
+        let params = match rest {
+            Some(p) => parse_params("name-addr", p)?,
+            None => Vec::new(),
+        };
+        Ok(NameAddr {
+            display: display.map(|d| match d {
+                DisplayName::Quoted => quoted,
+                DisplayName::Token(t) => t.to_string(),
+            }),
+            uri,
+            params,
+        })
+    }
+
+    /// Checks `s` exactly as [`NameAddr::parse`] does (same errors) without building the
+    /// value: no display name, URI part or parameter is copied.
+    pub fn check(s: &str) -> Result<(), ValueError> {
+        let (_, uri_str, rest) = NameAddr::split(s, None)?;
+        Uri::check(uri_str)?;
+        match rest {
+            Some(p) => check_params("name-addr", p),
+            None => Ok(()),
+        }
+    }
+
+    /// The name-addr grammar up to the URI: the display name (a quoted one unescaped into
+    /// `quoted` when given), the URI text, and the header parameter text after its `;`.
+    fn split<'a>(
+        s: &'a str,
+        mut quoted: Option<&mut String>,
+    ) -> Result<(Option<DisplayName<'a>>, &'a str, Option<&'a str>), ValueError> {
         const W: &str = "name-addr";
         let t = s.trim();
         let (display, uri_str, rest) = if let Some(q) = t.strip_prefix('"') {
             // quoted-string display name
-            let mut disp = String::new();
+            let mut push = |c: char| {
+                if let Some(d) = quoted.as_deref_mut() {
+                    d.push(c);
+                }
+            };
             let mut it = q.char_indices();
             let mut end = None;
             while let Some((i, c)) = it.next() {
                 match c {
                     '\\' => match it.next() {
-                        Some((_, e)) => disp.push(e),
+                        Some((_, e)) => push(e),
                         None => break,
                     },
                     '"' => {
                         end = Some(i);
                         break;
                     }
-                    c => disp.push(c),
+                    c => push(c),
                 }
             }
             let end = end.ok_or_else(|| err(W, "unterminated display name", s))?;
@@ -394,7 +490,11 @@ impl NameAddr {
                 .strip_prefix('<')
                 .ok_or_else(|| err(W, "missing '<' after display name", s))?;
             let close = inner.find('>').ok_or_else(|| err(W, "missing '>'", s))?;
-            (Some(disp), &inner[..close], &inner[close + 1..])
+            (
+                Some(DisplayName::Quoted),
+                &inner[..close],
+                &inner[close + 1..],
+            )
         } else if let Some(lt) = t.find('<').filter(|&lt| {
             t[..lt]
                 .bytes()
@@ -407,7 +507,7 @@ impl NameAddr {
             let d = if disp.is_empty() {
                 None
             } else {
-                Some(disp.to_string())
+                Some(DisplayName::Token(disp))
             };
             (d, &inner[..close], &inner[close + 1..])
         } else {
@@ -421,21 +521,16 @@ impl NameAddr {
             }
             (None, u, r)
         };
-        let uri = Uri::parse(uri_str)?;
         let rest = rest.trim();
-        let params = if rest.is_empty() {
-            Vec::new()
-        } else {
-            let p = rest
-                .strip_prefix(';')
-                .ok_or_else(|| err(W, "junk after URI", s))?;
-            parse_params(W, p)?
-        };
-        Ok(NameAddr {
-            display,
-            uri,
-            params,
-        })
+        if rest.is_empty() {
+            return Ok((display, uri_str, None));
+        }
+        // The URI's own errors come before "junk after URI" (as `parse` reported them).
+        if !rest.starts_with(';') {
+            Uri::check(uri_str)?;
+            return Err(err(W, "junk after URI", s));
+        }
+        Ok((display, uri_str, Some(&rest[1..])))
     }
 
     /// The `tag` parameter.
@@ -477,6 +572,14 @@ impl fmt::Display for NameAddr {
     }
 }
 
+/// A name-addr's display name as [`NameAddr::split`] found it.
+enum DisplayName<'a> {
+    /// A quoted string, unescaped into the caller's buffer.
+    Quoted,
+    /// A token sequence, as written (trimmed).
+    Token(&'a str),
+}
+
 /// One Via hop: `SIP/2.0/UDP host:port;branch=z9hG4bK...;received=..;rport=..`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Via {
@@ -499,6 +602,30 @@ impl Via {
     }
 
     pub fn parse(s: &str) -> Result<Via, ValueError> {
+        let mut params = Vec::new();
+        let (transport, host, port) = Via::scan(s, &mut |n, v| {
+            params.push((n.to_string(), v.map(str::to_string)))
+        })?;
+        Ok(Via {
+            transport: transport.to_ascii_uppercase(),
+            host: host.into_owned(),
+            port,
+            params,
+        })
+    }
+
+    /// Checks `s` exactly as [`Via::parse`] does (same errors) without building the value.
+    pub fn check(s: &str) -> Result<(), ValueError> {
+        Via::scan(s, &mut |_, _| {}).map(|_| ())
+    }
+
+    /// The Via grammar once: transport as written, sent-by host (borrowed unless LWS had to
+    /// be removed around the port colon) and port; each parameter handed to `param`.
+    fn scan<'a>(
+        s: &'a str,
+        param: &mut dyn FnMut(&'a str, Option<&'a str>),
+    ) -> Result<(&'a str, std::borrow::Cow<'a, str>, Option<u16>), ValueError> {
+        use std::borrow::Cow;
         const W: &str = "Via";
         let t = s.trim();
         // sent-protocol: name SLASH version SLASH transport, LWS allowed around the slashes
@@ -519,25 +646,27 @@ impl Via {
         if tlen == 0 {
             return Err(err(W, "missing transport", s));
         }
-        let transport = rest[..tlen].to_ascii_uppercase();
+        let transport = &rest[..tlen];
         let rest = &rest[tlen..];
         if !rest.starts_with([' ', '\t']) {
             return Err(err(W, "missing space before sent-by", s));
         }
         let rest = rest.trim_start();
-        let (sent_by, params) = match rest.find(';') {
-            Some(i) => (rest[..i].trim(), parse_params(W, &rest[i + 1..])?),
-            None => (rest.trim(), Vec::new()),
+        let sent_by = match rest.find(';') {
+            Some(i) => {
+                scan_params(W, &rest[i + 1..], param)?;
+                rest[..i].trim()
+            }
+            None => rest.trim(),
         };
         // LWS is allowed around the port colon
-        let sent_by: String = sent_by.chars().filter(|c| !c.is_whitespace()).collect();
-        let (host, port) = parse_hostport(W, &sent_by)?;
-        Ok(Via {
-            transport,
-            host,
-            port,
-            params,
-        })
+        if sent_by.chars().any(char::is_whitespace) {
+            let sent_by: String = sent_by.chars().filter(|c| !c.is_whitespace()).collect();
+            let (host, port) = parse_hostport(W, &sent_by)?;
+            return Ok((transport, Cow::Owned(host), port));
+        }
+        let (host, port) = scan_hostport(W, sent_by)?;
+        Ok((transport, Cow::Borrowed(host), port))
     }
 
     pub fn param(&self, name: &str) -> Option<Option<&str>> {
@@ -777,6 +906,56 @@ mod tests {
             "SIP/2.0/UDP h:x",
         ] {
             assert!(Via::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    /// `check` must accept and reject exactly what `parse` does, with the same error, for
+    /// every value (good and bad) these tests use, and for every prefix of them.
+    #[test]
+    fn check_agrees_with_parse() {
+        let names = [
+            "\"Bob \\\"B\\\" Smith\" <sip:bob@b.com;transport=udp>;tag=x1",
+            "sip:a@b;tag=x",
+            "caller<sip:caller@example.com>;tag=323",
+            "Bob  Smith <sip:b@c>",
+            "<sip:b@c>;expires=60;+sip.instance=\"<urn:x>\"",
+            "\"unterminated <sip:a@b>",
+            "<sip:a@b",
+            "sip:a@b?Route=x",
+            "< sip:a@b >",
+            "<sip:a@b> junk",
+            "<sip:a b> junk",
+            "\"x\" sip:a@b",
+            "<sip:a@b>;",
+            "<sip:a@b>;=x",
+            "<sip:a@b;=x>;tag=1",
+            "<sip:user@example.com?Route=%3Csip:sip.example.com%3E>",
+            "<tel:+1-201-555-0123;phone-context=x>;tag=9",
+            "<sip:[2001:db8::10]:5070;lr>",
+            "\"\\",
+        ];
+        for full in names {
+            for end in (0..=full.len()).filter(|&e| full.is_char_boundary(e)) {
+                let v = &full[..end];
+                assert_eq!(NameAddr::check(v), NameAddr::parse(v).map(|_| ()), "{v:?}");
+                let u = v.trim_start_matches(['<', '"']);
+                assert_eq!(Uri::check(u), Uri::parse(u).map(|_| ()), "{u:?}");
+            }
+        }
+        let vias = [
+            "SIP / 2.0 / udp  host.example.com : 5070 ;branch=z9hG4bK776;rport",
+            "SIP/2.0/UDP [2001:db8::9:1]:5060;received=2001:db8::9:255;branch=z9hG4bKas3-111",
+            "SIP/2.0/TCP h:x;branch=1",
+            "SIP/2.0/UDP h;=x",
+            "SIP/3.0/UDP h",
+            "SIP/2.0/UDPhost",
+            "SIP/2.0/UDP h : 99999;branch=z",
+        ];
+        for full in vias {
+            for end in (0..=full.len()).filter(|&e| full.is_char_boundary(e)) {
+                let v = &full[..end];
+                assert_eq!(Via::check(v), Via::parse(v).map(|_| ()), "{v:?}");
+            }
         }
     }
 
