@@ -94,6 +94,82 @@ pub(crate) fn fir20x8(w: &[i16; 27], c: &[i16; 20]) -> [i16; 8] {
     }
 }
 
+/// The synthesis filter `1/A(z)` over a block whose running sums provably
+/// stay in 32 bits: for each `i`, `e = x[i] a[0] + 2^11 - Σ_{k=1..10} a[k]
+/// y[i - k]` (outputs before `y[0]` read from `mem`, oldest first), then
+/// `y[i] = sat16(e >> 12)`. Returns whether any `e` left
+/// `[2^11 - 2^27, 2^27)` (where the reference's `L_shl`/rounding saturate).
+/// Exact only under the caller's bound `2 (max|x| |a[0]| + 2^15 Σ|a[k]|)
+/// <= MAX_32`; the sums wrap modulo 2^32 otherwise.
+///
+/// The newest tap stays scalar so the sample-to-sample dependency is one
+/// multiply; taps 2..9 are one `pmaddwd` on a window of past outputs that
+/// is only needed one sample later.
+#[inline(always)]
+pub(crate) fn syn_block(a: &[i16; 11], x: &[i16], y: &mut [i16], mem: &[i16; 10]) -> bool {
+    let a0 = a[0] as i32;
+    let a1 = a[1] as i32;
+    let a10 = a[10] as i32;
+    let lo = 0x800 - (1i32 << 27);
+    // Largest `e - lo` seen, as unsigned: out of range iff >= 2^28 - 2^11.
+    let mut span = 0u32;
+    let mut h1 = mem[9] as i32;
+    let mut h10 = mem[0] as i32;
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is always available on x86_64. The one load reads
+        // `a[2..10]`, inside `a`; everything else is register arithmetic.
+        // `pmaddwd` wraps only for two (-32768)^2 products, excluded by
+        // the caller's bound like every other wrap here.
+        unsafe {
+            let c = _mm_loadu_si128(a.as_ptr().add(2) as *const __m128i);
+            // Lanes 0..8 hold y[i - 2] .. y[i - 9].
+            let mut w = _mm_set_epi16(
+                mem[1], mem[2], mem[3], mem[4], mem[5], mem[6], mem[7], mem[8],
+            );
+            for (&xi, yi) in x.iter().zip(y.iter_mut()) {
+                let p = _mm_madd_epi16(w, c);
+                let p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0b01_00_11_10));
+                let p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0b10_11_00_01));
+                let far = _mm_cvtsi128_si32(p).wrapping_add(a10 * h10);
+                let e = (xi as i32 * a0 + 0x800)
+                    .wrapping_sub(far)
+                    .wrapping_sub(a1 * h1);
+                span = span.max(e.wrapping_sub(lo) as u32);
+                let out = (e >> 12).clamp(-32768, 32767);
+                *yi = out as i16;
+                h10 = _mm_extract_epi16(w, 7) as i16 as i32;
+                w = _mm_insert_epi16(_mm_slli_si128(w, 2), h1, 0);
+                h1 = out;
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut w = [
+            mem[8], mem[7], mem[6], mem[5], mem[4], mem[3], mem[2], mem[1],
+        ]
+        .map(|v| v as i32);
+        for (&xi, yi) in x.iter().zip(y.iter_mut()) {
+            let far = (0..8)
+                .fold(0i32, |s, k| s.wrapping_add(a[k + 2] as i32 * w[k]))
+                .wrapping_add(a10 * h10);
+            let e = (xi as i32 * a0 + 0x800)
+                .wrapping_sub(far)
+                .wrapping_sub(a1 * h1);
+            span = span.max(e.wrapping_sub(lo) as u32);
+            let out = (e >> 12).clamp(-32768, 32767);
+            *yi = out as i16;
+            h10 = w[7];
+            w.rotate_right(1);
+            w[0] = h1;
+            h1 = out;
+        }
+    }
+    span >= (1 << 28) - 0x800
+}
+
 /// Whether any lane `k` has `alp * sq2[k] > sq * a16[k]` (the codebook
 /// search's "better" test against one fixed best `(alp, sq)`): all the
 /// products are of two 16-bit values, exact in 32 bits.
