@@ -7,7 +7,7 @@
 //! decoder's adaptive codebook from error propagation.
 
 use super::basic_op::*;
-use super::simd::{any_better8, dot8n, lag_prefix_rows, search8, sq_dist16, weighted_dist8};
+use super::simd::{any_better8, dot8n, lag_prefix_rows, mult8, search8, sq_dist16, weighted_dist8};
 use super::tables::*;
 use super::util::*;
 use super::{Params, L_FRAME, L_INTERPOL, L_SUBFR, M, MP1, PIT_MAX, PIT_MIN, SHARPMAX, SHARPMIN};
@@ -1772,11 +1772,13 @@ fn d4i40_17_fast(
             for k in 0..NB_POS {
                 inv[k] = if pos[k] < 0 { MAX_16 } else { MIN_16 };
             }
-            for (row, &n) in block.chunks_exact_mut(NB_POS).zip(neg[ti].iter()) {
-                let ps = if n { &inv } else { &pos };
-                for (v, &p) in row.iter_mut().zip(ps.iter()) {
-                    *v = mult(*v, p);
-                }
+            for (row, &n) in block
+                .as_chunks_mut::<NB_POS>()
+                .0
+                .iter_mut()
+                .zip(neg[ti].iter())
+            {
+                mult8(row, if n { &inv } else { &pos });
             }
         }
     }

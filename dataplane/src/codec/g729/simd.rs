@@ -170,6 +170,36 @@ pub(crate) fn syn_block(a: &[i16; 11], x: &[i16], y: &mut [i16], mem: &[i16; 10]
     span >= (1 << 28) - 0x800
 }
 
+/// `v[k] = mult(v[k], p[k])` for 8 lanes: `sat16((v p) >> 15)`, the
+/// reference's fractional multiply (its only saturating case, both
+/// factors -32768, gives 0x7fff).
+#[inline(always)]
+pub(crate) fn mult8(v: &mut [i16; 8], p: &[i16; 8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is always available on x86_64; the loads and the
+        // store each cover one 8-element array.
+        unsafe {
+            let x = _mm_loadu_si128(v.as_ptr() as *const __m128i);
+            let y = _mm_loadu_si128(p.as_ptr() as *const __m128i);
+            let (lo, hi) = (_mm_mullo_epi16(x, y), _mm_mulhi_epi16(x, y));
+            // Bits 15..31 of the 32-bit product.
+            let r = _mm_or_si128(_mm_slli_epi16(hi, 1), _mm_srli_epi16(lo, 15));
+            // |v p| <= 2^30, so a high half of 0x4000 means exactly 2^30,
+            // whose shifted value 0x8000 saturates to 0x7fff.
+            let sat = _mm_cmpeq_epi16(hi, _mm_set1_epi16(0x4000));
+            _mm_storeu_si128(v.as_mut_ptr() as *mut __m128i, _mm_xor_si128(r, sat));
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        for (x, &y) in v.iter_mut().zip(p) {
+            *x = ((*x as i32 * y as i32) >> 15).clamp(-32768, 32767) as i16;
+        }
+    }
+}
+
 /// Whether any lane `k` has `alp * sq2[k] > sq * a16[k]` (the codebook
 /// search's "better" test against one fixed best `(alp, sq)`): all the
 /// products are of two 16-bit values, exact in 32 bits.
@@ -508,6 +538,38 @@ mod tests {
                 assert_eq!(got[j], want, "round {round} lane {j}");
             }
         }
+    }
+
+    #[test]
+    fn mult8_matches_scalar() {
+        let vals = [
+            i16::MIN,
+            -32767,
+            -16384,
+            -3,
+            -1,
+            0,
+            1,
+            2,
+            16384,
+            32766,
+            i16::MAX,
+        ];
+        for &a in &vals {
+            for &b in &vals {
+                let mut v = [a; 8];
+                v[3] = b;
+                let p = [b, a, i16::MIN, i16::MAX, 0, -1, b, a];
+                let want: [i16; 8] = std::array::from_fn(|k| {
+                    ((v[k] as i32 * p[k] as i32) >> 15).clamp(-32768, 32767) as i16
+                });
+                mult8(&mut v, &p);
+                assert_eq!(v, want, "{a} {b}");
+            }
+        }
+        let mut v = [i16::MIN; 8];
+        mult8(&mut v, &[i16::MIN; 8]);
+        assert_eq!(v, [i16::MAX; 8]);
     }
 
     #[test]
