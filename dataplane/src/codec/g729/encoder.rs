@@ -805,7 +805,63 @@ fn lag_window(r_h: &mut [i16; MP1], r_l: &mut [i16; MP1]) {
     }
 }
 
+/// Chebyshev polynomial value at `x` (the reference's `Chebps_11`/`_10`):
+/// exact 64-bit arithmetic when no operator of the reference saturates,
+/// else the operator-by-operator replay.
+#[inline(always)]
 fn chebps(x: i16, f: &[i16; 6], q11: bool) -> i16 {
+    chebps_fast(x, f, q11).unwrap_or_else(|| chebps_ref(x, f, q11))
+}
+
+/// [`chebps_ref`] in plain 64-bit arithmetic, or `None` when one of the
+/// reference's operators would saturate (then the caller replays it).
+/// Each running sum is checked to fit 32 bits; the products that could
+/// saturate on their own are `L_mult(hi, x)` (excluded with
+/// `x != -32768`) and `L_mult(b2_h, -32768)` (excluded by keeping every
+/// extracted value at least `-2^31 + 2^16`, so `hi > -32768`).
+#[inline(always)]
+fn chebps_fast(x: i16, f: &[i16; 6], q11: bool) -> Option<i16> {
+    let (b2h0, m2x, sh) = if q11 {
+        (256i64, 512i64, 6)
+    } else {
+        (128, 256, 7)
+    };
+    if x == i16::MIN {
+        return None;
+    }
+    let xl = x as i64;
+    let fits = |v: i64| v == v as i32 as i64;
+    let extractable = |v: i64| fits(v) && v >= i32::MIN as i64 + 0x1_0000;
+    // L_mult(x, m2x) + L_mult(f[1], 4096): at most 2^25 + 2^28.
+    let t = 2 * xl * m2x + 8192 * f[1] as i64;
+    let (mut b1h, mut b1l) = (t >> 16, (t >> 1) & 0x7fff);
+    let (mut b2h, mut b2l) = (b2h0, 0i64);
+    for &fi in &f[2..5] {
+        // Mpy_32_16 (its mult(lo, x) never saturates: lo >= 0), L_shl by 1,
+        // then the three L_mac/L_msu.
+        let s2 = 2 * (2 * b1h * xl + 2 * ((b1l * xl) >> 15));
+        let s3 = s2 - 0x1_0000 * b2h;
+        let s4 = s3 - 2 * b2l;
+        let s5 = s4 + 8192 * fi as i64;
+        if !(fits(s2) && fits(s3) && fits(s4) && extractable(s5)) {
+            return None;
+        }
+        (b2h, b2l) = (b1h, b1l);
+        (b1h, b1l) = (s5 >> 16, (s5 >> 1) & 0x7fff);
+    }
+    let m = 2 * b1h * xl + 2 * ((b1l * xl) >> 15);
+    let s3 = m - 0x1_0000 * b2h;
+    let s4 = s3 - 2 * b2l;
+    let s5 = s4 + 4096 * f[5] as i64;
+    if !(fits(m) && fits(s3) && fits(s4) && fits(s5)) {
+        return None;
+    }
+    // L_shl saturates; extract_h.
+    Some(((s5 << sh).clamp(i32::MIN as i64, i32::MAX as i64) >> 16) as i16)
+}
+
+/// The reference's `Chebps` operator by operator.
+fn chebps_ref(x: i16, f: &[i16; 6], q11: bool) -> i16 {
     let (b2h0, m2x, sh) = if q11 { (256, 512, 6) } else { (128, 256, 7) };
     let mut b2_h: i16 = b2h0;
     let mut b2_l: i16 = 0;
@@ -2071,5 +2127,37 @@ mod tests {
             });
             assert_eq!(a, b);
         }
+    }
+    #[test]
+    fn chebps_fast_matches_reference_or_declines() {
+        let mut seed = 4321i16;
+        let (mut fast, mut declined) = (0, 0);
+        for round in 0..4000 {
+            // Coefficient scales from typical (Q11/Q12 LSP polynomials) to
+            // saturating, and grid-like plus extreme abscissae.
+            let sc = (round % 6) as i16;
+            let mut f = [0i16; 6];
+            for v in f.iter_mut().skip(1) {
+                *v = shr(random(&mut seed), sc);
+            }
+            f[0] = 2048;
+            let x = match round % 50 {
+                0 => i16::MIN,
+                1 => i16::MAX,
+                _ => random(&mut seed),
+            };
+            for q11 in [true, false] {
+                let want = chebps_ref(x, &f, q11);
+                match chebps_fast(x, &f, q11) {
+                    Some(v) => {
+                        assert_eq!(v, want, "{x} {f:?} {q11}");
+                        fast += 1;
+                    }
+                    None => declined += 1,
+                }
+                assert_eq!(chebps(x, &f, q11), want);
+            }
+        }
+        assert!(fast > 2000 && declined > 100, "{fast} {declined}");
     }
 }
