@@ -1520,11 +1520,7 @@ fn rr_source() -> &'static [u16; DIM_RR] {
 /// every element of `rr` picks the one it is taken from. `all` is scratch.
 #[inline(never)]
 fn cor_h_exact(h: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR], all: &mut LagRows) {
-    lag_prefix_rows(h, |m, row| {
-        if let Some(r) = all.get_mut(m) {
-            *r = *row;
-        }
-    });
+    lag_prefix_rows(h, all);
     let flat = all.as_flattened();
     for (r, &s) in rr.iter_mut().zip(rr_source().iter()) {
         *r = flat.get(s as usize).copied().unwrap_or(0);
@@ -2095,6 +2091,16 @@ mod tests {
     }
 
     #[test]
+    fn rr_sources_lie_inside_h() {
+        // lag_prefix_rows leaves the running sums with m + lag >= 40
+        // unspecified; no element of rr may come from one.
+        for &s in rr_source().iter() {
+            let (m, lag) = (s as usize / L_SUBFR, s as usize % L_SUBFR);
+            assert!(m + lag < L_SUBFR, "{m} {lag}");
+        }
+    }
+
+    #[test]
     fn rr_table_covers_every_element_once() {
         let t = rr_table();
         let mut seen = [0u32; DIM_RR];
@@ -2119,7 +2125,9 @@ mod tests {
             assert!(!ov && e < MAX_32);
             let mut a = [0i16; DIM_RR];
             let mut b = [0i16; DIM_RR];
-            cor_h_exact(&h, &mut a, &mut [[0; L_SUBFR]; L_SUBFR]);
+            // Stale scratch (entries the kernel leaves unspecified) must
+            // not leak into `rr`.
+            cor_h_exact(&h, &mut a, &mut [[0x5a5a; L_SUBFR]; L_SUBFR]);
             cor_h_walk(&mut SatSink {
                 h: &h,
                 rr: &mut b,

@@ -229,41 +229,52 @@ pub(crate) fn any_better8(alp: i16, sq: i16, sq2: &[i16; 8], a16: &[i16; 8]) -> 
     }
 }
 
-/// The running sums of all lags at once: `sink(m, row)` receives, for each
-/// `m` in order, `row[lag]` = the high half of `Σ_{k <= m} 2 h[k] h[k + lag]`
-/// summed modulo 2^32 (`h` read as zero past its end).
+/// The running sums of all lags at once: row `m` of `out` receives, for
+/// every `lag < 40 - m`, the high half of `Σ_{k <= m} 2 h[k] h[k + lag]`
+/// summed modulo 2^32. Entries with `m + lag >= 40` (products past the end
+/// of `h`, which the reference never forms) are left unspecified: the
+/// chunks of 8 lags that lie wholly there are skipped.
 #[inline(always)]
-pub(crate) fn lag_prefix_rows(h: &[i16; 40], mut sink: impl FnMut(usize, &[i16; 40])) {
-    let mut row = [0i16; 40];
+pub(crate) fn lag_prefix_rows(h: &[i16; 40], out: &mut [[i16; 40]; 40]) {
     let mut hp = [0i16; 80];
     hp[..40].copy_from_slice(h);
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
-        // SAFETY: SSE2 is always available on x86_64. The loads read
-        // hp[m + 8c .. m + 8c + 8] with m < 40, c < 5, so at most index 79
-        // of the 80-element `hp`; the stores write row[8c .. 8c + 8]
-        // inside the 40-element row.
+        // SAFETY: SSE2 is always available on x86_64. In step `m` chunk `c`
+        // is processed only for `8c < 40 - m` (the macro's `$c` chunks for
+        // its range of `m`), so the loads read hp[m + 8c .. m + 8c + 8], at
+        // most index 79 of the 80-element `hp`, and the stores write
+        // out[m][8c .. 8c + 8] with `8c + 8 <= 40`.
         unsafe {
             let mut acc = [_mm_setzero_si128(); 10];
-            for (m, &hv) in h.iter().enumerate() {
-                let hm = _mm_set1_epi16(hv);
-                for c in 0..5 {
-                    let v = _mm_loadu_si128(hp.as_ptr().add(m + 8 * c) as *const __m128i);
-                    let lo = _mm_mullo_epi16(v, hm);
-                    let hi = _mm_mulhi_epi16(v, hm);
-                    let p0 = _mm_unpacklo_epi16(lo, hi);
-                    let p1 = _mm_unpackhi_epi16(lo, hi);
-                    acc[2 * c] = _mm_add_epi32(acc[2 * c], _mm_add_epi32(p0, p0));
-                    acc[2 * c + 1] = _mm_add_epi32(acc[2 * c + 1], _mm_add_epi32(p1, p1));
-                    let r = _mm_packs_epi32(
-                        _mm_srai_epi32(acc[2 * c], 16),
-                        _mm_srai_epi32(acc[2 * c + 1], 16),
-                    );
-                    _mm_storeu_si128(row.as_mut_ptr().add(8 * c) as *mut __m128i, r);
-                }
-                sink(m, &row);
+            macro_rules! steps {
+                ($chunks:literal, $range:expr) => {
+                    for m in $range {
+                        let hm = _mm_set1_epi16(h[m]);
+                        let row = out[m].as_mut_ptr();
+                        for c in 0..$chunks {
+                            let v = _mm_loadu_si128(hp.as_ptr().add(m + 8 * c) as *const __m128i);
+                            let lo = _mm_mullo_epi16(v, hm);
+                            let hi = _mm_mulhi_epi16(v, hm);
+                            let p0 = _mm_unpacklo_epi16(lo, hi);
+                            let p1 = _mm_unpackhi_epi16(lo, hi);
+                            acc[2 * c] = _mm_add_epi32(acc[2 * c], _mm_add_epi32(p0, p0));
+                            acc[2 * c + 1] = _mm_add_epi32(acc[2 * c + 1], _mm_add_epi32(p1, p1));
+                            let r = _mm_packs_epi32(
+                                _mm_srai_epi32(acc[2 * c], 16),
+                                _mm_srai_epi32(acc[2 * c + 1], 16),
+                            );
+                            _mm_storeu_si128(row.add(8 * c) as *mut __m128i, r);
+                        }
+                    }
+                };
             }
+            steps!(5, 0..8);
+            steps!(4, 8..16);
+            steps!(3, 16..24);
+            steps!(2, 24..32);
+            steps!(1, 32..40);
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -273,9 +284,8 @@ pub(crate) fn lag_prefix_rows(h: &[i16; 40], mut sink: impl FnMut(usize, &[i16; 
             let hm = h[m] as i32;
             for l in 0..40 {
                 acc[l] = acc[l].wrapping_add(2 * hm * hp[m + l] as i32);
-                row[l] = (acc[l] >> 16) as i16;
+                out[m][l] = (acc[l] >> 16) as i16;
             }
-            sink(m, &row);
         }
     }
 }
@@ -604,12 +614,11 @@ mod tests {
         }
         h[0] = i16::MIN;
         let mut out = [[0i16; 40]; 40];
-        lag_prefix_rows(&h, |m, row| out[m] = *row);
+        lag_prefix_rows(&h, &mut out);
         for lag in 0..40 {
             let mut acc = 0i32;
-            for m in 0..40 {
-                let v = if m + lag < 40 { h[m + lag] as i32 } else { 0 };
-                acc = acc.wrapping_add((2 * h[m] as i32).wrapping_mul(v));
+            for m in 0..40 - lag {
+                acc = acc.wrapping_add((2 * h[m] as i32).wrapping_mul(h[m + lag] as i32));
                 assert_eq!(out[m][lag], (acc >> 16) as i16, "m {m} lag {lag}");
             }
         }
