@@ -635,6 +635,26 @@ impl Encoder {
             (coeff[i], coeff_lsf[i]) = l_extract(l);
         }
 
+        // Σ Mpy_32_16(coeff[k], coeff_lsf[k], n[k]) in 64 bits, or `None`
+        // when an L_add would saturate. With every hi above -32768 no
+        // L_mult saturates and each Mpy_32_16 fits 32 bits (|2 hi n| <=
+        // 2^31 - 2^16, |2 mult(lo, n)| <= 2^16, lo >= 0), so only the
+        // running sums need checking.
+        let no_min = coeff.iter().all(|&c| c != MIN_16);
+        let dist_fast = |n: [i16; 5]| -> Option<i32> {
+            if !no_min {
+                return None;
+            }
+            let fits = |v: i64| v == v as i32 as i64;
+            let mut sum = 0i64;
+            let mut ok = true;
+            for k in 0..5 {
+                let (h, l, n) = (coeff[k] as i64, coeff_lsf[k] as i64, n[k] as i64);
+                sum += 2 * h * n + 2 * ((l * n) >> 15);
+                ok &= fits(sum);
+            }
+            ok.then_some(sum as i32)
+        };
         let mut dist_min = MAX_32;
         let mut index1 = cand1;
         let mut index2 = cand2;
@@ -650,11 +670,17 @@ impl Encoder {
                 let g2_pitch = mult(g_pitch, g_pitch);
                 let g2_code = mult(g_code, g_code);
                 let g_pit_cod = mult(g_code, g_pitch);
-                let mut l = mpy_32_16(coeff[0], coeff_lsf[0], g2_pitch);
-                l = l_add(l, mpy_32_16(coeff[1], coeff_lsf[1], g_pitch));
-                l = l_add(l, mpy_32_16(coeff[2], coeff_lsf[2], g2_code));
-                l = l_add(l, mpy_32_16(coeff[3], coeff_lsf[3], g_code));
-                l = l_add(l, mpy_32_16(coeff[4], coeff_lsf[4], g_pit_cod));
+                let n = [g2_pitch, g_pitch, g2_code, g_code, g_pit_cod];
+                let l = match dist_fast(n) {
+                    Some(l) => l,
+                    None => {
+                        let mut l = mpy_32_16(coeff[0], coeff_lsf[0], n[0]);
+                        for k in 1..5 {
+                            l = l_add(l, mpy_32_16(coeff[k], coeff_lsf[k], n[k]));
+                        }
+                        l
+                    }
+                };
                 if l_sub(l, dist_min) < 0 {
                     dist_min = l;
                     index1 = cand1 + i;
