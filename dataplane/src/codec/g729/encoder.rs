@@ -7,7 +7,9 @@
 //! decoder's adaptive codebook from error propagation.
 
 use super::basic_op::*;
-use super::simd::{any_better8, dot8n, lag_prefix_rows, mult8, search8, sq_dist16, weighted_dist8};
+use super::simd::{
+    any_better8, dot8n, lag_prefix_rows, lsp_stage1, mult8, search8, sq_dist16, weighted_dist8,
+};
 use super::tables::*;
 use super::util::*;
 use super::{Params, L_FRAME, L_INTERPOL, L_SUBFR, M, MP1, PIT_MAX, PIT_MIN, SHARPMAX, SHARPMIN};
@@ -442,17 +444,25 @@ impl Encoder {
             // The reference's distance is L_mac(.., t, t) summed from 0:
             // non-negative terms, so it saturates exactly when the exact sum
             // exceeds MAX_32; the first minimum wins.
-            let mut c = 0usize;
-            let mut dmin = MAX_32 as u64;
-            let mut r16 = [0i16; 16];
-            r16[..M].copy_from_slice(&rbuf);
-            for (i, cb) in lspcb1_padded().iter().enumerate() {
-                let l = (2 * sq_dist16(&r16, cb)).min(MAX_32 as u64);
-                if l < dmin {
-                    dmin = l;
-                    c = i;
+            let (groups, cb_max) = lspcb1_groups();
+            let rmin = rbuf.iter().copied().min().unwrap_or(0) as i32;
+            let c = if rmin - cb_max > MIN_16 as i32 {
+                // No difference saturates to -32768: eight-lane search.
+                lsp_stage1(&rbuf, groups)
+            } else {
+                let mut c = 0usize;
+                let mut dmin = MAX_32 as u64;
+                let mut r16 = [0i16; 16];
+                r16[..M].copy_from_slice(&rbuf);
+                for (i, cb) in lspcb1_padded().iter().enumerate() {
+                    let l = (2 * sq_dist16(&r16, cb)).min(MAX_32 as u64);
+                    if l < dmin {
+                        dmin = l;
+                        c = i;
+                    }
                 }
-            }
+                c
+            };
             cand[mode] = c;
             let cb1 = &LSPCB1[c];
             let idx1 = select_2nd(&rbuf, cb1, &wegt, 0, 5);
@@ -697,6 +707,25 @@ impl Encoder {
         gain_update(&mut self.past_qua_en, l_gbk12);
         (add(MAP1[index1] * 16, MAP2[index2]), gain_pit, gain_cod)
     }
+}
+
+/// The first-stage LSP codebook interleaved for [`lsp_stage1`] (four
+/// entries per group, element pairs side by side), and its largest value.
+fn lspcb1_groups() -> &'static ([[[i16; 8]; 5]; 32], i32) {
+    static TABLE: std::sync::OnceLock<([[[i16; 8]; 5]; 32], i32)> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = [[[0i16; 8]; 5]; 32];
+        for (g, grp) in t.iter_mut().enumerate() {
+            for (p, v) in grp.iter_mut().enumerate() {
+                for l in 0..4 {
+                    v[2 * l] = LSPCB1[4 * g + l][2 * p];
+                    v[2 * l + 1] = LSPCB1[4 * g + l][2 * p + 1];
+                }
+            }
+        }
+        let max = LSPCB1.iter().flatten().copied().max().unwrap_or(0) as i32;
+        (t, max)
+    })
 }
 
 /// The first-stage LSP codebook padded to 16 entries per vector.

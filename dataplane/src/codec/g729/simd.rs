@@ -200,6 +200,80 @@ pub(crate) fn mult8(v: &mut [i16; 8], p: &[i16; 8]) {
     }
 }
 
+/// The first-stage LSP codebook search: the index of the first smallest
+/// `min(Σ_k sat16(r[k] - cb[i][k])^2, 2^30)` over the 128 entries, given as
+/// `groups[g][p]` = entries `4g..4g + 4`, elements `2p, 2p + 1` of each,
+/// interleaved. Capping at 2^30 keeps the reference's order exactly: its
+/// `L_mac` distance `2 Σ` saturates at `MAX_32` exactly when `Σ >= 2^30`.
+/// The caller guarantees no difference saturates to -32768, so each pair
+/// of squares is below 2^31 and the sums below stay within 32 bits.
+#[inline(always)]
+pub(crate) fn lsp_stage1(r: &[i16; 10], groups: &[[[i16; 8]; 5]; 32]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is always available on x86_64; each load reads one
+        // 8-element array of `groups`, the store one 4-element array.
+        unsafe {
+            let cap = _mm_set1_epi32(1 << 30);
+            let zero = _mm_setzero_si128();
+            // min(v, 2^30) for v < 2^32 read as unsigned.
+            let clamp = |v: __m128i| {
+                let small = _mm_cmpeq_epi32(_mm_srli_epi32(v, 30), zero);
+                _mm_or_si128(_mm_and_si128(v, small), _mm_andnot_si128(small, cap))
+            };
+            let rp: [__m128i; 5] = std::array::from_fn(|p| {
+                _mm_set1_epi32((r[2 * p] as u16 as i32) | ((r[2 * p + 1] as i32) << 16))
+            });
+            let mut best = _mm_set1_epi32(i32::MAX);
+            let mut best_g = zero;
+            let mut g_vec = zero;
+            let one = _mm_set1_epi32(1);
+            for grp in groups.iter() {
+                let q: [__m128i; 5] = std::array::from_fn(|p| {
+                    let c = _mm_loadu_si128(grp[p].as_ptr() as *const __m128i);
+                    let t = _mm_subs_epi16(rp[p], c);
+                    _mm_madd_epi16(t, t)
+                });
+                // Each q < 2^31 (no -32768 difference): pairs fit 32 bits.
+                let a = clamp(_mm_add_epi32(q[0], q[1]));
+                let b = clamp(_mm_add_epi32(q[2], q[3]));
+                let c = clamp(q[4]);
+                let key = clamp(_mm_add_epi32(_mm_add_epi32(a, b), c));
+                // Strictly smaller only: the earlier group wins ties.
+                let lt = _mm_cmplt_epi32(key, best);
+                best = _mm_or_si128(_mm_and_si128(lt, key), _mm_andnot_si128(lt, best));
+                best_g = _mm_or_si128(_mm_and_si128(lt, g_vec), _mm_andnot_si128(lt, best_g));
+                g_vec = _mm_add_epi32(g_vec, one);
+            }
+            let (mut keys, mut gs) = ([0i32; 4], [0i32; 4]);
+            _mm_storeu_si128(keys.as_mut_ptr() as *mut __m128i, best);
+            _mm_storeu_si128(gs.as_mut_ptr() as *mut __m128i, best_g);
+            (0..4)
+                .map(|l| (keys[l], 4 * gs[l] as usize + l))
+                .min()
+                .map_or(0, |(_, i)| i)
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut best = (i64::MAX, 0usize);
+        for (g, grp) in groups.iter().enumerate() {
+            for l in 0..4 {
+                let d: i64 = (0..10)
+                    .map(|k| {
+                        let c = grp[k / 2][2 * l + k % 2];
+                        let t = r[k].saturating_sub(c) as i64;
+                        t * t
+                    })
+                    .sum();
+                best = best.min((d.min(1 << 30), 4 * g + l));
+            }
+        }
+        best.1
+    }
+}
+
 /// Whether any lane `k` has `alp * sq2[k] > sq * a16[k]` (the codebook
 /// search's "better" test against one fixed best `(alp, sq)`): all the
 /// products are of two 16-bit values, exact in 32 bits.
@@ -580,6 +654,61 @@ mod tests {
         let mut v = [i16::MIN; 8];
         mult8(&mut v, &[i16::MIN; 8]);
         assert_eq!(v, [i16::MAX; 8]);
+    }
+
+    #[test]
+    fn lsp_stage1_matches_scalar_first_minimum() {
+        let mut seed = 31u32;
+        let mut rnd = |n: u32| {
+            seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
+            (seed >> 8) % n
+        };
+        let mut capped = 0;
+        for round in 0..300 {
+            // Codebook values in [0, 30000], targets in [-2000, 32767]: no
+            // difference reaches -32768 (the kernel's precondition). Small
+            // spreads give close and tied distances, large ones saturate.
+            let spread = [40, 3000, 30001][round % 3];
+            let mut cb = [[0i16; 10]; 128];
+            for e in cb.iter_mut() {
+                for v in e.iter_mut() {
+                    *v = rnd(spread) as i16;
+                }
+            }
+            if round % 5 == 0 {
+                cb[77] = cb[12];
+                cb[5] = cb[100];
+            }
+            let r: [i16; 10] = std::array::from_fn(|_| {
+                (rnd(spread.min(30000) + 2000) as i32 - 2000).min(32767) as i16
+            });
+            let mut groups = [[[0i16; 8]; 5]; 32];
+            for (g, grp) in groups.iter_mut().enumerate() {
+                for (p, v) in grp.iter_mut().enumerate() {
+                    for l in 0..4 {
+                        v[2 * l] = cb[4 * g + l][2 * p];
+                        v[2 * l + 1] = cb[4 * g + l][2 * p + 1];
+                    }
+                }
+            }
+            // The reference: L_mac distances (saturating), first minimum.
+            let mut want = 0;
+            let mut dmin = i32::MAX;
+            for (i, e) in cb.iter().enumerate() {
+                let mut d = 0i32;
+                for k in 0..10 {
+                    let t = r[k].saturating_sub(e[k]) as i32;
+                    d = d.saturating_add(2 * t * t);
+                }
+                capped += (d == i32::MAX) as u32;
+                if d < dmin {
+                    dmin = d;
+                    want = i;
+                }
+            }
+            assert_eq!(lsp_stage1(&r, &groups), want, "round {round}");
+        }
+        assert!(capped > 100, "{capped}");
     }
 
     #[test]
