@@ -104,7 +104,7 @@ impl Encoder {
             freq_prev: [FREQ_PREV_RESET; 4],
             past_qua_en: [-14336; 4],
             l_exc_err: [0x4000; 4],
-            rows: [[0; L_SUBFR]; L_SUBFR],
+            rows: [[0; L_SUBFR]; LAG_ROWS],
             y2_hi: 0,
             y2_lo: 0,
             y1_hi: 0,
@@ -1547,7 +1547,11 @@ fn prefix_index(lag: usize, count: usize) -> usize {
 }
 
 /// The running sums of every lag after every step (see [`lag_prefix_rows`]).
-type LagRows = [[i16; L_SUBFR]; L_SUBFR];
+/// Rows 40.. are padding: the flattened buffer then holds at least 2048
+/// elements, so [`cor_h_exact`]'s gather can mask its indexes (all below
+/// 1600) instead of checking them.
+type LagRows = [[i16; L_SUBFR]; LAG_ROWS];
+const LAG_ROWS: usize = 2048usize.div_ceil(L_SUBFR);
 
 /// For every element of `rr`, the index `count * L_SUBFR + lag` (with
 /// `count` counted from 0) of the running sum it is taken from; the inverse
@@ -1575,10 +1579,15 @@ fn rr_source() -> &'static [u16; DIM_RR] {
 /// every element of `rr` picks the one it is taken from. `all` is scratch.
 #[inline(never)]
 fn cor_h_exact(h: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR], all: &mut LagRows) {
-    lag_prefix_rows(h, all);
-    let flat = all.as_flattened();
+    let Some(rows) = all.first_chunk_mut::<L_SUBFR>() else {
+        return;
+    };
+    lag_prefix_rows(h, rows);
+    let Some(flat) = all.as_flattened().first_chunk::<2048>() else {
+        return;
+    };
     for (r, &s) in rr.iter_mut().zip(rr_source().iter()) {
-        *r = flat.get(s as usize).copied().unwrap_or(0);
+        *r = flat[(s & 2047) as usize];
     }
 }
 
@@ -2182,7 +2191,7 @@ mod tests {
             let mut b = [0i16; DIM_RR];
             // Stale scratch (entries the kernel leaves unspecified) must
             // not leak into `rr`.
-            cor_h_exact(&h, &mut a, &mut [[0x5a5a; L_SUBFR]; L_SUBFR]);
+            cor_h_exact(&h, &mut a, &mut [[0x5a5a; L_SUBFR]; LAG_ROWS]);
             cor_h_walk(&mut SatSink {
                 h: &h,
                 rr: &mut b,
