@@ -437,6 +437,18 @@ pub(crate) fn l_comp(hi: i16, lo: i16) -> i32 {
 }
 #[inline(always)]
 pub(crate) fn mpy_32(hi1: i16, lo1: i16, hi2: i16, lo2: i16) -> i32 {
+    let p = hi1 as i32 * hi2 as i32;
+    let (a, b) = (mult(hi1, lo2) as i32, mult(lo1, hi2) as i32);
+    // |2p| < 2^30 and each |2 mult| <= 2^16: no step of the chain below
+    // can saturate, so the plain sum is the same value.
+    if p.unsigned_abs() < 1 << 29 {
+        return 2 * p + 2 * a + 2 * b;
+    }
+    mpy_32_chain(hi1, lo1, hi2, lo2)
+}
+/// `Mpy_32` operator by operator.
+#[inline(always)]
+fn mpy_32_chain(hi1: i16, lo1: i16, hi2: i16, lo2: i16) -> i32 {
     let l = l_mult(hi1, hi2);
     let l = l_mac(l, mult(hi1, lo2), 1);
     l_mac(l, mult(lo1, hi2), 1)
@@ -518,6 +530,38 @@ pub(crate) fn inv_sqrt(l_x: i32) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mpy_32_matches_operator_chain() {
+        let vals = [
+            i16::MIN,
+            -32767,
+            -23171,
+            -16384,
+            -100,
+            -1,
+            0,
+            1,
+            77,
+            16383,
+            23170,
+            23171,
+            32767,
+        ];
+        for &h1 in &vals {
+            for &l1 in &vals {
+                for &h2 in &vals {
+                    for &l2 in &vals {
+                        assert_eq!(
+                            mpy_32(h1, l1, h2, l2),
+                            mpy_32_chain(h1, l1, h2, l2),
+                            "{h1} {l1} {h2} {l2}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn saturation_edges() {
