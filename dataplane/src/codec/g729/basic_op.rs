@@ -219,18 +219,9 @@ pub(crate) fn div_s(a: i16, b: i16) -> i16 {
     if a >= b {
         return MAX_16;
     }
-    let mut num = a as i32;
-    let den = b as i32;
-    let mut out: i16 = 0;
-    for _ in 0..15 {
-        out <<= 1;
-        num <<= 1;
-        if num >= den {
-            num -= den;
-            out += 1;
-        }
-    }
-    out
+    // The reference's 15 restoring-division steps on a < b are the long
+    // division of a * 2^15 by b: the quotient, below 2^15.
+    (((a as i32) << 15) / b as i32) as i16
 }
 
 // ---- variants that report the reference's Overflow flag ----
@@ -530,6 +521,36 @@ pub(crate) fn inv_sqrt(l_x: i32) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn div_s_matches_restoring_division() {
+        let reference = |a: i16, b: i16| -> i16 {
+            let (mut num, den, mut out) = (a as i32, b as i32, 0i16);
+            for _ in 0..15 {
+                out <<= 1;
+                num <<= 1;
+                if num >= den {
+                    num -= den;
+                    out += 1;
+                }
+            }
+            out
+        };
+        let mut seed = 5u32;
+        for b in 2..=i16::MAX {
+            for k in 0..24 {
+                seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
+                let a = match k {
+                    0 => 1,
+                    1 => b - 1,
+                    _ => 1 + ((seed >> 8) % (b as u32 - 1)) as i16,
+                };
+                assert_eq!(div_s(a, b), reference(a, b), "{a} {b}");
+            }
+        }
+        assert_eq!(div_s(5, 5), MAX_16);
+        assert_eq!(div_s(0, 5), 0);
+    }
 
     #[test]
     fn mpy_32_matches_operator_chain() {
