@@ -219,18 +219,9 @@ pub(crate) fn div_s(a: i16, b: i16) -> i16 {
     if a >= b {
         return MAX_16;
     }
-    let mut num = a as i32;
-    let den = b as i32;
-    let mut out: i16 = 0;
-    for _ in 0..15 {
-        out <<= 1;
-        num <<= 1;
-        if num >= den {
-            num -= den;
-            out += 1;
-        }
-    }
-    out
+    // The reference's 15 restoring-division steps on a < b are the long
+    // division of a * 2^15 by b: the quotient, below 2^15.
+    (((a as i32) << 15) / b as i32) as i16
 }
 
 // ---- variants that report the reference's Overflow flag ----
@@ -437,6 +428,18 @@ pub(crate) fn l_comp(hi: i16, lo: i16) -> i32 {
 }
 #[inline(always)]
 pub(crate) fn mpy_32(hi1: i16, lo1: i16, hi2: i16, lo2: i16) -> i32 {
+    let p = hi1 as i32 * hi2 as i32;
+    let (a, b) = (mult(hi1, lo2) as i32, mult(lo1, hi2) as i32);
+    // |2p| < 2^30 and each |2 mult| <= 2^16: no step of the chain below
+    // can saturate, so the plain sum is the same value.
+    if p.unsigned_abs() < 1 << 29 {
+        return 2 * p + 2 * a + 2 * b;
+    }
+    mpy_32_chain(hi1, lo1, hi2, lo2)
+}
+/// `Mpy_32` operator by operator.
+#[inline(always)]
+fn mpy_32_chain(hi1: i16, lo1: i16, hi2: i16, lo2: i16) -> i32 {
     let l = l_mult(hi1, hi2);
     let l = l_mac(l, mult(hi1, lo2), 1);
     l_mac(l, mult(lo1, hi2), 1)
@@ -518,6 +521,68 @@ pub(crate) fn inv_sqrt(l_x: i32) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn div_s_matches_restoring_division() {
+        let reference = |a: i16, b: i16| -> i16 {
+            let (mut num, den, mut out) = (a as i32, b as i32, 0i16);
+            for _ in 0..15 {
+                out <<= 1;
+                num <<= 1;
+                if num >= den {
+                    num -= den;
+                    out += 1;
+                }
+            }
+            out
+        };
+        let mut seed = 5u32;
+        for b in 2..=i16::MAX {
+            for k in 0..24 {
+                seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
+                let a = match k {
+                    0 => 1,
+                    1 => b - 1,
+                    _ => 1 + ((seed >> 8) % (b as u32 - 1)) as i16,
+                };
+                assert_eq!(div_s(a, b), reference(a, b), "{a} {b}");
+            }
+        }
+        assert_eq!(div_s(5, 5), MAX_16);
+        assert_eq!(div_s(0, 5), 0);
+    }
+
+    #[test]
+    fn mpy_32_matches_operator_chain() {
+        let vals = [
+            i16::MIN,
+            -32767,
+            -23171,
+            -16384,
+            -100,
+            -1,
+            0,
+            1,
+            77,
+            16383,
+            23170,
+            23171,
+            32767,
+        ];
+        for &h1 in &vals {
+            for &l1 in &vals {
+                for &h2 in &vals {
+                    for &l2 in &vals {
+                        assert_eq!(
+                            mpy_32(h1, l1, h2, l2),
+                            mpy_32_chain(h1, l1, h2, l2),
+                            "{h1} {l1} {h2} {l2}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn saturation_edges() {

@@ -7,7 +7,9 @@
 //! decoder's adaptive codebook from error propagation.
 
 use super::basic_op::*;
-use super::simd::{any_better8, dot8n, lag_prefix_rows, search8, sq_dist16, weighted_dist8};
+use super::simd::{
+    any_better8, dot8n, lag_prefix_rows, lsp_stage1, mult8, search8, sq_dist16, weighted_dist8,
+};
 use super::tables::*;
 use super::util::*;
 use super::{Params, L_FRAME, L_INTERPOL, L_SUBFR, M, MP1, PIT_MAX, PIT_MIN, SHARPMAX, SHARPMIN};
@@ -102,7 +104,7 @@ impl Encoder {
             freq_prev: [FREQ_PREV_RESET; 4],
             past_qua_en: [-14336; 4],
             l_exc_err: [0x4000; 4],
-            rows: [[0; L_SUBFR]; L_SUBFR],
+            rows: [[0; L_SUBFR]; LAG_ROWS],
             y2_hi: 0,
             y2_lo: 0,
             y1_hi: 0,
@@ -442,17 +444,25 @@ impl Encoder {
             // The reference's distance is L_mac(.., t, t) summed from 0:
             // non-negative terms, so it saturates exactly when the exact sum
             // exceeds MAX_32; the first minimum wins.
-            let mut c = 0usize;
-            let mut dmin = MAX_32 as u64;
-            let mut r16 = [0i16; 16];
-            r16[..M].copy_from_slice(&rbuf);
-            for (i, cb) in lspcb1_padded().iter().enumerate() {
-                let l = (2 * sq_dist16(&r16, cb)).min(MAX_32 as u64);
-                if l < dmin {
-                    dmin = l;
-                    c = i;
+            let (groups, cb_max) = lspcb1_groups();
+            let rmin = rbuf.iter().copied().min().unwrap_or(0) as i32;
+            let c = if rmin - cb_max > MIN_16 as i32 {
+                // No difference saturates to -32768: eight-lane search.
+                lsp_stage1(&rbuf, groups)
+            } else {
+                let mut c = 0usize;
+                let mut dmin = MAX_32 as u64;
+                let mut r16 = [0i16; 16];
+                r16[..M].copy_from_slice(&rbuf);
+                for (i, cb) in lspcb1_padded().iter().enumerate() {
+                    let l = (2 * sq_dist16(&r16, cb)).min(MAX_32 as u64);
+                    if l < dmin {
+                        dmin = l;
+                        c = i;
+                    }
                 }
-            }
+                c
+            };
             cand[mode] = c;
             let cb1 = &LSPCB1[c];
             let idx1 = select_2nd(&rbuf, cb1, &wegt, 0, 5);
@@ -635,6 +645,26 @@ impl Encoder {
             (coeff[i], coeff_lsf[i]) = l_extract(l);
         }
 
+        // Σ Mpy_32_16(coeff[k], coeff_lsf[k], n[k]) in 64 bits, or `None`
+        // when an L_add would saturate. With every hi above -32768 no
+        // L_mult saturates and each Mpy_32_16 fits 32 bits (|2 hi n| <=
+        // 2^31 - 2^16, |2 mult(lo, n)| <= 2^16, lo >= 0), so only the
+        // running sums need checking.
+        let no_min = coeff.iter().all(|&c| c != MIN_16);
+        let dist_fast = |n: [i16; 5]| -> Option<i32> {
+            if !no_min {
+                return None;
+            }
+            let fits = |v: i64| v == v as i32 as i64;
+            let mut sum = 0i64;
+            let mut ok = true;
+            for k in 0..5 {
+                let (h, l, n) = (coeff[k] as i64, coeff_lsf[k] as i64, n[k] as i64);
+                sum += 2 * h * n + 2 * ((l * n) >> 15);
+                ok &= fits(sum);
+            }
+            ok.then_some(sum as i32)
+        };
         let mut dist_min = MAX_32;
         let mut index1 = cand1;
         let mut index2 = cand2;
@@ -650,11 +680,17 @@ impl Encoder {
                 let g2_pitch = mult(g_pitch, g_pitch);
                 let g2_code = mult(g_code, g_code);
                 let g_pit_cod = mult(g_code, g_pitch);
-                let mut l = mpy_32_16(coeff[0], coeff_lsf[0], g2_pitch);
-                l = l_add(l, mpy_32_16(coeff[1], coeff_lsf[1], g_pitch));
-                l = l_add(l, mpy_32_16(coeff[2], coeff_lsf[2], g2_code));
-                l = l_add(l, mpy_32_16(coeff[3], coeff_lsf[3], g_code));
-                l = l_add(l, mpy_32_16(coeff[4], coeff_lsf[4], g_pit_cod));
+                let n = [g2_pitch, g_pitch, g2_code, g_code, g_pit_cod];
+                let l = match dist_fast(n) {
+                    Some(l) => l,
+                    None => {
+                        let mut l = mpy_32_16(coeff[0], coeff_lsf[0], n[0]);
+                        for k in 1..5 {
+                            l = l_add(l, mpy_32_16(coeff[k], coeff_lsf[k], n[k]));
+                        }
+                        l
+                    }
+                };
                 if l_sub(l, dist_min) < 0 {
                     dist_min = l;
                     index1 = cand1 + i;
@@ -671,6 +707,25 @@ impl Encoder {
         gain_update(&mut self.past_qua_en, l_gbk12);
         (add(MAP1[index1] * 16, MAP2[index2]), gain_pit, gain_cod)
     }
+}
+
+/// The first-stage LSP codebook interleaved for [`lsp_stage1`] (four
+/// entries per group, element pairs side by side), and its largest value.
+fn lspcb1_groups() -> &'static ([[[i16; 8]; 5]; 32], i32) {
+    static TABLE: std::sync::OnceLock<([[[i16; 8]; 5]; 32], i32)> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = [[[0i16; 8]; 5]; 32];
+        for (g, grp) in t.iter_mut().enumerate() {
+            for (p, v) in grp.iter_mut().enumerate() {
+                for l in 0..4 {
+                    v[2 * l] = LSPCB1[4 * g + l][2 * p];
+                    v[2 * l + 1] = LSPCB1[4 * g + l][2 * p + 1];
+                }
+            }
+        }
+        let max = LSPCB1.iter().flatten().copied().max().unwrap_or(0) as i32;
+        (t, max)
+    })
 }
 
 /// The first-stage LSP codebook padded to 16 entries per vector.
@@ -805,7 +860,63 @@ fn lag_window(r_h: &mut [i16; MP1], r_l: &mut [i16; MP1]) {
     }
 }
 
+/// Chebyshev polynomial value at `x` (the reference's `Chebps_11`/`_10`):
+/// exact 64-bit arithmetic when no operator of the reference saturates,
+/// else the operator-by-operator replay.
+#[inline(always)]
 fn chebps(x: i16, f: &[i16; 6], q11: bool) -> i16 {
+    chebps_fast(x, f, q11).unwrap_or_else(|| chebps_ref(x, f, q11))
+}
+
+/// [`chebps_ref`] in plain 64-bit arithmetic, or `None` when one of the
+/// reference's operators would saturate (then the caller replays it).
+/// Each running sum is checked to fit 32 bits; the products that could
+/// saturate on their own are `L_mult(hi, x)` (excluded with
+/// `x != -32768`) and `L_mult(b2_h, -32768)` (excluded by keeping every
+/// extracted value at least `-2^31 + 2^16`, so `hi > -32768`).
+#[inline(always)]
+fn chebps_fast(x: i16, f: &[i16; 6], q11: bool) -> Option<i16> {
+    let (b2h0, m2x, sh) = if q11 {
+        (256i64, 512i64, 6)
+    } else {
+        (128, 256, 7)
+    };
+    if x == i16::MIN {
+        return None;
+    }
+    let xl = x as i64;
+    let fits = |v: i64| v == v as i32 as i64;
+    let extractable = |v: i64| fits(v) && v >= i32::MIN as i64 + 0x1_0000;
+    // L_mult(x, m2x) + L_mult(f[1], 4096): at most 2^25 + 2^28.
+    let t = 2 * xl * m2x + 8192 * f[1] as i64;
+    let (mut b1h, mut b1l) = (t >> 16, (t >> 1) & 0x7fff);
+    let (mut b2h, mut b2l) = (b2h0, 0i64);
+    for &fi in &f[2..5] {
+        // Mpy_32_16 (its mult(lo, x) never saturates: lo >= 0), L_shl by 1,
+        // then the three L_mac/L_msu.
+        let s2 = 2 * (2 * b1h * xl + 2 * ((b1l * xl) >> 15));
+        let s3 = s2 - 0x1_0000 * b2h;
+        let s4 = s3 - 2 * b2l;
+        let s5 = s4 + 8192 * fi as i64;
+        if !(fits(s2) && fits(s3) && fits(s4) && extractable(s5)) {
+            return None;
+        }
+        (b2h, b2l) = (b1h, b1l);
+        (b1h, b1l) = (s5 >> 16, (s5 >> 1) & 0x7fff);
+    }
+    let m = 2 * b1h * xl + 2 * ((b1l * xl) >> 15);
+    let s3 = m - 0x1_0000 * b2h;
+    let s4 = s3 - 2 * b2l;
+    let s5 = s4 + 4096 * f[5] as i64;
+    if !(fits(m) && fits(s3) && fits(s4) && fits(s5)) {
+        return None;
+    }
+    // L_shl saturates; extract_h.
+    Some(((s5 << sh).clamp(i32::MIN as i64, i32::MAX as i64) >> 16) as i16)
+}
+
+/// The reference's `Chebps` operator by operator.
+fn chebps_ref(x: i16, f: &[i16; 6], q11: bool) -> i16 {
     let (b2h0, m2x, sh) = if q11 { (256, 512, 6) } else { (128, 256, 7) };
     let mut b2_h: i16 = b2h0;
     let mut b2_l: i16 = 0;
@@ -1436,7 +1547,11 @@ fn prefix_index(lag: usize, count: usize) -> usize {
 }
 
 /// The running sums of every lag after every step (see [`lag_prefix_rows`]).
-type LagRows = [[i16; L_SUBFR]; L_SUBFR];
+/// Rows 40.. are padding: the flattened buffer then holds at least 2048
+/// elements, so [`cor_h_exact`]'s gather can mask its indexes (all below
+/// 1600) instead of checking them.
+type LagRows = [[i16; L_SUBFR]; LAG_ROWS];
+const LAG_ROWS: usize = 2048usize.div_ceil(L_SUBFR);
 
 /// For every element of `rr`, the index `count * L_SUBFR + lag` (with
 /// `count` counted from 0) of the running sum it is taken from; the inverse
@@ -1464,14 +1579,15 @@ fn rr_source() -> &'static [u16; DIM_RR] {
 /// every element of `rr` picks the one it is taken from. `all` is scratch.
 #[inline(never)]
 fn cor_h_exact(h: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR], all: &mut LagRows) {
-    lag_prefix_rows(h, |m, row| {
-        if let Some(r) = all.get_mut(m) {
-            *r = *row;
-        }
-    });
-    let flat = all.as_flattened();
+    let Some(rows) = all.first_chunk_mut::<L_SUBFR>() else {
+        return;
+    };
+    lag_prefix_rows(h, rows);
+    let Some(flat) = all.as_flattened().first_chunk::<2048>() else {
+        return;
+    };
     for (r, &s) in rr.iter_mut().zip(rr_source().iter()) {
-        *r = flat.get(s as usize).copied().unwrap_or(0);
+        *r = flat[(s & 2047) as usize];
     }
 }
 
@@ -1772,11 +1888,13 @@ fn d4i40_17_fast(
             for k in 0..NB_POS {
                 inv[k] = if pos[k] < 0 { MAX_16 } else { MIN_16 };
             }
-            for (row, &n) in block.chunks_exact_mut(NB_POS).zip(neg[ti].iter()) {
-                let ps = if n { &inv } else { &pos };
-                for (v, &p) in row.iter_mut().zip(ps.iter()) {
-                    *v = mult(*v, p);
-                }
+            for (row, &n) in block
+                .as_chunks_mut::<NB_POS>()
+                .0
+                .iter_mut()
+                .zip(neg[ti].iter())
+            {
+                mult8(row, if n { &inv } else { &pos });
             }
         }
     }
@@ -2037,6 +2155,16 @@ mod tests {
     }
 
     #[test]
+    fn rr_sources_lie_inside_h() {
+        // lag_prefix_rows leaves the running sums with m + lag >= 40
+        // unspecified; no element of rr may come from one.
+        for &s in rr_source().iter() {
+            let (m, lag) = (s as usize / L_SUBFR, s as usize % L_SUBFR);
+            assert!(m + lag < L_SUBFR, "{m} {lag}");
+        }
+    }
+
+    #[test]
     fn rr_table_covers_every_element_once() {
         let t = rr_table();
         let mut seen = [0u32; DIM_RR];
@@ -2061,7 +2189,9 @@ mod tests {
             assert!(!ov && e < MAX_32);
             let mut a = [0i16; DIM_RR];
             let mut b = [0i16; DIM_RR];
-            cor_h_exact(&h, &mut a, &mut [[0; L_SUBFR]; L_SUBFR]);
+            // Stale scratch (entries the kernel leaves unspecified) must
+            // not leak into `rr`.
+            cor_h_exact(&h, &mut a, &mut [[0x5a5a; L_SUBFR]; LAG_ROWS]);
             cor_h_walk(&mut SatSink {
                 h: &h,
                 rr: &mut b,
@@ -2069,5 +2199,37 @@ mod tests {
             });
             assert_eq!(a, b);
         }
+    }
+    #[test]
+    fn chebps_fast_matches_reference_or_declines() {
+        let mut seed = 4321i16;
+        let (mut fast, mut declined) = (0, 0);
+        for round in 0..4000 {
+            // Coefficient scales from typical (Q11/Q12 LSP polynomials) to
+            // saturating, and grid-like plus extreme abscissae.
+            let sc = (round % 6) as i16;
+            let mut f = [0i16; 6];
+            for v in f.iter_mut().skip(1) {
+                *v = shr(random(&mut seed), sc);
+            }
+            f[0] = 2048;
+            let x = match round % 50 {
+                0 => i16::MIN,
+                1 => i16::MAX,
+                _ => random(&mut seed),
+            };
+            for q11 in [true, false] {
+                let want = chebps_ref(x, &f, q11);
+                match chebps_fast(x, &f, q11) {
+                    Some(v) => {
+                        assert_eq!(v, want, "{x} {f:?} {q11}");
+                        fast += 1;
+                    }
+                    None => declined += 1,
+                }
+                assert_eq!(chebps(x, &f, q11), want);
+            }
+        }
+        assert!(fast > 2000 && declined > 100, "{fast} {declined}");
     }
 }

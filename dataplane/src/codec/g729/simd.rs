@@ -94,6 +94,186 @@ pub(crate) fn fir20x8(w: &[i16; 27], c: &[i16; 20]) -> [i16; 8] {
     }
 }
 
+/// The synthesis filter `1/A(z)` over a block whose running sums provably
+/// stay in 32 bits: for each `i`, `e = x[i] a[0] + 2^11 - Σ_{k=1..10} a[k]
+/// y[i - k]` (outputs before `y[0]` read from `mem`, oldest first), then
+/// `y[i] = sat16(e >> 12)`. Returns whether any `e` left
+/// `[2^11 - 2^27, 2^27)` (where the reference's `L_shl`/rounding saturate).
+/// Exact only under the caller's bound `2 (max|x| |a[0]| + 2^15 Σ|a[k]|)
+/// <= MAX_32`; the sums wrap modulo 2^32 otherwise.
+///
+/// The newest tap stays scalar so the sample-to-sample dependency is one
+/// multiply; taps 2..9 are one `pmaddwd` on a window of past outputs that
+/// is only needed one sample later.
+#[inline(always)]
+pub(crate) fn syn_block(a: &[i16; 11], x: &[i16], y: &mut [i16], mem: &[i16; 10]) -> bool {
+    let a0 = a[0] as i32;
+    let a1 = a[1] as i32;
+    let a10 = a[10] as i32;
+    let lo = 0x800 - (1i32 << 27);
+    // Largest `e - lo` seen, as unsigned: out of range iff >= 2^28 - 2^11.
+    let mut span = 0u32;
+    let mut h1 = mem[9] as i32;
+    let mut h10 = mem[0] as i32;
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is always available on x86_64. The one load reads
+        // `a[2..10]`, inside `a`; everything else is register arithmetic.
+        // `pmaddwd` wraps only for two (-32768)^2 products, excluded by
+        // the caller's bound like every other wrap here.
+        unsafe {
+            let c = _mm_loadu_si128(a.as_ptr().add(2) as *const __m128i);
+            // Lanes 0..8 hold y[i - 2] .. y[i - 9].
+            let mut w = _mm_set_epi16(
+                mem[1], mem[2], mem[3], mem[4], mem[5], mem[6], mem[7], mem[8],
+            );
+            for (&xi, yi) in x.iter().zip(y.iter_mut()) {
+                let p = _mm_madd_epi16(w, c);
+                let p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0b01_00_11_10));
+                let p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0b10_11_00_01));
+                let far = _mm_cvtsi128_si32(p).wrapping_add(a10 * h10);
+                let e = (xi as i32 * a0 + 0x800)
+                    .wrapping_sub(far)
+                    .wrapping_sub(a1 * h1);
+                span = span.max(e.wrapping_sub(lo) as u32);
+                let out = (e >> 12).clamp(-32768, 32767);
+                *yi = out as i16;
+                h10 = _mm_extract_epi16(w, 7) as i16 as i32;
+                w = _mm_insert_epi16(_mm_slli_si128(w, 2), h1, 0);
+                h1 = out;
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut w = [
+            mem[8], mem[7], mem[6], mem[5], mem[4], mem[3], mem[2], mem[1],
+        ]
+        .map(|v| v as i32);
+        for (&xi, yi) in x.iter().zip(y.iter_mut()) {
+            let far = (0..8)
+                .fold(0i32, |s, k| s.wrapping_add(a[k + 2] as i32 * w[k]))
+                .wrapping_add(a10 * h10);
+            let e = (xi as i32 * a0 + 0x800)
+                .wrapping_sub(far)
+                .wrapping_sub(a1 * h1);
+            span = span.max(e.wrapping_sub(lo) as u32);
+            let out = (e >> 12).clamp(-32768, 32767);
+            *yi = out as i16;
+            h10 = w[7];
+            w.rotate_right(1);
+            w[0] = h1;
+            h1 = out;
+        }
+    }
+    span >= (1 << 28) - 0x800
+}
+
+/// `v[k] = mult(v[k], p[k])` for 8 lanes: `sat16((v p) >> 15)`, the
+/// reference's fractional multiply (its only saturating case, both
+/// factors -32768, gives 0x7fff).
+#[inline(always)]
+pub(crate) fn mult8(v: &mut [i16; 8], p: &[i16; 8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is always available on x86_64; the loads and the
+        // store each cover one 8-element array.
+        unsafe {
+            let x = _mm_loadu_si128(v.as_ptr() as *const __m128i);
+            let y = _mm_loadu_si128(p.as_ptr() as *const __m128i);
+            let (lo, hi) = (_mm_mullo_epi16(x, y), _mm_mulhi_epi16(x, y));
+            // Bits 15..31 of the 32-bit product.
+            let r = _mm_or_si128(_mm_slli_epi16(hi, 1), _mm_srli_epi16(lo, 15));
+            // |v p| <= 2^30, so a high half of 0x4000 means exactly 2^30,
+            // whose shifted value 0x8000 saturates to 0x7fff.
+            let sat = _mm_cmpeq_epi16(hi, _mm_set1_epi16(0x4000));
+            _mm_storeu_si128(v.as_mut_ptr() as *mut __m128i, _mm_xor_si128(r, sat));
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        for (x, &y) in v.iter_mut().zip(p) {
+            *x = ((*x as i32 * y as i32) >> 15).clamp(-32768, 32767) as i16;
+        }
+    }
+}
+
+/// The first-stage LSP codebook search: the index of the first smallest
+/// `min(Σ_k sat16(r[k] - cb[i][k])^2, 2^30)` over the 128 entries, given as
+/// `groups[g][p]` = entries `4g..4g + 4`, elements `2p, 2p + 1` of each,
+/// interleaved. Capping at 2^30 keeps the reference's order exactly: its
+/// `L_mac` distance `2 Σ` saturates at `MAX_32` exactly when `Σ >= 2^30`.
+/// The caller guarantees no difference saturates to -32768, so each pair
+/// of squares is below 2^31 and the sums below stay within 32 bits.
+#[inline(always)]
+pub(crate) fn lsp_stage1(r: &[i16; 10], groups: &[[[i16; 8]; 5]; 32]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is always available on x86_64; each load reads one
+        // 8-element array of `groups`, the store one 4-element array.
+        unsafe {
+            let cap = _mm_set1_epi32(1 << 30);
+            let zero = _mm_setzero_si128();
+            // min(v, 2^30) for v < 2^32 read as unsigned.
+            let clamp = |v: __m128i| {
+                let small = _mm_cmpeq_epi32(_mm_srli_epi32(v, 30), zero);
+                _mm_or_si128(_mm_and_si128(v, small), _mm_andnot_si128(small, cap))
+            };
+            let rp: [__m128i; 5] = std::array::from_fn(|p| {
+                _mm_set1_epi32((r[2 * p] as u16 as i32) | ((r[2 * p + 1] as i32) << 16))
+            });
+            let mut best = _mm_set1_epi32(i32::MAX);
+            let mut best_g = zero;
+            let mut g_vec = zero;
+            let one = _mm_set1_epi32(1);
+            for grp in groups.iter() {
+                let q: [__m128i; 5] = std::array::from_fn(|p| {
+                    let c = _mm_loadu_si128(grp[p].as_ptr() as *const __m128i);
+                    let t = _mm_subs_epi16(rp[p], c);
+                    _mm_madd_epi16(t, t)
+                });
+                // Each q < 2^31 (no -32768 difference): pairs fit 32 bits.
+                let a = clamp(_mm_add_epi32(q[0], q[1]));
+                let b = clamp(_mm_add_epi32(q[2], q[3]));
+                let c = clamp(q[4]);
+                let key = clamp(_mm_add_epi32(_mm_add_epi32(a, b), c));
+                // Strictly smaller only: the earlier group wins ties.
+                let lt = _mm_cmplt_epi32(key, best);
+                best = _mm_or_si128(_mm_and_si128(lt, key), _mm_andnot_si128(lt, best));
+                best_g = _mm_or_si128(_mm_and_si128(lt, g_vec), _mm_andnot_si128(lt, best_g));
+                g_vec = _mm_add_epi32(g_vec, one);
+            }
+            let (mut keys, mut gs) = ([0i32; 4], [0i32; 4]);
+            _mm_storeu_si128(keys.as_mut_ptr() as *mut __m128i, best);
+            _mm_storeu_si128(gs.as_mut_ptr() as *mut __m128i, best_g);
+            (0..4)
+                .map(|l| (keys[l], 4 * gs[l] as usize + l))
+                .min()
+                .map_or(0, |(_, i)| i)
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mut best = (i64::MAX, 0usize);
+        for (g, grp) in groups.iter().enumerate() {
+            for l in 0..4 {
+                let d: i64 = (0..10)
+                    .map(|k| {
+                        let c = grp[k / 2][2 * l + k % 2];
+                        let t = r[k].saturating_sub(c) as i64;
+                        t * t
+                    })
+                    .sum();
+                best = best.min((d.min(1 << 30), 4 * g + l));
+            }
+        }
+        best.1
+    }
+}
+
 /// Whether any lane `k` has `alp * sq2[k] > sq * a16[k]` (the codebook
 /// search's "better" test against one fixed best `(alp, sq)`): all the
 /// products are of two 16-bit values, exact in 32 bits.
@@ -123,41 +303,52 @@ pub(crate) fn any_better8(alp: i16, sq: i16, sq2: &[i16; 8], a16: &[i16; 8]) -> 
     }
 }
 
-/// The running sums of all lags at once: `sink(m, row)` receives, for each
-/// `m` in order, `row[lag]` = the high half of `Σ_{k <= m} 2 h[k] h[k + lag]`
-/// summed modulo 2^32 (`h` read as zero past its end).
+/// The running sums of all lags at once: row `m` of `out` receives, for
+/// every `lag < 40 - m`, the high half of `Σ_{k <= m} 2 h[k] h[k + lag]`
+/// summed modulo 2^32. Entries with `m + lag >= 40` (products past the end
+/// of `h`, which the reference never forms) are left unspecified: the
+/// chunks of 8 lags that lie wholly there are skipped.
 #[inline(always)]
-pub(crate) fn lag_prefix_rows(h: &[i16; 40], mut sink: impl FnMut(usize, &[i16; 40])) {
-    let mut row = [0i16; 40];
+pub(crate) fn lag_prefix_rows(h: &[i16; 40], out: &mut [[i16; 40]; 40]) {
     let mut hp = [0i16; 80];
     hp[..40].copy_from_slice(h);
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
-        // SAFETY: SSE2 is always available on x86_64. The loads read
-        // hp[m + 8c .. m + 8c + 8] with m < 40, c < 5, so at most index 79
-        // of the 80-element `hp`; the stores write row[8c .. 8c + 8]
-        // inside the 40-element row.
+        // SAFETY: SSE2 is always available on x86_64. In step `m` chunk `c`
+        // is processed only for `8c < 40 - m` (the macro's `$c` chunks for
+        // its range of `m`), so the loads read hp[m + 8c .. m + 8c + 8], at
+        // most index 79 of the 80-element `hp`, and the stores write
+        // out[m][8c .. 8c + 8] with `8c + 8 <= 40`.
         unsafe {
             let mut acc = [_mm_setzero_si128(); 10];
-            for (m, &hv) in h.iter().enumerate() {
-                let hm = _mm_set1_epi16(hv);
-                for c in 0..5 {
-                    let v = _mm_loadu_si128(hp.as_ptr().add(m + 8 * c) as *const __m128i);
-                    let lo = _mm_mullo_epi16(v, hm);
-                    let hi = _mm_mulhi_epi16(v, hm);
-                    let p0 = _mm_unpacklo_epi16(lo, hi);
-                    let p1 = _mm_unpackhi_epi16(lo, hi);
-                    acc[2 * c] = _mm_add_epi32(acc[2 * c], _mm_add_epi32(p0, p0));
-                    acc[2 * c + 1] = _mm_add_epi32(acc[2 * c + 1], _mm_add_epi32(p1, p1));
-                    let r = _mm_packs_epi32(
-                        _mm_srai_epi32(acc[2 * c], 16),
-                        _mm_srai_epi32(acc[2 * c + 1], 16),
-                    );
-                    _mm_storeu_si128(row.as_mut_ptr().add(8 * c) as *mut __m128i, r);
-                }
-                sink(m, &row);
+            macro_rules! steps {
+                ($chunks:literal, $range:expr) => {
+                    for m in $range {
+                        let hm = _mm_set1_epi16(h[m]);
+                        let row = out[m].as_mut_ptr();
+                        for c in 0..$chunks {
+                            let v = _mm_loadu_si128(hp.as_ptr().add(m + 8 * c) as *const __m128i);
+                            let lo = _mm_mullo_epi16(v, hm);
+                            let hi = _mm_mulhi_epi16(v, hm);
+                            let p0 = _mm_unpacklo_epi16(lo, hi);
+                            let p1 = _mm_unpackhi_epi16(lo, hi);
+                            acc[2 * c] = _mm_add_epi32(acc[2 * c], _mm_add_epi32(p0, p0));
+                            acc[2 * c + 1] = _mm_add_epi32(acc[2 * c + 1], _mm_add_epi32(p1, p1));
+                            let r = _mm_packs_epi32(
+                                _mm_srai_epi32(acc[2 * c], 16),
+                                _mm_srai_epi32(acc[2 * c + 1], 16),
+                            );
+                            _mm_storeu_si128(row.add(8 * c) as *mut __m128i, r);
+                        }
+                    }
+                };
             }
+            steps!(5, 0..8);
+            steps!(4, 8..16);
+            steps!(3, 16..24);
+            steps!(2, 24..32);
+            steps!(1, 32..40);
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -167,9 +358,8 @@ pub(crate) fn lag_prefix_rows(h: &[i16; 40], mut sink: impl FnMut(usize, &[i16; 
             let hm = h[m] as i32;
             for l in 0..40 {
                 acc[l] = acc[l].wrapping_add(2 * hm * hp[m + l] as i32);
-                row[l] = (acc[l] >> 16) as i16;
+                out[m][l] = (acc[l] >> 16) as i16;
             }
-            sink(m, &row);
         }
     }
 }
@@ -435,6 +625,93 @@ mod tests {
     }
 
     #[test]
+    fn mult8_matches_scalar() {
+        let vals = [
+            i16::MIN,
+            -32767,
+            -16384,
+            -3,
+            -1,
+            0,
+            1,
+            2,
+            16384,
+            32766,
+            i16::MAX,
+        ];
+        for &a in &vals {
+            for &b in &vals {
+                let mut v = [a; 8];
+                v[3] = b;
+                let p = [b, a, i16::MIN, i16::MAX, 0, -1, b, a];
+                let want: [i16; 8] = std::array::from_fn(|k| {
+                    ((v[k] as i32 * p[k] as i32) >> 15).clamp(-32768, 32767) as i16
+                });
+                mult8(&mut v, &p);
+                assert_eq!(v, want, "{a} {b}");
+            }
+        }
+        let mut v = [i16::MIN; 8];
+        mult8(&mut v, &[i16::MIN; 8]);
+        assert_eq!(v, [i16::MAX; 8]);
+    }
+
+    #[test]
+    fn lsp_stage1_matches_scalar_first_minimum() {
+        let mut seed = 31u32;
+        let mut rnd = |n: u32| {
+            seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
+            (seed >> 8) % n
+        };
+        let mut capped = 0;
+        for round in 0..300 {
+            // Codebook values in [0, 30000], targets in [-2000, 32767]: no
+            // difference reaches -32768 (the kernel's precondition). Small
+            // spreads give close and tied distances, large ones saturate.
+            let spread = [40, 3000, 30001][round % 3];
+            let mut cb = [[0i16; 10]; 128];
+            for e in cb.iter_mut() {
+                for v in e.iter_mut() {
+                    *v = rnd(spread) as i16;
+                }
+            }
+            if round % 5 == 0 {
+                cb[77] = cb[12];
+                cb[5] = cb[100];
+            }
+            let r: [i16; 10] = std::array::from_fn(|_| {
+                (rnd(spread.min(30000) + 2000) as i32 - 2000).min(32767) as i16
+            });
+            let mut groups = [[[0i16; 8]; 5]; 32];
+            for (g, grp) in groups.iter_mut().enumerate() {
+                for (p, v) in grp.iter_mut().enumerate() {
+                    for l in 0..4 {
+                        v[2 * l] = cb[4 * g + l][2 * p];
+                        v[2 * l + 1] = cb[4 * g + l][2 * p + 1];
+                    }
+                }
+            }
+            // The reference: L_mac distances (saturating), first minimum.
+            let mut want = 0;
+            let mut dmin = i32::MAX;
+            for (i, e) in cb.iter().enumerate() {
+                let mut d = 0i32;
+                for k in 0..10 {
+                    let t = r[k].saturating_sub(e[k]) as i32;
+                    d = d.saturating_add(2 * t * t);
+                }
+                capped += (d == i32::MAX) as u32;
+                if d < dmin {
+                    dmin = d;
+                    want = i;
+                }
+            }
+            assert_eq!(lsp_stage1(&r, &groups), want, "round {round}");
+        }
+        assert!(capped > 100, "{capped}");
+    }
+
+    #[test]
     fn any_better8_matches_scalar() {
         let mut seed = 777u32;
         let mut rnd = || {
@@ -466,12 +743,11 @@ mod tests {
         }
         h[0] = i16::MIN;
         let mut out = [[0i16; 40]; 40];
-        lag_prefix_rows(&h, |m, row| out[m] = *row);
+        lag_prefix_rows(&h, &mut out);
         for lag in 0..40 {
             let mut acc = 0i32;
-            for m in 0..40 {
-                let v = if m + lag < 40 { h[m + lag] as i32 } else { 0 };
-                acc = acc.wrapping_add((2 * h[m] as i32).wrapping_mul(v));
+            for m in 0..40 - lag {
+                acc = acc.wrapping_add((2 * h[m] as i32).wrapping_mul(h[m + lag] as i32));
                 assert_eq!(out[m][lag], (acc >> 16) as i16, "m {m} lag {lag}");
             }
         }

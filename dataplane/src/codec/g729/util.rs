@@ -4,7 +4,7 @@
 //! prediction and the pseudo-random generator.
 
 use super::basic_op::*;
-use super::simd::{dot8n, fir20x8};
+use super::simd::{dot8n, fir20x8, syn_block};
 use super::tables::*;
 use super::{L_SUBFR, M, MP1};
 
@@ -113,8 +113,10 @@ pub(crate) fn int_qlpc(lsp_old: &[i16; M], lsp_new: &[i16; M], az: &mut [i16; 2 
 /// and `Y` the largest |past output| so far (a running maximum), every
 /// running sum of output `i` is bounded by `2 (|a[0] x[i]| + A Y)`; when that
 /// is at most `MAX_32` no step can saturate and a plain 32-bit dot product is
-/// exact. Otherwise that one sample is replayed with exact 64-bit sums and,
-/// if a running sum really leaves the range, step by step.
+/// exact. Since every output is 16-bit, `Y <= 2^15` settles it for a whole
+/// block up front (the common case: [`syn_block`], SIMD); otherwise the bound
+/// is checked per sample, and a failing sample is replayed with exact 64-bit
+/// sums and, if a running sum really leaves the range, step by step.
 #[inline(never)]
 pub(crate) fn syn_filt(
     a: &[i16],
@@ -128,8 +130,22 @@ pub(crate) fn syn_filt(
         Some(a) => a,
         None => return false,
     };
-    let mut ov = false;
     let a_abs: i64 = a[1..].iter().map(|v| v.unsigned_abs() as i64).sum();
+    // 16-bit min/max (vectorises well); |x| <= max(hi, -lo).
+    let (xlo, xhi) = x[..lg]
+        .iter()
+        .fold((0i16, 0i16), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let xmax = (xhi as i64).max(-(xlo as i64));
+    // Every output is a 16-bit value, so |y| <= 2^15 bounds the whole block
+    // at once: no step of the reference's chain can saturate.
+    if 2 * (xmax * a[0].unsigned_abs() as i64 + a_abs * 32768) <= MAX_32 as i64 {
+        let ov = syn_block(a, &x[..lg], &mut y[..lg], mem);
+        if update && lg >= M {
+            mem.copy_from_slice(&y[lg - M..lg]);
+        }
+        return ov;
+    }
+    let mut ov = false;
     let a0 = a[0] as i32;
     let c: [i32; MP1] = a.map(|v| v as i32);
     let mut ymax: i64 = mem
@@ -547,10 +563,10 @@ mod tests {
             seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
             ((seed >> 8) as i32 % 65536 - 32768) as i16
         };
-        let mut overflows = 0;
+        let (mut overflows, mut block_rounds, mut block_overflows) = (0, 0, 0);
         for round in 0..600 {
             // Coefficient and signal scales from gentle to saturating.
-            let ca = 3 + round % 9;
+            let ca = 1 + round % 11;
             let xs = round % 7;
             let mut a: [i16; MP1] = std::array::from_fn(|_| rnd() >> ca);
             a[0] = 4096;
@@ -564,7 +580,20 @@ mod tests {
             assert_eq!(ov, want_ov, "round {round}");
             assert_eq!(&m[..], &want[30..], "round {round}");
             overflows += ov as u32;
+            // Which rounds the whole-block (SIMD) path took, per its bound.
+            let a_abs: i64 = a[1..].iter().map(|v| v.unsigned_abs() as i64).sum();
+            let xmax = x.iter().map(|v| v.unsigned_abs() as i64).max().unwrap_or(0);
+            if 2 * (xmax * 4096 + a_abs * 32768) <= MAX_32 as i64 {
+                block_rounds += 1;
+                block_overflows += ov as u32;
+            }
         }
-        assert!(overflows > 10 && overflows < 590, "{overflows}");
+        assert!(
+            overflows > 10 && overflows < 590,
+            "{overflows} {block_rounds}"
+        );
+        // Both paths exercised, and the block path's Overflow flag too.
+        assert!(block_rounds > 100 && block_rounds < 500, "{block_rounds}");
+        assert!(block_overflows > 0, "{block_overflows}");
     }
 }
