@@ -201,17 +201,8 @@ impl Rig {
         let ms = self.card.now_ms();
         while let Some((chan, e)) = self.card.poll_event() {
             self.hw.push((ms, chan, e));
-            let hw = match e {
-                Event::OffHook => HwEvent::OffHook,
-                Event::OnHook => HwEvent::OnHook,
-                Event::Flash => HwEvent::Flash,
-                Event::PulseStart => HwEvent::PulseStart,
-                Event::PulseDigit(d) => HwEvent::PulseDigit(d),
-                Event::RingerOn => HwEvent::RingerOn,
-                Event::RingerOff => HwEvent::RingerOff,
-                Event::RingBegin => HwEvent::RingBegin,
-                Event::Polarity => HwEvent::Polarity,
-                Event::Alarm(_) => continue,
+            let Some(hw) = HwEvent::from_card(e) else {
+                continue;
             };
             for (c, line, _) in &mut self.lines {
                 if *c == chan {

@@ -58,9 +58,21 @@ impl Default for FxoConfig {
 #[derive(Debug)]
 enum State {
     Idle,
-    Ringing { rings: u32, last: Instant },
-    Seizing { number: String, at: Instant },
-    Talking { answered: bool },
+    /// `in_burst`: a RingBegin not yet followed by its RingEnd. A ring is
+    /// counted at its begin, or at its end when the begin was not reported
+    /// (DAHDI drops a RINGBEGIN now and then), never twice.
+    Ringing {
+        rings: u32,
+        last: Instant,
+        in_burst: bool,
+    },
+    Seizing {
+        number: String,
+        at: Instant,
+    },
+    Talking {
+        answered: bool,
+    },
 }
 
 impl State {
@@ -135,17 +147,40 @@ impl FxoLine {
     /// A hardware event.
     pub fn handle_hw(&mut self, ev: HwEvent, now: Instant) {
         match (ev, &mut self.state) {
-            (HwEvent::RingBegin, State::Idle) => {
+            (HwEvent::RingBegin | HwEvent::RingEnd, State::Idle) => {
                 self.state = State::Ringing {
                     rings: 1,
                     last: now,
+                    in_burst: ev == HwEvent::RingBegin,
                 };
                 self.maybe_answer();
             }
-            (HwEvent::RingBegin, State::Ringing { rings, last }) => {
+            (
+                HwEvent::RingBegin,
+                State::Ringing {
+                    rings,
+                    last,
+                    in_burst,
+                },
+            ) => {
                 *rings += 1;
                 *last = now;
+                *in_burst = true;
                 self.maybe_answer();
+            }
+            (
+                HwEvent::RingEnd,
+                State::Ringing {
+                    rings,
+                    last,
+                    in_burst,
+                },
+            ) => {
+                *last = now;
+                if !std::mem::replace(in_burst, false) {
+                    *rings += 1;
+                    self.maybe_answer();
+                }
             }
             (HwEvent::Polarity, State::Talking { answered }) => {
                 if self.cfg.answer_on_polarity && !*answered {
@@ -283,6 +318,32 @@ impl FxoLine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// DAHDI reports each ring burst as RingBegin + RingEnd and sometimes
+    /// loses a RingBegin: every ring counts once either way.
+    #[test]
+    fn ring_begin_and_end_count_one_ring() {
+        let t0 = Instant::now();
+        let cfg = FxoConfig {
+            answer_on_ring: 3,
+            cid: None,
+            ..FxoConfig::default()
+        };
+        let mut l = FxoLine::new(cfg).unwrap();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        l.handle_hw(HwEvent::RingBegin, at(0));
+        l.handle_hw(HwEvent::RingEnd, at(2));
+        assert_eq!(l.state_name(), "ringing");
+        // Ring 2 lost its begin: its end counts it.
+        l.handle_hw(HwEvent::RingEnd, at(8));
+        assert_eq!(l.state_name(), "ringing", "two rings so far, answer on 3");
+        l.handle_hw(HwEvent::RingBegin, at(12));
+        assert_eq!(
+            l.poll_command(),
+            Some(HwCommand::OffHook),
+            "answered at ring 3"
+        );
+    }
 
     #[test]
     fn answers_on_ring_n_and_gives_up_when_rings_stop() {

@@ -55,8 +55,31 @@ pub enum HwEvent {
     RingerOff,
     /// FXO: the exchange rings us.
     RingBegin,
+    /// FXO: a ring burst ended.
+    RingEnd,
     /// FXO: line polarity reversed.
     Polarity,
+}
+
+impl HwEvent {
+    /// The line fact of a card event; `None` for alarms (the edge logs
+    /// those, the line state machines have no use for them).
+    pub fn from_card(e: drivers::analog::Event) -> Option<HwEvent> {
+        use drivers::analog::Event;
+        Some(match e {
+            Event::OffHook => HwEvent::OffHook,
+            Event::OnHook => HwEvent::OnHook,
+            Event::Flash => HwEvent::Flash,
+            Event::PulseStart => HwEvent::PulseStart,
+            Event::PulseDigit(d) => HwEvent::PulseDigit(d),
+            Event::RingerOn => HwEvent::RingerOn,
+            Event::RingerOff => HwEvent::RingerOff,
+            Event::RingBegin => HwEvent::RingBegin,
+            Event::RingEnd => HwEvent::RingEnd,
+            Event::Polarity => HwEvent::Polarity,
+            Event::Alarm(_) => return None,
+        })
+    }
 }
 
 /// What the line asks of the hardware and media path.

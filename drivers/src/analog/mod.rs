@@ -143,6 +143,9 @@ pub enum Event {
     RingerOff,
     /// FXO port: the exchange is ringing us (start of a burst).
     RingBegin,
+    /// FXO port: a ring burst ended (DAHDI reports RINGOFFHOOK on an
+    /// FXS-signalled channel when the ring voltage goes away).
+    RingEnd,
     /// FXO port: the line polarity reversed.
     Polarity,
     /// The card lost or regained the port (alarm / no alarm).
@@ -166,7 +169,8 @@ impl Event {
         }
         Some(match (code, kind) {
             (e::RINGOFFHOOK, PortKind::Fxs) => Event::OffHook,
-            (e::RINGOFFHOOK | e::RINGBEGIN, PortKind::Fxo) => Event::RingBegin,
+            (e::RINGBEGIN, PortKind::Fxo) => Event::RingBegin,
+            (e::RINGOFFHOOK, PortKind::Fxo) => Event::RingEnd,
             (e::ONHOOK, _) => Event::OnHook,
             (e::WINKFLASH, PortKind::Fxs) => Event::Flash,
             (e::PULSE_START, PortKind::Fxs) => Event::PulseStart,
@@ -184,7 +188,8 @@ impl Event {
     pub fn to_dahdi(self) -> i32 {
         use abi::event as e;
         match self {
-            Event::OffHook | Event::RingBegin => e::RINGOFFHOOK,
+            Event::OffHook | Event::RingEnd => e::RINGOFFHOOK,
+            Event::RingBegin => e::RINGBEGIN,
             Event::OnHook => e::ONHOOK,
             Event::Flash => e::WINKFLASH,
             Event::PulseStart => e::PULSE_START,
@@ -500,11 +505,18 @@ mod tests {
         for e in fxs {
             assert_eq!(Event::from_dahdi(e.to_dahdi(), PortKind::Fxs), Some(e));
         }
-        for e in [Event::RingBegin, Event::Polarity, Event::OnHook] {
+        for e in [
+            Event::RingBegin,
+            Event::RingEnd,
+            Event::Polarity,
+            Event::OnHook,
+        ] {
             assert_eq!(Event::from_dahdi(e.to_dahdi(), PortKind::Fxo), Some(e));
         }
-        // RINGOFFHOOK means "answered" on an FXS port and "ringing" on an FXO port.
-        assert_eq!(Event::from_dahdi(2, PortKind::Fxo), Some(Event::RingBegin));
+        // RINGOFFHOOK means "answered" on an FXS port and "a ring burst
+        // ended" on an FXO port (RINGBEGIN, 18, marks its start).
+        assert_eq!(Event::from_dahdi(2, PortKind::Fxo), Some(Event::RingEnd));
+        assert_eq!(Event::from_dahdi(18, PortKind::Fxo), Some(Event::RingBegin));
         assert_eq!(Event::from_dahdi(8, PortKind::Fxs), None);
         assert_eq!(
             Event::from_dahdi(0x10000 | 0x33, PortKind::Fxs),

@@ -441,6 +441,7 @@ impl SimCoLine {
                         events.push_back(Event::RingBegin);
                     }
                     if t == acc + d && i % 2 == 0 {
+                        events.push_back(Event::RingEnd);
                         *bursts += 1;
                         if *bursts == 1 && self.cid.is_some() {
                             self.cid_in = Some(500);
@@ -844,7 +845,11 @@ mod tests {
         c.advance(7000);
         assert_eq!(
             events(&mut c),
-            vec![(2, Event::RingBegin), (2, Event::RingBegin)]
+            vec![
+                (2, Event::RingBegin),
+                (2, Event::RingEnd),
+                (2, Event::RingBegin)
+            ]
         );
         c.command(ChanId(2), &Command::OffHook).unwrap();
         assert!(c.line(ChanId(2)).unwrap().seized());

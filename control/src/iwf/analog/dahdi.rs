@@ -263,18 +263,6 @@ impl DahdiCard {
                 };
                 let p = &mut self.ports[i];
                 let hw = match ev {
-                    Some(Event::OffHook) => HwEvent::OffHook,
-                    Some(Event::OnHook) => HwEvent::OnHook,
-                    Some(Event::Flash) => HwEvent::Flash,
-                    Some(Event::PulseStart) => HwEvent::PulseStart,
-                    Some(Event::PulseDigit(d)) => HwEvent::PulseDigit(d),
-                    Some(Event::RingerOn) => HwEvent::RingerOn,
-                    Some(Event::RingerOff) => {
-                        p.rings += 1;
-                        HwEvent::RingerOff
-                    }
-                    Some(Event::RingBegin) => HwEvent::RingBegin,
-                    Some(Event::Polarity) => HwEvent::Polarity,
                     Some(Event::Alarm(on)) => {
                         let msg = format!(
                             "analog: port {} (channel {}): {}",
@@ -284,6 +272,15 @@ impl DahdiCard {
                         );
                         self.log.push_back(msg);
                         continue;
+                    }
+                    Some(e) => {
+                        if e == Event::RingerOff {
+                            p.rings += 1;
+                        }
+                        match HwEvent::from_card(e) {
+                            Some(hw) => hw,
+                            None => continue,
+                        }
                     }
                     None => {
                         tracing::debug!("analog: port {}: DAHDI event {code:#x} ignored", p.port);

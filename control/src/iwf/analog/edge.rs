@@ -33,7 +33,7 @@ use dataplane::dsp::fsk::{
 use dataplane::dsp::tones::{zone_tone, ToneGenerator};
 use drivers::analog::conf::PortConf;
 use drivers::analog::sim::{self, CidTiming, Disconnect, SimCard};
-use drivers::analog::{Command, Event, RingCadence, Signalling};
+use drivers::analog::{Command, RingCadence, Signalling};
 use drivers::ChanId;
 use serde::Serialize;
 
@@ -439,17 +439,8 @@ impl Edge {
         self.card.step_ms();
         let now = self.now();
         while let Some((chan, e)) = self.card.poll_event() {
-            let hw = match e {
-                Event::OffHook => HwEvent::OffHook,
-                Event::OnHook => HwEvent::OnHook,
-                Event::Flash => HwEvent::Flash,
-                Event::PulseStart => HwEvent::PulseStart,
-                Event::PulseDigit(d) => HwEvent::PulseDigit(d),
-                Event::RingerOn => HwEvent::RingerOn,
-                Event::RingerOff => HwEvent::RingerOff,
-                Event::RingBegin => HwEvent::RingBegin,
-                Event::Polarity => HwEvent::Polarity,
-                Event::Alarm(_) => continue,
+            let Some(hw) = HwEvent::from_card(e) else {
+                continue;
             };
             self.iwf.handle_hw(chan.0, hw, now);
         }
