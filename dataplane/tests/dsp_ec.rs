@@ -544,7 +544,7 @@ fn fdaf_trace() {
     };
     let fr = frames(&far, &echo, &near, &out);
     let mut sp = 0.0;
-    for (i, &(a, pe, pr)) in fr.iter().enumerate().take(60) {
+    for (i, &(a, pe, pr)) in fr.iter().enumerate().take(200) {
         if a {
             sp += 0.1;
         }

@@ -181,6 +181,81 @@ pub struct FdafEchoCanceller {
     sm_e: f32,
     /// Energy of each foreground partition, taken when it was last copied.
     fg_en: [f32; MAX_PARTS],
+    /// Short time-domain filter at the echo's bulk delay.
+    sh: Short,
+    /// Background and foreground error energy over the current comparison
+    /// window.
+    bg_win: f32,
+    fg_win: f32,
+    dbg_d: f32,
+    /// The short filter produces the output.
+    use_short: bool,
+    /// Double talk seen in the current comparison window.
+    win_dt: bool,
+}
+
+/// A short proportionate NLMS filter sample by sample over [`SHORT`] taps
+/// starting `off` taps into the tail (where the background filter puts the
+/// echo's peak): it converges in a fraction of the time the block filter
+/// takes, and while it has the lower error it seeds the background.
+#[derive(Debug, Clone)]
+struct Short {
+    /// Taps in reverse: `w[j]` multiplies `x[n - off - (SHORT - 1 - j)]`.
+    w: [f32; SHORT],
+    /// Proportionate step gains (mean 1), same order as `w`.
+    g: [f32; SHORT],
+    off: usize,
+    /// Smoothed error power (for the variable step).
+    p_e: f32,
+    /// Error energy over the current comparison window.
+    win: f32,
+}
+
+impl Short {
+    fn new() -> Self {
+        Short {
+            w: [0.0; SHORT],
+            g: [1.0; SHORT],
+            off: 0,
+            p_e: 0.0,
+            win: 0.0,
+        }
+    }
+
+    /// Proportionate gains (IPNLMS, alpha = 0) from the taps.
+    fn update_gains(&mut self) {
+        let l1: f32 = self.w.iter().map(|v| v.abs()).sum();
+        if l1 <= 1e-9 {
+            self.g.fill(1.0);
+            return;
+        }
+        let k = 0.5 * SHORT as f32 / l1;
+        for (g, w) in self.g.iter_mut().zip(&self.w) {
+            *g = 0.5 + k * w.abs();
+        }
+    }
+
+    /// Move the window to start `off` taps in, keeping the taps it shares
+    /// with the old window.
+    fn move_to(&mut self, off: usize) {
+        let old = self.w;
+        self.w = [0.0; SHORT];
+        let delta = off as isize - self.off as isize;
+        for (j, w) in self.w.iter_mut().enumerate() {
+            let src = j as isize - delta;
+            if (0..SHORT as isize).contains(&src) {
+                *w = old[src as usize];
+            }
+        }
+        self.off = off;
+        self.update_gains();
+    }
+
+    /// Tap `t` of the whole tail, if inside the window.
+    fn tap(&self, t: usize) -> Option<f32> {
+        let k = t.checked_sub(self.off).filter(|&k| k < SHORT)?;
+        Some(self.w[SHORT - 1 - k])
+    }
 }
 
 /// Far history kept beyond the head window before the buffer is rewound.
@@ -209,8 +284,8 @@ impl FdafEchoCanceller {
             d_buf: [0.0; BLOCK],
             tail: [0.0; BLOCK],
             fill: 0,
-            hist: vec![0.0; BLOCK + HIST_SLACK],
-            pos: BLOCK,
+            hist: vec![0.0; taps + HIST_SLACK],
+            pos: taps,
             blk_hold: false,
             blk_suspect: false,
             blk_far: 0.0,
@@ -227,6 +302,12 @@ impl FdafEchoCanceller {
             sm_d: 0.0,
             sm_e: 0.0,
             fg_en: [0.0; MAX_PARTS],
+            sh: Short::new(),
+            bg_win: 0.0,
+            fg_win: 0.0,
+            dbg_d: 0.0,
+            use_short: false,
+            win_dt: false,
         }
     }
 
@@ -310,9 +391,9 @@ impl FdafEchoCanceller {
         self.ctl.input(x, d);
 
         if self.pos == self.hist.len() {
-            let start = self.pos - BLOCK;
+            let start = self.pos - self.taps;
             self.hist.copy_within(start.., 0);
-            self.pos = BLOCK;
+            self.pos = self.taps;
         }
         self.hist[self.pos] = x;
         self.pos += 1;
@@ -322,12 +403,34 @@ impl FdafEchoCanceller {
         // Foreground: partitions 1.. from the block FFT, partition 0 here.
         let y_fg = self.tail[self.fill] + dot(&self.head, &self.hist[self.pos - BLOCK..self.pos]);
         let e_fg = d - y_fg;
+        // Short filter at the bulk delay.
+        let end = self.pos - self.sh.off;
+        let xs = &self.hist[end - SHORT..end];
+        let (y_s, n2) = simd::short_filter(self.avx2, &self.sh.w, &self.sh.g, xs);
+        let e_s = d - y_s;
+        // The output: the foreground, or the short filter while it does
+        // better (it converges first on a fresh or changed echo path).
+        let (y_out, e_out) = if self.use_short { (y_s, e_s) } else { (y_fg, e_fg) };
 
-        let f = self.ctl.observe(x, d, y_fg, e_fg);
+        let f = self.ctl.observe(x, d, y_out, e_out);
         self.blk_hold |= f.dt;
         self.blk_suspect |= f.suspect;
         self.blk_far += x * x;
         self.cmp.add_fg(e_fg * e_fg, f);
+
+        self.sh.win += e_s * e_s;
+        self.fg_win += e_fg * e_fg;
+        self.dbg_d += d * d;
+        if self.adapt && f.far_active && !f.dt && !self.ctl.is_tone_disabled() {
+            self.sh.p_e += (e_s * e_s - self.sh.p_e) * (1.0 / 64.0);
+            let mut mu = (SH_MU_MAX * (1.0 - (self.ctl.noise / self.sh.p_e.max(1e-3)).sqrt()))
+                .clamp(SH_MU_MIN, SH_MU_MAX);
+            if f.suspect {
+                mu = mu.min(MU_SUSPECT);
+            }
+            let c = mu * e_s / (n2 + SHORT as f32 * REGULARISE);
+            simd::short_update(self.avx2, &mut self.sh.w, &self.sh.g, xs, c);
+        }
 
         self.fill += 1;
         if self.fill == BLOCK {
@@ -335,7 +438,7 @@ impl FdafEchoCanceller {
             self.end_block();
         }
 
-        self.ctl.output(near, e_fg, f)
+        self.ctl.output(near, e_out, f)
     }
 
     /// Ring slot of the far spectrum `p` blocks before the newest.
@@ -389,6 +492,9 @@ impl FdafEchoCanceller {
             cmp_bg += *e * *e;
         }
         self.cmp.add_bg(cmp_bg);
+        self.bg_win += cmp_bg;
+        self.win_dt |= self.blk_hold;
+        self.sh.update_gains();
 
         let far_active = self.blk_far > BLOCK as f32 * FAR_ACTIVE_POWER;
         if far_active && !self.blk_hold {
@@ -443,6 +549,7 @@ impl FdafEchoCanceller {
                     self.update_prop();
                 }
             }
+            self.close_short_window();
         }
 
         // Foreground partitions 1.. for the next block: partition p needs
@@ -464,6 +571,96 @@ impl FdafEchoCanceller {
         self.blk_hold = false;
         self.blk_suspect = false;
         self.blk_far = 0.0;
+    }
+
+    /// End of a comparison window for the short filter: seed the
+    /// background with it when it had the lower error, then move it to
+    /// where the background now puts the echo.
+    fn close_short_window(&mut self) {
+        if !self.win_dt {
+            if self.sh.win < SEED_MARGIN * self.fg_win {
+                self.use_short = true;
+            } else if self.fg_win < self.sh.win {
+                self.use_short = false;
+            }
+        }
+        let better = !self.win_dt && self.sh.win < SEED_MARGIN * self.bg_win;
+        if std::env::var("EC_DBG").is_ok() {
+            let pk = self.echo_peak(); eprintln!("blk {} off {} sh {:.1} bg {:.1} fg {:.1} seed {better} peak {:?}", self.blocks, self.sh.off, 10.0*(self.dbg_d/self.sh.win).log10(), 10.0*(self.dbg_d/self.bg_win).log10(), 10.0*(self.dbg_d/self.fg_win).log10(), pk); self.dbg_d = 0.0;
+        }
+        if better {
+            // Far better: the background outside the window is mostly
+            // noise picked up while converging, so it goes.
+            let whole = self.sh.win < SEED_WHOLE * self.bg_win;
+            self.seed_bg_from_short(whole);
+            if whole && self.sh.win < SEED_MARGIN * self.fg_win {
+                self.ctl.stats.fg_updates += 1;
+                self.copy_bg_to_fg();
+            }
+        }
+        self.sh.win = 0.0;
+        self.fg_win = 0.0;
+        self.bg_win = 0.0;
+        self.win_dt = false;
+        if let Some(peak) = self.echo_peak() {
+            let off = self.sh.off;
+            let inside = peak >= off + SHORT_PRE / 2 && peak < off + SHORT - SHORT_POST;
+            if !inside {
+                let want = peak.saturating_sub(SHORT_PRE).min(self.taps - SHORT);
+                self.sh.move_to(want);
+            }
+        }
+    }
+
+    /// Tap of the background's largest coefficient, from its strongest
+    /// partition (one inverse FFT).
+    fn echo_peak(&mut self) -> Option<usize> {
+        let (m, top) = self
+            .prop
+            .iter()
+            .enumerate()
+            .fold((0, 0f32), |a, (i, &e)| if e > a.1 { (i, e) } else { a });
+        if top <= 1.5 / self.parts as f32 {
+            // Flat shares: nothing learnt yet.
+            return None;
+        }
+        self.spec
+            .copy_from_slice(&self.w_bg[m * BINS..(m + 1) * BINS]);
+        self.fft.inverse(&mut self.spec);
+        let k = self.fft.time[..BLOCK]
+            .iter()
+            .enumerate()
+            .fold((0, 0f32), |a, (i, &v)| if v.abs() > a.1 { (i, v.abs()) } else { a })
+            .0;
+        Some(m * BLOCK + k)
+    }
+
+    /// Background taps inside the short filter's window := the short
+    /// filter's (the rest of the background is kept).
+    fn seed_bg_from_short(&mut self, whole: bool) {
+        let lo = self.sh.off;
+        let hi = lo + SHORT;
+        let (p_lo, p_hi) = (lo / BLOCK, (hi - 1) / BLOCK);
+        if whole {
+            for p in (0..self.parts).filter(|p| !(p_lo..=p_hi).contains(p)) {
+                self.w_bg[p * BINS..(p + 1) * BINS].fill(ZERO);
+            }
+        }
+        for p in p_lo..=p_hi {
+            self.spec
+                .copy_from_slice(&self.w_bg[p * BINS..(p + 1) * BINS]);
+            self.fft.inverse(&mut self.spec);
+            for (k, t) in self.fft.time[..BLOCK].iter_mut().enumerate() {
+                *t = match self.sh.tap(p * BLOCK + k) {
+                    Some(v) => v,
+                    None if whole => 0.0,
+                    None => *t * (1.0 / FFT as f32),
+                };
+            }
+            self.fft.time[BLOCK..].fill(0.0);
+            self.fft.forward(&mut self.w_bg[p * BINS..(p + 1) * BINS]);
+        }
+        self.update_prop();
     }
 
     /// One PBFDAF step on the background from this block's error.
@@ -570,6 +767,21 @@ impl FdafEchoCanceller {
     }
 }
 
+/// Taps of the short time-domain filter (24 ms: a hybrid's dispersion with
+/// room for the peak estimate to be off).
+const SHORT: usize = 192;
+/// Taps the short filter's window keeps before the echo peak, and the
+/// fewest after it before the window moves.
+const SHORT_PRE: usize = 32;
+const SHORT_POST: usize = 96;
+/// Step bounds of the short filter (NLMS, variable as the block filter's).
+const SH_MU_MAX: f32 = 0.5;
+const SH_MU_MIN: f32 = 0.05;
+/// The short filter seeds the background when its window error is below
+/// this share of the background's.
+const SEED_MARGIN: f32 = 0.8;
+/// Below this share the background is replaced by the short filter whole.
+const SEED_WHOLE: f32 = 0.25;
 /// Step regularisation, in far power per sample (-53 dBm0).
 const REGULARISE: f32 = 1000.0;
 const MU_MAX: f32 = 0.5;
