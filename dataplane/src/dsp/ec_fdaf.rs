@@ -1,14 +1,10 @@
 //! Line echo canceller in the spirit of ITU-T G.168, frequency-domain
-//! variant: about a quarter of speexdsp's time per sample at 1024 taps (and
-//! a third of [`super::ec::EchoCanceller`]'s), same API as [`super::ec`]
-//! and the same control logic (shared in `ec_control`). Status: a higher
-//! steady-state ERLE than the time-domain canceller on most paths (mean
-//! ~40 dB over the test paths) and 20 dB within 0.9 s of speech on paths
-//! without bulk delay, but it still converges more slowly on speech over
-//! delayed paths (20 dB after 1.7-2.4 s of speech at 50-100 ms instead of
-//! 1 s: its step shares are per 64-tap partition, not per tap) and ends
-//! ~1 dB short of 35 dB at ERL 25 on one path (see `tests/dsp_ec.rs`,
-//! `fdaf_erle_table`), so [`super::ec::EchoCanceller`] stays the default.
+//! variant and the default ([`super::ec::EcKind`]): about a quarter of
+//! speexdsp's time per sample at 1024 taps (a third of
+//! [`super::ec::EchoCanceller`]'s), same API as [`super::ec`] and the same
+//! control logic (shared in `ec_control`). On the test paths (0-100 ms
+//! bulk delay, 4-12 ms dispersion, ERL 6-25 dB, `tests/dsp_ec.rs`) it
+//! removes 20 dB within 0.2-0.9 s of speech and 35.6-58 dB at steady state.
 //!
 //! Structure:
 //!
@@ -45,6 +41,16 @@
 //! - The step follows the non-parametric VSS-NLMS rule: the share of the
 //!   block error's amplitude above the noise floor, so large while the
 //!   residual echo dominates and small at steady state.
+//! - A *short* time-domain filter of [`SHORT`] taps (24 ms), proportionate
+//!   NLMS sample by sample, placed at the bulk delay that a whitened
+//!   cross-correlation (per partition, in the frequency domain) finds. On a
+//!   sparse hybrid response it converges in a fraction of the time the
+//!   block filter takes (whose step shares are per 64-tap partition), so
+//!   it is a third candidate: it produces the output while its error is
+//!   the lower, and seeds the background (its window, or the whole filter
+//!   when the background is far worse) once it has found the echo. It is
+//!   only moved while it removes nothing over far speech, so it relocates
+//!   after an echo-path change.
 //! - Double talk (Geigel, energy check), NLP with comfort noise, tone
 //!   disable and the filter comparison: the shared controller in
 //!   `ec_control`.
@@ -181,17 +187,23 @@ pub struct FdafEchoCanceller {
     sm_e: f32,
     /// Energy of each foreground partition, taken when it was last copied.
     fg_en: [f32; MAX_PARTS],
-    /// Short time-domain filter at the echo's bulk delay.
+    /// Short time-domain filter at the bulk delay.
     sh: Short,
-    /// Background and foreground error energy over the current comparison
-    /// window.
+    /// Whitened far/near cross-spectra per partition (`parts * BINS`),
+    /// exponentially forgotten: the bulk delay estimate.
+    xcorr: Vec<Complex32>,
+    /// Background error, foreground error and near energy over the current
+    /// comparison window.
     bg_win: f32,
     fg_win: f32,
-    dbg_d: f32,
+    d_win: f32,
     /// The short filter produces the output.
     use_short: bool,
-    /// Double talk seen in the current comparison window.
+    /// Double talk declared, or suspected, in the current comparison window.
     win_dt: bool,
+    win_suspect: bool,
+    /// Far silence seen in the current comparison window.
+    win_quiet: bool,
 }
 
 /// A short proportionate NLMS filter sample by sample over [`SHORT`] taps
@@ -209,6 +221,8 @@ struct Short {
     p_e: f32,
     /// Error energy over the current comparison window.
     win: f32,
+    /// Moved to a delay estimate at least once.
+    placed: bool,
 }
 
 impl Short {
@@ -219,6 +233,7 @@ impl Short {
             off: 0,
             p_e: 0.0,
             win: 0.0,
+            placed: false,
         }
     }
 
@@ -258,7 +273,25 @@ impl Short {
     }
 }
 
-/// Far history kept beyond the head window before the buffer is rewound.
+impl super::ec::LineEchoCanceller for FdafEchoCanceller {
+    fn process(&mut self, far: &[i16], near: &[i16], out: &mut [i16]) {
+        FdafEchoCanceller::process(self, far, near, out)
+    }
+    fn set_nlp(&mut self, on: bool) {
+        FdafEchoCanceller::set_nlp(self, on)
+    }
+    fn taps(&self) -> usize {
+        FdafEchoCanceller::taps(self)
+    }
+    fn stats(&self) -> EcStats {
+        FdafEchoCanceller::stats(self)
+    }
+    fn is_tone_disabled(&self) -> bool {
+        FdafEchoCanceller::is_tone_disabled(self)
+    }
+}
+
+/// Far history kept beyond the tail before the buffer is rewound.
 const HIST_SLACK: usize = 1024;
 const ZERO: Complex32 = Complex32::new(0.0, 0.0);
 
@@ -303,11 +336,14 @@ impl FdafEchoCanceller {
             sm_e: 0.0,
             fg_en: [0.0; MAX_PARTS],
             sh: Short::new(),
+            xcorr: vec![ZERO; parts * BINS],
             bg_win: 0.0,
             fg_win: 0.0,
-            dbg_d: 0.0,
+            d_win: 0.0,
             use_short: false,
             win_dt: false,
+            win_suspect: false,
+            win_quiet: false,
         }
     }
 
@@ -410,7 +446,11 @@ impl FdafEchoCanceller {
         let e_s = d - y_s;
         // The output: the foreground, or the short filter while it does
         // better (it converges first on a fresh or changed echo path).
-        let (y_out, e_out) = if self.use_short { (y_s, e_s) } else { (y_fg, e_fg) };
+        let (y_out, e_out) = if self.use_short {
+            (y_s, e_s)
+        } else {
+            (y_fg, e_fg)
+        };
 
         let f = self.ctl.observe(x, d, y_out, e_out);
         self.blk_hold |= f.dt;
@@ -420,7 +460,7 @@ impl FdafEchoCanceller {
 
         self.sh.win += e_s * e_s;
         self.fg_win += e_fg * e_fg;
-        self.dbg_d += d * d;
+        self.d_win += d * d;
         if self.adapt && f.far_active && !f.dt && !self.ctl.is_tone_disabled() {
             self.sh.p_e += (e_s * e_s - self.sh.p_e) * (1.0 / 64.0);
             let mut mu = (SH_MU_MAX * (1.0 - (self.ctl.noise / self.sh.p_e.max(1e-3)).sqrt()))
@@ -465,7 +505,9 @@ impl FdafEchoCanceller {
             .zip(&self.x_ring[cur.clone()])
             .zip(&mut self.psd_ring[cur])
         {
-            *ps += PSD_SMOOTH * (x.norm_sqr() - *ps);
+            let x2 = x.norm_sqr();
+            let a = if x2 > *ps { PSD_ATTACK } else { PSD_SMOOTH };
+            *ps += a * (x2 - *ps);
             *r = *ps;
         }
 
@@ -494,15 +536,18 @@ impl FdafEchoCanceller {
         self.cmp.add_bg(cmp_bg);
         self.bg_win += cmp_bg;
         self.win_dt |= self.blk_hold;
+        self.win_suspect |= self.blk_suspect;
         self.sh.update_gains();
 
         let far_active = self.blk_far > BLOCK as f32 * FAR_ACTIVE_POWER;
+        self.win_quiet |= !far_active;
         if far_active && !self.blk_hold {
             let pd: f32 = self.d_buf.iter().map(|v| v * v).sum();
             self.sm_d += 0.1 * (pd - self.sm_d);
             self.sm_e += 0.1 * (cmp_bg - self.sm_e);
         }
         if self.adapt && far_active && !self.blk_hold && !self.is_tone_disabled() {
+            self.update_xcorr();
             // Large while the foreground removes little, small once it
             // removes a lot (ratio of residual to near power).
             // Share of the residual that is echo rather than near noise.
@@ -573,66 +618,122 @@ impl FdafEchoCanceller {
         self.blk_far = 0.0;
     }
 
-    /// End of a comparison window for the short filter: seed the
-    /// background with it when it had the lower error, then move it to
-    /// where the background now puts the echo.
+    /// End of a comparison window for the short filter: pick the output
+    /// (foreground or short filter), seed the background with the short
+    /// filter when it had the lower error, and move a short filter that
+    /// removes nothing to where the delay estimator puts the echo.
     fn close_short_window(&mut self) {
+        // While the energy check suspects double talk the short filter
+        // must do far better (it may be fitting near speech).
+        let (margin, seed_margin) = if self.win_suspect {
+            (MU_SUSPECT_MARGIN, MU_SUSPECT_MARGIN)
+        } else {
+            (SELECT_MARGIN, SEED_MARGIN)
+        };
         if !self.win_dt {
-            if self.sh.win < SEED_MARGIN * self.fg_win {
+            if self.sh.win < margin * self.fg_win {
                 self.use_short = true;
             } else if self.fg_win < self.sh.win {
                 self.use_short = false;
             }
         }
-        let better = !self.win_dt && self.sh.win < SEED_MARGIN * self.bg_win;
-        if std::env::var("EC_DBG").is_ok() {
-            let pk = self.echo_peak(); eprintln!("blk {} off {} sh {:.1} bg {:.1} fg {:.1} seed {better} peak {:?}", self.blocks, self.sh.off, 10.0*(self.dbg_d/self.sh.win).log10(), 10.0*(self.dbg_d/self.bg_win).log10(), 10.0*(self.dbg_d/self.fg_win).log10(), pk); self.dbg_d = 0.0;
-        }
+        // Seeding needs the short filter to have found the echo (6 dB
+        // removed): one off the echo can still beat a background that
+        // overshoots at a loud onset, and would wipe out its progress.
+        let better = !self.win_dt
+            && self.sh.win < seed_margin * self.bg_win
+            && self.sh.win < SEED_FOUND * self.d_win;
         if better {
             // Far better: the background outside the window is mostly
             // noise picked up while converging, so it goes.
             let whole = self.sh.win < SEED_WHOLE * self.bg_win;
             self.seed_bg_from_short(whole);
-            if whole && self.sh.win < SEED_MARGIN * self.fg_win {
+            if whole && self.sh.win < margin * self.fg_win {
                 self.ctl.stats.fg_updates += 1;
                 self.copy_bg_to_fg();
             }
         }
+        // A short filter that removes echo stays where it is; one that does
+        // not (over a window of far speech) goes where the delay estimator
+        // puts the echo.
+        let stuck = !self.win_dt && !self.win_quiet && self.sh.win > SHORT_STUCK * self.d_win;
         self.sh.win = 0.0;
         self.fg_win = 0.0;
         self.bg_win = 0.0;
+        self.d_win = 0.0;
+        self.win_quiet = false;
         self.win_dt = false;
+        self.win_suspect = false;
+        if !(stuck || !self.sh.placed) {
+            return;
+        }
         if let Some(peak) = self.echo_peak() {
             let off = self.sh.off;
             let inside = peak >= off + SHORT_PRE / 2 && peak < off + SHORT - SHORT_POST;
             if !inside {
+                self.sh.placed = true;
                 let want = peak.saturating_sub(SHORT_PRE).min(self.taps - SHORT);
                 self.sh.move_to(want);
             }
         }
     }
 
-    /// Tap of the background's largest coefficient, from its strongest
-    /// partition (one inverse FFT).
+    /// One block of the delay estimator: `R_p = l R_p + conj(X_p) D / P`
+    /// (D the near block's spectrum, P the smoothed far power): a whitened
+    /// cross-correlation whose lags are the partitions' taps.
+    fn update_xcorr(&mut self) {
+        let lambda = XCORR_FORGET;
+        for r in self.xcorr.iter_mut() {
+            *r *= lambda;
+        }
+        self.fft.time[..BLOCK].fill(0.0);
+        self.fft.time[BLOCK..].copy_from_slice(&self.d_buf);
+        let mut g = [ZERO; BINS];
+        self.fft.forward(&mut g);
+        let delta = FFT as f32 * REGULARISE;
+        for (v, &p) in g.iter_mut().zip(&self.psd) {
+            *v *= 1.0 / (p + delta);
+        }
+        for p in 0..self.parts {
+            let r = self.slot(p);
+            simd::conj_update(
+                self.avx2,
+                &mut self.xcorr[p * BINS..(p + 1) * BINS],
+                &self.x_ring[r],
+                &g,
+                1.0,
+            );
+        }
+    }
+
+    /// Tap of the cross-correlation's peak: the strongest partition by
+    /// energy, then the largest lag in it and its neighbours (three
+    /// inverse FFTs). None until the peak stands out.
     fn echo_peak(&mut self) -> Option<usize> {
-        let (m, top) = self
-            .prop
+        let mut en = [0f32; MAX_PARTS];
+        for (p, e) in en[..self.parts].iter_mut().enumerate() {
+            *e = energy(&self.xcorr[p * BINS..(p + 1) * BINS]);
+        }
+        let (m, top) = en[..self.parts]
             .iter()
             .enumerate()
             .fold((0, 0f32), |a, (i, &e)| if e > a.1 { (i, e) } else { a });
-        if top <= 1.5 / self.parts as f32 {
-            // Flat shares: nothing learnt yet.
+        let mean = en[..self.parts].iter().sum::<f32>() / self.parts as f32;
+        if top <= XCORR_PEAK * mean {
             return None;
         }
-        self.spec
-            .copy_from_slice(&self.w_bg[m * BINS..(m + 1) * BINS]);
-        self.fft.inverse(&mut self.spec);
-        let k = self.fft.time[..BLOCK]
-            .iter()
-            .enumerate()
-            .fold((0, 0f32), |a, (i, &v)| if v.abs() > a.1 { (i, v.abs()) } else { a })
-            .0;
-        Some(m * BLOCK + k)
+        let mut best = (0, 0f32);
+        for p in m.saturating_sub(1)..(m + 2).min(self.parts) {
+            self.spec
+                .copy_from_slice(&self.xcorr[p * BINS..(p + 1) * BINS]);
+            self.fft.inverse(&mut self.spec);
+            for (k, v) in self.fft.time[..BLOCK].iter().enumerate() {
+                if v.abs() > best.1 {
+                    best = (p * BLOCK + k, v.abs());
+                }
+            }
+        }
+        Some(best.0)
     }
 
     /// Background taps inside the short filter's window := the short
@@ -776,20 +877,40 @@ const SHORT_PRE: usize = 32;
 const SHORT_POST: usize = 96;
 /// Step bounds of the short filter (NLMS, variable as the block filter's).
 const SH_MU_MAX: f32 = 0.5;
-const SH_MU_MIN: f32 = 0.05;
+const SH_MU_MIN: f32 = 0.02;
+/// The short filter takes over the output when its window error is below
+/// this share of the foreground's (and hands it back once the foreground's
+/// is the lower).
+const SELECT_MARGIN: f32 = 0.8;
 /// The short filter seeds the background when its window error is below
-/// this share of the background's.
-const SEED_MARGIN: f32 = 0.8;
+/// this share of the background's ...
+const SEED_MARGIN: f32 = 0.5;
+/// ... and of the near signal's (it has found the echo: 6 dB removed).
+const SEED_FOUND: f32 = 0.25;
+/// A short filter whose window error is above this share of the near
+/// signal's over a window of far speech goes to the delay estimate.
+const SHORT_STUCK: f32 = 0.25;
 /// Below this share the background is replaced by the short filter whole.
 const SEED_WHOLE: f32 = 0.25;
+/// Forgetting factor of the delay estimator per block (~0.25 s).
+const XCORR_FORGET: f32 = 0.97;
+/// The delay estimate counts once its strongest partition holds this many
+/// times the mean partition energy.
+const XCORR_PEAK: f32 = 2.0;
 /// Step regularisation, in far power per sample (-53 dBm0).
 const REGULARISE: f32 = 1000.0;
 const MU_MAX: f32 = 0.5;
 const MU_MIN: f32 = 0.02;
+/// How much lower the short filter's error must be to take the output or
+/// seed the background while the energy check suspects double talk.
+const MU_SUSPECT_MARGIN: f32 = 0.25;
 /// Step cap while the energy check suspects double talk.
 const MU_SUSPECT: f32 = 0.1;
-/// Smoothing of the far power spectrum that normalises the step, per block.
+/// Smoothing of the far power spectrum that normalises the step, per block
+/// (falling, and rising: faster, so a loud onset does not get a step scaled
+/// for the quiet before it).
 const PSD_SMOOTH: f32 = 0.3;
+const PSD_ATTACK: f32 = 0.6;
 /// Leak per block of a background partition away from the echo.
 const LEAK: f32 = 0.1;
 /// Foreground partition energy, relative to the strongest, below which a

@@ -462,13 +462,18 @@ mod tests {
     fn short_filter_kernels_match_every_build() {
         let x: Vec<f32> = (0..192).map(|i| ((i * 37) % 23) as f32 - 11.0).collect();
         let g: Vec<f32> = (0..192).map(|i| 0.5 + (i % 5) as f32 * 0.25).collect();
-        let w0: Vec<f32> = (0..192).map(|i| ((i * 11) % 7) as f32 * 0.1 - 0.3).collect();
+        let w0: Vec<f32> = (0..192)
+            .map(|i| ((i * 11) % 7) as f32 * 0.1 - 0.3)
+            .collect();
         let want_y: f32 = w0.iter().zip(&x).map(|(a, b)| a * b).sum();
         let want_n: f32 = x.iter().zip(&g).map(|(b, g)| g * (b * b)).sum();
         let mut outs = Vec::new();
         for avx2 in [false, true] {
             let (y, n) = short_filter(avx2, &w0, &g, &x);
-            assert!((y - want_y).abs() <= 1e-3 * want_y.abs().max(1.0), "{y} vs {want_y}");
+            assert!(
+                (y - want_y).abs() <= 1e-3 * want_y.abs().max(1.0),
+                "{y} vs {want_y}"
+            );
             assert!((n - want_n).abs() <= 1e-3 * want_n, "{n} vs {want_n}");
             let mut w = w0.clone();
             short_update(avx2, &mut w, &g, &x, 0.01);
