@@ -223,6 +223,10 @@ struct Short {
     win: f32,
     /// Moved to a delay estimate at least once.
     placed: bool,
+    /// Not run (the converged foreground does far better).
+    idle: bool,
+    /// Comparison windows the foreground has won by [`IDLE_MARGIN`] running.
+    lose: u32,
 }
 
 impl Short {
@@ -234,6 +238,8 @@ impl Short {
             p_e: 0.0,
             win: 0.0,
             placed: false,
+            idle: false,
+            lose: 0,
         }
     }
 
@@ -439,10 +445,14 @@ impl FdafEchoCanceller {
         // Foreground: partitions 1.. from the block FFT, partition 0 here.
         let y_fg = self.tail[self.fill] + dot(&self.head, &self.hist[self.pos - BLOCK..self.pos]);
         let e_fg = d - y_fg;
-        // Short filter at the bulk delay.
+        // Short filter at the bulk delay (not run while idle).
         let end = self.pos - self.sh.off;
         let xs = &self.hist[end - SHORT..end];
-        let (y_s, n2) = simd::short_filter(self.avx2, &self.sh.w, &self.sh.g, xs);
+        let (y_s, n2) = if self.sh.idle {
+            (0.0, 0.0)
+        } else {
+            simd::short_filter(self.avx2, &self.sh.w, &self.sh.g, xs)
+        };
         let e_s = d - y_s;
         // The output: the foreground, or the short filter while it does
         // better (it converges first on a fresh or changed echo path).
@@ -461,7 +471,7 @@ impl FdafEchoCanceller {
         self.sh.win += e_s * e_s;
         self.fg_win += e_fg * e_fg;
         self.d_win += d * d;
-        if self.adapt && f.far_active && !f.dt && !self.ctl.is_tone_disabled() {
+        if self.adapt && !self.sh.idle && f.far_active && !f.dt && !self.ctl.is_tone_disabled() {
             self.sh.p_e += (e_s * e_s - self.sh.p_e) * (1.0 / 64.0);
             let mut mu = (SH_MU_MAX * (1.0 - (self.ctl.noise / self.sh.p_e.max(1e-3)).sqrt()))
                 .clamp(SH_MU_MIN, SH_MU_MAX);
@@ -547,7 +557,9 @@ impl FdafEchoCanceller {
             self.sm_e += 0.1 * (cmp_bg - self.sm_e);
         }
         if self.adapt && far_active && !self.blk_hold && !self.is_tone_disabled() {
-            self.update_xcorr();
+            if !self.sh.idle {
+                self.update_xcorr();
+            }
             // Large while the foreground removes little, small once it
             // removes a lot (ratio of residual to near power).
             // Share of the residual that is echo rather than near noise.
@@ -623,6 +635,32 @@ impl FdafEchoCanceller {
     /// filter when it had the lower error, and move a short filter that
     /// removes nothing to where the delay estimator puts the echo.
     fn close_short_window(&mut self) {
+        if self.sh.idle {
+            // Wake on a sign that the foreground went stale: the energy
+            // check's suspicion, or a window of far speech it removes
+            // less than 6 dB of.
+            let stale = !self.win_dt && !self.win_quiet && self.fg_win > SHORT_STUCK * self.d_win;
+            if self.win_suspect || stale {
+                self.sh.idle = false;
+                self.sh.lose = 0;
+            }
+            self.clear_windows();
+            return;
+        }
+        // Idle once the converged foreground has had the lower error for
+        // about a second of far speech (the short filter then costs
+        // nothing); windows with far silence or double talk do not count.
+        if !self.win_quiet && !self.win_dt {
+            if self.ctl.has_converged() && self.fg_win < IDLE_MARGIN * self.sh.win {
+                self.sh.lose += 1;
+                if self.sh.lose >= IDLE_WINDOWS {
+                    self.sh.idle = true;
+                    self.use_short = false;
+                }
+            } else {
+                self.sh.lose = 0;
+            }
+        }
         // While the energy check suspects double talk the short filter
         // must do far better (it may be fitting near speech).
         let (margin, seed_margin) = if self.win_suspect {
@@ -657,13 +695,7 @@ impl FdafEchoCanceller {
         // not (over a window of far speech) goes where the delay estimator
         // puts the echo.
         let stuck = !self.win_dt && !self.win_quiet && self.sh.win > SHORT_STUCK * self.d_win;
-        self.sh.win = 0.0;
-        self.fg_win = 0.0;
-        self.bg_win = 0.0;
-        self.d_win = 0.0;
-        self.win_quiet = false;
-        self.win_dt = false;
-        self.win_suspect = false;
+        self.clear_windows();
         if !(stuck || !self.sh.placed) {
             return;
         }
@@ -676,6 +708,17 @@ impl FdafEchoCanceller {
                 self.sh.move_to(want);
             }
         }
+    }
+
+    /// Start the next comparison window.
+    fn clear_windows(&mut self) {
+        self.sh.win = 0.0;
+        self.fg_win = 0.0;
+        self.bg_win = 0.0;
+        self.d_win = 0.0;
+        self.win_quiet = false;
+        self.win_dt = false;
+        self.win_suspect = false;
     }
 
     /// One block of the delay estimator: `R_p = l R_p + conj(X_p) D / P`
@@ -875,6 +918,11 @@ const SHORT: usize = 192;
 /// fewest after it before the window moves.
 const SHORT_PRE: usize = 32;
 const SHORT_POST: usize = 96;
+/// The short filter idles after [`IDLE_WINDOWS`] comparison windows (about
+/// 1 s) in which the converged foreground's error was below this share of
+/// its own.
+const IDLE_MARGIN: f32 = 1.0;
+const IDLE_WINDOWS: u32 = 40;
 /// Step bounds of the short filter (NLMS, variable as the block filter's).
 const SH_MU_MAX: f32 = 0.5;
 const SH_MU_MIN: f32 = 0.02;

@@ -383,10 +383,44 @@ fn short_update_body(w: &mut [f32], g: &[f32], x: &[f32], c: f32) {
     }
 }
 
+/// [`short_filter_body`] in AVX2 intrinsics (LLVM leaves that loop's
+/// two reductions scalar): the same lane order and no fusion, so the same
+/// values.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn short_filter_avx2(w: &[f32], g: &[f32], x: &[f32]) -> (f32, f32) {
-    short_filter_body(w, g, x)
+    use std::arch::x86_64::*;
+    let n = w.len().min(g.len()).min(x.len()) / SHORT_LANES * SHORT_LANES;
+    let (mut y0, mut y1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let (mut n0, mut n1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let mut i = 0;
+    while i + SHORT_LANES <= n {
+        // SAFETY: i + 16 <= n and every slice holds at least n values
+        // (unaligned loads).
+        unsafe {
+            let w0 = _mm256_loadu_ps(w.as_ptr().add(i));
+            let w1 = _mm256_loadu_ps(w.as_ptr().add(i + 8));
+            let g0 = _mm256_loadu_ps(g.as_ptr().add(i));
+            let g1 = _mm256_loadu_ps(g.as_ptr().add(i + 8));
+            let x0 = _mm256_loadu_ps(x.as_ptr().add(i));
+            let x1 = _mm256_loadu_ps(x.as_ptr().add(i + 8));
+            y0 = _mm256_add_ps(y0, _mm256_mul_ps(w0, x0));
+            y1 = _mm256_add_ps(y1, _mm256_mul_ps(w1, x1));
+            n0 = _mm256_add_ps(n0, _mm256_mul_ps(g0, _mm256_mul_ps(x0, x0)));
+            n1 = _mm256_add_ps(n1, _mm256_mul_ps(g1, _mm256_mul_ps(x1, x1)));
+        }
+        i += SHORT_LANES;
+    }
+    let mut acc_y = [0f32; SHORT_LANES];
+    let mut acc_n = [0f32; SHORT_LANES];
+    // SAFETY: each array holds 16 f32: two unaligned 8-lane stores each.
+    unsafe {
+        _mm256_storeu_ps(acc_y.as_mut_ptr(), y0);
+        _mm256_storeu_ps(acc_y.as_mut_ptr().add(8), y1);
+        _mm256_storeu_ps(acc_n.as_mut_ptr(), n0);
+        _mm256_storeu_ps(acc_n.as_mut_ptr().add(8), n1);
+    }
+    (hsum16(&acc_y), hsum16(&acc_n))
 }
 
 #[cfg(target_arch = "x86_64")]
