@@ -696,7 +696,7 @@ impl FdafEchoCanceller {
         // puts the echo.
         let stuck = !self.win_dt && !self.win_quiet && self.sh.win > SHORT_STUCK * self.d_win;
         self.clear_windows();
-        if !(stuck || !self.sh.placed) {
+        if !stuck && self.sh.placed {
             return;
         }
         if let Some(peak) = self.echo_peak() {

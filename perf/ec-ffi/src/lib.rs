@@ -23,9 +23,9 @@ use dataplane::dsp::ec_fdaf::FdafEchoCanceller;
 /// One of the two cancellers behind the C handle.
 pub enum Canceller {
     /// [`EchoCanceller`] (`TANDEM_EC=time`).
-    TimeDomain(EchoCanceller),
+    TimeDomain(Box<EchoCanceller>),
     /// [`FdafEchoCanceller`] (the default).
-    Fdaf(FdafEchoCanceller),
+    Fdaf(Box<FdafEchoCanceller>),
 }
 
 /// A canceller of `taps` taps (clamped to 256..=1024), NLP on if `nlp != 0`.
@@ -36,11 +36,11 @@ pub extern "C" fn ext_ec_create(taps: i32, nlp: i32) -> *mut Canceller {
     let ec = if std::env::var("TANDEM_EC").is_ok_and(|v| v == "time") {
         let mut ec = EchoCanceller::new(taps);
         ec.set_nlp(nlp != 0);
-        Canceller::TimeDomain(ec)
+        Canceller::TimeDomain(Box::new(ec))
     } else {
         let mut ec = FdafEchoCanceller::new(taps);
         ec.set_nlp(nlp != 0);
-        Canceller::Fdaf(ec)
+        Canceller::Fdaf(Box::new(ec))
     };
     Box::into_raw(Box::new(ec))
 }
