@@ -5,7 +5,7 @@
 //! program name; `None` means "not a DSP subcommand".
 
 use dataplane::dsp::dtmf::{generate_digits, DtmfDetector, DtmfEvent};
-use dataplane::dsp::ec::EchoCanceller;
+use dataplane::dsp::ec::{new_canceller, EcKind};
 use dataplane::dsp::tones::{zone_tone, ToneGenerator, ToneKind, ZONES};
 use std::path::Path;
 
@@ -13,7 +13,7 @@ use crate::wav::{read_pcm, write_pcm};
 
 const USAGE: &str = "\
 DSP subcommands (8 kHz 16-bit mono, .wav or raw):
-  echo-cancel [--tail-ms 32..128] [--no-nlp] FAR NEAR OUT
+  echo-cancel [--tail-ms 32..128] [--no-nlp] [--time-domain] FAR NEAR OUT
   dtmf-detect FILE
   dtmf-generate [--level DBM0] [--on MS] [--off MS] DIGITS OUT
   tone ZONE NAME SECONDS OUT     (zones: us uk eu de fr cn jp;
@@ -106,10 +106,12 @@ fn echo_cancel(args: &[String]) -> Result<(), CliError> {
     let (opts, pos) = parse(args, &["--tail-ms"])?;
     let mut tail_ms = 128.0;
     let mut nlp = true;
+    let mut kind = EcKind::default();
     for (k, v) in opts {
         match k {
             "--tail-ms" => tail_ms = number(k, v)?,
             "--no-nlp" => nlp = false,
+            "--time-domain" => kind = EcKind::TimeDomain,
             _ => return usage(format!("unknown option {k}")),
         }
     }
@@ -125,7 +127,7 @@ fn echo_cancel(args: &[String]) -> Result<(), CliError> {
     if far.len() != near.len() {
         eprintln!("echo-cancel: FAR and NEAR differ in length; using the first {n} samples");
     }
-    let mut ec = EchoCanceller::new((tail_ms * 8.0) as usize);
+    let mut ec = new_canceller(kind, (tail_ms * 8.0) as usize);
     ec.set_nlp(nlp);
     let mut result = vec![0i16; n];
     for ((f, d), o) in far[..n]

@@ -95,6 +95,57 @@ pub struct EcStats {
     pub tone_disables: u64,
 }
 
+/// Which canceller [`new_canceller`] builds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum EcKind {
+    /// [`super::ec_fdaf::FdafEchoCanceller`]: the default (a quarter of
+    /// the time-domain one's cost, and faster to converge on delayed paths).
+    #[default]
+    Fdaf,
+    /// [`EchoCanceller`], the time-domain canceller.
+    TimeDomain,
+}
+
+/// What both cancellers offer, for code that picks one at run time.
+pub trait LineEchoCanceller: Send {
+    /// Cancel echo of `far` (Rin) in `near` (Sin) into `out` (Sout).
+    fn process(&mut self, far: &[i16], near: &[i16], out: &mut [i16]);
+    /// Turn the non-linear processor on or off.
+    fn set_nlp(&mut self, on: bool);
+    /// Number of taps in use.
+    fn taps(&self) -> usize;
+    /// Counters.
+    fn stats(&self) -> EcStats;
+    /// True while a 2100 Hz phase-reversed tone holds the canceller off.
+    fn is_tone_disabled(&self) -> bool;
+}
+
+/// A canceller of `kind` with `tail_taps` taps (clamped to 256..=1024).
+pub fn new_canceller(kind: EcKind, tail_taps: usize) -> Box<dyn LineEchoCanceller> {
+    match kind {
+        EcKind::Fdaf => Box::new(super::ec_fdaf::FdafEchoCanceller::new(tail_taps)),
+        EcKind::TimeDomain => Box::new(EchoCanceller::new(tail_taps)),
+    }
+}
+
+impl LineEchoCanceller for EchoCanceller {
+    fn process(&mut self, far: &[i16], near: &[i16], out: &mut [i16]) {
+        EchoCanceller::process(self, far, near, out)
+    }
+    fn set_nlp(&mut self, on: bool) {
+        EchoCanceller::set_nlp(self, on)
+    }
+    fn taps(&self) -> usize {
+        EchoCanceller::taps(self)
+    }
+    fn stats(&self) -> EcStats {
+        EchoCanceller::stats(self)
+    }
+    fn is_tone_disabled(&self) -> bool {
+        EchoCanceller::is_tone_disabled(self)
+    }
+}
+
 /// A line echo canceller for one channel.
 #[derive(Debug, Clone)]
 pub struct EchoCanceller {

@@ -1,14 +1,10 @@
 //! Line echo canceller in the spirit of ITU-T G.168, frequency-domain
-//! variant: about a quarter of speexdsp's time per sample at 1024 taps (and
-//! a third of [`super::ec::EchoCanceller`]'s), same API as [`super::ec`]
-//! and the same control logic (shared in `ec_control`). Status: a higher
-//! steady-state ERLE than the time-domain canceller on most paths (mean
-//! ~40 dB over the test paths) and 20 dB within 0.9 s of speech on paths
-//! without bulk delay, but it still converges more slowly on speech over
-//! delayed paths (20 dB after 1.7-2.4 s of speech at 50-100 ms instead of
-//! 1 s: its step shares are per 64-tap partition, not per tap) and ends
-//! ~1 dB short of 35 dB at ERL 25 on one path (see `tests/dsp_ec.rs`,
-//! `fdaf_erle_table`), so [`super::ec::EchoCanceller`] stays the default.
+//! variant and the default ([`super::ec::EcKind`]): about a quarter of
+//! speexdsp's time per sample at 1024 taps (a third of
+//! [`super::ec::EchoCanceller`]'s), same API as [`super::ec`] and the same
+//! control logic (shared in `ec_control`). On the test paths (0-100 ms
+//! bulk delay, 4-12 ms dispersion, ERL 6-25 dB, `tests/dsp_ec.rs`) it
+//! removes 20 dB within 0.2-0.9 s of speech and 35.6-58 dB at steady state.
 //!
 //! Structure:
 //!
@@ -45,6 +41,16 @@
 //! - The step follows the non-parametric VSS-NLMS rule: the share of the
 //!   block error's amplitude above the noise floor, so large while the
 //!   residual echo dominates and small at steady state.
+//! - A *short* time-domain filter of [`SHORT`] taps (24 ms), proportionate
+//!   NLMS sample by sample, placed at the bulk delay that a whitened
+//!   cross-correlation (per partition, in the frequency domain) finds. On a
+//!   sparse hybrid response it converges in a fraction of the time the
+//!   block filter takes (whose step shares are per 64-tap partition), so
+//!   it is a third candidate: it produces the output while its error is
+//!   the lower, and seeds the background (its window, or the whole filter
+//!   when the background is far worse) once it has found the echo. It is
+//!   only moved while it removes nothing over far speech, so it relocates
+//!   after an echo-path change.
 //! - Double talk (Geigel, energy check), NLP with comfort noise, tone
 //!   disable and the filter comparison: the shared controller in
 //!   `ec_control`.
@@ -181,9 +187,117 @@ pub struct FdafEchoCanceller {
     sm_e: f32,
     /// Energy of each foreground partition, taken when it was last copied.
     fg_en: [f32; MAX_PARTS],
+    /// Short time-domain filter at the bulk delay.
+    sh: Short,
+    /// Whitened far/near cross-spectra per partition (`parts * BINS`),
+    /// exponentially forgotten: the bulk delay estimate.
+    xcorr: Vec<Complex32>,
+    /// Background error, foreground error and near energy over the current
+    /// comparison window.
+    bg_win: f32,
+    fg_win: f32,
+    d_win: f32,
+    /// The short filter produces the output.
+    use_short: bool,
+    /// Double talk declared, or suspected, in the current comparison window.
+    win_dt: bool,
+    win_suspect: bool,
+    /// Far silence seen in the current comparison window.
+    win_quiet: bool,
 }
 
-/// Far history kept beyond the head window before the buffer is rewound.
+/// A short proportionate NLMS filter sample by sample over [`SHORT`] taps
+/// starting `off` taps into the tail (where the background filter puts the
+/// echo's peak): it converges in a fraction of the time the block filter
+/// takes, and while it has the lower error it seeds the background.
+#[derive(Debug, Clone)]
+struct Short {
+    /// Taps in reverse: `w[j]` multiplies `x[n - off - (SHORT - 1 - j)]`.
+    w: [f32; SHORT],
+    /// Proportionate step gains (mean 1), same order as `w`.
+    g: [f32; SHORT],
+    off: usize,
+    /// Smoothed error power (for the variable step).
+    p_e: f32,
+    /// Error energy over the current comparison window.
+    win: f32,
+    /// Moved to a delay estimate at least once.
+    placed: bool,
+    /// Not run (the converged foreground does far better).
+    idle: bool,
+    /// Comparison windows the foreground has won by [`IDLE_MARGIN`] running.
+    lose: u32,
+}
+
+impl Short {
+    fn new() -> Self {
+        Short {
+            w: [0.0; SHORT],
+            g: [1.0; SHORT],
+            off: 0,
+            p_e: 0.0,
+            win: 0.0,
+            placed: false,
+            idle: false,
+            lose: 0,
+        }
+    }
+
+    /// Proportionate gains (IPNLMS, alpha = 0) from the taps.
+    fn update_gains(&mut self) {
+        let l1: f32 = self.w.iter().map(|v| v.abs()).sum();
+        if l1 <= 1e-9 {
+            self.g.fill(1.0);
+            return;
+        }
+        let k = 0.5 * SHORT as f32 / l1;
+        for (g, w) in self.g.iter_mut().zip(&self.w) {
+            *g = 0.5 + k * w.abs();
+        }
+    }
+
+    /// Move the window to start `off` taps in, keeping the taps it shares
+    /// with the old window.
+    fn move_to(&mut self, off: usize) {
+        let old = self.w;
+        self.w = [0.0; SHORT];
+        let delta = off as isize - self.off as isize;
+        for (j, w) in self.w.iter_mut().enumerate() {
+            let src = j as isize - delta;
+            if (0..SHORT as isize).contains(&src) {
+                *w = old[src as usize];
+            }
+        }
+        self.off = off;
+        self.update_gains();
+    }
+
+    /// Tap `t` of the whole tail, if inside the window.
+    fn tap(&self, t: usize) -> Option<f32> {
+        let k = t.checked_sub(self.off).filter(|&k| k < SHORT)?;
+        Some(self.w[SHORT - 1 - k])
+    }
+}
+
+impl super::ec::LineEchoCanceller for FdafEchoCanceller {
+    fn process(&mut self, far: &[i16], near: &[i16], out: &mut [i16]) {
+        FdafEchoCanceller::process(self, far, near, out)
+    }
+    fn set_nlp(&mut self, on: bool) {
+        FdafEchoCanceller::set_nlp(self, on)
+    }
+    fn taps(&self) -> usize {
+        FdafEchoCanceller::taps(self)
+    }
+    fn stats(&self) -> EcStats {
+        FdafEchoCanceller::stats(self)
+    }
+    fn is_tone_disabled(&self) -> bool {
+        FdafEchoCanceller::is_tone_disabled(self)
+    }
+}
+
+/// Far history kept beyond the tail before the buffer is rewound.
 const HIST_SLACK: usize = 1024;
 const ZERO: Complex32 = Complex32::new(0.0, 0.0);
 
@@ -209,8 +323,8 @@ impl FdafEchoCanceller {
             d_buf: [0.0; BLOCK],
             tail: [0.0; BLOCK],
             fill: 0,
-            hist: vec![0.0; BLOCK + HIST_SLACK],
-            pos: BLOCK,
+            hist: vec![0.0; taps + HIST_SLACK],
+            pos: taps,
             blk_hold: false,
             blk_suspect: false,
             blk_far: 0.0,
@@ -227,6 +341,15 @@ impl FdafEchoCanceller {
             sm_d: 0.0,
             sm_e: 0.0,
             fg_en: [0.0; MAX_PARTS],
+            sh: Short::new(),
+            xcorr: vec![ZERO; parts * BINS],
+            bg_win: 0.0,
+            fg_win: 0.0,
+            d_win: 0.0,
+            use_short: false,
+            win_dt: false,
+            win_suspect: false,
+            win_quiet: false,
         }
     }
 
@@ -310,9 +433,9 @@ impl FdafEchoCanceller {
         self.ctl.input(x, d);
 
         if self.pos == self.hist.len() {
-            let start = self.pos - BLOCK;
+            let start = self.pos - self.taps;
             self.hist.copy_within(start.., 0);
-            self.pos = BLOCK;
+            self.pos = self.taps;
         }
         self.hist[self.pos] = x;
         self.pos += 1;
@@ -322,12 +445,42 @@ impl FdafEchoCanceller {
         // Foreground: partitions 1.. from the block FFT, partition 0 here.
         let y_fg = self.tail[self.fill] + dot(&self.head, &self.hist[self.pos - BLOCK..self.pos]);
         let e_fg = d - y_fg;
+        // Short filter at the bulk delay (not run while idle).
+        let end = self.pos - self.sh.off;
+        let xs = &self.hist[end - SHORT..end];
+        let (y_s, n2) = if self.sh.idle {
+            (0.0, 0.0)
+        } else {
+            simd::short_filter(self.avx2, &self.sh.w, &self.sh.g, xs)
+        };
+        let e_s = d - y_s;
+        // The output: the foreground, or the short filter while it does
+        // better (it converges first on a fresh or changed echo path).
+        let (y_out, e_out) = if self.use_short {
+            (y_s, e_s)
+        } else {
+            (y_fg, e_fg)
+        };
 
-        let f = self.ctl.observe(x, d, y_fg, e_fg);
+        let f = self.ctl.observe(x, d, y_out, e_out);
         self.blk_hold |= f.dt;
         self.blk_suspect |= f.suspect;
         self.blk_far += x * x;
         self.cmp.add_fg(e_fg * e_fg, f);
+
+        self.sh.win += e_s * e_s;
+        self.fg_win += e_fg * e_fg;
+        self.d_win += d * d;
+        if self.adapt && !self.sh.idle && f.far_active && !f.dt && !self.ctl.is_tone_disabled() {
+            self.sh.p_e += (e_s * e_s - self.sh.p_e) * (1.0 / 64.0);
+            let mut mu = (SH_MU_MAX * (1.0 - (self.ctl.noise / self.sh.p_e.max(1e-3)).sqrt()))
+                .clamp(SH_MU_MIN, SH_MU_MAX);
+            if f.suspect {
+                mu = mu.min(MU_SUSPECT);
+            }
+            let c = mu * e_s / (n2 + SHORT as f32 * REGULARISE);
+            simd::short_update(self.avx2, &mut self.sh.w, &self.sh.g, xs, c);
+        }
 
         self.fill += 1;
         if self.fill == BLOCK {
@@ -335,7 +488,7 @@ impl FdafEchoCanceller {
             self.end_block();
         }
 
-        self.ctl.output(near, e_fg, f)
+        self.ctl.output(near, e_out, f)
     }
 
     /// Ring slot of the far spectrum `p` blocks before the newest.
@@ -362,7 +515,9 @@ impl FdafEchoCanceller {
             .zip(&self.x_ring[cur.clone()])
             .zip(&mut self.psd_ring[cur])
         {
-            *ps += PSD_SMOOTH * (x.norm_sqr() - *ps);
+            let x2 = x.norm_sqr();
+            let a = if x2 > *ps { PSD_ATTACK } else { PSD_SMOOTH };
+            *ps += a * (x2 - *ps);
             *r = *ps;
         }
 
@@ -389,14 +544,22 @@ impl FdafEchoCanceller {
             cmp_bg += *e * *e;
         }
         self.cmp.add_bg(cmp_bg);
+        self.bg_win += cmp_bg;
+        self.win_dt |= self.blk_hold;
+        self.win_suspect |= self.blk_suspect;
+        self.sh.update_gains();
 
         let far_active = self.blk_far > BLOCK as f32 * FAR_ACTIVE_POWER;
+        self.win_quiet |= !far_active;
         if far_active && !self.blk_hold {
             let pd: f32 = self.d_buf.iter().map(|v| v * v).sum();
             self.sm_d += 0.1 * (pd - self.sm_d);
             self.sm_e += 0.1 * (cmp_bg - self.sm_e);
         }
         if self.adapt && far_active && !self.blk_hold && !self.is_tone_disabled() {
+            if !self.sh.idle {
+                self.update_xcorr();
+            }
             // Large while the foreground removes little, small once it
             // removes a lot (ratio of residual to near power).
             // Share of the residual that is echo rather than near noise.
@@ -443,6 +606,7 @@ impl FdafEchoCanceller {
                     self.update_prop();
                 }
             }
+            self.close_short_window();
         }
 
         // Foreground partitions 1.. for the next block: partition p needs
@@ -464,6 +628,183 @@ impl FdafEchoCanceller {
         self.blk_hold = false;
         self.blk_suspect = false;
         self.blk_far = 0.0;
+    }
+
+    /// End of a comparison window for the short filter: pick the output
+    /// (foreground or short filter), seed the background with the short
+    /// filter when it had the lower error, and move a short filter that
+    /// removes nothing to where the delay estimator puts the echo.
+    fn close_short_window(&mut self) {
+        if self.sh.idle {
+            // Wake on a sign that the foreground went stale: the energy
+            // check's suspicion, or a window of far speech it removes
+            // less than 6 dB of.
+            let stale = !self.win_dt && !self.win_quiet && self.fg_win > SHORT_STUCK * self.d_win;
+            if self.win_suspect || stale {
+                self.sh.idle = false;
+                self.sh.lose = 0;
+            }
+            self.clear_windows();
+            return;
+        }
+        // Idle once the converged foreground has had the lower error for
+        // about a second of far speech (the short filter then costs
+        // nothing); windows with far silence or double talk do not count.
+        if !self.win_quiet && !self.win_dt {
+            if self.ctl.has_converged() && self.fg_win < IDLE_MARGIN * self.sh.win {
+                self.sh.lose += 1;
+                if self.sh.lose >= IDLE_WINDOWS {
+                    self.sh.idle = true;
+                    self.use_short = false;
+                }
+            } else {
+                self.sh.lose = 0;
+            }
+        }
+        // While the energy check suspects double talk the short filter
+        // must do far better (it may be fitting near speech).
+        let (margin, seed_margin) = if self.win_suspect {
+            (MU_SUSPECT_MARGIN, MU_SUSPECT_MARGIN)
+        } else {
+            (SELECT_MARGIN, SEED_MARGIN)
+        };
+        if !self.win_dt {
+            if self.sh.win < margin * self.fg_win {
+                self.use_short = true;
+            } else if self.fg_win < self.sh.win {
+                self.use_short = false;
+            }
+        }
+        // Seeding needs the short filter to have found the echo (6 dB
+        // removed): one off the echo can still beat a background that
+        // overshoots at a loud onset, and would wipe out its progress.
+        let better = !self.win_dt
+            && self.sh.win < seed_margin * self.bg_win
+            && self.sh.win < SEED_FOUND * self.d_win;
+        if better {
+            // Far better: the background outside the window is mostly
+            // noise picked up while converging, so it goes.
+            let whole = self.sh.win < SEED_WHOLE * self.bg_win;
+            self.seed_bg_from_short(whole);
+            if whole && self.sh.win < margin * self.fg_win {
+                self.ctl.stats.fg_updates += 1;
+                self.copy_bg_to_fg();
+            }
+        }
+        // A short filter that removes echo stays where it is; one that does
+        // not (over a window of far speech) goes where the delay estimator
+        // puts the echo.
+        let stuck = !self.win_dt && !self.win_quiet && self.sh.win > SHORT_STUCK * self.d_win;
+        self.clear_windows();
+        if !stuck && self.sh.placed {
+            return;
+        }
+        if let Some(peak) = self.echo_peak() {
+            let off = self.sh.off;
+            let inside = peak >= off + SHORT_PRE / 2 && peak < off + SHORT - SHORT_POST;
+            if !inside {
+                self.sh.placed = true;
+                let want = peak.saturating_sub(SHORT_PRE).min(self.taps - SHORT);
+                self.sh.move_to(want);
+            }
+        }
+    }
+
+    /// Start the next comparison window.
+    fn clear_windows(&mut self) {
+        self.sh.win = 0.0;
+        self.fg_win = 0.0;
+        self.bg_win = 0.0;
+        self.d_win = 0.0;
+        self.win_quiet = false;
+        self.win_dt = false;
+        self.win_suspect = false;
+    }
+
+    /// One block of the delay estimator: `R_p = l R_p + conj(X_p) D / P`
+    /// (D the near block's spectrum, P the smoothed far power): a whitened
+    /// cross-correlation whose lags are the partitions' taps.
+    fn update_xcorr(&mut self) {
+        let lambda = XCORR_FORGET;
+        for r in self.xcorr.iter_mut() {
+            *r *= lambda;
+        }
+        self.fft.time[..BLOCK].fill(0.0);
+        self.fft.time[BLOCK..].copy_from_slice(&self.d_buf);
+        let mut g = [ZERO; BINS];
+        self.fft.forward(&mut g);
+        let delta = FFT as f32 * REGULARISE;
+        for (v, &p) in g.iter_mut().zip(&self.psd) {
+            *v *= 1.0 / (p + delta);
+        }
+        for p in 0..self.parts {
+            let r = self.slot(p);
+            simd::conj_update(
+                self.avx2,
+                &mut self.xcorr[p * BINS..(p + 1) * BINS],
+                &self.x_ring[r],
+                &g,
+                1.0,
+            );
+        }
+    }
+
+    /// Tap of the cross-correlation's peak: the strongest partition by
+    /// energy, then the largest lag in it and its neighbours (three
+    /// inverse FFTs). None until the peak stands out.
+    fn echo_peak(&mut self) -> Option<usize> {
+        let mut en = [0f32; MAX_PARTS];
+        for (p, e) in en[..self.parts].iter_mut().enumerate() {
+            *e = energy(&self.xcorr[p * BINS..(p + 1) * BINS]);
+        }
+        let (m, top) = en[..self.parts]
+            .iter()
+            .enumerate()
+            .fold((0, 0f32), |a, (i, &e)| if e > a.1 { (i, e) } else { a });
+        let mean = en[..self.parts].iter().sum::<f32>() / self.parts as f32;
+        if top <= XCORR_PEAK * mean {
+            return None;
+        }
+        let mut best = (0, 0f32);
+        for p in m.saturating_sub(1)..(m + 2).min(self.parts) {
+            self.spec
+                .copy_from_slice(&self.xcorr[p * BINS..(p + 1) * BINS]);
+            self.fft.inverse(&mut self.spec);
+            for (k, v) in self.fft.time[..BLOCK].iter().enumerate() {
+                if v.abs() > best.1 {
+                    best = (p * BLOCK + k, v.abs());
+                }
+            }
+        }
+        Some(best.0)
+    }
+
+    /// Background taps inside the short filter's window := the short
+    /// filter's (the rest of the background is kept).
+    fn seed_bg_from_short(&mut self, whole: bool) {
+        let lo = self.sh.off;
+        let hi = lo + SHORT;
+        let (p_lo, p_hi) = (lo / BLOCK, (hi - 1) / BLOCK);
+        if whole {
+            for p in (0..self.parts).filter(|p| !(p_lo..=p_hi).contains(p)) {
+                self.w_bg[p * BINS..(p + 1) * BINS].fill(ZERO);
+            }
+        }
+        for p in p_lo..=p_hi {
+            self.spec
+                .copy_from_slice(&self.w_bg[p * BINS..(p + 1) * BINS]);
+            self.fft.inverse(&mut self.spec);
+            for (k, t) in self.fft.time[..BLOCK].iter_mut().enumerate() {
+                *t = match self.sh.tap(p * BLOCK + k) {
+                    Some(v) => v,
+                    None if whole => 0.0,
+                    None => *t * (1.0 / FFT as f32),
+                };
+            }
+            self.fft.time[BLOCK..].fill(0.0);
+            self.fft.forward(&mut self.w_bg[p * BINS..(p + 1) * BINS]);
+        }
+        self.update_prop();
     }
 
     /// One PBFDAF step on the background from this block's error.
@@ -570,14 +911,54 @@ impl FdafEchoCanceller {
     }
 }
 
+/// Taps of the short time-domain filter (24 ms: a hybrid's dispersion with
+/// room for the peak estimate to be off).
+const SHORT: usize = 192;
+/// Taps the short filter's window keeps before the echo peak, and the
+/// fewest after it before the window moves.
+const SHORT_PRE: usize = 32;
+const SHORT_POST: usize = 96;
+/// The short filter idles after [`IDLE_WINDOWS`] comparison windows (about
+/// 1 s) in which the converged foreground's error was below this share of
+/// its own.
+const IDLE_MARGIN: f32 = 1.0;
+const IDLE_WINDOWS: u32 = 40;
+/// Step bounds of the short filter (NLMS, variable as the block filter's).
+const SH_MU_MAX: f32 = 0.5;
+const SH_MU_MIN: f32 = 0.02;
+/// The short filter takes over the output when its window error is below
+/// this share of the foreground's (and hands it back once the foreground's
+/// is the lower).
+const SELECT_MARGIN: f32 = 0.8;
+/// The short filter seeds the background when its window error is below
+/// this share of the background's ...
+const SEED_MARGIN: f32 = 0.5;
+/// ... and of the near signal's (it has found the echo: 6 dB removed).
+const SEED_FOUND: f32 = 0.25;
+/// A short filter whose window error is above this share of the near
+/// signal's over a window of far speech goes to the delay estimate.
+const SHORT_STUCK: f32 = 0.25;
+/// Below this share the background is replaced by the short filter whole.
+const SEED_WHOLE: f32 = 0.25;
+/// Forgetting factor of the delay estimator per block (~0.25 s).
+const XCORR_FORGET: f32 = 0.97;
+/// The delay estimate counts once its strongest partition holds this many
+/// times the mean partition energy.
+const XCORR_PEAK: f32 = 2.0;
 /// Step regularisation, in far power per sample (-53 dBm0).
 const REGULARISE: f32 = 1000.0;
 const MU_MAX: f32 = 0.5;
 const MU_MIN: f32 = 0.02;
+/// How much lower the short filter's error must be to take the output or
+/// seed the background while the energy check suspects double talk.
+const MU_SUSPECT_MARGIN: f32 = 0.25;
 /// Step cap while the energy check suspects double talk.
 const MU_SUSPECT: f32 = 0.1;
-/// Smoothing of the far power spectrum that normalises the step, per block.
+/// Smoothing of the far power spectrum that normalises the step, per block
+/// (falling, and rising: faster, so a loud onset does not get a step scaled
+/// for the quiet before it).
 const PSD_SMOOTH: f32 = 0.3;
+const PSD_ATTACK: f32 = 0.6;
 /// Leak per block of a background partition away from the echo.
 const LEAK: f32 = 0.1;
 /// Foreground partition energy, relative to the strongest, below which a

@@ -337,6 +337,134 @@ fn conj_update_avx2(w: &mut [Complex32], x: &[Complex32], g: &[Complex32], s: f3
     conj_update_scalar(&mut w[i..n], &x[i..n], &g[i..n], s);
 }
 
+/// Lanes of the short-filter kernels ([`short_filter`], [`short_update`]).
+pub(super) const SHORT_LANES: usize = 16;
+
+#[inline(always)]
+fn short_filter_body(w: &[f32], g: &[f32], x: &[f32]) -> (f32, f32) {
+    let mut acc_y = [0f32; SHORT_LANES];
+    let mut acc_n = [0f32; SHORT_LANES];
+    for ((a, gg), b) in w
+        .as_chunks::<SHORT_LANES>()
+        .0
+        .iter()
+        .zip(g.as_chunks::<SHORT_LANES>().0)
+        .zip(x.as_chunks::<SHORT_LANES>().0)
+    {
+        for i in 0..SHORT_LANES {
+            acc_y[i] += a[i] * b[i];
+            acc_n[i] += gg[i] * (b[i] * b[i]);
+        }
+    }
+    (hsum16(&acc_y), hsum16(&acc_n))
+}
+
+#[inline(always)]
+fn hsum16(v: &[f32; SHORT_LANES]) -> f32 {
+    let mut h = [0f32; 8];
+    for i in 0..8 {
+        h[i] = v[i] + v[i + 8];
+    }
+    ((h[0] + h[4]) + (h[1] + h[5])) + ((h[2] + h[6]) + (h[3] + h[7]))
+}
+
+#[inline(always)]
+fn short_update_body(w: &mut [f32], g: &[f32], x: &[f32], c: f32) {
+    for ((a, gg), b) in w
+        .as_chunks_mut::<SHORT_LANES>()
+        .0
+        .iter_mut()
+        .zip(g.as_chunks::<SHORT_LANES>().0)
+        .zip(x.as_chunks::<SHORT_LANES>().0)
+    {
+        for i in 0..SHORT_LANES {
+            a[i] += c * (gg[i] * b[i]);
+        }
+    }
+}
+
+/// [`short_filter_body`] in AVX2 intrinsics (LLVM leaves that loop's
+/// two reductions scalar): the same lane order and no fusion, so the same
+/// values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn short_filter_avx2(w: &[f32], g: &[f32], x: &[f32]) -> (f32, f32) {
+    use std::arch::x86_64::*;
+    let n = w.len().min(g.len()).min(x.len()) / SHORT_LANES * SHORT_LANES;
+    let (mut y0, mut y1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let (mut n0, mut n1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+    let mut i = 0;
+    while i + SHORT_LANES <= n {
+        // SAFETY: i + 16 <= n and every slice holds at least n values
+        // (unaligned loads).
+        unsafe {
+            let w0 = _mm256_loadu_ps(w.as_ptr().add(i));
+            let w1 = _mm256_loadu_ps(w.as_ptr().add(i + 8));
+            let g0 = _mm256_loadu_ps(g.as_ptr().add(i));
+            let g1 = _mm256_loadu_ps(g.as_ptr().add(i + 8));
+            let x0 = _mm256_loadu_ps(x.as_ptr().add(i));
+            let x1 = _mm256_loadu_ps(x.as_ptr().add(i + 8));
+            y0 = _mm256_add_ps(y0, _mm256_mul_ps(w0, x0));
+            y1 = _mm256_add_ps(y1, _mm256_mul_ps(w1, x1));
+            n0 = _mm256_add_ps(n0, _mm256_mul_ps(g0, _mm256_mul_ps(x0, x0)));
+            n1 = _mm256_add_ps(n1, _mm256_mul_ps(g1, _mm256_mul_ps(x1, x1)));
+        }
+        i += SHORT_LANES;
+    }
+    let mut acc_y = [0f32; SHORT_LANES];
+    let mut acc_n = [0f32; SHORT_LANES];
+    // SAFETY: each array holds 16 f32: two unaligned 8-lane stores each.
+    unsafe {
+        _mm256_storeu_ps(acc_y.as_mut_ptr(), y0);
+        _mm256_storeu_ps(acc_y.as_mut_ptr().add(8), y1);
+        _mm256_storeu_ps(acc_n.as_mut_ptr(), n0);
+        _mm256_storeu_ps(acc_n.as_mut_ptr().add(8), n1);
+    }
+    (hsum16(&acc_y), hsum16(&acc_n))
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn short_update_avx2(w: &mut [f32], g: &[f32], x: &[f32], c: f32) {
+    short_update_body(w, g, x, c)
+}
+
+/// `(w . x, x' G x)` (`G` the diagonal `g`) over whole chunks of
+/// [`SHORT_LANES`]: the frequency-domain canceller's short time-domain
+/// filter and its proportionate step normaliser (same values in every build).
+#[inline]
+pub(super) fn short_filter(avx2: bool, w: &[f32], g: &[f32], x: &[f32]) -> (f32, f32) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+    {
+        // SAFETY: the guard just checked that this CPU has AVX2 and FMA, the
+        // features the callee enables; the callee is safe code.
+        return unsafe { short_filter_avx2(w, g, x) };
+    }
+    let _ = avx2;
+    short_filter_body(w, g, x)
+}
+
+/// `w += c * g * x` over whole chunks of [`SHORT_LANES`] (same values in
+/// every build).
+#[inline]
+pub(super) fn short_update(avx2: bool, w: &mut [f32], g: &[f32], x: &[f32], c: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+    {
+        // SAFETY: the guard just checked that this CPU has AVX2 and FMA, the
+        // features the callee enables; the callee is safe code.
+        unsafe { short_update_avx2(w, g, x, c) };
+        return;
+    }
+    let _ = avx2;
+    short_update_body(w, g, x, c)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,5 +490,34 @@ mod tests {
                 assert!((x - y).norm() <= 1e-3 * (1.0 + y.norm()), "{x} vs {y}");
             }
         }
+    }
+
+    #[test]
+    fn short_filter_kernels_match_every_build() {
+        let x: Vec<f32> = (0..192).map(|i| ((i * 37) % 23) as f32 - 11.0).collect();
+        let g: Vec<f32> = (0..192).map(|i| 0.5 + (i % 5) as f32 * 0.25).collect();
+        let w0: Vec<f32> = (0..192)
+            .map(|i| ((i * 11) % 7) as f32 * 0.1 - 0.3)
+            .collect();
+        let want_y: f32 = w0.iter().zip(&x).map(|(a, b)| a * b).sum();
+        let want_n: f32 = x.iter().zip(&g).map(|(b, g)| g * (b * b)).sum();
+        let mut outs = Vec::new();
+        for avx2 in [false, true] {
+            let (y, n) = short_filter(avx2, &w0, &g, &x);
+            assert!(
+                (y - want_y).abs() <= 1e-3 * want_y.abs().max(1.0),
+                "{y} vs {want_y}"
+            );
+            assert!((n - want_n).abs() <= 1e-3 * want_n, "{n} vs {want_n}");
+            let mut w = w0.clone();
+            short_update(avx2, &mut w, &g, &x, 0.01);
+            for k in 0..192 {
+                let e = w0[k] + 0.01 * (g[k] * x[k]);
+                assert!((w[k] - e).abs() < 1e-5, "tap {k}: {} vs {e}", w[k]);
+            }
+            outs.push((y, n, w));
+        }
+        // No reassociation or fusion: every build gives the same values.
+        assert_eq!(outs[0], outs[1]);
     }
 }

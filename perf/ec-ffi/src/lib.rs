@@ -1,4 +1,4 @@
-//! C ABI over [`dataplane::dsp::ec::EchoCanceller`] for the anchors
+//! C ABI over the line echo canceller for the anchors
 //! benchmark (`/work/shared/anchors/codecs`, backend `ext`):
 //!
 //! ```c
@@ -11,9 +11,10 @@
 //! `target/release/libec_ffi.a` as `EXT_EC_OBJS` (link also `-lpthread -ldl`
 //! if the linker asks). Bench-only: the product links the Rust API.
 //!
-//! `TANDEM_EC=fdaf` in the environment makes `ext_ec_create` build the
-//! frequency-domain canceller ([`dataplane::dsp::ec_fdaf`]) instead of the
-//! default time-domain one, so both run against speexdsp in one binary.
+//! `ext_ec_create` builds the default, frequency-domain canceller
+//! ([`dataplane::dsp::ec_fdaf`]); `TANDEM_EC=time` in the environment makes
+//! it build the time-domain one ([`dataplane::dsp::ec`]) instead, so both
+//! run against speexdsp in one binary.
 #![allow(unsafe_code)]
 
 use dataplane::dsp::ec::EchoCanceller;
@@ -21,10 +22,10 @@ use dataplane::dsp::ec_fdaf::FdafEchoCanceller;
 
 /// One of the two cancellers behind the C handle.
 pub enum Canceller {
-    /// [`EchoCanceller`] (the default).
-    TimeDomain(EchoCanceller),
-    /// [`FdafEchoCanceller`] (`TANDEM_EC=fdaf`).
-    Fdaf(FdafEchoCanceller),
+    /// [`EchoCanceller`] (`TANDEM_EC=time`).
+    TimeDomain(Box<EchoCanceller>),
+    /// [`FdafEchoCanceller`] (the default).
+    Fdaf(Box<FdafEchoCanceller>),
 }
 
 /// A canceller of `taps` taps (clamped to 256..=1024), NLP on if `nlp != 0`.
@@ -32,14 +33,14 @@ pub enum Canceller {
 #[no_mangle]
 pub extern "C" fn ext_ec_create(taps: i32, nlp: i32) -> *mut Canceller {
     let taps = usize::try_from(taps).unwrap_or(0);
-    let ec = if std::env::var("TANDEM_EC").is_ok_and(|v| v == "fdaf") {
-        let mut ec = FdafEchoCanceller::new(taps);
-        ec.set_nlp(nlp != 0);
-        Canceller::Fdaf(ec)
-    } else {
+    let ec = if std::env::var("TANDEM_EC").is_ok_and(|v| v == "time") {
         let mut ec = EchoCanceller::new(taps);
         ec.set_nlp(nlp != 0);
-        Canceller::TimeDomain(ec)
+        Canceller::TimeDomain(Box::new(ec))
+    } else {
+        let mut ec = FdafEchoCanceller::new(taps);
+        ec.set_nlp(nlp != 0);
+        Canceller::Fdaf(Box::new(ec))
     };
     Box::into_raw(Box::new(ec))
 }
