@@ -39,6 +39,7 @@
 pub mod bpf;
 pub mod frame;
 pub mod netlink;
+pub mod offload;
 pub mod xsk;
 
 use std::collections::HashMap;
