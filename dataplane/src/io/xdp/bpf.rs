@@ -79,6 +79,7 @@ const RSH64_K: u8 = 0x77;
 const STX_W: u8 = 0x63;
 const STX_H: u8 = 0x6b;
 const ST_B: u8 = 0x72;
+const ST_H: u8 = 0x6a;
 /// BPF_STX | BPF_DW | BPF_ATOMIC (imm BPF_ADD = 0).
 const ATOMIC_ADD_DW: u8 = 0xdb;
 const JNE_X: u8 = 0x5d;
@@ -116,6 +117,9 @@ enum Label {
     Fast6,
     /// Per-family local labels of the fast path (0: IPv4, 1: IPv6).
     NoCsum(u8),
+    Loop(u8),
+    Tail(u8),
+    Sum(u8),
 }
 
 /// A tiny assembler: instructions plus forward jumps to labels.
@@ -289,7 +293,18 @@ fn fold16(a: &mut Asm, r: u8, tmp: u8) {
     }
 }
 
+/// Longest UDP datagram the fast path checksums (in 16-bit words); longer
+/// ones go to the worker.
+const MAX_SUM_WORDS: i32 = 760;
+
 /// Match and rewrite for one family: r0 = entry, r2 = data, r3 = data_end.
+///
+/// The UDP checksum is computed afresh over the rewritten datagram (not
+/// updated incrementally): a frame sent by a local socket over veth may
+/// carry the unfinished checksum of `CHECKSUM_PARTIAL`, which an update
+/// would turn into a wrong one. The sum is taken over little-endian loads
+/// (RFC 1071: byte order independent) with the pseudo-header sum prepared
+/// in the same order by [`super::offload::encode`].
 fn fast_family(a: &mut Asm, v6: bool) {
     use super::offload::off;
     let fam = u8::from(v6);
@@ -298,6 +313,13 @@ fn fast_family(a: &mut Asm, v6: bool) {
     a.op(insn(MOV64_X, 4, 2, 0, 0));
     a.op(insn(ADD64_K, 4, 0, 0, i32::from(l4) + 8 + 12));
     a.jmp(JGT_X, 4, 3, 0, Label::Xsk);
+    // The frame ends where the UDP datagram does (no Ethernet padding).
+    a.op(insn(LDX_H, 4, 2, l4 + 4, 0));
+    a.op(insn(BE, 4, 0, 0, 16));
+    a.op(insn(MOV64_X, 5, 2, 0, 0));
+    a.op(insn(ADD64_K, 5, 0, 0, i32::from(l4)));
+    a.op(insn(ADD64_X, 5, 4, 0, 0));
+    a.jmp(JNE_X, 5, 3, 0, Label::Xsk);
     // Source address and port: the latched source.
     let (src_at, words) = if v6 { (14 + 8, 4) } else { (14 + 12, 1) };
     for k in 0..words {
@@ -318,70 +340,31 @@ fn fast_family(a: &mut Asm, v6: bool) {
     a.op(insn(LDX_W, 4, 2, l4 + 16, 0));
     a.op(insn(LDX_W, 5, 0, off::IN_SSRC, 0));
     a.jmp(JNE_X, 4, 5, 0, Label::Xsk);
-    // r7 = UDP checksum as received (0: none, IPv4 only); r8 = ~HC + Σ.
+    // r7 = UDP checksum as received (0: none, IPv4 only).
     a.op(insn(LDX_H, 7, 2, l4 + 6, 0));
     if v6 {
         a.jmp(JEQ_K, 7, 0, 0, Label::Xsk);
     }
-    a.op(insn(MOV64_X, 8, 7, 0, 0));
-    a.op(insn(BE, 8, 0, 0, 16));
-    a.op(insn(XOR64_K, 8, 0, 0, 0xffff));
-    a.op(insn(LDX_W, 4, 0, off::CSUM_DELTA, 0));
-    a.op(insn(ADD64_X, 8, 4, 0, 0));
     // Sequence number: out = in + delta (mod 2^16).
     a.op(insn(LDX_H, 4, 2, l4 + 10, 0));
     a.op(insn(BE, 4, 0, 0, 16));
-    a.op(insn(MOV64_X, 5, 4, 0, 0));
-    a.op(insn(XOR64_K, 5, 0, 0, 0xffff));
-    a.op(insn(ADD64_X, 8, 5, 0, 0));
     a.op(insn(LDX_W, 5, 0, off::SEQ_DELTA, 0));
     a.op(insn(ADD64_X, 4, 5, 0, 0));
     a.op(insn(AND64_K, 4, 0, 0, 0xffff));
-    a.op(insn(ADD64_X, 8, 4, 0, 0));
     a.op(insn(STX_W, 0, 4, off::LAST_SEQ, 0));
     a.op(insn(BE, 4, 0, 0, 16));
     a.op(insn(STX_H, 2, 4, l4 + 10, 0));
-    // Timestamp: out = in + delta (mod 2^32), both halves in the sum.
+    // Timestamp: out = in + delta (mod 2^32).
     a.op(insn(LDX_W, 4, 2, l4 + 12, 0));
     a.op(insn(BE, 4, 0, 0, 32));
-    for (shift, plus) in [(true, false), (false, false)] {
-        a.op(insn(MOV64_X, 5, 4, 0, 0));
-        if shift {
-            a.op(insn(RSH64_K, 5, 0, 0, 16));
-        } else {
-            a.op(insn(AND64_K, 5, 0, 0, 0xffff));
-        }
-        if !plus {
-            a.op(insn(XOR64_K, 5, 0, 0, 0xffff));
-        }
-        a.op(insn(ADD64_X, 8, 5, 0, 0));
-    }
     a.op(insn(LDX_W, 5, 0, off::TS_DELTA, 0));
     a.op(insn(ADD32_X, 4, 5, 0, 0));
     a.op(insn(STX_W, 0, 4, off::LAST_TS, 0));
-    a.op(insn(MOV64_X, 5, 4, 0, 0));
-    a.op(insn(RSH64_K, 5, 0, 0, 16));
-    a.op(insn(ADD64_X, 8, 5, 0, 0));
-    a.op(insn(MOV64_X, 5, 4, 0, 0));
-    a.op(insn(AND64_K, 5, 0, 0, 0xffff));
-    a.op(insn(ADD64_X, 8, 5, 0, 0));
     a.op(insn(BE, 4, 0, 0, 32));
     a.op(insn(STX_W, 2, 4, l4 + 12, 0));
     // SSRC.
     a.op(insn(LDX_W, 4, 0, off::OUT_SSRC, 0));
     a.op(insn(STX_W, 2, 4, l4 + 16, 0));
-    // UDP checksum: ~fold(sum), 0 sent as 0xffff (RFC 768); an IPv4
-    // datagram without one keeps none.
-    fold16(a, 8, 5);
-    a.op(insn(XOR64_K, 8, 0, 0, 0xffff));
-    a.op(insn(JNE_K, 8, 0, 1, 0));
-    a.op(insn(MOV64_K, 8, 0, 0, 0xffff));
-    a.op(insn(BE, 8, 0, 0, 16));
-    if !v6 {
-        a.jmp(JEQ_K, 7, 0, 0, Label::NoCsum(fam));
-    }
-    a.op(insn(STX_H, 2, 8, l4 + 6, 0));
-    a.label(Label::NoCsum(fam));
     // Ports.
     a.op(insn(LDX_W, 4, 0, off::PORTS, 0));
     a.op(insn(STX_W, 2, 4, l4, 0));
@@ -414,6 +397,42 @@ fn fast_family(a: &mut Asm, v6: bool) {
         a.op(insn(LDX_W, 4, 0, off::ETH + 4 * k, 0));
         a.op(insn(STX_W, 2, 4, 4 * k, 0));
     }
+    // UDP checksum over pseudo header + datagram; an IPv4 datagram without
+    // one keeps none.
+    if !v6 {
+        a.jmp(JEQ_K, 7, 0, 0, Label::NoCsum(fam));
+    }
+    a.op(insn(ST_H, 2, 0, l4 + 6, 0));
+    a.op(insn(LDX_W, 8, 0, off::PSEUDO_SUM, 0));
+    a.op(insn(LDX_H, 5, 2, l4 + 4, 0));
+    a.op(insn(ADD64_X, 8, 5, 0, 0));
+    a.op(insn(MOV64_X, 4, 2, 0, 0));
+    a.op(insn(ADD64_K, 4, 0, 0, i32::from(l4)));
+    a.op(insn(MOV64_K, 1, 0, 0, MAX_SUM_WORDS));
+    a.label(Label::Loop(fam));
+    a.op(insn(MOV64_X, 5, 4, 0, 0));
+    a.op(insn(ADD64_K, 5, 0, 0, 2));
+    a.jmp(JGT_X, 5, 3, 0, Label::Tail(fam));
+    a.op(insn(LDX_H, 5, 4, 0, 0));
+    a.op(insn(ADD64_X, 8, 5, 0, 0));
+    a.op(insn(ADD64_K, 4, 0, 0, 2));
+    a.op(insn(SUB64_K, 1, 0, 0, 1));
+    a.jmp(JNE_K, 1, 0, 0, Label::Loop(fam));
+    // Too long to sum here: the worker has it (nothing was sent yet).
+    a.jmp(JA, 0, 0, 0, Label::Xsk);
+    a.label(Label::Tail(fam));
+    a.op(insn(MOV64_X, 5, 4, 0, 0));
+    a.op(insn(ADD64_K, 5, 0, 0, 1));
+    a.jmp(JGT_X, 5, 3, 0, Label::Sum(fam));
+    a.op(insn(LDX_B, 5, 4, 0, 0));
+    a.op(insn(ADD64_X, 8, 5, 0, 0));
+    a.label(Label::Sum(fam));
+    fold16(a, 8, 5);
+    a.op(insn(XOR64_K, 8, 0, 0, 0xffff));
+    a.op(insn(JNE_K, 8, 0, 1, 0));
+    a.op(insn(MOV64_K, 8, 0, 0, 0xffff));
+    a.op(insn(STX_H, 2, 8, l4 + 6, 0));
+    a.label(Label::NoCsum(fam));
     // Counters: packets, and RTP bytes (UDP length - 8).
     a.op(insn(LDX_H, 5, 2, l4 + 4, 0));
     a.op(insn(BE, 5, 0, 0, 16));
@@ -550,7 +569,18 @@ pub fn load(insns: &[Insn]) -> Result<OwnedFd, String> {
 /// Load `insns` as an XDP program named `name` (at most 15 bytes kept).
 pub fn load_named(insns: &[Insn], name: &str) -> Result<OwnedFd, String> {
     const LICENSE: &CStr = c"Apache-2.0";
-    let mut log = vec![0u8; 64 * 1024];
+    // Without a log first (the verifier's log of a long program that passes
+    // can overflow the buffer, which fails the load); with one on failure.
+    let mut a = Attr::new();
+    a.u32(0, BPF_PROG_TYPE_XDP)
+        .u32(4, insns.len() as u32)
+        .u64(8, insns.as_ptr() as u64)
+        .u64(16, LICENSE.as_ptr() as u64)
+        .name(48, name);
+    if let Ok(r) = sys_bpf(BPF_PROG_LOAD, &mut a) {
+        return Ok(fd_result(r));
+    }
+    let mut log = vec![0u8; 1024 * 1024];
     let mut a = Attr::new();
     a.u32(0, BPF_PROG_TYPE_XDP)
         .u32(4, insns.len() as u32)

@@ -9,10 +9,10 @@
 //! the IPv4/IPv6 header (from a template, as [`super::frame::emit`] builds
 //! it: TTL/hop limit 64, DF, id 0), UDP ports, SSRC, the sequence number
 //! and timestamp deltas. Checksums: the IPv4 header sum of the template
-//! without its length field is precomputed here; the UDP checksum is
-//! updated incrementally (RFC 1624) with a precomputed delta for the
-//! constant changes (addresses, ports, SSRC) plus the per-packet sequence
-//! number and timestamp changes computed by the program.
+//! without its length field is precomputed here, and so is the output UDP
+//! pseudo header's sum: the program computes the UDP checksum afresh over
+//! the rewritten datagram (an incoming frame's checksum may be unfinished,
+//! `CHECKSUM_PARTIAL` from a local sender over veth).
 //!
 //! The program writes back the last sequence number and timestamp it sent
 //! and counts packets and bytes (atomic adds); the counters only grow, the
@@ -42,8 +42,9 @@ pub mod off {
     pub const SEQ_DELTA: i16 = 4;
     /// u32: added to the timestamp.
     pub const TS_DELTA: i16 = 8;
-    /// u32: folded one's-complement sum of the constant UDP checksum changes.
-    pub const CSUM_DELTA: i16 = 12;
+    /// u32: one's-complement sum of the output UDP pseudo header without
+    /// its length, over little-endian 16-bit loads (as the program sums).
+    pub const PSEUDO_SUM: i16 = 12;
     /// raw 2 bytes: the UDP source port the stream must come from.
     pub const MATCH_PORT: i16 = 16;
     /// raw 4 bytes: the SSRC the stream must carry.
@@ -126,11 +127,10 @@ fn fold(mut acc: u64) -> u64 {
     acc
 }
 
-/// RFC 1624 eqn. 3 terms for words `old` replaced by `new`: Σ(~m + m').
-fn delta_words(old: &[u8], new: &[u8], mut acc: u64) -> u64 {
-    for (o, n) in old.chunks_exact(2).zip(new.chunks_exact(2)) {
-        acc += u64::from(!u16::from_be_bytes([o[0], o[1]]));
-        acc += u64::from(u16::from_be_bytes([n[0], n[1]]));
+/// One's-complement sum of little-endian words (the program's loads).
+fn sum_le_words(b: &[u8], mut acc: u64) -> u64 {
+    for w in b.chunks_exact(2) {
+        acc += u64::from(u16::from_le_bytes([w[0], w[1]]));
     }
     acc
 }
@@ -166,18 +166,13 @@ pub fn encode(rule: &Rule) -> Result<[u8; ENTRY_SIZE], RuleError> {
     ports[2..].copy_from_slice(&rule.out_dst.port().to_be_bytes());
     raw(&mut e, off::PORTS, &ports);
 
-    let (local_ip, _) = ip_bytes(rule.local.ip());
     let (out_src_ip, _) = ip_bytes(rule.out_src.ip());
     let (out_dst_ip, _) = ip_bytes(rule.out_dst.ip());
-    // Constant UDP checksum changes: pseudo-header addresses, ports, SSRC.
-    let mut d = delta_words(&src_ip[..n], &out_src_ip[..n], 0);
-    d = delta_words(&local_ip[..n], &out_dst_ip[..n], d);
-    let mut in_ports = [0u8; 4];
-    in_ports[..2].copy_from_slice(&rule.src.port().to_be_bytes());
-    in_ports[2..].copy_from_slice(&rule.local.port().to_be_bytes());
-    d = delta_words(&in_ports, &ports, d);
-    d = delta_words(&rule.in_ssrc.to_be_bytes(), &rule.out_ssrc.to_be_bytes(), d);
-    put32(&mut e, off::CSUM_DELTA, fold(d) as u32);
+    // Pseudo header: addresses and protocol (bytes 0, 17); the program adds
+    // the length.
+    let p = sum_le_words(&out_src_ip[..n], sum_le_words(&out_dst_ip[..n], 0));
+    let p = sum_le_words(&[0, 17], p);
+    put32(&mut e, off::PSEUDO_SUM, fold(p) as u32);
 
     let hdr = off::IP_HDR as usize;
     if v4 {
