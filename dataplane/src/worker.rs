@@ -22,6 +22,14 @@
 //! `codec_ns` with the samples decoded, so management can show the CPU cost
 //! per transcoding channel.
 //!
+//! A backend that can forward streams by itself (the `xdp` backend's
+//! in-kernel fast path) is offered each latched plain relay stream (no
+//! transcoder, no media application, a forwarding mode) after its packet
+//! was sent; any command touching the session takes the offer back first,
+//! and the next relayed packet offers it again. The packets the backend
+//! forwarded are read every [`OFFLOAD_POLL`] into the session's and the
+//! worker's counters (and the session's media-timeout clock).
+//!
 //! Nothing on that path allocates or locks: the batch, the syscall scratch and
 //! the session slab are all allocated when the worker starts, and counters are
 //! plain integers published to atomics once per iteration.

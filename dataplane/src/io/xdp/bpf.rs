@@ -13,6 +13,14 @@
 //! socket of that queue's worker, or to the kernel when that queue has none.
 //! Everything else (ARP, ND, ICMP, SIP, ssh, IPv4 with options) is
 //! `XDP_PASS`ed to the kernel.
+//!
+//! With the offload table ([`program_with_offload`]), a frame of ours is
+//! first looked up by destination port in the table ([`super::offload`]):
+//! an enabled entry whose latched source, RTP SSRC and plain RTP header
+//! (version 2, no padding/extension/CSRC, not RTCP) match gets its Ethernet,
+//! IP and UDP headers, SSRC, sequence number and timestamp rewritten, both
+//! checksums recomputed, the entry's counters bumped, and goes back out with
+//! `XDP_TX`. Anything else takes the XSKMAP path above.
 #![allow(unsafe_code)]
 
 use std::ffi::CStr;

@@ -8,6 +8,10 @@
 //!   route and neighbour lookups.
 //! - [`xsk`]: the AF_XDP socket, its UMEM and rings.
 //! - [`frame`]: Ethernet/IP/UDP parse and build with checksums (pure).
+//! - [`offload`]: the in-kernel fast path's table (`xdp_offload`): a
+//!   latched plain relay stream the worker hands over with
+//!   [`Backend::offload`] is forwarded by the program itself (`XDP_TX`);
+//!   the worker reads its counters every [`crate::worker::OFFLOAD_POLL`].
 //!
 //! Lifecycle: [`XdpProgram::attach`] (once per interface, shared by the
 //! workers through an `Arc`) removes a stale program of ours left by a
