@@ -198,6 +198,10 @@ pub struct Config {
     pub tone_zone: String,
     pub context: String,
     pub mgmt_socket: PathBuf,
+    /// `[dataplane] xdp_offload`: the xdp backend's in-kernel fast path for
+    /// plain relayed streams (applied with
+    /// `dataplane::io::xdp::set_offload` before the dataplane starts).
+    pub xdp_offload: bool,
     /// `[sip.limits]`: the defence settings (docs/sip-limits.md).
     pub limits: crate::defence::Limits,
     /// `[sip] tls_certificate` / `tls_private_key`: PEM files for `tls:` listeners.
@@ -351,6 +355,7 @@ struct RawDataplane {
     xdp_zero_copy: Option<Spanned<bool>>,
     xdp_busy_poll: Option<Spanned<bool>>,
     xdp_attach: Option<Spanned<String>>,
+    xdp_offload: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -674,6 +679,7 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         xdp_zero_copy: None,
         xdp_busy_poll: None,
         xdp_attach: None,
+        xdp_offload: None,
     });
     let backend = match &dp.backend {
         None => dataplane::Backend::Socket,
@@ -886,6 +892,7 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         tone_zone,
         context,
         mgmt_socket,
+        xdp_offload: dp.xdp_offload.as_ref().is_none_or(|v| *v.get_ref()),
         limits: sip.limits.unwrap_or_default(),
         tls,
         ng,
@@ -1217,6 +1224,7 @@ fn parse_pinning(
                 .as_ref()
                 .map(|v| ("xdp_busy_poll", v.span())),
             p.xdp_attach.as_ref().map(|v| ("xdp_attach", v.span())),
+            p.xdp_offload.as_ref().map(|v| ("xdp_offload", v.span())),
         ];
         if let Some((key, span)) = stray.into_iter().flatten().next() {
             return Err(src.err(
@@ -1502,6 +1510,20 @@ mod tests {
         }
         let e = parse("[dataplane]\nxdp_bogus = 1\n").unwrap_err();
         assert!(e.msg.contains("xdp_bogus"), "{e}");
+    }
+
+    #[test]
+    fn xdp_offload_key() {
+        assert!(parse("").unwrap().xdp_offload, "on by default");
+        let c = parse("[dataplane]\ncores = [0]\nxdp_interface = \"e\"\nxdp_offload = false\n")
+            .unwrap();
+        assert!(!c.xdp_offload);
+        let e = parse("[dataplane]\ncores = [0]\n\nxdp_offload = true\n").unwrap_err();
+        assert_eq!(e.line, 4, "{e}");
+        assert!(
+            e.msg.contains("xdp_offload is set but xdp_interface"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -370,7 +370,9 @@ impl SessionMedia {
         self.sides[idx(side)].detector.is_some()
     }
 
-    fn active(&self) -> bool {
+    /// Whether any application (player, digit queue/sender, detector) is
+    /// attached to either leg.
+    pub fn active(&self) -> bool {
         self.sides.iter().any(SideMedia::active)
     }
 }

@@ -189,6 +189,17 @@ impl OutStream {
             .map(|at| (self.last_seq, self.last_ts, self.last_step, at))
     }
 
+    /// Record packets relayed on this stream by the I/O backend's fast path
+    /// (same source, same offsets as [`OutStream::rewrite`]): the newest
+    /// it sent had `seq` and `ts`.
+    pub fn record_relayed(&mut self, seq: u16, ts: u32, now: Instant) {
+        if self.last_at.is_none() || (seq.wrapping_sub(self.last_seq) as i16) > 0 {
+            self.last_seq = seq;
+            self.last_ts = ts;
+        }
+        self.last_at = Some(now);
+    }
+
     /// Record a packet a generator (player, digit sender) sent on this
     /// stream in place of relayed media. The next relayed packet then
     /// counts as a new source: it continues at `seq + 1`, its timestamp

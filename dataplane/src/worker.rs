@@ -22,6 +22,14 @@
 //! `codec_ns` with the samples decoded, so management can show the CPU cost
 //! per transcoding channel.
 //!
+//! A backend that can forward streams by itself (the `xdp` backend's
+//! in-kernel fast path) is offered each latched plain relay stream (no
+//! transcoder, no media application, a forwarding mode) after its packet
+//! was sent; any command touching the session takes the offer back first,
+//! and the next relayed packet offers it again. The packets the backend
+//! forwarded are read every [`OFFLOAD_POLL`] into the session's and the
+//! worker's counters (and the session's media-timeout clock).
+//!
 //! Nothing on that path allocates or locks: the batch, the syscall scratch and
 //! the session slab are all allocated when the worker starts, and counters are
 //! plain integers published to atomics once per iteration.
@@ -57,7 +65,7 @@ use std::time::{Duration, Instant};
 use crate::clock::MonotonicClock;
 use crate::handle::{DropCounts, Error, Event};
 use crate::io::AnyBackend;
-use crate::io::{Backend, Batch, Tx};
+use crate::io::{Backend, Batch, Offload, OffloadCounts, Tx};
 use crate::media::{self, MediaEvent, WorkerMedia};
 use crate::session::{Kind, Leg, Mode, Session, SessionId, SessionTable, Side, SlotId, SocketRef};
 use crate::switch::{self, Decision, DropReason};
@@ -72,6 +80,8 @@ pub const MAX_COMMANDS: usize = 64;
 pub const TIMEOUT_SCAN: usize = 256;
 /// Longest `epoll_wait` when idle.
 pub const IDLE_WAIT: Duration = Duration::from_millis(1);
+/// How often the counters of offloaded streams are read into the sessions.
+pub const OFFLOAD_POLL: Duration = Duration::from_millis(100);
 
 /// The sockets and identity of one leg, handed to the worker at creation.
 #[derive(Debug)]
@@ -144,6 +154,9 @@ pub struct Counters {
     /// Samples decoded by the transcoding path (monotonic; 8000 per second of
     /// one direction).
     pub codec_samples: AtomicU64,
+    /// Packets the backend forwarded by itself (offloaded streams; also
+    /// counted in `packets_in` and `packets_out`).
+    pub offloaded: AtomicU64,
 }
 
 impl Counters {
@@ -169,6 +182,7 @@ struct Local {
     transcoding: u64,
     codec_ns: u64,
     codec_samples: u64,
+    offloaded: u64,
 }
 
 /// What a worker needs to start.
@@ -196,6 +210,13 @@ pub struct Worker<B: Backend> {
     timeout_cursor: usize,
     /// Media applications (players, digits): active list and event ring.
     media: WorkerMedia,
+    /// Whether the backend can forward streams by itself.
+    offload_on: bool,
+    /// The stream the backend forwards, per slot index and receiving side.
+    offloaded: Box<[[Option<Offload>; 2]]>,
+    /// Legs whose stream to (re)offer to the backend once the batch is sent.
+    offload_pending: Vec<(u32, Side)>,
+    last_offload_poll: Option<Instant>,
 }
 
 impl<B: Backend> Worker<B> {
@@ -208,7 +229,13 @@ impl<B: Backend> Worker<B> {
         counters: Arc<Counters>,
     ) -> Worker<B> {
         let media = WorkerMedia::new(cfg.max_sessions);
+        let offload_on = backend.can_offload();
         Worker {
+            offload_on,
+            offloaded: vec![[None; 2]; if offload_on { cfg.max_sessions } else { 0 }]
+                .into_boxed_slice(),
+            offload_pending: Vec::with_capacity(if offload_on { BATCH } else { 0 }),
+            last_offload_poll: None,
             table: SessionTable::with_capacity(cfg.max_sessions),
             batch: Batch::new(BATCH),
             generated: Batch::new(BATCH),
@@ -259,8 +286,19 @@ impl<B: Backend> Worker<B> {
                 self.local.drops.tx_error += sent.failed as u64;
                 self.generated.clear();
             }
+            if !self.offload_pending.is_empty() {
+                self.offer_offloads(now);
+            }
         }
         self.tick_media(now);
+        if self.offload_on
+            && self
+                .last_offload_poll
+                .is_none_or(|t| now.saturating_duration_since(t) >= OFFLOAD_POLL)
+        {
+            self.last_offload_poll = Some(now);
+            self.poll_offloads(now);
+        }
         self.check_timeouts(now);
         self.publish();
         pending
@@ -276,6 +314,17 @@ impl<B: Backend> Worker<B> {
     }
 
     fn apply(&mut self, cmd: Command, now: Instant) {
+        // Anything that changes a session ends its offloaded streams first
+        // (the next relayed packet offers them again if still plain).
+        match &cmd {
+            Command::SetRemote { slot, .. }
+            | Command::SetMode { slot, .. }
+            | Command::SetTranscoder { slot, .. }
+            | Command::Media { slot, .. }
+            | Command::Destroy { slot } => self.end_offloads(slot.index, now),
+            Command::Create { .. } | Command::ArmTimeout { .. } | Command::AttachMediaEvents(_) => {
+            }
+        }
         match cmd {
             Command::Create {
                 slot,
@@ -416,7 +465,14 @@ impl<B: Backend> Worker<B> {
                     meta.tx = Some(Tx {
                         from: from.token(),
                         to,
-                    })
+                    });
+                    if self.offload_on
+                        && from.kind == Kind::Rtp
+                        && self.offload_pending.len() < self.offload_pending.capacity()
+                        && plain_relay(session, rx.side)
+                    {
+                        self.offload_pending.push((rx.slot, rx.side));
+                    }
                 }
                 Decision::Drop(DropReason::Malformed) => self.local.drops.malformed += 1,
                 Decision::Drop(DropReason::WrongSource) => self.local.drops.wrong_source += 1,
@@ -480,6 +536,67 @@ impl<B: Backend> Worker<B> {
         }
     }
 
+    /// Offer the pending legs' streams to the backend (after their packets
+    /// were sent, so the fast path cannot overtake them), replacing or
+    /// ending rules that no longer match the session.
+    fn offer_offloads(&mut self, now: Instant) {
+        for k in 0..self.offload_pending.len() {
+            let (index, side) = self.offload_pending[k];
+            let Some(s) = self.table.by_index_mut(index) else {
+                continue;
+            };
+            let Some(cur) = self.offloaded.get_mut(index as usize) else {
+                continue;
+            };
+            let cur = &mut cur[usize::from(side == Side::B)];
+            let rule = offload_rule(index, side, s);
+            if rule == *cur {
+                continue;
+            }
+            match rule {
+                Some(r) if self.backend.offload(&r) => *cur = Some(r),
+                _ => {
+                    if let Some(old) = cur.take() {
+                        let c = self.backend.unoffload(old.rx);
+                        account_offload(s, &old, c, now, &mut self.local);
+                    }
+                }
+            }
+        }
+        self.offload_pending.clear();
+    }
+
+    /// End the offloaded streams of slot `index`, counting what they
+    /// forwarded.
+    fn end_offloads(&mut self, index: u32, now: Instant) {
+        let Some(pair) = self.offloaded.get_mut(index as usize) else {
+            return;
+        };
+        for cur in pair.iter_mut() {
+            if let Some(old) = cur.take() {
+                let c = self.backend.unoffload(old.rx);
+                if let Some(s) = self.table.by_index_mut(index) {
+                    account_offload(s, &old, c, now, &mut self.local);
+                }
+            }
+        }
+    }
+
+    /// Read what the offloaded streams forwarded into their sessions.
+    fn poll_offloads(&mut self, now: Instant) {
+        for (index, pair) in self.offloaded.iter().enumerate() {
+            for r in pair.iter().flatten() {
+                let c = self.backend.offload_counts(r.rx);
+                if c.packets == 0 {
+                    continue;
+                }
+                if let Some(s) = self.table.by_index_mut(index as u32) {
+                    account_offload(s, r, c, now, &mut self.local);
+                }
+            }
+        }
+    }
+
     fn publish(&self) {
         let c = &self.counters;
         let l = &self.local;
@@ -496,6 +613,66 @@ impl<B: Backend> Worker<B> {
         c.transcoding.store(l.transcoding, Ordering::Relaxed);
         c.codec_ns.store(l.codec_ns, Ordering::Relaxed);
         c.codec_samples.store(l.codec_samples, Ordering::Relaxed);
+        c.offloaded.store(l.offloaded, Ordering::Relaxed);
+    }
+}
+
+/// Whether RTP received on `side` of `s` is relayed exactly as the
+/// backend's fast path does it: no transcoder, no media application on
+/// either leg (players, digits, detection), a mode that forwards it.
+fn plain_relay(s: &Session, side: Side) -> bool {
+    s.transcoder.is_none() && !s.media.active() && s.mode.forwards(side)
+}
+
+/// The fast-path rule for RTP received on `side` of the session in slot
+/// `index`, if it is a plain relay with a latched source and a destination.
+fn offload_rule(index: u32, side: Side, s: &Session) -> Option<Offload> {
+    if !plain_relay(s, side) {
+        return None;
+    }
+    let out_side = switch::output_side(s.mode, side);
+    let src = s.leg(side).latched_rtp?;
+    let to = s.leg(out_side).destination(Kind::Rtp)?;
+    let out = &s.leg(out_side).out;
+    let in_ssrc = out.source?;
+    let sock = |side| SocketRef {
+        slot: index,
+        side,
+        kind: Kind::Rtp,
+    };
+    Some(Offload {
+        rx: sock(side).token(),
+        src,
+        from: sock(out_side).token(),
+        to,
+        in_ssrc: in_ssrc.0,
+        out_ssrc: out.ssrc.0,
+        seq_delta: out.seq_delta,
+        ts_delta: out.ts_delta,
+    })
+}
+
+/// Count packets the backend forwarded for `rule` as if the worker had.
+fn account_offload(
+    s: &mut Session,
+    rule: &Offload,
+    c: OffloadCounts,
+    now: Instant,
+    local: &mut Local,
+) {
+    if c.packets == 0 {
+        return;
+    }
+    let in_side = SocketRef::from_token(rule.rx).side;
+    let out_side = SocketRef::from_token(rule.from).side;
+    s.leg_mut(in_side).counters.rtp_in += c.packets;
+    s.leg_mut(out_side).counters.sent += c.packets;
+    local.packets_in += c.packets;
+    local.packets_out += c.packets;
+    local.offloaded += c.packets;
+    s.last_rtp = Some(now);
+    if let Some((seq, ts)) = c.last {
+        s.leg_mut(out_side).out.record_relayed(seq, ts, now);
     }
 }
 

@@ -36,6 +36,7 @@ fn config(attach: AttachMethod) -> XdpConfig {
         attach,
         zero_copy: false,
         busy_poll: false,
+        offload: false,
     }
 }
 

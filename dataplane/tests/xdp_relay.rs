@@ -64,6 +64,7 @@ fn relay(
         attach: AttachMethod::Link,
         zero_copy: true,
         busy_poll: true,
+        offload: false,
     };
     let prog = XdpProgram::attach(&cfg).expect("attach XDP program");
     let mode = prog.mode;
@@ -360,6 +361,7 @@ fn first_contact_scenario(v6: bool) {
                 attach: AttachMethod::Link,
                 zero_copy: false,
                 busy_poll: false,
+                offload: false,
             };
             let prog = XdpProgram::attach(&cfg).unwrap();
             let mut be = XdpBackend::new(prog, 0, 1, 4).unwrap();

@@ -71,6 +71,7 @@ fn main() -> ExitCode {
         },
         None => Config::embedded_default(),
     };
+    dataplane::io::xdp::set_offload(cfg.xdp_offload);
     let dp = match dataplane::Dataplane::start(cfg.dataplane.clone()) {
         Ok(dp) => dp,
         Err(e) => {

@@ -171,6 +171,36 @@ pub struct SendStats {
     pub failed: usize,
 }
 
+/// A relayed RTP stream a backend may forward itself, without the worker
+/// (the `xdp` backend's in-kernel fast path): datagrams arriving on socket
+/// `rx` from `src` carrying SSRC `in_ssrc` leave from socket `from` to `to`
+/// with SSRC `out_ssrc`, sequence number + `seq_delta` and timestamp +
+/// `ts_delta` (wrapping), exactly as [`crate::session::OutStream::rewrite`]
+/// does for a source it already knows. Anything else still reaches the
+/// worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Offload {
+    pub rx: Token,
+    pub src: SocketAddr,
+    pub from: Token,
+    pub to: SocketAddr,
+    pub in_ssrc: u32,
+    pub out_ssrc: u32,
+    pub seq_delta: u16,
+    pub ts_delta: u32,
+}
+
+/// What a backend forwarded by itself for one offloaded stream since the
+/// last read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OffloadCounts {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Sequence number and timestamp of the last packet it sent, if any
+    /// since the last read.
+    pub last: Option<(u16, u32)>,
+}
+
 /// The interface every I/O backend implements.
 ///
 /// Calling contract: a worker owns its backend exclusively, registers the
@@ -191,6 +221,33 @@ pub trait Backend {
 
     /// Send every datagram of `batch` that has a [`Tx`].
     fn send(&mut self, batch: &Batch) -> SendStats;
+
+    /// Whether [`Backend::offload`] can ever succeed (lets the worker skip
+    /// building rules).
+    fn can_offload(&self) -> bool {
+        false
+    }
+
+    /// Forward `rule`'s stream without the worker from now on (replacing
+    /// any rule of `rule.rx`). Returns whether it is installed; `false`
+    /// leaves the stream to the worker.
+    fn offload(&mut self, rule: &Offload) -> bool {
+        let _ = rule;
+        false
+    }
+
+    /// Stop forwarding the stream of socket `rx` by itself; returns what it
+    /// forwarded since the last read.
+    fn unoffload(&mut self, rx: Token) -> OffloadCounts {
+        let _ = rx;
+        OffloadCounts::default()
+    }
+
+    /// What the stream of socket `rx` forwarded since the last read.
+    fn offload_counts(&mut self, rx: Token) -> OffloadCounts {
+        let _ = rx;
+        OffloadCounts::default()
+    }
 }
 
 /// Check that `backend` exists on this build and kernel, returning the one
@@ -277,6 +334,30 @@ impl Backend for AnyBackend {
             AnyBackend::Socket(b) => b.send(batch),
             AnyBackend::Uring(b) => b.send(batch),
             AnyBackend::Xdp(b) => b.send(batch),
+        }
+    }
+    fn can_offload(&self) -> bool {
+        match self {
+            AnyBackend::Xdp(b) => b.can_offload(),
+            _ => false,
+        }
+    }
+    fn offload(&mut self, rule: &Offload) -> bool {
+        match self {
+            AnyBackend::Xdp(b) => b.offload(rule),
+            _ => false,
+        }
+    }
+    fn unoffload(&mut self, rx: Token) -> OffloadCounts {
+        match self {
+            AnyBackend::Xdp(b) => b.unoffload(rx),
+            _ => OffloadCounts::default(),
+        }
+    }
+    fn offload_counts(&mut self, rx: Token) -> OffloadCounts {
+        match self {
+            AnyBackend::Xdp(b) => b.offload_counts(rx),
+            _ => OffloadCounts::default(),
         }
     }
 }

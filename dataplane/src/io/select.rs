@@ -209,6 +209,7 @@ pub fn attach_xdp(cfg: &Config) -> Result<(Arc<XdpProgram>, Vec<u32>), Error> {
         attach: AttachMethod::Link,
         zero_copy: x.zero_copy,
         busy_poll: x.busy_poll,
+        offload: crate::io::xdp::offload_enabled(),
     };
     let program = XdpProgram::attach(&xc)
         .map_err(|e| Error::BackendUnavailable(Backend::Xdp, e.to_string()))?;

@@ -13,6 +13,14 @@
 //! socket of that queue's worker, or to the kernel when that queue has none.
 //! Everything else (ARP, ND, ICMP, SIP, ssh, IPv4 with options) is
 //! `XDP_PASS`ed to the kernel.
+//!
+//! With the offload table ([`program_with_offload`]), a frame of ours is
+//! first looked up by destination port in the table ([`super::offload`]):
+//! an enabled entry whose latched source, RTP SSRC and plain RTP header
+//! (version 2, no padding/extension/CSRC, not RTCP) match gets its Ethernet,
+//! IP and UDP headers, SSRC, sequence number and timestamp rewritten, both
+//! checksums recomputed, the entry's counters bumped, and goes back out with
+//! `XDP_TX`. Anything else takes the XSKMAP path above.
 #![allow(unsafe_code)]
 
 use std::ffi::CStr;
@@ -28,7 +36,9 @@ pub const PROG_NAME: &str = "tandem_xdp";
 
 /// `bpf_prog_type` / `bpf_map_type` / `bpf_attach_type` / commands (uapi).
 const BPF_PROG_TYPE_XDP: u32 = 6;
+const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_MAP_TYPE_XSKMAP: u32 = 17;
+const BPF_F_MMAPABLE: u32 = 1 << 10;
 const BPF_XDP: u32 = 37;
 const BPF_MAP_CREATE: i32 = 0;
 const BPF_MAP_UPDATE_ELEM: i32 = 2;
@@ -36,9 +46,14 @@ const BPF_MAP_DELETE_ELEM: i32 = 3;
 const BPF_PROG_LOAD: i32 = 5;
 const BPF_PROG_GET_FD_BY_ID: i32 = 13;
 const BPF_OBJ_GET_INFO_BY_FD: i32 = 15;
+const BPF_PROG_TEST_RUN: i32 = 10;
 const BPF_LINK_CREATE: i32 = 28;
+const BPF_FUNC_MAP_LOOKUP_ELEM: i32 = 1;
 const BPF_FUNC_REDIRECT_MAP: i32 = 51;
-const XDP_PASS: i32 = 2;
+/// XDP verdicts.
+pub const XDP_PASS: i32 = 2;
+pub const XDP_TX: i32 = 3;
+pub const XDP_REDIRECT: i32 = 4;
 
 /// One eBPF instruction (`struct bpf_insn`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,7 +78,19 @@ const fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> Insn {
 const MOV64_X: u8 = 0xbf;
 const MOV64_K: u8 = 0xb7;
 const ADD64_K: u8 = 0x07;
+const ADD64_X: u8 = 0x0f;
+const ADD32_X: u8 = 0x0c;
+const SUB64_K: u8 = 0x17;
 const AND64_K: u8 = 0x57;
+const XOR64_K: u8 = 0xa7;
+const RSH64_K: u8 = 0x77;
+const STX_W: u8 = 0x63;
+const STX_H: u8 = 0x6b;
+const ST_B: u8 = 0x72;
+const ST_H: u8 = 0x6a;
+/// BPF_STX | BPF_DW | BPF_ATOMIC (imm BPF_ADD = 0).
+const ATOMIC_ADD_DW: u8 = 0xdb;
+const JNE_X: u8 = 0x5d;
 const BE: u8 = 0xdc; // BPF_ALU | BPF_END | BPF_TO_BE
 const LDX_W: u8 = 0x61;
 const LDX_H: u8 = 0x69;
@@ -94,6 +121,13 @@ enum Label {
     V4,
     V6,
     Port,
+    Xsk,
+    Fast6,
+    /// Per-family local labels of the fast path (0: IPv4, 1: IPv6).
+    NoCsum(u8),
+    Loop(u8),
+    Tail(u8),
+    Sum(u8),
 }
 
 /// A tiny assembler: instructions plus forward jumps to labels.
@@ -121,20 +155,34 @@ impl Asm {
                 .iter()
                 .find(|(l, _)| *l == to)
                 .map_or(at + 1, |&(_, t)| t);
-            // Programs are a few dozen instructions: offsets fit in i16.
+            // Programs are a few hundred instructions: offsets fit in i16.
             self.code[at].off = (target as i64 - at as i64 - 1) as i16;
         }
         self.code
     }
 }
 
-/// Assemble the program for `filter`, with `map_fd` the XSKMAP.
+/// Assemble the program for `filter`, with `map_fd` the XSKMAP (no
+/// in-kernel fast path).
 pub fn program(filter: &Filter, map_fd: RawFd) -> Vec<Insn> {
+    program_with_offload(filter, map_fd, None)
+}
+
+/// Assemble the program for `filter`, with `map_fd` the XSKMAP and
+/// `offload_fd`, if any, the offload table ([`super::offload`]) of
+/// `filter.ports`: a frame matching an enabled entry is rewritten and sent
+/// back out with `XDP_TX`; any other frame of ours goes to the XSKMAP.
+pub fn program_with_offload(
+    filter: &Filter,
+    map_fd: RawFd,
+    offload_fd: Option<RawFd>,
+) -> Vec<Insn> {
     let mut a = Asm {
-        code: Vec::with_capacity(64),
+        code: Vec::with_capacity(256),
         fixups: Vec::new(),
         labels: Vec::new(),
     };
+    let nports = i32::from(*filter.ports.end()) - i32::from(*filter.ports.start()) + 1;
     // r6 = ctx; r2 = data; r3 = data_end.
     a.op(insn(MOV64_X, 6, 1, 0, 0));
     a.op(insn(LDX_W, 2, 1, 0, 0));
@@ -168,6 +216,8 @@ pub fn program(filter: &Filter, map_fd: RawFd) -> Vec<Insn> {
         a.jmp(JNE32_K, 5, 0, i32::from_le_bytes(ip.octets()), Label::Pass);
         a.op(insn(LDX_H, 5, 2, 14 + 20 + 2, 0));
         a.op(insn(BE, 5, 0, 0, 16));
+        // r9: offload table base of the family.
+        a.op(insn(MOV64_K, 9, 0, 0, 0));
         a.jmp(JA, 0, 0, 0, Label::Port);
     }
     if let Some(ip) = filter.ipv6 {
@@ -184,11 +234,16 @@ pub fn program(filter: &Filter, map_fd: RawFd) -> Vec<Insn> {
         }
         a.op(insn(LDX_H, 5, 2, 14 + 40 + 2, 0));
         a.op(insn(BE, 5, 0, 0, 16));
+        a.op(insn(MOV64_K, 9, 0, 0, nports));
     }
     a.label(Label::Port);
     a.jmp(JLT_K, 5, 0, i32::from(*filter.ports.start()), Label::Pass);
     a.jmp(JGT_K, 5, 0, i32::from(*filter.ports.end()), Label::Pass);
+    if let Some(fd) = offload_fd {
+        fast_path(&mut a, filter, fd);
+    }
     // bpf_redirect_map(map, ctx->rx_queue_index, XDP_PASS)
+    a.label(Label::Xsk);
     a.op(insn(LDX_W, 2, 6, 16, 0));
     a.op(insn(LD_DW, 1, PSEUDO_MAP_FD, 0, map_fd));
     a.op(insn(0, 0, 0, 0, 0));
@@ -199,6 +254,202 @@ pub fn program(filter: &Filter, map_fd: RawFd) -> Vec<Insn> {
     a.op(insn(MOV64_K, 0, 0, 0, XDP_PASS));
     a.op(insn(EXIT, 0, 0, 0, 0));
     a.finish()
+}
+
+/// The in-kernel fast path (see [`super::offload`] for the entry layout).
+/// Entered with r5 = destination port (host order, in range), r9 = the
+/// family's table base, r6 = ctx; leaves with `XDP_TX` or jumps to
+/// [`Label::Xsk`].
+fn fast_path(a: &mut Asm, filter: &Filter, table_fd: RawFd) {
+    use super::offload::off;
+    // key = port - min + base, on the stack; r0 = lookup(table, &key).
+    a.op(insn(SUB64_K, 5, 0, 0, i32::from(*filter.ports.start())));
+    a.op(insn(ADD64_X, 5, 9, 0, 0));
+    a.op(insn(STX_W, 10, 5, -4, 0));
+    a.op(insn(LD_DW, 1, PSEUDO_MAP_FD, 0, table_fd));
+    a.op(insn(0, 0, 0, 0, 0));
+    a.op(insn(MOV64_X, 2, 10, 0, 0));
+    a.op(insn(ADD64_K, 2, 0, 0, -4));
+    a.op(insn(CALL, 0, 0, 0, BPF_FUNC_MAP_LOOKUP_ELEM));
+    a.jmp(JEQ_K, 0, 0, 0, Label::Xsk);
+    a.op(insn(LDX_W, 1, 0, off::FLAGS, 0));
+    a.op(insn(AND64_K, 1, 0, 0, 1));
+    a.jmp(JEQ_K, 1, 0, 0, Label::Xsk);
+    // Packet pointers again (the call clobbered r2/r3).
+    a.op(insn(LDX_W, 2, 6, 0, 0));
+    a.op(insn(LDX_W, 3, 6, 4, 0));
+    if filter.ipv6.is_some() {
+        a.jmp(JNE_K, 9, 0, 0, Label::Fast6);
+    }
+    if filter.ipv4.is_some() {
+        fast_family(a, false);
+    }
+    if filter.ipv6.is_some() {
+        a.label(Label::Fast6);
+        fast_family(a, true);
+    }
+}
+
+/// Fold the one's-complement sum in `r` to 16 bits (twice: the sums here
+/// stay far below 2^32), using `tmp`.
+fn fold16(a: &mut Asm, r: u8, tmp: u8) {
+    for _ in 0..2 {
+        a.op(insn(MOV64_X, tmp, r, 0, 0));
+        a.op(insn(RSH64_K, tmp, 0, 0, 16));
+        a.op(insn(AND64_K, r, 0, 0, 0xffff));
+        a.op(insn(ADD64_X, r, tmp, 0, 0));
+    }
+}
+
+/// Longest UDP datagram the fast path checksums (in 16-bit words); longer
+/// ones go to the worker.
+const MAX_SUM_WORDS: i32 = 760;
+
+/// Match and rewrite for one family: r0 = entry, r2 = data, r3 = data_end.
+///
+/// The UDP checksum is computed afresh over the rewritten datagram (not
+/// updated incrementally): a frame sent by a local socket over veth may
+/// carry the unfinished checksum of `CHECKSUM_PARTIAL`, which an update
+/// would turn into a wrong one. The sum is taken over little-endian loads
+/// (RFC 1071: byte order independent) with the pseudo-header sum prepared
+/// in the same order by [`super::offload::encode`].
+fn fast_family(a: &mut Asm, v6: bool) {
+    use super::offload::off;
+    let fam = u8::from(v6);
+    let l4: i16 = if v6 { 14 + 40 } else { 14 + 20 };
+    // UDP header + the 12-byte RTP header.
+    a.op(insn(MOV64_X, 4, 2, 0, 0));
+    a.op(insn(ADD64_K, 4, 0, 0, i32::from(l4) + 8 + 12));
+    a.jmp(JGT_X, 4, 3, 0, Label::Xsk);
+    // The frame ends where the UDP datagram does (no Ethernet padding).
+    a.op(insn(LDX_H, 4, 2, l4 + 4, 0));
+    a.op(insn(BE, 4, 0, 0, 16));
+    a.op(insn(MOV64_X, 5, 2, 0, 0));
+    a.op(insn(ADD64_K, 5, 0, 0, i32::from(l4)));
+    a.op(insn(ADD64_X, 5, 4, 0, 0));
+    a.jmp(JNE_X, 5, 3, 0, Label::Xsk);
+    // Source address and port: the latched source.
+    let (src_at, words) = if v6 { (14 + 8, 4) } else { (14 + 12, 1) };
+    for k in 0..words {
+        a.op(insn(LDX_W, 4, 2, src_at + 4 * k, 0));
+        a.op(insn(LDX_W, 5, 0, off::MATCH_IP + 4 * k, 0));
+        a.jmp(JNE_X, 4, 5, 0, Label::Xsk);
+    }
+    a.op(insn(LDX_H, 4, 2, l4, 0));
+    a.op(insn(LDX_H, 5, 0, off::MATCH_PORT, 0));
+    a.jmp(JNE_X, 4, 5, 0, Label::Xsk);
+    // RTP version 2, no padding/extension/CSRC; not RTCP (PT 192..=223);
+    // the SSRC the rule was made for.
+    a.op(insn(LDX_B, 4, 2, l4 + 8, 0));
+    a.jmp(JNE_K, 4, 0, 0x80, Label::Xsk);
+    a.op(insn(LDX_B, 4, 2, l4 + 9, 0));
+    a.op(insn(SUB64_K, 4, 0, 0, 192));
+    a.jmp(JLT_K, 4, 0, 32, Label::Xsk);
+    a.op(insn(LDX_W, 4, 2, l4 + 16, 0));
+    a.op(insn(LDX_W, 5, 0, off::IN_SSRC, 0));
+    a.jmp(JNE_X, 4, 5, 0, Label::Xsk);
+    // r7 = UDP checksum as received (0: none, IPv4 only).
+    a.op(insn(LDX_H, 7, 2, l4 + 6, 0));
+    if v6 {
+        a.jmp(JEQ_K, 7, 0, 0, Label::Xsk);
+    }
+    // Sequence number: out = in + delta (mod 2^16).
+    a.op(insn(LDX_H, 4, 2, l4 + 10, 0));
+    a.op(insn(BE, 4, 0, 0, 16));
+    a.op(insn(LDX_W, 5, 0, off::SEQ_DELTA, 0));
+    a.op(insn(ADD64_X, 4, 5, 0, 0));
+    a.op(insn(AND64_K, 4, 0, 0, 0xffff));
+    a.op(insn(STX_W, 0, 4, off::LAST_SEQ, 0));
+    a.op(insn(BE, 4, 0, 0, 16));
+    a.op(insn(STX_H, 2, 4, l4 + 10, 0));
+    // Timestamp: out = in + delta (mod 2^32).
+    a.op(insn(LDX_W, 4, 2, l4 + 12, 0));
+    a.op(insn(BE, 4, 0, 0, 32));
+    a.op(insn(LDX_W, 5, 0, off::TS_DELTA, 0));
+    a.op(insn(ADD32_X, 4, 5, 0, 0));
+    a.op(insn(STX_W, 0, 4, off::LAST_TS, 0));
+    a.op(insn(BE, 4, 0, 0, 32));
+    a.op(insn(STX_W, 2, 4, l4 + 12, 0));
+    // SSRC.
+    a.op(insn(LDX_W, 4, 0, off::OUT_SSRC, 0));
+    a.op(insn(STX_W, 2, 4, l4 + 16, 0));
+    // Ports.
+    a.op(insn(LDX_W, 4, 0, off::PORTS, 0));
+    a.op(insn(STX_W, 2, 4, l4, 0));
+    // IP header from the template, keeping the length field.
+    if v6 {
+        a.op(insn(LDX_W, 4, 0, off::IP_HDR, 0));
+        a.op(insn(STX_W, 2, 4, 14, 0));
+        a.op(insn(ST_B, 2, 0, 14 + 7, i32::from(super::frame::TTL)));
+        for k in 0..8 {
+            a.op(insn(LDX_W, 4, 0, off::IP_HDR + 8 + 4 * k, 0));
+            a.op(insn(STX_W, 2, 4, 14 + 8 + 4 * k, 0));
+        }
+    } else {
+        a.op(insn(LDX_H, 5, 2, 14 + 2, 0));
+        for k in 0..5 {
+            a.op(insn(LDX_W, 4, 0, off::IP_HDR + 4 * k, 0));
+            a.op(insn(STX_W, 2, 4, 14 + 4 * k, 0));
+        }
+        a.op(insn(STX_H, 2, 5, 14 + 2, 0));
+        a.op(insn(BE, 5, 0, 0, 16));
+        a.op(insn(LDX_W, 4, 0, off::IP4_SUM, 0));
+        a.op(insn(ADD64_X, 4, 5, 0, 0));
+        fold16(a, 4, 5);
+        a.op(insn(XOR64_K, 4, 0, 0, 0xffff));
+        a.op(insn(BE, 4, 0, 0, 16));
+        a.op(insn(STX_H, 2, 4, 14 + 10, 0));
+    }
+    // Ethernet addresses.
+    for k in 0..3 {
+        a.op(insn(LDX_W, 4, 0, off::ETH + 4 * k, 0));
+        a.op(insn(STX_W, 2, 4, 4 * k, 0));
+    }
+    // UDP checksum over pseudo header + datagram; an IPv4 datagram without
+    // one keeps none.
+    if !v6 {
+        a.jmp(JEQ_K, 7, 0, 0, Label::NoCsum(fam));
+    }
+    a.op(insn(ST_H, 2, 0, l4 + 6, 0));
+    a.op(insn(LDX_W, 8, 0, off::PSEUDO_SUM, 0));
+    a.op(insn(LDX_H, 5, 2, l4 + 4, 0));
+    a.op(insn(ADD64_X, 8, 5, 0, 0));
+    a.op(insn(MOV64_X, 4, 2, 0, 0));
+    a.op(insn(ADD64_K, 4, 0, 0, i32::from(l4)));
+    a.op(insn(MOV64_K, 1, 0, 0, MAX_SUM_WORDS));
+    a.label(Label::Loop(fam));
+    a.op(insn(MOV64_X, 5, 4, 0, 0));
+    a.op(insn(ADD64_K, 5, 0, 0, 2));
+    a.jmp(JGT_X, 5, 3, 0, Label::Tail(fam));
+    a.op(insn(LDX_H, 5, 4, 0, 0));
+    a.op(insn(ADD64_X, 8, 5, 0, 0));
+    a.op(insn(ADD64_K, 4, 0, 0, 2));
+    a.op(insn(SUB64_K, 1, 0, 0, 1));
+    a.jmp(JNE_K, 1, 0, 0, Label::Loop(fam));
+    // Too long to sum here: the worker has it (nothing was sent yet).
+    a.jmp(JA, 0, 0, 0, Label::Xsk);
+    a.label(Label::Tail(fam));
+    a.op(insn(MOV64_X, 5, 4, 0, 0));
+    a.op(insn(ADD64_K, 5, 0, 0, 1));
+    a.jmp(JGT_X, 5, 3, 0, Label::Sum(fam));
+    a.op(insn(LDX_B, 5, 4, 0, 0));
+    a.op(insn(ADD64_X, 8, 5, 0, 0));
+    a.label(Label::Sum(fam));
+    fold16(a, 8, 5);
+    a.op(insn(XOR64_K, 8, 0, 0, 0xffff));
+    a.op(insn(JNE_K, 8, 0, 1, 0));
+    a.op(insn(MOV64_K, 8, 0, 0, 0xffff));
+    a.op(insn(STX_H, 2, 8, l4 + 6, 0));
+    a.label(Label::NoCsum(fam));
+    // Counters: packets, and RTP bytes (UDP length - 8).
+    a.op(insn(LDX_H, 5, 2, l4 + 4, 0));
+    a.op(insn(BE, 5, 0, 0, 16));
+    a.op(insn(SUB64_K, 5, 0, 0, 8));
+    a.op(insn(MOV64_K, 4, 0, 0, 1));
+    a.op(insn(ATOMIC_ADD_DW, 0, 4, off::PACKETS, 0));
+    a.op(insn(ATOMIC_ADD_DW, 0, 5, off::BYTES, 0));
+    a.op(insn(MOV64_K, 0, 0, 0, XDP_TX));
+    a.op(insn(EXIT, 0, 0, 0, 0));
 }
 
 /// `union bpf_attr`, as bytes: every command here uses a prefix of it.
@@ -260,6 +511,37 @@ pub fn create_xskmap(entries: u32) -> io::Result<OwnedFd> {
     sys_bpf(BPF_MAP_CREATE, &mut a).map(fd_result)
 }
 
+/// Create a `BPF_MAP_TYPE_ARRAY` of `entries` values of `value_size`
+/// bytes (u32 keys) that can be `mmap`ed (`BPF_F_MMAPABLE`).
+pub fn create_mmapable_array(value_size: u32, entries: u32, name: &str) -> io::Result<OwnedFd> {
+    let mut a = Attr::new();
+    a.u32(0, BPF_MAP_TYPE_ARRAY)
+        .u32(4, 4)
+        .u32(8, value_size)
+        .u32(12, entries.max(1))
+        .u32(16, BPF_F_MMAPABLE)
+        .name(28, name);
+    sys_bpf(BPF_MAP_CREATE, &mut a).map(fd_result)
+}
+
+/// Run `prog` once on the frame `data` (`BPF_PROG_TEST_RUN`): returns the
+/// verdict and the frame as the program left it.
+pub fn test_run(prog: BorrowedFd<'_>, data: &[u8]) -> io::Result<(u32, Vec<u8>)> {
+    let mut out = vec![0u8; data.len() + 256];
+    let mut a = Attr::new();
+    a.u32(0, prog.as_raw_fd() as u32)
+        .u32(8, data.len() as u32)
+        .u32(12, out.len() as u32)
+        .u64(16, data.as_ptr() as u64)
+        .u64(24, out.as_mut_ptr() as u64)
+        .u32(32, 1);
+    sys_bpf(BPF_PROG_TEST_RUN, &mut a)?;
+    let ret = u32::from_ne_bytes([a.0[4], a.0[5], a.0[6], a.0[7]]);
+    let n = u32::from_ne_bytes([a.0[12], a.0[13], a.0[14], a.0[15]]) as usize;
+    out.truncate(n.min(out.len()));
+    Ok((ret, out))
+}
+
 /// Set `map[queue] = xsk`.
 pub fn xskmap_set(map: BorrowedFd<'_>, queue: u32, xsk: BorrowedFd<'_>) -> io::Result<()> {
     let key = queue;
@@ -295,7 +577,18 @@ pub fn load(insns: &[Insn]) -> Result<OwnedFd, String> {
 /// Load `insns` as an XDP program named `name` (at most 15 bytes kept).
 pub fn load_named(insns: &[Insn], name: &str) -> Result<OwnedFd, String> {
     const LICENSE: &CStr = c"Apache-2.0";
-    let mut log = vec![0u8; 64 * 1024];
+    // Without a log first (the verifier's log of a long program that passes
+    // can overflow the buffer, which fails the load); with one on failure.
+    let mut a = Attr::new();
+    a.u32(0, BPF_PROG_TYPE_XDP)
+        .u32(4, insns.len() as u32)
+        .u64(8, insns.as_ptr() as u64)
+        .u64(16, LICENSE.as_ptr() as u64)
+        .name(48, name);
+    if let Ok(r) = sys_bpf(BPF_PROG_LOAD, &mut a) {
+        return Ok(fd_result(r));
+    }
+    let mut log = vec![0u8; 1024 * 1024];
     let mut a = Attr::new();
     a.u32(0, BPF_PROG_TYPE_XDP)
         .u32(4, insns.len() as u32)

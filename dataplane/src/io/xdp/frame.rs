@@ -24,7 +24,7 @@ const ETHERTYPE_IPV4: u16 = 0x0800;
 const ETHERTYPE_IPV6: u16 = 0x86dd;
 const PROTO_UDP: u8 = 17;
 /// TTL / hop limit of frames we send (the Linux default).
-const TTL: u8 = 64;
+pub const TTL: u8 = 64;
 
 /// Why a received frame was not accepted (cheap: no payload).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -8,6 +8,10 @@
 //!   route and neighbour lookups.
 //! - [`xsk`]: the AF_XDP socket, its UMEM and rings.
 //! - [`frame`]: Ethernet/IP/UDP parse and build with checksums (pure).
+//! - [`offload`]: the in-kernel fast path's table (`xdp_offload`): a
+//!   latched plain relay stream the worker hands over with
+//!   [`Backend::offload`] is forwarded by the program itself (`XDP_TX`);
+//!   the worker reads its counters every [`crate::worker::OFFLOAD_POLL`].
 //!
 //! Lifecycle: [`XdpProgram::attach`] (once per interface, shared by the
 //! workers through an `Arc`) removes a stale program of ours left by a
@@ -39,6 +43,7 @@
 pub mod bpf;
 pub mod frame;
 pub mod netlink;
+pub mod offload;
 pub mod xsk;
 
 use std::collections::HashMap;
@@ -96,6 +101,28 @@ pub struct XdpConfig {
     pub zero_copy: bool,
     /// Preferred busy polling on the sockets.
     pub busy_poll: bool,
+    /// Load the in-kernel fast path ([`offload`]): latched plain relay
+    /// streams are rewritten and sent back out by the program itself.
+    pub offload: bool,
+}
+
+/// Process-wide default of [`XdpConfig::offload`] for the dataplane's own
+/// start-up (`[dataplane] xdp_offload`, set before `Dataplane::start`).
+static OFFLOAD_DEFAULT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Set the default of [`XdpConfig::offload`] used by `Dataplane::start`.
+pub fn set_offload(on: bool) {
+    OFFLOAD_DEFAULT.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The offload default: [`set_offload`]'s value, overridden by the
+/// environment variable `TANDEM_XDP_OFFLOAD=0|1` when set (benchmarks).
+pub fn offload_enabled() -> bool {
+    match std::env::var("TANDEM_XDP_OFFLOAD").as_deref() {
+        Ok("0") => false,
+        Ok("1") => true,
+        _ => OFFLOAD_DEFAULT.load(std::sync::atomic::Ordering::Relaxed),
+    }
 }
 
 /// Errors of the `xdp` backend, each naming the step that failed.
@@ -138,6 +165,9 @@ pub struct XdpProgram {
     mac: Mac,
     config: XdpConfig,
     map: OwnedFd,
+    /// The fast path's table (when `config.offload` and the kernel has
+    /// mmapable arrays).
+    offload: Option<offload::OffloadMap>,
     /// Kept for the legacy attach (and as the link's program).
     _prog: OwnedFd,
     link: Option<OwnedFd>,
@@ -216,7 +246,23 @@ impl XdpProgram {
             ipv6: config.ipv6,
             ports: config.ports.clone(),
         };
-        let prog = bpf::load(&bpf::program(&filter, map.as_raw_fd())).map_err(XdpError::Load)?;
+        let table = if config.offload {
+            match offload::OffloadMap::create(config.ports.clone()) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::warn!(interface = %name, error = %e, "XDP offload table unavailable: no in-kernel fast path");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let insns = bpf::program_with_offload(
+            &filter,
+            map.as_raw_fd(),
+            table.as_ref().map(|t| t.fd().as_raw_fd()),
+        );
+        let prog = bpf::load(&insns).map_err(XdpError::Load)?;
 
         let modes: &[(XdpMode, u32)] = match config.mode {
             XdpMode::Auto => &[
@@ -245,6 +291,7 @@ impl XdpProgram {
                         mac: info.mac,
                         config: config.clone(),
                         map,
+                        offload: table,
                         _prog: prog,
                         link,
                         netlink_flags,
@@ -268,6 +315,19 @@ impl XdpProgram {
     /// Whether the program is held by a BPF link (detached on process death).
     pub fn is_link(&self) -> bool {
         self.link.is_some()
+    }
+
+    /// Whether the program has the in-kernel fast path.
+    pub fn offloads(&self) -> bool {
+        self.offload.is_some()
+    }
+
+    /// Whether the fast path's entry for local address `local` (a port of
+    /// the range) is enabled now.
+    pub fn offload_entry_enabled(&self, local: SocketAddr) -> bool {
+        self.offload.as_ref().is_some_and(|t| {
+            offload::index(t.ports(), local.is_ipv6(), local.port()).is_ok_and(|i| t.enabled(i))
+        })
     }
 }
 
@@ -409,7 +469,17 @@ pub struct XdpBackend {
     hops: HashMap<IpAddr, Hop>,
     /// Scratch: batch indices to send through kernel sockets.
     kernel_tx: Vec<u16>,
+    /// Offloaded stream per receiving token.
+    installed: Box<[Option<Installed>]>,
     pub stats: XdpStats,
+}
+
+/// An offload entry a token of this backend owns, and its counters as last
+/// read (the entry's counters only grow).
+#[derive(Debug, Clone, Copy)]
+struct Installed {
+    index: u32,
+    seen: offload::EntryCounts,
 }
 
 impl XdpBackend {
@@ -439,9 +509,55 @@ impl XdpBackend {
             ports_v6: vec![0; 65_536].into_boxed_slice(),
             hops: HashMap::with_capacity(1024),
             kernel_tx: Vec::with_capacity(batch),
+            installed: vec![None; max_sockets].into_boxed_slice(),
             stats: XdpStats::default(),
             program,
         })
+    }
+
+    /// Whether the stream of socket `rx` is offloaded now (its entry is
+    /// enabled in the kernel's table).
+    pub fn offloaded(&self, rx: Token) -> bool {
+        let (Some(t), Some(Some(i))) = (
+            self.program.offload.as_ref(),
+            self.installed.get(rx.0 as usize),
+        ) else {
+            return false;
+        };
+        t.enabled(i.index)
+    }
+
+    /// `local` with an unspecified address replaced by the configured media
+    /// address of its family (what frames are sent from).
+    fn media_addr(&self, mut local: SocketAddr) -> SocketAddr {
+        if local.ip().is_unspecified() {
+            let c = &self.program.config;
+            match (local, c.ipv4, c.ipv6) {
+                (SocketAddr::V4(_), Some(a), _) => local.set_ip(a.into()),
+                (SocketAddr::V6(_), _, Some(a)) => local.set_ip(a.into()),
+                _ => {}
+            }
+        }
+        local
+    }
+
+    /// Counters of `rx`'s entry since the last read (updates the baseline).
+    fn take_counts(&mut self, rx: Token) -> super::OffloadCounts {
+        let (Some(t), Some(Some(i))) = (
+            self.program.offload.as_ref(),
+            self.installed.get_mut(rx.0 as usize),
+        ) else {
+            return super::OffloadCounts::default();
+        };
+        let now = t.counts(i.index);
+        let packets = now.packets.wrapping_sub(i.seen.packets);
+        let out = super::OffloadCounts {
+            packets,
+            bytes: now.bytes.wrapping_sub(i.seen.bytes),
+            last: (packets > 0).then_some((now.last_seq, now.last_ts)),
+        };
+        i.seen = now;
+        out
     }
 
     /// Whether the socket is bound in zero-copy mode.
@@ -580,6 +696,7 @@ impl Backend for XdpBackend {
     }
 
     fn deregister(&mut self, token: Token) {
+        self.unoffload(token);
         let Some(r) = self
             .sockets
             .get_mut(token.0 as usize)
@@ -641,16 +758,8 @@ impl Backend for XdpBackend {
                 stats.failed += 1;
                 continue;
             };
-            let mut src = r.local;
-            if src.ip().is_unspecified() {
-                // Bound to any: send from the configured media address.
-                let c = &self.program.config;
-                match (src, c.ipv4, c.ipv6) {
-                    (SocketAddr::V4(_), Some(a), _) => src.set_ip(a.into()),
-                    (SocketAddr::V6(_), _, Some(a)) => src.set_ip(a.into()),
-                    _ => {}
-                }
-            }
+            // Bound to any: send from the configured media address.
+            let src = self.media_addr(r.local);
             let dst = tx.to;
             let Some(dst_mac) = (if src.ip().is_unspecified() || src.is_ipv4() != dst.is_ipv4() {
                 None
@@ -700,10 +809,90 @@ impl Backend for XdpBackend {
         }
         stats
     }
+
+    fn can_offload(&self) -> bool {
+        self.program.offload.is_some()
+    }
+
+    fn offload(&mut self, rule: &super::Offload) -> bool {
+        let Some(table) = self.program.offload.as_ref() else {
+            return false;
+        };
+        let (Some(Some(rx)), Some(Some(from))) = (
+            self.sockets.get(rule.rx.0 as usize),
+            self.sockets.get(rule.from.0 as usize),
+        ) else {
+            return false;
+        };
+        let (local, out_src) = (self.media_addr(rx.local), self.media_addr(from.local));
+        // Only a next hop the AF_XDP path already sends to directly.
+        let Some(Hop::Mac(dst_mac)) = self.hops.get(&rule.to.ip()).copied() else {
+            return false;
+        };
+        let r = offload::Rule {
+            src: rule.src,
+            local,
+            out_src,
+            out_dst: rule.to,
+            src_mac: self.program.mac,
+            dst_mac,
+            in_ssrc: rule.in_ssrc,
+            out_ssrc: rule.out_ssrc,
+            seq_delta: rule.seq_delta,
+            ts_delta: rule.ts_delta,
+        };
+        let (Ok(entry), Ok(index)) = (
+            offload::encode(&r),
+            offload::index(table.ports(), local.is_ipv6(), local.port()),
+        ) else {
+            return false;
+        };
+        let Some(slot) = self.installed.get_mut(rule.rx.0 as usize) else {
+            return false;
+        };
+        // A rule replacing one on the same entry keeps the unread counts.
+        let seen = match slot {
+            Some(i) if i.index == index => i.seen,
+            Some(i) => {
+                table.disable(i.index);
+                table.counts(index)
+            }
+            None => table.counts(index),
+        };
+        if !table.install(index, &entry) {
+            return false;
+        }
+        *slot = Some(Installed { index, seen });
+        true
+    }
+
+    fn unoffload(&mut self, rx: Token) -> super::OffloadCounts {
+        match (
+            self.program.offload.as_ref(),
+            self.installed.get(rx.0 as usize),
+        ) {
+            (Some(t), Some(Some(i))) => t.disable(i.index),
+            _ => return super::OffloadCounts::default(),
+        }
+        let c = self.take_counts(rx);
+        if let Some(s) = self.installed.get_mut(rx.0 as usize) {
+            *s = None;
+        }
+        c
+    }
+
+    fn offload_counts(&mut self, rx: Token) -> super::OffloadCounts {
+        self.take_counts(rx)
+    }
 }
 
 impl Drop for XdpBackend {
     fn drop(&mut self) {
+        if let Some(t) = self.program.offload.as_ref() {
+            for i in self.installed.iter().flatten() {
+                t.disable(i.index);
+            }
+        }
         bpf::xskmap_clear(self.program.map.as_fd(), self.queue);
     }
 }
@@ -724,6 +913,7 @@ mod tests {
             attach: AttachMethod::Link,
             zero_copy: false,
             busy_poll: false,
+            offload: true,
         };
         let e = XdpProgram::attach(&c).unwrap_err();
         assert!(e.to_string().contains("no media address"), "{e}");
