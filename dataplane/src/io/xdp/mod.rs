@@ -38,6 +38,7 @@
 
 pub mod bpf;
 pub mod frame;
+pub mod live;
 pub mod netlink;
 pub mod xsk;
 
