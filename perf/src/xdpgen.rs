@@ -164,6 +164,8 @@ pub struct GenConfig {
     /// at most 256).
     pub batch: usize,
     pub tx: TxMode,
+    /// Live mode: frames due within this many us go out together.
+    pub tick_us: u64,
     /// Live mode: sleep this long when a receive poll found nothing.
     pub idle_sleep_us: u64,
     /// Live mode: frames sent back to back at most when catching up after
@@ -562,10 +564,11 @@ pub fn run(cfg: &GenConfig, now: &dyn Fn() -> Instant) -> Result<Report, GenErro
     };
     // Live mode: ns between frames (0: flat out), the sender thread.
     let interval_ns = cfg.rate.map_or(0, |r| (1e9 / r).round().max(1.0) as u64);
+    let tick_ns = cfg.tick_us * 1000;
     let mut live_measuring = false;
     let mut sender = match &live_gen {
         Some(g) => {
-            g.configure(0, interval_ns)
+            g.configure(0, interval_ns, tick_ns)
                 .map_err(|e| GenError::Sys("live generator settings", e))?;
             g.set_catch_up(interval_ns * u64::from(cfg.catch_up))
                 .map_err(|e| GenError::Sys("live generator settings", e))?;
@@ -665,7 +668,7 @@ pub fn run(cfg: &GenConfig, now: &dyn Fn() -> Instant) -> Result<Report, GenErro
         port.xsk.reclaim();
         if let Some(g) = &live_gen {
             if measuring != live_measuring {
-                g.configure(u32::from(measuring), interval_ns)
+                g.configure(u32::from(measuring), interval_ns, tick_ns)
                     .map_err(|e| GenError::Sys("live generator settings", e))?;
                 live_measuring = measuring;
             }

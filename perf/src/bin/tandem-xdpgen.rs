@@ -90,6 +90,9 @@ enum Cmd {
         /// the sending thread was not scheduled.
         #[arg(long, default_value_t = 256)]
         catch_up: u32,
+        /// Live mode: frames due within this many us go out together.
+        #[arg(long, default_value_t = 20)]
+        tick_us: u64,
         /// Live mode: sleep (us) when a receive poll found nothing.
         #[arg(long, default_value_t = 50)]
         idle_sleep_us: u64,
@@ -143,6 +146,7 @@ fn main() -> ExitCode {
             tx,
             catch_up,
             idle_sleep_us,
+            tick_us,
             napi_pid,
             pid,
             relay_cpu,
@@ -162,6 +166,7 @@ fn main() -> ExitCode {
                 },
                 catch_up,
                 idle_sleep_us,
+                tick_us,
                 napi_pids: napi_pid,
                 relay_pid: pid,
                 relay_cpu,
