@@ -9,13 +9,16 @@
 # Topology: namespace R holds rbvr0 (10.231.0.2, the relay), namespace G
 # holds rbvg0 (10.231.0.1, the generator); both made here and deleted on
 # exit. Relay pinned to RELAY_CPU, generator to GEN_CPU. The generator sends
-# with live frames by default (TX=live: an XDP program run by
+# with live frames to the xdp backend and from its AF_XDP tx ring to the
+# others, unless TX names one for all rows (TX=live: an XDP program run by
 # BPF_PROG_TEST_RUN writes each frame and XDP_TXes it out of rbvg0, paced in
 # the program; TX=xsk: from an AF_XDP tx ring, copy mode, a kernel buffer per
 # frame) and receives the relay's output on an AF_XDP socket behind Tandem's
-# XDP program. For relays without an XDP program of their own (udpfwd,
-# socket, uring) a counting XDP_PASS program goes on rbvr0, because live
-# frames reach a veth end only when it runs NAPI.
+# XDP program. With TX=live, relays without an XDP program of their own
+# (udpfwd, socket, uring) get a counting XDP_PASS program on rbvr0, because
+# live frames reach a veth end only when it runs NAPI (on this VM the socket
+# relays then forwarded only a few % of 300k pps: live frames passed to the
+# stack are slow there, hence xsk for them by default).
 # A veth delivers a frame in the softirq of the sending core; with threaded
 # NAPI (THREADED=1, the default) each end's receive runs in a kernel thread
 # instead, pinned to the reader's core (rbvr0 -> RELAY_CPU, rbvg0 -> GEN_CPU)
@@ -47,7 +50,8 @@
 #        QUICK=1 sudo scripts/relay-bench-veth.sh   (1000 calls, one rate, 1 s)
 # Env: CALLS ("1000 4000 10000") RATES ("300000 1000000 0") DURATION WARMUP
 #      RELAY_CPU GEN_CPU TARGETS ("udpfwd socket uring xdp") WORK ANCHOR
-#      THREADED (1) NAPI_PRIO (nice | fifo | none) PRIO (nice | rt) TX (live | xsk)
+#      THREADED (1) NAPI_PRIO (nice | fifo | none) PRIO (nice | rt)
+#      TX (live | xsk; default live for xdp, xsk for the others)
 #      CATCH_UP (256: live mode, most frames back to back after a stall)
 #      TICK_US (20: live mode, frames due within it are sent together)
 #      GEN_ONLY (0)
@@ -71,7 +75,7 @@ GEN_CPU=${GEN_CPU:-1}
 TARGETS=${TARGETS:-udpfwd socket uring xdp}
 THREADED=${THREADED:-1}
 NAPI_PRIO=${NAPI_PRIO:-nice}
-TX=${TX:-live}
+TX=${TX:-}
 CATCH_UP=${CATCH_UP:-256}
 TICK_US=${TICK_US:-20}
 GEN_ONLY=${GEN_ONLY:-0}
@@ -202,7 +206,7 @@ hp_pid() {
 
 NOTES="$WORK/notes.txt"
 : > "$NOTES"
-echo "generator tx=$TX, threaded NAPI=$THREADED (priority: $NAPI_PRIO), relay core $RELAY_CPU, generator core $GEN_CPU" >> "$NOTES"
+echo "generator tx=${TX:-live for xdp, xsk for the others}, threaded NAPI=$THREADED (priority: $NAPI_PRIO), relay core $RELAY_CPU, generator core $GEN_CPU" >> "$NOTES"
 
 start_udpfwd() { # calls
     if [[ "$HAVE_UDPFWD" != 1 ]]; then echo "udpfwd: anchor not found at $ANCHOR" >> "$NOTES"; return 1; fi
@@ -234,21 +238,23 @@ start_tandem() { # backend calls
 # Relays without an XDP program of their own get the counting XDP_PASS peer
 # on $RIF in live mode (see the top).
 pass_peer() { [[ "$TX" != live ]] || start_peer pass 600; }
+# The generator's transmit mode for target $1.
+tx_of() { if [[ -n "$TX" ]]; then echo "$TX"; elif [[ "$1" == xdp ]]; then echo live; else echo xsk; fi; }
 start_socket() { start_tandem socket "$1" && pass_peer; }
 start_uring() { start_tandem uring "$1" && pass_peer; }
 start_xdp() { start_tandem xdp "$1"; }
 start_udpfwd_live() { start_udpfwd "$1" && pass_peer; }
 
-gen_run() { # map rate out [extra args]
-    local map=$1 rate=$2 out=$3
-    shift 3
+gen_run() { # tx map rate out [extra args]
+    local tx=$1 map=$2 rate=$3 out=$4
+    shift 4
     # The generator attaches its XDP program itself: pin $GIF's NAPI once
     # it exists.
     ( sleep 0.3; pin_napi "$NS_G" $GIF "$GEN_CPU" > /dev/null ) &
     local pin=$!
     local ok=0
     hp "$WORK/gen.pid" ip netns exec "$NS_G" taskset -c "$GEN_CPU" "$GEN" run --interface $GIF \
-        --relay-mac "$RELAY_MAC" --map "$map" --rate "$rate" --tx "$TX" --catch-up "$CATCH_UP" --tick-us "$TICK_US" \
+        --relay-mac "$RELAY_MAC" --map "$map" --rate "$rate" --tx "$tx" --catch-up "$CATCH_UP" --tick-us "$TICK_US" \
         --duration "$DURATION" --warmup "$WARMUP" "$@" > "$out.json" 2> "$out.err" || ok=$?
     wait "$pin" 2>/dev/null || true
     return $ok
@@ -261,15 +267,15 @@ if [[ "$GEN_ONLY" == 1 ]]; then
     echo "| tx | calls | asked pps | sent pps (measured window) | peer saw / sent | peer NAPI threads |"
     echo "|---|---:|---:|---:|---:|---|"
     for rate in $RATES; do
-        echo "== generator alone, $calls calls, rate $rate, tx $TX" >&2
+        echo "== generator alone, $calls calls, rate $rate, tx $(tx_of xdp)" >&2
         secs=$(python3 -c "print($WARMUP + $DURATION + 3)")
         start_peer drop "$secs" || exit 1
         napi=$(pin_napi "$NS_R" $RIF "$RELAY_CPU")
         out="$WORK/gen-only-$rate"
-        gen_run "$WORK/gen-only.map" "$rate" "$out" --drain 0.1 || echo "generator failed: $(tail -2 "$out.err")" >&2
+        gen_run "$(tx_of xdp)" "$WORK/gen-only.map" "$rate" "$out" --drain 0.1 || echo "generator failed: $(tail -2 "$out.err")" >&2
         for _ in $(seq 100); do kill -0 "$PEER_PID" 2>/dev/null || break; sleep 0.1; done
         stop_relay
-        python3 - "$out.json" "$WORK/peer.out" "$TX" "$calls" "$rate" "${napi:-none}" <<'EOF2'
+        python3 - "$out.json" "$WORK/peer.out" "$(tx_of xdp)" "$calls" "$rate" "${napi:-none}" <<'EOF2'
 import json, sys
 try:
     g = json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])
@@ -298,14 +304,14 @@ for calls in $CALLS; do
     RAN_CALLS="$RAN_CALLS $calls"
     for rate in $RATES; do
         for t in $TARGETS; do
-            echo "== $t, $calls calls, rate $rate, tx $TX" >&2
+            echo "== $t, $calls calls, rate $rate, tx $(tx_of "$t")" >&2
             start=start_$t
             [[ "$t" == udpfwd && "$TX" == live ]] && start=start_udpfwd_live
             if ! "$start" "$calls"; then stop_relay; continue; fi
             napi_args=()
             for pid in $(pin_napi "$NS_R" $RIF "$RELAY_CPU"); do napi_args+=(--napi-pid "$pid"); done
             out="$WORK/$t-$calls-$rate"
-            if ! gen_run "$WORK/$t.map" "$rate" "$out" --pid "$RELAY_PID" --relay-cpu "$RELAY_CPU" "${napi_args[@]}"; then
+            if ! gen_run "$(tx_of "$t")" "$WORK/$t.map" "$rate" "$out" --pid "$RELAY_PID" --relay-cpu "$RELAY_CPU" "${napi_args[@]}"; then
                 echo "$t $calls @ $rate: generator failed: $(tail -2 "$out.err" | tr '\n' ' ')" >> "$NOTES"
             fi
             stop_relay
