@@ -7,9 +7,13 @@
 //! relayA_port b_ip b_port relayB_ip relayB_port`) it runs two streams: A
 //! sends to relay A and expects the packets at B, B sends to relay B and
 //! expects them at A. Frames (Ethernet/IPv4/UDP/RTP, 172-byte RTP payload as
-//! G.711 20 ms) are built straight into the UMEM of an AF_XDP socket and sent
-//! from its tx ring in batches, at a given aggregate rate or flat out; what the
-//! relay sends back is redirected to the same socket by Tandem's own XDP
+//! G.711 20 ms) are sent in one of two ways ([`TxMode`]): built straight into
+//! the UMEM of an AF_XDP socket and sent from its tx ring in batches
+//! (`xsk`), or made in the kernel by an XDP program run over live copies of
+//! one template frame with `BPF_PROG_TEST_RUN` and sent with `XDP_TX`
+//! (`live`, [`dataplane::io::xdp::live`]: no socket buffer per frame, one
+//! system call per few hundred frames); either at a given aggregate rate or
+//! flat out, streams taken round-robin. What the relay sends back is redirected to the same socket by Tandem's own XDP
 //! program (attached to the generator's interface, filtering the
 //! generator's address and port range) and counted per stream: delivered,
 //! lost, reordered, misdelivered (arrived at the wrong port), and one-way
@@ -17,24 +21,28 @@
 //! generator reads it (so it includes the generator's own receive path).
 //!
 //! Payload after the 12-byte RTP header: magic `TXG1`, stream id, sequence
-//! number, flags (bit 0: sent in the measured window), send time in ns since
-//! the run's start, all big-endian.
+//! number, flags (bit 0: sent in the measured window), send time in ns of
+//! `CLOCK_MONOTONIC` (`bpf_ktime_get_ns` in live mode), all big-endian.
 //!
 //! A run is warm-up + measured window + drain: only packets sent in the
 //! measured window count, and the drain gives the last of them time to
 //! arrive. Relay CPU is sampled over the measured window from
 //! `/proc/PID/stat` (utime+stime), `/proc/PID/task/*/schedstat` and the
 //! relay core's busy time in `/proc/stat` (which also holds the kernel's
-//! softirq work done on that core).
+//! softirq work done on that core), plus the on-CPU time of extra kernel
+//! threads (the relay interface's threaded-NAPI threads) when given.
 
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::thread::JoinHandleExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dataplane::io::xdp::frame::{self, Mac};
 use dataplane::io::xdp::netlink::{self, Netlink, XDP_FLAGS_DRV_MODE, XDP_FLAGS_SKB_MODE};
-use dataplane::io::xdp::{bpf, xsk};
+use dataplane::io::xdp::{bpf, live, xsk};
 use serde::Serialize;
 
 /// RTP payload bytes (G.711, 20 ms).
@@ -129,6 +137,16 @@ pub fn make_map(
     Ok(s)
 }
 
+/// How frames are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TxMode {
+    /// From the tx ring of the AF_XDP socket (copy mode on veth).
+    #[default]
+    Xsk,
+    /// Live frames: `BPF_PROG_TEST_RUN` + `XDP_TX` out of the interface.
+    Live,
+}
+
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct GenConfig {
@@ -142,8 +160,19 @@ pub struct GenConfig {
     pub warmup: Duration,
     pub duration: Duration,
     pub drain: Duration,
-    /// Frames queued per tx ring flush.
+    /// Frames queued per tx ring flush (xsk) or per kernel batch (live,
+    /// at most 256).
     pub batch: usize,
+    pub tx: TxMode,
+    /// Live mode: frames due within this many us go out together.
+    pub tick_us: u64,
+    /// Live mode: sleep this long when a receive poll found nothing.
+    pub idle_sleep_us: u64,
+    /// Live mode: frames sent back to back at most when catching up after
+    /// the sending thread was not scheduled.
+    pub catch_up: u32,
+    /// Kernel threads whose CPU time counts as the relay's (threaded NAPI).
+    pub napi_pids: Vec<u32>,
     /// Relay process whose CPU time is sampled.
     pub relay_pid: Option<u32>,
     /// Core the relay runs on (its busy time is sampled).
@@ -174,12 +203,18 @@ pub struct RelayCpu {
     pub core_busy_s: Option<f64>,
     /// `core_busy_s` per delivered packet.
     pub core_ns_per_delivered_pkt: Option<f64>,
+    /// On-CPU time of the extra kernel threads (`napi_pids`).
+    pub napi_cpu_s: Option<f64>,
+    /// (`cpu_s` + `napi_cpu_s`) per delivered packet.
+    pub ns_per_delivered_pkt_with_napi: Option<f64>,
 }
 
 /// Result of a run (one JSON line).
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct Report {
     pub generator: &'static str,
+    /// `xsk` or `live`.
+    pub tx: &'static str,
     pub calls: usize,
     pub streams: usize,
     pub duration_s: f64,
@@ -189,6 +224,8 @@ pub struct Report {
     pub delivered_pps: f64,
     /// Packets sent in the measured window.
     pub sent: u64,
+    /// Packets sent in the whole run (warm-up included).
+    pub sent_total: u64,
     /// Of those, delivered (each at most once).
     pub received: u64,
     pub loss: f64,
@@ -224,6 +261,7 @@ struct Stream {
 /// The XDP side: program attached to the interface, its map and the socket.
 struct Port {
     xsk: xsk::Xsk,
+    ifindex: u32,
     _map: OwnedFd,
     _link: OwnedFd,
     native: bool,
@@ -261,11 +299,106 @@ fn open_port(
     bpf::xskmap_set(map.as_fd(), 0, xsk.as_fd()).map_err(|e| GenError::Sys("XSKMAP set", e))?;
     Ok(Port {
         xsk,
+        ifindex,
         _map: map,
         _link: link,
         native,
         mac: info.mac,
     })
+}
+
+/// Stream `s`'s source and destination (even: A -> relay A, odd: B ->
+/// relay B).
+fn stream_addrs(calls: &[Call], s: usize) -> (SocketAddrV4, SocketAddrV4) {
+    let c = &calls[s / 2];
+    if s.is_multiple_of(2) {
+        (c.a, c.relay_a)
+    } else {
+        (c.b, c.relay_b)
+    }
+}
+
+/// SSRC of stream `s`.
+fn ssrc(s: u32) -> u32 {
+    0x1000_0000u32.wrapping_add(s)
+}
+
+/// Load the live-frames generator for every stream of `calls`, sending out
+/// of `port`'s interface to `relay_mac`.
+fn open_live(
+    calls: &[Call],
+    port: &Port,
+    relay_mac: Mac,
+    batch: usize,
+) -> Result<live::LiveGen, GenError> {
+    let (src, dst) = stream_addrs(calls, 0);
+    let hl = frame::header_len(&SocketAddr::V4(dst));
+    let mut template = vec![0u8; hl + UDP_PAYLOAD];
+    write_payload(&mut template[hl..], 0, 0, false, 0);
+    frame::emit(
+        &mut template,
+        port.mac,
+        relay_mac,
+        SocketAddr::V4(src),
+        SocketAddr::V4(dst),
+        UDP_PAYLOAD,
+    )
+    .map_err(|e| GenError::Config(format!("template frame: {e}")))?;
+    let streams: Vec<(SocketAddrV4, SocketAddrV4, u32)> = (0..2 * calls.len())
+        .map(|s| {
+            let (a, b) = stream_addrs(calls, s);
+            (a, b, ssrc(s as u32))
+        })
+        .collect();
+    let mut g = live::LiveGen::new(port.ifindex, template, &streams)
+        .map_err(|e| GenError::Load(e.to_string()))?;
+    g.batch = batch.clamp(1, live::MAX_BATCH as usize) as u32;
+    Ok(g)
+}
+
+/// The thread running the live-frames generator; stopped (and joined) by
+/// [`LiveSender::stop`] or on drop.
+struct LiveSender {
+    handle: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl LiveSender {
+    fn start(g: Arc<live::LiveGen>) -> Result<LiveSender, GenError> {
+        live::install_interrupt().map_err(|e| GenError::Sys("signal handler", e))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let s = Arc::clone(&stop);
+        let handle = std::thread::Builder::new()
+            .name("xdpgen-live".into())
+            .spawn(move || g.run(&s))
+            .map_err(|e| GenError::Sys("live sender thread", e))?;
+        Ok(LiveSender {
+            handle: Some(handle),
+            stop,
+        })
+    }
+
+    fn stop(&mut self) -> Result<(), GenError> {
+        let Some(h) = self.handle.take() else {
+            return Ok(());
+        };
+        self.stop.store(true, Ordering::Release);
+        // Signal until the thread has left its system call and seen `stop`.
+        while !h.is_finished() {
+            live::interrupt(h.as_pthread_t());
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        match h.join() {
+            Ok(r) => r.map_err(|e| GenError::Sys("BPF_PROG_TEST_RUN live frames", e)),
+            Err(_) => Err(GenError::Config("live sender thread panicked".into())),
+        }
+    }
+}
+
+impl Drop for LiveSender {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
 }
 
 /// Write stream `s`'s packet `seq` (payload only, at `buf[0..UDP_PAYLOAD]`).
@@ -274,7 +407,7 @@ fn write_payload(buf: &mut [u8], s: u32, seq: u32, measured: bool, sent_ns: u64)
     buf[1] = 0; // PCMU
     buf[2..4].copy_from_slice(&(seq as u16).to_be_bytes());
     buf[4..8].copy_from_slice(&seq.wrapping_mul(160).to_be_bytes());
-    buf[8..12].copy_from_slice(&(0x1000_0000 + s).to_be_bytes());
+    buf[8..12].copy_from_slice(&ssrc(s).to_be_bytes());
     buf[12..16].copy_from_slice(&MAGIC);
     buf[16..20].copy_from_slice(&s.to_be_bytes());
     buf[20..24].copy_from_slice(&seq.to_be_bytes());
@@ -307,25 +440,36 @@ struct CpuSample {
     sched_ns: Option<u64>,
     ticks: Option<(u64, u64)>,
     core_busy_ticks: Option<u64>,
+    napi_ns: Option<u64>,
+}
+
+/// First field of a schedstat file: on-CPU ns.
+fn schedstat_ns(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
 }
 
 /// Clock ticks per second of /proc (USER_HZ, 100 on Linux).
 const USER_HZ: f64 = 100.0;
 
-fn sample_cpu(pid: Option<u32>, core: Option<usize>) -> CpuSample {
+fn sample_cpu(pid: Option<u32>, core: Option<usize>, napi: &[u32]) -> CpuSample {
     let mut s = CpuSample::default();
+    if !napi.is_empty() {
+        s.napi_ns = Some(
+            napi.iter()
+                .filter_map(|p| schedstat_ns(Path::new(&format!("/proc/{p}/schedstat"))))
+                .sum(),
+        );
+    }
     if let Some(pid) = pid {
         if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
             let mut sum = 0;
             for t in tasks.flatten() {
-                let p = t.path().join("schedstat");
-                if let Ok(text) = std::fs::read_to_string(p) {
-                    sum += text
-                        .split_whitespace()
-                        .next()
-                        .and_then(|v| v.parse::<u64>().ok())
-                        .unwrap_or(0);
-                }
+                sum += schedstat_ns(&t.path().join("schedstat")).unwrap_or(0);
             }
             s.sched_ns = Some(sum);
         }
@@ -409,12 +553,39 @@ pub fn run(cfg: &GenConfig, now: &dyn Fn() -> Instant) -> Result<Report, GenErro
     }
     let mut port = open_port(&cfg.interface, gen_ip, lo..=hi)?;
     let src_mac = port.mac;
+    let live_gen = match cfg.tx {
+        TxMode::Live => Some(Arc::new(open_live(
+            &cfg.calls,
+            &port,
+            cfg.relay_mac,
+            cfg.batch,
+        )?)),
+        TxMode::Xsk => None,
+    };
+    // Live mode: ns between frames (0: flat out), the sender thread.
+    let interval_ns = cfg.rate.map_or(0, |r| (1e9 / r).round().max(1.0) as u64);
+    let tick_ns = cfg.tick_us * 1000;
+    let mut live_measuring = false;
+    let mut sender = match &live_gen {
+        Some(g) => {
+            g.configure(0, interval_ns, tick_ns)
+                .map_err(|e| GenError::Sys("live generator settings", e))?;
+            g.set_catch_up(interval_ns * u64::from(cfg.catch_up))
+                .map_err(|e| GenError::Sys("live generator settings", e))?;
+            Some(LiveSender::start(Arc::clone(g))?)
+        }
+        None => None,
+    };
     let batch = cfg.batch.clamp(1, xsk::RING as usize / 2);
 
     let mut st = vec![Stream::default(); streams];
     let mut hist = vec![0u32; HIST_US + 1];
     let mut r = Report {
         generator: "tandem-xdpgen",
+        tx: match cfg.tx {
+            TxMode::Xsk => "xsk",
+            TxMode::Live => "live",
+        },
         calls: cfg.calls.len(),
         streams,
         duration_s: cfg.duration.as_secs_f64(),
@@ -428,7 +599,11 @@ pub fn run(cfg: &GenConfig, now: &dyn Fn() -> Instant) -> Result<Report, GenErro
     let mut sent_total: u64 = 0;
     let mut lat_n: u64 = 0;
 
+    // The send times are CLOCK_MONOTONIC ns (the clock `Instant` and
+    // `bpf_ktime_get_ns` read): the base read once, then `now` offsets.
+    let base_ns = live::ktime_ns();
     let start = now();
+    let mono = |t: Instant| base_ns + (t - start).as_nanos() as u64;
     let m_start = start + cfg.warmup;
     let m_end = m_start + cfg.duration;
     let rx_end = m_end + cfg.drain;
@@ -444,13 +619,14 @@ pub fn run(cfg: &GenConfig, now: &dyn Fn() -> Instant) -> Result<Report, GenErro
         }
         let measuring = t >= m_start && t < m_end;
         if cpu0.is_none() && t >= m_start {
-            cpu0 = Some(sample_cpu(cfg.relay_pid, cfg.relay_cpu));
+            cpu0 = Some(sample_cpu(cfg.relay_pid, cfg.relay_cpu, &cfg.napi_pids));
         }
         if t >= m_end && cpu0.is_some() && cpu1.is_none() {
-            cpu1 = Some(sample_cpu(cfg.relay_pid, cfg.relay_cpu));
+            cpu1 = Some(sample_cpu(cfg.relay_pid, cfg.relay_cpu, &cfg.napi_pids));
         }
         // Receive.
-        let rx_now_ns = (t - start).as_nanos() as u64;
+        let rx_now_ns = mono(t);
+        let mut got = 0;
         for _ in 0..8 {
             let n = port.xsk.recv(256, |f| {
                 let Ok(p) = frame::parse(f) else {
@@ -484,11 +660,30 @@ pub fn run(cfg: &GenConfig, now: &dyn Fn() -> Instant) -> Result<Report, GenErro
                     lat_n += 1;
                 }
             });
+            got += n;
             if n < 256 {
                 break;
             }
         }
         port.xsk.reclaim();
+        if let Some(g) = &live_gen {
+            if measuring != live_measuring {
+                g.configure(u32::from(measuring), interval_ns, tick_ns)
+                    .map_err(|e| GenError::Sys("live generator settings", e))?;
+                live_measuring = measuring;
+            }
+            if t >= m_end {
+                if let Some(mut s) = sender.take() {
+                    s.stop()?;
+                }
+            }
+            // Leave the core to the sender and the NAPI thread while
+            // nothing arrives (the rx ring holds 2 ms at 1 Mpps).
+            if got == 0 {
+                std::thread::sleep(Duration::from_micros(cfg.idle_sleep_us));
+            }
+            continue;
+        }
         if t >= m_end {
             continue;
         }
@@ -500,16 +695,11 @@ pub fn run(cfg: &GenConfig, now: &dyn Fn() -> Instant) -> Result<Report, GenErro
             }
             None => batch,
         };
-        let sent_ns = (t - start).as_nanos() as u64;
+        let sent_ns = mono(t);
         let mut pushed = 0;
         for _ in 0..due {
             let s = next_stream as usize;
-            let c = &cfg.calls[s / 2];
-            let (src, dst) = if s.is_multiple_of(2) {
-                (c.a, c.relay_a)
-            } else {
-                (c.b, c.relay_b)
-            };
+            let (src, dst) = stream_addrs(&cfg.calls, s);
             let q = seq[s];
             write_payload(&mut payload, next_stream, q, measuring, sent_ns);
             let (src, dst) = (SocketAddr::V4(src), SocketAddr::V4(dst));
@@ -541,10 +731,26 @@ pub fn run(cfg: &GenConfig, now: &dyn Fn() -> Instant) -> Result<Report, GenErro
             port.xsk.kick_tx();
         }
     }
-    let cpu1 = cpu1.unwrap_or_else(|| sample_cpu(cfg.relay_pid, cfg.relay_cpu));
+    let cpu1 = cpu1.unwrap_or_else(|| sample_cpu(cfg.relay_pid, cfg.relay_cpu, &cfg.napi_pids));
+    if let Some(mut s) = sender.take() {
+        s.stop()?;
+    }
+    if let Some(g) = &live_gen {
+        sent_total = g
+            .frames()
+            .map_err(|e| GenError::Sys("live generator counter", e))?;
+        let sent = g
+            .measured_sent()
+            .map_err(|e| GenError::Sys("live generator stream map", e))?;
+        for (stream, n) in st.iter_mut().zip(sent) {
+            stream.sent = n;
+        }
+        measured_sent = st.iter().map(|s| u64::from(s.sent)).sum();
+    }
 
     let secs = cfg.duration.as_secs_f64();
     r.sent = measured_sent;
+    r.sent_total = sent_total;
     r.received = st.iter().map(|s| u64::from(s.received)).sum();
     r.sent_pps = r.sent as f64 / secs;
     r.delivered_pps = r.received as f64 / secs;
@@ -578,6 +784,11 @@ pub fn run(cfg: &GenConfig, now: &dyn Fn() -> Instant) -> Result<Report, GenErro
             (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / USER_HZ),
             _ => None,
         };
+        let napi_cpu_s = match (c0.napi_ns, cpu1.napi_ns) {
+            (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 / 1e9),
+            _ => None,
+        };
+        let with_napi = cpu_s.map(|c| c + napi_cpu_s.unwrap_or(0.0));
         r.relay.push(RelayCpu {
             pid: cfg.relay_pid,
             cpu_s,
@@ -586,9 +797,52 @@ pub fn run(cfg: &GenConfig, now: &dyn Fn() -> Instant) -> Result<Report, GenErro
             ns_per_delivered_pkt: cpu_s.and_then(per),
             core_busy_s,
             core_ns_per_delivered_pkt: core_busy_s.and_then(per),
+            napi_cpu_s,
+            ns_per_delivered_pkt_with_napi: with_napi.and_then(per),
         });
     }
     Ok(r)
+}
+
+/// A counting XDP program attached to an interface: the far end for
+/// measuring the generator alone (drop), or a pass-through that gives a
+/// veth end the NAPI that live frames need when no other XDP program is
+/// attached (a socket relay).
+pub struct Peer {
+    counter: live::Counter,
+    _link: OwnedFd,
+    /// Attached in native (driver) mode.
+    pub native: bool,
+}
+
+impl Peer {
+    /// Attach to `interface` (native mode, else generic).
+    pub fn attach(interface: &str, verdict: live::Verdict) -> Result<Peer, GenError> {
+        let ifindex =
+            netlink::ifindex(interface).map_err(|e| GenError::Interface(interface.into(), e))?;
+        let counter = live::Counter::new(verdict).map_err(|e| GenError::Load(e.to_string()))?;
+        let (link, native) =
+            match bpf::link_create(counter.prog.as_fd(), ifindex, XDP_FLAGS_DRV_MODE) {
+                Ok(l) => (l, true),
+                Err(_) => (
+                    bpf::link_create(counter.prog.as_fd(), ifindex, XDP_FLAGS_SKB_MODE)
+                        .map_err(|e| GenError::Sys("XDP attach", e))?,
+                    false,
+                ),
+            };
+        Ok(Peer {
+            counter,
+            _link: link,
+            native,
+        })
+    }
+
+    /// Frames seen so far.
+    pub fn count(&self) -> Result<u64, GenError> {
+        self.counter
+            .count()
+            .map_err(|e| GenError::Sys("peer counter", e))
+    }
 }
 
 /// Read a mapping file.

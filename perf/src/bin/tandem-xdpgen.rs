@@ -4,17 +4,22 @@
 //! ```text
 //! tandem-xdpgen mkmap --calls 1000 --gen-ip 10.231.0.1 --relay-ip 10.231.0.2 --out calls.map
 //! tandem-xdpgen run --interface xp0 --relay-mac 02:..:.. --map calls.map \
-//!     --rate 1000000 --duration 3 --warmup 1 [--pid RELAY_PID --relay-cpu 0]
+//!     --rate 1000000 --duration 3 --warmup 1 [--tx live|xsk] \
+//!     [--pid RELAY_PID --relay-cpu 0 --napi-pid PID ...]
+//! tandem-xdpgen peer --interface xr0 --action drop --seconds 6
 //! ```
 //! `run` prints one JSON line (packets/s, loss, order, latency, relay CPU).
-//! It must run in the namespace that owns `--interface`, as root.
+//! `peer` attaches a counting XDP program (drop or pass), prints `ready`,
+//! and after `--seconds` one JSON line with the frames it saw.
+//! Both must run in the namespace that owns `--interface`, as root.
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use dataplane::io::xdp::live::Verdict;
 use perf::xdpgen;
 
 #[derive(Parser)]
@@ -22,6 +27,20 @@ use perf::xdpgen;
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Tx {
+    /// AF_XDP tx ring.
+    Xsk,
+    /// BPF_PROG_TEST_RUN live frames + XDP_TX.
+    Live,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Action {
+    Drop,
+    Pass,
 }
 
 #[derive(Subcommand)]
@@ -61,15 +80,41 @@ enum Cmd {
         warmup: f64,
         #[arg(long, default_value_t = 0.3)]
         drain: f64,
-        /// Frames per tx ring flush.
+        /// Frames per tx ring flush (xsk) or kernel batch (live, <= 256).
         #[arg(long, default_value_t = 64)]
         batch: usize,
+        /// How frames are sent.
+        #[arg(long, value_enum, default_value_t = Tx::Xsk)]
+        tx: Tx,
+        /// Live mode: most frames sent back to back when catching up after
+        /// the sending thread was not scheduled.
+        #[arg(long, default_value_t = 256)]
+        catch_up: u32,
+        /// Live mode: frames due within this many us go out together.
+        #[arg(long, default_value_t = 20)]
+        tick_us: u64,
+        /// Live mode: sleep (us) when a receive poll found nothing.
+        #[arg(long, default_value_t = 50)]
+        idle_sleep_us: u64,
+        /// Kernel thread (threaded NAPI of the relay's interface) whose CPU
+        /// time counts as the relay's; repeatable.
+        #[arg(long)]
+        napi_pid: Vec<u32>,
         /// Relay process to sample CPU time of.
         #[arg(long)]
         pid: Option<u32>,
         /// Relay core to sample busy time of.
         #[arg(long)]
         relay_cpu: Option<usize>,
+    },
+    /// Count the frames arriving at an interface (XDP), then drop or pass.
+    Peer {
+        #[arg(long)]
+        interface: String,
+        #[arg(long, value_enum, default_value_t = Action::Drop)]
+        action: Action,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
     },
 }
 
@@ -98,6 +143,11 @@ fn main() -> ExitCode {
             warmup,
             drain,
             batch,
+            tx,
+            catch_up,
+            idle_sleep_us,
+            tick_us,
+            napi_pid,
             pid,
             relay_cpu,
         } => (|| {
@@ -110,6 +160,14 @@ fn main() -> ExitCode {
                 duration: secs(duration, "duration")?,
                 drain: secs(drain, "drain")?,
                 batch,
+                tx: match tx {
+                    Tx::Xsk => xdpgen::TxMode::Xsk,
+                    Tx::Live => xdpgen::TxMode::Live,
+                },
+                catch_up,
+                idle_sleep_us,
+                tick_us,
+                napi_pids: napi_pid,
                 relay_pid: pid,
                 relay_cpu,
             };
@@ -118,6 +176,23 @@ fn main() -> ExitCode {
                 "{}",
                 serde_json::to_string(&rep).map_err(|e| e.to_string())?
             );
+            Ok(())
+        })(),
+        Cmd::Peer {
+            interface,
+            action,
+            seconds,
+        } => (|| {
+            let verdict = match action {
+                Action::Drop => Verdict::Drop,
+                Action::Pass => Verdict::Pass,
+            };
+            let d = secs(seconds, "seconds")?;
+            let peer = xdpgen::Peer::attach(&interface, verdict).map_err(|e| e.to_string())?;
+            println!("ready native={}", peer.native);
+            std::thread::sleep(d);
+            let frames = peer.count().map_err(|e| e.to_string())?;
+            println!("{{\"frames\":{frames},\"native\":{}}}", peer.native);
             Ok(())
         })(),
     };

@@ -42,6 +42,7 @@
 
 pub mod bpf;
 pub mod frame;
+pub mod live;
 pub mod netlink;
 pub mod offload;
 pub mod xsk;
