@@ -70,8 +70,11 @@ impl<S: Read + Write> StreamUa<S> {
                 }
                 Err(e) => panic!("read: {e}"),
             };
-            if &buf[..n] == b"\r\n" {
+            // Between messages (nothing buffered) a CRLF can only be the pong;
+            // the next message may have come in the same read.
+            if self.framer.buffered() == 0 && buf[..n].starts_with(b"\r\n") {
                 self.pongs += 1;
+                self.framer.push(&buf[2..n]);
                 continue;
             }
             self.framer.push(&buf[..n]);

@@ -109,7 +109,7 @@ pub struct XdpConfig {
 
 /// Process-wide default of [`XdpConfig::offload`] for the dataplane's own
 /// start-up (`[dataplane] xdp_offload`, set before `Dataplane::start`).
-static OFFLOAD_DEFAULT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+static OFFLOAD_DEFAULT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Set the default of [`XdpConfig::offload`] used by `Dataplane::start`.
 pub fn set_offload(on: bool) {
