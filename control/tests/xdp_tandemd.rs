@@ -161,7 +161,33 @@ cmd(b"d1", {"command": "delete", "call-id": "x1"})
 print(json.dumps(out))
 "#;
 
-fn start(ns: &Netns, dir: &TempDir, ng_port: u16) -> std::process::Child {
+/// tandemd, killed when dropped still running: a failed check must not
+/// leave it (and its XDP program) behind.
+struct Daemon(std::process::Child);
+
+impl std::ops::Deref for Daemon {
+    type Target = std::process::Child;
+    fn deref(&self) -> &std::process::Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Daemon {
+    fn deref_mut(&mut self) -> &mut std::process::Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn start(ns: &Netns, dir: &TempDir, ng_port: u16) -> Daemon {
     let conf = dir.path("tandem.toml");
     std::fs::write(
         &conf,
@@ -184,6 +210,7 @@ fn start(ns: &Netns, dir: &TempDir, ng_port: u16) -> std::process::Child {
         .stdout(std::fs::File::create(dir.path("stdout.log")).unwrap())
         .stderr(std::fs::File::create(dir.path("stderr.log")).unwrap())
         .spawn()
+        .map(Daemon)
         .expect("start tandemd")
 }
 
