@@ -454,28 +454,31 @@ fn fast_family(a: &mut Asm, v6: bool) {
 
 /// `union bpf_attr`, as bytes: every command here uses a prefix of it.
 #[repr(C, align(8))]
-struct Attr([u8; 128]);
+pub(crate) struct Attr([u8; 128]);
 
 impl Attr {
-    fn new() -> Attr {
+    pub(crate) fn new() -> Attr {
         Attr([0; 128])
     }
-    fn u32(&mut self, at: usize, v: u32) -> &mut Self {
+    pub(crate) fn u32(&mut self, at: usize, v: u32) -> &mut Self {
         self.0[at..at + 4].copy_from_slice(&v.to_ne_bytes());
         self
     }
-    fn u64(&mut self, at: usize, v: u64) -> &mut Self {
+    pub(crate) fn u64(&mut self, at: usize, v: u64) -> &mut Self {
         self.0[at..at + 8].copy_from_slice(&v.to_ne_bytes());
         self
     }
-    fn name(&mut self, at: usize, name: &str) -> &mut Self {
+    pub(crate) fn name(&mut self, at: usize, name: &str) -> &mut Self {
         let n = name.len().min(15);
         self.0[at..at + n].copy_from_slice(&name.as_bytes()[..n]);
         self
     }
+    pub(crate) fn get_u32(&self, at: usize) -> u32 {
+        u32::from_ne_bytes([self.0[at], self.0[at + 1], self.0[at + 2], self.0[at + 3]])
+    }
 }
 
-fn sys_bpf(cmd: i32, attr: &mut Attr) -> io::Result<i64> {
+pub(crate) fn sys_bpf(cmd: i32, attr: &mut Attr) -> io::Result<i64> {
     // SAFETY: `attr` is a live, 8-aligned, 128-byte buffer, zeroed except for
     // the fields of `cmd`; every pointer stored in it (instructions, license,
     // log, key/value, info) points to memory that outlives this call, as the

@@ -47,7 +47,7 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::thread::RawPthread;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use super::bpf::{self, insn, Insn};
+use super::bpf::{self, insn, sys_bpf, Attr, Insn};
 
 const BPF_MAP_TYPE_ARRAY: u32 = 2;
 const BPF_MAP_CREATE: i32 = 0;
@@ -128,46 +128,6 @@ const C_TICK: i16 = 16;
 const S_SEQ: i16 = 24;
 const S_MEASURED: i16 = 28;
 
-/// `union bpf_attr` as bytes (each command uses a prefix).
-#[repr(C, align(8))]
-struct Attr([u8; 128]);
-
-impl Attr {
-    fn new() -> Attr {
-        Attr([0; 128])
-    }
-    fn u32(&mut self, at: usize, v: u32) -> &mut Self {
-        self.0[at..at + 4].copy_from_slice(&v.to_ne_bytes());
-        self
-    }
-    fn u64(&mut self, at: usize, v: u64) -> &mut Self {
-        self.0[at..at + 8].copy_from_slice(&v.to_ne_bytes());
-        self
-    }
-    fn get_u32(&self, at: usize) -> u32 {
-        u32::from_ne_bytes([self.0[at], self.0[at + 1], self.0[at + 2], self.0[at + 3]])
-    }
-}
-
-fn sys_bpf(cmd: i32, attr: &mut Attr) -> io::Result<i64> {
-    // SAFETY: `attr` is a live, 8-aligned, 128-byte buffer, zeroed except for
-    // the fields of `cmd`; the pointers stored in it (key, value, data, ctx)
-    // point to buffers of the sizes given that the callers keep alive for
-    // the call. The kernel reads/writes at most `size` bytes of `attr`.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_bpf,
-            cmd,
-            attr.0.as_mut_ptr(),
-            mem::size_of::<Attr>() as u32,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(r)
-}
-
 /// A `BPF_MAP_TYPE_ARRAY` map (u32 keys, fixed-size values).
 #[derive(Debug)]
 pub struct ArrayMap {
@@ -185,9 +145,8 @@ impl ArrayMap {
         a.u32(0, BPF_MAP_TYPE_ARRAY)
             .u32(4, 4)
             .u32(8, vs)
-            .u32(12, entries.max(1));
-        let n = name.len().min(15);
-        a.0[28..28 + n].copy_from_slice(&name.as_bytes()[..n]);
+            .u32(12, entries.max(1))
+            .name(28, name);
         let r = sys_bpf(BPF_MAP_CREATE, &mut a)?;
         // SAFETY: BPF_MAP_CREATE returned a new fd (r >= 0) owned by no one.
         let fd = unsafe { OwnedFd::from_raw_fd(r as RawFd) };
