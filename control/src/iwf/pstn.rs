@@ -47,19 +47,16 @@ use crate::pstn::{
     CallerId, ChannelStatus, PlaceCall, Pstn, PstnCallId, PstnError, PstnEvent, SpanStatus,
 };
 use crate::q931::{Presentation, Screening};
-use crate::sip::{Message, Method, NameAddr, Request, Response, Uri};
+use crate::sip::{Message, Method, Request, Response};
 
 use super::dtmf::{event_pt, FromLine, ToLine, PT_EVENT};
+use super::sipua::{self, Dialog, RtpTx, PT_PCMA, PT_PCMU};
 use dataplane::dsp::dtmf::Digit;
 
 mod dahdi;
 
 /// The Dial technology the IWF serves (`Dial(DAHDI/g1/5551234)`).
 pub const TECH: &str = "DAHDI";
-
-/// RTP payload types the IWF speaks (G.711 only: the B-channel is A-law).
-const PT_PCMU: u8 = 0;
-const PT_PCMA: u8 = 8;
 
 /// Which way a call goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,28 +77,13 @@ enum Phase {
     Cancelling,
 }
 
-/// RTP sender state of one call.
-#[derive(Debug, Clone)]
-struct RtpTx {
-    ssrc: u32,
-    seq: u16,
-    ts: u32,
-    first: bool,
-}
-
 #[derive(Debug)]
 struct IwCall {
     pstn: Option<PstnCallId>,
     dir: Dir,
     phase: Phase,
-    call_id: String,
-    /// Our side of the dialog (`<uri>;tag=`), their side, their target.
-    local: String,
-    remote: String,
-    target: String,
-    /// Out: the engine's INVITE (responses are built from it). In: ours.
-    invite: Request,
-    cseq: u32,
+    /// The SIP dialog with the engine (Out: we are its UAS; In: its UAC).
+    dialog: Dialog,
     slot: usize,
     remote_media: Option<SocketAddr>,
     /// Early media (183 with SDP) or answered: audio flows.
@@ -243,7 +225,7 @@ impl Iwf {
     }
 
     fn by_call_id(&self, id: &str) -> Option<usize> {
-        self.calls.iter().position(|c| c.call_id == id)
+        self.calls.iter().position(|c| c.dialog.call_id == id)
     }
 
     fn by_pstn(&self, id: PstnCallId) -> Option<usize> {
@@ -279,14 +261,14 @@ impl Iwf {
         };
         let known = self.by_call_id(&call_id);
         match (req.method.clone(), known) {
-            (Method::Invite, None) => self.new_outgoing(req, call_id, now),
+            (Method::Invite, None) => self.new_outgoing(req, now),
             (Method::Invite, Some(_)) => {
                 // A retransmission (our 100 went at once) or a re-INVITE:
                 // keep the media as it is.
                 let code = if self
                     .calls
                     .iter()
-                    .any(|c| c.call_id == call_id && c.phase == Phase::Answered)
+                    .any(|c| c.dialog.call_id == call_id && c.phase == Phase::Answered)
                 {
                     200
                 } else {
@@ -296,9 +278,9 @@ impl Iwf {
                 if code == 200 {
                     if let Some(i) = self.by_call_id(&call_id) {
                         r = self.with_sdp(r, i);
-                        let tag = tag_of(&self.calls[i].local);
-                        r.set_to_tag(&tag);
-                        r.headers.push("Contact", self.contact());
+                        let d = &self.calls[i].dialog;
+                        r.set_to_tag(&sipua::tag_of(&d.local));
+                        r.headers.push("Contact", d.contact());
                     }
                 }
                 self.send(r);
@@ -307,18 +289,16 @@ impl Iwf {
             (Method::Cancel, Some(i)) => {
                 self.send(Response::for_request(&req, 200));
                 if self.calls[i].dir == Dir::Out && self.calls[i].phase == Phase::Early {
-                    let tag = tag_of(&self.calls[i].local);
-                    let mut r = Response::for_request(&self.calls[i].invite, 487);
-                    r.set_to_tag(&tag);
+                    let r = self.calls[i].dialog.response(487, None, None);
                     self.send(r);
-                    let cause = reason_cause(&req).unwrap_or(16);
+                    let cause = sipua::reason_cause(&req.headers).unwrap_or(16);
                     self.release_pstn(i, cause, now);
                     self.forget(i);
                 }
             }
             (Method::Bye, Some(i)) => {
                 self.send(Response::for_request(&req, 200));
-                let cause = reason_cause(&req).unwrap_or(16);
+                let cause = sipua::reason_cause(&req.headers).unwrap_or(16);
                 self.release_pstn(i, cause, now);
                 self.forget(i);
             }
@@ -344,10 +324,6 @@ impl Iwf {
         }
     }
 
-    fn contact(&self) -> String {
-        format!("<sip:pstn@{}>", self.local)
-    }
-
     fn reject(&mut self, req: &Request, code: u16, why: &str) {
         self.note(format!("pstn iwf: {} rejected {code}: {why}", req.uri));
         let mut r = Response::for_request(req, code);
@@ -356,11 +332,9 @@ impl Iwf {
     }
 
     /// An INVITE from the engine: a call out to the PSTN.
-    fn new_outgoing(&mut self, req: Request, call_id: String, now: Instant) {
+    fn new_outgoing(&mut self, req: Request, now: Instant) {
         self.send(Response::for_request(&req, 100));
-        let resource = Uri::parse(&req.uri)
-            .ok()
-            .and_then(|u| u.user_name().map(percent_decode));
+        let resource = sipua::request_user(&req);
         let Some((group, called)) = resource.as_deref().and_then(parse_resource) else {
             self.reject(&req, 404, "expected g<group>/<number>");
             return;
@@ -379,6 +353,11 @@ impl Iwf {
             return;
         };
         let calling = calling_party(&req, &span_cfg);
+        let Some(dialog) = Dialog::uas(req.clone(), self.local, self.engine) else {
+            self.reject(&req, 400, "missing From");
+            return;
+        };
+        let dialog = dialog.named("pstn");
         let Some(slot) = self.alloc_slot() else {
             self.reject(&req, 503, "no free media slot");
             return;
@@ -402,31 +381,16 @@ impl Iwf {
                 .as_ref()
                 .map_or("-".into(), |c| format!("{} {:?}", c.number, c.presentation))
         ));
-        let local = format!(
-            "{};tag={}",
-            req.headers.get("To").unwrap_or("<sip:pstn@invalid>"),
-            crate::sip::new_tag()
-        );
-        let remote = req.headers.get("From").unwrap_or_default().to_string();
-        let target = req
-            .contact()
-            .map(|c| c.uri.to_string())
-            .unwrap_or_else(|| format!("sip:{}", self.engine));
         self.calls.push(IwCall {
             pstn: Some(id),
             dir: Dir::Out,
             phase: Phase::Early,
-            call_id,
-            local,
-            remote,
-            target,
-            invite: req,
-            cseq: 1,
+            dialog,
             slot,
             remote_media: Some(remote_media),
             media: false,
             pt,
-            tx: RtpTx::new(),
+            tx: RtpTx::default(),
             rx_buf: Vec::new(),
             block: span_cfg.blocksize,
             dtmf: Dtmf {
@@ -436,93 +400,34 @@ impl Iwf {
         });
     }
 
-    fn with_sdp(&self, mut r: Response, i: usize) -> Response {
+    /// Our SDP for call `i`: its media slot, its payload type and
+    /// telephone-event when agreed.
+    fn sdp(&self, i: usize) -> String {
         let c = &self.calls[i];
+        let addr = SocketAddr::new(self.local.ip(), self.ports[c.slot]);
+        sipua::sdp_with_events(addr, &[c.pt], c.dtmf.pt, "Tandem PSTN")
+    }
+
+    fn with_sdp(&self, mut r: Response, i: usize) -> Response {
         r.headers.push("Content-Type", "application/sdp");
-        r.body = sdp(self.local, self.ports[c.slot], &[c.pt], c.dtmf.pt).into_bytes();
+        r.body = self.sdp(i).into_bytes();
         r
     }
 
     fn respond(&mut self, i: usize, code: u16, with_sdp: bool, reason: Option<u8>) {
-        let tag = tag_of(&self.calls[i].local);
-        let mut r = Response::for_request(&self.calls[i].invite, code);
-        r.set_to_tag(&tag);
-        if (101..300).contains(&code) {
-            r.headers.push("Contact", self.contact());
-        }
-        if let Some(c) = reason {
-            r.headers.push("Reason", format!("Q.850;cause={c}"));
-        }
-        if with_sdp {
-            r = self.with_sdp(r, i);
-        }
+        let sdp = with_sdp.then(|| self.sdp(i));
+        let r = self.calls[i].dialog.response(code, sdp, reason);
         self.send(r);
     }
 
     /// An in-dialog request from us (BYE, or CANCEL for an In call before answer).
     fn request(&mut self, i: usize, method: Method, reason: Option<u8>) {
-        let c = &mut self.calls[i];
-        let mut r = if method == Method::Cancel {
-            let mut r = Request::new(Method::Cancel, c.invite.uri.clone());
-            for h in ["Via", "From", "To", "Call-ID"] {
-                if let Some(v) = c.invite.headers.get(h) {
-                    r.headers.push(h, v.to_string());
-                }
-            }
-            r.headers.push("CSeq", format!("{} CANCEL", c.cseq));
-            r
+        let d = &mut self.calls[i].dialog;
+        let r = if method == Method::Cancel {
+            d.cancel(reason)
         } else {
-            c.cseq += 1;
-            let mut r = Request::new(method.clone(), c.target.clone());
-            r.headers.push(
-                "Via",
-                format!(
-                    "SIP/2.0/UDP {};branch={}",
-                    self.local,
-                    crate::sip::new_branch()
-                ),
-            );
-            r.headers.push("From", c.local.clone());
-            r.headers.push("To", c.remote.clone());
-            r.headers.push("Call-ID", c.call_id.clone());
-            r.headers
-                .push("CSeq", format!("{} {}", c.cseq, method.as_str()));
-            r
+            d.request(method, reason)
         };
-        r.headers.push("Max-Forwards", "70");
-        if let Some(c) = reason {
-            r.headers.push("Reason", format!("Q.850;cause={c}"));
-        }
-        self.send(r);
-    }
-
-    fn ack(&mut self, i: usize, resp: &Response) {
-        let c = &self.calls[i];
-        let success = resp.is_success();
-        let uri = if success {
-            c.target.clone()
-        } else {
-            c.invite.uri.clone()
-        };
-        let mut r = Request::new(Method::Ack, uri);
-        let via = if success {
-            format!(
-                "SIP/2.0/UDP {};branch={}",
-                self.local,
-                crate::sip::new_branch()
-            )
-        } else {
-            c.invite.headers.get("Via").unwrap_or_default().to_string()
-        };
-        r.headers.push("Via", via);
-        r.headers.push("Max-Forwards", "70");
-        r.headers.push("From", c.local.clone());
-        r.headers.push(
-            "To",
-            resp.headers.get("To").unwrap_or(&c.remote).to_string(),
-        );
-        r.headers.push("Call-ID", c.call_id.clone());
-        r.headers.push("CSeq", format!("{} ACK", c.invite_cseq()));
         self.send(r);
     }
 
@@ -537,7 +442,7 @@ impl Iwf {
         let code = resp.code;
         let id = self.calls[i].pstn;
         if code < 200 {
-            let sdp_answer = answer_media(&resp);
+            let sdp_answer = sipua::pick_g711(&resp.body);
             let c = &mut self.calls[i];
             if let Some((addr, pt)) = sdp_answer {
                 c.remote_media = Some(addr);
@@ -556,14 +461,9 @@ impl Iwf {
             }
             return;
         }
-        self.ack(i, &resp);
+        let ack = self.calls[i].dialog.ack(&resp);
+        self.send(ack);
         if resp.is_success() {
-            if let Some(to) = resp.headers.get("To") {
-                self.calls[i].remote = to.to_string();
-            }
-            if let Some(t) = resp.contact() {
-                self.calls[i].target = t.uri.to_string();
-            }
             if self.calls[i].phase == Phase::Answered {
                 return; // a retransmitted 200: ACKed again above
             }
@@ -575,7 +475,7 @@ impl Iwf {
                 return;
             };
             let c = &mut self.calls[i];
-            if let Some((addr, pt)) = answer_media(&resp) {
+            if let Some((addr, pt)) = sipua::pick_g711(&resp.body) {
                 c.remote_media = Some(addr);
                 c.pt = pt;
                 c.dtmf.pt = answer_event_pt(&resp);
@@ -586,7 +486,8 @@ impl Iwf {
                 self.note(format!("pstn iwf: answer {id:?}: {e}"));
             }
         } else {
-            let cause = reason_cause_resp(&resp).unwrap_or_else(|| cause::sip_to_q850(code));
+            let cause =
+                sipua::reason_cause(&resp.headers).unwrap_or_else(|| cause::sip_to_q850(code));
             self.note(format!(
                 "pstn iwf: inbound call refused {code}, cause {cause}"
             ));
@@ -775,65 +676,42 @@ impl Iwf {
             .as_ref()
             .map(|c| c.number.clone())
             .filter(|n| !n.is_empty());
-        let tag = crate::sip::new_tag();
-        let local = match (&number, restricted) {
-            (Some(n), false) => format!("<sip:{n}@{host}>;tag={tag}"),
-            _ => format!("\"Anonymous\" <sip:anonymous@anonymous.invalid>;tag={tag}"),
+        let from = match (&number, restricted) {
+            (Some(n), false) => format!("<sip:{n}@{host}>"),
+            _ => "\"Anonymous\" <sip:anonymous@anonymous.invalid>".to_string(),
         };
-        let called_user = if called.is_empty() {
-            "s".to_string()
-        } else {
-            called.clone()
-        };
-        let uri = format!("sip:{called_user}@{}", self.engine);
-        let call_id = format!("{}@{}", crate::sip::new_call_id(), host.ip());
-        let mut r = Request::new(Method::Invite, uri.clone());
-        r.headers.push(
-            "Via",
-            format!("SIP/2.0/UDP {host};branch={}", crate::sip::new_branch()),
-        );
-        r.headers.push("Max-Forwards", "70");
-        r.headers.push("From", local.clone());
-        r.headers.push("To", format!("<{uri}>"));
-        r.headers.push("Call-ID", call_id.clone());
-        r.headers.push("CSeq", "1 INVITE");
-        r.headers.push("Contact", self.contact());
+        let called_user = if called.is_empty() { "s" } else { &called };
+        let mut extra = Vec::new();
         if let Some(n) = &number {
-            r.headers
-                .push("P-Asserted-Identity", format!("<sip:{n}@{host}>"));
+            extra.push(("P-Asserted-Identity", format!("<sip:{n}@{host}>")));
         }
         if restricted {
-            r.headers.push("Privacy", "id");
+            extra.push(("Privacy", "id".to_string()));
         }
-        r.headers.push("Content-Type", "application/sdp");
-        r.body = sdp(
-            self.local,
-            self.ports[slot],
+        let offer = sipua::sdp_with_events(
+            SocketAddr::new(host.ip(), self.ports[slot]),
             &[PT_PCMA, PT_PCMU],
             Some(PT_EVENT),
-        )
-        .into_bytes();
+            "Tandem PSTN",
+        );
+        let dialog =
+            Dialog::uac(called_user, &from, &extra, offer, host, self.engine).named("pstn");
         self.note(format!(
             "pstn iwf: inbound {id:?} {} -> {called}{}",
             number.as_deref().unwrap_or("-"),
             if restricted { " (restricted)" } else { "" }
         ));
-        self.send(r.clone());
+        self.send(dialog.invite.clone());
         self.calls.push(IwCall {
             pstn: Some(id),
             dir: Dir::In,
             phase: Phase::Early,
-            call_id,
-            local,
-            remote: format!("<{uri}>"),
-            target: uri,
-            invite: r,
-            cseq: 1,
+            dialog,
             slot,
             remote_media: None,
             media: false,
             pt: PT_PCMA,
-            tx: RtpTx::new(),
+            tx: RtpTx::default(),
             rx_buf: Vec::new(),
             block,
             dtmf: Dtmf::default(),
@@ -855,26 +733,12 @@ impl Iwf {
             }
             return Some(pkt);
         }
-        let mut pkt = vec![0u8; 12 + alaw.len()];
-        let repr = dataplane::wire::rtp::Repr {
-            marker: c.tx.first,
-            payload_type: dataplane::wire::Pt::new(c.pt),
-            sequence_number: c.tx.seq,
-            timestamp: c.tx.ts,
-            ssrc: dataplane::wire::Ssrc(c.tx.ssrc),
-        };
-        repr.emit(&mut pkt).ok()?;
-        for (o, a) in pkt[12..].iter_mut().zip(alaw) {
-            *o = if c.pt == PT_PCMU {
-                alaw_to_ulaw(*a)
-            } else {
-                *a
-            };
-        }
-        c.tx.first = false;
-        c.tx.seq = c.tx.seq.wrapping_add(1);
-        c.tx.ts = c.tx.ts.wrapping_add(alaw.len() as u32);
-        Some(pkt)
+        let ulaw = c.pt == PT_PCMU;
+        c.tx.packet_with(c.pt, alaw.len(), |out| {
+            for (o, a) in out.iter_mut().zip(alaw) {
+                *o = if ulaw { alaw_to_ulaw(*a) } else { *a };
+            }
+        })
     }
 
     /// An RTP packet received on media `slot`: the whole A-law blocks it
@@ -930,10 +794,6 @@ impl Iwf {
 }
 
 impl IwCall {
-    fn invite_cseq(&self) -> u32 {
-        self.invite.cseq().map_or(1, |c| c.seq)
-    }
-
     /// A digit heard on the B-channel: the telephone-event packet to send instead
     /// of this block's audio (the RTP clock still advances by the block).
     fn dtmf_out(&mut self, alaw: &[u8]) -> Option<Vec<u8>> {
@@ -941,62 +801,10 @@ impl IwCall {
         let mut pcm = [0i16; 320];
         let pcm = pcm.get_mut(..alaw.len())?;
         dataplane::codec::g711::decode_alaw(alaw, pcm);
-        let ts = self.tx.ts;
-        let ev = self.dtmf.from_line.block(pcm, ts)?;
-        let mut pkt = vec![0u8; 16];
-        let repr = dataplane::wire::rtp::Repr {
-            marker: ev.marker,
-            payload_type: dataplane::wire::Pt::new(ev_pt),
-            sequence_number: self.tx.seq,
-            timestamp: ev.ts,
-            ssrc: dataplane::wire::Ssrc(self.tx.ssrc),
-        };
-        repr.emit(&mut pkt).ok()?;
-        pkt[12..].copy_from_slice(&ev.payload());
-        self.tx.first = false;
-        self.tx.seq = self.tx.seq.wrapping_add(1);
-        self.tx.ts = self.tx.ts.wrapping_add(alaw.len() as u32);
-        Some(pkt)
+        let ev = self.dtmf.from_line.block(pcm, self.tx.ts())?;
+        self.tx
+            .event(ev_pt, ev.marker, ev.ts, &ev.payload(), alaw.len() as u32)
     }
-}
-
-impl RtpTx {
-    fn new() -> Self {
-        Self {
-            ssrc: rand::random(),
-            seq: rand::random(),
-            ts: rand::random(),
-            first: true,
-        }
-    }
-}
-
-/// `tag` parameter of a `<uri>;tag=x` header value we built.
-fn tag_of(v: &str) -> String {
-    NameAddr::parse(v)
-        .ok()
-        .and_then(|n| n.tag().map(str::to_string))
-        .unwrap_or_default()
-}
-
-/// `%XX` decoding of a URI user part (invalid escapes stay as written).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let hex = |c: u8| (c as char).to_digit(16);
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// `g<group>/<number>` (Asterisk's `DAHDI/g1/5551234`): the group and number.
@@ -1018,27 +826,8 @@ pub fn parse_resource(r: &str) -> Option<(u16, String)> {
 /// The calling party of an engine INVITE: P-Asserted-Identity (else From)
 /// user, presentation from `Privacy` unless the span forces it.
 fn calling_party(req: &Request, span: &SpanConfig) -> Option<CallerId> {
-    let user = req
-        .headers
-        .get("P-Asserted-Identity")
-        .and_then(|v| v.split(',').next())
-        .and_then(|v| NameAddr::parse(v.trim()).ok())
-        .and_then(|n| n.uri.user_name().map(str::to_string))
-        .or_else(|| {
-            req.from()
-                .and_then(|f| f.uri.user_name().map(str::to_string))
-        });
-    let number = span.calling_number.clone().or_else(|| {
-        user.map(|u| percent_decode(&u))
-            .filter(|u| !u.is_empty() && u.bytes().all(|b| b.is_ascii_digit()))
-    })?;
-    let privacy = req.headers.get_all("Privacy").any(|v| {
-        v.split([';', ',']).map(str::trim).any(|t| {
-            ["id", "header", "user"]
-                .iter()
-                .any(|p| t.eq_ignore_ascii_case(p))
-        })
-    });
+    let (user, _, privacy) = sipua::caller_of(req);
+    let number = span.calling_number.clone().or(user)?;
     let presentation = span.presentation.unwrap_or(if privacy {
         Presentation::Restricted
     } else {
@@ -1067,68 +856,11 @@ fn pick_g711(sdp: &crate::sdp::SessionDescription) -> Option<(SocketAddr, u8)> {
     Some((addr, pt))
 }
 
-/// The answer's audio address and first G.711 payload type.
-fn answer_media(resp: &Response) -> Option<(SocketAddr, u8)> {
-    let text = std::str::from_utf8(&resp.body).ok()?;
-    let sdp = crate::sdp::SessionDescription::parse(text).ok()?;
-    let m = sdp.audio()?;
-    let addr = sdp.media_addr(m)?;
-    let pt = *m
-        .formats
-        .iter()
-        .find(|p| **p == PT_PCMA || **p == PT_PCMU)?;
-    Some((addr, pt))
-}
-
-fn parse_reason(v: &str) -> Option<u8> {
-    let mut parts = v.split(';').map(str::trim);
-    if !parts.next()?.eq_ignore_ascii_case("Q.850") {
-        return None;
-    }
-    parts
-        .find_map(|p| p.strip_prefix("cause="))
-        .and_then(|c| c.parse().ok())
-}
-
-/// `Reason: Q.850;cause=N` of a request.
-fn reason_cause(req: &Request) -> Option<u8> {
-    req.headers.get_all("Reason").find_map(parse_reason)
-}
-
-fn reason_cause_resp(resp: &Response) -> Option<u8> {
-    resp.headers.get_all("Reason").find_map(parse_reason)
-}
-
 /// The telephone-event payload type of an answer, if it kept one.
 fn answer_event_pt(resp: &Response) -> Option<u8> {
     let text = std::str::from_utf8(&resp.body).ok()?;
     let sdp = crate::sdp::SessionDescription::parse(text).ok()?;
     sdp.audio().and_then(event_pt)
-}
-
-/// Our SDP: audio on `port` with the payload types `pts` (and telephone-event
-/// on `dtmf`), 20 ms.
-fn sdp(local: SocketAddr, port: u16, pts: &[u8], dtmf: Option<u8>) -> String {
-    let ip = local.ip();
-    let fam = if ip.is_ipv4() { "IP4" } else { "IP6" };
-    let mut s = format!(
-        "v=0\r\no=- {port} 1 IN {fam} {ip}\r\ns=Tandem PSTN\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP"
-    );
-    for pt in pts.iter().chain(dtmf.as_ref()) {
-        s.push_str(&format!(" {pt}"));
-    }
-    s.push_str("\r\n");
-    for pt in pts {
-        let name = if *pt == PT_PCMU { "PCMU" } else { "PCMA" };
-        s.push_str(&format!("a=rtpmap:{pt} {name}/8000\r\n"));
-    }
-    if let Some(pt) = dtmf {
-        s.push_str(&format!(
-            "a=rtpmap:{pt} telephone-event/8000\r\na=fmtp:{pt} 0-15\r\n"
-        ));
-    }
-    s.push_str("a=ptime:20\r\na=sendrecv\r\n");
-    s
 }
 
 // ---------------------------------------------------------------------------
@@ -1549,9 +1281,12 @@ mod tests {
         assert_eq!(parse_resource("g1/"), None);
         assert_eq!(parse_resource("g64/1"), None);
         assert_eq!(parse_resource("g1/55a"), None);
-        assert_eq!(percent_decode("g1%2F555"), "g1/555");
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(parse_reason("Q.850;cause=17;text=\"busy\""), Some(17));
-        assert_eq!(parse_reason("SIP;cause=200"), None);
+        assert_eq!(sipua::percent_decode("g1%2F555"), "g1/555");
+        assert_eq!(sipua::percent_decode("100%"), "100%");
+        let mut h = crate::sip::Headers::new();
+        h.push("Reason", "SIP;cause=200");
+        assert_eq!(sipua::reason_cause(&h), None);
+        h.push("Reason", "Q.850;cause=17;text=\"busy\"");
+        assert_eq!(sipua::reason_cause(&h), Some(17));
     }
 }

@@ -50,6 +50,8 @@ pub struct Dialog {
     pub cseq: u32,
     /// Our SIP address (Via, Contact).
     pub me: SocketAddr,
+    /// The user part of our Contact (`iwf` unless [`Dialog::named`]).
+    pub user: &'static str,
 }
 
 impl Dialog {
@@ -75,6 +77,7 @@ impl Dialog {
             invite,
             cseq: 1,
             me,
+            user: "iwf",
         })
     }
 
@@ -117,12 +120,25 @@ impl Dialog {
             invite: r,
             cseq: 1,
             me,
+            user: "iwf",
         }
+    }
+
+    /// The same dialog with `user` as our Contact's user part (`pstn`,
+    /// `h323`: names the IWF in the engine's logs); a UAC's INVITE is
+    /// updated too.
+    pub fn named(mut self, user: &'static str) -> Self {
+        self.user = user;
+        if self.role == Role::Uac {
+            let contact = self.contact();
+            self.invite.headers.set("Contact", contact);
+        }
+        self
     }
 
     /// Our Contact header value.
     pub fn contact(&self) -> String {
-        format!("<sip:iwf@{}>", self.me)
+        format!("<sip:{}@{}>", self.user, self.me)
     }
 
     /// UAS: a response to the engine's INVITE (`sdp` as body if given,
@@ -330,19 +346,30 @@ pub fn reason_cause(headers: &crate::sip::Headers) -> Option<u8> {
 
 /// Our SDP: audio at `addr` with the payload types `pts`, 20 ms.
 pub fn sdp(addr: SocketAddr, pts: &[u8], name: &str) -> String {
+    sdp_with_events(addr, pts, None, name)
+}
+
+/// [`sdp`] plus telephone-event (RFC 4733, digits 0-15) on payload type
+/// `events` when given.
+pub fn sdp_with_events(addr: SocketAddr, pts: &[u8], events: Option<u8>, name: &str) -> String {
     let ip = addr.ip();
     let port = addr.port();
     let fam = if ip.is_ipv4() { "IP4" } else { "IP6" };
     let mut s = format!(
         "v=0\r\no=- {port} 1 IN {fam} {ip}\r\ns={name}\r\nc=IN {fam} {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP"
     );
-    for pt in pts {
+    for pt in pts.iter().chain(events.as_ref()) {
         s.push_str(&format!(" {pt}"));
     }
     s.push_str("\r\n");
     for pt in pts {
         let name = if *pt == PT_PCMU { "PCMU" } else { "PCMA" };
         s.push_str(&format!("a=rtpmap:{pt} {name}/8000\r\n"));
+    }
+    if let Some(pt) = events {
+        s.push_str(&format!(
+            "a=rtpmap:{pt} telephone-event/8000\r\na=fmtp:{pt} 0-15\r\n"
+        ));
     }
     s.push_str("a=ptime:20\r\na=sendrecv\r\n");
     s
@@ -371,20 +398,64 @@ impl Default for RtpTx {
 impl RtpTx {
     /// The next packet: `payload` (one sample per octet, G.711) with `pt`.
     pub fn packet(&mut self, pt: u8, payload: &[u8]) -> Option<Vec<u8>> {
-        let mut pkt = vec![0u8; 12 + payload.len()];
+        self.packet_with(pt, payload.len(), |p| p.copy_from_slice(payload))
+    }
+
+    /// The next packet with `len` payload octets (one sample each) written
+    /// by `fill`, with `pt`.
+    pub fn packet_with(
+        &mut self,
+        pt: u8,
+        len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Option<Vec<u8>> {
+        let (marker, ts) = (self.first, self.ts);
+        let mut pkt = self.emit(pt, marker, ts, len)?;
+        fill(&mut pkt[12..]);
+        self.advance(len as u32);
+        Some(pkt)
+    }
+
+    /// A telephone-event packet (RFC 4733) sent in place of `advance`
+    /// samples of audio: its own marker and timestamp (the event's start),
+    /// the stream's SSRC and next sequence number; the media clock still
+    /// advances by `advance`.
+    pub fn event(
+        &mut self,
+        pt: u8,
+        marker: bool,
+        ts: u32,
+        payload: &[u8],
+        advance: u32,
+    ) -> Option<Vec<u8>> {
+        let mut pkt = self.emit(pt, marker, ts, payload.len())?;
+        pkt[12..].copy_from_slice(payload);
+        self.advance(advance);
+        Some(pkt)
+    }
+
+    /// The timestamp the next audio packet carries.
+    pub fn ts(&self) -> u32 {
+        self.ts
+    }
+
+    fn emit(&self, pt: u8, marker: bool, ts: u32, len: usize) -> Option<Vec<u8>> {
+        let mut pkt = vec![0u8; 12 + len];
         let repr = dataplane::wire::rtp::Repr {
-            marker: self.first,
+            marker,
             payload_type: dataplane::wire::Pt::new(pt),
             sequence_number: self.seq,
-            timestamp: self.ts,
+            timestamp: ts,
             ssrc: dataplane::wire::Ssrc(self.ssrc),
         };
         repr.emit(&mut pkt).ok()?;
-        pkt[12..].copy_from_slice(payload);
+        Some(pkt)
+    }
+
+    fn advance(&mut self, samples: u32) {
         self.first = false;
         self.seq = self.seq.wrapping_add(1);
-        self.ts = self.ts.wrapping_add(payload.len() as u32);
-        Some(pkt)
+        self.ts = self.ts.wrapping_add(samples);
     }
 }
 
@@ -449,5 +520,53 @@ mod tests {
         let p = tx.packet(0, &[0xff; 160]).unwrap();
         assert_eq!(p.len(), 172);
         assert_eq!(p[1], 0x80, "marker on the first packet, PT 0");
+    }
+
+    #[test]
+    fn named_dialog_uses_its_contact_user() {
+        let me: SocketAddr = "127.0.0.1:6000".parse().unwrap();
+        let eng: SocketAddr = "127.0.0.1:5060".parse().unwrap();
+        let d = Dialog::uac("s", "<sip:1@h>", &[], String::new(), me, eng).named("pstn");
+        assert_eq!(
+            d.invite.headers.get("Contact"),
+            Some("<sip:pstn@127.0.0.1:6000>")
+        );
+        assert_eq!(d.invite.headers.get_all("Contact").count(), 1);
+        let d = Dialog::uas(engine_invite(), me, eng).unwrap().named("pstn");
+        let ok = d.response(180, None, None);
+        assert_eq!(ok.headers.get("Contact"), Some("<sip:pstn@127.0.0.1:6000>"));
+    }
+
+    #[test]
+    fn events_share_the_stream_and_keep_its_clock() {
+        let mut tx = RtpTx::default();
+        let a = tx.packet(8, &[0xd5; 160]).unwrap();
+        let at = |p: &[u8], i: usize| u32::from_be_bytes([p[i], p[i + 1], p[i + 2], p[i + 3]]);
+        let seq = |p: &[u8]| u16::from_be_bytes([p[2], p[3]]);
+        let start = at(&a, 4) + 160;
+        assert_eq!(tx.ts(), start);
+        // An event that began one block earlier: its own timestamp and marker.
+        let e = tx
+            .event(101, true, start - 160, &[5, 0x8a, 0, 160], 160)
+            .unwrap();
+        assert_eq!(e.len(), 16);
+        assert_eq!(e[1], 0x80 | 101);
+        assert_eq!(at(&e, 4), start - 160);
+        assert_eq!(at(&e, 8), at(&a, 8), "same SSRC");
+        assert_eq!(seq(&e), seq(&a).wrapping_add(1));
+        // Audio after it: no marker, the clock advanced by the event's block.
+        let b = tx.packet_with(8, 160, |p| p.fill(0x55)).unwrap();
+        assert_eq!(b[1], 8);
+        assert_eq!(at(&b, 4), start + 160);
+        assert_eq!(seq(&b), seq(&a).wrapping_add(2));
+        assert!(b[12..].iter().all(|&x| x == 0x55));
+        let s = sdp_with_events(me(), &[8], Some(101), "n");
+        assert!(s.contains("m=audio 6000 RTP/AVP 8 101\r\n"), "{s}");
+        assert!(s.contains("a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n"));
+        assert!(!sdp(me(), &[8], "n").contains("telephone-event"));
+    }
+
+    fn me() -> SocketAddr {
+        "127.0.0.1:6000".parse().unwrap()
     }
 }
