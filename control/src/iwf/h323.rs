@@ -33,6 +33,7 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use super::sipua;
 use crate::h323::call::{CallConfig, CallEvent, H323Call, Media};
 use crate::h323::cause::{q850_to_sip, sip_to_q850};
 use crate::h323::h245::Codec as H245Codec;
@@ -619,7 +620,7 @@ impl H323Iwf {
         let target = Uri::parse(&req.uri)
             .ok()
             .and_then(|u| u.user)
-            .map(|u| percent_decode(&u))
+            .map(|u| sipua::percent_decode(&u))
             .unwrap_or_default();
         let (called, addr) = match parse_target(&target) {
             Ok(t) => t,
@@ -672,14 +673,14 @@ impl H323Iwf {
             .and_then(|p| p.uri.user.clone())
             .or_else(|| from.as_ref().and_then(|f| f.uri.user.clone()))
             .filter(|u| !u.eq_ignore_ascii_case("anonymous"))
-            .map(|u| percent_decode(&u))
+            .map(|u| sipua::percent_decode(&u))
             .unwrap_or_default();
         let display = pai
             .as_ref()
             .and_then(|p| p.display.clone())
             .or_else(|| from.as_ref().and_then(|f| f.display.clone()))
             .filter(|d| !d.is_empty() && !d.eq_ignore_ascii_case("anonymous"));
-        let restricted = wants_privacy(&req);
+        let restricted = sipua::wants_privacy(&req);
         let id = self.alloc_conn();
         let (crv, ids): (u16, [[u8; 16]; 2]) = (rand::random(), rand::random());
         let cfg = CallConfig {
@@ -744,7 +745,7 @@ impl H323Iwf {
         if c.sip != SipState::Early {
             return;
         }
-        let cause = reason_cause(&req).unwrap_or(16);
+        let cause = sipua::reason_cause(&req.headers).unwrap_or(16);
         self.note(format!(
             "h323 {}: CANCEL, Release Complete cause {cause}",
             id.0
@@ -758,7 +759,7 @@ impl H323Iwf {
         match req.method {
             Method::Bye => {
                 self.respond(&key, Response::for_request(&req, 200), now);
-                let cause = reason_cause(&req).unwrap_or(16);
+                let cause = sipua::reason_cause(&req.headers).unwrap_or(16);
                 if let Some(c) = self.calls.get_mut(&id) {
                     c.sip = SipState::Ended;
                 }
@@ -890,7 +891,7 @@ impl H323Iwf {
                     let early = c.sip == SipState::Early;
                     c.sip = SipState::Ended;
                     if early {
-                        let cause = reason_cause_resp(&resp).unwrap_or(sip_to_q850(code));
+                        let cause = sipua::reason_cause(&resp.headers).unwrap_or(sip_to_q850(code));
                         self.note(format!(
                             "h323 {}: INVITE answered {code}, Release Complete cause {cause}",
                             id.0
@@ -1155,31 +1156,6 @@ pub fn parse_target(s: &str) -> Result<(String, SocketAddr), String> {
     Ok((number.to_string(), addr))
 }
 
-/// RFC 3261 §25.1 unescaping of a URI user part (bad escapes stay as they are).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// A number as a SIP user part (unreserved characters kept, the rest escaped).
 fn escape_user(s: &str) -> String {
     let mut out = String::new();
@@ -1200,46 +1176,9 @@ fn user_or_anonymous(s: &str) -> String {
     escape_user(s)
 }
 
-/// RFC 3323 `Privacy: id` (or `header`/`user`): presentation restricted.
-fn wants_privacy(req: &Request) -> bool {
-    req.headers.get_all("Privacy").any(|v| {
-        v.split([';', ',']).map(str::trim).any(|t| {
-            ["id", "header", "user"]
-                .iter()
-                .any(|p| t.eq_ignore_ascii_case(p))
-        })
-    })
-}
-
 /// RFC 3326 `Reason: Q.850;cause=N` value.
 fn reason_value(cause: u8) -> String {
     format!("Q.850;cause={cause}")
-}
-
-fn reason_in<'a>(mut values: impl Iterator<Item = &'a str>) -> Option<u8> {
-    values.find_map(|v| {
-        let mut parts = v.split(';').map(str::trim);
-        if !parts.next()?.eq_ignore_ascii_case("Q.850") {
-            return None;
-        }
-        parts.find_map(|p| {
-            let (k, val) = p.split_once('=')?;
-            k.trim()
-                .eq_ignore_ascii_case("cause")
-                .then(|| val.trim().parse::<u8>().ok())
-                .flatten()
-        })
-    })
-}
-
-/// The Q.850 cause of a request's Reason header.
-fn reason_cause(req: &Request) -> Option<u8> {
-    reason_in(req.headers.get_all("Reason"))
-}
-
-/// The Q.850 cause of a response's Reason header.
-fn reason_cause_resp(resp: &Response) -> Option<u8> {
-    reason_in(resp.headers.get_all("Reason"))
 }
 
 #[cfg(test)]
@@ -1633,10 +1572,13 @@ mod tests {
         );
         assert!(parse_target("12@gw.example").is_err());
         assert!(parse_target("12").is_err());
-        assert_eq!(percent_decode("1%4010.0.0.5%3A1720"), "1@10.0.0.5:1720");
         assert_eq!(
-            reason_in(["SIP;cause=200", "Q.850 ; cause=17;text=\"busy\""].into_iter()),
-            Some(17)
+            sipua::percent_decode("1%4010.0.0.5%3A1720"),
+            "1@10.0.0.5:1720"
         );
+        let mut h = crate::sip::Headers::new();
+        h.push("Reason", "SIP;cause=200");
+        h.push("Reason", "Q.850 ; cause=17;text=\"busy\"");
+        assert_eq!(sipua::reason_cause(&h), Some(17));
     }
 }

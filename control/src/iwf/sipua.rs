@@ -307,14 +307,7 @@ pub fn caller_of(req: &Request) -> (Option<String>, Option<String>, bool) {
         .and_then(|n| n.display.clone())
         .or_else(|| from.as_ref().and_then(|f| f.display.clone()))
         .filter(|n| !n.is_empty() && !n.eq_ignore_ascii_case("anonymous"));
-    let privacy = req.headers.get_all("Privacy").any(|v| {
-        v.split([';', ',']).map(str::trim).any(|t| {
-            ["id", "header", "user"]
-                .iter()
-                .any(|p| t.eq_ignore_ascii_case(p))
-        })
-    });
-    (number, name, privacy)
+    (number, name, wants_privacy(req))
 }
 
 /// The engine's audio address and the G.711 payload type to use from an
@@ -331,16 +324,33 @@ pub fn pick_g711(body: &[u8]) -> Option<(SocketAddr, u8)> {
     Some((addr, pt))
 }
 
-/// `Reason: Q.850;cause=N` of a message's headers.
+/// `Reason: Q.850;cause=N` of a message's headers (RFC 3326; the first
+/// Q.850 value with a cause parameter, spaces around `;` and `=` allowed).
 pub fn reason_cause(headers: &crate::sip::Headers) -> Option<u8> {
     headers.get_all("Reason").find_map(|v| {
         let mut parts = v.split(';').map(str::trim);
         if !parts.next()?.eq_ignore_ascii_case("Q.850") {
             return None;
         }
-        parts
-            .find_map(|p| p.strip_prefix("cause="))
-            .and_then(|c| c.parse().ok())
+        parts.find_map(|p| {
+            let (k, val) = p.split_once('=')?;
+            k.trim()
+                .eq_ignore_ascii_case("cause")
+                .then(|| val.trim().parse::<u8>().ok())
+                .flatten()
+        })
+    })
+}
+
+/// RFC 3323 `Privacy: id` (or `header`/`user`): the caller asks for its
+/// identity to be withheld.
+pub fn wants_privacy(req: &Request) -> bool {
+    req.headers.get_all("Privacy").any(|v| {
+        v.split([';', ',']).map(str::trim).any(|t| {
+            ["id", "header", "user"]
+                .iter()
+                .any(|p| t.eq_ignore_ascii_case(p))
+        })
     })
 }
 
