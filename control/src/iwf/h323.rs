@@ -33,14 +33,14 @@ use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
-use super::sipua;
+use super::sipua::{self, Dialog};
 use crate::h323::call::{CallConfig, CallEvent, H323Call, Media};
 use crate::h323::cause::{q850_to_sip, sip_to_q850};
 use crate::h323::h245::Codec as H245Codec;
 use crate::sdp::{Codec, SessionDescription};
 use crate::sip::{
-    new_branch, new_tag, CSeq, Incoming, Message, Method, NameAddr, Request, Response,
-    TransactionLayer, Transmit, TxEvent, TxKey, Uri,
+    Incoming, Message, Method, NameAddr, Request, Response, TransactionLayer, Transmit, TxEvent,
+    TxKey, Uri,
 };
 
 /// Default H.225.0 call signalling port.
@@ -121,18 +121,9 @@ struct Call {
     /// True when the engine called us (SIP UAS, H.323 caller).
     from_sip: bool,
     sip: SipState,
-    call_id: String,
-    /// Our From/To value (with our tag).
-    local_hdr: String,
-    /// Their From/To value (with their tag once known).
-    remote_hdr: String,
-    /// Request-URI for requests inside the dialog.
-    remote_target: String,
-    /// The INVITE (received or sent).
-    invite: Request,
+    /// The SIP dialog with the engine (none before an H.323 caller's Setup).
+    dialog: Option<Dialog>,
     inv_tx: Option<TxKey>,
-    /// Our next CSeq inside the dialog.
-    cseq: u32,
     /// The SDP offer's payload type per codec (SIP -> H.323 calls).
     offer_pts: Vec<(Codec, u8)>,
     /// The SDP we sent (to repeat in 2xx and re-INVITE answers).
@@ -267,13 +258,8 @@ impl H323Iwf {
             h323: H323Call::incoming(cfg, seed),
             from_sip: false,
             sip: SipState::Early,
-            call_id: String::new(),
-            local_hdr: String::new(),
-            remote_hdr: String::new(),
-            remote_target: String::new(),
-            invite: Request::new(Method::Invite, ""),
+            dialog: None,
             inv_tx: None,
-            cseq: 1,
             offer_pts: Vec::new(),
             local_sdp: None,
             peer_rtp: None,
@@ -453,43 +439,36 @@ impl H323Iwf {
         );
         let engine = cfg.engine;
         let me = cfg.sip_addr;
-        let tag = new_tag();
-        let call_id = format!("{}@{}", new_tag(), me.ip());
         let from_uri = format!("sip:{}@{me}", user_or_anonymous(&calling));
-        let local_hdr = if restricted || calling.is_empty() {
-            format!("\"Anonymous\" <sip:anonymous@anonymous.invalid>;tag={tag}")
+        let from = if restricted || calling.is_empty() {
+            "\"Anonymous\" <sip:anonymous@anonymous.invalid>".to_string()
         } else {
             match &display {
                 Some(d) if !d.is_empty() => {
-                    format!("\"{}\" <{from_uri}>;tag={tag}", d.replace(['"', '\\'], ""))
+                    format!("\"{}\" <{from_uri}>", d.replace(['"', '\\'], ""))
                 }
-                _ => format!("<{from_uri}>;tag={tag}"),
+                _ => format!("<{from_uri}>"),
             }
         };
-        let target = format!("sip:{}@{engine}", escape_user(&called));
-        let remote_hdr = format!("<{target}>");
-        let mut inv = Request::new(Method::Invite, target.clone());
-        inv.headers.push(
-            "Via",
-            format!("SIP/2.0/UDP {me};branch={};rport", new_branch()),
-        );
-        inv.headers.push("Max-Forwards", "70");
-        inv.headers.push("From", local_hdr.clone());
-        inv.headers.push("To", remote_hdr.clone());
-        inv.headers.push("Call-ID", call_id.clone());
-        inv.headers
-            .push("CSeq", CSeq::new(1, Method::Invite).to_string());
-        inv.headers.push("Contact", format!("<sip:h323@{me}>"));
+        let mut extra = Vec::new();
         if !calling.is_empty() {
-            inv.headers
-                .push("P-Asserted-Identity", format!("<{from_uri}>"));
+            extra.push(("P-Asserted-Identity", format!("<{from_uri}>")));
         }
         if restricted {
-            inv.headers.push("Privacy", "id");
+            extra.push(("Privacy", "id".to_string()));
         }
-        inv.headers.push("Content-Type", "application/sdp");
-        inv.body = sdp.clone().into_bytes();
-        let key = self.tl.send_request(inv.clone(), engine, now);
+        let dialog = Dialog::uac(
+            &escape_user(&called),
+            &from,
+            &extra,
+            sdp.clone(),
+            me,
+            engine,
+        )
+        .named("h323");
+        let call_id = dialog.call_id.clone();
+        let inv = dialog.invite.clone();
+        let key = self.tl.send_request(inv, engine, now);
         self.note(format!(
             "h323 {}: Setup {calling} -> {called}{}: INVITE {call_id}",
             id.0,
@@ -498,11 +477,7 @@ impl H323Iwf {
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
-        c.call_id = call_id.clone();
-        c.local_hdr = local_hdr;
-        c.remote_hdr = remote_hdr;
-        c.remote_target = target;
-        c.invite = inv;
+        c.dialog = Some(dialog);
         c.inv_tx = Some(key.clone());
         c.local_sdp = Some(sdp);
         self.by_call_id.insert(call_id, id);
@@ -564,19 +539,11 @@ impl H323Iwf {
                 let code = q850_to_sip(cause);
                 self.respond_invite(id, code, None, Some(cause), now);
             }
-            (SipState::Early, false) if !c.call_id.is_empty() => {
+            (SipState::Early, false) if c.dialog.is_some() => {
                 c.sip = SipState::Cancelling;
-                let mut cancel = Request::new(Method::Cancel, c.invite.uri.clone());
-                for h in ["Via", "From", "To", "Call-ID"] {
-                    if let Some(v) = c.invite.headers.get(h) {
-                        cancel.headers.push(h, v.to_string());
-                    }
-                }
-                cancel.headers.push("Max-Forwards", "70");
-                cancel
-                    .headers
-                    .push("CSeq", CSeq::new(1, Method::Cancel).to_string());
-                cancel.headers.push("Reason", reason_value(cause));
+                let Some(cancel) = c.dialog.as_ref().map(|d| d.cancel(Some(cause))) else {
+                    return;
+                };
                 let key = self.tl.send_request(cancel, self.cfg.engine, now);
                 self.by_tx.insert(key, id);
             }
@@ -689,25 +656,18 @@ impl H323Iwf {
             tunnelling: self.cfg.tunnelling,
             version: 4,
         };
-        let tag = new_tag();
-        let local_hdr = match req.headers.get("To") {
-            Some(t) => format!("{t};tag={tag}"),
-            None => format!("<sip:h323@{}>;tag={tag}", self.cfg.sip_addr),
+        let Some(dialog) = Dialog::uas(req.clone(), self.cfg.sip_addr, self.cfg.engine) else {
+            self.note(format!("INVITE {call_id}: no From or Call-ID, 400"));
+            let r = Response::for_request(&req, 400).with_reason("Missing From or Call-ID");
+            self.respond(&key, r, now);
+            return;
         };
         let call = Call {
             h323: H323Call::outgoing(cfg, crv, ids[0], ids[1]),
             from_sip: true,
             sip: SipState::Early,
-            call_id: call_id.clone(),
-            local_hdr,
-            remote_hdr: req.headers.get("From").unwrap_or_default().to_string(),
-            remote_target: req
-                .contact()
-                .map(|c| c.uri.to_string())
-                .unwrap_or_else(|| format!("sip:{}", self.cfg.engine)),
-            invite: req,
+            dialog: Some(dialog.named("h323")),
             inv_tx: Some(key.clone()),
-            cseq: 1,
             offer_pts: pts,
             local_sdp: None,
             peer_rtp: None,
@@ -774,10 +734,9 @@ impl H323Iwf {
                 // A re-INVITE: the H.323 media does not change; answer with our SDP.
                 let sdp = self.calls.get(&id).and_then(|c| c.local_sdp.clone());
                 let mut r = Response::for_request(&req, 200);
-                if let Some(c) = self.calls.get(&id) {
-                    r.headers.set("To", c.local_hdr.clone());
-                    r.headers
-                        .set("Contact", format!("<sip:h323@{}>", self.cfg.sip_addr));
+                if let Some(d) = self.calls.get(&id).and_then(|c| c.dialog.as_ref()) {
+                    r.headers.set("To", d.local.clone());
+                    r.headers.set("Contact", d.contact());
                 }
                 if let Some(s) = sdp {
                     r.headers.set("Content-Type", "application/sdp");
@@ -809,8 +768,8 @@ impl H323Iwf {
                 if c.sip != SipState::Early {
                     return;
                 }
-                if let Some(t) = resp.headers.get("To") {
-                    c.remote_hdr = t.to_string();
+                if let (Some(t), Some(d)) = (resp.headers.get("To"), c.dialog.as_mut()) {
+                    d.remote = t.to_string();
                 }
                 let had = c.h323.media().is_some();
                 let media = sdp_answer(&resp).and_then(|(addr, codec)| {
@@ -827,33 +786,15 @@ impl H323Iwf {
                 }
             }
             200..=299 => {
-                if let Some(t) = resp.headers.get("To") {
-                    c.remote_hdr = t.to_string();
-                }
-                if let Some(ct) = resp.contact() {
-                    c.remote_target = ct.uri.to_string();
-                }
-                let ack = match &c.ack {
-                    Some(a) => a.clone(),
-                    None => {
-                        let mut ack = Request::new(Method::Ack, c.remote_target.clone());
-                        ack.headers.push(
-                            "Via",
-                            format!(
-                                "SIP/2.0/UDP {};branch={};rport",
-                                self.cfg.sip_addr,
-                                new_branch()
-                            ),
-                        );
-                        ack.headers.push("Max-Forwards", "70");
-                        ack.headers.push("From", c.local_hdr.clone());
-                        ack.headers.push("To", c.remote_hdr.clone());
-                        ack.headers.push("Call-ID", c.call_id.clone());
-                        ack.headers
-                            .push("CSeq", CSeq::new(1, Method::Ack).to_string());
+                // The first 2xx learns the remote tag and target; copies get the same ACK.
+                let ack = match (&c.ack, c.dialog.as_mut()) {
+                    (Some(a), _) => a.clone(),
+                    (None, Some(d)) => {
+                        let ack = d.ack(&resp);
                         c.ack = Some(ack.clone());
                         ack
                     }
+                    (None, None) => return,
                 };
                 self.tl
                     .send_stateless(&Message::Request(ack), self.cfg.engine);
@@ -985,25 +926,14 @@ impl H323Iwf {
         cause: Option<u8>,
         now: Instant,
     ) {
-        let me = self.cfg.sip_addr;
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
         if !c.from_sip || c.sip != SipState::Early {
             return;
         }
-        let mut r = Response::for_request(&c.invite, code);
-        r.headers.set("To", c.local_hdr.clone());
-        if code < 300 {
-            r.headers.set("Contact", format!("<sip:h323@{me}>"));
-        }
-        if let Some(cause) = cause {
-            r.headers.set("Reason", reason_value(cause));
-        }
-        if let Some(s) = sdp {
-            r.headers.set("Content-Type", "application/sdp");
-            r.body = s.as_bytes().to_vec();
-        }
+        let Some(d) = &c.dialog else { return };
+        let r = d.response(code, sdp.map(str::to_string), cause);
         if code >= 300 {
             c.sip = SipState::Ended;
         }
@@ -1014,7 +944,6 @@ impl H323Iwf {
     }
 
     fn send_bye(&mut self, id: ConnId, cause: Option<u8>, now: Instant) {
-        let me = self.cfg.sip_addr;
         let Some(c) = self.calls.get_mut(&id) else {
             return;
         };
@@ -1022,21 +951,9 @@ impl H323Iwf {
             return;
         }
         c.sip = SipState::Ended;
-        c.cseq += 1;
-        let mut bye = Request::new(Method::Bye, c.remote_target.clone());
-        bye.headers.push(
-            "Via",
-            format!("SIP/2.0/UDP {me};branch={};rport", new_branch()),
-        );
-        bye.headers.push("Max-Forwards", "70");
-        bye.headers.push("From", c.local_hdr.clone());
-        bye.headers.push("To", c.remote_hdr.clone());
-        bye.headers.push("Call-ID", c.call_id.clone());
-        bye.headers
-            .push("CSeq", CSeq::new(c.cseq, Method::Bye).to_string());
-        if let Some(cause) = cause {
-            bye.headers.push("Reason", reason_value(cause));
-        }
+        let Some(bye) = c.dialog.as_mut().map(|d| d.request(Method::Bye, cause)) else {
+            return;
+        };
         self.tl.send_request(bye, self.cfg.engine, now);
     }
 
@@ -1054,7 +971,9 @@ impl H323Iwf {
 
     fn forget(&mut self, id: ConnId) {
         if let Some(c) = self.calls.remove(&id) {
-            self.by_call_id.remove(&c.call_id);
+            if let Some(d) = &c.dialog {
+                self.by_call_id.remove(&d.call_id);
+            }
             self.by_tx.retain(|_, v| *v != id);
         }
     }
@@ -1174,11 +1093,6 @@ fn escape_user(s: &str) -> String {
 
 fn user_or_anonymous(s: &str) -> String {
     escape_user(s)
-}
-
-/// RFC 3326 `Reason: Q.850;cause=N` value.
-fn reason_value(cause: u8) -> String {
-    format!("Q.850;cause={cause}")
 }
 
 #[cfg(test)]
