@@ -70,6 +70,7 @@ fn cps_tandemd_and_kamailio_complete_every_call() {
         // The CPU columns are there (null when a short run used less than a clock tick).
         for k in [
             "setups_per_server_cpu_s",
+            "setups_per_busiest_cpu_s",
             "server_busiest_pct",
             "bench_cpu_pct",
             "anomalies",

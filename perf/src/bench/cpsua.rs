@@ -292,6 +292,10 @@ impl Lean {
                 range: start..self.buf.len(),
             });
             self.tally.retransmissions += 1;
+            self.tally.anomaly(match c.state {
+                St::Inviting { .. } => "invite-retransmitted",
+                St::Byeing => "bye-retransmitted",
+            });
             c.interval = (c.interval * 2).min(T2);
             c.next = now + c.interval;
         }
@@ -323,6 +327,7 @@ impl Lean {
             range: start..self.buf.len(),
         });
         self.tally.retransmissions += 1;
+        self.tally.anomaly("callee-200-retransmitted");
         leg.interval = (leg.interval * 2).min(T2);
         let next = (now + leg.interval).min(leg.deadline);
         leg.next = Some(next);
@@ -462,6 +467,14 @@ impl Lean {
     ) -> bool {
         if !tag_ok {
             self.tally.anomaly("response-wrong-from-tag");
+            return true;
+        }
+        if c.state == St::Byeing && seq + 1 == c.cseq && method == b"INVITE" && code / 100 == 2 {
+            // The 2xx again: our ACK was lost or late; ACK it again.
+            let ack = std::mem::take(&mut c.ack);
+            self.push_out(c.local, &ack);
+            c.ack = ack;
+            self.tally.anomaly("2xx-retransmitted");
             return true;
         }
         if seq != c.cseq {
@@ -1192,10 +1205,13 @@ mod tests {
         );
         assert_eq!(l.tally().answered, 1);
         assert_eq!(l.tally().setup_us, vec![3000]);
-        // A retransmitted 2xx is a stale CSeq now: counted, not answered twice.
+        // A retransmitted 2xx is ACKed again, not answered twice.
         l.handle_datagram(0, cfg().target, &ok, later);
         assert_eq!(l.tally().answered, 1);
-        take(&mut l);
+        let again = take(&mut l);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].2, out[0].2);
+        assert_eq!(l.tally().anomalies.get("2xx-retransmitted"), Some(&1));
         l.handle_datagram(0, cfg().target, &reply(bye, 200, None, "", ""), later);
         assert_eq!(l.tally().completed, 1);
         assert_eq!(l.active(), 0);
