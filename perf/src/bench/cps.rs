@@ -559,7 +559,16 @@ struct Server {
 
 impl Drop for Server {
     fn drop(&mut self) {
-        // SIGKILL: both servers keep no state worth a clean stop here.
+        // SIGKILL to the server's own process group (Kamailio forks its workers and timers,
+        // which outlive a kill of the main process alone): both servers keep no state worth
+        // a clean stop here.
+        if let Ok(pgid) = libc::pid_t::try_from(self.child.id()) {
+            // SAFETY: kill(2) with a negative pid signals that process group; the group was
+            // made for this child alone (`process_group(0)` at spawn), so nothing else is hit.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -620,6 +629,8 @@ fn start(t: Target, o: &CpsOptions, dir: &Path) -> Result<Server, BenchError> {
     }
     let log = std::fs::File::create(dir.join("server.log")).map_err(|e| io("server log", e))?;
     let mut cmd = Command::new(&bin);
+    // Its own process group, killed as a whole on drop.
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     cmd.args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
