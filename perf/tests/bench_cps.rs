@@ -85,5 +85,9 @@ fn cps_tandemd_and_kamailio_complete_every_call() {
     }
     if rs.len() == 2 {
         assert!(stdout.contains("ratio tandemd / kamailio: "), "{stdout}");
+        for r in rs {
+            let ratio = r["ratios"]["setups_per_s"].as_f64().unwrap();
+            assert!(ratio > 0.0, "{r}");
+        }
     }
 }

@@ -107,6 +107,31 @@ pub struct CpsResult {
     pub retransmissions: u64,
     /// Messages that matched no dialog or broke a rule, by kind.
     pub anomalies: std::collections::BTreeMap<String, u64>,
+    /// tandemd / Kamailio in the same run (both targets measured; the same on both entries).
+    pub ratios: Option<Ratios>,
+}
+
+/// tandemd's figures over Kamailio's, from one run.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Ratios {
+    pub setups_per_s: Option<f64>,
+    pub setups_per_server_cpu_s: Option<f64>,
+    pub setups_per_busiest_cpu_s: Option<f64>,
+}
+
+/// The tandemd / Kamailio ratios of `rs`, when both are there.
+pub fn ratios(rs: &[CpsResult]) -> Option<Ratios> {
+    let a = rs.iter().find(|r| r.target == Target::Tandemd)?;
+    let b = rs.iter().find(|r| r.target == Target::Kamailio)?;
+    let div = |x: Option<f64>, y: Option<f64>| match (x, y) {
+        (Some(x), Some(y)) if y > 0.0 => Some(x / y),
+        _ => None,
+    };
+    Some(Ratios {
+        setups_per_s: div(Some(a.setups_per_s), Some(b.setups_per_s)),
+        setups_per_server_cpu_s: div(a.setups_per_server_cpu_s, b.setups_per_server_cpu_s),
+        setups_per_busiest_cpu_s: div(a.setups_per_busiest_cpu_s, b.setups_per_busiest_cpu_s),
+    })
 }
 
 /// Runs every target in turn and returns their results.
@@ -128,6 +153,10 @@ pub fn run(o: &CpsOptions) -> Result<Vec<CpsResult>, BenchError> {
         drop(server);
         let _ = std::fs::remove_dir_all(&dir);
         out.push(r?);
+    }
+    let rt = ratios(&out);
+    for r in &mut out {
+        r.ratios = rt;
     }
     Ok(out)
 }
@@ -175,28 +204,14 @@ pub fn summary(rs: &[CpsResult]) -> String {
             },
         ));
     }
-    let get = |t| rs.iter().find(|r| r.target == t);
-    if let (Some(a), Some(b)) = (get(Target::Tandemd), get(Target::Kamailio)) {
-        if b.setups_per_s > 0.0 {
-            s.push_str(&format!(
-                "ratio tandemd / kamailio: {:.2}\n",
-                a.setups_per_s / b.setups_per_s
-            ));
-        }
-        if let (Some(x), Some(y)) = (a.setups_per_server_cpu_s, b.setups_per_server_cpu_s) {
-            if y > 0.0 {
-                s.push_str(&format!(
-                    "ratio tandemd / kamailio per server CPU-second: {:.2}\n",
-                    x / y
-                ));
-            }
-        }
-        if let (Some(x), Some(y)) = (a.setups_per_busiest_cpu_s, b.setups_per_busiest_cpu_s) {
-            if y > 0.0 {
-                s.push_str(&format!(
-                    "ratio tandemd / kamailio per busiest-thread CPU-second: {:.2}\n",
-                    x / y
-                ));
+    if let Some(r) = ratios(rs) {
+        for (what, v) in [
+            ("", r.setups_per_s),
+            (" per server CPU-second", r.setups_per_server_cpu_s),
+            (" per busiest-thread CPU-second", r.setups_per_busiest_cpu_s),
+        ] {
+            if let Some(v) = v {
+                s.push_str(&format!("ratio tandemd / kamailio{what}: {v:.2}\n"));
             }
         }
     }
@@ -499,6 +514,7 @@ fn drive(t: Target, o: &CpsOptions, server: &Server) -> Result<CpsResult, BenchE
         wall_s: wall,
         retransmissions: tl.retransmissions,
         anomalies,
+        ratios: None,
     })
 }
 
@@ -818,6 +834,7 @@ mod tests {
             wall_s: 1.0,
             retransmissions: 0,
             anomalies: Default::default(),
+            ratios: None,
         };
         let s = summary(&[r(Target::Tandemd, 500.0), r(Target::Kamailio, 1000.0)]);
         assert!(s.contains("tandemd        500 call setups/s"), "{s}");
@@ -829,6 +846,10 @@ mod tests {
             "{s}"
         );
         assert!(!summary(&[r(Target::Tandemd, 5.0)]).contains("ratio"));
+        let rt = ratios(&[r(Target::Kamailio, 1000.0), r(Target::Tandemd, 500.0)]).unwrap();
+        assert_eq!(rt.setups_per_s, Some(0.5));
+        assert_eq!(rt.setups_per_busiest_cpu_s, Some(0.5));
+        assert_eq!(ratios(&[r(Target::Kamailio, 1000.0)]), None);
     }
 
     #[test]
