@@ -67,11 +67,27 @@ fn cps_tandemd_and_kamailio_complete_every_call() {
             r["completed"], calls,
             "{t}: every call hung up with BYE/200: {r}"
         );
+        // The CPU columns are there (null when a short run used less than a clock tick).
+        for k in [
+            "setups_per_server_cpu_s",
+            "setups_per_busiest_cpu_s",
+            "server_busiest_pct",
+            "bench_cpu_pct",
+            "anomalies",
+            "retransmissions",
+        ] {
+            assert!(r.get(k).is_some(), "{t}: no {k}: {r}");
+        }
         let cps = r["setups_per_s"].as_f64().unwrap();
         assert!(cps > 20.0, "{t}: {cps} setups/s");
         assert!(stdout.contains(&format!("{t:9} ")), "{stdout}");
+        assert!(stdout.contains("setups per server CPU-second"), "{stdout}");
     }
     if rs.len() == 2 {
         assert!(stdout.contains("ratio tandemd / kamailio: "), "{stdout}");
+        for r in rs {
+            let ratio = r["ratios"]["setups_per_s"].as_f64().unwrap();
+            assert!(ratio > 0.0, "{r}");
+        }
     }
 }

@@ -44,6 +44,53 @@ pub fn sample(pid: u32) -> Vec<ThreadSample> {
         .collect()
 }
 
+/// Reads all threads of `pid` and of its child processes (Kamailio forks its SIP workers
+/// and timers from one main process; tandemd is one process with threads).
+pub fn sample_tree(pid: u32) -> Vec<ThreadSample> {
+    let mut out = sample(pid);
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.filter_map(|e| e.ok()) {
+        let Some(child) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        if parent_of(&text) == Some(pid) {
+            out.extend(sample(child));
+        }
+    }
+    out
+}
+
+/// The parent pid (field 4) of a `/proc/<pid>/stat` line.
+pub fn parent_of(text: &str) -> Option<u32> {
+    let rest = &text[text.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// CPU seconds used between two samples: (all threads, the busiest thread). Threads that
+/// started after `before` count from zero.
+pub fn delta_secs(
+    before: &[ThreadSample],
+    after: &[ThreadSample],
+    ticks_per_sec: f64,
+) -> (f64, f64) {
+    let prev: HashMap<u32, u64> = before.iter().map(|t| (t.tid, t.ticks)).collect();
+    let mut total = 0u64;
+    let mut busiest = 0u64;
+    for t in after {
+        let d = t
+            .ticks
+            .saturating_sub(prev.get(&t.tid).copied().unwrap_or(0));
+        total += d;
+        busiest = busiest.max(d);
+    }
+    (total as f64 / ticks_per_sec, busiest as f64 / ticks_per_sec)
+}
+
 /// Per-core CPU percent between two samples `secs` apart (`ticks_per_sec` is USER_HZ, 100 on
 /// Linux). Index = core id; cores with no thread are 0.
 pub fn per_core(
@@ -133,6 +180,23 @@ mod tests {
         ];
         let pc = per_core(&before, &after, 2.0, 100.0);
         assert_eq!(pc, vec![25.0, 50.0]);
+    }
+
+    #[test]
+    fn totals_and_the_busiest_thread() {
+        let s = |tid, ticks| ThreadSample {
+            tid,
+            ticks,
+            core: 0,
+        };
+        let (total, busiest) = delta_secs(
+            &[s(1, 100), s(2, 50)],
+            &[s(1, 300), s(2, 60), s(3, 40)],
+            100.0,
+        );
+        assert_eq!((total, busiest), (2.5, 2.0));
+        assert_eq!(parent_of(STAT_A), Some(1));
+        assert_eq!(parent_of("garbage"), None);
     }
 
     #[test]

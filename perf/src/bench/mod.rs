@@ -10,6 +10,7 @@
 //! Layers:
 //! - [`ua`]: the sans-IO SIP engine (registration, caller and callee dialogs, retransmissions),
 //!   tested with virtual time;
+//! - [`cpsua`]: lean sans-IO callers and callees for `cps` (no message tree, one byte buffer);
 //! - [`media`]: RTP packet building/parsing and per-stream receive statistics (sans-IO);
 //! - [`quality`]: the simplified G.107 E-model and quantiles; [`cpu`]: `/proc` sampling;
 //! - [`report`]: the result, its human summary, JSON and SVG chart;
@@ -20,6 +21,7 @@
 //! targets outside loopback are refused unless `--allow-remote` is given.
 
 pub mod cps;
+pub mod cpsua;
 pub mod cpu;
 pub mod media;
 pub mod quality;

@@ -1012,6 +1012,19 @@ fn authorization(
         .headers
         .get("Proxy-Authenticate")
         .or_else(|| chal.headers.get("WWW-Authenticate"))?;
+    digest_credentials(hdr, user, password, method, uri, nc)
+}
+
+/// The credentials (an `Authorization` value) answering the `Digest` challenge `hdr` (a
+/// `WWW-Authenticate` or `Proxy-Authenticate` value): MD5, `qop=auth` when offered.
+pub fn digest_credentials(
+    hdr: &str,
+    user: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+    nc: u32,
+) -> Option<String> {
     let params = challenge_params(hdr)?;
     let get = |k: &str| {
         params

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! tandem-bench cps [--against tandemd,kamailio] [--calls N] [--window W] [--json FILE]
+//!     [--server-cpu CORE] [--bench-cpu CORE]
 //! tandem-bench ramp|hold|burst --target HOST:PORT [--users 1001-1004 --password-prefix tandem
 //!     | --trunk] --calls N --rate CPS --duration S --codec pcmu|pcma|g729 --json FILE
 //!     --chart FILE [--pid PID] [--dial EXT] [--dtmf DIGITS] [--no-media]
@@ -115,6 +116,12 @@ struct Args {
     /// cps: the kamailio binary.
     #[arg(long, default_value = "/usr/sbin/kamailio")]
     kamailio: PathBuf,
+    /// cps: pin the server (all its threads and processes) to this core.
+    #[arg(long)]
+    server_cpu: Option<usize>,
+    /// cps: pin the bench to this core.
+    #[arg(long)]
+    bench_cpu: Option<usize>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -261,6 +268,8 @@ fn cps(a: &Args) -> ExitCode {
         kamailio: a.kamailio.clone(),
         max_time: Duration::from_secs_f64(a.max_time.clamp(1.0, 3600.0)),
         progress: !a.quiet,
+        server_cpu: a.server_cpu,
+        bench_cpu: a.bench_cpu,
     };
     let rs = match cps::run(&o) {
         Ok(r) => r,
