@@ -155,13 +155,13 @@ if [[ -n "${CAPACITY:-}" ]]; then
             log="$WORK/cap-$t-$pair.log"
             if [[ "$t" == udpfwd ]]; then
                 life=$CAP_LIFE
-                setsid sh -c 'echo $$ > "$0/cgroup.procs"; exec "$@"' "$CG" taskset -c "$RELAY_CPU" \
+                setsid sh -c 'echo $$ > "$0/cgroup.procs"; echo -19 > /proc/self/autogroup 2>/dev/null; exec "$@"' "$CG" taskset -c "$RELAY_CPU" \
                     "$WORK/build/udpfwd" --map "$WORK/udpfwd.map" --lifetime "$life" > "$log" 2>&1 &
                 RELAY_PID=$!
                 for _ in $(seq 100); do grep -q ready "$log" && break; sleep 0.05; done
             else
                 life=$CAP_LIFE
-                setsid sh -c 'echo $$ > "$0/cgroup.procs"; exec "$@"' "$CG" taskset -c "$RELAY_CPU" \
+                setsid sh -c 'echo $$ > "$0/cgroup.procs"; echo -19 > /proc/self/autogroup 2>/dev/null; exec "$@"' "$CG" taskset -c "$RELAY_CPU" \
                     "$TANDEM" relay --backend "$t" --core "$RELAY_CPU" --calls "$CALLS" \
                     --map "$WORK/$t.map" --lifetime "$life" > "$WORK/$t.out" 2> "$log" &
                 RELAY_PID=$!
@@ -213,8 +213,9 @@ for pair, t, fwd, c0, c1, t0, t1 in rows:
 print()
 for t, r in per.items():
     if t != "udpfwd":
-        r = sorted(r)
-        print("%s / udpfwd: min %.2f, median %.2f, max %.2f over %d rounds" % (t, r[0], r[len(r) // 2], r[-1], len(r)))
+        r, n = sorted(r), len(r)
+        med = (r[(n - 1) // 2] + r[n // 2]) / 2
+        print("%s / udpfwd: min %.2f, median %.2f, max %.2f over %d rounds" % (t, r[0], med, r[-1], n))
 print("\n(results in %s)" % sys.argv[1])
 EOF
     exit 0
