@@ -45,9 +45,6 @@ pub enum Mode {
     Hold,
     /// Place `calls` calls at once, hold each for `duration`.
     Burst,
-    /// Call setup rate: `calls` calls through a closed window of `window` calls in progress
-    /// (INVITE/200/ACK, then BYE/200 at once), as fast as the target answers.
-    Cps,
 }
 
 /// Everything a run needs.
@@ -93,8 +90,6 @@ pub struct Options {
     pub media: bool,
     /// Media threads, each with its own RTP socket (0: one per 250 calls, 1 to 8).
     pub media_threads: usize,
-    /// Cps: calls in progress at most (set up or being torn down).
-    pub window: usize,
 }
 
 impl Default for Options {
@@ -128,7 +123,6 @@ impl Default for Options {
             progress: false,
             media: true,
             media_threads: 0,
-            window: 50,
         }
     }
 }

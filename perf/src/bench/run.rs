@@ -93,7 +93,6 @@ fn local_ips(opts: &Options) -> Result<Vec<IpAddr>, BenchError> {
             Mode::Ramp => 250.0,
             Mode::Hold => opts.rate,
             Mode::Burst => opts.calls as f64,
-            Mode::Cps => 0.0,
         };
         ((peak * 5.0 / 15.0).ceil() as usize)
             .max(opts.users.len())
@@ -585,9 +584,6 @@ struct State {
     rate: f64,
     calls: usize,
     max_time: Duration,
-    /// Cps: the window of calls in progress is full.
-    window_full: bool,
-    window: usize,
 }
 
 impl State {
@@ -620,8 +616,6 @@ impl State {
             rate: opts.rate,
             calls: opts.calls,
             max_time: opts.max_time,
-            window_full: false,
-            window: opts.window.max(1),
         }
     }
 
@@ -629,7 +623,7 @@ impl State {
         match self.mode {
             Mode::Ramp => self.rate * (self.step + 1) as f64,
             Mode::Hold => self.rate,
-            Mode::Burst | Mode::Cps => 1e6,
+            Mode::Burst => 1e6,
         }
     }
 
@@ -643,7 +637,7 @@ impl State {
             return None;
         }
         match self.mode {
-            Mode::Hold | Mode::Burst | Mode::Cps => {
+            Mode::Hold | Mode::Burst => {
                 if self.attempts >= self.calls as u64 {
                     self.finish("all calls placed");
                     return None;
@@ -656,11 +650,6 @@ impl State {
                 }
             }
         }
-        if self.mode == Mode::Cps {
-            // Closed loop: a new call only when one of the window has finished.
-            self.window_full = active >= self.window;
-            return (!self.window_full).then_some(());
-        }
         if now < self.next_at {
             return None;
         }
@@ -671,10 +660,6 @@ impl State {
     }
 
     fn next_due(&self) -> Option<Instant> {
-        if self.window_full {
-            // Woken by the target's answers, not by the clock.
-            return None;
-        }
         (!self.finished_placing).then_some(self.next_at)
     }
 

@@ -195,7 +195,8 @@ fn options(a: &Args) -> Result<Options, String> {
         ModeArg::Ramp => Mode::Ramp,
         ModeArg::Hold => Mode::Hold,
         ModeArg::Burst => Mode::Burst,
-        ModeArg::Cps => Mode::Cps,
+        // `cps` starts its own servers: see `cps()`.
+        ModeArg::Cps => return Err("cps is not a load mode against a target".into()),
     };
     let d = Options::default();
     Ok(Options {
