@@ -8,7 +8,8 @@
 
 use super::basic_op::*;
 use super::simd::{
-    any_better8, dot8n, lag_prefix_rows, lsp_stage1, mult8, search8, sq_dist16, weighted_dist8,
+    any_better8, dot8n, first_best_ratio, lag_prefix_rows, lsp_stage1, mult8, search8, sq_dist16,
+    weighted_dist8,
 };
 use super::tables::*;
 use super::util::*;
@@ -1818,6 +1819,60 @@ fn search_row(
     found
 }
 
+/// Phase B of one depth-first search: 8 rows (positions of one track, with
+/// `ps1`, `alp1` and the start `p3` of their `rr` row each) by the 8
+/// positions of another, scanned row by row from `(sq, alp) = (-1, 1)` as
+/// the reference does. Returns the last replacement (row, position, sq,
+/// alp) if any. When every row passes [`search_row`]'s no-saturation bound
+/// and every `alp` is positive, the scan ends on the first largest
+/// `sq / alp` ([`first_best_ratio`]): all 64 candidates are computed and
+/// compared without the scan's branches.
+#[inline(always)]
+fn phase_b(
+    rr: &[i16; DIM_RR],
+    ps1: &[i16; NB_POS],
+    alp1: &[i32; NB_POS],
+    p3: &[usize; NB_POS],
+    dn: &[i16; NB_POS],
+    tmp: &[i16; NB_POS],
+) -> Option<(usize, usize, i16, i16)> {
+    let bound = |v: &[i16; NB_POS]| v.iter().map(|x| x.unsigned_abs() as i64).max().unwrap_or(0);
+    let tmp_bound = (bound(tmp) << 15) + 0x8000;
+    let mut sq2 = [[0i16; NB_POS]; NB_POS];
+    let mut a16 = [[0i16; NB_POS]; NB_POS];
+    let mut fast = true;
+    for r in 0..NB_POS {
+        let row: Option<&[i16; NB_POS]> = rr
+            .get(p3[r]..p3[r] + NB_POS)
+            .and_then(|v| v.try_into().ok());
+        match row {
+            Some(row)
+                if (alp1[r] as i64).abs() + (bound(row) << 13) + tmp_bound <= MAX_32 as i64 =>
+            {
+                search8(ps1[r], alp1[r], dn, row, tmp, &mut sq2[r], &mut a16[r]);
+            }
+            _ => {
+                fast = false;
+                break;
+            }
+        }
+    }
+    if fast && a16.iter().flatten().all(|&a| a > 0) {
+        let (r, k) = first_best_ratio(&sq2, &a16);
+        return Some((r, k, sq2[r][k], a16[r][k]));
+    }
+    let (mut alp, mut sq) = (1i16, -1i16);
+    let mut found = None;
+    for r in 0..NB_POS {
+        if let Some((k, s2, a2)) = search_row(rr, p3[r], ps1[r], alp1[r], dn, tmp, (alp, sq)) {
+            sq = s2;
+            alp = a2;
+            found = Some((r, k, s2, a2));
+        }
+    }
+    found
+}
+
 /// The position of the first largest `dn` (all >= 0) on the track of
 /// positions `start, start + 5, ...`, leaving out `skip`: the reference's
 /// `if dn[j] > max` scan from `max = -1`, without its data-dependent
@@ -1975,24 +2030,22 @@ fn d4i40_17_fast(
             let mut p0 = RRI0I2 + d5(i0);
             let mut p1 = p_i0i34 + d5(i1);
             let mut p2 = RRI0I0;
-            let mut p3 = RRI0I1;
-            for i2 in (0..L_SUBFR).step_by(5) {
-                let ps1 = add(ps0, dn[i2]);
-                let mut alp1 = l_mac(alp0, rr[p0], H8);
+            let (mut ps1, mut alp1, mut p3) = ([0i16; NB_POS], [0i32; NB_POS], [0usize; NB_POS]);
+            for r in 0..NB_POS {
+                ps1[r] = add(ps0, dn[5 * r]);
+                let mut a = l_mac(alp0, rr[p0], H8);
                 p0 += NB_POS;
-                alp1 = l_mac(alp1, rr[p1], H8);
+                a = l_mac(a, rr[p1], H8);
                 p1 += NB_POS;
-                alp1 = l_mac(alp1, rr[p2], H16);
+                alp1[r] = l_mac(a, rr[p2], H16);
                 p2 += 1;
-                if let Some((i3, s2, a2)) =
-                    search_row(rr, p3, ps1, alp1, &dn_t[1], &tmp_vect, (alp, sq))
-                {
-                    sq = s2;
-                    alp = a2;
-                    ix = i2;
-                    iy = 1 + 5 * i3;
-                }
-                p3 += NB_POS;
+                p3[r] = RRI0I1 + NB_POS * r;
+            }
+            if let Some((r, i3, s2, a2)) = phase_b(rr, &ps1, &alp1, &p3, &dn_t[1], &tmp_vect) {
+                sq = s2;
+                alp = a2;
+                ix = 5 * r;
+                iy = 1 + 5 * i3;
             }
         }
         let s = l_msu(l_mult(alpk, sq), psk, alp);
@@ -2061,24 +2114,22 @@ fn d4i40_17_fast(
             let mut p0 = p_i1i34 + d5(i0);
             let mut p1 = RRI0I1 + i1_offset;
             let mut p2 = RRI1I1;
-            let mut p3 = RRI1I2;
-            for i2 in (1..L_SUBFR).step_by(5) {
-                let ps1 = add(ps0, dn[i2]);
-                let mut alp1 = l_mac(alp0, rr[p0], H8);
+            let (mut ps1, mut alp1, mut p3) = ([0i16; NB_POS], [0i32; NB_POS], [0usize; NB_POS]);
+            for r in 0..NB_POS {
+                ps1[r] = add(ps0, dn[1 + 5 * r]);
+                let mut a = l_mac(alp0, rr[p0], H8);
                 p0 += NB_POS;
-                alp1 = l_mac(alp1, rr[p1], H8);
+                a = l_mac(a, rr[p1], H8);
                 p1 += 1;
-                alp1 = l_mac(alp1, rr[p2], H16);
+                alp1[r] = l_mac(a, rr[p2], H16);
                 p2 += 1;
-                if let Some((i3, s2, a2)) =
-                    search_row(rr, p3, ps1, alp1, &dn_t[2], &tmp_vect, (alp, sq))
-                {
-                    sq = s2;
-                    alp = a2;
-                    ix = i2;
-                    iy = 2 + 5 * i3;
-                }
-                p3 += NB_POS;
+                p3[r] = RRI1I2 + NB_POS * r;
+            }
+            if let Some((r, i3, s2, a2)) = phase_b(rr, &ps1, &alp1, &p3, &dn_t[2], &tmp_vect) {
+                sq = s2;
+                alp = a2;
+                ix = 1 + 5 * r;
+                iy = 2 + 5 * i3;
             }
         }
         let s = l_msu(l_mult(alpk, sq), psk, alp);
@@ -2231,5 +2282,77 @@ mod tests {
             }
         }
         assert!(fast > 2000 && declined > 100, "{fast} {declined}");
+    }
+
+    #[test]
+    fn phase_b_matches_the_sequential_scan_on_both_paths() {
+        // The reference scan over 8 rows of 8, every step saturating.
+        let scan = |rr: &[i16; DIM_RR],
+                    ps1: &[i16; NB_POS],
+                    alp1: &[i32; NB_POS],
+                    p3: &[usize; NB_POS],
+                    dn: &[i16; NB_POS],
+                    tmp: &[i16; NB_POS]| {
+            let (mut sq, mut alp, mut found) = (-1i16, 1i16, None);
+            for r in 0..NB_POS {
+                for k in 0..NB_POS {
+                    let ps2 = add(ps1[r], dn[k]);
+                    let a = l_mac(l_mac(alp1[r], rr[p3[r] + k], 4096), tmp[k], 16384);
+                    let (sq2, alp_16) = (mult(ps2, ps2), round(a));
+                    if l_msu(l_mult(alp, sq2), sq, alp_16) > 0 {
+                        (sq, alp, found) = (sq2, alp_16, Some((r, k, sq2, alp_16)));
+                    }
+                }
+            }
+            found
+        };
+        let mut seed = 4321i16;
+        let (mut fast, mut slow) = (0, 0);
+        for round in 0..400 {
+            let mut rr = [0i16; DIM_RR];
+            for v in rr.iter_mut() {
+                *v = shr(random(&mut seed), if round % 4 == 0 { 0 } else { 3 });
+            }
+            let (mut ps1, mut alp1, mut p3) = ([0i16; NB_POS], [0i32; NB_POS], [0usize; NB_POS]);
+            let (mut dn, mut tmp) = ([0i16; NB_POS], [0i16; NB_POS]);
+            for r in 0..NB_POS {
+                ps1[r] = shr(random(&mut seed), 2).saturating_abs();
+                dn[r] = shr(random(&mut seed), 2).saturating_abs();
+                tmp[r] = shr(random(&mut seed), 3);
+                // Mostly positive energies; every 8th round a negative or
+                // near-saturating one (the fallback paths).
+                alp1[r] = match round % 8 {
+                    0 => i32::MAX - (random(&mut seed) as i32).abs(),
+                    1 => -(1 << 24),
+                    _ => (1 << 28) + ((random(&mut seed) as i32) << 10),
+                };
+                p3[r] = RRI0I1 + NB_POS * r;
+            }
+            let mut sq2 = [[0i16; NB_POS]; NB_POS];
+            let mut a16 = [[0i16; NB_POS]; NB_POS];
+            let got = phase_b(&rr, &ps1, &alp1, &p3, &dn, &tmp);
+            assert_eq!(got, scan(&rr, &ps1, &alp1, &p3, &dn, &tmp), "round {round}");
+            // Which path did it take?
+            let bound = |v: &[i16]| v.iter().map(|x| x.unsigned_abs() as i64).max().unwrap_or(0);
+            let ok = (0..NB_POS).all(|r| {
+                (alp1[r] as i64).abs()
+                    + (bound(&rr[p3[r]..p3[r] + NB_POS]) << 13)
+                    + (bound(&tmp) << 15)
+                    + 0x8000
+                    <= MAX_32 as i64
+            });
+            if ok {
+                for r in 0..NB_POS {
+                    let row: &[i16; NB_POS] = rr[p3[r]..p3[r] + NB_POS].try_into().unwrap();
+                    search8(ps1[r], alp1[r], &dn, row, &tmp, &mut sq2[r], &mut a16[r]);
+                }
+            }
+            if ok && a16.iter().flatten().all(|&a| a > 0) {
+                fast += 1;
+            } else {
+                slow += 1;
+            }
+        }
+        assert!(fast > 100 && slow > 50, "fast {fast} slow {slow}");
     }
 }

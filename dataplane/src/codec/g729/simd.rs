@@ -514,6 +514,79 @@ pub(crate) fn weighted_dist8(a: &[i16; 8], b: &[i16; 8], w: &[i16; 8]) -> u64 {
     }
 }
 
+/// The scan the codebook search makes over `R` rows of 8 candidates, in
+/// row-major order from `(sq, alp) = (-1, 1)`, replacing the best whenever
+/// `alp * sq2 > sq * a16`: returns the (row, lane) it ends on. The caller
+/// guarantees `sq2 >= 0` and `a16 > 0` everywhere; then the test compares
+/// the exact ratios `sq2 / a16`, the first candidate always replaces the
+/// start, and the scan ends on the FIRST largest ratio. That is found here
+/// without data-dependent branches: a lane-wise tournament over the rows
+/// (a later row replaces only when strictly better, so ties keep the
+/// earlier row), then the 8 lane winners compared, ties going to the
+/// earlier row, then to the earlier lane. All products are of two 16-bit
+/// values, exact in 32 bits.
+#[inline(always)]
+pub(crate) fn first_best_ratio<const R: usize>(
+    sq2: &[[i16; 8]; R],
+    a16: &[[i16; 8]; R],
+) -> (usize, usize) {
+    debug_assert!(sq2.iter().flatten().all(|&v| v >= 0));
+    debug_assert!(a16.iter().flatten().all(|&v| v > 0));
+    let mut bs = [0i16; 8];
+    let mut ba = [1i16; 8];
+    let mut br = [0i16; 8];
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is always available on x86_64; every load and store
+        // covers exactly one 8-element array. `pmullw`/`pmulhw` interleaved
+        // are the exact 32-bit products; `packs_epi32` of the all-ones/zero
+        // compare masks gives 16-bit lane masks.
+        unsafe {
+            let ld = |v: &[i16; 8]| _mm_loadu_si128(v.as_ptr() as *const __m128i);
+            let (mut s, mut a, mut r) = (ld(&sq2[0]), ld(&a16[0]), _mm_setzero_si128());
+            for row in 1..R {
+                let (s1, a1) = (ld(&sq2[row]), ld(&a16[row]));
+                let (pl, ph) = (_mm_mullo_epi16(s1, a), _mm_mulhi_epi16(s1, a));
+                let (ql, qh) = (_mm_mullo_epi16(s, a1), _mm_mulhi_epi16(s, a1));
+                let g0 = _mm_cmpgt_epi32(_mm_unpacklo_epi16(pl, ph), _mm_unpacklo_epi16(ql, qh));
+                let g1 = _mm_cmpgt_epi32(_mm_unpackhi_epi16(pl, ph), _mm_unpackhi_epi16(ql, qh));
+                let m = _mm_packs_epi32(g0, g1);
+                s = _mm_or_si128(_mm_and_si128(m, s1), _mm_andnot_si128(m, s));
+                a = _mm_or_si128(_mm_and_si128(m, a1), _mm_andnot_si128(m, a));
+                let rv = _mm_set1_epi16(row as i16);
+                r = _mm_or_si128(_mm_and_si128(m, rv), _mm_andnot_si128(m, r));
+            }
+            _mm_storeu_si128(bs.as_mut_ptr() as *mut __m128i, s);
+            _mm_storeu_si128(ba.as_mut_ptr() as *mut __m128i, a);
+            _mm_storeu_si128(br.as_mut_ptr() as *mut __m128i, r);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        bs = sq2[0];
+        ba = a16[0];
+        for row in 1..R {
+            for k in 0..8 {
+                if sq2[row][k] as i32 * ba[k] as i32 > bs[k] as i32 * a16[row][k] as i32 {
+                    bs[k] = sq2[row][k];
+                    ba[k] = a16[row][k];
+                    br[k] = row as i16;
+                }
+            }
+        }
+    }
+    let mut best = 0usize;
+    for k in 1..8 {
+        let x = bs[k] as i32 * ba[best] as i32;
+        let y = bs[best] as i32 * ba[k] as i32;
+        if x > y || (x == y && br[k] < br[best]) {
+            best = k;
+        }
+    }
+    (br[best] as usize, best)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -750,6 +823,56 @@ mod tests {
                 acc = acc.wrapping_add((2 * h[m] as i32).wrapping_mul(h[m + lag] as i32));
                 assert_eq!(out[m][lag], (acc >> 16) as i16, "m {m} lag {lag}");
             }
+        }
+    }
+
+    #[test]
+    fn first_best_ratio_is_the_sequential_scan() {
+        let mut seed = 7u32;
+        let mut next = |m: u32| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (seed >> 16) % m
+        };
+        for round in 0..3000 {
+            // Small ranges force many equal ratios (ties), large ones the
+            // full 16-bit products.
+            let (ms, ma) = match round % 3 {
+                0 => (4, 3),
+                1 => (50, 40),
+                _ => (32768, 32767),
+            };
+            let mut sq2 = [[0i16; 8]; 8];
+            let mut a16 = [[0i16; 8]; 8];
+            for r in 0..8 {
+                for k in 0..8 {
+                    sq2[r][k] = next(ms) as i16;
+                    a16[r][k] = 1 + next(ma) as i16;
+                }
+            }
+            let (mut sq, mut alp, mut at) = (-1i16, 1i16, None);
+            for r in 0..8 {
+                for k in 0..8 {
+                    if alp as i32 * sq2[r][k] as i32 > sq as i32 * a16[r][k] as i32 {
+                        (sq, alp, at) = (sq2[r][k], a16[r][k], Some((r, k)));
+                    }
+                }
+            }
+            assert_eq!(Some(first_best_ratio(&sq2, &a16)), at, "round {round}");
+            let two: &[[i16; 8]; 2] = sq2[..2].try_into().unwrap();
+            let two_a: &[[i16; 8]; 2] = a16[..2].try_into().unwrap();
+            let (mut sq, mut alp, mut at) = (-1i16, 1i16, None);
+            for r in 0..2 {
+                for k in 0..8 {
+                    if alp as i32 * two[r][k] as i32 > sq as i32 * two_a[r][k] as i32 {
+                        (sq, alp, at) = (two[r][k], two_a[r][k], Some((r, k)));
+                    }
+                }
+            }
+            assert_eq!(
+                Some(first_best_ratio(two, two_a)),
+                at,
+                "round {round} (2 rows)"
+            );
         }
     }
 }
