@@ -8,8 +8,8 @@
 
 use super::basic_op::*;
 use super::simd::{
-    any_better8, dot8n, first_best_ratio, lag_prefix_rows, lsp_stage1, mult8, search8, sq_dist16,
-    weighted_dist8,
+    any_better8, avx2_multiversion, dot8n, first_best_ratio, lag_prefix_rows, lsp_stage1, mult8,
+    search8, sq_dist16, weighted_dist8,
 };
 use super::tables::*;
 use super::util::*;
@@ -344,8 +344,14 @@ impl Encoder {
         (self.y1_hi, self.y1_lo, self.y2_hi, self.y2_lo) = (y1h, y1l, y2h, y2l);
     }
 
-    #[inline(never)]
+    /// [`levinson_body`](Self::levinson_body), compiled for AVX2 where the CPU has it (`avx2_multiversion`).
+    #[inline(always)]
     fn levinson(&mut self, rh: &[i16; MP1], rl: &[i16; MP1], a: &mut [i16; MP1]) {
+        levinson_mv(self, rh, rl, a)
+    }
+
+    #[inline(always)]
+    fn levinson_body(&mut self, rh: &[i16; MP1], rl: &[i16; MP1], a: &mut [i16; MP1]) {
         let mut ah = [0i16; MP1];
         let mut al = [0i16; MP1];
         let mut anh = [0i16; MP1];
@@ -421,8 +427,14 @@ impl Encoder {
         self.old_rc = [rc[0], rc[1]];
     }
 
-    #[inline(never)]
+    /// [`qua_lsp_body`](Self::qua_lsp_body), compiled for AVX2 where the CPU has it (`avx2_multiversion`).
+    #[inline(always)]
     fn qua_lsp(&mut self, lsp: &[i16; M], lsp_q: &mut [i16; M]) -> (i16, i16) {
+        qua_lsp_mv(self, lsp, lsp_q)
+    }
+
+    #[inline(always)]
+    fn qua_lsp_body(&mut self, lsp: &[i16; M], lsp_q: &mut [i16; M]) -> (i16, i16) {
         let mut lsf = [0i16; M];
         lsp_lsf2(lsp, &mut lsf);
         let mut wegt = [0i16; M];
@@ -553,8 +565,20 @@ impl Encoder {
         self.l_exc_err[0] = worst;
     }
 
-    #[inline(never)]
+    /// [`qua_gain_body`](Self::qua_gain_body), compiled for AVX2 where the CPU has it (`avx2_multiversion`).
+    #[inline(always)]
     fn qua_gain(
+        &mut self,
+        code: &[i16; L_SUBFR],
+        g: &[i16; 5],
+        e: &[i16; 5],
+        tame: bool,
+    ) -> (i16, i16, i16) {
+        qua_gain_mv(self, code, g, e, tame)
+    }
+
+    #[inline(always)]
+    fn qua_gain_body(
         &mut self,
         code: &[i16; L_SUBFR],
         g: &[i16; 5],
@@ -960,8 +984,13 @@ fn sub_ov(a: i16, b: i16, ov: &mut bool) -> i16 {
     sat16(r)
 }
 
-#[inline(never)]
-fn az_lsp(a: &[i16; MP1], lsp: &mut [i16; M], old_lsp: &[i16; M]) {
+avx2_multiversion! {
+    /// [`az_lsp_body`], compiled for AVX2 where the CPU has it (`avx2_multiversion`).
+    fn az_lsp(a: &[i16; MP1], lsp: &mut [i16; M], old_lsp: &[i16; M])  = az_lsp_body;
+}
+
+#[inline(always)]
+fn az_lsp_body(a: &[i16; MP1], lsp: &mut [i16; M], old_lsp: &[i16; M]) {
     let mut f1 = [0i16; 6];
     let mut f2 = [0i16; 6];
     let mut ovf = false;
@@ -1154,9 +1183,14 @@ fn lsp_expand(buf: &mut [i16; M], gap: i16, from: usize, to: usize) {
     }
 }
 
-/// Open-loop pitch on the weighted speech (`wsp[PIT_MAX..]` is the frame).
-#[inline(never)]
-fn pitch_ol_fast(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 {
+avx2_multiversion! {
+    /// Open-loop pitch on the weighted speech (`wsp[PIT_MAX..]` is the frame).
+    /// [`pitch_ol_fast_body`], compiled for AVX2 where the CPU has it (`avx2_multiversion`).
+    fn pitch_ol_fast(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 = pitch_ol_fast_body;
+}
+
+#[inline(always)]
+fn pitch_ol_fast_body(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 {
     let mut scal = [0i16; L_FRAME + PIT_MAX];
     let mut dec = [0i16; (L_FRAME + PIT_MAX).div_ceil(2)];
     for (d, w) in dec.iter_mut().zip(wsp.iter().step_by(2)) {
@@ -1275,8 +1309,13 @@ fn pitch_ol_fast(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 {
     t1 as i16
 }
 
-#[inline(never)]
-fn cor_h_x(h: &[i16; L_SUBFR], x: &[i16; L_SUBFR], d: &mut [i16; L_SUBFR]) {
+avx2_multiversion! {
+    /// [`cor_h_x_body`], compiled for AVX2 where the CPU has it (`avx2_multiversion`).
+    fn cor_h_x(h: &[i16; L_SUBFR], x: &[i16; L_SUBFR], d: &mut [i16; L_SUBFR])  = cor_h_x_body;
+}
+
+#[inline(always)]
+fn cor_h_x_body(h: &[i16; L_SUBFR], x: &[i16; L_SUBFR], d: &mut [i16; L_SUBFR]) {
     let mut y32 = [0i32; L_SUBFR];
     // Cauchy-Schwarz: every running sum |Σ_{k<K} x[i+k] h[k]| is at most
     // sqrt(Σx² Σh²); when twice that fits in 32 bits no L_mac step (nor the
@@ -1575,11 +1614,16 @@ fn rr_source() -> &'static [u16; DIM_RR] {
     })
 }
 
-/// `cor_h` when no running sum can saturate: the running sums of all lags
-/// advance together (one row of `L_SUBFR` lags per step, in SSE2), then
-/// every element of `rr` picks the one it is taken from. `all` is scratch.
-#[inline(never)]
-fn cor_h_exact(h: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR], all: &mut LagRows) {
+avx2_multiversion! {
+    /// `cor_h` when no running sum can saturate: the running sums of all lags
+    /// advance together (one row of `L_SUBFR` lags per step, in SSE2), then
+    /// every element of `rr` picks the one it is taken from. `all` is scratch.
+    /// [`cor_h_exact_body`], compiled for AVX2 where the CPU has it (`avx2_multiversion`).
+    fn cor_h_exact(h: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR], all: &mut LagRows)  = cor_h_exact_body;
+}
+
+#[inline(always)]
+fn cor_h_exact_body(h: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR], all: &mut LagRows) {
     let Some(rows) = all.first_chunk_mut::<L_SUBFR>() else {
         return;
     };
@@ -1892,8 +1936,13 @@ fn track_max(dn: &[i16; L_SUBFR], start: usize, skip: Option<usize>) -> usize {
     start + 5 * (15 - (best & 15)) as usize
 }
 
-#[inline(never)]
-fn d4i40_17_fast(
+avx2_multiversion! {
+    /// [`d4i40_17_fast_body`], compiled for AVX2 where the CPU has it (`avx2_multiversion`).
+    fn d4i40_17_fast(dn: &mut [i16; L_SUBFR], rr: &mut [i16; DIM_RR], h: &[i16; L_SUBFR], cod: &mut [i16; L_SUBFR], y: &mut [i16; L_SUBFR]) -> (i16, i16) = d4i40_17_fast_body;
+}
+
+#[inline(always)]
+fn d4i40_17_fast_body(
     dn: &mut [i16; L_SUBFR],
     rr: &mut [i16; DIM_RR],
     h: &[i16; L_SUBFR],
@@ -2194,9 +2243,16 @@ fn d4i40_17_fast(
     (idx, sign)
 }
 
+avx2_multiversion! {
+    fn levinson_mv(this: &mut Encoder, rh: &[i16; MP1], rl: &[i16; MP1], a: &mut [i16; MP1])  = Encoder::levinson_body;
+    fn qua_lsp_mv(this: &mut Encoder, lsp: &[i16; M], lsp_q: &mut [i16; M]) -> (i16, i16) = Encoder::qua_lsp_body;
+    fn qua_gain_mv(this: &mut Encoder, code: &[i16; L_SUBFR], g: &[i16; 5], e: &[i16; 5], tame: bool) -> (i16, i16, i16) = Encoder::qua_gain_body;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::g729::simd::BASELINE_ONLY;
 
     #[test]
     fn pre_process_sums_cannot_leave_32_bits() {
@@ -2354,5 +2410,54 @@ mod tests {
             }
         }
         assert!(fast > 100 && slow > 50, "fast {fast} slow {slow}");
+    }
+
+    #[test]
+    fn avx2_and_baseline_clones_encode_and_decode_alike() {
+        use crate::codec::g729::Decoder;
+        // Real speech when the shared test audio is present, else a
+        // synthetic mix of tones, noise and silence.
+        let wav = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/testdata/audio/ast_demo-instruct_8k.wav"
+        );
+        let pcm: Vec<i16> = match std::fs::read(wav) {
+            Ok(b) if b.len() > 44 + 2 * 16_000 => b[44..44 + 2 * 16_000]
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                .collect(),
+            _ => {
+                let mut seed = 99i16;
+                (0..16_000)
+                    .map(|i| {
+                        let t = i as f64 / 8000.0;
+                        let tone = (t * 2.0 * std::f64::consts::PI * 440.0).sin() * 9000.0;
+                        let on = if (i / 2000) % 3 == 2 { 0.0 } else { 1.0 };
+                        (tone * on) as i16 / 2 + shr(random(&mut seed), 3)
+                    })
+                    .collect()
+            }
+        };
+        let run = |baseline: bool| {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            let (mut enc, mut dec) = (Encoder::new(), Decoder::new());
+            let mut out = Vec::new();
+            for f in pcm.chunks_exact(L_FRAME) {
+                let p = enc.encode_frame(f.try_into().unwrap());
+                let mut y = [0i16; L_FRAME];
+                dec.decode_frame(Some(&p), &mut y);
+                out.push((p, y));
+            }
+            BASELINE_ONLY.with(|b| b.set(false));
+            out
+        };
+        let (fast, base) = (run(false), run(true));
+        assert_eq!(fast.len(), 200);
+        for (i, (a, b)) in fast.iter().zip(&base).enumerate() {
+            assert_eq!(a, b, "frame {i}");
+        }
+        if !crate::codec::g729::simd::avx2() {
+            eprintln!("note: no AVX2 on this CPU, both runs used the baseline clones");
+        }
     }
 }

@@ -4,8 +4,83 @@
 //!
 //! Callers use the result only where they have proven that every partial
 //! sum fits in 32 bits, so wrapping and the reference's saturating
-//! `L_mac` chain agree. The only `unsafe` in the codec.
+//! `L_mac` chain agree. Also [`avx2_multiversion`]: the hot kernels compiled
+//! twice, for the baseline and for AVX2, picked at run time. All the
+//! codec's `unsafe` is written here (the macro's dispatch expands in its
+//! callers).
 #![allow(unsafe_code)]
+
+/// `avx2_multiversion! { fn name(a: A, ..) -> R = body; }` defines `name`,
+/// which runs `body(a, ..)` compiled for AVX2 (with BMI1/2, FMA, LZCNT,
+/// POPCNT) when the CPU has them, else as it is (SSE2). `body` is meant to
+/// be `#[inline(always)]`: it is then inlined into, and compiled with the
+/// features of, the AVX2 clone, so the same source runs with VEX and
+/// 256-bit code generation. Results are the same either way (same source,
+/// integer arithmetic; only the instructions the compiler picks differ);
+/// tests compare both clones of every kernel wrapped.
+macro_rules! avx2_multiversion {
+    ($($(#[$m:meta])* $vis:vis fn $name:ident($($a:ident: $t:ty),* $(,)?) $(-> $r:ty)? = $body:path;)*) => {$(
+        $(#[$m])*
+        #[inline(never)]
+        #[allow(unsafe_code)]
+        $vis fn $name($($a: $t),*) $(-> $r)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,bmi1,bmi2,fma,lzcnt,popcnt")]
+                fn clone_avx2($($a: $t),*) $(-> $r)? {
+                    $body($($a),*)
+                }
+                if $crate::codec::g729::simd::avx2() {
+                    // SAFETY: the CPU supports every feature `clone_avx2`
+                    // is compiled for (checked at run time by `avx2`).
+                    return unsafe { clone_avx2($($a),*) };
+                }
+            }
+            $body($($a),*)
+        }
+    )*};
+}
+pub(crate) use avx2_multiversion;
+
+/// Whether this CPU runs the AVX2 clones of [`avx2_multiversion`]
+/// (detected once).
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) fn avx2() -> bool {
+    false
+}
+
+/// Whether this CPU runs the AVX2 clones of [`avx2_multiversion`]
+/// (detected once).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn avx2() -> bool {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    static STATE: AtomicU8 = AtomicU8::new(0);
+    #[cfg(test)]
+    if BASELINE_ONLY.with(|b| b.get()) {
+        return false;
+    }
+    match STATE.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let yes = std::is_x86_feature_detected!("avx2")
+                && std::is_x86_feature_detected!("bmi1")
+                && std::is_x86_feature_detected!("bmi2")
+                && std::is_x86_feature_detected!("fma")
+                && std::is_x86_feature_detected!("lzcnt")
+                && std::is_x86_feature_detected!("popcnt");
+            STATE.store(if yes { 1 } else { 2 }, Ordering::Relaxed);
+            yes
+        }
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests set this to run the baseline clones on their own thread.
+    pub(crate) static BASELINE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
 /// `Σ a[k] * b[k]` modulo 2^32, for `N` a multiple of 8.
 #[inline(always)]
