@@ -313,14 +313,22 @@ impl Encoder {
         Params(ana)
     }
 
-    #[inline(never)]
     /// High-pass pre-processing (2nd order, 140 Hz, input / 2), state as
     /// the reference's hi/lo pairs. With these coefficients no running sum
     /// of the reference's chain can leave 32 bits:
     /// `2^16 (7807 + 3733) + 2 * 2 * 3733 + 2^16 (1899 + 3798 + 1899) < 2^31`,
     /// so plain arithmetic is exact up to the final saturating shift. The
     /// state lives in locals (no store-then-reload per sample).
+    ///
+    /// [`pre_process_body`](Self::pre_process_body), compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    #[inline(always)]
     fn pre_process(&mut self) {
+        pre_process_mv(self)
+    }
+
+    #[inline(always)]
+    fn pre_process_body(&mut self) {
         let (a1, a2) = (A140[1] as i32, A140[2] as i32);
         let (b0, b1, b2) = (B140[0] as i32, B140[1] as i32, B140[2] as i32);
         let (mut x0, mut x1) = (self.x0, self.x1);
@@ -344,7 +352,8 @@ impl Encoder {
         (self.y1_hi, self.y1_lo, self.y2_hi, self.y2_lo) = (y1h, y1l, y2h, y2l);
     }
 
-    /// [`levinson_body`](Self::levinson_body), compiled for AVX2 where the CPU has it (`avx2_multiversion`).
+    /// [`levinson_body`](Self::levinson_body), compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
     #[inline(always)]
     fn levinson(&mut self, rh: &[i16; MP1], rl: &[i16; MP1], a: &mut [i16; MP1]) {
         levinson_mv(self, rh, rl, a)
@@ -427,7 +436,8 @@ impl Encoder {
         self.old_rc = [rc[0], rc[1]];
     }
 
-    /// [`qua_lsp_body`](Self::qua_lsp_body), compiled for AVX2 where the CPU has it (`avx2_multiversion`).
+    /// [`qua_lsp_body`](Self::qua_lsp_body), compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
     #[inline(always)]
     fn qua_lsp(&mut self, lsp: &[i16; M], lsp_q: &mut [i16; M]) -> (i16, i16) {
         qua_lsp_mv(self, lsp, lsp_q)
@@ -565,7 +575,8 @@ impl Encoder {
         self.l_exc_err[0] = worst;
     }
 
-    /// [`qua_gain_body`](Self::qua_gain_body), compiled for AVX2 where the CPU has it (`avx2_multiversion`).
+    /// [`qua_gain_body`](Self::qua_gain_body), compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
     #[inline(always)]
     fn qua_gain(
         &mut self,
@@ -841,9 +852,16 @@ fn gbk_presel(best_gain: &[i16; 2], gcode0: i16) -> (usize, usize) {
     (cand1, cand2)
 }
 
-/// Windowed autocorrelation r[0..=10] in double precision.
-#[inline(never)]
-fn autocorr(x: &[i16; L_TOTAL], r_h: &mut [i16; MP1], r_l: &mut [i16; MP1]) {
+avx2_multiversion! {
+    /// Windowed autocorrelation r[0..=10] in double precision.
+    ///
+    /// [`autocorr_body`], compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    fn autocorr(x: &[i16; L_TOTAL], r_h: &mut [i16; MP1], r_l: &mut [i16; MP1]) = autocorr_body;
+}
+
+#[inline(always)]
+fn autocorr_body(x: &[i16; L_TOTAL], r_h: &mut [i16; MP1], r_l: &mut [i16; MP1]) {
     let mut y = [0i16; L_WINDOW];
     for i in 0..L_WINDOW {
         y[i] = mult_r(x[i], HAMWINDOW[i]);
@@ -985,8 +1003,9 @@ fn sub_ov(a: i16, b: i16, ov: &mut bool) -> i16 {
 }
 
 avx2_multiversion! {
-    /// [`az_lsp_body`], compiled for AVX2 where the CPU has it (`avx2_multiversion`).
-    fn az_lsp(a: &[i16; MP1], lsp: &mut [i16; M], old_lsp: &[i16; M])  = az_lsp_body;
+    /// [`az_lsp_body`], compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    fn az_lsp(a: &[i16; MP1], lsp: &mut [i16; M], old_lsp: &[i16; M]) = az_lsp_body;
 }
 
 #[inline(always)]
@@ -1185,7 +1204,9 @@ fn lsp_expand(buf: &mut [i16; M], gap: i16, from: usize, to: usize) {
 
 avx2_multiversion! {
     /// Open-loop pitch on the weighted speech (`wsp[PIT_MAX..]` is the frame).
-    /// [`pitch_ol_fast_body`], compiled for AVX2 where the CPU has it (`avx2_multiversion`).
+    ///
+    /// [`pitch_ol_fast_body`], compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
     fn pitch_ol_fast(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 = pitch_ol_fast_body;
 }
 
@@ -1310,8 +1331,9 @@ fn pitch_ol_fast_body(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 {
 }
 
 avx2_multiversion! {
-    /// [`cor_h_x_body`], compiled for AVX2 where the CPU has it (`avx2_multiversion`).
-    fn cor_h_x(h: &[i16; L_SUBFR], x: &[i16; L_SUBFR], d: &mut [i16; L_SUBFR])  = cor_h_x_body;
+    /// [`cor_h_x_body`], compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    fn cor_h_x(h: &[i16; L_SUBFR], x: &[i16; L_SUBFR], d: &mut [i16; L_SUBFR]) = cor_h_x_body;
 }
 
 #[inline(always)]
@@ -1618,8 +1640,14 @@ avx2_multiversion! {
     /// `cor_h` when no running sum can saturate: the running sums of all lags
     /// advance together (one row of `L_SUBFR` lags per step, in SSE2), then
     /// every element of `rr` picks the one it is taken from. `all` is scratch.
-    /// [`cor_h_exact_body`], compiled for AVX2 where the CPU has it (`avx2_multiversion`).
-    fn cor_h_exact(h: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR], all: &mut LagRows)  = cor_h_exact_body;
+    ///
+    /// [`cor_h_exact_body`], compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    fn cor_h_exact(
+        h: &[i16; L_SUBFR],
+        rr: &mut [i16; DIM_RR],
+        all: &mut LagRows,
+    ) = cor_h_exact_body;
 }
 
 #[inline(always)]
@@ -1937,8 +1965,16 @@ fn track_max(dn: &[i16; L_SUBFR], start: usize, skip: Option<usize>) -> usize {
 }
 
 avx2_multiversion! {
-    /// [`d4i40_17_fast_body`], compiled for AVX2 where the CPU has it (`avx2_multiversion`).
-    fn d4i40_17_fast(dn: &mut [i16; L_SUBFR], rr: &mut [i16; DIM_RR], h: &[i16; L_SUBFR], cod: &mut [i16; L_SUBFR], y: &mut [i16; L_SUBFR]) -> (i16, i16) = d4i40_17_fast_body;
+    /// [`d4i40_17_fast_body`], compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    fn d4i40_17_fast(
+        dn: &mut [i16; L_SUBFR],
+        rr: &mut [i16; DIM_RR],
+        h: &[i16; L_SUBFR],
+        cod: &mut [i16; L_SUBFR],
+        y: &mut [i16; L_SUBFR]) -> (i16,
+        i16,
+    ) = d4i40_17_fast_body;
 }
 
 #[inline(always)]
@@ -2244,9 +2280,28 @@ fn d4i40_17_fast_body(
 }
 
 avx2_multiversion! {
-    fn levinson_mv(this: &mut Encoder, rh: &[i16; MP1], rl: &[i16; MP1], a: &mut [i16; MP1])  = Encoder::levinson_body;
-    fn qua_lsp_mv(this: &mut Encoder, lsp: &[i16; M], lsp_q: &mut [i16; M]) -> (i16, i16) = Encoder::qua_lsp_body;
-    fn qua_gain_mv(this: &mut Encoder, code: &[i16; L_SUBFR], g: &[i16; 5], e: &[i16; 5], tame: bool) -> (i16, i16, i16) = Encoder::qua_gain_body;
+    fn levinson_mv(
+        this: &mut Encoder,
+        rh: &[i16; MP1],
+        rl: &[i16; MP1],
+        a: &mut [i16; MP1],
+    ) = Encoder::levinson_body;
+    fn qua_lsp_mv(
+        this: &mut Encoder,
+        lsp: &[i16; M],
+        lsp_q: &mut [i16; M]) -> (i16,
+        i16,
+    ) = Encoder::qua_lsp_body;
+    fn qua_gain_mv(
+        this: &mut Encoder,
+        code: &[i16; L_SUBFR],
+        g: &[i16; 5],
+        e: &[i16; 5],
+        tame: bool) -> (i16,
+        i16,
+        i16,
+    ) = Encoder::qua_gain_body;
+    fn pre_process_mv(this: &mut Encoder) = Encoder::pre_process_body;
 }
 
 #[cfg(test)]

@@ -19,7 +19,10 @@
 /// integer arithmetic; only the instructions the compiler picks differ);
 /// tests compare both clones of every kernel wrapped.
 macro_rules! avx2_multiversion {
-    ($($(#[$m:meta])* $vis:vis fn $name:ident($($a:ident: $t:ty),* $(,)?) $(-> $r:ty)? = $body:path;)*) => {$(
+    ($(
+        $(#[$m:meta])*
+        $vis:vis fn $name:ident($($a:ident: $t:ty),* $(,)?) $(-> $r:ty)? = $body:path;
+    )*) => {$(
         $(#[$m])*
         #[inline(never)]
         #[allow(unsafe_code)]
