@@ -5,6 +5,7 @@
 
 use super::basic_op::*;
 use super::bitstream::unpack_rtp;
+use super::simd::avx2_multiversion;
 use super::tables::*;
 use super::util::*;
 use super::{CodecError, FRAME_BYTES, SID_BYTES};
@@ -284,8 +285,20 @@ impl Decoder {
         self.post_process(out);
     }
 
-    #[inline(never)]
+    /// [`decode_synth_body`](Self::decode_synth_body), compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    #[inline(always)]
     fn decode_synth(&mut self, prm: Option<&Params>, az: &mut [i16; 2 * MP1], t2: &mut [i16; 2]) {
+        decode_synth_mv(self, prm, az, t2)
+    }
+
+    #[inline(always)]
+    fn decode_synth_body(
+        &mut self,
+        prm: Option<&Params>,
+        az: &mut [i16; 2 * MP1],
+        t2: &mut [i16; 2],
+    ) {
         let bfi = prm.is_none();
         let zero = Params::default();
         let p = prm.unwrap_or(&zero);
@@ -420,8 +433,15 @@ impl Decoder {
         gain_update(&mut self.past_qua_en, l_gbk12);
     }
 
-    #[inline(never)]
+    /// [`post_filter_body`](Self::post_filter_body), compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    #[inline(always)]
     fn post_filter(&mut self, az: &[i16; 2 * MP1], t: &[i16; 2]) {
+        post_filter_mv(self, az, t)
+    }
+
+    #[inline(always)]
+    fn post_filter_body(&mut self, az: &[i16; 2 * MP1], t: &[i16; 2]) {
         let mut syn_pst = [0i16; L_FRAME];
         for sf in 0..2 {
             let i_subfr = sf * L_SUBFR;
@@ -562,8 +582,15 @@ impl Decoder {
         self.mem_pre = temp;
     }
 
-    #[inline(never)]
+    /// [`agc_body`](Self::agc_body), compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    #[inline(always)]
     fn agc(&mut self, sig_in: &[i16; L_SUBFR], sig_out: &mut [i16]) {
+        agc_mv(self, sig_in, sig_out)
+    }
+
+    #[inline(always)]
+    fn agc_body(&mut self, sig_in: &[i16; L_SUBFR], sig_out: &mut [i16]) {
         let mut x = [0i16; L_SUBFR];
         for (x, &v) in x.iter_mut().zip(sig_out.iter()) {
             *x = shr(v, 2);
@@ -603,7 +630,6 @@ impl Decoder {
         self.past_gain = gain;
     }
 
-    #[inline(never)]
     /// High-pass post-processing (2nd order, 100 Hz), state as the
     /// reference's hi/lo pairs.
     ///
@@ -613,7 +639,16 @@ impl Decoder {
     /// input) it is the reference's value, else the sample is replayed with
     /// the saturating operators. The state lives in locals: through `self`
     /// every sample would reload what the previous one just stored.
+    ///
+    /// [`post_process_body`](Self::post_process_body), compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    #[inline(always)]
     fn post_process(&mut self, signal: &mut [i16; L_FRAME]) {
+        post_process_mv(self, signal)
+    }
+
+    #[inline(always)]
+    fn post_process_body(&mut self, signal: &mut [i16; L_FRAME]) {
         let (a1, a2) = (A100[1] as i64, A100[2] as i64);
         let (b0, b1, b2) = (B100[0] as i64, B100[1] as i64, B100[2] as i64);
         let (mut x0, mut x1) = (self.x0, self.x1);
@@ -715,4 +750,23 @@ fn isqrt(x: u64) -> u64 {
         r += 1;
     }
     r
+}
+
+avx2_multiversion! {
+    fn decode_synth_mv(
+        this: &mut Decoder,
+        prm: Option<&Params>,
+        az: &mut [i16; 2 * MP1],
+        t2: &mut [i16; 2],
+    ) = Decoder::decode_synth_body;
+    fn post_filter_mv(
+        this: &mut Decoder,
+        az: &[i16; 2 * MP1],
+        t: &[i16; 2],
+    ) = Decoder::post_filter_body;
+    fn agc_mv(this: &mut Decoder, sig_in: &[i16; L_SUBFR], sig_out: &mut [i16]) = Decoder::agc_body;
+    fn post_process_mv(
+        this: &mut Decoder,
+        signal: &mut [i16; L_FRAME],
+    ) = Decoder::post_process_body;
 }

@@ -8,7 +8,8 @@
 
 use super::basic_op::*;
 use super::simd::{
-    any_better8, dot8n, lag_prefix_rows, lsp_stage1, mult8, search8, sq_dist16, weighted_dist8,
+    any_better8, avx2_multiversion, dot8n, first_best_ratio, lag_prefix_rows, lsp_stage1, mult8,
+    search8, sq_dist16, weighted_dist8,
 };
 use super::tables::*;
 use super::util::*;
@@ -312,14 +313,22 @@ impl Encoder {
         Params(ana)
     }
 
-    #[inline(never)]
     /// High-pass pre-processing (2nd order, 140 Hz, input / 2), state as
     /// the reference's hi/lo pairs. With these coefficients no running sum
     /// of the reference's chain can leave 32 bits:
     /// `2^16 (7807 + 3733) + 2 * 2 * 3733 + 2^16 (1899 + 3798 + 1899) < 2^31`,
     /// so plain arithmetic is exact up to the final saturating shift. The
     /// state lives in locals (no store-then-reload per sample).
+    ///
+    /// [`pre_process_body`](Self::pre_process_body), compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    #[inline(always)]
     fn pre_process(&mut self) {
+        pre_process_mv(self)
+    }
+
+    #[inline(always)]
+    fn pre_process_body(&mut self) {
         let (a1, a2) = (A140[1] as i32, A140[2] as i32);
         let (b0, b1, b2) = (B140[0] as i32, B140[1] as i32, B140[2] as i32);
         let (mut x0, mut x1) = (self.x0, self.x1);
@@ -343,8 +352,15 @@ impl Encoder {
         (self.y1_hi, self.y1_lo, self.y2_hi, self.y2_lo) = (y1h, y1l, y2h, y2l);
     }
 
-    #[inline(never)]
+    /// [`levinson_body`](Self::levinson_body), compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    #[inline(always)]
     fn levinson(&mut self, rh: &[i16; MP1], rl: &[i16; MP1], a: &mut [i16; MP1]) {
+        levinson_mv(self, rh, rl, a)
+    }
+
+    #[inline(always)]
+    fn levinson_body(&mut self, rh: &[i16; MP1], rl: &[i16; MP1], a: &mut [i16; MP1]) {
         let mut ah = [0i16; MP1];
         let mut al = [0i16; MP1];
         let mut anh = [0i16; MP1];
@@ -420,8 +436,15 @@ impl Encoder {
         self.old_rc = [rc[0], rc[1]];
     }
 
-    #[inline(never)]
+    /// [`qua_lsp_body`](Self::qua_lsp_body), compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    #[inline(always)]
     fn qua_lsp(&mut self, lsp: &[i16; M], lsp_q: &mut [i16; M]) -> (i16, i16) {
+        qua_lsp_mv(self, lsp, lsp_q)
+    }
+
+    #[inline(always)]
+    fn qua_lsp_body(&mut self, lsp: &[i16; M], lsp_q: &mut [i16; M]) -> (i16, i16) {
         let mut lsf = [0i16; M];
         lsp_lsf2(lsp, &mut lsf);
         let mut wegt = [0i16; M];
@@ -552,8 +575,21 @@ impl Encoder {
         self.l_exc_err[0] = worst;
     }
 
-    #[inline(never)]
+    /// [`qua_gain_body`](Self::qua_gain_body), compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    #[inline(always)]
     fn qua_gain(
+        &mut self,
+        code: &[i16; L_SUBFR],
+        g: &[i16; 5],
+        e: &[i16; 5],
+        tame: bool,
+    ) -> (i16, i16, i16) {
+        qua_gain_mv(self, code, g, e, tame)
+    }
+
+    #[inline(always)]
+    fn qua_gain_body(
         &mut self,
         code: &[i16; L_SUBFR],
         g: &[i16; 5],
@@ -816,9 +852,16 @@ fn gbk_presel(best_gain: &[i16; 2], gcode0: i16) -> (usize, usize) {
     (cand1, cand2)
 }
 
-/// Windowed autocorrelation r[0..=10] in double precision.
-#[inline(never)]
-fn autocorr(x: &[i16; L_TOTAL], r_h: &mut [i16; MP1], r_l: &mut [i16; MP1]) {
+avx2_multiversion! {
+    /// Windowed autocorrelation r[0..=10] in double precision.
+    ///
+    /// [`autocorr_body`], compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    fn autocorr(x: &[i16; L_TOTAL], r_h: &mut [i16; MP1], r_l: &mut [i16; MP1]) = autocorr_body;
+}
+
+#[inline(always)]
+fn autocorr_body(x: &[i16; L_TOTAL], r_h: &mut [i16; MP1], r_l: &mut [i16; MP1]) {
     let mut y = [0i16; L_WINDOW];
     for i in 0..L_WINDOW {
         y[i] = mult_r(x[i], HAMWINDOW[i]);
@@ -959,8 +1002,14 @@ fn sub_ov(a: i16, b: i16, ov: &mut bool) -> i16 {
     sat16(r)
 }
 
-#[inline(never)]
-fn az_lsp(a: &[i16; MP1], lsp: &mut [i16; M], old_lsp: &[i16; M]) {
+avx2_multiversion! {
+    /// [`az_lsp_body`], compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    fn az_lsp(a: &[i16; MP1], lsp: &mut [i16; M], old_lsp: &[i16; M]) = az_lsp_body;
+}
+
+#[inline(always)]
+fn az_lsp_body(a: &[i16; MP1], lsp: &mut [i16; M], old_lsp: &[i16; M]) {
     let mut f1 = [0i16; 6];
     let mut f2 = [0i16; 6];
     let mut ovf = false;
@@ -1153,9 +1202,16 @@ fn lsp_expand(buf: &mut [i16; M], gap: i16, from: usize, to: usize) {
     }
 }
 
-/// Open-loop pitch on the weighted speech (`wsp[PIT_MAX..]` is the frame).
-#[inline(never)]
-fn pitch_ol_fast(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 {
+avx2_multiversion! {
+    /// Open-loop pitch on the weighted speech (`wsp[PIT_MAX..]` is the frame).
+    ///
+    /// [`pitch_ol_fast_body`], compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    fn pitch_ol_fast(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 = pitch_ol_fast_body;
+}
+
+#[inline(always)]
+fn pitch_ol_fast_body(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 {
     let mut scal = [0i16; L_FRAME + PIT_MAX];
     let mut dec = [0i16; (L_FRAME + PIT_MAX).div_ceil(2)];
     for (d, w) in dec.iter_mut().zip(wsp.iter().step_by(2)) {
@@ -1274,8 +1330,14 @@ fn pitch_ol_fast(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 {
     t1 as i16
 }
 
-#[inline(never)]
-fn cor_h_x(h: &[i16; L_SUBFR], x: &[i16; L_SUBFR], d: &mut [i16; L_SUBFR]) {
+avx2_multiversion! {
+    /// [`cor_h_x_body`], compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    fn cor_h_x(h: &[i16; L_SUBFR], x: &[i16; L_SUBFR], d: &mut [i16; L_SUBFR]) = cor_h_x_body;
+}
+
+#[inline(always)]
+fn cor_h_x_body(h: &[i16; L_SUBFR], x: &[i16; L_SUBFR], d: &mut [i16; L_SUBFR]) {
     let mut y32 = [0i32; L_SUBFR];
     // Cauchy-Schwarz: every running sum |Σ_{k<K} x[i+k] h[k]| is at most
     // sqrt(Σx² Σh²); when twice that fits in 32 bits no L_mac step (nor the
@@ -1574,11 +1636,22 @@ fn rr_source() -> &'static [u16; DIM_RR] {
     })
 }
 
-/// `cor_h` when no running sum can saturate: the running sums of all lags
-/// advance together (one row of `L_SUBFR` lags per step, in SSE2), then
-/// every element of `rr` picks the one it is taken from. `all` is scratch.
-#[inline(never)]
-fn cor_h_exact(h: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR], all: &mut LagRows) {
+avx2_multiversion! {
+    /// `cor_h` when no running sum can saturate: the running sums of all lags
+    /// advance together (one row of `L_SUBFR` lags per step, in SSE2), then
+    /// every element of `rr` picks the one it is taken from. `all` is scratch.
+    ///
+    /// [`cor_h_exact_body`], compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    fn cor_h_exact(
+        h: &[i16; L_SUBFR],
+        rr: &mut [i16; DIM_RR],
+        all: &mut LagRows,
+    ) = cor_h_exact_body;
+}
+
+#[inline(always)]
+fn cor_h_exact_body(h: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR], all: &mut LagRows) {
     let Some(rows) = all.first_chunk_mut::<L_SUBFR>() else {
         return;
     };
@@ -1818,6 +1891,60 @@ fn search_row(
     found
 }
 
+/// Phase B of one depth-first search: 8 rows (positions of one track, with
+/// `ps1`, `alp1` and the start `p3` of their `rr` row each) by the 8
+/// positions of another, scanned row by row from `(sq, alp) = (-1, 1)` as
+/// the reference does. Returns the last replacement (row, position, sq,
+/// alp) if any. When every row passes [`search_row`]'s no-saturation bound
+/// and every `alp` is positive, the scan ends on the first largest
+/// `sq / alp` ([`first_best_ratio`]): all 64 candidates are computed and
+/// compared without the scan's branches.
+#[inline(always)]
+fn phase_b(
+    rr: &[i16; DIM_RR],
+    ps1: &[i16; NB_POS],
+    alp1: &[i32; NB_POS],
+    p3: &[usize; NB_POS],
+    dn: &[i16; NB_POS],
+    tmp: &[i16; NB_POS],
+) -> Option<(usize, usize, i16, i16)> {
+    let bound = |v: &[i16; NB_POS]| v.iter().map(|x| x.unsigned_abs() as i64).max().unwrap_or(0);
+    let tmp_bound = (bound(tmp) << 15) + 0x8000;
+    let mut sq2 = [[0i16; NB_POS]; NB_POS];
+    let mut a16 = [[0i16; NB_POS]; NB_POS];
+    let mut fast = true;
+    for r in 0..NB_POS {
+        let row: Option<&[i16; NB_POS]> = rr
+            .get(p3[r]..p3[r] + NB_POS)
+            .and_then(|v| v.try_into().ok());
+        match row {
+            Some(row)
+                if (alp1[r] as i64).abs() + (bound(row) << 13) + tmp_bound <= MAX_32 as i64 =>
+            {
+                search8(ps1[r], alp1[r], dn, row, tmp, &mut sq2[r], &mut a16[r]);
+            }
+            _ => {
+                fast = false;
+                break;
+            }
+        }
+    }
+    if fast && a16.iter().flatten().all(|&a| a > 0) {
+        let (r, k) = first_best_ratio(&sq2, &a16);
+        return Some((r, k, sq2[r][k], a16[r][k]));
+    }
+    let (mut alp, mut sq) = (1i16, -1i16);
+    let mut found = None;
+    for r in 0..NB_POS {
+        if let Some((k, s2, a2)) = search_row(rr, p3[r], ps1[r], alp1[r], dn, tmp, (alp, sq)) {
+            sq = s2;
+            alp = a2;
+            found = Some((r, k, s2, a2));
+        }
+    }
+    found
+}
+
 /// The position of the first largest `dn` (all >= 0) on the track of
 /// positions `start, start + 5, ...`, leaving out `skip`: the reference's
 /// `if dn[j] > max` scan from `max = -1`, without its data-dependent
@@ -1837,8 +1964,21 @@ fn track_max(dn: &[i16; L_SUBFR], start: usize, skip: Option<usize>) -> usize {
     start + 5 * (15 - (best & 15)) as usize
 }
 
-#[inline(never)]
-fn d4i40_17_fast(
+avx2_multiversion! {
+    /// [`d4i40_17_fast_body`], compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    fn d4i40_17_fast(
+        dn: &mut [i16; L_SUBFR],
+        rr: &mut [i16; DIM_RR],
+        h: &[i16; L_SUBFR],
+        cod: &mut [i16; L_SUBFR],
+        y: &mut [i16; L_SUBFR]) -> (i16,
+        i16,
+    ) = d4i40_17_fast_body;
+}
+
+#[inline(always)]
+fn d4i40_17_fast_body(
     dn: &mut [i16; L_SUBFR],
     rr: &mut [i16; DIM_RR],
     h: &[i16; L_SUBFR],
@@ -1975,24 +2115,22 @@ fn d4i40_17_fast(
             let mut p0 = RRI0I2 + d5(i0);
             let mut p1 = p_i0i34 + d5(i1);
             let mut p2 = RRI0I0;
-            let mut p3 = RRI0I1;
-            for i2 in (0..L_SUBFR).step_by(5) {
-                let ps1 = add(ps0, dn[i2]);
-                let mut alp1 = l_mac(alp0, rr[p0], H8);
+            let (mut ps1, mut alp1, mut p3) = ([0i16; NB_POS], [0i32; NB_POS], [0usize; NB_POS]);
+            for r in 0..NB_POS {
+                ps1[r] = add(ps0, dn[5 * r]);
+                let mut a = l_mac(alp0, rr[p0], H8);
                 p0 += NB_POS;
-                alp1 = l_mac(alp1, rr[p1], H8);
+                a = l_mac(a, rr[p1], H8);
                 p1 += NB_POS;
-                alp1 = l_mac(alp1, rr[p2], H16);
+                alp1[r] = l_mac(a, rr[p2], H16);
                 p2 += 1;
-                if let Some((i3, s2, a2)) =
-                    search_row(rr, p3, ps1, alp1, &dn_t[1], &tmp_vect, (alp, sq))
-                {
-                    sq = s2;
-                    alp = a2;
-                    ix = i2;
-                    iy = 1 + 5 * i3;
-                }
-                p3 += NB_POS;
+                p3[r] = RRI0I1 + NB_POS * r;
+            }
+            if let Some((r, i3, s2, a2)) = phase_b(rr, &ps1, &alp1, &p3, &dn_t[1], &tmp_vect) {
+                sq = s2;
+                alp = a2;
+                ix = 5 * r;
+                iy = 1 + 5 * i3;
             }
         }
         let s = l_msu(l_mult(alpk, sq), psk, alp);
@@ -2061,24 +2199,22 @@ fn d4i40_17_fast(
             let mut p0 = p_i1i34 + d5(i0);
             let mut p1 = RRI0I1 + i1_offset;
             let mut p2 = RRI1I1;
-            let mut p3 = RRI1I2;
-            for i2 in (1..L_SUBFR).step_by(5) {
-                let ps1 = add(ps0, dn[i2]);
-                let mut alp1 = l_mac(alp0, rr[p0], H8);
+            let (mut ps1, mut alp1, mut p3) = ([0i16; NB_POS], [0i32; NB_POS], [0usize; NB_POS]);
+            for r in 0..NB_POS {
+                ps1[r] = add(ps0, dn[1 + 5 * r]);
+                let mut a = l_mac(alp0, rr[p0], H8);
                 p0 += NB_POS;
-                alp1 = l_mac(alp1, rr[p1], H8);
+                a = l_mac(a, rr[p1], H8);
                 p1 += 1;
-                alp1 = l_mac(alp1, rr[p2], H16);
+                alp1[r] = l_mac(a, rr[p2], H16);
                 p2 += 1;
-                if let Some((i3, s2, a2)) =
-                    search_row(rr, p3, ps1, alp1, &dn_t[2], &tmp_vect, (alp, sq))
-                {
-                    sq = s2;
-                    alp = a2;
-                    ix = i2;
-                    iy = 2 + 5 * i3;
-                }
-                p3 += NB_POS;
+                p3[r] = RRI1I2 + NB_POS * r;
+            }
+            if let Some((r, i3, s2, a2)) = phase_b(rr, &ps1, &alp1, &p3, &dn_t[2], &tmp_vect) {
+                sq = s2;
+                alp = a2;
+                ix = 1 + 5 * r;
+                iy = 2 + 5 * i3;
             }
         }
         let s = l_msu(l_mult(alpk, sq), psk, alp);
@@ -2143,9 +2279,35 @@ fn d4i40_17_fast(
     (idx, sign)
 }
 
+avx2_multiversion! {
+    fn levinson_mv(
+        this: &mut Encoder,
+        rh: &[i16; MP1],
+        rl: &[i16; MP1],
+        a: &mut [i16; MP1],
+    ) = Encoder::levinson_body;
+    fn qua_lsp_mv(
+        this: &mut Encoder,
+        lsp: &[i16; M],
+        lsp_q: &mut [i16; M]) -> (i16,
+        i16,
+    ) = Encoder::qua_lsp_body;
+    fn qua_gain_mv(
+        this: &mut Encoder,
+        code: &[i16; L_SUBFR],
+        g: &[i16; 5],
+        e: &[i16; 5],
+        tame: bool) -> (i16,
+        i16,
+        i16,
+    ) = Encoder::qua_gain_body;
+    fn pre_process_mv(this: &mut Encoder) = Encoder::pre_process_body;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::g729::simd::BASELINE_ONLY;
 
     #[test]
     fn pre_process_sums_cannot_leave_32_bits() {
@@ -2231,5 +2393,126 @@ mod tests {
             }
         }
         assert!(fast > 2000 && declined > 100, "{fast} {declined}");
+    }
+
+    #[test]
+    fn phase_b_matches_the_sequential_scan_on_both_paths() {
+        // The reference scan over 8 rows of 8, every step saturating.
+        let scan = |rr: &[i16; DIM_RR],
+                    ps1: &[i16; NB_POS],
+                    alp1: &[i32; NB_POS],
+                    p3: &[usize; NB_POS],
+                    dn: &[i16; NB_POS],
+                    tmp: &[i16; NB_POS]| {
+            let (mut sq, mut alp, mut found) = (-1i16, 1i16, None);
+            for r in 0..NB_POS {
+                for k in 0..NB_POS {
+                    let ps2 = add(ps1[r], dn[k]);
+                    let a = l_mac(l_mac(alp1[r], rr[p3[r] + k], 4096), tmp[k], 16384);
+                    let (sq2, alp_16) = (mult(ps2, ps2), round(a));
+                    if l_msu(l_mult(alp, sq2), sq, alp_16) > 0 {
+                        (sq, alp, found) = (sq2, alp_16, Some((r, k, sq2, alp_16)));
+                    }
+                }
+            }
+            found
+        };
+        let mut seed = 4321i16;
+        let (mut fast, mut slow) = (0, 0);
+        for round in 0..400 {
+            let mut rr = [0i16; DIM_RR];
+            for v in rr.iter_mut() {
+                *v = shr(random(&mut seed), if round % 4 == 0 { 0 } else { 3 });
+            }
+            let (mut ps1, mut alp1, mut p3) = ([0i16; NB_POS], [0i32; NB_POS], [0usize; NB_POS]);
+            let (mut dn, mut tmp) = ([0i16; NB_POS], [0i16; NB_POS]);
+            for r in 0..NB_POS {
+                ps1[r] = shr(random(&mut seed), 2).saturating_abs();
+                dn[r] = shr(random(&mut seed), 2).saturating_abs();
+                tmp[r] = shr(random(&mut seed), 3);
+                // Mostly positive energies; every 8th round a negative or
+                // near-saturating one (the fallback paths).
+                alp1[r] = match round % 8 {
+                    0 => i32::MAX - (random(&mut seed) as i32).abs(),
+                    1 => -(1 << 24),
+                    _ => (1 << 28) + ((random(&mut seed) as i32) << 10),
+                };
+                p3[r] = RRI0I1 + NB_POS * r;
+            }
+            let mut sq2 = [[0i16; NB_POS]; NB_POS];
+            let mut a16 = [[0i16; NB_POS]; NB_POS];
+            let got = phase_b(&rr, &ps1, &alp1, &p3, &dn, &tmp);
+            assert_eq!(got, scan(&rr, &ps1, &alp1, &p3, &dn, &tmp), "round {round}");
+            // Which path did it take?
+            let bound = |v: &[i16]| v.iter().map(|x| x.unsigned_abs() as i64).max().unwrap_or(0);
+            let ok = (0..NB_POS).all(|r| {
+                (alp1[r] as i64).abs()
+                    + (bound(&rr[p3[r]..p3[r] + NB_POS]) << 13)
+                    + (bound(&tmp) << 15)
+                    + 0x8000
+                    <= MAX_32 as i64
+            });
+            if ok {
+                for r in 0..NB_POS {
+                    let row: &[i16; NB_POS] = rr[p3[r]..p3[r] + NB_POS].try_into().unwrap();
+                    search8(ps1[r], alp1[r], &dn, row, &tmp, &mut sq2[r], &mut a16[r]);
+                }
+            }
+            if ok && a16.iter().flatten().all(|&a| a > 0) {
+                fast += 1;
+            } else {
+                slow += 1;
+            }
+        }
+        assert!(fast > 100 && slow > 50, "fast {fast} slow {slow}");
+    }
+
+    #[test]
+    fn avx2_and_baseline_clones_encode_and_decode_alike() {
+        use crate::codec::g729::Decoder;
+        // Real speech when the shared test audio is present, else a
+        // synthetic mix of tones, noise and silence.
+        let wav = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/testdata/audio/ast_demo-instruct_8k.wav"
+        );
+        let pcm: Vec<i16> = match std::fs::read(wav) {
+            Ok(b) if b.len() > 44 + 2 * 16_000 => b[44..44 + 2 * 16_000]
+                .chunks_exact(2)
+                .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                .collect(),
+            _ => {
+                let mut seed = 99i16;
+                (0..16_000)
+                    .map(|i| {
+                        let t = i as f64 / 8000.0;
+                        let tone = (t * 2.0 * std::f64::consts::PI * 440.0).sin() * 9000.0;
+                        let on = if (i / 2000) % 3 == 2 { 0.0 } else { 1.0 };
+                        (tone * on) as i16 / 2 + shr(random(&mut seed), 3)
+                    })
+                    .collect()
+            }
+        };
+        let run = |baseline: bool| {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            let (mut enc, mut dec) = (Encoder::new(), Decoder::new());
+            let mut out = Vec::new();
+            for f in pcm.chunks_exact(L_FRAME) {
+                let p = enc.encode_frame(f.try_into().unwrap());
+                let mut y = [0i16; L_FRAME];
+                dec.decode_frame(Some(&p), &mut y);
+                out.push((p, y));
+            }
+            BASELINE_ONLY.with(|b| b.set(false));
+            out
+        };
+        let (fast, base) = (run(false), run(true));
+        assert_eq!(fast.len(), 200);
+        for (i, (a, b)) in fast.iter().zip(&base).enumerate() {
+            assert_eq!(a, b, "frame {i}");
+        }
+        if !crate::codec::g729::simd::avx2() {
+            eprintln!("note: no AVX2 on this CPU, both runs used the baseline clones");
+        }
     }
 }

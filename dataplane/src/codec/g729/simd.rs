@@ -4,8 +4,86 @@
 //!
 //! Callers use the result only where they have proven that every partial
 //! sum fits in 32 bits, so wrapping and the reference's saturating
-//! `L_mac` chain agree. The only `unsafe` in the codec.
+//! `L_mac` chain agree. Also [`avx2_multiversion`]: the hot kernels compiled
+//! twice, for the baseline and for AVX2, picked at run time. All the
+//! codec's `unsafe` is written here (the macro's dispatch expands in its
+//! callers).
 #![allow(unsafe_code)]
+
+/// `avx2_multiversion! { fn name(a: A, ..) -> R = body; }` defines `name`,
+/// which runs `body(a, ..)` compiled for AVX2 (with BMI1/2, FMA, LZCNT,
+/// POPCNT) when the CPU has them, else as it is (SSE2). `body` is meant to
+/// be `#[inline(always)]`: it is then inlined into, and compiled with the
+/// features of, the AVX2 clone, so the same source runs with VEX and
+/// 256-bit code generation. Results are the same either way (same source,
+/// integer arithmetic; only the instructions the compiler picks differ);
+/// tests compare both clones of every kernel wrapped.
+macro_rules! avx2_multiversion {
+    ($(
+        $(#[$m:meta])*
+        $vis:vis fn $name:ident($($a:ident: $t:ty),* $(,)?) $(-> $r:ty)? = $body:path;
+    )*) => {$(
+        $(#[$m])*
+        #[inline(never)]
+        #[allow(unsafe_code)]
+        $vis fn $name($($a: $t),*) $(-> $r)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,bmi1,bmi2,fma,lzcnt,popcnt")]
+                fn clone_avx2($($a: $t),*) $(-> $r)? {
+                    $body($($a),*)
+                }
+                if $crate::codec::g729::simd::avx2() {
+                    // SAFETY: the CPU supports every feature `clone_avx2`
+                    // is compiled for (checked at run time by `avx2`).
+                    return unsafe { clone_avx2($($a),*) };
+                }
+            }
+            $body($($a),*)
+        }
+    )*};
+}
+pub(crate) use avx2_multiversion;
+
+/// Whether this CPU runs the AVX2 clones of [`avx2_multiversion`]
+/// (detected once).
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) fn avx2() -> bool {
+    false
+}
+
+/// Whether this CPU runs the AVX2 clones of [`avx2_multiversion`]
+/// (detected once).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+pub(crate) fn avx2() -> bool {
+    use std::sync::atomic::{AtomicU8, Ordering};
+    static STATE: AtomicU8 = AtomicU8::new(0);
+    #[cfg(test)]
+    if BASELINE_ONLY.with(|b| b.get()) {
+        return false;
+    }
+    match STATE.load(Ordering::Relaxed) {
+        1 => true,
+        2 => false,
+        _ => {
+            let yes = std::is_x86_feature_detected!("avx2")
+                && std::is_x86_feature_detected!("bmi1")
+                && std::is_x86_feature_detected!("bmi2")
+                && std::is_x86_feature_detected!("fma")
+                && std::is_x86_feature_detected!("lzcnt")
+                && std::is_x86_feature_detected!("popcnt");
+            STATE.store(if yes { 1 } else { 2 }, Ordering::Relaxed);
+            yes
+        }
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Tests set this to run the baseline clones on their own thread.
+    pub(crate) static BASELINE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
 /// `Σ a[k] * b[k]` modulo 2^32, for `N` a multiple of 8.
 #[inline(always)]
@@ -514,6 +592,79 @@ pub(crate) fn weighted_dist8(a: &[i16; 8], b: &[i16; 8], w: &[i16; 8]) -> u64 {
     }
 }
 
+/// The scan the codebook search makes over `R` rows of 8 candidates, in
+/// row-major order from `(sq, alp) = (-1, 1)`, replacing the best whenever
+/// `alp * sq2 > sq * a16`: returns the (row, lane) it ends on. The caller
+/// guarantees `sq2 >= 0` and `a16 > 0` everywhere; then the test compares
+/// the exact ratios `sq2 / a16`, the first candidate always replaces the
+/// start, and the scan ends on the FIRST largest ratio. That is found here
+/// without data-dependent branches: a lane-wise tournament over the rows
+/// (a later row replaces only when strictly better, so ties keep the
+/// earlier row), then the 8 lane winners compared, ties going to the
+/// earlier row, then to the earlier lane. All products are of two 16-bit
+/// values, exact in 32 bits.
+#[inline(always)]
+pub(crate) fn first_best_ratio<const R: usize>(
+    sq2: &[[i16; 8]; R],
+    a16: &[[i16; 8]; R],
+) -> (usize, usize) {
+    debug_assert!(sq2.iter().flatten().all(|&v| v >= 0));
+    debug_assert!(a16.iter().flatten().all(|&v| v > 0));
+    let mut bs = [0i16; 8];
+    let mut ba = [1i16; 8];
+    let mut br = [0i16; 8];
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is always available on x86_64; every load and store
+        // covers exactly one 8-element array. `pmullw`/`pmulhw` interleaved
+        // are the exact 32-bit products; `packs_epi32` of the all-ones/zero
+        // compare masks gives 16-bit lane masks.
+        unsafe {
+            let ld = |v: &[i16; 8]| _mm_loadu_si128(v.as_ptr() as *const __m128i);
+            let (mut s, mut a, mut r) = (ld(&sq2[0]), ld(&a16[0]), _mm_setzero_si128());
+            for row in 1..R {
+                let (s1, a1) = (ld(&sq2[row]), ld(&a16[row]));
+                let (pl, ph) = (_mm_mullo_epi16(s1, a), _mm_mulhi_epi16(s1, a));
+                let (ql, qh) = (_mm_mullo_epi16(s, a1), _mm_mulhi_epi16(s, a1));
+                let g0 = _mm_cmpgt_epi32(_mm_unpacklo_epi16(pl, ph), _mm_unpacklo_epi16(ql, qh));
+                let g1 = _mm_cmpgt_epi32(_mm_unpackhi_epi16(pl, ph), _mm_unpackhi_epi16(ql, qh));
+                let m = _mm_packs_epi32(g0, g1);
+                s = _mm_or_si128(_mm_and_si128(m, s1), _mm_andnot_si128(m, s));
+                a = _mm_or_si128(_mm_and_si128(m, a1), _mm_andnot_si128(m, a));
+                let rv = _mm_set1_epi16(row as i16);
+                r = _mm_or_si128(_mm_and_si128(m, rv), _mm_andnot_si128(m, r));
+            }
+            _mm_storeu_si128(bs.as_mut_ptr() as *mut __m128i, s);
+            _mm_storeu_si128(ba.as_mut_ptr() as *mut __m128i, a);
+            _mm_storeu_si128(br.as_mut_ptr() as *mut __m128i, r);
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        bs = sq2[0];
+        ba = a16[0];
+        for row in 1..R {
+            for k in 0..8 {
+                if sq2[row][k] as i32 * ba[k] as i32 > bs[k] as i32 * a16[row][k] as i32 {
+                    bs[k] = sq2[row][k];
+                    ba[k] = a16[row][k];
+                    br[k] = row as i16;
+                }
+            }
+        }
+    }
+    let mut best = 0usize;
+    for k in 1..8 {
+        let x = bs[k] as i32 * ba[best] as i32;
+        let y = bs[best] as i32 * ba[k] as i32;
+        if x > y || (x == y && br[k] < br[best]) {
+            best = k;
+        }
+    }
+    (br[best] as usize, best)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -750,6 +901,56 @@ mod tests {
                 acc = acc.wrapping_add((2 * h[m] as i32).wrapping_mul(h[m + lag] as i32));
                 assert_eq!(out[m][lag], (acc >> 16) as i16, "m {m} lag {lag}");
             }
+        }
+    }
+
+    #[test]
+    fn first_best_ratio_is_the_sequential_scan() {
+        let mut seed = 7u32;
+        let mut next = |m: u32| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (seed >> 16) % m
+        };
+        for round in 0..3000 {
+            // Small ranges force many equal ratios (ties), large ones the
+            // full 16-bit products.
+            let (ms, ma) = match round % 3 {
+                0 => (4, 3),
+                1 => (50, 40),
+                _ => (32768, 32767),
+            };
+            let mut sq2 = [[0i16; 8]; 8];
+            let mut a16 = [[0i16; 8]; 8];
+            for r in 0..8 {
+                for k in 0..8 {
+                    sq2[r][k] = next(ms) as i16;
+                    a16[r][k] = 1 + next(ma) as i16;
+                }
+            }
+            let (mut sq, mut alp, mut at) = (-1i16, 1i16, None);
+            for r in 0..8 {
+                for k in 0..8 {
+                    if alp as i32 * sq2[r][k] as i32 > sq as i32 * a16[r][k] as i32 {
+                        (sq, alp, at) = (sq2[r][k], a16[r][k], Some((r, k)));
+                    }
+                }
+            }
+            assert_eq!(Some(first_best_ratio(&sq2, &a16)), at, "round {round}");
+            let two: &[[i16; 8]; 2] = sq2[..2].try_into().unwrap();
+            let two_a: &[[i16; 8]; 2] = a16[..2].try_into().unwrap();
+            let (mut sq, mut alp, mut at) = (-1i16, 1i16, None);
+            for r in 0..2 {
+                for k in 0..8 {
+                    if alp as i32 * two[r][k] as i32 > sq as i32 * two_a[r][k] as i32 {
+                        (sq, alp, at) = (two[r][k], two_a[r][k], Some((r, k)));
+                    }
+                }
+            }
+            assert_eq!(
+                Some(first_best_ratio(two, two_a)),
+                at,
+                "round {round} (2 rows)"
+            );
         }
     }
 }

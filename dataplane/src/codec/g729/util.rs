@@ -4,7 +4,7 @@
 //! prediction and the pseudo-random generator.
 
 use super::basic_op::*;
-use super::simd::{dot8n, fir20x8, syn_block};
+use super::simd::{avx2_multiversion, dot8n, fir20x8, syn_block};
 use super::tables::*;
 use super::{L_SUBFR, M, MP1};
 
@@ -35,9 +35,16 @@ fn get_lsp_pol(lsp: &[i16; M], off: usize) -> [i32; 6] {
     f
 }
 
-/// LSP (cosine domain, Q15) to LPC coefficients a[0..=10] (Q12).
-#[inline(never)]
-pub(crate) fn lsp_az(lsp: &[i16; M], a: &mut [i16]) {
+avx2_multiversion! {
+    /// LSP (cosine domain, Q15) to LPC coefficients a[0..=10] (Q12).
+    ///
+    /// [`lsp_az_body`], compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    pub(crate) fn lsp_az(lsp: &[i16; M], a: &mut [i16]) = lsp_az_body;
+}
+
+#[inline(always)]
+pub(crate) fn lsp_az_body(lsp: &[i16; M], a: &mut [i16]) {
     let mut f1 = get_lsp_pol(lsp, 0);
     let mut f2 = get_lsp_pol(lsp, 1);
     for i in (1..=5).rev() {
@@ -95,9 +102,20 @@ pub(crate) fn weight_az(a: &[i16], gamma: i16, ap: &mut [i16; MP1]) {
     ap[M] = round(l_mult(a[M], fac));
 }
 
-/// Interpolate the quantised LSPs and convert both subframes to LPC.
-#[inline(never)]
-pub(crate) fn int_qlpc(lsp_old: &[i16; M], lsp_new: &[i16; M], az: &mut [i16; 2 * MP1]) {
+avx2_multiversion! {
+    /// Interpolate the quantised LSPs and convert both subframes to LPC.
+    ///
+    /// [`int_qlpc_body`], compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    pub(crate) fn int_qlpc(
+        lsp_old: &[i16; M],
+        lsp_new: &[i16; M],
+        az: &mut [i16; 2 * MP1],
+    ) = int_qlpc_body;
+}
+
+#[inline(always)]
+pub(crate) fn int_qlpc_body(lsp_old: &[i16; M], lsp_new: &[i16; M], az: &mut [i16; 2 * MP1]) {
     let mut lsp = [0i16; M];
     for i in 0..M {
         lsp[i] = add(shr(lsp_new[i], 1), shr(lsp_old[i], 1));
@@ -106,19 +124,32 @@ pub(crate) fn int_qlpc(lsp_old: &[i16; M], lsp_new: &[i16; M], az: &mut [i16; 2 
     lsp_az(lsp_new, &mut az[MP1..]);
 }
 
-/// Synthesis filter 1/A(z) over `x` into `y` with memory `mem`; returns the
-/// reference's Overflow flag for this call.
-///
-/// The reference saturates after every `L_msu`. With `A = Σ_{j>=1} |a[j]|`
-/// and `Y` the largest |past output| so far (a running maximum), every
-/// running sum of output `i` is bounded by `2 (|a[0] x[i]| + A Y)`; when that
-/// is at most `MAX_32` no step can saturate and a plain 32-bit dot product is
-/// exact. Since every output is 16-bit, `Y <= 2^15` settles it for a whole
-/// block up front (the common case: [`syn_block`], SIMD); otherwise the bound
-/// is checked per sample, and a failing sample is replayed with exact 64-bit
-/// sums and, if a running sum really leaves the range, step by step.
-#[inline(never)]
-pub(crate) fn syn_filt(
+avx2_multiversion! {
+    /// Synthesis filter 1/A(z) over `x` into `y` with memory `mem`; returns the
+    /// reference's Overflow flag for this call.
+    ///
+    /// The reference saturates after every `L_msu`. With `A = Σ_{j>=1} |a[j]|`
+    /// and `Y` the largest |past output| so far (a running maximum), every
+    /// running sum of output `i` is bounded by `2 (|a[0] x[i]| + A Y)`; when that
+    /// is at most `MAX_32` no step can saturate and a plain 32-bit dot product is
+    /// exact. Since every output is 16-bit, `Y <= 2^15` settles it for a whole
+    /// block up front (the common case: [`syn_block`], SIMD); otherwise the bound
+    /// is checked per sample, and a failing sample is replayed with exact 64-bit
+    /// sums and, if a running sum really leaves the range, step by step.
+    ///
+    /// [`syn_filt_body`], compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    pub(crate) fn syn_filt(
+        a: &[i16],
+        x: &[i16],
+        y: &mut [i16],
+        mem: &mut [i16; M],
+        update: bool,
+    ) -> bool = syn_filt_body;
+}
+
+#[inline(always)]
+pub(crate) fn syn_filt_body(
     a: &[i16],
     x: &[i16],
     y: &mut [i16],
@@ -221,13 +252,26 @@ fn syn_sample_slow(a: &[i16; MP1], w: &[i16; M], xi: i16, ov: &mut bool) -> i32 
     }
 }
 
-/// LPC residual: filter `buf[start..start+lg]` through A(z); needs the M
-/// samples before `start`.
-///
-/// Every running sum is bounded by `2 X Σ|a|` with `X` the largest |sample|
-/// in the input window; below `MAX_32` plain 32-bit dot products are exact.
-#[inline(never)]
-pub(crate) fn residu(a: &[i16], buf: &[i16], start: usize, y: &mut [i16], lg: usize) {
+avx2_multiversion! {
+    /// LPC residual: filter `buf[start..start+lg]` through A(z); needs the M
+    /// samples before `start`.
+    ///
+    /// Every running sum is bounded by `2 X Σ|a|` with `X` the largest |sample|
+    /// in the input window; below `MAX_32` plain 32-bit dot products are exact.
+    ///
+    /// [`residu_body`], compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    pub(crate) fn residu(
+        a: &[i16],
+        buf: &[i16],
+        start: usize,
+        y: &mut [i16],
+        lg: usize,
+    ) = residu_body;
+}
+
+#[inline(always)]
+pub(crate) fn residu_body(a: &[i16], buf: &[i16], start: usize, y: &mut [i16], lg: usize) {
     let a: &[i16; MP1] = match a.get(..MP1).and_then(|s| s.try_into().ok()) {
         Some(a) => a,
         None => return,
@@ -274,15 +318,28 @@ pub(crate) fn residu(a: &[i16], buf: &[i16], start: usize, y: &mut [i16], lg: us
     }
 }
 
-/// Adaptive codebook vector with 1/3 fractional delay, written in place at
-/// `buf[pos..pos+l]` from the past excitation before `pos`.
-///
-/// Every running sum of an output is bounded by `2 X Σ|c|` with `X` the
-/// largest |sample| the window has seen: the old samples' maximum, raised by
-/// each new output (the window reaches into them when the delay is short).
-/// Below `MAX_32` plain 32-bit dot products are exact.
-#[inline(never)]
-pub(crate) fn pred_lt_3(buf: &mut [i16], pos: usize, t0: i16, frac: i16, l: usize) {
+avx2_multiversion! {
+    /// Adaptive codebook vector with 1/3 fractional delay, written in place at
+    /// `buf[pos..pos+l]` from the past excitation before `pos`.
+    ///
+    /// Every running sum of an output is bounded by `2 X Σ|c|` with `X` the
+    /// largest |sample| the window has seen: the old samples' maximum, raised by
+    /// each new output (the window reaches into them when the delay is short).
+    /// Below `MAX_32` plain 32-bit dot products are exact.
+    ///
+    /// [`pred_lt_3_body`], compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    pub(crate) fn pred_lt_3(
+        buf: &mut [i16],
+        pos: usize,
+        t0: i16,
+        frac: i16,
+        l: usize,
+    ) = pred_lt_3_body;
+}
+
+#[inline(always)]
+pub(crate) fn pred_lt_3_body(buf: &mut [i16], pos: usize, t0: i16, frac: i16, l: usize) {
     let mut x0 = pos - t0 as usize;
     let mut frac = -frac;
     if frac < 0 {
