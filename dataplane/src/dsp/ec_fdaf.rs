@@ -225,8 +225,15 @@ struct Short {
     placed: bool,
     /// Not run (the converged foreground does far better).
     idle: bool,
-    /// Comparison windows the foreground has won by [`IDLE_MARGIN`] running.
-    lose: u32,
+    /// Foreground and short-filter error over the windows of echo counted
+    /// in `n_win` (the idle decision).
+    sum_fg: f32,
+    sum_sh: f32,
+    n_win: u32,
+    /// Removed 6 dB over a window of far speech since it last moved.
+    found: bool,
+    /// Windows of far speech running in which it removed less than 6 dB.
+    stuck: u32,
 }
 
 impl Short {
@@ -239,7 +246,11 @@ impl Short {
             win: 0.0,
             placed: false,
             idle: false,
-            lose: 0,
+            sum_fg: 0.0,
+            sum_sh: 0.0,
+            n_win: 0,
+            found: false,
+            stuck: 0,
         }
     }
 
@@ -270,6 +281,17 @@ impl Short {
         }
         self.off = off;
         self.update_gains();
+    }
+
+    /// Index in the window (0 = `off`) of the largest tap.
+    fn peak_tap(&self) -> usize {
+        let mut best = (0, 0f32);
+        for (j, w) in self.w.iter().enumerate() {
+            if w.abs() > best.1 {
+                best = (SHORT - 1 - j, w.abs());
+            }
+        }
+        best.0
     }
 
     /// Tap `t` of the whole tail, if inside the window.
@@ -635,30 +657,44 @@ impl FdafEchoCanceller {
     /// filter when it had the lower error, and move a short filter that
     /// removes nothing to where the delay estimator puts the echo.
     fn close_short_window(&mut self) {
+        let speech = self.echo_window();
         if self.sh.idle {
             // Wake on a sign that the foreground went stale: the energy
             // check's suspicion, or a window of far speech it removes
             // less than 6 dB of.
-            let stale = !self.win_dt && !self.win_quiet && self.fg_win > SHORT_STUCK * self.d_win;
+            let stale = speech && self.fg_win > SHORT_STUCK * self.d_win;
             if self.win_suspect || stale {
                 self.sh.idle = false;
-                self.sh.lose = 0;
+                self.sh.sum_fg = 0.0;
+                self.sh.sum_sh = 0.0;
+                self.sh.n_win = 0;
             }
             self.clear_windows();
             return;
         }
-        // Idle once the converged foreground has had the lower error for
-        // about a second of far speech (the short filter then costs
-        // nothing); windows with far silence or double talk do not count.
-        if !self.win_quiet && !self.win_dt {
-            if self.ctl.has_converged() && self.fg_win < IDLE_MARGIN * self.sh.win {
-                self.sh.lose += 1;
-                if self.sh.lose >= IDLE_WINDOWS {
+        // Idle once, over about a second of far speech, the converged
+        // foreground's error summed is no longer clearly above the short
+        // filter's (it would not hand the output over on the sums): the
+        // short filter only helps while the block filter converges, and
+        // taking the output window by window on a noisy lead costs ERLE.
+        if speech {
+            self.sh.sum_fg += self.fg_win;
+            self.sh.sum_sh += self.sh.win;
+            self.sh.n_win += 1;
+            if self.sh.n_win >= IDLE_WINDOWS {
+                let idle =
+                    self.ctl.has_converged() && self.sh.sum_sh >= SELECT_MARGIN * self.sh.sum_fg;
+                self.sh.sum_fg = 0.0;
+                self.sh.sum_sh = 0.0;
+                self.sh.n_win = 0;
+                if idle {
+                    // An idle short filter outputs nothing: it must not
+                    // be selected below.
                     self.sh.idle = true;
                     self.use_short = false;
+                    self.clear_windows();
+                    return;
                 }
-            } else {
-                self.sh.lose = 0;
             }
         }
         // While the energy check suspects double talk the short filter
@@ -694,8 +730,35 @@ impl FdafEchoCanceller {
         // A short filter that removes echo stays where it is; one that does
         // not (over a window of far speech) goes where the delay estimator
         // puts the echo.
-        let stuck = !self.win_dt && !self.win_quiet && self.sh.win > SHORT_STUCK * self.d_win;
+        // One that has found the echo since it last moved must miss it for
+        // [`STUCK_WINDOWS`] windows running: one window over a sound whose
+        // band the filter has not learnt yet is no sign that it is off.
+        if speech {
+            if self.sh.win > SHORT_STUCK * self.d_win {
+                self.sh.stuck += 1;
+            } else {
+                self.sh.stuck = 0;
+                self.sh.found = true;
+            }
+        }
+        let need = if self.sh.found { STUCK_WINDOWS } else { 1 };
+        let stuck = speech && self.sh.stuck >= need;
         self.clear_windows();
+        // One that removes echo follows its own taps: when its largest tap
+        // sits at an edge of the window the echo runs on beyond it (it was
+        // placed on a nearby estimate), so the window recentres on that tap.
+        if self.sh.found && !stuck {
+            let k = self.sh.peak_tap();
+            if k < SHORT_PRE / 2 || k >= SHORT - SHORT_POST {
+                let peak = self.sh.off + k;
+                let want = peak.saturating_sub(SHORT_PRE).min(self.taps - SHORT);
+                if want != self.sh.off {
+                    self.sh.move_to(want);
+                    self.sh.stuck = 0;
+                }
+            }
+            return;
+        }
         if !stuck && self.sh.placed {
             return;
         }
@@ -706,8 +769,18 @@ impl FdafEchoCanceller {
                 self.sh.placed = true;
                 let want = peak.saturating_sub(SHORT_PRE).min(self.taps - SHORT);
                 self.sh.move_to(want);
+                self.sh.found = false;
+                self.sh.stuck = 0;
             }
         }
+    }
+
+    /// The comparison window just ended held far speech without double
+    /// talk and echo well above the noise ([`ECHO_OVER_NOISE`]): only such
+    /// a window says whether a filter removes echo.
+    fn echo_window(&self) -> bool {
+        let n = (CMP_BLOCKS * BLOCK) as f32;
+        !self.win_dt && !self.win_quiet && self.d_win > ECHO_OVER_NOISE * self.ctl.noise * n
     }
 
     /// Start the next comparison window.
@@ -918,11 +991,13 @@ const SHORT: usize = 192;
 /// fewest after it before the window moves.
 const SHORT_PRE: usize = 32;
 const SHORT_POST: usize = 96;
-/// The short filter idles after [`IDLE_WINDOWS`] comparison windows (about
-/// 1 s) in which the converged foreground's error was below this share of
-/// its own.
-const IDLE_MARGIN: f32 = 1.0;
+/// Comparison windows with echo (about 1 s) over which the short filter's
+/// error is summed against the foreground's for the idle decision.
 const IDLE_WINDOWS: u32 = 40;
+/// Near power over the noise floor (12 dB) for a window to count as one
+/// with echo: a filter can only be seen to remove 6 dB where there is well
+/// over 6 dB of echo above the noise.
+const ECHO_OVER_NOISE: f32 = 16.0;
 /// Step bounds of the short filter (NLMS, variable as the block filter's).
 const SH_MU_MAX: f32 = 0.5;
 const SH_MU_MIN: f32 = 0.02;
@@ -940,6 +1015,9 @@ const SEED_FOUND: f32 = 0.25;
 const SHORT_STUCK: f32 = 0.25;
 /// Below this share the background is replaced by the short filter whole.
 const SEED_WHOLE: f32 = 0.25;
+/// Windows of far speech running (72 ms) a short filter that has found
+/// the echo must remove less than 6 dB in before it moves.
+const STUCK_WINDOWS: u32 = 3;
 /// Forgetting factor of the delay estimator per block (~0.25 s).
 const XCORR_FORGET: f32 = 0.97;
 /// The delay estimate counts once its strongest partition holds this many
