@@ -229,6 +229,7 @@ struct Short {
     /// in `n_win` (the idle decision).
     sum_fg: f32,
     sum_sh: f32,
+    sum_d: f32,
     n_win: u32,
     /// Removed 6 dB over a window of far speech since it last moved.
     found: bool,
@@ -248,6 +249,7 @@ impl Short {
             idle: false,
             sum_fg: 0.0,
             sum_sh: 0.0,
+            sum_d: 0.0,
             n_win: 0,
             found: false,
             stuck: 0,
@@ -569,7 +571,9 @@ impl FdafEchoCanceller {
         self.bg_win += cmp_bg;
         self.win_dt |= self.blk_hold;
         self.win_suspect |= self.blk_suspect;
-        self.sh.update_gains();
+        if !self.sh.idle {
+            self.sh.update_gains();
+        }
 
         let far_active = self.blk_far > BLOCK as f32 * FAR_ACTIVE_POWER;
         self.win_quiet |= !far_active;
@@ -597,16 +601,18 @@ impl FdafEchoCanceller {
             }
             self.adapt_bg(&e_bg, mu);
         }
-        // Keep one partition's update to BLOCK taps (gradient constraint).
+        // Keep one partition's update to BLOCK taps (gradient constraint),
+        // in turn. Partition 0 is also constrained every block while it
+        // holds more than its share of the echo: its unconstrained half
+        // stands for negative lags (far samples after the near one), which
+        // speech correlates with an echo at the start of the tail; left to
+        // grow between turns they cap the ERLE of a path without bulk
+        // delay.
         let c = (self.blocks % parts as u64) as usize;
-        self.spec
-            .copy_from_slice(&self.w_bg[c * BINS..(c + 1) * BINS]);
-        self.fft.inverse(&mut self.spec);
-        for t in self.fft.time[..BLOCK].iter_mut() {
-            *t *= 1.0 / FFT as f32;
+        self.constrain(c);
+        if c != 0 && self.prop[0] * parts as f32 > 1.0 {
+            self.constrain(0);
         }
-        self.fft.time[BLOCK..].fill(0.0);
-        self.fft.forward(&mut self.w_bg[c * BINS..(c + 1) * BINS]);
         self.update_prop();
         if self.sm_e * LEAK_GATE < self.sm_d {
             self.leak_outside_echo();
@@ -663,10 +669,11 @@ impl FdafEchoCanceller {
             // check's suspicion, or a window of far speech it removes
             // less than 6 dB of.
             let stale = speech && self.fg_win > SHORT_STUCK * self.d_win;
-            if self.win_suspect || stale {
+            if stale {
                 self.sh.idle = false;
                 self.sh.sum_fg = 0.0;
                 self.sh.sum_sh = 0.0;
+                self.sh.sum_d = 0.0;
                 self.sh.n_win = 0;
             }
             self.clear_windows();
@@ -680,12 +687,19 @@ impl FdafEchoCanceller {
         if speech {
             self.sh.sum_fg += self.fg_win;
             self.sh.sum_sh += self.sh.win;
+            self.sh.sum_d += self.d_win;
             self.sh.n_win += 1;
             if self.sh.n_win >= IDLE_WINDOWS {
-                let idle =
-                    self.ctl.has_converged() && self.sh.sum_sh >= SELECT_MARGIN * self.sh.sum_fg;
+                // The foreground must remove the 6 dB whose absence in a
+                // window wakes the short filter again (no ping-pong); a
+                // fixed ERLE such as "converged" would keep the short
+                // filter running for good where the echo is not that far
+                // above the noise.
+                let idle = self.sh.sum_fg < SHORT_STUCK * self.sh.sum_d
+                    && self.sh.sum_sh >= SELECT_MARGIN * self.sh.sum_fg;
                 self.sh.sum_fg = 0.0;
                 self.sh.sum_sh = 0.0;
+                self.sh.sum_d = 0.0;
                 self.sh.n_win = 0;
                 if idle {
                     // An idle short filter outputs nothing: it must not
@@ -880,6 +894,18 @@ impl FdafEchoCanceller {
         self.update_prop();
     }
 
+    /// Background partition `c` := its first BLOCK taps (the rest zeroed).
+    fn constrain(&mut self, c: usize) {
+        self.spec
+            .copy_from_slice(&self.w_bg[c * BINS..(c + 1) * BINS]);
+        self.fft.inverse(&mut self.spec);
+        for t in self.fft.time[..BLOCK].iter_mut() {
+            *t *= 1.0 / FFT as f32;
+        }
+        self.fft.time[BLOCK..].fill(0.0);
+        self.fft.forward(&mut self.w_bg[c * BINS..(c + 1) * BINS]);
+    }
+
     /// One PBFDAF step on the background from this block's error.
     fn adapt_bg(&mut self, e: &[f32; BLOCK], mu: f32) {
         self.fft.time[..BLOCK].fill(0.0);
@@ -993,7 +1019,7 @@ const SHORT_PRE: usize = 32;
 const SHORT_POST: usize = 96;
 /// Comparison windows with echo (about 1 s) over which the short filter's
 /// error is summed against the foreground's for the idle decision.
-const IDLE_WINDOWS: u32 = 40;
+const IDLE_WINDOWS: u32 = 20;
 /// Near power over the noise floor (12 dB) for a window to count as one
 /// with echo: a filter can only be seen to remove 6 dB where there is well
 /// over 6 dB of echo above the noise.
