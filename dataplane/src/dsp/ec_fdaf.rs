@@ -602,7 +602,7 @@ impl FdafEchoCanceller {
             self.adapt_bg(&e_bg, mu);
         }
         // Keep one partition's update to BLOCK taps (gradient constraint),
-        // in turn. Partition 0 is also constrained every block while it
+        // in turn. Partition 0 is also constrained every other block while it
         // holds more than its share of the echo: its unconstrained half
         // stands for negative lags (far samples after the near one), which
         // speech correlates with an echo at the start of the tail; left to
@@ -610,7 +610,7 @@ impl FdafEchoCanceller {
         // delay.
         let c = (self.blocks % parts as u64) as usize;
         self.constrain(c);
-        if c != 0 && self.prop[0] * parts as f32 > 1.0 {
+        if c != 0 && self.blocks % 2 == 0 && self.prop[0] * parts as f32 > 1.0 {
             self.constrain(0);
         }
         self.update_prop();
