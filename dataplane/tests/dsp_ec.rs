@@ -245,21 +245,34 @@ fn erle_rows<C: Canceller>(
     limits: impl Fn(f32, f32, f32) -> (f64, f64),
     make: impl Fn() -> C,
 ) {
+    // EC_PATH_SEED draws other paths of the same kind.
+    let seed = std::env::var("EC_PATH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(42);
+    let fails = erle_rows_seed(name, seed, &limits, &make);
+    assert!(fails.is_empty(), "{fails:#?}");
+}
+
+/// The ERLE table on the paths drawn from `seed`: the rows that miss.
+fn erle_rows_seed<C: Canceller>(
+    name: &str,
+    seed: u64,
+    limits: &impl Fn(f32, f32, f32) -> (f64, f64),
+    make: &impl Fn() -> C,
+) -> Vec<String> {
     let Some((far_all, _)) = speech() else {
         eprintln!("skipping: no audio in {AUDIO}");
-        return;
+        return Vec::new();
     };
     let far_f: Vec<f32> = far_all[..20 * 8000].to_vec();
     let far = to_i16(&far_f);
     let pf = far_f.iter().map(|v| v * v).sum::<f32>() / far_f.len() as f32;
     println!("{name}:");
     println!("far speech: ast_demo-instruct 20 s at {:.1} dBm0 (long-term); near noise {NOISE_DBM0} dBm0; 1024 taps, NLP off", power_to_dbm0(pf));
-    println!("delay(ms) disp(ms) ERL(dB)  ERLE last 10 s (dB)  speech to 20 dB (s)");
-    // EC_PATH_SEED draws other paths of the same kind.
-    let seed = std::env::var("EC_PATH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(42);
+    println!(
+        "delay(ms) disp(ms) ERL(dB)  ERLE last 10 s (dB)  speech to 20 dB (s)  [path seed {seed}]"
+    );
     let mut rng = Prng(seed);
     let mut fails = Vec::new();
     for delay in [0.0f32, 50.0, 100.0] {
@@ -279,7 +292,7 @@ fn erle_rows<C: Canceller>(
                 let t20 = time_to_20db(&fr);
                 let st = ec.stats();
                 println!(
-                    "{delay:>9} {disp:>8} {erl:>7} {steady:>20.1} {:>20}   dt {} fg {} bg-reset {}",
+                    "{delay:>9} {disp:>8} {erl:>7} {steady:>20.1} {:>20}   dt {} fg {} bg-reset {} seed {seed}",
                     t20.map_or("never".into(), |t| format!("{t:.1}")),
                     st.dt_samples,
                     st.fg_updates,
@@ -287,16 +300,50 @@ fn erle_rows<C: Canceller>(
                 );
                 let (need, t_max) = limits(delay, erl, disp);
                 if steady < need {
-                    fails.push(format!("{delay}/{disp}/{erl}: steady {steady:.1} < {need}"));
+                    fails.push(format!(
+                        "seed {seed} {delay}/{disp}/{erl}: steady {steady:.1} < {need}"
+                    ));
                 }
                 if t20.is_none_or(|t| t > t_max) {
                     fails.push(format!(
-                        "{delay}/{disp}/{erl}: 20 dB after {t20:?} s of speech"
+                        "seed {seed} {delay}/{disp}/{erl}: 20 dB after {t20:?} s of speech"
                     ));
                 }
             }
         }
     }
+    fails
+}
+
+/// The issue-figure ERLE table over many path draws (`EC_SEEDS=1-20` or
+/// `EC_SEEDS=3,7,9`; default 1-20), two threads: every row of every draw
+/// must pass.
+#[test]
+#[ignore = "slow: the multi-draw sweep"]
+fn fdaf_seed_sweep() {
+    let spec = std::env::var("EC_SEEDS").unwrap_or("1-20".into());
+    let seeds: Vec<u64> = match spec.split_once('-') {
+        Some((a, b)) => (a.parse().unwrap_or(1)..=b.parse().unwrap_or(20)).collect(),
+        None => spec.split(',').filter_map(|s| s.parse().ok()).collect(),
+    };
+    let threads = std::env::var("EC_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2usize);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let fails = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|sc| {
+        for _ in 0..threads {
+            sc.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(&seed) = seeds.get(i) else { break };
+                let f = erle_rows_seed("FDAF sweep", seed, &issue_limits, &fdaf);
+                fails.lock().unwrap_or_else(|e| e.into_inner()).extend(f);
+            });
+        }
+    });
+    let fails = fails.into_inner().unwrap_or_else(|e| e.into_inner());
+    println!("{} seeds x 18 paths: {} misses", seeds.len(), fails.len());
     assert!(fails.is_empty(), "{fails:#?}");
 }
 
