@@ -576,6 +576,17 @@ impl XdpBackend {
         let Some(t) = self.program.offload.as_ref() else {
             return;
         };
+        if self.to_promote.is_empty() {
+            return;
+        }
+        // "Sent" means handed to the device: a frame still on the tx ring
+        // could be overtaken. Wait for the ring to drain.
+        if self.xsk.tx_queued() != 0 {
+            self.xsk.kick_tx();
+            if self.xsk.tx_queued() != 0 {
+                return;
+            }
+        }
         for token in self.to_promote.drain(..) {
             if let Some(Some(i)) = self.installed.get_mut(token as usize) {
                 if let Some(ticket) = i.ticket.take() {

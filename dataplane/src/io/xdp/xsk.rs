@@ -560,7 +560,19 @@ impl Xsk {
         self.tx.local = self.tx.local.wrapping_add(self.tx_pending);
         self.tx_pending = 0;
         self.tx.prod().store(self.tx.local, Ordering::Release);
-        if self.tx.needs_wakeup() || self.mode == BindMode::Copy {
+        if self.mode == BindMode::Copy {
+            // One wake-up sends at most a kernel batch (32 frames): go on
+            // while that makes progress, so nothing waits for the next send.
+            let mut left = self.tx_queued();
+            while left > 0 {
+                self.kick_tx();
+                let now = self.tx_queued();
+                if now >= left {
+                    break;
+                }
+                left = now;
+            }
+        } else if self.tx.needs_wakeup() {
             self.kick_tx();
         }
     }
