@@ -47,6 +47,7 @@ pub mod frame;
 pub mod live;
 pub mod netlink;
 pub mod offload;
+pub mod peer;
 pub mod xsk;
 
 use std::collections::HashMap;
@@ -111,7 +112,7 @@ pub struct XdpConfig {
 
 /// Process-wide default of [`XdpConfig::offload`] for the dataplane's own
 /// start-up (`[dataplane] xdp_offload`, set before `Dataplane::start`).
-static OFFLOAD_DEFAULT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static OFFLOAD_DEFAULT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
 /// Set the default of [`XdpConfig::offload`] used by `Dataplane::start`.
 pub fn set_offload(on: bool) {
