@@ -199,7 +199,7 @@ pub struct Config {
     pub context: String,
     pub mgmt_socket: PathBuf,
     /// `[dataplane] xdp_offload`: the xdp backend's in-kernel fast path for
-    /// plain relayed streams (applied with
+    /// plain relayed streams, on by default (applied with
     /// `dataplane::io::xdp::set_offload` before the dataplane starts).
     pub xdp_offload: bool,
     /// `[sip.limits]`: the defence settings (docs/sip-limits.md).
@@ -892,7 +892,7 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         tone_zone,
         context,
         mgmt_socket,
-        xdp_offload: dp.xdp_offload.as_ref().is_some_and(|v| *v.get_ref()),
+        xdp_offload: dp.xdp_offload.as_ref().is_none_or(|v| *v.get_ref()),
         limits: sip.limits.unwrap_or_default(),
         tls,
         ng,
@@ -1514,10 +1514,10 @@ mod tests {
 
     #[test]
     fn xdp_offload_key() {
-        assert!(!parse("").unwrap().xdp_offload, "off by default");
+        assert!(parse("").unwrap().xdp_offload, "on by default");
         let c =
-            parse("[dataplane]\ncores = [0]\nxdp_interface = \"e\"\nxdp_offload = true\n").unwrap();
-        assert!(c.xdp_offload);
+            parse("[dataplane]\ncores = [0]\nxdp_interface = \"e\"\nxdp_offload = false\n").unwrap();
+        assert!(!c.xdp_offload);
         let e = parse("[dataplane]\ncores = [0]\n\nxdp_offload = true\n").unwrap_err();
         assert_eq!(e.line, 4, "{e}");
         assert!(

@@ -263,6 +263,13 @@ fn tandemd_relays_over_xdp_and_detaches() {
         eprintln!("SKIP: python3 missing");
         return;
     }
+    // The fast path (on by default) sends with XDP_TX: the peer's veth end
+    // needs an XDP program to receive those frames.
+    let _peer_prog = dataplane::io::xdp::peer::attach_pass(
+        Some(std::path::Path::new(&format!("/var/run/netns/{}", ns.peer))),
+        "xp0",
+    )
+    .expect("pass program on the peer's veth end");
     let dir = TempDir::new("xdp-tandemd");
     let ng_port = 2223;
     let mut child = start(&ns, &dir, ng_port);

@@ -2,7 +2,10 @@
 //! `BPF_PROG_TEST_RUN`: IPv4 and IPv6, hit and miss, source/SSRC/RTCP
 //! mismatches passed on, sequence number and timestamp wrap, and the
 //! checksums of every rewritten frame verified by a computation written here
-//! (not the crate's), also when the input's checksum was unfinished. Skips (with a message) without root / bpf().
+//! (not the crate's), also when the input's checksum was unfinished; the
+//! hand-over (a pending entry's frames go on to the worker, each with its
+//! ticket in the metadata, until promoted on the last ticket). Skips (with a
+//! message) without root / bpf().
 
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
@@ -174,9 +177,11 @@ fn rule(v6: bool, local_port: u16, seq_delta: u16, ts_delta: u32) -> Rule {
     }
 }
 
+/// Install `rule` and turn it on at once (no hand-over: nothing in flight).
 fn install(r: &Rig, rule: &Rule) -> u32 {
     let i = offload::index(&PORTS, rule.local.is_ipv6(), rule.local.port()).unwrap();
     assert!(r.table.install(i, &offload::encode(rule).unwrap()));
+    r.table.enable(i);
     i
 }
 
@@ -326,5 +331,53 @@ fn checksums_hold_across_many_values() {
         let len = (next() % 300) as usize;
         let csum = (k % 4 >= 2).then(|| next() as u16 | 1);
         hit_with(&r, &rl, next() as u16, next() as u32, len, csum);
+    }
+}
+
+#[test]
+fn pending_entry_hands_over_on_the_last_ticket() {
+    let Some(r) = rig() else { return };
+    for v6 in [false, true] {
+        let rule = rule(v6, 20_008, 3, 30);
+        let i = offload::index(&PORTS, v6, rule.local.port()).unwrap();
+        assert!(r.table.install(i, &offload::encode(&rule).unwrap()));
+        assert!(r.table.pending(i));
+        let f = frame(rule.src, rule.local, &rtp(0, 7, 70, rule.in_ssrc, 40));
+        // Pending: on to the worker (XDP_PASS here: no AF_XDP socket in the
+        // map), untouched, with the metadata in front.
+        let mut tickets = Vec::new();
+        for _ in 0..2 {
+            let (ret, out) = run(&r, &f);
+            assert_eq!(ret, XDP_PASS as u32, "pending: not forwarded");
+            assert_eq!(out.len(), f.len() + offload::META_LEN, "metadata added");
+            assert_eq!(&out[offload::META_LEN..], &f[..], "frame untouched");
+            let meta: [u8; offload::META_LEN] = out[..offload::META_LEN].try_into().unwrap();
+            tickets.push(offload::meta_ticket(&meta).expect("ticket in metadata"));
+        }
+        assert_eq!(tickets[1], tickets[0] + 1);
+        // A frame of another source takes no ticket.
+        let other = frame(
+            sa(if v6 { "fd00::9" } else { "10.0.0.9" }, 4000),
+            rule.local,
+            &rtp(0, 7, 70, rule.in_ssrc, 40),
+        );
+        let (ret, out) = run(&r, &other);
+        assert_eq!((ret, out.len()), (XDP_PASS as u32, other.len()));
+        assert!(
+            !r.table.promote(i, tickets[0]),
+            "a later ticket is in flight"
+        );
+        assert!(r.table.pending(i));
+        assert!(r.table.promote(i, tickets[1]));
+        assert!(r.table.enabled(i));
+        hit(&r, &rule, 8, 80, 40);
+        assert_eq!(r.table.counts(i).packets, 1, "only forwarded frames count");
+        r.table.disable(i);
+        let (ret, out) = run(&r, &f);
+        assert_eq!(
+            (ret, out.len()),
+            (XDP_PASS as u32, f.len()),
+            "off: no ticket"
+        );
     }
 }

@@ -4,7 +4,9 @@
 //! delivered once, in order, with SSRC/sequence/timestamp rewritten as the
 //! worker does it; the worker's counters include the packets the kernel
 //! forwarded (and show most of them did go through the kernel); deleting
-//! the session disables the entries and nothing is relayed any more.
+//! the session disables the entries and nothing is relayed any more. Under
+//! load (bursts from the first packet, two withdraw/hand-over rounds
+//! mid-stream) order still holds: the hand-over waits for the worker.
 //! Skips (with a message) without root.
 
 mod xdp_netns;
@@ -108,8 +110,18 @@ fn peer_napi(ns: &str) -> Option<std::os::fd::OwnedFd> {
     })
 }
 
-fn scenario(v6: bool) {
-    let Some(ns) = Netns::create(if v6 { "o6" } else { "o4" }) else {
+/// `under_load`: every packet is sent in bursts of 16 from the start (the
+/// hand-over happens while frames of the stream are queued for the worker),
+/// and the fast path is withdrawn and handed over again twice mid-stream
+/// (a same-address `SetRemote`); delivery must stay complete and in order.
+fn scenario(v6: bool, under_load: bool) {
+    let name = match (v6, under_load) {
+        (false, false) => "o4",
+        (true, false) => "o6",
+        (false, true) => "l4",
+        (true, true) => "l6",
+    };
+    let Some(ns) = Netns::create(name) else {
         return;
     };
     let _peer_prog = peer_napi(&ns.peer).expect("XDP program on the peer's veth end");
@@ -227,16 +239,33 @@ fn scenario(v6: bool) {
                 sock_a.send_to(&rtp_packet(0x1111, k), ra).unwrap();
                 sock_b.send_to(&rtp_packet(0x2222, k), rb).unwrap();
             };
-            for k in 0..FIRST {
+            let first = if under_load { 0 } else { FIRST };
+            for k in 0..first {
                 send(k);
                 std::thread::sleep(Duration::from_millis(1));
             }
-            // Both streams latched and relayed by the worker: offloaded now.
-            assert!(
-                wait_for(|| prog.offload_entry_enabled(ra) && prog.offload_entry_enabled(rb)),
-                "fast-path entries installed"
-            );
-            for k in FIRST..N {
+            if !under_load {
+                // Both streams latched and relayed by the worker: offloaded now.
+                assert!(
+                    wait_for(|| prog.offload_entry_enabled(ra) && prog.offload_entry_enabled(rb)),
+                    "fast-path entries installed"
+                );
+            }
+            for k in first..N {
+                if under_load && (k == N / 3 || k == 2 * N / 3) {
+                    // Withdraw both streams mid-burst; the next packets offer
+                    // them again.
+                    for (side, rtp) in [(Side::A, phone_a), (Side::B, phone_b)] {
+                        cmd_tx
+                            .push(Command::SetRemote {
+                                slot,
+                                side,
+                                rtp,
+                                rtcp: None,
+                            })
+                            .unwrap();
+                    }
+                }
                 send(k);
                 if k % 16 == 15 {
                     std::thread::sleep(Duration::from_millis(2));
@@ -263,11 +292,8 @@ fn scenario(v6: bool) {
             prog.mode,
             2 * N
         );
-        assert!(
-            off >= u64::from(2 * (N - FIRST)),
-            "offloaded {off} < {}",
-            2 * (N - FIRST)
-        );
+        let want = if under_load { N } else { 2 * (N - FIRST) };
+        assert!(off >= u64::from(want), "offloaded {off} < {want}");
 
         // Delete: entries gone, nothing relayed any more.
         cmd_tx.push(Command::Destroy { slot }).unwrap();
@@ -290,10 +316,20 @@ fn scenario(v6: bool) {
 
 #[test]
 fn xdp_offload_relay_ipv4() {
-    scenario(false);
+    scenario(false, false);
 }
 
 #[test]
 fn xdp_offload_relay_ipv6() {
-    scenario(true);
+    scenario(true, false);
+}
+
+#[test]
+fn xdp_offload_hand_over_under_load_keeps_order_ipv4() {
+    scenario(false, true);
+}
+
+#[test]
+fn xdp_offload_hand_over_under_load_keeps_order_ipv6() {
+    scenario(true, true);
 }

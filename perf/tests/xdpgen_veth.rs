@@ -1,5 +1,6 @@
-//! `tandem-xdpgen` through Tandem's xdp backend on a veth pair between two
-//! network namespaces each test creates: a short paced run in which every
+//! `tandem-xdpgen` through Tandem's xdp backend (in-kernel fast path on) on a
+//! veth pair between two network namespaces each test creates: a short paced
+//! run in which every
 //! packet of every stream comes back, once, in order, at its stream's port;
 //! once with frames from the AF_XDP tx ring, once with live frames
 //! (`BPF_PROG_TEST_RUN` + `XDP_TX`, skipped where the kernel lacks them).
@@ -67,6 +68,9 @@ fn through_the_xdp_backend(tag: &str, tx: &str) {
             .args(["--ip", "10.231.0.2", "--gen-ip", "10.231.0.1"])
             .args(["--xdp-interface", "xr0", "--map"])
             .arg(&map)
+            // The in-kernel fast path, handing streams over while the
+            // generator sends (order must hold across the hand-over).
+            .env("TANDEM_XDP_OFFLOAD", "1")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

@@ -20,7 +20,9 @@
 //! (version 2, no padding/extension/CSRC, not RTCP) match gets its Ethernet,
 //! IP and UDP headers, SSRC, sequence number and timestamp rewritten, both
 //! checksums recomputed, the entry's counters bumped, and goes back out with
-//! `XDP_TX`. Anything else takes the XSKMAP path above.
+//! `XDP_TX`. Anything else takes the XSKMAP path above. A matching frame of
+//! a *pending* entry (being handed over, see [`super::offload`]) goes to the
+//! XSKMAP too, with a ticket in its metadata.
 #![allow(unsafe_code)]
 
 use std::ffi::CStr;
@@ -50,6 +52,7 @@ const BPF_PROG_TEST_RUN: i32 = 10;
 const BPF_LINK_CREATE: i32 = 28;
 const BPF_FUNC_MAP_LOOKUP_ELEM: i32 = 1;
 const BPF_FUNC_REDIRECT_MAP: i32 = 51;
+const BPF_FUNC_XDP_ADJUST_META: i32 = 54;
 /// XDP verdicts.
 pub const XDP_PASS: i32 = 2;
 pub const XDP_TX: i32 = 3;
@@ -90,6 +93,11 @@ const ST_B: u8 = 0x72;
 const ST_H: u8 = 0x6a;
 /// BPF_STX | BPF_DW | BPF_ATOMIC (imm BPF_ADD = 0).
 const ATOMIC_ADD_DW: u8 = 0xdb;
+/// BPF_STX | BPF_W | BPF_ATOMIC (imm BPF_ADD | BPF_FETCH = 1: the old
+/// value is loaded into the source register).
+const ATOMIC_W: u8 = 0xc3;
+const FETCH_ADD: i32 = 1;
+const ST_W: u8 = 0x62;
 const JNE_X: u8 = 0x5d;
 const BE: u8 = 0xdc; // BPF_ALU | BPF_END | BPF_TO_BE
 const LDX_W: u8 = 0x61;
@@ -125,6 +133,7 @@ enum Label {
     Fast6,
     /// Per-family local labels of the fast path (0: IPv4, 1: IPv6).
     NoCsum(u8),
+    Forward(u8),
     Loop(u8),
     Tail(u8),
     Sum(u8),
@@ -272,8 +281,9 @@ fn fast_path(a: &mut Asm, filter: &Filter, table_fd: RawFd) {
     a.op(insn(ADD64_K, 2, 0, 0, -4));
     a.op(insn(CALL, 0, 0, 0, BPF_FUNC_MAP_LOOKUP_ELEM));
     a.jmp(JEQ_K, 0, 0, 0, Label::Xsk);
+    // Off entries are skipped without touching the state word.
     a.op(insn(LDX_W, 1, 0, off::FLAGS, 0));
-    a.op(insn(AND64_K, 1, 0, 0, 1));
+    a.op(insn(AND64_K, 1, 0, 0, 3));
     a.jmp(JEQ_K, 1, 0, 0, Label::Xsk);
     // Packet pointers again (the call clobbered r2/r3).
     a.op(insn(LDX_W, 2, 6, 0, 0));
@@ -304,6 +314,9 @@ fn fold16(a: &mut Asm, r: u8, tmp: u8) {
 /// Longest UDP datagram the fast path checksums (in 16-bit words); longer
 /// ones go to the worker.
 const MAX_SUM_WORDS: i32 = 760;
+/// Longest UDP datagram the fast path forwards: the loop above must reach
+/// its tail check before its counter runs out.
+const MAX_UDP_LEN: i32 = 2 * MAX_SUM_WORDS - 2;
 
 /// Match and rewrite for one family: r0 = entry, r2 = data, r3 = data_end.
 ///
@@ -314,6 +327,7 @@ const MAX_SUM_WORDS: i32 = 760;
 /// (RFC 1071: byte order independent) with the pseudo-header sum prepared
 /// in the same order by [`super::offload::encode`].
 fn fast_family(a: &mut Asm, v6: bool) {
+    use super::offload;
     use super::offload::off;
     let fam = u8::from(v6);
     let l4: i16 = if v6 { 14 + 40 } else { 14 + 20 };
@@ -353,6 +367,35 @@ fn fast_family(a: &mut Asm, v6: bool) {
     if v6 {
         a.jmp(JEQ_K, 7, 0, 0, Label::Xsk);
     }
+    // Longer than the checksum loop sums: the worker's (decided before
+    // anything is rewritten).
+    a.op(insn(LDX_H, 4, 2, l4 + 4, 0));
+    a.op(insn(BE, 4, 0, 0, 16));
+    a.jmp(JGT_K, 4, 0, MAX_UDP_LEN, Label::Xsk);
+    // The hand-over: one atomic fetch-add on the state word both takes a
+    // ticket and reads the state the packet is decided by.
+    a.op(insn(MOV64_K, 1, 0, 0, offload::TICKET));
+    a.op(insn(ATOMIC_W, 0, 1, off::FLAGS, FETCH_ADD));
+    a.op(insn(MOV64_X, 4, 1, 0, 0));
+    a.op(insn(AND64_K, 4, 0, 0, 3));
+    a.jmp(JEQ_K, 4, 0, offload::ENABLED as i32, Label::Forward(fam));
+    a.jmp(JNE_K, 4, 0, offload::PENDING as i32, Label::Xsk);
+    // Pending: to the worker, with the ticket in the frame's metadata.
+    a.op(insn(MOV64_X, 7, 1, 0, 0));
+    a.op(insn(RSH64_K, 7, 0, 0, 2));
+    a.op(insn(MOV64_X, 1, 6, 0, 0));
+    a.op(insn(MOV64_K, 2, 0, 0, -(offload::META_LEN as i32)));
+    a.op(insn(CALL, 0, 0, 0, BPF_FUNC_XDP_ADJUST_META));
+    a.jmp(JNE_K, 0, 0, 0, Label::Xsk);
+    a.op(insn(LDX_W, 2, 6, 8, 0));
+    a.op(insn(LDX_W, 3, 6, 0, 0));
+    a.op(insn(MOV64_X, 4, 2, 0, 0));
+    a.op(insn(ADD64_K, 4, 0, 0, offload::META_LEN as i32));
+    a.jmp(JGT_X, 4, 3, 0, Label::Xsk);
+    a.op(insn(ST_W, 2, 0, 0, offload::META_MAGIC as i32));
+    a.op(insn(STX_W, 2, 7, 4, 0));
+    a.jmp(JA, 0, 0, 0, Label::Xsk);
+    a.label(Label::Forward(fam));
     // Sequence number: out = in + delta (mod 2^16).
     a.op(insn(LDX_H, 4, 2, l4 + 10, 0));
     a.op(insn(BE, 4, 0, 0, 16));
@@ -426,8 +469,8 @@ fn fast_family(a: &mut Asm, v6: bool) {
     a.op(insn(ADD64_K, 4, 0, 0, 2));
     a.op(insn(SUB64_K, 1, 0, 0, 1));
     a.jmp(JNE_K, 1, 0, 0, Label::Loop(fam));
-    // Too long to sum here: the worker has it (nothing was sent yet).
-    a.jmp(JA, 0, 0, 0, Label::Xsk);
+    // Unreachable (MAX_UDP_LEN was checked); the verifier wants an exit.
+    a.jmp(JA, 0, 0, 0, Label::Pass);
     a.label(Label::Tail(fam));
     a.op(insn(MOV64_X, 5, 4, 0, 0));
     a.op(insn(ADD64_K, 5, 0, 0, 1));

@@ -10,8 +10,10 @@
 //! - [`frame`]: Ethernet/IP/UDP parse and build with checksums (pure).
 //! - [`offload`]: the in-kernel fast path's table (`xdp_offload`): a
 //!   latched plain relay stream the worker hands over with
-//!   [`Backend::offload`] is forwarded by the program itself (`XDP_TX`);
-//!   the worker reads its counters every [`crate::worker::OFFLOAD_POLL`].
+//!   [`Backend::offload`] is forwarded by the program itself (`XDP_TX`)
+//!   once the hand-over completes (the entry is pending until the worker
+//!   has sent the stream's last frame it was given: order is kept); the
+//!   worker reads its counters every [`crate::worker::OFFLOAD_POLL`].
 //!
 //! Lifecycle: [`XdpProgram::attach`] (once per interface, shared by the
 //! workers through an `Arc`) removes a stale program of ours left by a
@@ -45,6 +47,7 @@ pub mod frame;
 pub mod live;
 pub mod netlink;
 pub mod offload;
+pub mod peer;
 pub mod xsk;
 
 use std::collections::HashMap;
@@ -109,7 +112,7 @@ pub struct XdpConfig {
 
 /// Process-wide default of [`XdpConfig::offload`] for the dataplane's own
 /// start-up (`[dataplane] xdp_offload`, set before `Dataplane::start`).
-static OFFLOAD_DEFAULT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static OFFLOAD_DEFAULT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
 /// Set the default of [`XdpConfig::offload`] used by `Dataplane::start`.
 pub fn set_offload(on: bool) {
@@ -472,6 +475,8 @@ pub struct XdpBackend {
     kernel_tx: Vec<u16>,
     /// Offloaded stream per receiving token.
     installed: Box<[Option<Installed>]>,
+    /// Tokens whose pending entry got a ticket in the last receive.
+    to_promote: Vec<u32>,
     pub stats: XdpStats,
 }
 
@@ -481,6 +486,9 @@ pub struct XdpBackend {
 struct Installed {
     index: u32,
     seen: offload::EntryCounts,
+    /// Last ticket received while the entry is pending (see
+    /// [`offload`]'s hand-over), if not tried yet.
+    ticket: Option<u32>,
 }
 
 impl XdpBackend {
@@ -511,6 +519,7 @@ impl XdpBackend {
             hops: HashMap::with_capacity(1024),
             kernel_tx: Vec::with_capacity(batch),
             installed: vec![None; max_sockets].into_boxed_slice(),
+            to_promote: Vec::with_capacity(batch),
             stats: XdpStats::default(),
             program,
         })
@@ -561,6 +570,33 @@ impl XdpBackend {
         out
     }
 
+    /// Try to turn on the pending entries that got a ticket (see
+    /// [`offload`]): succeeds for those whose last ticket taken is the last
+    /// one received; the others wait for their next ticket.
+    fn promote(&mut self) {
+        let Some(t) = self.program.offload.as_ref() else {
+            return;
+        };
+        if self.to_promote.is_empty() {
+            return;
+        }
+        // "Sent" means handed to the device: a frame still on the tx ring
+        // could be overtaken. Wait for the ring to drain.
+        if self.xsk.tx_queued() != 0 {
+            self.xsk.kick_tx();
+            if self.xsk.tx_queued() != 0 {
+                return;
+            }
+        }
+        for token in self.to_promote.drain(..) {
+            if let Some(Some(i)) = self.installed.get_mut(token as usize) {
+                if let Some(ticket) = i.ticket.take() {
+                    t.promote(i.index, ticket);
+                }
+            }
+        }
+    }
+
     /// Whether the socket is bound in zero-copy mode.
     pub fn zero_copy(&self) -> bool {
         self.xsk.mode == xsk::BindMode::ZeroCopy
@@ -579,9 +615,11 @@ impl XdpBackend {
             sockets,
             hops,
             stats,
+            installed,
+            to_promote,
             ..
         } = self;
-        let n = xsk.recv(room, |f| {
+        let n = xsk.recv_meta(room, |f, meta| {
             let Ok(p) = frame::parse(f) else {
                 stats.rx_dropped += 1;
                 return;
@@ -612,6 +650,16 @@ impl XdpBackend {
             }
             // Learn the way back to the sender.
             learn(hops, p.src.ip(), p.src_mac);
+            if let Some(ticket) = offload::meta_ticket(&meta) {
+                if let Some(Some(i)) = installed.get_mut(t as usize) {
+                    if i.ticket.is_some() {
+                        i.ticket = Some(ticket);
+                    } else if to_promote.len() < to_promote.capacity() {
+                        i.ticket = Some(ticket);
+                        to_promote.push(t);
+                    }
+                }
+            }
             batch.push(Token(t), p.src, p.payload);
         });
         self.stats.rx_frames += n as u64;
@@ -718,6 +766,9 @@ impl Backend for XdpBackend {
 
     fn recv(&mut self, batch: &mut Batch, timeout: Duration) -> io::Result<usize> {
         batch.clear();
+        // Everything received before was sent: hand over the streams whose
+        // last ticket it held.
+        self.promote();
         self.xsk.reclaim();
         self.receive_xsk(batch);
         // Wait only when the fast path had nothing; always look at the kernel
@@ -863,7 +914,11 @@ impl Backend for XdpBackend {
         if !table.install(index, &entry) {
             return false;
         }
-        *slot = Some(Installed { index, seen });
+        *slot = Some(Installed {
+            index,
+            seen,
+            ticket: None,
+        });
         true
     }
 

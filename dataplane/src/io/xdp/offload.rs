@@ -14,6 +14,26 @@
 //! the rewritten datagram (an incoming frame's checksum may be unfinished,
 //! `CHECKSUM_PARTIAL` from a local sender over veth).
 //!
+//! Hand-over (order kept per stream): an entry is off, *pending* or
+//! *enabled*, in the low two bits of its state word; the upper 30 bits count
+//! tickets. Every frame that matches an entry that is not off takes a ticket
+//! with one atomic fetch-add on that word, and the state it read in the same
+//! operation decides it: enabled, forwarded in the kernel; pending, sent to
+//! the worker with the ticket in its XDP metadata ([`META_MAGIC`], ticket).
+//! [`OffloadMap::install`] makes an entry pending. The worker, at the start
+//! of each receive (so after it sent everything it received before),
+//! promotes the entry with a compare-and-swap from "pending, next ticket
+//! t + 1" to "enabled, t + 1", where t is the last ticket it saw
+//! ([`OffloadMap::promote`]). The swap succeeds only if no frame took a
+//! ticket since t, so every frame of the stream that went to the worker was
+//! received (the rx ring is FIFO) and sent by it, or was dropped, before the
+//! first frame the kernel forwards; a failed swap waits for the next ticket.
+//! A frame that took no ticket (its metadata could not be added) only
+//! delays the swap. Withdrawing ([`OffloadMap::disable`]) clears the state
+//! bits atomically: from then on every frame goes to the worker; the
+//! counter is kept, so tickets stay monotonic per entry across hand-overs
+//! (a ticket seen late from an earlier hand-over cannot match a new one).
+//!
 //! The program writes back the last sequence number and timestamp it sent
 //! and counts packets and bytes (atomic adds); the counters only grow, the
 //! backend keeps the last values it read per entry.
@@ -36,7 +56,8 @@ pub const ENTRY_SIZE: usize = 128;
 /// fields hold the bytes as they appear in the frame; the others are
 /// host-order `u32`/`u64`.
 pub mod off {
-    /// u32: bit 0 = enabled.
+    /// u32 state word: bits 0-1 the state ([`super::PENDING`],
+    /// [`super::ENABLED`], 0 = off), bits 2-31 the ticket counter.
     pub const FLAGS: i16 = 0;
     /// u32 (low 16 bits): added to the sequence number.
     pub const SEQ_DELTA: i16 = 4;
@@ -69,6 +90,27 @@ pub mod off {
     pub const PACKETS: i16 = 112;
     /// u64, atomic: RTP bytes (UDP payload) forwarded.
     pub const BYTES: i16 = 120;
+}
+
+/// State bits of an entry being handed over to the kernel.
+pub const PENDING: u32 = 2;
+/// State bits of an entry the kernel forwards.
+pub const ENABLED: u32 = 1;
+/// State bits mask.
+const STATE: u32 = 3;
+/// What one ticket adds to the state word.
+pub const TICKET: i32 = 4;
+/// Bytes of XDP metadata on a pending frame: [`META_MAGIC`], then the
+/// ticket (both host order).
+pub const META_LEN: usize = 8;
+/// First word of a ticket's metadata.
+pub const META_MAGIC: u32 = 0x7464_6d31;
+
+/// The ticket in the `META_LEN` bytes before a received frame, if they
+/// hold one.
+pub fn meta_ticket(meta: &[u8; META_LEN]) -> Option<u32> {
+    let magic = u32::from_ne_bytes([meta[0], meta[1], meta[2], meta[3]]);
+    (magic == META_MAGIC).then(|| u32::from_ne_bytes([meta[4], meta[5], meta[6], meta[7]]))
 }
 
 /// Everything one entry needs, with all addresses resolved.
@@ -135,7 +177,7 @@ fn sum_le_words(b: &[u8], mut acc: u64) -> u64 {
     acc
 }
 
-/// The entry for `rule`, enabled.
+/// The entry for `rule` (its state word is left to [`OffloadMap::install`]).
 pub fn encode(rule: &Rule) -> Result<[u8; ENTRY_SIZE], RuleError> {
     let v4 = rule.src.is_ipv4();
     if [rule.local, rule.out_src, rule.out_dst]
@@ -151,7 +193,6 @@ pub fn encode(rule: &Rule) -> Result<[u8; ENTRY_SIZE], RuleError> {
     let raw = |e: &mut [u8; ENTRY_SIZE], at: i16, b: &[u8]| {
         e[at as usize..at as usize + b.len()].copy_from_slice(b);
     };
-    put32(&mut e, off::FLAGS, 1);
     put32(&mut e, off::SEQ_DELTA, u32::from(rule.seq_delta));
     put32(&mut e, off::TS_DELTA, rule.ts_delta);
     raw(&mut e, off::MATCH_PORT, &rule.src.port().to_be_bytes());
@@ -307,18 +348,21 @@ impl OffloadMap {
         Some(unsafe { &*p.add(at as usize).cast::<AtomicU64>() })
     }
 
-    /// Write `entry` at `index` and enable it. The counters (and last
-    /// values) of the slot are kept. Returns false for a bad index.
+    /// Write `entry` at `index` and make it pending (see the module docs;
+    /// [`OffloadMap::promote`] or [`OffloadMap::enable`] turn it on). The
+    /// counters, last values and ticket counter of the slot are kept.
+    /// Returns false for a bad index.
     pub fn install(&self, index: u32, entry: &[u8; ENTRY_SIZE]) -> bool {
-        let (Some(p), Some(flags)) = (self.entry_ptr(index), self.atomic32(index, off::FLAGS))
+        let (Some(p), Some(state)) = (self.entry_ptr(index), self.atomic32(index, off::FLAGS))
         else {
             return false;
         };
-        flags.store(0, Ordering::Release);
+        state.fetch_and(!STATE, Ordering::AcqRel);
         let body = 4..off::LAST_SEQ as usize;
         // SAFETY: the range lies inside the entry; the program does not
-        // write these bytes, and a packet that checked the flag before it
-        // was cleared may read a mix for the one frame in flight.
+        // write these bytes. The state is off while they change, so only a
+        // frame that took its ticket just before (enabled) may read a mix,
+        // for the one frame in flight.
         unsafe {
             std::ptr::copy_nonoverlapping(
                 entry[body.clone()].as_ptr(),
@@ -326,22 +370,56 @@ impl OffloadMap {
                 body.len(),
             );
         }
-        let on = u32::from_ne_bytes([entry[0], entry[1], entry[2], entry[3]]);
-        flags.store(on, Ordering::Release);
+        state.fetch_or(PENDING, Ordering::AcqRel);
         true
     }
 
-    /// Disable the entry at `index`.
-    pub fn disable(&self, index: u32) {
-        if let Some(f) = self.atomic32(index, off::FLAGS) {
-            f.store(0, Ordering::Release);
+    /// Promote the pending entry at `index` to enabled if `ticket` is the
+    /// last ticket taken on it. Returns whether it is enabled now.
+    pub fn promote(&self, index: u32, ticket: u32) -> bool {
+        let Some(state) = self.atomic32(index, off::FLAGS) else {
+            return false;
+        };
+        let next = ticket.wrapping_add(1) << 2;
+        state
+            .compare_exchange(
+                next | PENDING,
+                next | ENABLED,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// Enable the entry at `index` unconditionally (no frame of its stream
+    /// may be in flight to the worker: tests, fresh streams).
+    pub fn enable(&self, index: u32) {
+        if let Some(s) = self.atomic32(index, off::FLAGS) {
+            s.fetch_and(!STATE, Ordering::AcqRel);
+            s.fetch_or(ENABLED, Ordering::AcqRel);
         }
     }
 
-    /// Whether the entry at `index` is enabled.
+    /// Turn the entry at `index` off (its ticket counter is kept).
+    pub fn disable(&self, index: u32) {
+        if let Some(s) = self.atomic32(index, off::FLAGS) {
+            s.fetch_and(!STATE, Ordering::AcqRel);
+        }
+    }
+
+    /// Whether the entry at `index` is enabled (forwarded in the kernel).
     pub fn enabled(&self, index: u32) -> bool {
+        self.state(index) == ENABLED
+    }
+
+    /// Whether the entry at `index` is pending (being handed over).
+    pub fn pending(&self, index: u32) -> bool {
+        self.state(index) == PENDING
+    }
+
+    fn state(&self, index: u32) -> u32 {
         self.atomic32(index, off::FLAGS)
-            .is_some_and(|f| f.load(Ordering::Acquire) & 1 == 1)
+            .map_or(0, |f| f.load(Ordering::Acquire) & STATE)
     }
 
     /// Counters and last values of the entry at `index`.
@@ -395,7 +473,7 @@ mod tests {
     #[test]
     fn entry_layout() {
         let e = encode(&rule()).unwrap();
-        assert_eq!(&e[0..4], &1u32.to_ne_bytes());
+        assert_eq!(&e[0..4], &[0; 4]);
         assert_eq!(&e[16..18], &4000u16.to_be_bytes());
         assert_eq!(&e[20..24], &0x1111_2222u32.to_be_bytes());
         assert_eq!(&e[32..36], &[10, 0, 0, 1]);
@@ -403,6 +481,45 @@ mod tests {
         assert_eq!(&e[60..64], &[0x4e, 0x22, 0x13, 0x88]);
         assert_eq!(&e[64..66], &[0x45, 0]);
         assert_eq!(&e[76..84], &[10, 0, 0, 2, 10, 0, 0, 3]);
+    }
+
+    #[test]
+    fn hand_over_promotes_only_on_the_last_ticket() {
+        let m = match OffloadMap::create(20_000..=20_009) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("skipped: no BPF array map here ({e})");
+                return;
+            }
+        };
+        let e = encode(&rule()).unwrap();
+        assert!(m.install(3, &e));
+        assert!(m.pending(3) && !m.enabled(3));
+        // Two frames take tickets 0 and 1, as the program does.
+        let take = || {
+            m.atomic32(3, off::FLAGS)
+                .unwrap()
+                .fetch_add(4, Ordering::AcqRel)
+                >> 2
+        };
+        assert_eq!((take(), take()), (0, 1));
+        assert!(!m.promote(3, 0), "ticket 1 is still in flight");
+        assert!(m.promote(3, 1));
+        assert!(m.enabled(3));
+        // Withdraw and hand over again: tickets go on from 3.
+        m.disable(3);
+        assert!(!m.enabled(3) && !m.pending(3));
+        assert_eq!(take(), 2);
+        assert!(m.install(3, &e));
+        assert!(!m.promote(3, 1), "a ticket of the earlier hand-over");
+        assert_eq!(take(), 3);
+        assert!(m.promote(3, 3));
+        assert!(!m.promote(99, 0));
+        assert_eq!(meta_ticket(&[0; META_LEN]), None);
+        let mut meta = [0; META_LEN];
+        meta[..4].copy_from_slice(&META_MAGIC.to_ne_bytes());
+        meta[4..].copy_from_slice(&7u32.to_ne_bytes());
+        assert_eq!(meta_ticket(&meta), Some(7));
     }
 
     #[test]

@@ -24,6 +24,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 /// Bytes per UMEM frame (one frame per packet; no multi-buffer).
 pub const FRAME_SIZE: usize = 2048;
+/// Bytes of XDP metadata [`Xsk::recv_meta`] reads before a frame.
+pub const META_LEN: usize = super::offload::META_LEN;
 /// Frames in a UMEM.
 pub const FRAMES: usize = 4096;
 /// Entries per ring.
@@ -408,6 +410,27 @@ impl Xsk {
         Some(unsafe { std::slice::from_raw_parts(self.umem.base.add(a), len) })
     }
 
+    /// The [`META_LEN`] bytes before received frame `addr` (inside its
+    /// chunk), cleared; zeros if there is no room.
+    fn take_meta(&mut self, addr: u64) -> [u8; META_LEN] {
+        let mut m = [0; META_LEN];
+        let Ok(a) = usize::try_from(addr) else {
+            return m;
+        };
+        if a % FRAME_SIZE < META_LEN || a > self.umem.len {
+            return m;
+        }
+        // SAFETY: [a - META_LEN, a) lies inside the UMEM and inside the
+        // frame's own chunk (checked), which the kernel handed over through
+        // the rx ring and does not touch until it is back on the fill ring.
+        unsafe {
+            let p = self.umem.base.add(a - META_LEN);
+            ptr::copy_nonoverlapping(p, m.as_mut_ptr(), META_LEN);
+            ptr::write_bytes(p, 0, META_LEN);
+        }
+        m
+    }
+
     fn frame_mut(&mut self, addr: u64) -> Option<&mut [u8]> {
         let a = usize::try_from(addr).ok()?;
         if a.checked_add(FRAME_SIZE)? > self.umem.len {
@@ -421,6 +444,14 @@ impl Xsk {
     /// Receive up to `max` frames, calling `each` with the bytes of every one
     /// (the frame is given back to the kernel right after). Returns how many.
     pub fn recv(&mut self, max: usize, mut each: impl FnMut(&[u8])) -> usize {
+        self.recv_meta(max, |f, _| each(f))
+    }
+
+    /// As [`Xsk::recv`], also giving the [`META_LEN`] bytes just before each
+    /// frame (where XDP metadata of that length sits; zeros or leftovers
+    /// otherwise: they are cleared after each frame, so a frame without
+    /// metadata shows zeros).
+    pub fn recv_meta(&mut self, max: usize, mut each: impl FnMut(&[u8], [u8; META_LEN])) -> usize {
         let ready = self.rx.ready().min(u32::try_from(max).unwrap_or(u32::MAX));
         if ready == 0 {
             if self.fill.needs_wakeup() {
@@ -436,8 +467,9 @@ impl Xsk {
             // kernel (Acquire in `ready`) and are not reused until we
             // advance the consumer index below.
             let d = unsafe { self.rx.slot::<libc::xdp_desc>(start.wrapping_add(i)).read() };
+            let meta = self.take_meta(d.addr);
             if let Some(f) = self.frame(d.addr, d.len as usize) {
-                each(f);
+                each(f, meta);
             }
             let base = d.addr - d.addr % FRAME_SIZE as u64;
             // SAFETY: the fill ring holds at most RING entries and only the
@@ -528,7 +560,19 @@ impl Xsk {
         self.tx.local = self.tx.local.wrapping_add(self.tx_pending);
         self.tx_pending = 0;
         self.tx.prod().store(self.tx.local, Ordering::Release);
-        if self.tx.needs_wakeup() || self.mode == BindMode::Copy {
+        if self.mode == BindMode::Copy {
+            // One wake-up sends at most a kernel batch (32 frames): go on
+            // while that makes progress, so nothing waits for the next send.
+            let mut left = self.tx_queued();
+            while left > 0 {
+                self.kick_tx();
+                let now = self.tx_queued();
+                if now >= left {
+                    break;
+                }
+                left = now;
+            }
+        } else if self.tx.needs_wakeup() {
             self.kick_tx();
         }
     }
