@@ -5,7 +5,10 @@
 //! - SHA-256 (RFC 8760) answers are accepted; a SHA-256 challenge is offered first beside MD5
 //!   when [`Registrar::set_offer_sha256`] is on (off by default: baresip 1.0 rejects it);
 //! - `qop=auth` nonce counts must grow per nonce: a repeated or lower `nc` is a replay and is
-//!   challenged again (the table is bounded by [`NC_TABLE_MAX`] and the nonce lifetime);
+//!   challenged again. The table is bounded by [`NC_TABLE_MAX`] and the nonce lifetime; when
+//!   it is full the oldest-minted eighth is dropped and any nonce minted up to then is
+//!   answered `stale=true` (the client retries with a fresh nonce at once), so a busy server
+//!   keeps authenticating new calls and never accepts a replay of a dropped nonce;
 //! - an unknown user and a wrong password get the same 403 after the same hashing work,
 //!   so a scanner cannot enumerate users.
 //!
@@ -26,10 +29,37 @@ pub const DEFAULT_EXPIRES: u32 = 3600;
 pub const MIN_EXPIRES: u32 = 60;
 /// Longer requests are cut down to this (seconds).
 pub const MAX_EXPIRES: u32 = 7200;
+/// Nonce counts in use: nonce -> (last `nc`, mint time), and the mint time up to which
+/// entries were dropped to make room.
+#[derive(Debug, Default)]
+struct NonceCounts {
+    map: HashMap<String, (u32, u64)>,
+    floor: u64,
+}
+
+/// What a nonce count says about a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Count {
+    /// First use of the nonce, or a higher `nc`.
+    Fresh,
+    /// `nc` not above the last accepted one: a replay.
+    Replay,
+    /// Minted before the table dropped its oldest entries: ask for a fresh nonce (stale).
+    Dropped,
+}
+
+/// Mint time of a nonce the mint has accepted (its first 16 hex digits).
+fn minted_at(nonce: &str) -> u64 {
+    nonce
+        .get(..16)
+        .and_then(|h| u64::from_str_radix(h, 16).ok())
+        .unwrap_or(0)
+}
+
 /// How long a nonce stays fresh.
 pub const NONCE_LIFETIME: Duration = Duration::from_secs(300);
-/// Most nonces whose count is tracked at once. When full (and nothing has aged out), new
-/// nonces are refused with a fresh challenge rather than tracked unsafely.
+/// Most nonces whose count is tracked at once. When full (and nothing has aged out), the
+/// oldest-minted eighth is dropped and nonces minted up to then count as stale.
 pub const NC_TABLE_MAX: usize = 20_000;
 
 /// One registered contact of a user.
@@ -81,7 +111,7 @@ pub struct Registrar {
     bindings: HashMap<String, Vec<Binding>>,
     /// Highest `nc` accepted per nonce, with the wall second it was first used. Behind a
     /// mutex because [`Registrar::authenticate`] takes `&self`.
-    nonce_counts: Mutex<HashMap<String, (u32, u64)>>,
+    nonce_counts: Mutex<NonceCounts>,
     /// Offer a SHA-256 challenge (first) beside MD5.
     offer_sha256: bool,
     /// Users missing from `users` are checked remotely (RADIUS) instead of refused.
@@ -105,7 +135,7 @@ impl Registrar {
             users,
             mint: NonceMint::new(secret, NONCE_LIFETIME),
             bindings: HashMap::new(),
-            nonce_counts: Mutex::new(HashMap::new()),
+            nonce_counts: Mutex::new(NonceCounts::default()),
             offer_sha256: false,
             remote: false,
         }
@@ -150,10 +180,11 @@ impl Registrar {
             if state == NonceState::Stale {
                 return Check::Challenge(true);
             }
-            if !self.count_nonce(&c, now_secs) {
-                return Check::Challenge(false);
-            }
-            return Check::Remote(Box::new(c));
+            return match self.count_nonce(&c, now_secs) {
+                Count::Fresh => Check::Remote(Box::new(c)),
+                Count::Replay => Check::Challenge(false),
+                Count::Dropped => Check::Challenge(true),
+            };
         }
         // Unknown user or wrong password: the same work and the same answer (403, after
         // the challenge), so the response does not tell whether the user exists.
@@ -168,44 +199,58 @@ impl Registrar {
         if state == NonceState::Stale {
             return Check::Challenge(true);
         }
-        if !self.count_nonce(&c, now_secs) {
-            return Check::Challenge(false);
+        match self.count_nonce(&c, now_secs) {
+            Count::Fresh => Check::Ok(c.username),
+            Count::Replay => Check::Challenge(false),
+            Count::Dropped => Check::Challenge(true),
         }
-        Check::Ok(c.username)
     }
 
-    /// Records the use of `c.nonce` with `c.nc`; false if it is a replay (an `nc` not above
-    /// the last accepted one) or the table is full.
-    fn count_nonce(&self, c: &Credentials, now_secs: u64) -> bool {
+    /// Records the use of `c.nonce` (valid, checked by the mint) with `c.nc`: a replay is an
+    /// `nc` not above the last accepted one, or a nonce minted before the table last dropped
+    /// its oldest entries (its count is no longer known).
+    fn count_nonce(&self, c: &Credentials, now_secs: u64) -> Count {
         let Some(nc) = c.nc.as_deref() else {
             // No qop (RFC 2069 form): there is no count to check; the nonce lifetime bounds
             // reuse. We always offer qop=auth, so only old clients get here.
-            return true;
+            return Count::Fresh;
         };
         let Ok(nc) = u32::from_str_radix(nc.trim(), 16) else {
-            return false;
+            return Count::Replay;
         };
-        let Ok(mut table) = self.nonce_counts.lock() else {
-            return false;
+        let Ok(mut t) = self.nonce_counts.lock() else {
+            return Count::Replay;
         };
-        if table.len() >= NC_TABLE_MAX && !table.contains_key(&c.nonce) {
+        let minted = minted_at(&c.nonce);
+        if let Some((last, _)) = t.map.get_mut(&c.nonce) {
+            if nc <= *last {
+                return Count::Replay;
+            }
+            *last = nc;
+            return Count::Fresh;
+        }
+        if minted <= t.floor {
+            return Count::Dropped;
+        }
+        if t.map.len() >= NC_TABLE_MAX {
             let life = NONCE_LIFETIME.as_secs();
-            table.retain(|_, (_, t)| now_secs.saturating_sub(*t) <= life);
-            if table.len() >= NC_TABLE_MAX {
-                return false;
+            t.map
+                .retain(|_, (_, m)| now_secs.saturating_sub(*m) <= life);
+        }
+        if t.map.len() >= NC_TABLE_MAX {
+            // Drop the oldest-minted eighth (whole seconds); their nonces count as stale.
+            let mut ts: Vec<u64> = t.map.values().map(|(_, m)| *m).collect();
+            let k = ts.len() / 8;
+            let (_, floor, _) = ts.select_nth_unstable(k);
+            let floor = *floor;
+            t.floor = t.floor.max(floor);
+            t.map.retain(|_, (_, m)| *m > floor);
+            if minted <= floor {
+                return Count::Dropped;
             }
         }
-        match table.get_mut(&c.nonce) {
-            Some((last, _)) if nc <= *last => false,
-            Some((last, _)) => {
-                *last = nc;
-                true
-            }
-            None => {
-                table.insert(c.nonce.clone(), (nc, now_secs));
-                true
-            }
-        }
+        t.map.insert(c.nonce.clone(), (nc, minted));
+        Count::Fresh
     }
 
     fn challenge(
@@ -464,6 +509,42 @@ mod tests {
     fn registrar() -> Registrar {
         let users = HashMap::from([("alice".to_string(), "secret".to_string())]);
         Registrar::new("tandem".into(), users, [42; 32])
+    }
+
+    fn used(r: &Registrar, nonce: &str, nc: u32, now: u64) -> Count {
+        let c = Credentials {
+            nonce: nonce.to_string(),
+            nc: Some(format!("{nc:08x}")),
+            ..Credentials::default()
+        };
+        r.count_nonce(&c, now)
+    }
+
+    #[test]
+    fn a_full_nonce_table_drops_its_oldest_and_keeps_authenticating() {
+        // One call per nonce, 100 calls a second: the table fills in 200 s, well inside
+        // the nonce lifetime. New calls must still authenticate.
+        let r = registrar();
+        let first = r.mint.mint(T0);
+        assert_eq!(used(&r, &first, 1, T0), Count::Fresh);
+        for i in 1..NC_TABLE_MAX as u64 {
+            let t = T0 + i / 100;
+            assert_eq!(used(&r, &r.mint.mint(t), 1, t), Count::Fresh, "nonce {i}");
+        }
+        let now = T0 + 201;
+        let late = r.mint.mint(now);
+        assert_eq!(
+            used(&r, &late, 1, now),
+            Count::Fresh,
+            "a new call when full"
+        );
+        assert_eq!(used(&r, &late, 1, now), Count::Replay, "its replay");
+        assert_eq!(used(&r, &late, 2, now), Count::Fresh, "its next count");
+        // The oldest were dropped: their counts are unknown, so they are stale, never fresh.
+        assert_eq!(used(&r, &first, 2, now), Count::Dropped);
+        assert_eq!(used(&r, &r.mint.mint(T0 + 1), 1, now), Count::Dropped);
+        let t = r.nonce_counts.lock().unwrap();
+        assert!(t.map.len() < NC_TABLE_MAX && t.map.len() > NC_TABLE_MAX * 3 / 4);
     }
 
     fn register(user: &str, contact: &str, seq: u32) -> Request {
