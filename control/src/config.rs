@@ -1515,8 +1515,8 @@ mod tests {
     #[test]
     fn xdp_offload_key() {
         assert!(parse("").unwrap().xdp_offload, "on by default");
-        let c =
-            parse("[dataplane]\ncores = [0]\nxdp_interface = \"e\"\nxdp_offload = false\n").unwrap();
+        let c = parse("[dataplane]\ncores = [0]\nxdp_interface = \"e\"\nxdp_offload = false\n")
+            .unwrap();
         assert!(!c.xdp_offload);
         let e = parse("[dataplane]\ncores = [0]\n\nxdp_offload = true\n").unwrap_err();
         assert_eq!(e.line, 4, "{e}");
