@@ -39,8 +39,7 @@ use crate::h323::cause::{q850_to_sip, sip_to_q850};
 use crate::h323::h245::Codec as H245Codec;
 use crate::sdp::{Codec, SessionDescription};
 use crate::sip::{
-    Incoming, Message, Method, NameAddr, Request, Response, TransactionLayer, Transmit, TxEvent,
-    TxKey, Uri,
+    Incoming, Message, Method, Request, Response, TransactionLayer, Transmit, TxEvent, TxKey, Uri,
 };
 
 /// Default H.225.0 call signalling port.
@@ -630,24 +629,10 @@ impl H323Iwf {
             return;
         }
         // Caller identity (RFC 3325: the engine asserts it; RFC 3323 privacy).
-        let pai = req
-            .headers
-            .get("P-Asserted-Identity")
-            .and_then(|v| NameAddr::parse(v.split(',').next()?.trim()).ok());
-        let from = req.from();
-        let calling = pai
-            .as_ref()
-            .and_then(|p| p.uri.user.clone())
-            .or_else(|| from.as_ref().and_then(|f| f.uri.user.clone()))
-            .filter(|u| !u.eq_ignore_ascii_case("anonymous"))
-            .map(|u| sipua::percent_decode(&u))
-            .unwrap_or_default();
-        let display = pai
-            .as_ref()
-            .and_then(|p| p.display.clone())
-            .or_else(|| from.as_ref().and_then(|f| f.display.clone()))
-            .filter(|d| !d.is_empty() && !d.eq_ignore_ascii_case("anonymous"));
-        let restricted = sipua::wants_privacy(&req);
+        // H.225 carries the calling number as digits, so a non-numeric user
+        // (a name, "anonymous") leaves it empty, as the other IWFs do.
+        let (calling, display, restricted) = sipua::caller_of(&req);
+        let calling = calling.unwrap_or_default();
         let id = self.alloc_conn();
         let (crv, ids): (u16, [[u8; 16]; 2]) = (rand::random(), rand::random());
         let cfg = CallConfig {
