@@ -4,71 +4,13 @@
 //! found as `dahdi_abi.rs` finds it (DAHDI_INCLUDE, dahdi-dkms, or the
 //! dahdi-source tarball). Skips with a message without headers or a C compiler.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
 use drivers::analog::abi::{event, hook, req, sig, RingCadence};
 use drivers::analog::{Event, PortKind, Signalling};
 
-fn find_include(tmp: &Path) -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("DAHDI_INCLUDE") {
-        return Some(PathBuf::from(p));
-    }
-    let entries = std::fs::read_dir("/usr/src").ok()?;
-    for e in entries.flatten() {
-        let p = e.path();
-        let name = p.file_name()?.to_string_lossy().to_string();
-        if name.starts_with("dahdi") && p.join("include/dahdi/user.h").exists() {
-            return Some(p.join("include"));
-        }
-        if name.starts_with("dahdi") && name.ends_with(".tar.bz2") {
-            // dahdi-source: extract only the include directory.
-            let ok = Command::new("tar")
-                .args(["-xjf"])
-                .arg(&p)
-                .arg("-C")
-                .arg(tmp)
-                .args(["--wildcards", "*/include/dahdi/*"])
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            if ok {
-                for e in walk(tmp) {
-                    if e.ends_with("include/dahdi/user.h") {
-                        return e.parent()?.parent().map(Path::to_path_buf);
-                    }
-                }
-            }
-        }
-    }
-    None
-}
-
-fn walk(d: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(d) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn analog_abi_matches_c_headers() {
-    let tmp = std::env::temp_dir().join(format!("tandem-analog-abi-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).unwrap();
-    let Some(inc) = find_include(&tmp) else {
-        eprintln!(
-            "SKIP analog_dahdi_abi: no DAHDI headers (apt-get install dahdi-source, or set DAHDI_INCLUDE)"
-        );
-        return;
-    };
     let mut checks: Vec<(&str, i64)> = vec![
         ("DAHDI_ONHOOK", hook::ONHOOK.into()),
         ("DAHDI_OFFHOOK", hook::OFFHOOK.into()),
@@ -133,51 +75,14 @@ fn analog_abi_matches_c_headers() {
         Event::from_dahdi(event::RINGOFFHOOK, PortKind::Fxs),
         Some(Event::OffHook)
     );
-    let mut c = String::from(
-        "#include <stdio.h>\n#include <stddef.h>\n#include <dahdi/user.h>\nint main(void){\n",
-    );
-    for (expr, _) in &checks {
-        c.push_str(&format!(
-            "printf(\"%lld\\n\", (long long)(unsigned int)({expr}));\n"
-        ));
-    }
-    c.push_str("return 0;}\n");
-    let src = tmp.join("abi.c");
-    let exe = tmp.join("abi");
-    std::fs::write(&src, c).unwrap();
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let st = match Command::new(&cc)
-        .arg("-I")
-        .arg(&inc)
-        .arg("-o")
-        .arg(&exe)
-        .arg(&src)
-        .output()
-    {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("SKIP analog_dahdi_abi: no C compiler ({cc}: {e})");
-            return;
-        }
+    let checks: Vec<(&str, u32)> = checks
+        .iter()
+        // Two's complement: the 32-bit pattern the kernel sees.
+        .map(|&(name, v)| (name, v as u32))
+        .collect();
+    let Some((inc, bad)) = common::mismatches("analog_dahdi_abi", &checks) else {
+        return;
     };
-    assert!(
-        st.status.success(),
-        "compiling against {}: {}",
-        inc.display(),
-        String::from_utf8_lossy(&st.stderr)
-    );
-    let out = Command::new(&exe).output().unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let got: Vec<i64> = text.lines().map(|l| l.trim().parse().unwrap()).collect();
-    assert_eq!(got.len(), checks.len());
-    let mut bad = Vec::new();
-    for ((name, ours), theirs) in checks.iter().zip(&got) {
-        // Compare as the 32-bit pattern the kernel sees.
-        if (*ours as u32) != (*theirs as u32) {
-            bad.push(format!("{name}: ours {ours:#x}, header {theirs:#x}"));
-        }
-    }
-    let _ = std::fs::remove_dir_all(&tmp);
     assert!(
         bad.is_empty(),
         "analog ABI mismatches against {}:\n{}",

@@ -5,70 +5,12 @@
 //! `DAHDI_INCLUDE` to a directory holding `dahdi/user.h` to point at others.
 //! Skips with a message when no header or no C compiler is found.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
 use drivers::dahdi::abi::{self, req};
 
-fn find_include(tmp: &Path) -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("DAHDI_INCLUDE") {
-        return Some(PathBuf::from(p));
-    }
-    let entries = std::fs::read_dir("/usr/src").ok()?;
-    for e in entries.flatten() {
-        let p = e.path();
-        let name = p.file_name()?.to_string_lossy().to_string();
-        if name.starts_with("dahdi") && p.join("include/dahdi/user.h").exists() {
-            return Some(p.join("include"));
-        }
-        if name.starts_with("dahdi") && name.ends_with(".tar.bz2") {
-            // dahdi-source: extract only the include directory.
-            let ok = Command::new("tar")
-                .args(["-xjf"])
-                .arg(&p)
-                .arg("-C")
-                .arg(tmp)
-                .args(["--wildcards", "*/include/dahdi/*"])
-                .status()
-                .map(|s| s.success())
-                .unwrap_or(false);
-            if ok {
-                for e in walk(tmp) {
-                    if e.ends_with("include/dahdi/user.h") {
-                        return e.parent()?.parent().map(Path::to_path_buf);
-                    }
-                }
-            }
-        }
-    }
-    None
-}
-
-fn walk(d: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(d) {
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                out.extend(walk(&p));
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn abi_matches_c_headers() {
-    let tmp = std::env::temp_dir().join(format!("tandem-dahdi-abi-{}", std::process::id()));
-    std::fs::create_dir_all(&tmp).unwrap();
-    let Some(inc) = find_include(&tmp) else {
-        eprintln!(
-            "SKIP dahdi_abi: no DAHDI headers (apt-get install dahdi-source, or set DAHDI_INCLUDE)"
-        );
-        return;
-    };
     let checks: Vec<(&str, u64)> = vec![
         ("DAHDI_GET_BLOCKSIZE", req::GET_BLOCKSIZE.into()),
         ("DAHDI_SET_BLOCKSIZE", req::SET_BLOCKSIZE.into()),
@@ -144,50 +86,17 @@ fn abi_matches_c_headers() {
             std::mem::offset_of!(abi::SpanInfo, spantype) as u64,
         ),
     ];
-    let mut c = String::from(
-        "#include <stdio.h>\n#include <stddef.h>\n#include <dahdi/user.h>\nint main(void){\n",
-    );
-    for (expr, _) in &checks {
-        c.push_str(&format!(
-            "printf(\"%llu\\n\", (unsigned long long)(unsigned int)({expr}));\n"
-        ));
-    }
-    c.push_str("return 0;}\n");
-    let src = tmp.join("abi.c");
-    let exe = tmp.join("abi");
-    std::fs::write(&src, c).unwrap();
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let st = match Command::new(&cc)
-        .arg("-I")
-        .arg(&inc)
-        .arg("-o")
-        .arg(&exe)
-        .arg(&src)
-        .output()
-    {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("SKIP dahdi_abi: no C compiler ({cc}: {e})");
-            return;
-        }
+    let checks: Vec<(&str, u32)> = checks
+        .iter()
+        .map(|&(name, v)| {
+            let v =
+                u32::try_from(v).unwrap_or_else(|_| panic!("{name}: {v:#x} is wider than 32 bits"));
+            (name, v)
+        })
+        .collect();
+    let Some((inc, bad)) = common::mismatches("dahdi_abi", &checks) else {
+        return;
     };
-    assert!(
-        st.status.success(),
-        "compiling against {}: {}",
-        inc.display(),
-        String::from_utf8_lossy(&st.stderr)
-    );
-    let out = Command::new(&exe).output().unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
-    let got: Vec<u64> = text.lines().map(|l| l.trim().parse().unwrap()).collect();
-    assert_eq!(got.len(), checks.len());
-    let mut bad = Vec::new();
-    for ((name, ours), theirs) in checks.iter().zip(&got) {
-        if ours != theirs {
-            bad.push(format!("{name}: ours {ours:#x}, header {theirs:#x}"));
-        }
-    }
-    let _ = std::fs::remove_dir_all(&tmp);
     assert!(
         bad.is_empty(),
         "ABI mismatches against {}:\n{}",
