@@ -9,52 +9,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "common/pri_peer.rs"]
+mod pri_peer;
+
 use control::isdn::{CallId, Pri, PriEvent, SetupRequest, Side};
 use control::q931::{Presentation, Screening};
-
-const SRC: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/peers/pri-peer/pri-peer.c"
-);
-
-/// Built once per test binary: the tests run in parallel, and a second
-/// compile into the same path while another test execs it fails with EACCES
-/// (the linker's output is not executable until it is complete).
-fn build_peer() -> Option<PathBuf> {
-    static EXE: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
-    EXE.get_or_init(build_peer_once).clone()
-}
-
-fn build_peer_once() -> Option<PathBuf> {
-    if !std::path::Path::new(SRC).exists() {
-        eprintln!("SKIP pri-peer interop: {SRC} not found");
-        return None;
-    }
-    let dir = std::env::temp_dir().join(format!("tandem-pri-peer-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).ok()?;
-    let exe = dir.join("pri-peer");
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let out = Command::new(cc)
-        .args(["-O2", "-std=gnu99", "-o"])
-        .arg(&exe)
-        .arg(SRC)
-        .arg("-lpri")
-        .output();
-    match out {
-        Ok(o) if o.status.success() => Some(exe),
-        Ok(o) => {
-            eprintln!(
-                "SKIP pri-peer interop: build failed (apt-get install libpri-dev): {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            None
-        }
-        Err(e) => {
-            eprintln!("SKIP pri-peer interop: no C compiler: {e}");
-            None
-        }
-    }
-}
 
 struct Peer {
     child: Child,
@@ -85,18 +44,7 @@ impl Peer {
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
-        // A parallel test may still hold the freshly built binary open for writing
-        // (ETXTBSY): retry the exec briefly.
-        let mut tries = 0;
-        let child = loop {
-            match cmd.spawn() {
-                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 50 => {
-                    tries += 1;
-                    std::thread::sleep(std::time::Duration::from_millis(20));
-                }
-                r => break r.unwrap(),
-            }
-        };
+        let child = pri_peer::spawn(&mut cmd);
         sock.connect(("127.0.0.1", port)).unwrap();
         let mut pri = Pri::new(Side::User);
         pri.start(Instant::now());
@@ -169,7 +117,9 @@ fn release_of(ev: &[PriEvent], call: CallId) -> Option<u8> {
 
 #[test]
 fn cpe_calls_libpri_network_answered() {
-    let Some(exe) = build_peer() else { return };
+    let Some(exe) = pri_peer::build("pri-peer interop") else {
+        return;
+    };
     let mut p = Peer::spawn(
         &exe,
         &[
@@ -214,7 +164,9 @@ fn cpe_calls_libpri_network_answered() {
 
 #[test]
 fn libpri_network_calls_cpe_with_restricted_cli() {
-    let Some(exe) = build_peer() else { return };
+    let Some(exe) = pri_peer::build("pri-peer interop") else {
+        return;
+    };
     let mut p = Peer::spawn(
         &exe,
         &[
@@ -284,7 +236,9 @@ fn libpri_network_calls_cpe_with_restricted_cli() {
 
 #[test]
 fn busy_both_ways() {
-    let Some(exe) = build_peer() else { return };
+    let Some(exe) = pri_peer::build("pri-peer interop") else {
+        return;
+    };
     // Our call, libpri busy: DISCONNECT cause 17.
     let mut p = Peer::spawn(&exe, &["--incoming", "busy"]);
     assert!(p.until(5.0, |e| e.contains(&PriEvent::LinkUp)));

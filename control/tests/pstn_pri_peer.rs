@@ -13,53 +13,13 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "common/pri_peer.rs"]
+mod pri_peer;
+
 use control::pstn::config::{PstnConfig, Signalling, SpanConfig};
 use control::pstn::{CallerId, PlaceCall, Pstn, PstnCallId, PstnEvent};
 use control::q931::{Presentation, Screening};
 use drivers::{ChanId, SpanId};
-
-const SRC: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/peers/pri-peer/pri-peer.c"
-);
-
-fn build_peer() -> Option<PathBuf> {
-    if !std::path::Path::new(SRC).exists() {
-        eprintln!("SKIP pstn pri-peer interop: {SRC} not found");
-        return None;
-    }
-    let dir = std::env::temp_dir().join(format!("tandem-pstn-pri-peer-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).ok()?;
-    let exe = dir.join("pri-peer");
-    if exe.exists() {
-        return Some(exe);
-    }
-    let tmp = dir.join(format!("pri-peer.{:?}", std::thread::current().id()));
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    let out = Command::new(cc)
-        .args(["-O2", "-std=gnu99", "-o"])
-        .arg(&tmp)
-        .arg(SRC)
-        .arg("-lpri")
-        .output();
-    match out {
-        Ok(o) if o.status.success() => {
-            let _ = std::fs::rename(&tmp, &exe);
-            Some(exe)
-        }
-        Ok(o) => {
-            eprintln!(
-                "SKIP pstn pri-peer interop: build failed (apt-get install libpri-dev): {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            None
-        }
-        Err(e) => {
-            eprintln!("SKIP pstn pri-peer interop: no C compiler: {e}");
-            None
-        }
-    }
-}
 
 struct Peer {
     child: Child,
@@ -77,15 +37,15 @@ impl Peer {
             .unwrap()
             .port();
         let local = sock.local_addr().unwrap();
-        let child = Command::new(exe)
-            .args(["--role", role, "--udp-local", &format!("127.0.0.1:{port}")])
-            .args(["--udp-remote", &local.to_string()])
-            .args(["--timeout", "20", "--linger", "0.5"])
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = pri_peer::spawn(
+            Command::new(exe)
+                .args(["--role", role, "--udp-local", &format!("127.0.0.1:{port}")])
+                .args(["--udp-remote", &local.to_string()])
+                .args(["--timeout", "20", "--linger", "0.5"])
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null()),
+        );
         sock.connect(("127.0.0.1", port)).unwrap();
         let mut span = SpanConfig::e1(1, 1, "from-pstn");
         span.signalling = ours;
@@ -170,7 +130,9 @@ impl Peer {
 
 #[test]
 fn cpe_call_to_libpri_network_answered_then_busy() {
-    let Some(exe) = build_peer() else { return };
+    let Some(exe) = pri_peer::build("pstn pri-peer interop") else {
+        return;
+    };
     let mut p = Peer::spawn(
         &exe,
         "net",
@@ -238,7 +200,9 @@ fn cpe_call_to_libpri_network_answered_then_busy() {
 
 #[test]
 fn libpri_network_calls_in_with_restricted_cli() {
-    let Some(exe) = build_peer() else { return };
+    let Some(exe) = pri_peer::build("pstn pri-peer interop") else {
+        return;
+    };
     let mut p = Peer::spawn(
         &exe,
         "net",
@@ -308,7 +272,9 @@ fn libpri_network_calls_in_with_restricted_cli() {
 
 #[test]
 fn tandem_network_side_to_libpri_cpe() {
-    let Some(exe) = build_peer() else { return };
+    let Some(exe) = pri_peer::build("pstn pri-peer interop") else {
+        return;
+    };
     let mut p = Peer::spawn(
         &exe,
         "cpe",

@@ -7,6 +7,8 @@
 //! a C compiler) is missing.
 
 mod common;
+#[path = "common/pri_peer.rs"]
+mod pri_peer;
 
 use common::*;
 use std::path::PathBuf;
@@ -141,48 +143,6 @@ fn sim_exchange_with_dchannel_bit_errors_still_completes() {
 // ---------------------------------------------------------------------------
 // libpri's pri-peer on the D-channel (UDP transport).
 
-const SRC: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/peers/pri-peer/pri-peer.c"
-);
-
-fn build_peer() -> Option<PathBuf> {
-    if !std::path::Path::new(SRC).exists() {
-        eprintln!("SKIP pri-peer: {SRC} not found");
-        return None;
-    }
-    let dir = std::env::temp_dir().join(format!("tandem-pstn-tandemd-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).ok()?;
-    let exe = dir.join("pri-peer");
-    if exe.exists() {
-        return Some(exe);
-    }
-    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    // Built under a per-thread name and renamed: a running copy is never
-    // rewritten, and parallel tests never link into the same file.
-    let tmp = dir.join(format!("pri-peer.{:?}", std::thread::current().id()));
-    match Command::new(cc)
-        .args(["-O2", "-std=gnu99", "-o"])
-        .arg(&tmp)
-        .arg(SRC)
-        .arg("-lpri")
-        .output()
-    {
-        Ok(o) if o.status.success() => std::fs::rename(&tmp, &exe).ok().map(|_| exe),
-        Ok(o) => {
-            eprintln!(
-                "SKIP pri-peer: build failed (apt-get install libpri-dev): {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
-            None
-        }
-        Err(e) => {
-            eprintln!("SKIP pri-peer: no C compiler: {e}");
-            None
-        }
-    }
-}
-
 struct PriPeer {
     child: Child,
     out: PathBuf,
@@ -191,14 +151,14 @@ struct PriPeer {
 impl PriPeer {
     fn spawn(exe: &PathBuf, d: &TempDir, name: &str, port: u16, args: &[&str]) -> PriPeer {
         let out = d.path(&format!("{name}.jsonl"));
-        let child = Command::new(exe)
-            .args(["--udp-local", &format!("127.0.0.1:{port}")])
-            .args(["--linger", "0.5"])
-            .args(args)
-            .stdout(std::fs::File::create(&out).unwrap())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
+        let child = pri_peer::spawn(
+            Command::new(exe)
+                .args(["--udp-local", &format!("127.0.0.1:{port}")])
+                .args(["--linger", "0.5"])
+                .args(args)
+                .stdout(std::fs::File::create(&out).unwrap())
+                .stderr(Stdio::null()),
+        );
         PriPeer { child, out }
     }
 
@@ -303,7 +263,9 @@ fn pri_peer_network_side_gets_caller_id_and_presentation() {
         return;
     }
     let _g = serial();
-    let Some(exe) = build_peer() else { return };
+    let Some(exe) = pri_peer::build("pri-peer") else {
+        return;
+    };
     let port = free_udp_port();
     let dir = TempDir::new("pri-peer-net");
     // libpri as the exchange answers and checks the calling number and the
@@ -369,7 +331,9 @@ fn pri_peer_busy_unallocated_and_restricted_call_in() {
         return;
     }
     let _g = serial();
-    let Some(exe) = build_peer() else { return };
+    let Some(exe) = pri_peer::build("pri-peer") else {
+        return;
+    };
     let dir = TempDir::new("pri-peer-in");
     // Busy: the exchange's DISCONNECT 17 reaches the UA as 486.
     let port = free_udp_port();
@@ -492,7 +456,9 @@ fn tandem_network_side_to_pri_peer_cpe() {
         return;
     }
     let _g = serial();
-    let Some(exe) = build_peer() else { return };
+    let Some(exe) = pri_peer::build("pri-peer") else {
+        return;
+    };
     let port = free_udp_port();
     let dir = TempDir::new("pri-peer-cpe");
     let mut peer = PriPeer::spawn(
