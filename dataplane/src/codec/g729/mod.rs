@@ -18,7 +18,7 @@ pub mod basic_op;
 pub mod bitstream;
 mod decoder;
 mod encoder;
-mod simd;
+pub(crate) mod simd;
 mod tables;
 mod util;
 
