@@ -9,7 +9,7 @@
 use super::basic_op::*;
 use super::simd::{
     any_better8, avx2_multiversion, dot8n, first_best_ratio, lag_prefix_rows, lsp_stage1, mult8,
-    search8, sq_dist16, weighted_dist8,
+    search8, search8_w, sq_dist16, weighted_dist8,
 };
 use super::tables::*;
 use super::util::*;
@@ -1945,6 +1945,68 @@ fn phase_b(
     found
 }
 
+/// Phase A of one depth-first search: 2 rows (the two positions `i0` of
+/// one track with the largest `dn`, with `ps1 = dn[i0]`, `alp1 =
+/// L_mult(rr[i0][i0], H4)` and `rows[r][k] = rr[i0][i1]`) by the 8
+/// positions `i1` of another (`dn[i1]`, `diag[k] = rr[i1][i1]`):
+/// `ps2 = add(ps1, dn[i1])`, `alp2 = L_mac(L_mac(alp1, rows[r][k], H2),
+/// diag[k], H4)`, scanned row by row from `(sq, alp) = (-1, 1)` as the
+/// reference does. Returns the last replacement (row, position, ps2, sq,
+/// alp) if any. When no partial sum can saturate (bounded as in
+/// [`phase_b`]) and every `alp` is positive, the scan ends on the first
+/// largest `sq / alp` ([`first_best_ratio`]), found without branches.
+#[inline(always)]
+fn phase_a(
+    ps1: &[i16; 2],
+    alp1: &[i32; 2],
+    dn: &[i16; NB_POS],
+    rows: &[[i16; NB_POS]; 2],
+    diag: &[i16; NB_POS],
+) -> Option<(usize, usize, i16, i16, i16)> {
+    const H2: i16 = 16384;
+    const H4: i16 = 8192;
+    let bound = |v: &[i16; NB_POS]| v.iter().map(|x| x.unsigned_abs() as i64).max().unwrap_or(0);
+    let diag_bound = (bound(diag) << 14) + 0x8000;
+    if (0..2)
+        .all(|r| (alp1[r] as i64).abs() + (bound(&rows[r]) << 15) + diag_bound <= MAX_32 as i64)
+    {
+        let mut sq2 = [[0i16; NB_POS]; 2];
+        let mut a16 = [[0i16; NB_POS]; 2];
+        for r in 0..2 {
+            search8_w(
+                ps1[r],
+                alp1[r],
+                dn,
+                diag,
+                14,
+                &rows[r],
+                &mut sq2[r],
+                &mut a16[r],
+            );
+        }
+        if a16.iter().flatten().all(|&a| a > 0) {
+            let (r, k) = first_best_ratio(&sq2, &a16);
+            return Some((r, k, add(ps1[r], dn[k]), sq2[r][k], a16[r][k]));
+        }
+    }
+    let (mut sq, mut alp) = (-1i16, 1i16);
+    let mut found = None;
+    for r in 0..2 {
+        for k in 0..NB_POS {
+            let ps2 = add(ps1[r], dn[k]);
+            let alp2 = l_mac(l_mac(alp1[r], rows[r][k], H2), diag[k], H4);
+            let sq2 = mult(ps2, ps2);
+            let alp_16 = round(alp2);
+            if better(alp, sq2, sq, alp_16) {
+                sq = sq2;
+                alp = alp_16;
+                found = Some((r, k, ps2, sq2, alp_16));
+            }
+        }
+    }
+    found
+}
+
 /// The position of the first largest `dn` (all >= 0) on the track of
 /// positions `start, start + 5, ...`, leaving out `skip`: the reference's
 /// `if dn[j] > max` scan from `max = -1`, without its data-dependent
@@ -2063,30 +2125,25 @@ fn d4i40_17_fast_body(
         // ---- depth first search 3, phase A: tracks 2 and 3/4 ----
         let mut sq: i16 = -1;
         let mut alp: i16 = 1;
-        let mut prev_i0: Option<usize> = None;
-        for _ in 0..2 {
-            let i0 = track_max(dn, 2, prev_i0);
-            prev_i0 = Some(i0);
-            let j = d5(i0);
-            let ps1 = dn[i0];
-            let alp1 = l_mult(rr[RRI2I2 + j], H4);
-            let mut p0 = p_i2i34 + (j << 3);
-            let mut p1 = p_i3i34;
-            for i1 in (track..L_SUBFR).step_by(5) {
-                let ps2 = add(ps1, dn[i1]);
-                let mut alp2 = l_mac(alp1, rr[p0], H2);
-                p0 += 1;
-                alp2 = l_mac(alp2, rr[p1], H4);
-                p1 += 1;
-                let sq2 = mult(ps2, ps2);
-                let alp_16 = round(alp2);
-                if better(alp, sq2, sq, alp_16) {
-                    sq = sq2;
-                    ps = ps2;
-                    alp = alp_16;
-                    ix = i0;
-                    iy = i1;
-                }
+        {
+            let first = track_max(dn, 2, None);
+            let i0s = [first, track_max(dn, 2, Some(first))];
+            let (mut ps1, mut alp1) = ([0i16; 2], [0i32; 2]);
+            let mut rows = [[0i16; NB_POS]; 2];
+            for r in 0..2 {
+                let j = d5(i0s[r]);
+                ps1[r] = dn[i0s[r]];
+                alp1[r] = l_mult(rr[RRI2I2 + j], H4);
+                let p0 = p_i2i34 + (j << 3);
+                rows[r] = std::array::from_fn(|k| rr[p0 + k]);
+            }
+            let diag: [i16; NB_POS] = std::array::from_fn(|k| rr[p_i3i34 + k]);
+            if let Some((r, k, p2, s2, a2)) = phase_a(&ps1, &alp1, &dn_t[track], &rows, &diag) {
+                sq = s2;
+                ps = p2;
+                alp = a2;
+                ix = i0s[r];
+                iy = track + 5 * k;
             }
         }
         let i0 = ix;
@@ -2146,30 +2203,25 @@ fn d4i40_17_fast_body(
         // ---- depth first search 4, phase A: tracks 3/4 and 0 ----
         let mut sq: i16 = -1;
         let mut alp: i16 = 1;
-        let mut prev_i0: Option<usize> = None;
-        for _ in 0..2 {
-            let i0 = track_max(dn, track, prev_i0);
-            prev_i0 = Some(i0);
-            let j = d5(i0);
-            let ps1 = dn[i0];
-            let alp1 = l_mult(rr[p_i3i34 + j], H4);
-            let mut p0 = p_i0i34 + j;
-            let mut p1 = RRI0I0;
-            for i1 in (0..L_SUBFR).step_by(5) {
-                let ps2 = add(ps1, dn[i1]);
-                let mut alp2 = l_mac(alp1, rr[p0], H2);
-                p0 += NB_POS;
-                alp2 = l_mac(alp2, rr[p1], H4);
-                p1 += 1;
-                let sq2 = mult(ps2, ps2);
-                let alp_16 = round(alp2);
-                if better(alp, sq2, sq, alp_16) {
-                    sq = sq2;
-                    ps = ps2;
-                    alp = alp_16;
-                    ix = i0;
-                    iy = i1;
-                }
+        {
+            let first = track_max(dn, track, None);
+            let i0s = [first, track_max(dn, track, Some(first))];
+            let (mut ps1, mut alp1) = ([0i16; 2], [0i32; 2]);
+            let mut rows = [[0i16; NB_POS]; 2];
+            for r in 0..2 {
+                let j = d5(i0s[r]);
+                ps1[r] = dn[i0s[r]];
+                alp1[r] = l_mult(rr[p_i3i34 + j], H4);
+                let p0 = p_i0i34 + j;
+                rows[r] = std::array::from_fn(|k| rr[p0 + NB_POS * k]);
+            }
+            let diag: [i16; NB_POS] = std::array::from_fn(|k| rr[RRI0I0 + k]);
+            if let Some((r, k, p2, s2, a2)) = phase_a(&ps1, &alp1, &dn_t[0], &rows, &diag) {
+                sq = s2;
+                ps = p2;
+                alp = a2;
+                ix = i0s[r];
+                iy = 5 * k;
             }
         }
         let i0 = ix;
@@ -2393,6 +2445,83 @@ mod tests {
             }
         }
         assert!(fast > 2000 && declined > 100, "{fast} {declined}");
+    }
+
+    #[test]
+    fn phase_a_matches_the_sequential_scan_on_both_paths() {
+        // The reference scan over 2 rows of 8, every step saturating.
+        let scan = |ps1: &[i16; 2],
+                    alp1: &[i32; 2],
+                    dn: &[i16; NB_POS],
+                    rows: &[[i16; NB_POS]; 2],
+                    diag: &[i16; NB_POS]| {
+            let (mut sq, mut alp, mut found) = (-1i16, 1i16, None);
+            for r in 0..2 {
+                for k in 0..NB_POS {
+                    let ps2 = add(ps1[r], dn[k]);
+                    let a = l_mac(l_mac(alp1[r], rows[r][k], 16384), diag[k], 8192);
+                    let (sq2, alp_16) = (mult(ps2, ps2), round(a));
+                    if l_msu(l_mult(alp, sq2), sq, alp_16) > 0 {
+                        (sq, alp, found) = (sq2, alp_16, Some((r, k, ps2, sq2, alp_16)));
+                    }
+                }
+            }
+            found
+        };
+        let mut seed = 777i16;
+        let (mut fast, mut slow) = (0, 0);
+        for round in 0..2000 {
+            let shift = if round % 4 == 0 { 0 } else { 3 };
+            let rows: [[i16; NB_POS]; 2] =
+                std::array::from_fn(|_| std::array::from_fn(|_| shr(random(&mut seed), shift)));
+            let diag: [i16; NB_POS] = std::array::from_fn(|_| shr(random(&mut seed), 1));
+            let dn: [i16; NB_POS] =
+                std::array::from_fn(|_| shr(random(&mut seed), 2).saturating_abs());
+            // Ties: every 5th round repeats one candidate's values.
+            let mut rows = rows;
+            let mut dn = dn;
+            if round % 5 == 0 {
+                rows[1][3] = rows[0][3];
+                dn[6] = dn[3];
+                rows[1][6] = rows[0][3];
+            }
+            let ps1: [i16; 2] = std::array::from_fn(|_| shr(random(&mut seed), 2).saturating_abs());
+            let alp1: [i32; 2] = std::array::from_fn(|_| match round % 8 {
+                0 => i32::MAX - (random(&mut seed) as i32).abs(),
+                1 => -(1 << 24),
+                _ => (1 << 28) + ((random(&mut seed) as i32) << 10),
+            });
+            let got = phase_a(&ps1, &alp1, &dn, &rows, &diag);
+            assert_eq!(got, scan(&ps1, &alp1, &dn, &rows, &diag), "round {round}");
+            // Which path did it take?
+            let bound = |v: &[i16]| v.iter().map(|x| x.unsigned_abs() as i64).max().unwrap_or(0);
+            let ok = (0..2).all(|r| {
+                (alp1[r] as i64).abs() + (bound(&rows[r]) << 15) + (bound(&diag) << 14) + 0x8000
+                    <= MAX_32 as i64
+            });
+            let mut sq2 = [[0i16; NB_POS]; 2];
+            let mut a16 = [[0i16; NB_POS]; 2];
+            if ok {
+                for r in 0..2 {
+                    search8_w(
+                        ps1[r],
+                        alp1[r],
+                        &dn,
+                        &diag,
+                        14,
+                        &rows[r],
+                        &mut sq2[r],
+                        &mut a16[r],
+                    );
+                }
+            }
+            if ok && a16.iter().flatten().all(|&a| a > 0) {
+                fast += 1;
+            } else {
+                slow += 1;
+            }
+        }
+        assert!(fast > 500 && slow > 200, "fast {fast} slow {slow}");
     }
 
     #[test]

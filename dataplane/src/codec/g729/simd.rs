@@ -495,6 +495,25 @@ pub(crate) fn search8(
     sq2: &mut [i16; 8],
     a16: &mut [i16; 8],
 ) {
+    search8_w(ps1, alp1, dn, row, 13, tmp, sq2, a16)
+}
+
+/// [`search8`] with the weight of `row` a parameter: `a16[k] =
+/// round(alp1 + 2^row_log2 row[k] + 2^15 tmp[k])`, for `row_log2` in
+/// `1..=15` (13 in phase B of the codebook search, 14 in phase A).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn search8_w(
+    ps1: i16,
+    alp1: i32,
+    dn: &[i16; 8],
+    row: &[i16; 8],
+    row_log2: u32,
+    tmp: &[i16; 8],
+    sq2: &mut [i16; 8],
+    a16: &mut [i16; 8],
+) {
+    debug_assert!((1..=15).contains(&row_log2));
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
@@ -519,17 +538,18 @@ pub(crate) fn search8(
             let r = _mm_loadu_si128(row.as_ptr() as *const __m128i);
             let t = _mm_loadu_si128(tmp.as_ptr() as *const __m128i);
             let base = _mm_set1_epi32(alp1.wrapping_add(0x8000));
+            let rsh = _mm_cvtsi32_si128(16 - row_log2 as i32);
             let a0 = _mm_add_epi32(
                 base,
                 _mm_add_epi32(
-                    _mm_srai_epi32(_mm_unpacklo_epi16(z, r), 3),
+                    _mm_sra_epi32(_mm_unpacklo_epi16(z, r), rsh),
                     _mm_srai_epi32(_mm_unpacklo_epi16(z, t), 1),
                 ),
             );
             let a1 = _mm_add_epi32(
                 base,
                 _mm_add_epi32(
-                    _mm_srai_epi32(_mm_unpackhi_epi16(z, r), 3),
+                    _mm_sra_epi32(_mm_unpackhi_epi16(z, r), rsh),
                     _mm_srai_epi32(_mm_unpackhi_epi16(z, t), 1),
                 ),
             );
@@ -543,7 +563,7 @@ pub(crate) fn search8(
             let ps2 = ps1.saturating_add(dn[k]) as i32;
             sq2[k] = ((ps2 * ps2) >> 15).min(i16::MAX as i32) as i16;
             let alp2 = alp1
-                .wrapping_add((row[k] as i32) << 13)
+                .wrapping_add((row[k] as i32) << row_log2)
                 .wrapping_add((tmp[k] as i32) << 15);
             a16[k] = (alp2.wrapping_add(0x8000) >> 16) as i16;
         }
@@ -726,6 +746,13 @@ mod tests {
                 assert_eq!(sq2[k], want);
                 let alp2 = alp1 + ((row[k] as i32) << 13) + ((tmp[k] as i32) << 15);
                 assert_eq!(a16[k], ((alp2 + 0x8000) >> 16) as i16);
+            }
+            let (mut sq2w, mut a16w) = ([0i16; 8], [0i16; 8]);
+            search8_w(ps1, alp1, &dn, &row, 14, &tmp, &mut sq2w, &mut a16w);
+            assert_eq!(sq2w, sq2);
+            for k in 0..8 {
+                let alp2 = alp1 + ((row[k] as i32) << 14) + ((tmp[k] as i32) << 15);
+                assert_eq!(a16w[k], ((alp2 + 0x8000) >> 16) as i16);
             }
         }
     }
