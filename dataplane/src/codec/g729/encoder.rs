@@ -8,8 +8,8 @@
 
 use super::basic_op::*;
 use super::simd::{
-    any_better8, avx2_multiversion, dot8n, first_best_ratio, lag_prefix_rows, lsp_stage1, mult8,
-    search8, search8_w, sq_dist16, weighted_dist8,
+    any_better8, avx2_multiversion, dot8n, first_best_ratio, lag_prefix_rows, lsp_stage1,
+    lsp_stage2, mult8, search8, search8_w, sq_dist16,
 };
 use super::tables::*;
 use super::util::*;
@@ -764,6 +764,21 @@ fn lspcb1_groups() -> &'static ([[[i16; 8]; 5]; 32], i32) {
     })
 }
 
+/// The second-stage LSP codebook column-wise for [`lsp_stage2`]: its lower
+/// (elements 0..5) and upper (5..10) halves.
+fn lspcb2_cols() -> &'static [[[i16; 32]; 5]; 2] {
+    static TABLE: std::sync::OnceLock<[[[i16; 32]; 5]; 2]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = [[[0i16; 32]; 5]; 2];
+        for (i, cb) in LSPCB2.iter().enumerate() {
+            for (j, &v) in cb.iter().enumerate() {
+                t[j / 5][j % 5][i] = v;
+            }
+        }
+        t
+    })
+}
+
 /// The first-stage LSP codebook padded to 16 entries per vector.
 fn lspcb1_padded() -> &'static [[i16; 16]; 128] {
     static TABLE: std::sync::OnceLock<[[i16; 16]; 128]> = std::sync::OnceLock::new();
@@ -1129,6 +1144,7 @@ fn get_wegt(flsp: &[i16; M], wegt: &mut [i16; M]) {
     }
 }
 
+#[inline(always)]
 fn select_2nd(rbuf: &[i16; M], cb1: &[i16; M], wegt: &[i16; M], from: usize, to: usize) -> usize {
     let mut buf = [0i16; M];
     for j in from..to {
@@ -1140,30 +1156,11 @@ fn select_2nd(rbuf: &[i16; M], cb1: &[i16; M], wegt: &[i16; M], from: usize, to:
     // running sum only grows and saturates exactly when the true sum
     // exceeds MAX_32 (the -32768^2 product alone exceeds it too).
     let nonneg = wegt[from..to].iter().all(|&w| w >= 0);
-    if nonneg && to - from <= 8 && to <= M {
-        // Eight lanes from `lo` (weights outside from..to zeroed), so
-        // the terms outside the range vanish.
-        let lo = to.saturating_sub(8);
-        let mut b8 = [0i16; 8];
-        let mut w8 = [0i16; 8];
-        for k in 0..8 {
-            b8[k] = buf[lo + k];
-            if (from..to).contains(&(lo + k)) {
-                w8[k] = wegt[lo + k];
-            }
-        }
-        for (k, cb2) in LSPCB2.iter().enumerate() {
-            let c8: &[i16; 8] = match cb2[lo..lo + 8].try_into() {
-                Ok(c) => c,
-                Err(_) => return index,
-            };
-            let d = weighted_dist8(&b8, c8, &w8).min(MAX_32 as u64) as i32;
-            if d < dmin {
-                dmin = d;
-                index = k;
-            }
-        }
-        return index;
+    if nonneg && to - from == 5 && to <= M {
+        // All 32 entries eight at a time, column-wise.
+        let b5: [i16; 5] = std::array::from_fn(|j| buf[from + j]);
+        let w5: [i16; 5] = std::array::from_fn(|j| wegt[from + j]);
+        return lsp_stage2(&b5, &w5, &lspcb2_cols()[from / 5]);
     }
     for (k, cb2) in LSPCB2.iter().enumerate() {
         let d = if nonneg {
@@ -2047,7 +2044,6 @@ fn d4i40_17_fast_body(
     cod: &mut [i16; L_SUBFR],
     y: &mut [i16; L_SUBFR],
 ) -> (i16, i16) {
-    const H2: i16 = 16384;
     const H4: i16 = 8192;
     const H8: i16 = 4096;
     const H16: i16 = 2048;
@@ -2123,7 +2119,6 @@ fn d4i40_17_fast_body(
 
     for track in 3..5usize {
         // ---- depth first search 3, phase A: tracks 2 and 3/4 ----
-        let mut sq: i16 = -1;
         let mut alp: i16 = 1;
         {
             let first = track_max(dn, 2, None);
@@ -2138,8 +2133,7 @@ fn d4i40_17_fast_body(
                 rows[r] = std::array::from_fn(|k| rr[p0 + k]);
             }
             let diag: [i16; NB_POS] = std::array::from_fn(|k| rr[p_i3i34 + k]);
-            if let Some((r, k, p2, s2, a2)) = phase_a(&ps1, &alp1, &dn_t[track], &rows, &diag) {
-                sq = s2;
+            if let Some((r, k, p2, _, a2)) = phase_a(&ps1, &alp1, &dn_t[track], &rows, &diag) {
                 ps = p2;
                 alp = a2;
                 ix = i0s[r];
@@ -2201,7 +2195,6 @@ fn d4i40_17_fast_body(
         }
 
         // ---- depth first search 4, phase A: tracks 3/4 and 0 ----
-        let mut sq: i16 = -1;
         let mut alp: i16 = 1;
         {
             let first = track_max(dn, track, None);
@@ -2216,8 +2209,7 @@ fn d4i40_17_fast_body(
                 rows[r] = std::array::from_fn(|k| rr[p0 + NB_POS * k]);
             }
             let diag: [i16; NB_POS] = std::array::from_fn(|k| rr[RRI0I0 + k]);
-            if let Some((r, k, p2, s2, a2)) = phase_a(&ps1, &alp1, &dn_t[0], &rows, &diag) {
-                sq = s2;
+            if let Some((r, k, p2, _, a2)) = phase_a(&ps1, &alp1, &dn_t[0], &rows, &diag) {
                 ps = p2;
                 alp = a2;
                 ix = i0s[r];
