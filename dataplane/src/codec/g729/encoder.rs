@@ -973,6 +973,62 @@ fn chebps_fast(x: i16, f: &[i16; 6], q11: bool) -> Option<i16> {
     Some(((s5 << sh).clamp(i32::MIN as i64, i32::MAX as i64) >> 16) as i16)
 }
 
+/// [`chebps_fast`] at 8 abscissae at once, as independent lanes (plain
+/// array code the compiler vectorises): the values, and for each lane
+/// whether `chebps_fast` would have declined (then its value is
+/// meaningless). The recurrence state is kept in 32 bits: every extracted
+/// `hi` of a lane not yet declined comes from a sum that fits 32 bits, so
+/// `|hi| <= 2^15` and `hi x` (like `lo x`, `0 <= lo < 2^15`) is exact in
+/// 32 bits; the running sums are formed in 64 bits and range-checked
+/// exactly as in `chebps_fast`.
+#[inline(always)]
+fn chebps8(x: &[i16; 8], f: &[i16; 6], q11: bool) -> ([i16; 8], [bool; 8]) {
+    let (b2h0, m2x, sh) = if q11 {
+        (256i32, 512i64, 6)
+    } else {
+        (128, 256, 7)
+    };
+    let fits = |v: i64| v == v as i32 as i64;
+    let mut bad = [false; 8];
+    let (mut b1h, mut b1l) = ([0i32; 8], [0i32; 8]);
+    let (mut b2h, mut b2l) = ([b2h0; 8], [0i32; 8]);
+    for l in 0..8 {
+        // At most 2^25 + 2^28: fits.
+        let t = (2 * x[l] as i64 * m2x + 8192 * f[1] as i64) as i32;
+        b1h[l] = t >> 16;
+        b1l[l] = (t >> 1) & 0x7fff;
+        bad[l] = x[l] == i16::MIN;
+    }
+    for &fi in &f[2..5] {
+        for l in 0..8 {
+            let xi = x[l] as i32;
+            let m = 2 * b1h[l].wrapping_mul(xi) as i64 + 2 * ((b1l[l] * xi) >> 15) as i64;
+            let s2 = 2 * m;
+            let s3 = s2 - 0x1_0000 * b2h[l] as i64;
+            let s4 = s3 - 2 * b2l[l] as i64;
+            let s5 = s4 + 8192 * fi as i64;
+            bad[l] |=
+                !(fits(s2) & fits(s3) & fits(s4) & fits(s5) & (s5 >= i32::MIN as i64 + 0x1_0000));
+            b2h[l] = b1h[l];
+            b2l[l] = b1l[l];
+            let t = s5 as i32;
+            b1h[l] = t >> 16;
+            b1l[l] = (t >> 1) & 0x7fff;
+        }
+    }
+    let mut y = [0i16; 8];
+    for l in 0..8 {
+        let xi = x[l] as i32;
+        let m = 2 * b1h[l].wrapping_mul(xi) as i64 + 2 * ((b1l[l] * xi) >> 15) as i64;
+        let s3 = m - 0x1_0000 * b2h[l] as i64;
+        let s4 = s3 - 2 * b2l[l] as i64;
+        let s5 = s4 + 4096 * f[5] as i64;
+        bad[l] |= !(fits(m) & fits(s3) & fits(s4) & fits(s5));
+        y[l] = ((s5 << sh).clamp(i32::MIN as i64, i32::MAX as i64) >> 16) as i16;
+    }
+    (y, bad)
+}
+
 /// The reference's `Chebps` operator by operator.
 fn chebps_ref(x: i16, f: &[i16; 6], q11: bool) -> i16 {
     let (b2h0, m2x, sh) = if q11 { (256, 512, 6) } else { (128, 256, 7) };
@@ -1051,18 +1107,40 @@ fn az_lsp_body(a: &[i16; MP1], lsp: &mut [i16; M], old_lsp: &[i16; M]) {
             f2[i + 1] = add(extract_h(t0), f2[i]);
         }
     }
+    // Both polynomials on the whole grid up front, eight points at a time
+    // (the search below reads each grid point of one of them); the points
+    // where the fast evaluation declines are replayed one by one.
+    const NG: usize = 51; // GRID.len()
+    let mut grid_y = [[0i16; 8 * NG.div_ceil(8)]; 2];
+    for (p, coef) in [&f1, &f2].into_iter().enumerate() {
+        for (ys, c) in grid_y[p].as_chunks_mut::<8>().0.iter_mut().zip(0..) {
+            let xs: [i16; 8] = std::array::from_fn(|l| {
+                let j = (8 * c + l).min(NG - 1);
+                GRID.get(j).copied().unwrap_or(0)
+            });
+            let bad;
+            (*ys, bad) = chebps8(&xs, coef, q11);
+            if bad.iter().any(|&b| b) {
+                for l in 0..8 {
+                    if bad[l] {
+                        ys[l] = chebps(xs[l], coef, q11);
+                    }
+                }
+            }
+        }
+    }
     let mut nf = 0usize;
     let mut ip = 0;
     let mut coef = &f1;
     let mut xlow = GRID[0];
-    let mut ylow = chebps(xlow, coef, q11);
+    let mut ylow = grid_y[0][0];
     let mut j = 0usize;
     while nf < M && j < 50 {
         j += 1;
         let mut xhigh = xlow;
         let mut yhigh = ylow;
         xlow = GRID[j];
-        ylow = chebps(xlow, coef, q11);
+        ylow = grid_y[ip][j];
         if l_mult(ylow, yhigh) <= 0 {
             for _ in 0..2 {
                 let xmid = add(shr(xlow, 1), shr(xhigh, 1));
@@ -2434,6 +2512,16 @@ mod tests {
                     None => declined += 1,
                 }
                 assert_eq!(chebps(x, &f, q11), want);
+                // The same point as lane `round % 8` of the 8-lane version.
+                let mut xs: [i16; 8] = std::array::from_fn(|_| random(&mut seed));
+                xs[round % 8] = x;
+                let (ys, bad) = chebps8(&xs, &f, q11);
+                for l in 0..8 {
+                    match chebps_fast(xs[l], &f, q11) {
+                        Some(v) => assert!(!bad[l] && ys[l] == v, "{xs:?} {f:?} {q11} {l}"),
+                        None => assert!(bad[l], "{xs:?} {f:?} {q11} {l}"),
+                    }
+                }
             }
         }
         assert!(fast > 2000 && declined > 100, "{fast} {declined}");
