@@ -1455,9 +1455,46 @@ fn dot(x: &[i16], y: &[i16]) -> i32 {
     l_mac_dot(0, x, y)
 }
 
+/// `dot(dn, x)` (the reference's `L_mac` chain from 0) for `x` of 40
+/// samples, given `dn_abs = Σ|dn[k]|`: when `2 dn_abs max|x| <= MAX_32`
+/// no product nor prefix sum of the chain can saturate, so the pairwise
+/// sum modulo 2^32 ([`dot8n`]) is the exact value; else the checked [`dot`].
+#[inline(always)]
+fn dot40(dn: &[i16; L_SUBFR], dn_abs: i64, x: &[i16]) -> i32 {
+    let Some(x40) = x.first_chunk::<L_SUBFR>() else {
+        return dot(dn, x);
+    };
+    let (lo, hi) = x40
+        .iter()
+        .fold((0i16, 0i16), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let xmax = (hi as i64).max(-(lo as i64));
+    if 2 * dn_abs * xmax <= MAX_32 as i64 {
+        // |Σ| <= 2^30: doubling is exact.
+        dot8n(dn, x40).wrapping_mul(2)
+    } else {
+        dot(dn, x)
+    }
+}
+
+avx2_multiversion! {
+    /// [`pitch_fr3_fast_body`], compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    #[allow(clippy::too_many_arguments)]
+    fn pitch_fr3_fast(
+        exc: &mut [i16],
+        pos: usize,
+        xn: &[i16; L_SUBFR],
+        h: &[i16; L_SUBFR],
+        t0_min: i16,
+        t0_max: i16,
+        sf: usize,
+        pit_frac: &mut i16,
+    ) -> i16 = pitch_fr3_fast_body;
+}
+
 #[allow(clippy::too_many_arguments)]
-#[inline(never)]
-fn pitch_fr3_fast(
+#[inline(always)]
+fn pitch_fr3_fast_body(
     exc: &mut [i16],
     pos: usize,
     xn: &[i16; L_SUBFR],
@@ -1469,6 +1506,8 @@ fn pitch_fr3_fast(
 ) -> i16 {
     let mut dn = [0i16; L_SUBFR];
     cor_h_x(h, xn, &mut dn);
+    let dn_abs: i64 = dn.iter().map(|v| v.unsigned_abs() as i64).sum();
+    let dot = |a: &[i16; L_SUBFR], x: &[i16]| dot40(a, dn_abs, x);
     let mut max = MIN_32;
     let mut t0 = t0_min;
     for t in t0_min..=t0_max {
@@ -2525,6 +2564,33 @@ mod tests {
             }
         }
         assert!(fast > 2000 && declined > 100, "{fast} {declined}");
+    }
+
+    #[test]
+    fn dot40_is_the_saturating_chain_on_both_paths() {
+        let mut seed = 99i16;
+        let (mut fast, mut slow) = (0, 0);
+        for round in 0..3000 {
+            let (sd, sx) = ((round % 5) as i16, (round / 5 % 5) as i16);
+            let dn: [i16; L_SUBFR] = std::array::from_fn(|_| shr(random(&mut seed), sd));
+            let mut x: [i16; L_SUBFR] = std::array::from_fn(|_| shr(random(&mut seed), sx));
+            if round % 17 == 0 {
+                x[3] = i16::MIN;
+            }
+            let want = x
+                .iter()
+                .zip(&dn)
+                .fold(0i32, |acc, (&a, &b)| l_mac(acc, b, a));
+            let dn_abs: i64 = dn.iter().map(|v| v.unsigned_abs() as i64).sum();
+            assert_eq!(dot40(&dn, dn_abs, &x), want, "round {round}");
+            let xmax = x.iter().map(|v| v.unsigned_abs() as i64).max().unwrap_or(0);
+            if 2 * dn_abs * xmax <= MAX_32 as i64 {
+                fast += 1;
+            } else {
+                slow += 1;
+            }
+        }
+        assert!(fast > 300 && slow > 300, "fast {fast} slow {slow}");
     }
 
     #[test]
