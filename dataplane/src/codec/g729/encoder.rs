@@ -8,8 +8,8 @@
 
 use super::basic_op::*;
 use super::simd::{
-    any_better8, avx2_multiversion, dot8n, first_best_ratio, lag_prefix_rows, lsp_stage1, mult8,
-    search8, sq_dist16, weighted_dist8,
+    any_better8, avx2_multiversion, dot8n, first_best_ratio, lag_prefix_rows, lsp_stage1,
+    lsp_stage2, mult8, search8, search8_w, sq_dist16,
 };
 use super::tables::*;
 use super::util::*;
@@ -764,6 +764,21 @@ fn lspcb1_groups() -> &'static ([[[i16; 8]; 5]; 32], i32) {
     })
 }
 
+/// The second-stage LSP codebook column-wise for [`lsp_stage2`]: its lower
+/// (elements 0..5) and upper (5..10) halves.
+fn lspcb2_cols() -> &'static [[[i16; 32]; 5]; 2] {
+    static TABLE: std::sync::OnceLock<[[[i16; 32]; 5]; 2]> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let mut t = [[[0i16; 32]; 5]; 2];
+        for (i, cb) in LSPCB2.iter().enumerate() {
+            for (j, &v) in cb.iter().enumerate() {
+                t[j / 5][j % 5][i] = v;
+            }
+        }
+        t
+    })
+}
+
 /// The first-stage LSP codebook padded to 16 entries per vector.
 fn lspcb1_padded() -> &'static [[i16; 16]; 128] {
     static TABLE: std::sync::OnceLock<[[i16; 16]; 128]> = std::sync::OnceLock::new();
@@ -958,6 +973,62 @@ fn chebps_fast(x: i16, f: &[i16; 6], q11: bool) -> Option<i16> {
     Some(((s5 << sh).clamp(i32::MIN as i64, i32::MAX as i64) >> 16) as i16)
 }
 
+/// [`chebps_fast`] at 8 abscissae at once, as independent lanes (plain
+/// array code the compiler vectorises): the values, and for each lane
+/// whether `chebps_fast` would have declined (then its value is
+/// meaningless). The recurrence state is kept in 32 bits: every extracted
+/// `hi` of a lane not yet declined comes from a sum that fits 32 bits, so
+/// `|hi| <= 2^15` and `hi x` (like `lo x`, `0 <= lo < 2^15`) is exact in
+/// 32 bits; the running sums are formed in 64 bits and range-checked
+/// exactly as in `chebps_fast`.
+#[inline(always)]
+fn chebps8(x: &[i16; 8], f: &[i16; 6], q11: bool) -> ([i16; 8], [bool; 8]) {
+    let (b2h0, m2x, sh) = if q11 {
+        (256i32, 512i64, 6)
+    } else {
+        (128, 256, 7)
+    };
+    let fits = |v: i64| v == v as i32 as i64;
+    let mut bad = [false; 8];
+    let (mut b1h, mut b1l) = ([0i32; 8], [0i32; 8]);
+    let (mut b2h, mut b2l) = ([b2h0; 8], [0i32; 8]);
+    for l in 0..8 {
+        // At most 2^25 + 2^28: fits.
+        let t = (2 * x[l] as i64 * m2x + 8192 * f[1] as i64) as i32;
+        b1h[l] = t >> 16;
+        b1l[l] = (t >> 1) & 0x7fff;
+        bad[l] = x[l] == i16::MIN;
+    }
+    for &fi in &f[2..5] {
+        for l in 0..8 {
+            let xi = x[l] as i32;
+            let m = 2 * b1h[l].wrapping_mul(xi) as i64 + 2 * ((b1l[l] * xi) >> 15) as i64;
+            let s2 = 2 * m;
+            let s3 = s2 - 0x1_0000 * b2h[l] as i64;
+            let s4 = s3 - 2 * b2l[l] as i64;
+            let s5 = s4 + 8192 * fi as i64;
+            bad[l] |=
+                !(fits(s2) & fits(s3) & fits(s4) & fits(s5) & (s5 >= i32::MIN as i64 + 0x1_0000));
+            b2h[l] = b1h[l];
+            b2l[l] = b1l[l];
+            let t = s5 as i32;
+            b1h[l] = t >> 16;
+            b1l[l] = (t >> 1) & 0x7fff;
+        }
+    }
+    let mut y = [0i16; 8];
+    for l in 0..8 {
+        let xi = x[l] as i32;
+        let m = 2 * b1h[l].wrapping_mul(xi) as i64 + 2 * ((b1l[l] * xi) >> 15) as i64;
+        let s3 = m - 0x1_0000 * b2h[l] as i64;
+        let s4 = s3 - 2 * b2l[l] as i64;
+        let s5 = s4 + 4096 * f[5] as i64;
+        bad[l] |= !(fits(m) & fits(s3) & fits(s4) & fits(s5));
+        y[l] = ((s5 << sh).clamp(i32::MIN as i64, i32::MAX as i64) >> 16) as i16;
+    }
+    (y, bad)
+}
+
 /// The reference's `Chebps` operator by operator.
 fn chebps_ref(x: i16, f: &[i16; 6], q11: bool) -> i16 {
     let (b2h0, m2x, sh) = if q11 { (256, 512, 6) } else { (128, 256, 7) };
@@ -1036,18 +1107,40 @@ fn az_lsp_body(a: &[i16; MP1], lsp: &mut [i16; M], old_lsp: &[i16; M]) {
             f2[i + 1] = add(extract_h(t0), f2[i]);
         }
     }
+    // Both polynomials on the whole grid up front, eight points at a time
+    // (the search below reads each grid point of one of them); the points
+    // where the fast evaluation declines are replayed one by one.
+    const NG: usize = 51; // GRID.len()
+    let mut grid_y = [[0i16; 8 * NG.div_ceil(8)]; 2];
+    for (p, coef) in [&f1, &f2].into_iter().enumerate() {
+        for (ys, c) in grid_y[p].as_chunks_mut::<8>().0.iter_mut().zip(0..) {
+            let xs: [i16; 8] = std::array::from_fn(|l| {
+                let j = (8 * c + l).min(NG - 1);
+                GRID.get(j).copied().unwrap_or(0)
+            });
+            let bad;
+            (*ys, bad) = chebps8(&xs, coef, q11);
+            if bad.iter().any(|&b| b) {
+                for l in 0..8 {
+                    if bad[l] {
+                        ys[l] = chebps(xs[l], coef, q11);
+                    }
+                }
+            }
+        }
+    }
     let mut nf = 0usize;
     let mut ip = 0;
     let mut coef = &f1;
     let mut xlow = GRID[0];
-    let mut ylow = chebps(xlow, coef, q11);
+    let mut ylow = grid_y[0][0];
     let mut j = 0usize;
     while nf < M && j < 50 {
         j += 1;
         let mut xhigh = xlow;
         let mut yhigh = ylow;
         xlow = GRID[j];
-        ylow = chebps(xlow, coef, q11);
+        ylow = grid_y[ip][j];
         if l_mult(ylow, yhigh) <= 0 {
             for _ in 0..2 {
                 let xmid = add(shr(xlow, 1), shr(xhigh, 1));
@@ -1129,6 +1222,7 @@ fn get_wegt(flsp: &[i16; M], wegt: &mut [i16; M]) {
     }
 }
 
+#[inline(always)]
 fn select_2nd(rbuf: &[i16; M], cb1: &[i16; M], wegt: &[i16; M], from: usize, to: usize) -> usize {
     let mut buf = [0i16; M];
     for j in from..to {
@@ -1140,30 +1234,11 @@ fn select_2nd(rbuf: &[i16; M], cb1: &[i16; M], wegt: &[i16; M], from: usize, to:
     // running sum only grows and saturates exactly when the true sum
     // exceeds MAX_32 (the -32768^2 product alone exceeds it too).
     let nonneg = wegt[from..to].iter().all(|&w| w >= 0);
-    if nonneg && to - from <= 8 && to <= M {
-        // Eight lanes from `lo` (weights outside from..to zeroed), so
-        // the terms outside the range vanish.
-        let lo = to.saturating_sub(8);
-        let mut b8 = [0i16; 8];
-        let mut w8 = [0i16; 8];
-        for k in 0..8 {
-            b8[k] = buf[lo + k];
-            if (from..to).contains(&(lo + k)) {
-                w8[k] = wegt[lo + k];
-            }
-        }
-        for (k, cb2) in LSPCB2.iter().enumerate() {
-            let c8: &[i16; 8] = match cb2[lo..lo + 8].try_into() {
-                Ok(c) => c,
-                Err(_) => return index,
-            };
-            let d = weighted_dist8(&b8, c8, &w8).min(MAX_32 as u64) as i32;
-            if d < dmin {
-                dmin = d;
-                index = k;
-            }
-        }
-        return index;
+    if nonneg && to - from == 5 && to <= M {
+        // All 32 entries eight at a time, column-wise.
+        let b5: [i16; 5] = std::array::from_fn(|j| buf[from + j]);
+        let w5: [i16; 5] = std::array::from_fn(|j| wegt[from + j]);
+        return lsp_stage2(&b5, &w5, &lspcb2_cols()[from / 5]);
     }
     for (k, cb2) in LSPCB2.iter().enumerate() {
         let d = if nonneg {
@@ -1380,9 +1455,46 @@ fn dot(x: &[i16], y: &[i16]) -> i32 {
     l_mac_dot(0, x, y)
 }
 
+/// `dot(dn, x)` (the reference's `L_mac` chain from 0) for `x` of 40
+/// samples, given `dn_abs = Σ|dn[k]|`: when `2 dn_abs max|x| <= MAX_32`
+/// no product nor prefix sum of the chain can saturate, so the pairwise
+/// sum modulo 2^32 ([`dot8n`]) is the exact value; else the checked [`dot`].
+#[inline(always)]
+fn dot40(dn: &[i16; L_SUBFR], dn_abs: i64, x: &[i16]) -> i32 {
+    let Some(x40) = x.first_chunk::<L_SUBFR>() else {
+        return dot(dn, x);
+    };
+    let (lo, hi) = x40
+        .iter()
+        .fold((0i16, 0i16), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let xmax = (hi as i64).max(-(lo as i64));
+    if 2 * dn_abs * xmax <= MAX_32 as i64 {
+        // |Σ| <= 2^30: doubling is exact.
+        dot8n(dn, x40).wrapping_mul(2)
+    } else {
+        dot(dn, x)
+    }
+}
+
+avx2_multiversion! {
+    /// [`pitch_fr3_fast_body`], compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    #[allow(clippy::too_many_arguments)]
+    fn pitch_fr3_fast(
+        exc: &mut [i16],
+        pos: usize,
+        xn: &[i16; L_SUBFR],
+        h: &[i16; L_SUBFR],
+        t0_min: i16,
+        t0_max: i16,
+        sf: usize,
+        pit_frac: &mut i16,
+    ) -> i16 = pitch_fr3_fast_body;
+}
+
 #[allow(clippy::too_many_arguments)]
-#[inline(never)]
-fn pitch_fr3_fast(
+#[inline(always)]
+fn pitch_fr3_fast_body(
     exc: &mut [i16],
     pos: usize,
     xn: &[i16; L_SUBFR],
@@ -1394,6 +1506,8 @@ fn pitch_fr3_fast(
 ) -> i16 {
     let mut dn = [0i16; L_SUBFR];
     cor_h_x(h, xn, &mut dn);
+    let dn_abs: i64 = dn.iter().map(|v| v.unsigned_abs() as i64).sum();
+    let dot = |a: &[i16; L_SUBFR], x: &[i16]| dot40(a, dn_abs, x);
     let mut max = MIN_32;
     let mut t0 = t0_min;
     for t in t0_min..=t0_max {
@@ -1945,6 +2059,68 @@ fn phase_b(
     found
 }
 
+/// Phase A of one depth-first search: 2 rows (the two positions `i0` of
+/// one track with the largest `dn`, with `ps1 = dn[i0]`, `alp1 =
+/// L_mult(rr[i0][i0], H4)` and `rows[r][k] = rr[i0][i1]`) by the 8
+/// positions `i1` of another (`dn[i1]`, `diag[k] = rr[i1][i1]`):
+/// `ps2 = add(ps1, dn[i1])`, `alp2 = L_mac(L_mac(alp1, rows[r][k], H2),
+/// diag[k], H4)`, scanned row by row from `(sq, alp) = (-1, 1)` as the
+/// reference does. Returns the last replacement (row, position, ps2, sq,
+/// alp) if any. When no partial sum can saturate (bounded as in
+/// [`phase_b`]) and every `alp` is positive, the scan ends on the first
+/// largest `sq / alp` ([`first_best_ratio`]), found without branches.
+#[inline(always)]
+fn phase_a(
+    ps1: &[i16; 2],
+    alp1: &[i32; 2],
+    dn: &[i16; NB_POS],
+    rows: &[[i16; NB_POS]; 2],
+    diag: &[i16; NB_POS],
+) -> Option<(usize, usize, i16, i16, i16)> {
+    const H2: i16 = 16384;
+    const H4: i16 = 8192;
+    let bound = |v: &[i16; NB_POS]| v.iter().map(|x| x.unsigned_abs() as i64).max().unwrap_or(0);
+    let diag_bound = (bound(diag) << 14) + 0x8000;
+    if (0..2)
+        .all(|r| (alp1[r] as i64).abs() + (bound(&rows[r]) << 15) + diag_bound <= MAX_32 as i64)
+    {
+        let mut sq2 = [[0i16; NB_POS]; 2];
+        let mut a16 = [[0i16; NB_POS]; 2];
+        for r in 0..2 {
+            search8_w(
+                ps1[r],
+                alp1[r],
+                dn,
+                diag,
+                14,
+                &rows[r],
+                &mut sq2[r],
+                &mut a16[r],
+            );
+        }
+        if a16.iter().flatten().all(|&a| a > 0) {
+            let (r, k) = first_best_ratio(&sq2, &a16);
+            return Some((r, k, add(ps1[r], dn[k]), sq2[r][k], a16[r][k]));
+        }
+    }
+    let (mut sq, mut alp) = (-1i16, 1i16);
+    let mut found = None;
+    for r in 0..2 {
+        for k in 0..NB_POS {
+            let ps2 = add(ps1[r], dn[k]);
+            let alp2 = l_mac(l_mac(alp1[r], rows[r][k], H2), diag[k], H4);
+            let sq2 = mult(ps2, ps2);
+            let alp_16 = round(alp2);
+            if better(alp, sq2, sq, alp_16) {
+                sq = sq2;
+                alp = alp_16;
+                found = Some((r, k, ps2, sq2, alp_16));
+            }
+        }
+    }
+    found
+}
+
 /// The position of the first largest `dn` (all >= 0) on the track of
 /// positions `start, start + 5, ...`, leaving out `skip`: the reference's
 /// `if dn[j] > max` scan from `max = -1`, without its data-dependent
@@ -1985,7 +2161,6 @@ fn d4i40_17_fast_body(
     cod: &mut [i16; L_SUBFR],
     y: &mut [i16; L_SUBFR],
 ) -> (i16, i16) {
-    const H2: i16 = 16384;
     const H4: i16 = 8192;
     const H8: i16 = 4096;
     const H16: i16 = 2048;
@@ -2061,32 +2236,25 @@ fn d4i40_17_fast_body(
 
     for track in 3..5usize {
         // ---- depth first search 3, phase A: tracks 2 and 3/4 ----
-        let mut sq: i16 = -1;
         let mut alp: i16 = 1;
-        let mut prev_i0: Option<usize> = None;
-        for _ in 0..2 {
-            let i0 = track_max(dn, 2, prev_i0);
-            prev_i0 = Some(i0);
-            let j = d5(i0);
-            let ps1 = dn[i0];
-            let alp1 = l_mult(rr[RRI2I2 + j], H4);
-            let mut p0 = p_i2i34 + (j << 3);
-            let mut p1 = p_i3i34;
-            for i1 in (track..L_SUBFR).step_by(5) {
-                let ps2 = add(ps1, dn[i1]);
-                let mut alp2 = l_mac(alp1, rr[p0], H2);
-                p0 += 1;
-                alp2 = l_mac(alp2, rr[p1], H4);
-                p1 += 1;
-                let sq2 = mult(ps2, ps2);
-                let alp_16 = round(alp2);
-                if better(alp, sq2, sq, alp_16) {
-                    sq = sq2;
-                    ps = ps2;
-                    alp = alp_16;
-                    ix = i0;
-                    iy = i1;
-                }
+        {
+            let first = track_max(dn, 2, None);
+            let i0s = [first, track_max(dn, 2, Some(first))];
+            let (mut ps1, mut alp1) = ([0i16; 2], [0i32; 2]);
+            let mut rows = [[0i16; NB_POS]; 2];
+            for r in 0..2 {
+                let j = d5(i0s[r]);
+                ps1[r] = dn[i0s[r]];
+                alp1[r] = l_mult(rr[RRI2I2 + j], H4);
+                let p0 = p_i2i34 + (j << 3);
+                rows[r] = std::array::from_fn(|k| rr[p0 + k]);
+            }
+            let diag: [i16; NB_POS] = std::array::from_fn(|k| rr[p_i3i34 + k]);
+            if let Some((r, k, p2, _, a2)) = phase_a(&ps1, &alp1, &dn_t[track], &rows, &diag) {
+                ps = p2;
+                alp = a2;
+                ix = i0s[r];
+                iy = track + 5 * k;
             }
         }
         let i0 = ix;
@@ -2144,32 +2312,25 @@ fn d4i40_17_fast_body(
         }
 
         // ---- depth first search 4, phase A: tracks 3/4 and 0 ----
-        let mut sq: i16 = -1;
         let mut alp: i16 = 1;
-        let mut prev_i0: Option<usize> = None;
-        for _ in 0..2 {
-            let i0 = track_max(dn, track, prev_i0);
-            prev_i0 = Some(i0);
-            let j = d5(i0);
-            let ps1 = dn[i0];
-            let alp1 = l_mult(rr[p_i3i34 + j], H4);
-            let mut p0 = p_i0i34 + j;
-            let mut p1 = RRI0I0;
-            for i1 in (0..L_SUBFR).step_by(5) {
-                let ps2 = add(ps1, dn[i1]);
-                let mut alp2 = l_mac(alp1, rr[p0], H2);
-                p0 += NB_POS;
-                alp2 = l_mac(alp2, rr[p1], H4);
-                p1 += 1;
-                let sq2 = mult(ps2, ps2);
-                let alp_16 = round(alp2);
-                if better(alp, sq2, sq, alp_16) {
-                    sq = sq2;
-                    ps = ps2;
-                    alp = alp_16;
-                    ix = i0;
-                    iy = i1;
-                }
+        {
+            let first = track_max(dn, track, None);
+            let i0s = [first, track_max(dn, track, Some(first))];
+            let (mut ps1, mut alp1) = ([0i16; 2], [0i32; 2]);
+            let mut rows = [[0i16; NB_POS]; 2];
+            for r in 0..2 {
+                let j = d5(i0s[r]);
+                ps1[r] = dn[i0s[r]];
+                alp1[r] = l_mult(rr[p_i3i34 + j], H4);
+                let p0 = p_i0i34 + j;
+                rows[r] = std::array::from_fn(|k| rr[p0 + NB_POS * k]);
+            }
+            let diag: [i16; NB_POS] = std::array::from_fn(|k| rr[RRI0I0 + k]);
+            if let Some((r, k, p2, _, a2)) = phase_a(&ps1, &alp1, &dn_t[0], &rows, &diag) {
+                ps = p2;
+                alp = a2;
+                ix = i0s[r];
+                iy = 5 * k;
             }
         }
         let i0 = ix;
@@ -2390,9 +2551,123 @@ mod tests {
                     None => declined += 1,
                 }
                 assert_eq!(chebps(x, &f, q11), want);
+                // The same point as lane `round % 8` of the 8-lane version.
+                let mut xs: [i16; 8] = std::array::from_fn(|_| random(&mut seed));
+                xs[round % 8] = x;
+                let (ys, bad) = chebps8(&xs, &f, q11);
+                for l in 0..8 {
+                    match chebps_fast(xs[l], &f, q11) {
+                        Some(v) => assert!(!bad[l] && ys[l] == v, "{xs:?} {f:?} {q11} {l}"),
+                        None => assert!(bad[l], "{xs:?} {f:?} {q11} {l}"),
+                    }
+                }
             }
         }
         assert!(fast > 2000 && declined > 100, "{fast} {declined}");
+    }
+
+    #[test]
+    fn dot40_is_the_saturating_chain_on_both_paths() {
+        let mut seed = 99i16;
+        let (mut fast, mut slow) = (0, 0);
+        for round in 0..3000 {
+            let (sd, sx) = ((round % 5) as i16, (round / 5 % 5) as i16);
+            let dn: [i16; L_SUBFR] = std::array::from_fn(|_| shr(random(&mut seed), sd));
+            let mut x: [i16; L_SUBFR] = std::array::from_fn(|_| shr(random(&mut seed), sx));
+            if round % 17 == 0 {
+                x[3] = i16::MIN;
+            }
+            let want = x
+                .iter()
+                .zip(&dn)
+                .fold(0i32, |acc, (&a, &b)| l_mac(acc, b, a));
+            let dn_abs: i64 = dn.iter().map(|v| v.unsigned_abs() as i64).sum();
+            assert_eq!(dot40(&dn, dn_abs, &x), want, "round {round}");
+            let xmax = x.iter().map(|v| v.unsigned_abs() as i64).max().unwrap_or(0);
+            if 2 * dn_abs * xmax <= MAX_32 as i64 {
+                fast += 1;
+            } else {
+                slow += 1;
+            }
+        }
+        assert!(fast > 300 && slow > 300, "fast {fast} slow {slow}");
+    }
+
+    #[test]
+    fn phase_a_matches_the_sequential_scan_on_both_paths() {
+        // The reference scan over 2 rows of 8, every step saturating.
+        let scan = |ps1: &[i16; 2],
+                    alp1: &[i32; 2],
+                    dn: &[i16; NB_POS],
+                    rows: &[[i16; NB_POS]; 2],
+                    diag: &[i16; NB_POS]| {
+            let (mut sq, mut alp, mut found) = (-1i16, 1i16, None);
+            for r in 0..2 {
+                for k in 0..NB_POS {
+                    let ps2 = add(ps1[r], dn[k]);
+                    let a = l_mac(l_mac(alp1[r], rows[r][k], 16384), diag[k], 8192);
+                    let (sq2, alp_16) = (mult(ps2, ps2), round(a));
+                    if l_msu(l_mult(alp, sq2), sq, alp_16) > 0 {
+                        (sq, alp, found) = (sq2, alp_16, Some((r, k, ps2, sq2, alp_16)));
+                    }
+                }
+            }
+            found
+        };
+        let mut seed = 777i16;
+        let (mut fast, mut slow) = (0, 0);
+        for round in 0..2000 {
+            let shift = if round % 4 == 0 { 0 } else { 3 };
+            let rows: [[i16; NB_POS]; 2] =
+                std::array::from_fn(|_| std::array::from_fn(|_| shr(random(&mut seed), shift)));
+            let diag: [i16; NB_POS] = std::array::from_fn(|_| shr(random(&mut seed), 1));
+            let dn: [i16; NB_POS] =
+                std::array::from_fn(|_| shr(random(&mut seed), 2).saturating_abs());
+            // Ties: every 5th round repeats one candidate's values.
+            let mut rows = rows;
+            let mut dn = dn;
+            if round % 5 == 0 {
+                rows[1][3] = rows[0][3];
+                dn[6] = dn[3];
+                rows[1][6] = rows[0][3];
+            }
+            let ps1: [i16; 2] = std::array::from_fn(|_| shr(random(&mut seed), 2).saturating_abs());
+            let alp1: [i32; 2] = std::array::from_fn(|_| match round % 8 {
+                0 => i32::MAX - (random(&mut seed) as i32).abs(),
+                1 => -(1 << 24),
+                _ => (1 << 28) + ((random(&mut seed) as i32) << 10),
+            });
+            let got = phase_a(&ps1, &alp1, &dn, &rows, &diag);
+            assert_eq!(got, scan(&ps1, &alp1, &dn, &rows, &diag), "round {round}");
+            // Which path did it take?
+            let bound = |v: &[i16]| v.iter().map(|x| x.unsigned_abs() as i64).max().unwrap_or(0);
+            let ok = (0..2).all(|r| {
+                (alp1[r] as i64).abs() + (bound(&rows[r]) << 15) + (bound(&diag) << 14) + 0x8000
+                    <= MAX_32 as i64
+            });
+            let mut sq2 = [[0i16; NB_POS]; 2];
+            let mut a16 = [[0i16; NB_POS]; 2];
+            if ok {
+                for r in 0..2 {
+                    search8_w(
+                        ps1[r],
+                        alp1[r],
+                        &dn,
+                        &diag,
+                        14,
+                        &rows[r],
+                        &mut sq2[r],
+                        &mut a16[r],
+                    );
+                }
+            }
+            if ok && a16.iter().flatten().all(|&a| a > 0) {
+                fast += 1;
+            } else {
+                slow += 1;
+            }
+        }
+        assert!(fast > 500 && slow > 200, "fast {fast} slow {slow}");
     }
 
     #[test]

@@ -495,6 +495,25 @@ pub(crate) fn search8(
     sq2: &mut [i16; 8],
     a16: &mut [i16; 8],
 ) {
+    search8_w(ps1, alp1, dn, row, 13, tmp, sq2, a16)
+}
+
+/// [`search8`] with the weight of `row` a parameter: `a16[k] =
+/// round(alp1 + 2^row_log2 row[k] + 2^15 tmp[k])`, for `row_log2` in
+/// `1..=15` (13 in phase B of the codebook search, 14 in phase A).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub(crate) fn search8_w(
+    ps1: i16,
+    alp1: i32,
+    dn: &[i16; 8],
+    row: &[i16; 8],
+    row_log2: u32,
+    tmp: &[i16; 8],
+    sq2: &mut [i16; 8],
+    a16: &mut [i16; 8],
+) {
+    debug_assert!((1..=15).contains(&row_log2));
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
@@ -519,17 +538,18 @@ pub(crate) fn search8(
             let r = _mm_loadu_si128(row.as_ptr() as *const __m128i);
             let t = _mm_loadu_si128(tmp.as_ptr() as *const __m128i);
             let base = _mm_set1_epi32(alp1.wrapping_add(0x8000));
+            let rsh = _mm_cvtsi32_si128(16 - row_log2 as i32);
             let a0 = _mm_add_epi32(
                 base,
                 _mm_add_epi32(
-                    _mm_srai_epi32(_mm_unpacklo_epi16(z, r), 3),
+                    _mm_sra_epi32(_mm_unpacklo_epi16(z, r), rsh),
                     _mm_srai_epi32(_mm_unpacklo_epi16(z, t), 1),
                 ),
             );
             let a1 = _mm_add_epi32(
                 base,
                 _mm_add_epi32(
-                    _mm_srai_epi32(_mm_unpackhi_epi16(z, r), 3),
+                    _mm_sra_epi32(_mm_unpackhi_epi16(z, r), rsh),
                     _mm_srai_epi32(_mm_unpackhi_epi16(z, t), 1),
                 ),
             );
@@ -543,52 +563,92 @@ pub(crate) fn search8(
             let ps2 = ps1.saturating_add(dn[k]) as i32;
             sq2[k] = ((ps2 * ps2) >> 15).min(i16::MAX as i32) as i16;
             let alp2 = alp1
-                .wrapping_add((row[k] as i32) << 13)
+                .wrapping_add((row[k] as i32) << row_log2)
                 .wrapping_add((tmp[k] as i32) << 15);
             a16[k] = (alp2.wrapping_add(0x8000) >> 16) as i16;
         }
     }
 }
 
-/// `Σ_k 2 mult(w[k], t) t` with `t = sub(a[k], b[k])`, for weights
-/// `0 <= w[k]`: every term is non-negative, so the sum is exact in 64 bits.
+/// The second-stage LSP codebook search over 32 entries, eight at a time:
+/// the index of the first smallest `min(Σ_j mult(w[j], t) t, 2^30)` with
+/// `t = sub(b[j], cols[j][i])` for entry `i` (`cols` holds the five
+/// elements of each entry column-wise). For weights `0 <= w[j]` every term
+/// is non-negative (`mult(w, t)` has the sign of `t`) and below 2^30, so
+/// the capped running sums stay in 32 bits; the reference's distance
+/// `L_mac` chain `2 Σ` saturates at `MAX_32` exactly when `Σ >= 2^30`, so
+/// capping keeps its order, and its `d < dmin` scan from `MAX_32` ends on
+/// the first smallest key (entry 0 when all are capped).
 #[inline(always)]
-pub(crate) fn weighted_dist8(a: &[i16; 8], b: &[i16; 8], w: &[i16; 8]) -> u64 {
+pub(crate) fn lsp_stage2(b: &[i16; 5], w: &[i16; 5], cols: &[[i16; 32]; 5]) -> usize {
+    debug_assert!(w.iter().all(|&v| v >= 0));
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
-        // SAFETY: SSE2 is always available on x86_64; each load covers one
-        // 8-element array. `psubsw` is `sub`; with `0 <= w <= 32767` the
-        // product w t shifted by 15 fits 16 bits (no saturation in the
-        // pack), which is `mult(w, t)` and has the sign of `t`, so every
-        // `pmaddwd` lane is a sum of two non-negative products below 2^30:
-        // exact, and widened to 64 bits before the lanes are added.
+        // SAFETY: SSE2 is always available on x86_64; each load reads the
+        // 8 elements `8g..8g + 8` (g < 4) of one 32-element column, each
+        // store one 4-element array. `psubsw` is `sub`; `pmullw`/`pmulhw`
+        // interleaved are exact 32-bit products; `mult(w, t)` with
+        // `0 <= w` fits 16 bits, so the pack does not saturate.
         unsafe {
-            let x = _mm_loadu_si128(a.as_ptr() as *const __m128i);
-            let y = _mm_loadu_si128(b.as_ptr() as *const __m128i);
-            let wv = _mm_loadu_si128(w.as_ptr() as *const __m128i);
-            let t = _mm_subs_epi16(x, y);
-            let lo = _mm_mullo_epi16(wv, t);
-            let hi = _mm_mulhi_epi16(wv, t);
-            let p0 = _mm_srai_epi32(_mm_unpacklo_epi16(lo, hi), 15);
-            let p1 = _mm_srai_epi32(_mm_unpackhi_epi16(lo, hi), 15);
-            let t2 = _mm_packs_epi32(p0, p1);
-            let q = _mm_madd_epi16(t2, t);
-            let z = _mm_setzero_si128();
-            let acc = _mm_add_epi64(_mm_unpacklo_epi32(q, z), _mm_unpackhi_epi32(q, z));
-            let hi64 = _mm_unpackhi_epi64(acc, acc);
-            2 * _mm_cvtsi128_si64(_mm_add_epi64(acc, hi64)) as u64
+            let cap = _mm_set1_epi32(1 << 30);
+            let zero = _mm_setzero_si128();
+            // min(v, 2^30) for v < 2^31.
+            let clamp = |v: __m128i| {
+                let small = _mm_cmpeq_epi32(_mm_srli_epi32(v, 30), zero);
+                _mm_or_si128(_mm_and_si128(v, small), _mm_andnot_si128(small, cap))
+            };
+            let bv: [__m128i; 5] = std::array::from_fn(|j| _mm_set1_epi16(b[j]));
+            let wv: [__m128i; 5] = std::array::from_fn(|j| _mm_set1_epi16(w[j]));
+            let mut best = _mm_set1_epi32(i32::MAX);
+            let mut best_i = zero;
+            let mut idx = _mm_set_epi32(3, 2, 1, 0);
+            let four = _mm_set1_epi32(4);
+            for g in 0..4 {
+                let (mut a0, mut a1) = (zero, zero);
+                for j in 0..5 {
+                    let c = _mm_loadu_si128(cols[j].as_ptr().add(8 * g) as *const __m128i);
+                    let t = _mm_subs_epi16(bv[j], c);
+                    let lo = _mm_mullo_epi16(wv[j], t);
+                    let hi = _mm_mulhi_epi16(wv[j], t);
+                    let t2 = _mm_packs_epi32(
+                        _mm_srai_epi32(_mm_unpacklo_epi16(lo, hi), 15),
+                        _mm_srai_epi32(_mm_unpackhi_epi16(lo, hi), 15),
+                    );
+                    let (ql, qh) = (_mm_mullo_epi16(t2, t), _mm_mulhi_epi16(t2, t));
+                    a0 = clamp(_mm_add_epi32(a0, _mm_unpacklo_epi16(ql, qh)));
+                    a1 = clamp(_mm_add_epi32(a1, _mm_unpackhi_epi16(ql, qh)));
+                }
+                for key in [a0, a1] {
+                    // Strictly smaller only: the earlier entry wins ties.
+                    let lt = _mm_cmplt_epi32(key, best);
+                    best = _mm_or_si128(_mm_and_si128(lt, key), _mm_andnot_si128(lt, best));
+                    best_i = _mm_or_si128(_mm_and_si128(lt, idx), _mm_andnot_si128(lt, best_i));
+                    idx = _mm_add_epi32(idx, four);
+                }
+            }
+            let (mut keys, mut is) = ([0i32; 4], [0i32; 4]);
+            _mm_storeu_si128(keys.as_mut_ptr() as *mut __m128i, best);
+            _mm_storeu_si128(is.as_mut_ptr() as *mut __m128i, best_i);
+            (0..4)
+                .map(|l| (keys[l], is[l] as usize))
+                .min()
+                .map_or(0, |(_, i)| i)
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let mut s = 0u64;
-        for k in 0..8 {
-            let t = a[k].saturating_sub(b[k]) as i64;
-            let t2 = (w[k] as i64 * t) >> 15;
-            s += (2 * t2 * t) as u64;
+        let mut best = (i64::MAX, 0usize);
+        for i in 0..32 {
+            let d: i64 = (0..5)
+                .map(|j| {
+                    let t = b[j].saturating_sub(cols[j][i]) as i64;
+                    ((w[j] as i64 * t) >> 15) * t
+                })
+                .sum();
+            best = best.min((d.min(1 << 30), i));
         }
-        s
+        best.1
     }
 }
 
@@ -727,22 +787,75 @@ mod tests {
                 let alp2 = alp1 + ((row[k] as i32) << 13) + ((tmp[k] as i32) << 15);
                 assert_eq!(a16[k], ((alp2 + 0x8000) >> 16) as i16);
             }
+            let (mut sq2w, mut a16w) = ([0i16; 8], [0i16; 8]);
+            search8_w(ps1, alp1, &dn, &row, 14, &tmp, &mut sq2w, &mut a16w);
+            assert_eq!(sq2w, sq2);
+            for k in 0..8 {
+                let alp2 = alp1 + ((row[k] as i32) << 14) + ((tmp[k] as i32) << 15);
+                assert_eq!(a16w[k], ((alp2 + 0x8000) >> 16) as i16);
+            }
         }
     }
 
     #[test]
-    fn weighted_dist8_matches_scalar() {
-        let a = [i16::MIN, i16::MAX, 0, 5, -5, 300, -300, 7];
-        let b = [i16::MAX, i16::MIN, 1, -1, 0, 999, -999, 12345];
-        let w = [32767, 32767, 0, 1, 2, 16384, 100, 20000];
-        let want: u64 = (0..8)
-            .map(|k| {
-                let t = a[k].saturating_sub(b[k]) as i64;
-                let t2 = (w[k] as i64 * t) >> 15;
-                (2 * t2 * t) as u64
-            })
-            .sum();
-        assert_eq!(weighted_dist8(&a, &b, &w), want);
+    fn lsp_stage2_matches_scalar_first_minimum() {
+        let mut seed = 11u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (seed >> 16) as i16
+        };
+        let (mut capped, mut ties) = (0, 0);
+        for round in 0..3000 {
+            // Small ranges give ties, full ranges saturated distances.
+            let sh = [12, 8, 0][round % 3];
+            let mut cols = [[0i16; 32]; 5];
+            for col in cols.iter_mut() {
+                for v in col.iter_mut() {
+                    *v = next() >> sh;
+                }
+            }
+            let b: [i16; 5] = std::array::from_fn(|_| next() >> sh);
+            let mut w: [i16; 5] = std::array::from_fn(|_| {
+                let v = next();
+                if sh == 0 {
+                    v.saturating_abs()
+                } else {
+                    (v >> 1).max(0)
+                }
+            });
+            if round % 7 == 0 {
+                w[0] = i16::MAX;
+                cols[0][5] = i16::MIN;
+            }
+            let key = |i: usize| -> i64 {
+                let d: i64 = (0..5)
+                    .map(|j| {
+                        let t = b[j].saturating_sub(cols[j][i]) as i64;
+                        ((w[j] as i64 * t) >> 15) * t
+                    })
+                    .sum();
+                // The reference's L_mac distance, saturated.
+                (2 * d).min(i32::MAX as i64)
+            };
+            let (mut want, mut dmin) = (0usize, i32::MAX as i64);
+            for i in 0..32 {
+                if key(i) < dmin {
+                    dmin = key(i);
+                    want = i;
+                }
+            }
+            capped += (0..32).any(|i| key(i) == i32::MAX as i64) as u32;
+            ties += (0..32)
+                .filter(|&i| i != want && key(i) == dmin)
+                .count()
+                .min(1) as u32;
+            assert_eq!(lsp_stage2(&b, &w, &cols), want, "round {round}");
+        }
+        assert!(capped > 10 && ties > 10, "{capped} {ties}");
+        // Every distance saturated: the reference keeps entry 0.
+        let b = [i16::MAX; 5];
+        let cols = [[i16::MIN; 32]; 5];
+        assert_eq!(lsp_stage2(&b, &[i16::MAX; 5], &cols), 0);
     }
 
     #[test]

@@ -15,7 +15,45 @@ pub(crate) const L_LIMIT: i16 = 40;
 pub(crate) const M_LIMIT: i16 = 25681;
 
 /// Polynomial F1 or F2 (Q24) from every other LSP starting at `lsp[off]`.
+#[inline(always)]
 fn get_lsp_pol(lsp: &[i16; M], off: usize) -> [i32; 6] {
+    get_lsp_pol_fast(lsp, off).unwrap_or_else(|| get_lsp_pol_ref(lsp, off))
+}
+
+/// [`get_lsp_pol_ref`] in plain 64-bit arithmetic, or `None` when one of
+/// the reference's operators would saturate. `L_Extract` of a 32-bit value
+/// is exact (`hi = v >> 16`, `lo = (v >> 1) & 0x7fff`); in `Mpy_32_16`
+/// `mult(lo, l)` cannot saturate (`lo >= 0`), so the products, the
+/// `L_shl`, and each running sum are checked to fit 32 bits.
+#[inline(always)]
+fn get_lsp_pol_fast(lsp: &[i16; M], off: usize) -> Option<[i32; 6]> {
+    let fits = |v: i64| v == v as i32 as i64;
+    let mut f = [0i64; 6];
+    f[0] = 1 << 24;
+    f[1] = -1024 * *lsp.get(off)? as i64;
+    let mut ok = true;
+    for i in 2..=5 {
+        let l = *lsp.get(off + 2 * (i - 1))? as i64;
+        f[i] = f[i - 2];
+        for fp in (2..=i).rev() {
+            let v = f[fp - 1];
+            let (hi, lo) = (v >> 16, (v >> 1) & 0x7fff);
+            let p = 2 * hi * l;
+            let m = p + 2 * ((lo * l) >> 15);
+            let t0 = 2 * m;
+            let a = f[fp] + f[fp - 2];
+            let s = a - t0;
+            ok &= fits(p) & fits(m) & fits(t0) & fits(a) & fits(s);
+            f[fp] = s;
+        }
+        f[1] -= 1024 * l;
+        ok &= fits(f[1]);
+    }
+    ok.then(|| f.map(|v| v as i32))
+}
+
+/// The reference's `Get_lsp_pol` operator by operator.
+fn get_lsp_pol_ref(lsp: &[i16; M], off: usize) -> [i32; 6] {
     let mut f = [0i32; 6];
     f[0] = l_mult(4096, 2048);
     f[1] = l_msu(0, lsp[off], 512);
@@ -597,6 +635,33 @@ pub(crate) fn gain_update_erasure(past_qua_en: &mut [i16; 4]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn get_lsp_pol_fast_matches_reference_or_declines() {
+        let mut seed = 31i16;
+        let (mut fast, mut declined) = (0, 0);
+        for round in 0..4000 {
+            let sc = (round % 4) as i16;
+            let mut lsp: [i16; M] = std::array::from_fn(|_| shr(random(&mut seed), sc));
+            if round % 9 == 0 {
+                // Every root at one end: the largest coefficients.
+                let v = if round % 2 == 0 { i16::MIN } else { -32000 };
+                lsp = [v; M];
+            }
+            for off in 0..2 {
+                let want = get_lsp_pol_ref(&lsp, off);
+                match get_lsp_pol_fast(&lsp, off) {
+                    Some(f) => {
+                        assert_eq!(f, want, "{lsp:?} {off}");
+                        fast += 1;
+                    }
+                    None => declined += 1,
+                }
+                assert_eq!(get_lsp_pol(&lsp, off), want);
+            }
+        }
+        assert!(fast > 2000 && declined > 20, "{fast} {declined}");
+    }
 
     /// The reference's synthesis filter, operator by operator.
     fn syn_ref(a: &[i16; MP1], x: &[i16], mem: &[i16; M]) -> (Vec<i16>, bool) {
