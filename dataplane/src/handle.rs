@@ -567,6 +567,8 @@ impl Dataplane {
             }
             _ => (None, Vec::new()),
         };
+        // Fail now, not on the first call, if media_ip is not a local address.
+        UdpSocket::bind((cfg.media_ip, 0)).map_err(|e| bind_error(cfg.media_ip, 0, e))?;
         // xdp: ports without kernel sockets when the range can be reserved.
         let reserved = match program {
             Some(_) => match crate::io::xdp::reserve::for_dataplane(cfg.media_ip, &cfg.rtp_ports) {
@@ -598,8 +600,6 @@ impl Dataplane {
         for p in &mut pools {
             p.socketless = reserved.is_some();
         }
-        // Fail now, not on the first call, if media_ip is not a local address.
-        UdpSocket::bind((cfg.media_ip, 0)).map_err(|e| bind_error(cfg.media_ip, 0, e))?;
 
         let stop = Arc::new(AtomicBool::new(false));
         let mut dp = Dataplane {
