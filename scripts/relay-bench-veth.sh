@@ -38,10 +38,21 @@
 # read, through the relay: includes both veth hops and the generator's own
 # receive path, so compare rows, not absolute values).
 #
-# Calls: Tandem opens 4 sockets per call (RTP + RTCP per leg); a CALLS entry
-# past what the open-files limit allows runs at the most that fits instead,
-# with a note (10 000 calls need 40 000 fds; raising the hard limit needs
-# CAP_SYS_RESOURCE).
+# Calls: Tandem's socket and uring backends open 4 sockets per call (RTP +
+# RTCP per leg), udpfwd 2; the xdp backend none (the RTP range is reserved
+# in the namespace instead: docs/config.md, xdp_port_sockets). A CALLS entry
+# past what the open-files limit allows for a target runs that target at the
+# most that fits instead, with a note (10 000 calls need 40 000 fds with
+# sockets; raising the hard limit needs CAP_SYS_RESOURCE).
+#
+# Hop counters: `ethtool -S` of both veth ends before and after each run
+# (whole run: warm-up, window and drain), printed per row under the table:
+# what the generator sent, what reached the relay's end (XDP verdicts: to
+# the worker's AF_XDP socket, XDP_TX by the fast path, dropped), what the
+# relay's end transmitted, and what reached the generator's end (and its
+# AF_XDP socket). Loss is also given over what the relay's end received
+# ("loss at relay"): generator-side losses (its veth ring, its own receive)
+# are then left out.
 #
 # GEN_ONLY=1: the generator alone, no relay: a counting XDP_DROP program on
 # rbvr0, each rate of RATES; prints offered packets/s and what the peer saw.
@@ -108,8 +119,21 @@ GEN="$ROOT/target/release/tandem-xdpgen"
 # limit needs CAP_SYS_RESOURCE).
 ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 # Measured: tandem-relay-bench ran out of fds at call 4486 of 20 000, about
-# 4.45 fds per call (4 sockets + per-session fds), so 4.5 per call here.
-MAX_CALLS=$((($(ulimit -n) - 300) * 2 / 9))
+# 4.45 fds per call (4 sockets + per-session fds), so 4.5 per call here;
+# udpfwd 2 per call; xdp (no port sockets) a fixed few.
+max_calls() { # target
+    local n; n=$(ulimit -n)
+    case "$1" in
+        xdp) [[ "${TANDEM_XDP_PORT_SOCKETS:-0}" == 1 ]] && echo $(((n - 300) * 2 / 9)) || echo 1000000 ;;
+        udpfwd) echo $(((n - 100) / 2)) ;;
+        *) echo $(((n - 300) * 2 / 9)) ;;
+    esac
+}
+# `ethtool -S` of a veth end as "name value" lines.
+ethstats() { # ns dev out
+    ip netns exec "$1" sh -c "ethtool -S $2 2>/dev/null | awk -F': *' 'NF == 2 && \$2 != \"\" {gsub(/ /, \"\", \$1); print \$1, \$2}'
+        for f in tx_dropped rx_dropped; do echo \$f \$(cat /sys/class/net/$2/statistics/\$f); done" > "$3" || true
+}
 
 RELAY_PID=""
 PEER_PID=""
@@ -147,6 +171,12 @@ ip -n "$NS_R" addr add "$RELAY_IP/24" dev $RIF
 ip -n "$NS_G" addr add "$GEN_IP/24" dev $GIF
 for ns in "$NS_R" "$NS_G"; do ip -n "$ns" link set lo up; done
 ip -n "$NS_R" link set $RIF up
+# The relay's RTP range (RELAY_PORT_BASE + 4 per call + 1000: up to 61 000
+# at 10 000 calls) would cover the whole default ephemeral range, which the
+# xdp backend reserves (it then falls back to a socket per port): move the
+# relay namespace's ephemeral ports above it.
+ip netns exec "$NS_R" sh -c 'echo "61536 65000" > /proc/sys/net/ipv4/ip_local_port_range'
+
 ip -n "$NS_G" link set $GIF up
 for _ in $(seq 100); do
     ip -n "$NS_R" -o link show $RIF | grep -q 'state UP' && ip -n "$NS_G" -o link show $GIF | grep -q 'state UP' && break
@@ -297,30 +327,31 @@ EOF2
     exit 0
 fi
 
-RAN_CALLS=""
-for calls in $CALLS; do
-    if ((calls > MAX_CALLS)); then
-        echo "$calls calls: ran $MAX_CALLS instead, the most the open-files limit $(ulimit -n) allows at ~4.5 fds per call" >> "$NOTES"
-        calls=$MAX_CALLS
-    fi
-    RAN_CALLS="$RAN_CALLS $calls"
+for asked in $CALLS; do
     for rate in $RATES; do
         for t in $TARGETS; do
+            calls=$asked
+            max=$(max_calls "$t")
+            if ((calls > max)); then
+                echo "$t: $asked calls asked, ran $max, the most the open-files limit $(ulimit -n) allows" >> "$NOTES"
+                calls=$max
+            fi
             echo "== $t, $calls calls, rate $rate, tx $(tx_of "$t")" >&2
             start=start_$t
             [[ "$t" == udpfwd && "$TX" == live ]] && start=start_udpfwd_live
             if ! "$start" "$calls"; then stop_relay; continue; fi
             napi_args=()
             for pid in $(pin_napi "$NS_R" $RIF "$RELAY_CPU"); do napi_args+=(--napi-pid "$pid"); done
-            out="$WORK/$t-$calls-$rate"
+            out="$WORK/$t-$asked-$rate"
+            ethstats "$NS_R" $RIF "$out.r0"; ethstats "$NS_G" $GIF "$out.g0"
             if ! gen_run "$(tx_of "$t")" "$WORK/$t.map" "$rate" "$out" --pid "$RELAY_PID" --relay-cpu "$RELAY_CPU" "${napi_args[@]}"; then
                 echo "$t $calls @ $rate: generator failed: $(tail -2 "$out.err" | tr '\n' ' ')" >> "$NOTES"
             fi
+            ethstats "$NS_R" $RIF "$out.r1"; ethstats "$NS_G" $GIF "$out.g1"
             stop_relay
         done
     done
 done
-CALLS=$RAN_CALLS
 
 python3 - "$WORK" "$CALLS" "$RATES" "$TARGETS" "$NOTES" <<'EOF'
 import json, os, sys
@@ -333,23 +364,60 @@ def load(t, c, r):
         return None
 def f(v, fmt="%.0f"):
     return fmt % v if v is not None else "-"
-print("| relay | calls | offered pps | sent pps | forwarded pps | x udpfwd | CPU ns/pkt (threads) | CPU ns/pkt (threads+NAPI) | CPU ns/pkt (core) | loss | reordered | p50 us | p99 us |")
-print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+def eth(t, c, r, end):
+    d = {}
+    for k, stage in (("0", -1), ("1", 1)):
+        try:
+            for line in open(os.path.join(work, "%s-%s-%s.%s%s" % (t, c, r, end, k))):
+                name, v = line.split()
+                d[name] = d.get(name, 0) + stage * int(v)
+        except (OSError, ValueError):
+            return None
+    q = lambda n: d.get("rx_queue_0_" + n, 0)
+    return {"rx": q("xdp_packets"), "ring_drops": q("drops"), "to_xsk": q("xdp_redirect"),
+            "xdp_tx": q("xdp_tx"), "xdp_drops": q("xdp_drops"), "tx_errors": q("xdp_tx_errors"),
+            "xmit": d.get("tx_queue_0_xdp_xmit", 0), "xmit_errors": d.get("tx_queue_0_xdp_xmit_errors", 0),
+            "tx_dropped": d.get("tx_dropped", 0)}
+hops = []
+print("| relay | calls | offered pps | sent pps | forwarded pps | x udpfwd | CPU ns/pkt (threads) | CPU ns/pkt (threads+NAPI) | CPU ns/pkt (core) | loss | loss at relay | reordered | p50 us | p99 us |")
+print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 for c in calls:
     for r in rates:
         base = load("udpfwd", c, r)
         for t in targets:
             j = load(t, c, r)
             if j is None:
-                print("| %s | %s | %s | n/a | | | | | | | | | |" % (t, c, r if r != "0" else "max"))
+                print("| %s | %s | %s | n/a | | | | | | | | | | |" % (t, c, r if r != "0" else "max"))
                 continue
             rel = j["relay"][0] if j.get("relay") else {}
+            er, eg = eth(t, c, r, "r"), eth(t, c, r, "g")
+            ncalls = j.get("calls", c)
+            w = j.get("hops") or {}
+            if er and eg:
+                hops.append("| %s | %s | %s | %d | %d | %d | %d | %d | %d | %d | %d | %d | %d | %s | %s |" % (
+                    t, ncalls, r if r != "0" else "max", j["sent_total"], er["rx"],
+                    er["ring_drops"] + eg["tx_dropped"] + eg["xmit_errors"], er["to_xsk"],
+                    er["xdp_tx"], er["xdp_drops"] + er["tx_errors"], eg["rx"],
+                    eg["ring_drops"] + er["tx_dropped"] + er["xmit_errors"], eg["to_xsk"],
+                    eg["xdp_drops"] + eg["tx_errors"],
+                    w.get("relay_rx_dropped", "-"), w.get("gen_rx_dropped", "-")))
             ratio = "%.2f" % (j["delivered_pps"] / base["delivered_pps"]) if base and base["delivered_pps"] else "-"
-            print("| %s | %s | %s | %.0f | %.0f | %s | %s | %s | %s | %.4f%% | %d | %s | %s |" % (
-                t, c, r if r != "0" else "max", j["sent_pps"], j["delivered_pps"], ratio,
+            lr = j.get("loss_at_relay")
+            print("| %s | %s | %s | %.0f | %.0f | %s | %s | %s | %s | %.4f%% | %s | %d | %s | %s |" % (
+                t, ncalls, r if r != "0" else "max", j["sent_pps"], j["delivered_pps"], ratio,
                 f(rel.get("ns_per_delivered_pkt")), f(rel.get("ns_per_delivered_pkt_with_napi")),
                 f(rel.get("core_ns_per_delivered_pkt")),
-                100 * j["loss"], j["reordered"], f(j["lat_us"]["p50"]), f(j["lat_us"]["p99"])))
+                100 * j["loss"], "%.4f%%" % (100 * lr) if lr is not None else "-",
+                j["reordered"], f(j["lat_us"]["p50"]), f(j["lat_us"]["p99"])))
+if hops:
+    print("\nHop counters, whole run (ethtool -S of the veth ends): generator sent; at the relay's end: frames in,")
+    print("dropped on its full ring (relay NAPI behind), redirected to the worker's AF_XDP socket, XDP_TX (fast path),")
+    print("dropped by XDP (socket ring full); at the generator's end: frames in (relay output), ring drops, to the")
+    print("generator's socket, XDP drops; then the drops of each end in the measured window alone (/proc/PID/net/dev):")
+    print("\"loss at relay\" above is the loss with the generator end's window drops taken out.")
+    print("| relay | calls | offered pps | gen sent | relay in | relay drops (redirect/ring) | to worker | fast path | relay XDP drops | gen in | gen drops (its socket ring full) | gen socket | gen XDP drops | window: relay drops | window: gen drops |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("\n".join(hops))
 n = open(notes).read().strip()
 if n:
     print("\nNotes:\n" + n)

@@ -202,6 +202,10 @@ pub struct Config {
     /// plain relayed streams, on by default (applied with
     /// `dataplane::io::xdp::set_offload` before the dataplane starts).
     pub xdp_offload: bool,
+    /// `[dataplane] xdp_port_sockets`: bind a kernel socket per media port
+    /// with the xdp backend too (off by default: the range is reserved
+    /// instead; applied with `dataplane::io::xdp::reserve::set_port_sockets`).
+    pub xdp_port_sockets: bool,
     /// `[sip.limits]`: the defence settings (docs/sip-limits.md).
     pub limits: crate::defence::Limits,
     /// `[sip] tls_certificate` / `tls_private_key`: PEM files for `tls:` listeners.
@@ -356,6 +360,7 @@ struct RawDataplane {
     xdp_busy_poll: Option<Spanned<bool>>,
     xdp_attach: Option<Spanned<String>>,
     xdp_offload: Option<Spanned<bool>>,
+    xdp_port_sockets: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
@@ -680,6 +685,7 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         xdp_busy_poll: None,
         xdp_attach: None,
         xdp_offload: None,
+        xdp_port_sockets: None,
     });
     let backend = match &dp.backend {
         None => dataplane::Backend::Socket,
@@ -893,6 +899,7 @@ fn parse_text(text: &str, name: &str, path: Option<&Path>) -> Result<Config, Con
         context,
         mgmt_socket,
         xdp_offload: dp.xdp_offload.as_ref().is_none_or(|v| *v.get_ref()),
+        xdp_port_sockets: dp.xdp_port_sockets.as_ref().is_some_and(|v| *v.get_ref()),
         limits: sip.limits.unwrap_or_default(),
         tls,
         ng,
@@ -1225,6 +1232,9 @@ fn parse_pinning(
                 .map(|v| ("xdp_busy_poll", v.span())),
             p.xdp_attach.as_ref().map(|v| ("xdp_attach", v.span())),
             p.xdp_offload.as_ref().map(|v| ("xdp_offload", v.span())),
+            p.xdp_port_sockets
+                .as_ref()
+                .map(|v| ("xdp_port_sockets", v.span())),
         ];
         if let Some((key, span)) = stray.into_iter().flatten().next() {
             return Err(src.err(
@@ -1522,6 +1532,19 @@ mod tests {
         assert_eq!(e.line, 4, "{e}");
         assert!(
             e.msg.contains("xdp_offload is set but xdp_interface"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn xdp_port_sockets_key() {
+        assert!(!parse("").unwrap().xdp_port_sockets, "off by default");
+        let c = parse("[dataplane]\ncores = [0]\nxdp_interface = \"e\"\nxdp_port_sockets = true\n")
+            .unwrap();
+        assert!(c.xdp_port_sockets);
+        let e = parse("[dataplane]\ncores = [0]\nxdp_port_sockets = true\n").unwrap_err();
+        assert!(
+            e.msg.contains("xdp_port_sockets is set but xdp_interface"),
             "{e}"
         );
     }

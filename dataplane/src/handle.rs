@@ -264,6 +264,8 @@ pub struct Dataplane {
     /// The attached XDP program (xdp backend): detached when the last
     /// reference (this one, after the workers') drops.
     _xdp: Option<Arc<crate::io::xdp::XdpProgram>>,
+    /// The RTP range reserved for the xdp backend's socketless ports.
+    _reserved: Option<crate::io::xdp::reserve::PortReservation>,
     /// Media application events per worker (attached on first use).
     media_events: Vec<Option<rtrb::Consumer<MediaEvent>>>,
 }
@@ -324,6 +326,8 @@ struct PortPool {
     /// The drain buffers, made on the first reuse and kept: a fresh zeroed 16 KB per reuse
     /// cost more than the rest of the reuse.
     drain: Option<DrainBuf>,
+    /// Pairs get no sockets (the xdp backend's reserved range).
+    socketless: bool,
 }
 
 impl PortPool {
@@ -336,7 +340,31 @@ impl PortPool {
             kept_count: 0,
             ready: VecDeque::new(),
             drain: None,
+            socketless: false,
         }
+    }
+
+    /// A pair for one leg: its index, sockets (none when `socketless`) and
+    /// RTP address.
+    #[allow(clippy::type_complexity)]
+    fn alloc_leg(
+        &mut self,
+        ip: IpAddr,
+    ) -> Result<(usize, Option<(UdpSocket, UdpSocket)>, SocketAddr), Error> {
+        if !self.socketless {
+            let (i, rtp, rtcp) = self.alloc(ip)?;
+            let local = rtp.local_addr().map_err(Error::Io)?;
+            return Ok((i, Some((rtp, rtcp)), local));
+        }
+        let n = self.used.len();
+        let i = (0..n)
+            .map(|step| (self.cursor + step) % n)
+            .find(|&i| !self.used[i])
+            .ok_or(Error::NoPorts)?;
+        self.used[i] = true;
+        self.cursor = (i + 1) % n;
+        // The pool only holds pairs inside the configured u16 range.
+        Ok((i, None, SocketAddr::new(ip, self.base + 2 * i as u16)))
     }
 
     fn free_pairs(&self) -> usize {
@@ -539,6 +567,20 @@ impl Dataplane {
             }
             _ => (None, Vec::new()),
         };
+        // Fail now, not on the first call, if media_ip is not a local address.
+        UdpSocket::bind((cfg.media_ip, 0)).map_err(|e| bind_error(cfg.media_ip, 0, e))?;
+        // xdp: ports without kernel sockets when the range can be reserved.
+        let reserved = match program {
+            Some(_) => match crate::io::xdp::reserve::for_dataplane(cfg.media_ip, &cfg.rtp_ports) {
+                Ok(r) => Some(r),
+                Err(why) => {
+                    tracing::warn!("dataplane: xdp ports: {why}");
+                    notes.push(format!("xdp ports: {why}"));
+                    None
+                }
+            },
+            None => None,
+        };
         let selection = Selection {
             requested,
             backend: cfg.backend,
@@ -554,9 +596,10 @@ impl Dataplane {
             queues: queues.clone(),
             control_cores: cfg.control_cores.clone(),
         };
-        let pools = split_ports(&cfg.rtp_ports, cfg.cores.len())?;
-        // Fail now, not on the first call, if media_ip is not a local address.
-        UdpSocket::bind((cfg.media_ip, 0)).map_err(|e| bind_error(cfg.media_ip, 0, e))?;
+        let mut pools = split_ports(&cfg.rtp_ports, cfg.cores.len())?;
+        for p in &mut pools {
+            p.socketless = reserved.is_some();
+        }
 
         let stop = Arc::new(AtomicBool::new(false));
         let mut dp = Dataplane {
@@ -570,6 +613,7 @@ impl Dataplane {
             cfg: cfg.clone(),
             selection,
             _xdp: program.clone(),
+            _reserved: reserved,
         };
         for (index, (core, ports)) in cfg.cores.iter().copied().zip(pools).enumerate() {
             let (cmd_tx, cmd_rx) = rtrb::RingBuffer::new(COMMAND_RING);
@@ -645,14 +689,14 @@ impl Dataplane {
             return Err(Error::NoPorts);
         }
         let slot = wh.slots.alloc().ok_or(Error::NoSessionSlots)?;
-        let (pa, a_rtp, a_rtcp) = match wh.ports.alloc(media_ip) {
+        let (pa, a_socks, a_local) = match wh.ports.alloc_leg(media_ip) {
             Ok(p) => p,
             Err(e) => {
                 wh.slots.free(slot);
                 return Err(e);
             }
         };
-        let (pb, b_rtp, b_rtcp) = match wh.ports.alloc(media_ip) {
+        let (pb, b_socks, b_local) = match wh.ports.alloc_leg(media_ip) {
             Ok(p) => p,
             Err(e) => {
                 wh.ports.free(pa);
@@ -660,15 +704,8 @@ impl Dataplane {
                 return Err(e);
             }
         };
-        let (a_local, b_local) = match (a_rtp.local_addr(), b_rtp.local_addr()) {
-            (Ok(a), Ok(b)) => (a, b),
-            (Err(e), _) | (_, Err(e)) => {
-                wh.ports.free(pa);
-                wh.ports.free(pb);
-                wh.slots.free(slot);
-                return Err(Error::Io(e));
-            }
-        };
+        let (a_rtp, a_rtcp) = a_socks.unzip();
+        let (b_rtp, b_rtcp) = b_socks.unzip();
         let cmd = Command::Create {
             slot,
             id,

@@ -84,10 +84,12 @@ pub const IDLE_WAIT: Duration = Duration::from_millis(1);
 pub const OFFLOAD_POLL: Duration = Duration::from_millis(100);
 
 /// The sockets and identity of one leg, handed to the worker at creation.
+/// No sockets: the ports are registered with [`Backend::register_port`]
+/// (the `xdp` backend with the range reserved, [`crate::io::xdp::reserve`]).
 #[derive(Debug)]
 pub struct LegSetup {
-    pub rtp: UdpSocket,
-    pub rtcp: UdpSocket,
+    pub rtp: Option<UdpSocket>,
+    pub rtcp: Option<UdpSocket>,
     /// Local RTP address (RTCP is port + 1).
     pub local: SocketAddr,
     /// The SSRC this leg's peer sees from us.
@@ -395,9 +397,22 @@ impl<B: Backend> Worker<B> {
             tracing::error!(worker = self.cfg.index, error = %e, "create session");
             return;
         }
-        let socks = [a.rtp, a.rtcp, b.rtp, b.rtcp];
-        for (r, sock) in sockets_of(slot.index).into_iter().zip(socks) {
-            if let Err(e) = self.backend.register(r.token(), sock) {
+        let rtcp = |mut l: SocketAddr| {
+            l.set_port(l.port().wrapping_add(1));
+            l
+        };
+        let socks = [
+            (a.rtp, a.local),
+            (a.rtcp, rtcp(a.local)),
+            (b.rtp, b.local),
+            (b.rtcp, rtcp(b.local)),
+        ];
+        for (r, (sock, local)) in sockets_of(slot.index).into_iter().zip(socks) {
+            let res = match sock {
+                Some(sock) => self.backend.register(r.token(), sock),
+                None => self.backend.register_port(r.token(), local),
+            };
+            if let Err(e) = res {
                 tracing::error!(worker = self.cfg.index, error = %e, "register media socket");
             }
         }
@@ -802,8 +817,8 @@ mod tests {
         let rtcp = UdpSocket::bind("127.0.0.1:0").unwrap();
         let local = rtp.local_addr().unwrap();
         LegSetup {
-            rtp,
-            rtcp,
+            rtp: Some(rtp),
+            rtcp: Some(rtcp),
             local,
             ssrc: Ssrc(0x5151),
         }

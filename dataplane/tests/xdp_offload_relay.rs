@@ -198,8 +198,8 @@ fn scenario(v6: bool, under_load: bool) {
             )
         });
         let leg = |rtp, rtcp, local, ssrc| LegSetup {
-            rtp,
-            rtcp,
+            rtp: Some(rtp),
+            rtcp: Some(rtcp),
             local,
             ssrc,
         };

@@ -242,9 +242,75 @@ pub struct Report {
     pub tx_stalls: u64,
     pub lat_us: Latency,
     pub relay: Vec<RelayCpu>,
+    /// Interface counters over the measured window: where the lost packets
+    /// went.
+    pub hops: Option<Hops>,
+    /// Loss over the packets the relay received: the packets the
+    /// generator's own interface dropped (its receive ring full, or frames
+    /// it could not hand to the relay's end) are taken out of both the sent
+    /// and the lost. `None` without a relay pid.
+    pub loss_at_relay: Option<f64>,
     /// Whether the AF_XDP socket is in zero-copy mode and the program native.
     pub zero_copy: bool,
     pub xdp_native: bool,
+}
+
+/// Interface counters over the measured window, from `/proc/PID/net/dev`
+/// (all interfaces but `lo` of the relay's and the generator's network
+/// namespaces: on the bench, the two veth ends). A veth end counts as
+/// received drops the frames its XDP program could not redirect to a full
+/// AF_XDP ring or send with `XDP_TX`.
+#[derive(Debug, Clone, Copy, Serialize, Default, PartialEq, Eq)]
+pub struct Hops {
+    pub relay_rx: u64,
+    pub relay_rx_dropped: u64,
+    pub relay_tx: u64,
+    pub relay_tx_dropped: u64,
+    pub gen_rx: u64,
+    pub gen_rx_dropped: u64,
+    pub gen_tx: u64,
+    pub gen_tx_dropped: u64,
+}
+
+/// Sum of (rx packets, rx drops, tx packets, tx drops) over the interfaces
+/// of a `/proc/.../net/dev` text, `lo` left out.
+pub fn netdev_sum(text: &str) -> (u64, u64, u64, u64) {
+    let mut t = (0, 0, 0, 0);
+    for line in text.lines().skip(2) {
+        let Some((name, rest)) = line.split_once(':') else {
+            continue;
+        };
+        if name.trim() == "lo" {
+            continue;
+        }
+        let v: Vec<u64> = rest
+            .split_whitespace()
+            .filter_map(|x| x.parse().ok())
+            .collect();
+        if v.len() >= 12 {
+            t.0 += v[1];
+            t.1 += v[3];
+            t.2 += v[9];
+            t.3 += v[11];
+        }
+    }
+    t
+}
+
+fn sample_net(relay_pid: Option<u32>) -> Option<Hops> {
+    let relay = std::fs::read_to_string(format!("/proc/{}/net/dev", relay_pid?)).ok()?;
+    let gen = std::fs::read_to_string("/proc/self/net/dev").ok()?;
+    let (r, g) = (netdev_sum(&relay), netdev_sum(&gen));
+    Some(Hops {
+        relay_rx: r.0,
+        relay_rx_dropped: r.1,
+        relay_tx: r.2,
+        relay_tx_dropped: r.3,
+        gen_rx: g.0,
+        gen_rx_dropped: g.1,
+        gen_tx: g.2,
+        gen_tx_dropped: g.3,
+    })
 }
 
 /// Per-stream receive state.
@@ -609,6 +675,7 @@ pub fn run(cfg: &GenConfig, now: &dyn Fn() -> Instant) -> Result<Report, GenErro
     let rx_end = m_end + cfg.drain;
     let mut cpu0: Option<CpuSample> = None;
     let mut cpu1: Option<CpuSample> = None;
+    let (mut net0, mut net1) = (None, None);
     let mut measured_sent: u64 = 0;
     let mut payload = [0u8; UDP_PAYLOAD];
 
@@ -620,9 +687,11 @@ pub fn run(cfg: &GenConfig, now: &dyn Fn() -> Instant) -> Result<Report, GenErro
         let measuring = t >= m_start && t < m_end;
         if cpu0.is_none() && t >= m_start {
             cpu0 = Some(sample_cpu(cfg.relay_pid, cfg.relay_cpu, &cfg.napi_pids));
+            net0 = sample_net(cfg.relay_pid);
         }
         if t >= m_end && cpu0.is_some() && cpu1.is_none() {
             cpu1 = Some(sample_cpu(cfg.relay_pid, cfg.relay_cpu, &cfg.napi_pids));
+            net1 = sample_net(cfg.relay_pid);
         }
         // Receive.
         let rx_now_ns = mono(t);
@@ -760,6 +829,24 @@ pub fn run(cfg: &GenConfig, now: &dyn Fn() -> Instant) -> Result<Report, GenErro
         1.0 - r.received as f64 / r.sent as f64
     };
     r.streams_with_loss = st.iter().filter(|s| s.received < s.sent).count() as u64;
+    if let (Some(a), Some(b)) = (net0, net1) {
+        let d = |x: u64, y: u64| y.saturating_sub(x);
+        let h = Hops {
+            relay_rx: d(a.relay_rx, b.relay_rx),
+            relay_rx_dropped: d(a.relay_rx_dropped, b.relay_rx_dropped),
+            relay_tx: d(a.relay_tx, b.relay_tx),
+            relay_tx_dropped: d(a.relay_tx_dropped, b.relay_tx_dropped),
+            gen_rx: d(a.gen_rx, b.gen_rx),
+            gen_rx_dropped: d(a.gen_rx_dropped, b.gen_rx_dropped),
+            gen_tx: d(a.gen_tx, b.gen_tx),
+            gen_tx_dropped: d(a.gen_tx_dropped, b.gen_tx_dropped),
+        };
+        let ours = h.gen_rx_dropped + h.gen_tx_dropped;
+        let lost = r.sent.saturating_sub(r.received).saturating_sub(ours);
+        let base = r.sent.saturating_sub(h.gen_tx_dropped);
+        r.loss_at_relay = (base > 0).then(|| lost as f64 / base as f64);
+        r.hops = Some(h);
+    }
     r.lat_us = Latency {
         p50: percentile(&hist, lat_n, 0.50),
         p90: percentile(&hist, lat_n, 0.90),
@@ -879,6 +966,17 @@ pub fn interface_mac(interface: &str) -> Result<Mac, GenError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn netdev_sums_leave_lo_out() {
+        let text = "Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:     100       1    0    0    0     0          0         0      100       1    0    0    0     0       0          0
+ rbvr0: 315345106 1473576    0 21070    0     0          0         0 310000000 1452000    0  167    0     0       0          0
+";
+        assert_eq!(netdev_sum(text), (1_473_576, 21_070, 1_452_000, 167));
+        assert_eq!(netdev_sum(""), (0, 0, 0, 0));
+    }
 
     #[test]
     fn map_round_trip() {

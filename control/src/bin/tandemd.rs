@@ -72,6 +72,7 @@ fn main() -> ExitCode {
         None => Config::embedded_default(),
     };
     dataplane::io::xdp::set_offload(cfg.xdp_offload);
+    dataplane::io::xdp::reserve::set_port_sockets(cfg.xdp_port_sockets);
     let dp = match dataplane::Dataplane::start(cfg.dataplane.clone()) {
         Ok(dp) => dp,
         Err(e) => {

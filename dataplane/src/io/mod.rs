@@ -211,6 +211,18 @@ pub trait Backend {
     /// with `token`.
     fn register(&mut self, token: Token, socket: UdpSocket) -> io::Result<()>;
 
+    /// Deliver datagrams to `local` tagged with `token` without a kernel
+    /// socket: only a backend that takes them before the kernel stack can
+    /// (`xdp`, with the port range reserved: [`xdp::reserve`]); the others
+    /// refuse.
+    fn register_port(&mut self, token: Token, local: SocketAddr) -> io::Result<()> {
+        let _ = token;
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{local}: this backend needs a socket per port"),
+        ))
+    }
+
     /// Stop polling the socket and close it (frees the port). Unknown tokens
     /// are ignored.
     fn deregister(&mut self, token: Token);
@@ -313,6 +325,13 @@ impl Backend for AnyBackend {
             AnyBackend::Socket(b) => b.register(token, socket),
             AnyBackend::Uring(b) => b.register(token, socket),
             AnyBackend::Xdp(b) => b.register(token, socket),
+        }
+    }
+    fn register_port(&mut self, token: Token, local: SocketAddr) -> io::Result<()> {
+        match self {
+            AnyBackend::Xdp(b) => b.register_port(token, local),
+            AnyBackend::Socket(b) => b.register_port(token, local),
+            AnyBackend::Uring(b) => b.register_port(token, local),
         }
     }
     fn deregister(&mut self, token: Token) {

@@ -200,9 +200,25 @@ pub fn emit(
         }
         _ => return Err(EmitError::Family),
     };
-    let udp = &mut frame[udp_at..total];
+    emit_udp(&mut frame[udp_at..total], src, dst)?;
+    Ok(total)
+}
+
+/// Write the UDP header (with its checksum) into `udp[..8]`, in front of the
+/// payload already at `udp[8..]` (the whole slice is the datagram). For a
+/// raw socket, which sends a UDP header and payload the kernel puts an IP
+/// header in front of.
+pub fn emit_udp(udp: &mut [u8], src: SocketAddr, dst: SocketAddr) -> Result<(), EmitError> {
+    if src.is_ipv4() != dst.is_ipv4() {
+        return Err(EmitError::Family);
+    }
+    let udp_len = udp.len();
+    if udp_len < UDP_LEN || udp_len > usize::from(u16::MAX) - IPV6_LEN {
+        return Err(EmitError::TooLong);
+    }
     udp[0..2].copy_from_slice(&src.port().to_be_bytes());
     udp[2..4].copy_from_slice(&dst.port().to_be_bytes());
+    // Bound checked above: fits in u16.
     udp[4..6].copy_from_slice(&(udp_len as u16).to_be_bytes());
     udp[6..8].copy_from_slice(&[0, 0]);
     let pseudo = pseudo_header_sum(src.ip(), dst.ip(), udp_len as u32);
@@ -211,7 +227,7 @@ pub fn emit(
         c = 0xffff; // RFC 768: zero means "no checksum".
     }
     udp[6..8].copy_from_slice(&c.to_be_bytes());
-    Ok(total)
+    Ok(())
 }
 
 /// One's complement sum of the big-endian 16-bit words of `b` (odd length

@@ -40,6 +40,16 @@
 //! The registered sockets stay
 //! polled, so anything the program passes to the kernel (another queue,
 //! IPv4 options, fragments) is still received.
+//!
+//! Ports without sockets ([`reserve`]): by default the dataplane binds no
+//! kernel socket per media port with this backend (4 per call would cap a
+//! usual `RLIMIT_NOFILE` of 20 000 near 4 400 calls); it reserves the RTP
+//! range in the namespace instead and registers each port with
+//! [`Backend::register_port`]. Such a port receives only what the program
+//! redirects (the kernel answers anything else for it with ICMP port
+//! unreachable) and sends through a raw socket per worker ([`rawtx`]) where
+//! the other ports would use their own socket. When the reservation cannot
+//! be made the dataplane binds sockets as before and logs why.
 #![allow(unsafe_code)]
 
 pub mod bpf;
@@ -48,6 +58,8 @@ pub mod live;
 pub mod netlink;
 pub mod offload;
 pub mod peer;
+pub mod rawtx;
+pub mod reserve;
 pub mod xsk;
 
 use std::collections::HashMap;
@@ -387,9 +399,10 @@ impl Drop for XdpProgram {
     }
 }
 
-/// A registered kernel socket and the address it is bound to.
+/// A registered port: its kernel socket (none for a reserved port, see
+/// [`reserve`]) and local address.
 struct Registered {
-    socket: UdpSocket,
+    socket: Option<UdpSocket>,
     local: SocketAddr,
 }
 
@@ -473,6 +486,8 @@ pub struct XdpBackend {
     hops: HashMap<IpAddr, Hop>,
     /// Scratch: batch indices to send through kernel sockets.
     kernel_tx: Vec<u16>,
+    /// The kernel send path of ports without a socket.
+    raw: rawtx::RawTx,
     /// Offloaded stream per receiving token.
     installed: Box<[Option<Installed>]>,
     /// Tokens whose pending entry got a ticket in the last receive.
@@ -518,6 +533,7 @@ impl XdpBackend {
             ports_v6: vec![0; 65_536].into_boxed_slice(),
             hops: HashMap::with_capacity(1024),
             kernel_tx: Vec::with_capacity(batch),
+            raw: rawtx::RawTx::new(),
             installed: vec![None; max_sockets].into_boxed_slice(),
             to_promote: Vec::with_capacity(batch),
             stats: XdpStats::default(),
@@ -595,6 +611,38 @@ impl XdpBackend {
                 }
             }
         }
+    }
+
+    /// Register `token` for `local`, with its kernel socket if it has one.
+    fn add_port(
+        &mut self,
+        token: Token,
+        local: SocketAddr,
+        socket: Option<UdpSocket>,
+    ) -> io::Result<()> {
+        let slot = self.sockets.get_mut(token.0 as usize).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("socket token {} out of range", token.0),
+            )
+        })?;
+        if slot.is_some() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("socket token {} already registered", token.0),
+            ));
+        }
+        if let Some(socket) = &socket {
+            socket.set_nonblocking(true)?;
+            self.epoll.add(socket.as_fd(), u64::from(token.0))?;
+        }
+        *slot = Some(Registered { socket, local });
+        let ports = match local {
+            SocketAddr::V4(_) => &mut self.ports_v4,
+            SocketAddr::V6(_) => &mut self.ports_v6,
+        };
+        ports[usize::from(local.port())] = token.0 + 1;
+        Ok(())
     }
 
     /// Whether the socket is bound in zero-copy mode.
@@ -721,27 +769,26 @@ fn timeout_ms(t: Duration) -> i32 {
 impl Backend for XdpBackend {
     fn register(&mut self, token: Token, socket: UdpSocket) -> io::Result<()> {
         let local = socket.local_addr()?;
-        let slot = self.sockets.get_mut(token.0 as usize).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("socket token {} out of range", token.0),
-            )
-        })?;
-        if slot.is_some() {
+        self.add_port(token, local, Some(socket))
+    }
+
+    fn register_port(&mut self, token: Token, local: SocketAddr) -> io::Result<()> {
+        let c = &self.program.config;
+        let served = c.ports.contains(&local.port())
+            && match local.ip() {
+                IpAddr::V4(a) => c.ipv4 == Some(a),
+                IpAddr::V6(a) => c.ipv6 == Some(a),
+            };
+        if !served {
             return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("socket token {} already registered", token.0),
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "port {local} without a socket: not a media address and port the XDP program redirects"
+                ),
             ));
         }
-        socket.set_nonblocking(true)?;
-        self.epoll.add(socket.as_fd(), u64::from(token.0))?;
-        *slot = Some(Registered { socket, local });
-        let ports = match local {
-            SocketAddr::V4(_) => &mut self.ports_v4,
-            SocketAddr::V6(_) => &mut self.ports_v6,
-        };
-        ports[usize::from(local.port())] = token.0 + 1;
-        Ok(())
+        self.raw.prepare(local.ip())?;
+        self.add_port(token, local, None)
     }
 
     fn deregister(&mut self, token: Token) {
@@ -761,7 +808,9 @@ impl Backend for XdpBackend {
         if *p == token.0 + 1 {
             *p = 0;
         }
-        let _ = self.epoll.delete(r.socket.as_fd());
+        if let Some(socket) = &r.socket {
+            let _ = self.epoll.delete(socket.as_fd());
+        }
     }
 
     fn recv(&mut self, batch: &mut Batch, timeout: Duration) -> io::Result<usize> {
@@ -789,10 +838,14 @@ impl Backend for XdpBackend {
                 continue;
             }
             let token = Token(key as u32);
-            let Some(Some(r)) = self.sockets.get(token.0 as usize) else {
+            let Some(Some(Registered {
+                socket: Some(socket),
+                ..
+            })) = self.sockets.get(token.0 as usize)
+            else {
                 continue;
             };
-            if let Ok(n) = self.mmsg.recv(r.socket.as_fd(), batch, token, PER_SOCKET) {
+            if let Ok(n) = self.mmsg.recv(socket.as_fd(), batch, token, PER_SOCKET) {
                 self.stats.rx_kernel += n as u64;
             }
         }
@@ -847,15 +900,22 @@ impl Backend for XdpBackend {
                 k += 1;
                 continue;
             };
-            match self
-                .mmsg
-                .send(r.socket.as_fd(), batch, &self.kernel_tx[k..=k])
-            {
-                Ok(n) if n > 0 => {
-                    stats.sent += 1;
-                    self.stats.tx_kernel += 1;
+            let ok = match &r.socket {
+                Some(socket) => self
+                    .mmsg
+                    .send(socket.as_fd(), batch, &self.kernel_tx[k..=k])
+                    .is_ok_and(|n| n > 0),
+                None => {
+                    let src = self.media_addr(r.local);
+                    let to = batch.meta(i).tx.map(|t| t.to);
+                    to.is_some_and(|to| self.raw.send(src, to, batch.datagram(i)).is_ok())
                 }
-                _ => stats.failed += 1,
+            };
+            if ok {
+                stats.sent += 1;
+                self.stats.tx_kernel += 1;
+            } else {
+                stats.failed += 1;
             }
             k += 1;
         }
