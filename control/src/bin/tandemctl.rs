@@ -83,8 +83,8 @@ fn tune_check(
     let plan = control::tune::Plan {
         cores: cfg.dataplane.cores.clone(),
         xdp: cfg.dataplane.backend == dataplane::Backend::Xdp,
-        // FRAMES x 2 KiB frames of UMEM per worker socket.
-        umem_bytes_per_worker: 4096 * 2048,
+        umem_bytes_per_worker: (dataplane::io::xdp::xsk::FRAMES
+            * dataplane::io::xdp::xsk::FRAME_SIZE) as u64,
     };
     let machine = control::tune::read_machine(iface);
     let findings = control::tune::check(&machine, &plan);

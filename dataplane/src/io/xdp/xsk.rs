@@ -26,10 +26,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub const FRAME_SIZE: usize = 2048;
 /// Bytes of XDP metadata [`Xsk::recv_meta`] reads before a frame.
 pub const META_LEN: usize = super::offload::META_LEN;
-/// Frames in a UMEM.
-pub const FRAMES: usize = 4096;
-/// Entries per ring.
-pub const RING: u32 = 2048;
+/// Frames in a UMEM (32 MiB with 2 KiB frames).
+pub const FRAMES: usize = 16384;
+/// Entries per ring: the receive half of the UMEM, 8 ms at 1 Mpps, so a
+/// consumer descheduled for a few ms (a loaded machine) loses nothing.
+pub const RING: u32 = 8192;
 
 /// How the socket ended up bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
