@@ -59,7 +59,7 @@ pub(super) struct Controller {
     pub(super) slow_d: f32,
     pub(super) slow_e: f32,
     slow_y: f32,
-    slow_far: f32,
+    pub(super) slow_far: f32,
     /// Latched once the foreground removes 10 dB: double talk is declared
     /// only from then on.
     converged: bool,
