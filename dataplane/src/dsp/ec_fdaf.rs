@@ -465,7 +465,7 @@ impl FdafEchoCanceller {
     fn sample(&mut self, far: i16, near: i16) -> i16 {
         let x = f32::from(far);
         let d = f32::from(near);
-        self.ctl.input(x, d);
+        self.ctl.input_peak(x);
 
         if self.pos == self.hist.len() {
             let start = self.pos - self.taps;
@@ -520,6 +520,7 @@ impl FdafEchoCanceller {
         self.fill += 1;
         if self.fill == BLOCK {
             self.fill = 0;
+            self.ctl.input_tones(&self.x_buf[BLOCK..], &self.d_buf);
             self.end_block();
         }
 
