@@ -4,8 +4,8 @@
 //! [`super::ec::EchoCanceller`]'s), same API as [`super::ec`] and the same
 //! control logic (shared in `ec_control`). On the test paths (0-100 ms
 //! bulk delay, 4-12 ms dispersion, ERL 6-25 dB, `tests/dsp_ec.rs`) it
-//! removes 20 dB within 0.2-0.7 s of speech and 38-62 dB at steady state
-//! on the default draw; over 60 draws 2.4% of the rows miss (see README).
+//! removes 20 dB within 0.2-0.8 s of speech and 41-62 dB at steady state
+//! on the default draw; over 60 fresh draws 1% of the rows miss (see README).
 //!
 //! Structure:
 //!
