@@ -579,7 +579,42 @@ fn fdaf_trace() {
         ec.set_nlp(false);
         run(&mut ec, &far, &near)
     } else {
-        run(&mut fdaf(), &far, &near)
+        let mut ec = fdaf();
+        let out = run(&mut ec, &far, &near);
+        // The final foreground frozen over the last 10 s, and its
+        // misalignment: a bias (frozen as bad as measured) or gradient
+        // noise (frozen far better)?
+        let w = ec.coefficients();
+        let mut hw = h.clone();
+        hw.resize(w.len().max(h.len()), 0.0);
+        let mis = hw
+            .iter()
+            .zip(w.iter().chain(std::iter::repeat(&0.0)))
+            .map(|(a, b)| (a - b).powi(2))
+            .sum::<f32>()
+            / h.iter().map(|a| a * a).sum::<f32>();
+        let diff: Vec<f32> = hw
+            .iter()
+            .zip(w.iter().chain(std::iter::repeat(&0.0)))
+            .map(|(a, b)| a - b)
+            .collect();
+        let res = convolve(&far_f[..], &diff);
+        let fz: Vec<i16> = near
+            .iter()
+            .zip(&res)
+            .zip(&echo)
+            .map(|((&n, r), e)| (f32::from(n) - e + r).round() as i16)
+            .collect();
+        let frz = frames(&far, &echo, &near, &fz);
+        let fr = frames(&far, &echo, &near, &out);
+        println!(
+            "steady {:.1} frozen-final {:.1} misalignment {:.1} dB t20 {:?}",
+            erle(&fr[100..]),
+            erle(&frz[100..]),
+            10.0 * mis.log10(),
+            time_to_20db(&fr)
+        );
+        out
     };
     let fr = frames(&far, &echo, &near, &out);
     let mut sp = 0.0;
