@@ -38,13 +38,40 @@ fn err(what: &'static str, reason: &'static str, input: &str) -> ValueError {
 /// A `;name[=value]` parameter list, in order.
 pub type Params = Vec<(String, Option<String>)>;
 
-/// RFC 3261 `token` characters (§25.1).
-pub(crate) fn is_token_char(c: u8) -> bool {
+/// RFC 3261 `token` characters (§25.1), by definition.
+const fn token_char_def(c: u8) -> bool {
     c.is_ascii_alphanumeric()
         || matches!(
             c,
             b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
         )
+}
+
+/// Bytes a URI may not contain (whitespace and controls, `<`, `>`, `"`, DEL and non-ASCII),
+/// by definition.
+const fn uri_bad_def(c: u8) -> bool {
+    c <= b' ' || c == b'<' || c == b'>' || c == b'"' || c >= 0x7f
+}
+
+/// A byte class as a 256-entry table (one load per byte on the scanning paths).
+macro_rules! byte_table {
+    ($def:ident) => {{
+        let mut t = [false; 256];
+        let mut i = 0;
+        while i < 256 {
+            t[i] = $def(i as u8);
+            i += 1;
+        }
+        t
+    }};
+}
+
+static TOKEN_CHAR: [bool; 256] = byte_table!(token_char_def);
+static URI_BAD: [bool; 256] = byte_table!(uri_bad_def);
+
+/// RFC 3261 `token` characters (§25.1).
+pub(crate) fn is_token_char(c: u8) -> bool {
+    TOKEN_CHAR[usize::from(c)]
 }
 
 pub(crate) fn is_token(s: &str) -> bool {
@@ -316,9 +343,7 @@ impl Uri {
         param: &mut dyn FnMut(&'a str, Option<&'a str>),
     ) -> Result<UriView<'a>, ValueError> {
         const W: &str = "URI";
-        if s.bytes()
-            .any(|c| c <= b' ' || c == b'<' || c == b'>' || c == b'"' || c >= 0x7f)
-        {
+        if s.bytes().any(|c| URI_BAD[usize::from(c)]) {
             return Err(err(
                 W,
                 "whitespace, quote, bracket or non-ASCII character",
@@ -844,6 +869,14 @@ impl fmt::Display for CSeq {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_tables_match_their_definitions() {
+        for c in 0..=255u8 {
+            assert_eq!(is_token_char(c), token_char_def(c), "{c}");
+            assert_eq!(URI_BAD[usize::from(c)], uri_bad_def(c), "{c}");
+        }
+    }
 
     #[test]
     fn via_push_text_agrees_with_display() {
