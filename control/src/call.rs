@@ -221,7 +221,8 @@ pub struct CallId(pub u64);
 
 impl fmt::Display for CallId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "c{}", self.0)
+        f.write_str("c")?;
+        crate::sip::text::fmt_u64(f, self.0)
     }
 }
 
@@ -814,7 +815,7 @@ impl<M: Media> Engine<M> {
     // ------------------------------------------------------------- requests
 
     fn on_request(&mut self, key: TxKey, req: Request, from: SocketAddr, now: Instant) {
-        let to_tag = req.to().and_then(|t| t.tag().map(str::to_string));
+        let to_tag = req.to_tag().map(str::to_string);
         let call_id = req.call_id().unwrap_or_default().to_string();
         match req.method {
             Method::Register => {
@@ -1165,7 +1166,10 @@ impl<M: Media> Engine<M> {
         let local_tag = new_tag();
         let remote_hdr = req.headers.get("From").unwrap_or_default().to_string();
         let to_value = req.headers.get("To").unwrap_or_default().to_string();
-        let local_hdr = format!("{to_value};tag={local_tag}");
+        let mut local_hdr = String::with_capacity(to_value.len() + local_tag.len() + 5);
+        local_hdr.push_str(&to_value);
+        local_hdr.push_str(";tag=");
+        local_hdr.push_str(&local_tag);
         let remote_target = req
             .contact()
             .map(|c| c.uri.to_string())
@@ -1173,7 +1177,13 @@ impl<M: Media> Engine<M> {
         let id = CallId(self.next_call);
         self.next_call += 1;
         let bill = CallBill {
-            uniqueid: format!("{}.{}", self.wall_secs(self.epoch.0), id.0),
+            uniqueid: {
+                let mut u = String::with_capacity(24);
+                crate::sip::text::push_u64(&mut u, self.wall_secs(self.epoch.0));
+                u.push('.');
+                crate::sip::text::push_u64(&mut u, id.0);
+                u
+            },
             conf_id,
             caller_name: bill_name,
             context: context.clone(),
@@ -1399,7 +1409,7 @@ impl<M: Media> Engine<M> {
             b.state = BState::Early;
         }
         if let Some(to) = resp.headers.get("To") {
-            if resp.to().is_some_and(|t| t.tag().is_some()) {
+            if resp.to_tag().is_some() {
                 b.remote_hdr = to.to_string();
             }
         }
@@ -1834,11 +1844,17 @@ impl<M: Media> Engine<M> {
                     continue;
                 }
             };
-            let call_id = format!("{}@{}", new_tag(), local.ip());
+            let mut call_id = new_tag();
+            call_id.push('@');
+            crate::sip::text::push_ip(&mut call_id, local.ip());
             let local_tag = new_tag();
             let from_na = call.a.invite.from();
             let display = from_na.as_ref().and_then(|f| f.display.clone());
-            let from_uri = format!("sip:{}@{}", call.caller, local);
+            let mut from_uri = String::with_capacity(call.caller.len() + 28);
+            from_uri.push_str("sip:");
+            from_uri.push_str(&call.caller);
+            from_uri.push('@');
+            crate::sip::text::push_addr(&mut from_uri, local);
             let privacy = call.privacy;
             // RFC 3323 §4.1.1.3: an anonymous From outside the trust domain when the caller
             // asked for privacy; the trust domain gets the identity asserted (RFC 3325).
@@ -1847,14 +1863,21 @@ impl<M: Media> Engine<M> {
                     format!("\"Anonymous\" <sip:anonymous@anonymous.invalid>;tag={local_tag}")
                 }
                 Some(d) => format!("\"{}\" <{from_uri}>;tag={local_tag}", d.replace('"', "")),
-                None => format!("<{from_uri}>;tag={local_tag}"),
+                None => {
+                    let mut h = String::with_capacity(from_uri.len() + local_tag.len() + 7);
+                    h.push('<');
+                    h.push_str(&from_uri);
+                    h.push_str(">;tag=");
+                    h.push_str(&local_tag);
+                    h
+                }
             };
             let asserted = to.trusted.then(|| match &call.bill.caller_name {
                 n if n.is_empty() => format!("<{from_uri}>"),
                 n => format!("\"{}\" <{from_uri}>", n.replace('"', "")),
             });
             let to_uri = to.to_uri.clone();
-            let remote_hdr = format!("<{to_uri}>");
+            let remote_hdr = angle(&to_uri);
             let mut inv = Request::new(Method::Invite, to.request_uri.clone());
             inv.headers
                 .push("Via", self.locals.via(to.transport, &new_branch()));
@@ -1870,10 +1893,8 @@ impl<M: Media> Engine<M> {
                 }
                 .to_string(),
             );
-            inv.headers.push(
-                "Contact",
-                format!("<{}>", self.locals.contact_uri(to.transport)),
-            );
+            inv.headers
+                .push("Contact", angle(&self.locals.contact_uri(to.transport)));
             if let Some(pai) = asserted {
                 inv.headers.push("P-Asserted-Identity", pai);
             }
@@ -2408,7 +2429,7 @@ impl<M: Media> Engine<M> {
     fn add_contact(&self, resp: &mut Response) {
         let t = Transport::of_via_value(resp.headers.get("Via"));
         resp.headers
-            .set("Contact", format!("<{}>", self.locals.contact_uri(t)));
+            .set("Contact", angle(&self.locals.contact_uri(t)));
         resp.headers.set("Allow", ALLOW);
     }
 }
@@ -2607,10 +2628,24 @@ fn sanitize_reason(s: &str) -> String {
 fn binding_host(contact: &str, local: SocketAddr) -> String {
     Uri::parse(contact)
         .map(|u| match u.port {
-            Some(p) => format!("{}:{p}", u.host),
+            Some(p) => {
+                let mut h = u.host;
+                h.push(':');
+                crate::sip::text::push_u64(&mut h, u64::from(p));
+                h
+            }
             None => u.host,
         })
         .unwrap_or_else(|_| local.to_string())
+}
+
+/// `<uri>` (a name-addr without display name or parameters).
+fn angle(uri: &str) -> String {
+    let mut s = String::with_capacity(uri.len() + 2);
+    s.push('<');
+    s.push_str(uri);
+    s.push('>');
+    s
 }
 
 /// SIP final status -> Asterisk DIALSTATUS.

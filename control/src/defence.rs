@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::sip::{CSeq, Message, Method, Peek, Request, Response};
+use crate::sip::{CSeq, Message, Method, NameAddr, Peek, Request, Response};
 
 /// `[sip.limits]`: the knobs of [`Defence`]. Every key is optional; see `docs/sip-limits.md`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -247,8 +247,11 @@ impl Defence {
         let id = tx_id(req);
         let new_tx = !self.open.contains_key(&id);
         if req.method != Method::Ack && new_tx {
-            let new_dialog =
-                req.method == Method::Invite && req.to().is_some_and(|t| t.tag().is_none());
+            let new_dialog = req.method == Method::Invite
+                && req
+                    .headers
+                    .get("To")
+                    .is_some_and(|v| matches!(NameAddr::scan_tag(v), Ok(None)));
             if self.open.len() >= self.limits.max_transactions
                 || (new_dialog && self.dialogs.len() >= self.limits.max_dialogs)
             {
@@ -478,7 +481,7 @@ impl Defence {
         let mut start = 0;
         let mut at = 0;
         loop {
-            let (end, last) = match bytes[at..].iter().position(|&b| b == b'\n') {
+            let (end, last) = match memchr::memchr(b'\n', &bytes[at..]) {
                 Some(off) => {
                     let p = at + off;
                     let blank_follows = p > 0

@@ -245,18 +245,27 @@ impl Credentials {
         let mut c = Credentials::default();
         let (mut user, mut realm, mut nonce, mut uri, mut resp) = (None, None, None, None, None);
         for (k, v) in parse_auth_params(rest)? {
-            match k.to_ascii_lowercase().as_str() {
-                "username" => user = Some(v),
-                "realm" => realm = Some(v),
-                "nonce" => nonce = Some(v),
-                "uri" => uri = Some(v),
-                "response" => resp = Some(v),
-                "algorithm" => c.algorithm = Some(v),
-                "cnonce" => c.cnonce = Some(v),
-                "nc" => c.nc = Some(v),
-                "qop" => c.qop = Some(v),
-                "opaque" => c.opaque = Some(v),
-                _ => {}
+            let is = |name: &str| k.eq_ignore_ascii_case(name);
+            if is("username") {
+                user = Some(v);
+            } else if is("realm") {
+                realm = Some(v);
+            } else if is("nonce") {
+                nonce = Some(v);
+            } else if is("uri") {
+                uri = Some(v);
+            } else if is("response") {
+                resp = Some(v);
+            } else if is("algorithm") {
+                c.algorithm = Some(v);
+            } else if is("cnonce") {
+                c.cnonce = Some(v);
+            } else if is("nc") {
+                c.nc = Some(v);
+            } else if is("qop") {
+                c.qop = Some(v);
+            } else if is("opaque") {
+                c.opaque = Some(v);
             }
         }
         c.username = user.ok_or(DigestError::Missing("username"))?;
@@ -270,63 +279,69 @@ impl Credentials {
 
 /// `name=token` / `name="quoted"` pairs separated by commas; quotes removed, escapes resolved.
 pub(crate) fn parse_auth_params(s: &str) -> Result<Vec<(String, String)>, DigestError> {
-    let mut out = Vec::new();
-    let mut chars = s.chars().peekable();
-    loop {
-        while chars.peek().is_some_and(|c| c.is_whitespace() || *c == ',') {
-            chars.next();
+    // One pass over `s` by byte index, values sliced out (a quoted value is copied in runs
+    // between escapes); the grammar and errors of the `char`-by-`char` form it replaced.
+    let ch = |i: usize| s.get(i..).and_then(|r| r.chars().next());
+    let skip_ws = |mut i: usize| {
+        while let Some(c) = ch(i).filter(|c| c.is_whitespace()) {
+            i += c.len_utf8();
         }
-        if chars.peek().is_none() {
+        i
+    };
+    let mut out = Vec::with_capacity(10);
+    let mut i = 0;
+    loop {
+        while let Some(c) = ch(i).filter(|&c| c.is_whitespace() || c == ',') {
+            i += c.len_utf8();
+        }
+        if i >= s.len() {
             return Ok(out);
         }
-        let mut name = String::new();
-        while let Some(&c) = chars.peek() {
-            if c == '=' || c.is_whitespace() {
-                break;
-            }
-            name.push(c);
-            chars.next();
+        let start = i;
+        while let Some(c) = ch(i).filter(|&c| c != '=' && !c.is_whitespace()) {
+            i += c.len_utf8();
         }
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        if chars.next() != Some('=') || name.is_empty() {
+        let name = &s[start..i];
+        i = skip_ws(i);
+        if ch(i) != Some('=') || name.is_empty() {
             return Err(DigestError::Malformed("expected name=value"));
         }
-        while chars.peek().is_some_and(|c| c.is_whitespace()) {
-            chars.next();
-        }
-        let mut value = String::new();
-        if chars.peek() == Some(&'"') {
-            chars.next();
+        i = skip_ws(i + 1);
+        let value = if ch(i) == Some('"') {
+            i += 1;
+            let mut value = String::new();
             loop {
-                match chars.next() {
-                    Some('\\') => match chars.next() {
-                        Some(c) => value.push(c),
-                        None => return Err(DigestError::Malformed("unterminated quoted value")),
-                    },
-                    Some('"') => break,
-                    Some(c) => value.push(c),
-                    None => return Err(DigestError::Malformed("unterminated quoted value")),
-                }
-            }
-            while chars.peek().is_some_and(|c| c.is_whitespace()) {
-                chars.next();
-            }
-            if chars.peek().is_some_and(|&c| c != ',') {
-                return Err(DigestError::Malformed("junk after quoted value"));
-            }
-        } else {
-            while let Some(&c) = chars.peek() {
-                if c == ',' {
+                let Some(p) = s.as_bytes()[i..]
+                    .iter()
+                    .position(|&b| b == b'\\' || b == b'"')
+                else {
+                    return Err(DigestError::Malformed("unterminated quoted value"));
+                };
+                value.push_str(&s[i..i + p]);
+                i += p + 1;
+                if s.as_bytes()[i - 1] == b'"' {
                     break;
                 }
+                // an escape: the next character as it is
+                let Some(c) = ch(i) else {
+                    return Err(DigestError::Malformed("unterminated quoted value"));
+                };
                 value.push(c);
-                chars.next();
+                i += c.len_utf8();
             }
-            value = value.trim().to_string();
-        }
-        out.push((name, value));
+            i = skip_ws(i);
+            if ch(i).is_some_and(|c| c != ',') {
+                return Err(DigestError::Malformed("junk after quoted value"));
+            }
+            value
+        } else {
+            let start = i;
+            while let Some(c) = ch(i).filter(|&c| c != ',') {
+                i += c.len_utf8();
+            }
+            s[start..i].trim().to_string()
+        };
+        out.push((name.to_string(), value));
     }
 }
 

@@ -17,6 +17,7 @@ use std::fmt;
 
 use rand::Rng;
 
+use super::text::{digits, has_byte, split_byte, split_lf, Trim};
 use super::uri::{is_token, split_outside_quotes};
 pub use super::uri::{CSeq, NameAddr, Params, Uri, ValueError, Via};
 
@@ -372,6 +373,15 @@ impl Headers {
 
     /// The first value of `name`.
     pub fn get(&self, name: &str) -> Option<&str> {
+        // Most lookups name a known header in its canonical form, which is how known names
+        // are stored (borrowed): the first such entry is the answer, no mapping of `name`.
+        for (n, v) in &self.list {
+            if let Cow::Borrowed(c) = n {
+                if c.len() == name.len() && *c == name {
+                    return Some(v);
+                }
+            }
+        }
         let c = canonical(name);
         self.list
             .iter()
@@ -476,7 +486,7 @@ impl Headers {
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"Content-Length: ");
-        out.extend_from_slice(body_len.to_string().as_bytes());
+        out.extend_from_slice(digits(&mut [0u8; 20], body_len as u64).as_bytes());
         out.extend_from_slice(b"\r\n\r\n");
     }
 }
@@ -497,6 +507,12 @@ macro_rules! common_accessors {
         }
         pub fn to(&self) -> Option<NameAddr> {
             self.headers.get("To").and_then(|v| NameAddr::parse(v).ok())
+        }
+        /// `self.to()?.tag()` without building the name-addr.
+        pub fn to_tag(&self) -> Option<&str> {
+            self.headers
+                .get("To")
+                .and_then(|v| NameAddr::scan_tag(v).ok().flatten())
         }
         pub fn top_via(&self) -> Option<Via> {
             self.headers.get("Via").and_then(|v| Via::parse(v).ok())
@@ -574,11 +590,14 @@ impl Response {
     /// and Record-Route for 101..=299 (dialog-creating responses).
     pub fn for_request(req: &Request, code: u16) -> Response {
         let mut r = Response::new(code);
-        for (n, v) in req.headers.iter() {
+        r.headers.list.reserve(8);
+        for (k, v) in &req.headers.list {
+            let n: &str = k;
             let copy = matches!(n, "Via" | "From" | "To" | "Call-ID" | "CSeq")
                 || (n == "Record-Route" && (101..=299).contains(&code));
             if copy {
-                r.headers.list.push((name_key(n), v.to_string()));
+                // (the stored name is already the canonical key)
+                r.headers.list.push((k.clone(), v.clone()));
             }
         }
         r
@@ -592,12 +611,15 @@ impl Response {
     /// Adds `;tag=` to the To header if it has none.
     pub fn set_to_tag(&mut self, tag: &str) {
         if let Some(to) = self.headers.get("To") {
-            let has_tag = match NameAddr::parse(to) {
-                Ok(n) => n.tag().is_some(),
+            let has_tag = match NameAddr::has_tag(to) {
+                Ok(t) => t,
                 Err(_) => to.to_ascii_lowercase().contains(";tag="),
             };
             if !has_tag {
-                let v = format!("{to};tag={tag}");
+                let mut v = String::with_capacity(to.len() + 5 + tag.len());
+                v.push_str(to);
+                v.push_str(";tag=");
+                v.push_str(tag);
                 self.headers.set("To", v);
             }
         }
@@ -615,7 +637,7 @@ impl Response {
 
     fn encode_start(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"SIP/2.0 ");
-        out.extend_from_slice(self.code.to_string().as_bytes());
+        out.extend_from_slice(digits(&mut [0u8; 20], u64::from(self.code)).as_bytes());
         out.push(b' ');
         out.extend_from_slice(self.reason.as_bytes());
         out.extend_from_slice(b"\r\n");
@@ -731,7 +753,7 @@ impl<'a> Peek<'a> {
                 _ => continue,
             };
             if slot.is_none() {
-                *slot = Some(std::str::from_utf8(&line[colon + 1..]).ok()?.trim());
+                *slot = Some(std::str::from_utf8(&line[colon + 1..]).ok()?.trim_ws());
                 if p.call_id.is_some() && p.cseq.is_some() && p.via.is_some() {
                     break;
                 }
@@ -753,7 +775,7 @@ impl<'a> Iterator for HeadLines<'a> {
 
     fn next(&mut self) -> Option<&'a [u8]> {
         let rest = self.buf.get(self.at..)?;
-        let (line, next) = match rest.iter().position(|&b| b == b'\n') {
+        let (line, next) = match memchr::memchr(b'\n', rest) {
             Some(n) => (&rest[..n], self.at + n + 1),
             None => (rest, self.buf.len() + 1),
         };
@@ -771,7 +793,7 @@ impl<'a> Iterator for HeadLines<'a> {
 /// Where the header block ends: `(end of last header line, start of body)`.
 fn find_header_end(buf: &[u8]) -> Option<(usize, usize)> {
     let mut i = 0;
-    while let Some(off) = buf[i..].iter().position(|&b| b == b'\n') {
+    while let Some(off) = memchr::memchr(b'\n', &buf[i..]) {
         let p = i + off;
         match buf.get(p + 1) {
             Some(b'\n') => return Some((p + 1, p + 2)),
@@ -891,7 +913,7 @@ fn parse(buf: &[u8]) -> Result<Message, ParseError> {
             e.valid_up_to()
         ))
     })?;
-    let mut lines = head.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l));
+    let mut lines = split_lf(head).map(|l| l.strip_suffix('\r').unwrap_or(l));
     let start_line = lines.next().unwrap_or("");
 
     let mut error: Option<String> = None;
@@ -924,7 +946,7 @@ fn parse(buf: &[u8]) -> Result<Message, ParseError> {
         if line.starts_with([' ', '\t']) {
             match cur.as_mut() {
                 Some((_, v)) => {
-                    let t = line.trim();
+                    let t = line.trim_ws();
                     if !t.is_empty() {
                         if !v.is_empty() {
                             v.push(' ');
@@ -939,7 +961,7 @@ fn parse(buf: &[u8]) -> Result<Message, ParseError> {
             continue;
         }
         flush(cur.take(), &mut headers, &mut error);
-        match line.split_once(':') {
+        match split_byte(line, b':') {
             Some((name, value)) => {
                 let name = name.trim_end_matches([' ', '\t']);
                 if !is_token(name) {
@@ -948,7 +970,7 @@ fn parse(buf: &[u8]) -> Result<Message, ParseError> {
                     });
                     continue;
                 }
-                cur = Some((name, value.trim().to_string()));
+                cur = Some((name, value.trim_ws().to_string()));
             }
             None => {
                 error.get_or_insert_with(|| format!("header line {} has no ':'", lineno + 2));
@@ -964,7 +986,7 @@ fn parse(buf: &[u8]) -> Result<Message, ParseError> {
         &buf[body_start..]
     };
     let body = match headers.get("Content-Length") {
-        Some(v) => match v.trim().parse::<usize>() {
+        Some(v) => match v.trim_ws().parse::<usize>() {
             Ok(n) if n <= rest.len() => rest[..n].to_vec(),
             Ok(n) => {
                 error.get_or_insert_with(|| {
@@ -1062,9 +1084,9 @@ fn parse(buf: &[u8]) -> Result<Message, ParseError> {
 
 fn add_header(headers: &mut Headers, name: &str, value: String) -> Result<(), String> {
     let key = name_key(name);
-    if value.contains(',') && is_list_header(&key) {
+    if has_byte(&value, b',') && is_list_header(&key) {
         for part in split_outside_quotes(&value, b',') {
-            let part = part.trim();
+            let part = part.trim_ws();
             if !part.is_empty() {
                 headers.list.push((key.clone(), part.to_string()));
             }

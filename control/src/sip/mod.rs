@@ -25,6 +25,7 @@ pub mod message;
 pub mod register_client;
 pub mod registrar;
 pub mod stream;
+pub(crate) mod text;
 pub mod timer;
 pub mod transaction;
 pub mod transport;

@@ -33,6 +33,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::message::{Message, Method, Request, Response, Via};
+use super::text::{push_ip, push_u64};
 use super::timer::TimerTable;
 pub use super::timer::{Timer, TimerConfig};
 use super::transport::Transport;
@@ -44,10 +45,29 @@ use super::transport::Transport;
 /// transactions up a few dozen times, and hashing four strings each time was ~5 % of the
 /// control thread. The per-process key keeps the value unpredictable to peers, who choose
 /// the branch (no hash flooding).
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// The fields sit behind an `Arc`: the engine and the layer copy a key a few dozen times per
+/// call set-up (maps by transaction, timers, events), and each copy of three `String`s was
+/// three allocations.
+#[derive(Clone, Debug)]
 pub struct TxKey {
     /// The fields' keyed hash (derived from them: equal keys have equal values).
     hash: u64,
+    parts: std::sync::Arc<KeyParts>,
+}
+
+impl PartialEq for TxKey {
+    fn eq(&self, other: &TxKey) -> bool {
+        self.hash == other.hash
+            && (std::sync::Arc::ptr_eq(&self.parts, &other.parts) || self.parts == other.parts)
+    }
+}
+
+impl Eq for TxKey {}
+
+/// What a [`TxKey`] is made of.
+#[derive(Debug, PartialEq, Eq)]
+struct KeyParts {
     /// The branch, or an RFC 2543 pseudo-branch built from Call-ID, CSeq, From tag and Via.
     branch: String,
     sent_by: String,
@@ -69,19 +89,20 @@ impl std::hash::Hash for TxKey {
 
 impl fmt::Display for TxKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let side = if self.server { "uas" } else { "uac" };
-        write!(f, "{side}:{}:{}@{}", self.method, self.branch, self.sent_by)
+        let k = &self.parts;
+        let side = if k.server { "uas" } else { "uac" };
+        write!(f, "{side}:{}:{}@{}", k.method, k.branch, k.sent_by)
     }
 }
 
 impl TxKey {
     /// The transaction's method (INVITE for an INVITE transaction, even when matched by ACK).
     pub fn method(&self) -> &Method {
-        &self.method
+        &self.parts.method
     }
 
     pub fn is_server(&self) -> bool {
-        self.server
+        self.parts.server
     }
 
     /// The key of the request `req` at the server side. ACK keys to INVITE.
@@ -90,49 +111,50 @@ impl TxKey {
             Method::Ack => Method::Invite,
             ref m => m.clone(),
         };
-        TxKey {
-            hash: 0,
+        TxKey::server_as(req, via, method)
+    }
+
+    /// [`TxKey::server`] with the method given.
+    fn server_as(req: &Request, via: &Via, method: Method) -> TxKey {
+        TxKey::seal(KeyParts {
             branch: branch_or_2543(req, via),
             sent_by: via.sent_by(),
             method,
             server: true,
-            request: format!(
-                "{}|{}",
-                req.call_id().unwrap_or(""),
-                req.cseq().map_or(0, |c| c.seq)
-            ),
-        }
-        .seal()
+            request: {
+                let call_id = req.call_id().unwrap_or("");
+                let mut r = String::with_capacity(call_id.len() + 11);
+                r.push_str(call_id);
+                r.push('|');
+                push_u64(&mut r, u64::from(req.cseq().map_or(0, |c| c.seq)));
+                r
+            },
+        })
     }
 
     /// The key of a request we send, or of a response to it.
     fn client(via: &Via, cseq_method: &Method) -> TxKey {
-        TxKey {
-            hash: 0,
+        TxKey::seal(KeyParts {
             branch: via.branch().unwrap_or("").to_string(),
             sent_by: via.sent_by(),
             method: cseq_method.clone(),
             server: false,
             request: String::new(),
-        }
-        .seal()
+        })
     }
 
-    /// Sets `hash` from the other fields (every constructor ends here).
-    fn seal(mut self) -> TxKey {
+    /// The key of `parts`, its hash computed (every constructor ends here).
+    fn seal(k: KeyParts) -> TxKey {
         use std::hash::BuildHasher;
         static KEY: std::sync::OnceLock<std::collections::hash_map::RandomState> =
             std::sync::OnceLock::new();
-        self.hash = KEY
+        let hash = KEY
             .get_or_init(std::collections::hash_map::RandomState::new)
-            .hash_one((
-                &self.branch,
-                &self.sent_by,
-                &self.method,
-                self.server,
-                &self.request,
-            ));
-        self
+            .hash_one((&k.branch, &k.sent_by, &k.method, k.server, &k.request));
+        TxKey {
+            hash,
+            parts: std::sync::Arc::new(k),
+        }
     }
 }
 
@@ -352,10 +374,7 @@ impl ClientInvite {
                 self.state = Proceeding;
                 self.out.timers.stop(Timer::A);
                 self.out.timers.stop(Timer::B);
-                let id = (
-                    resp.code,
-                    resp.to().and_then(|t| t.tag().map(str::to_string)),
-                );
+                let id = (resp.code, resp.to_tag().map(str::to_string));
                 if self.provisionals.contains(&id) {
                     return Handled::Absorbed;
                 }
@@ -868,13 +887,17 @@ impl TransactionLayer {
             changed = true;
         }
         if via.host.parse::<std::net::IpAddr>().ok() != Some(from.ip()) || changed {
-            via.set_param("received", Some(from.ip().to_string()));
+            let mut ip = String::with_capacity(15);
+            push_ip(&mut ip, from.ip());
+            via.set_param("received", Some(ip));
             changed = true;
         }
         // Match on the Via as sent (received/rport do not change branch or sent-by).
         let key = TxKey::server(&req, &via);
         if changed {
-            req.headers.replace_first("Via", via.to_string());
+            let mut text = String::with_capacity(96);
+            via.push_text(&mut text);
+            req.headers.replace_first("Via", text);
         }
 
         if req.method == Method::Ack {
@@ -1011,9 +1034,7 @@ impl TransactionLayer {
     /// The server INVITE transaction a CANCEL targets (same branch and sent-by, §9.2).
     pub fn invite_for_cancel(&self, cancel: &Request) -> Option<TxKey> {
         let via = cancel.top_via()?;
-        let mut key = TxKey::server(cancel, &via);
-        key.method = Method::Invite;
-        let key = key.seal();
+        let key = TxKey::server_as(cancel, &via, Method::Invite);
         match self.txs.get(&key)?.tx {
             Tx::ServerInvite(_) => Some(key),
             _ => None,
@@ -1587,15 +1608,13 @@ mod tests {
             Incoming::Ack { .. }
         ));
         assert_eq!(l.len(), 0);
-        let bogus = TxKey {
-            hash: 0,
+        let bogus = TxKey::seal(KeyParts {
             branch: "x".into(),
             sent_by: ME.into(),
             method: Method::Bye,
             server: true,
             request: String::new(),
-        }
-        .seal();
+        });
         assert!(matches!(
             l.send_response(&bogus, Response::new(200), t0),
             Err(TxError::UnknownTransaction(_))

@@ -16,6 +16,7 @@
 use std::fmt;
 use std::net::SocketAddr;
 
+use super::text::push_addr;
 use super::uri::{Uri, Via};
 
 /// A SIP transport.
@@ -162,19 +163,27 @@ impl Locals {
 
     /// `SIP/2.0/<T> <addr>;branch=<branch>;rport`, the Via of a request we send on `t`.
     pub fn via(&self, t: Transport, branch: &str) -> String {
-        format!(
-            "SIP/2.0/{} {};branch={branch};rport",
-            t.via_token(),
-            self.addr(t)
-        )
+        let mut v = String::with_capacity(48 + branch.len());
+        v.push_str("SIP/2.0/");
+        v.push_str(t.via_token());
+        v.push(' ');
+        push_addr(&mut v, self.addr(t));
+        v.push_str(";branch=");
+        v.push_str(branch);
+        v.push_str(";rport");
+        v
     }
 
     /// `sip:tandem@<addr>` with `;transport=tcp|tls` on stream transports: our Contact URI.
     pub fn contact_uri(&self, t: Transport) -> String {
-        match t {
-            Transport::Udp => format!("sip:tandem@{}", self.udp),
-            t => format!("sip:tandem@{};transport={}", self.addr(t), t.param()),
+        let mut u = String::with_capacity(48);
+        u.push_str("sip:tandem@");
+        push_addr(&mut u, self.addr(t));
+        if t != Transport::Udp {
+            u.push_str(";transport=");
+            u.push_str(t.param());
         }
+        u
     }
 }
 

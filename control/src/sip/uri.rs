@@ -9,6 +9,7 @@
 use std::fmt;
 
 use super::message::Method;
+use super::text::{find_byte, fmt_u64, has_byte, push_u64, split_byte, Trim};
 
 /// A header value or URI that does not follow the RFC 3261 grammar.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -37,13 +38,40 @@ fn err(what: &'static str, reason: &'static str, input: &str) -> ValueError {
 /// A `;name[=value]` parameter list, in order.
 pub type Params = Vec<(String, Option<String>)>;
 
-/// RFC 3261 `token` characters (§25.1).
-pub(crate) fn is_token_char(c: u8) -> bool {
+/// RFC 3261 `token` characters (§25.1), by definition.
+const fn token_char_def(c: u8) -> bool {
     c.is_ascii_alphanumeric()
         || matches!(
             c,
             b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
         )
+}
+
+/// Bytes a URI may not contain (whitespace and controls, `<`, `>`, `"`, DEL and non-ASCII),
+/// by definition.
+const fn uri_bad_def(c: u8) -> bool {
+    c <= b' ' || c == b'<' || c == b'>' || c == b'"' || c >= 0x7f
+}
+
+/// A byte class as a 256-entry table (one load per byte on the scanning paths).
+macro_rules! byte_table {
+    ($def:ident) => {{
+        let mut t = [false; 256];
+        let mut i = 0;
+        while i < 256 {
+            t[i] = $def(i as u8);
+            i += 1;
+        }
+        t
+    }};
+}
+
+static TOKEN_CHAR: [bool; 256] = byte_table!(token_char_def);
+static URI_BAD: [bool; 256] = byte_table!(uri_bad_def);
+
+/// RFC 3261 `token` characters (§25.1).
+pub(crate) fn is_token_char(c: u8) -> bool {
+    TOKEN_CHAR[usize::from(c)]
 }
 
 pub(crate) fn is_token(s: &str) -> bool {
@@ -91,13 +119,13 @@ fn scan_params<'a>(
     each: &mut dyn FnMut(&'a str, Option<&'a str>),
 ) -> Result<(), ValueError> {
     for item in split_outside_quotes(s, b';') {
-        let item = item.trim();
+        let item = item.trim_ws();
         if item.is_empty() {
             return Err(err(what, "empty parameter", s));
         }
-        match item.split_once('=') {
+        match split_byte(item, b'=') {
             Some((n, v)) => {
-                let (n, v) = (n.trim(), v.trim());
+                let (n, v) = (n.trim_ws(), v.trim_ws());
                 if !is_token(n) {
                     return Err(err(what, "bad parameter name", s));
                 }
@@ -122,9 +150,11 @@ fn scan_params<'a>(
 
 fn write_params(f: &mut fmt::Formatter<'_>, params: &Params) -> fmt::Result {
     for (n, v) in params {
-        match v {
-            Some(v) => write!(f, ";{n}={v}")?,
-            None => write!(f, ";{n}")?,
+        f.write_str(";")?;
+        f.write_str(n)?;
+        if let Some(v) = v {
+            f.write_str("=")?;
+            f.write_str(v)?;
         }
     }
     Ok(())
@@ -136,9 +166,25 @@ pub(crate) fn split_outside_quotes(s: &str, sep: u8) -> impl Iterator<Item = &st
     let mut start = 0;
     let mut i = 0;
     let mut done = false;
+    // Without a quote or a '<' nothing can hide a separator: split at each `sep` found by
+    // `memchr` instead of walking every byte through the quote/angle state.
+    let plain = memchr::memchr2(b'"', b'<', bytes).is_none();
     std::iter::from_fn(move || {
         if done {
             return None;
+        }
+        if plain {
+            return Some(match memchr::memchr(sep, &bytes[start..]) {
+                Some(off) => {
+                    let piece = &s[start..start + off];
+                    start += off + 1;
+                    piece
+                }
+                None => {
+                    done = true;
+                    &s[start..]
+                }
+            });
         }
         let mut in_quote = false;
         let mut angle = 0u32;
@@ -178,9 +224,8 @@ fn parse_hostport(what: &'static str, s: &str) -> Result<(String, Option<u16>), 
 /// [`parse_hostport`] with the host borrowed from `s`.
 fn scan_hostport<'a>(what: &'static str, s: &'a str) -> Result<(&'a str, Option<u16>), ValueError> {
     let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let close = rest
-            .find(']')
-            .ok_or_else(|| err(what, "unterminated IPv6 reference", s))?;
+        let close =
+            find_byte(rest, b']').ok_or_else(|| err(what, "unterminated IPv6 reference", s))?;
         let host = &rest[..close];
         if host.is_empty()
             || !host
@@ -197,7 +242,7 @@ fn scan_hostport<'a>(what: &'static str, s: &'a str) -> Result<(&'a str, Option<
         };
         (host, port)
     } else {
-        match s.split_once(':') {
+        match split_byte(s, b':') {
             Some((h, p)) => (h, Some(p)),
             None => (s, None),
         }
@@ -228,13 +273,16 @@ fn scan_hostport<'a>(what: &'static str, s: &'a str) -> Result<(&'a str, Option<
 }
 
 fn write_host(f: &mut fmt::Formatter<'_>, host: &str, port: Option<u16>) -> fmt::Result {
-    if host.contains(':') {
-        write!(f, "[{host}]")?;
+    if has_byte(host, b':') {
+        f.write_str("[")?;
+        f.write_str(host)?;
+        f.write_str("]")?;
     } else {
         f.write_str(host)?;
     }
     if let Some(p) = port {
-        write!(f, ":{p}")?;
+        f.write_str(":")?;
+        fmt_u64(f, u64::from(p))?;
     }
     Ok(())
 }
@@ -295,18 +343,14 @@ impl Uri {
         param: &mut dyn FnMut(&'a str, Option<&'a str>),
     ) -> Result<UriView<'a>, ValueError> {
         const W: &str = "URI";
-        if s.bytes()
-            .any(|c| c <= b' ' || c == b'<' || c == b'>' || c == b'"' || c >= 0x7f)
-        {
+        if s.bytes().any(|c| URI_BAD[usize::from(c)]) {
             return Err(err(
                 W,
                 "whitespace, quote, bracket or non-ASCII character",
                 s,
             ));
         }
-        let (scheme, rest) = s
-            .split_once(':')
-            .ok_or_else(|| err(W, "missing scheme", s))?;
+        let (scheme, rest) = split_byte(s, b':').ok_or_else(|| err(W, "missing scheme", s))?;
         let sb = scheme.as_bytes();
         if sb.is_empty()
             || !sb[0].is_ascii_alphabetic()
@@ -328,11 +372,11 @@ impl Uri {
                 headers: None,
             });
         }
-        let (main, headers) = match rest.split_once('?') {
+        let (main, headers) = match split_byte(rest, b'?') {
             Some((m, h)) => (m, Some(h)),
             None => (rest, None),
         };
-        let (user, hostpart) = match main.split_once('@') {
+        let (user, hostpart) = match split_byte(main, b'@') {
             Some((u, h)) => {
                 if u.is_empty() {
                     return Err(err(W, "empty user", s));
@@ -341,7 +385,7 @@ impl Uri {
             }
             None => (None, main),
         };
-        let hostport = match hostpart.split_once(';') {
+        let hostport = match split_byte(hostpart, b';') {
             Some((h, p)) => {
                 scan_params(W, p, param)?;
                 h
@@ -389,17 +433,20 @@ impl std::str::FromStr for Uri {
 
 impl fmt::Display for Uri {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:", self.scheme)?;
+        f.write_str(&self.scheme)?;
+        f.write_str(":")?;
         if !self.is_sip() {
             return f.write_str(&self.host);
         }
         if let Some(u) = &self.user {
-            write!(f, "{u}@")?;
+            f.write_str(u)?;
+            f.write_str("@")?;
         }
         write_host(f, &self.host, self.port)?;
         write_params(f, &self.params)?;
         if let Some(h) = &self.headers {
-            write!(f, "?{h}")?;
+            f.write_str("?")?;
+            f.write_str(h)?;
         }
         Ok(())
     }
@@ -461,7 +508,7 @@ impl NameAddr {
         mut quoted: Option<&mut String>,
     ) -> Result<(Option<DisplayName<'a>>, &'a str, Option<&'a str>), ValueError> {
         const W: &str = "name-addr";
-        let t = s.trim();
+        let t = s.trim_ws();
         let (display, uri_str, rest) = if let Some(q) = t.strip_prefix('"') {
             // quoted-string display name
             let mut push = |c: char| {
@@ -485,25 +532,25 @@ impl NameAddr {
                 }
             }
             let end = end.ok_or_else(|| err(W, "unterminated display name", s))?;
-            let after = q[end + 1..].trim_start();
+            let after = q[end + 1..].trim_ws_start();
             let inner = after
                 .strip_prefix('<')
                 .ok_or_else(|| err(W, "missing '<' after display name", s))?;
-            let close = inner.find('>').ok_or_else(|| err(W, "missing '>'", s))?;
+            let close = find_byte(inner, b'>').ok_or_else(|| err(W, "missing '>'", s))?;
             (
                 Some(DisplayName::Quoted),
                 &inner[..close],
                 &inner[close + 1..],
             )
-        } else if let Some(lt) = t.find('<').filter(|&lt| {
+        } else if let Some(lt) = find_byte(t, b'<').filter(|&lt| {
             t[..lt]
                 .bytes()
                 .all(|c| is_token_char(c) || c == b' ' || c == b'\t')
         }) {
             // token display name (possibly empty, possibly without LWS before '<')
-            let disp = t[..lt].trim();
+            let disp = t[..lt].trim_ws();
             let inner = &t[lt + 1..];
-            let close = inner.find('>').ok_or_else(|| err(W, "missing '>'", s))?;
+            let close = find_byte(inner, b'>').ok_or_else(|| err(W, "missing '>'", s))?;
             let d = if disp.is_empty() {
                 None
             } else {
@@ -512,16 +559,16 @@ impl NameAddr {
             (d, &inner[..close], &inner[close + 1..])
         } else {
             // bare addr-spec: may not contain ',', '?' or ';' inside the URI (§20)
-            let (u, r) = match t.find(';') {
+            let (u, r) = match find_byte(t, b';') {
                 Some(i) => (&t[..i], &t[i..]),
                 None => (t, ""),
             };
-            if u.contains('?') || u.contains(',') {
+            if has_byte(u, b'?') || has_byte(u, b',') {
                 return Err(err(W, "URI with headers or comma must be in <>", s));
             }
             (None, u, r)
         };
-        let rest = rest.trim();
+        let rest = rest.trim_ws();
         if rest.is_empty() {
             return Ok((display, uri_str, None));
         }
@@ -531,6 +578,29 @@ impl NameAddr {
             return Err(err(W, "junk after URI", s));
         }
         Ok((display, uri_str, Some(&rest[1..])))
+    }
+
+    /// Whether `s` has a `tag` parameter with a value, without building the name-addr:
+    /// `Ok(NameAddr::parse(s)?.tag().is_some())`, same errors.
+    pub fn has_tag(s: &str) -> Result<bool, ValueError> {
+        NameAddr::scan_tag(s).map(|t| t.is_some())
+    }
+
+    /// The `tag` of the name-addr `s`, borrowed, without building the name-addr:
+    /// `NameAddr::parse(s)?.tag()`, same errors.
+    pub fn scan_tag(s: &str) -> Result<Option<&str>, ValueError> {
+        let (_, uri_str, rest) = NameAddr::split(s, None)?;
+        Uri::check(uri_str)?;
+        // `tag()` reads the first `tag` parameter only.
+        let mut first: Option<Option<&str>> = None;
+        if let Some(p) = rest {
+            scan_params("name-addr", p, &mut |n, v| {
+                if first.is_none() && n.eq_ignore_ascii_case("tag") {
+                    first = Some(v);
+                }
+            })?;
+        }
+        Ok(first.flatten())
     }
 
     /// The `tag` parameter.
@@ -627,18 +697,23 @@ impl Via {
     ) -> Result<(&'a str, std::borrow::Cow<'a, str>, Option<u16>), ValueError> {
         use std::borrow::Cow;
         const W: &str = "Via";
-        let t = s.trim();
+        let t = s.trim_ws();
         // sent-protocol: name SLASH version SLASH transport, LWS allowed around the slashes
-        let mut parts = t.splitn(3, '/');
-        let name = parts.next().unwrap_or("").trim();
-        let version = parts
-            .next()
-            .ok_or_else(|| err(W, "missing protocol version", s))?
-            .trim();
-        let rest = parts
-            .next()
+        // (`splitn(3, '/')` with byte searches)
+        let (name, after) = match split_byte(t, b'/') {
+            Some((n, a)) => (n, Some(a)),
+            None => (t, None),
+        };
+        let name = name.trim_ws();
+        let after = after.ok_or_else(|| err(W, "missing protocol version", s))?;
+        let (version, rest) = match split_byte(after, b'/') {
+            Some((v, r)) => (v, Some(r)),
+            None => (after, None),
+        };
+        let version = version.trim_ws();
+        let rest = rest
             .ok_or_else(|| err(W, "missing transport", s))?
-            .trim_start();
+            .trim_ws_start();
         if !name.eq_ignore_ascii_case("SIP") || version != "2.0" {
             return Err(err(W, "protocol is not SIP/2.0", s));
         }
@@ -651,13 +726,13 @@ impl Via {
         if !rest.starts_with([' ', '\t']) {
             return Err(err(W, "missing space before sent-by", s));
         }
-        let rest = rest.trim_start();
-        let sent_by = match rest.find(';') {
+        let rest = rest.trim_ws_start();
+        let sent_by = match find_byte(rest, b';') {
             Some(i) => {
                 scan_params(W, &rest[i + 1..], param)?;
-                rest[..i].trim()
+                rest[..i].trim_ws()
             }
-            None => rest.trim(),
+            None => rest.trim_ws(),
         };
         // LWS is allowed around the port colon
         if sent_by.chars().any(char::is_whitespace) {
@@ -690,15 +765,38 @@ impl Via {
         self.param("rport").map(|v| v.and_then(|p| p.parse().ok()))
     }
 
-    /// `host[:port]` as it appears in the header (IPv6 bracketed).
-    pub fn sent_by(&self) -> String {
-        struct H<'a>(&'a Via);
-        impl fmt::Display for H<'_> {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                write_host(f, &self.0.host, self.0.port)
+    /// Appends the value as `Display` writes it, without the formatter.
+    pub fn push_text(&self, out: &mut String) {
+        out.push_str("SIP/2.0/");
+        out.push_str(&self.transport);
+        out.push(' ');
+        out.push_str(&self.sent_by());
+        for (n, v) in &self.params {
+            out.push(';');
+            out.push_str(n);
+            if let Some(v) = v {
+                out.push('=');
+                out.push_str(v);
             }
         }
-        H(self).to_string()
+    }
+
+    /// `host[:port]` as it appears in the header (IPv6 bracketed).
+    pub fn sent_by(&self) -> String {
+        // (what `write_host` writes, without the formatter)
+        let mut s = String::with_capacity(self.host.len() + 8);
+        if has_byte(&self.host, b':') {
+            s.push('[');
+            s.push_str(&self.host);
+            s.push(']');
+        } else {
+            s.push_str(&self.host);
+        }
+        if let Some(p) = self.port {
+            s.push(':');
+            push_u64(&mut s, u64::from(p));
+        }
+        s
     }
 }
 
@@ -711,7 +809,9 @@ impl std::str::FromStr for Via {
 
 impl fmt::Display for Via {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SIP/2.0/{} ", self.transport)?;
+        f.write_str("SIP/2.0/")?;
+        f.write_str(&self.transport)?;
+        f.write_str(" ")?;
         write_host(f, &self.host, self.port)?;
         write_params(f, &self.params)
     }
@@ -731,10 +831,12 @@ impl CSeq {
 
     pub fn parse(s: &str) -> Result<CSeq, ValueError> {
         const W: &str = "CSeq";
-        let t = s.trim();
-        let (num, method) = t
-            .split_once([' ', '\t'])
+        let t = s.trim_ws();
+        let sp = t
+            .bytes()
+            .position(|c| c == b' ' || c == b'\t')
             .ok_or_else(|| err(W, "missing method", s))?;
+        let (num, method) = (&t[..sp], &t[sp + 1..]);
         if num.is_empty() || num.len() > 10 || !num.bytes().all(|c| c.is_ascii_digit()) {
             return Err(err(W, "bad sequence number", s));
         }
@@ -742,7 +844,7 @@ impl CSeq {
             .parse::<u32>()
             .map_err(|_| err(W, "sequence number above 2^32-1", s))?;
         let method = method
-            .trim()
+            .trim_ws()
             .parse::<Method>()
             .map_err(|_| err(W, "bad method", s))?;
         Ok(CSeq { seq, method })
@@ -758,13 +860,50 @@ impl std::str::FromStr for CSeq {
 
 impl fmt::Display for CSeq {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.seq, self.method)
+        fmt_u64(f, u64::from(self.seq))?;
+        f.write_str(" ")?;
+        f.write_str(self.method.as_str())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_tables_match_their_definitions() {
+        for c in 0..=255u8 {
+            assert_eq!(is_token_char(c), token_char_def(c), "{c}");
+            assert_eq!(URI_BAD[usize::from(c)], uri_bad_def(c), "{c}");
+        }
+    }
+
+    #[test]
+    fn via_push_text_agrees_with_display() {
+        for s in [
+            "SIP/2.0/UDP 127.0.0.1:5062;rport=5062;branch=z9hG4bKx;received=127.0.0.1",
+            "SIP/2.0/tcp [2001:db8::1]:5060;branch=z9hG4bKy;lr",
+            "SIP/2.0/TLS host.example;branch=z9hG4bKz;x=\"a;b\"",
+        ] {
+            let v = Via::parse(s).unwrap();
+            let mut t = String::new();
+            v.push_text(&mut t);
+            assert_eq!(t, v.to_string());
+        }
+    }
+
+    #[test]
+    fn split_outside_quotes_plain_and_quoted() {
+        for s in ["", ";", "a", "a;b", "a;;b;", "rport;branch=z9hG4bKx", "é;ü"] {
+            assert_eq!(
+                split_outside_quotes(s, b';').collect::<Vec<_>>(),
+                s.split(';').collect::<Vec<_>>(),
+                "{s:?}"
+            );
+        }
+        let q: Vec<_> = split_outside_quotes(r#"a="x;y";b=<c;d>;e"#, b';').collect();
+        assert_eq!(q, [r#"a="x;y""#, "b=<c;d>", "e"]);
+    }
 
     #[test]
     fn sip_uri_full() {
