@@ -124,7 +124,21 @@ fn relay(
         a: s.a.counters,
         b: s.b.counters,
         attached_during,
-        attached_after: attached_program("xr0").unwrap(),
+        attached_after: detached_within("xr0", Duration::from_secs(5)),
+    }
+}
+
+/// The program still attached to `ifname` after waiting up to `limit` for
+/// it to go: the link is released when its last descriptor closes, and a
+/// process a parallel test forks at that moment holds a copy until it execs.
+fn detached_within(ifname: &str, limit: Duration) -> Option<u32> {
+    let end = std::time::Instant::now() + limit;
+    loop {
+        let id = attached_program(ifname).unwrap();
+        if id.is_none() || std::time::Instant::now() >= end {
+            return id;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
