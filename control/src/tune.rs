@@ -594,6 +594,76 @@ pub fn needs_action(findings: &[Finding]) -> bool {
     findings.iter().any(|f| f.severity >= Severity::Warn)
 }
 
+/// A setting `tandemctl tune apply` can change at run time: a value written
+/// to a file under `/proc/irq` (IRQ affinity) or `/sys/devices/system/cpu`
+/// (frequency governor).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeWrite {
+    /// Absolute path of the file.
+    pub path: String,
+    /// What is written to it.
+    pub value: String,
+}
+
+/// The runtime-changeable fixes among `findings` (their `echo VALUE > PATH`
+/// lines on IRQ affinity and governor files), in order, each once. The rest
+/// (kernel command line, config, NIC queues, limits) needs a reboot or an
+/// edit: [`boot_fixes`].
+pub fn runtime_writes(findings: &[Finding]) -> Vec<RuntimeWrite> {
+    let mut out: Vec<RuntimeWrite> = Vec::new();
+    for f in findings.iter().filter(|f| f.severity >= Severity::Warn) {
+        for line in f.fix.lines() {
+            let Some((value, path)) = line
+                .trim()
+                .strip_prefix("echo ")
+                .and_then(|r| r.split_once(" > "))
+            else {
+                continue;
+            };
+            let (value, path) = (value.trim(), path.trim());
+            let runtime = (path.starts_with("/proc/irq/") && path.ends_with("/smp_affinity_list"))
+                || (path.starts_with("/sys/devices/system/cpu/")
+                    && path.ends_with("/cpufreq/scaling_governor"));
+            let w = RuntimeWrite {
+                path: path.to_string(),
+                value: value.to_string(),
+            };
+            if runtime && !value.is_empty() && !out.contains(&w) {
+                out.push(w);
+            }
+        }
+    }
+    out
+}
+
+/// The findings that `tune apply` cannot fix at run time (kernel command
+/// line, config, limits): everything at warn or worse with a fix that is not
+/// only runtime writes.
+pub fn boot_fixes(findings: &[Finding]) -> Vec<&Finding> {
+    findings
+        .iter()
+        .filter(|f| f.severity >= Severity::Warn && !f.fix.is_empty())
+        .filter(|f| {
+            runtime_writes(std::slice::from_ref(*f)).len()
+                < f.fix.lines().filter(|l| !l.trim().is_empty()).count()
+        })
+        .collect()
+}
+
+/// Performs `writes` below `root` (`/` on the machine; a fixture directory in
+/// tests): each value is written to `root` + its path. One result per write,
+/// the error naming the file.
+pub fn apply_writes(writes: &[RuntimeWrite], root: &std::path::Path) -> Vec<Result<(), String>> {
+    writes
+        .iter()
+        .map(|w| {
+            let p = root.join(w.path.trim_start_matches('/'));
+            std::fs::write(&p, format!("{}\n", w.value))
+                .map_err(|e| format!("{}: {e}", p.display()))
+        })
+        .collect()
+}
+
 /// Reads the machine (the I/O edge of this module). Missing files read as empty: a container
 /// or an old kernel simply yields fewer findings.
 pub fn read_machine(iface: Option<&str>) -> Machine {
@@ -658,6 +728,68 @@ pub fn read_machine(iface: Option<&str>) -> Machine {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn apply_writes_only_the_runtime_fixes_and_lists_the_rest() {
+        let f = |severity, topic, fix: &str| Finding {
+            severity,
+            topic,
+            message: String::new(),
+            fix: fix.into(),
+        };
+        let findings =
+            vec![
+            f(
+                Severity::Warn,
+                "isolation",
+                "add to the kernel command line: isolcpus=1 nohz_full=1 rcu_nocbs=1",
+            ),
+            f(
+                Severity::Warn,
+                "governor",
+                "echo performance > /sys/devices/system/cpu/cpu1/cpufreq/scaling_governor",
+            ),
+            f(
+                Severity::Warn,
+                "irq",
+                "echo 0 > /proc/irq/24/smp_affinity_list\necho 0 > /proc/irq/25/smp_affinity_list",
+            ),
+            // Not a file tune apply may touch, and an Ok finding: both left alone.
+            f(Severity::Warn, "x", "echo 1 > /etc/passwd"),
+            f(Severity::Ok, "irq", "echo 0 > /proc/irq/26/smp_affinity_list"),
+        ];
+        let w = runtime_writes(&findings);
+        let paths: Vec<&str> = w.iter().map(|w| w.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/sys/devices/system/cpu/cpu1/cpufreq/scaling_governor",
+                "/proc/irq/24/smp_affinity_list",
+                "/proc/irq/25/smp_affinity_list"
+            ]
+        );
+        let rest: Vec<&str> = boot_fixes(&findings).iter().map(|f| f.topic).collect();
+        assert_eq!(rest, ["isolation", "x"]);
+
+        let root = std::env::temp_dir().join(format!("tandem-tune-apply-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("proc/irq/24")).unwrap();
+        std::fs::create_dir_all(root.join("sys/devices/system/cpu/cpu1/cpufreq")).unwrap();
+        let r = apply_writes(&w, &root);
+        assert!(r[0].is_ok() && r[1].is_ok(), "{r:?}");
+        assert!(r[2].as_ref().unwrap_err().contains("proc/irq/25"), "{r:?}");
+        assert_eq!(
+            std::fs::read_to_string(root.join("proc/irq/24/smp_affinity_list")).unwrap(),
+            "0\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(
+                root.join("sys/devices/system/cpu/cpu1/cpufreq/scaling_governor")
+            )
+            .unwrap(),
+            "performance\n"
+        );
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
     use super::*;
 
     const CPUINFO: &str = "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Xeon\n\n\

@@ -7,6 +7,9 @@
 //! `tandemctl tune check [--config tandem.toml] [--iface IFACE]` needs no daemon: it reads
 //! the machine and the configuration and says what to fix for the dataplane cores (exit 1
 //! when something should be fixed, 2 when the configuration does not load).
+//! `tandemctl tune apply [--config tandem.toml] [--iface IFACE] [--dry-run]` writes the
+//! run-time part of those fixes (IRQ affinity, frequency governor) and prints the rest
+//! (kernel command line, config); `tandem-tune.service` runs it before `tandemd`.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -61,6 +64,84 @@ enum TuneCmd {
         #[arg(long, short = 'v')]
         verbose: bool,
     },
+    /// Apply what can change at run time (IRQ affinity of NIC queues and telephony cards,
+    /// CPU frequency governor) and print the kernel command line and settings for the rest.
+    Apply {
+        /// Configuration file (default: the embedded default).
+        #[arg(long, short = 'c', value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// The AF_XDP interface whose queue IRQs to place.
+        #[arg(long, value_name = "IFACE")]
+        iface: Option<String>,
+        /// Print the writes without making them.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// The configuration `tune check`/`tune apply` plan for (the embedded default without
+/// `--config`); exit status 2 when it does not load.
+fn tune_config(config: Option<&PathBuf>) -> Result<control::config::Config, ExitCode> {
+    match config {
+        Some(p) => control::config::Config::load(p).map_err(|e| {
+            eprintln!("tandemctl: {e}");
+            ExitCode::from(2)
+        }),
+        None => Ok(control::config::Config::embedded_default()),
+    }
+}
+
+fn tune_plan(cfg: &control::config::Config) -> control::tune::Plan {
+    control::tune::Plan {
+        cores: cfg.dataplane.cores.clone(),
+        xdp: cfg.dataplane.backend == dataplane::Backend::Xdp,
+        umem_bytes_per_worker: (dataplane::io::xdp::xsk::FRAMES
+            * dataplane::io::xdp::xsk::FRAME_SIZE) as u64,
+    }
+}
+
+/// `tandemctl tune apply`: the runtime-changeable fixes of `tune check` (IRQ affinity,
+/// frequency governor) written, the rest printed (kernel command line, config, limits).
+/// Exit 0 when every write took, 1 when one failed, 2 when the config does not load.
+fn tune_apply(config: Option<&PathBuf>, iface: Option<&str>, dry_run: bool) -> ExitCode {
+    let cfg = match tune_config(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let findings = control::tune::check(&control::tune::read_machine(iface), &tune_plan(&cfg));
+    let writes = control::tune::runtime_writes(&findings);
+    let mut failed = 0;
+    if dry_run {
+        for w in &writes {
+            println!("would write {} > {}", w.value, w.path);
+        }
+    } else {
+        let results = control::tune::apply_writes(&writes, std::path::Path::new("/"));
+        for (w, r) in writes.iter().zip(results) {
+            match r {
+                Ok(()) => println!("wrote {} > {}", w.value, w.path),
+                Err(e) => {
+                    failed += 1;
+                    eprintln!("tandemctl tune apply: {e}");
+                }
+            }
+        }
+    }
+    if writes.is_empty() {
+        println!("nothing to change at run time");
+    }
+    let rest = control::tune::boot_fixes(&findings);
+    if !rest.is_empty() {
+        println!("still to do by hand (kernel command line, config, limits: then reboot/restart):");
+        for f in rest {
+            println!("{f}");
+        }
+    }
+    if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// `tandemctl tune check`.
@@ -70,22 +151,11 @@ fn tune_check(
     verbose: bool,
     json: bool,
 ) -> ExitCode {
-    let cfg = match config {
-        Some(p) => match control::config::Config::load(p) {
-            Ok(c) => c,
-            Err(e) => {
-                eprintln!("tandemctl: {e}");
-                return ExitCode::from(2);
-            }
-        },
-        None => control::config::Config::embedded_default(),
+    let cfg = match tune_config(config) {
+        Ok(c) => c,
+        Err(code) => return code,
     };
-    let plan = control::tune::Plan {
-        cores: cfg.dataplane.cores.clone(),
-        xdp: cfg.dataplane.backend == dataplane::Backend::Xdp,
-        umem_bytes_per_worker: (dataplane::io::xdp::xsk::FRAMES
-            * dataplane::io::xdp::xsk::FRAME_SIZE) as u64,
-    };
+    let plan = tune_plan(&cfg);
     let machine = control::tune::read_machine(iface);
     let findings = control::tune::check(&machine, &plan);
     if json {
@@ -142,6 +212,17 @@ fn main() -> ExitCode {
     } = &args.cmd
     {
         return tune_check(config.as_ref(), iface.as_deref(), *verbose, args.json);
+    }
+    if let Cmd::Tune {
+        action:
+            TuneCmd::Apply {
+                config,
+                iface,
+                dry_run,
+            },
+    } = &args.cmd
+    {
+        return tune_apply(config.as_ref(), iface.as_deref(), *dry_run);
     }
     let socket = args
         .socket
