@@ -35,6 +35,14 @@ pub struct Snapshot {
     /// Registered contacts now.
     pub registrations: u64,
     pub workers: Vec<dataplane::WorkerStats>,
+    /// Calls by state (`ringing`, `up`, ...), from the call manager.
+    pub calls_by_state: Vec<(String, u64)>,
+    /// CPU seconds of each dataplane worker thread (`tandem-dp-N`), by worker index.
+    pub worker_cpu_s: Vec<(usize, f64)>,
+    /// RADIUS accounting records waiting in the spool (none without `[radius]`).
+    pub radius_spooled: Option<u64>,
+    /// PRI spans: number, D-channel up, active alarms.
+    pub spans: Vec<(u16, bool, Vec<&'static str>)>,
 }
 
 /// A request for a snapshot, with the channel for the answer.
@@ -251,7 +259,113 @@ pub fn render(s: &Snapshot) -> String {
             );
         }
     }
+    family(
+        &mut o,
+        "tandem_calls",
+        "gauge",
+        "Calls in the call manager now, by state.",
+    );
+    for (state, n) in &s.calls_by_state {
+        let _ = writeln!(o, "tandem_calls{{state=\"{state}\"}} {n}");
+    }
+    family(
+        &mut o,
+        "tandem_worker_cpu_seconds_total",
+        "counter",
+        "CPU time of the dataplane worker thread.",
+    );
+    for (worker, secs) in &s.worker_cpu_s {
+        let _ = writeln!(
+            o,
+            "tandem_worker_cpu_seconds_total{{worker=\"{worker}\"}} {secs:.2}"
+        );
+    }
+    if let Some(n) = s.radius_spooled {
+        family(
+            &mut o,
+            "tandem_radius_spooled",
+            "gauge",
+            "RADIUS accounting records waiting in the spool.",
+        );
+        let _ = writeln!(o, "tandem_radius_spooled {n}");
+    }
+    family(
+        &mut o,
+        "tandem_span_up",
+        "gauge",
+        "PRI span D-channel established (1) or not (0).",
+    );
+    for (span, up, _) in &s.spans {
+        let _ = writeln!(o, "tandem_span_up{{span=\"{span}\"}} {}", u8::from(*up));
+    }
+    family(
+        &mut o,
+        "tandem_span_alarm",
+        "gauge",
+        "PRI span alarm active (LOS, LOF, AIS, RAI).",
+    );
+    for (span, _, alarms) in &s.spans {
+        for a in ["LOS", "LOF", "AIS", "RAI"] {
+            let on = alarms.iter().any(|x| x.eq_ignore_ascii_case(a));
+            let _ = writeln!(
+                o,
+                "tandem_span_alarm{{span=\"{span}\",alarm=\"{a}\"}} {}",
+                u8::from(on)
+            );
+        }
+    }
     o
+}
+
+/// Calls counted by state, states in first-seen order.
+pub fn count_states<'a>(states: impl IntoIterator<Item = &'a str>) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = Vec::new();
+    for st in states {
+        match out.iter_mut().find(|(s, _)| s == st) {
+            Some((_, n)) => *n += 1,
+            None => out.push((st.to_string(), 1)),
+        }
+    }
+    out
+}
+
+/// User plus system CPU seconds from a `/proc/PID/task/TID/stat` line (fields 14 and 15, in
+/// USER_HZ = 100 ticks per second, the kernel's fixed ABI for these files); the command name
+/// in parentheses may hold spaces, so fields are counted after its closing `)`.
+pub fn task_cpu_seconds(stat: &str) -> Option<f64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let mut f = rest.split_whitespace();
+    // After `)`: state is field 3, so utime (14) is the 12th and stime (15) the 13th.
+    let utime: u64 = f.nth(11)?.parse().ok()?;
+    let stime: u64 = f.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
+/// CPU seconds of this process's dataplane worker threads (named `tandem-dp-N`), read from
+/// /proc/self/task; empty where /proc is not readable.
+pub fn worker_cpu_seconds() -> Vec<(usize, f64)> {
+    let mut out = Vec::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    for t in tasks.flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        let Some(idx) = comm
+            .trim()
+            .strip_prefix("tandem-dp-")
+            .and_then(|n| n.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        if let Some(secs) = std::fs::read_to_string(t.path().join("stat"))
+            .ok()
+            .and_then(|s| task_cpu_seconds(&s))
+        {
+            out.push((idx, secs));
+        }
+    }
+    out.sort_by_key(|&(i, _)| i);
+    out
 }
 
 /// The id of the call a call-manager log line announces (`call c12: 1001 -> 600 ...`), so
@@ -368,6 +482,35 @@ async fn read_head(stream: &mut TcpStream) -> std::io::Result<Result<Vec<u8>, Ht
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn task_stat_cpu_and_state_counts() {
+        // A thread name with spaces and a parenthesis; utime 250 + stime 50 ticks.
+        let stat = "4242 (tandem dp) x) R 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0";
+        assert_eq!(task_cpu_seconds(stat), Some(3.0));
+        assert_eq!(task_cpu_seconds("garbage"), None);
+        assert_eq!(
+            count_states(["ringing", "up", "up"]),
+            vec![("ringing".to_string(), 1), ("up".to_string(), 2)]
+        );
+        let text = render(&Snapshot {
+            calls_by_state: count_states(["up"]),
+            worker_cpu_s: vec![(0, 1.5)],
+            radius_spooled: Some(3),
+            spans: vec![(1, false, vec!["LOS"])],
+            ..Snapshot::default()
+        });
+        for line in [
+            "tandem_calls{state=\"up\"} 1",
+            "tandem_worker_cpu_seconds_total{worker=\"0\"} 1.50",
+            "tandem_radius_spooled 3",
+            "tandem_span_up{span=\"1\"} 0",
+            "tandem_span_alarm{span=\"1\",alarm=\"LOS\"} 1",
+            "tandem_span_alarm{span=\"1\",alarm=\"RAI\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in\n{text}");
+        }
+    }
+
     use super::*;
 
     #[test]
@@ -427,6 +570,7 @@ mod tests {
             calls_total: 5,
             registrations: 3,
             workers: vec![w],
+            ..Snapshot::default()
         };
         let text = render(&s);
         for line in [

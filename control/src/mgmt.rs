@@ -28,6 +28,8 @@ pub enum MgmtRequest {
     ShowSpans,
     /// PRI B-channels: state, call, numbers.
     ShowChannels,
+    /// Every counter of the metrics endpoint, in its Prometheus text form.
+    ShowStats,
 }
 
 /// The reply: `ok` plus data, or an error message.

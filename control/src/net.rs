@@ -462,6 +462,9 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
             }
             Some((req, reply)) = mg_rx.recv() => {
                 let r = match (&req, &pstn_iwf, &analog_iwf) {
+                    (MgmtRequest::ShowStats, _, _) => MgmtReply::data(crate::metrics::render(
+                        &metrics_snapshot(&engine, calls_total, &aaa, pstn_iwf.as_ref(), now()),
+                    )),
                     (MgmtRequest::ShowSpans, Some(p), _) => MgmtReply::data(p.snapshot().spans),
                     (MgmtRequest::ShowChannels, p, Some(a)) => {
                         analog_channels(p.as_ref(), a)
@@ -474,13 +477,8 @@ pub async fn run(cfg: Config, dp: dataplane::Dataplane) -> Result<dataplane::Dat
                 let _ = reply.send(r);
             }
             Some(reply) = mx_rx.recv() => {
-                let t = now();
-                let _ = reply.send(crate::metrics::Snapshot {
-                    sip: engine.sip_stats(),
-                    calls_total,
-                    registrations: engine.registrations_info(t).len() as u64,
-                    workers: engine.worker_stats(),
-                });
+                let snap = metrics_snapshot(&engine, calls_total, &aaa, pstn_iwf.as_ref(), now());
+                let _ = reply.send(snap);
             }
             Some((ticket, outcome)) = verdict_rx.recv() => {
                 engine.handle_aaa_verdict(ticket, &outcome, now());
@@ -900,6 +898,33 @@ fn analog_channels(
     MgmtReply::data(v)
 }
 
+/// The counters of one metrics scrape or `tandemctl show stats`.
+fn metrics_snapshot(
+    engine: &Engine<dataplane::Dataplane>,
+    calls_total: u64,
+    aaa: &AaaEdge,
+    pstn: Option<&crate::iwf::pstn::IwfHandle>,
+    t: Instant,
+) -> crate::metrics::Snapshot {
+    let calls = engine.calls_info(t);
+    crate::metrics::Snapshot {
+        sip: engine.sip_stats(),
+        calls_total,
+        registrations: engine.registrations_info(t).len() as u64,
+        workers: engine.worker_stats(),
+        calls_by_state: crate::metrics::count_states(calls.iter().map(|c| c.state.as_str())),
+        worker_cpu_s: crate::metrics::worker_cpu_seconds(),
+        radius_spooled: aaa.radius.as_ref().map(|h| h.spooled() as u64),
+        spans: pstn.map_or_else(Vec::new, |p| {
+            p.snapshot()
+                .spans
+                .into_iter()
+                .map(|s| (s.span, s.dchannel_up, s.alarms))
+                .collect()
+        }),
+    }
+}
+
 fn start_drain(engine: &mut Engine<dataplane::Dataplane>, deadline: &mut Option<Instant>) {
     if deadline.is_some() {
         return;
@@ -932,6 +957,8 @@ fn answer_mgmt(
         MgmtRequest::ShowSpans | MgmtRequest::ShowChannels => {
             MgmtReply::error("no [pstn] spans configured")
         }
+        // Answered by the run loop, which holds the RADIUS edge and the spans.
+        MgmtRequest::ShowStats => MgmtReply::error("stats are answered by the run loop"),
         MgmtRequest::Hangup { id } => {
             if engine.hangup_by_id(&id, now) {
                 MgmtReply::data(serde_json::json!({ "hungup": id }))

@@ -1,6 +1,7 @@
 //! `tandemctl`, the command line for a running `tandemd`.
 //!
-//! `tandemctl show calls|registrations|workers|sip|trunks|spans|channels`, `tandemctl hangup CALL-ID`;
+//! `tandemctl show calls|registrations|workers|sip|trunks|spans|channels|stats` (`stats`: every
+//! counter of the metrics endpoint in Prometheus text form), `tandemctl hangup CALL-ID`;
 //! `--json` prints the daemon's JSON instead of a table; `--socket PATH` picks
 //! the daemon (default: the embedded default's management socket).
 //!
@@ -35,9 +36,9 @@ struct Args {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
-    /// Show state: calls, registrations, workers, sip, trunks, spans, channels.
+    /// Show state: calls, registrations, workers, sip, trunks, spans, channels, stats.
     Show {
-        #[arg(value_parser = ["calls", "registrations", "workers", "sip", "trunks", "spans", "channels"])]
+        #[arg(value_parser = ["calls", "registrations", "workers", "sip", "trunks", "spans", "channels", "stats"])]
         what: String,
     },
     /// Hang up a call by Tandem id (c12) or either leg's SIP Call-ID.
@@ -236,6 +237,7 @@ fn main() -> ExitCode {
             "trunks" => MgmtRequest::ShowTrunks,
             "spans" => MgmtRequest::ShowSpans,
             "channels" => MgmtRequest::ShowChannels,
+            "stats" => MgmtRequest::ShowStats,
             _ => MgmtRequest::ShowSip,
         },
         Cmd::Hangup { call_id } => MgmtRequest::Hangup {
@@ -423,6 +425,10 @@ fn print_table(req: &MgmtRequest, data: serde_json::Value) -> Result<(), serde_j
                 ],
                 rows,
             );
+        }
+        MgmtRequest::ShowStats => {
+            let text: String = serde_json::from_value(data)?;
+            print!("{text}");
         }
         MgmtRequest::ShowSip => {
             let s: SipStats = serde_json::from_value(data)?;
