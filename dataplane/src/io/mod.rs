@@ -201,6 +201,24 @@ pub struct OffloadCounts {
     pub last: Option<(u16, u32)>,
 }
 
+/// The free registration slot of `token` in a backend's table: an error
+/// naming the token when it is out of range or already registered.
+pub(crate) fn vacant_slot<T>(slots: &mut [Option<T>], token: Token) -> io::Result<&mut Option<T>> {
+    let slot = slots.get_mut(token.0 as usize).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("socket token {} out of range", token.0),
+        )
+    })?;
+    if slot.is_some() {
+        return Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("socket token {} already registered", token.0),
+        ));
+    }
+    Ok(slot)
+}
+
 /// The interface every I/O backend implements.
 ///
 /// Calling contract: a worker owns its backend exclusively, registers the

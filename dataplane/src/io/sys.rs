@@ -256,6 +256,15 @@ impl Mmsg {
     }
 }
 
+/// `addr` as a fresh sockaddr_storage and its length (one-off calls such as
+/// `bind` or a single `sendto`).
+pub(crate) fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
+    let mut ss: libc::sockaddr_storage = unsafe { mem::zeroed() };
+    let len = to_storage(addr, &mut ss);
+    (ss, len)
+}
+
 /// Write `addr` into `ss`, returning the length of the sockaddr written.
 fn to_storage(addr: SocketAddr, ss: &mut libc::sockaddr_storage) -> libc::socklen_t {
     match addr {

@@ -446,18 +446,7 @@ impl Drop for UringBackend {
 
 impl Backend for UringBackend {
     fn register(&mut self, token: Token, socket: UdpSocket) -> io::Result<()> {
-        let slot = self.slots.get(token.0 as usize).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("socket token {} out of range", token.0),
-            )
-        })?;
-        if slot.is_some() {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("socket token {} already registered", token.0),
-            ));
-        }
+        super::vacant_slot(&mut self.slots, token)?;
         if socket.local_addr().is_ok_and(|a| a.is_ipv4()) {
             if let Err(e) = set_dont_fragment(&socket) {
                 // Only an optimisation (see the module doc): carry on without.

@@ -620,18 +620,7 @@ impl XdpBackend {
         local: SocketAddr,
         socket: Option<UdpSocket>,
     ) -> io::Result<()> {
-        let slot = self.sockets.get_mut(token.0 as usize).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("socket token {} out of range", token.0),
-            )
-        })?;
-        if slot.is_some() {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                format!("socket token {} already registered", token.0),
-            ));
-        }
+        let slot = crate::io::vacant_slot(&mut self.sockets, token)?;
         if let Some(socket) = &socket {
             socket.set_nonblocking(true)?;
             self.epoll.add(socket.as_fd(), u64::from(token.0))?;

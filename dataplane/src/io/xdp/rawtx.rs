@@ -77,7 +77,7 @@ impl RawTx {
         // Raw sockets take port 0 (the protocol is the socket's).
         let mut to = dst;
         to.set_port(0);
-        let (ss, sl) = storage(to);
+        let (ss, sl) = crate::io::sys::sockaddr(to);
         // SAFETY: `dgram` is valid for `len` bytes; `ss` holds a sockaddr of
         // length `sl`; the fd is an open socket we own.
         let r = unsafe {
@@ -161,7 +161,7 @@ fn open(src: IpAddr) -> io::Result<OwnedFd> {
             mem::size_of::<libc::c_int>() as libc::socklen_t,
         )
     };
-    let (ss, sl) = storage(SocketAddr::new(src, 0));
+    let (ss, sl) = crate::io::sys::sockaddr(SocketAddr::new(src, 0));
     // SAFETY: `ss` holds a sockaddr of length `sl`.
     let r = unsafe { libc::bind(fd.as_raw_fd(), ptr::from_ref(&ss).cast(), sl) };
     if r < 0 {
@@ -172,43 +172,6 @@ fn open(src: IpAddr) -> io::Result<OwnedFd> {
         ));
     }
     Ok(fd)
-}
-
-/// `addr` as a sockaddr_storage and its length.
-fn storage(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
-    let mut ss: libc::sockaddr_storage = unsafe { mem::zeroed() };
-    let len = match addr {
-        SocketAddr::V4(a) => {
-            let sin = libc::sockaddr_in {
-                sin_family: libc::AF_INET as libc::sa_family_t,
-                sin_port: a.port().to_be(),
-                sin_addr: libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                },
-                sin_zero: [0; 8],
-            };
-            // SAFETY: sockaddr_storage is larger than and aligned for
-            // sockaddr_in (that is its purpose).
-            unsafe { ptr::write(ptr::from_mut(&mut ss).cast::<libc::sockaddr_in>(), sin) };
-            mem::size_of::<libc::sockaddr_in>()
-        }
-        SocketAddr::V6(a) => {
-            let sin6 = libc::sockaddr_in6 {
-                sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                sin6_port: a.port().to_be(),
-                sin6_flowinfo: 0,
-                sin6_addr: libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                },
-                sin6_scope_id: a.scope_id(),
-            };
-            // SAFETY: as above, for sockaddr_in6.
-            unsafe { ptr::write(ptr::from_mut(&mut ss).cast::<libc::sockaddr_in6>(), sin6) };
-            mem::size_of::<libc::sockaddr_in6>()
-        }
-    };
-    (ss, len as libc::socklen_t)
 }
 
 #[cfg(test)]
