@@ -9,12 +9,8 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 use dataplane::codec::g711;
 
 fn input() -> Vec<i16> {
-    let p = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/testdata/audio/ast_demo-instruct_8k.wav"
-    );
-    match perf::wav::read_pcm(std::path::Path::new(p)) {
-        Ok(a) if a.samples.len() >= 8000 => a.samples[..8000].to_vec(),
+    match perf::wav::demo_prompt() {
+        Some(a) if a.len() >= 8000 => a[..8000].to_vec(),
         _ => (0..8000)
             .map(|i| ((i * 37 % 65536) as i32 - 32768) as i16)
             .collect(),

@@ -1,69 +1,65 @@
 //! G.729 Annex A: time per 10 ms frame for encode and decode, and channels
 //! per core = 10 ms / (encode + decode), side by side with bcg729 on the same
-//! audio in the same run. Both sides are timed in thread CPU time (best of 5
-//! passes), so that on a shared machine the other tenants' load counts less.
+//! audio in the same run. Both sides are timed in thread CPU time
+//! (`CLOCK_THREAD_CPUTIME_ID`) over the whole 73 s demo prompt (7334 frames,
+//! best of 2 passes), in alternating rounds (Tandem, bcg729, Tandem, ...;
+//! `G729_BENCH_ROUNDS`, default 5), so that a shift in machine load hits
+//! both; each round's ratio is printed, then the median. Pin the run to one
+//! core (`taskset -c 1`).
 //!
-//! Input: the Asterisk demo prompt (`shared/testdata/audio`), else a synthetic
-//! signal. bcg729 (GPL) is never linked into Tandem: when `libbcg729-dev` and
-//! `cc` are present, a small C timing program is compiled into the target
-//! directory and run as a separate process (skipped with a message otherwise).
+//! Input: the Asterisk demo prompt (`shared/testdata/audio`), else a
+//! synthetic signal. bcg729 (GPL) is never linked into Tandem: when
+//! `libbcg729-dev` and `cc` are present, a small C timing program is compiled
+//! into the target directory and run as a separate process (skipped with a
+//! message otherwise).
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use dataplane::codec::g729::{bitstream, Decoder, Encoder, Params, L_FRAME};
-use std::path::PathBuf;
+use perf::bench::cpu::thread_cpu_ns;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const AUDIO: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../shared/testdata/audio/ast_demo-instruct_8k.wav"
-);
+/// Passes over the input per measurement (the best is kept).
+const PASSES: usize = 2;
 
 fn input() -> Vec<i16> {
-    let mut s = match perf::wav::read_pcm(std::path::Path::new(AUDIO)) {
-        Ok(a) => a.samples,
-        Err(_) => (0..80_000)
+    let mut s = perf::wav::demo_prompt().unwrap_or_else(|| {
+        (0..80_000)
             .map(|i| ((i as f64 * 0.05).sin() * 8000.0) as i16)
-            .collect(),
-    };
-    s.truncate(s.len().min(8000 * 20) / L_FRAME * L_FRAME); // at most 20 s
+            .collect()
+    });
+    s.truncate(s.len() / L_FRAME * L_FRAME);
     s
 }
 
-/// CPU time of this thread in ns (`/proc/thread-self/schedstat`), else 0.
-fn cpu_ns() -> u64 {
-    std::fs::read_to_string("/proc/thread-self/schedstat")
-        .ok()
-        .and_then(|t| t.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Our encode and decode CPU time per frame in ns (best of 5 passes over the input).
+/// Our encode and decode CPU time per frame in ns (best of [`PASSES`] over the input).
 fn ours(pcm: &[i16]) -> (f64, f64) {
     let frames = pcm.len() / L_FRAME;
     let mut params = vec![Params::default(); frames];
     let (mut best_e, mut best_d) = (f64::MAX, f64::MAX);
-    for _ in 0..5 {
+    for _ in 0..PASSES {
         let mut enc = Encoder::new();
-        let t = cpu_ns();
+        let t = thread_cpu_ns();
         for (f, p) in pcm.chunks_exact(L_FRAME).zip(params.iter_mut()) {
             *p = enc.encode_frame(f.try_into().unwrap());
         }
-        best_e = best_e.min(cpu_ns().saturating_sub(t) as f64 / frames as f64);
+        best_e = best_e.min((thread_cpu_ns() - t) as f64 / frames as f64);
         let mut dec = Decoder::new();
         let mut out = [0i16; L_FRAME];
-        let t = cpu_ns();
+        let t = thread_cpu_ns();
         for p in &params {
             dec.decode_frame(Some(p), &mut out);
             black_box(&out);
         }
-        best_d = best_d.min(cpu_ns().saturating_sub(t) as f64 / frames as f64);
+        best_d = best_d.min((thread_cpu_ns() - t) as f64 / frames as f64);
     }
     (best_e, best_d)
 }
 
-/// bcg729 encode/decode CPU ns per frame on the same samples, if available.
-fn bcg729(pcm: &[i16]) -> Option<(f64, f64)> {
-    if !std::path::Path::new("/usr/include/bcg729/encoder.h").exists() {
+/// The bcg729 timing program and the input as raw PCM beside it, if
+/// libbcg729-dev and a C compiler are present.
+fn bcg729_program(pcm: &[i16]) -> Option<(PathBuf, PathBuf)> {
+    if !Path::new("/usr/include/bcg729/encoder.h").exists() {
         eprintln!("bcg729: SKIP (libbcg729-dev not installed)");
         return None;
     }
@@ -81,7 +77,7 @@ fn bcg729(pcm: &[i16]) -> Option<(f64, f64)> {
 static double ns(void){struct timespec t;clock_gettime(CLOCK_THREAD_CPUTIME_ID,&t);return t.tv_sec*1e9+t.tv_nsec;}
 int main(int c,char**v){FILE*f=fopen(v[1],"rb");if(!f)return 1;fseek(f,0,SEEK_END);long n=ftell(f)/2;fseek(f,0,SEEK_SET);
 int16_t*s=malloc(n*2);if(fread(s,2,n,f)!=(size_t)n)return 1;int fr=n/80;uint8_t*b=malloc(fr*10);uint8_t*l=malloc(fr);int16_t o[80];
-double be=1e30,bd=1e30;for(int r=0;r<5;r++){bcg729EncoderChannelContextStruct*e=initBcg729EncoderChannel(0);double t=ns();
+int np=c>2?atoi(v[2]):2;double be=1e30,bd=1e30;for(int r=0;r<np;r++){bcg729EncoderChannelContextStruct*e=initBcg729EncoderChannel(0);double t=ns();
 for(int i=0;i<fr;i++)bcg729Encoder(e,s+i*80,b+i*10,l+i);t=(ns()-t)/fr;if(t<be)be=t;closeBcg729EncoderChannel(e);
 bcg729DecoderChannelContextStruct*d=initBcg729DecoderChannel();t=ns();for(int i=0;i<fr;i++)bcg729Decoder(d,b+i*10,l[i],0,0,0,o);
 t=(ns()-t)/fr;if(t<bd)bd=t;closeBcg729DecoderChannel(d);}printf("%f %f\n",be,bd);return 0;}
@@ -102,31 +98,64 @@ t=(ns()-t)/fr;if(t<bd)bd=t;closeBcg729DecoderChannel(d);}printf("%f %f\n",be,bd)
     let raw = dir.join("in.pcm");
     let bytes: Vec<u8> = pcm.iter().flat_map(|s| s.to_le_bytes()).collect();
     std::fs::write(&raw, bytes).ok()?;
-    let out = Command::new(&exe).arg(&raw).output().ok()?;
+    Some((exe, raw))
+}
+
+/// bcg729 encode/decode CPU ns per frame (best of [`PASSES`]) on the input.
+fn bcg729(exe: &Path, raw: &Path) -> Option<(f64, f64)> {
+    let out = Command::new(exe)
+        .arg(raw)
+        .arg(PASSES.to_string())
+        .output()
+        .ok()?;
     let text = String::from_utf8(out.stdout).ok()?;
     let mut it = text.split_whitespace().map(|v| v.parse::<f64>());
     Some((it.next()?.ok()?, it.next()?.ok()?))
 }
 
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn bench(c: &mut Criterion) {
     let pcm = input();
-    let (e, d) = ours(&pcm);
-    println!(
-        "tandem G.729A: encode {:.0} ns/frame, decode {:.0} ns/frame, {:.0} full-duplex channels/core",
-        e,
-        d,
-        10e6 / (e + d)
-    );
-    if let Some((be, bd)) = bcg729(&pcm) {
-        println!(
-            "bcg729 G.729A: encode {:.0} ns/frame, decode {:.0} ns/frame, {:.0} channels/core",
-            be,
-            bd,
-            10e6 / (be + bd)
+    let rounds: usize = std::env::var("G729_BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+        .max(1);
+    let reference = bcg729_program(&pcm);
+    let (mut ratios, mut chans) = (Vec::new(), Vec::new());
+    for round in 1..=rounds {
+        let (e, d) = ours(&pcm);
+        chans.push(10e6 / (e + d));
+        let mut line = format!(
+            "round {round}: tandem G.729A encode {e:.0} + decode {d:.0} ns/frame = {:.0} full-duplex channels/core",
+            10e6 / (e + d)
         );
+        if let Some((be, bd)) = reference.as_ref().and_then(|(x, r)| bcg729(x, r)) {
+            ratios.push((be + bd) / (e + d));
+            line += &format!(
+                "; bcg729 {be:.0} + {bd:.0} ns/frame = {:.0} channels/core; ratio {:.2}x",
+                10e6 / (be + bd),
+                (be + bd) / (e + d)
+            );
+        }
+        println!("{line}");
+    }
+    println!(
+        "tandem G.729A: median {:.0} full-duplex channels/core over {rounds} rounds",
+        median(&mut chans)
+    );
+    if ratios.is_empty() {
+        println!("bcg729: not measured (see above)");
+    } else {
+        let lo = ratios.iter().copied().fold(f64::MAX, f64::min);
+        let hi = ratios.iter().copied().fold(0.0, f64::max);
         println!(
-            "throughput ratio tandem/bcg729 (enc+dec): {:.2}x",
-            (be + bd) / (e + d)
+            "throughput ratio tandem/bcg729 (enc+dec): median {:.2}x (rounds {lo:.2}-{hi:.2}x)",
+            median(&mut ratios)
         );
     }
 

@@ -146,3 +146,13 @@ mod tests {
         fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// The 73 s Asterisk demo prompt (real recorded speech, 8 kHz) from the shared test data, the
+/// input of the codec and DSP benchmarks; `None` where the shared data is not checked out.
+pub fn demo_prompt() -> Option<Vec<i16>> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../shared/testdata/audio/ast_demo-instruct_8k.wav"
+    );
+    read_pcm(Path::new(path)).ok().map(|a| a.samples)
+}

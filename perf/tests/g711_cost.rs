@@ -11,23 +11,12 @@ use std::hint::black_box;
 use dataplane::codec::g711;
 
 fn thread_cpu_ns() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
-    ts.tv_sec as f64 * 1e9 + ts.tv_nsec as f64
+    perf::bench::cpu::thread_cpu_ns() as f64
 }
 
 fn input() -> Vec<i16> {
-    let p = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/testdata/audio/ast_demo-instruct_8k.wav"
-    );
-    match perf::wav::read_pcm(std::path::Path::new(p)) {
-        Ok(a) if a.samples.len() >= 8000 => a.samples[..8000].to_vec(),
+    match perf::wav::demo_prompt() {
+        Some(a) if a.len() >= 8000 => a[..8000].to_vec(),
         _ => (0..8000)
             .map(|i| (((i * 7919) % 65536) as i32 - 32768) as i16)
             .collect(),
