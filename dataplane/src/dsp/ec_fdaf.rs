@@ -200,6 +200,12 @@ pub struct FdafEchoCanceller {
     /// Whitened far/near cross-spectra per partition (`parts * BINS`),
     /// exponentially forgotten: the bulk delay estimate.
     xcorr: Vec<Complex32>,
+    /// Far spectra of `x_ring`, each divided by the square root of the
+    /// smoothed far power at its block (same slots): the estimator's far
+    /// side, whitened by its own power rather than the newest block's.
+    xw_ring: Vec<Complex32>,
+    /// Smoothed near power spectrum (per bin), which whitens the near side.
+    psd_d: [f32; BINS],
     /// Background error, foreground error and near energy over the current
     /// comparison window.
     bg_win: f32,
@@ -377,6 +383,8 @@ impl FdafEchoCanceller {
             fg_en: [0.0; MAX_PARTS],
             sh: Short::new(),
             xcorr: vec![ZERO; parts * BINS],
+            xw_ring: vec![ZERO; parts * BINS],
+            psd_d: [0.0; BINS],
             bg_win: 0.0,
             fg_win: 0.0,
             d_win: 0.0,
@@ -545,16 +553,24 @@ impl FdafEchoCanceller {
         self.x_cur = (self.x_cur + 1) % parts;
         let cur = self.slot(0);
         self.fft.forward(&mut self.x_ring[cur.clone()]);
-        for ((ps, x), r) in self
+        // The delay estimator's whitened copy only while the short filter
+        // runs (its only user).
+        let white = !self.sh.idle;
+        let delta = FFT as f32 * REGULARISE;
+        for (((ps, x), r), xw) in self
             .psd
             .iter_mut()
             .zip(&self.x_ring[cur.clone()])
-            .zip(&mut self.psd_ring[cur])
+            .zip(&mut self.psd_ring[cur.clone()])
+            .zip(&mut self.xw_ring[cur])
         {
             let x2 = x.norm_sqr();
             let a = if x2 > *ps { PSD_ATTACK } else { PSD_SMOOTH };
             *ps += a * (x2 - *ps);
             *r = *ps;
+            if white {
+                *xw = x * (1.0 / (*ps + delta).sqrt());
+            }
         }
 
         // Background output for this block (overlap-save: last half).
@@ -825,62 +841,70 @@ impl FdafEchoCanceller {
         self.win_suspect = false;
     }
 
-    /// One block of the delay estimator: `R_p = l R_p + conj(X_p) D / P`
-    /// (D the near block's spectrum, P the smoothed far power): a whitened
-    /// cross-correlation whose lags are the partitions' taps.
+    /// One block of the delay estimator: `R_p = l R_p + conj(Xw_p) Dw`, a
+    /// cross-correlation whose lags are the partitions' taps, with both
+    /// sides whitened bin by bin by their own smoothed power (`Xw_p` the
+    /// far spectrum `p` blocks back over the square root of its power then,
+    /// `Dw` the near block's likewise: the SCOT weighting of a generalised
+    /// cross-correlation). The near block is Hann-windowed inside its
+    /// zero-padded frame: whitening a frame with hard edges spreads those
+    /// edges over all lags, which put false peaks at the first and last lag
+    /// of every partition.
     fn update_xcorr(&mut self) {
-        let lambda = XCORR_FORGET;
         for r in self.xcorr.iter_mut() {
-            *r *= lambda;
+            *r *= XCORR_FORGET;
         }
         self.fft.time[..BLOCK].fill(0.0);
-        self.fft.time[BLOCK..].copy_from_slice(&self.d_buf);
+        for ((t, &d), &w) in self.fft.time[BLOCK..]
+            .iter_mut()
+            .zip(&self.d_buf)
+            .zip(&HANN)
+        {
+            *t = d * w;
+        }
         let mut g = [ZERO; BINS];
         self.fft.forward(&mut g);
         let delta = FFT as f32 * REGULARISE;
-        for (v, &p) in g.iter_mut().zip(&self.psd) {
-            *v *= 1.0 / (p + delta);
+        for (v, pd) in g.iter_mut().zip(self.psd_d.iter_mut()) {
+            let d2 = v.norm_sqr();
+            let a = if d2 > *pd { PSD_ATTACK } else { PSD_SMOOTH };
+            *pd += a * (d2 - *pd);
+            *v *= 1.0 / (*pd + delta).sqrt();
         }
         for p in 0..self.parts {
             let r = self.slot(p);
             simd::conj_update(
                 self.avx2,
                 &mut self.xcorr[p * BINS..(p + 1) * BINS],
-                &self.x_ring[r],
+                &self.xw_ring[r],
                 &g,
                 1.0,
             );
         }
     }
 
-    /// Tap of the cross-correlation's peak: the strongest partition by
-    /// energy, then the largest lag in it and its neighbours (three
-    /// inverse FFTs). None until the peak stands out.
+    /// Tap of the cross-correlation's peak over the whole tail (an inverse
+    /// FFT per partition, only while the short filter looks for the echo).
+    /// None until the peak's square stands [`XCORR_PEAK`] times above the
+    /// mean square of all lags. Picking the strongest partition by energy
+    /// first (cheaper) chose wrongly too often: a partition's spectrum also
+    /// holds its invalid half, and after whitening the energy is spread.
     fn echo_peak(&mut self) -> Option<usize> {
-        let mut en = [0f32; MAX_PARTS];
-        for (p, e) in en[..self.parts].iter_mut().enumerate() {
-            *e = energy(&self.xcorr[p * BINS..(p + 1) * BINS]);
-        }
-        let (m, top) = en[..self.parts]
-            .iter()
-            .enumerate()
-            .fold((0, 0f32), |a, (i, &e)| if e > a.1 { (i, e) } else { a });
-        let mean = en[..self.parts].iter().sum::<f32>() / self.parts as f32;
-        if top <= XCORR_PEAK * mean {
-            return None;
-        }
         let mut best = (0, 0f32);
-        for p in m.saturating_sub(1)..(m + 2).min(self.parts) {
+        let mut ss = 0f32;
+        for p in 0..self.parts {
             self.spec
                 .copy_from_slice(&self.xcorr[p * BINS..(p + 1) * BINS]);
             self.fft.inverse(&mut self.spec);
             for (k, v) in self.fft.time[..BLOCK].iter().enumerate() {
+                ss += v * v;
                 if v.abs() > best.1 {
                     best = (p * BLOCK + k, v.abs());
                 }
             }
         }
-        Some(best.0)
+        let mean = ss / self.taps as f32;
+        (best.1 * best.1 > XCORR_PEAK * mean).then_some(best.0)
     }
 
     /// Background taps inside the short filter's window := the short
@@ -1063,9 +1087,36 @@ const SEED_WHOLE: f32 = 0.25;
 const STUCK_WINDOWS: u32 = 3;
 /// Forgetting factor of the delay estimator per block (~0.25 s).
 const XCORR_FORGET: f32 = 0.97;
-/// The delay estimate counts once its strongest partition holds this many
-/// times the mean partition energy.
-const XCORR_PEAK: f32 = 2.0;
+/// The delay estimate counts once its peak lag's square is this many times
+/// the mean square over the tail (the first windows of speech give spiky
+/// correlations with false peaks 15-50 times the mean; the echo's own stands
+/// 40-100 times above once a few windows have gone in).
+const XCORR_PEAK: f32 = 30.0;
+/// Hann window over a block (the near side of the delay estimator).
+const HANN: [f32; BLOCK] = hann();
+
+const fn hann() -> [f32; BLOCK] {
+    // cos by its Taylor series (const fn has no float intrinsics): the
+    // window only weights the estimator, so a few digits are plenty.
+    let mut w = [0f32; BLOCK];
+    let mut k = 0;
+    while k < BLOCK {
+        let x = std::f64::consts::TAU * (k as f64 + 0.5) / BLOCK as f64 - std::f64::consts::PI;
+        // cos(x + pi) = -cos(x), x in [-pi, pi].
+        let x2 = x * x;
+        let mut term = 1.0;
+        let mut c = 1.0;
+        let mut n = 1;
+        while n < 20 {
+            term *= -x2 / ((2 * n - 1) * (2 * n)) as f64;
+            c += term;
+            n += 1;
+        }
+        w[k] = (0.5 + 0.5 * c) as f32;
+        k += 1;
+    }
+    w
+}
 /// Least step regularisation, in far power per sample (-53 dBm0).
 const REGULARISE: f32 = 1000.0;
 const MU_MAX: f32 = 0.5;
@@ -1166,6 +1217,14 @@ mod tests {
         // Lower echo, more regularisation; no echo at all stays finite.
         assert!(regularisation(1e8, 101.0 * 25.0, 25.0) > 3.0 * r);
         assert!(regularisation(1e8, 0.0, 25.0).is_finite());
+    }
+
+    #[test]
+    fn hann_table_matches_the_window() {
+        for (k, &w) in HANN.iter().enumerate() {
+            let want = 0.5 - 0.5 * (std::f32::consts::TAU * (k as f32 + 0.5) / BLOCK as f32).cos();
+            assert!((w - want).abs() < 1e-5, "{k}: {w} vs {want}");
+        }
     }
 
     #[test]
