@@ -4,8 +4,9 @@
 //! [`super::ec::EchoCanceller`]'s), same API as [`super::ec`] and the same
 //! control logic (shared in `ec_control`). On the test paths (0-100 ms
 //! bulk delay, 4-12 ms dispersion, ERL 6-25 dB, `tests/dsp_ec.rs`) it
-//! removes 20 dB within 0.2-0.8 s of speech and 41-62 dB at steady state
-//! on the default draw; over 60 fresh draws 1% of the rows miss (see README).
+//! removes 20 dB within 0.2-0.8 s of speech and 40-55 dB at steady state
+//! on the default draw; over fresh draws 0.4-0.7% of the rows miss, most of
+//! them ERL-25 rows ending 0.1-1.8 dB short of 35 dB (see README).
 //!
 //! Structure:
 //!
@@ -46,8 +47,18 @@
 //!   residual echo dominates and small at steady state.
 //! - A *short* time-domain filter of [`SHORT`] taps (24 ms), proportionate
 //!   NLMS sample by sample, placed at the bulk delay that a whitened
-//!   cross-correlation (per partition, in the frequency domain) finds. On a
-//!   sparse hybrid response it converges in a fraction of the time the
+//!   cross-correlation (per partition, in the frequency domain) finds. Both
+//!   sides are whitened, each spectrum by its own smoothed power (SCOT;
+//!   dividing by the newest far block's power alone let loud past blocks
+//!   dominate), the near block is Hann-windowed (a hard-edged frame, once
+//!   whitened, put false peaks on the first and last lag of every
+//!   partition), and the peak is picked over every lag of the tail, not
+//!   inside the partition of most energy. Estimates off by a partition or
+//!   on a repeat in the far speech (the filter then wandered after its own
+//!   largest tap) made 50 ms paths reach 20 dB only after 1.1-3 s of
+//!   speech. Waiting for an estimate to hold for a few windows before
+//!   placing was tried and is worse: it delays every first placement. On
+//!   a sparse hybrid response the short filter converges in a fraction of the time the
 //!   block filter takes (whose step shares are per 64-tap partition), so
 //!   it is a third candidate: it produces the output while its error is
 //!   the lower, and seeds the background (its window, or the whole filter
@@ -55,10 +66,14 @@
 //!   removes echo it follows its own largest tap (an estimate a little off
 //!   leaves the peak at an edge of the window); it goes back to the delay
 //!   estimate only after missing the echo for three windows running, so it
-//!   relocates after an echo-path change. It idles (costs nothing) once,
-//!   summed over ~0.5 s of windows with echo, the foreground removes 6 dB
-//!   and the short filter is not clearly better, and wakes when a window of
-//!   echo shows the foreground removing less than 6 dB.
+//!   relocates after an echo-path change. It idles (costs nothing, nor does
+//!   the delay estimator) once, summed over ~0.5 s of windows with echo, the
+//!   foreground removes 6 dB and the short filter is not clearly better, or
+//!   after four such sums running in which the foreground removed 6 dB
+//!   whatever the short filter does (on a long dense tail its 24 ms window
+//!   stays a few dB ahead of the block filter for good, and running it
+//!   costs a third more per sample); it wakes when a window of echo shows
+//!   the foreground removing less than 6 dB.
 //! - Double talk (Geigel, energy check), NLP with comfort noise, tone
 //!   disable and the filter comparison: the shared controller in
 //!   `ec_control`.
