@@ -4,8 +4,9 @@
 //! [`super::ec::EchoCanceller`]'s), same API as [`super::ec`] and the same
 //! control logic (shared in `ec_control`). On the test paths (0-100 ms
 //! bulk delay, 4-12 ms dispersion, ERL 6-25 dB, `tests/dsp_ec.rs`) it
-//! removes 20 dB within 0.2-0.8 s of speech and 41-62 dB at steady state
-//! on the default draw; over 60 fresh draws 1% of the rows miss (see README).
+//! removes 20 dB within 0.2-0.8 s of speech and 40-55 dB at steady state
+//! on the default draw; over fresh draws 0.4-0.7% of the rows miss, most of
+//! them ERL-25 rows ending 0.1-1.8 dB short of 35 dB (see README).
 //!
 //! Structure:
 //!
@@ -46,8 +47,18 @@
 //!   residual echo dominates and small at steady state.
 //! - A *short* time-domain filter of [`SHORT`] taps (24 ms), proportionate
 //!   NLMS sample by sample, placed at the bulk delay that a whitened
-//!   cross-correlation (per partition, in the frequency domain) finds. On a
-//!   sparse hybrid response it converges in a fraction of the time the
+//!   cross-correlation (per partition, in the frequency domain) finds. Both
+//!   sides are whitened, each spectrum by its own smoothed power (SCOT;
+//!   dividing by the newest far block's power alone let loud past blocks
+//!   dominate), the near block is Hann-windowed (a hard-edged frame, once
+//!   whitened, put false peaks on the first and last lag of every
+//!   partition), and the peak is picked over every lag of the tail, not
+//!   inside the partition of most energy. Estimates off by a partition or
+//!   on a repeat in the far speech (the filter then wandered after its own
+//!   largest tap) made 50 ms paths reach 20 dB only after 1.1-3 s of
+//!   speech. Waiting for an estimate to hold for a few windows before
+//!   placing was tried and is worse: it delays every first placement. On
+//!   a sparse hybrid response the short filter converges in a fraction of the time the
 //!   block filter takes (whose step shares are per 64-tap partition), so
 //!   it is a third candidate: it produces the output while its error is
 //!   the lower, and seeds the background (its window, or the whole filter
@@ -55,10 +66,14 @@
 //!   removes echo it follows its own largest tap (an estimate a little off
 //!   leaves the peak at an edge of the window); it goes back to the delay
 //!   estimate only after missing the echo for three windows running, so it
-//!   relocates after an echo-path change. It idles (costs nothing) once,
-//!   summed over ~0.5 s of windows with echo, the foreground removes 6 dB
-//!   and the short filter is not clearly better, and wakes when a window of
-//!   echo shows the foreground removing less than 6 dB.
+//!   relocates after an echo-path change. It idles (costs nothing, nor does
+//!   the delay estimator) once, summed over ~0.5 s of windows with echo, the
+//!   foreground removes 6 dB and the short filter is not clearly better, or
+//!   after four such sums running in which the foreground removed 6 dB
+//!   whatever the short filter does (on a long dense tail its 24 ms window
+//!   stays a few dB ahead of the block filter for good, and running it
+//!   costs a third more per sample); it wakes when a window of echo shows
+//!   the foreground removing less than 6 dB.
 //! - Double talk (Geigel, energy check), NLP with comfort noise, tone
 //!   disable and the filter comparison: the shared controller in
 //!   `ec_control`.
@@ -200,6 +215,12 @@ pub struct FdafEchoCanceller {
     /// Whitened far/near cross-spectra per partition (`parts * BINS`),
     /// exponentially forgotten: the bulk delay estimate.
     xcorr: Vec<Complex32>,
+    /// Far spectra of `x_ring`, each divided by the square root of the
+    /// smoothed far power at its block (same slots): the estimator's far
+    /// side, whitened by its own power rather than the newest block's.
+    xw_ring: Vec<Complex32>,
+    /// Smoothed near power spectrum (per bin), which whitens the near side.
+    psd_d: [f32; BINS],
     /// Background error, foreground error and near energy over the current
     /// comparison window.
     bg_win: f32,
@@ -245,6 +266,8 @@ struct Short {
     found: bool,
     /// Windows of far speech running in which it removed less than 6 dB.
     stuck: u32,
+    /// Idle decisions running in which the foreground removed 6 dB.
+    fg_ok: u32,
 }
 
 impl Short {
@@ -263,6 +286,7 @@ impl Short {
             n_win: 0,
             found: false,
             stuck: 0,
+            fg_ok: 0,
         }
     }
 
@@ -377,6 +401,8 @@ impl FdafEchoCanceller {
             fg_en: [0.0; MAX_PARTS],
             sh: Short::new(),
             xcorr: vec![ZERO; parts * BINS],
+            xw_ring: vec![ZERO; parts * BINS],
+            psd_d: [0.0; BINS],
             bg_win: 0.0,
             fg_win: 0.0,
             d_win: 0.0,
@@ -545,16 +571,24 @@ impl FdafEchoCanceller {
         self.x_cur = (self.x_cur + 1) % parts;
         let cur = self.slot(0);
         self.fft.forward(&mut self.x_ring[cur.clone()]);
-        for ((ps, x), r) in self
+        // The delay estimator's whitened copy only while the short filter
+        // runs (its only user).
+        let white = !self.sh.idle;
+        let delta = FFT as f32 * REGULARISE;
+        for (((ps, x), r), xw) in self
             .psd
             .iter_mut()
             .zip(&self.x_ring[cur.clone()])
-            .zip(&mut self.psd_ring[cur])
+            .zip(&mut self.psd_ring[cur.clone()])
+            .zip(&mut self.xw_ring[cur])
         {
             let x2 = x.norm_sqr();
             let a = if x2 > *ps { PSD_ATTACK } else { PSD_SMOOTH };
             *ps += a * (x2 - *ps);
             *r = *ps;
+            if white {
+                *xw = x * (1.0 / (*ps + delta).sqrt());
+            }
         }
 
         // Background output for this block (overlap-save: last half).
@@ -712,8 +746,17 @@ impl FdafEchoCanceller {
                 // fixed ERLE such as "converged" would keep the short
                 // filter running for good where the echo is not that far
                 // above the noise.
-                let idle = self.sh.sum_fg < SHORT_STUCK * self.sh.sum_d
-                    && self.sh.sum_sh >= SELECT_MARGIN * self.sh.sum_fg;
+                // After [`IDLE_AFTER`] such sums running in which the
+                // foreground removes its 6 dB, it idles even where it is
+                // still the better (a long dense tail: its 24 ms window
+                // beats the block filter's misadjustment by a few dB): it
+                // is there to bring the echo down fast, and running it for
+                // good would cost a third more per sample.
+                let fg_ok = self.sh.sum_fg < SHORT_STUCK * self.sh.sum_d;
+                self.sh.fg_ok = if fg_ok { self.sh.fg_ok + 1 } else { 0 };
+                let idle = fg_ok
+                    && (self.sh.sum_sh >= SELECT_MARGIN * self.sh.sum_fg
+                        || self.sh.fg_ok >= IDLE_AFTER);
                 self.sh.sum_fg = 0.0;
                 self.sh.sum_sh = 0.0;
                 self.sh.sum_d = 0.0;
@@ -825,62 +868,70 @@ impl FdafEchoCanceller {
         self.win_suspect = false;
     }
 
-    /// One block of the delay estimator: `R_p = l R_p + conj(X_p) D / P`
-    /// (D the near block's spectrum, P the smoothed far power): a whitened
-    /// cross-correlation whose lags are the partitions' taps.
+    /// One block of the delay estimator: `R_p = l R_p + conj(Xw_p) Dw`, a
+    /// cross-correlation whose lags are the partitions' taps, with both
+    /// sides whitened bin by bin by their own smoothed power (`Xw_p` the
+    /// far spectrum `p` blocks back over the square root of its power then,
+    /// `Dw` the near block's likewise: the SCOT weighting of a generalised
+    /// cross-correlation). The near block is Hann-windowed inside its
+    /// zero-padded frame: whitening a frame with hard edges spreads those
+    /// edges over all lags, which put false peaks at the first and last lag
+    /// of every partition.
     fn update_xcorr(&mut self) {
-        let lambda = XCORR_FORGET;
         for r in self.xcorr.iter_mut() {
-            *r *= lambda;
+            *r *= XCORR_FORGET;
         }
         self.fft.time[..BLOCK].fill(0.0);
-        self.fft.time[BLOCK..].copy_from_slice(&self.d_buf);
+        for ((t, &d), &w) in self.fft.time[BLOCK..]
+            .iter_mut()
+            .zip(&self.d_buf)
+            .zip(&HANN)
+        {
+            *t = d * w;
+        }
         let mut g = [ZERO; BINS];
         self.fft.forward(&mut g);
         let delta = FFT as f32 * REGULARISE;
-        for (v, &p) in g.iter_mut().zip(&self.psd) {
-            *v *= 1.0 / (p + delta);
+        for (v, pd) in g.iter_mut().zip(self.psd_d.iter_mut()) {
+            let d2 = v.norm_sqr();
+            let a = if d2 > *pd { PSD_ATTACK } else { PSD_SMOOTH };
+            *pd += a * (d2 - *pd);
+            *v *= 1.0 / (*pd + delta).sqrt();
         }
         for p in 0..self.parts {
             let r = self.slot(p);
             simd::conj_update(
                 self.avx2,
                 &mut self.xcorr[p * BINS..(p + 1) * BINS],
-                &self.x_ring[r],
+                &self.xw_ring[r],
                 &g,
                 1.0,
             );
         }
     }
 
-    /// Tap of the cross-correlation's peak: the strongest partition by
-    /// energy, then the largest lag in it and its neighbours (three
-    /// inverse FFTs). None until the peak stands out.
+    /// Tap of the cross-correlation's peak over the whole tail (an inverse
+    /// FFT per partition, only while the short filter looks for the echo).
+    /// None until the peak's square stands [`XCORR_PEAK`] times above the
+    /// mean square of all lags. Picking the strongest partition by energy
+    /// first (cheaper) chose wrongly too often: a partition's spectrum also
+    /// holds its invalid half, and after whitening the energy is spread.
     fn echo_peak(&mut self) -> Option<usize> {
-        let mut en = [0f32; MAX_PARTS];
-        for (p, e) in en[..self.parts].iter_mut().enumerate() {
-            *e = energy(&self.xcorr[p * BINS..(p + 1) * BINS]);
-        }
-        let (m, top) = en[..self.parts]
-            .iter()
-            .enumerate()
-            .fold((0, 0f32), |a, (i, &e)| if e > a.1 { (i, e) } else { a });
-        let mean = en[..self.parts].iter().sum::<f32>() / self.parts as f32;
-        if top <= XCORR_PEAK * mean {
-            return None;
-        }
         let mut best = (0, 0f32);
-        for p in m.saturating_sub(1)..(m + 2).min(self.parts) {
+        let mut ss = 0f32;
+        for p in 0..self.parts {
             self.spec
                 .copy_from_slice(&self.xcorr[p * BINS..(p + 1) * BINS]);
             self.fft.inverse(&mut self.spec);
             for (k, v) in self.fft.time[..BLOCK].iter().enumerate() {
+                ss += v * v;
                 if v.abs() > best.1 {
                     best = (p * BLOCK + k, v.abs());
                 }
             }
         }
-        Some(best.0)
+        let mean = ss / self.taps as f32;
+        (best.1 * best.1 > XCORR_PEAK * mean).then_some(best.0)
     }
 
     /// Background taps inside the short filter's window := the short
@@ -1037,6 +1088,9 @@ const SHORT_POST: usize = 96;
 /// Comparison windows with echo (about 0.5 s) over which the short filter's
 /// error is summed against the foreground's for the idle decision.
 const IDLE_WINDOWS: u32 = 20;
+/// Idle decisions running in which the foreground removed 6 dB after
+/// which the short filter idles whatever its own error (about 2 s of echo).
+const IDLE_AFTER: u32 = 4;
 /// Near power over the noise floor (12 dB) for a window to count as one
 /// with echo: a filter can only be seen to remove 6 dB where there is well
 /// over 6 dB of echo above the noise.
@@ -1063,9 +1117,36 @@ const SEED_WHOLE: f32 = 0.25;
 const STUCK_WINDOWS: u32 = 3;
 /// Forgetting factor of the delay estimator per block (~0.25 s).
 const XCORR_FORGET: f32 = 0.97;
-/// The delay estimate counts once its strongest partition holds this many
-/// times the mean partition energy.
-const XCORR_PEAK: f32 = 2.0;
+/// The delay estimate counts once its peak lag's square is this many times
+/// the mean square over the tail (the first windows of speech give spiky
+/// correlations with false peaks 15-50 times the mean; the echo's own stands
+/// 40-100 times above once a few windows have gone in).
+const XCORR_PEAK: f32 = 30.0;
+/// Hann window over a block (the near side of the delay estimator).
+const HANN: [f32; BLOCK] = hann();
+
+const fn hann() -> [f32; BLOCK] {
+    // cos by its Taylor series (const fn has no float intrinsics): the
+    // window only weights the estimator, so a few digits are plenty.
+    let mut w = [0f32; BLOCK];
+    let mut k = 0;
+    while k < BLOCK {
+        let x = std::f64::consts::TAU * (k as f64 + 0.5) / BLOCK as f64 - std::f64::consts::PI;
+        // cos(x + pi) = -cos(x), x in [-pi, pi].
+        let x2 = x * x;
+        let mut term = 1.0;
+        let mut c = 1.0;
+        let mut n = 1;
+        while n < 20 {
+            term *= -x2 / ((2 * n - 1) * (2 * n)) as f64;
+            c += term;
+            n += 1;
+        }
+        w[k] = (0.5 + 0.5 * c) as f32;
+        k += 1;
+    }
+    w
+}
 /// Least step regularisation, in far power per sample (-53 dBm0).
 const REGULARISE: f32 = 1000.0;
 const MU_MAX: f32 = 0.5;
@@ -1166,6 +1247,14 @@ mod tests {
         // Lower echo, more regularisation; no echo at all stays finite.
         assert!(regularisation(1e8, 101.0 * 25.0, 25.0) > 3.0 * r);
         assert!(regularisation(1e8, 0.0, 25.0).is_finite());
+    }
+
+    #[test]
+    fn hann_table_matches_the_window() {
+        for (k, &w) in HANN.iter().enumerate() {
+            let want = 0.5 - 0.5 * (std::f32::consts::TAU * (k as f32 + 0.5) / BLOCK as f32).cos();
+            assert!((w - want).abs() < 1e-5, "{k}: {w} vs {want}");
+        }
     }
 
     #[test]
