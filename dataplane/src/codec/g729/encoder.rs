@@ -11,6 +11,7 @@ use super::simd::{
     any_better8, avx2_multiversion, dot8n, first_best_ratio, lag_prefix_rows, lsp_stage1,
     lsp_stage2, mult8, search8, search8_w, sq_dist16,
 };
+use super::simd_search::gain_dist32;
 use super::tables::*;
 use super::util::*;
 use super::{Params, L_FRAME, L_INTERPOL, L_SUBFR, M, MP1, PIT_MAX, PIT_MIN, SHARPMAX, SHARPMIN};
@@ -681,59 +682,7 @@ impl Encoder {
             (coeff[i], coeff_lsf[i]) = l_extract(l);
         }
 
-        // Σ Mpy_32_16(coeff[k], coeff_lsf[k], n[k]) in 64 bits, or `None`
-        // when an L_add would saturate. With every hi above -32768 no
-        // L_mult saturates and each Mpy_32_16 fits 32 bits (|2 hi n| <=
-        // 2^31 - 2^16, |2 mult(lo, n)| <= 2^16, lo >= 0), so only the
-        // running sums need checking.
-        let no_min = coeff.iter().all(|&c| c != MIN_16);
-        let dist_fast = |n: [i16; 5]| -> Option<i32> {
-            if !no_min {
-                return None;
-            }
-            let fits = |v: i64| v == v as i32 as i64;
-            let mut sum = 0i64;
-            let mut ok = true;
-            for k in 0..5 {
-                let (h, l, n) = (coeff[k] as i64, coeff_lsf[k] as i64, n[k] as i64);
-                sum += 2 * h * n + 2 * ((l * n) >> 15);
-                ok &= fits(sum);
-            }
-            ok.then_some(sum as i32)
-        };
-        let mut dist_min = MAX_32;
-        let mut index1 = cand1;
-        let mut index2 = cand2;
-        for i in 0..4 {
-            for j in 0..8 {
-                let g_pitch = add(GBK1[cand1 + i][0], GBK2[cand2 + j][0]);
-                if tame && g_pitch >= GP0999 {
-                    continue;
-                }
-                let l_tmp = l_add(GBK1[cand1 + i][1] as i32, GBK2[cand2 + j][1] as i32);
-                let tmp = extract_l(l_shr(l_tmp, 1));
-                let g_code = mult(gcode0, tmp);
-                let g2_pitch = mult(g_pitch, g_pitch);
-                let g2_code = mult(g_code, g_code);
-                let g_pit_cod = mult(g_code, g_pitch);
-                let n = [g2_pitch, g_pitch, g2_code, g_code, g_pit_cod];
-                let l = match dist_fast(n) {
-                    Some(l) => l,
-                    None => {
-                        let mut l = mpy_32_16(coeff[0], coeff_lsf[0], n[0]);
-                        for k in 1..5 {
-                            l = l_add(l, mpy_32_16(coeff[k], coeff_lsf[k], n[k]));
-                        }
-                        l
-                    }
-                };
-                if l_sub(l, dist_min) < 0 {
-                    dist_min = l;
-                    index1 = cand1 + i;
-                    index2 = cand2 + j;
-                }
-            }
-        }
+        let (index1, index2) = gain_search(&coeff, &coeff_lsf, gcode0, cand1, cand2, tame);
         let gain_pit = add(GBK1[index1][0], GBK2[index2][0]);
         let l_gbk12 = l_add(GBK1[index1][1] as i32, GBK2[index2][1] as i32);
         let tmp = extract_l(l_shr(l_gbk12, 1));
@@ -794,6 +743,96 @@ fn lspcb1_padded() -> &'static [[i16; 16]; 128] {
 #[inline(always)]
 fn lsp_ref(x: &[i16; M]) -> &[i16; M] {
     x
+}
+
+/// The gain codebook search of the reference over the 4 x 8 preselected
+/// pairs, every step with the saturating operators (`coeff`, `coeff_lsf`
+/// the distance's coefficients as `L_Extract` pairs): the first pair with
+/// the smallest distance below `MAX_32`, else `(cand1, cand2)`. Under
+/// `tame`, pairs with a pitch gain of 0.999 or more are left out.
+fn gain_search_ref(
+    coeff: &[i16; 5],
+    coeff_lsf: &[i16; 5],
+    gcode0: i16,
+    cand1: usize,
+    cand2: usize,
+    tame: bool,
+) -> (usize, usize) {
+    let mut dist_min = MAX_32;
+    let mut index1 = cand1;
+    let mut index2 = cand2;
+    for i in 0..4 {
+        for j in 0..8 {
+            let (g_pitch, g_code) = gain_pair(gcode0, cand1 + i, cand2 + j);
+            if tame && g_pitch >= GP0999 {
+                continue;
+            }
+            let g2_pitch = mult(g_pitch, g_pitch);
+            let g2_code = mult(g_code, g_code);
+            let g_pit_cod = mult(g_code, g_pitch);
+            let n = [g2_pitch, g_pitch, g2_code, g_code, g_pit_cod];
+            let mut l = mpy_32_16(coeff[0], coeff_lsf[0], n[0]);
+            for k in 1..5 {
+                l = l_add(l, mpy_32_16(coeff[k], coeff_lsf[k], n[k]));
+            }
+            if l_sub(l, dist_min) < 0 {
+                dist_min = l;
+                index1 = cand1 + i;
+                index2 = cand2 + j;
+            }
+        }
+    }
+    (index1, index2)
+}
+
+/// The candidate gains `(g_pitch, g_code)` of the codebook pair `(i1, i2)`.
+#[inline(always)]
+fn gain_pair(gcode0: i16, i1: usize, i2: usize) -> (i16, i16) {
+    let g_pitch = add(GBK1[i1][0], GBK2[i2][0]);
+    let l_tmp = l_add(GBK1[i1][1] as i32, GBK2[i2][1] as i32);
+    let tmp = extract_l(l_shr(l_tmp, 1));
+    (g_pitch, mult(gcode0, tmp))
+}
+
+/// [`gain_search_ref`] with the 32 distances computed at once
+/// ([`gain_dist32`], exact when it answers) and the first smallest one
+/// found without branches: the key `(distance, pair number)` orders as the
+/// reference's strict `<` scan does. Falls back to the reference when a
+/// coefficient is -32768 (an `L_mult` could saturate) or a sum could.
+#[inline(always)]
+fn gain_search(
+    coeff: &[i16; 5],
+    coeff_lsf: &[i16; 5],
+    gcode0: i16,
+    cand1: usize,
+    cand2: usize,
+    tame: bool,
+) -> (usize, usize) {
+    if coeff.iter().all(|&c| c != MIN_16) && cand1 + 4 <= GBK1.len() && cand2 + 8 <= GBK2.len() {
+        let mut gp = [[0i16; 8]; 4];
+        let mut gc = [[0i16; 8]; 4];
+        for i in 0..4 {
+            for j in 0..8 {
+                (gp[i][j], gc[i][j]) = gain_pair(gcode0, cand1 + i, cand2 + j);
+            }
+        }
+        if let Some(d) = gain_dist32(coeff, coeff_lsf, &gp, &gc) {
+            let mut best = i64::MAX;
+            for i in 0..4 {
+                for j in 0..8 {
+                    let key = ((d[i][j] as i64) << 5) | (8 * i + j) as i64;
+                    let skip = tame && gp[i][j] >= GP0999;
+                    best = best.min(if skip { i64::MAX } else { key });
+                }
+            }
+            if best >> 5 < MAX_32 as i64 {
+                let n = (best & 31) as usize;
+                return (cand1 + n / 8, cand2 + n % 8);
+            }
+            return (cand1, cand2);
+        }
+    }
+    gain_search_ref(coeff, coeff_lsf, gcode0, cand1, cand2, tame)
 }
 
 fn gbk_presel(best_gain: &[i16; 2], gcode0: i16) -> (usize, usize) {
@@ -2740,6 +2779,51 @@ mod tests {
             }
         }
         assert!(fast > 100 && slow > 50, "fast {fast} slow {slow}");
+    }
+
+    avx2_multiversion! {
+        fn gain_search_mv(
+            coeff: &[i16; 5],
+            coeff_lsf: &[i16; 5],
+            gcode0: i16,
+            cand1: usize,
+            cand2: usize,
+            tame: bool) -> (usize,
+            usize,
+        ) = gain_search;
+    }
+
+    #[test]
+    fn gain_search_is_the_reference_scan_on_both_clones() {
+        let mut seed = 2024i16;
+        for baseline in [false, true] {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            let mut moved = 0;
+            for round in 0..4000 {
+                let sh = (round % 7) as i16;
+                let mut coeff: [i16; 5] = std::array::from_fn(|_| shr(random(&mut seed), sh));
+                let coeff_lsf: [i16; 5] = std::array::from_fn(|_| random(&mut seed) & 0x7fff);
+                match round % 13 {
+                    0 => coeff[round % 5] = MIN_16,
+                    1 => coeff = [MAX_16, -MAX_16, MAX_16, MAX_16, -MAX_16],
+                    2 => coeff = [0; 5],
+                    _ => {}
+                }
+                let gcode0 = match round % 5 {
+                    0 => MAX_16,
+                    1 => MIN_16,
+                    _ => random(&mut seed),
+                };
+                let (cand1, cand2) = (round % 5, round / 5 % 9);
+                let tame = round % 3 == 0;
+                let want = gain_search_ref(&coeff, &coeff_lsf, gcode0, cand1, cand2, tame);
+                let got = gain_search_mv(&coeff, &coeff_lsf, gcode0, cand1, cand2, tame);
+                assert_eq!(got, want, "round {round} baseline {baseline}");
+                moved += usize::from(want != (cand1, cand2));
+            }
+            assert!(moved > 1000, "{moved}");
+        }
+        BASELINE_ONLY.with(|b| b.set(false));
     }
 
     #[test]
