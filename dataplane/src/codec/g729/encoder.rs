@@ -258,11 +258,7 @@ impl Encoder {
                 gain_pit = GPCLIP;
             }
 
-            let mut xn2 = [0i16; L_SUBFR];
-            for i in 0..L_SUBFR {
-                let l = l_shl(l_mult(y1[i], gain_pit), 1);
-                xn2[i] = sub(xn[i], extract_h(l));
-            }
+            let xn2 = sub_scaled(&xn, &y1, gain_pit);
 
             let mut code = [0i16; L_SUBFR];
             let mut y2 = [0i16; L_SUBFR];
@@ -293,11 +289,10 @@ impl Encoder {
 
             self.sharp = gain_pit.clamp(SHARPMIN, SHARPMAX);
 
-            for i in 0..L_SUBFR {
-                let mut l = l_mult(self.old_exc[pos + i], gain_pit);
-                l = l_mac(l, code[i], gain_code);
-                l = l_shl(l, 1);
-                self.old_exc[pos + i] = round(l);
+            if let Some(exc) = self.old_exc.get_mut(pos..pos + L_SUBFR) {
+                if let Ok(exc) = exc.try_into() {
+                    exc_update(exc, &code, gain_pit, gain_code);
+                }
             }
             self.update_exc_err(gain_pit, t0);
 
@@ -1625,6 +1620,49 @@ fn g_pitch(xn: &[i16; L_SUBFR], y1: &[i16; L_SUBFR], g_coeff: &mut [i16; 4]) -> 
     gain
 }
 
+/// `x[i] - y[i] g` as the reference forms it: `sub(x[i],
+/// extract_h(L_shl(L_mult(y[i], g), 1)))`. With `p = y g` (exact in 32
+/// bits), `extract_h(L_shl(L_mult(y, g), 1))` is `sat16(p >> 14)`: when
+/// `4p` fits, `floor(4p / 2^16) = p >> 14`; when it does not, both sides
+/// saturate to the same end (also for `(-32768)^2`, whose `L_mult`
+/// saturates). So the loop is branch-free 16-bit lane arithmetic.
+#[inline(always)]
+fn sub_scaled(x: &[i16; L_SUBFR], y: &[i16; L_SUBFR], g: i16) -> [i16; L_SUBFR] {
+    std::array::from_fn(|i| {
+        let t = ((y[i] as i32 * g as i32) >> 14).clamp(MIN_16 as i32, MAX_16 as i32) as i16;
+        x[i].saturating_sub(t)
+    })
+}
+
+/// The excitation update `exc[i] = round(L_shl(L_mac(L_mult(exc[i], gp),
+/// code[i], gc), 1))`. When `2 max|exc| |gp| + 2 max|code| |gc| + 2^14`
+/// fits in 32 bits, the `L_mac` chain `S = 2 (exc gp + code gc)` cannot
+/// saturate, and `round(L_shl(S, 1))` is `sat16((S + 2^14) >> 15)`: when
+/// `2S + 2^15` fits, `floor((2S + 2^15) / 2^16)` is that; past either end
+/// both saturate alike. Otherwise the step-by-step operators.
+#[inline(always)]
+fn exc_update(exc: &mut [i16; L_SUBFR], code: &[i16; L_SUBFR], gp: i16, gc: i16) {
+    let amax = |v: &[i16; L_SUBFR]| v.iter().map(|x| x.unsigned_abs()).max().unwrap_or(0) as i64;
+    let bound = 2 * amax(exc) * (gp.unsigned_abs() as i64)
+        + 2 * amax(code) * (gc.unsigned_abs() as i64)
+        + 0x4000;
+    if bound <= MAX_32 as i64 {
+        for (e, &c) in exc.iter_mut().zip(code.iter()) {
+            let s = 2 * (*e as i32 * gp as i32 + c as i32 * gc as i32);
+            *e = ((s + 0x4000) >> 15).clamp(MIN_16 as i32, MAX_16 as i32) as i16;
+        }
+    } else {
+        exc_update_ref(exc, code, gp, gc);
+    }
+}
+
+/// [`exc_update`] with the reference's operators, step by step.
+fn exc_update_ref(exc: &mut [i16; L_SUBFR], code: &[i16; L_SUBFR], gp: i16, gc: i16) {
+    for (e, &c) in exc.iter_mut().zip(code.iter()) {
+        *e = round(l_shl(l_mac(l_mult(*e, gp), c, gc), 1));
+    }
+}
+
 fn enc_lag3(t0: i16, t0_frac: i16, t0_min: &mut i16, t0_max: &mut i16, sf: usize) -> i16 {
     if sf == 0 {
         let index = if t0 <= 85 {
@@ -2051,7 +2089,8 @@ fn search_row(
 /// alp) if any. When every row passes [`search_row`]'s no-saturation bound
 /// and every `alp` is positive, the scan ends on the first largest
 /// `sq / alp` ([`first_best_ratio`]): all 64 candidates are computed and
-/// compared without the scan's branches.
+/// compared without the scan's branches. `rr_bound` is at least every
+/// `|rr[k]|` (a bound of all rows at once, to check them in one go).
 #[inline(always)]
 fn phase_b(
     rr: &[i16; DIM_RR],
@@ -2060,9 +2099,17 @@ fn phase_b(
     p3: &[usize; NB_POS],
     dn: &[i16; NB_POS],
     tmp: &[i16; NB_POS],
+    rr_bound: i64,
 ) -> Option<(usize, usize, i16, i16)> {
     let bound = |v: &[i16; NB_POS]| v.iter().map(|x| x.unsigned_abs() as i64).max().unwrap_or(0);
     let tmp_bound = (bound(tmp) << 15) + 0x8000;
+    // One check for all rows with `rr_bound` in place of each row's bound.
+    let alp_max = alp1
+        .iter()
+        .map(|a| a.unsigned_abs() as i64)
+        .max()
+        .unwrap_or(0);
+    let all_fit = alp_max + (rr_bound << 13) + tmp_bound <= MAX_32 as i64;
     let mut sq2 = [[0i16; NB_POS]; NB_POS];
     let mut a16 = [[0i16; NB_POS]; NB_POS];
     let mut fast = true;
@@ -2072,7 +2119,8 @@ fn phase_b(
             .and_then(|v| v.try_into().ok());
         match row {
             Some(row)
-                if (alp1[r] as i64).abs() + (bound(row) << 13) + tmp_bound <= MAX_32 as i64 =>
+                if all_fit
+                    || (alp1[r] as i64).abs() + (bound(row) << 13) + tmp_bound <= MAX_32 as i64 =>
             {
                 search8(ps1[r], alp1[r], dn, row, tmp, &mut sq2[r], &mut a16[r]);
             }
@@ -2108,6 +2156,7 @@ fn phase_b(
 /// alp) if any. When no partial sum can saturate (bounded as in
 /// [`phase_b`]) and every `alp` is positive, the scan ends on the first
 /// largest `sq / alp` ([`first_best_ratio`]), found without branches.
+/// `rr_bound` is at least every `|rows[r][k]|` and `|diag[k]|`.
 #[inline(always)]
 fn phase_a(
     ps1: &[i16; 2],
@@ -2115,14 +2164,22 @@ fn phase_a(
     dn: &[i16; NB_POS],
     rows: &[[i16; NB_POS]; 2],
     diag: &[i16; NB_POS],
+    rr_bound: i64,
 ) -> Option<(usize, usize, i16, i16, i16)> {
     const H2: i16 = 16384;
     const H4: i16 = 8192;
     let bound = |v: &[i16; NB_POS]| v.iter().map(|x| x.unsigned_abs() as i64).max().unwrap_or(0);
-    let diag_bound = (bound(diag) << 14) + 0x8000;
-    if (0..2)
-        .all(|r| (alp1[r] as i64).abs() + (bound(&rows[r]) << 15) + diag_bound <= MAX_32 as i64)
-    {
+    let alp_max = alp1
+        .iter()
+        .map(|a| a.unsigned_abs() as i64)
+        .max()
+        .unwrap_or(0);
+    let all_fit = alp_max + (rr_bound << 15) + (rr_bound << 14) + 0x8000 <= MAX_32 as i64;
+    if all_fit || {
+        let diag_bound = (bound(diag) << 14) + 0x8000;
+        (0..2)
+            .all(|r| (alp1[r] as i64).abs() + (bound(&rows[r]) << 15) + diag_bound <= MAX_32 as i64)
+    } {
         let mut sq2 = [[0i16; NB_POS]; 2];
         let mut a16 = [[0i16; NB_POS]; 2];
         for r in 0..2 {
@@ -2158,6 +2215,25 @@ fn phase_a(
         }
     }
     found
+}
+
+/// `round(L_mac(L_mac(L_mult(a, H4), b, H4), c, H8))` of the codebook
+/// search (H4 = 8192, H8 = 4096): with 16-bit inputs every partial sum,
+/// and the rounded one, is at most `2^15 (2^14 + 2^14 + 2^13) + 2^15 <
+/// 2^31` in magnitude, so no step saturates and plain sums are exact.
+#[inline(always)]
+fn tmp_term(a: i16, b: i16, c: i16) -> i16 {
+    ((((a as i32 + b as i32) << 14) + ((c as i32) << 13) + 0x8000) >> 16) as i16
+}
+
+/// `L_mac(L_mac(L_mac(alp0, a, H8), b, H8), c, H16)` of the codebook
+/// search (H8 = 4096, H16 = 2048) for `alp0 = L_mult(alp, H4)` of a 16-bit
+/// `alp`: the partial sums are at most `2^29 + 2^15 (2^13 + 2^13 + 2^12) <
+/// 2^31` in magnitude, so no step saturates and plain sums are exact.
+#[inline(always)]
+fn alp_term(alp0: i32, a: i16, b: i16, c: i16) -> i32 {
+    debug_assert!(alp0.unsigned_abs() <= 1 << 29);
+    alp0 + ((a as i32 + b as i32) << 13) + ((c as i32) << 12)
 }
 
 /// The position of the first largest `dn` (all >= 0) on the track of
@@ -2201,8 +2277,6 @@ fn d4i40_17_fast_body(
     y: &mut [i16; L_SUBFR],
 ) -> (i16, i16) {
     const H4: i16 = 8192;
-    const H8: i16 = 4096;
-    const H16: i16 = 2048;
     let mut sign_dn = [0i16; L_SUBFR];
     // Branch-free: the signs are data, and negate saturates as
     // saturating_abs does.
@@ -2253,6 +2327,9 @@ fn d4i40_17_fast_body(
         }
     }
 
+    // Largest |rr| (with the signs), for the searches' overflow checks.
+    let rr_bound = rr.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0) as i64;
+
     // dn by track (after the signs were taken out).
     let mut dn_t = [[0i16; NB_POS]; 5];
     for (t, row) in dn_t.iter_mut().enumerate() {
@@ -2289,7 +2366,9 @@ fn d4i40_17_fast_body(
                 rows[r] = std::array::from_fn(|k| rr[p0 + k]);
             }
             let diag: [i16; NB_POS] = std::array::from_fn(|k| rr[p_i3i34 + k]);
-            if let Some((r, k, p2, _, a2)) = phase_a(&ps1, &alp1, &dn_t[track], &rows, &diag) {
+            if let Some((r, k, p2, _, a2)) =
+                phase_a(&ps1, &alp1, &dn_t[track], &rows, &diag, rr_bound)
+            {
                 ps = p2;
                 alp = a2;
                 ix = i0s[r];
@@ -2309,13 +2388,10 @@ fn d4i40_17_fast_body(
             let mut p1 = p_i1i34 + d5(i1);
             let mut p2 = RRI1I1;
             for t in tmp_vect.iter_mut() {
-                let mut s = l_mult(rr[p0], H4);
+                *t = tmp_term(rr[p0], rr[p1], rr[p2]);
                 p0 += NB_POS;
-                s = l_mac(s, rr[p1], H4);
                 p1 += NB_POS;
-                s = l_mac(s, rr[p2], H8);
                 p2 += 1;
-                *t = round(s);
             }
         }
         {
@@ -2325,15 +2401,15 @@ fn d4i40_17_fast_body(
             let (mut ps1, mut alp1, mut p3) = ([0i16; NB_POS], [0i32; NB_POS], [0usize; NB_POS]);
             for r in 0..NB_POS {
                 ps1[r] = add(ps0, dn[5 * r]);
-                let mut a = l_mac(alp0, rr[p0], H8);
+                alp1[r] = alp_term(alp0, rr[p0], rr[p1], rr[p2]);
                 p0 += NB_POS;
-                a = l_mac(a, rr[p1], H8);
                 p1 += NB_POS;
-                alp1[r] = l_mac(a, rr[p2], H16);
                 p2 += 1;
                 p3[r] = RRI0I1 + NB_POS * r;
             }
-            if let Some((r, i3, s2, a2)) = phase_b(rr, &ps1, &alp1, &p3, &dn_t[1], &tmp_vect) {
+            if let Some((r, i3, s2, a2)) =
+                phase_b(rr, &ps1, &alp1, &p3, &dn_t[1], &tmp_vect, rr_bound)
+            {
                 sq = s2;
                 alp = a2;
                 ix = 5 * r;
@@ -2365,7 +2441,8 @@ fn d4i40_17_fast_body(
                 rows[r] = std::array::from_fn(|k| rr[p0 + NB_POS * k]);
             }
             let diag: [i16; NB_POS] = std::array::from_fn(|k| rr[RRI0I0 + k]);
-            if let Some((r, k, p2, _, a2)) = phase_a(&ps1, &alp1, &dn_t[0], &rows, &diag) {
+            if let Some((r, k, p2, _, a2)) = phase_a(&ps1, &alp1, &dn_t[0], &rows, &diag, rr_bound)
+            {
                 ps = p2;
                 alp = a2;
                 ix = i0s[r];
@@ -2386,13 +2463,10 @@ fn d4i40_17_fast_body(
             let mut p1 = RRI0I2 + i1_offset;
             let mut p2 = RRI2I2;
             for t in tmp_vect.iter_mut() {
-                let mut s = l_mult(rr[p0], H4);
+                *t = tmp_term(rr[p0], rr[p1], rr[p2]);
                 p0 += NB_POS;
-                s = l_mac(s, rr[p1], H4);
                 p1 += 1;
-                s = l_mac(s, rr[p2], H8);
                 p2 += 1;
-                *t = round(s);
             }
         }
         {
@@ -2402,15 +2476,15 @@ fn d4i40_17_fast_body(
             let (mut ps1, mut alp1, mut p3) = ([0i16; NB_POS], [0i32; NB_POS], [0usize; NB_POS]);
             for r in 0..NB_POS {
                 ps1[r] = add(ps0, dn[1 + 5 * r]);
-                let mut a = l_mac(alp0, rr[p0], H8);
+                alp1[r] = alp_term(alp0, rr[p0], rr[p1], rr[p2]);
                 p0 += NB_POS;
-                a = l_mac(a, rr[p1], H8);
                 p1 += 1;
-                alp1[r] = l_mac(a, rr[p2], H16);
                 p2 += 1;
                 p3[r] = RRI1I2 + NB_POS * r;
             }
-            if let Some((r, i3, s2, a2)) = phase_b(rr, &ps1, &alp1, &p3, &dn_t[2], &tmp_vect) {
+            if let Some((r, i3, s2, a2)) =
+                phase_b(rr, &ps1, &alp1, &p3, &dn_t[2], &tmp_vect, rr_bound)
+            {
                 sq = s2;
                 alp = a2;
                 ix = 1 + 5 * r;
@@ -2676,8 +2750,13 @@ mod tests {
                 1 => -(1 << 24),
                 _ => (1 << 28) + ((random(&mut seed) as i32) << 10),
             });
-            let got = phase_a(&ps1, &alp1, &dn, &rows, &diag);
-            assert_eq!(got, scan(&ps1, &alp1, &dn, &rows, &diag), "round {round}");
+            let want = scan(&ps1, &alp1, &dn, &rows, &diag);
+            let all = rows.iter().flatten().chain(diag.iter());
+            let tight = all.map(|v| v.unsigned_abs() as i64).max().unwrap_or(0);
+            for rr_bound in [tight, 32768] {
+                let got = phase_a(&ps1, &alp1, &dn, &rows, &diag, rr_bound);
+                assert_eq!(got, want, "round {round} bound {rr_bound}");
+            }
             // Which path did it take?
             let bound = |v: &[i16]| v.iter().map(|x| x.unsigned_abs() as i64).max().unwrap_or(0);
             let ok = (0..2).all(|r| {
@@ -2755,8 +2834,16 @@ mod tests {
             }
             let mut sq2 = [[0i16; NB_POS]; NB_POS];
             let mut a16 = [[0i16; NB_POS]; NB_POS];
-            let got = phase_b(&rr, &ps1, &alp1, &p3, &dn, &tmp);
-            assert_eq!(got, scan(&rr, &ps1, &alp1, &p3, &dn, &tmp), "round {round}");
+            let want = scan(&rr, &ps1, &alp1, &p3, &dn, &tmp);
+            let tight = rr
+                .iter()
+                .map(|v| v.unsigned_abs() as i64)
+                .max()
+                .unwrap_or(0);
+            for rr_bound in [tight, 32768] {
+                let got = phase_b(&rr, &ps1, &alp1, &p3, &dn, &tmp, rr_bound);
+                assert_eq!(got, want, "round {round} bound {rr_bound}");
+            }
             // Which path did it take?
             let bound = |v: &[i16]| v.iter().map(|x| x.unsigned_abs() as i64).max().unwrap_or(0);
             let ok = (0..NB_POS).all(|r| {
@@ -2824,6 +2911,76 @@ mod tests {
             assert!(moved > 1000, "{moved}");
         }
         BASELINE_ONLY.with(|b| b.set(false));
+    }
+
+    #[test]
+    fn tmp_and_alp_terms_are_the_saturating_chains() {
+        let mut seed = 31i16;
+        let corners = [MIN_16, MIN_16 + 1, -1, 0, 1, MAX_16 - 1, MAX_16];
+        let mut vals: Vec<i16> = corners.to_vec();
+        vals.extend((0..20).map(|_| random(&mut seed)));
+        for &a in &vals {
+            for &b in &vals {
+                for &c in &vals {
+                    let want = round(l_mac(l_mac(l_mult(a, 8192), b, 8192), c, 4096));
+                    assert_eq!(tmp_term(a, b, c), want, "{a} {b} {c}");
+                    for alp in [MIN_16, -1, 0, 77, MAX_16, c] {
+                        let alp0 = l_mult(alp, 8192);
+                        let want = l_mac(l_mac(l_mac(alp0, a, 4096), b, 4096), c, 2048);
+                        assert_eq!(alp_term(alp0, a, b, c), want, "{alp} {a} {b} {c}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn subframe_updates_are_the_saturating_chains() {
+        let mut seed = 5i16;
+        let corners = [MIN_16, MIN_16 + 1, -1, 0, 1, 16384, MAX_16];
+        let (mut fast, mut slow) = (0, 0);
+        for round in 0..3000 {
+            let sh = (round % 8) as i16;
+            let mut x: [i16; L_SUBFR] = std::array::from_fn(|_| random(&mut seed));
+            let mut y: [i16; L_SUBFR] = std::array::from_fn(|_| shr(random(&mut seed), sh));
+            let mut c: [i16; L_SUBFR] =
+                std::array::from_fn(|_| shr(random(&mut seed), (round / 8 % 8) as i16));
+            if round % 5 == 0 {
+                x[round % 40] = corners[round % 7];
+                y[(round + 3) % 40] = corners[(round / 7) % 7];
+                c[(round + 9) % 40] = corners[(round / 3) % 7];
+            }
+            let g = match round % 9 {
+                0 => MIN_16,
+                1 => MAX_16,
+                2 => 19661,
+                _ => shr(random(&mut seed), (round / 64 % 6) as i16),
+            };
+            let gc = if round % 11 == 0 {
+                MIN_16
+            } else {
+                shr(random(&mut seed), (round / 5 % 6) as i16)
+            };
+            let want: [i16; L_SUBFR] =
+                std::array::from_fn(|i| sub(x[i], extract_h(l_shl(l_mult(y[i], g), 1))));
+            assert_eq!(sub_scaled(&x, &y, g), want, "round {round}");
+
+            let mut want = y;
+            exc_update_ref(&mut want, &c, g, gc);
+            let mut got = y;
+            exc_update(&mut got, &c, g, gc);
+            assert_eq!(got, want, "round {round}");
+            let amax = |v: &[i16; L_SUBFR]| v.iter().map(|x| x.unsigned_abs() as i64).max();
+            let bound = 2 * amax(&y).unwrap_or(0) * g.unsigned_abs() as i64
+                + 2 * amax(&c).unwrap_or(0) * gc.unsigned_abs() as i64
+                + 0x4000;
+            if bound <= MAX_32 as i64 {
+                fast += 1;
+            } else {
+                slow += 1;
+            }
+        }
+        assert!(fast > 300 && slow > 100, "fast {fast} slow {slow}");
     }
 
     #[test]
