@@ -2384,27 +2384,18 @@ fn d4i40_17_fast_body(
         let mut sq: i16 = -1;
         let mut alp: i16 = 1;
         {
-            let mut p0 = RRI1I2 + d5(i0);
-            let mut p1 = p_i1i34 + d5(i1);
-            let mut p2 = RRI1I1;
-            for t in tmp_vect.iter_mut() {
-                *t = tmp_term(rr[p0], rr[p1], rr[p2]);
-                p0 += NB_POS;
-                p1 += NB_POS;
-                p2 += 1;
+            let (p0, p1) = (RRI1I2 + d5(i0), p_i1i34 + d5(i1));
+            for (k, t) in tmp_vect.iter_mut().enumerate() {
+                *t = tmp_term(rr[p0 + NB_POS * k], rr[p1 + NB_POS * k], rr[RRI1I1 + k]);
             }
         }
         {
-            let mut p0 = RRI0I2 + d5(i0);
-            let mut p1 = p_i0i34 + d5(i1);
-            let mut p2 = RRI0I0;
+            let (p0, p1) = (RRI0I2 + d5(i0), p_i0i34 + d5(i1));
             let (mut ps1, mut alp1, mut p3) = ([0i16; NB_POS], [0i32; NB_POS], [0usize; NB_POS]);
             for r in 0..NB_POS {
                 ps1[r] = add(ps0, dn[5 * r]);
-                alp1[r] = alp_term(alp0, rr[p0], rr[p1], rr[p2]);
-                p0 += NB_POS;
-                p1 += NB_POS;
-                p2 += 1;
+                let (a, b) = (rr[p0 + NB_POS * r], rr[p1 + NB_POS * r]);
+                alp1[r] = alp_term(alp0, a, b, rr[RRI0I0 + r]);
                 p3[r] = RRI0I1 + NB_POS * r;
             }
             if let Some((r, i3, s2, a2)) =
@@ -2459,27 +2450,18 @@ fn d4i40_17_fast_body(
         let mut sq: i16 = -1;
         let mut alp: i16 = 1;
         {
-            let mut p0 = p_i2i34 + d5(i0);
-            let mut p1 = RRI0I2 + i1_offset;
-            let mut p2 = RRI2I2;
-            for t in tmp_vect.iter_mut() {
-                *t = tmp_term(rr[p0], rr[p1], rr[p2]);
-                p0 += NB_POS;
-                p1 += 1;
-                p2 += 1;
+            let (p0, p1) = (p_i2i34 + d5(i0), RRI0I2 + i1_offset);
+            for (k, t) in tmp_vect.iter_mut().enumerate() {
+                *t = tmp_term(rr[p0 + NB_POS * k], rr[p1 + k], rr[RRI2I2 + k]);
             }
         }
         {
-            let mut p0 = p_i1i34 + d5(i0);
-            let mut p1 = RRI0I1 + i1_offset;
-            let mut p2 = RRI1I1;
+            let (p0, p1) = (p_i1i34 + d5(i0), RRI0I1 + i1_offset);
             let (mut ps1, mut alp1, mut p3) = ([0i16; NB_POS], [0i32; NB_POS], [0usize; NB_POS]);
             for r in 0..NB_POS {
                 ps1[r] = add(ps0, dn[1 + 5 * r]);
-                alp1[r] = alp_term(alp0, rr[p0], rr[p1], rr[p2]);
-                p0 += NB_POS;
-                p1 += 1;
-                p2 += 1;
+                let (a, b) = (rr[p0 + NB_POS * r], rr[p1 + r]);
+                alp1[r] = alp_term(alp0, a, b, rr[RRI1I1 + r]);
                 p3[r] = RRI1I2 + NB_POS * r;
             }
             if let Some((r, i3, s2, a2)) =
