@@ -2966,6 +2966,51 @@ mod tests {
     }
 
     #[test]
+    fn cor_h_x_is_the_reference_on_both_clones() {
+        // The reference's Cor_h_X, operator by operator.
+        let reference = |h: &[i16; L_SUBFR], x: &[i16; L_SUBFR]| {
+            let mut y32 = [0i32; L_SUBFR];
+            for (i, y) in y32.iter_mut().enumerate() {
+                *y = (i..L_SUBFR).fold(0, |s, j| l_mac(s, x[j], h[j - i]));
+            }
+            let mut max = 0i32;
+            for &s in y32.iter() {
+                if l_sub(l_abs(s), max) > 0 {
+                    max = l_abs(s);
+                }
+            }
+            let mut j = norm_l(max);
+            if j > 16 {
+                j = 16;
+            }
+            let j = sub(18, j);
+            let d: [i16; L_SUBFR] = std::array::from_fn(|i| extract_l(l_shr(y32[i], j)));
+            d
+        };
+        let mut seed = 606i16;
+        for baseline in [false, true] {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            for round in 0..600 {
+                let (sh, sx) = ((round % 6) as i16, (round / 6 % 8) as i16);
+                let mut h: [i16; L_SUBFR] = std::array::from_fn(|_| shr(random(&mut seed), sh));
+                let mut x: [i16; L_SUBFR] = std::array::from_fn(|_| shr(random(&mut seed), sx));
+                match round % 10 {
+                    0 => x = [MIN_16; L_SUBFR],
+                    1 => (h, x) = ([MAX_16; L_SUBFR], [MAX_16; L_SUBFR]),
+                    2 => x = [0; L_SUBFR],
+                    3 => h = [MIN_16; L_SUBFR],
+                    4 => x = [1; L_SUBFR],
+                    _ => {}
+                }
+                let mut d = [0i16; L_SUBFR];
+                cor_h_x(&h, &x, &mut d);
+                assert_eq!(d, reference(&h, &x), "round {round} baseline {baseline}");
+            }
+        }
+        BASELINE_ONLY.with(|b| b.set(false));
+    }
+
+    #[test]
     fn avx2_and_baseline_clones_encode_and_decode_alike() {
         use crate::codec::g729::Decoder;
         // Real speech when the shared test audio is present, else a
