@@ -1577,8 +1577,23 @@ fn pitch_fr3_fast_body(
     t0
 }
 
-#[inline(never)]
-fn g_pitch(xn: &[i16; L_SUBFR], y1: &[i16; L_SUBFR], g_coeff: &mut [i16; 4]) -> i16 {
+avx2_multiversion! {
+    /// [`g_pitch_body`], compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    fn g_pitch(xn: &[i16; L_SUBFR], y1: &[i16; L_SUBFR], g_coeff: &mut [i16; 4]) -> i16 = g_pitch_body;
+    /// [`corr_xy2_body`], compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    fn corr_xy2(
+        xn: &[i16; L_SUBFR],
+        y1: &[i16; L_SUBFR],
+        y2: &[i16; L_SUBFR],
+        g: &mut [i16; 5],
+        e: &mut [i16; 5],
+    ) = corr_xy2_body;
+}
+
+#[inline(always)]
+fn g_pitch_body(xn: &[i16; L_SUBFR], y1: &[i16; L_SUBFR], g_coeff: &mut [i16; 4]) -> i16 {
     let mut scaled = [0i16; L_SUBFR];
     for i in 0..L_SUBFR {
         scaled[i] = shr(y1[i], 2);
@@ -1687,8 +1702,8 @@ fn enc_lag3(t0: i16, t0_frac: i16, t0_min: &mut i16, t0_max: &mut i16, sf: usize
     }
 }
 
-#[inline(never)]
-fn corr_xy2(
+#[inline(always)]
+fn corr_xy2_body(
     xn: &[i16; L_SUBFR],
     y1: &[i16; L_SUBFR],
     y2: &[i16; L_SUBFR],
