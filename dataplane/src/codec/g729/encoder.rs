@@ -1761,8 +1761,14 @@ fn acelp_code_a(
     (index, sign)
 }
 
-#[inline(never)]
-fn cor_h(hin: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR], rows: &mut LagRows) {
+avx2_multiversion! {
+    /// [`cor_h_body`], compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    fn cor_h(hin: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR], rows: &mut LagRows) = cor_h_body;
+}
+
+#[inline(always)]
+fn cor_h_body(hin: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR], rows: &mut LagRows) {
     let (cor, _) = l_mac_energy(0, hin);
     let mut h = [0i16; L_SUBFR];
     if extract_h(cor) > 32000 {
