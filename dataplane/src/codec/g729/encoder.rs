@@ -1542,11 +1542,23 @@ fn pitch_fr3_fast_body(
     cor_h_x(h, xn, &mut dn);
     let dn_abs: i64 = dn.iter().map(|v| v.unsigned_abs() as i64).sum();
     let dot = |a: &[i16; L_SUBFR], x: &[i16]| dot40(a, dn_abs, x);
+    // All the integer-lag windows lie in exc[pos - t0_max..pos - t0_min +
+    // 40]: when `2 dn_abs max|exc|` over that span fits, every correlation
+    // is the plain sum ([`dot40`]'s bound, checked once for all lags).
+    let span = exc.get(pos - t0_max as usize..pos - t0_min as usize + L_SUBFR);
+    let span_max = span.map_or(i64::MAX, |v| {
+        v.iter().map(|x| x.unsigned_abs()).max().unwrap_or(0) as i64
+    });
+    let all_fit = dn_abs.saturating_mul(span_max).saturating_mul(2) <= MAX_32 as i64;
     let mut max = MIN_32;
     let mut t0 = t0_min;
     for t in t0_min..=t0_max {
         let s = pos - t as usize;
-        let corr = dot(&dn, &exc[s..s + L_SUBFR]);
+        let corr = match exc.get(s..s + L_SUBFR).map(|w| w.try_into()) {
+            // |Σ| <= 2^30: doubling is exact.
+            Some(Ok(w)) if all_fit => dot8n(&dn, w).wrapping_mul(2),
+            _ => dot(&dn, &exc[s..s + L_SUBFR]),
+        };
         if l_sub(corr, max) > 0 {
             max = corr;
             t0 = t;
@@ -3026,6 +3038,78 @@ mod tests {
                 let mut d = [0i16; L_SUBFR];
                 cor_h_x(&h, &x, &mut d);
                 assert_eq!(d, reference(&h, &x), "round {round} baseline {baseline}");
+            }
+        }
+        BASELINE_ONLY.with(|b| b.set(false));
+    }
+
+    #[test]
+    fn pitch_fr3_fast_is_the_reference_search_on_both_clones() {
+        // The reference's search: L_mac correlations of every lag, then the
+        // fractions -1 and 1 around the best (none for a first subframe
+        // lag above 84), each excitation from pred_lt_3.
+        #[allow(clippy::too_many_arguments)]
+        fn reference(
+            exc: &mut [i16],
+            pos: usize,
+            xn: &[i16; L_SUBFR],
+            h: &[i16; L_SUBFR],
+            t0_min: i16,
+            t0_max: i16,
+            sf: usize,
+        ) -> (i16, i16) {
+            let mut dn = [0i16; L_SUBFR];
+            cor_h_x(h, xn, &mut dn);
+            let corr = |exc: &[i16], s: usize| -> i32 {
+                (0..L_SUBFR).fold(0, |a, k| l_mac(a, dn[k], exc[s + k]))
+            };
+            let (mut max, mut t0) = (MIN_32, t0_min);
+            for t in t0_min..=t0_max {
+                let c = corr(exc, pos - t as usize);
+                if l_sub(c, max) > 0 {
+                    (max, t0) = (c, t);
+                }
+            }
+            pred_lt_3(exc, pos, t0, 0, L_SUBFR);
+            if sf == 0 && t0 > 84 {
+                return (t0, 0);
+            }
+            let (mut max, mut frac) = (corr(exc, pos), 0);
+            for f in [-1i16, 1] {
+                let mut e = exc.to_vec();
+                pred_lt_3(&mut e, pos, t0, f, L_SUBFR);
+                let c = corr(&e, pos);
+                if l_sub(c, max) > 0 {
+                    (max, frac) = (c, f);
+                }
+            }
+            pred_lt_3(exc, pos, t0, frac, L_SUBFR);
+            (t0, frac)
+        }
+        let mut seed = 1717i16;
+        for baseline in [false, true] {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            for round in 0..400 {
+                let sh = (round % 4) as i16;
+                let mut exc: Vec<i16> = (0..EXC_OFF + L_FRAME + L_INTERPOL)
+                    .map(|_| shr(random(&mut seed), sh))
+                    .collect();
+                if round % 5 == 0 {
+                    exc.iter_mut().step_by(3).for_each(|v| *v = MIN_16);
+                }
+                let xn: [i16; L_SUBFR] = std::array::from_fn(|_| random(&mut seed));
+                let h: [i16; L_SUBFR] =
+                    std::array::from_fn(|_| shr(random(&mut seed), (round / 4 % 6) as i16));
+                let sf = round % 2;
+                let t0_min = PIT_MIN as i16 + (round / 2 % 131) as i16;
+                let t0_max = (t0_min + if sf == 0 { 6 } else { 9 }).min(PIT_MAX as i16);
+                let pos = EXC_OFF + sf * L_SUBFR;
+                let mut want_exc = exc.clone();
+                let want = reference(&mut want_exc, pos, &xn, &h, t0_min, t0_max, sf);
+                let mut frac = 0;
+                let t0 = pitch_fr3_fast(&mut exc, pos, &xn, &h, t0_min, t0_max, sf, &mut frac);
+                assert_eq!((t0, frac), want, "round {round} baseline {baseline}");
+                assert_eq!(exc, want_exc, "round {round} baseline {baseline}");
             }
         }
         BASELINE_ONLY.with(|b| b.set(false));
