@@ -11,6 +11,7 @@ use super::simd::{
     any_better8, avx2_multiversion, dot8n, first_best_ratio, lag_prefix_rows, lsp_stage1,
     lsp_stage2, mult8, search8, search8_w, sq_dist16,
 };
+use super::simd_search::gain_dist32;
 use super::tables::*;
 use super::util::*;
 use super::{Params, L_FRAME, L_INTERPOL, L_SUBFR, M, MP1, PIT_MAX, PIT_MIN, SHARPMAX, SHARPMIN};
@@ -257,11 +258,7 @@ impl Encoder {
                 gain_pit = GPCLIP;
             }
 
-            let mut xn2 = [0i16; L_SUBFR];
-            for i in 0..L_SUBFR {
-                let l = l_shl(l_mult(y1[i], gain_pit), 1);
-                xn2[i] = sub(xn[i], extract_h(l));
-            }
+            let xn2 = sub_scaled(&xn, &y1, gain_pit);
 
             let mut code = [0i16; L_SUBFR];
             let mut y2 = [0i16; L_SUBFR];
@@ -292,11 +289,10 @@ impl Encoder {
 
             self.sharp = gain_pit.clamp(SHARPMIN, SHARPMAX);
 
-            for i in 0..L_SUBFR {
-                let mut l = l_mult(self.old_exc[pos + i], gain_pit);
-                l = l_mac(l, code[i], gain_code);
-                l = l_shl(l, 1);
-                self.old_exc[pos + i] = round(l);
+            if let Some(exc) = self.old_exc.get_mut(pos..pos + L_SUBFR) {
+                if let Ok(exc) = exc.try_into() {
+                    exc_update(exc, &code, gain_pit, gain_code);
+                }
             }
             self.update_exc_err(gain_pit, t0);
 
@@ -681,59 +677,7 @@ impl Encoder {
             (coeff[i], coeff_lsf[i]) = l_extract(l);
         }
 
-        // Σ Mpy_32_16(coeff[k], coeff_lsf[k], n[k]) in 64 bits, or `None`
-        // when an L_add would saturate. With every hi above -32768 no
-        // L_mult saturates and each Mpy_32_16 fits 32 bits (|2 hi n| <=
-        // 2^31 - 2^16, |2 mult(lo, n)| <= 2^16, lo >= 0), so only the
-        // running sums need checking.
-        let no_min = coeff.iter().all(|&c| c != MIN_16);
-        let dist_fast = |n: [i16; 5]| -> Option<i32> {
-            if !no_min {
-                return None;
-            }
-            let fits = |v: i64| v == v as i32 as i64;
-            let mut sum = 0i64;
-            let mut ok = true;
-            for k in 0..5 {
-                let (h, l, n) = (coeff[k] as i64, coeff_lsf[k] as i64, n[k] as i64);
-                sum += 2 * h * n + 2 * ((l * n) >> 15);
-                ok &= fits(sum);
-            }
-            ok.then_some(sum as i32)
-        };
-        let mut dist_min = MAX_32;
-        let mut index1 = cand1;
-        let mut index2 = cand2;
-        for i in 0..4 {
-            for j in 0..8 {
-                let g_pitch = add(GBK1[cand1 + i][0], GBK2[cand2 + j][0]);
-                if tame && g_pitch >= GP0999 {
-                    continue;
-                }
-                let l_tmp = l_add(GBK1[cand1 + i][1] as i32, GBK2[cand2 + j][1] as i32);
-                let tmp = extract_l(l_shr(l_tmp, 1));
-                let g_code = mult(gcode0, tmp);
-                let g2_pitch = mult(g_pitch, g_pitch);
-                let g2_code = mult(g_code, g_code);
-                let g_pit_cod = mult(g_code, g_pitch);
-                let n = [g2_pitch, g_pitch, g2_code, g_code, g_pit_cod];
-                let l = match dist_fast(n) {
-                    Some(l) => l,
-                    None => {
-                        let mut l = mpy_32_16(coeff[0], coeff_lsf[0], n[0]);
-                        for k in 1..5 {
-                            l = l_add(l, mpy_32_16(coeff[k], coeff_lsf[k], n[k]));
-                        }
-                        l
-                    }
-                };
-                if l_sub(l, dist_min) < 0 {
-                    dist_min = l;
-                    index1 = cand1 + i;
-                    index2 = cand2 + j;
-                }
-            }
-        }
+        let (index1, index2) = gain_search(&coeff, &coeff_lsf, gcode0, cand1, cand2, tame);
         let gain_pit = add(GBK1[index1][0], GBK2[index2][0]);
         let l_gbk12 = l_add(GBK1[index1][1] as i32, GBK2[index2][1] as i32);
         let tmp = extract_l(l_shr(l_gbk12, 1));
@@ -794,6 +738,96 @@ fn lspcb1_padded() -> &'static [[i16; 16]; 128] {
 #[inline(always)]
 fn lsp_ref(x: &[i16; M]) -> &[i16; M] {
     x
+}
+
+/// The gain codebook search of the reference over the 4 x 8 preselected
+/// pairs, every step with the saturating operators (`coeff`, `coeff_lsf`
+/// the distance's coefficients as `L_Extract` pairs): the first pair with
+/// the smallest distance below `MAX_32`, else `(cand1, cand2)`. Under
+/// `tame`, pairs with a pitch gain of 0.999 or more are left out.
+fn gain_search_ref(
+    coeff: &[i16; 5],
+    coeff_lsf: &[i16; 5],
+    gcode0: i16,
+    cand1: usize,
+    cand2: usize,
+    tame: bool,
+) -> (usize, usize) {
+    let mut dist_min = MAX_32;
+    let mut index1 = cand1;
+    let mut index2 = cand2;
+    for i in 0..4 {
+        for j in 0..8 {
+            let (g_pitch, g_code) = gain_pair(gcode0, cand1 + i, cand2 + j);
+            if tame && g_pitch >= GP0999 {
+                continue;
+            }
+            let g2_pitch = mult(g_pitch, g_pitch);
+            let g2_code = mult(g_code, g_code);
+            let g_pit_cod = mult(g_code, g_pitch);
+            let n = [g2_pitch, g_pitch, g2_code, g_code, g_pit_cod];
+            let mut l = mpy_32_16(coeff[0], coeff_lsf[0], n[0]);
+            for k in 1..5 {
+                l = l_add(l, mpy_32_16(coeff[k], coeff_lsf[k], n[k]));
+            }
+            if l_sub(l, dist_min) < 0 {
+                dist_min = l;
+                index1 = cand1 + i;
+                index2 = cand2 + j;
+            }
+        }
+    }
+    (index1, index2)
+}
+
+/// The candidate gains `(g_pitch, g_code)` of the codebook pair `(i1, i2)`.
+#[inline(always)]
+fn gain_pair(gcode0: i16, i1: usize, i2: usize) -> (i16, i16) {
+    let g_pitch = add(GBK1[i1][0], GBK2[i2][0]);
+    let l_tmp = l_add(GBK1[i1][1] as i32, GBK2[i2][1] as i32);
+    let tmp = extract_l(l_shr(l_tmp, 1));
+    (g_pitch, mult(gcode0, tmp))
+}
+
+/// [`gain_search_ref`] with the 32 distances computed at once
+/// ([`gain_dist32`], exact when it answers) and the first smallest one
+/// found without branches: the key `(distance, pair number)` orders as the
+/// reference's strict `<` scan does. Falls back to the reference when a
+/// coefficient is -32768 (an `L_mult` could saturate) or a sum could.
+#[inline(always)]
+fn gain_search(
+    coeff: &[i16; 5],
+    coeff_lsf: &[i16; 5],
+    gcode0: i16,
+    cand1: usize,
+    cand2: usize,
+    tame: bool,
+) -> (usize, usize) {
+    if coeff.iter().all(|&c| c != MIN_16) && cand1 + 4 <= GBK1.len() && cand2 + 8 <= GBK2.len() {
+        let mut gp = [[0i16; 8]; 4];
+        let mut gc = [[0i16; 8]; 4];
+        for i in 0..4 {
+            for j in 0..8 {
+                (gp[i][j], gc[i][j]) = gain_pair(gcode0, cand1 + i, cand2 + j);
+            }
+        }
+        if let Some(d) = gain_dist32(coeff, coeff_lsf, &gp, &gc) {
+            let mut best = i64::MAX;
+            for i in 0..4 {
+                for j in 0..8 {
+                    let key = ((d[i][j] as i64) << 5) | (8 * i + j) as i64;
+                    let skip = tame && gp[i][j] >= GP0999;
+                    best = best.min(if skip { i64::MAX } else { key });
+                }
+            }
+            if best >> 5 < MAX_32 as i64 {
+                let n = (best & 31) as usize;
+                return (cand1 + n / 8, cand2 + n % 8);
+            }
+            return (cand1, cand2);
+        }
+    }
+    gain_search_ref(coeff, coeff_lsf, gcode0, cand1, cand2, tame)
 }
 
 fn gbk_presel(best_gain: &[i16; 2], gcode0: i16) -> (usize, usize) {
@@ -1508,11 +1542,23 @@ fn pitch_fr3_fast_body(
     cor_h_x(h, xn, &mut dn);
     let dn_abs: i64 = dn.iter().map(|v| v.unsigned_abs() as i64).sum();
     let dot = |a: &[i16; L_SUBFR], x: &[i16]| dot40(a, dn_abs, x);
+    // All the integer-lag windows lie in exc[pos - t0_max..pos - t0_min +
+    // 40]: when `2 dn_abs max|exc|` over that span fits, every correlation
+    // is the plain sum ([`dot40`]'s bound, checked once for all lags).
+    let span = exc.get(pos - t0_max as usize..pos - t0_min as usize + L_SUBFR);
+    let span_max = span.map_or(i64::MAX, |v| {
+        v.iter().map(|x| x.unsigned_abs()).max().unwrap_or(0) as i64
+    });
+    let all_fit = dn_abs.saturating_mul(span_max).saturating_mul(2) <= MAX_32 as i64;
     let mut max = MIN_32;
     let mut t0 = t0_min;
     for t in t0_min..=t0_max {
         let s = pos - t as usize;
-        let corr = dot(&dn, &exc[s..s + L_SUBFR]);
+        let corr = match exc.get(s..s + L_SUBFR).map(|w| w.try_into()) {
+            // |Σ| <= 2^30: doubling is exact.
+            Some(Ok(w)) if all_fit => dot8n(&dn, w).wrapping_mul(2),
+            _ => dot(&dn, &exc[s..s + L_SUBFR]),
+        };
         if l_sub(corr, max) > 0 {
             max = corr;
             t0 = t;
@@ -1543,8 +1589,23 @@ fn pitch_fr3_fast_body(
     t0
 }
 
-#[inline(never)]
-fn g_pitch(xn: &[i16; L_SUBFR], y1: &[i16; L_SUBFR], g_coeff: &mut [i16; 4]) -> i16 {
+avx2_multiversion! {
+    /// [`g_pitch_body`], compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    fn g_pitch(xn: &[i16; L_SUBFR], y1: &[i16; L_SUBFR], g_coeff: &mut [i16; 4]) -> i16 = g_pitch_body;
+    /// [`corr_xy2_body`], compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    fn corr_xy2(
+        xn: &[i16; L_SUBFR],
+        y1: &[i16; L_SUBFR],
+        y2: &[i16; L_SUBFR],
+        g: &mut [i16; 5],
+        e: &mut [i16; 5],
+    ) = corr_xy2_body;
+}
+
+#[inline(always)]
+fn g_pitch_body(xn: &[i16; L_SUBFR], y1: &[i16; L_SUBFR], g_coeff: &mut [i16; 4]) -> i16 {
     let mut scaled = [0i16; L_SUBFR];
     for i in 0..L_SUBFR {
         scaled[i] = shr(y1[i], 2);
@@ -1586,6 +1647,49 @@ fn g_pitch(xn: &[i16; L_SUBFR], y1: &[i16; L_SUBFR], g_coeff: &mut [i16; 4]) -> 
     gain
 }
 
+/// `x[i] - y[i] g` as the reference forms it: `sub(x[i],
+/// extract_h(L_shl(L_mult(y[i], g), 1)))`. With `p = y g` (exact in 32
+/// bits), `extract_h(L_shl(L_mult(y, g), 1))` is `sat16(p >> 14)`: when
+/// `4p` fits, `floor(4p / 2^16) = p >> 14`; when it does not, both sides
+/// saturate to the same end (also for `(-32768)^2`, whose `L_mult`
+/// saturates). So the loop is branch-free 16-bit lane arithmetic.
+#[inline(always)]
+fn sub_scaled(x: &[i16; L_SUBFR], y: &[i16; L_SUBFR], g: i16) -> [i16; L_SUBFR] {
+    std::array::from_fn(|i| {
+        let t = ((y[i] as i32 * g as i32) >> 14).clamp(MIN_16 as i32, MAX_16 as i32) as i16;
+        x[i].saturating_sub(t)
+    })
+}
+
+/// The excitation update `exc[i] = round(L_shl(L_mac(L_mult(exc[i], gp),
+/// code[i], gc), 1))`. When `2 max|exc| |gp| + 2 max|code| |gc| + 2^14`
+/// fits in 32 bits, the `L_mac` chain `S = 2 (exc gp + code gc)` cannot
+/// saturate, and `round(L_shl(S, 1))` is `sat16((S + 2^14) >> 15)`: when
+/// `2S + 2^15` fits, `floor((2S + 2^15) / 2^16)` is that; past either end
+/// both saturate alike. Otherwise the step-by-step operators.
+#[inline(always)]
+fn exc_update(exc: &mut [i16; L_SUBFR], code: &[i16; L_SUBFR], gp: i16, gc: i16) {
+    let amax = |v: &[i16; L_SUBFR]| v.iter().map(|x| x.unsigned_abs()).max().unwrap_or(0) as i64;
+    let bound = 2 * amax(exc) * (gp.unsigned_abs() as i64)
+        + 2 * amax(code) * (gc.unsigned_abs() as i64)
+        + 0x4000;
+    if bound <= MAX_32 as i64 {
+        for (e, &c) in exc.iter_mut().zip(code.iter()) {
+            let s = 2 * (*e as i32 * gp as i32 + c as i32 * gc as i32);
+            *e = ((s + 0x4000) >> 15).clamp(MIN_16 as i32, MAX_16 as i32) as i16;
+        }
+    } else {
+        exc_update_ref(exc, code, gp, gc);
+    }
+}
+
+/// [`exc_update`] with the reference's operators, step by step.
+fn exc_update_ref(exc: &mut [i16; L_SUBFR], code: &[i16; L_SUBFR], gp: i16, gc: i16) {
+    for (e, &c) in exc.iter_mut().zip(code.iter()) {
+        *e = round(l_shl(l_mac(l_mult(*e, gp), c, gc), 1));
+    }
+}
+
 fn enc_lag3(t0: i16, t0_frac: i16, t0_min: &mut i16, t0_max: &mut i16, sf: usize) -> i16 {
     if sf == 0 {
         let index = if t0 <= 85 {
@@ -1610,8 +1714,8 @@ fn enc_lag3(t0: i16, t0_frac: i16, t0_min: &mut i16, t0_max: &mut i16, sf: usize
     }
 }
 
-#[inline(never)]
-fn corr_xy2(
+#[inline(always)]
+fn corr_xy2_body(
     xn: &[i16; L_SUBFR],
     y1: &[i16; L_SUBFR],
     y2: &[i16; L_SUBFR],
@@ -1669,8 +1773,14 @@ fn acelp_code_a(
     (index, sign)
 }
 
-#[inline(never)]
-fn cor_h(hin: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR], rows: &mut LagRows) {
+avx2_multiversion! {
+    /// [`cor_h_body`], compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    fn cor_h(hin: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR], rows: &mut LagRows) = cor_h_body;
+}
+
+#[inline(always)]
+fn cor_h_body(hin: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR], rows: &mut LagRows) {
     let (cor, _) = l_mac_energy(0, hin);
     let mut h = [0i16; L_SUBFR];
     if extract_h(cor) > 32000 {
@@ -2012,7 +2122,8 @@ fn search_row(
 /// alp) if any. When every row passes [`search_row`]'s no-saturation bound
 /// and every `alp` is positive, the scan ends on the first largest
 /// `sq / alp` ([`first_best_ratio`]): all 64 candidates are computed and
-/// compared without the scan's branches.
+/// compared without the scan's branches. `rr_bound` is at least every
+/// `|rr[k]|` (a bound of all rows at once, to check them in one go).
 #[inline(always)]
 fn phase_b(
     rr: &[i16; DIM_RR],
@@ -2021,9 +2132,17 @@ fn phase_b(
     p3: &[usize; NB_POS],
     dn: &[i16; NB_POS],
     tmp: &[i16; NB_POS],
+    rr_bound: i64,
 ) -> Option<(usize, usize, i16, i16)> {
     let bound = |v: &[i16; NB_POS]| v.iter().map(|x| x.unsigned_abs() as i64).max().unwrap_or(0);
     let tmp_bound = (bound(tmp) << 15) + 0x8000;
+    // One check for all rows with `rr_bound` in place of each row's bound.
+    let alp_max = alp1
+        .iter()
+        .map(|a| a.unsigned_abs() as i64)
+        .max()
+        .unwrap_or(0);
+    let all_fit = alp_max + (rr_bound << 13) + tmp_bound <= MAX_32 as i64;
     let mut sq2 = [[0i16; NB_POS]; NB_POS];
     let mut a16 = [[0i16; NB_POS]; NB_POS];
     let mut fast = true;
@@ -2033,7 +2152,8 @@ fn phase_b(
             .and_then(|v| v.try_into().ok());
         match row {
             Some(row)
-                if (alp1[r] as i64).abs() + (bound(row) << 13) + tmp_bound <= MAX_32 as i64 =>
+                if all_fit
+                    || (alp1[r] as i64).abs() + (bound(row) << 13) + tmp_bound <= MAX_32 as i64 =>
             {
                 search8(ps1[r], alp1[r], dn, row, tmp, &mut sq2[r], &mut a16[r]);
             }
@@ -2069,6 +2189,7 @@ fn phase_b(
 /// alp) if any. When no partial sum can saturate (bounded as in
 /// [`phase_b`]) and every `alp` is positive, the scan ends on the first
 /// largest `sq / alp` ([`first_best_ratio`]), found without branches.
+/// `rr_bound` is at least every `|rows[r][k]|` and `|diag[k]|`.
 #[inline(always)]
 fn phase_a(
     ps1: &[i16; 2],
@@ -2076,14 +2197,22 @@ fn phase_a(
     dn: &[i16; NB_POS],
     rows: &[[i16; NB_POS]; 2],
     diag: &[i16; NB_POS],
+    rr_bound: i64,
 ) -> Option<(usize, usize, i16, i16, i16)> {
     const H2: i16 = 16384;
     const H4: i16 = 8192;
     let bound = |v: &[i16; NB_POS]| v.iter().map(|x| x.unsigned_abs() as i64).max().unwrap_or(0);
-    let diag_bound = (bound(diag) << 14) + 0x8000;
-    if (0..2)
-        .all(|r| (alp1[r] as i64).abs() + (bound(&rows[r]) << 15) + diag_bound <= MAX_32 as i64)
-    {
+    let alp_max = alp1
+        .iter()
+        .map(|a| a.unsigned_abs() as i64)
+        .max()
+        .unwrap_or(0);
+    let all_fit = alp_max + (rr_bound << 15) + (rr_bound << 14) + 0x8000 <= MAX_32 as i64;
+    if all_fit || {
+        let diag_bound = (bound(diag) << 14) + 0x8000;
+        (0..2)
+            .all(|r| (alp1[r] as i64).abs() + (bound(&rows[r]) << 15) + diag_bound <= MAX_32 as i64)
+    } {
         let mut sq2 = [[0i16; NB_POS]; 2];
         let mut a16 = [[0i16; NB_POS]; 2];
         for r in 0..2 {
@@ -2119,6 +2248,25 @@ fn phase_a(
         }
     }
     found
+}
+
+/// `round(L_mac(L_mac(L_mult(a, H4), b, H4), c, H8))` of the codebook
+/// search (H4 = 8192, H8 = 4096): with 16-bit inputs every partial sum,
+/// and the rounded one, is at most `2^15 (2^14 + 2^14 + 2^13) + 2^15 <
+/// 2^31` in magnitude, so no step saturates and plain sums are exact.
+#[inline(always)]
+fn tmp_term(a: i16, b: i16, c: i16) -> i16 {
+    ((((a as i32 + b as i32) << 14) + ((c as i32) << 13) + 0x8000) >> 16) as i16
+}
+
+/// `L_mac(L_mac(L_mac(alp0, a, H8), b, H8), c, H16)` of the codebook
+/// search (H8 = 4096, H16 = 2048) for `alp0 = L_mult(alp, H4)` of a 16-bit
+/// `alp`: the partial sums are at most `2^29 + 2^15 (2^13 + 2^13 + 2^12) <
+/// 2^31` in magnitude, so no step saturates and plain sums are exact.
+#[inline(always)]
+fn alp_term(alp0: i32, a: i16, b: i16, c: i16) -> i32 {
+    debug_assert!(alp0.unsigned_abs() <= 1 << 29);
+    alp0 + ((a as i32 + b as i32) << 13) + ((c as i32) << 12)
 }
 
 /// The position of the first largest `dn` (all >= 0) on the track of
@@ -2162,8 +2310,6 @@ fn d4i40_17_fast_body(
     y: &mut [i16; L_SUBFR],
 ) -> (i16, i16) {
     const H4: i16 = 8192;
-    const H8: i16 = 4096;
-    const H16: i16 = 2048;
     let mut sign_dn = [0i16; L_SUBFR];
     // Branch-free: the signs are data, and negate saturates as
     // saturating_abs does.
@@ -2214,6 +2360,9 @@ fn d4i40_17_fast_body(
         }
     }
 
+    // Largest |rr| (with the signs), for the searches' overflow checks.
+    let rr_bound = rr.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0) as i64;
+
     // dn by track (after the signs were taken out).
     let mut dn_t = [[0i16; NB_POS]; 5];
     for (t, row) in dn_t.iter_mut().enumerate() {
@@ -2250,7 +2399,9 @@ fn d4i40_17_fast_body(
                 rows[r] = std::array::from_fn(|k| rr[p0 + k]);
             }
             let diag: [i16; NB_POS] = std::array::from_fn(|k| rr[p_i3i34 + k]);
-            if let Some((r, k, p2, _, a2)) = phase_a(&ps1, &alp1, &dn_t[track], &rows, &diag) {
+            if let Some((r, k, p2, _, a2)) =
+                phase_a(&ps1, &alp1, &dn_t[track], &rows, &diag, rr_bound)
+            {
                 ps = p2;
                 alp = a2;
                 ix = i0s[r];
@@ -2266,35 +2417,23 @@ fn d4i40_17_fast_body(
         let mut sq: i16 = -1;
         let mut alp: i16 = 1;
         {
-            let mut p0 = RRI1I2 + d5(i0);
-            let mut p1 = p_i1i34 + d5(i1);
-            let mut p2 = RRI1I1;
-            for t in tmp_vect.iter_mut() {
-                let mut s = l_mult(rr[p0], H4);
-                p0 += NB_POS;
-                s = l_mac(s, rr[p1], H4);
-                p1 += NB_POS;
-                s = l_mac(s, rr[p2], H8);
-                p2 += 1;
-                *t = round(s);
+            let (p0, p1) = (RRI1I2 + d5(i0), p_i1i34 + d5(i1));
+            for (k, t) in tmp_vect.iter_mut().enumerate() {
+                *t = tmp_term(rr[p0 + NB_POS * k], rr[p1 + NB_POS * k], rr[RRI1I1 + k]);
             }
         }
         {
-            let mut p0 = RRI0I2 + d5(i0);
-            let mut p1 = p_i0i34 + d5(i1);
-            let mut p2 = RRI0I0;
+            let (p0, p1) = (RRI0I2 + d5(i0), p_i0i34 + d5(i1));
             let (mut ps1, mut alp1, mut p3) = ([0i16; NB_POS], [0i32; NB_POS], [0usize; NB_POS]);
             for r in 0..NB_POS {
                 ps1[r] = add(ps0, dn[5 * r]);
-                let mut a = l_mac(alp0, rr[p0], H8);
-                p0 += NB_POS;
-                a = l_mac(a, rr[p1], H8);
-                p1 += NB_POS;
-                alp1[r] = l_mac(a, rr[p2], H16);
-                p2 += 1;
+                let (a, b) = (rr[p0 + NB_POS * r], rr[p1 + NB_POS * r]);
+                alp1[r] = alp_term(alp0, a, b, rr[RRI0I0 + r]);
                 p3[r] = RRI0I1 + NB_POS * r;
             }
-            if let Some((r, i3, s2, a2)) = phase_b(rr, &ps1, &alp1, &p3, &dn_t[1], &tmp_vect) {
+            if let Some((r, i3, s2, a2)) =
+                phase_b(rr, &ps1, &alp1, &p3, &dn_t[1], &tmp_vect, rr_bound)
+            {
                 sq = s2;
                 alp = a2;
                 ix = 5 * r;
@@ -2326,7 +2465,8 @@ fn d4i40_17_fast_body(
                 rows[r] = std::array::from_fn(|k| rr[p0 + NB_POS * k]);
             }
             let diag: [i16; NB_POS] = std::array::from_fn(|k| rr[RRI0I0 + k]);
-            if let Some((r, k, p2, _, a2)) = phase_a(&ps1, &alp1, &dn_t[0], &rows, &diag) {
+            if let Some((r, k, p2, _, a2)) = phase_a(&ps1, &alp1, &dn_t[0], &rows, &diag, rr_bound)
+            {
                 ps = p2;
                 alp = a2;
                 ix = i0s[r];
@@ -2343,35 +2483,23 @@ fn d4i40_17_fast_body(
         let mut sq: i16 = -1;
         let mut alp: i16 = 1;
         {
-            let mut p0 = p_i2i34 + d5(i0);
-            let mut p1 = RRI0I2 + i1_offset;
-            let mut p2 = RRI2I2;
-            for t in tmp_vect.iter_mut() {
-                let mut s = l_mult(rr[p0], H4);
-                p0 += NB_POS;
-                s = l_mac(s, rr[p1], H4);
-                p1 += 1;
-                s = l_mac(s, rr[p2], H8);
-                p2 += 1;
-                *t = round(s);
+            let (p0, p1) = (p_i2i34 + d5(i0), RRI0I2 + i1_offset);
+            for (k, t) in tmp_vect.iter_mut().enumerate() {
+                *t = tmp_term(rr[p0 + NB_POS * k], rr[p1 + k], rr[RRI2I2 + k]);
             }
         }
         {
-            let mut p0 = p_i1i34 + d5(i0);
-            let mut p1 = RRI0I1 + i1_offset;
-            let mut p2 = RRI1I1;
+            let (p0, p1) = (p_i1i34 + d5(i0), RRI0I1 + i1_offset);
             let (mut ps1, mut alp1, mut p3) = ([0i16; NB_POS], [0i32; NB_POS], [0usize; NB_POS]);
             for r in 0..NB_POS {
                 ps1[r] = add(ps0, dn[1 + 5 * r]);
-                let mut a = l_mac(alp0, rr[p0], H8);
-                p0 += NB_POS;
-                a = l_mac(a, rr[p1], H8);
-                p1 += 1;
-                alp1[r] = l_mac(a, rr[p2], H16);
-                p2 += 1;
+                let (a, b) = (rr[p0 + NB_POS * r], rr[p1 + r]);
+                alp1[r] = alp_term(alp0, a, b, rr[RRI1I1 + r]);
                 p3[r] = RRI1I2 + NB_POS * r;
             }
-            if let Some((r, i3, s2, a2)) = phase_b(rr, &ps1, &alp1, &p3, &dn_t[2], &tmp_vect) {
+            if let Some((r, i3, s2, a2)) =
+                phase_b(rr, &ps1, &alp1, &p3, &dn_t[2], &tmp_vect, rr_bound)
+            {
                 sq = s2;
                 alp = a2;
                 ix = 1 + 5 * r;
@@ -2637,8 +2765,13 @@ mod tests {
                 1 => -(1 << 24),
                 _ => (1 << 28) + ((random(&mut seed) as i32) << 10),
             });
-            let got = phase_a(&ps1, &alp1, &dn, &rows, &diag);
-            assert_eq!(got, scan(&ps1, &alp1, &dn, &rows, &diag), "round {round}");
+            let want = scan(&ps1, &alp1, &dn, &rows, &diag);
+            let all = rows.iter().flatten().chain(diag.iter());
+            let tight = all.map(|v| v.unsigned_abs() as i64).max().unwrap_or(0);
+            for rr_bound in [tight, 32768] {
+                let got = phase_a(&ps1, &alp1, &dn, &rows, &diag, rr_bound);
+                assert_eq!(got, want, "round {round} bound {rr_bound}");
+            }
             // Which path did it take?
             let bound = |v: &[i16]| v.iter().map(|x| x.unsigned_abs() as i64).max().unwrap_or(0);
             let ok = (0..2).all(|r| {
@@ -2716,8 +2849,16 @@ mod tests {
             }
             let mut sq2 = [[0i16; NB_POS]; NB_POS];
             let mut a16 = [[0i16; NB_POS]; NB_POS];
-            let got = phase_b(&rr, &ps1, &alp1, &p3, &dn, &tmp);
-            assert_eq!(got, scan(&rr, &ps1, &alp1, &p3, &dn, &tmp), "round {round}");
+            let want = scan(&rr, &ps1, &alp1, &p3, &dn, &tmp);
+            let tight = rr
+                .iter()
+                .map(|v| v.unsigned_abs() as i64)
+                .max()
+                .unwrap_or(0);
+            for rr_bound in [tight, 32768] {
+                let got = phase_b(&rr, &ps1, &alp1, &p3, &dn, &tmp, rr_bound);
+                assert_eq!(got, want, "round {round} bound {rr_bound}");
+            }
             // Which path did it take?
             let bound = |v: &[i16]| v.iter().map(|x| x.unsigned_abs() as i64).max().unwrap_or(0);
             let ok = (0..NB_POS).all(|r| {
@@ -2740,6 +2881,238 @@ mod tests {
             }
         }
         assert!(fast > 100 && slow > 50, "fast {fast} slow {slow}");
+    }
+
+    avx2_multiversion! {
+        fn gain_search_mv(
+            coeff: &[i16; 5],
+            coeff_lsf: &[i16; 5],
+            gcode0: i16,
+            cand1: usize,
+            cand2: usize,
+            tame: bool) -> (usize,
+            usize,
+        ) = gain_search;
+    }
+
+    #[test]
+    fn gain_search_is_the_reference_scan_on_both_clones() {
+        let mut seed = 2024i16;
+        for baseline in [false, true] {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            let mut moved = 0;
+            for round in 0..4000 {
+                let sh = (round % 7) as i16;
+                let mut coeff: [i16; 5] = std::array::from_fn(|_| shr(random(&mut seed), sh));
+                let coeff_lsf: [i16; 5] = std::array::from_fn(|_| random(&mut seed) & 0x7fff);
+                match round % 13 {
+                    0 => coeff[round % 5] = MIN_16,
+                    1 => coeff = [MAX_16, -MAX_16, MAX_16, MAX_16, -MAX_16],
+                    2 => coeff = [0; 5],
+                    _ => {}
+                }
+                let gcode0 = match round % 5 {
+                    0 => MAX_16,
+                    1 => MIN_16,
+                    _ => random(&mut seed),
+                };
+                let (cand1, cand2) = (round % 5, round / 5 % 9);
+                let tame = round % 3 == 0;
+                let want = gain_search_ref(&coeff, &coeff_lsf, gcode0, cand1, cand2, tame);
+                let got = gain_search_mv(&coeff, &coeff_lsf, gcode0, cand1, cand2, tame);
+                assert_eq!(got, want, "round {round} baseline {baseline}");
+                moved += usize::from(want != (cand1, cand2));
+            }
+            assert!(moved > 1000, "{moved}");
+        }
+        BASELINE_ONLY.with(|b| b.set(false));
+    }
+
+    #[test]
+    fn tmp_and_alp_terms_are_the_saturating_chains() {
+        let mut seed = 31i16;
+        let corners = [MIN_16, MIN_16 + 1, -1, 0, 1, MAX_16 - 1, MAX_16];
+        let mut vals: Vec<i16> = corners.to_vec();
+        vals.extend((0..20).map(|_| random(&mut seed)));
+        for &a in &vals {
+            for &b in &vals {
+                for &c in &vals {
+                    let want = round(l_mac(l_mac(l_mult(a, 8192), b, 8192), c, 4096));
+                    assert_eq!(tmp_term(a, b, c), want, "{a} {b} {c}");
+                    for alp in [MIN_16, -1, 0, 77, MAX_16, c] {
+                        let alp0 = l_mult(alp, 8192);
+                        let want = l_mac(l_mac(l_mac(alp0, a, 4096), b, 4096), c, 2048);
+                        assert_eq!(alp_term(alp0, a, b, c), want, "{alp} {a} {b} {c}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn subframe_updates_are_the_saturating_chains() {
+        let mut seed = 5i16;
+        let corners = [MIN_16, MIN_16 + 1, -1, 0, 1, 16384, MAX_16];
+        let (mut fast, mut slow) = (0, 0);
+        for round in 0..3000 {
+            let sh = (round % 8) as i16;
+            let mut x: [i16; L_SUBFR] = std::array::from_fn(|_| random(&mut seed));
+            let mut y: [i16; L_SUBFR] = std::array::from_fn(|_| shr(random(&mut seed), sh));
+            let mut c: [i16; L_SUBFR] =
+                std::array::from_fn(|_| shr(random(&mut seed), (round / 8 % 8) as i16));
+            if round % 5 == 0 {
+                x[round % 40] = corners[round % 7];
+                y[(round + 3) % 40] = corners[(round / 7) % 7];
+                c[(round + 9) % 40] = corners[(round / 3) % 7];
+            }
+            let g = match round % 9 {
+                0 => MIN_16,
+                1 => MAX_16,
+                2 => 19661,
+                _ => shr(random(&mut seed), (round / 64 % 6) as i16),
+            };
+            let gc = if round % 11 == 0 {
+                MIN_16
+            } else {
+                shr(random(&mut seed), (round / 5 % 6) as i16)
+            };
+            let want: [i16; L_SUBFR] =
+                std::array::from_fn(|i| sub(x[i], extract_h(l_shl(l_mult(y[i], g), 1))));
+            assert_eq!(sub_scaled(&x, &y, g), want, "round {round}");
+
+            let mut want = y;
+            exc_update_ref(&mut want, &c, g, gc);
+            let mut got = y;
+            exc_update(&mut got, &c, g, gc);
+            assert_eq!(got, want, "round {round}");
+            let amax = |v: &[i16; L_SUBFR]| v.iter().map(|x| x.unsigned_abs() as i64).max();
+            let bound = 2 * amax(&y).unwrap_or(0) * g.unsigned_abs() as i64
+                + 2 * amax(&c).unwrap_or(0) * gc.unsigned_abs() as i64
+                + 0x4000;
+            if bound <= MAX_32 as i64 {
+                fast += 1;
+            } else {
+                slow += 1;
+            }
+        }
+        assert!(fast > 300 && slow > 100, "fast {fast} slow {slow}");
+    }
+
+    #[test]
+    fn cor_h_x_is_the_reference_on_both_clones() {
+        // The reference's Cor_h_X, operator by operator.
+        let reference = |h: &[i16; L_SUBFR], x: &[i16; L_SUBFR]| {
+            let mut y32 = [0i32; L_SUBFR];
+            for (i, y) in y32.iter_mut().enumerate() {
+                *y = (i..L_SUBFR).fold(0, |s, j| l_mac(s, x[j], h[j - i]));
+            }
+            let mut max = 0i32;
+            for &s in y32.iter() {
+                if l_sub(l_abs(s), max) > 0 {
+                    max = l_abs(s);
+                }
+            }
+            let mut j = norm_l(max);
+            if j > 16 {
+                j = 16;
+            }
+            let j = sub(18, j);
+            let d: [i16; L_SUBFR] = std::array::from_fn(|i| extract_l(l_shr(y32[i], j)));
+            d
+        };
+        let mut seed = 606i16;
+        for baseline in [false, true] {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            for round in 0..600 {
+                let (sh, sx) = ((round % 6) as i16, (round / 6 % 8) as i16);
+                let mut h: [i16; L_SUBFR] = std::array::from_fn(|_| shr(random(&mut seed), sh));
+                let mut x: [i16; L_SUBFR] = std::array::from_fn(|_| shr(random(&mut seed), sx));
+                match round % 10 {
+                    0 => x = [MIN_16; L_SUBFR],
+                    1 => (h, x) = ([MAX_16; L_SUBFR], [MAX_16; L_SUBFR]),
+                    2 => x = [0; L_SUBFR],
+                    3 => h = [MIN_16; L_SUBFR],
+                    4 => x = [1; L_SUBFR],
+                    _ => {}
+                }
+                let mut d = [0i16; L_SUBFR];
+                cor_h_x(&h, &x, &mut d);
+                assert_eq!(d, reference(&h, &x), "round {round} baseline {baseline}");
+            }
+        }
+        BASELINE_ONLY.with(|b| b.set(false));
+    }
+
+    #[test]
+    fn pitch_fr3_fast_is_the_reference_search_on_both_clones() {
+        // The reference's search: L_mac correlations of every lag, then the
+        // fractions -1 and 1 around the best (none for a first subframe
+        // lag above 84), each excitation from pred_lt_3.
+        #[allow(clippy::too_many_arguments)]
+        fn reference(
+            exc: &mut [i16],
+            pos: usize,
+            xn: &[i16; L_SUBFR],
+            h: &[i16; L_SUBFR],
+            t0_min: i16,
+            t0_max: i16,
+            sf: usize,
+        ) -> (i16, i16) {
+            let mut dn = [0i16; L_SUBFR];
+            cor_h_x(h, xn, &mut dn);
+            let corr = |exc: &[i16], s: usize| -> i32 {
+                (0..L_SUBFR).fold(0, |a, k| l_mac(a, dn[k], exc[s + k]))
+            };
+            let (mut max, mut t0) = (MIN_32, t0_min);
+            for t in t0_min..=t0_max {
+                let c = corr(exc, pos - t as usize);
+                if l_sub(c, max) > 0 {
+                    (max, t0) = (c, t);
+                }
+            }
+            pred_lt_3(exc, pos, t0, 0, L_SUBFR);
+            if sf == 0 && t0 > 84 {
+                return (t0, 0);
+            }
+            let (mut max, mut frac) = (corr(exc, pos), 0);
+            for f in [-1i16, 1] {
+                let mut e = exc.to_vec();
+                pred_lt_3(&mut e, pos, t0, f, L_SUBFR);
+                let c = corr(&e, pos);
+                if l_sub(c, max) > 0 {
+                    (max, frac) = (c, f);
+                }
+            }
+            pred_lt_3(exc, pos, t0, frac, L_SUBFR);
+            (t0, frac)
+        }
+        let mut seed = 1717i16;
+        for baseline in [false, true] {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            for round in 0..400 {
+                let sh = (round % 4) as i16;
+                let mut exc: Vec<i16> = (0..EXC_OFF + L_FRAME + L_INTERPOL)
+                    .map(|_| shr(random(&mut seed), sh))
+                    .collect();
+                if round % 5 == 0 {
+                    exc.iter_mut().step_by(3).for_each(|v| *v = MIN_16);
+                }
+                let xn: [i16; L_SUBFR] = std::array::from_fn(|_| random(&mut seed));
+                let h: [i16; L_SUBFR] =
+                    std::array::from_fn(|_| shr(random(&mut seed), (round / 4 % 6) as i16));
+                let sf = round % 2;
+                let t0_min = PIT_MIN as i16 + (round / 2 % 131) as i16;
+                let t0_max = (t0_min + if sf == 0 { 6 } else { 9 }).min(PIT_MAX as i16);
+                let pos = EXC_OFF + sf * L_SUBFR;
+                let mut want_exc = exc.clone();
+                let want = reference(&mut want_exc, pos, &xn, &h, t0_min, t0_max, sf);
+                let mut frac = 0;
+                let t0 = pitch_fr3_fast(&mut exc, pos, &xn, &h, t0_min, t0_max, sf, &mut frac);
+                assert_eq!((t0, frac), want, "round {round} baseline {baseline}");
+                assert_eq!(exc, want_exc, "round {round} baseline {baseline}");
+            }
+        }
+        BASELINE_ONLY.with(|b| b.set(false));
     }
 
     #[test]

@@ -376,6 +376,25 @@ avx2_multiversion! {
     ) = pred_lt_3_body;
 }
 
+/// The taps of [`pred_lt_3`] for `frac` (0..3, after the reference's
+/// adjustment), built once: the 20 taps in sample order (`c[k]` weights
+/// `buf[x1 - 9 + k]`), padded to 24 with zeros, and `Σ|c[k]|`.
+fn pred_taps(frac: usize) -> (&'static [i16; 24], i64) {
+    static TAPS: std::sync::OnceLock<[([i16; 24], i64); 3]> = std::sync::OnceLock::new();
+    let t = TAPS.get_or_init(|| {
+        std::array::from_fn(|frac| {
+            let mut c = [0i16; 24];
+            for i in 0..10 {
+                c[9 - i] = INTER_3L[frac + 3 * i];
+                c[10 + i] = INTER_3L[3 - frac + 3 * i];
+            }
+            (c, c.iter().map(|v| v.unsigned_abs() as i64).sum())
+        })
+    });
+    let (c, a) = &t[frac.min(2)];
+    (c, *a)
+}
+
 #[inline(always)]
 pub(crate) fn pred_lt_3_body(buf: &mut [i16], pos: usize, t0: i16, frac: i16, l: usize) {
     let mut x0 = pos - t0 as usize;
@@ -385,14 +404,7 @@ pub(crate) fn pred_lt_3_body(buf: &mut [i16], pos: usize, t0: i16, frac: i16, l:
         x0 -= 1;
     }
     let frac = frac as usize;
-    // The 20 taps in sample order: c[k] weights buf[x1 - 9 + k].
-    // Padded to 24 taps (4 zero coefficients after the last sample).
-    let mut c = [0i16; 24];
-    for i in 0..10 {
-        c[9 - i] = INTER_3L[frac + 3 * i];
-        c[10 + i] = INTER_3L[3 - frac + 3 * i];
-    }
-    let c_abs: i64 = c.iter().map(|v| v.unsigned_abs() as i64).sum();
+    let (c, c_abs) = pred_taps(frac);
     let lo = x0.saturating_sub(9).min(buf.len());
     let hi = (x0 + l + 11).min(buf.len()).max(lo);
     let mut xmax = buf[lo..hi]
@@ -430,7 +442,7 @@ pub(crate) fn pred_lt_3_body(buf: &mut [i16], pos: usize, t0: i16, frac: i16, l:
         let x1 = x0 + j;
         let s = if fits(xmax) {
             match buf.get(x1.wrapping_sub(9)..x1 + 15).map(|s| s.try_into()) {
-                Some(Ok(w)) => dot8n::<24>(w, &c).wrapping_mul(2),
+                Some(Ok(w)) => dot8n::<24>(w, c).wrapping_mul(2),
                 _ => match buf.get(x1.wrapping_sub(9)..x1 + 11) {
                     Some(w) => dot_wrapping(w, &c[..20]).wrapping_mul(2),
                     None => return,
@@ -635,6 +647,59 @@ pub(crate) fn gain_update_erasure(past_qua_en: &mut [i16; 4]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::g729::simd::BASELINE_ONLY;
+
+    /// The reference's Pred_lt_3, operator by operator, in place.
+    fn pred_ref(buf: &mut [i16], pos: usize, t0: i16, frac: i16, l: usize) {
+        let mut x0 = pos - t0 as usize;
+        let mut frac = -frac;
+        if frac < 0 {
+            frac += 3;
+            x0 -= 1;
+        }
+        let frac = frac as usize;
+        for j in 0..l {
+            let (x1, x2) = (x0 + j, x0 + j + 1);
+            let mut s = 0i32;
+            for i in 0..10 {
+                s = l_mac(s, buf[x1 - i], INTER_3L[frac + 3 * i]);
+                s = l_mac(s, buf[x2 + i], INTER_3L[3 - frac + 3 * i]);
+            }
+            buf[pos + j] = round(s);
+        }
+    }
+
+    #[test]
+    fn pred_lt_3_is_the_reference_on_both_clones() {
+        let mut seed = 4242i16;
+        for baseline in [false, true] {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            for round in 0..900 {
+                let sh = (round % 5) as i16;
+                let mut buf: Vec<i16> = (0..210).map(|_| shr(random(&mut seed), sh)).collect();
+                match round % 9 {
+                    0 => buf.iter_mut().for_each(|v| *v = MAX_16),
+                    1 => buf.iter_mut().for_each(|v| *v = MIN_16),
+                    2 => buf
+                        .iter_mut()
+                        .enumerate()
+                        .for_each(|(i, v)| *v = if i % 2 == 0 { MAX_16 } else { MIN_16 }),
+                    _ => {}
+                }
+                let t0 = 20 + (round / 3 % 124) as i16;
+                let frac = (round % 3) as i16 - 1;
+                let pos = 160;
+                let mut want = buf.clone();
+                pred_ref(&mut want, pos, t0, frac, 40);
+                pred_lt_3(&mut buf, pos, t0, frac, 40);
+                assert_eq!(
+                    buf, want,
+                    "round {round} t0 {t0} frac {frac} baseline {baseline}"
+                );
+            }
+        }
+        BASELINE_ONLY.with(|b| b.set(false));
+    }
 
     #[test]
     fn get_lsp_pol_fast_matches_reference_or_declines() {

@@ -1,0 +1,166 @@
+//! SIMD kernels of the encoder's excitation search (gain quantiser), in
+//! SSE2 (part of the x86_64 baseline; the AVX2 clones of the callers
+//! recompile them with VEX code) with a plain Rust version elsewhere.
+#![allow(unsafe_code)]
+
+/// The gain quantiser's distances of 4 x 8 candidates at once:
+/// `d[r][j] = Σ_k Mpy_32_16(hi[k], lo[k], n[k])` with
+/// `n = [mult(gp, gp), gp, mult(gc, gc), gc, mult(gc, gp)]` of
+/// `(gp, gc) = (gp[r][j], gc[r][j])`, the reference's `L_add` chain, or
+/// `None` when a running sum of some candidate leaves 32 bits (where the
+/// chain would saturate). The caller guarantees `hi[k] != -32768` and
+/// `lo[k] >= 0` (as `L_Extract` gives): then no `L_mult` saturates, every
+/// `Mpy_32_16` is `2 hi n + 2 mult(lo, n)` with `|hi n + mult(lo, n)| <
+/// 2^30`, and only the sums need watching.
+#[inline(always)]
+pub(crate) fn gain_dist32(
+    hi: &[i16; 5],
+    lo: &[i16; 5],
+    gp: &[[i16; 8]; 4],
+    gc: &[[i16; 8]; 4],
+) -> Option<[[i32; 8]; 4]> {
+    debug_assert!(hi.iter().all(|&h| h != i16::MIN) && lo.iter().all(|&l| l >= 0));
+    let mut out = [[0i32; 8]; 4];
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is always available on x86_64; every load and store
+        // covers exactly one 8-element array of `gp`, `gc` or 4 elements of
+        // a row of `out`. `pmullw`/`pmulhw` interleaved are the exact
+        // 32-bit products.
+        unsafe {
+            // `mult`: bits 15..31 of the product; only (-32768)^2 gives a
+            // high half of 0x4000, whose result 0x8000 saturates to 0x7fff.
+            let mult = |a: __m128i, b: __m128i| {
+                let (l, h) = (_mm_mullo_epi16(a, b), _mm_mulhi_epi16(a, b));
+                let r = _mm_or_si128(_mm_slli_epi16(h, 1), _mm_srli_epi16(l, 15));
+                _mm_xor_si128(r, _mm_cmpeq_epi16(h, _mm_set1_epi16(0x4000)))
+            };
+            let ld = |v: &[i16; 8]| _mm_loadu_si128(v.as_ptr() as *const __m128i);
+            let vh: [__m128i; 5] = std::array::from_fn(|k| _mm_set1_epi16(hi[k]));
+            let vl: [__m128i; 5] = std::array::from_fn(|k| _mm_set1_epi16(lo[k]));
+            let mut ov = _mm_setzero_si128();
+            for r in 0..4 {
+                let (p, c) = (ld(&gp[r]), ld(&gc[r]));
+                let n = [mult(p, p), p, mult(c, c), c, mult(c, p)];
+                let (mut s0, mut s1) = (_mm_setzero_si128(), _mm_setzero_si128());
+                for k in 0..5 {
+                    let (pl, ph) = (_mm_mullo_epi16(n[k], vh[k]), _mm_mulhi_epi16(n[k], vh[k]));
+                    let m = mult(vl[k], n[k]);
+                    // hi n + mult(lo, n), then doubled (|.| < 2^30).
+                    let t0 = _mm_add_epi32(
+                        _mm_unpacklo_epi16(pl, ph),
+                        _mm_srai_epi32(_mm_unpacklo_epi16(m, m), 16),
+                    );
+                    let t1 = _mm_add_epi32(
+                        _mm_unpackhi_epi16(pl, ph),
+                        _mm_srai_epi32(_mm_unpackhi_epi16(m, m), 16),
+                    );
+                    let (t0, t1) = (_mm_add_epi32(t0, t0), _mm_add_epi32(t1, t1));
+                    // Signed overflow of s + t: both differ in sign from the sum.
+                    let (n0, n1) = (_mm_add_epi32(s0, t0), _mm_add_epi32(s1, t1));
+                    let o0 = _mm_and_si128(_mm_xor_si128(n0, s0), _mm_xor_si128(n0, t0));
+                    let o1 = _mm_and_si128(_mm_xor_si128(n1, s1), _mm_xor_si128(n1, t1));
+                    ov = _mm_or_si128(ov, _mm_or_si128(o0, o1));
+                    (s0, s1) = (n0, n1);
+                }
+                _mm_storeu_si128(out[r].as_mut_ptr() as *mut __m128i, s0);
+                _mm_storeu_si128(out[r].as_mut_ptr().add(4) as *mut __m128i, s1);
+            }
+            if _mm_movemask_ps(_mm_castsi128_ps(ov)) != 0 {
+                return None;
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let mult = |a: i16, b: i16| ((a as i32 * b as i32) >> 15).min(i16::MAX as i32) as i16;
+        for r in 0..4 {
+            for j in 0..8 {
+                let (p, c) = (gp[r][j], gc[r][j]);
+                let n = [mult(p, p), p, mult(c, c), c, mult(c, p)];
+                let mut s = 0i64;
+                for k in 0..5 {
+                    s += 2 * (hi[k] as i64 * n[k] as i64) + 2 * mult(lo[k], n[k]) as i64;
+                    if s != s as i32 as i64 {
+                        return None;
+                    }
+                }
+                out[r][j] = s as i32;
+            }
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::g729::basic_op::*;
+    use crate::codec::g729::util::random;
+
+    /// The reference's chain: `Mpy_32_16` terms summed by `L_add`, with a
+    /// flag for any sum that saturated.
+    fn chain(hi: &[i16; 5], lo: &[i16; 5], gp: i16, gc: i16) -> (i32, bool) {
+        let n = [mult(gp, gp), gp, mult(gc, gc), gc, mult(gc, gp)];
+        let mut exact = 0i64;
+        let mut sat = false;
+        let mut l = mpy_32_16(hi[0], lo[0], n[0]);
+        exact += l as i64;
+        for k in 1..5 {
+            let t = mpy_32_16(hi[k], lo[k], n[k]);
+            exact += t as i64;
+            sat |= exact != exact as i32 as i64;
+            l = l_add(l, t);
+        }
+        (l, sat)
+    }
+
+    #[test]
+    fn gain_dist32_is_the_saturating_chain_or_declines() {
+        let mut seed = 777i16;
+        let (mut fast, mut declined) = (0, 0);
+        for round in 0..3000 {
+            let sh = (round % 6) as i16;
+            let mut hi: [i16; 5] = std::array::from_fn(|_| shr(random(&mut seed), sh));
+            let lo: [i16; 5] = std::array::from_fn(|_| random(&mut seed) & 0x7fff);
+            for h in hi.iter_mut() {
+                if *h == i16::MIN {
+                    *h = -32767;
+                }
+            }
+            if round % 7 == 0 {
+                hi[round / 7 % 5] = if round % 2 == 0 { 32767 } else { -32767 };
+            }
+            let mut gp: [[i16; 8]; 4] = std::array::from_fn(|_| {
+                std::array::from_fn(|_| shr(random(&mut seed), (round / 6 % 4) as i16))
+            });
+            let gc: [[i16; 8]; 4] =
+                std::array::from_fn(|_| std::array::from_fn(|_| random(&mut seed)));
+            if round % 11 == 0 {
+                gp[1][3] = i16::MIN;
+                gp[2][5] = i16::MAX;
+            }
+            let want: Vec<(i32, bool)> = (0..32)
+                .map(|i| chain(&hi, &lo, gp[i / 8][i % 8], gc[i / 8][i % 8]))
+                .collect();
+            match gain_dist32(&hi, &lo, &gp, &gc) {
+                Some(d) => {
+                    fast += 1;
+                    for i in 0..32 {
+                        assert!(!want[i].1, "round {round} lane {i}");
+                        assert_eq!(d[i / 8][i % 8], want[i].0, "round {round} lane {i}");
+                    }
+                }
+                None => {
+                    declined += 1;
+                    assert!(want.iter().any(|w| w.1), "round {round}");
+                }
+            }
+        }
+        assert!(
+            fast > 300 && declined > 300,
+            "fast {fast} declined {declined}"
+        );
+    }
+}
