@@ -652,13 +652,18 @@ impl Decoder {
         let (a1, a2) = (A100[1] as i64, A100[2] as i64);
         let (b0, b1, b2) = (B100[0] as i64, B100[1] as i64, B100[2] as i64);
         let (mut x0, mut x1) = (self.x0, self.x1);
-        let (mut y1h, mut y1l, mut y2h, mut y2l) = (self.y1_hi, self.y1_lo, self.y2_hi, self.y2_lo);
+        // The past outputs as the 31-bit values `hi 2^15 + lo` the hi/lo
+        // pairs stand for: `Mpy_32_16(hi, lo, a) = 2 (hi a + ((lo a) >> 15))
+        // = 2 ((v a) >> 15)` with `v = hi 2^15 + lo`, one multiply instead
+        // of two on the sample-to-sample chain.
+        let v = |h: i16, l: i16| ((h as i64) << 15) + l as i64;
+        let (mut v1, mut v2) = (v(self.y1_hi, self.y1_lo), v(self.y2_hi, self.y2_lo));
         for s in signal.iter_mut() {
             let x2 = x1;
             x1 = x0;
             x0 = *s;
-            let m1 = 2 * (y1h as i64 * a1) + 2 * ((y1l as i64 * a1) >> 15);
-            let p2 = m1 + 2 * (y2h as i64 * a2) + 2 * ((y2l as i64 * a2) >> 15);
+            let m1 = 2 * ((v1 * a1) >> 15);
+            let p2 = m1 + 2 * ((v2 * a2) >> 15);
             let p3 = p2 + 2 * x0 as i64 * b0;
             let p4 = p3 + 2 * x1 as i64 * b1;
             let p5 = p4 + 2 * x2 as i64 * b2;
@@ -667,6 +672,8 @@ impl Decoder {
             let mut l = if lo >= MIN_32 as i64 && hi <= MAX_32 as i64 {
                 p5 as i32
             } else {
+                let hl = |v: i64| ((v >> 15) as i16, (v & 0x7fff) as i16);
+                let ((y1h, y1l), (y2h, y2l)) = (hl(v1), hl(v2));
                 let mut l = mpy_32_16(y1h, y1l, A100[1]);
                 l = l_add(l, mpy_32_16(y2h, y2l, A100[2]));
                 l = l_mac(l, x0, B100[0]);
@@ -675,12 +682,13 @@ impl Decoder {
             };
             l = l_shl(l, 2);
             *s = round(l_shl(l, 1));
-            y2h = y1h;
-            y2l = y1l;
-            (y1h, y1l) = l_extract(l);
+            v2 = v1;
+            // l_extract: hi = l >> 16, lo = (l >> 1) & 0x7fff, so v = l >> 1.
+            v1 = (l >> 1) as i64;
         }
         (self.x0, self.x1) = (x0, x1);
-        (self.y1_hi, self.y1_lo, self.y2_hi, self.y2_lo) = (y1h, y1l, y2h, y2l);
+        (self.y1_hi, self.y1_lo) = l_extract((v1 << 1) as i32);
+        (self.y2_hi, self.y2_lo) = l_extract((v2 << 1) as i32);
     }
 }
 

@@ -332,24 +332,28 @@ impl Encoder {
         let (a1, a2) = (A140[1] as i32, A140[2] as i32);
         let (b0, b1, b2) = (B140[0] as i32, B140[1] as i32, B140[2] as i32);
         let (mut x0, mut x1) = (self.x0, self.x1);
-        let (mut y1h, mut y1l, mut y2h, mut y2l) = (self.y1_hi, self.y1_lo, self.y2_hi, self.y2_lo);
+        // The past outputs as the 31-bit values `hi 2^15 + lo` the
+        // hi/lo pairs stand for: `hi a + ((lo a) >> 15)` (Mpy_32_16 / 2) is
+        // `(v a) >> 15` with `v = hi 2^15 + lo`, one multiply instead of two
+        // on the sample-to-sample chain.
+        let v = |h: i16, l: i16| ((h as i64) << 15) + l as i64;
+        let (mut v1, mut v2) = (v(self.y1_hi, self.y1_lo), v(self.y2_hi, self.y2_lo));
+        let (a1, a2) = (a1 as i64, a2 as i64);
         for s in self.old_speech[NEW_SPEECH_OFF..].iter_mut() {
             let x2 = x1;
             x1 = x0;
             x0 = *s;
-            let l = 2 * (y1h as i32 * a1)
-                + 2 * ((y1l as i32 * a1) >> 15)
-                + 2 * (y2h as i32 * a2)
-                + 2 * ((y2l as i32 * a2) >> 15)
-                + 2 * (x0 as i32 * b0 + x1 as i32 * b1 + x2 as i32 * b2);
+            let fir = 2 * (x0 as i32 * b0 + x1 as i32 * b1 + x2 as i32 * b2);
+            let l = 2 * ((v1 * a1) >> 15) as i32 + 2 * ((v2 * a2) >> 15) as i32 + fir;
             let l = l_shl(l, 3);
             *s = round(l);
-            y2h = y1h;
-            y2l = y1l;
-            (y1h, y1l) = l_extract(l);
+            v2 = v1;
+            // l_extract: hi = l >> 16, lo = (l >> 1) & 0x7fff, so v = l >> 1.
+            v1 = (l >> 1) as i64;
         }
         (self.x0, self.x1) = (x0, x1);
-        (self.y1_hi, self.y1_lo, self.y2_hi, self.y2_lo) = (y1h, y1l, y2h, y2l);
+        (self.y1_hi, self.y1_lo) = l_extract((v1 << 1) as i32);
+        (self.y2_hi, self.y2_lo) = l_extract((v2 << 1) as i32);
     }
 
     /// [`levinson_body`](Self::levinson_body), compiled for AVX2 where the CPU has it
@@ -1309,12 +1313,15 @@ fn pitch_ol_fast_body(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 {
     const HALF: usize = (L_FRAME + PIT_MAX).div_ceil(2);
     let mut even = [0i16; HALF];
     let mut odd = [0i16; HALF];
-    for (k, v) in scal.iter().enumerate() {
-        if k % 2 == 0 {
-            even[k / 2] = *v;
-        } else {
-            odd[k / 2] = *v;
-        }
+    // Pairwise, without a branch per sample; the odd length leaves one
+    // last even sample.
+    let (pairs, last) = scal.as_chunks::<2>();
+    for ((e, o), &[v0, v1]) in even.iter_mut().zip(odd.iter_mut()).zip(pairs) {
+        *e = v0;
+        *o = v1;
+    }
+    if let (Some(&v), Some(e)) = (last.first(), even.get_mut(pairs.len())) {
+        *e = v;
     }
     let cur = &odd[PIT_MAX / 2..PIT_MAX / 2 + L_FRAME / 2];
     let past = |t: usize| -> &[i16] {
@@ -1326,9 +1333,10 @@ fn pitch_ol_fast_body(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 {
     // sqrt(E_cur E_half) with E_half the energy of the whole half it reads;
     // when twice that fits in 32 bits no L_mac step saturates and plain
     // 32-bit sums are exact.
-    let energy = |v: &[i16]| -> i128 { v.iter().map(|&x| x as i128 * x as i128).sum() };
-    let e_half = energy(&even).max(energy(&odd));
-    let exact = 4 * energy(cur) * e_half <= MAX_32 as i128 * MAX_32 as i128;
+    // (At most 112 squares of at most 2^30 each: 64-bit sums are exact.)
+    let energy = |v: &[i16]| -> i64 { v.iter().map(|&x| x as i64 * x as i64).sum() };
+    let e_half = energy(&even).max(energy(&odd)) as i128;
+    let exact = 4 * energy(cur) as i128 * e_half <= MAX_32 as i128 * MAX_32 as i128;
     let cur40: &[i16; L_FRAME / 2] = match cur.try_into() {
         Ok(c) => c,
         Err(_) => return PIT_MIN as i16,

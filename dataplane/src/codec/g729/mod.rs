@@ -19,6 +19,7 @@ pub mod bitstream;
 mod decoder;
 mod encoder;
 pub(crate) mod simd;
+mod simd_lp;
 mod tables;
 mod util;
 

@@ -5,6 +5,7 @@
 
 use super::basic_op::*;
 use super::simd::{avx2_multiversion, dot8n, fir20x8, syn_block};
+use super::simd_lp::syn_block_unsat;
 use super::tables::*;
 use super::{L_SUBFR, M, MP1};
 
@@ -208,7 +209,10 @@ pub(crate) fn syn_filt_body(
     // Every output is a 16-bit value, so |y| <= 2^15 bounds the whole block
     // at once: no step of the reference's chain can saturate.
     if 2 * (xmax * a[0].unsigned_abs() as i64 + a_abs * 32768) <= MAX_32 as i64 {
-        let ov = syn_block(a, &x[..lg], &mut y[..lg], mem);
+        // The unsaturated kernel's shorter chain first; the exact one
+        // only for the blocks it cannot vouch for.
+        let ov = !syn_block_unsat(a, &x[..lg], &mut y[..lg], mem)
+            && syn_block(a, &x[..lg], &mut y[..lg], mem);
         if update && lg >= M {
             mem.copy_from_slice(&y[lg - M..lg]);
         }
