@@ -980,57 +980,68 @@ fn chebps_fast(x: i16, f: &[i16; 6], q11: bool) -> Option<i16> {
 /// [`chebps_fast`] at 8 abscissae at once, as independent lanes (plain
 /// array code the compiler vectorises): the values, and for each lane
 /// whether `chebps_fast` would have declined (then its value is
-/// meaningless). The recurrence state is kept in 32 bits: every extracted
-/// `hi` of a lane not yet declined comes from a sum that fits 32 bits, so
-/// `|hi| <= 2^15` and `hi x` (like `lo x`, `0 <= lo < 2^15`) is exact in
-/// 32 bits; the running sums are formed in 64 bits and range-checked
-/// exactly as in `chebps_fast`.
+/// meaningless).
+///
+/// Everything stays in 32-bit lanes. The reference's running sums of one
+/// step are `s2 = 4u`, `s3 = 4t`, `s4 = 2q`, `s5 = 2r` with
+/// `u = hi x + ((lo x) >> 15)`, `t = u - 2^14 b2h`, `q = 2t - b2l` and
+/// `r = q + 2^12 f[i]`, so "`s` fits 32 bits" is a range test on `u`, `t`,
+/// `q`, `r`; for a lane that passed the tests so far each of these fits
+/// 32 bits (`|hi| < 2^15`, `0 <= lo < 2^15`), and `hi = r >> 15`,
+/// `lo = r & 0x7fff`. A lane that failed is only flagged (its later values
+/// wrap and are never used). The last step is the same with
+/// `u`, `u - 2^15 b2h`, `- b2l`, `+ 2^11 f[5]` all tested against
+/// `[-2^30, 2^30)`, and the saturating shift is a clamp.
 #[inline(always)]
 fn chebps8(x: &[i16; 8], f: &[i16; 6], q11: bool) -> ([i16; 8], [bool; 8]) {
     let (b2h0, m2x, sh) = if q11 {
-        (256i32, 512i64, 6)
+        (256i16, 512i32, 6)
     } else {
         (128, 256, 7)
     };
-    let fits = |v: i64| v == v as i32 as i64;
-    let mut bad = [false; 8];
-    let (mut b1h, mut b1l) = ([0i32; 8], [0i32; 8]);
-    let (mut b2h, mut b2l) = ([b2h0; 8], [0i32; 8]);
+    // Negative iff `v` lies outside `[lo, hi]` (no wrap for the values a
+    // lane still in the running can hold).
+    let out = |v: i32, lo: i32, hi: i32| v.wrapping_sub(lo) | hi.wrapping_sub(v);
+    let mut bad = [0i32; 8];
+    let (mut b1h, mut b1l) = ([0i16; 8], [0i16; 8]);
+    let (mut b2h, mut b2l) = ([b2h0; 8], [0i16; 8]);
     for l in 0..8 {
         // At most 2^25 + 2^28: fits.
-        let t = (2 * x[l] as i64 * m2x + 8192 * f[1] as i64) as i32;
-        b1h[l] = t >> 16;
-        b1l[l] = (t >> 1) & 0x7fff;
-        bad[l] = x[l] == i16::MIN;
+        let t = 2 * x[l] as i32 * m2x + 8192 * f[1] as i32;
+        b1h[l] = (t >> 16) as i16;
+        b1l[l] = ((t >> 1) & 0x7fff) as i16;
+        bad[l] = -((x[l] == i16::MIN) as i32);
     }
     for &fi in &f[2..5] {
         for l in 0..8 {
             let xi = x[l] as i32;
-            let m = 2 * b1h[l].wrapping_mul(xi) as i64 + 2 * ((b1l[l] * xi) >> 15) as i64;
-            let s2 = 2 * m;
-            let s3 = s2 - 0x1_0000 * b2h[l] as i64;
-            let s4 = s3 - 2 * b2l[l] as i64;
-            let s5 = s4 + 8192 * fi as i64;
-            bad[l] |=
-                !(fits(s2) & fits(s3) & fits(s4) & fits(s5) & (s5 >= i32::MIN as i64 + 0x1_0000));
+            let u = (b1h[l] as i32 * xi).wrapping_add((b1l[l] as i32 * xi) >> 15);
+            let t = u.wrapping_sub(b2h[l] as i32 * 16384);
+            let q = t.wrapping_mul(2).wrapping_sub(b2l[l] as i32);
+            let r = q.wrapping_add(4096 * fi as i32);
+            bad[l] |= out(u, -(1 << 29), (1 << 29) - 1)
+                | out(t, -(1 << 29), (1 << 29) - 1)
+                | out(q, -(1 << 30), (1 << 30) - 1)
+                | out(r, -(1 << 30) + (1 << 15), (1 << 30) - 1);
             b2h[l] = b1h[l];
             b2l[l] = b1l[l];
-            let t = s5 as i32;
-            b1h[l] = t >> 16;
-            b1l[l] = (t >> 1) & 0x7fff;
+            b1h[l] = (r >> 15) as i16;
+            b1l[l] = (r & 0x7fff) as i16;
         }
     }
     let mut y = [0i16; 8];
     for l in 0..8 {
         let xi = x[l] as i32;
-        let m = 2 * b1h[l].wrapping_mul(xi) as i64 + 2 * ((b1l[l] * xi) >> 15) as i64;
-        let s3 = m - 0x1_0000 * b2h[l] as i64;
-        let s4 = s3 - 2 * b2l[l] as i64;
-        let s5 = s4 + 4096 * f[5] as i64;
-        bad[l] |= !(fits(m) & fits(s3) & fits(s4) & fits(s5));
-        y[l] = ((s5 << sh).clamp(i32::MIN as i64, i32::MAX as i64) >> 16) as i16;
+        let u = (b1h[l] as i32 * xi).wrapping_add((b1l[l] as i32 * xi) >> 15);
+        let t = u.wrapping_sub(b2h[l] as i32 * 32768);
+        let t1 = t.wrapping_sub(b2l[l] as i32);
+        let t2 = t1.wrapping_add(2048 * f[5] as i32);
+        let (lo, hi) = (-(1 << 30), (1 << 30) - 1);
+        bad[l] |= out(u, lo, hi) | out(t, lo, hi) | out(t1, lo, hi) | out(t2, lo, hi);
+        // extract_h(L_shl(2 t2, sh)).
+        y[l] = (t2 >> (15 - sh)).clamp(i16::MIN as i32, i16::MAX as i32) as i16;
     }
-    (y, bad)
+    (y, bad.map(|b| b < 0))
 }
 
 /// The reference's `Chebps` operator by operator.
@@ -2533,6 +2544,9 @@ mod tests {
     }
     #[test]
     fn chebps_fast_matches_reference_or_declines() {
+        avx2_multiversion! {
+            fn chebps8_mv(x: &[i16; 8], f: &[i16; 6], q11: bool) -> ([i16; 8], [bool; 8]) = chebps8;
+        }
         let mut seed = 4321i16;
         let (mut fast, mut declined) = (0, 0);
         for round in 0..4000 {
@@ -2562,11 +2576,18 @@ mod tests {
                 // The same point as lane `round % 8` of the 8-lane version.
                 let mut xs: [i16; 8] = std::array::from_fn(|_| random(&mut seed));
                 xs[round % 8] = x;
-                let (ys, bad) = chebps8(&xs, &f, q11);
-                for l in 0..8 {
-                    match chebps_fast(xs[l], &f, q11) {
-                        Some(v) => assert!(!bad[l] && ys[l] == v, "{xs:?} {f:?} {q11} {l}"),
-                        None => assert!(bad[l], "{xs:?} {f:?} {q11} {l}"),
+                // Both clones (AVX2 and baseline code generation).
+                for baseline in [false, true] {
+                    BASELINE_ONLY.with(|b| b.set(baseline));
+                    let (ys, bad) = chebps8_mv(&xs, &f, q11);
+                    BASELINE_ONLY.with(|b| b.set(false));
+                    for l in 0..8 {
+                        match chebps_fast(xs[l], &f, q11) {
+                            Some(v) => {
+                                assert!(!bad[l] && ys[l] == v, "{xs:?} {f:?} {q11} {l}")
+                            }
+                            None => assert!(bad[l], "{xs:?} {f:?} {q11} {l}"),
+                        }
                     }
                 }
             }
