@@ -1157,15 +1157,36 @@ fn az_lsp_body(a: &[i16; MP1], lsp: &mut [i16; M], old_lsp: &[i16; M]) {
         xlow = GRID[j];
         ylow = grid_y[ip][j];
         if l_mult(ylow, yhigh) <= 0 {
+            // Two bisection steps. The second midpoint is one of two points
+            // known before the first step's sign test: all three points in
+            // one evaluation, off the serial chain of two.
+            let m1 = add(shr(xlow, 1), shr(xhigh, 1));
+            let pts = [
+                m1,
+                add(shr(xlow, 1), shr(m1, 1)),
+                add(shr(m1, 1), shr(xhigh, 1)),
+            ];
+            let xs: [i16; 8] = std::array::from_fn(|l| pts[l.min(2)]);
+            let (ys, bad) = chebps8(&xs, coef, q11);
+            let value = |l: usize| {
+                if bad[l] {
+                    chebps(xs[l], coef, q11)
+                } else {
+                    ys[l]
+                }
+            };
+            // Lane of this step's midpoint: m1, then the lower or upper one.
+            let mut l = 0;
             for _ in 0..2 {
-                let xmid = add(shr(xlow, 1), shr(xhigh, 1));
-                let ymid = chebps(xmid, coef, q11);
+                let (xmid, ymid) = (xs[l], value(l));
                 if l_mult(ylow, ymid) <= 0 {
                     yhigh = ymid;
                     xhigh = xmid;
+                    l = 1;
                 } else {
                     ylow = ymid;
                     xlow = xmid;
+                    l = 2;
                 }
             }
             let x = sub(xhigh, xlow);
