@@ -662,15 +662,19 @@ impl Decoder {
             let x2 = x1;
             x1 = x0;
             x0 = *s;
+            // Every partial sum of the reference's chain is `m1` plus a
+            // sum `r` of the other terms, and those are formed (with their
+            // extremes) before `m1`, the only term on the sample-to-sample
+            // chain, is known.
+            let r2 = 2 * ((v2 * a2) >> 15);
+            let r3 = r2 + 2 * x0 as i64 * b0;
+            let r4 = r3 + 2 * x1 as i64 * b1;
+            let r5 = r4 + 2 * x2 as i64 * b2;
+            let rlo = r2.min(r3).min(r4).min(r5);
+            let rhi = r2.max(r3).max(r4).max(r5);
             let m1 = 2 * ((v1 * a1) >> 15);
-            let p2 = m1 + 2 * ((v2 * a2) >> 15);
-            let p3 = p2 + 2 * x0 as i64 * b0;
-            let p4 = p3 + 2 * x1 as i64 * b1;
-            let p5 = p4 + 2 * x2 as i64 * b2;
-            let lo = p2.min(p3).min(p4).min(p5);
-            let hi = p2.max(p3).max(p4).max(p5);
-            let mut l = if lo >= MIN_32 as i64 && hi <= MAX_32 as i64 {
-                p5 as i32
+            let l = if m1 + rlo >= MIN_32 as i64 && m1 + rhi <= MAX_32 as i64 {
+                (m1 + r5) as i32
             } else {
                 let hl = |v: i64| ((v >> 15) as i16, (v & 0x7fff) as i16);
                 let ((y1h, y1l), (y2h, y2l)) = (hl(v1), hl(v2));
@@ -680,11 +684,10 @@ impl Decoder {
                 l = l_mac(l, x1, B100[1]);
                 l_mac(l, x2, B100[2])
             };
-            l = l_shl(l, 2);
-            *s = round(l_shl(l, 1));
             v2 = v1;
-            // l_extract: hi = l >> 16, lo = (l >> 1) & 0x7fff, so v = l >> 1.
-            v1 = (l >> 1) as i64;
+            let l4;
+            (l4, v1) = shl_state(l, 2);
+            *s = round(l_shl(l4, 1));
         }
         (self.x0, self.x1) = (x0, x1);
         (self.y1_hi, self.y1_lo) = l_extract((v1 << 1) as i32);
@@ -777,4 +780,33 @@ avx2_multiversion! {
         this: &mut Decoder,
         signal: &mut [i16; L_FRAME],
     ) = Decoder::post_process_body;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::g729::simd::BASELINE_ONLY;
+
+    #[test]
+    fn post_process_is_the_operator_chain_on_both_clones() {
+        for baseline in [false, true] {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            let mut dec = Decoder::new();
+            let mut st = [0i16; 6];
+            let (mut seed, mut saturated) = (9i16, 0);
+            for frame in 0..600 {
+                let mut want = high_pass_test_frame(frame, &mut seed);
+                let mut got = want;
+                dec.post_process(&mut got);
+                saturated += high_pass_ref(&B100, &A100, 2, 1, &mut st, &mut want);
+                assert_eq!(got, want, "frame {frame}");
+            }
+            BASELINE_ONLY.with(|b| b.set(false));
+            assert_eq!(
+                [dec.x0, dec.x1, dec.y1_hi, dec.y1_lo, dec.y2_hi, dec.y2_lo],
+                st
+            );
+            assert!(saturated > 10, "{saturated}");
+        }
+    }
 }

@@ -343,13 +343,14 @@ impl Encoder {
             let x2 = x1;
             x1 = x0;
             x0 = *s;
-            let fir = 2 * (x0 as i32 * b0 + x1 as i32 * b1 + x2 as i32 * b2);
-            let l = 2 * ((v1 * a1) >> 15) as i32 + 2 * ((v2 * a2) >> 15) as i32 + fir;
-            let l = l_shl(l, 3);
-            *s = round(l);
+            // The newest output's term last: it alone is on the chain.
+            let rest = 2 * ((v2 * a2) >> 15) as i32
+                + 2 * (x0 as i32 * b0 + x1 as i32 * b1 + x2 as i32 * b2);
+            let l = 2 * ((v1 * a1) >> 15) as i32 + rest;
             v2 = v1;
-            // l_extract: hi = l >> 16, lo = (l >> 1) & 0x7fff, so v = l >> 1.
-            v1 = (l >> 1) as i64;
+            let l8;
+            (l8, v1) = shl_state(l, 3);
+            *s = round(l8);
         }
         (self.x0, self.x1) = (x0, x1);
         (self.y1_hi, self.y1_lo) = l_extract((v1 << 1) as i32);
@@ -2509,6 +2510,34 @@ avx2_multiversion! {
 mod tests {
     use super::*;
     use crate::codec::g729::simd::BASELINE_ONLY;
+
+    #[test]
+    fn pre_process_is_the_operator_chain_on_both_clones() {
+        for baseline in [false, true] {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            let mut enc = Encoder::new();
+            let mut st = [0i16; 6];
+            let (mut seed, mut saturated) = (5i16, 0);
+            for frame in 0..600 {
+                let mut want = high_pass_test_frame(frame, &mut seed);
+                enc.old_speech[NEW_SPEECH_OFF..].copy_from_slice(&want);
+                enc.pre_process();
+                saturated += high_pass_ref(&B140, &A140, 3, 0, &mut st, &mut want);
+                assert_eq!(
+                    &enc.old_speech[NEW_SPEECH_OFF..],
+                    &want[..],
+                    "frame {frame}"
+                );
+            }
+            BASELINE_ONLY.with(|b| b.set(false));
+            assert_eq!(
+                [enc.x0, enc.x1, enc.y1_hi, enc.y1_lo, enc.y2_hi, enc.y2_lo],
+                st
+            );
+            // The saturating shift was exercised.
+            assert!(saturated > 10, "{saturated}");
+        }
+    }
 
     #[test]
     fn pre_process_sums_cannot_leave_32_bits() {

@@ -99,6 +99,29 @@ pub(crate) fn lsp_az_body(lsp: &[i16; M], a: &mut [i16]) {
     }
 }
 
+/// `L_shl(l, n)` (`1 <= n <= 3`) as the high-pass filters of pre- and
+/// post-processing apply it to their output, and the state value
+/// `L_shl(l, n) >> 1` (the `hi 2^15 + lo` of its `L_Extract`). The
+/// unsaturated case, `l` in `[-2^(31-n), 2^(31-n))`, is a branch rather than
+/// a select, so the range test stays off the sample-to-sample chain; the
+/// state is then `l 2^(n-1)`, one multiply away from the next sample.
+#[inline(always)]
+pub(crate) fn shl_state(l: i32, n: u32) -> (i32, i64) {
+    let lim = 1i32 << (31 - n);
+    if (-lim..lim).contains(&l) {
+        (l << n, (l as i64) << (n - 1))
+    } else {
+        shl_state_sat(l, n)
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn shl_state_sat(l: i32, n: u32) -> (i32, i64) {
+    let s = l_shl(l, n as i16);
+    (s, (s >> 1) as i64)
+}
+
 /// LSF (Q13, 0..pi) to LSP (Q15).
 pub(crate) fn lsf_lsp2(lsf: &[i16; M], lsp: &mut [i16; M]) {
     for i in 0..M {
@@ -634,6 +657,67 @@ pub(crate) fn gain_update_erasure(past_qua_en: &mut [i16; 4]) {
         past_qua_en[i] = past_qua_en[i - 1];
     }
     past_qua_en[0] = av;
+}
+
+/// The reference's second-order high-pass of pre- and post-processing,
+/// operator by operator: `b`, `a` its coefficients, `n` the `L_shl` of the
+/// state, `out` the further `L_shl` of the output; `st` = x0, x1, y1_hi,
+/// y1_lo, y2_hi, y2_lo. Returns how many state shifts saturated.
+#[cfg(test)]
+pub(crate) fn high_pass_ref(
+    b: &[i16; 3],
+    a: &[i16; 3],
+    n: i16,
+    out: i16,
+    st: &mut [i16; 6],
+    sig: &mut [i16],
+) -> usize {
+    let [mut x0, mut x1, mut y1h, mut y1l, mut y2h, mut y2l] = *st;
+    let mut saturated = 0;
+    for s in sig.iter_mut() {
+        let x2 = x1;
+        x1 = x0;
+        x0 = *s;
+        let mut l = mpy_32_16(y1h, y1l, a[1]);
+        l = l_add(l, mpy_32_16(y2h, y2l, a[2]));
+        l = l_mac(l, x0, b[0]);
+        l = l_mac(l, x1, b[1]);
+        l = l_mac(l, x2, b[2]);
+        saturated += usize::from((l as i64) << n != l_shl(l, n) as i64);
+        l = l_shl(l, n);
+        *s = round(l_shl(l, out));
+        (y2h, y2l) = (y1h, y1l);
+        (y1h, y1l) = l_extract(l);
+    }
+    *st = [x0, x1, y1h, y1l, y2h, y2l];
+    saturated
+}
+
+/// Test input for the high-pass filters: frames from silence and gentle
+/// noise to full-scale square waves and steps (the outputs that saturate).
+#[cfg(test)]
+pub(crate) fn high_pass_test_frame(frame: usize, seed: &mut i16) -> [i16; 80] {
+    let kind = frame % 6;
+    std::array::from_fn(|i| match kind {
+        0 => shr(random(seed), (frame % 13) as i16),
+        1 | 2 => {
+            let period = 2 + frame % 37;
+            if (i / period) % 2 == 0 {
+                i16::MAX
+            } else {
+                i16::MIN
+            }
+        }
+        3 => {
+            if i < 40 {
+                i16::MIN
+            } else {
+                i16::MAX
+            }
+        }
+        4 => random(seed),
+        _ => 0,
+    })
 }
 
 #[cfg(test)]
