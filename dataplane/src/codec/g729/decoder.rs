@@ -503,7 +503,10 @@ impl Decoder {
             let sig_in: [i16; L_SUBFR] = self.synth_buf[M + i_subfr..M + i_subfr + L_SUBFR]
                 .try_into()
                 .unwrap_or([0; L_SUBFR]);
-            self.agc(&sig_in, &mut syn_pst[i_subfr..i_subfr + L_SUBFR]);
+            let out: &mut [i16; L_SUBFR] = (&mut syn_pst[i_subfr..i_subfr + L_SUBFR])
+                .try_into()
+                .unwrap_or_else(|_| unreachable!());
+            self.agc(&sig_in, out);
 
             self.res2_buf.copy_within(L_SUBFR.., 0);
             self.scal_res2_buf.copy_within(L_SUBFR.., 0);
@@ -585,17 +588,17 @@ impl Decoder {
     /// [`agc_body`](Self::agc_body), compiled for AVX2 where the CPU has it
     /// (`avx2_multiversion`).
     #[inline(always)]
-    fn agc(&mut self, sig_in: &[i16; L_SUBFR], sig_out: &mut [i16]) {
+    fn agc(&mut self, sig_in: &[i16; L_SUBFR], sig_out: &mut [i16; L_SUBFR]) {
         agc_mv(self, sig_in, sig_out)
     }
 
     #[inline(always)]
-    fn agc_body(&mut self, sig_in: &[i16; L_SUBFR], sig_out: &mut [i16]) {
+    fn agc_body(&mut self, sig_in: &[i16; L_SUBFR], sig_out: &mut [i16; L_SUBFR]) {
         let mut x = [0i16; L_SUBFR];
         for (x, &v) in x.iter_mut().zip(sig_out.iter()) {
             *x = shr(v, 2);
         }
-        let (s, _) = l_mac_energy(0, &x[..sig_out.len().min(L_SUBFR)]);
+        let (s, _) = l_mac_energy(0, &x);
         if s == 0 {
             self.past_gain = 0;
             return;
@@ -621,11 +624,17 @@ impl Decoder {
             let i = round(l_shl(s, 9));
             mult(i, AGC_FAC1)
         };
+        // The gain recursion alone first (the serial part), then the
+        // scaling, which vectorises.
+        let mut gains = [0i16; L_SUBFR];
         let mut gain = self.past_gain;
-        for v in sig_out.iter_mut() {
+        for g in gains.iter_mut() {
             gain = mult(gain, AGC_FAC);
             gain = add(gain, g0);
-            *v = extract_h(l_shl(l_mult(*v, gain), 3));
+            *g = gain;
+        }
+        for (v, &g) in sig_out.iter_mut().zip(&gains) {
+            *v = agc_scale(*v, g);
         }
         self.past_gain = gain;
     }
@@ -693,6 +702,14 @@ impl Decoder {
         (self.y1_hi, self.y1_lo) = l_extract((v1 << 1) as i32);
         (self.y2_hi, self.y2_lo) = l_extract((v2 << 1) as i32);
     }
+}
+
+/// `extract_h(L_shl(L_mult(v, g), 3))`: with `p = v g` (|p| <= 2^30) this
+/// is `p >> 12` saturated to 16 bits (`L_mult`'s one saturating case,
+/// `p = 2^30`, saturates the shift too).
+#[inline(always)]
+fn agc_scale(v: i16, g: i16) -> i16 {
+    ((v as i32 * g as i32) >> 12).clamp(MIN_16 as i32, MAX_16 as i32) as i16
 }
 
 /// Decode the pitch delay (1/3 resolution) of subframe `sf`.
@@ -775,7 +792,11 @@ avx2_multiversion! {
         az: &[i16; 2 * MP1],
         t: &[i16; 2],
     ) = Decoder::post_filter_body;
-    fn agc_mv(this: &mut Decoder, sig_in: &[i16; L_SUBFR], sig_out: &mut [i16]) = Decoder::agc_body;
+    fn agc_mv(
+        this: &mut Decoder,
+        sig_in: &[i16; L_SUBFR],
+        sig_out: &mut [i16; L_SUBFR],
+    ) = Decoder::agc_body;
     fn post_process_mv(
         this: &mut Decoder,
         signal: &mut [i16; L_FRAME],
@@ -786,6 +807,32 @@ avx2_multiversion! {
 mod tests {
     use super::*;
     use crate::codec::g729::simd::BASELINE_ONLY;
+
+    #[test]
+    fn agc_scale_is_the_operator_chain() {
+        let mut seed = 3i16;
+        let mut vals: Vec<i16> = vec![
+            i16::MIN,
+            i16::MIN + 1,
+            -4096,
+            -1,
+            0,
+            1,
+            4095,
+            4096,
+            i16::MAX,
+        ];
+        vals.extend((0..300).map(|_| random(&mut seed)));
+        let mut saturated = 0;
+        for &v in &vals {
+            for &g in &vals {
+                let want = extract_h(l_shl(l_mult(v, g), 3));
+                assert_eq!(agc_scale(v, g), want, "{v} {g}");
+                saturated += usize::from(want == i16::MAX || want == i16::MIN);
+            }
+        }
+        assert!(saturated > 100, "{saturated}");
+    }
 
     #[test]
     fn post_process_is_the_operator_chain_on_both_clones() {
