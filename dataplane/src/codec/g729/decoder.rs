@@ -515,7 +515,7 @@ impl Decoder {
         self.synth_buf[M..].copy_from_slice(&syn_pst);
     }
 
-    #[inline(never)]
+    #[inline(always)]
     fn pit_pst_filt(&self, t0_min: i16, t0_max: i16, out: &mut [i16; L_SUBFR]) {
         let sig = &self.res2_buf;
         let scal = &self.scal_res2_buf;
@@ -575,7 +575,7 @@ impl Decoder {
         }
     }
 
-    #[inline(never)]
+    #[inline(always)]
     fn preemphasis(&mut self, signal: &mut [i16; L_SUBFR], g: i16) {
         let temp = signal[L_SUBFR - 1];
         for i in (1..L_SUBFR).rev() {
