@@ -615,10 +615,9 @@ pub(crate) fn lsp_get_quant(
 
 /// Predicted code gain from the innovation energy and past quantised energies.
 pub(crate) fn gain_predict(past_qua_en: &[i16; 4], code: &[i16]) -> (i16, i16) {
-    let mut l_tmp = 0i32;
-    for &c in code.iter().take(L_SUBFR) {
-        l_tmp = l_mac(l_tmp, c, c);
-    }
+    // The reference's L_mac chain of squares from 0 (exact, saturating
+    // where it does: see `l_mac_energy`).
+    let (l_tmp, _) = l_mac_energy(0, &code[..code.len().min(L_SUBFR)]);
     let (exp, frac) = log2(l_tmp);
     let mut l_tmp = mpy_32_16(exp, frac, -24660);
     l_tmp = l_mac(l_tmp, 32588, 32);
@@ -749,6 +748,38 @@ mod tests {
             }
         }
         assert!(fast > 2000 && declined > 20, "{fast} {declined}");
+    }
+
+    #[test]
+    fn gain_predict_energy_is_the_l_mac_chain() {
+        let mut seed = 17i16;
+        let mut saturated = 0;
+        for round in 0..500 {
+            let code: [i16; L_SUBFR] = std::array::from_fn(|i| match round % 5 {
+                0 => i16::MIN,
+                1 if i % 3 == 0 => 8191,
+                1 => 0,
+                _ => shr(random(&mut seed), (round % 9) as i16),
+            });
+            let past = [-14336, random(&mut seed) >> 2, 0, 4096];
+            let mut l_tmp = 0i32;
+            for &c in &code {
+                l_tmp = l_mac(l_tmp, c, c);
+            }
+            saturated += usize::from(l_tmp == MAX_32);
+            let (exp, frac) = log2(l_tmp);
+            let mut l = mpy_32_16(exp, frac, -24660);
+            l = l_mac(l, 32588, 32);
+            l = l_shl(l, 10);
+            for i in 0..4 {
+                l = l_mac(l, PRED[i], past[i]);
+            }
+            let l = l_shr(l_mult(extract_h(l), 5439), 8);
+            let (exp, frac) = l_extract(l);
+            let want = (extract_l(pow2(14, frac)), sub(14, exp));
+            assert_eq!(gain_predict(&past, &code), want, "round {round}");
+        }
+        assert!(saturated >= 100, "{saturated}");
     }
 
     /// The reference's synthesis filter, operator by operator.
