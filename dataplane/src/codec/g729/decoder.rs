@@ -472,16 +472,10 @@ impl Decoder {
             let hin = h;
             let mut zmem = [0i16; M];
             syn_filt(&ap4, &hin, &mut h, &mut zmem, false);
-            let mut l_tmp = l_mult(h[0], h[0]);
-            for i in 1..L_H {
-                l_tmp = l_mac(l_tmp, h[i], h[i]);
-            }
-            let temp1 = extract_h(l_tmp);
-            let mut l_tmp = l_mult(h[0], h[1]);
-            for i in 1..L_H - 1 {
-                l_tmp = l_mac(l_tmp, h[i], h[i + 1]);
-            }
-            let mut temp2 = extract_h(l_tmp);
+            // The reference's L_mult then L_mac chains, i.e. the chains
+            // from 0 (`L_mult(a, b)` is `L_mac(0, a, b)`), summed exactly.
+            let temp1 = extract_h(l_mac_energy(0, &h).0);
+            let mut temp2 = extract_h(l_mac_dot(0, &h[..L_H - 1], &h[1..]));
             if temp2 <= 0 {
                 temp2 = 0;
             } else {
@@ -865,6 +859,34 @@ mod tests {
             }
         }
         assert!(saturated > 1000, "{saturated}");
+    }
+
+    /// The tilt sums of the post-filter as one exact sum each equal the
+    /// reference's `L_mult` + `L_mac` chains, saturation included.
+    #[test]
+    fn tilt_sums_are_the_operator_chains() {
+        let mut seed = 41i16;
+        let (mut sat1, mut sat2) = (0, 0);
+        for n in 0..3000 {
+            let h: [i16; L_H] = std::array::from_fn(|k| match (n + k) % 9 {
+                0 if n % 2 == 0 => i16::MIN,
+                1 if n % 3 == 0 => i16::MAX,
+                _ => shr(random(&mut seed), (n % 4) as i16),
+            });
+            let mut e = l_mult(h[0], h[0]);
+            for i in 1..L_H {
+                e = l_mac(e, h[i], h[i]);
+            }
+            let mut c = l_mult(h[0], h[1]);
+            for i in 1..L_H - 1 {
+                c = l_mac(c, h[i], h[i + 1]);
+            }
+            assert_eq!(l_mac_energy(0, &h).0, e, "{h:?}");
+            assert_eq!(l_mac_dot(0, &h[..L_H - 1], &h[1..]), c, "{h:?}");
+            sat1 += usize::from(e == MAX_32);
+            sat2 += usize::from(c == MAX_32 || c == MIN_32);
+        }
+        assert!(sat1 > 100 && sat2 > 100, "{sat1} {sat2}");
     }
 
     #[test]
