@@ -381,12 +381,10 @@ impl Decoder {
 
             self.sharp = self.gain_pitch.clamp(SHARPMIN, SHARPMAX);
 
-            for i in 0..L_SUBFR {
-                let mut l = l_mult(self.old_exc[pos + i], self.gain_pitch);
-                l = l_mac(l, code[i], self.gain_code);
-                l = l_shl(l, 1);
-                self.old_exc[pos + i] = round(l);
-            }
+            let exc: &mut [i16; L_SUBFR] = (&mut self.old_exc[pos..pos + L_SUBFR])
+                .try_into()
+                .unwrap_or_else(|_| unreachable!());
+            excitation(exc, &code, self.gain_pitch, self.gain_code);
 
             let a = &az[sf * MP1..(sf + 1) * MP1];
             let syn = &mut self.synth_buf[M + i_subfr..M + i_subfr + L_SUBFR];
@@ -474,16 +472,10 @@ impl Decoder {
             let hin = h;
             let mut zmem = [0i16; M];
             syn_filt(&ap4, &hin, &mut h, &mut zmem, false);
-            let mut l_tmp = l_mult(h[0], h[0]);
-            for i in 1..L_H {
-                l_tmp = l_mac(l_tmp, h[i], h[i]);
-            }
-            let temp1 = extract_h(l_tmp);
-            let mut l_tmp = l_mult(h[0], h[1]);
-            for i in 1..L_H - 1 {
-                l_tmp = l_mac(l_tmp, h[i], h[i + 1]);
-            }
-            let mut temp2 = extract_h(l_tmp);
+            // The reference's L_mult then L_mac chains, i.e. the chains
+            // from 0 (`L_mult(a, b)` is `L_mac(0, a, b)`), summed exactly.
+            let temp1 = extract_h(l_mac_energy(0, &h).0);
+            let mut temp2 = extract_h(l_mac_dot(0, &h[..L_H - 1], &h[1..]));
             if temp2 <= 0 {
                 temp2 = 0;
             } else {
@@ -503,7 +495,10 @@ impl Decoder {
             let sig_in: [i16; L_SUBFR] = self.synth_buf[M + i_subfr..M + i_subfr + L_SUBFR]
                 .try_into()
                 .unwrap_or([0; L_SUBFR]);
-            self.agc(&sig_in, &mut syn_pst[i_subfr..i_subfr + L_SUBFR]);
+            let out: &mut [i16; L_SUBFR] = (&mut syn_pst[i_subfr..i_subfr + L_SUBFR])
+                .try_into()
+                .unwrap_or_else(|_| unreachable!());
+            self.agc(&sig_in, out);
 
             self.res2_buf.copy_within(L_SUBFR.., 0);
             self.scal_res2_buf.copy_within(L_SUBFR.., 0);
@@ -512,7 +507,7 @@ impl Decoder {
         self.synth_buf[M..].copy_from_slice(&syn_pst);
     }
 
-    #[inline(never)]
+    #[inline(always)]
     fn pit_pst_filt(&self, t0_min: i16, t0_max: i16, out: &mut [i16; L_SUBFR]) {
         let sig = &self.res2_buf;
         let scal = &self.scal_res2_buf;
@@ -572,7 +567,7 @@ impl Decoder {
         }
     }
 
-    #[inline(never)]
+    #[inline(always)]
     fn preemphasis(&mut self, signal: &mut [i16; L_SUBFR], g: i16) {
         let temp = signal[L_SUBFR - 1];
         for i in (1..L_SUBFR).rev() {
@@ -585,17 +580,17 @@ impl Decoder {
     /// [`agc_body`](Self::agc_body), compiled for AVX2 where the CPU has it
     /// (`avx2_multiversion`).
     #[inline(always)]
-    fn agc(&mut self, sig_in: &[i16; L_SUBFR], sig_out: &mut [i16]) {
+    fn agc(&mut self, sig_in: &[i16; L_SUBFR], sig_out: &mut [i16; L_SUBFR]) {
         agc_mv(self, sig_in, sig_out)
     }
 
     #[inline(always)]
-    fn agc_body(&mut self, sig_in: &[i16; L_SUBFR], sig_out: &mut [i16]) {
+    fn agc_body(&mut self, sig_in: &[i16; L_SUBFR], sig_out: &mut [i16; L_SUBFR]) {
         let mut x = [0i16; L_SUBFR];
         for (x, &v) in x.iter_mut().zip(sig_out.iter()) {
             *x = shr(v, 2);
         }
-        let (s, _) = l_mac_energy(0, &x[..sig_out.len().min(L_SUBFR)]);
+        let (s, _) = l_mac_energy(0, &x);
         if s == 0 {
             self.past_gain = 0;
             return;
@@ -621,11 +616,17 @@ impl Decoder {
             let i = round(l_shl(s, 9));
             mult(i, AGC_FAC1)
         };
+        // The gain recursion alone first (the serial part), then the
+        // scaling, which vectorises.
+        let mut gains = [0i16; L_SUBFR];
         let mut gain = self.past_gain;
-        for v in sig_out.iter_mut() {
+        for g in gains.iter_mut() {
             gain = mult(gain, AGC_FAC);
             gain = add(gain, g0);
-            *v = extract_h(l_shl(l_mult(*v, gain), 3));
+            *g = gain;
+        }
+        for (v, &g) in sig_out.iter_mut().zip(&gains) {
+            *v = agc_scale(*v, g);
         }
         self.past_gain = gain;
     }
@@ -652,36 +653,76 @@ impl Decoder {
         let (a1, a2) = (A100[1] as i64, A100[2] as i64);
         let (b0, b1, b2) = (B100[0] as i64, B100[1] as i64, B100[2] as i64);
         let (mut x0, mut x1) = (self.x0, self.x1);
-        let (mut y1h, mut y1l, mut y2h, mut y2l) = (self.y1_hi, self.y1_lo, self.y2_hi, self.y2_lo);
+        // The past outputs as the 31-bit values `hi 2^15 + lo` the hi/lo
+        // pairs stand for: `Mpy_32_16(hi, lo, a) = 2 (hi a + ((lo a) >> 15))
+        // = 2 ((v a) >> 15)` with `v = hi 2^15 + lo`, one multiply instead
+        // of two on the sample-to-sample chain.
+        let v = |h: i16, l: i16| ((h as i64) << 15) + l as i64;
+        let (mut v1, mut v2) = (v(self.y1_hi, self.y1_lo), v(self.y2_hi, self.y2_lo));
         for s in signal.iter_mut() {
             let x2 = x1;
             x1 = x0;
             x0 = *s;
-            let m1 = 2 * (y1h as i64 * a1) + 2 * ((y1l as i64 * a1) >> 15);
-            let p2 = m1 + 2 * (y2h as i64 * a2) + 2 * ((y2l as i64 * a2) >> 15);
-            let p3 = p2 + 2 * x0 as i64 * b0;
-            let p4 = p3 + 2 * x1 as i64 * b1;
-            let p5 = p4 + 2 * x2 as i64 * b2;
-            let lo = p2.min(p3).min(p4).min(p5);
-            let hi = p2.max(p3).max(p4).max(p5);
-            let mut l = if lo >= MIN_32 as i64 && hi <= MAX_32 as i64 {
-                p5 as i32
+            // Every partial sum of the reference's chain is `m1` plus a
+            // sum `r` of the other terms, and those are formed (with their
+            // extremes) before `m1`, the only term on the sample-to-sample
+            // chain, is known.
+            let r2 = 2 * ((v2 * a2) >> 15);
+            let r3 = r2 + 2 * x0 as i64 * b0;
+            let r4 = r3 + 2 * x1 as i64 * b1;
+            let r5 = r4 + 2 * x2 as i64 * b2;
+            let rlo = r2.min(r3).min(r4).min(r5);
+            let rhi = r2.max(r3).max(r4).max(r5);
+            let m1 = 2 * ((v1 * a1) >> 15);
+            let l = if m1 + rlo >= MIN_32 as i64 && m1 + rhi <= MAX_32 as i64 {
+                (m1 + r5) as i32
             } else {
+                let hl = |v: i64| ((v >> 15) as i16, (v & 0x7fff) as i16);
+                let ((y1h, y1l), (y2h, y2l)) = (hl(v1), hl(v2));
                 let mut l = mpy_32_16(y1h, y1l, A100[1]);
                 l = l_add(l, mpy_32_16(y2h, y2l, A100[2]));
                 l = l_mac(l, x0, B100[0]);
                 l = l_mac(l, x1, B100[1]);
                 l_mac(l, x2, B100[2])
             };
-            l = l_shl(l, 2);
-            *s = round(l_shl(l, 1));
-            y2h = y1h;
-            y2l = y1l;
-            (y1h, y1l) = l_extract(l);
+            v2 = v1;
+            let l4;
+            (l4, v1) = shl_state(l, 2);
+            *s = round(l_shl(l4, 1));
         }
         (self.x0, self.x1) = (x0, x1);
-        (self.y1_hi, self.y1_lo, self.y2_hi, self.y2_lo) = (y1h, y1l, y2h, y2l);
+        (self.y1_hi, self.y1_lo) = l_extract((v1 << 1) as i32);
+        (self.y2_hi, self.y2_lo) = l_extract((v2 << 1) as i32);
     }
+}
+
+/// `exc[i] = round(L_shl(L_mac(L_mult(exc[i], gp), code[i], gc), 1))`, the
+/// total excitation. Unless a gain is -32768 (then operator by operator)
+/// neither product saturates and `|p1 + p2| < 2^31` with `p1 = exc gp`,
+/// `p2 = code gc`; the saturating add and shift then give
+/// `sat32(4 (p1 + p2))` (saturation is monotone), and the rounding
+/// `sat32(v + 2^15) >> 16`. Plain lane arithmetic, vectorised.
+#[inline(always)]
+fn excitation(exc: &mut [i16; L_SUBFR], code: &[i16; L_SUBFR], gp: i16, gc: i16) {
+    if gp == i16::MIN || gc == i16::MIN {
+        for (e, &c) in exc.iter_mut().zip(code) {
+            *e = round(l_shl(l_mac(l_mult(*e, gp), c, gc), 1));
+        }
+        return;
+    }
+    for (e, &c) in exc.iter_mut().zip(code) {
+        let s = *e as i32 * gp as i32 + c as i32 * gc as i32;
+        let v = (4 * s as i64).clamp(MIN_32 as i64, MAX_32 as i64);
+        *e = ((v + 0x8000).min(MAX_32 as i64) >> 16) as i16;
+    }
+}
+
+/// `extract_h(L_shl(L_mult(v, g), 3))`: with `p = v g` (|p| <= 2^30) this
+/// is `p >> 12` saturated to 16 bits (`L_mult`'s one saturating case,
+/// `p = 2^30`, saturates the shift too).
+#[inline(always)]
+fn agc_scale(v: i16, g: i16) -> i16 {
+    ((v as i32 * g as i32) >> 12).clamp(MIN_16 as i32, MAX_16 as i32) as i16
 }
 
 /// Decode the pitch delay (1/3 resolution) of subframe `sf`.
@@ -764,9 +805,136 @@ avx2_multiversion! {
         az: &[i16; 2 * MP1],
         t: &[i16; 2],
     ) = Decoder::post_filter_body;
-    fn agc_mv(this: &mut Decoder, sig_in: &[i16; L_SUBFR], sig_out: &mut [i16]) = Decoder::agc_body;
+    fn agc_mv(
+        this: &mut Decoder,
+        sig_in: &[i16; L_SUBFR],
+        sig_out: &mut [i16; L_SUBFR],
+    ) = Decoder::agc_body;
     fn post_process_mv(
         this: &mut Decoder,
         signal: &mut [i16; L_FRAME],
     ) = Decoder::post_process_body;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::g729::simd::BASELINE_ONLY;
+
+    #[test]
+    fn excitation_is_the_operator_chain_on_both_clones() {
+        avx2_multiversion! {
+            fn excitation_mv(
+                exc: &mut [i16; L_SUBFR],
+                code: &[i16; L_SUBFR],
+                gp: i16,
+                gc: i16,
+            ) = excitation;
+        }
+        let mut seed = 23i16;
+        let ext = [i16::MIN, i16::MIN + 1, -1, 0, 1, 16384, i16::MAX];
+        let mut saturated = 0;
+        for n in 0..3000 {
+            let pick = |seed: &mut i16, k: usize| {
+                if (n + k) % 4 == 0 {
+                    ext[(n / 4 + k) % ext.len()]
+                } else {
+                    shr(random(seed), (n % 5) as i16)
+                }
+            };
+            let gp = pick(&mut seed, 0);
+            let gc = pick(&mut seed, 1);
+            let exc0: [i16; L_SUBFR] = std::array::from_fn(|k| pick(&mut seed, k + 2));
+            let code: [i16; L_SUBFR] = std::array::from_fn(|k| pick(&mut seed, k + 3));
+            for baseline in [false, true] {
+                BASELINE_ONLY.with(|b| b.set(baseline));
+                let mut got = exc0;
+                excitation_mv(&mut got, &code, gp, gc);
+                BASELINE_ONLY.with(|b| b.set(false));
+                for k in 0..L_SUBFR {
+                    let want = round(l_shl(l_mac(l_mult(exc0[k], gp), code[k], gc), 1));
+                    assert_eq!(got[k], want, "{} {gp} {} {gc}", exc0[k], code[k]);
+                    saturated += usize::from(want == i16::MAX || want == i16::MIN);
+                }
+            }
+        }
+        assert!(saturated > 1000, "{saturated}");
+    }
+
+    /// The tilt sums of the post-filter as one exact sum each equal the
+    /// reference's `L_mult` + `L_mac` chains, saturation included.
+    #[test]
+    fn tilt_sums_are_the_operator_chains() {
+        let mut seed = 41i16;
+        let (mut sat1, mut sat2) = (0, 0);
+        for n in 0..3000 {
+            let h: [i16; L_H] = std::array::from_fn(|k| match (n + k) % 9 {
+                0 if n % 2 == 0 => i16::MIN,
+                1 if n % 3 == 0 => i16::MAX,
+                _ => shr(random(&mut seed), (n % 4) as i16),
+            });
+            let mut e = l_mult(h[0], h[0]);
+            for i in 1..L_H {
+                e = l_mac(e, h[i], h[i]);
+            }
+            let mut c = l_mult(h[0], h[1]);
+            for i in 1..L_H - 1 {
+                c = l_mac(c, h[i], h[i + 1]);
+            }
+            assert_eq!(l_mac_energy(0, &h).0, e, "{h:?}");
+            assert_eq!(l_mac_dot(0, &h[..L_H - 1], &h[1..]), c, "{h:?}");
+            sat1 += usize::from(e == MAX_32);
+            sat2 += usize::from(c == MAX_32 || c == MIN_32);
+        }
+        assert!(sat1 > 100 && sat2 > 100, "{sat1} {sat2}");
+    }
+
+    #[test]
+    fn agc_scale_is_the_operator_chain() {
+        let mut seed = 3i16;
+        let mut vals: Vec<i16> = vec![
+            i16::MIN,
+            i16::MIN + 1,
+            -4096,
+            -1,
+            0,
+            1,
+            4095,
+            4096,
+            i16::MAX,
+        ];
+        vals.extend((0..300).map(|_| random(&mut seed)));
+        let mut saturated = 0;
+        for &v in &vals {
+            for &g in &vals {
+                let want = extract_h(l_shl(l_mult(v, g), 3));
+                assert_eq!(agc_scale(v, g), want, "{v} {g}");
+                saturated += usize::from(want == i16::MAX || want == i16::MIN);
+            }
+        }
+        assert!(saturated > 100, "{saturated}");
+    }
+
+    #[test]
+    fn post_process_is_the_operator_chain_on_both_clones() {
+        for baseline in [false, true] {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            let mut dec = Decoder::new();
+            let mut st = [0i16; 6];
+            let (mut seed, mut saturated) = (9i16, 0);
+            for frame in 0..600 {
+                let mut want = high_pass_test_frame(frame, &mut seed);
+                let mut got = want;
+                dec.post_process(&mut got);
+                saturated += high_pass_ref(&B100, &A100, 2, 1, &mut st, &mut want);
+                assert_eq!(got, want, "frame {frame}");
+            }
+            BASELINE_ONLY.with(|b| b.set(false));
+            assert_eq!(
+                [dec.x0, dec.x1, dec.y1_hi, dec.y1_lo, dec.y2_hi, dec.y2_lo],
+                st
+            );
+            assert!(saturated > 10, "{saturated}");
+        }
+    }
 }

@@ -328,24 +328,29 @@ impl Encoder {
         let (a1, a2) = (A140[1] as i32, A140[2] as i32);
         let (b0, b1, b2) = (B140[0] as i32, B140[1] as i32, B140[2] as i32);
         let (mut x0, mut x1) = (self.x0, self.x1);
-        let (mut y1h, mut y1l, mut y2h, mut y2l) = (self.y1_hi, self.y1_lo, self.y2_hi, self.y2_lo);
+        // The past outputs as the 31-bit values `hi 2^15 + lo` the
+        // hi/lo pairs stand for: `hi a + ((lo a) >> 15)` (Mpy_32_16 / 2) is
+        // `(v a) >> 15` with `v = hi 2^15 + lo`, one multiply instead of two
+        // on the sample-to-sample chain.
+        let v = |h: i16, l: i16| ((h as i64) << 15) + l as i64;
+        let (mut v1, mut v2) = (v(self.y1_hi, self.y1_lo), v(self.y2_hi, self.y2_lo));
+        let (a1, a2) = (a1 as i64, a2 as i64);
         for s in self.old_speech[NEW_SPEECH_OFF..].iter_mut() {
             let x2 = x1;
             x1 = x0;
             x0 = *s;
-            let l = 2 * (y1h as i32 * a1)
-                + 2 * ((y1l as i32 * a1) >> 15)
-                + 2 * (y2h as i32 * a2)
-                + 2 * ((y2l as i32 * a2) >> 15)
+            // The newest output's term last: it alone is on the chain.
+            let rest = 2 * ((v2 * a2) >> 15) as i32
                 + 2 * (x0 as i32 * b0 + x1 as i32 * b1 + x2 as i32 * b2);
-            let l = l_shl(l, 3);
-            *s = round(l);
-            y2h = y1h;
-            y2l = y1l;
-            (y1h, y1l) = l_extract(l);
+            let l = 2 * ((v1 * a1) >> 15) as i32 + rest;
+            v2 = v1;
+            let l8;
+            (l8, v1) = shl_state(l, 3);
+            *s = round(l8);
         }
         (self.x0, self.x1) = (x0, x1);
-        (self.y1_hi, self.y1_lo, self.y2_hi, self.y2_lo) = (y1h, y1l, y2h, y2l);
+        (self.y1_hi, self.y1_lo) = l_extract((v1 << 1) as i32);
+        (self.y2_hi, self.y2_lo) = l_extract((v2 << 1) as i32);
     }
 
     /// [`levinson_body`](Self::levinson_body), compiled for AVX2 where the CPU has it
@@ -1010,57 +1015,68 @@ fn chebps_fast(x: i16, f: &[i16; 6], q11: bool) -> Option<i16> {
 /// [`chebps_fast`] at 8 abscissae at once, as independent lanes (plain
 /// array code the compiler vectorises): the values, and for each lane
 /// whether `chebps_fast` would have declined (then its value is
-/// meaningless). The recurrence state is kept in 32 bits: every extracted
-/// `hi` of a lane not yet declined comes from a sum that fits 32 bits, so
-/// `|hi| <= 2^15` and `hi x` (like `lo x`, `0 <= lo < 2^15`) is exact in
-/// 32 bits; the running sums are formed in 64 bits and range-checked
-/// exactly as in `chebps_fast`.
+/// meaningless).
+///
+/// Everything stays in 32-bit lanes. The reference's running sums of one
+/// step are `s2 = 4u`, `s3 = 4t`, `s4 = 2q`, `s5 = 2r` with
+/// `u = hi x + ((lo x) >> 15)`, `t = u - 2^14 b2h`, `q = 2t - b2l` and
+/// `r = q + 2^12 f[i]`, so "`s` fits 32 bits" is a range test on `u`, `t`,
+/// `q`, `r`; for a lane that passed the tests so far each of these fits
+/// 32 bits (`|hi| < 2^15`, `0 <= lo < 2^15`), and `hi = r >> 15`,
+/// `lo = r & 0x7fff`. A lane that failed is only flagged (its later values
+/// wrap and are never used). The last step is the same with
+/// `u`, `u - 2^15 b2h`, `- b2l`, `+ 2^11 f[5]` all tested against
+/// `[-2^30, 2^30)`, and the saturating shift is a clamp.
 #[inline(always)]
 fn chebps8(x: &[i16; 8], f: &[i16; 6], q11: bool) -> ([i16; 8], [bool; 8]) {
     let (b2h0, m2x, sh) = if q11 {
-        (256i32, 512i64, 6)
+        (256i16, 512i32, 6)
     } else {
         (128, 256, 7)
     };
-    let fits = |v: i64| v == v as i32 as i64;
-    let mut bad = [false; 8];
-    let (mut b1h, mut b1l) = ([0i32; 8], [0i32; 8]);
-    let (mut b2h, mut b2l) = ([b2h0; 8], [0i32; 8]);
+    // Negative iff `v` lies outside `[lo, hi]` (no wrap for the values a
+    // lane still in the running can hold).
+    let out = |v: i32, lo: i32, hi: i32| v.wrapping_sub(lo) | hi.wrapping_sub(v);
+    let mut bad = [0i32; 8];
+    let (mut b1h, mut b1l) = ([0i16; 8], [0i16; 8]);
+    let (mut b2h, mut b2l) = ([b2h0; 8], [0i16; 8]);
     for l in 0..8 {
         // At most 2^25 + 2^28: fits.
-        let t = (2 * x[l] as i64 * m2x + 8192 * f[1] as i64) as i32;
-        b1h[l] = t >> 16;
-        b1l[l] = (t >> 1) & 0x7fff;
-        bad[l] = x[l] == i16::MIN;
+        let t = 2 * x[l] as i32 * m2x + 8192 * f[1] as i32;
+        b1h[l] = (t >> 16) as i16;
+        b1l[l] = ((t >> 1) & 0x7fff) as i16;
+        bad[l] = -((x[l] == i16::MIN) as i32);
     }
     for &fi in &f[2..5] {
         for l in 0..8 {
             let xi = x[l] as i32;
-            let m = 2 * b1h[l].wrapping_mul(xi) as i64 + 2 * ((b1l[l] * xi) >> 15) as i64;
-            let s2 = 2 * m;
-            let s3 = s2 - 0x1_0000 * b2h[l] as i64;
-            let s4 = s3 - 2 * b2l[l] as i64;
-            let s5 = s4 + 8192 * fi as i64;
-            bad[l] |=
-                !(fits(s2) & fits(s3) & fits(s4) & fits(s5) & (s5 >= i32::MIN as i64 + 0x1_0000));
+            let u = (b1h[l] as i32 * xi).wrapping_add((b1l[l] as i32 * xi) >> 15);
+            let t = u.wrapping_sub(b2h[l] as i32 * 16384);
+            let q = t.wrapping_mul(2).wrapping_sub(b2l[l] as i32);
+            let r = q.wrapping_add(4096 * fi as i32);
+            bad[l] |= out(u, -(1 << 29), (1 << 29) - 1)
+                | out(t, -(1 << 29), (1 << 29) - 1)
+                | out(q, -(1 << 30), (1 << 30) - 1)
+                | out(r, -(1 << 30) + (1 << 15), (1 << 30) - 1);
             b2h[l] = b1h[l];
             b2l[l] = b1l[l];
-            let t = s5 as i32;
-            b1h[l] = t >> 16;
-            b1l[l] = (t >> 1) & 0x7fff;
+            b1h[l] = (r >> 15) as i16;
+            b1l[l] = (r & 0x7fff) as i16;
         }
     }
     let mut y = [0i16; 8];
     for l in 0..8 {
         let xi = x[l] as i32;
-        let m = 2 * b1h[l].wrapping_mul(xi) as i64 + 2 * ((b1l[l] * xi) >> 15) as i64;
-        let s3 = m - 0x1_0000 * b2h[l] as i64;
-        let s4 = s3 - 2 * b2l[l] as i64;
-        let s5 = s4 + 4096 * f[5] as i64;
-        bad[l] |= !(fits(m) & fits(s3) & fits(s4) & fits(s5));
-        y[l] = ((s5 << sh).clamp(i32::MIN as i64, i32::MAX as i64) >> 16) as i16;
+        let u = (b1h[l] as i32 * xi).wrapping_add((b1l[l] as i32 * xi) >> 15);
+        let t = u.wrapping_sub(b2h[l] as i32 * 32768);
+        let t1 = t.wrapping_sub(b2l[l] as i32);
+        let t2 = t1.wrapping_add(2048 * f[5] as i32);
+        let (lo, hi) = (-(1 << 30), (1 << 30) - 1);
+        bad[l] |= out(u, lo, hi) | out(t, lo, hi) | out(t1, lo, hi) | out(t2, lo, hi);
+        // extract_h(L_shl(2 t2, sh)).
+        y[l] = (t2 >> (15 - sh)).clamp(i16::MIN as i32, i16::MAX as i32) as i16;
     }
-    (y, bad)
+    (y, bad.map(|b| b < 0))
 }
 
 /// The reference's `Chebps` operator by operator.
@@ -1176,15 +1192,36 @@ fn az_lsp_body(a: &[i16; MP1], lsp: &mut [i16; M], old_lsp: &[i16; M]) {
         xlow = GRID[j];
         ylow = grid_y[ip][j];
         if l_mult(ylow, yhigh) <= 0 {
+            // Two bisection steps. The second midpoint is one of two points
+            // known before the first step's sign test: all three points in
+            // one evaluation, off the serial chain of two.
+            let m1 = add(shr(xlow, 1), shr(xhigh, 1));
+            let pts = [
+                m1,
+                add(shr(xlow, 1), shr(m1, 1)),
+                add(shr(m1, 1), shr(xhigh, 1)),
+            ];
+            let xs: [i16; 8] = std::array::from_fn(|l| pts[l.min(2)]);
+            let (ys, bad) = chebps8(&xs, coef, q11);
+            let value = |l: usize| {
+                if bad[l] {
+                    chebps(xs[l], coef, q11)
+                } else {
+                    ys[l]
+                }
+            };
+            // Lane of this step's midpoint: m1, then the lower or upper one.
+            let mut l = 0;
             for _ in 0..2 {
-                let xmid = add(shr(xlow, 1), shr(xhigh, 1));
-                let ymid = chebps(xmid, coef, q11);
+                let (xmid, ymid) = (xs[l], value(l));
                 if l_mult(ylow, ymid) <= 0 {
                     yhigh = ymid;
                     xhigh = xmid;
+                    l = 1;
                 } else {
                     ylow = ymid;
                     xlow = xmid;
+                    l = 2;
                 }
             }
             let x = sub(xhigh, xlow);
@@ -1343,12 +1380,15 @@ fn pitch_ol_fast_body(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 {
     const HALF: usize = (L_FRAME + PIT_MAX).div_ceil(2);
     let mut even = [0i16; HALF];
     let mut odd = [0i16; HALF];
-    for (k, v) in scal.iter().enumerate() {
-        if k % 2 == 0 {
-            even[k / 2] = *v;
-        } else {
-            odd[k / 2] = *v;
-        }
+    // Pairwise, without a branch per sample; the odd length leaves one
+    // last even sample.
+    let (pairs, last) = scal.as_chunks::<2>();
+    for ((e, o), &[v0, v1]) in even.iter_mut().zip(odd.iter_mut()).zip(pairs) {
+        *e = v0;
+        *o = v1;
+    }
+    if let (Some(&v), Some(e)) = (last.first(), even.get_mut(pairs.len())) {
+        *e = v;
     }
     let cur = &odd[PIT_MAX / 2..PIT_MAX / 2 + L_FRAME / 2];
     let past = |t: usize| -> &[i16] {
@@ -1360,9 +1400,10 @@ fn pitch_ol_fast_body(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 {
     // sqrt(E_cur E_half) with E_half the energy of the whole half it reads;
     // when twice that fits in 32 bits no L_mac step saturates and plain
     // 32-bit sums are exact.
-    let energy = |v: &[i16]| -> i128 { v.iter().map(|&x| x as i128 * x as i128).sum() };
-    let e_half = energy(&even).max(energy(&odd));
-    let exact = 4 * energy(cur) * e_half <= MAX_32 as i128 * MAX_32 as i128;
+    // (At most 112 squares of at most 2^30 each: 64-bit sums are exact.)
+    let energy = |v: &[i16]| -> i64 { v.iter().map(|&x| x as i64 * x as i64).sum() };
+    let e_half = energy(&even).max(energy(&odd)) as i128;
+    let exact = 4 * energy(cur) as i128 * e_half <= MAX_32 as i128 * MAX_32 as i128;
     let cur40: &[i16; L_FRAME / 2] = match cur.try_into() {
         Ok(c) => c,
         Err(_) => return PIT_MIN as i16,
@@ -2599,6 +2640,34 @@ mod tests {
     use crate::codec::g729::simd::BASELINE_ONLY;
 
     #[test]
+    fn pre_process_is_the_operator_chain_on_both_clones() {
+        for baseline in [false, true] {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            let mut enc = Encoder::new();
+            let mut st = [0i16; 6];
+            let (mut seed, mut saturated) = (5i16, 0);
+            for frame in 0..600 {
+                let mut want = high_pass_test_frame(frame, &mut seed);
+                enc.old_speech[NEW_SPEECH_OFF..].copy_from_slice(&want);
+                enc.pre_process();
+                saturated += high_pass_ref(&B140, &A140, 3, 0, &mut st, &mut want);
+                assert_eq!(
+                    &enc.old_speech[NEW_SPEECH_OFF..],
+                    &want[..],
+                    "frame {frame}"
+                );
+            }
+            BASELINE_ONLY.with(|b| b.set(false));
+            assert_eq!(
+                [enc.x0, enc.x1, enc.y1_hi, enc.y1_lo, enc.y2_hi, enc.y2_lo],
+                st
+            );
+            // The saturating shift was exercised.
+            assert!(saturated > 10, "{saturated}");
+        }
+    }
+
+    #[test]
     fn pre_process_sums_cannot_leave_32_bits() {
         let abs = |v: &[i16]| v.iter().map(|x| x.unsigned_abs() as i64).sum::<i64>();
         let bound = (1 << 16) * abs(&A140[1..]) + 4 * abs(&A140[1..]) + (1 << 16) * abs(&B140);
@@ -2653,6 +2722,9 @@ mod tests {
     }
     #[test]
     fn chebps_fast_matches_reference_or_declines() {
+        avx2_multiversion! {
+            fn chebps8_mv(x: &[i16; 8], f: &[i16; 6], q11: bool) -> ([i16; 8], [bool; 8]) = chebps8;
+        }
         let mut seed = 4321i16;
         let (mut fast, mut declined) = (0, 0);
         for round in 0..4000 {
@@ -2682,11 +2754,18 @@ mod tests {
                 // The same point as lane `round % 8` of the 8-lane version.
                 let mut xs: [i16; 8] = std::array::from_fn(|_| random(&mut seed));
                 xs[round % 8] = x;
-                let (ys, bad) = chebps8(&xs, &f, q11);
-                for l in 0..8 {
-                    match chebps_fast(xs[l], &f, q11) {
-                        Some(v) => assert!(!bad[l] && ys[l] == v, "{xs:?} {f:?} {q11} {l}"),
-                        None => assert!(bad[l], "{xs:?} {f:?} {q11} {l}"),
+                // Both clones (AVX2 and baseline code generation).
+                for baseline in [false, true] {
+                    BASELINE_ONLY.with(|b| b.set(baseline));
+                    let (ys, bad) = chebps8_mv(&xs, &f, q11);
+                    BASELINE_ONLY.with(|b| b.set(false));
+                    for l in 0..8 {
+                        match chebps_fast(xs[l], &f, q11) {
+                            Some(v) => {
+                                assert!(!bad[l] && ys[l] == v, "{xs:?} {f:?} {q11} {l}")
+                            }
+                            None => assert!(bad[l], "{xs:?} {f:?} {q11} {l}"),
+                        }
                     }
                 }
             }

@@ -5,6 +5,7 @@
 
 use super::basic_op::*;
 use super::simd::{avx2_multiversion, dot8n, fir20x8, syn_block};
+use super::simd_lp::syn_block_unsat;
 use super::tables::*;
 use super::{L_SUBFR, M, MP1};
 
@@ -96,6 +97,29 @@ pub(crate) fn lsp_az_body(lsp: &[i16; M], a: &mut [i16]) {
         a[j] = extract_l(l_shr_r(l_sub(f1[i], f2[i]), 13));
         j -= 1;
     }
+}
+
+/// `L_shl(l, n)` (`1 <= n <= 3`) as the high-pass filters of pre- and
+/// post-processing apply it to their output, and the state value
+/// `L_shl(l, n) >> 1` (the `hi 2^15 + lo` of its `L_Extract`). The
+/// unsaturated case, `l` in `[-2^(31-n), 2^(31-n))`, is a branch rather than
+/// a select, so the range test stays off the sample-to-sample chain; the
+/// state is then `l 2^(n-1)`, one multiply away from the next sample.
+#[inline(always)]
+pub(crate) fn shl_state(l: i32, n: u32) -> (i32, i64) {
+    let lim = 1i32 << (31 - n);
+    if (-lim..lim).contains(&l) {
+        (l << n, (l as i64) << (n - 1))
+    } else {
+        shl_state_sat(l, n)
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn shl_state_sat(l: i32, n: u32) -> (i32, i64) {
+    let s = l_shl(l, n as i16);
+    (s, (s >> 1) as i64)
 }
 
 /// LSF (Q13, 0..pi) to LSP (Q15).
@@ -208,7 +232,10 @@ pub(crate) fn syn_filt_body(
     // Every output is a 16-bit value, so |y| <= 2^15 bounds the whole block
     // at once: no step of the reference's chain can saturate.
     if 2 * (xmax * a[0].unsigned_abs() as i64 + a_abs * 32768) <= MAX_32 as i64 {
-        let ov = syn_block(a, &x[..lg], &mut y[..lg], mem);
+        // The unsaturated kernel's shorter chain first; the exact one
+        // only for the blocks it cannot vouch for.
+        let ov = !syn_block_unsat(a, &x[..lg], &mut y[..lg], mem)
+            && syn_block(a, &x[..lg], &mut y[..lg], mem);
         if update && lg >= M {
             mem.copy_from_slice(&y[lg - M..lg]);
         }
@@ -600,10 +627,9 @@ pub(crate) fn lsp_get_quant(
 
 /// Predicted code gain from the innovation energy and past quantised energies.
 pub(crate) fn gain_predict(past_qua_en: &[i16; 4], code: &[i16]) -> (i16, i16) {
-    let mut l_tmp = 0i32;
-    for &c in code.iter().take(L_SUBFR) {
-        l_tmp = l_mac(l_tmp, c, c);
-    }
+    // The reference's L_mac chain of squares from 0 (exact, saturating
+    // where it does: see `l_mac_energy`).
+    let (l_tmp, _) = l_mac_energy(0, &code[..code.len().min(L_SUBFR)]);
     let (exp, frac) = log2(l_tmp);
     let mut l_tmp = mpy_32_16(exp, frac, -24660);
     l_tmp = l_mac(l_tmp, 32588, 32);
@@ -642,6 +668,67 @@ pub(crate) fn gain_update_erasure(past_qua_en: &mut [i16; 4]) {
         past_qua_en[i] = past_qua_en[i - 1];
     }
     past_qua_en[0] = av;
+}
+
+/// The reference's second-order high-pass of pre- and post-processing,
+/// operator by operator: `b`, `a` its coefficients, `n` the `L_shl` of the
+/// state, `out` the further `L_shl` of the output; `st` = x0, x1, y1_hi,
+/// y1_lo, y2_hi, y2_lo. Returns how many state shifts saturated.
+#[cfg(test)]
+pub(crate) fn high_pass_ref(
+    b: &[i16; 3],
+    a: &[i16; 3],
+    n: i16,
+    out: i16,
+    st: &mut [i16; 6],
+    sig: &mut [i16],
+) -> usize {
+    let [mut x0, mut x1, mut y1h, mut y1l, mut y2h, mut y2l] = *st;
+    let mut saturated = 0;
+    for s in sig.iter_mut() {
+        let x2 = x1;
+        x1 = x0;
+        x0 = *s;
+        let mut l = mpy_32_16(y1h, y1l, a[1]);
+        l = l_add(l, mpy_32_16(y2h, y2l, a[2]));
+        l = l_mac(l, x0, b[0]);
+        l = l_mac(l, x1, b[1]);
+        l = l_mac(l, x2, b[2]);
+        saturated += usize::from((l as i64) << n != l_shl(l, n) as i64);
+        l = l_shl(l, n);
+        *s = round(l_shl(l, out));
+        (y2h, y2l) = (y1h, y1l);
+        (y1h, y1l) = l_extract(l);
+    }
+    *st = [x0, x1, y1h, y1l, y2h, y2l];
+    saturated
+}
+
+/// Test input for the high-pass filters: frames from silence and gentle
+/// noise to full-scale square waves and steps (the outputs that saturate).
+#[cfg(test)]
+pub(crate) fn high_pass_test_frame(frame: usize, seed: &mut i16) -> [i16; 80] {
+    let kind = frame % 6;
+    std::array::from_fn(|i| match kind {
+        0 => shr(random(seed), (frame % 13) as i16),
+        1 | 2 => {
+            let period = 2 + frame % 37;
+            if (i / period) % 2 == 0 {
+                i16::MAX
+            } else {
+                i16::MIN
+            }
+        }
+        3 => {
+            if i < 40 {
+                i16::MIN
+            } else {
+                i16::MAX
+            }
+        }
+        4 => random(seed),
+        _ => 0,
+    })
 }
 
 #[cfg(test)]
@@ -726,6 +813,38 @@ mod tests {
             }
         }
         assert!(fast > 2000 && declined > 20, "{fast} {declined}");
+    }
+
+    #[test]
+    fn gain_predict_energy_is_the_l_mac_chain() {
+        let mut seed = 17i16;
+        let mut saturated = 0;
+        for round in 0..500 {
+            let code: [i16; L_SUBFR] = std::array::from_fn(|i| match round % 5 {
+                0 => i16::MIN,
+                1 if i % 3 == 0 => 8191,
+                1 => 0,
+                _ => shr(random(&mut seed), (round % 9) as i16),
+            });
+            let past = [-14336, random(&mut seed) >> 2, 0, 4096];
+            let mut l_tmp = 0i32;
+            for &c in &code {
+                l_tmp = l_mac(l_tmp, c, c);
+            }
+            saturated += usize::from(l_tmp == MAX_32);
+            let (exp, frac) = log2(l_tmp);
+            let mut l = mpy_32_16(exp, frac, -24660);
+            l = l_mac(l, 32588, 32);
+            l = l_shl(l, 10);
+            for i in 0..4 {
+                l = l_mac(l, PRED[i], past[i]);
+            }
+            let l = l_shr(l_mult(extract_h(l), 5439), 8);
+            let (exp, frac) = l_extract(l);
+            let want = (extract_l(pow2(14, frac)), sub(14, exp));
+            assert_eq!(gain_predict(&past, &code), want, "round {round}");
+        }
+        assert!(saturated >= 100, "{saturated}");
     }
 
     /// The reference's synthesis filter, operator by operator.
