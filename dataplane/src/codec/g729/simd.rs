@@ -670,16 +670,13 @@ pub(crate) fn first_best_ratio<const R: usize>(
 ) -> (usize, usize) {
     debug_assert!(sq2.iter().flatten().all(|&v| v >= 0));
     debug_assert!(a16.iter().flatten().all(|&v| v > 0));
-    let mut bs = [0i16; 8];
-    let mut ba = [1i16; 8];
-    let mut br = [0i16; 8];
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
-        // SAFETY: SSE2 is always available on x86_64; every load and store
-        // covers exactly one 8-element array. `pmullw`/`pmulhw` interleaved
-        // are the exact 32-bit products; `packs_epi32` of the all-ones/zero
-        // compare masks gives 16-bit lane masks.
+        // SAFETY: SSE2 is always available on x86_64; every load covers
+        // exactly one 8-element array. `pmullw`/`pmulhw` interleaved are the
+        // exact 32-bit products; `packs_epi32` of the all-ones/zero compare
+        // masks gives 16-bit lane masks.
         unsafe {
             let ld = |v: &[i16; 8]| _mm_loadu_si128(v.as_ptr() as *const __m128i);
             let (mut s, mut a, mut r) = (ld(&sq2[0]), ld(&a16[0]), _mm_setzero_si128());
@@ -695,34 +692,78 @@ pub(crate) fn first_best_ratio<const R: usize>(
                 let rv = _mm_set1_epi16(row as i16);
                 r = _mm_or_si128(_mm_and_si128(m, rv), _mm_andnot_si128(m, r));
             }
-            _mm_storeu_si128(bs.as_mut_ptr() as *mut __m128i, s);
-            _mm_storeu_si128(ba.as_mut_ptr() as *mut __m128i, a);
-            _mm_storeu_si128(br.as_mut_ptr() as *mut __m128i, r);
+            // Then the lane winners, by a tree of three rounds: each lane
+            // takes its partner's entry when that is strictly before it in
+            // the scan's order (larger ratio, else earlier row, else
+            // earlier lane). With `key = 8 row + lane` all keys differ, the
+            // order is total and both partners keep the same entry, so the
+            // tree ends on the same entry as the sequential comparison.
+            // Lanes are widened to 32 bits as (v, 0) pairs: `pmaddwd` of two
+            // of them is the exact product of two 16-bit values.
+            let zero = _mm_setzero_si128();
+            let key = _mm_add_epi16(_mm_slli_epi16(r, 3), _mm_set_epi16(7, 6, 5, 4, 3, 2, 1, 0));
+            let wide = |v: __m128i| (_mm_unpacklo_epi16(v, zero), _mm_unpackhi_epi16(v, zero));
+            let (s0, s1) = wide(s);
+            let (a0, a1) = wide(a);
+            let (k0, k1) = wide(key);
+            let pick = |(s, a, k): (__m128i, __m128i, __m128i),
+                        (so, ao, ko): (__m128i, __m128i, __m128i)| {
+                let x = _mm_madd_epi16(so, a);
+                let y = _mm_madd_epi16(s, ao);
+                let m = _mm_or_si128(
+                    _mm_cmpgt_epi32(x, y),
+                    _mm_and_si128(_mm_cmpeq_epi32(x, y), _mm_cmplt_epi32(ko, k)),
+                );
+                let sel = |o: __m128i, v: __m128i| {
+                    _mm_or_si128(_mm_and_si128(m, o), _mm_andnot_si128(m, v))
+                };
+                (sel(so, s), sel(ao, a), sel(ko, k))
+            };
+            let mut w = pick((s0, a0, k0), (s1, a1, k1));
+            let swap2 = |(s, a, k): (__m128i, __m128i, __m128i)| {
+                (
+                    _mm_shuffle_epi32(s, 0b01_00_11_10),
+                    _mm_shuffle_epi32(a, 0b01_00_11_10),
+                    _mm_shuffle_epi32(k, 0b01_00_11_10),
+                )
+            };
+            w = pick(w, swap2(w));
+            let swap1 = |(s, a, k): (__m128i, __m128i, __m128i)| {
+                (
+                    _mm_shuffle_epi32(s, 0b10_11_00_01),
+                    _mm_shuffle_epi32(a, 0b10_11_00_01),
+                    _mm_shuffle_epi32(k, 0b10_11_00_01),
+                )
+            };
+            w = pick(w, swap1(w));
+            let k = _mm_cvtsi128_si32(w.2) as usize;
+            (k >> 3, k & 7)
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        bs = sq2[0];
-        ba = a16[0];
+        let mut bs = sq2[0];
+        let mut ba = a16[0];
+        let mut br = [0usize; 8];
         for row in 1..R {
             for k in 0..8 {
                 if sq2[row][k] as i32 * ba[k] as i32 > bs[k] as i32 * a16[row][k] as i32 {
                     bs[k] = sq2[row][k];
                     ba[k] = a16[row][k];
-                    br[k] = row as i16;
+                    br[k] = row;
                 }
             }
         }
-    }
-    let mut best = 0usize;
-    for k in 1..8 {
-        let x = bs[k] as i32 * ba[best] as i32;
-        let y = bs[best] as i32 * ba[k] as i32;
-        if x > y || (x == y && br[k] < br[best]) {
-            best = k;
+        let mut best = 0usize;
+        for k in 1..8 {
+            let x = bs[k] as i32 * ba[best] as i32;
+            let y = bs[best] as i32 * ba[k] as i32;
+            if x > y || (x == y && br[k] < br[best]) {
+                best = k;
+            }
         }
+        (br[best], best)
     }
-    (br[best] as usize, best)
 }
 
 #[cfg(test)]
@@ -1017,7 +1058,22 @@ mod tests {
         }
     }
 
+    avx2_multiversion! {
+        fn first_best_ratio8(sq2: &[[i16; 8]; 8], a16: &[[i16; 8]; 8]) -> (usize, usize)
+            = first_best_ratio::<8>;
+        fn first_best_ratio2(sq2: &[[i16; 8]; 2], a16: &[[i16; 8]; 2]) -> (usize, usize)
+            = first_best_ratio::<2>;
+    }
+
     #[test]
+    fn first_best_ratio_is_the_sequential_scan_on_both_clones() {
+        for baseline in [false, true] {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            first_best_ratio_is_the_sequential_scan();
+        }
+        BASELINE_ONLY.with(|b| b.set(false));
+    }
+
     fn first_best_ratio_is_the_sequential_scan() {
         let mut seed = 7u32;
         let mut next = |m: u32| {
@@ -1027,17 +1083,26 @@ mod tests {
         for round in 0..3000 {
             // Small ranges force many equal ratios (ties), large ones the
             // full 16-bit products.
-            let (ms, ma) = match round % 3 {
+            // The last kind takes only the extreme values (largest
+            // products, and equal ratios of unequal pairs such as 0/1 and
+            // 0/32767).
+            let (ms, ma) = match round % 4 {
                 0 => (4, 3),
                 1 => (50, 40),
-                _ => (32768, 32767),
+                2 => (32768, 32767),
+                _ => (0, 0),
             };
             let mut sq2 = [[0i16; 8]; 8];
             let mut a16 = [[0i16; 8]; 8];
             for r in 0..8 {
                 for k in 0..8 {
-                    sq2[r][k] = next(ms) as i16;
-                    a16[r][k] = 1 + next(ma) as i16;
+                    if ms == 0 {
+                        sq2[r][k] = [0, 1, 32766, 32767][next(4) as usize];
+                        a16[r][k] = [1, 2, 32766, 32767][next(4) as usize];
+                    } else {
+                        sq2[r][k] = next(ms) as i16;
+                        a16[r][k] = 1 + next(ma) as i16;
+                    }
                 }
             }
             let (mut sq, mut alp, mut at) = (-1i16, 1i16, None);
@@ -1048,7 +1113,7 @@ mod tests {
                     }
                 }
             }
-            assert_eq!(Some(first_best_ratio(&sq2, &a16)), at, "round {round}");
+            assert_eq!(Some(first_best_ratio8(&sq2, &a16)), at, "round {round}");
             let two: &[[i16; 8]; 2] = sq2[..2].try_into().unwrap();
             let two_a: &[[i16; 8]; 2] = a16[..2].try_into().unwrap();
             let (mut sq, mut alp, mut at) = (-1i16, 1i16, None);
@@ -1060,7 +1125,7 @@ mod tests {
                 }
             }
             assert_eq!(
-                Some(first_best_ratio(two, two_a)),
+                Some(first_best_ratio2(two, two_a)),
                 at,
                 "round {round} (2 rows)"
             );
