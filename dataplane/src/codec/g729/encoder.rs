@@ -8,8 +8,8 @@
 
 use super::basic_op::*;
 use super::simd::{
-    any_better8, avx2_multiversion, dot8n, first_best_ratio, lag_prefix_rows, lsp_stage1,
-    lsp_stage2, mult8, search8, search8_w, sq_dist16,
+    any_better8, avx2_multiversion, corr_tri40, dot8n, first_best_ratio, lag_prefix_rows,
+    lsp_stage1, lsp_stage2, mult8, search8, search8_w, sq_dist16,
 };
 use super::simd_search::gain_dist32;
 use super::tables::*;
@@ -1495,14 +1495,9 @@ fn cor_h_x_body(h: &[i16; L_SUBFR], x: &[i16; L_SUBFR], d: &mut [i16; L_SUBFR]) 
     let ex: i64 = x.iter().map(|&v| v as i64 * v as i64).sum();
     let eh: i64 = h.iter().map(|&v| v as i64 * v as i64).sum();
     if (4 * ex as i128) * (eh as i128) <= (MAX_32 as i128) * (MAX_32 as i128) {
-        let mut xp = [0i16; 2 * L_SUBFR];
-        xp[..L_SUBFR].copy_from_slice(x);
-        for (i, y) in y32.iter_mut().enumerate() {
-            let w: &[i16; L_SUBFR] = match xp[i..i + L_SUBFR].try_into() {
-                Ok(w) => w,
-                Err(_) => return,
-            };
-            *y = dot8n(w, h).wrapping_mul(2);
+        corr_tri40(x, h, &mut y32);
+        for y in y32.iter_mut() {
+            *y = y.wrapping_mul(2);
         }
     } else {
         for (i, y) in y32.iter_mut().enumerate() {

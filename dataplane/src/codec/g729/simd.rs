@@ -121,6 +121,62 @@ pub(crate) fn dot8n<const N: usize>(a: &[i16; N], b: &[i16; N]) -> i32 {
     }
 }
 
+/// The correlation `y[i] = Σ_{k < 40 - i} x[i + k] h[k]` (modulo 2^32) of
+/// 40 samples with the 40 taps of an impulse response, for every `i`.
+/// Four outputs at a time: the window of `x` past its end is zero, so the
+/// group `4b..4b + 4` needs only the `5 - b / 2` chunks of 8 taps its
+/// windows reach (120 `pmaddwd` instead of 200), and the four sums are
+/// reduced together by one transpose.
+#[inline(always)]
+pub(crate) fn corr_tri40(x: &[i16; 40], h: &[i16; 40], y: &mut [i32; 40]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        let mut xp = [0i16; 48];
+        xp[..40].copy_from_slice(x);
+        // SAFETY: SSE2 is always available on x86_64. The loads of `h` read
+        // 8 elements at 8c <= 32, inside its 40. Those of `xp` read 8 at
+        // 4b + q + 8c with c < 5 - b / 2 and q < 4: the largest start is
+        // 4b + 3 + 8 (4 - b / 2) <= 39, so every load is inside the 48
+        // elements. The store writes y[4b..4b + 4] with b < 10. `pmaddwd`
+        // wraps only when both products of a pair are (-32768)^2, and
+        // wrapping is the arithmetic promised here.
+        unsafe {
+            let hv: [__m128i; 5] =
+                std::array::from_fn(|c| _mm_loadu_si128(h.as_ptr().add(8 * c) as *const __m128i));
+            for b in 0..10 {
+                let mut acc = [_mm_setzero_si128(); 4];
+                for (c, &hc) in hv.iter().enumerate().take(5 - b / 2) {
+                    for (q, a) in acc.iter_mut().enumerate() {
+                        let xv =
+                            _mm_loadu_si128(xp.as_ptr().add(4 * b + q + 8 * c) as *const __m128i);
+                        *a = _mm_add_epi32(*a, _mm_madd_epi16(xv, hc));
+                    }
+                }
+                let s01 = _mm_add_epi32(
+                    _mm_unpacklo_epi32(acc[0], acc[1]),
+                    _mm_unpackhi_epi32(acc[0], acc[1]),
+                );
+                let s23 = _mm_add_epi32(
+                    _mm_unpacklo_epi32(acc[2], acc[3]),
+                    _mm_unpackhi_epi32(acc[2], acc[3]),
+                );
+                let r = _mm_add_epi32(_mm_unpacklo_epi64(s01, s23), _mm_unpackhi_epi64(s01, s23));
+                _mm_storeu_si128(y.as_mut_ptr().add(4 * b) as *mut __m128i, r);
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        for (i, v) in y.iter_mut().enumerate() {
+            *v = x[i..]
+                .iter()
+                .zip(h)
+                .fold(0i32, |s, (a, b)| s.wrapping_add(*a as i32 * *b as i32));
+        }
+    }
+}
+
 /// Eight consecutive outputs of a 20-tap FIR at once:
 /// `out[j] = sat16((Σ_k c[k] w[j + k] + 2^14) >> 15)` for `j` in `0..8`,
 /// the 32-bit sums taken modulo 2^32. When every `|Σ_k c[k] w[j + k]|` is
@@ -1056,6 +1112,49 @@ mod tests {
                 assert_eq!(out[m][lag], (acc >> 16) as i16, "m {m} lag {lag}");
             }
         }
+    }
+
+    avx2_multiversion! {
+        fn corr_tri40_mv(x: &[i16; 40], h: &[i16; 40], y: &mut [i32; 40]) = corr_tri40;
+    }
+
+    #[test]
+    fn corr_tri40_is_the_wrapping_correlation_on_both_clones() {
+        let mut seed = 3u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (seed >> 8) as i16
+        };
+        for baseline in [false, true] {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            for round in 0..400 {
+                let mut x = [0i16; 40];
+                let mut h = [0i16; 40];
+                for k in 0..40 {
+                    // Random, then all extreme values (sums wrap), then
+                    // single impulses (each output is one product).
+                    (x[k], h[k]) = match round % 3 {
+                        0 => (next(), next()),
+                        1 => (
+                            [i16::MIN, i16::MAX][(next() & 1) as usize],
+                            [i16::MIN, i16::MAX][(next() & 1) as usize],
+                        ),
+                        _ => (
+                            if k == round % 40 { next() } else { 0 },
+                            if k == (round / 40) % 40 { next() } else { 0 },
+                        ),
+                    };
+                }
+                let mut got = [0i32; 40];
+                corr_tri40_mv(&x, &h, &mut got);
+                for i in 0..40 {
+                    let want = (0..40 - i)
+                        .fold(0i32, |s, k| s.wrapping_add(x[i + k] as i32 * h[k] as i32));
+                    assert_eq!(got[i], want, "round {round} i {i} baseline {baseline}");
+                }
+            }
+        }
+        BASELINE_ONLY.with(|b| b.set(false));
     }
 
     avx2_multiversion! {
