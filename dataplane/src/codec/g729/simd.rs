@@ -438,8 +438,11 @@ pub(crate) fn any_better8(alp: i16, sq: i16, sq2: &[i16; 8], a16: &[i16; 8]) -> 
 }
 
 /// The running sums of all lags at once: row `m` of `out` receives, for
-/// every `lag < 40 - m`, the high half of `Σ_{k <= m} 2 h[k] h[k + lag]`
-/// summed modulo 2^32. Entries with `m + lag >= 40` (products past the end
+/// every `lag < 40 - m`, `sat16(S >> 15)` of `S = Σ_{k <= m} h[k] h[k + lag]`
+/// summed modulo 2^32. When `2 Σ h[k]^2 <= MAX_32` no `2 S` leaves 32 bits
+/// (Cauchy-Schwarz) and that is the high half of `2 S`, the reference's
+/// `extract_h` of its `L_mac` running sum (the doubling is left out of the
+/// sums: the shift by 15 instead of 16 does it). Entries with `m + lag >= 40` (products past the end
 /// of `h`, which the reference never forms) are left unspecified: the
 /// chunks of 8 lags that lie wholly there are skipped.
 #[inline(always)]
@@ -467,11 +470,11 @@ pub(crate) fn lag_prefix_rows(h: &[i16; 40], out: &mut [[i16; 40]; 40]) {
                             let hi = _mm_mulhi_epi16(v, hm);
                             let p0 = _mm_unpacklo_epi16(lo, hi);
                             let p1 = _mm_unpackhi_epi16(lo, hi);
-                            acc[2 * c] = _mm_add_epi32(acc[2 * c], _mm_add_epi32(p0, p0));
-                            acc[2 * c + 1] = _mm_add_epi32(acc[2 * c + 1], _mm_add_epi32(p1, p1));
+                            acc[2 * c] = _mm_add_epi32(acc[2 * c], p0);
+                            acc[2 * c + 1] = _mm_add_epi32(acc[2 * c + 1], p1);
                             let r = _mm_packs_epi32(
-                                _mm_srai_epi32(acc[2 * c], 16),
-                                _mm_srai_epi32(acc[2 * c + 1], 16),
+                                _mm_srai_epi32(acc[2 * c], 15),
+                                _mm_srai_epi32(acc[2 * c + 1], 15),
                             );
                             _mm_storeu_si128(row.add(8 * c) as *mut __m128i, r);
                         }
@@ -491,8 +494,8 @@ pub(crate) fn lag_prefix_rows(h: &[i16; 40], out: &mut [[i16; 40]; 40]) {
         for m in 0..40 {
             let hm = h[m] as i32;
             for l in 0..40 {
-                acc[l] = acc[l].wrapping_add(2 * hm * hp[m + l] as i32);
-                out[m][l] = (acc[l] >> 16) as i16;
+                acc[l] = acc[l].wrapping_add(hm * hp[m + l] as i32);
+                out[m][l] = (acc[l] >> 15).clamp(-32768, 32767) as i16;
             }
         }
     }
@@ -1103,18 +1106,34 @@ mod tests {
             *v = (seed >> 16) as i16;
         }
         h[0] = i16::MIN;
-        let mut out = [[0i16; 40]; 40];
-        lag_prefix_rows(&h, &mut out);
-        for lag in 0..40 {
-            let mut acc = 0i32;
-            for m in 0..40 - lag {
-                acc = acc.wrapping_add((2 * h[m] as i32).wrapping_mul(h[m + lag] as i32));
-                assert_eq!(out[m][lag], (acc >> 16) as i16, "m {m} lag {lag}");
+        // Full-range samples (sums wrap, shifted sums saturate), then ones
+        // scaled down until 2 Σ h^2 fits 32 bits, where every entry must be
+        // the high half of the doubled running sum.
+        for shift in [0, 3, 4, 5] {
+            let hs = h.map(|v| v >> shift);
+            let energy: i64 = hs.iter().map(|&v| 2 * (v as i64) * (v as i64)).sum();
+            for baseline in [false, true] {
+                BASELINE_ONLY.with(|b| b.set(baseline));
+                let mut out = [[0i16; 40]; 40];
+                lag_prefix_rows_mv(&hs, &mut out);
+                for lag in 0..40 {
+                    let mut acc = 0i32;
+                    for m in 0..40 - lag {
+                        acc = acc.wrapping_add((hs[m] as i32).wrapping_mul(hs[m + lag] as i32));
+                        let want = (acc >> 15).clamp(-32768, 32767) as i16;
+                        assert_eq!(out[m][lag], want, "m {m} lag {lag} shift {shift}");
+                        if energy <= i32::MAX as i64 {
+                            assert_eq!(want, ((2 * acc) >> 16) as i16, "m {m} lag {lag}");
+                        }
+                    }
+                }
             }
+            BASELINE_ONLY.with(|b| b.set(false));
         }
     }
 
     avx2_multiversion! {
+        fn lag_prefix_rows_mv(h: &[i16; 40], out: &mut [[i16; 40]; 40]) = lag_prefix_rows;
         fn corr_tri40_mv(x: &[i16; 40], h: &[i16; 40], y: &mut [i32; 40]) = corr_tri40;
     }
 
