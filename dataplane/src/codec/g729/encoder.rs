@@ -1348,6 +1348,20 @@ fn lsp_expand(buf: &mut [i16; M], gap: i16, from: usize, to: usize) {
     }
 }
 
+/// `Σ x²` exactly for up to 2^33 samples: a pair of squares (each at most
+/// 2^30) fits 32 unsigned bits (the `pmaddwd` lane, which wraps only past
+/// `i32::MAX`), summed in 64 bits.
+#[inline(always)]
+fn energy64(v: &[i16]) -> i64 {
+    let (pairs, rest) = v.as_chunks::<2>();
+    let sq = |x: i16| x as i32 * x as i32;
+    let s: u64 = pairs
+        .iter()
+        .map(|&[a, b]| sq(a).wrapping_add(sq(b)) as u32 as u64)
+        .sum();
+    s as i64 + rest.iter().map(|&x| sq(x) as i64).sum::<i64>()
+}
+
 avx2_multiversion! {
     /// Open-loop pitch on the weighted speech (`wsp[PIT_MAX..]` is the frame).
     ///
@@ -1400,10 +1414,8 @@ fn pitch_ol_fast_body(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 {
     // sqrt(E_cur E_half) with E_half the energy of the whole half it reads;
     // when twice that fits in 32 bits no L_mac step saturates and plain
     // 32-bit sums are exact.
-    // (At most 112 squares of at most 2^30 each: 64-bit sums are exact.)
-    let energy = |v: &[i16]| -> i64 { v.iter().map(|&x| x as i64 * x as i64).sum() };
-    let e_half = energy(&even).max(energy(&odd)) as i128;
-    let exact = 4 * energy(cur) as i128 * e_half <= MAX_32 as i128 * MAX_32 as i128;
+    let e_half = energy64(&even).max(energy64(&odd)) as i128;
+    let exact = 4 * energy64(cur) as i128 * e_half <= MAX_32 as i128 * MAX_32 as i128;
     let cur40: &[i16; L_FRAME / 2] = match cur.try_into() {
         Ok(c) => c,
         Err(_) => return PIT_MIN as i16,
@@ -2997,6 +3009,35 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn energy64_is_the_exact_sum_of_squares_on_both_clones() {
+        avx2_multiversion! {
+            fn energy_mv(v: &[i16]) -> i64 = energy64;
+        }
+        let both = |v: &[i16]| {
+            [false, true].map(|baseline| {
+                BASELINE_ONLY.with(|b| b.set(baseline));
+                let e = energy_mv(v);
+                BASELINE_ONLY.with(|b| b.set(false));
+                e
+            })
+        };
+        let mut seed = 77i16;
+        for n in 0..500usize {
+            let len = n % 113;
+            let v: Vec<i16> = (0..len)
+                .map(|k| match (n + k) % 5 {
+                    0 => MIN_16,
+                    1 => MAX_16,
+                    _ => shr(random(&mut seed), (n % 4) as i16),
+                })
+                .collect();
+            let want: i64 = v.iter().map(|&x| x as i64 * x as i64).sum();
+            assert_eq!(both(&v), [want; 2], "{v:?}");
+        }
+        assert_eq!(both(&[MIN_16; 112]), [112 << 30; 2]);
     }
 
     #[test]
