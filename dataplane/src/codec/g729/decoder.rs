@@ -696,27 +696,6 @@ impl Decoder {
     }
 }
 
-/// `exc[i] = round(L_shl(L_mac(L_mult(exc[i], gp), code[i], gc), 1))`, the
-/// total excitation. Unless a gain is -32768 (then operator by operator)
-/// neither product saturates and `|p1 + p2| < 2^31` with `p1 = exc gp`,
-/// `p2 = code gc`; the saturating add and shift then give
-/// `sat32(4 (p1 + p2))` (saturation is monotone), and the rounding
-/// `sat32(v + 2^15) >> 16`. Plain lane arithmetic, vectorised.
-#[inline(always)]
-fn excitation(exc: &mut [i16; L_SUBFR], code: &[i16; L_SUBFR], gp: i16, gc: i16) {
-    if gp == i16::MIN || gc == i16::MIN {
-        for (e, &c) in exc.iter_mut().zip(code) {
-            *e = round(l_shl(l_mac(l_mult(*e, gp), c, gc), 1));
-        }
-        return;
-    }
-    for (e, &c) in exc.iter_mut().zip(code) {
-        let s = *e as i32 * gp as i32 + c as i32 * gc as i32;
-        let v = (4 * s as i64).clamp(MIN_32 as i64, MAX_32 as i64);
-        *e = ((v + 0x8000).min(MAX_32 as i64) >> 16) as i16;
-    }
-}
-
 /// `extract_h(L_shl(L_mult(v, g), 3))`: with `p = v g` (|p| <= 2^30) this
 /// is `p >> 12` saturated to 16 bits (`L_mult`'s one saturating case,
 /// `p = 2^30`, saturates the shift too).
@@ -820,46 +799,6 @@ avx2_multiversion! {
 mod tests {
     use super::*;
     use crate::codec::g729::simd::BASELINE_ONLY;
-
-    #[test]
-    fn excitation_is_the_operator_chain_on_both_clones() {
-        avx2_multiversion! {
-            fn excitation_mv(
-                exc: &mut [i16; L_SUBFR],
-                code: &[i16; L_SUBFR],
-                gp: i16,
-                gc: i16,
-            ) = excitation;
-        }
-        let mut seed = 23i16;
-        let ext = [i16::MIN, i16::MIN + 1, -1, 0, 1, 16384, i16::MAX];
-        let mut saturated = 0;
-        for n in 0..3000 {
-            let pick = |seed: &mut i16, k: usize| {
-                if (n + k) % 4 == 0 {
-                    ext[(n / 4 + k) % ext.len()]
-                } else {
-                    shr(random(seed), (n % 5) as i16)
-                }
-            };
-            let gp = pick(&mut seed, 0);
-            let gc = pick(&mut seed, 1);
-            let exc0: [i16; L_SUBFR] = std::array::from_fn(|k| pick(&mut seed, k + 2));
-            let code: [i16; L_SUBFR] = std::array::from_fn(|k| pick(&mut seed, k + 3));
-            for baseline in [false, true] {
-                BASELINE_ONLY.with(|b| b.set(baseline));
-                let mut got = exc0;
-                excitation_mv(&mut got, &code, gp, gc);
-                BASELINE_ONLY.with(|b| b.set(false));
-                for k in 0..L_SUBFR {
-                    let want = round(l_shl(l_mac(l_mult(exc0[k], gp), code[k], gc), 1));
-                    assert_eq!(got[k], want, "{} {gp} {} {gc}", exc0[k], code[k]);
-                    saturated += usize::from(want == i16::MAX || want == i16::MIN);
-                }
-            }
-        }
-        assert!(saturated > 1000, "{saturated}");
-    }
 
     /// The tilt sums of the post-filter as one exact sum each equal the
     /// reference's `L_mult` + `L_mac` chains, saturation included.

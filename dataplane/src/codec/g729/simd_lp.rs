@@ -21,22 +21,20 @@ use super::{M, MP1};
 /// Exact only under the caller's bound `2 (max|x| |a[0]| + 2^15 Σ|a[k]|)
 /// <= MAX_32` (no 32-bit sum wraps), as for `syn_block`.
 ///
-/// The newest tap is scalar, so the chain from one output to the next is
-/// one multiply, a subtraction and a shift: everything else of sample
-/// `i + 1` (its input term, taps 3..10 as one `pmaddwd` on a window of
-/// outputs, the second tap) is formed during sample `i` from outputs
-/// already known. `x[i] a[0] + 2^11` is formed for the whole block up front.
+/// The two newest taps are scalar, so the chain from one output to the
+/// next is one multiply, a subtraction and a shift; taps 3..10 are one
+/// `pmaddwd` on a window of outputs needed only two samples later.
+/// `x[i] a[0] + 2^11` is formed for the whole block up front.
 #[inline(always)]
 pub(crate) fn syn_block_unsat(a: &[i16; MP1], x: &[i16], y: &mut [i16], mem: &[i16; M]) -> bool {
     let n = x.len().min(y.len()).min(100);
     let (x, y) = (&x[..n], &mut y[..n]);
     let a0 = a[0] as i32;
-    // One spare entry: the last sample prepares a sample that never comes.
-    let mut xa = [0i32; 101];
+    let mut xa = [0i32; 100];
     for (d, &v) in xa.iter_mut().zip(x) {
         *d = (v as i32 * a0).wrapping_add(0x800);
     }
-    let xa = &xa[..n + 1];
+    let xa = &xa[..n];
     let (a1, a2) = (a[1] as i32, a[2] as i32);
     let mut h1 = mem[9] as i32;
     let mut h2 = mem[8] as i32;
@@ -51,27 +49,23 @@ pub(crate) fn syn_block_unsat(a: &[i16; MP1], x: &[i16], y: &mut [i16], mem: &[i
         // caller's bound like every other wrap here.
         unsafe {
             let c = _mm_loadu_si128(a.as_ptr().add(3) as *const __m128i);
-            let far = |w: __m128i| {
-                let p = _mm_madd_epi16(w, c);
-                let p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0b01_00_11_10));
-                let p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0b10_11_00_01));
-                _mm_cvtsi128_si32(p)
-            };
-            // Lanes 0..8 hold y[i - 3] .. y[i - 10] for the sample `pre`
-            // belongs to.
+            // Lanes 0..8 hold y[i - 3] .. y[i - 10].
             let mut w = _mm_set_epi16(
                 mem[0], mem[1], mem[2], mem[3], mem[4], mem[5], mem[6], mem[7],
             );
-            // Everything of sample 0 but its newest tap.
-            let mut pre = xa[0].wrapping_sub(far(w)).wrapping_sub(a2.wrapping_mul(h2));
-            for (&xn, yi) in xa[1..].iter().zip(y.iter_mut()) {
-                let out = pre.wrapping_sub(a1.wrapping_mul(h1)) >> 12;
+            for (&xi, yi) in xa.iter().zip(y.iter_mut()) {
+                let p = _mm_madd_epi16(w, c);
+                let p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0b01_00_11_10));
+                let p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0b10_11_00_01));
+                let far = _mm_cvtsi128_si32(p);
+                let e = xi
+                    .wrapping_sub(far)
+                    .wrapping_sub(a2.wrapping_mul(h2))
+                    .wrapping_sub(a1.wrapping_mul(h1));
+                let out = e >> 12;
                 *yi = out as i16;
                 range |= out.wrapping_add(32768) as u32;
-                // Sample i + 1: y[i - 2] enters the window; its second tap
-                // is y[i - 1].
                 w = _mm_insert_epi16(_mm_slli_si128(w, 2), h2, 0);
-                pre = xn.wrapping_sub(far(w)).wrapping_sub(a2.wrapping_mul(h1));
                 h2 = h1;
                 h1 = out;
             }
@@ -83,17 +77,17 @@ pub(crate) fn syn_block_unsat(a: &[i16; MP1], x: &[i16], y: &mut [i16], mem: &[i
             mem[7], mem[6], mem[5], mem[4], mem[3], mem[2], mem[1], mem[0],
         ]
         .map(|v| v as i32);
-        let far = |w: &[i32; 8]| (0..8).fold(0i32, |s, k| s.wrapping_add(a[k + 3] as i32 * w[k]));
-        let mut pre = xa[0]
-            .wrapping_sub(far(&w))
-            .wrapping_sub(a2.wrapping_mul(h2));
-        for (&xn, yi) in xa[1..].iter().zip(y.iter_mut()) {
-            let out = pre.wrapping_sub(a1.wrapping_mul(h1)) >> 12;
+        for (&xi, yi) in xa.iter().zip(y.iter_mut()) {
+            let far = (0..8).fold(0i32, |s, k| s.wrapping_add(a[k + 3] as i32 * w[k]));
+            let e = xi
+                .wrapping_sub(far)
+                .wrapping_sub(a2.wrapping_mul(h2))
+                .wrapping_sub(a1.wrapping_mul(h1));
+            let out = e >> 12;
             *yi = out as i16;
             range |= out.wrapping_add(32768) as u32;
             w.rotate_right(1);
             w[0] = h2 as i16 as i32;
-            pre = xn.wrapping_sub(far(&w)).wrapping_sub(a2.wrapping_mul(h1));
             h2 = h1;
             h1 = out;
         }

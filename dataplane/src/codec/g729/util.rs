@@ -510,6 +510,28 @@ fn pred_sample_slow(buf: &[i16], x1: usize, frac: usize, w: &[i16; 20], c: &[i16
     }
 }
 
+/// The total excitation `exc[i] = round(L_shl(L_mac(L_mult(exc[i], gp),
+/// code[i], gc), 1))`, shared by the encoder's and the decoder's subframe
+/// update. Unless a gain is -32768 (then operator by operator) neither
+/// product saturates and `s = exc gp + code gc` has `|s| < 2^31 - 2^15`;
+/// the `L_mac` and `L_shl` chain is `sat32(4 s)` (saturation is monotone)
+/// and `round` of it `sat16(floor((4 s + 2^15) / 2^16))`, i.e.
+/// `sat16((s + 2^13) >> 14)`: where `4 s` saturates, `|s + 2^13| >= 2^29`
+/// and the clamp gives the same end. Plain 32-bit lane arithmetic.
+#[inline(always)]
+pub(crate) fn excitation(exc: &mut [i16; L_SUBFR], code: &[i16; L_SUBFR], gp: i16, gc: i16) {
+    if gp == MIN_16 || gc == MIN_16 {
+        for (e, &c) in exc.iter_mut().zip(code) {
+            *e = round(l_shl(l_mac(l_mult(*e, gp), c, gc), 1));
+        }
+        return;
+    }
+    for (e, &c) in exc.iter_mut().zip(code) {
+        let s = *e as i32 * gp as i32 + c as i32 * gc as i32;
+        *e = ((s + 0x2000) >> 14).clamp(MIN_16 as i32, MAX_16 as i32) as i16;
+    }
+}
+
 /// The Recommendation's pseudo-random generator.
 pub(crate) fn random(seed: &mut i16) -> i16 {
     *seed = extract_l(l_add(l_shr(l_mult(*seed, 31821), 1), 13849));
@@ -735,6 +757,46 @@ pub(crate) fn high_pass_test_frame(frame: usize, seed: &mut i16) -> [i16; 80] {
 mod tests {
     use super::*;
     use crate::codec::g729::simd::BASELINE_ONLY;
+
+    #[test]
+    fn excitation_is_the_operator_chain_on_both_clones() {
+        avx2_multiversion! {
+            fn excitation_mv(
+                exc: &mut [i16; L_SUBFR],
+                code: &[i16; L_SUBFR],
+                gp: i16,
+                gc: i16,
+            ) = excitation;
+        }
+        let mut seed = 23i16;
+        let ext = [i16::MIN, i16::MIN + 1, -1, 0, 1, 16384, i16::MAX];
+        let mut saturated = 0;
+        for n in 0..3000 {
+            let pick = |seed: &mut i16, k: usize| {
+                if (n + k) % 4 == 0 {
+                    ext[(n / 4 + k) % ext.len()]
+                } else {
+                    shr(random(seed), (n % 5) as i16)
+                }
+            };
+            let gp = pick(&mut seed, 0);
+            let gc = pick(&mut seed, 1);
+            let exc0: [i16; L_SUBFR] = std::array::from_fn(|k| pick(&mut seed, k + 2));
+            let code: [i16; L_SUBFR] = std::array::from_fn(|k| pick(&mut seed, k + 3));
+            for baseline in [false, true] {
+                BASELINE_ONLY.with(|b| b.set(baseline));
+                let mut got = exc0;
+                excitation_mv(&mut got, &code, gp, gc);
+                BASELINE_ONLY.with(|b| b.set(false));
+                for k in 0..L_SUBFR {
+                    let want = round(l_shl(l_mac(l_mult(exc0[k], gp), code[k], gc), 1));
+                    assert_eq!(got[k], want, "{} {gp} {} {gc}", exc0[k], code[k]);
+                    saturated += usize::from(want == i16::MAX || want == i16::MIN);
+                }
+            }
+        }
+        assert!(saturated > 1000, "{saturated}");
+    }
 
     /// The reference's Pred_lt_3, operator by operator, in place.
     fn pred_ref(buf: &mut [i16], pos: usize, t0: i16, frac: i16, l: usize) {
