@@ -580,10 +580,52 @@ fn fdaf_trace() {
         run(&mut ec, &far, &near)
     } else {
         let mut ec = fdaf();
-        let out = run(&mut ec, &far, &near);
+        // The foreground averaged over the last 10 s (every 20 ms) besides
+        // the final one: a snapshot carries the gradient noise as much as
+        // the running filter does, so only the average tells a bias (the
+        // average as bad as measured) from gradient noise (the average far
+        // better).
+        let mut out = vec![0i16; far.len()];
+        let mut avg = vec![0f32; ec.taps()];
+        let mut n_avg = 0.0f32;
+        for (i, ((f, d), o)) in far
+            .chunks(BLOCK)
+            .zip(near.chunks(BLOCK))
+            .zip(out.chunks_mut(BLOCK))
+            .enumerate()
+        {
+            ec.process(f, d, o);
+            if i * BLOCK >= 10 * 8000 {
+                avg.iter_mut()
+                    .zip(ec.coefficients())
+                    .for_each(|(a, c)| *a += c);
+                n_avg += 1.0;
+            }
+        }
+        avg.iter_mut().for_each(|a| *a /= n_avg.max(1.0));
+        let frozen_erle = |w: &[f32]| {
+            let mut hw = h.clone();
+            hw.resize(w.len().max(h.len()), 0.0);
+            let diff: Vec<f32> = hw
+                .iter()
+                .zip(w.iter().chain(std::iter::repeat(&0.0)))
+                .map(|(a, b)| a - b)
+                .collect();
+            let res = convolve(&far_f[..], &diff);
+            let fz: Vec<i16> = near
+                .iter()
+                .zip(&res)
+                .zip(&echo)
+                .map(|((&n, r), e)| (f32::from(n) - e + r).round() as i16)
+                .collect();
+            erle(&frames(&far, &echo, &near, &fz)[100..])
+        };
+        println!(
+            "foreground averaged over the last 10 s {:.1}",
+            frozen_erle(&avg)
+        );
         // The final foreground frozen over the last 10 s, and its
-        // misalignment: a bias (frozen as bad as measured) or gradient
-        // noise (frozen far better)?
+        // misalignment.
         let w = ec.coefficients();
         let mut hw = h.clone();
         hw.resize(w.len().max(h.len()), 0.0);
@@ -593,24 +635,11 @@ fn fdaf_trace() {
             .map(|(a, b)| (a - b).powi(2))
             .sum::<f32>()
             / h.iter().map(|a| a * a).sum::<f32>();
-        let diff: Vec<f32> = hw
-            .iter()
-            .zip(w.iter().chain(std::iter::repeat(&0.0)))
-            .map(|(a, b)| a - b)
-            .collect();
-        let res = convolve(&far_f[..], &diff);
-        let fz: Vec<i16> = near
-            .iter()
-            .zip(&res)
-            .zip(&echo)
-            .map(|((&n, r), e)| (f32::from(n) - e + r).round() as i16)
-            .collect();
-        let frz = frames(&far, &echo, &near, &fz);
         let fr = frames(&far, &echo, &near, &out);
         println!(
             "steady {:.1} frozen-final {:.1} misalignment {:.1} dB t20 {:?}",
             erle(&fr[100..]),
-            erle(&frz[100..]),
+            frozen_erle(&w),
             10.0 * mis.log10(),
             time_to_20db(&fr)
         );
