@@ -2,7 +2,7 @@
 //! per core = 10 ms / (encode + decode), side by side with bcg729 on the same
 //! audio in the same run. Both sides are timed in thread CPU time
 //! (`CLOCK_THREAD_CPUTIME_ID`) over the whole 73 s demo prompt (7334 frames,
-//! best of 2 passes), in alternating rounds (Tandem, bcg729, Tandem, ...;
+//! best of `G729_BENCH_PASSES` passes, default 3), in alternating rounds (Tandem, bcg729, Tandem, ...;
 //! `G729_BENCH_ROUNDS`, default 5), so that a shift in machine load hits
 //! both; each round's ratio is printed, then the median. Pin the run to one
 //! core (`taskset -c 1`).
@@ -19,8 +19,15 @@ use perf::bench::cpu::thread_cpu_ns;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// Passes over the input per measurement (the best is kept).
-const PASSES: usize = 2;
+/// Passes over the input per measurement (the best is kept), both sides:
+/// `G729_BENCH_PASSES`, default 3.
+fn passes() -> usize {
+    std::env::var("G729_BENCH_PASSES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1)
+}
 
 fn input() -> Vec<i16> {
     let mut s = perf::wav::demo_prompt().unwrap_or_else(|| {
@@ -32,12 +39,12 @@ fn input() -> Vec<i16> {
     s
 }
 
-/// Our encode and decode CPU time per frame in ns (best of [`PASSES`] over the input).
+/// Our encode and decode CPU time per frame in ns (best of [`passes`] over the input).
 fn ours(pcm: &[i16]) -> (f64, f64) {
     let frames = pcm.len() / L_FRAME;
     let mut params = vec![Params::default(); frames];
     let (mut best_e, mut best_d) = (f64::MAX, f64::MAX);
-    for _ in 0..PASSES {
+    for _ in 0..passes() {
         let mut enc = Encoder::new();
         let t = thread_cpu_ns();
         for (f, p) in pcm.chunks_exact(L_FRAME).zip(params.iter_mut()) {
@@ -101,11 +108,11 @@ t=(ns()-t)/fr;if(t<bd)bd=t;closeBcg729DecoderChannel(d);}printf("%f %f\n",be,bd)
     Some((exe, raw))
 }
 
-/// bcg729 encode/decode CPU ns per frame (best of [`PASSES`]) on the input.
+/// bcg729 encode/decode CPU ns per frame (best of [`passes`]) on the input.
 fn bcg729(exe: &Path, raw: &Path) -> Option<(f64, f64)> {
     let out = Command::new(exe)
         .arg(raw)
-        .arg(PASSES.to_string())
+        .arg(passes().to_string())
         .output()
         .ok()?;
     let text = String::from_utf8(out.stdout).ok()?;
