@@ -86,7 +86,7 @@
 //! `realfft`/`rustfft`, which pick their SIMD code at runtime.
 
 pub use super::ec::EcStats;
-use super::ec_control::{Comparator, Controller, Verdict, FAR_ACTIVE_POWER};
+use super::ec_control::{Comparator, Controller, Flags, Verdict, FAR_ACTIVE_POWER};
 use super::simd;
 use realfft::num_complex::Complex32;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
@@ -185,6 +185,15 @@ pub struct FdafEchoCanceller {
     d_buf: [f32; BLOCK],
     /// Foreground output of partitions 1.. for the current block.
     tail: [f32; BLOCK],
+    /// This block's foreground error, short-filter error (while it runs),
+    /// and the output filter's estimate and error, per sample: summed once
+    /// per block ([`FdafEchoCanceller::block_sums`]).
+    e_fg: [f32; BLOCK],
+    e_s: [f32; BLOCK],
+    y_out: [f32; BLOCK],
+    e_out: [f32; BLOCK],
+    /// The short filter's step normaliser for the newest sample.
+    sh_n2: f32,
     fill: usize,
     /// Far history for the head convolution; window `hist[pos - BLOCK..pos]`.
     hist: Vec<f32>,
@@ -192,7 +201,11 @@ pub struct FdafEchoCanceller {
     // Block flags for the adaptation decision.
     blk_hold: bool,
     blk_suspect: bool,
+    /// Far silence seen in the block (for the comparator).
+    blk_quiet: bool,
     blk_far: f32,
+    /// Near energy of the block.
+    blk_d: f32,
     /// Double talk, energy check, noise floor, NLP, tone disable.
     ctl: Controller,
     cmp: Comparator,
@@ -380,12 +393,19 @@ impl FdafEchoCanceller {
             x_buf: vec![0.0; FFT],
             d_buf: [0.0; BLOCK],
             tail: [0.0; BLOCK],
+            e_fg: [0.0; BLOCK],
+            e_s: [0.0; BLOCK],
+            y_out: [0.0; BLOCK],
+            e_out: [0.0; BLOCK],
+            sh_n2: 0.0,
             fill: 0,
             hist: vec![0.0; taps + HIST_SLACK],
             pos: taps,
             blk_hold: false,
             blk_suspect: false,
+            blk_quiet: false,
             blk_far: 0.0,
+            blk_d: 0.0,
             // The energy check starts at 20 dB of echo removed: while the
             // filter converges a residual near the echo estimate is no
             // sign of double talk, and capping the step there stalls it.
@@ -484,11 +504,21 @@ impl FdafEchoCanceller {
     pub fn process(&mut self, far: &[i16], near: &[i16], out: &mut [i16]) {
         let n = far.len().min(near.len()).min(out.len());
         for i in 0..n {
-            out[i] = self.sample(far[i], near[i]);
+            out[i] = self.process_sample(far[i], near[i]);
         }
     }
 
-    fn sample(&mut self, far: i16, near: i16) -> i16 {
+    /// [`Self::process`] for one sample: `far` (Rin) and `near` (Sin) in,
+    /// Sout out (for callers that work sample by sample).
+    ///
+    /// Only what the output needs runs here: the foreground (head
+    /// convolution plus the tail from the block FFT), the short filter
+    /// while it runs, and the controller's fast powers, double talk and
+    /// NLP. The block sums (window energies, the far-activity sum, the
+    /// controller's slow powers) are vector passes at the end of the block
+    /// over the samples kept in `x_buf`, `d_buf`, `e_fg`, `e_s` and `y_out`.
+    #[inline]
+    pub fn process_sample(&mut self, far: i16, near: i16) -> i16 {
         let x = f32::from(far);
         let d = f32::from(near);
         self.ctl.input_peak(x);
@@ -500,47 +530,33 @@ impl FdafEchoCanceller {
         }
         self.hist[self.pos] = x;
         self.pos += 1;
-        self.x_buf[BLOCK + self.fill] = x;
-        self.d_buf[self.fill] = d;
+        let i = self.fill;
+        self.x_buf[BLOCK + i] = x;
+        self.d_buf[i] = d;
 
         // Foreground: partitions 1.. from the block FFT, partition 0 here.
-        let y_fg = self.tail[self.fill] + dot(&self.head, &self.hist[self.pos - BLOCK..self.pos]);
+        let win = &self.hist[self.pos - BLOCK..self.pos].as_chunks::<BLOCK>().0[0];
+        let y_fg = self.tail[i] + simd::dot(self.avx2, &self.head, win);
         let e_fg = d - y_fg;
-        // Short filter at the bulk delay (not run while idle).
-        let end = self.pos - self.sh.off;
-        let xs = &self.hist[end - SHORT..end];
-        let (y_s, n2) = if self.sh.idle {
-            (0.0, 0.0)
-        } else {
-            simd::short_filter(self.avx2, &self.sh.w, &self.sh.g, xs)
-        };
-        let e_s = d - y_s;
-        // The output: the foreground, or the short filter while it does
-        // better (it converges first on a fresh or changed echo path).
-        let (y_out, e_out) = if self.use_short {
-            (y_s, e_s)
-        } else {
+        self.e_fg[i] = e_fg;
+        // The output: the foreground, or the short filter (at the bulk
+        // delay) while it does better: it converges first on a fresh or
+        // changed echo path. Not run while idle.
+        let (y_out, e_out) = if self.sh.idle {
             (y_fg, e_fg)
+        } else {
+            self.short_sample(d, y_fg, e_fg)
         };
+        self.y_out[i] = y_out;
+        self.e_out[i] = e_out;
 
-        let f = self.ctl.observe(x, d, y_out, e_out);
+        let f = self.ctl.observe_fast(x, d, y_out, e_out);
         self.blk_hold |= f.dt;
         self.blk_suspect |= f.suspect;
-        self.blk_far += x * x;
-        self.cmp.add_fg(e_fg * e_fg, f);
+        self.blk_quiet |= !f.far_active;
 
-        self.sh.win += e_s * e_s;
-        self.fg_win += e_fg * e_fg;
-        self.d_win += d * d;
-        if self.adapt && !self.sh.idle && f.far_active && !f.dt && !self.ctl.is_tone_disabled() {
-            self.sh.p_e += (e_s * e_s - self.sh.p_e) * (1.0 / 64.0);
-            let mut mu = (SH_MU_MAX * (1.0 - (self.ctl.noise / self.sh.p_e.max(1e-3)).sqrt()))
-                .clamp(SH_MU_MIN, SH_MU_MAX);
-            if f.suspect {
-                mu = mu.min(MU_SUSPECT);
-            }
-            let c = mu * e_s / (n2 + SHORT as f32 * self.reg);
-            simd::short_update(self.avx2, &mut self.sh.w, &self.sh.g, xs, c);
+        if !self.sh.idle {
+            self.adapt_short(f);
         }
 
         self.fill += 1;
@@ -551,6 +567,65 @@ impl FdafEchoCanceller {
         }
 
         self.ctl.output(near, e_out, f)
+    }
+
+    /// The short filter's output for the newest sample (kept in `e_s`, its
+    /// step normaliser in `sh_n2`), and the output pair `(y, e)` to use.
+    fn short_sample(&mut self, d: f32, y_fg: f32, e_fg: f32) -> (f32, f32) {
+        let end = self.pos - self.sh.off;
+        let xs = &self.hist[end - SHORT..end];
+        let (y_s, n2) = simd::short_filter(self.avx2, &self.sh.w, &self.sh.g, xs);
+        let e_s = d - y_s;
+        self.e_s[self.fill] = e_s;
+        self.sh_n2 = n2;
+        if self.use_short {
+            (y_s, e_s)
+        } else {
+            (y_fg, e_fg)
+        }
+    }
+
+    /// One proportionate NLMS step of the short filter on the newest sample.
+    fn adapt_short(&mut self, f: Flags) {
+        if !self.adapt || !f.far_active || f.dt || self.ctl.is_tone_disabled() {
+            return;
+        }
+        let e_s = self.e_s[self.fill];
+        self.sh.p_e += (e_s * e_s - self.sh.p_e) * (1.0 / 64.0);
+        let mut mu = (SH_MU_MAX * (1.0 - (self.ctl.noise / self.sh.p_e.max(1e-3)).sqrt()))
+            .clamp(SH_MU_MIN, SH_MU_MAX);
+        if f.suspect {
+            mu = mu.min(MU_SUSPECT);
+        }
+        let c = mu * e_s / (self.sh_n2 + SHORT as f32 * self.reg);
+        let end = self.pos - self.sh.off;
+        let xs = &self.hist[end - SHORT..end];
+        simd::short_update(self.avx2, &mut self.sh.w, &self.sh.g, xs, c);
+    }
+
+    /// The block's sums, once per block: far activity, the comparison
+    /// windows' energies, the controller's slow powers.
+    fn block_sums(&mut self) {
+        let sq = |v: &[f32; BLOCK]| simd::dot(self.avx2, v, v);
+        let x2 = sq(&self.x_buf[BLOCK..].as_chunks::<BLOCK>().0[0]);
+        let d2 = sq(&self.d_buf);
+        let e2 = sq(&self.e_fg);
+        self.blk_far = x2;
+        self.fg_win += e2;
+        self.d_win += d2;
+        self.blk_d = d2;
+        if !self.sh.idle {
+            self.sh.win += sq(&self.e_s);
+        }
+        let flags = Flags {
+            far_active: !self.blk_quiet,
+            dt: self.blk_hold,
+            suspect: self.blk_suspect,
+        };
+        self.cmp.add_fg(e2, flags);
+        let y2 = sq(&self.y_out);
+        let eo2 = if self.use_short { sq(&self.e_out) } else { e2 };
+        self.ctl.slow_block(BLOCK, x2, d2, y2, eo2);
     }
 
     /// Ring slot of the far spectrum `p` blocks before the newest.
@@ -564,6 +639,7 @@ impl FdafEchoCanceller {
     fn end_block(&mut self) {
         let parts = self.parts;
         self.blocks += 1;
+        self.block_sums();
 
         // Far spectrum of [previous block, this block].
         self.fft.time.copy_from_slice(&self.x_buf);
@@ -624,8 +700,7 @@ impl FdafEchoCanceller {
         let far_active = self.blk_far > BLOCK as f32 * FAR_ACTIVE_POWER;
         self.win_quiet |= !far_active;
         if far_active && !self.blk_hold {
-            let pd: f32 = self.d_buf.iter().map(|v| v * v).sum();
-            self.sm_d += 0.1 * (pd - self.sm_d);
+            self.sm_d += 0.1 * (self.blk_d - self.sm_d);
             self.sm_e += 0.1 * (cmp_bg - self.sm_e);
         }
         // Held through double talk and its suspicion: near speech is
@@ -706,7 +781,7 @@ impl FdafEchoCanceller {
         }
         self.blk_hold = false;
         self.blk_suspect = false;
-        self.blk_far = 0.0;
+        self.blk_quiet = false;
     }
 
     /// End of a comparison window for the short filter: pick the output
@@ -1221,22 +1296,6 @@ fn energy(w: &[Complex32]) -> f32 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
-/// Dot product of the head taps with the far window, 16 partial sums.
-#[inline]
-fn dot(w: &[f32; BLOCK], x: &[f32]) -> f32 {
-    const L: usize = 16;
-    let mut acc = [0f32; L];
-    for (a, b) in w.as_chunks::<L>().0.iter().zip(x.as_chunks::<L>().0) {
-        for i in 0..L {
-            acc[i] += a[i] * b[i];
-        }
-    }
-    let mut h = [0f32; L / 2];
-    for i in 0..L / 2 {
-        h[i] = acc[i] + acc[i + L / 2];
-    }
-    ((h[0] + h[4]) + (h[1] + h[5])) + ((h[2] + h[6]) + (h[3] + h[7]))
-}
 #[cfg(test)]
 mod tests {
     use super::*;
