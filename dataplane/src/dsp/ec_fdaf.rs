@@ -223,6 +223,9 @@ pub struct FdafEchoCanceller {
     sm_e: f32,
     /// Energy of each foreground partition, taken when it was last copied.
     fg_en: [f32; MAX_PARTS],
+    /// Energy of each background partition, kept up to date wherever a
+    /// partition changes (the update returns it; see [`Self::update_prop`]).
+    bg_en: [f32; MAX_PARTS],
     /// Short time-domain filter at the bulk delay.
     sh: Short,
     /// Whitened far/near cross-spectra per partition (`parts * BINS`),
@@ -419,6 +422,7 @@ impl FdafEchoCanceller {
             sm_d: 0.0,
             sm_e: 0.0,
             fg_en: [0.0; MAX_PARTS],
+            bg_en: [0.0; MAX_PARTS],
             sh: Short::new(),
             xcorr: vec![ZERO; parts * BINS],
             xw_ring: vec![ZERO; parts * BINS],
@@ -757,6 +761,7 @@ impl FdafEchoCanceller {
                 Verdict::CopyToForeground => self.copy_bg_to_fg(),
                 Verdict::ResetBackground => {
                     self.w_bg.copy_from_slice(&self.w_fg);
+                    self.bg_en = self.fg_en;
                     self.update_prop();
                 }
             }
@@ -1034,6 +1039,9 @@ impl FdafEchoCanceller {
             self.fft.time[BLOCK..].fill(0.0);
             self.fft.forward(&mut self.w_bg[p * BINS..(p + 1) * BINS]);
         }
+        for (p, e) in self.bg_en[..self.parts].iter_mut().enumerate() {
+            *e = energy(&self.w_bg[p * BINS..(p + 1) * BINS]);
+        }
         self.update_prop();
     }
 
@@ -1047,6 +1055,7 @@ impl FdafEchoCanceller {
         }
         self.fft.time[BLOCK..].fill(0.0);
         self.fft.forward(&mut self.w_bg[c * BINS..(c + 1) * BINS]);
+        self.bg_en[c] = energy(&self.w_bg[c * BINS..(c + 1) * BINS]);
     }
 
     /// One PBFDAF step on the background from this block's error.
@@ -1074,7 +1083,7 @@ impl FdafEchoCanceller {
         for p in 0..self.parts {
             let r = self.slot(p);
             let s = self.prop[p];
-            simd::conj_update(
+            self.bg_en[p] = simd::conj_update_energy(
                 self.avx2,
                 &mut self.w_bg[p * BINS..(p + 1) * BINS],
                 &self.x_ring[r],
@@ -1085,12 +1094,14 @@ impl FdafEchoCanceller {
     }
 
     /// Step shares: part uniform, part in proportion to each partition's
-    /// RMS weight (IPNLMS across partitions).
+    /// RMS weight (IPNLMS across partitions), from the partition energies
+    /// in `bg_en`: the update returns them, and whatever else changes a
+    /// partition (constraint, leak, copies, seeding) updates its entry, so
+    /// no pass over all partitions is needed here.
     fn update_prop(&mut self) {
         let alpha = 0.0f32;
         let mut total = 0.0;
-        for (p, pr) in self.prop.iter_mut().enumerate() {
-            let e = energy(&self.w_bg[p * BINS..(p + 1) * BINS]);
+        for (pr, &e) in self.prop.iter_mut().zip(&self.bg_en) {
             *pr = e.sqrt();
             total += *pr;
         }
@@ -1129,6 +1140,7 @@ impl FdafEchoCanceller {
                 for w in &mut self.w_bg[p * BINS..(p + 1) * BINS] {
                     *w *= 1.0 - LEAK;
                 }
+                self.bg_en[p] *= (1.0 - LEAK) * (1.0 - LEAK);
             }
         }
     }
@@ -1146,10 +1158,9 @@ impl FdafEchoCanceller {
             self.head[BLOCK - 1 - k] = t;
         }
         self.fft.forward(&mut self.w_bg[..BINS]);
+        self.bg_en[0] = energy(&self.w_bg[..BINS]);
         self.w_fg.copy_from_slice(&self.w_bg);
-        for (p, e) in self.fg_en[..self.parts].iter_mut().enumerate() {
-            *e = energy(&self.w_fg[p * BINS..(p + 1) * BINS]);
-        }
+        self.fg_en = self.bg_en;
     }
 }
 
