@@ -372,9 +372,13 @@ impl Comparator {
 #[derive(Debug, Clone)]
 struct ToneDisabler {
     n: usize,
-    re: f32,
-    im: f32,
-    energy: f32,
+    /// The frame's correlation with the 2100 Hz cos/sin and its energy, in
+    /// [`TD_LANES`] partial sums (sample `n` goes to lane `n % TD_LANES`),
+    /// so a block of samples is a vector pass; sample by sample gives the
+    /// same sums.
+    re: [f32; TD_LANES],
+    im: [f32; TD_LANES],
+    energy: [f32; TD_LANES],
     /// Consecutive 10 ms frames with the tone.
     tone_frames: u32,
     last_phase: Option<f32>,
@@ -387,23 +391,41 @@ struct ToneDisabler {
 /// a steady tone shows the same phase every frame.
 const TD_FRAME: usize = 80;
 
-/// cos/sin of 2100 Hz over one frame (2100/8000 = 21/80 of a cycle per sample).
-static TD_TABLE: std::sync::LazyLock<[(f32, f32); TD_FRAME]> = std::sync::LazyLock::new(|| {
-    let mut t = [(0.0, 0.0); TD_FRAME];
-    for (n, v) in t.iter_mut().enumerate() {
+/// Partial sums of the tone disabler's correlations.
+const TD_LANES: usize = 8;
+
+/// cos and sin of 2100 Hz over one frame (2100/8000 = 21/80 of a cycle per
+/// sample).
+struct TdTable {
+    cos: [f32; TD_FRAME],
+    sin: [f32; TD_FRAME],
+}
+
+static TD_TABLE: std::sync::LazyLock<TdTable> = std::sync::LazyLock::new(|| {
+    let mut t = TdTable {
+        cos: [0.0; TD_FRAME],
+        sin: [0.0; TD_FRAME],
+    };
+    for n in 0..TD_FRAME {
         let w = std::f64::consts::TAU * 21.0 * n as f64 / 80.0;
-        *v = (w.cos() as f32, w.sin() as f32);
+        t.cos[n] = w.cos() as f32;
+        t.sin[n] = w.sin() as f32;
     }
     t
 });
+
+/// Sum of the lanes, pairwise.
+fn lanes_sum(v: &[f32; TD_LANES]) -> f32 {
+    ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]))
+}
 
 impl ToneDisabler {
     fn new() -> Self {
         ToneDisabler {
             n: 0,
-            re: 0.0,
-            im: 0.0,
-            energy: 0.0,
+            re: [0.0; TD_LANES],
+            im: [0.0; TD_LANES],
+            energy: [0.0; TD_LANES],
             tone_frames: 0,
             last_phase: None,
             drift: 0.0,
@@ -414,32 +436,52 @@ impl ToneDisabler {
 
     /// Feed one sample; true on the sample where the canceller gets disabled.
     fn push(&mut self, x: f32) -> bool {
-        let (c, s) = TD_TABLE[self.n];
-        self.re += x * c;
-        self.im -= x * s;
-        self.energy += x * x;
-        self.n += 1;
+        self.push_one(&TD_TABLE, x);
         if self.n < TD_FRAME {
             return false;
         }
         self.close_frame()
     }
 
+    /// One sample into its lane.
+    #[inline]
+    fn push_one(&mut self, t: &TdTable, x: f32) {
+        let l = self.n % TD_LANES;
+        self.re[l] += x * t.cos[self.n];
+        self.im[l] -= x * t.sin[self.n];
+        self.energy[l] += x * x;
+        self.n += 1;
+    }
+
     /// Feed samples; true if the canceller got disabled on one of them.
     fn push_block(&mut self, xs: &[f32]) -> bool {
+        let t = &*TD_TABLE;
         let mut fired = false;
         let mut rest = xs;
         while !rest.is_empty() {
             let take = (TD_FRAME - self.n).min(rest.len());
-            let (mut re, mut im, mut en) = (self.re, self.im, self.energy);
-            for (&x, &(c, s)) in rest[..take].iter().zip(&TD_TABLE[self.n..]) {
-                re += x * c;
-                im -= x * s;
-                en += x * x;
+            let (now, later) = rest.split_at(take);
+            rest = later;
+            let mut xs = now;
+            // Whole lane groups as a vector pass once lane-aligned.
+            if self.n.is_multiple_of(TD_LANES) {
+                let (chunks, tail) = xs.as_chunks::<TD_LANES>();
+                let n0 = self.n;
+                let cs = t.cos[n0..].as_chunks::<TD_LANES>().0;
+                let ss = t.sin[n0..].as_chunks::<TD_LANES>().0;
+                for ((x, c), s) in chunks.iter().zip(cs).zip(ss) {
+                    for i in 0..TD_LANES {
+                        self.re[i] += x[i] * c[i];
+                        self.im[i] -= x[i] * s[i];
+                        self.energy[i] += x[i] * x[i];
+                    }
+                }
+                self.n += chunks.len() * TD_LANES;
+                xs = tail;
             }
-            (self.re, self.im, self.energy) = (re, im, en);
-            self.n += take;
-            rest = &rest[take..];
+            for &x in xs {
+                self.push_one(t, x);
+            }
             if self.n == TD_FRAME {
                 fired |= self.close_frame();
             }
@@ -449,15 +491,20 @@ impl ToneDisabler {
 
     /// End of a frame: tone and phase-reversal checks.
     fn close_frame(&mut self) -> bool {
-        let p = (self.re * self.re + self.im * self.im) * 2.0 / TD_FRAME as f32;
+        let (re, im, energy) = (
+            lanes_sum(&self.re),
+            lanes_sum(&self.im),
+            lanes_sum(&self.energy),
+        );
+        let p = (re * re + im * im) * 2.0 / TD_FRAME as f32;
         let level = dbm0_to_peak(-36.0);
-        let loud = self.energy > TD_FRAME as f32 * level * level * 0.5;
-        let tone = loud && p > 0.7 * self.energy;
-        let phase = self.im.atan2(self.re);
+        let loud = energy > TD_FRAME as f32 * level * level * 0.5;
+        let tone = loud && p > 0.7 * energy;
+        let phase = im.atan2(re);
         self.n = 0;
-        self.re = 0.0;
-        self.im = 0.0;
-        self.energy = 0.0;
+        self.re = [0.0; TD_LANES];
+        self.im = [0.0; TD_LANES];
+        self.energy = [0.0; TD_LANES];
 
         let mut fired = false;
         if tone {
@@ -604,12 +651,20 @@ mod tests {
                 sign * a * (std::f32::consts::TAU * 2100.0 * n as f32 / 8000.0).sin()
             })
             .collect();
-        let (mut one, mut blocks) = (ToneDisabler::new(), ToneDisabler::new());
-        for c in x.chunks(64) {
-            let by_one = c.iter().fold(false, |f, &v| f | one.push(v));
-            assert_eq!(blocks.push_block(c), by_one);
-            assert_eq!(blocks.disabled, one.disabled);
+        // Blocks of the canceller's size, and an odd size that starts
+        // blocks off the lane grid: the same sums, bit for bit.
+        for size in [64, 37] {
+            let (mut one, mut blocks) = (ToneDisabler::new(), ToneDisabler::new());
+            for c in x.chunks(size) {
+                let by_one = c.iter().fold(false, |f, &v| f | one.push(v));
+                assert_eq!(blocks.push_block(c), by_one);
+                assert_eq!(blocks.disabled, one.disabled);
+                assert_eq!(
+                    (blocks.n, blocks.re, blocks.im, blocks.energy),
+                    (one.n, one.re, one.im, one.energy)
+                );
+            }
+            assert!(one.disabled);
         }
-        assert!(one.disabled);
     }
 }
