@@ -672,16 +672,18 @@ impl FdafEchoCanceller {
         }
 
         // Background output for this block (overlap-save: last half).
-        self.spec.fill(ZERO);
-        for p in 0..parts {
-            let r = self.slot(p);
-            simd::cmac(
-                self.avx2,
-                &mut self.spec,
-                &self.w_bg[p * BINS..(p + 1) * BINS],
-                &self.x_ring[r],
-            );
+        // Ring offset of the far spectrum each partition multiplies.
+        let mut offs = [0usize; MAX_PARTS];
+        for (p, o) in offs[..parts].iter_mut().enumerate() {
+            *o = self.slot(p).start;
         }
+        simd::cmac_parts(
+            self.avx2,
+            &mut self.spec,
+            &self.w_bg[..parts * BINS],
+            &self.x_ring,
+            &offs[..parts],
+        );
         self.fft.inverse(&mut self.spec);
         let mut e_bg = [0f32; BLOCK];
         let mut cmp_bg = 0.0;
@@ -770,16 +772,13 @@ impl FdafEchoCanceller {
 
         // Foreground partitions 1.. for the next block: partition p needs
         // the far spectrum p - 1 blocks before the newest.
-        self.spec.fill(ZERO);
-        for p in 1..parts {
-            let r = self.slot(p - 1);
-            simd::cmac(
-                self.avx2,
-                &mut self.spec,
-                &self.w_fg[p * BINS..(p + 1) * BINS],
-                &self.x_ring[r],
-            );
-        }
+        simd::cmac_parts(
+            self.avx2,
+            &mut self.spec,
+            &self.w_fg[BINS..parts * BINS],
+            &self.x_ring,
+            &offs[..parts - 1],
+        );
         self.fft.inverse(&mut self.spec);
         for (t, &y) in self.tail.iter_mut().zip(&self.fft.time[BLOCK..]) {
             *t = y * (1.0 / FFT as f32);
