@@ -226,6 +226,182 @@ pub(super) fn dtmf_correlate(kernel: Kernel, x: &[f32], table: &[[f32; 16]]) -> 
     }
 }
 
+/// `Complex32` values as their `re, im` pairs: the real FFT's packing of
+/// even/odd samples (`z[n] = x[2n] + j x[2n + 1]`) is this view.
+pub(super) fn as_pairs(z: &[Complex32]) -> &[f32] {
+    // SAFETY: `Complex32` is `#[repr(C)] { re: f32, im: f32 }`: size 8,
+    // alignment 4, so `z` is `2 * z.len()` contiguous, aligned f32.
+    unsafe { std::slice::from_raw_parts(z.as_ptr().cast::<f32>(), 2 * z.len()) }
+}
+
+/// [`as_pairs`], mutable.
+pub(super) fn as_pairs_mut(z: &mut [Complex32]) -> &mut [f32] {
+    // SAFETY: as in `as_pairs`; the borrow of `z` is handed over.
+    unsafe { std::slice::from_raw_parts_mut(z.as_mut_ptr().cast::<f32>(), 2 * z.len()) }
+}
+
+/// The split pass of a real FFT of `4 m` points done as a complex FFT of
+/// `m = z.len() - 1` points: `z[..m]` holds `Z`, the FFT of the packed
+/// samples, and becomes bins `0..=m` of the real spectrum: `X[k] = E + W^k O`
+/// with `E = (Z[k] + Z*[m-k]) / 2`, `O = (Z[k] - Z*[m-k]) / 2j` and
+/// `X[m-k] = (E - W^k O)*`; `tw[k] = W^k = e^{-j pi k / m}` for `k <= m / 2`.
+/// With `avx2`, four bin pairs per step; equal to the plain loop within
+/// float rounding.
+pub(super) fn rfft_split(avx2: bool, z: &mut [Complex32], tw: &[Complex32]) {
+    let m = z.len() - 1;
+    assert!(m.is_multiple_of(2) && tw.len() > m / 2);
+    let z0 = z[0];
+    z[0] = Complex32::new(z0.re + z0.im, 0.0);
+    z[m] = Complex32::new(z0.re - z0.im, 0.0);
+    let mut k = 1;
+    #[cfg(target_arch = "x86_64")]
+    if avx2
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+    {
+        // SAFETY: the guard just checked that this CPU has AVX2 and FMA, the
+        // features the callee enables; it stays in bounds (see its loop).
+        k = unsafe { rfft_split_avx2(z, tw) };
+    }
+    let _ = avx2;
+    while k < m / 2 {
+        let a = z[k];
+        let b = z[m - k].conj();
+        let e = (a + b) * 0.5;
+        let d = (a - b) * 0.5;
+        let t = tw[k] * Complex32::new(d.im, -d.re);
+        z[k] = e + t;
+        z[m - k] = (e - t).conj();
+        k += 1;
+    }
+    z[m / 2] = z[m / 2].conj();
+}
+
+/// The inverse of [`rfft_split`] (times two): bins `0..=m` of a real
+/// spectrum in `x` (imaginary parts of bins 0 and `m` ignored) become in
+/// `x[..m]` the `2 Z` whose unnormalised inverse complex FFT gives the
+/// packed samples times `4 m`: `2 Z[k] = 2E + 2j O` with `2E = X[k] + X*[m-k]`
+/// and `2O = (X[k] - X*[m-k]) W*^k`, and for `m - k` the conjugates.
+pub(super) fn rfft_merge(avx2: bool, x: &mut [Complex32], tw: &[Complex32]) {
+    let m = x.len() - 1;
+    assert!(m.is_multiple_of(2) && tw.len() > m / 2);
+    let (a, b) = (x[0].re, x[m].re);
+    x[0] = Complex32::new(a + b, a - b);
+    let mut k = 1;
+    #[cfg(target_arch = "x86_64")]
+    if avx2
+        && std::arch::is_x86_feature_detected!("avx2")
+        && std::arch::is_x86_feature_detected!("fma")
+    {
+        // SAFETY: as in `rfft_split`.
+        k = unsafe { rfft_merge_avx2(x, tw) };
+    }
+    let _ = avx2;
+    while k < m / 2 {
+        let u = x[k];
+        let v = x[m - k].conj();
+        let s = u + v;
+        let d = (u - v) * tw[k].conj();
+        x[k] = Complex32::new(s.re - d.im, s.im + d.re);
+        x[m - k] = Complex32::new(s.re + d.im, d.re - s.im);
+        k += 1;
+    }
+    x[m / 2] = x[m / 2].conj() * 2.0;
+}
+
+/// Four complex values in reverse order.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn rev4(v: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    _mm256_permute_ps(_mm256_permute2f128_ps::<0x01>(v, v), 0b01_00_11_10)
+}
+
+/// Complex product, four at a time (fused: within rounding of the plain one).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn cmul4(a: std::arch::x86_64::__m256, b: std::arch::x86_64::__m256) -> std::arch::x86_64::__m256 {
+    use std::arch::x86_64::*;
+    let bsw = _mm256_permute_ps(b, 0b10_11_00_01);
+    _mm256_fmaddsub_ps(
+        _mm256_moveldup_ps(a),
+        b,
+        _mm256_mul_ps(_mm256_movehdup_ps(a), bsw),
+    )
+}
+
+/// [`rfft_split`]'s pairs four at a time from `k = 1` while `k + 3 < m - k - 3`
+/// (the two groups stay apart); returns the first `k` left to do.
+///
+/// # Safety
+/// AVX2 and FMA present; `z.len() == m + 1` and `tw.len() > m / 2`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rfft_split_avx2(z: &mut [Complex32], tw: &[Complex32]) -> usize {
+    use std::arch::x86_64::*;
+    let m = z.len() - 1;
+    let half = _mm256_set1_ps(0.5);
+    // Sign flips: odd lanes (conjugate), even lanes.
+    let odd = _mm256_setr_ps(0.0, -0.0, 0.0, -0.0, 0.0, -0.0, 0.0, -0.0);
+    let mut k = 1;
+    while k + 4 <= m / 2 && k + 3 < m - k - 3 {
+        let p = z.as_mut_ptr().cast::<f32>();
+        // SAFETY: k + 3 < m / 2 <= m - k - 3 and m - k < z.len(): both
+        // groups of four are in bounds and disjoint; k + 3 < tw.len().
+        unsafe {
+            let a = _mm256_loadu_ps(p.add(2 * k));
+            let b = _mm256_xor_ps(rev4(_mm256_loadu_ps(p.add(2 * (m - k - 3)))), odd);
+            let e = _mm256_mul_ps(_mm256_add_ps(a, b), half);
+            let d = _mm256_mul_ps(_mm256_sub_ps(a, b), half);
+            // (d.im, -d.re)
+            let o = _mm256_xor_ps(_mm256_permute_ps(d, 0b10_11_00_01), odd);
+            let t = cmul4(_mm256_loadu_ps(tw.as_ptr().add(k).cast::<f32>()), o);
+            _mm256_storeu_ps(p.add(2 * k), _mm256_add_ps(e, t));
+            let r = _mm256_xor_ps(_mm256_sub_ps(e, t), odd);
+            _mm256_storeu_ps(p.add(2 * (m - k - 3)), rev4(r));
+        }
+        k += 4;
+    }
+    k
+}
+
+/// [`rfft_merge`]'s pairs four at a time, as [`rfft_split_avx2`].
+///
+/// # Safety
+/// As [`rfft_split_avx2`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn rfft_merge_avx2(x: &mut [Complex32], tw: &[Complex32]) -> usize {
+    use std::arch::x86_64::*;
+    let m = x.len() - 1;
+    let odd = _mm256_setr_ps(0.0, -0.0, 0.0, -0.0, 0.0, -0.0, 0.0, -0.0);
+    let mut k = 1;
+    while k + 4 <= m / 2 && k + 3 < m - k - 3 {
+        let p = x.as_mut_ptr().cast::<f32>();
+        // SAFETY: as in `rfft_split_avx2`.
+        unsafe {
+            let u = _mm256_loadu_ps(p.add(2 * k));
+            let v = _mm256_xor_ps(rev4(_mm256_loadu_ps(p.add(2 * (m - k - 3)))), odd);
+            let s = _mm256_add_ps(u, v);
+            let w = _mm256_xor_ps(_mm256_loadu_ps(tw.as_ptr().add(k).cast::<f32>()), odd);
+            let d = cmul4(_mm256_sub_ps(u, v), w);
+            // j d = (-d.im, d.re); x[k] = s + j d; x[m-k] = s* + j d*
+            // = (s.re + d.im, d.re - s.im).
+            let jd = _mm256_xor_ps(
+                _mm256_permute_ps(d, 0b10_11_00_01),
+                _mm256_setr_ps(-0.0, 0.0, -0.0, 0.0, -0.0, 0.0, -0.0, 0.0),
+            );
+            _mm256_storeu_ps(p.add(2 * k), _mm256_add_ps(s, jd));
+            // s* + (j d)*... (s.re + d.im, -s.im + d.re) = conj(s) + (d.im, d.re)
+            let dsw = _mm256_permute_ps(d, 0b10_11_00_01);
+            let r = _mm256_add_ps(_mm256_xor_ps(s, odd), dsw);
+            _mm256_storeu_ps(p.add(2 * (m - k - 3)), rev4(r));
+        }
+        k += 4;
+    }
+    k
+}
+
 /// `acc = sum_p a_p * b_p` (complex, bin by bin) over partitions: `a` holds
 /// the partitions' spectra one after the other, `acc.len()` bins each, and
 /// partition `p` multiplies the spectrum at `b[b_offs[p]..]`. With `avx2`,
