@@ -1,12 +1,13 @@
 //! Line echo canceller in the spirit of ITU-T G.168, frequency-domain
 //! variant and the default ([`super::ec::EcKind`]): about a quarter of
-//! speexdsp's time per sample at 1024 taps (a third of
-//! [`super::ec::EchoCanceller`]'s), same API as [`super::ec`] and the same
-//! control logic (shared in `ec_control`). On the test paths (0-100 ms
-//! bulk delay, 4-12 ms dispersion, ERL 6-25 dB, `tests/dsp_ec.rs`) it
-//! removes 20 dB within 0.2-0.8 s of speech and 40-55 dB at steady state
-//! on the default draw; over fresh draws 0.4-0.7% of the rows miss, most of
-//! them ERL-25 rows ending 0.1-1.8 dB short of 35 dB (see README).
+//! speexdsp's time per sample at 1024 taps (0.19-0.28 measured side by side
+//! on a loaded AMD EPYC VM; 0.23 of its instructions), same API as
+//! [`super::ec`] and the same control logic (shared in `ec_control`). On
+//! the test paths (0-100 ms bulk delay, 4-12 ms dispersion, ERL 6-25 dB,
+//! `tests/dsp_ec.rs`) it removes 20 dB within 0.2-0.8 s of speech and
+//! 40-55 dB at steady state on the default draw; over fresh draws about
+//! 0.2% of the rows miss (11 of 4860 over seeds 630-899), most of them
+//! reaching 20 dB only after 1.4-1.7 s of speech at 50-100 ms bulk delay.
 //!
 //! Structure:
 //!
@@ -78,17 +79,19 @@
 //!   disable and the filter comparison: the shared controller in
 //!   `ec_control`.
 //!
-//! Cost (about 870 instructions per sample at 1024 taps on the anchors'
-//! speech scene, from 1334): the per-sample path does only what the output
-//! needs (head convolution, the short filter while it runs, the
-//! controller's fast powers, double talk and NLP); everything that is a sum
-//! over the block (window energies, far activity, the controller's slow
-//! powers, the tone disabler's correlations) is a vector pass at the end of
-//! the block over the block's buffers. Per block, the filter outputs sum
-//! all partitions in one kernel with the sums in registers, the partition
-//! energies of the proportionate step come out of the update, and the real
-//! FFTs are complex FFTs of half the length (`rustfft`) with their split
-//! pass in AVX2 (`realfft`'s generic one cost four times the FFT itself).
+//! Cost (at 1024 taps on the anchors' speech scene: about 800
+//! instructions per sample over its 73 s, 870 over its first 20 s where
+//! the short filter still runs; 1280 and 1334 before the changes below):
+//! the per-sample path does only what the output needs (head convolution,
+//! the short filter while it runs, the controller's fast powers, double
+//! talk and NLP); everything that is a sum over the block (window
+//! energies, far activity, the controller's slow powers, the tone
+//! disabler's correlations) is a vector pass at the end of the block over
+//! the block's buffers. Per block, the filter outputs sum all partitions
+//! in one kernel with the sums in registers, the partition energies of the
+//! proportionate step come out of the update, and the real FFTs are
+//! complex FFTs of half the length (`rustfft`) with their split pass in
+//! AVX2 (`realfft`'s generic one cost four times the FFT itself).
 //!
 //! All memory (FFT plans and scratch included) is allocated in
 //! [`FdafEchoCanceller::new`]; `process` allocates nothing. No `unsafe` here:
