@@ -1,12 +1,13 @@
 //! Line echo canceller in the spirit of ITU-T G.168, frequency-domain
 //! variant and the default ([`super::ec::EcKind`]): about a quarter of
-//! speexdsp's time per sample at 1024 taps (a third of
-//! [`super::ec::EchoCanceller`]'s), same API as [`super::ec`] and the same
-//! control logic (shared in `ec_control`). On the test paths (0-100 ms
-//! bulk delay, 4-12 ms dispersion, ERL 6-25 dB, `tests/dsp_ec.rs`) it
-//! removes 20 dB within 0.2-0.8 s of speech and 40-55 dB at steady state
-//! on the default draw; over fresh draws 0.4-0.7% of the rows miss, most of
-//! them ERL-25 rows ending 0.1-1.8 dB short of 35 dB (see README).
+//! speexdsp's time per sample at 1024 taps (0.19-0.28 measured side by side
+//! on a loaded AMD EPYC VM; 0.23 of its instructions), same API as
+//! [`super::ec`] and the same control logic (shared in `ec_control`). On
+//! the test paths (0-100 ms bulk delay, 4-12 ms dispersion, ERL 6-25 dB,
+//! `tests/dsp_ec.rs`) it removes 20 dB within 0.2-0.8 s of speech and
+//! 40-55 dB at steady state on the default draw; over fresh draws about
+//! 0.2% of the rows miss (11 of 4860 over seeds 630-899), most of them
+//! reaching 20 dB only after 1.4-1.7 s of speech at 50-100 ms bulk delay.
 //!
 //! Structure:
 //!
@@ -78,18 +79,31 @@
 //!   disable and the filter comparison: the shared controller in
 //!   `ec_control`.
 //!
+//! Cost (at 1024 taps on the anchors' speech scene: about 800
+//! instructions per sample over its 73 s, 870 over its first 20 s where
+//! the short filter still runs; 1280 and 1334 before the changes below):
+//! the per-sample path does only what the output needs (head convolution,
+//! the short filter while it runs, the controller's fast powers, double
+//! talk and NLP); everything that is a sum over the block (window
+//! energies, far activity, the controller's slow powers, the tone
+//! disabler's correlations) is a vector pass at the end of the block over
+//! the block's buffers. Per block, the filter outputs sum all partitions
+//! in one kernel with the sums in registers, the partition energies of the
+//! proportionate step come out of the update, and the real FFTs are
+//! complex FFTs of half the length (`rustfft`) with their split pass in
+//! AVX2 (`realfft`'s generic one cost four times the FFT itself).
+//!
 //! All memory (FFT plans and scratch included) is allocated in
 //! [`FdafEchoCanceller::new`]; `process` allocates nothing. No `unsafe` here:
-//! the complex multiply-accumulate and the update run in [`super::simd`]
-//! (an AVX2+FMA build chosen at runtime, else plain loops), the other loops
-//! are fixed-width lane loops that LLVM vectorises, and the FFTs come from
-//! `realfft`/`rustfft`, which pick their SIMD code at runtime.
+//! the complex kernels, the dot products and the FFT split passes run in
+//! [`super::simd`] (an AVX2+FMA build chosen at runtime, else plain loops),
+//! the other loops are fixed-width lane loops that LLVM vectorises, and
+//! `rustfft` picks its SIMD code at runtime.
 
 pub use super::ec::EcStats;
-use super::ec_control::{Comparator, Controller, Verdict, FAR_ACTIVE_POWER};
+use super::ec_control::{Comparator, Controller, Flags, Verdict, FAR_ACTIVE_POWER};
 use super::simd;
 use realfft::num_complex::Complex32;
-use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 use std::sync::Arc;
 
 /// Fewest taps accepted (32 ms at 8 kHz).
@@ -108,11 +122,25 @@ const MAX_PARTS: usize = MAX_TAPS / BLOCK;
 /// Blocks per foreground/background comparison window (24 ms).
 const CMP_BLOCKS: usize = 3;
 
-/// Forward and inverse real FFT plans with their scratch.
+/// Half the FFT length: the real FFTs run as complex FFTs of this length.
+const HALF: usize = FFT / 2;
+
+/// Real FFTs of length [`FFT`] as complex FFTs of [`HALF`] points
+/// (`rustfft`, which picks its SIMD code at runtime) on the even/odd
+/// samples packed as re/im, split into the real spectrum by a pass over
+/// the bin pairs `(k, HALF - k)`. This is the textbook method that
+/// `realfft` also uses, but its generic split pass took about 1900
+/// instructions per transform at 128 points, four times the complex FFT
+/// itself; written out for `f32` it is a fraction of that, and the
+/// canceller runs seven or eight of these per block.
 #[derive(Clone)]
 struct Fft {
-    fwd: Arc<dyn RealToComplex<f32>>,
-    inv: Arc<dyn ComplexToReal<f32>>,
+    fwd: Arc<dyn rustfft::Fft<f32>>,
+    inv: Arc<dyn rustfft::Fft<f32>>,
+    /// `e^{-2 pi j k / FFT}` for `k` in `0..=HALF / 2`.
+    tw: [Complex32; HALF / 2 + 1],
+    /// The CPU runs the AVX2+FMA split passes ([`super::simd`]).
+    avx2: bool,
     scratch: Vec<Complex32>,
     /// Time-domain work buffer (the FFTs overwrite their input).
     time: Vec<f32>,
@@ -126,33 +154,45 @@ impl std::fmt::Debug for Fft {
 
 impl Fft {
     fn new() -> Self {
-        let mut planner = RealFftPlanner::<f32>::new();
-        let fwd = planner.plan_fft_forward(FFT);
-        let inv = planner.plan_fft_inverse(FFT);
-        let n = fwd.get_scratch_len().max(inv.get_scratch_len());
+        let mut planner = rustfft::FftPlanner::<f32>::new();
+        let fwd = planner.plan_fft_forward(HALF);
+        let inv = planner.plan_fft_inverse(HALF);
+        let n = fwd
+            .get_inplace_scratch_len()
+            .max(inv.get_inplace_scratch_len());
+        let tw = std::array::from_fn(|k| {
+            let w = -std::f64::consts::TAU * k as f64 / FFT as f64;
+            Complex32::new(w.cos() as f32, w.sin() as f32)
+        });
         Fft {
             fwd,
             inv,
-            scratch: vec![Complex32::new(0.0, 0.0); n],
+            tw,
+            avx2: has_avx2(),
+            scratch: vec![ZERO; n],
             time: vec![0.0; FFT],
         }
     }
 
-    /// Spectrum of `self.time` into `out` (`self.time` is clobbered).
+    /// Spectrum (bins `0..=HALF`) of `self.time` into `out`.
     fn forward(&mut self, out: &mut [Complex32]) {
-        // Lengths are fixed at construction, so this cannot fail.
-        let _ = self
-            .fwd
-            .process_with_scratch(&mut self.time, out, &mut self.scratch);
+        let out = &mut out[..BINS];
+        // z[n] = x[2n] + j x[2n + 1], then Z = FFT(z) in place.
+        simd::as_pairs_mut(&mut out[..HALF]).copy_from_slice(&self.time);
+        self.fwd
+            .process_with_scratch(&mut out[..HALF], &mut self.scratch);
+        simd::rfft_split(self.avx2, out, &self.tw);
     }
 
-    /// Unnormalised inverse of `spec` into `self.time` (`spec` is clobbered).
+    /// Unnormalised inverse of `spec` (bins `0..=HALF`; the imaginary parts
+    /// of the first and last are ignored) into `self.time`, `FFT` times the
+    /// signal (`spec` is clobbered).
     fn inverse(&mut self, spec: &mut [Complex32]) {
-        spec[0].im = 0.0;
-        spec[BINS - 1].im = 0.0;
-        let _ = self
-            .inv
-            .process_with_scratch(spec, &mut self.time, &mut self.scratch);
+        let spec = &mut spec[..BINS];
+        simd::rfft_merge(self.avx2, spec, &self.tw);
+        self.inv
+            .process_with_scratch(&mut spec[..HALF], &mut self.scratch);
+        self.time.copy_from_slice(simd::as_pairs(&spec[..HALF]));
     }
 }
 
@@ -185,6 +225,15 @@ pub struct FdafEchoCanceller {
     d_buf: [f32; BLOCK],
     /// Foreground output of partitions 1.. for the current block.
     tail: [f32; BLOCK],
+    /// This block's foreground error, short-filter error (while it runs),
+    /// and the output filter's estimate and error, per sample: summed once
+    /// per block ([`FdafEchoCanceller::block_sums`]).
+    e_fg: [f32; BLOCK],
+    e_s: [f32; BLOCK],
+    y_out: [f32; BLOCK],
+    e_out: [f32; BLOCK],
+    /// The short filter's step normaliser for the newest sample.
+    sh_n2: f32,
     fill: usize,
     /// Far history for the head convolution; window `hist[pos - BLOCK..pos]`.
     hist: Vec<f32>,
@@ -192,7 +241,11 @@ pub struct FdafEchoCanceller {
     // Block flags for the adaptation decision.
     blk_hold: bool,
     blk_suspect: bool,
+    /// Far silence seen in the block (for the comparator).
+    blk_quiet: bool,
     blk_far: f32,
+    /// Near energy of the block.
+    blk_d: f32,
     /// Double talk, energy check, noise floor, NLP, tone disable.
     ctl: Controller,
     cmp: Comparator,
@@ -210,6 +263,9 @@ pub struct FdafEchoCanceller {
     sm_e: f32,
     /// Energy of each foreground partition, taken when it was last copied.
     fg_en: [f32; MAX_PARTS],
+    /// Energy of each background partition, kept up to date wherever a
+    /// partition changes (the update returns it; see [`Self::update_prop`]).
+    bg_en: [f32; MAX_PARTS],
     /// Short time-domain filter at the bulk delay.
     sh: Short,
     /// Whitened far/near cross-spectra per partition (`parts * BINS`),
@@ -380,12 +436,19 @@ impl FdafEchoCanceller {
             x_buf: vec![0.0; FFT],
             d_buf: [0.0; BLOCK],
             tail: [0.0; BLOCK],
+            e_fg: [0.0; BLOCK],
+            e_s: [0.0; BLOCK],
+            y_out: [0.0; BLOCK],
+            e_out: [0.0; BLOCK],
+            sh_n2: 0.0,
             fill: 0,
             hist: vec![0.0; taps + HIST_SLACK],
             pos: taps,
             blk_hold: false,
             blk_suspect: false,
+            blk_quiet: false,
             blk_far: 0.0,
+            blk_d: 0.0,
             // The energy check starts at 20 dB of echo removed: while the
             // filter converges a residual near the echo estimate is no
             // sign of double talk, and capping the step there stalls it.
@@ -399,6 +462,7 @@ impl FdafEchoCanceller {
             sm_d: 0.0,
             sm_e: 0.0,
             fg_en: [0.0; MAX_PARTS],
+            bg_en: [0.0; MAX_PARTS],
             sh: Short::new(),
             xcorr: vec![ZERO; parts * BINS],
             xw_ring: vec![ZERO; parts * BINS],
@@ -484,11 +548,21 @@ impl FdafEchoCanceller {
     pub fn process(&mut self, far: &[i16], near: &[i16], out: &mut [i16]) {
         let n = far.len().min(near.len()).min(out.len());
         for i in 0..n {
-            out[i] = self.sample(far[i], near[i]);
+            out[i] = self.process_sample(far[i], near[i]);
         }
     }
 
-    fn sample(&mut self, far: i16, near: i16) -> i16 {
+    /// [`Self::process`] for one sample: `far` (Rin) and `near` (Sin) in,
+    /// Sout out (for callers that work sample by sample).
+    ///
+    /// Only what the output needs runs here: the foreground (head
+    /// convolution plus the tail from the block FFT), the short filter
+    /// while it runs, and the controller's fast powers, double talk and
+    /// NLP. The block sums (window energies, the far-activity sum, the
+    /// controller's slow powers) are vector passes at the end of the block
+    /// over the samples kept in `x_buf`, `d_buf`, `e_fg`, `e_s` and `y_out`.
+    #[inline]
+    pub fn process_sample(&mut self, far: i16, near: i16) -> i16 {
         let x = f32::from(far);
         let d = f32::from(near);
         self.ctl.input_peak(x);
@@ -500,47 +574,33 @@ impl FdafEchoCanceller {
         }
         self.hist[self.pos] = x;
         self.pos += 1;
-        self.x_buf[BLOCK + self.fill] = x;
-        self.d_buf[self.fill] = d;
+        let i = self.fill;
+        self.x_buf[BLOCK + i] = x;
+        self.d_buf[i] = d;
 
         // Foreground: partitions 1.. from the block FFT, partition 0 here.
-        let y_fg = self.tail[self.fill] + dot(&self.head, &self.hist[self.pos - BLOCK..self.pos]);
+        let win = &self.hist[self.pos - BLOCK..self.pos].as_chunks::<BLOCK>().0[0];
+        let y_fg = self.tail[i] + simd::dot(self.avx2, &self.head, win);
         let e_fg = d - y_fg;
-        // Short filter at the bulk delay (not run while idle).
-        let end = self.pos - self.sh.off;
-        let xs = &self.hist[end - SHORT..end];
-        let (y_s, n2) = if self.sh.idle {
-            (0.0, 0.0)
-        } else {
-            simd::short_filter(self.avx2, &self.sh.w, &self.sh.g, xs)
-        };
-        let e_s = d - y_s;
-        // The output: the foreground, or the short filter while it does
-        // better (it converges first on a fresh or changed echo path).
-        let (y_out, e_out) = if self.use_short {
-            (y_s, e_s)
-        } else {
+        self.e_fg[i] = e_fg;
+        // The output: the foreground, or the short filter (at the bulk
+        // delay) while it does better: it converges first on a fresh or
+        // changed echo path. Not run while idle.
+        let (y_out, e_out) = if self.sh.idle {
             (y_fg, e_fg)
+        } else {
+            self.short_sample(d, y_fg, e_fg)
         };
+        self.y_out[i] = y_out;
+        self.e_out[i] = e_out;
 
-        let f = self.ctl.observe(x, d, y_out, e_out);
+        let f = self.ctl.observe_fast(x, d, y_out, e_out);
         self.blk_hold |= f.dt;
         self.blk_suspect |= f.suspect;
-        self.blk_far += x * x;
-        self.cmp.add_fg(e_fg * e_fg, f);
+        self.blk_quiet |= !f.far_active;
 
-        self.sh.win += e_s * e_s;
-        self.fg_win += e_fg * e_fg;
-        self.d_win += d * d;
-        if self.adapt && !self.sh.idle && f.far_active && !f.dt && !self.ctl.is_tone_disabled() {
-            self.sh.p_e += (e_s * e_s - self.sh.p_e) * (1.0 / 64.0);
-            let mut mu = (SH_MU_MAX * (1.0 - (self.ctl.noise / self.sh.p_e.max(1e-3)).sqrt()))
-                .clamp(SH_MU_MIN, SH_MU_MAX);
-            if f.suspect {
-                mu = mu.min(MU_SUSPECT);
-            }
-            let c = mu * e_s / (n2 + SHORT as f32 * self.reg);
-            simd::short_update(self.avx2, &mut self.sh.w, &self.sh.g, xs, c);
+        if !self.sh.idle {
+            self.adapt_short(f);
         }
 
         self.fill += 1;
@@ -551,6 +611,65 @@ impl FdafEchoCanceller {
         }
 
         self.ctl.output(near, e_out, f)
+    }
+
+    /// The short filter's output for the newest sample (kept in `e_s`, its
+    /// step normaliser in `sh_n2`), and the output pair `(y, e)` to use.
+    fn short_sample(&mut self, d: f32, y_fg: f32, e_fg: f32) -> (f32, f32) {
+        let end = self.pos - self.sh.off;
+        let xs = &self.hist[end - SHORT..end];
+        let (y_s, n2) = simd::short_filter(self.avx2, &self.sh.w, &self.sh.g, xs);
+        let e_s = d - y_s;
+        self.e_s[self.fill] = e_s;
+        self.sh_n2 = n2;
+        if self.use_short {
+            (y_s, e_s)
+        } else {
+            (y_fg, e_fg)
+        }
+    }
+
+    /// One proportionate NLMS step of the short filter on the newest sample.
+    fn adapt_short(&mut self, f: Flags) {
+        if !self.adapt || !f.far_active || f.dt || self.ctl.is_tone_disabled() {
+            return;
+        }
+        let e_s = self.e_s[self.fill];
+        self.sh.p_e += (e_s * e_s - self.sh.p_e) * (1.0 / 64.0);
+        let mut mu = (SH_MU_MAX * (1.0 - (self.ctl.noise / self.sh.p_e.max(1e-3)).sqrt()))
+            .clamp(SH_MU_MIN, SH_MU_MAX);
+        if f.suspect {
+            mu = mu.min(MU_SUSPECT);
+        }
+        let c = mu * e_s / (self.sh_n2 + SHORT as f32 * self.reg);
+        let end = self.pos - self.sh.off;
+        let xs = &self.hist[end - SHORT..end];
+        simd::short_update(self.avx2, &mut self.sh.w, &self.sh.g, xs, c);
+    }
+
+    /// The block's sums, once per block: far activity, the comparison
+    /// windows' energies, the controller's slow powers.
+    fn block_sums(&mut self) {
+        let sq = |v: &[f32; BLOCK]| simd::dot(self.avx2, v, v);
+        let x2 = sq(&self.x_buf[BLOCK..].as_chunks::<BLOCK>().0[0]);
+        let d2 = sq(&self.d_buf);
+        let e2 = sq(&self.e_fg);
+        self.blk_far = x2;
+        self.fg_win += e2;
+        self.d_win += d2;
+        self.blk_d = d2;
+        if !self.sh.idle {
+            self.sh.win += sq(&self.e_s);
+        }
+        let flags = Flags {
+            far_active: !self.blk_quiet,
+            dt: self.blk_hold,
+            suspect: self.blk_suspect,
+        };
+        self.cmp.add_fg(e2, flags);
+        let y2 = sq(&self.y_out);
+        let eo2 = if self.use_short { sq(&self.e_out) } else { e2 };
+        self.ctl.slow_block(BLOCK, x2, d2, y2, eo2);
     }
 
     /// Ring slot of the far spectrum `p` blocks before the newest.
@@ -564,6 +683,7 @@ impl FdafEchoCanceller {
     fn end_block(&mut self) {
         let parts = self.parts;
         self.blocks += 1;
+        self.block_sums();
 
         // Far spectrum of [previous block, this block].
         self.fft.time.copy_from_slice(&self.x_buf);
@@ -592,16 +712,18 @@ impl FdafEchoCanceller {
         }
 
         // Background output for this block (overlap-save: last half).
-        self.spec.fill(ZERO);
-        for p in 0..parts {
-            let r = self.slot(p);
-            simd::cmac(
-                self.avx2,
-                &mut self.spec,
-                &self.w_bg[p * BINS..(p + 1) * BINS],
-                &self.x_ring[r],
-            );
+        // Ring offset of the far spectrum each partition multiplies.
+        let mut offs = [0usize; MAX_PARTS];
+        for (p, o) in offs[..parts].iter_mut().enumerate() {
+            *o = self.slot(p).start;
         }
+        simd::cmac_parts(
+            self.avx2,
+            &mut self.spec,
+            &self.w_bg[..parts * BINS],
+            &self.x_ring,
+            &offs[..parts],
+        );
         self.fft.inverse(&mut self.spec);
         let mut e_bg = [0f32; BLOCK];
         let mut cmp_bg = 0.0;
@@ -624,8 +746,7 @@ impl FdafEchoCanceller {
         let far_active = self.blk_far > BLOCK as f32 * FAR_ACTIVE_POWER;
         self.win_quiet |= !far_active;
         if far_active && !self.blk_hold {
-            let pd: f32 = self.d_buf.iter().map(|v| v * v).sum();
-            self.sm_d += 0.1 * (pd - self.sm_d);
+            self.sm_d += 0.1 * (self.blk_d - self.sm_d);
             self.sm_e += 0.1 * (cmp_bg - self.sm_e);
         }
         // Held through double talk and its suspicion: near speech is
@@ -682,6 +803,7 @@ impl FdafEchoCanceller {
                 Verdict::CopyToForeground => self.copy_bg_to_fg(),
                 Verdict::ResetBackground => {
                     self.w_bg.copy_from_slice(&self.w_fg);
+                    self.bg_en = self.fg_en;
                     self.update_prop();
                 }
             }
@@ -690,23 +812,20 @@ impl FdafEchoCanceller {
 
         // Foreground partitions 1.. for the next block: partition p needs
         // the far spectrum p - 1 blocks before the newest.
-        self.spec.fill(ZERO);
-        for p in 1..parts {
-            let r = self.slot(p - 1);
-            simd::cmac(
-                self.avx2,
-                &mut self.spec,
-                &self.w_fg[p * BINS..(p + 1) * BINS],
-                &self.x_ring[r],
-            );
-        }
+        simd::cmac_parts(
+            self.avx2,
+            &mut self.spec,
+            &self.w_fg[BINS..parts * BINS],
+            &self.x_ring,
+            &offs[..parts - 1],
+        );
         self.fft.inverse(&mut self.spec);
         for (t, &y) in self.tail.iter_mut().zip(&self.fft.time[BLOCK..]) {
             *t = y * (1.0 / FFT as f32);
         }
         self.blk_hold = false;
         self.blk_suspect = false;
-        self.blk_far = 0.0;
+        self.blk_quiet = false;
     }
 
     /// End of a comparison window for the short filter: pick the output
@@ -959,6 +1078,9 @@ impl FdafEchoCanceller {
             self.fft.time[BLOCK..].fill(0.0);
             self.fft.forward(&mut self.w_bg[p * BINS..(p + 1) * BINS]);
         }
+        for (p, e) in self.bg_en[..self.parts].iter_mut().enumerate() {
+            *e = energy(&self.w_bg[p * BINS..(p + 1) * BINS]);
+        }
         self.update_prop();
     }
 
@@ -972,6 +1094,7 @@ impl FdafEchoCanceller {
         }
         self.fft.time[BLOCK..].fill(0.0);
         self.fft.forward(&mut self.w_bg[c * BINS..(c + 1) * BINS]);
+        self.bg_en[c] = energy(&self.w_bg[c * BINS..(c + 1) * BINS]);
     }
 
     /// One PBFDAF step on the background from this block's error.
@@ -999,7 +1122,7 @@ impl FdafEchoCanceller {
         for p in 0..self.parts {
             let r = self.slot(p);
             let s = self.prop[p];
-            simd::conj_update(
+            self.bg_en[p] = simd::conj_update_energy(
                 self.avx2,
                 &mut self.w_bg[p * BINS..(p + 1) * BINS],
                 &self.x_ring[r],
@@ -1010,12 +1133,14 @@ impl FdafEchoCanceller {
     }
 
     /// Step shares: part uniform, part in proportion to each partition's
-    /// RMS weight (IPNLMS across partitions).
+    /// RMS weight (IPNLMS across partitions), from the partition energies
+    /// in `bg_en`: the update returns them, and whatever else changes a
+    /// partition (constraint, leak, copies, seeding) updates its entry, so
+    /// no pass over all partitions is needed here.
     fn update_prop(&mut self) {
         let alpha = 0.0f32;
         let mut total = 0.0;
-        for (p, pr) in self.prop.iter_mut().enumerate() {
-            let e = energy(&self.w_bg[p * BINS..(p + 1) * BINS]);
+        for (pr, &e) in self.prop.iter_mut().zip(&self.bg_en) {
             *pr = e.sqrt();
             total += *pr;
         }
@@ -1054,6 +1179,7 @@ impl FdafEchoCanceller {
                 for w in &mut self.w_bg[p * BINS..(p + 1) * BINS] {
                     *w *= 1.0 - LEAK;
                 }
+                self.bg_en[p] *= (1.0 - LEAK) * (1.0 - LEAK);
             }
         }
     }
@@ -1071,10 +1197,9 @@ impl FdafEchoCanceller {
             self.head[BLOCK - 1 - k] = t;
         }
         self.fft.forward(&mut self.w_bg[..BINS]);
+        self.bg_en[0] = energy(&self.w_bg[..BINS]);
         self.w_fg.copy_from_slice(&self.w_bg);
-        for (p, e) in self.fg_en[..self.parts].iter_mut().enumerate() {
-            *e = energy(&self.w_fg[p * BINS..(p + 1) * BINS]);
-        }
+        self.fg_en = self.bg_en;
     }
 }
 
@@ -1221,22 +1346,6 @@ fn energy(w: &[Complex32]) -> f32 {
     ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + tail
 }
 
-/// Dot product of the head taps with the far window, 16 partial sums.
-#[inline]
-fn dot(w: &[f32; BLOCK], x: &[f32]) -> f32 {
-    const L: usize = 16;
-    let mut acc = [0f32; L];
-    for (a, b) in w.as_chunks::<L>().0.iter().zip(x.as_chunks::<L>().0) {
-        for i in 0..L {
-            acc[i] += a[i] * b[i];
-        }
-    }
-    let mut h = [0f32; L / 2];
-    for i in 0..L / 2 {
-        h[i] = acc[i] + acc[i + L / 2];
-    }
-    ((h[0] + h[4]) + (h[1] + h[5])) + ((h[2] + h[6]) + (h[3] + h[7]))
-}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1252,6 +1361,44 @@ mod tests {
         // Lower echo, more regularisation; no echo at all stays finite.
         assert!(regularisation(1e8, 101.0 * 25.0, 25.0) > 3.0 * r);
         assert!(regularisation(1e8, 0.0, 25.0).is_finite());
+    }
+
+    #[test]
+    fn real_fft_matches_the_dft() {
+        let mut rng = Rng::new(3);
+        let x: Vec<f32> = (0..FFT).map(|_| rng.gauss() * 1000.0).collect();
+        let mut fft = Fft::new();
+        fft.time.copy_from_slice(&x);
+        let mut spec = vec![ZERO; BINS];
+        fft.forward(&mut spec);
+        for (k, got) in spec.iter().enumerate() {
+            let (mut re, mut im) = (0f64, 0f64);
+            for (n, &v) in x.iter().enumerate() {
+                let w = -std::f64::consts::TAU * (k * n) as f64 / FFT as f64;
+                re += f64::from(v) * w.cos();
+                im += f64::from(v) * w.sin();
+            }
+            let err = ((f64::from(got.re) - re).powi(2) + (f64::from(got.im) - im).powi(2)).sqrt();
+            assert!(err < 0.05, "bin {k}: {got} vs {re} {im}");
+        }
+        // The inverse gives FFT times the signal back; both builds of the
+        // split passes agree.
+        let mut plain = fft.clone();
+        plain.avx2 = false;
+        let mut spec2 = spec.clone();
+        fft.inverse(&mut spec);
+        plain.inverse(&mut spec2);
+        for ((&t, &u), &v) in fft.time.iter().zip(&plain.time).zip(&x) {
+            assert!((t / FFT as f32 - v).abs() < 0.01, "{t} vs {v}");
+            assert!((u / FFT as f32 - v).abs() < 0.01, "{u} vs {v}");
+        }
+        plain.time.copy_from_slice(&x);
+        plain.forward(&mut spec2);
+        fft.time.copy_from_slice(&x);
+        fft.forward(&mut spec);
+        for (a, b) in spec.iter().zip(&spec2) {
+            assert!((a - b).norm() < 0.05, "{a} vs {b}");
+        }
     }
 
     #[test]

@@ -61,7 +61,7 @@ pub unsafe extern "C" fn ext_ec_update(ec: *mut Canceller, tx: i16, rx: i16) -> 
     let mut out = [0i16];
     match ec {
         Canceller::TimeDomain(ec) => ec.process(&[tx], &[rx], &mut out),
-        Canceller::Fdaf(ec) => ec.process(&[tx], &[rx], &mut out),
+        Canceller::Fdaf(ec) => out[0] = ec.process_sample(tx, rx),
     }
     out[0]
 }
