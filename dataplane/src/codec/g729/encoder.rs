@@ -167,7 +167,11 @@ impl Encoder {
             L_SUBFR,
         );
         self.old_exc[EXC_OFF..].copy_from_slice(&res);
-        for sf in 0..2 {
+        // The weighted speech, and alongside it (an independent recursion
+        // to interleave with) each subframe's impulse response h1 of the
+        // weighted synthesis filter.
+        let mut h1_t = [[0i16; L_SUBFR]; 2];
+        for (sf, h1) in h1_t.iter_mut().enumerate() {
             let ap = &ap_t[sf * MP1..(sf + 1) * MP1];
             let mut ap1 = [0i16; MP1];
             ap1[0] = 4096;
@@ -178,12 +182,14 @@ impl Encoder {
             let x: [i16; L_SUBFR] = res[sf * L_SUBFR..(sf + 1) * L_SUBFR]
                 .try_into()
                 .unwrap_or_else(|_| unreachable!());
-            syn_filt(
-                &ap1,
-                &x,
-                &mut self.old_wsp[o..o + L_SUBFR],
-                &mut self.mem_w,
-                true,
+            let mut impulse = [0i16; L_SUBFR];
+            impulse[0] = 4096;
+            syn_filt2(
+                [&ap1, ap],
+                [&x, &impulse],
+                [&mut self.old_wsp[o..o + L_SUBFR], h1],
+                [&mut self.mem_w, &mut [0; M]],
+                [true, false],
             );
         }
         let t_op = pitch_ol_fast(&self.old_wsp);
@@ -206,11 +212,7 @@ impl Encoder {
             let ap = &ap_t[sf * MP1..(sf + 1) * MP1];
             let pos = EXC_OFF + i_subfr;
 
-            let mut h1 = [0i16; L_SUBFR];
-            h1[0] = 4096;
-            let hin = h1;
-            let mut zmem = [0i16; M];
-            syn_filt(ap, &hin, &mut h1, &mut zmem, false);
+            let mut h1 = h1_t[sf];
 
             let mut xn = [0i16; L_SUBFR];
             let mut m0 = self.mem_w0;

@@ -5,7 +5,7 @@
 
 use super::basic_op::*;
 use super::simd::{avx2_multiversion, dot8n, fir20x8, syn_block};
-use super::simd_lp::syn_block_unsat;
+use super::simd_lp::{syn_block_unsat, syn_block_unsat2};
 use super::tables::*;
 use super::{L_SUBFR, M, MP1};
 
@@ -224,21 +224,12 @@ pub(crate) fn syn_filt_body(
         None => return false,
     };
     let a_abs: i64 = a[1..].iter().map(|v| v.unsigned_abs() as i64).sum();
-    // 16-bit min/max (vectorises well); |x| <= max(hi, -lo).
-    let (xlo, xhi) = x[..lg]
-        .iter()
-        .fold((0i16, 0i16), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-    let xmax = (xhi as i64).max(-(xlo as i64));
-    // Every output is a 16-bit value, so |y| <= 2^15 bounds the whole block
-    // at once: no step of the reference's chain can saturate.
-    if 2 * (xmax * a[0].unsigned_abs() as i64 + a_abs * 32768) <= MAX_32 as i64 {
+    if block_bound(a, &x[..lg]) {
         // The unsaturated kernel's shorter chain first; the exact one
         // only for the blocks it cannot vouch for.
         let ov = !syn_block_unsat(a, &x[..lg], &mut y[..lg], mem)
             && syn_block(a, &x[..lg], &mut y[..lg], mem);
-        if update && lg >= M {
-            mem.copy_from_slice(&y[lg - M..lg]);
-        }
+        syn_update(&y[..lg], mem, update);
         return ov;
     }
     let mut ov = false;
@@ -286,10 +277,88 @@ pub(crate) fn syn_filt_body(
         (h5, h4, h3, h2, h1) = (h4, h3, h2, h1, out as i32);
         ymax = ymax.max(out.unsigned_abs() as i64);
     }
-    if update && lg >= M {
-        mem.copy_from_slice(&y[lg - M..lg]);
-    }
+    syn_update(&y[..lg], mem, update);
     ov
+}
+
+/// Whether no step of the reference's synthesis chain can saturate over
+/// the block `x` through `1/A(z)`: every output is a 16-bit value, so
+/// `|y| <= 2^15` bounds the whole block at once, and each running sum is
+/// bounded by `2 (max|x| |a[0]| + 2^15 Σ_{k>=1} |a[k]|)`.
+#[inline(always)]
+fn block_bound(a: &[i16; MP1], x: &[i16]) -> bool {
+    let a_abs: i64 = a[1..].iter().map(|v| v.unsigned_abs() as i64).sum();
+    // 16-bit min/max (vectorises well); |x| <= max(hi, -lo).
+    let (xlo, xhi) = x
+        .iter()
+        .fold((0i16, 0i16), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let xmax = (xhi as i64).max(-(xlo as i64));
+    2 * (xmax * a[0].unsigned_abs() as i64 + a_abs * 32768) <= MAX_32 as i64
+}
+
+/// The filter memory after the block `y` when `update` asks for it.
+#[inline(always)]
+fn syn_update(y: &[i16], mem: &mut [i16; M], update: bool) {
+    if update && y.len() >= M {
+        mem.copy_from_slice(&y[y.len() - M..]);
+    }
+}
+
+avx2_multiversion! {
+    /// Two independent [`syn_filt`] calls (`a`, `x`, `y`, `mem`, `update`
+    /// per filter), with the same result, Overflow flags included. When
+    /// both blocks have the same length and the common case's bound holds
+    /// for both, their recursions run interleaved ([`syn_block_unsat2`]),
+    /// each hiding in the other's latency; a block that kernel cannot vouch
+    /// for is filtered again on its own.
+    ///
+    /// [`syn_filt2_body`], compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    pub(crate) fn syn_filt2(
+        a: [&[i16]; 2],
+        x: [&[i16]; 2],
+        y: [&mut [i16]; 2],
+        mem: [&mut [i16; M]; 2],
+        update: [bool; 2],
+    ) -> [bool; 2] = syn_filt2_body;
+}
+
+#[inline(always)]
+pub(crate) fn syn_filt2_body(
+    a: [&[i16]; 2],
+    x: [&[i16]; 2],
+    y: [&mut [i16]; 2],
+    mem: [&mut [i16; M]; 2],
+    update: [bool; 2],
+) -> [bool; 2] {
+    let [y0, y1] = y;
+    let [m0, m1] = mem;
+    let coef = |a: &[i16]| -> Option<[i16; MP1]> { a.get(..MP1)?.try_into().ok() };
+    let lg = x[0].len();
+    let mut ok = [false; 2];
+    if let (Some(c0), Some(c1)) = (coef(a[0]), coef(a[1])) {
+        if lg <= 100
+            && x[1].len() == lg
+            && y0.len() >= lg
+            && y1.len() >= lg
+            && block_bound(&c0, x[0])
+            && block_bound(&c1, x[1])
+        {
+            ok = syn_block_unsat2([&c0, &c1], x, [&mut y0[..lg], &mut y1[..lg]], [&*m0, &*m1]);
+        }
+    }
+    let lane = |ok: bool, a: &[i16], x: &[i16], y: &mut [i16], m: &mut [i16; M], update| {
+        if ok {
+            syn_update(&y[..lg], m, update);
+            false
+        } else {
+            syn_filt_body(a, x, y, m, update)
+        }
+    };
+    [
+        lane(ok[0], a[0], x[0], y0, m0, update[0]),
+        lane(ok[1], a[1], x[1], y1, m1, update[1]),
+    ]
 }
 
 /// One output of the synthesis filter before the final shift, exactly as the
@@ -963,5 +1032,90 @@ mod tests {
         // Both paths exercised, and the block path's Overflow flag too.
         assert!(block_rounds > 100 && block_rounds < 500, "{block_rounds}");
         assert!(block_overflows > 0, "{block_overflows}");
+    }
+
+    /// `syn_filt2` is two `syn_filt` calls (outputs, Overflow flags,
+    /// memories) on both clones: equal lengths (the interleaved kernel),
+    /// odd and unequal lengths (declined to the single path), filters and
+    /// signals from gentle to saturating, each lane on its own scale.
+    #[test]
+    fn syn_filt2_is_two_reference_filters_on_both_clones() {
+        for baseline in [false, true] {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            let mut seed = 4242u32;
+            let mut rnd = || {
+                seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
+                ((seed >> 8) as i32 % 65536 - 32768) as i16
+            };
+            let (mut paired, mut overflows) = (0, 0);
+            for round in 0..1200usize {
+                let lens = match round % 5 {
+                    0 => [22, 22],
+                    1 => [21, 21],
+                    2 => [40, 22],
+                    _ => [40, 40],
+                };
+                let mut lane = |k: usize| {
+                    let ca = 1 + (round / 2 + 5 * k) % 11;
+                    let xs = (round / 3 + 2 * k) % 7;
+                    let mut a: [i16; MP1] = std::array::from_fn(|_| rnd() >> ca);
+                    a[0] = 4096;
+                    if (round + k) % 19 == 0 {
+                        // A resonant filter: outputs grow to the rails.
+                        a[1] = -8000;
+                        a[2] = 4000;
+                    }
+                    let mut x: Vec<i16> = (0..lens[k]).map(|_| rnd() >> xs).collect();
+                    if (round + 3 * k) % 23 == 0 {
+                        x.iter_mut()
+                            .for_each(|v| *v = if *v < 0 { i16::MIN } else { i16::MAX });
+                    }
+                    if (round + k) % 29 == 0 {
+                        x.iter_mut().skip(1).for_each(|v| *v = 0);
+                    }
+                    let mem: [i16; M] = std::array::from_fn(|_| rnd() >> (xs + 2));
+                    (a, x, mem)
+                };
+                let (a0, x0, mem0) = lane(0);
+                let (a1, x1, mem1) = lane(1);
+                let (want0, ov0) = syn_ref(&a0, &x0, &mem0);
+                let (want1, ov1) = syn_ref(&a1, &x1, &mem1);
+                let (mut y0, mut y1) = ([0i16; 40], [0i16; 40]);
+                let (mut m0, mut m1) = (mem0, mem1);
+                let update = [round % 2 == 0, round % 3 == 0];
+                let ov = syn_filt2(
+                    [&a0, &a1],
+                    [&x0, &x1],
+                    [&mut y0[..lens[0]], &mut y1[..lens[1]]],
+                    [&mut m0, &mut m1],
+                    update,
+                );
+                assert_eq!(&y0[..lens[0]], &want0[..], "round {round}");
+                assert_eq!(&y1[..lens[1]], &want1[..], "round {round}");
+                assert_eq!(ov, [ov0, ov1], "round {round}");
+                let after = |m: &[i16; M], mem: &[i16; M], w: &[i16], up: bool| {
+                    if up {
+                        assert_eq!(&m[..], &w[w.len() - M..], "round {round}");
+                    } else {
+                        assert_eq!(m, mem, "round {round}");
+                    }
+                };
+                after(&m0, &mem0, &want0, update[0]);
+                after(&m1, &mem1, &want1, update[1]);
+                overflows += (ov0 | ov1) as u32;
+                // Rounds the interleaved kernel can take (both lanes under
+                // the block bound, same even length).
+                let bound = |a: &[i16; MP1], x: &[i16]| {
+                    let a_abs: i64 = a[1..].iter().map(|v| v.unsigned_abs() as i64).sum();
+                    let xmax = x.iter().map(|v| v.unsigned_abs() as i64).max().unwrap_or(0);
+                    2 * (xmax * 4096 + a_abs * 32768) <= MAX_32 as i64
+                };
+                paired +=
+                    (lens[0] == lens[1] && lens[0] % 2 == 0 && bound(&a0, &x0) && bound(&a1, &x1))
+                        as u32;
+            }
+            BASELINE_ONLY.with(|b| b.set(false));
+            assert!(paired > 100 && overflows > 50, "{paired} {overflows}");
+        }
     }
 }
