@@ -5,7 +5,11 @@
 //! instead.
 #![allow(unsafe_code)]
 
-use super::{M, MP1};
+use super::{L_SUBFR, M, MP1};
+
+/// Output pairs per block of the unsaturated kernels: they cover blocks of
+/// up to a subframe (every caller's length); longer ones are declined.
+const HALF: usize = L_SUBFR / 2;
 
 /// One recursion of the unsaturated synthesis kernel, two outputs per
 /// step. For the outputs `i` and `i + 1` one window of past outputs
@@ -141,11 +145,14 @@ impl Recursion {
     }
 }
 
-/// `xa[i] = x[i] a[0] + 2^11` (vectorised, off the recursion's chain).
+/// `x[i] a[0] + 2^11` in pairs (vectorised, off the recursion's chain).
+/// The arrays live on the stack, indexed by one counter in the loops
+/// below (few registers: two interleaved recursions need many), and are
+/// filled in place (a returned array is copied).
 #[inline(always)]
-fn scale_input(a0: i16, x: &[i16], xa: &mut [i32]) {
-    for (d, &v) in xa.iter_mut().zip(x) {
-        *d = (v as i32 * a0 as i32).wrapping_add(0x800);
+fn scale_input(a0: i16, x: &[i16], xa: &mut [[i32; 2]; HALF]) {
+    for (d, v) in xa.as_flattened_mut().iter_mut().zip(x) {
+        *d = (*v as i32 * a0 as i32).wrapping_add(0x800);
     }
 }
 
@@ -153,7 +160,8 @@ fn scale_input(a0: i16, x: &[i16], xa: &mut [i32]) {
 /// in `[-32767, 32767]`. `-32768` may come from an `e` just below the
 /// range where the reference neither saturates nor sets Overflow: declined.
 #[inline(always)]
-fn store_checked(out: &[i32], y: &mut [i16]) -> bool {
+fn store_checked(out: &[[i32; 2]; HALF], y: &mut [i16]) -> bool {
+    let out = &out.as_flattened()[..y.len().min(2 * HALF)];
     for (d, &v) in y.iter_mut().zip(out) {
         *d = v as i16;
     }
@@ -173,25 +181,25 @@ fn store_checked(out: &[i32], y: &mut [i16]) -> bool {
 /// `[2^12 - 2^27, 2^27)`, inside the range where the reference neither
 /// saturates nor sets its Overflow flag, so `y` is the reference's output
 /// and its Overflow flag is clear. On `false` (also for a block of odd
-/// length) `y` is meaningless and the caller must run the exact kernel.
+/// length or longer than a subframe) `y` is meaningless and the caller must run the exact kernel.
 ///
 /// Exact only under the caller's bound `2 (max|x| |a[0]| + 2^15 Σ|a[k]|)
 /// <= MAX_32` (no 32-bit sum wraps), as for `syn_block`: the wrapping
 /// 32-bit sums then equal the true ones whatever their order.
 #[inline(always)]
 pub(crate) fn syn_block_unsat(a: &[i16; MP1], x: &[i16], y: &mut [i16], mem: &[i16; M]) -> bool {
-    let n = x.len().min(y.len()).min(100);
-    if !n.is_multiple_of(2) {
+    let n = x.len().min(y.len());
+    if !n.is_multiple_of(2) || n > 2 * HALF {
         return false;
     }
-    let mut xa = [0i32; 100];
-    scale_input(a[0], &x[..n], &mut xa[..n]);
+    let mut xa = [[0i32; 2]; HALF];
+    scale_input(a[0], &x[..n], &mut xa);
     let mut r = Recursion::new(a, mem);
-    let mut out = [0i32; 100];
-    for (o, xv) in out[..n].chunks_exact_mut(2).zip(xa[..n].chunks_exact(2)) {
-        (o[0], o[1]) = r.step2(xv[0], xv[1]);
+    let mut out = [[0i32; 2]; HALF];
+    for k in 0..n / 2 {
+        (out[k][0], out[k][1]) = r.step2(xa[k][0], xa[k][1]);
     }
-    store_checked(&out[..n], &mut y[..n])
+    store_checked(&out, &mut y[..n])
 }
 
 /// Two independent blocks of [`syn_block_unsat`] of the same length, their
@@ -205,34 +213,24 @@ pub(crate) fn syn_block_unsat2(
     mem: [&[i16; M]; 2],
 ) -> [bool; 2] {
     let [y0, y1] = y;
-    let n = x[0]
-        .len()
-        .min(x[1].len())
-        .min(y0.len())
-        .min(y1.len())
-        .min(100);
-    if !n.is_multiple_of(2) {
+    let n = x[0].len().min(x[1].len()).min(y0.len()).min(y1.len());
+    if !n.is_multiple_of(2) || n > 2 * HALF {
         return [false; 2];
     }
-    let mut xa0 = [0i32; 100];
-    let mut xa1 = [0i32; 100];
-    scale_input(a[0][0], &x[0][..n], &mut xa0[..n]);
-    scale_input(a[1][0], &x[1][..n], &mut xa1[..n]);
+    let (mut xa0, mut xa1) = ([[0i32; 2]; HALF], [[0i32; 2]; HALF]);
+    scale_input(a[0][0], &x[0][..n], &mut xa0);
+    scale_input(a[1][0], &x[1][..n], &mut xa1);
     let mut r0 = Recursion::new(a[0], mem[0]);
     let mut r1 = Recursion::new(a[1], mem[1]);
-    let mut out0 = [0i32; 100];
-    let mut out1 = [0i32; 100];
-    let pairs = out0[..n]
-        .chunks_exact_mut(2)
-        .zip(out1[..n].chunks_exact_mut(2))
-        .zip(xa0[..n].chunks_exact(2).zip(xa1[..n].chunks_exact(2)));
-    for ((o0, o1), (x0, x1)) in pairs {
-        (o0[0], o0[1]) = r0.step2(x0[0], x0[1]);
-        (o1[0], o1[1]) = r1.step2(x1[0], x1[1]);
+    let mut out0 = [[0i32; 2]; HALF];
+    let mut out1 = [[0i32; 2]; HALF];
+    for k in 0..n / 2 {
+        (out0[k][0], out0[k][1]) = r0.step2(xa0[k][0], xa0[k][1]);
+        (out1[k][0], out1[k][1]) = r1.step2(xa1[k][0], xa1[k][1]);
     }
     [
-        store_checked(&out0[..n], &mut y0[..n]),
-        store_checked(&out1[..n], &mut y1[..n]),
+        store_checked(&out0, &mut y0[..n]),
+        store_checked(&out1, &mut y1[..n]),
     ]
 }
 

@@ -347,12 +347,13 @@ pub(crate) fn syn_filt2_body(
             ok = syn_block_unsat2([&c0, &c1], x, [&mut y0[..lg], &mut y1[..lg]], [&*m0, &*m1]);
         }
     }
+    // A block the kernel declined is filtered again on its own (rare).
     let lane = |ok: bool, a: &[i16], x: &[i16], y: &mut [i16], m: &mut [i16; M], update| {
         if ok {
             syn_update(&y[..lg], m, update);
             false
         } else {
-            syn_filt_body(a, x, y, m, update)
+            syn_filt(a, x, y, m, update)
         }
     };
     [
