@@ -82,10 +82,52 @@ avx2_multiversion! {
     pub(crate) fn lsp_az(lsp: &[i16; M], a: &mut [i16]) = lsp_az_body;
 }
 
+/// [`get_lsp_pol_fast`] for the four polynomials of two LSP vectors at
+/// once (lane `k`: `lsps[k / 2]` from offset `k % 2`), the same arithmetic
+/// in independent lanes so that the four chains run side by side; `None`
+/// when a lane would saturate somewhere (then the caller takes the
+/// polynomials one by one).
+#[inline(always)]
+fn get_lsp_pol4(lsps: [&[i16; M]; 2]) -> Option<[[i32; 6]; 4]> {
+    let fits = |v: i64| v == v as i32 as i64;
+    let root =
+        |i: usize| -> [i64; 4] { std::array::from_fn(|k| lsps[k / 2][k % 2 + 2 * i] as i64) };
+    let mut f = [[0i64; 4]; 6];
+    f[0] = [1 << 24; 4];
+    f[1] = root(0).map(|l| -1024 * l);
+    let mut ok = true;
+    for i in 2..=5 {
+        let l = root(i - 1);
+        f[i] = f[i - 2];
+        for fp in (2..=i).rev() {
+            for k in 0..4 {
+                let v = f[fp - 1][k];
+                let (hi, lo) = (v >> 16, (v >> 1) & 0x7fff);
+                let p = 2 * hi * l[k];
+                let m = p + 2 * ((lo * l[k]) >> 15);
+                let t0 = 2 * m;
+                let a = f[fp][k] + f[fp - 2][k];
+                let s = a - t0;
+                ok &= fits(p) & fits(m) & fits(t0) & fits(a) & fits(s);
+                f[fp][k] = s;
+            }
+        }
+        for k in 0..4 {
+            f[1][k] -= 1024 * l[k];
+            ok &= fits(f[1][k]);
+        }
+    }
+    ok.then(|| std::array::from_fn(|k| std::array::from_fn(|j| f[j][k] as i32)))
+}
+
 #[inline(always)]
 pub(crate) fn lsp_az_body(lsp: &[i16; M], a: &mut [i16]) {
-    let mut f1 = get_lsp_pol(lsp, 0);
-    let mut f2 = get_lsp_pol(lsp, 1);
+    lsp_az_from_pols(get_lsp_pol(lsp, 0), get_lsp_pol(lsp, 1), a);
+}
+
+/// LPC coefficients a[0..=10] (Q12) from the polynomials F1 and F2.
+#[inline(always)]
+fn lsp_az_from_pols(mut f1: [i32; 6], mut f2: [i32; 6], a: &mut [i16]) {
     for i in (1..=5).rev() {
         f1[i] = l_add(f1[i], f1[i - 1]);
         f2[i] = l_sub(f2[i], f2[i - 1]);
@@ -182,8 +224,17 @@ pub(crate) fn int_qlpc_body(lsp_old: &[i16; M], lsp_new: &[i16; M], az: &mut [i1
     for i in 0..M {
         lsp[i] = add(shr(lsp_new[i], 1), shr(lsp_old[i], 1));
     }
-    lsp_az(&lsp, &mut az[..MP1]);
-    lsp_az(lsp_new, &mut az[MP1..]);
+    let (az0, az1) = az.split_at_mut(MP1);
+    match get_lsp_pol4([&lsp, lsp_new]) {
+        Some([f1, f2, g1, g2]) => {
+            lsp_az_from_pols(f1, f2, az0);
+            lsp_az_from_pols(g1, g2, az1);
+        }
+        None => {
+            lsp_az(&lsp, az0);
+            lsp_az(lsp_new, az1);
+        }
+    }
 }
 
 avx2_multiversion! {
@@ -945,6 +996,60 @@ mod tests {
             }
         }
         assert!(fast > 2000 && declined > 20, "{fast} {declined}");
+    }
+
+    /// The four-lane polynomials are the reference's whenever no lane
+    /// declines, and `int_qlpc` is the two reference conversions in every
+    /// case, on both clones.
+    #[test]
+    fn int_qlpc_is_two_reference_conversions_on_both_clones() {
+        let lsp_az_ref = |lsp: &[i16; M]| {
+            let mut a = [0i16; MP1];
+            let (mut f1, mut f2) = (get_lsp_pol_ref(lsp, 0), get_lsp_pol_ref(lsp, 1));
+            for i in (1..=5).rev() {
+                f1[i] = l_add(f1[i], f1[i - 1]);
+                f2[i] = l_sub(f2[i], f2[i - 1]);
+            }
+            a[0] = 4096;
+            for i in 1..=5 {
+                a[i] = extract_l(l_shr_r(l_add(f1[i], f2[i]), 13));
+                a[M + 1 - i] = extract_l(l_shr_r(l_sub(f1[i], f2[i]), 13));
+            }
+            a
+        };
+        for baseline in [false, true] {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            let mut seed = 77i16;
+            let (mut fast, mut declined) = (0, 0);
+            for round in 0..3000 {
+                let mut lsp: [[i16; M]; 2] = std::array::from_fn(|k| {
+                    let sc = ((round + k) % 4) as i16;
+                    std::array::from_fn(|_| shr(random(&mut seed), sc))
+                });
+                if round % 7 == 0 {
+                    // Every root of one vector at one end.
+                    let v = if round % 2 == 0 { i16::MIN } else { -32000 };
+                    lsp[round % 3 % 2] = [v; M];
+                }
+                let want = get_lsp_pol4([&lsp[0], &lsp[1]]);
+                if let Some(p) = want {
+                    for (k, pol) in p.iter().enumerate() {
+                        assert_eq!(*pol, get_lsp_pol_ref(&lsp[k / 2], k % 2), "{lsp:?}");
+                    }
+                    fast += 1;
+                } else {
+                    declined += 1;
+                }
+                let mut az = [0i16; 2 * MP1];
+                int_qlpc(&lsp[0], &lsp[1], &mut az);
+                let mid: [i16; M] =
+                    std::array::from_fn(|i| add(shr(lsp[1][i], 1), shr(lsp[0][i], 1)));
+                assert_eq!(az[..MP1], lsp_az_ref(&mid), "{lsp:?}");
+                assert_eq!(az[MP1..], lsp_az_ref(&lsp[1]), "{lsp:?}");
+            }
+            BASELINE_ONLY.with(|b| b.set(false));
+            assert!(fast > 1000 && declined > 100, "{fast} {declined}");
+        }
     }
 
     #[test]
