@@ -22,35 +22,50 @@ fn get_lsp_pol(lsp: &[i16; M], off: usize) -> [i32; 6] {
 }
 
 /// [`get_lsp_pol_ref`] in plain 64-bit arithmetic, or `None` when one of
-/// the reference's operators would saturate. `L_Extract` of a 32-bit value
-/// is exact (`hi = v >> 16`, `lo = (v >> 1) & 0x7fff`); in `Mpy_32_16`
-/// `mult(lo, l)` cannot saturate (`lo >= 0`), so the products, the
-/// `L_shl`, and each running sum are checked to fit 32 bits.
+/// the reference's operators would saturate.
 #[inline(always)]
 fn get_lsp_pol_fast(lsp: &[i16; M], off: usize) -> Option<[i32; 6]> {
+    let roots: [[i64; 1]; 5] = std::array::from_fn(|i| [lsp[off + 2 * i] as i64]);
+    Some(lsp_pols(roots)?[0])
+}
+
+/// The polynomials F1 or F2 (Q24) of `N` root sets at once (`roots[i][k]`:
+/// root `i` of lane `k`), each lane the reference's `Get_lsp_pol` in plain
+/// 64-bit arithmetic; the lanes are independent, so their chains run side
+/// by side. `None` when one of the reference's operators would saturate in
+/// some lane. `L_Extract` of a 32-bit value is exact (`hi = v >> 16`,
+/// `lo = (v >> 1) & 0x7fff`); in `Mpy_32_16` `mult(lo, l)` cannot saturate
+/// (`lo >= 0`), so the products, the `L_shl`, and each running sum are
+/// checked to fit 32 bits.
+#[inline(always)]
+fn lsp_pols<const N: usize>(roots: [[i64; N]; 5]) -> Option<[[i32; 6]; N]> {
     let fits = |v: i64| v == v as i32 as i64;
-    let mut f = [0i64; 6];
-    f[0] = 1 << 24;
-    f[1] = -1024 * *lsp.get(off)? as i64;
+    let mut f = [[0i64; N]; 6];
+    f[0] = [1 << 24; N];
+    f[1] = roots[0].map(|l| -1024 * l);
     let mut ok = true;
     for i in 2..=5 {
-        let l = *lsp.get(off + 2 * (i - 1))? as i64;
+        let l = roots[i - 1];
         f[i] = f[i - 2];
         for fp in (2..=i).rev() {
-            let v = f[fp - 1];
-            let (hi, lo) = (v >> 16, (v >> 1) & 0x7fff);
-            let p = 2 * hi * l;
-            let m = p + 2 * ((lo * l) >> 15);
-            let t0 = 2 * m;
-            let a = f[fp] + f[fp - 2];
-            let s = a - t0;
-            ok &= fits(p) & fits(m) & fits(t0) & fits(a) & fits(s);
-            f[fp] = s;
+            for k in 0..N {
+                let v = f[fp - 1][k];
+                let (hi, lo) = (v >> 16, (v >> 1) & 0x7fff);
+                let p = 2 * hi * l[k];
+                let m = p + 2 * ((lo * l[k]) >> 15);
+                let t0 = 2 * m;
+                let a = f[fp][k] + f[fp - 2][k];
+                let s = a - t0;
+                ok &= fits(p) & fits(m) & fits(t0) & fits(a) & fits(s);
+                f[fp][k] = s;
+            }
         }
-        f[1] -= 1024 * l;
-        ok &= fits(f[1]);
+        for k in 0..N {
+            f[1][k] -= 1024 * l[k];
+            ok &= fits(f[1][k]);
+        }
     }
-    ok.then(|| f.map(|v| v as i32))
+    ok.then(|| std::array::from_fn(|k| std::array::from_fn(|j| f[j][k] as i32)))
 }
 
 /// The reference's `Get_lsp_pol` operator by operator.
@@ -82,42 +97,13 @@ avx2_multiversion! {
     pub(crate) fn lsp_az(lsp: &[i16; M], a: &mut [i16]) = lsp_az_body;
 }
 
-/// [`get_lsp_pol_fast`] for the four polynomials of two LSP vectors at
-/// once (lane `k`: `lsps[k / 2]` from offset `k % 2`), the same arithmetic
-/// in independent lanes so that the four chains run side by side; `None`
-/// when a lane would saturate somewhere (then the caller takes the
-/// polynomials one by one).
+/// The four polynomials F1, F2 of two LSP vectors in one pass of
+/// [`lsp_pols`] (lane `k`: `lsps[k / 2]` from offset `k % 2`).
 #[inline(always)]
 fn get_lsp_pol4(lsps: [&[i16; M]; 2]) -> Option<[[i32; 6]; 4]> {
-    let fits = |v: i64| v == v as i32 as i64;
-    let root =
-        |i: usize| -> [i64; 4] { std::array::from_fn(|k| lsps[k / 2][k % 2 + 2 * i] as i64) };
-    let mut f = [[0i64; 4]; 6];
-    f[0] = [1 << 24; 4];
-    f[1] = root(0).map(|l| -1024 * l);
-    let mut ok = true;
-    for i in 2..=5 {
-        let l = root(i - 1);
-        f[i] = f[i - 2];
-        for fp in (2..=i).rev() {
-            for k in 0..4 {
-                let v = f[fp - 1][k];
-                let (hi, lo) = (v >> 16, (v >> 1) & 0x7fff);
-                let p = 2 * hi * l[k];
-                let m = p + 2 * ((lo * l[k]) >> 15);
-                let t0 = 2 * m;
-                let a = f[fp][k] + f[fp - 2][k];
-                let s = a - t0;
-                ok &= fits(p) & fits(m) & fits(t0) & fits(a) & fits(s);
-                f[fp][k] = s;
-            }
-        }
-        for k in 0..4 {
-            f[1][k] -= 1024 * l[k];
-            ok &= fits(f[1][k]);
-        }
-    }
-    ok.then(|| std::array::from_fn(|k| std::array::from_fn(|j| f[j][k] as i32)))
+    lsp_pols(std::array::from_fn(|i| {
+        std::array::from_fn(|k| lsps[k / 2][k % 2 + 2 * i] as i64)
+    }))
 }
 
 #[inline(always)]
