@@ -22,7 +22,7 @@ const AGC_FAC1: i16 = 32767 - AGC_FAC;
 const GAMMAP: i16 = 16384;
 const INV_GAMMAP: i16 = 21845;
 const GAMMAP_2: i16 = 10923;
-const L_H: usize = 22;
+pub(super) const L_H: usize = 22;
 
 /// Comfort-noise excitation RMS per 5-bit SID energy index: 4 dB steps up
 /// to index 6, then 2 dB steps (`32·10^(4(i-5)/20)`, `64·10^(2(i-7)/20)`),

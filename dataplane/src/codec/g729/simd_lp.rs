@@ -5,11 +5,8 @@
 //! instead.
 #![allow(unsafe_code)]
 
+use super::decoder::L_H;
 use super::{L_SUBFR, M, MP1};
-
-/// Output pairs per block of the unsaturated kernels: they cover blocks of
-/// up to a subframe (every caller's length); longer ones are declined.
-const HALF: usize = L_SUBFR / 2;
 
 /// One recursion of the unsaturated synthesis kernel, two outputs per
 /// step. For the outputs `i` and `i + 1` one window of past outputs
@@ -145,13 +142,14 @@ impl Recursion {
     }
 }
 
-/// `x[i] a[0] + 2^11` in pairs (vectorised, off the recursion's chain).
-/// The arrays live on the stack, indexed by one counter in the loops
-/// below (few registers: two interleaved recursions need many), and are
-/// filled in place (a returned array is copied).
+/// `x[i] a[0] + 2^11` (vectorised, off the recursion's chain). The
+/// arrays of the kernels live on the stack, indexed by one counter in their
+/// loops (few registers: two interleaved recursions need many), are filled
+/// in place (a returned array is copied) and have the block's length as a
+/// constant (no loop remainders).
 #[inline(always)]
-fn scale_input(a0: i16, x: &[i16], xa: &mut [[i32; 2]; HALF]) {
-    for (d, v) in xa.as_flattened_mut().iter_mut().zip(x) {
+fn scale_input<const N: usize>(a0: i16, x: &[i16; N], xa: &mut [i32; N]) {
+    for (d, v) in xa.iter_mut().zip(x) {
         *d = (*v as i32 * a0 as i32).wrapping_add(0x800);
     }
 }
@@ -160,8 +158,7 @@ fn scale_input(a0: i16, x: &[i16], xa: &mut [[i32; 2]; HALF]) {
 /// in `[-32767, 32767]`. `-32768` may come from an `e` just below the
 /// range where the reference neither saturates nor sets Overflow: declined.
 #[inline(always)]
-fn store_checked(out: &[[i32; 2]; HALF], y: &mut [i16]) -> bool {
-    let out = &out.as_flattened()[..y.len().min(2 * HALF)];
+fn store_checked<const N: usize>(out: &[i32; N], y: &mut [i16; N]) -> bool {
     for (d, &v) in y.iter_mut().zip(out) {
         *d = v as i16;
     }
@@ -172,6 +169,16 @@ fn store_checked(out: &[[i32; 2]; HALF], y: &mut [i16]) -> bool {
     lo >= -32767 && hi <= 32767
 }
 
+/// The block lengths the kernels take (a subframe, and the post-filter's
+/// impulse response); `None` for any other (declined).
+#[inline(always)]
+fn block<'a, const N: usize>(
+    x: &'a [i16],
+    y: &'a mut [i16],
+) -> Option<(&'a [i16; N], &'a mut [i16; N])> {
+    Some((x.try_into().ok()?, y.try_into().ok()?))
+}
+
 /// The synthesis filter `1/A(z)` over a block, as
 /// [`syn_block`](super::simd::syn_block) but without the per-sample
 /// saturation: `y[i] = (e >> 12)` truncated to 16 bits with
@@ -180,26 +187,35 @@ fn store_checked(out: &[[i32; 2]; HALF], y: &mut [i16]) -> bool {
 /// unsaturated `e >> 12` lies in `[-32767, 32767]`: then no `e` left
 /// `[2^12 - 2^27, 2^27)`, inside the range where the reference neither
 /// saturates nor sets its Overflow flag, so `y` is the reference's output
-/// and its Overflow flag is clear. On `false` (also for a block of odd
-/// length or longer than a subframe) `y` is meaningless and the caller must run the exact kernel.
+/// and its Overflow flag is clear. On `false` `y` is meaningless and the
+/// caller must run the exact kernel; blocks of another length than
+/// `L_SUBFR` or `L_H` (or `x` and `y` of different lengths) are declined.
 ///
 /// Exact only under the caller's bound `2 (max|x| |a[0]| + 2^15 Σ|a[k]|)
 /// <= MAX_32` (no 32-bit sum wraps), as for `syn_block`: the wrapping
 /// 32-bit sums then equal the true ones whatever their order.
 #[inline(always)]
 pub(crate) fn syn_block_unsat(a: &[i16; MP1], x: &[i16], y: &mut [i16], mem: &[i16; M]) -> bool {
-    let n = x.len().min(y.len());
-    if !n.is_multiple_of(2) || n > 2 * HALF {
-        return false;
+    if let Some((x, y)) = block::<L_SUBFR>(x, y) {
+        unsat_n(a, x, y, mem)
+    } else if let Some((x, y)) = block::<L_H>(x, y) {
+        unsat_n(a, x, y, mem)
+    } else {
+        false
     }
-    let mut xa = [[0i32; 2]; HALF];
-    scale_input(a[0], &x[..n], &mut xa);
+}
+
+#[inline(always)]
+fn unsat_n<const N: usize>(a: &[i16; MP1], x: &[i16; N], y: &mut [i16; N], mem: &[i16; M]) -> bool {
+    const { assert!(N % 2 == 0) };
+    let mut xa = [0i32; N];
+    scale_input(a[0], x, &mut xa);
     let mut r = Recursion::new(a, mem);
-    let mut out = [[0i32; 2]; HALF];
-    for k in 0..n / 2 {
-        (out[k][0], out[k][1]) = r.step2(xa[k][0], xa[k][1]);
+    let mut out = [0i32; N];
+    for k in 0..N / 2 {
+        (out[2 * k], out[2 * k + 1]) = r.step2(xa[2 * k], xa[2 * k + 1]);
     }
-    store_checked(&out, &mut y[..n])
+    store_checked(&out, y)
 }
 
 /// Two independent blocks of [`syn_block_unsat`] of the same length, their
@@ -213,25 +229,35 @@ pub(crate) fn syn_block_unsat2(
     mem: [&[i16; M]; 2],
 ) -> [bool; 2] {
     let [y0, y1] = y;
-    let n = x[0].len().min(x[1].len()).min(y0.len()).min(y1.len());
-    if !n.is_multiple_of(2) || n > 2 * HALF {
-        return [false; 2];
+    if let (Some(b0), Some(b1)) = (block::<L_SUBFR>(x[0], y0), block::<L_SUBFR>(x[1], y1)) {
+        unsat2_n(a, [b0.0, b1.0], [b0.1, b1.1], mem)
+    } else if let (Some(b0), Some(b1)) = (block::<L_H>(x[0], y0), block::<L_H>(x[1], y1)) {
+        unsat2_n(a, [b0.0, b1.0], [b0.1, b1.1], mem)
+    } else {
+        [false; 2]
     }
-    let (mut xa0, mut xa1) = ([[0i32; 2]; HALF], [[0i32; 2]; HALF]);
-    scale_input(a[0][0], &x[0][..n], &mut xa0);
-    scale_input(a[1][0], &x[1][..n], &mut xa1);
+}
+
+#[inline(always)]
+fn unsat2_n<const N: usize>(
+    a: [&[i16; MP1]; 2],
+    x: [&[i16; N]; 2],
+    y: [&mut [i16; N]; 2],
+    mem: [&[i16; M]; 2],
+) -> [bool; 2] {
+    const { assert!(N % 2 == 0) };
+    let [y0, y1] = y;
+    let (mut xa0, mut xa1) = ([0i32; N], [0i32; N]);
+    scale_input(a[0][0], x[0], &mut xa0);
+    scale_input(a[1][0], x[1], &mut xa1);
     let mut r0 = Recursion::new(a[0], mem[0]);
     let mut r1 = Recursion::new(a[1], mem[1]);
-    let mut out0 = [[0i32; 2]; HALF];
-    let mut out1 = [[0i32; 2]; HALF];
-    for k in 0..n / 2 {
-        (out0[k][0], out0[k][1]) = r0.step2(xa0[k][0], xa0[k][1]);
-        (out1[k][0], out1[k][1]) = r1.step2(xa1[k][0], xa1[k][1]);
+    let (mut out0, mut out1) = ([0i32; N], [0i32; N]);
+    for k in 0..N / 2 {
+        (out0[2 * k], out0[2 * k + 1]) = r0.step2(xa0[2 * k], xa0[2 * k + 1]);
+        (out1[2 * k], out1[2 * k + 1]) = r1.step2(xa1[2 * k], xa1[2 * k + 1]);
     }
-    [
-        store_checked(&out0, &mut y0[..n]),
-        store_checked(&out1, &mut y1[..n]),
-    ]
+    [store_checked(&out0, y0), store_checked(&out1, y1)]
 }
 
 #[cfg(test)]
@@ -309,7 +335,7 @@ mod tests {
     }
 
     /// The interleaved kernel gives each lane the single kernel's output
-    /// and verdict, on both clones; odd lengths are declined.
+    /// and verdict, on both clones; other lengths are declined.
     #[test]
     fn syn_block_unsat2_is_two_single_blocks() {
         for baseline in [false, true] {
