@@ -207,7 +207,7 @@ pub(crate) fn syn_block_unsat(a: &[i16; MP1], x: &[i16], y: &mut [i16], mem: &[i
 
 #[inline(always)]
 fn unsat_n<const N: usize>(a: &[i16; MP1], x: &[i16; N], y: &mut [i16; N], mem: &[i16; M]) -> bool {
-    const { assert!(N % 2 == 0) };
+    const { assert!(N.is_multiple_of(2)) };
     let mut xa = [0i32; N];
     scale_input(a[0], x, &mut xa);
     let mut r = Recursion::new(a, mem);
@@ -245,7 +245,7 @@ fn unsat2_n<const N: usize>(
     y: [&mut [i16; N]; 2],
     mem: [&[i16; M]; 2],
 ) -> [bool; 2] {
-    const { assert!(N % 2 == 0) };
+    const { assert!(N.is_multiple_of(2)) };
     let [y0, y1] = y;
     let (mut xa0, mut xa1) = ([0i32; N], [0i32; N]);
     scale_input(a[0][0], x[0], &mut xa0);
