@@ -22,7 +22,7 @@ const AGC_FAC1: i16 = 32767 - AGC_FAC;
 const GAMMAP: i16 = 16384;
 const INV_GAMMAP: i16 = 21845;
 const GAMMAP_2: i16 = 10923;
-const L_H: usize = 22;
+pub(super) const L_H: usize = 22;
 
 /// Comfort-noise excitation RMS per 5-bit SID energy index: 4 dB steps up
 /// to index 6, then 2 dB steps (`32·10^(4(i-5)/20)`, `64·10^(2(i-7)/20)`),
@@ -441,19 +441,40 @@ impl Decoder {
     #[inline(always)]
     fn post_filter_body(&mut self, az: &[i16; 2 * MP1], t: &[i16; 2]) {
         let mut syn_pst = [0i16; L_FRAME];
+        let mut ap3_t = [[0i16; MP1]; 2];
+        let mut ap4_t = [[0i16; MP1]; 2];
+        for sf in 0..2 {
+            let a = &az[sf * MP1..(sf + 1) * MP1];
+            weight_az(a, GAMMA2_PST, &mut ap3_t[sf]);
+            weight_az(a, GAMMA1_PST, &mut ap4_t[sf]);
+        }
+        // The impulse responses of A(z/g2)/A(z/g1) of both subframes (for
+        // the tilt compensation), two independent recursions interleaved.
+        let mut h_t = [[0i16; L_H]; 2];
+        let hin: [[i16; L_H]; 2] = std::array::from_fn(|sf| {
+            let mut h = [0i16; L_H];
+            h[..MP1].copy_from_slice(&ap3_t[sf]);
+            h
+        });
+        {
+            let [h0, h1] = &mut h_t;
+            syn_filt2(
+                [&ap4_t[0], &ap4_t[1]],
+                [&hin[0], &hin[1]],
+                [h0, h1],
+                [&mut [0; M], &mut [0; M]],
+                [false, false],
+            );
+        }
         for sf in 0..2 {
             let i_subfr = sf * L_SUBFR;
-            let a = &az[sf * MP1..(sf + 1) * MP1];
             let mut t0_min = sub(t[sf], 3);
             let mut t0_max = add(t0_min, 6);
             if t0_max > PIT_MAX as i16 {
                 t0_max = PIT_MAX as i16;
                 t0_min = sub(t0_max, 6);
             }
-            let mut ap3 = [0i16; MP1];
-            let mut ap4 = [0i16; MP1];
-            weight_az(a, GAMMA2_PST, &mut ap3);
-            weight_az(a, GAMMA1_PST, &mut ap4);
+            let (ap3, ap4) = (ap3_t[sf], ap4_t[sf]);
 
             // Residual of the synthesis through A(z/GAMMA2_PST).
             let mut res2 = [0i16; L_SUBFR];
@@ -467,11 +488,7 @@ impl Decoder {
             self.pit_pst_filt(t0_min, t0_max, &mut res2_pst);
 
             // Tilt compensation from the impulse response of A(z/g2)/A(z/g1).
-            let mut h = [0i16; L_H];
-            h[..MP1].copy_from_slice(&ap3);
-            let hin = h;
-            let mut zmem = [0i16; M];
-            syn_filt(&ap4, &hin, &mut h, &mut zmem, false);
+            let h = h_t[sf];
             // The reference's L_mult then L_mac chains, i.e. the chains
             // from 0 (`L_mult(a, b)` is `L_mac(0, a, b)`), summed exactly.
             let temp1 = extract_h(l_mac_energy(0, &h).0);

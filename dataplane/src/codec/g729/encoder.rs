@@ -167,25 +167,42 @@ impl Encoder {
             L_SUBFR,
         );
         self.old_exc[EXC_OFF..].copy_from_slice(&res);
-        for sf in 0..2 {
+        // The weighted speech of each subframe, each alongside an
+        // independent recursion of the same length (interleaved, each one
+        // hides in the other's latency): the first subframe's target xn
+        // (the residual through the weighted synthesis filter from its
+        // memory) and the first impulse response h1. The second impulse
+        // response runs alongside the first filtered adaptive codebook
+        // vector y1 in the subframe loop.
+        let ap1_t: [[i16; MP1]; 2] = std::array::from_fn(|sf| {
             let ap = &ap_t[sf * MP1..(sf + 1) * MP1];
             let mut ap1 = [0i16; MP1];
             ap1[0] = 4096;
             for i in 1..=M {
                 ap1[i] = sub(ap[i], mult(ap[i - 1], 22938));
             }
-            let o = WSP_OFF + sf * L_SUBFR;
-            let x: [i16; L_SUBFR] = res[sf * L_SUBFR..(sf + 1) * L_SUBFR]
-                .try_into()
-                .unwrap_or_else(|_| unreachable!());
-            syn_filt(
-                &ap1,
-                &x,
-                &mut self.old_wsp[o..o + L_SUBFR],
-                &mut self.mem_w,
-                true,
-            );
-        }
+            ap1
+        });
+        let mut impulse = [0i16; L_SUBFR];
+        impulse[0] = 4096;
+        let (res0, res1) = res.split_at(L_SUBFR);
+        let (wsp0, wsp1) = self.old_wsp[WSP_OFF..WSP_OFF + L_FRAME].split_at_mut(L_SUBFR);
+        let mut xn0 = [0i16; L_SUBFR];
+        let mut h1_t = [[0i16; L_SUBFR]; 2];
+        syn_filt2(
+            [&ap1_t[0], &ap_t[..MP1]],
+            [res0, res0],
+            [wsp0, &mut xn0],
+            [&mut self.mem_w, &mut self.mem_w0.clone()],
+            [true, false],
+        );
+        syn_filt2(
+            [&ap1_t[1], &ap_t[..MP1]],
+            [res1, &impulse],
+            [wsp1, &mut h1_t[0]],
+            [&mut self.mem_w, &mut [0; M]],
+            [true, false],
+        );
         let t_op = pitch_ol_fast(&self.old_wsp);
 
         let mut t0_min = sub(t_op, 3);
@@ -206,21 +223,19 @@ impl Encoder {
             let ap = &ap_t[sf * MP1..(sf + 1) * MP1];
             let pos = EXC_OFF + i_subfr;
 
-            let mut h1 = [0i16; L_SUBFR];
-            h1[0] = 4096;
-            let hin = h1;
-            let mut zmem = [0i16; M];
-            syn_filt(ap, &hin, &mut h1, &mut zmem, false);
+            let mut h1 = h1_t[sf];
 
-            let mut xn = [0i16; L_SUBFR];
-            let mut m0 = self.mem_w0;
-            syn_filt(
-                ap,
-                &self.old_exc[pos..pos + L_SUBFR],
-                &mut xn,
-                &mut m0,
-                false,
-            );
+            let mut xn = xn0;
+            if sf == 1 {
+                let mut m0 = self.mem_w0;
+                syn_filt(
+                    ap,
+                    &self.old_exc[pos..pos + L_SUBFR],
+                    &mut xn,
+                    &mut m0,
+                    false,
+                );
+            }
 
             let mut t0_frac = 0i16;
             let t0 = pitch_fr3_fast(
@@ -243,13 +258,23 @@ impl Encoder {
 
             let mut y1 = [0i16; L_SUBFR];
             let mut mz = self.mem_zero;
-            syn_filt(
-                ap,
-                &self.old_exc[pos..pos + L_SUBFR],
-                &mut y1,
-                &mut mz,
-                false,
-            );
+            if sf == 0 {
+                syn_filt2(
+                    [ap, &ap_t[MP1..]],
+                    [&self.old_exc[pos..pos + L_SUBFR], &impulse],
+                    [&mut y1, &mut h1_t[1]],
+                    [&mut mz, &mut [0; M]],
+                    [false, false],
+                );
+            } else {
+                syn_filt(
+                    ap,
+                    &self.old_exc[pos..pos + L_SUBFR],
+                    &mut y1,
+                    &mut mz,
+                    false,
+                );
+            }
             let mut g_coeff = [0i16; 4];
             let mut gain_pit = g_pitch(&xn, &y1, &mut g_coeff);
 

@@ -5,7 +5,179 @@
 //! instead.
 #![allow(unsafe_code)]
 
-use super::{M, MP1};
+use super::decoder::L_H;
+use super::{L_SUBFR, M, MP1};
+
+/// One recursion of the unsaturated synthesis kernel, two outputs per
+/// step. For the outputs `i` and `i + 1` one window of past outputs
+/// `y[i - 3] .. y[i - 10]` serves both: `pmaddwd` with `a[3..=10]` gives
+/// taps 3..10 of output `i`, with `a[4..=10]` (and 0) taps 4..10 of output
+/// `i + 1`, and one reduction yields both sums. The remaining taps are
+/// scalar: two for output `i`, three for output `i + 1` (one on output
+/// `i`). The chain from one output to the next is one multiply, a
+/// subtraction and a shift: the other terms are summed into a partial
+/// value first, and an empty `asm` block keeps the compiler from folding
+/// the newest output's product back into that sum (which would put more
+/// additions on the chain). A window value is needed three outputs after
+/// it is computed.
+struct Recursion {
+    #[cfg(target_arch = "x86_64")]
+    c3: std::arch::x86_64::__m128i,
+    #[cfg(target_arch = "x86_64")]
+    c4: std::arch::x86_64::__m128i,
+    #[cfg(target_arch = "x86_64")]
+    w: std::arch::x86_64::__m128i,
+    #[cfg(not(target_arch = "x86_64"))]
+    c3: [i32; 8],
+    #[cfg(not(target_arch = "x86_64"))]
+    c4: [i32; 8],
+    #[cfg(not(target_arch = "x86_64"))]
+    w: [i32; 8],
+    a1: i32,
+    a2: i32,
+    a3: i32,
+    h1: i32,
+    h2: i32,
+}
+
+/// `v` made opaque to the optimiser (no instruction), so that sums formed
+/// before it are not reassociated with terms added after it.
+#[inline(always)]
+fn opaque(v: i32) -> i32 {
+    #[allow(unused_mut)]
+    let mut v = v;
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a comment-only template: no instruction, no memory access.
+    unsafe {
+        std::arch::asm!("/* {0:e} */", inout(reg) v, options(pure, nomem, nostack, preserves_flags));
+    }
+    v
+}
+
+impl Recursion {
+    #[inline(always)]
+    fn new(a: &[i16; MP1], mem: &[i16; M]) -> Self {
+        // Window lanes 0..8 hold y[i - 3] .. y[i - 10].
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: SSE2 is always available on x86_64; register set-up only.
+        let (c3, c4, w) = unsafe {
+            use std::arch::x86_64::*;
+            (
+                _mm_set_epi16(a[10], a[9], a[8], a[7], a[6], a[5], a[4], a[3]),
+                _mm_set_epi16(0, a[10], a[9], a[8], a[7], a[6], a[5], a[4]),
+                _mm_set_epi16(
+                    mem[0], mem[1], mem[2], mem[3], mem[4], mem[5], mem[6], mem[7],
+                ),
+            )
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let (c3, c4, w) = (
+            [a[3], a[4], a[5], a[6], a[7], a[8], a[9], a[10]].map(|v| v as i32),
+            [a[4], a[5], a[6], a[7], a[8], a[9], a[10], 0].map(|v| v as i32),
+            [
+                mem[7], mem[6], mem[5], mem[4], mem[3], mem[2], mem[1], mem[0],
+            ]
+            .map(|v| v as i32),
+        );
+        Recursion {
+            c3,
+            c4,
+            w,
+            a1: a[1] as i32,
+            a2: a[2] as i32,
+            a3: a[3] as i32,
+            h1: mem[9] as i32,
+            h2: mem[8] as i32,
+        }
+    }
+
+    /// The next two outputs `e >> 12` (unsaturated) from `xa0`, `xa1`
+    /// (`x a[0] + 2^11` of the two inputs; `e = xa - Σ a[k] y[. - k]`).
+    #[inline(always)]
+    fn step2(&mut self, xa0: i32, xa1: i32) -> (i32, i32) {
+        #[cfg(target_arch = "x86_64")]
+        let (far0, far1) = {
+            use std::arch::x86_64::*;
+            // SAFETY: SSE2 is always available on x86_64; register
+            // arithmetic only. `pmaddwd` wraps only for two (-32768)^2
+            // products, excluded by the caller's bound like every other
+            // wrap here.
+            unsafe {
+                let p = _mm_madd_epi16(self.w, self.c3);
+                let q = _mm_madd_epi16(self.w, self.c4);
+                // [p0 + p2, p1 + p3, q0 + q2, q1 + q3], then pairwise.
+                let s = _mm_add_epi32(_mm_unpacklo_epi64(p, q), _mm_unpackhi_epi64(p, q));
+                let t = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+                // The next window: y[i - 1], y[i - 2] in front.
+                let w = _mm_insert_epi16(_mm_slli_si128(self.w, 4), self.h2, 1);
+                self.w = _mm_insert_epi16(w, self.h1, 0);
+                (
+                    _mm_cvtsi128_si32(t),
+                    _mm_cvtsi128_si32(_mm_unpackhi_epi64(t, t)),
+                )
+            }
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let (far0, far1) = {
+            let dot = |c: &[i32; 8]| (0..8).fold(0i32, |s, k| s.wrapping_add(c[k] * self.w[k]));
+            let far = (dot(&self.c3), dot(&self.c4));
+            self.w.rotate_right(2);
+            self.w[0] = self.h1 as i16 as i32;
+            self.w[1] = self.h2 as i16 as i32;
+            far
+        };
+        // The window sums come last but one (the window is the longer
+        // chain), the newest output's product last.
+        let p0 = opaque(xa0.wrapping_sub(self.a2.wrapping_mul(self.h2)));
+        let p0 = opaque(p0.wrapping_sub(far0));
+        let y0 = p0.wrapping_sub(self.a1.wrapping_mul(self.h1)) >> 12;
+        let p1 = xa1
+            .wrapping_sub(self.a3.wrapping_mul(self.h2))
+            .wrapping_sub(self.a2.wrapping_mul(self.h1));
+        let p1 = opaque(opaque(p1).wrapping_sub(far1));
+        let y1 = p1.wrapping_sub(self.a1.wrapping_mul(y0)) >> 12;
+        self.h2 = y0;
+        self.h1 = y1;
+        (y0, y1)
+    }
+}
+
+/// `x[i] a[0] + 2^11` (vectorised, off the recursion's chain). The
+/// arrays of the kernels live on the stack, indexed by one counter in their
+/// loops (few registers: two interleaved recursions need many), are filled
+/// in place (a returned array is copied) and have the block's length as a
+/// constant (no loop remainders).
+#[inline(always)]
+fn scale_input<const N: usize>(a0: i16, x: &[i16; N], xa: &mut [i32; N]) {
+    for (d, v) in xa.iter_mut().zip(x) {
+        *d = (*v as i32 * a0 as i32).wrapping_add(0x800);
+    }
+}
+
+/// Store the unsaturated outputs as 16-bit values; whether every one lies
+/// in `[-32767, 32767]`. `-32768` may come from an `e` just below the
+/// range where the reference neither saturates nor sets Overflow: declined.
+#[inline(always)]
+fn store_checked<const N: usize>(out: &[i32; N], y: &mut [i16; N]) -> bool {
+    for (d, &v) in y.iter_mut().zip(out) {
+        *d = v as i16;
+    }
+    // A min/max fold rather than `all`, which is not vectorised.
+    let (lo, hi) = out
+        .iter()
+        .fold((0i32, 0i32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    lo >= -32767 && hi <= 32767
+}
+
+/// The block lengths the kernels take (a subframe, and the post-filter's
+/// impulse response); `None` for any other (declined).
+#[inline(always)]
+fn block<'a, const N: usize>(
+    x: &'a [i16],
+    y: &'a mut [i16],
+) -> Option<(&'a [i16; N], &'a mut [i16; N])> {
+    Some((x.try_into().ok()?, y.try_into().ok()?))
+}
 
 /// The synthesis filter `1/A(z)` over a block, as
 /// [`syn_block`](super::simd::syn_block) but without the per-sample
@@ -16,85 +188,76 @@ use super::{M, MP1};
 /// `[2^12 - 2^27, 2^27)`, inside the range where the reference neither
 /// saturates nor sets its Overflow flag, so `y` is the reference's output
 /// and its Overflow flag is clear. On `false` `y` is meaningless and the
-/// caller must run the exact kernel.
+/// caller must run the exact kernel; blocks of another length than
+/// `L_SUBFR` or `L_H` (or `x` and `y` of different lengths) are declined.
 ///
 /// Exact only under the caller's bound `2 (max|x| |a[0]| + 2^15 Σ|a[k]|)
-/// <= MAX_32` (no 32-bit sum wraps), as for `syn_block`.
-///
-/// The two newest taps are scalar, so the chain from one output to the
-/// next is one multiply, a subtraction and a shift; taps 3..10 are one
-/// `pmaddwd` on a window of outputs needed only two samples later.
-/// `x[i] a[0] + 2^11` is formed for the whole block up front.
+/// <= MAX_32` (no 32-bit sum wraps), as for `syn_block`: the wrapping
+/// 32-bit sums then equal the true ones whatever their order.
 #[inline(always)]
 pub(crate) fn syn_block_unsat(a: &[i16; MP1], x: &[i16], y: &mut [i16], mem: &[i16; M]) -> bool {
-    let n = x.len().min(y.len()).min(100);
-    let (x, y) = (&x[..n], &mut y[..n]);
-    let a0 = a[0] as i32;
-    let mut xa = [0i32; 100];
-    for (d, &v) in xa.iter_mut().zip(x) {
-        *d = (v as i32 * a0).wrapping_add(0x800);
+    if let Some((x, y)) = block::<L_SUBFR>(x, y) {
+        unsat_n(a, x, y, mem)
+    } else if let Some((x, y)) = block::<L_H>(x, y) {
+        unsat_n(a, x, y, mem)
+    } else {
+        false
     }
-    let xa = &xa[..n];
-    let (a1, a2) = (a[1] as i32, a[2] as i32);
-    let mut h1 = mem[9] as i32;
-    let mut h2 = mem[8] as i32;
-    // OR of `out + 32768`: below 2^16 iff every `out` is a 16-bit value.
-    let mut range = 0u32;
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::*;
-        // SAFETY: SSE2 is always available on x86_64. The one load reads
-        // `a[3..11]`, inside `a`; everything else is register arithmetic.
-        // `pmaddwd` wraps only for two (-32768)^2 products, excluded by the
-        // caller's bound like every other wrap here.
-        unsafe {
-            let c = _mm_loadu_si128(a.as_ptr().add(3) as *const __m128i);
-            // Lanes 0..8 hold y[i - 3] .. y[i - 10].
-            let mut w = _mm_set_epi16(
-                mem[0], mem[1], mem[2], mem[3], mem[4], mem[5], mem[6], mem[7],
-            );
-            for (&xi, yi) in xa.iter().zip(y.iter_mut()) {
-                let p = _mm_madd_epi16(w, c);
-                let p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0b01_00_11_10));
-                let p = _mm_add_epi32(p, _mm_shuffle_epi32(p, 0b10_11_00_01));
-                let far = _mm_cvtsi128_si32(p);
-                let e = xi
-                    .wrapping_sub(far)
-                    .wrapping_sub(a2.wrapping_mul(h2))
-                    .wrapping_sub(a1.wrapping_mul(h1));
-                let out = e >> 12;
-                *yi = out as i16;
-                range |= out.wrapping_add(32768) as u32;
-                w = _mm_insert_epi16(_mm_slli_si128(w, 2), h2, 0);
-                h2 = h1;
-                h1 = out;
-            }
-        }
+}
+
+#[inline(always)]
+fn unsat_n<const N: usize>(a: &[i16; MP1], x: &[i16; N], y: &mut [i16; N], mem: &[i16; M]) -> bool {
+    const { assert!(N.is_multiple_of(2)) };
+    let mut xa = [0i32; N];
+    scale_input(a[0], x, &mut xa);
+    let mut r = Recursion::new(a, mem);
+    let mut out = [0i32; N];
+    for k in 0..N / 2 {
+        (out[2 * k], out[2 * k + 1]) = r.step2(xa[2 * k], xa[2 * k + 1]);
     }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        let mut w = [
-            mem[7], mem[6], mem[5], mem[4], mem[3], mem[2], mem[1], mem[0],
-        ]
-        .map(|v| v as i32);
-        for (&xi, yi) in xa.iter().zip(y.iter_mut()) {
-            let far = (0..8).fold(0i32, |s, k| s.wrapping_add(a[k + 3] as i32 * w[k]));
-            let e = xi
-                .wrapping_sub(far)
-                .wrapping_sub(a2.wrapping_mul(h2))
-                .wrapping_sub(a1.wrapping_mul(h1));
-            let out = e >> 12;
-            *yi = out as i16;
-            range |= out.wrapping_add(32768) as u32;
-            w.rotate_right(1);
-            w[0] = h2 as i16 as i32;
-            h2 = h1;
-            h1 = out;
-        }
+    store_checked(&out, y)
+}
+
+/// Two independent blocks of [`syn_block_unsat`] of the same length, their
+/// recursions interleaved: each one's dependency chain hides in the other's
+/// latency. Returns each block's verdict.
+#[inline(always)]
+pub(crate) fn syn_block_unsat2(
+    a: [&[i16; MP1]; 2],
+    x: [&[i16]; 2],
+    y: [&mut [i16]; 2],
+    mem: [&[i16; M]; 2],
+) -> [bool; 2] {
+    let [y0, y1] = y;
+    if let (Some(b0), Some(b1)) = (block::<L_SUBFR>(x[0], y0), block::<L_SUBFR>(x[1], y1)) {
+        unsat2_n(a, [b0.0, b1.0], [b0.1, b1.1], mem)
+    } else if let (Some(b0), Some(b1)) = (block::<L_H>(x[0], y0), block::<L_H>(x[1], y1)) {
+        unsat2_n(a, [b0.0, b1.0], [b0.1, b1.1], mem)
+    } else {
+        [false; 2]
     }
-    // `out = -32768` may come from an `e` just below the range: declined.
-    // (A fold rather than `contains`, which is not vectorised.)
-    range < 1 << 16 && !y.iter().fold(false, |m, &v| m | (v == i16::MIN))
+}
+
+#[inline(always)]
+fn unsat2_n<const N: usize>(
+    a: [&[i16; MP1]; 2],
+    x: [&[i16; N]; 2],
+    y: [&mut [i16; N]; 2],
+    mem: [&[i16; M]; 2],
+) -> [bool; 2] {
+    const { assert!(N.is_multiple_of(2)) };
+    let [y0, y1] = y;
+    let (mut xa0, mut xa1) = ([0i32; N], [0i32; N]);
+    scale_input(a[0][0], x[0], &mut xa0);
+    scale_input(a[1][0], x[1], &mut xa1);
+    let mut r0 = Recursion::new(a[0], mem[0]);
+    let mut r1 = Recursion::new(a[1], mem[1]);
+    let (mut out0, mut out1) = ([0i32; N], [0i32; N]);
+    for k in 0..N / 2 {
+        (out0[2 * k], out0[2 * k + 1]) = r0.step2(xa0[2 * k], xa0[2 * k + 1]);
+        (out1[2 * k], out1[2 * k + 1]) = r1.step2(xa1[2 * k], xa1[2 * k + 1]);
+    }
+    [store_checked(&out0, y0), store_checked(&out1, y1)]
 }
 
 #[cfg(test)]
@@ -159,6 +322,70 @@ mod tests {
             assert!(vouched > 500 && declined > 50, "{vouched} {declined}");
             // Blocks that only touch -32768 without overflow are declined too.
             assert!(declined_clean < declined, "{declined_clean} {declined}");
+        }
+    }
+
+    avx2_multiversion! {
+        fn unsat2_mv(
+            a: [&[i16; MP1]; 2],
+            x: [&[i16]; 2],
+            y: [&mut [i16]; 2],
+            mem: [&[i16; M]; 2],
+        ) -> [bool; 2] = syn_block_unsat2;
+    }
+
+    /// The interleaved kernel gives each lane the single kernel's output
+    /// and verdict, on both clones; other lengths are declined.
+    #[test]
+    fn syn_block_unsat2_is_two_single_blocks() {
+        for baseline in [false, true] {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            let mut seed = 11u32;
+            let mut rnd = || {
+                seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
+                ((seed >> 8) as i32 % 65536 - 32768) as i16
+            };
+            let mut verdicts = [0u32; 4];
+            for round in 0..2000usize {
+                let n = if round % 7 == 0 { 21 } else { 40 };
+                let mut lane = |k: usize| {
+                    let ca = 2 + (round + 3 * k) % 8;
+                    let xs = (round / 2 + k) % 6;
+                    let mut a: [i16; MP1] = std::array::from_fn(|_| rnd() >> ca);
+                    a[0] = 4096;
+                    let x: Vec<i16> = (0..n).map(|_| rnd() >> xs).collect();
+                    let mem: [i16; M] = std::array::from_fn(|_| rnd() >> (xs + 1));
+                    (a, x, mem)
+                };
+                let (a0, x0, mem0) = lane(0);
+                let (a1, x1, mem1) = lane(1);
+                let (mut w0, mut w1) = ([0i16; 40], [0i16; 40]);
+                let want = [
+                    unsat_mv(&a0, &x0, &mut w0[..n], &mem0),
+                    unsat_mv(&a1, &x1, &mut w1[..n], &mem1),
+                ];
+                let (mut g0, mut g1) = ([0i16; 40], [0i16; 40]);
+                let got = unsat2_mv(
+                    [&a0, &a1],
+                    [&x0, &x1],
+                    [&mut g0[..n], &mut g1[..n]],
+                    [&mem0, &mem1],
+                );
+                assert_eq!(got, want, "round {round}");
+                if n % 2 == 1 {
+                    assert_eq!(got, [false; 2], "round {round}");
+                }
+                if got[0] {
+                    assert_eq!(g0, w0, "round {round}");
+                }
+                if got[1] {
+                    assert_eq!(g1, w1, "round {round}");
+                }
+                verdicts[got[0] as usize * 2 + got[1] as usize] += 1;
+            }
+            BASELINE_ONLY.with(|b| b.set(false));
+            // Every combination of verdicts is exercised.
+            assert!(verdicts.iter().all(|&v| v > 50), "{verdicts:?}");
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use super::basic_op::*;
 use super::simd::{avx2_multiversion, dot8n, fir20x8, syn_block};
-use super::simd_lp::syn_block_unsat;
+use super::simd_lp::{syn_block_unsat, syn_block_unsat2};
 use super::tables::*;
 use super::{L_SUBFR, M, MP1};
 
@@ -22,35 +22,50 @@ fn get_lsp_pol(lsp: &[i16; M], off: usize) -> [i32; 6] {
 }
 
 /// [`get_lsp_pol_ref`] in plain 64-bit arithmetic, or `None` when one of
-/// the reference's operators would saturate. `L_Extract` of a 32-bit value
-/// is exact (`hi = v >> 16`, `lo = (v >> 1) & 0x7fff`); in `Mpy_32_16`
-/// `mult(lo, l)` cannot saturate (`lo >= 0`), so the products, the
-/// `L_shl`, and each running sum are checked to fit 32 bits.
+/// the reference's operators would saturate.
 #[inline(always)]
 fn get_lsp_pol_fast(lsp: &[i16; M], off: usize) -> Option<[i32; 6]> {
+    let roots: [[i64; 1]; 5] = std::array::from_fn(|i| [lsp[off + 2 * i] as i64]);
+    Some(lsp_pols(roots)?[0])
+}
+
+/// The polynomials F1 or F2 (Q24) of `N` root sets at once (`roots[i][k]`:
+/// root `i` of lane `k`), each lane the reference's `Get_lsp_pol` in plain
+/// 64-bit arithmetic; the lanes are independent, so their chains run side
+/// by side. `None` when one of the reference's operators would saturate in
+/// some lane. `L_Extract` of a 32-bit value is exact (`hi = v >> 16`,
+/// `lo = (v >> 1) & 0x7fff`); in `Mpy_32_16` `mult(lo, l)` cannot saturate
+/// (`lo >= 0`), so the products, the `L_shl`, and each running sum are
+/// checked to fit 32 bits.
+#[inline(always)]
+fn lsp_pols<const N: usize>(roots: [[i64; N]; 5]) -> Option<[[i32; 6]; N]> {
     let fits = |v: i64| v == v as i32 as i64;
-    let mut f = [0i64; 6];
-    f[0] = 1 << 24;
-    f[1] = -1024 * *lsp.get(off)? as i64;
+    let mut f = [[0i64; N]; 6];
+    f[0] = [1 << 24; N];
+    f[1] = roots[0].map(|l| -1024 * l);
     let mut ok = true;
     for i in 2..=5 {
-        let l = *lsp.get(off + 2 * (i - 1))? as i64;
+        let l = roots[i - 1];
         f[i] = f[i - 2];
         for fp in (2..=i).rev() {
-            let v = f[fp - 1];
-            let (hi, lo) = (v >> 16, (v >> 1) & 0x7fff);
-            let p = 2 * hi * l;
-            let m = p + 2 * ((lo * l) >> 15);
-            let t0 = 2 * m;
-            let a = f[fp] + f[fp - 2];
-            let s = a - t0;
-            ok &= fits(p) & fits(m) & fits(t0) & fits(a) & fits(s);
-            f[fp] = s;
+            for k in 0..N {
+                let v = f[fp - 1][k];
+                let (hi, lo) = (v >> 16, (v >> 1) & 0x7fff);
+                let p = 2 * hi * l[k];
+                let m = p + 2 * ((lo * l[k]) >> 15);
+                let t0 = 2 * m;
+                let a = f[fp][k] + f[fp - 2][k];
+                let s = a - t0;
+                ok &= fits(p) & fits(m) & fits(t0) & fits(a) & fits(s);
+                f[fp][k] = s;
+            }
         }
-        f[1] -= 1024 * l;
-        ok &= fits(f[1]);
+        for k in 0..N {
+            f[1][k] -= 1024 * l[k];
+            ok &= fits(f[1][k]);
+        }
     }
-    ok.then(|| f.map(|v| v as i32))
+    ok.then(|| std::array::from_fn(|k| std::array::from_fn(|j| f[j][k] as i32)))
 }
 
 /// The reference's `Get_lsp_pol` operator by operator.
@@ -82,10 +97,23 @@ avx2_multiversion! {
     pub(crate) fn lsp_az(lsp: &[i16; M], a: &mut [i16]) = lsp_az_body;
 }
 
+/// The four polynomials F1, F2 of two LSP vectors in one pass of
+/// [`lsp_pols`] (lane `k`: `lsps[k / 2]` from offset `k % 2`).
+#[inline(always)]
+fn get_lsp_pol4(lsps: [&[i16; M]; 2]) -> Option<[[i32; 6]; 4]> {
+    lsp_pols(std::array::from_fn(|i| {
+        std::array::from_fn(|k| lsps[k / 2][k % 2 + 2 * i] as i64)
+    }))
+}
+
 #[inline(always)]
 pub(crate) fn lsp_az_body(lsp: &[i16; M], a: &mut [i16]) {
-    let mut f1 = get_lsp_pol(lsp, 0);
-    let mut f2 = get_lsp_pol(lsp, 1);
+    lsp_az_from_pols(get_lsp_pol(lsp, 0), get_lsp_pol(lsp, 1), a);
+}
+
+/// LPC coefficients a[0..=10] (Q12) from the polynomials F1 and F2.
+#[inline(always)]
+fn lsp_az_from_pols(mut f1: [i32; 6], mut f2: [i32; 6], a: &mut [i16]) {
     for i in (1..=5).rev() {
         f1[i] = l_add(f1[i], f1[i - 1]);
         f2[i] = l_sub(f2[i], f2[i - 1]);
@@ -182,8 +210,17 @@ pub(crate) fn int_qlpc_body(lsp_old: &[i16; M], lsp_new: &[i16; M], az: &mut [i1
     for i in 0..M {
         lsp[i] = add(shr(lsp_new[i], 1), shr(lsp_old[i], 1));
     }
-    lsp_az(&lsp, &mut az[..MP1]);
-    lsp_az(lsp_new, &mut az[MP1..]);
+    let (az0, az1) = az.split_at_mut(MP1);
+    match get_lsp_pol4([&lsp, lsp_new]) {
+        Some([f1, f2, g1, g2]) => {
+            lsp_az_from_pols(f1, f2, az0);
+            lsp_az_from_pols(g1, g2, az1);
+        }
+        None => {
+            lsp_az(&lsp, az0);
+            lsp_az(lsp_new, az1);
+        }
+    }
 }
 
 avx2_multiversion! {
@@ -224,21 +261,12 @@ pub(crate) fn syn_filt_body(
         None => return false,
     };
     let a_abs: i64 = a[1..].iter().map(|v| v.unsigned_abs() as i64).sum();
-    // 16-bit min/max (vectorises well); |x| <= max(hi, -lo).
-    let (xlo, xhi) = x[..lg]
-        .iter()
-        .fold((0i16, 0i16), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-    let xmax = (xhi as i64).max(-(xlo as i64));
-    // Every output is a 16-bit value, so |y| <= 2^15 bounds the whole block
-    // at once: no step of the reference's chain can saturate.
-    if 2 * (xmax * a[0].unsigned_abs() as i64 + a_abs * 32768) <= MAX_32 as i64 {
+    if block_bound(a, &x[..lg]) {
         // The unsaturated kernel's shorter chain first; the exact one
         // only for the blocks it cannot vouch for.
         let ov = !syn_block_unsat(a, &x[..lg], &mut y[..lg], mem)
             && syn_block(a, &x[..lg], &mut y[..lg], mem);
-        if update && lg >= M {
-            mem.copy_from_slice(&y[lg - M..lg]);
-        }
+        syn_update(&y[..lg], mem, update);
         return ov;
     }
     let mut ov = false;
@@ -286,10 +314,89 @@ pub(crate) fn syn_filt_body(
         (h5, h4, h3, h2, h1) = (h4, h3, h2, h1, out as i32);
         ymax = ymax.max(out.unsigned_abs() as i64);
     }
-    if update && lg >= M {
-        mem.copy_from_slice(&y[lg - M..lg]);
-    }
+    syn_update(&y[..lg], mem, update);
     ov
+}
+
+/// Whether no step of the reference's synthesis chain can saturate over
+/// the block `x` through `1/A(z)`: every output is a 16-bit value, so
+/// `|y| <= 2^15` bounds the whole block at once, and each running sum is
+/// bounded by `2 (max|x| |a[0]| + 2^15 Σ_{k>=1} |a[k]|)`.
+#[inline(always)]
+fn block_bound(a: &[i16; MP1], x: &[i16]) -> bool {
+    let a_abs: i64 = a[1..].iter().map(|v| v.unsigned_abs() as i64).sum();
+    // 16-bit min/max (vectorises well); |x| <= max(hi, -lo).
+    let (xlo, xhi) = x
+        .iter()
+        .fold((0i16, 0i16), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let xmax = (xhi as i64).max(-(xlo as i64));
+    2 * (xmax * a[0].unsigned_abs() as i64 + a_abs * 32768) <= MAX_32 as i64
+}
+
+/// The filter memory after the block `y` when `update` asks for it.
+#[inline(always)]
+fn syn_update(y: &[i16], mem: &mut [i16; M], update: bool) {
+    if update && y.len() >= M {
+        mem.copy_from_slice(&y[y.len() - M..]);
+    }
+}
+
+avx2_multiversion! {
+    /// Two independent [`syn_filt`] calls (`a`, `x`, `y`, `mem`, `update`
+    /// per filter), with the same result, Overflow flags included. When
+    /// both blocks have the same length and the common case's bound holds
+    /// for both, their recursions run interleaved ([`syn_block_unsat2`]),
+    /// each hiding in the other's latency; a block that kernel cannot vouch
+    /// for is filtered again on its own.
+    ///
+    /// [`syn_filt2_body`], compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    pub(crate) fn syn_filt2(
+        a: [&[i16]; 2],
+        x: [&[i16]; 2],
+        y: [&mut [i16]; 2],
+        mem: [&mut [i16; M]; 2],
+        update: [bool; 2],
+    ) -> [bool; 2] = syn_filt2_body;
+}
+
+#[inline(always)]
+pub(crate) fn syn_filt2_body(
+    a: [&[i16]; 2],
+    x: [&[i16]; 2],
+    y: [&mut [i16]; 2],
+    mem: [&mut [i16; M]; 2],
+    update: [bool; 2],
+) -> [bool; 2] {
+    let [y0, y1] = y;
+    let [m0, m1] = mem;
+    let coef = |a: &[i16]| -> Option<[i16; MP1]> { a.get(..MP1)?.try_into().ok() };
+    let lg = x[0].len();
+    let mut ok = [false; 2];
+    if let (Some(c0), Some(c1)) = (coef(a[0]), coef(a[1])) {
+        if lg <= 100
+            && x[1].len() == lg
+            && y0.len() >= lg
+            && y1.len() >= lg
+            && block_bound(&c0, x[0])
+            && block_bound(&c1, x[1])
+        {
+            ok = syn_block_unsat2([&c0, &c1], x, [&mut y0[..lg], &mut y1[..lg]], [&*m0, &*m1]);
+        }
+    }
+    // A block the kernel declined is filtered again on its own (rare).
+    let lane = |ok: bool, a: &[i16], x: &[i16], y: &mut [i16], m: &mut [i16; M], update| {
+        if ok {
+            syn_update(&y[..lg], m, update);
+            false
+        } else {
+            syn_filt(a, x, y, m, update)
+        }
+    };
+    [
+        lane(ok[0], a[0], x[0], y0, m0, update[0]),
+        lane(ok[1], a[1], x[1], y1, m1, update[1]),
+    ]
 }
 
 /// One output of the synthesis filter before the final shift, exactly as the
@@ -877,6 +984,60 @@ mod tests {
         assert!(fast > 2000 && declined > 20, "{fast} {declined}");
     }
 
+    /// The four-lane polynomials are the reference's whenever no lane
+    /// declines, and `int_qlpc` is the two reference conversions in every
+    /// case, on both clones.
+    #[test]
+    fn int_qlpc_is_two_reference_conversions_on_both_clones() {
+        let lsp_az_ref = |lsp: &[i16; M]| {
+            let mut a = [0i16; MP1];
+            let (mut f1, mut f2) = (get_lsp_pol_ref(lsp, 0), get_lsp_pol_ref(lsp, 1));
+            for i in (1..=5).rev() {
+                f1[i] = l_add(f1[i], f1[i - 1]);
+                f2[i] = l_sub(f2[i], f2[i - 1]);
+            }
+            a[0] = 4096;
+            for i in 1..=5 {
+                a[i] = extract_l(l_shr_r(l_add(f1[i], f2[i]), 13));
+                a[M + 1 - i] = extract_l(l_shr_r(l_sub(f1[i], f2[i]), 13));
+            }
+            a
+        };
+        for baseline in [false, true] {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            let mut seed = 77i16;
+            let (mut fast, mut declined) = (0, 0);
+            for round in 0..3000 {
+                let mut lsp: [[i16; M]; 2] = std::array::from_fn(|k| {
+                    let sc = ((round + k) % 4) as i16;
+                    std::array::from_fn(|_| shr(random(&mut seed), sc))
+                });
+                if round % 7 == 0 {
+                    // Every root of one vector at one end.
+                    let v = if round % 2 == 0 { i16::MIN } else { -32000 };
+                    lsp[round % 3 % 2] = [v; M];
+                }
+                let want = get_lsp_pol4([&lsp[0], &lsp[1]]);
+                if let Some(p) = want {
+                    for (k, pol) in p.iter().enumerate() {
+                        assert_eq!(*pol, get_lsp_pol_ref(&lsp[k / 2], k % 2), "{lsp:?}");
+                    }
+                    fast += 1;
+                } else {
+                    declined += 1;
+                }
+                let mut az = [0i16; 2 * MP1];
+                int_qlpc(&lsp[0], &lsp[1], &mut az);
+                let mid: [i16; M] =
+                    std::array::from_fn(|i| add(shr(lsp[1][i], 1), shr(lsp[0][i], 1)));
+                assert_eq!(az[..MP1], lsp_az_ref(&mid), "{lsp:?}");
+                assert_eq!(az[MP1..], lsp_az_ref(&lsp[1]), "{lsp:?}");
+            }
+            BASELINE_ONLY.with(|b| b.set(false));
+            assert!(fast > 1000 && declined > 100, "{fast} {declined}");
+        }
+    }
+
     #[test]
     fn gain_predict_energy_is_the_l_mac_chain() {
         let mut seed = 17i16;
@@ -963,5 +1124,90 @@ mod tests {
         // Both paths exercised, and the block path's Overflow flag too.
         assert!(block_rounds > 100 && block_rounds < 500, "{block_rounds}");
         assert!(block_overflows > 0, "{block_overflows}");
+    }
+
+    /// `syn_filt2` is two `syn_filt` calls (outputs, Overflow flags,
+    /// memories) on both clones: equal lengths (the interleaved kernel),
+    /// odd and unequal lengths (declined to the single path), filters and
+    /// signals from gentle to saturating, each lane on its own scale.
+    #[test]
+    fn syn_filt2_is_two_reference_filters_on_both_clones() {
+        for baseline in [false, true] {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            let mut seed = 4242u32;
+            let mut rnd = || {
+                seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
+                ((seed >> 8) as i32 % 65536 - 32768) as i16
+            };
+            let (mut paired, mut overflows) = (0, 0);
+            for round in 0..1200usize {
+                let lens = match round % 5 {
+                    0 => [22, 22],
+                    1 => [21, 21],
+                    2 => [40, 22],
+                    _ => [40, 40],
+                };
+                let mut lane = |k: usize| {
+                    let ca = 1 + (round / 2 + 5 * k) % 11;
+                    let xs = (round / 3 + 2 * k) % 7;
+                    let mut a: [i16; MP1] = std::array::from_fn(|_| rnd() >> ca);
+                    a[0] = 4096;
+                    if (round + k) % 19 == 0 {
+                        // A resonant filter: outputs grow to the rails.
+                        a[1] = -8000;
+                        a[2] = 4000;
+                    }
+                    let mut x: Vec<i16> = (0..lens[k]).map(|_| rnd() >> xs).collect();
+                    if (round + 3 * k) % 23 == 0 {
+                        x.iter_mut()
+                            .for_each(|v| *v = if *v < 0 { i16::MIN } else { i16::MAX });
+                    }
+                    if (round + k) % 29 == 0 {
+                        x.iter_mut().skip(1).for_each(|v| *v = 0);
+                    }
+                    let mem: [i16; M] = std::array::from_fn(|_| rnd() >> (xs + 2));
+                    (a, x, mem)
+                };
+                let (a0, x0, mem0) = lane(0);
+                let (a1, x1, mem1) = lane(1);
+                let (want0, ov0) = syn_ref(&a0, &x0, &mem0);
+                let (want1, ov1) = syn_ref(&a1, &x1, &mem1);
+                let (mut y0, mut y1) = ([0i16; 40], [0i16; 40]);
+                let (mut m0, mut m1) = (mem0, mem1);
+                let update = [round % 2 == 0, round % 3 == 0];
+                let ov = syn_filt2(
+                    [&a0, &a1],
+                    [&x0, &x1],
+                    [&mut y0[..lens[0]], &mut y1[..lens[1]]],
+                    [&mut m0, &mut m1],
+                    update,
+                );
+                assert_eq!(&y0[..lens[0]], &want0[..], "round {round}");
+                assert_eq!(&y1[..lens[1]], &want1[..], "round {round}");
+                assert_eq!(ov, [ov0, ov1], "round {round}");
+                let after = |m: &[i16; M], mem: &[i16; M], w: &[i16], up: bool| {
+                    if up {
+                        assert_eq!(&m[..], &w[w.len() - M..], "round {round}");
+                    } else {
+                        assert_eq!(m, mem, "round {round}");
+                    }
+                };
+                after(&m0, &mem0, &want0, update[0]);
+                after(&m1, &mem1, &want1, update[1]);
+                overflows += (ov0 | ov1) as u32;
+                // Rounds the interleaved kernel can take (both lanes under
+                // the block bound, same even length).
+                let bound = |a: &[i16; MP1], x: &[i16]| {
+                    let a_abs: i64 = a[1..].iter().map(|v| v.unsigned_abs() as i64).sum();
+                    let xmax = x.iter().map(|v| v.unsigned_abs() as i64).max().unwrap_or(0);
+                    2 * (xmax * 4096 + a_abs * 32768) <= MAX_32 as i64
+                };
+                paired +=
+                    (lens[0] == lens[1] && lens[0] % 2 == 0 && bound(&a0, &x0) && bound(&a1, &x1))
+                        as u32;
+            }
+            BASELINE_ONLY.with(|b| b.set(false));
+            assert!(paired > 100 && overflows > 50, "{paired} {overflows}");
+        }
     }
 }
