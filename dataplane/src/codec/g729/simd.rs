@@ -437,65 +437,113 @@ pub(crate) fn any_better8(alp: i16, sq: i16, sq2: &[i16; 8], a16: &[i16; 8]) -> 
     }
 }
 
-/// The running sums of all lags at once: row `m` of `out` receives, for
-/// every `lag < 40 - m`, `sat16(S >> 15)` of `S = Σ_{k <= m} h[k] h[k + lag]`
-/// summed modulo 2^32. When `2 Σ h[k]^2 <= MAX_32` no `2 S` leaves 32 bits
-/// (Cauchy-Schwarz) and that is the high half of `2 S`, the reference's
-/// `extract_h` of its `L_mac` running sum (the doubling is left out of the
-/// sums: the shift by 15 instead of 16 does it). Entries with `m + lag >= 40` (products past the end
-/// of `h`, which the reference never forms) are left unspecified: the
-/// chunks of 8 lags that lie wholly there are skipped.
+/// The correlations of the codebook search by track, for `h` with
+/// `2 Σ h[n]^2 <= MAX_32`: `S(i, j) = Σ_{n = max(i, j)}^{39} h[n - i]
+/// h[n - j]` summed modulo 2^32 and stored as `sat16(S >> 15)`, for the
+/// pulse positions `i = ti + 5 ki`, `j = tj + 5 kj` (track, index):
+/// `diag[8 t + k] = S(i, i)` (`i = t + 5 k`), and `blocks[b][8 ki + kj]`
+/// for the track pairs `(ti, tj)` = (0, 1), (0, 2), (0, 3), (0, 4),
+/// (1, 2), (1, 3), (1, 4), (2, 3), (2, 4) in that order. Under the bound
+/// every partial sum is at most `Σ h[n]^2` in magnitude (Cauchy-Schwarz),
+/// so the sums do not wrap and the value is the high half of `2 S`.
+///
+/// The rows `S(i, ·)` are built from `i = 39` down with `S(i, j) =
+/// S(i + 1, j + 1) + h[39 - i] h[39 - j]` (`S(40, ·) = S(·, 40) = 0`),
+/// the 40 columns held by track (two registers of 4 lanes per track,
+/// `acc[t][k] = S(i, t + 5 k)`). Going from column `j + 1` to `j` is a
+/// renaming of the tracks (`t + 1 -> t`), but for track 4, which is track
+/// 0 moved by one lane (`5 (k + 1) -> 4 + 5 k`, zero past the end): the
+/// registers rotate, so after five rows the names are back in place.
 #[inline(always)]
-pub(crate) fn lag_prefix_rows(h: &[i16; 40], out: &mut [[i16; 40]; 40]) {
-    let mut hp = [0i16; 80];
-    hp[..40].copy_from_slice(h);
+pub(crate) fn cor_h_blocks(h: &[i16; 40], diag: &mut [i16; 40], blocks: &mut [[i16; 64]; 9]) {
+    // Running sum of squares: S(i, i) = e[39 - i] = Σ_{m <= 39 - i} h[m]^2
+    // (at most MAX_32 / 2, so `e >> 15` fits in 16 bits).
+    let mut e = [0i32; 40];
+    let mut s = 0i32;
+    for (v, &x) in e.iter_mut().zip(h.iter()) {
+        s = s.wrapping_add(x as i32 * x as i32);
+        *v = s;
+    }
+    for (t, d) in diag.as_chunks_mut::<8>().0.iter_mut().enumerate() {
+        for (k, v) in d.iter_mut().enumerate() {
+            *v = (e[39 - t - 5 * k] >> 15).clamp(-32768, 32767) as i16;
+        }
+    }
+    // The block of track pair (ti, tj).
+    const BLOCK: [[usize; 5]; 3] = [[9, 0, 1, 2, 3], [9, 9, 4, 5, 6], [9, 9, 9, 7, 8]];
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
-        // SAFETY: SSE2 is always available on x86_64. In step `m` chunk `c`
-        // is processed only for `8c < 40 - m` (the macro's `$c` chunks for
-        // its range of `m`), so the loads read hp[m + 8c .. m + 8c + 8], at
-        // most index 79 of the 80-element `hp`, and the stores write
-        // out[m][8c .. 8c + 8] with `8c + 8 <= 40`.
+        // SAFETY: SSE2 is always available on x86_64. The loads read
+        // the 16-element arrays `hz[t]` (two registers each); the stores
+        // write 8 elements at `8 ki` of a 64-element block, `ki < 8`.
         unsafe {
-            let mut acc = [_mm_setzero_si128(); 10];
-            macro_rules! steps {
-                ($chunks:literal, $range:expr) => {
-                    for m in $range {
-                        let hm = _mm_set1_epi16(h[m]);
-                        let row = out[m].as_mut_ptr();
-                        for c in 0..$chunks {
-                            let v = _mm_loadu_si128(hp.as_ptr().add(m + 8 * c) as *const __m128i);
-                            let lo = _mm_mullo_epi16(v, hm);
-                            let hi = _mm_mulhi_epi16(v, hm);
-                            let p0 = _mm_unpacklo_epi16(lo, hi);
-                            let p1 = _mm_unpackhi_epi16(lo, hi);
-                            acc[2 * c] = _mm_add_epi32(acc[2 * c], p0);
-                            acc[2 * c + 1] = _mm_add_epi32(acc[2 * c + 1], p1);
-                            let r = _mm_packs_epi32(
-                                _mm_srai_epi32(acc[2 * c], 15),
-                                _mm_srai_epi32(acc[2 * c + 1], 15),
-                            );
-                            _mm_storeu_si128(row.add(8 * c) as *mut __m128i, r);
+            // hz[t] = (h[39 - t - 5 k], 0) pairs for k = 0..8: `pmaddwd`
+            // with a broadcast `c` gives the 32-bit products c h[39 - j].
+            let mut hz = [[0i16; 16]; 5];
+            for (t, z) in hz.iter_mut().enumerate() {
+                for k in 0..8 {
+                    z[2 * k] = h[39 - t - 5 * k];
+                }
+            }
+            let zl = |t: usize, half: usize| {
+                _mm_loadu_si128(hz[t].as_ptr().add(8 * half) as *const __m128i)
+            };
+            let mut acc = [[_mm_setzero_si128(); 2]; 5];
+            macro_rules! row {
+                ($ki:expr, $ti:literal) => {{
+                    // Physical register of logical track t: (t + 5 - ti) % 5
+                    // after this row's rotation; logical 0 (slot 4 - ti)
+                    // moves by one lane and becomes track 4.
+                    let sh = 4 - $ti;
+                    let (lo, hi) = (acc[sh][0], acc[sh][1]);
+                    acc[sh][0] = _mm_or_si128(_mm_srli_si128(lo, 4), _mm_slli_si128(hi, 12));
+                    acc[sh][1] = _mm_srli_si128(hi, 4);
+                    let c = _mm_set1_epi16(h[39 - ($ti + 5 * $ki)]);
+                    for t in 0..5 {
+                        let p = (t + 5 - $ti) % 5;
+                        for half in 0..2 {
+                            acc[p][half] =
+                                _mm_add_epi32(acc[p][half], _mm_madd_epi16(c, zl(t, half)));
                         }
                     }
-                };
+                    if $ti < 3 {
+                        for tj in $ti + 1..5 {
+                            let p = (tj + 5 - $ti) % 5;
+                            let r = _mm_packs_epi32(
+                                _mm_srai_epi32(acc[p][0], 15),
+                                _mm_srai_epi32(acc[p][1], 15),
+                            );
+                            let b = &mut blocks[BLOCK[$ti][tj]];
+                            _mm_storeu_si128(b.as_mut_ptr().add(8 * $ki) as *mut __m128i, r);
+                        }
+                    }
+                }};
             }
-            steps!(5, 0..8);
-            steps!(4, 8..16);
-            steps!(3, 16..24);
-            steps!(2, 24..32);
-            steps!(1, 32..40);
+            for ki in (0..8).rev() {
+                row!(ki, 4);
+                row!(ki, 3);
+                row!(ki, 2);
+                row!(ki, 1);
+                row!(ki, 0);
+            }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let mut acc = [0i32; 40];
-        for m in 0..40 {
-            let hm = h[m] as i32;
-            for l in 0..40 {
-                acc[l] = acc[l].wrapping_add(hm * hp[m + l] as i32);
-                out[m][l] = (acc[l] >> 15).clamp(-32768, 32767) as i16;
+        let s = |i: usize, j: usize| -> i16 {
+            let acc = (i.max(j)..40).fold(0i32, |a, n| {
+                a.wrapping_add(h[n - i] as i32 * h[n - j] as i32)
+            });
+            (acc >> 15).clamp(-32768, 32767) as i16
+        };
+        for ti in 0..3 {
+            for tj in ti + 1..5 {
+                for ki in 0..8 {
+                    for kj in 0..8 {
+                        blocks[BLOCK[ti][tj]][8 * ki + kj] = s(ti + 5 * ki, tj + 5 * kj);
+                    }
+                }
             }
         }
     }
@@ -1097,43 +1145,7 @@ mod tests {
         assert!(any_better8(i16::MIN, i16::MIN, &m, &[i16::MAX; 8]));
     }
 
-    #[test]
-    fn lag_prefix_rows_matches_scalar() {
-        let mut h = [0i16; 40];
-        let mut seed = 7u32;
-        for v in h.iter_mut() {
-            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            *v = (seed >> 16) as i16;
-        }
-        h[0] = i16::MIN;
-        // Full-range samples (sums wrap, shifted sums saturate), then ones
-        // scaled down until 2 Σ h^2 fits 32 bits, where every entry must be
-        // the high half of the doubled running sum.
-        for shift in [0, 3, 4, 5] {
-            let hs = h.map(|v| v >> shift);
-            let energy: i64 = hs.iter().map(|&v| 2 * (v as i64) * (v as i64)).sum();
-            for baseline in [false, true] {
-                BASELINE_ONLY.with(|b| b.set(baseline));
-                let mut out = [[0i16; 40]; 40];
-                lag_prefix_rows_mv(&hs, &mut out);
-                for lag in 0..40 {
-                    let mut acc = 0i32;
-                    for m in 0..40 - lag {
-                        acc = acc.wrapping_add((hs[m] as i32).wrapping_mul(hs[m + lag] as i32));
-                        let want = (acc >> 15).clamp(-32768, 32767) as i16;
-                        assert_eq!(out[m][lag], want, "m {m} lag {lag} shift {shift}");
-                        if energy <= i32::MAX as i64 {
-                            assert_eq!(want, ((2 * acc) >> 16) as i16, "m {m} lag {lag}");
-                        }
-                    }
-                }
-            }
-            BASELINE_ONLY.with(|b| b.set(false));
-        }
-    }
-
     avx2_multiversion! {
-        fn lag_prefix_rows_mv(h: &[i16; 40], out: &mut [[i16; 40]; 40]) = lag_prefix_rows;
         fn corr_tri40_mv(x: &[i16; 40], h: &[i16; 40], y: &mut [i32; 40]) = corr_tri40;
     }
 
