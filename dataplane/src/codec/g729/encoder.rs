@@ -2250,14 +2250,15 @@ fn d4i40_17_fast_body(
         dn[i] = dn[i].saturating_abs();
     }
     // Apply signs to the cross terms: row i (track ti) of block (ti, tj) is
-    // multiplied by the signs of track tj, or their inverses when dn[i] < 0.
+    // multiplied by the signs of track tj (MAX_16 or MIN_16), or their
+    // inverses (MIN_16 or MAX_16) when dn[i] < 0: by MAX_16 where the signs
+    // of i and j agree, else by MIN_16, i.e. `MAX_16 ^ m_i ^ m_j` with the
+    // sign masks `m` (0 or -1). Branch-free: the signs are data.
     {
-        let mut sg = [[0i16; NB_POS]; 5];
-        let mut neg = [[false; NB_POS]; 5];
-        for t in 0..5 {
-            for k in 0..NB_POS {
-                sg[t][k] = sign_dn[t + 5 * k];
-                neg[t][k] = sign_dn[t + 5 * k] < 0;
+        let mut m = [[0i16; NB_POS]; 5];
+        for (t, row) in m.iter_mut().enumerate() {
+            for (k, v) in row.iter_mut().enumerate() {
+                *v = MAX_16 ^ sign_dn[t + 5 * k];
             }
         }
         let blocks: [(usize, usize, usize); 9] = [
@@ -2275,18 +2276,14 @@ fn d4i40_17_fast_body(
             let Some(block) = rr.get_mut(base..base + MSIZE) else {
                 continue;
             };
-            let pos = sg[tj];
-            let mut inv = [0i16; NB_POS];
-            for k in 0..NB_POS {
-                inv[k] = if pos[k] < 0 { MAX_16 } else { MIN_16 };
-            }
-            for (row, &n) in block
+            for (row, &mi) in block
                 .as_chunks_mut::<NB_POS>()
                 .0
                 .iter_mut()
-                .zip(neg[ti].iter())
+                .zip(m[ti].iter())
             {
-                mult8(row, if n { &inv } else { &pos });
+                let p: [i16; NB_POS] = std::array::from_fn(|k| MAX_16 ^ mi ^ m[tj][k]);
+                mult8(row, &p);
             }
         }
     }
