@@ -457,11 +457,21 @@ impl Encoder {
             // The reference's distance is L_mac(.., t, t) summed from 0:
             // non-negative terms, so it saturates exactly when the exact sum
             // exceeds MAX_32; the first minimum wins.
-            let (groups, cb_max) = lspcb1_groups();
+            let (groups, cb_max, lo, hi) = lspcb1_groups();
             let rmin = rbuf.iter().copied().min().unwrap_or(0) as i32;
-            let c = if rmin - cb_max > MIN_16 as i32 {
+            // The largest distance from rbuf of any point in the
+            // codebook's bounding box: below 2^30, no distance is capped.
+            let far: i64 = (0..M)
+                .map(|k| {
+                    let d = (rbuf[k] as i64 - lo[k] as i64).max(hi[k] as i64 - rbuf[k] as i64);
+                    d * d
+                })
+                .sum();
+            let c = if far < 1 << 30 {
+                lsp_stage1::<false>(&rbuf, groups)
+            } else if rmin - cb_max > MIN_16 as i32 {
                 // No difference saturates to -32768: eight-lane search.
-                lsp_stage1(&rbuf, groups)
+                lsp_stage1::<true>(&rbuf, groups)
             } else {
                 let mut c = 0usize;
                 let mut dmin = MAX_32 as u64;
@@ -684,9 +694,11 @@ impl Encoder {
 }
 
 /// The first-stage LSP codebook interleaved for [`lsp_stage1`] (four
-/// entries per group, element pairs side by side), and its largest value.
-fn lspcb1_groups() -> &'static ([[[i16; 8]; 5]; 32], i32) {
-    static TABLE: std::sync::OnceLock<([[[i16; 8]; 5]; 32], i32)> = std::sync::OnceLock::new();
+/// entries per group, element pairs side by side), its largest value, and
+/// the smallest and largest value of each element.
+type Cb1Groups = ([[[i16; 8]; 5]; 32], i32, [i16; M], [i16; M]);
+fn lspcb1_groups() -> &'static Cb1Groups {
+    static TABLE: std::sync::OnceLock<Cb1Groups> = std::sync::OnceLock::new();
     TABLE.get_or_init(|| {
         let mut t = [[[0i16; 8]; 5]; 32];
         for (g, grp) in t.iter_mut().enumerate() {
@@ -698,7 +710,9 @@ fn lspcb1_groups() -> &'static ([[[i16; 8]; 5]; 32], i32) {
             }
         }
         let max = LSPCB1.iter().flatten().copied().max().unwrap_or(0) as i32;
-        (t, max)
+        let lo = std::array::from_fn(|k| LSPCB1.iter().map(|e| e[k]).min().unwrap_or(0));
+        let hi = std::array::from_fn(|k| LSPCB1.iter().map(|e| e[k]).max().unwrap_or(0));
+        (t, max, lo, hi)
     })
 }
 

@@ -341,8 +341,12 @@ pub(crate) fn mult8(v: &mut [i16; 8], p: &[i16; 8]) {
 /// `L_mac` distance `2 Σ` saturates at `MAX_32` exactly when `Σ >= 2^30`.
 /// The caller guarantees no difference saturates to -32768, so each pair
 /// of squares is below 2^31 and the sums below stay within 32 bits.
+///
+/// With `CAP = false` the caller guarantees more: every `Σ_k (r[k] -
+/// cb[i][k])^2 < 2^30`, so no distance reaches the cap and the clamps are
+/// left out.
 #[inline(always)]
-pub(crate) fn lsp_stage1(r: &[i16; 10], groups: &[[[i16; 8]; 5]; 32]) -> usize {
+pub(crate) fn lsp_stage1<const CAP: bool>(r: &[i16; 10], groups: &[[[i16; 8]; 5]; 32]) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
@@ -353,6 +357,9 @@ pub(crate) fn lsp_stage1(r: &[i16; 10], groups: &[[[i16; 8]; 5]; 32]) -> usize {
             let zero = _mm_setzero_si128();
             // min(v, 2^30) for v < 2^32 read as unsigned.
             let clamp = |v: __m128i| {
+                if !CAP {
+                    return v;
+                }
                 let small = _mm_cmpeq_epi32(_mm_srli_epi32(v, 30), zero);
                 _mm_or_si128(_mm_and_si128(v, small), _mm_andnot_si128(small, cap))
             };
@@ -1075,7 +1082,7 @@ mod tests {
             seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
             (seed >> 8) % n
         };
-        let mut capped = 0;
+        let (mut capped, mut unclamped) = (0, 0);
         for round in 0..300 {
             // Codebook values in [0, 30000], targets in [-2000, 32767]: no
             // difference reaches -32768 (the kernel's precondition). Small
@@ -1118,9 +1125,25 @@ mod tests {
                     want = i;
                 }
             }
-            assert_eq!(lsp_stage1(&r, &groups), want, "round {round}");
+            assert_eq!(lsp_stage1::<true>(&r, &groups), want, "round {round}");
+            // Without the clamps under their precondition: the largest
+            // distance from r of any point of the codebook's bounding box
+            // stays below 2^30.
+            let far: i64 = (0..10)
+                .map(|k| {
+                    let lo = cb.iter().map(|e| e[k]).min().unwrap_or(0) as i64;
+                    let hi = cb.iter().map(|e| e[k]).max().unwrap_or(0) as i64;
+                    let d = (r[k] as i64 - lo).max(hi - r[k] as i64);
+                    d * d
+                })
+                .sum();
+            if far < 1 << 30 {
+                unclamped += 1;
+                assert_eq!(lsp_stage1::<false>(&r, &groups), want, "round {round}");
+            }
         }
         assert!(capped > 100, "{capped}");
+        assert!(unclamped > 100, "{unclamped}");
     }
 
     #[test]
