@@ -9,7 +9,7 @@
 use super::basic_op::*;
 use super::simd::{
     any_better8, avx2_multiversion, cor_h_blocks, corr_tri40, dot8n, first_best_ratio, lsp_stage1,
-    lsp_stage2, mult8, search8, search8_w, sq_dist16,
+    lsp_stage2, mult_sign8, search8, search8_w, sq_dist16,
 };
 use super::simd_search::gain_dist32;
 use super::tables::*;
@@ -2266,8 +2266,9 @@ fn d4i40_17_fast_body(
     // Apply signs to the cross terms: row i (track ti) of block (ti, tj) is
     // multiplied by the signs of track tj (MAX_16 or MIN_16), or their
     // inverses (MIN_16 or MAX_16) when dn[i] < 0: by MAX_16 where the signs
-    // of i and j agree, else by MIN_16, i.e. `MAX_16 ^ m_i ^ m_j` with the
-    // sign masks `m` (0 or -1). Branch-free: the signs are data.
+    // of i and j agree, else by MIN_16, i.e. by `MAX_16 ^ m_i ^ m_j` with
+    // the sign masks `m` (0 or -1; see `mult_sign8`). Branch-free: the signs
+    // are data.
     {
         let mut m = [[0i16; NB_POS]; 5];
         for (t, row) in m.iter_mut().enumerate() {
@@ -2296,8 +2297,8 @@ fn d4i40_17_fast_body(
                 .iter_mut()
                 .zip(m[ti].iter())
             {
-                let p: [i16; NB_POS] = std::array::from_fn(|k| MAX_16 ^ mi ^ m[tj][k]);
-                mult8(row, &p);
+                let p: [i16; NB_POS] = std::array::from_fn(|k| mi ^ m[tj][k]);
+                mult_sign8(row, &p);
             }
         }
     }

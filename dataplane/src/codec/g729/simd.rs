@@ -304,11 +304,14 @@ pub(crate) fn syn_block(a: &[i16; 11], x: &[i16], y: &mut [i16], mem: &[i16; 10]
     span >= (1 << 28) - 0x800
 }
 
-/// `v[k] = mult(v[k], p[k])` for 8 lanes: `sat16((v p) >> 15)`, the
-/// reference's fractional multiply (its only saturating case, both
-/// factors -32768, gives 0x7fff).
+/// `v[k] = mult(v[k], MAX_16 ^ m[k])` for 8 lanes with sign masks `m[k]`
+/// of 0 or -1: the reference's fractional multiply by `MAX_16` (`(x 32767)
+/// >> 15` is `x - 1` for `x > 0`, -32767 for -32768, else `x`) or by
+/// `MIN_16` (the saturating negation). With `g = max(x, -32767)` both are
+/// `(g ^ m) - m + (x > 0 && m == 0 ? -1 : 0)`: `g - (x > 0)` for `m = 0`,
+/// `!g + 1 = -g` for `m = -1`.
 #[inline(always)]
-pub(crate) fn mult8(v: &mut [i16; 8], p: &[i16; 8]) {
+pub(crate) fn mult_sign8(v: &mut [i16; 8], m: &[i16; 8]) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
@@ -316,20 +319,19 @@ pub(crate) fn mult8(v: &mut [i16; 8], p: &[i16; 8]) {
         // store each cover one 8-element array.
         unsafe {
             let x = _mm_loadu_si128(v.as_ptr() as *const __m128i);
-            let y = _mm_loadu_si128(p.as_ptr() as *const __m128i);
-            let (lo, hi) = (_mm_mullo_epi16(x, y), _mm_mulhi_epi16(x, y));
-            // Bits 15..31 of the 32-bit product.
-            let r = _mm_or_si128(_mm_slli_epi16(hi, 1), _mm_srli_epi16(lo, 15));
-            // |v p| <= 2^30, so a high half of 0x4000 means exactly 2^30,
-            // whose shifted value 0x8000 saturates to 0x7fff.
-            let sat = _mm_cmpeq_epi16(hi, _mm_set1_epi16(0x4000));
-            _mm_storeu_si128(v.as_mut_ptr() as *mut __m128i, _mm_xor_si128(r, sat));
+            let m = _mm_loadu_si128(m.as_ptr() as *const __m128i);
+            let g = _mm_max_epi16(x, _mm_set1_epi16(-32767));
+            let pos = _mm_cmpgt_epi16(x, _mm_setzero_si128());
+            let r = _mm_sub_epi16(_mm_xor_si128(g, m), m);
+            let r = _mm_add_epi16(r, _mm_andnot_si128(m, pos));
+            _mm_storeu_si128(v.as_mut_ptr() as *mut __m128i, r);
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        for (x, &y) in v.iter_mut().zip(p) {
-            *x = ((*x as i32 * y as i32) >> 15).clamp(-32768, 32767) as i16;
+        for (x, &m) in v.iter_mut().zip(m) {
+            let p = (i16::MAX ^ m) as i32;
+            *x = ((*x as i32 * p) >> 15).clamp(-32768, 32767) as i16;
         }
     }
 }
@@ -1044,35 +1046,20 @@ mod tests {
     }
 
     #[test]
-    fn mult8_matches_scalar() {
-        let vals = [
-            i16::MIN,
-            -32767,
-            -16384,
-            -3,
-            -1,
-            0,
-            1,
-            2,
-            16384,
-            32766,
-            i16::MAX,
-        ];
-        for &a in &vals {
-            for &b in &vals {
-                let mut v = [a; 8];
-                v[3] = b;
-                let p = [b, a, i16::MIN, i16::MAX, 0, -1, b, a];
+    fn mult_sign8_is_mult_by_max16_or_min16_for_every_input() {
+        // Every 16-bit value, each lane with both masks.
+        for base in (i16::MIN as i32..=i16::MAX as i32).step_by(8) {
+            let x: [i16; 8] = std::array::from_fn(|k| (base + k as i32) as i16);
+            for m in [[0i16; 8], [-1i16; 8], [0, -1, 0, -1, -1, 0, -1, 0]] {
                 let want: [i16; 8] = std::array::from_fn(|k| {
-                    ((v[k] as i32 * p[k] as i32) >> 15).clamp(-32768, 32767) as i16
+                    let p = (i16::MAX ^ m[k]) as i32;
+                    ((x[k] as i32 * p) >> 15).clamp(-32768, 32767) as i16
                 });
-                mult8(&mut v, &p);
-                assert_eq!(v, want, "{a} {b}");
+                let mut v = x;
+                mult_sign8(&mut v, &m);
+                assert_eq!(v, want, "{x:?} {m:?}");
             }
         }
-        let mut v = [i16::MIN; 8];
-        mult8(&mut v, &[i16::MIN; 8]);
-        assert_eq!(v, [i16::MAX; 8]);
     }
 
     #[test]
