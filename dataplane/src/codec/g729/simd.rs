@@ -478,10 +478,13 @@ pub(crate) fn cor_h_blocks(h: &[i16; 40], diag: &mut [i16; 40], blocks: &mut [[i
             *v = (e[39 - t - 5 * k] >> 15).clamp(-32768, 32767) as i16;
         }
     }
-    // The block of track pair (ti, tj).
-    const BLOCK: [[usize; 5]; 3] = [[9, 0, 1, 2, 3], [9, 9, 4, 5, 6], [9, 9, 9, 7, 8]];
     #[cfg(target_arch = "x86_64")]
     {
+        if avx2() {
+            // SAFETY: the CPU has AVX2 (checked at run time by `avx2`).
+            unsafe { cor_h_rows_avx2(h, blocks) };
+            return;
+        }
         use std::arch::x86_64::*;
         // SAFETY: SSE2 is always available on x86_64. The loads read
         // the 16-element arrays `hz[t]` (two registers each); the stores
@@ -500,7 +503,7 @@ pub(crate) fn cor_h_blocks(h: &[i16; 40], diag: &mut [i16; 40], blocks: &mut [[i
             };
             let mut acc = [[_mm_setzero_si128(); 2]; 5];
             macro_rules! row {
-                ($ki:expr, $ti:literal) => {{
+                ($ki:expr, $ti:literal, [$($tj:literal),*]) => {{
                     // Physical register of logical track t: (t + 5 - ti) % 5
                     // after this row's rotation; logical 0 (slot 4 - ti)
                     // moves by one lane and becomes track 4.
@@ -516,25 +519,24 @@ pub(crate) fn cor_h_blocks(h: &[i16; 40], diag: &mut [i16; 40], blocks: &mut [[i
                                 _mm_add_epi32(acc[p][half], _mm_madd_epi16(c, zl(t, half)));
                         }
                     }
-                    if $ti < 3 {
-                        for tj in $ti + 1..5 {
-                            let p = (tj + 5 - $ti) % 5;
-                            let r = _mm_packs_epi32(
-                                _mm_srai_epi32(acc[p][0], 15),
-                                _mm_srai_epi32(acc[p][1], 15),
-                            );
-                            let b = &mut blocks[BLOCK[$ti][tj]];
-                            _mm_storeu_si128(b.as_mut_ptr().add(8 * $ki) as *mut __m128i, r);
-                        }
-                    }
+                    $({
+                        let p = ($tj + 5 - $ti) % 5;
+                        let r = _mm_packs_epi32(
+                            _mm_srai_epi32(acc[p][0], 15),
+                            _mm_srai_epi32(acc[p][1], 15),
+                        );
+                        let b = &mut blocks[BLOCK[$ti][$tj]];
+                        _mm_storeu_si128(b.as_mut_ptr().add(8 * $ki) as *mut __m128i, r);
+                    })*
                 }};
             }
             for ki in (0..8).rev() {
-                row!(ki, 4);
-                row!(ki, 3);
-                row!(ki, 2);
-                row!(ki, 1);
-                row!(ki, 0);
+                // Rows of tracks 0..3 fill the blocks (ti, tj), tj > ti.
+                row!(ki, 4, []);
+                row!(ki, 3, []);
+                row!(ki, 2, [3, 4]);
+                row!(ki, 1, [2, 3, 4]);
+                row!(ki, 0, [1, 2, 3, 4]);
             }
         }
     }
@@ -554,6 +556,67 @@ pub(crate) fn cor_h_blocks(h: &[i16; 40], diag: &mut [i16; 40], blocks: &mut [[i
                     }
                 }
             }
+        }
+    }
+}
+
+/// The block of track pair (ti, tj) in [`cor_h_blocks`].
+const BLOCK: [[usize; 5]; 3] = [[9, 0, 1, 2, 3], [9, 9, 4, 5, 6], [9, 9, 9, 7, 8]];
+
+/// The off-diagonal blocks of [`cor_h_blocks`] with 8 lanes of 32 bits per
+/// track (one AVX2 register each); the same rows and sums.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn cor_h_rows_avx2(h: &[i16; 40], blocks: &mut [[i16; 64]; 9]) {
+    use std::arch::x86_64::*;
+    // hz[t] = (h[39 - t - 5 k], 0) pairs for k = 0..8: `pmaddwd` with a
+    // broadcast `c` gives the 32-bit products c h[39 - j].
+    let mut hz = [[0i16; 16]; 5];
+    for (t, z) in hz.iter_mut().enumerate() {
+        for k in 0..8 {
+            z[2 * k] = h[39 - t - 5 * k];
+        }
+    }
+    // SAFETY: AVX2 is enabled for this function; each load reads one
+    // 16-element array `hz[t]`, each store writes 8 elements at `8 ki` of
+    // a 64-element block, `ki < 8`.
+    unsafe {
+        let z: [__m256i; 5] =
+            std::array::from_fn(|t| _mm256_loadu_si256(hz[t].as_ptr() as *const __m256i));
+        let next = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 7);
+        let zero = _mm256_setzero_si256();
+        let mut acc = [zero; 5];
+        macro_rules! row {
+            ($ki:expr, $ti:literal, [$($tj:literal),*]) => {{
+                // As in `cor_h_blocks`: logical track t in register
+                // (t + 5 - ti) % 5 after this row's rotation.
+                let sh = 4 - $ti;
+                let moved = _mm256_permutevar8x32_epi32(acc[sh], next);
+                acc[sh] = _mm256_blend_epi32::<0x80>(moved, zero);
+                let c = _mm256_set1_epi16(h[39 - ($ti + 5 * $ki)]);
+                for (t, &zt) in z.iter().enumerate() {
+                    let p = (t + 5 - $ti) % 5;
+                    acc[p] = _mm256_add_epi32(acc[p], _mm256_madd_epi16(c, zt));
+                }
+                $({
+                    let v = _mm256_srai_epi32::<15>(acc[($tj + 5 - $ti) % 5]);
+                    // Lanes 0..4 and 4..8 packed side by side.
+                    let r = _mm256_permute4x64_epi64::<0b1000>(_mm256_packs_epi32(v, v));
+                    let b = &mut blocks[BLOCK[$ti][$tj]];
+                    _mm_storeu_si128(
+                        b.as_mut_ptr().add(8 * $ki) as *mut __m128i,
+                        _mm256_castsi256_si128(r),
+                    );
+                })*
+            }};
+        }
+        for ki in (0..8).rev() {
+            // Rows of tracks 0..3 fill the blocks (ti, tj), tj > ti.
+            row!(ki, 4, []);
+            row!(ki, 3, []);
+            row!(ki, 2, [3, 4]);
+            row!(ki, 1, [2, 3, 4]);
+            row!(ki, 0, [1, 2, 3, 4]);
         }
     }
 }
