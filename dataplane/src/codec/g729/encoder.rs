@@ -8,8 +8,8 @@
 
 use super::basic_op::*;
 use super::simd::{
-    any_better8, avx2_multiversion, cor_h_blocks, corr_tri40, dot8n, first_best_ratio, lsp_stage1,
-    lsp_stage2, mult_sign8, search8, search8_w, sq_dist16,
+    abs_sum8n, any_better8, avx2_multiversion, cor_h_blocks, corr_tri40, dot8n, first_best_ratio,
+    lsp_stage1, lsp_stage2, mult_sign8, search8, search8_w, sq_dist16,
 };
 use super::simd_search::gain_dist32;
 use super::tables::*;
@@ -1507,8 +1507,7 @@ fn cor_h_x_body(h: &[i16; L_SUBFR], x: &[i16; L_SUBFR], d: &mut [i16; L_SUBFR]) 
     // Cauchy-Schwarz: every running sum |Σ_{k<K} x[i+k] h[k]| is at most
     // sqrt(Σx² Σh²); when twice that fits in 32 bits no L_mac step (nor the
     // -32768² product) saturates and plain 32-bit sums are exact.
-    let ex: i64 = x.iter().map(|&v| v as i64 * v as i64).sum();
-    let eh: i64 = h.iter().map(|&v| v as i64 * v as i64).sum();
+    let (ex, eh) = (energy64(x), energy64(h));
     if (4 * ex as i128) * (eh as i128) <= (MAX_32 as i128) * (MAX_32 as i128) {
         corr_tri40(x, h, &mut y32);
         for y in y32.iter_mut() {
@@ -1591,7 +1590,7 @@ fn pitch_fr3_fast_body(
 ) -> i16 {
     let mut dn = [0i16; L_SUBFR];
     cor_h_x(h, xn, &mut dn);
-    let dn_abs: i64 = dn.iter().map(|v| v.unsigned_abs() as i64).sum();
+    let dn_abs = abs_sum8n(&dn) as i64;
     let dot = |a: &[i16; L_SUBFR], x: &[i16]| dot40(a, dn_abs, x);
     // All the integer-lag windows lie in exc[pos - t0_max..pos - t0_min +
     // 40]: when `2 dn_abs max|exc|` over that span fits, every correlation

@@ -121,6 +121,44 @@ pub(crate) fn dot8n<const N: usize>(a: &[i16; N], b: &[i16; N]) -> i32 {
     }
 }
 
+/// `Σ |a[k]|` for `N` a multiple of 8 (exact while `N <= 2^16`).
+#[inline(always)]
+pub(crate) fn abs_sum8n<const N: usize>(a: &[i16; N]) -> i32 {
+    const { assert!(N % 8 == 0 && N <= 1 << 16) };
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is always available on x86_64. Each unaligned load
+        // reads the 8 elements `k..k + 8` with `k + 8 <= N`. With the sign
+        // mask `s` (0 or -1), `|x| = (x ^ s) - s` where `x ^ s` is at most
+        // 32767 (no 16-bit overflow, also for -32768): both are summed by
+        // `pmaddwd` against ones, exactly in 32 bits.
+        unsafe {
+            let one = _mm_set1_epi16(1);
+            let mut acc = _mm_setzero_si128();
+            let mut k = 0;
+            while k < N {
+                let x = _mm_loadu_si128(a.as_ptr().add(k) as *const __m128i);
+                let s = _mm_srai_epi16(x, 15);
+                let d = _mm_sub_epi32(
+                    _mm_madd_epi16(_mm_xor_si128(x, s), one),
+                    _mm_madd_epi16(s, one),
+                );
+                acc = _mm_add_epi32(acc, d);
+                k += 8;
+            }
+            let hi = _mm_unpackhi_epi64(acc, acc);
+            let s = _mm_add_epi32(acc, hi);
+            let s2 = _mm_shuffle_epi32(s, 0b01);
+            _mm_cvtsi128_si32(_mm_add_epi32(s, s2))
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        a.iter().map(|v| v.unsigned_abs() as i32).sum()
+    }
+}
+
 /// The correlation `y[i] = Σ_{k < 40 - i} x[i + k] h[k]` (modulo 2^32) of
 /// 40 samples with the 40 taps of an impulse response, for every `i`.
 /// Four outputs at a time: the window of `x` past its end is zero, so the
@@ -1105,6 +1143,24 @@ mod tests {
                 };
                 assert_eq!(got[j], want, "round {round} lane {j}");
             }
+        }
+    }
+
+    #[test]
+    fn abs_sum8n_is_the_sum_of_magnitudes() {
+        let mut seed = 99u32;
+        for round in 0..200 {
+            let a: [i16; 40] = std::array::from_fn(|k| {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                match round % 4 {
+                    0 => (seed >> 16) as i16,
+                    1 => [i16::MIN, i16::MAX, -1, 0][(seed >> 20) as usize % 4],
+                    2 => i16::MIN,
+                    _ => (k as i16 - 20) * 1000,
+                }
+            });
+            let want: i32 = a.iter().map(|v| v.unsigned_abs() as i32).sum();
+            assert_eq!(abs_sum8n(&a), want, "{a:?}");
         }
     }
 
