@@ -85,6 +85,35 @@ thread_local! {
     pub(crate) static BASELINE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// `Σ_c f(a[c], b[c])` over the chunks `c` of 8 elements (4 lanes of 32
+/// bits each), summed modulo 2^32, for `N` a multiple of 8.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn sum_chunks8<const N: usize>(
+    a: &[i16; N],
+    b: &[i16; N],
+    f: impl Fn(std::arch::x86_64::__m128i, std::arch::x86_64::__m128i) -> std::arch::x86_64::__m128i,
+) -> i32 {
+    use std::arch::x86_64::*;
+    const { assert!(N.is_multiple_of(8)) };
+    // SAFETY: SSE2 is always available on x86_64. Each unaligned load reads
+    // the 8 elements `k..k + 8` with `k + 8 <= N`, inside both arrays.
+    unsafe {
+        let mut acc = _mm_setzero_si128();
+        let mut k = 0;
+        while k < N {
+            let x = _mm_loadu_si128(a.as_ptr().add(k) as *const __m128i);
+            let y = _mm_loadu_si128(b.as_ptr().add(k) as *const __m128i);
+            acc = _mm_add_epi32(acc, f(x, y));
+            k += 8;
+        }
+        let hi = _mm_unpackhi_epi64(acc, acc);
+        let s = _mm_add_epi32(acc, hi);
+        let s2 = _mm_shuffle_epi32(s, 0b01);
+        _mm_cvtsi128_si32(_mm_add_epi32(s, s2))
+    }
+}
+
 /// `Σ a[k] * b[k]` modulo 2^32, for `N` a multiple of 8.
 #[inline(always)]
 pub(crate) fn dot8n<const N: usize>(a: &[i16; N], b: &[i16; N]) -> i32 {
@@ -92,24 +121,10 @@ pub(crate) fn dot8n<const N: usize>(a: &[i16; N], b: &[i16; N]) -> i32 {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
-        // SAFETY: SSE2 is always available on x86_64. Each unaligned load
-        // reads the 8 elements `k..k + 8` with `k + 8 <= N`, inside both
-        // arrays. `pmaddwd` wraps only when both products of a pair are
-        // (-32768)^2, and wrapping is the arithmetic promised here.
-        unsafe {
-            let mut acc = _mm_setzero_si128();
-            let mut k = 0;
-            while k < N {
-                let x = _mm_loadu_si128(a.as_ptr().add(k) as *const __m128i);
-                let y = _mm_loadu_si128(b.as_ptr().add(k) as *const __m128i);
-                acc = _mm_add_epi32(acc, _mm_madd_epi16(x, y));
-                k += 8;
-            }
-            let hi = _mm_unpackhi_epi64(acc, acc);
-            let s = _mm_add_epi32(acc, hi);
-            let s2 = _mm_shuffle_epi32(s, 0b01);
-            _mm_cvtsi128_si32(_mm_add_epi32(s, s2))
-        }
+        // SAFETY: SSE2 is always available on x86_64. `pmaddwd` wraps only
+        // when both products of a pair are (-32768)^2, and wrapping is the
+        // arithmetic promised here.
+        sum_chunks8(a, b, |x, y| unsafe { _mm_madd_epi16(x, y) })
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -124,34 +139,22 @@ pub(crate) fn dot8n<const N: usize>(a: &[i16; N], b: &[i16; N]) -> i32 {
 /// `Σ |a[k]|` for `N` a multiple of 8 (exact while `N <= 2^16`).
 #[inline(always)]
 pub(crate) fn abs_sum8n<const N: usize>(a: &[i16; N]) -> i32 {
-    const { assert!(N % 8 == 0 && N <= 1 << 16) };
+    const { assert!(N.is_multiple_of(8) && N <= 1 << 16) };
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
-        // SAFETY: SSE2 is always available on x86_64. Each unaligned load
-        // reads the 8 elements `k..k + 8` with `k + 8 <= N`. With the sign
-        // mask `s` (0 or -1), `|x| = (x ^ s) - s` where `x ^ s` is at most
-        // 32767 (no 16-bit overflow, also for -32768): both are summed by
+        // SAFETY: SSE2 is always available on x86_64. With the sign mask
+        // `s` (0 or -1), `|x| = (x ^ s) - s` where `x ^ s` is at most 32767
+        // (no 16-bit overflow, also for -32768): both are summed by
         // `pmaddwd` against ones, exactly in 32 bits.
-        unsafe {
+        sum_chunks8(a, a, |x, _| unsafe {
             let one = _mm_set1_epi16(1);
-            let mut acc = _mm_setzero_si128();
-            let mut k = 0;
-            while k < N {
-                let x = _mm_loadu_si128(a.as_ptr().add(k) as *const __m128i);
-                let s = _mm_srai_epi16(x, 15);
-                let d = _mm_sub_epi32(
-                    _mm_madd_epi16(_mm_xor_si128(x, s), one),
-                    _mm_madd_epi16(s, one),
-                );
-                acc = _mm_add_epi32(acc, d);
-                k += 8;
-            }
-            let hi = _mm_unpackhi_epi64(acc, acc);
-            let s = _mm_add_epi32(acc, hi);
-            let s2 = _mm_shuffle_epi32(s, 0b01);
-            _mm_cvtsi128_si32(_mm_add_epi32(s, s2))
-        }
+            let s = _mm_srai_epi16(x, 15);
+            _mm_sub_epi32(
+                _mm_madd_epi16(_mm_xor_si128(x, s), one),
+                _mm_madd_epi16(s, one),
+            )
+        })
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -484,6 +487,21 @@ pub(crate) fn any_better8(alp: i16, sq: i16, sq2: &[i16; 8], a16: &[i16; 8]) -> 
     }
 }
 
+/// The rows `i = 39` down to 0 of [`cor_h_blocks`] as `$row!(ki, ti,
+/// [tj..])` (`i = ti + 5 ki`), with the tracks `tj` of the blocks each row
+/// fills: the rows of tracks 0..3 fill the blocks (ti, tj), tj > ti.
+macro_rules! cor_h_row_order {
+    ($row:ident) => {
+        for ki in (0..8).rev() {
+            $row!(ki, 4, []);
+            $row!(ki, 3, []);
+            $row!(ki, 2, [3, 4]);
+            $row!(ki, 1, [2, 3, 4]);
+            $row!(ki, 0, [1, 2, 3, 4]);
+        }
+    };
+}
+
 /// The correlations of the codebook search by track, for `h` with
 /// `2 Σ h[n]^2 <= MAX_32`: `S(i, j) = Σ_{n = max(i, j)}^{39} h[n - i]
 /// h[n - j]` summed modulo 2^32 and stored as `sat16(S >> 15)`, for the
@@ -568,14 +586,7 @@ pub(crate) fn cor_h_blocks(h: &[i16; 40], diag: &mut [i16; 40], blocks: &mut [[i
                     })*
                 }};
             }
-            for ki in (0..8).rev() {
-                // Rows of tracks 0..3 fill the blocks (ti, tj), tj > ti.
-                row!(ki, 4, []);
-                row!(ki, 3, []);
-                row!(ki, 2, [3, 4]);
-                row!(ki, 1, [2, 3, 4]);
-                row!(ki, 0, [1, 2, 3, 4]);
-            }
+            cor_h_row_order!(row);
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -648,14 +659,7 @@ fn cor_h_rows_avx2(h: &[i16; 40], blocks: &mut [[i16; 64]; 9]) {
                 })*
             }};
         }
-        for ki in (0..8).rev() {
-            // Rows of tracks 0..3 fill the blocks (ti, tj), tj > ti.
-            row!(ki, 4, []);
-            row!(ki, 3, []);
-            row!(ki, 2, [3, 4]);
-            row!(ki, 1, [2, 3, 4]);
-            row!(ki, 0, [1, 2, 3, 4]);
-        }
+        cor_h_row_order!(row);
     }
 }
 
