@@ -8,8 +8,8 @@
 
 use super::basic_op::*;
 use super::simd::{
-    abs_sum8n, any_better8, avx2_multiversion, cor_h_blocks, corr_tri40, dot8n, first_best_ratio,
-    lsp_stage1, lsp_stage2, mult_sign8, search8, search8_w, sq_dist16,
+    abs_sum8n, all_abs_le8, any_better8, avx2_multiversion, cor_h_blocks, corr_tri40, dot8n,
+    first_best_ratio, lsp_stage1, lsp_stage2, max_abs8, mult_sign8, search8, search8_w, sq_dist16,
 };
 use super::simd_search::gain_dist32;
 use super::tables::*;
@@ -2078,15 +2078,11 @@ fn phase_b(
     tmp: &[i16; NB_POS],
     rr_bound: i64,
 ) -> Option<(usize, usize, i16, i16)> {
-    let bound = |v: &[i16; NB_POS]| v.iter().map(|x| x.unsigned_abs() as i64).max().unwrap_or(0);
+    let bound = |v: &[i16; NB_POS]| max_abs8(v) as i64;
     let tmp_bound = (bound(tmp) << 15) + 0x8000;
-    // One check for all rows with `rr_bound` in place of each row's bound.
-    let alp_max = alp1
-        .iter()
-        .map(|a| a.unsigned_abs() as i64)
-        .max()
-        .unwrap_or(0);
-    let all_fit = alp_max + (rr_bound << 13) + tmp_bound <= MAX_32 as i64;
+    // One check for all rows with `rr_bound` in place of each row's bound:
+    // max |alp1| + (rr_bound << 13) + tmp_bound <= MAX_32.
+    let all_fit = all_abs_le8(alp1, MAX_32 as i64 - (rr_bound << 13) - tmp_bound);
     let mut sq2 = [[0i16; NB_POS]; NB_POS];
     let mut a16 = [[0i16; NB_POS]; NB_POS];
     let mut fast = true;

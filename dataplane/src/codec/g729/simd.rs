@@ -162,6 +162,69 @@ pub(crate) fn abs_sum8n<const N: usize>(a: &[i16; N]) -> i32 {
     }
 }
 
+/// The largest `|v[k]|` of 8 lanes (32768 for -32768).
+#[inline(always)]
+pub(crate) fn max_abs8(v: &[i16; 8]) -> u16 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is always available on x86_64; the load covers one
+        // 8-element array. `(x ^ s) - s` with the sign mask `s` is `|x|`
+        // modulo 2^16 (0x8000 for -32768); flipping the top bit orders
+        // those as signed lanes, so `pmaxsw` gives the unsigned maximum.
+        unsafe {
+            let x = _mm_loadu_si128(v.as_ptr() as *const __m128i);
+            let s = _mm_srai_epi16(x, 15);
+            let flip = _mm_set1_epi16(i16::MIN);
+            let mut m = _mm_xor_si128(_mm_sub_epi16(_mm_xor_si128(x, s), s), flip);
+            m = _mm_max_epi16(m, _mm_shuffle_epi32(m, 0b01_00_11_10));
+            m = _mm_max_epi16(m, _mm_shuffle_epi32(m, 0b10_11_00_01));
+            m = _mm_max_epi16(m, _mm_srli_epi32(m, 16));
+            (_mm_cvtsi128_si32(_mm_xor_si128(m, flip)) as u32 & 0xffff) as u16
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        v.iter().map(|x| x.unsigned_abs()).max().unwrap_or(0)
+    }
+}
+
+/// Whether every `|v[k]| <= t` for 8 lanes of 32 bits.
+#[inline(always)]
+pub(crate) fn all_abs_le8(v: &[i32; 8], t: i64) -> bool {
+    if !(0..1 << 31).contains(&t) {
+        // Every |v[k]| is at most 2^31.
+        return t >= 0;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is always available on x86_64; the loads cover the
+        // two halves of the 8-element array. `(x ^ s) - s` is `|x|` but for
+        // i32::MIN, which stays negative: a lane fails when its magnitude
+        // is above `t` (below 2^31 here) or reads negative.
+        unsafe {
+            let t = _mm_set1_epi32(t as i32);
+            let zero = _mm_setzero_si128();
+            let mut bad = zero;
+            for half in 0..2 {
+                let x = _mm_loadu_si128(v.as_ptr().add(4 * half) as *const __m128i);
+                let s = _mm_srai_epi32(x, 31);
+                let a = _mm_sub_epi32(_mm_xor_si128(x, s), s);
+                bad = _mm_or_si128(
+                    bad,
+                    _mm_or_si128(_mm_cmpgt_epi32(a, t), _mm_cmplt_epi32(a, zero)),
+                );
+            }
+            _mm_movemask_epi8(bad) == 0
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        v.iter().all(|x| x.unsigned_abs() as i64 <= t)
+    }
+}
+
 /// The correlation `y[i] = Σ_{k < 40 - i} x[i + k] h[k]` (modulo 2^32) of
 /// 40 samples with the 40 taps of an impulse response, for every `i`.
 /// Four outputs at a time: the window of `x` past its end is zero, so the
@@ -1165,6 +1228,44 @@ mod tests {
             });
             let want: i32 = a.iter().map(|v| v.unsigned_abs() as i32).sum();
             assert_eq!(abs_sum8n(&a), want, "{a:?}");
+        }
+    }
+
+    #[test]
+    fn max_abs8_and_all_abs_le8_match_scalar() {
+        let mut seed = 4242u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            seed
+        };
+        let ends16 = [i16::MIN, -32767, -1, 0, 1, 32767];
+        let ends32 = [i32::MIN, i32::MIN + 1, -1, 0, 1, i32::MAX];
+        for round in 0..3000 {
+            let v: [i16; 8] = std::array::from_fn(|_| match round % 3 {
+                0 => (next() >> 16) as i16,
+                1 => ends16[next() as usize % 6],
+                _ => (next() >> 24) as i16,
+            });
+            let want = v.iter().map(|x| x.unsigned_abs()).max().unwrap_or(0);
+            assert_eq!(max_abs8(&v), want, "{v:?}");
+            let w: [i32; 8] = std::array::from_fn(|_| match round % 3 {
+                0 => next() as i32,
+                1 => ends32[next() as usize % 6],
+                _ => (next() as i32) >> 8,
+            });
+            let m = w.iter().map(|x| x.unsigned_abs() as i64).max().unwrap_or(0);
+            for t in [
+                -1,
+                0,
+                m - 1,
+                m,
+                m + 1,
+                i32::MAX as i64,
+                1 << 40,
+                (next() >> 1) as i64,
+            ] {
+                assert_eq!(all_abs_le8(&w, t), m <= t, "{w:?} {t}");
+            }
         }
     }
 
