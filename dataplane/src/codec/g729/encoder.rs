@@ -51,7 +51,7 @@ const RRI1I4: usize = RRI1I3 + MSIZE;
 const RRI2I3: usize = RRI1I4 + MSIZE;
 const RRI2I4: usize = RRI2I3 + MSIZE;
 
-/// State of one G.729A encoder channel (about 1.5 KB, no heap).
+/// State of one G.729A encoder channel (about 1.6 KB, no heap).
 #[derive(Clone)]
 pub struct Encoder {
     old_speech: [i16; L_TOTAL],
