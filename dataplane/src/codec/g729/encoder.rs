@@ -8,8 +8,8 @@
 
 use super::basic_op::*;
 use super::simd::{
-    any_better8, avx2_multiversion, corr_tri40, dot8n, first_best_ratio, lag_prefix_rows,
-    lsp_stage1, lsp_stage2, mult8, search8, search8_w, sq_dist16,
+    abs_sum8n, all_abs_le8, any_better8, avx2_multiversion, cor_h_blocks, corr_tri40, dot8n,
+    first_best_ratio, lsp_stage1, lsp_stage2, max_abs8, mult_sign8, search8, search8_w, sq_dist16,
 };
 use super::simd_search::gain_dist32;
 use super::tables::*;
@@ -51,7 +51,7 @@ const RRI1I4: usize = RRI1I3 + MSIZE;
 const RRI2I3: usize = RRI1I4 + MSIZE;
 const RRI2I4: usize = RRI2I3 + MSIZE;
 
-/// State of one G.729A encoder channel (about 5 KB with scratch, no heap).
+/// State of one G.729A encoder channel (about 1.6 KB, no heap).
 #[derive(Clone)]
 pub struct Encoder {
     old_speech: [i16; L_TOTAL],
@@ -68,8 +68,6 @@ pub struct Encoder {
     freq_prev: [[i16; M]; 4],
     past_qua_en: [i16; 4],
     l_exc_err: [i32; 4],
-    /// Scratch for `cor_h` (no state: fully rewritten on every use).
-    rows: LagRows,
     // pre-processing high-pass
     y2_hi: i16,
     y2_lo: i16,
@@ -106,7 +104,6 @@ impl Encoder {
             freq_prev: [FREQ_PREV_RESET; 4],
             past_qua_en: [-14336; 4],
             l_exc_err: [0x4000; 4],
-            rows: [[0; L_SUBFR]; LAG_ROWS],
             y2_hi: 0,
             y2_lo: 0,
             y1_hi: 0,
@@ -287,15 +284,7 @@ impl Encoder {
 
             let mut code = [0i16; L_SUBFR];
             let mut y2 = [0i16; L_SUBFR];
-            let (index, sign) = acelp_code_a(
-                &xn2,
-                &mut h1,
-                t0,
-                self.sharp,
-                &mut code,
-                &mut y2,
-                &mut self.rows,
-            );
+            let (index, sign) = acelp_code_a(&xn2, &mut h1, t0, self.sharp, &mut code, &mut y2);
             let ci = if sf == 0 { 4 } else { 8 };
             ana[ci] = index as u16;
             ana[ci + 1] = sign as u16;
@@ -493,11 +482,21 @@ impl Encoder {
             // The reference's distance is L_mac(.., t, t) summed from 0:
             // non-negative terms, so it saturates exactly when the exact sum
             // exceeds MAX_32; the first minimum wins.
-            let (groups, cb_max) = lspcb1_groups();
+            let (groups, cb_max, lo, hi) = lspcb1_groups();
             let rmin = rbuf.iter().copied().min().unwrap_or(0) as i32;
-            let c = if rmin - cb_max > MIN_16 as i32 {
+            // The largest distance from rbuf of any point in the
+            // codebook's bounding box: below 2^30, no distance is capped.
+            let far: i64 = (0..M)
+                .map(|k| {
+                    let d = (rbuf[k] as i64 - lo[k] as i64).max(hi[k] as i64 - rbuf[k] as i64);
+                    d * d
+                })
+                .sum();
+            let c = if far < 1 << 30 {
+                lsp_stage1::<false>(&rbuf, groups)
+            } else if rmin - cb_max > MIN_16 as i32 {
                 // No difference saturates to -32768: eight-lane search.
-                lsp_stage1(&rbuf, groups)
+                lsp_stage1::<true>(&rbuf, groups)
             } else {
                 let mut c = 0usize;
                 let mut dmin = MAX_32 as u64;
@@ -720,9 +719,11 @@ impl Encoder {
 }
 
 /// The first-stage LSP codebook interleaved for [`lsp_stage1`] (four
-/// entries per group, element pairs side by side), and its largest value.
-fn lspcb1_groups() -> &'static ([[[i16; 8]; 5]; 32], i32) {
-    static TABLE: std::sync::OnceLock<([[[i16; 8]; 5]; 32], i32)> = std::sync::OnceLock::new();
+/// entries per group, element pairs side by side), its largest value, and
+/// the smallest and largest value of each element.
+type Cb1Groups = ([[[i16; 8]; 5]; 32], i32, [i16; M], [i16; M]);
+fn lspcb1_groups() -> &'static Cb1Groups {
+    static TABLE: std::sync::OnceLock<Cb1Groups> = std::sync::OnceLock::new();
     TABLE.get_or_init(|| {
         let mut t = [[[0i16; 8]; 5]; 32];
         for (g, grp) in t.iter_mut().enumerate() {
@@ -734,7 +735,9 @@ fn lspcb1_groups() -> &'static ([[[i16; 8]; 5]; 32], i32) {
             }
         }
         let max = LSPCB1.iter().flatten().copied().max().unwrap_or(0) as i32;
-        (t, max)
+        let lo = std::array::from_fn(|k| LSPCB1.iter().map(|e| e[k]).min().unwrap_or(0));
+        let hi = std::array::from_fn(|k| LSPCB1.iter().map(|e| e[k]).max().unwrap_or(0));
+        (t, max, lo, hi)
     })
 }
 
@@ -1529,8 +1532,7 @@ fn cor_h_x_body(h: &[i16; L_SUBFR], x: &[i16; L_SUBFR], d: &mut [i16; L_SUBFR]) 
     // Cauchy-Schwarz: every running sum |Σ_{k<K} x[i+k] h[k]| is at most
     // sqrt(Σx² Σh²); when twice that fits in 32 bits no L_mac step (nor the
     // -32768² product) saturates and plain 32-bit sums are exact.
-    let ex: i64 = x.iter().map(|&v| v as i64 * v as i64).sum();
-    let eh: i64 = h.iter().map(|&v| v as i64 * v as i64).sum();
+    let (ex, eh) = (energy64(x), energy64(h));
     if (4 * ex as i128) * (eh as i128) <= (MAX_32 as i128) * (MAX_32 as i128) {
         corr_tri40(x, h, &mut y32);
         for y in y32.iter_mut() {
@@ -1613,7 +1615,7 @@ fn pitch_fr3_fast_body(
 ) -> i16 {
     let mut dn = [0i16; L_SUBFR];
     cor_h_x(h, xn, &mut dn);
-    let dn_abs: i64 = dn.iter().map(|v| v.unsigned_abs() as i64).sum();
+    let dn_abs = abs_sum8n(&dn) as i64;
     let dot = |a: &[i16; L_SUBFR], x: &[i16]| dot40(a, dn_abs, x);
     // All the integer-lag windows lie in exc[pos - t0_max..pos - t0_min +
     // 40]: when `2 dn_abs max|exc|` over that span fits, every correlation
@@ -1795,7 +1797,6 @@ fn acelp_code_a(
     pitch_sharp: i16,
     code: &mut [i16; L_SUBFR],
     y: &mut [i16; L_SUBFR],
-    rows: &mut LagRows,
 ) -> (i16, i16) {
     let sharp = shl(pitch_sharp, 1);
     let t0u = t0 as usize;
@@ -1805,7 +1806,7 @@ fn acelp_code_a(
         }
     }
     let mut rr = [0i16; DIM_RR];
-    cor_h(h, &mut rr, rows);
+    cor_h(h, &mut rr);
     let mut dn = [0i16; L_SUBFR];
     cor_h_x(h, x, &mut dn);
     let (index, sign) = d4i40_17_fast(&mut dn, &mut rr, h, code, y);
@@ -1820,11 +1821,11 @@ fn acelp_code_a(
 avx2_multiversion! {
     /// [`cor_h_body`], compiled for AVX2 where the CPU has it
     /// (`avx2_multiversion`).
-    fn cor_h(hin: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR], rows: &mut LagRows) = cor_h_body;
+    fn cor_h(hin: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) = cor_h_body;
 }
 
 #[inline(always)]
-fn cor_h_body(hin: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR], rows: &mut LagRows) {
+fn cor_h_body(hin: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) {
     let (cor, _) = l_mac_energy(0, hin);
     let mut h = [0i16; L_SUBFR];
     if extract_h(cor) > 32000 {
@@ -1844,92 +1845,34 @@ fn cor_h_body(hin: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR], rows: &mut LagRows) 
     if l_mac_energy(0, &h).1 {
         cor_h_walk(&mut SatSink { h: &h, rr, cor: 0 });
     } else {
-        cor_h_exact(&h, rr, rows);
+        cor_h_exact(&h, rr);
     }
-}
-
-/// Number of running sums `Σ_{m < count} h[m] h[m + lag]` (lag 0..40).
-const N_PREFIX: usize = L_SUBFR * (L_SUBFR + 1) / 2;
-/// Marks a running sum no element of `rr` is taken from.
-const NO_DEST: u16 = u16::MAX;
-
-/// The order of the reference's running sums in `cor_h`: every element of
-/// `rr` is `extract_h` of `Σ_{m < count} 2 h[m] h[m + lag]` for a fixed
-/// (`lag`, `count`). Recorded once from the walk, indexed by running sum
-/// (lag-major), giving the element of `rr` it goes to.
-fn rr_table() -> &'static [u16; N_PREFIX] {
-    static TABLE: std::sync::OnceLock<[u16; N_PREFIX]> = std::sync::OnceLock::new();
-    TABLE.get_or_init(|| {
-        let mut rec = RecSink {
-            out: [NO_DEST; N_PREFIX],
-            h1: 0,
-            h2: 0,
-        };
-        cor_h_walk(&mut rec);
-        rec.out
-    })
-}
-
-/// Index of the running sum (`lag`, `count`) in lag-major order.
-fn prefix_index(lag: usize, count: usize) -> usize {
-    // Rows before `lag` hold 40, 39, ... sums.
-    lag * L_SUBFR - lag * (lag.saturating_sub(1)) / 2 + count - 1
-}
-
-/// The running sums of every lag after every step (see [`lag_prefix_rows`]).
-/// Rows 40.. are padding: the flattened buffer then holds at least 2048
-/// elements, so [`cor_h_exact`]'s gather can mask its indexes (all below
-/// 1600) instead of checking them.
-type LagRows = [[i16; L_SUBFR]; LAG_ROWS];
-const LAG_ROWS: usize = 2048usize.div_ceil(L_SUBFR);
-
-/// For every element of `rr`, the index `count * L_SUBFR + lag` (with
-/// `count` counted from 0) of the running sum it is taken from; the inverse
-/// of [`rr_table`].
-fn rr_source() -> &'static [u16; DIM_RR] {
-    static TABLE: std::sync::OnceLock<[u16; DIM_RR]> = std::sync::OnceLock::new();
-    TABLE.get_or_init(|| {
-        let fwd = rr_table();
-        let mut src = [0u16; DIM_RR];
-        let mut k = 0usize;
-        for lag in 0..L_SUBFR {
-            for count in 0..L_SUBFR - lag {
-                if let Some(d) = fwd.get(k).and_then(|&d| src.get_mut(d as usize)) {
-                    *d = (count * L_SUBFR + lag) as u16;
-                }
-                k += 1;
-            }
-        }
-        src
-    })
 }
 
 avx2_multiversion! {
-    /// `cor_h` when no running sum can saturate: the running sums of all lags
-    /// advance together (one row of `L_SUBFR` lags per step, in SSE2), then
-    /// every element of `rr` picks the one it is taken from. `all` is scratch.
+    /// `cor_h` when no running sum can saturate (`2 Σ h[n]^2 <= MAX_32`).
     ///
     /// [`cor_h_exact_body`], compiled for AVX2 where the CPU has it
     /// (`avx2_multiversion`).
-    fn cor_h_exact(
-        h: &[i16; L_SUBFR],
-        rr: &mut [i16; DIM_RR],
-        all: &mut LagRows,
-    ) = cor_h_exact_body;
+    fn cor_h_exact(h: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) = cor_h_exact_body;
 }
 
+/// Every element of `rr` is `extract_h` of the reference's `L_mac` running
+/// sum of `2 h[n - i] h[n - j]` over `n = max(i, j)..40` for the pulse
+/// positions `i`, `j` of its block (the diagonal `i = j`). When
+/// `2 Σ h[n]^2 <= MAX_32` no step saturates (Cauchy-Schwarz) and
+/// [`cor_h_blocks`] forms them all without the reference's order.
 #[inline(always)]
-fn cor_h_exact_body(h: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR], all: &mut LagRows) {
-    let Some(rows) = all.first_chunk_mut::<L_SUBFR>() else {
+fn cor_h_exact_body(h: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) {
+    const _: () = assert!(RRI0I0 == 0 && RRI0I1 == 40 && RRI2I4 + MSIZE == DIM_RR);
+    let (diag, rest) = rr.split_at_mut(RRI0I1);
+    let (Ok(diag), Some(blocks)) = (
+        <&mut [i16; L_SUBFR]>::try_from(diag),
+        rest.as_chunks_mut::<MSIZE>().0.first_chunk_mut::<9>(),
+    ) else {
         return;
     };
-    lag_prefix_rows(h, rows);
-    let Some(flat) = all.as_flattened().first_chunk::<2048>() else {
-        return;
-    };
-    for (r, &s) in rr.iter_mut().zip(rr_source().iter()) {
-        *r = flat[(s & 2047) as usize];
-    }
+    cor_h_blocks(h, diag, blocks);
 }
 
 trait RrSink {
@@ -1953,24 +1896,6 @@ impl RrSink for SatSink<'_> {
     }
     fn store(&mut self, dest: usize) {
         self.rr[dest] = extract_h(self.cor);
-    }
-}
-
-/// Records (dest, lag, count) of every store.
-struct RecSink {
-    out: [u16; N_PREFIX],
-    h1: usize,
-    h2: usize,
-}
-impl RrSink for RecSink {
-    fn reset(&mut self) {}
-    fn mac(&mut self, h1: usize, h2: usize) {
-        self.h1 = h1;
-        self.h2 = h2;
-    }
-    fn store(&mut self, dest: usize) {
-        let i = prefix_index(self.h2 - self.h1, self.h1 + 1);
-        self.out[i] = dest as u16;
     }
 }
 
@@ -2178,15 +2103,11 @@ fn phase_b(
     tmp: &[i16; NB_POS],
     rr_bound: i64,
 ) -> Option<(usize, usize, i16, i16)> {
-    let bound = |v: &[i16; NB_POS]| v.iter().map(|x| x.unsigned_abs() as i64).max().unwrap_or(0);
+    let bound = |v: &[i16; NB_POS]| max_abs8(v) as i64;
     let tmp_bound = (bound(tmp) << 15) + 0x8000;
-    // One check for all rows with `rr_bound` in place of each row's bound.
-    let alp_max = alp1
-        .iter()
-        .map(|a| a.unsigned_abs() as i64)
-        .max()
-        .unwrap_or(0);
-    let all_fit = alp_max + (rr_bound << 13) + tmp_bound <= MAX_32 as i64;
+    // One check for all rows with `rr_bound` in place of each row's bound:
+    // max |alp1| + (rr_bound << 13) + tmp_bound <= MAX_32.
+    let all_fit = all_abs_le8(alp1, MAX_32 as i64 - (rr_bound << 13) - tmp_bound);
     let mut sq2 = [[0i16; NB_POS]; NB_POS];
     let mut a16 = [[0i16; NB_POS]; NB_POS];
     let mut fast = true;
@@ -2363,14 +2284,16 @@ fn d4i40_17_fast_body(
         dn[i] = dn[i].saturating_abs();
     }
     // Apply signs to the cross terms: row i (track ti) of block (ti, tj) is
-    // multiplied by the signs of track tj, or their inverses when dn[i] < 0.
+    // multiplied by the signs of track tj (MAX_16 or MIN_16), or their
+    // inverses (MIN_16 or MAX_16) when dn[i] < 0: by MAX_16 where the signs
+    // of i and j agree, else by MIN_16, i.e. by `MAX_16 ^ m_i ^ m_j` with
+    // the sign masks `m` (0 or -1; see `mult_sign8`). Branch-free: the signs
+    // are data.
     {
-        let mut sg = [[0i16; NB_POS]; 5];
-        let mut neg = [[false; NB_POS]; 5];
-        for t in 0..5 {
-            for k in 0..NB_POS {
-                sg[t][k] = sign_dn[t + 5 * k];
-                neg[t][k] = sign_dn[t + 5 * k] < 0;
+        let mut m = [[0i16; NB_POS]; 5];
+        for (t, row) in m.iter_mut().enumerate() {
+            for (k, v) in row.iter_mut().enumerate() {
+                *v = MAX_16 ^ sign_dn[t + 5 * k];
             }
         }
         let blocks: [(usize, usize, usize); 9] = [
@@ -2388,18 +2311,14 @@ fn d4i40_17_fast_body(
             let Some(block) = rr.get_mut(base..base + MSIZE) else {
                 continue;
             };
-            let pos = sg[tj];
-            let mut inv = [0i16; NB_POS];
-            for k in 0..NB_POS {
-                inv[k] = if pos[k] < 0 { MAX_16 } else { MIN_16 };
-            }
-            for (row, &n) in block
+            for (row, &mi) in block
                 .as_chunks_mut::<NB_POS>()
                 .0
                 .iter_mut()
-                .zip(neg[ti].iter())
+                .zip(m[ti].iter())
             {
-                mult8(row, if n { &inv } else { &pos });
+                let p: [i16; NB_POS] = std::array::from_fn(|k| mi ^ m[tj][k]);
+                mult_sign8(row, &p);
             }
         }
     }
@@ -2678,51 +2597,69 @@ mod tests {
     }
 
     #[test]
-    fn rr_sources_lie_inside_h() {
-        // lag_prefix_rows leaves the running sums with m + lag >= 40
-        // unspecified; no element of rr may come from one.
-        for &s in rr_source().iter() {
-            let (m, lag) = (s as usize / L_SUBFR, s as usize % L_SUBFR);
-            assert!(m + lag < L_SUBFR, "{m} {lag}");
-        }
-    }
-
-    #[test]
-    fn rr_table_covers_every_element_once() {
-        let t = rr_table();
-        let mut seen = [0u32; DIM_RR];
-        for &d in t.iter().filter(|&&d| d != NO_DEST) {
-            seen[d as usize] += 1;
-        }
-        assert!(seen.iter().all(|&n| n == 1), "{seen:?}");
-    }
-
-    #[test]
     #[inline(never)]
-    fn cor_h_exact_matches_saturating_walk() {
-        // A small-energy impulse response takes the exact path; compare it
-        // with the step-by-step operators.
+    fn cor_h_exact_matches_saturating_walk_on_both_clones() {
+        // Impulse responses that take the exact path (2 Σ h^2 <= MAX_32):
+        // random ones, small and scaled up to the limit, single spikes
+        // of the largest magnitudes and alternating extremes; compare with
+        // the step-by-step operators.
+        let mut cases: Vec<[i16; L_SUBFR]> = Vec::new();
         let mut seed = 12345i16;
-        for _ in 0..20 {
+        for n in 0..200 {
             let mut h = [0i16; L_SUBFR];
             for v in h.iter_mut() {
-                *v = shr(random(&mut seed), 4);
+                *v = shr(random(&mut seed), (n % 8) as i16);
             }
-            let (e, ov) = l_mac_energy(0, &h);
-            assert!(!ov && e < MAX_32);
-            let mut a = [0i16; DIM_RR];
-            let mut b = [0i16; DIM_RR];
-            // Stale scratch (entries the kernel leaves unspecified) must
-            // not leak into `rr`.
-            cor_h_exact(&h, &mut a, &mut [[0x5a5a; L_SUBFR]; LAG_ROWS]);
-            cor_h_walk(&mut SatSink {
-                h: &h,
-                rr: &mut b,
-                cor: 0,
-            });
-            assert_eq!(a, b);
+            // Decaying like a synthesis filter's response, or not.
+            if n % 3 == 0 {
+                for (k, v) in h.iter_mut().enumerate() {
+                    *v = (*v as i32 * (40 - k as i32) / 40) as i16;
+                }
+            }
+            let e: f64 = h.iter().map(|&v| 2.0 * (v as f64) * (v as f64)).sum();
+            if n % 2 == 0 && e > 0.0 {
+                let f = (MAX_32 as f64 / e).sqrt();
+                for v in h.iter_mut() {
+                    *v = (*v as f64 * f).trunc().clamp(-32768.0, 32767.0) as i16;
+                }
+            }
+            cases.push(h);
         }
+        for pos in [0, 1, 7, 20, 38, 39] {
+            for v in [32767i16, -32767, 23170, -23170] {
+                let mut h = [0i16; L_SUBFR];
+                h[pos] = v;
+                cases.push(h);
+            }
+        }
+        let lim = 5181i16; // largest c with 2 * 40 c^2 <= MAX_32
+        cases.push(std::array::from_fn(|k| if k % 2 == 0 { lim } else { -lim }));
+        cases.push([lim; L_SUBFR]);
+        cases.push([-lim; L_SUBFR]);
+        let mut near_limit = 0;
+        for baseline in [false, true] {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            for h in &cases {
+                let (e, ov) = l_mac_energy(0, h);
+                if ov {
+                    continue;
+                }
+                near_limit += (e > MAX_32 / 2) as u32;
+                let mut a = [0x5a5a; DIM_RR];
+                let mut b = [0i16; DIM_RR];
+                cor_h_exact(h, &mut a);
+                cor_h_walk(&mut SatSink {
+                    h,
+                    rr: &mut b,
+                    cor: 0,
+                });
+                assert_eq!(a, b, "{h:?} baseline {baseline}");
+            }
+            BASELINE_ONLY.with(|b| b.set(false));
+        }
+        assert!(near_limit > 200, "{near_limit}");
     }
+
     #[test]
     fn chebps_fast_matches_reference_or_declines() {
         avx2_multiversion! {

@@ -85,6 +85,35 @@ thread_local! {
     pub(crate) static BASELINE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
+/// `Σ_c f(a[c], b[c])` over the chunks `c` of 8 elements (4 lanes of 32
+/// bits each), summed modulo 2^32, for `N` a multiple of 8.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn sum_chunks8<const N: usize>(
+    a: &[i16; N],
+    b: &[i16; N],
+    f: impl Fn(std::arch::x86_64::__m128i, std::arch::x86_64::__m128i) -> std::arch::x86_64::__m128i,
+) -> i32 {
+    use std::arch::x86_64::*;
+    const { assert!(N.is_multiple_of(8)) };
+    // SAFETY: SSE2 is always available on x86_64. Each unaligned load reads
+    // the 8 elements `k..k + 8` with `k + 8 <= N`, inside both arrays.
+    unsafe {
+        let mut acc = _mm_setzero_si128();
+        let mut k = 0;
+        while k < N {
+            let x = _mm_loadu_si128(a.as_ptr().add(k) as *const __m128i);
+            let y = _mm_loadu_si128(b.as_ptr().add(k) as *const __m128i);
+            acc = _mm_add_epi32(acc, f(x, y));
+            k += 8;
+        }
+        let hi = _mm_unpackhi_epi64(acc, acc);
+        let s = _mm_add_epi32(acc, hi);
+        let s2 = _mm_shuffle_epi32(s, 0b01);
+        _mm_cvtsi128_si32(_mm_add_epi32(s, s2))
+    }
+}
+
 /// `Σ a[k] * b[k]` modulo 2^32, for `N` a multiple of 8.
 #[inline(always)]
 pub(crate) fn dot8n<const N: usize>(a: &[i16; N], b: &[i16; N]) -> i32 {
@@ -92,24 +121,10 @@ pub(crate) fn dot8n<const N: usize>(a: &[i16; N], b: &[i16; N]) -> i32 {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
-        // SAFETY: SSE2 is always available on x86_64. Each unaligned load
-        // reads the 8 elements `k..k + 8` with `k + 8 <= N`, inside both
-        // arrays. `pmaddwd` wraps only when both products of a pair are
-        // (-32768)^2, and wrapping is the arithmetic promised here.
-        unsafe {
-            let mut acc = _mm_setzero_si128();
-            let mut k = 0;
-            while k < N {
-                let x = _mm_loadu_si128(a.as_ptr().add(k) as *const __m128i);
-                let y = _mm_loadu_si128(b.as_ptr().add(k) as *const __m128i);
-                acc = _mm_add_epi32(acc, _mm_madd_epi16(x, y));
-                k += 8;
-            }
-            let hi = _mm_unpackhi_epi64(acc, acc);
-            let s = _mm_add_epi32(acc, hi);
-            let s2 = _mm_shuffle_epi32(s, 0b01);
-            _mm_cvtsi128_si32(_mm_add_epi32(s, s2))
-        }
+        // SAFETY: SSE2 is always available on x86_64. `pmaddwd` wraps only
+        // when both products of a pair are (-32768)^2, and wrapping is the
+        // arithmetic promised here.
+        sum_chunks8(a, b, |x, y| unsafe { _mm_madd_epi16(x, y) })
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -118,6 +133,95 @@ pub(crate) fn dot8n<const N: usize>(a: &[i16; N], b: &[i16; N]) -> i32 {
             s = s.wrapping_add(*x as i32 * *y as i32);
         }
         s
+    }
+}
+
+/// `Σ |a[k]|` for `N` a multiple of 8 (exact while `N <= 2^16`).
+#[inline(always)]
+pub(crate) fn abs_sum8n<const N: usize>(a: &[i16; N]) -> i32 {
+    const { assert!(N.is_multiple_of(8) && N <= 1 << 16) };
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is always available on x86_64. With the sign mask
+        // `s` (0 or -1), `|x| = (x ^ s) - s` where `x ^ s` is at most 32767
+        // (no 16-bit overflow, also for -32768): both are summed by
+        // `pmaddwd` against ones, exactly in 32 bits.
+        sum_chunks8(a, a, |x, _| unsafe {
+            let one = _mm_set1_epi16(1);
+            let s = _mm_srai_epi16(x, 15);
+            _mm_sub_epi32(
+                _mm_madd_epi16(_mm_xor_si128(x, s), one),
+                _mm_madd_epi16(s, one),
+            )
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        a.iter().map(|v| v.unsigned_abs() as i32).sum()
+    }
+}
+
+/// The largest `|v[k]|` of 8 lanes (32768 for -32768).
+#[inline(always)]
+pub(crate) fn max_abs8(v: &[i16; 8]) -> u16 {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is always available on x86_64; the load covers one
+        // 8-element array. `(x ^ s) - s` with the sign mask `s` is `|x|`
+        // modulo 2^16 (0x8000 for -32768); flipping the top bit orders
+        // those as signed lanes, so `pmaxsw` gives the unsigned maximum.
+        unsafe {
+            let x = _mm_loadu_si128(v.as_ptr() as *const __m128i);
+            let s = _mm_srai_epi16(x, 15);
+            let flip = _mm_set1_epi16(i16::MIN);
+            let mut m = _mm_xor_si128(_mm_sub_epi16(_mm_xor_si128(x, s), s), flip);
+            m = _mm_max_epi16(m, _mm_shuffle_epi32(m, 0b01_00_11_10));
+            m = _mm_max_epi16(m, _mm_shuffle_epi32(m, 0b10_11_00_01));
+            m = _mm_max_epi16(m, _mm_srli_epi32(m, 16));
+            (_mm_cvtsi128_si32(_mm_xor_si128(m, flip)) as u32 & 0xffff) as u16
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        v.iter().map(|x| x.unsigned_abs()).max().unwrap_or(0)
+    }
+}
+
+/// Whether every `|v[k]| <= t` for 8 lanes of 32 bits.
+#[inline(always)]
+pub(crate) fn all_abs_le8(v: &[i32; 8], t: i64) -> bool {
+    if !(0..1 << 31).contains(&t) {
+        // Every |v[k]| is at most 2^31.
+        return t >= 0;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is always available on x86_64; the loads cover the
+        // two halves of the 8-element array. `(x ^ s) - s` is `|x|` but for
+        // i32::MIN, which stays negative: a lane fails when its magnitude
+        // is above `t` (below 2^31 here) or reads negative.
+        unsafe {
+            let t = _mm_set1_epi32(t as i32);
+            let zero = _mm_setzero_si128();
+            let mut bad = zero;
+            for half in 0..2 {
+                let x = _mm_loadu_si128(v.as_ptr().add(4 * half) as *const __m128i);
+                let s = _mm_srai_epi32(x, 31);
+                let a = _mm_sub_epi32(_mm_xor_si128(x, s), s);
+                bad = _mm_or_si128(
+                    bad,
+                    _mm_or_si128(_mm_cmpgt_epi32(a, t), _mm_cmplt_epi32(a, zero)),
+                );
+            }
+            _mm_movemask_epi8(bad) == 0
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        v.iter().all(|x| x.unsigned_abs() as i64 <= t)
     }
 }
 
@@ -304,11 +408,14 @@ pub(crate) fn syn_block(a: &[i16; 11], x: &[i16], y: &mut [i16], mem: &[i16; 10]
     span >= (1 << 28) - 0x800
 }
 
-/// `v[k] = mult(v[k], p[k])` for 8 lanes: `sat16((v p) >> 15)`, the
-/// reference's fractional multiply (its only saturating case, both
-/// factors -32768, gives 0x7fff).
+/// `v[k] = mult(v[k], MAX_16 ^ m[k])` for 8 lanes with sign masks `m[k]`
+/// of 0 or -1: the reference's fractional multiply by `MAX_16` (`(x 32767)
+/// >> 15` is `x - 1` for `x > 0`, -32767 for -32768, else `x`) or by
+/// `MIN_16` (the saturating negation). With `g = max(x, -32767)` both are
+/// `(g ^ m) - m + (x > 0 && m == 0 ? -1 : 0)`: `g - (x > 0)` for `m = 0`,
+/// `!g + 1 = -g` for `m = -1`.
 #[inline(always)]
-pub(crate) fn mult8(v: &mut [i16; 8], p: &[i16; 8]) {
+pub(crate) fn mult_sign8(v: &mut [i16; 8], m: &[i16; 8]) {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
@@ -316,20 +423,19 @@ pub(crate) fn mult8(v: &mut [i16; 8], p: &[i16; 8]) {
         // store each cover one 8-element array.
         unsafe {
             let x = _mm_loadu_si128(v.as_ptr() as *const __m128i);
-            let y = _mm_loadu_si128(p.as_ptr() as *const __m128i);
-            let (lo, hi) = (_mm_mullo_epi16(x, y), _mm_mulhi_epi16(x, y));
-            // Bits 15..31 of the 32-bit product.
-            let r = _mm_or_si128(_mm_slli_epi16(hi, 1), _mm_srli_epi16(lo, 15));
-            // |v p| <= 2^30, so a high half of 0x4000 means exactly 2^30,
-            // whose shifted value 0x8000 saturates to 0x7fff.
-            let sat = _mm_cmpeq_epi16(hi, _mm_set1_epi16(0x4000));
-            _mm_storeu_si128(v.as_mut_ptr() as *mut __m128i, _mm_xor_si128(r, sat));
+            let m = _mm_loadu_si128(m.as_ptr() as *const __m128i);
+            let g = _mm_max_epi16(x, _mm_set1_epi16(-32767));
+            let pos = _mm_cmpgt_epi16(x, _mm_setzero_si128());
+            let r = _mm_sub_epi16(_mm_xor_si128(g, m), m);
+            let r = _mm_add_epi16(r, _mm_andnot_si128(m, pos));
+            _mm_storeu_si128(v.as_mut_ptr() as *mut __m128i, r);
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        for (x, &y) in v.iter_mut().zip(p) {
-            *x = ((*x as i32 * y as i32) >> 15).clamp(-32768, 32767) as i16;
+        for (x, &m) in v.iter_mut().zip(m) {
+            let p = (i16::MAX ^ m) as i32;
+            *x = ((*x as i32 * p) >> 15).clamp(-32768, 32767) as i16;
         }
     }
 }
@@ -341,8 +447,12 @@ pub(crate) fn mult8(v: &mut [i16; 8], p: &[i16; 8]) {
 /// `L_mac` distance `2 Σ` saturates at `MAX_32` exactly when `Σ >= 2^30`.
 /// The caller guarantees no difference saturates to -32768, so each pair
 /// of squares is below 2^31 and the sums below stay within 32 bits.
+///
+/// With `CAP = false` the caller guarantees more: every `Σ_k (r[k] -
+/// cb[i][k])^2 < 2^30`, so no distance reaches the cap and the clamps are
+/// left out.
 #[inline(always)]
-pub(crate) fn lsp_stage1(r: &[i16; 10], groups: &[[[i16; 8]; 5]; 32]) -> usize {
+pub(crate) fn lsp_stage1<const CAP: bool>(r: &[i16; 10], groups: &[[[i16; 8]; 5]; 32]) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::x86_64::*;
@@ -353,6 +463,9 @@ pub(crate) fn lsp_stage1(r: &[i16; 10], groups: &[[[i16; 8]; 5]; 32]) -> usize {
             let zero = _mm_setzero_si128();
             // min(v, 2^30) for v < 2^32 read as unsigned.
             let clamp = |v: __m128i| {
+                if !CAP {
+                    return v;
+                }
                 let small = _mm_cmpeq_epi32(_mm_srli_epi32(v, 30), zero);
                 _mm_or_si128(_mm_and_si128(v, small), _mm_andnot_si128(small, cap))
             };
@@ -437,67 +550,179 @@ pub(crate) fn any_better8(alp: i16, sq: i16, sq2: &[i16; 8], a16: &[i16; 8]) -> 
     }
 }
 
-/// The running sums of all lags at once: row `m` of `out` receives, for
-/// every `lag < 40 - m`, `sat16(S >> 15)` of `S = Σ_{k <= m} h[k] h[k + lag]`
-/// summed modulo 2^32. When `2 Σ h[k]^2 <= MAX_32` no `2 S` leaves 32 bits
-/// (Cauchy-Schwarz) and that is the high half of `2 S`, the reference's
-/// `extract_h` of its `L_mac` running sum (the doubling is left out of the
-/// sums: the shift by 15 instead of 16 does it). Entries with `m + lag >= 40` (products past the end
-/// of `h`, which the reference never forms) are left unspecified: the
-/// chunks of 8 lags that lie wholly there are skipped.
+/// The rows `i = 39` down to 0 of [`cor_h_blocks`] as `$row!(ki, ti,
+/// [tj..])` (`i = ti + 5 ki`), with the tracks `tj` of the blocks each row
+/// fills: the rows of tracks 0..3 fill the blocks (ti, tj), tj > ti.
+macro_rules! cor_h_row_order {
+    ($row:ident) => {
+        for ki in (0..8).rev() {
+            $row!(ki, 4, []);
+            $row!(ki, 3, []);
+            $row!(ki, 2, [3, 4]);
+            $row!(ki, 1, [2, 3, 4]);
+            $row!(ki, 0, [1, 2, 3, 4]);
+        }
+    };
+}
+
+/// The correlations of the codebook search by track, for `h` with
+/// `2 Σ h[n]^2 <= MAX_32`: `S(i, j) = Σ_{n = max(i, j)}^{39} h[n - i]
+/// h[n - j]` summed modulo 2^32 and stored as `sat16(S >> 15)`, for the
+/// pulse positions `i = ti + 5 ki`, `j = tj + 5 kj` (track, index):
+/// `diag[8 t + k] = S(i, i)` (`i = t + 5 k`), and `blocks[b][8 ki + kj]`
+/// for the track pairs `(ti, tj)` = (0, 1), (0, 2), (0, 3), (0, 4),
+/// (1, 2), (1, 3), (1, 4), (2, 3), (2, 4) in that order. Under the bound
+/// every partial sum is at most `Σ h[n]^2` in magnitude (Cauchy-Schwarz),
+/// so the sums do not wrap and the value is the high half of `2 S`.
+///
+/// The rows `S(i, ·)` are built from `i = 39` down with `S(i, j) =
+/// S(i + 1, j + 1) + h[39 - i] h[39 - j]` (`S(40, ·) = S(·, 40) = 0`),
+/// the 40 columns held by track (two registers of 4 lanes per track,
+/// `acc[t][k] = S(i, t + 5 k)`). Going from column `j + 1` to `j` is a
+/// renaming of the tracks (`t + 1 -> t`), but for track 4, which is track
+/// 0 moved by one lane (`5 (k + 1) -> 4 + 5 k`, zero past the end): the
+/// registers rotate, so after five rows the names are back in place.
 #[inline(always)]
-pub(crate) fn lag_prefix_rows(h: &[i16; 40], out: &mut [[i16; 40]; 40]) {
-    let mut hp = [0i16; 80];
-    hp[..40].copy_from_slice(h);
+pub(crate) fn cor_h_blocks(h: &[i16; 40], diag: &mut [i16; 40], blocks: &mut [[i16; 64]; 9]) {
+    // Running sum of squares: S(i, i) = e[39 - i] = Σ_{m <= 39 - i} h[m]^2
+    // (at most MAX_32 / 2, so `e >> 15` fits in 16 bits).
+    let mut e = [0i32; 40];
+    let mut s = 0i32;
+    for (v, &x) in e.iter_mut().zip(h.iter()) {
+        s = s.wrapping_add(x as i32 * x as i32);
+        *v = s;
+    }
+    for (t, d) in diag.as_chunks_mut::<8>().0.iter_mut().enumerate() {
+        for (k, v) in d.iter_mut().enumerate() {
+            *v = (e[39 - t - 5 * k] >> 15).clamp(-32768, 32767) as i16;
+        }
+    }
     #[cfg(target_arch = "x86_64")]
     {
+        if avx2() {
+            // SAFETY: the CPU has AVX2 (checked at run time by `avx2`).
+            unsafe { cor_h_rows_avx2(h, blocks) };
+            return;
+        }
         use std::arch::x86_64::*;
-        // SAFETY: SSE2 is always available on x86_64. In step `m` chunk `c`
-        // is processed only for `8c < 40 - m` (the macro's `$c` chunks for
-        // its range of `m`), so the loads read hp[m + 8c .. m + 8c + 8], at
-        // most index 79 of the 80-element `hp`, and the stores write
-        // out[m][8c .. 8c + 8] with `8c + 8 <= 40`.
+        // SAFETY: SSE2 is always available on x86_64. The loads read
+        // the 16-element arrays `hz[t]` (two registers each); the stores
+        // write 8 elements at `8 ki` of a 64-element block, `ki < 8`.
         unsafe {
-            let mut acc = [_mm_setzero_si128(); 10];
-            macro_rules! steps {
-                ($chunks:literal, $range:expr) => {
-                    for m in $range {
-                        let hm = _mm_set1_epi16(h[m]);
-                        let row = out[m].as_mut_ptr();
-                        for c in 0..$chunks {
-                            let v = _mm_loadu_si128(hp.as_ptr().add(m + 8 * c) as *const __m128i);
-                            let lo = _mm_mullo_epi16(v, hm);
-                            let hi = _mm_mulhi_epi16(v, hm);
-                            let p0 = _mm_unpacklo_epi16(lo, hi);
-                            let p1 = _mm_unpackhi_epi16(lo, hi);
-                            acc[2 * c] = _mm_add_epi32(acc[2 * c], p0);
-                            acc[2 * c + 1] = _mm_add_epi32(acc[2 * c + 1], p1);
-                            let r = _mm_packs_epi32(
-                                _mm_srai_epi32(acc[2 * c], 15),
-                                _mm_srai_epi32(acc[2 * c + 1], 15),
-                            );
-                            _mm_storeu_si128(row.add(8 * c) as *mut __m128i, r);
+            // hz[t] = (h[39 - t - 5 k], 0) pairs for k = 0..8: `pmaddwd`
+            // with a broadcast `c` gives the 32-bit products c h[39 - j].
+            let mut hz = [[0i16; 16]; 5];
+            for (t, z) in hz.iter_mut().enumerate() {
+                for k in 0..8 {
+                    z[2 * k] = h[39 - t - 5 * k];
+                }
+            }
+            let zl = |t: usize, half: usize| {
+                _mm_loadu_si128(hz[t].as_ptr().add(8 * half) as *const __m128i)
+            };
+            let mut acc = [[_mm_setzero_si128(); 2]; 5];
+            macro_rules! row {
+                ($ki:expr, $ti:literal, [$($tj:literal),*]) => {{
+                    // Physical register of logical track t: (t + 5 - ti) % 5
+                    // after this row's rotation; logical 0 (slot 4 - ti)
+                    // moves by one lane and becomes track 4.
+                    let sh = 4 - $ti;
+                    let (lo, hi) = (acc[sh][0], acc[sh][1]);
+                    acc[sh][0] = _mm_or_si128(_mm_srli_si128(lo, 4), _mm_slli_si128(hi, 12));
+                    acc[sh][1] = _mm_srli_si128(hi, 4);
+                    let c = _mm_set1_epi16(h[39 - ($ti + 5 * $ki)]);
+                    for t in 0..5 {
+                        let p = (t + 5 - $ti) % 5;
+                        for half in 0..2 {
+                            acc[p][half] =
+                                _mm_add_epi32(acc[p][half], _mm_madd_epi16(c, zl(t, half)));
                         }
                     }
-                };
+                    $({
+                        let p = ($tj + 5 - $ti) % 5;
+                        let r = _mm_packs_epi32(
+                            _mm_srai_epi32(acc[p][0], 15),
+                            _mm_srai_epi32(acc[p][1], 15),
+                        );
+                        let b = &mut blocks[BLOCK[$ti][$tj]];
+                        _mm_storeu_si128(b.as_mut_ptr().add(8 * $ki) as *mut __m128i, r);
+                    })*
+                }};
             }
-            steps!(5, 0..8);
-            steps!(4, 8..16);
-            steps!(3, 16..24);
-            steps!(2, 24..32);
-            steps!(1, 32..40);
+            cor_h_row_order!(row);
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let mut acc = [0i32; 40];
-        for m in 0..40 {
-            let hm = h[m] as i32;
-            for l in 0..40 {
-                acc[l] = acc[l].wrapping_add(hm * hp[m + l] as i32);
-                out[m][l] = (acc[l] >> 15).clamp(-32768, 32767) as i16;
+        let s = |i: usize, j: usize| -> i16 {
+            let acc = (i.max(j)..40).fold(0i32, |a, n| {
+                a.wrapping_add(h[n - i] as i32 * h[n - j] as i32)
+            });
+            (acc >> 15).clamp(-32768, 32767) as i16
+        };
+        for ti in 0..3 {
+            for tj in ti + 1..5 {
+                for ki in 0..8 {
+                    for kj in 0..8 {
+                        blocks[BLOCK[ti][tj]][8 * ki + kj] = s(ti + 5 * ki, tj + 5 * kj);
+                    }
+                }
             }
         }
+    }
+}
+
+/// The block of track pair (ti, tj) in [`cor_h_blocks`].
+const BLOCK: [[usize; 5]; 3] = [[9, 0, 1, 2, 3], [9, 9, 4, 5, 6], [9, 9, 9, 7, 8]];
+
+/// The off-diagonal blocks of [`cor_h_blocks`] with 8 lanes of 32 bits per
+/// track (one AVX2 register each); the same rows and sums.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn cor_h_rows_avx2(h: &[i16; 40], blocks: &mut [[i16; 64]; 9]) {
+    use std::arch::x86_64::*;
+    // hz[t] = (h[39 - t - 5 k], 0) pairs for k = 0..8: `pmaddwd` with a
+    // broadcast `c` gives the 32-bit products c h[39 - j].
+    let mut hz = [[0i16; 16]; 5];
+    for (t, z) in hz.iter_mut().enumerate() {
+        for k in 0..8 {
+            z[2 * k] = h[39 - t - 5 * k];
+        }
+    }
+    // SAFETY: AVX2 is enabled for this function; each load reads one
+    // 16-element array `hz[t]`, each store writes 8 elements at `8 ki` of
+    // a 64-element block, `ki < 8`.
+    unsafe {
+        let z: [__m256i; 5] =
+            std::array::from_fn(|t| _mm256_loadu_si256(hz[t].as_ptr() as *const __m256i));
+        let next = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 7);
+        let zero = _mm256_setzero_si256();
+        let mut acc = [zero; 5];
+        macro_rules! row {
+            ($ki:expr, $ti:literal, [$($tj:literal),*]) => {{
+                // As in `cor_h_blocks`: logical track t in register
+                // (t + 5 - ti) % 5 after this row's rotation.
+                let sh = 4 - $ti;
+                let moved = _mm256_permutevar8x32_epi32(acc[sh], next);
+                acc[sh] = _mm256_blend_epi32::<0x80>(moved, zero);
+                let c = _mm256_set1_epi16(h[39 - ($ti + 5 * $ki)]);
+                for (t, &zt) in z.iter().enumerate() {
+                    let p = (t + 5 - $ti) % 5;
+                    acc[p] = _mm256_add_epi32(acc[p], _mm256_madd_epi16(c, zt));
+                }
+                $({
+                    let v = _mm256_srai_epi32::<15>(acc[($tj + 5 - $ti) % 5]);
+                    // Lanes 0..4 and 4..8 packed side by side.
+                    let r = _mm256_permute4x64_epi64::<0b1000>(_mm256_packs_epi32(v, v));
+                    let b = &mut blocks[BLOCK[$ti][$tj]];
+                    _mm_storeu_si128(
+                        b.as_mut_ptr().add(8 * $ki) as *mut __m128i,
+                        _mm256_castsi256_si128(r),
+                    );
+                })*
+            }};
+        }
+        cor_h_row_order!(row);
     }
 }
 
@@ -989,35 +1214,76 @@ mod tests {
     }
 
     #[test]
-    fn mult8_matches_scalar() {
-        let vals = [
-            i16::MIN,
-            -32767,
-            -16384,
-            -3,
-            -1,
-            0,
-            1,
-            2,
-            16384,
-            32766,
-            i16::MAX,
-        ];
-        for &a in &vals {
-            for &b in &vals {
-                let mut v = [a; 8];
-                v[3] = b;
-                let p = [b, a, i16::MIN, i16::MAX, 0, -1, b, a];
-                let want: [i16; 8] = std::array::from_fn(|k| {
-                    ((v[k] as i32 * p[k] as i32) >> 15).clamp(-32768, 32767) as i16
-                });
-                mult8(&mut v, &p);
-                assert_eq!(v, want, "{a} {b}");
+    fn abs_sum8n_is_the_sum_of_magnitudes() {
+        let mut seed = 99u32;
+        for round in 0..200 {
+            let a: [i16; 40] = std::array::from_fn(|k| {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                match round % 4 {
+                    0 => (seed >> 16) as i16,
+                    1 => [i16::MIN, i16::MAX, -1, 0][(seed >> 20) as usize % 4],
+                    2 => i16::MIN,
+                    _ => (k as i16 - 20) * 1000,
+                }
+            });
+            let want: i32 = a.iter().map(|v| v.unsigned_abs() as i32).sum();
+            assert_eq!(abs_sum8n(&a), want, "{a:?}");
+        }
+    }
+
+    #[test]
+    fn max_abs8_and_all_abs_le8_match_scalar() {
+        let mut seed = 4242u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            seed
+        };
+        let ends16 = [i16::MIN, -32767, -1, 0, 1, 32767];
+        let ends32 = [i32::MIN, i32::MIN + 1, -1, 0, 1, i32::MAX];
+        for round in 0..3000 {
+            let v: [i16; 8] = std::array::from_fn(|_| match round % 3 {
+                0 => (next() >> 16) as i16,
+                1 => ends16[next() as usize % 6],
+                _ => (next() >> 24) as i16,
+            });
+            let want = v.iter().map(|x| x.unsigned_abs()).max().unwrap_or(0);
+            assert_eq!(max_abs8(&v), want, "{v:?}");
+            let w: [i32; 8] = std::array::from_fn(|_| match round % 3 {
+                0 => next() as i32,
+                1 => ends32[next() as usize % 6],
+                _ => (next() as i32) >> 8,
+            });
+            let m = w.iter().map(|x| x.unsigned_abs() as i64).max().unwrap_or(0);
+            for t in [
+                -1,
+                0,
+                m - 1,
+                m,
+                m + 1,
+                i32::MAX as i64,
+                1 << 40,
+                (next() >> 1) as i64,
+            ] {
+                assert_eq!(all_abs_le8(&w, t), m <= t, "{w:?} {t}");
             }
         }
-        let mut v = [i16::MIN; 8];
-        mult8(&mut v, &[i16::MIN; 8]);
-        assert_eq!(v, [i16::MAX; 8]);
+    }
+
+    #[test]
+    fn mult_sign8_is_mult_by_max16_or_min16_for_every_input() {
+        // Every 16-bit value, each lane with both masks.
+        for base in (i16::MIN as i32..=i16::MAX as i32).step_by(8) {
+            let x: [i16; 8] = std::array::from_fn(|k| (base + k as i32) as i16);
+            for m in [[0i16; 8], [-1i16; 8], [0, -1, 0, -1, -1, 0, -1, 0]] {
+                let want: [i16; 8] = std::array::from_fn(|k| {
+                    let p = (i16::MAX ^ m[k]) as i32;
+                    ((x[k] as i32 * p) >> 15).clamp(-32768, 32767) as i16
+                });
+                let mut v = x;
+                mult_sign8(&mut v, &m);
+                assert_eq!(v, want, "{x:?} {m:?}");
+            }
+        }
     }
 
     #[test]
@@ -1027,7 +1293,7 @@ mod tests {
             seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
             (seed >> 8) % n
         };
-        let mut capped = 0;
+        let (mut capped, mut unclamped) = (0, 0);
         for round in 0..300 {
             // Codebook values in [0, 30000], targets in [-2000, 32767]: no
             // difference reaches -32768 (the kernel's precondition). Small
@@ -1070,9 +1336,25 @@ mod tests {
                     want = i;
                 }
             }
-            assert_eq!(lsp_stage1(&r, &groups), want, "round {round}");
+            assert_eq!(lsp_stage1::<true>(&r, &groups), want, "round {round}");
+            // Without the clamps under their precondition: the largest
+            // distance from r of any point of the codebook's bounding box
+            // stays below 2^30.
+            let far: i64 = (0..10)
+                .map(|k| {
+                    let lo = cb.iter().map(|e| e[k]).min().unwrap_or(0) as i64;
+                    let hi = cb.iter().map(|e| e[k]).max().unwrap_or(0) as i64;
+                    let d = (r[k] as i64 - lo).max(hi - r[k] as i64);
+                    d * d
+                })
+                .sum();
+            if far < 1 << 30 {
+                unclamped += 1;
+                assert_eq!(lsp_stage1::<false>(&r, &groups), want, "round {round}");
+            }
         }
         assert!(capped > 100, "{capped}");
+        assert!(unclamped > 100, "{unclamped}");
     }
 
     #[test]
@@ -1097,43 +1379,7 @@ mod tests {
         assert!(any_better8(i16::MIN, i16::MIN, &m, &[i16::MAX; 8]));
     }
 
-    #[test]
-    fn lag_prefix_rows_matches_scalar() {
-        let mut h = [0i16; 40];
-        let mut seed = 7u32;
-        for v in h.iter_mut() {
-            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
-            *v = (seed >> 16) as i16;
-        }
-        h[0] = i16::MIN;
-        // Full-range samples (sums wrap, shifted sums saturate), then ones
-        // scaled down until 2 Σ h^2 fits 32 bits, where every entry must be
-        // the high half of the doubled running sum.
-        for shift in [0, 3, 4, 5] {
-            let hs = h.map(|v| v >> shift);
-            let energy: i64 = hs.iter().map(|&v| 2 * (v as i64) * (v as i64)).sum();
-            for baseline in [false, true] {
-                BASELINE_ONLY.with(|b| b.set(baseline));
-                let mut out = [[0i16; 40]; 40];
-                lag_prefix_rows_mv(&hs, &mut out);
-                for lag in 0..40 {
-                    let mut acc = 0i32;
-                    for m in 0..40 - lag {
-                        acc = acc.wrapping_add((hs[m] as i32).wrapping_mul(hs[m + lag] as i32));
-                        let want = (acc >> 15).clamp(-32768, 32767) as i16;
-                        assert_eq!(out[m][lag], want, "m {m} lag {lag} shift {shift}");
-                        if energy <= i32::MAX as i64 {
-                            assert_eq!(want, ((2 * acc) >> 16) as i16, "m {m} lag {lag}");
-                        }
-                    }
-                }
-            }
-            BASELINE_ONLY.with(|b| b.set(false));
-        }
-    }
-
     avx2_multiversion! {
-        fn lag_prefix_rows_mv(h: &[i16; 40], out: &mut [[i16; 40]; 40]) = lag_prefix_rows;
         fn corr_tri40_mv(x: &[i16; 40], h: &[i16; 40], y: &mut [i32; 40]) = corr_tri40;
     }
 
