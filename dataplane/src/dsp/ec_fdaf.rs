@@ -6,8 +6,9 @@
 //! the test paths (0-100 ms bulk delay, 4-12 ms dispersion, ERL 6-25 dB,
 //! `tests/dsp_ec.rs`) it removes 20 dB within 0.2-0.8 s of speech and
 //! 40-55 dB at steady state on the default draw; over fresh draws about
-//! 0.2% of the rows miss (11 of 4860 over seeds 630-899), most of them
-//! reaching 20 dB only after 1.4-1.7 s of speech at 50-100 ms bulk delay.
+//! 0.1% of the rows miss (3 of 4860 over seeds 630-899, 5 of 3240 over
+//! seeds 900-1079): a few reaching 20 dB only after 1.4-1.6 s of speech,
+//! a few ERL-25 rows ending 32-35 dB instead of 35.
 //!
 //! Structure:
 //!
@@ -64,10 +65,18 @@
 //!   it is a third candidate: it produces the output while its error is
 //!   the lower, and seeds the background (its window, or the whole filter
 //!   when the background is far worse) once it has found the echo. Once it
-//!   removes echo it follows its own largest tap (an estimate a little off
-//!   leaves the peak at an edge of the window); it goes back to the delay
-//!   estimate only after missing the echo for three windows running, so it
-//!   relocates after an echo-path change. It idles (costs nothing, nor does
+//!   removes echo and its largest tap sits at an edge of the window, it
+//!   moves to the delay estimate (and stays put while the estimate is
+//!   inside the window); only without a confident estimate does it follow
+//!   its own largest tap. Following its own tap whatever the estimator said
+//!   made most of the remaining slow 50 ms rows (20 dB only after 1.4-1.7
+//!   s): on voiced speech a 24 ms window off the echo, or partly on it,
+//!   removes 6 dB or more of a loud echo by predicting it from far speech a
+//!   pitch period or two away, its largest tap lands 100-150 taps from the
+//!   echo, and the window wandered from one such tap to the next for half
+//!   a second while the estimator held the true delay. It goes back to the
+//!   delay estimate after missing the echo for three windows running, so
+//!   it relocates after an echo-path change. It idles (costs nothing, nor does
 //!   the delay estimator) once, summed over ~0.5 s of windows with echo, the
 //!   foreground removes 6 dB and the short filter is not clearly better, or
 //!   after four such sums running in which the foreground removed 6 dB
@@ -373,6 +382,12 @@ impl Short {
         }
         self.off = off;
         self.update_gains();
+    }
+
+    /// Tap `t` of the tail lies where the window wants its echo peak (at
+    /// least [`SHORT_PRE`] / 2 taps in, [`SHORT_POST`] before the end).
+    fn covers(&self, t: usize) -> bool {
+        (self.off + SHORT_PRE / 2..self.off + SHORT - SHORT_POST).contains(&t)
     }
 
     /// Index in the window (0 = `off`) of the largest tap.
@@ -942,8 +957,17 @@ impl FdafEchoCanceller {
         // placed on a nearby estimate), so the window recentres on that tap.
         if self.sh.found && !stuck {
             let k = self.sh.peak_tap();
-            if !(SHORT_PRE / 2..SHORT - SHORT_POST).contains(&k) {
-                let peak = self.sh.off + k;
+            if !self.sh.covers(self.sh.off + k) {
+                // A confident delay estimate overrules the filter's own
+                // tap: on voiced speech a short filter off the echo (or
+                // beside it) removes some echo by predicting it from the far
+                // speech a pitch period or two away, and its largest tap
+                // then says nothing about where the echo is.
+                let peak = match self.echo_peak() {
+                    Some(est) if self.sh.covers(est) => return,
+                    Some(est) => est,
+                    None => self.sh.off + k,
+                };
                 let want = peak.saturating_sub(SHORT_PRE).min(self.taps - SHORT);
                 if want != self.sh.off {
                     self.sh.move_to(want);
@@ -956,9 +980,7 @@ impl FdafEchoCanceller {
             return;
         }
         if let Some(peak) = self.echo_peak() {
-            let off = self.sh.off;
-            let inside = peak >= off + SHORT_PRE / 2 && peak < off + SHORT - SHORT_POST;
-            if !inside {
+            if !self.sh.covers(peak) {
                 self.sh.placed = true;
                 let want = peak.saturating_sub(SHORT_PRE).min(self.taps - SHORT);
                 self.sh.move_to(want);
