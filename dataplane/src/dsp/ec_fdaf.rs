@@ -177,7 +177,7 @@ impl Fft {
             fwd,
             inv,
             tw,
-            avx2: has_avx2(),
+            avx2: simd::avx2_fma(),
             scratch: vec![ZERO; n],
             time: vec![0.0; FFT],
         }
@@ -471,7 +471,7 @@ impl FdafEchoCanceller {
             cmp: Comparator::default(),
             cmp_n: 0,
             adapt: true,
-            avx2: has_avx2(),
+            avx2: simd::avx2_fma(),
             psd: [0.0; BINS],
             psd_ring: vec![0.0; parts * BINS],
             sm_d: 0.0,
@@ -1338,18 +1338,6 @@ fn regularisation(far: f32, near: f32, noise: f32) -> f32 {
     let noise = noise.max(1.0);
     let enr = ((near - noise) / noise).max(1e-3);
     REGULARISE.max(far * (1.0 + (1.0 + enr).sqrt()) / enr)
-}
-
-/// AVX2 and FMA present (checked once per canceller).
-fn has_avx2() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
 }
 
 /// Sum of `|w|^2` over a spectrum, in 8 partial sums (a plain `sum()` of

@@ -156,10 +156,7 @@ pub(super) fn run_kernel(
             unsafe { body_avx512(a, gain, prev_w, cur_w, cur, w_bg, w_fg) }
         }
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 | Kernel::Avx512
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma") =>
-        {
+        Kernel::Avx2 | Kernel::Avx512 if avx2_fma() => {
             // SAFETY: the guard just checked that this CPU has AVX2 and FMA,
             // the features `body_avx2` enables.
             unsafe { body_avx2(a, gain, prev_w, cur_w, cur, w_bg, w_fg) }
@@ -214,10 +211,7 @@ pub(super) fn dtmf_correlate(kernel: Kernel, x: &[f32], table: &[[f32; 16]]) -> 
             unsafe { dtmf_avx512(x, table) }
         }
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 | Kernel::Avx512
-            if std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma") =>
-        {
+        Kernel::Avx2 | Kernel::Avx512 if avx2_fma() => {
             // SAFETY: the guard just checked that this CPU has AVX2 and FMA,
             // the features `dtmf_avx2` enables.
             unsafe { dtmf_avx2(x, table) }
@@ -240,6 +234,20 @@ pub(super) fn as_pairs_mut(z: &mut [Complex32]) -> &mut [f32] {
     unsafe { std::slice::from_raw_parts_mut(z.as_mut_ptr().cast::<f32>(), 2 * z.len()) }
 }
 
+/// This CPU has AVX2 and FMA, the features the `*_avx2` kernels below
+/// enable: callers cache it per canceller and pass it as `avx2`; each kernel
+/// checks it again before its `unsafe` call (a cached atomic load).
+pub(super) fn avx2_fma() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// The split pass of a real FFT of `4 m` points done as a complex FFT of
 /// `m = z.len() - 1` points: `z[..m]` holds `Z`, the FFT of the packed
 /// samples, and becomes bins `0..=m` of the real spectrum: `X[k] = E + W^k O`
@@ -255,10 +263,7 @@ pub(super) fn rfft_split(avx2: bool, z: &mut [Complex32], tw: &[Complex32]) {
     z[m] = Complex32::new(z0.re - z0.im, 0.0);
     let mut k = 1;
     #[cfg(target_arch = "x86_64")]
-    if avx2
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
-    {
+    if avx2 && avx2_fma() {
         // SAFETY: the guard just checked that this CPU has AVX2 and FMA, the
         // features the callee enables; it stays in bounds (see its loop).
         k = unsafe { rfft_split_avx2(z, tw) };
@@ -289,10 +294,7 @@ pub(super) fn rfft_merge(avx2: bool, x: &mut [Complex32], tw: &[Complex32]) {
     x[0] = Complex32::new(a + b, a - b);
     let mut k = 1;
     #[cfg(target_arch = "x86_64")]
-    if avx2
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
-    {
+    if avx2 && avx2_fma() {
         // SAFETY: as in `rfft_split`.
         k = unsafe { rfft_merge_avx2(x, tw) };
     }
@@ -420,10 +422,7 @@ pub(super) fn cmac_parts(
     assert!(a.len() >= b_offs.len() * n);
     assert!(b_offs.iter().all(|&o| o + n <= b.len()));
     #[cfg(target_arch = "x86_64")]
-    if avx2
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
-    {
+    if avx2 && avx2_fma() {
         // SAFETY: the guard just checked that this CPU has AVX2 and FMA, the
         // features the callee enables; the asserts above are the bounds it
         // relies on.
@@ -509,10 +508,7 @@ pub(super) fn conj_update(
     s: f32,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if avx2
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
-    {
+    if avx2 && avx2_fma() {
         // SAFETY: the guard just checked that this CPU has AVX2 and FMA, the
         // features the callee enables; it stays within the common length of
         // its slices.
@@ -567,10 +563,7 @@ pub(super) fn conj_update_energy(
     s: f32,
 ) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if avx2
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
-    {
+    if avx2 && avx2_fma() {
         // SAFETY: the guard just checked that this CPU has AVX2 and FMA, the
         // features the callee enables; it stays within the common length of
         // its slices.
@@ -710,10 +703,7 @@ fn short_update_avx2(w: &mut [f32], g: &[f32], x: &[f32], c: f32) {
 #[inline]
 pub(super) fn short_filter(avx2: bool, w: &[f32], g: &[f32], x: &[f32]) -> (f32, f32) {
     #[cfg(target_arch = "x86_64")]
-    if avx2
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
-    {
+    if avx2 && avx2_fma() {
         // SAFETY: the guard just checked that this CPU has AVX2 and FMA, the
         // features the callee enables; the callee is safe code.
         return unsafe { short_filter_avx2(w, g, x) };
@@ -727,10 +717,7 @@ pub(super) fn short_filter(avx2: bool, w: &[f32], g: &[f32], x: &[f32]) -> (f32,
 #[inline]
 pub(super) fn short_update(avx2: bool, w: &mut [f32], g: &[f32], x: &[f32], c: f32) {
     #[cfg(target_arch = "x86_64")]
-    if avx2
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
-    {
+    if avx2 && avx2_fma() {
         // SAFETY: the guard just checked that this CPU has AVX2 and FMA, the
         // features the callee enables; the callee is safe code.
         unsafe { short_update_avx2(w, g, x, c) };
@@ -802,10 +789,7 @@ fn dot_avx2<const N: usize>(w: &[f32; N], x: &[f32; N]) -> f32 {
 #[inline]
 pub(super) fn dot<const N: usize>(avx2: bool, w: &[f32; N], x: &[f32; N]) -> f32 {
     #[cfg(target_arch = "x86_64")]
-    if avx2
-        && std::arch::is_x86_feature_detected!("avx2")
-        && std::arch::is_x86_feature_detected!("fma")
-    {
+    if avx2 && avx2_fma() {
         // SAFETY: the guard just checked that this CPU has AVX2 and FMA, the
         // features the callee enables; it stays within its slices.
         return unsafe { dot_avx2(w, x) };
