@@ -191,9 +191,11 @@ fn block<'a, const N: usize>(
 /// caller must run the exact kernel; blocks of another length than
 /// `L_SUBFR` or `L_H` (or `x` and `y` of different lengths) are declined.
 ///
-/// Exact only under the caller's bound `2 (max|x| |a[0]| + 2^15 Σ|a[k]|)
-/// <= MAX_32` (no 32-bit sum wraps), as for `syn_block`: the wrapping
-/// 32-bit sums then equal the true ones whatever their order.
+/// Exact only under the caller's bound `2 (max|x| |a[0]| + Y Σ|a[k]|)
+/// <= MAX_32` (no 32-bit sum wraps), as for `syn_block`, with `Y = 2^15`
+/// or the largest |value| among `mem` and the outputs found: the wrapping
+/// 32-bit sums then equal the true ones whatever their order (for the
+/// latter by induction over the outputs, see `util::chain_bound`).
 #[inline(always)]
 pub(crate) fn syn_block_unsat(a: &[i16; MP1], x: &[i16], y: &mut [i16], mem: &[i16; M]) -> bool {
     if let Some((x, y)) = block::<L_SUBFR>(x, y) {

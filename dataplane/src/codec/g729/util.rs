@@ -261,13 +261,26 @@ pub(crate) fn syn_filt_body(
         None => return false,
     };
     let a_abs: i64 = a[1..].iter().map(|v| v.unsigned_abs() as i64).sum();
-    if block_bound(a, &x[..lg]) {
-        // The unsaturated kernel's shorter chain first; the exact one
-        // only for the blocks it cannot vouch for.
-        let ov = !syn_block_unsat(a, &x[..lg], &mut y[..lg], mem)
-            && syn_block(a, &x[..lg], &mut y[..lg], mem);
-        syn_update(&y[..lg], mem, update);
-        return ov;
+    let xmax = abs_max(&x[..lg]);
+    let mmax = abs_max(mem);
+    // Every output is at least as large as the memory's largest: without
+    // room for that, neither block kernel can apply.
+    if chain_bound(a, xmax, mmax) {
+        // The unsaturated kernel's shorter chain first, vouched for by the
+        // outputs it found (see `chain_bound`); the exact block kernel for
+        // the blocks it cannot vouch for when the bound holds for any
+        // 16-bit outputs.
+        if syn_block_unsat(a, &x[..lg], &mut y[..lg], mem)
+            && chain_bound(a, xmax, mmax.max(abs_max(&y[..lg])))
+        {
+            syn_update(&y[..lg], mem, update);
+            return false;
+        }
+        if chain_bound(a, xmax, 1 << 15) {
+            let ov = syn_block(a, &x[..lg], &mut y[..lg], mem);
+            syn_update(&y[..lg], mem, update);
+            return ov;
+        }
     }
     let mut ov = false;
     let a0 = a[0] as i32;
@@ -318,19 +331,31 @@ pub(crate) fn syn_filt_body(
     ov
 }
 
-/// Whether no step of the reference's synthesis chain can saturate over
-/// the block `x` through `1/A(z)`: every output is a 16-bit value, so
-/// `|y| <= 2^15` bounds the whole block at once, and each running sum is
-/// bounded by `2 (max|x| |a[0]| + 2^15 Σ_{k>=1} |a[k]|)`.
+/// Whether no step of the reference's synthesis chain through `1/A(z)` can
+/// saturate (nor a 32-bit sum in any order wrap) for inputs `|x| <= xmax`
+/// when every past output has `|y| <= ymax`: each running sum is bounded by
+/// `2 (xmax |a[0]| + ymax Σ_{k>=1} |a[k]|)`.
+///
+/// With `ymax = 2^15` it holds for any block up front. A block kernel that
+/// computes without saturation (wrapping 32-bit sums) may also be vouched
+/// for afterwards with `ymax` the largest |output| it produced (and of the
+/// memory): by induction over the outputs, if the first `i` are right they
+/// are bounded by `ymax`, so output `i`'s sums cannot wrap or saturate and
+/// it is right too (given the kernel's own range check of the result).
 #[inline(always)]
-fn block_bound(a: &[i16; MP1], x: &[i16]) -> bool {
+fn chain_bound(a: &[i16; MP1], xmax: i64, ymax: i64) -> bool {
     let a_abs: i64 = a[1..].iter().map(|v| v.unsigned_abs() as i64).sum();
-    // 16-bit min/max (vectorises well); |x| <= max(hi, -lo).
-    let (xlo, xhi) = x
+    2 * (xmax * a[0].unsigned_abs() as i64 + a_abs * ymax) <= MAX_32 as i64
+}
+
+/// `max |v|` over a block (`2^15` for `-32768`), as a 16-bit min/max fold
+/// (vectorises well): `|v| <= max(hi, -lo)`.
+#[inline(always)]
+fn abs_max(v: &[i16]) -> i64 {
+    let (lo, hi) = v
         .iter()
         .fold((0i16, 0i16), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-    let xmax = (xhi as i64).max(-(xlo as i64));
-    2 * (xmax * a[0].unsigned_abs() as i64 + a_abs * 32768) <= MAX_32 as i64
+    (hi as i64).max(-(lo as i64))
 }
 
 /// The filter memory after the block `y` when `update` asks for it.
@@ -374,14 +399,25 @@ pub(crate) fn syn_filt2_body(
     let lg = x[0].len();
     let mut ok = [false; 2];
     if let (Some(c0), Some(c1)) = (coef(a[0]), coef(a[1])) {
-        if lg <= 100
-            && x[1].len() == lg
-            && y0.len() >= lg
-            && y1.len() >= lg
-            && block_bound(&c0, x[0])
-            && block_bound(&c1, x[1])
-        {
-            ok = syn_block_unsat2([&c0, &c1], x, [&mut y0[..lg], &mut y1[..lg]], [&*m0, &*m1]);
+        if lg <= 100 && x[1].len() == lg && y0.len() >= lg && y1.len() >= lg {
+            // Each lane as in `syn_filt`: a chance only with room for its
+            // memory, vouched for by its outputs (`chain_bound`).
+            let (xmax, mmax) = (
+                [abs_max(x[0]), abs_max(x[1])],
+                [abs_max(&*m0), abs_max(&*m1)],
+            );
+            let pre = [
+                chain_bound(&c0, xmax[0], mmax[0]),
+                chain_bound(&c1, xmax[1], mmax[1]),
+            ];
+            if pre[0] || pre[1] {
+                let (ya, yb) = (&mut y0[..lg], &mut y1[..lg]);
+                let v = syn_block_unsat2([&c0, &c1], x, [&mut *ya, &mut *yb], [&*m0, &*m1]);
+                ok = [
+                    v[0] && pre[0] && chain_bound(&c0, xmax[0], mmax[0].max(abs_max(ya))),
+                    v[1] && pre[1] && chain_bound(&c1, xmax[1], mmax[1].max(abs_max(yb))),
+                ];
+            }
         }
     }
     // A block the kernel declined is filtered again on its own (rare).
@@ -461,6 +497,12 @@ pub(crate) fn residu_body(a: &[i16], buf: &[i16], start: usize, y: &mut [i16], l
     let a_abs: i64 = ar.iter().map(|v| v.unsigned_abs() as i64).sum();
     let xmax = src.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0) as i64;
     let fast = 2 * a_abs * xmax <= MAX_32 as i64;
+    if fast {
+        if let (Ok(src), Ok(y)) = (src.try_into(), <&mut [i16; L_SUBFR]>::try_from(&mut *y)) {
+            residu_block(a, src, y);
+            return;
+        }
+    }
     let mut win = [0i16; PAD + M + 100];
     let Some(dst) = win.get_mut(PAD..PAD + src.len()) else {
         return;
@@ -487,6 +529,29 @@ pub(crate) fn residu_body(a: &[i16], buf: &[i16], start: usize, y: &mut [i16], l
             }
         };
         *yi = round(l_shl(s, 3));
+    }
+}
+
+/// [`residu`] of a subframe under its bound (`2 X Σ|a| <= MAX_32`, so the
+/// reference's `L_mac` chain is `2 s` with `s` the plain sum, in any order
+/// in 32 bits): the sums tap by tap over the whole block (vectorised, no
+/// per-output reduction), then `round(L_shl(2 s, 3))` = `floor((2 s +
+/// 2^12) / 2^13)` saturated to 16 bits (saturation is monotone), formed as
+/// `((s >> 11) + 1) >> 1`. `src` holds the `M` samples before the block.
+#[inline(always)]
+fn residu_block(a: &[i16; MP1], src: &[i16; M + L_SUBFR], y: &mut [i16; L_SUBFR]) {
+    let mut acc = [0i32; L_SUBFR];
+    for (k, &c) in a.iter().enumerate() {
+        let x: &[i16; L_SUBFR] = match src[M - k..M - k + L_SUBFR].try_into() {
+            Ok(x) => x,
+            Err(_) => return,
+        };
+        for (s, &v) in acc.iter_mut().zip(x) {
+            *s = s.wrapping_add(c as i32 * v as i32);
+        }
+    }
+    for (d, &s) in y.iter_mut().zip(&acc) {
+        *d = (((s >> 11) + 1) >> 1).clamp(MIN_16 as i32, MAX_16 as i32) as i16;
     }
 }
 
@@ -1070,6 +1135,63 @@ mod tests {
         assert!(saturated >= 100, "{saturated}");
     }
 
+    /// `residu` is the reference's `Residu` operator by operator on both
+    /// clones, from gentle to saturating inputs and coefficients (both the
+    /// bounded block path and the checked one), subframes and other lengths.
+    #[test]
+    fn residu_is_the_operator_chain_on_both_clones() {
+        for baseline in [false, true] {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            let mut seed = 606u32;
+            let mut rnd = || {
+                seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
+                ((seed >> 8) as i32 % 65536 - 32768) as i16
+            };
+            let (mut roomy, mut saturated) = (0, 0);
+            for n in 0..3000usize {
+                let lg = if n % 5 == 0 { 13 + n % 60 } else { L_SUBFR };
+                let ca = n % 6;
+                let xs = (n / 6) % 8;
+                let a: [i16; MP1] = std::array::from_fn(|_| rnd() >> ca);
+                let mut buf: Vec<i16> = (0..M + lg + 3).map(|_| rnd() >> xs).collect();
+                match n % 13 {
+                    0 => buf.iter_mut().for_each(|v| *v = i16::MIN),
+                    1 => buf
+                        .iter_mut()
+                        .enumerate()
+                        .for_each(|(i, v)| *v = if i % 2 == 0 { MAX_16 } else { MIN_16 }),
+                    _ => {}
+                }
+                let start = M + n % 4;
+                let want: Vec<i16> = (0..lg)
+                    .map(|i| {
+                        let mut s = l_mult(buf[start + i], a[0]);
+                        for j in 1..=M {
+                            s = l_mac(s, a[j], buf[start + i - j]);
+                        }
+                        round(l_shl(s, 3))
+                    })
+                    .collect();
+                let mut y = vec![0i16; lg];
+                residu(&a, &buf, start, &mut y, lg);
+                assert_eq!(y, want, "n {n}");
+                let a_abs: i64 = a.iter().map(|v| v.unsigned_abs() as i64).sum();
+                let xmax = buf[start - M..start + lg]
+                    .iter()
+                    .map(|v| v.unsigned_abs() as i64)
+                    .max()
+                    .unwrap_or(0);
+                roomy += usize::from(lg == L_SUBFR && 2 * a_abs * xmax <= MAX_32 as i64);
+                saturated += want.iter().filter(|&&v| v == MAX_16 || v == MIN_16).count();
+            }
+            BASELINE_ONLY.with(|b| b.set(false));
+            assert!(
+                roomy > 500 && roomy < 2000 && saturated > 1000,
+                "{roomy} {saturated}"
+            );
+        }
+    }
+
     /// The reference's synthesis filter, operator by operator.
     fn syn_ref(a: &[i16; MP1], x: &[i16], mem: &[i16; M]) -> (Vec<i16>, bool) {
         let mut ov = false;
@@ -1124,6 +1246,106 @@ mod tests {
         // Both paths exercised, and the block path's Overflow flag too.
         assert!(block_rounds > 100 && block_rounds < 500, "{block_rounds}");
         assert!(block_overflows > 0, "{block_overflows}");
+    }
+
+    /// Filters whose coefficients leave no room for arbitrary 16-bit
+    /// outputs (`Σ|a[k]|` above `2^15`, as typical LPC filters) but whose
+    /// outputs stay small: the unsaturated kernels are vouched for by the
+    /// outputs they found. `syn_filt` and `syn_filt2` equal the reference
+    /// (outputs, Overflow flag, memory) on both clones, near the bound's
+    /// edge and beyond (outputs that grow to the rails, memories holding
+    /// -32768), and both verdicts of the a-posteriori bound occur.
+    #[test]
+    fn syn_filt_vouched_by_its_outputs_is_the_reference_on_both_clones() {
+        let bound = |a: &[i16; MP1], xmax: i64, ymax: i64| {
+            let a_abs: i64 = a[1..].iter().map(|v| v.unsigned_abs() as i64).sum();
+            2 * (xmax * a[0].unsigned_abs() as i64 + a_abs * ymax) <= MAX_32 as i64
+        };
+        let amax = |v: &[i16]| v.iter().map(|v| v.unsigned_abs() as i64).max().unwrap_or(0);
+        for baseline in [false, true] {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            let mut seed = 2718u32;
+            let mut rnd = || {
+                seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
+                ((seed >> 8) as i32 % 65536 - 32768) as i16
+            };
+            let (mut late, mut late_failed) = (0, 0);
+            for round in 0..2000usize {
+                let mut lane = |k: usize| {
+                    // A stable filter (five pole pairs of radius 0.5 to
+                    // 0.98, Q12), Σ|a[k]| mostly above 2^15: no room for
+                    // any 16-bit output; a random one now and then.
+                    let mut p = [1.0f64, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+                    for s in 0..5 {
+                        let r = 0.5 + 0.48 * (rnd() as f64 + 32768.0) / 65536.0;
+                        let th = std::f64::consts::PI * (rnd() as f64 + 32768.0) / 65536.0;
+                        let (c1, c2) = (-2.0 * r * th.cos(), r * r);
+                        for j in (1..=2 * s + 2).rev() {
+                            p[j] += c1 * p[j - 1] + if j >= 2 { c2 * p[j - 2] } else { 0.0 };
+                        }
+                    }
+                    let mut a: [i16; MP1] =
+                        p.map(|v| (v * 4096.0).round().clamp(-32768.0, 32767.0) as i16);
+                    if (round + k) % 7 == 0 {
+                        a = std::array::from_fn(|_| rnd() >> 2);
+                        a[0] = 4096;
+                    }
+                    let xs = 3 + (round / 3 + k) % 10;
+                    let mut x: Vec<i16> = (0..40).map(|_| rnd() >> xs).collect();
+                    let mut mem: [i16; M] = std::array::from_fn(|_| rnd() >> (xs + 1));
+                    match (round + k) % 11 {
+                        0 => mem[round % M] = i16::MIN,
+                        1 => x[round % 40] = i16::MAX,
+                        2 => x.iter_mut().skip(1).for_each(|v| *v = 0),
+                        _ => {}
+                    }
+                    (a, x, mem)
+                };
+                let lanes = [lane(0), lane(1)];
+                let mut want = Vec::new();
+                for (a, x, mem) in &lanes {
+                    let (w, ov) = syn_ref(a, x, mem);
+                    let ymax = amax(&w).max(amax(mem));
+                    if !bound(a, amax(x), 1 << 15) && !ov {
+                        if bound(a, amax(x), ymax) {
+                            late += 1;
+                        } else {
+                            late_failed += 1;
+                        }
+                    }
+                    want.push((w, ov));
+                }
+                for (k, (a, x, mem)) in lanes.iter().enumerate() {
+                    let (mut y, mut m) = ([0i16; 40], *mem);
+                    let ov = syn_filt(a, x, &mut y, &mut m, true);
+                    assert_eq!((&y[..], ov), (&want[k].0[..], want[k].1), "round {round}");
+                    assert_eq!(&m[..], &want[k].0[30..], "round {round}");
+                }
+                let (mut y0, mut y1) = ([0i16; 40], [0i16; 40]);
+                let (mut m0, mut m1) = (lanes[0].2, lanes[1].2);
+                let ov = syn_filt2(
+                    [&lanes[0].0, &lanes[1].0],
+                    [&lanes[0].1, &lanes[1].1],
+                    [&mut y0, &mut y1],
+                    [&mut m0, &mut m1],
+                    [true, false],
+                );
+                assert_eq!(
+                    (&y0[..], ov[0]),
+                    (&want[0].0[..], want[0].1),
+                    "round {round}"
+                );
+                assert_eq!(
+                    (&y1[..], ov[1]),
+                    (&want[1].0[..], want[1].1),
+                    "round {round}"
+                );
+                assert_eq!(&m0[..], &want[0].0[30..], "round {round}");
+                assert_eq!(m1, lanes[1].2, "round {round}");
+            }
+            BASELINE_ONLY.with(|b| b.set(false));
+            assert!(late > 500 && late_failed > 100, "{late} {late_failed}");
+        }
     }
 
     /// `syn_filt2` is two `syn_filt` calls (outputs, Overflow flags,
