@@ -652,11 +652,15 @@ impl Decoder {
     /// reference's hi/lo pairs.
     ///
     /// Each sample's sum `mpy_32_16(y1, a1) + mpy_32_16(y2, a2) + Σ 2 x b`
-    /// is formed exactly in 64 bits; when every running sum of the
-    /// reference's chain stays in 32 bits (always, but for near full-scale
-    /// input) it is the reference's value, else the sample is replayed with
-    /// the saturating operators. The state lives in locals: through `self`
-    /// every sample would reload what the previous one just stored.
+    /// is formed exactly in 64 bits. The input terms are summed for the
+    /// whole frame first (vectorised, see [`hp_input_terms`]); when they
+    /// leave room for any state, no running sum of the reference's chain
+    /// can leave 32 bits and each sample is three terms added. Otherwise
+    /// (near full-scale input) each sample checks its running sums and a
+    /// sample that might saturate is replayed with the saturating
+    /// operators. The state lives in locals: through `self` every sample
+    /// would reload what the previous one just stored. The outputs are
+    /// formed after the recursion, vectorised ([`hp_output`]).
     ///
     /// [`post_process_body`](Self::post_process_body), compiled for AVX2 where the CPU has it
     /// (`avx2_multiversion`).
@@ -668,49 +672,101 @@ impl Decoder {
     #[inline(always)]
     fn post_process_body(&mut self, signal: &mut [i16; L_FRAME]) {
         let (a1, a2) = (A100[1] as i64, A100[2] as i64);
-        let (b0, b1, b2) = (B100[0] as i64, B100[1] as i64, B100[2] as i64);
-        let (mut x0, mut x1) = (self.x0, self.x1);
+        let (xs, roomy) = hp_input_terms([self.x1, self.x0], signal);
         // The past outputs as the 31-bit values `hi 2^15 + lo` the hi/lo
         // pairs stand for: `Mpy_32_16(hi, lo, a) = 2 (hi a + ((lo a) >> 15))
         // = 2 ((v a) >> 15)` with `v = hi 2^15 + lo`, one multiply instead
         // of two on the sample-to-sample chain.
         let v = |h: i16, l: i16| ((h as i64) << 15) + l as i64;
         let (mut v1, mut v2) = (v(self.y1_hi, self.y1_lo), v(self.y2_hi, self.y2_lo));
-        for s in signal.iter_mut() {
-            let x2 = x1;
-            x1 = x0;
-            x0 = *s;
-            // Every partial sum of the reference's chain is `m1` plus a
-            // sum `r` of the other terms, and those are formed (with their
-            // extremes) before `m1`, the only term on the sample-to-sample
-            // chain, is known.
-            let r2 = 2 * ((v2 * a2) >> 15);
-            let r3 = r2 + 2 * x0 as i64 * b0;
-            let r4 = r3 + 2 * x1 as i64 * b1;
-            let r5 = r4 + 2 * x2 as i64 * b2;
-            let rlo = r2.min(r3).min(r4).min(r5);
-            let rhi = r2.max(r3).max(r4).max(r5);
-            let m1 = 2 * ((v1 * a1) >> 15);
-            let l = if m1 + rlo >= MIN_32 as i64 && m1 + rhi <= MAX_32 as i64 {
-                (m1 + r5) as i32
-            } else {
-                let hl = |v: i64| ((v >> 15) as i16, (v & 0x7fff) as i16);
-                let ((y1h, y1l), (y2h, y2l)) = (hl(v1), hl(v2));
-                let mut l = mpy_32_16(y1h, y1l, A100[1]);
-                l = l_add(l, mpy_32_16(y2h, y2l, A100[2]));
-                l = l_mac(l, x0, B100[0]);
-                l = l_mac(l, x1, B100[1]);
-                l_mac(l, x2, B100[2])
-            };
-            v2 = v1;
-            let l4;
-            (l4, v1) = shl_state(l, 2);
-            *s = round(l_shl(l4, 1));
+        let mut ls = [0i32; L_FRAME];
+        if roomy {
+            for (l, &x) in ls.iter_mut().zip(&xs) {
+                // The older state's term first: only the newest one's
+                // product is on the sample-to-sample chain.
+                let r = 2 * ((v2 * a2) >> 15) + x as i64;
+                *l = (2 * ((v1 * a1) >> 15) + r) as i32;
+                v2 = v1;
+                (_, v1) = shl_state(*l, 2);
+            }
+        } else {
+            let (b0, b1, b2) = (B100[0] as i64, B100[1] as i64, B100[2] as i64);
+            let (mut x0, mut x1) = (self.x0, self.x1);
+            for (l, &s) in ls.iter_mut().zip(signal.iter()) {
+                let x2 = x1;
+                x1 = x0;
+                x0 = s;
+                // Every partial sum of the reference's chain is `m1` plus
+                // a sum `r` of the other terms, and those are formed (with
+                // their extremes) before `m1`, the only term on the
+                // sample-to-sample chain, is known.
+                let r2 = 2 * ((v2 * a2) >> 15);
+                let r3 = r2 + 2 * x0 as i64 * b0;
+                let r4 = r3 + 2 * x1 as i64 * b1;
+                let r5 = r4 + 2 * x2 as i64 * b2;
+                let rlo = r2.min(r3).min(r4).min(r5);
+                let rhi = r2.max(r3).max(r4).max(r5);
+                let m1 = 2 * ((v1 * a1) >> 15);
+                *l = if m1 + rlo >= MIN_32 as i64 && m1 + rhi <= MAX_32 as i64 {
+                    (m1 + r5) as i32
+                } else {
+                    let hl = |v: i64| ((v >> 15) as i16, (v & 0x7fff) as i16);
+                    let ((y1h, y1l), (y2h, y2l)) = (hl(v1), hl(v2));
+                    let mut l = mpy_32_16(y1h, y1l, A100[1]);
+                    l = l_add(l, mpy_32_16(y2h, y2l, A100[2]));
+                    l = l_mac(l, x0, B100[0]);
+                    l = l_mac(l, x1, B100[1]);
+                    l_mac(l, x2, B100[2])
+                };
+                v2 = v1;
+                (_, v1) = shl_state(*l, 2);
+            }
         }
-        (self.x0, self.x1) = (x0, x1);
+        (self.x1, self.x0) = (signal[L_FRAME - 2], signal[L_FRAME - 1]);
+        for (s, &l) in signal.iter_mut().zip(&ls) {
+            *s = hp_output(l);
+        }
         (self.y1_hi, self.y1_lo) = l_extract((v1 << 1) as i32);
         (self.y2_hi, self.y2_lo) = l_extract((v2 << 1) as i32);
     }
+}
+
+/// The input terms `2 (x[i] b0 + x[i-1] b1 + x[i-2] b2)` of the
+/// post-processing high-pass for each sample of `signal` (`prev` = the two
+/// inputs before it, older first), and whether they leave room for any
+/// state: the state terms `mpy_32_16(y1, a1)` and `mpy_32_16(y2, a2)` have
+/// `|v| <= 2^30`, so together at most `2^16 (15836 + 7667)`; when every
+/// running sum of the input terms (from 0, in the reference's order) lies
+/// within `MAX_32` minus that, no running sum of a sample's chain can
+/// leave 32 bits. Each running sum of input terms is below `2^16 30796 <
+/// 2^31`: plain 32-bit lanes.
+#[inline(always)]
+fn hp_input_terms(prev: [i16; 2], signal: &[i16; L_FRAME]) -> ([i32; L_FRAME], bool) {
+    const STATE: i32 = 2 * (1 << 15) * (A100[1] as i32 - A100[2] as i32);
+    let (b0, b1, b2) = (B100[0] as i32, B100[1] as i32, B100[2] as i32);
+    let mut x = [0i16; L_FRAME + 2];
+    x[..2].copy_from_slice(&prev);
+    x[2..].copy_from_slice(signal);
+    let mut xs = [0i32; L_FRAME];
+    let (mut lo, mut hi) = (0i32, 0i32);
+    for (i, t) in xs.iter_mut().enumerate() {
+        let p3 = 2 * b0 * x[i + 2] as i32;
+        let p4 = p3 + 2 * b1 * x[i + 1] as i32;
+        let p5 = p4 + 2 * b2 * x[i] as i32;
+        *t = p5;
+        lo = lo.min(p3.min(p4).min(p5));
+        hi = hi.max(p3.max(p4).max(p5));
+    }
+    (xs, hi <= MAX_32 - STATE && lo >= MIN_32 + STATE)
+}
+
+/// The post-processing output `round(L_shl(L_shl(l, 2), 1))`: saturation
+/// is monotone, so it is `round(sat32(8 l))`, i.e. `floor((8 l + 2^15) /
+/// 2^16) = floor((l + 2^12) / 2^13)` saturated to 16 bits, formed without
+/// overflow as `((l >> 12) + 1) >> 1`.
+#[inline(always)]
+fn hp_output(l: i32) -> i16 {
+    (((l >> 12) + 1) >> 1).clamp(MIN_16 as i32, MAX_16 as i32) as i16
 }
 
 /// `extract_h(L_shl(L_mult(v, g), 3))`: with `p = v g` (|p| <= 2^30) this
@@ -877,10 +933,11 @@ mod tests {
             BASELINE_ONLY.with(|b| b.set(baseline));
             let mut dec = Decoder::new();
             let mut st = [0i16; 6];
-            let (mut seed, mut saturated) = (9i16, 0);
+            let (mut seed, mut saturated, mut roomy) = (9i16, 0, 0);
             for frame in 0..600 {
                 let mut want = high_pass_test_frame(frame, &mut seed);
                 let mut got = want;
+                roomy += usize::from(hp_input_terms([dec.x1, dec.x0], &got).1);
                 dec.post_process(&mut got);
                 saturated += high_pass_ref(&B100, &A100, 2, 1, &mut st, &mut want);
                 assert_eq!(got, want, "frame {frame}");
@@ -891,6 +948,24 @@ mod tests {
                 st
             );
             assert!(saturated > 10, "{saturated}");
+            // Both the roomy frames' plain sums and the checked samples.
+            assert!(roomy > 100 && roomy < 500, "{roomy}");
+        }
+    }
+
+    #[test]
+    fn hp_output_is_the_operator_chain() {
+        let mut seed = 5i16;
+        let mut vals: Vec<i32> = vec![MIN_32, MIN_32 + 1, MAX_32, MAX_32 - 1, 0, -1, 1];
+        for e in [12, 13, 28, 29, 30] {
+            for d in -4097..=4097 {
+                vals.push((1i32 << e).wrapping_add(d));
+                vals.push((-(1i32 << e)).wrapping_add(d));
+            }
+        }
+        vals.extend((0..20000).map(|_| l_mult(random(&mut seed), random(&mut seed)) >> 1));
+        for &l in &vals {
+            assert_eq!(hp_output(l), round(l_shl(l_shl(l, 2), 1)), "{l}");
         }
     }
 }
