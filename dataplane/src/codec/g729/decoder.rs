@@ -16,6 +16,9 @@ const OLD_EXC_LEN: usize = L_FRAME + PIT_MAX + L_INTERPOL;
 
 const GAMMA2_PST: i16 = 18022;
 const GAMMA1_PST: i16 = 22938;
+/// The factors of `weight_az` for both post-filter gammas.
+const POW_G2: [i16; M] = gamma_powers(GAMMA2_PST);
+const POW_G1: [i16; M] = gamma_powers(GAMMA1_PST);
 const MU: i16 = 26214;
 const AGC_FAC: i16 = 29491;
 const AGC_FAC1: i16 = 32767 - AGC_FAC;
@@ -445,8 +448,8 @@ impl Decoder {
         let mut ap4_t = [[0i16; MP1]; 2];
         for sf in 0..2 {
             let a = &az[sf * MP1..(sf + 1) * MP1];
-            weight_az(a, GAMMA2_PST, &mut ap3_t[sf]);
-            weight_az(a, GAMMA1_PST, &mut ap4_t[sf]);
+            weight_az_pow(a, &POW_G2, &mut ap3_t[sf]);
+            weight_az_pow(a, &POW_G1, &mut ap4_t[sf]);
         }
         // The impulse responses of A(z/g2)/A(z/g1) of both subframes (for
         // the tilt compensation), two independent recursions interleaved.
@@ -531,17 +534,28 @@ impl Decoder {
         let base = PIT_MAX;
         let mut cor_max = MIN_32;
         let mut t0 = t0_min;
+        let cur = block(&scal[base..]);
+        // With `|v| <= X` over the lags' window, every running sum of a
+        // correlation's `L_mac` chain is at most `2 L_SUBFR X^2`: when that
+        // fits, it is twice the plain 32-bit sum.
+        let lo = base.saturating_sub(t0_max.max(0) as usize);
+        let x = abs_max(&scal[lo..base + L_SUBFR]);
+        let plain = 2 * L_SUBFR as i64 * x * x <= MAX_32 as i64;
         for i in t0_min..=t0_max {
-            let d = base - i as usize;
-            let corr = l_mac_dot(0, &scal[base..base + L_SUBFR], &scal[d..d + L_SUBFR]);
+            let past = block(&scal[base - i as usize..]);
+            let corr = if plain {
+                2 * dot_plain(cur, past)
+            } else {
+                l_mac_dot(0, cur, past)
+            };
             if l_sub(corr, cor_max) > 0 {
                 cor_max = corr;
                 t0 = i;
             }
         }
         let d = base - t0 as usize;
-        let (ener, _) = l_mac_energy(1, &scal[d..d + L_SUBFR]);
-        let (ener0, _) = l_mac_energy(1, &scal[base..base + L_SUBFR]);
+        let ener = energy_q13(1, block(&scal[d..]));
+        let ener0 = energy_q13(1, cur);
         if cor_max < 0 {
             cor_max = 0;
         }
@@ -586,12 +600,14 @@ impl Decoder {
 
     #[inline(always)]
     fn preemphasis(&mut self, signal: &mut [i16; L_SUBFR], g: i16) {
-        let temp = signal[L_SUBFR - 1];
-        for i in (1..L_SUBFR).rev() {
-            signal[i] = sub(signal[i], mult(g, signal[i - 1]));
+        // Each output from the inputs alone (the reference runs backwards
+        // in place): independent, vectorised.
+        let x = *signal;
+        signal[0] = sub(x[0], mult(g, self.mem_pre));
+        for (d, w) in signal[1..].iter_mut().zip(x.windows(2)) {
+            *d = sub(w[1], mult(g, w[0]));
         }
-        signal[0] = sub(signal[0], mult(g, self.mem_pre));
-        self.mem_pre = temp;
+        self.mem_pre = x[L_SUBFR - 1];
     }
 
     /// [`agc_body`](Self::agc_body), compiled for AVX2 where the CPU has it
@@ -605,9 +621,9 @@ impl Decoder {
     fn agc_body(&mut self, sig_in: &[i16; L_SUBFR], sig_out: &mut [i16; L_SUBFR]) {
         let mut x = [0i16; L_SUBFR];
         for (x, &v) in x.iter_mut().zip(sig_out.iter()) {
-            *x = shr(v, 2);
+            *x = v >> 2;
         }
-        let (s, _) = l_mac_energy(0, &x);
+        let s = energy_q13(0, &x);
         if s == 0 {
             self.past_gain = 0;
             return;
@@ -617,9 +633,9 @@ impl Decoder {
 
         let mut x = [0i16; L_SUBFR];
         for (x, &v) in x.iter_mut().zip(sig_in.iter()) {
-            *x = shr(v, 2);
+            *x = v >> 2;
         }
-        let (s, _) = l_mac_energy(0, &x);
+        let s = energy_q13(0, &x);
         let g0 = if s == 0 {
             0
         } else {
@@ -637,10 +653,23 @@ impl Decoder {
         // scaling, which vectorises.
         let mut gains = [0i16; L_SUBFR];
         let mut gain = self.past_gain;
-        for g in gains.iter_mut() {
-            gain = mult(gain, AGC_FAC);
-            gain = add(gain, g0);
-            *g = gain;
+        if gain >= 0 && (0..=MAX_16 - mult(MAX_16, AGC_FAC)).contains(&g0) {
+            // From `0 <= gain <= MAX_16` neither operator saturates
+            // (`mult` of a non-negative value, then at most `mult(MAX_16,
+            // AGC_FAC) + g0`), and the gain stays in that range: the
+            // serial chain is one multiply, shift and add.
+            let mut v = gain as i32;
+            for g in gains.iter_mut() {
+                v = ((v * AGC_FAC as i32) >> 15) + g0 as i32;
+                *g = v as i16;
+            }
+            gain = v as i16;
+        } else {
+            for g in gains.iter_mut() {
+                gain = mult(gain, AGC_FAC);
+                gain = add(gain, g0);
+                *g = gain;
+            }
         }
         for (v, &g) in sig_out.iter_mut().zip(&gains) {
             *v = agc_scale(*v, g);
@@ -767,6 +796,39 @@ fn hp_input_terms(prev: [i16; 2], signal: &[i16; L_FRAME]) -> ([i32; L_FRAME], b
 #[inline(always)]
 fn hp_output(l: i32) -> i16 {
     (((l >> 12) + 1) >> 1).clamp(MIN_16 as i32, MAX_16 as i32) as i16
+}
+
+/// The subframe starting at `v[0]` (`v` holds at least one; the callers'
+/// windows always do, checked once here rather than per access).
+#[inline(always)]
+fn block(v: &[i16]) -> &[i16; L_SUBFR] {
+    match v.get(..L_SUBFR).map(<&[i16; L_SUBFR]>::try_from) {
+        Some(Ok(b)) => b,
+        _ => unreachable!("subframe window out of its buffer"),
+    }
+}
+
+/// `Σ a[k] b[k]` in 32 bits, wrapping: the exact sum when the caller's
+/// bound says it fits (vectorised, `pmaddwd`).
+#[inline(always)]
+fn dot_plain(a: &[i16; L_SUBFR], b: &[i16; L_SUBFR]) -> i32 {
+    a.iter()
+        .zip(b)
+        .fold(0i32, |s, (&x, &y)| s.wrapping_add(x as i32 * y as i32))
+}
+
+/// `for v in x { acc = L_mac(acc, v, v) }` for `acc >= 0` and `|v| <=
+/// 2^13` (values shifted right by 2): the squares sum to less than
+/// `L_SUBFR 2^26 < 2^32`, exactly in unsigned 32-bit lanes; the chain
+/// saturates (and stays) at `MAX_32` exactly when the true sum exceeds it,
+/// as in `l_mac_energy`.
+#[inline(always)]
+fn energy_q13(acc: i32, x: &[i16; L_SUBFR]) -> i32 {
+    debug_assert!(acc >= 0 && x.iter().all(|v| v.unsigned_abs() <= 1 << 13));
+    let s = x
+        .iter()
+        .fold(0u32, |s, &v| s.wrapping_add((v as i32 * v as i32) as u32));
+    (acc as i64 + 2 * s as i64).min(MAX_32 as i64) as i32
 }
 
 /// `extract_h(L_shl(L_mult(v, g), 3))`: with `p = v g` (|p| <= 2^30) this
@@ -899,6 +961,209 @@ mod tests {
             sat2 += usize::from(c == MAX_32 || c == MIN_32);
         }
         assert!(sat1 > 100 && sat2 > 100, "{sat1} {sat2}");
+    }
+
+    avx2_multiversion! {
+        fn pit_mv(this: &Decoder, t0_min: i16, t0_max: i16, out: &mut [i16; L_SUBFR])
+            = Decoder::pit_pst_filt;
+        fn pre_mv(this: &mut Decoder, signal: &mut [i16; L_SUBFR], g: i16)
+            = Decoder::preemphasis;
+    }
+
+    /// The reference's pitch post-filter, operator by operator.
+    fn pit_ref(res2: &[i16], scal: &[i16], t0_min: i16, t0_max: i16) -> [i16; L_SUBFR] {
+        let base = PIT_MAX;
+        let (mut cor_max, mut t0) = (MIN_32, t0_min);
+        for i in t0_min..=t0_max {
+            let d = base - i as usize;
+            let mut corr = 0;
+            for j in 0..L_SUBFR {
+                corr = l_mac(corr, scal[base + j], scal[d + j]);
+            }
+            if l_sub(corr, cor_max) > 0 {
+                (cor_max, t0) = (corr, i);
+            }
+        }
+        let d = base - t0 as usize;
+        let (mut ener, mut ener0) = (1, 1);
+        for j in 0..L_SUBFR {
+            ener = l_mac(ener, scal[d + j], scal[d + j]);
+            ener0 = l_mac(ener0, scal[base + j], scal[base + j]);
+        }
+        cor_max = cor_max.max(0);
+        let temp = cor_max.max(ener).max(ener0);
+        let j = norm_l(temp);
+        let mut cmax = round(l_shl(cor_max, j));
+        let mut en = round(l_shl(ener, j));
+        let en0 = round(l_shl(ener0, j));
+        let temp = l_sub(l_mult(cmax, cmax), l_shr(l_mult(en, en0), 1));
+        if temp < 0 {
+            return std::array::from_fn(|i| res2[base + i]);
+        }
+        let (g0, gain) = if cmax > en {
+            (INV_GAMMAP, GAMMAP_2)
+        } else {
+            cmax = shr(mult(cmax, GAMMAP), 1);
+            en = shr(en, 1);
+            let i = add(cmax, en);
+            if i > 0 {
+                let gain = div_s(cmax, i);
+                (sub(32767, gain), gain)
+            } else {
+                (32767, 0)
+            }
+        };
+        std::array::from_fn(|i| add(mult(g0, res2[base + i]), mult(gain, res2[d + i])))
+    }
+
+    /// The pitch post-filter (lag search, energies, gains) and the
+    /// preemphasis equal the reference on both clones, for residuals from
+    /// gentle (plain sums) to full scale (saturating chains).
+    #[test]
+    fn pitch_postfilter_and_preemphasis_are_the_reference_on_both_clones() {
+        let mut seed = 1234i16;
+        let (mut plain, mut saturated) = (0, 0);
+        for n in 0..3000usize {
+            let mut dec = Decoder::new();
+            let sh = (n % 8) as i16;
+            for (k, v) in dec.res2_buf.iter_mut().enumerate() {
+                *v = match n % 11 {
+                    0 => i16::MIN,
+                    1 => {
+                        if k % 2 == 0 {
+                            i16::MAX
+                        } else {
+                            i16::MIN
+                        }
+                    }
+                    2 => i16::MAX,
+                    _ => shr(random(&mut seed), sh),
+                };
+            }
+            for (d, &v) in dec.scal_res2_buf.iter_mut().zip(&dec.res2_buf) {
+                *d = shr(v, 2);
+            }
+            let t0_min = 17 + (n % 124) as i16;
+            let t0_max = (t0_min + 6).min(PIT_MAX as i16);
+            let want = pit_ref(&dec.res2_buf, &dec.scal_res2_buf, t0_min, t0_max);
+            let x = dec.scal_res2_buf[PIT_MAX - t0_max as usize..]
+                .iter()
+                .map(|v| v.unsigned_abs() as i64)
+                .max()
+                .unwrap_or(0);
+            plain += usize::from(80 * x * x <= MAX_32 as i64);
+            let mut cor = 0;
+            for j in 0..L_SUBFR {
+                cor = l_mac(
+                    cor,
+                    dec.scal_res2_buf[PIT_MAX + j],
+                    dec.scal_res2_buf[PIT_MAX + j],
+                );
+            }
+            saturated += usize::from(cor == MAX_32);
+            let g = if n % 7 == 0 {
+                i16::MAX
+            } else {
+                random(&mut seed) & 0x7fff
+            };
+            let mem = random(&mut seed);
+            let mut pre_want = want;
+            let temp = pre_want[L_SUBFR - 1];
+            for i in (1..L_SUBFR).rev() {
+                pre_want[i] = sub(pre_want[i], mult(g, pre_want[i - 1]));
+            }
+            pre_want[0] = sub(pre_want[0], mult(g, mem));
+            for baseline in [false, true] {
+                BASELINE_ONLY.with(|b| b.set(baseline));
+                let mut got = [0i16; L_SUBFR];
+                pit_mv(&dec, t0_min, t0_max, &mut got);
+                assert_eq!(got, want, "n {n}");
+                dec.mem_pre = mem;
+                pre_mv(&mut dec, &mut got, g);
+                BASELINE_ONLY.with(|b| b.set(false));
+                assert_eq!(got, pre_want, "n {n}");
+                assert_eq!(dec.mem_pre, temp, "n {n}");
+            }
+        }
+        assert!(
+            plain > 500 && plain < 2500 && saturated > 300,
+            "{plain} {saturated}"
+        );
+    }
+
+    /// The AGC equals the reference operator by operator on both clones:
+    /// silent and full-scale subframes, gains from 0 to the largest, and
+    /// past gains outside the recursion's own range.
+    #[test]
+    fn agc_is_the_reference_on_both_clones() {
+        let agc_ref = |past: i16, sig_in: &[i16; L_SUBFR], out: &mut [i16; L_SUBFR]| -> i16 {
+            let mut s = 0;
+            for &v in out.iter() {
+                s = l_mac(s, shr(v, 2), shr(v, 2));
+            }
+            if s == 0 {
+                return 0;
+            }
+            let mut exp = sub(norm_l(s), 1);
+            let gain_out = round(l_shl(s, exp));
+            let mut s = 0;
+            for &v in sig_in {
+                s = l_mac(s, shr(v, 2), shr(v, 2));
+            }
+            let g0 = if s == 0 {
+                0
+            } else {
+                let i = norm_l(s);
+                let gain_in = round(l_shl(s, i));
+                exp = sub(exp, i);
+                let s = inv_sqrt(l_shr(l_shl(l_deposit_l(div_s(gain_out, gain_in)), 7), exp));
+                mult(round(l_shl(s, 9)), AGC_FAC1)
+            };
+            let mut gain = past;
+            for v in out.iter_mut() {
+                gain = add(mult(gain, AGC_FAC), g0);
+                *v = extract_h(l_shl(l_mult(*v, gain), 3));
+            }
+            gain
+        };
+        let mut seed = 77i16;
+        let mut lean = 0;
+        for n in 0..4000usize {
+            let pick = |seed: &mut i16, k: usize, sh: usize| match (n + k) % 23 {
+                0 => i16::MIN,
+                1 => i16::MAX,
+                _ => shr(random(seed), (sh % 14) as i16),
+            };
+            let sig_in: [i16; L_SUBFR] = match n % 9 {
+                0 => [0; L_SUBFR],
+                _ => std::array::from_fn(|k| pick(&mut seed, k, n / 9)),
+            };
+            let out0: [i16; L_SUBFR] = match n % 13 {
+                0 => [0; L_SUBFR],
+                _ => std::array::from_fn(|k| pick(&mut seed, 2 * k, n / 5)),
+            };
+            let past = match n % 6 {
+                0 => 0,
+                1 => i16::MAX,
+                2 => i16::MIN,
+                3 => -1,
+                _ => random(&mut seed) & 0x7fff,
+            };
+            let mut want = out0;
+            let want_gain = agc_ref(past, &sig_in, &mut want);
+            lean += usize::from(past >= 0);
+            for baseline in [false, true] {
+                BASELINE_ONLY.with(|b| b.set(baseline));
+                let mut dec = Decoder::new();
+                dec.past_gain = past;
+                let mut got = out0;
+                dec.agc(&sig_in, &mut got);
+                BASELINE_ONLY.with(|b| b.set(false));
+                assert_eq!(got, want, "n {n}");
+                assert_eq!(dec.past_gain, want_gain, "n {n}");
+            }
+        }
+        assert!(lean > 1000, "{lean}");
     }
 
     #[test]

@@ -181,15 +181,48 @@ pub(crate) fn lsp_lsf2(lsp: &[i16; M], lsf: &mut [i16; M]) {
     }
 }
 
+/// `round(L_mult(a, b))`, also in constant expressions.
+#[inline(always)]
+pub(crate) const fn round_mult(a: i16, b: i16) -> i16 {
+    let p = a as i32 * b as i32;
+    let l = if p == 0x4000_0000 { i32::MAX } else { p << 1 };
+    let r = if l > i32::MAX - 0x8000 {
+        i32::MAX
+    } else {
+        l + 0x8000
+    };
+    (r >> 16) as i16
+}
+
+/// The factors `gamma^i` (`i = 1..=M`) of [`weight_az`] as the reference
+/// forms them (`fac = round(L_mult(fac, gamma))` from `gamma`); a constant
+/// for a constant `gamma`.
+pub(crate) const fn gamma_powers(gamma: i16) -> [i16; M] {
+    let mut f = [gamma; M];
+    let mut i = 1;
+    while i < M {
+        f[i] = round_mult(f[i - 1], gamma);
+        i += 1;
+    }
+    f
+}
+
 /// ap[i] = a[i] * gamma^i.
 pub(crate) fn weight_az(a: &[i16], gamma: i16, ap: &mut [i16; MP1]) {
+    weight_az_pow(a, &gamma_powers(gamma), ap);
+}
+
+/// [`weight_az`] with the factors `gamma^i` given ([`gamma_powers`]):
+/// independent products, vectorised.
+#[inline(always)]
+pub(crate) fn weight_az_pow(a: &[i16], fac: &[i16; M], ap: &mut [i16; MP1]) {
+    let Some(a) = a.get(..MP1) else {
+        return;
+    };
     ap[0] = a[0];
-    let mut fac = gamma;
-    for i in 1..M {
-        ap[i] = round(l_mult(a[i], fac));
-        fac = round(l_mult(fac, gamma));
+    for ((d, &v), &f) in ap[1..].iter_mut().zip(&a[1..]).zip(fac) {
+        *d = round_mult(v, f);
     }
-    ap[M] = round(l_mult(a[M], fac));
 }
 
 avx2_multiversion! {
@@ -351,7 +384,7 @@ fn chain_bound(a: &[i16; MP1], xmax: i64, ymax: i64) -> bool {
 /// `max |v|` over a block (`2^15` for `-32768`), as a 16-bit min/max fold
 /// (vectorises well): `|v| <= max(hi, -lo)`.
 #[inline(always)]
-fn abs_max(v: &[i16]) -> i64 {
+pub(crate) fn abs_max(v: &[i16]) -> i64 {
     let (lo, hi) = v
         .iter()
         .fold((0i16, 0i16), |(lo, hi), &v| (lo.min(v), hi.max(v)));
@@ -968,6 +1001,45 @@ mod tests {
             }
         }
         assert!(saturated > 1000, "{saturated}");
+    }
+
+    /// `weight_az` (and `round_mult`, `gamma_powers`) is the reference's
+    /// loop of `round(L_mult)`, for any coefficients and factor, extreme
+    /// ones included.
+    #[test]
+    fn weight_az_is_the_operator_chain() {
+        let ext = [i16::MIN, i16::MIN + 1, -16384, -1, 0, 1, 16384, i16::MAX];
+        for &a in &ext {
+            for &b in &ext {
+                assert_eq!(round_mult(a, b), round(l_mult(a, b)), "{a} {b}");
+            }
+        }
+        let mut seed = 8i16;
+        for n in 0..3000 {
+            let gamma = if n % 5 == 0 {
+                ext[n / 5 % ext.len()]
+            } else {
+                random(&mut seed)
+            };
+            let a: [i16; MP1] = std::array::from_fn(|k| {
+                if (n + k) % 7 == 0 {
+                    ext[(n + k) % ext.len()]
+                } else {
+                    random(&mut seed)
+                }
+            });
+            let mut want = [0i16; MP1];
+            want[0] = a[0];
+            let mut fac = gamma;
+            for i in 1..M {
+                want[i] = round(l_mult(a[i], fac));
+                fac = round(l_mult(fac, gamma));
+            }
+            want[M] = round(l_mult(a[M], fac));
+            let mut ap = [0i16; MP1];
+            weight_az(&a, gamma, &mut ap);
+            assert_eq!(ap, want, "{a:?} {gamma}");
+        }
     }
 
     /// The reference's Pred_lt_3, operator by operator, in place.
