@@ -154,11 +154,12 @@ fn scale_input<const N: usize>(a0: i16, x: &[i16; N], xa: &mut [i32; N]) {
     }
 }
 
-/// Store the unsaturated outputs as 16-bit values; whether every one lies
-/// in `[-32767, 32767]`. `-32768` may come from an `e` just below the
-/// range where the reference neither saturates nor sets Overflow: declined.
+/// Store the unsaturated outputs as 16-bit values; when every one lies in
+/// `[-32767, 32767]`, the largest |output| (else `None`). `-32768` may come
+/// from an `e` just below the range where the reference neither saturates
+/// nor sets Overflow: declined.
 #[inline(always)]
-fn store_checked<const N: usize>(out: &[i32; N], y: &mut [i16; N]) -> bool {
+fn store_checked<const N: usize>(out: &[i32; N], y: &mut [i16; N]) -> Option<i64> {
     for (d, &v) in y.iter_mut().zip(out) {
         *d = v as i16;
     }
@@ -166,7 +167,7 @@ fn store_checked<const N: usize>(out: &[i32; N], y: &mut [i16; N]) -> bool {
     let (lo, hi) = out
         .iter()
         .fold((0i32, 0i32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-    lo >= -32767 && hi <= 32767
+    (lo >= -32767 && hi <= 32767).then_some(hi.max(-lo) as i64)
 }
 
 /// The block lengths the kernels take (a subframe, and the post-filter's
@@ -183,11 +184,11 @@ fn block<'a, const N: usize>(
 /// [`syn_block`](super::simd::syn_block) but without the per-sample
 /// saturation: `y[i] = (e >> 12)` truncated to 16 bits with
 /// `e = x[i] a[0] + 2^11 - Σ_{k=1..10} a[k] y[i - k]` (outputs before
-/// `y[0]` read from `mem`, oldest first). Returns `true` when every
-/// unsaturated `e >> 12` lies in `[-32767, 32767]`: then no `e` left
+/// `y[0]` read from `mem`, oldest first). Returns the largest |output|
+/// when every unsaturated `e >> 12` lies in `[-32767, 32767]`: then no `e` left
 /// `[2^12 - 2^27, 2^27)`, inside the range where the reference neither
 /// saturates nor sets its Overflow flag, so `y` is the reference's output
-/// and its Overflow flag is clear. On `false` `y` is meaningless and the
+/// and its Overflow flag is clear. On `None` `y` is meaningless and the
 /// caller must run the exact kernel; blocks of another length than
 /// `L_SUBFR` or `L_H` (or `x` and `y` of different lengths) are declined.
 ///
@@ -197,18 +198,28 @@ fn block<'a, const N: usize>(
 /// 32-bit sums then equal the true ones whatever their order (for the
 /// latter by induction over the outputs, see `util::chain_bound`).
 #[inline(always)]
-pub(crate) fn syn_block_unsat(a: &[i16; MP1], x: &[i16], y: &mut [i16], mem: &[i16; M]) -> bool {
+pub(crate) fn syn_block_unsat(
+    a: &[i16; MP1],
+    x: &[i16],
+    y: &mut [i16],
+    mem: &[i16; M],
+) -> Option<i64> {
     if let Some((x, y)) = block::<L_SUBFR>(x, y) {
         unsat_n(a, x, y, mem)
     } else if let Some((x, y)) = block::<L_H>(x, y) {
         unsat_n(a, x, y, mem)
     } else {
-        false
+        None
     }
 }
 
 #[inline(always)]
-fn unsat_n<const N: usize>(a: &[i16; MP1], x: &[i16; N], y: &mut [i16; N], mem: &[i16; M]) -> bool {
+fn unsat_n<const N: usize>(
+    a: &[i16; MP1],
+    x: &[i16; N],
+    y: &mut [i16; N],
+    mem: &[i16; M],
+) -> Option<i64> {
     const { assert!(N.is_multiple_of(2)) };
     let mut xa = [0i32; N];
     scale_input(a[0], x, &mut xa);
@@ -229,14 +240,14 @@ pub(crate) fn syn_block_unsat2(
     x: [&[i16]; 2],
     y: [&mut [i16]; 2],
     mem: [&[i16; M]; 2],
-) -> [bool; 2] {
+) -> [Option<i64>; 2] {
     let [y0, y1] = y;
     if let (Some(b0), Some(b1)) = (block::<L_SUBFR>(x[0], y0), block::<L_SUBFR>(x[1], y1)) {
         unsat2_n(a, [b0.0, b1.0], [b0.1, b1.1], mem)
     } else if let (Some(b0), Some(b1)) = (block::<L_H>(x[0], y0), block::<L_H>(x[1], y1)) {
         unsat2_n(a, [b0.0, b1.0], [b0.1, b1.1], mem)
     } else {
-        [false; 2]
+        [None; 2]
     }
 }
 
@@ -246,7 +257,7 @@ fn unsat2_n<const N: usize>(
     x: [&[i16; N]; 2],
     y: [&mut [i16; N]; 2],
     mem: [&[i16; M]; 2],
-) -> [bool; 2] {
+) -> [Option<i64>; 2] {
     const { assert!(N.is_multiple_of(2)) };
     let [y0, y1] = y;
     let (mut xa0, mut xa1) = ([0i32; N], [0i32; N]);
@@ -270,7 +281,7 @@ mod tests {
     use crate::codec::g729::simd::{avx2_multiversion, BASELINE_ONLY};
 
     avx2_multiversion! {
-        fn unsat_mv(a: &[i16; MP1], x: &[i16], y: &mut [i16], mem: &[i16; M]) -> bool
+        fn unsat_mv(a: &[i16; MP1], x: &[i16], y: &mut [i16], mem: &[i16; M]) -> Option<i64>
             = syn_block_unsat;
     }
 
@@ -311,9 +322,11 @@ mod tests {
                 let mut want = [0i16; 40];
                 let ov = syn_block(&a, &x, &mut want, &mem);
                 let mut got = [0i16; 40];
-                if unsat_mv(&a, &x, &mut got, &mem) {
+                if let Some(ymax) = unsat_mv(&a, &x, &mut got, &mem) {
                     assert!(!ov, "round {round}");
                     assert_eq!(got, want, "round {round}");
+                    let m = want.iter().map(|v| v.unsigned_abs() as i64).max();
+                    assert_eq!(Some(ymax), m, "round {round}");
                     vouched += 1;
                 } else {
                     declined += 1;
@@ -333,7 +346,7 @@ mod tests {
             x: [&[i16]; 2],
             y: [&mut [i16]; 2],
             mem: [&[i16; M]; 2],
-        ) -> [bool; 2] = syn_block_unsat2;
+        ) -> [Option<i64>; 2] = syn_block_unsat2;
     }
 
     /// The interleaved kernel gives each lane the single kernel's output
@@ -375,15 +388,15 @@ mod tests {
                 );
                 assert_eq!(got, want, "round {round}");
                 if n % 2 == 1 {
-                    assert_eq!(got, [false; 2], "round {round}");
+                    assert_eq!(got, [None; 2], "round {round}");
                 }
-                if got[0] {
+                if got[0].is_some() {
                     assert_eq!(g0, w0, "round {round}");
                 }
-                if got[1] {
+                if got[1].is_some() {
                     assert_eq!(g1, w1, "round {round}");
                 }
-                verdicts[got[0] as usize * 2 + got[1] as usize] += 1;
+                verdicts[got[0].is_some() as usize * 2 + got[1].is_some() as usize] += 1;
             }
             BASELINE_ONLY.with(|b| b.set(false));
             // Every combination of verdicts is exercised.

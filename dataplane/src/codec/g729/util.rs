@@ -264,8 +264,10 @@ avx2_multiversion! {
     /// and `Y` the largest |past output| so far (a running maximum), every
     /// running sum of output `i` is bounded by `2 (|a[0] x[i]| + A Y)`; when that
     /// is at most `MAX_32` no step can saturate and a plain 32-bit dot product is
-    /// exact. Since every output is 16-bit, `Y <= 2^15` settles it for a whole
-    /// block up front (the common case: [`syn_block`], SIMD); otherwise the bound
+    /// exact. The block kernels run first when the memory leaves room: the
+    /// unsaturated one, vouched for afterwards by the largest output it found
+    /// (the common case, see [`chain_bound`]), else, when `Y <= 2^15` settles
+    /// it for any outputs, the exact [`syn_block`] (SIMD). Otherwise the bound
     /// is checked per sample, and a failing sample is replayed with exact 64-bit
     /// sums and, if a running sum really leaves the range, step by step.
     ///
@@ -303,9 +305,8 @@ pub(crate) fn syn_filt_body(
         // outputs it found (see `chain_bound`); the exact block kernel for
         // the blocks it cannot vouch for when the bound holds for any
         // 16-bit outputs.
-        if syn_block_unsat(a, &x[..lg], &mut y[..lg], mem)
-            && chain_bound(a, xmax, mmax.max(abs_max(&y[..lg])))
-        {
+        let unsat = syn_block_unsat(a, &x[..lg], &mut y[..lg], mem);
+        if unsat.is_some_and(|ymax| chain_bound(a, xmax, mmax.max(ymax))) {
             syn_update(&y[..lg], mem, update);
             return false;
         }
@@ -444,11 +445,11 @@ pub(crate) fn syn_filt2_body(
                 chain_bound(&c1, xmax[1], mmax[1]),
             ];
             if pre[0] || pre[1] {
-                let (ya, yb) = (&mut y0[..lg], &mut y1[..lg]);
-                let v = syn_block_unsat2([&c0, &c1], x, [&mut *ya, &mut *yb], [&*m0, &*m1]);
+                let v =
+                    syn_block_unsat2([&c0, &c1], x, [&mut y0[..lg], &mut y1[..lg]], [&*m0, &*m1]);
                 ok = [
-                    v[0] && pre[0] && chain_bound(&c0, xmax[0], mmax[0].max(abs_max(ya))),
-                    v[1] && pre[1] && chain_bound(&c1, xmax[1], mmax[1].max(abs_max(yb))),
+                    pre[0] && v[0].is_some_and(|y| chain_bound(&c0, xmax[0], mmax[0].max(y))),
+                    pre[1] && v[1].is_some_and(|y| chain_bound(&c1, xmax[1], mmax[1].max(y))),
                 ];
             }
         }
@@ -767,6 +768,12 @@ pub(crate) fn lsp_expand_1_2(buf: &mut [i16; M], gap: i16) {
     }
 }
 
+/// `lsp[j] = extract_h(L_mult(lsp_ele[j], fg_sum[j]) + Σ_k L_mac(freq_prev[k][j],
+/// fg[k][j]))`, the MA prediction. When every `Σ_k |fg[k][j]| + |fg_sum[j]|`
+/// is at most `MAX_16` (the Recommendation's tables: 32765 to 32767) no
+/// running sum can exceed `2 · 2^15 · MAX_16 < 2^31` and no product is
+/// `(-32768)^2`: the chain is twice the plain 32-bit sum, and its high half
+/// `sum >> 15` (all ten lanes at once). Other tables take the chain.
 pub(crate) fn lsp_prev_compose(
     lsp_ele: &[i16; M],
     lsp: &mut [i16; M],
@@ -774,6 +781,24 @@ pub(crate) fn lsp_prev_compose(
     freq_prev: &[[i16; M]; 4],
     fg_sum: &[i16; M],
 ) {
+    let mut coef = fg_sum.map(|c| c.unsigned_abs() as i32);
+    for f in fg {
+        for (s, &c) in coef.iter_mut().zip(f) {
+            *s += c.unsigned_abs() as i32;
+        }
+    }
+    if coef.iter().fold(0, |m, &c| m.max(c)) <= MAX_16 as i32 {
+        let mut acc: [i32; M] = std::array::from_fn(|j| lsp_ele[j] as i32 * fg_sum[j] as i32);
+        for (p, f) in freq_prev.iter().zip(fg) {
+            for j in 0..M {
+                acc[j] += p[j] as i32 * f[j] as i32;
+            }
+        }
+        for (d, &s) in lsp.iter_mut().zip(&acc) {
+            *d = (s >> 15) as i16;
+        }
+        return;
+    }
     for j in 0..M {
         let mut acc = l_mult(lsp_ele[j], fg_sum[j]);
         for k in 0..4 {
@@ -1040,6 +1065,61 @@ mod tests {
             weight_az(&a, gamma, &mut ap);
             assert_eq!(ap, want, "{a:?} {gamma}");
         }
+    }
+
+    /// The MA prediction of the LSF quantiser is the reference's chain for
+    /// the Recommendation's tables (plain sums) and for tables beyond their
+    /// bound (the chain itself), with extreme inputs, on both clones.
+    #[test]
+    fn lsp_prev_compose_is_the_operator_chain_on_both_clones() {
+        avx2_multiversion! {
+            fn compose_mv(
+                lsp_ele: &[i16; M],
+                lsp: &mut [i16; M],
+                fg: &[[i16; M]; 4],
+                freq_prev: &[[i16; M]; 4],
+                fg_sum: &[i16; M],
+            ) = lsp_prev_compose;
+        }
+        let ext = [i16::MIN, i16::MAX, -1, 0, 25681];
+        let mut seed = 19i16;
+        let mut saturated = 0;
+        for n in 0..3000usize {
+            let mut pick = |k: usize| {
+                if (n + k) % 5 == 0 {
+                    ext[(n / 5 + k) % ext.len()]
+                } else {
+                    random(&mut seed)
+                }
+            };
+            let ele: [i16; M] = std::array::from_fn(|j| pick(j));
+            let prev: [[i16; M]; 4] = std::array::from_fn(|k| std::array::from_fn(|j| pick(j + k)));
+            let (fg, fg_sum) = if n % 3 == 0 {
+                // Random tables, mostly beyond the bound (and `-32768`).
+                let fg: [[i16; M]; 4] =
+                    std::array::from_fn(|k| std::array::from_fn(|j| pick(2 * j + k)));
+                (fg, std::array::from_fn(|j| pick(3 * j)))
+            } else {
+                (FG[n % 2], FG_SUM[n % 2])
+            };
+            let mut want = [0i16; M];
+            for j in 0..M {
+                let mut acc = l_mult(ele[j], fg_sum[j]);
+                for k in 0..4 {
+                    acc = l_mac(acc, prev[k][j], fg[k][j]);
+                }
+                saturated += usize::from(acc == MAX_32 || acc == MIN_32);
+                want[j] = extract_h(acc);
+            }
+            for baseline in [false, true] {
+                BASELINE_ONLY.with(|b| b.set(baseline));
+                let mut got = [0i16; M];
+                compose_mv(&ele, &mut got, &fg, &prev, &fg_sum);
+                BASELINE_ONLY.with(|b| b.set(false));
+                assert_eq!(got, want, "n {n}");
+            }
+        }
+        assert!(saturated > 100, "{saturated}");
     }
 
     /// The reference's Pred_lt_3, operator by operator, in place.
