@@ -454,20 +454,9 @@ impl Decoder {
         // The impulse responses of A(z/g2)/A(z/g1) of both subframes (for
         // the tilt compensation), two independent recursions interleaved.
         let mut h_t = [[0i16; L_H]; 2];
-        let hin: [[i16; L_H]; 2] = std::array::from_fn(|sf| {
-            let mut h = [0i16; L_H];
-            h[..MP1].copy_from_slice(&ap3_t[sf]);
-            h
-        });
         {
             let [h0, h1] = &mut h_t;
-            syn_filt2(
-                [&ap4_t[0], &ap4_t[1]],
-                [&hin[0], &hin[1]],
-                [h0, h1],
-                [&mut [0; M], &mut [0; M]],
-                [false, false],
-            );
+            syn_impulse2([&ap4_t[0], &ap4_t[1]], [&ap3_t[0], &ap3_t[1]], [h0, h1]);
         }
         for sf in 0..2 {
             let i_subfr = sf * L_SUBFR;

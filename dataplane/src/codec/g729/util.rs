@@ -4,6 +4,7 @@
 //! prediction and the pseudo-random generator.
 
 use super::basic_op::*;
+use super::decoder::L_H;
 use super::simd::{avx2_multiversion, dot8n, fir20x8, syn_block};
 use super::simd_lp::{syn_block_unsat, syn_block_unsat2};
 use super::tables::*;
@@ -467,6 +468,36 @@ pub(crate) fn syn_filt2_body(
         lane(ok[0], a[0], x[0], y0, m0, update[0]),
         lane(ok[1], a[1], x[1], y1, m1, update[1]),
     ]
+}
+
+/// The first `L_H` samples of the responses of `x(z)/A(z)` (`x` the
+/// coefficients of a numerator, zero memory) of two filters: the
+/// post-filter's impulse responses, as two [`syn_filt`] calls of `x`
+/// followed by zeros (outputs only; no memory to update, the Overflow
+/// flags unused). The common case is one interleaved unsaturated kernel
+/// with fixed sizes, vouched for by its outputs ([`chain_bound`]); a lane it
+/// cannot vouch for is filtered again on its own.
+#[inline(always)]
+pub(crate) fn syn_impulse2(a: [&[i16; MP1]; 2], x: [&[i16; MP1]; 2], h: [&mut [i16; L_H]; 2]) {
+    let xin: [[i16; L_H]; 2] = std::array::from_fn(|k| {
+        let mut v = [0i16; L_H];
+        v[..MP1].copy_from_slice(x[k]);
+        v
+    });
+    let xmax = [abs_max(x[0]), abs_max(x[1])];
+    let zero = [0i16; M];
+    let [h0, h1] = h;
+    let v = syn_block_unsat2(
+        a,
+        [&xin[0], &xin[1]],
+        [&mut h0[..], &mut h1[..]],
+        [&zero; 2],
+    );
+    for (k, h) in [h0, h1].into_iter().enumerate() {
+        if !v[k].is_some_and(|y| chain_bound(a[k], xmax[k], y)) {
+            syn_filt(a[k], &xin[k], h, &mut [0; M], false);
+        }
+    }
 }
 
 /// One output of the synthesis filter before the final shift, exactly as the
@@ -1498,6 +1529,68 @@ mod tests {
             BASELINE_ONLY.with(|b| b.set(false));
             assert!(late > 500 && late_failed > 100, "{late} {late_failed}");
         }
+    }
+
+    /// `syn_impulse2` gives the reference's outputs of two filters of a
+    /// zero-padded numerator from zero memory, on both clones, from gentle
+    /// to saturating numerators and filters.
+    #[test]
+    fn syn_impulse2_is_two_reference_filters_on_both_clones() {
+        avx2_multiversion! {
+            fn imp_mv(
+                a: [&[i16; MP1]; 2],
+                x: [&[i16; MP1]; 2],
+                h: [&mut [i16; L_H]; 2],
+            ) = syn_impulse2;
+        }
+        let mut seed = 31337u32;
+        let mut rnd = || {
+            seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
+            ((seed >> 8) as i32 % 65536 - 32768) as i16
+        };
+        let mut saturated = 0;
+        for n in 0..2000usize {
+            let mut lane = |k: usize| {
+                let ca = 1 + (n + 3 * k) % 8;
+                let mut a: [i16; MP1] = std::array::from_fn(|_| rnd() >> ca);
+                a[0] = 4096;
+                let mut x: [i16; MP1] = std::array::from_fn(|_| rnd() >> ((n / 2 + k) % 6));
+                match (n + k) % 9 {
+                    0 => x = [i16::MIN; MP1],
+                    1 => x[0] = i16::MAX,
+                    2 => a = [i16::MIN; MP1],
+                    _ => {}
+                }
+                (a, x)
+            };
+            let lanes = [lane(0), lane(1)];
+            let want: Vec<Vec<i16>> = lanes
+                .iter()
+                .map(|(a, x)| {
+                    let mut xin = x.to_vec();
+                    xin.resize(L_H, 0);
+                    syn_ref(a, &xin, &[0; M]).0
+                })
+                .collect();
+            saturated += want
+                .iter()
+                .flatten()
+                .filter(|&&v| v == MAX_16 || v == MIN_16)
+                .count();
+            for baseline in [false, true] {
+                BASELINE_ONLY.with(|b| b.set(baseline));
+                let (mut h0, mut h1) = ([0i16; L_H], [0i16; L_H]);
+                imp_mv(
+                    [&lanes[0].0, &lanes[1].0],
+                    [&lanes[0].1, &lanes[1].1],
+                    [&mut h0, &mut h1],
+                );
+                BASELINE_ONLY.with(|b| b.set(false));
+                assert_eq!(&h0[..], &want[0][..], "n {n}");
+                assert_eq!(&h1[..], &want[1][..], "n {n}");
+            }
+        }
+        assert!(saturated > 1000, "{saturated}");
     }
 
     /// `syn_filt2` is two `syn_filt` calls (outputs, Overflow flags,
