@@ -699,13 +699,16 @@ impl Decoder {
         let (mut v1, mut v2) = (v(self.y1_hi, self.y1_lo), v(self.y2_hi, self.y2_lo));
         let mut ls = [0i32; L_FRAME];
         if roomy {
-            for (l, &x) in ls.iter_mut().zip(&xs) {
+            // Two samples a step (fewer register moves and loop steps).
+            for (l, x) in ls.chunks_exact_mut(2).zip(xs.chunks_exact(2)) {
                 // The older state's term first: only the newest one's
                 // product is on the sample-to-sample chain.
-                let r = 2 * ((v2 * a2) >> 15) + x as i64;
-                *l = (2 * ((v1 * a1) >> 15) + r) as i32;
-                v2 = v1;
-                (_, v1) = shl_state(*l, 2);
+                let r = 2 * ((v2 * a2) >> 15) + x[0] as i64;
+                l[0] = (2 * ((v1 * a1) >> 15) + r) as i32;
+                (_, v2) = shl_state(l[0], 2);
+                let r = 2 * ((v1 * a2) >> 15) + x[1] as i64;
+                l[1] = (2 * ((v2 * a1) >> 15) + r) as i32;
+                (_, v1) = shl_state(l[1], 2);
             }
         } else {
             let (b0, b1, b2) = (B100[0] as i64, B100[1] as i64, B100[2] as i64);
