@@ -87,8 +87,10 @@ pub struct Decoder {
     past_qua_en: [i16; 4],
     // post-filter
     synth_buf: [i16; L_FRAME + M],
-    res2_buf: [i16; PIT_MAX + L_SUBFR],
-    scal_res2_buf: [i16; PIT_MAX + L_SUBFR],
+    // The post-filter's residual (and it shifted right by 2) of the past
+    // PIT_MAX samples and the frame, shifted once a frame.
+    res2_buf: [i16; PIT_MAX + L_FRAME],
+    scal_res2_buf: [i16; PIT_MAX + L_FRAME],
     mem_syn_pst: [i16; M],
     mem_pre: i16,
     past_gain: i16,
@@ -130,8 +132,8 @@ impl Decoder {
             seed_fer: 21845,
             past_qua_en: [-14336; 4],
             synth_buf: [0; L_FRAME + M],
-            res2_buf: [0; PIT_MAX + L_SUBFR],
-            scal_res2_buf: [0; PIT_MAX + L_SUBFR],
+            res2_buf: [0; PIT_MAX + L_FRAME],
+            scal_res2_buf: [0; PIT_MAX + L_FRAME],
             mem_syn_pst: [0; M],
             mem_pre: 0,
             past_gain: 4096,
@@ -471,13 +473,17 @@ impl Decoder {
             // Residual of the synthesis through A(z/GAMMA2_PST).
             let mut res2 = [0i16; L_SUBFR];
             residu(&ap3, &self.synth_buf, M + i_subfr, &mut res2, L_SUBFR);
-            self.res2_buf[PIT_MAX..].copy_from_slice(&res2);
-            for j in 0..L_SUBFR {
-                self.scal_res2_buf[PIT_MAX + j] = shr(res2[j], 2);
+            let base = PIT_MAX + i_subfr;
+            self.res2_buf[base..base + L_SUBFR].copy_from_slice(&res2);
+            for (d, &v) in self.scal_res2_buf[base..base + L_SUBFR]
+                .iter_mut()
+                .zip(&res2)
+            {
+                *d = v >> 2;
             }
 
             let mut res2_pst = [0i16; L_SUBFR];
-            self.pit_pst_filt(t0_min, t0_max, &mut res2_pst);
+            self.pit_pst_filt(base, t0_min, t0_max, &mut res2_pst);
 
             // Tilt compensation from the impulse response of A(z/g2)/A(z/g1).
             let h = h_t[sf];
@@ -508,19 +514,17 @@ impl Decoder {
                 .try_into()
                 .unwrap_or_else(|_| unreachable!());
             self.agc(&sig_in, out);
-
-            self.res2_buf.copy_within(L_SUBFR.., 0);
-            self.scal_res2_buf.copy_within(L_SUBFR.., 0);
         }
+        self.res2_buf.copy_within(L_FRAME.., 0);
+        self.scal_res2_buf.copy_within(L_FRAME.., 0);
         self.synth_buf.copy_within(L_FRAME.., 0);
         self.synth_buf[M..].copy_from_slice(&syn_pst);
     }
 
     #[inline(always)]
-    fn pit_pst_filt(&self, t0_min: i16, t0_max: i16, out: &mut [i16; L_SUBFR]) {
+    fn pit_pst_filt(&self, base: usize, t0_min: i16, t0_max: i16, out: &mut [i16; L_SUBFR]) {
         let sig = &self.res2_buf;
         let scal = &self.scal_res2_buf;
-        let base = PIT_MAX;
         let mut cor_max = MIN_32;
         let mut t0 = t0_min;
         let cur = block(&scal[base..]);
@@ -956,15 +960,25 @@ mod tests {
     }
 
     avx2_multiversion! {
-        fn pit_mv(this: &Decoder, t0_min: i16, t0_max: i16, out: &mut [i16; L_SUBFR])
-            = Decoder::pit_pst_filt;
+        fn pit_mv(
+            this: &Decoder,
+            base: usize,
+            t0_min: i16,
+            t0_max: i16,
+            out: &mut [i16; L_SUBFR],
+        ) = Decoder::pit_pst_filt;
         fn pre_mv(this: &mut Decoder, signal: &mut [i16; L_SUBFR], g: i16)
             = Decoder::preemphasis;
     }
 
     /// The reference's pitch post-filter, operator by operator.
-    fn pit_ref(res2: &[i16], scal: &[i16], t0_min: i16, t0_max: i16) -> [i16; L_SUBFR] {
-        let base = PIT_MAX;
+    fn pit_ref(
+        res2: &[i16],
+        scal: &[i16],
+        base: usize,
+        t0_min: i16,
+        t0_max: i16,
+    ) -> [i16; L_SUBFR] {
         let (mut cor_max, mut t0) = (MIN_32, t0_min);
         for i in t0_min..=t0_max {
             let d = base - i as usize;
@@ -1037,8 +1051,9 @@ mod tests {
             }
             let t0_min = 17 + (n % 124) as i16;
             let t0_max = (t0_min + 6).min(PIT_MAX as i16);
-            let want = pit_ref(&dec.res2_buf, &dec.scal_res2_buf, t0_min, t0_max);
-            let x = dec.scal_res2_buf[PIT_MAX - t0_max as usize..]
+            let base = PIT_MAX + n % 2 * L_SUBFR;
+            let want = pit_ref(&dec.res2_buf, &dec.scal_res2_buf, base, t0_min, t0_max);
+            let x = dec.scal_res2_buf[base - t0_max as usize..base + L_SUBFR]
                 .iter()
                 .map(|v| v.unsigned_abs() as i64)
                 .max()
@@ -1048,8 +1063,8 @@ mod tests {
             for j in 0..L_SUBFR {
                 cor = l_mac(
                     cor,
-                    dec.scal_res2_buf[PIT_MAX + j],
-                    dec.scal_res2_buf[PIT_MAX + j],
+                    dec.scal_res2_buf[base + j],
+                    dec.scal_res2_buf[base + j],
                 );
             }
             saturated += usize::from(cor == MAX_32);
@@ -1068,7 +1083,7 @@ mod tests {
             for baseline in [false, true] {
                 BASELINE_ONLY.with(|b| b.set(baseline));
                 let mut got = [0i16; L_SUBFR];
-                pit_mv(&dec, t0_min, t0_max, &mut got);
+                pit_mv(&dec, base, t0_min, t0_max, &mut got);
                 assert_eq!(got, want, "n {n}");
                 dec.mem_pre = mem;
                 pre_mv(&mut dec, &mut got, g);
