@@ -1323,6 +1323,15 @@ mod tests {
         assert!(saturated >= 100, "{saturated}");
     }
 
+    /// A test signal source: 16-bit values from a linear congruential
+    /// generator.
+    fn lcg(mut seed: u32) -> impl FnMut() -> i16 {
+        move || {
+            seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
+            ((seed >> 8) as i32 % 65536 - 32768) as i16
+        }
+    }
+
     /// `residu` is the reference's `Residu` operator by operator on both
     /// clones, from gentle to saturating inputs and coefficients (both the
     /// bounded block path and the checked one), subframes and other lengths.
@@ -1330,11 +1339,7 @@ mod tests {
     fn residu_is_the_operator_chain_on_both_clones() {
         for baseline in [false, true] {
             BASELINE_ONLY.with(|b| b.set(baseline));
-            let mut seed = 606u32;
-            let mut rnd = || {
-                seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
-                ((seed >> 8) as i32 % 65536 - 32768) as i16
-            };
+            let mut rnd = lcg(606);
             let (mut roomy, mut saturated) = (0, 0);
             for n in 0..3000usize {
                 let lg = if n % 5 == 0 { 13 + n % 60 } else { L_SUBFR };
@@ -1452,11 +1457,7 @@ mod tests {
         let amax = |v: &[i16]| v.iter().map(|v| v.unsigned_abs() as i64).max().unwrap_or(0);
         for baseline in [false, true] {
             BASELINE_ONLY.with(|b| b.set(baseline));
-            let mut seed = 2718u32;
-            let mut rnd = || {
-                seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
-                ((seed >> 8) as i32 % 65536 - 32768) as i16
-            };
+            let mut rnd = lcg(2718);
             let (mut late, mut late_failed) = (0, 0);
             for round in 0..2000usize {
                 let mut lane = |k: usize| {
@@ -1548,11 +1549,7 @@ mod tests {
                 h: [&mut [i16; L_H]; 2],
             ) = syn_impulse2;
         }
-        let mut seed = 31337u32;
-        let mut rnd = || {
-            seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
-            ((seed >> 8) as i32 % 65536 - 32768) as i16
-        };
+        let mut rnd = lcg(31337);
         let mut saturated = 0;
         for n in 0..2000usize {
             let mut lane = |k: usize| {
