@@ -5,7 +5,7 @@
 
 use super::basic_op::*;
 use super::decoder::L_H;
-use super::simd::{avx2_multiversion, dot8n, fir20x8, syn_block};
+use super::simd::{abs_sum8n, avx2_multiversion, dot8n, fir20x8, syn_block};
 use super::simd_lp::{syn_block_unsat, syn_block_unsat2};
 use super::tables::*;
 use super::{L_SUBFR, M, MP1};
@@ -382,10 +382,12 @@ fn chain_bound(a: &[i16; MP1], xmax: i64, ymax: i64) -> bool {
     2 * (xmax * a[0].unsigned_abs() as i64 + abs_sum(a) * ymax) <= MAX_32 as i64
 }
 
-/// `Σ_{k>=1} |a[k]|`, in 32-bit lanes (at most `10 · 2^15`; vectorises).
+/// `Σ_{k>=1} |a[k]|` (at most `10 · 2^15`): taps 3..=10 as one vector
+/// ([`abs_sum8n`]; a fold over all ten is left scalar), taps 1 and 2 apart.
 #[inline(always)]
 fn abs_sum(a: &[i16; MP1]) -> i64 {
-    a[1..].iter().fold(0i32, |s, v| s + v.unsigned_abs() as i32) as i64
+    let [_, a1, a2, far @ ..] = a;
+    (abs_sum8n(far) + a1.unsigned_abs() as i32 + a2.unsigned_abs() as i32) as i64
 }
 
 /// `max |v|` over a block (`2^15` for `-32768`), as a 16-bit min/max fold
@@ -1329,6 +1331,41 @@ mod tests {
         move || {
             seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
             ((seed >> 8) as i32 % 65536 - 32768) as i16
+        }
+    }
+
+    /// The synthesis bound's helpers on both clones: the coefficient sum is
+    /// `Σ_{k>=1} |a[k]|` and `abs_max` the largest magnitude (subframes and
+    /// other lengths), for random values and the extremes (-32768 included).
+    #[test]
+    fn bound_helpers_are_the_plain_folds_on_both_clones() {
+        avx2_multiversion! {
+            fn abs_sum_mv(a: &[i16; MP1]) -> i64 = abs_sum;
+        }
+        avx2_multiversion! {
+            fn abs_max_mv(v: &[i16]) -> i64 = abs_max;
+        }
+        for baseline in [false, true] {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            let mut rnd = lcg(808);
+            for round in 0..2000 {
+                let mut a: [i16; MP1] = std::array::from_fn(|_| rnd() >> (round % 16));
+                let n = [L_SUBFR, M, L_SUBFR + 1, 7, 0][round % 5];
+                let mut x: Vec<i16> = (0..n).map(|_| rnd() >> (round % 16)).collect();
+                match round % 7 {
+                    0 => a.iter_mut().for_each(|v| *v = i16::MIN),
+                    1 => a.iter_mut().for_each(|v| *v = i16::MAX),
+                    2 => a[1 + round % M] = i16::MIN,
+                    3 => x.iter_mut().take(1).for_each(|v| *v = i16::MIN),
+                    4 => x.iter_mut().rev().take(1).for_each(|v| *v = i16::MAX),
+                    _ => {}
+                }
+                let want: i64 = a[1..].iter().map(|&v| (v as i64).abs()).sum();
+                assert_eq!(abs_sum_mv(&a), want, "{a:?}");
+                let want = x.iter().map(|&v| (v as i64).abs()).max().unwrap_or(0);
+                assert_eq!(abs_max_mv(&x), want, "{x:?}");
+            }
+            BASELINE_ONLY.with(|b| b.set(false));
         }
     }
 
