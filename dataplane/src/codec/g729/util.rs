@@ -391,9 +391,18 @@ fn abs_sum(a: &[i16; MP1]) -> i64 {
 }
 
 /// `max |v|` over a block (`2^15` for `-32768`), as a 16-bit min/max fold
-/// (vectorises well): `|v| <= max(hi, -lo)`.
+/// (vectorises well): `|v| <= max(hi, -lo)`. A subframe's length is made
+/// a constant (a fold without loop control or remainder).
 #[inline(always)]
 pub(crate) fn abs_max(v: &[i16]) -> i64 {
+    match <&[i16; L_SUBFR]>::try_from(v) {
+        Ok(b) => abs_max_fold(b),
+        Err(_) => abs_max_fold(v),
+    }
+}
+
+#[inline(always)]
+fn abs_max_fold(v: &[i16]) -> i64 {
     let (lo, hi) = v
         .iter()
         .fold((0i16, 0i16), |(lo, hi), &v| (lo.min(v), hi.max(v)));
