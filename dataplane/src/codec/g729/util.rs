@@ -391,13 +391,18 @@ fn abs_sum(a: &[i16; MP1]) -> i64 {
 }
 
 /// `max |v|` over a block (`2^15` for `-32768`), as a 16-bit min/max fold
-/// (vectorises well): `|v| <= max(hi, -lo)`. A subframe's length is made
-/// a constant (a fold without loop control or remainder).
+/// (vectorises well): `|v| <= max(hi, -lo)`. The common lengths are made
+/// constants (a fold without loop control or remainder): a subframe, and a
+/// subframe with the 20 samples around it that [`pred_lt_3`] interpolates
+/// from.
 #[inline(always)]
 pub(crate) fn abs_max(v: &[i16]) -> i64 {
-    match <&[i16; L_SUBFR]>::try_from(v) {
-        Ok(b) => abs_max_fold(b),
-        Err(_) => abs_max_fold(v),
+    if let Ok(b) = <&[i16; L_SUBFR]>::try_from(v) {
+        abs_max_fold(b)
+    } else if let Ok(b) = <&[i16; L_SUBFR + 20]>::try_from(v) {
+        abs_max_fold(b)
+    } else {
+        abs_max_fold(v)
     }
 }
 
@@ -687,11 +692,7 @@ pub(crate) fn pred_lt_3_body(buf: &mut [i16], pos: usize, t0: i16, frac: i16, l:
     let (c, c_abs) = pred_taps(frac);
     let lo = x0.saturating_sub(9).min(buf.len());
     let hi = (x0 + l + 11).min(buf.len()).max(lo);
-    let mut xmax = buf[lo..hi]
-        .iter()
-        .map(|v| v.unsigned_abs())
-        .max()
-        .unwrap_or(0) as i64;
+    let mut xmax = abs_max(&buf[lo..hi]);
     let fits = |xmax: i64| 2 * c_abs * xmax <= MAX_32 as i64;
     let c20: &[i16; 20] = match c[..20].try_into() {
         Ok(c) => c,
@@ -1359,7 +1360,7 @@ mod tests {
             let mut rnd = lcg(808);
             for round in 0..2000 {
                 let mut a: [i16; MP1] = std::array::from_fn(|_| rnd() >> (round % 16));
-                let n = [L_SUBFR, M, L_SUBFR + 1, 7, 0][round % 5];
+                let n = [L_SUBFR, M, L_SUBFR + 1, L_SUBFR + 20, 7, 0][round % 6];
                 let mut x: Vec<i16> = (0..n).map(|_| rnd() >> (round % 16)).collect();
                 match round % 7 {
                     0 => a.iter_mut().for_each(|v| *v = i16::MIN),
