@@ -486,9 +486,10 @@ impl FdafEchoCanceller {
             blk_quiet: false,
             blk_far: 0.0,
             blk_d: 0.0,
-            // The energy check starts at 20 dB of echo removed: while the
-            // filter converges a residual near the echo estimate is no
-            // sign of double talk, and capping the step there stalls it.
+            // Double-talk detection and the energy check start at 20 dB of
+            // echo removed: while the filter converges a residual near the
+            // echo estimate is no sign of double talk, and capping or
+            // freezing the step there stalls it.
             ctl: Controller::new(taps, 100.0),
             cmp: Comparator::default(),
             cmp_n: 0,
