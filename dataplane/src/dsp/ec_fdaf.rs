@@ -4,11 +4,12 @@
 //! on a loaded AMD EPYC VM; 0.23 of its instructions), same API as
 //! [`super::ec`] and the same control logic (shared in `ec_control`). On
 //! the test paths (0-100 ms bulk delay, 4-12 ms dispersion, ERL 6-25 dB,
-//! `tests/dsp_ec.rs`) it removes 20 dB within 0.2-0.8 s of speech and
-//! 40-55 dB at steady state on the default draw; over fresh draws about
-//! 0.1% of the rows miss (3 of 4860 over seeds 630-899, 5 of 3240 over
-//! seeds 900-1079): a few reaching 20 dB only after 1.4-1.6 s of speech,
-//! a few ERL-25 rows ending 32-35 dB instead of 35.
+//! `tests/dsp_ec.rs`) it removes 20 dB within 0.1-0.7 s of speech and
+//! 41-59 dB at steady state on the default draw; over fresh draws it takes
+//! 0.33 s of speech to 20 dB on average (0.47 before the pre-emphasised
+//! first convergence of the short filter) and a few rows in ten thousand
+//! miss: ERL-25 rows ending 34-35 dB instead of 35 (0 of 4860 rows over
+//! seeds 630-899, 2 of 3240 over 900-1079, 0 of 1080 over 1080-1139).
 //!
 //! Structure:
 //!
@@ -93,8 +94,8 @@
 //!   disable and the filter comparison: the shared controller in
 //!   `ec_control`.
 //!
-//! Cost (at 1024 taps on the anchors' speech scene: about 800
-//! instructions per sample over its 73 s, 870 over its first 20 s where
+//! Cost (at 1024 taps on the anchors' speech scene: about 840
+//! instructions per sample over its 73 s, 900 over its first 20 s where
 //! the short filter still runs; 1280 and 1334 before the changes below):
 //! the per-sample path does only what the output needs (head convolution,
 //! the short filter while it runs, the controller's fast powers, double
