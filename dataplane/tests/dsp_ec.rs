@@ -534,7 +534,8 @@ fn tone_disable<C: Canceller>(name: &str, make: impl Fn() -> C) {
     }
 }
 
-/// Per-frame ERLE trace of one path (`EC_TRACE=delay,disp,erl`), for tuning.
+/// Per-frame ERLE trace of one path (`EC_TRACE=delay,disp,erl`, the row the
+/// table draws for `EC_PATH_SEED`; `EC_GAIN_DB` scales it), for tuning.
 #[test]
 #[ignore = "tuning aid"]
 fn fdaf_trace() {
@@ -571,6 +572,15 @@ fn fdaf_trace() {
         let h = echo_path(v[0], v[1], v[2], &mut rng);
         (h, noise(far.len(), NOISE_DBM0, &mut rng))
     });
+    // EC_GAIN_DB=g: the same path g dB louder (less loss), to tell what
+    // the echo level does from what the path's shape does.
+    let mut h = h;
+    if let Some(g) = std::env::var("EC_GAIN_DB")
+        .ok()
+        .and_then(|s| s.parse::<f32>().ok())
+    {
+        h.iter_mut().for_each(|v| *v *= 10f32.powf(g / 20.0));
+    }
     let echo = convolve(&far_f, &h);
     let near_f: Vec<f32> = echo.iter().zip(&nz).map(|(a, b)| a + b).collect();
     let near = to_i16(&near_f);

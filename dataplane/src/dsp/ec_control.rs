@@ -61,11 +61,8 @@ pub(super) struct Controller {
     pub(super) slow_far: f32,
     /// Geigel threshold (share of the far peak) from the slow powers.
     geigel: f32,
-    /// Latched once the foreground removes 10 dB: double talk is declared
-    /// only from then on.
-    converged: bool,
-    /// Latched once the foreground removes `suspect_after`: the energy
-    /// check runs only from then on.
+    /// Latched once the foreground removes `suspect_after`: double talk is
+    /// declared, and the energy check runs, only from then on.
     conv_suspect: bool,
     suspect_after: f32,
     suspect_hang: u32,
@@ -82,9 +79,9 @@ pub(super) struct Controller {
 }
 
 impl Controller {
-    /// Control state for a tail of `taps` samples; the energy check starts
-    /// once the foreground's residual is `suspect_after` (a power ratio)
-    /// below the near signal.
+    /// Control state for a tail of `taps` samples; double-talk detection and
+    /// the energy check start once the foreground's residual is
+    /// `suspect_after` (a power ratio) below the near signal.
     pub(super) fn new(taps: usize, suspect_after: f32) -> Self {
         Controller {
             peaks: vec![0.0; taps.div_ceil(PEAK_BLOCK)],
@@ -101,7 +98,6 @@ impl Controller {
             slow_y: 0.0,
             slow_far: 0.0,
             geigel: 1.0,
-            converged: false,
             conv_suspect: false,
             suspect_after,
             suspect_hang: 0,
@@ -194,12 +190,15 @@ impl Controller {
 
     /// The latches and the Geigel threshold from the slow powers.
     fn slow_changed(&mut self) {
-        // Before the foreground removes 10 dB there is nothing to protect
-        // (and a 6 dB hybrid would trip the detector and stall convergence):
-        // double talk is only declared once converged. Latched: double talk
-        // itself raises the residual.
+        // Before the foreground removes `suspect_after` there is little to
+        // protect, and a 6 dB hybrid trips the Geigel test on its own echo
+        // and stalls convergence: double talk is only declared from then on.
+        // (From 10 dB on, as before, a short filter that removed 10 dB in a
+        // lucky window got a threshold from a lagging, too-small echo
+        // estimate, declared the echo double talk, froze all adaptation,
+        // and the uncancelled echo kept it frozen for half a second.)
+        // Latched: double talk itself raises the residual.
         let far_long = self.slow_far > FAR_ACTIVE_POWER;
-        self.converged |= self.slow_e * 10.0 < self.slow_d && far_long;
         self.conv_suspect |= self.slow_e * self.suspect_after < self.slow_d && far_long;
         // Geigel threshold: G.168's 6 dB (0.5) until the echo path is known,
         // then twice the measured echo-path amplitude gain, so a 6 dB hybrid
@@ -217,7 +216,7 @@ impl Controller {
 
         let far_active = self.p_far > FAR_ACTIVE_POWER;
         let far_peak = self.peak_window.max(self.peak_cur);
-        if self.converged && d.abs() > self.geigel * far_peak && d.abs() > NEAR_FLOOR {
+        if self.conv_suspect && d.abs() > self.geigel * far_peak && d.abs() > NEAR_FLOOR {
             self.dt_hang = DT_HANGOVER;
         } else if self.dt_hang > 0 {
             self.dt_hang -= 1;
