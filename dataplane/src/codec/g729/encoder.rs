@@ -1041,9 +1041,9 @@ fn chebps_fast(x: i16, f: &[i16; 6], q11: bool) -> Option<i16> {
 }
 
 /// [`chebps_fast`] at 8 abscissae at once, as independent lanes (plain
-/// array code the compiler vectorises): the values, and for each lane
-/// whether `chebps_fast` would have declined (then its value is
-/// meaningless).
+/// array code the compiler vectorises): the values, and whether
+/// `chebps_fast` would have declined for at least one lane (then the
+/// values are meaningless and the caller replays the points it needs).
 ///
 /// Everything stays in 32-bit lanes. The reference's running sums of one
 /// step are `s2 = 4u`, `s3 = 4t`, `s4 = 2q`, `s5 = 2r` with
@@ -1051,61 +1051,93 @@ fn chebps_fast(x: i16, f: &[i16; 6], q11: bool) -> Option<i16> {
 /// `r = q + 2^12 f[i]`, so "`s` fits 32 bits" is a range test on `u`, `t`,
 /// `q`, `r`; for a lane that passed the tests so far each of these fits
 /// 32 bits (`|hi| < 2^15`, `0 <= lo < 2^15`), and `hi = r >> 15`,
-/// `lo = r & 0x7fff`. A lane that failed is only flagged (its later values
-/// wrap and are never used). The last step is the same with
-/// `u`, `u - 2^15 b2h`, `- b2l`, `+ 2^11 f[5]` all tested against
-/// `[-2^30, 2^30)`, and the saturating shift is a clamp.
+/// `lo = r & 0x7fff`. The last step is the same with `u`, `u - 2^15 b2h`,
+/// `- b2l`, `+ 2^11 f[5]` all tested against `[-2^30, 2^30)`, and the
+/// saturating shift is a clamp.
+///
+/// The range tests are running lane maxima and minima per range (two
+/// operations a value), compared with the bounds once at the end: a lane
+/// that leaves a range keeps its out-of-range extreme whatever its later
+/// (wrapped, meaningless) values are, so the final test sees it.
 #[inline(always)]
-fn chebps8(x: &[i16; 8], f: &[i16; 6], q11: bool) -> ([i16; 8], [bool; 8]) {
+fn chebps8(x: &[i16; 8], f: &[i16; 6], q11: bool) -> ([i16; 8], bool) {
     let (b2h0, m2x, sh) = if q11 {
-        (256i16, 512i32, 6)
+        (256i32, 512i32, 6)
     } else {
         (128, 256, 7)
     };
-    // Negative iff `v` lies outside `[lo, hi]` (no wrap for the values a
-    // lane still in the running can hold).
-    let out = |v: i32, lo: i32, hi: i32| v.wrapping_sub(lo) | hi.wrapping_sub(v);
-    let mut bad = [0i32; 8];
-    let (mut b1h, mut b1l) = ([0i16; 8], [0i16; 8]);
-    let (mut b2h, mut b2l) = ([b2h0; 8], [0i16; 8]);
+    let xi: [i32; 8] = x.map(|v| v as i32);
+    // Extremes of the values tested against [-2^29, 2^29), [-2^30, 2^30)
+    // and (the new `r`) [-2^30 + 2^15, 2^30).
+    let (mut max29, mut min29) = ([0i32; 8], [0i32; 8]);
+    let (mut max30, mut min30, mut minr) = ([0i32; 8], [0i32; 8], [0i32; 8]);
+    let (mut b1h, mut b1l) = ([0i32; 8], [0i32; 8]);
+    let (mut b2h, mut b2l) = ([b2h0; 8], [0i32; 8]);
     for l in 0..8 {
         // At most 2^25 + 2^28: fits.
-        let t = 2 * x[l] as i32 * m2x + 8192 * f[1] as i32;
-        b1h[l] = (t >> 16) as i16;
-        b1l[l] = ((t >> 1) & 0x7fff) as i16;
-        bad[l] = -((x[l] == i16::MIN) as i32);
+        let t = 2 * xi[l] * m2x + 8192 * f[1] as i32;
+        b1h[l] = t >> 16;
+        b1l[l] = (t >> 1) & 0x7fff;
+        // x = -32768 (whose `L_mult(hi, x)` could saturate) declines.
+        min29[l] = (xi[l] << 14) - 1;
     }
     for &fi in &f[2..5] {
         for l in 0..8 {
-            let xi = x[l] as i32;
-            let u = (b1h[l] as i32 * xi).wrapping_add((b1l[l] as i32 * xi) >> 15);
-            let t = u.wrapping_sub(b2h[l] as i32 * 16384);
-            let q = t.wrapping_mul(2).wrapping_sub(b2l[l] as i32);
+            let u = (b1h[l] * xi[l]).wrapping_add((b1l[l] * xi[l]) >> 15);
+            let t = u.wrapping_sub(b2h[l] * 16384);
+            let q = t.wrapping_mul(2).wrapping_sub(b2l[l]);
             let r = q.wrapping_add(4096 * fi as i32);
-            bad[l] |= out(u, -(1 << 29), (1 << 29) - 1)
-                | out(t, -(1 << 29), (1 << 29) - 1)
-                | out(q, -(1 << 30), (1 << 30) - 1)
-                | out(r, -(1 << 30) + (1 << 15), (1 << 30) - 1);
+            max29[l] = max29[l].max(u).max(t);
+            min29[l] = min29[l].min(u).min(t);
+            max30[l] = max30[l].max(q).max(r);
+            min30[l] = min30[l].min(q);
+            minr[l] = minr[l].min(r);
             b2h[l] = b1h[l];
             b2l[l] = b1l[l];
-            b1h[l] = (r >> 15) as i16;
-            b1l[l] = (r & 0x7fff) as i16;
+            b1h[l] = r >> 15;
+            b1l[l] = r & 0x7fff;
         }
     }
     let mut y = [0i16; 8];
+    let mut bad = [false; 8];
     for l in 0..8 {
-        let xi = x[l] as i32;
-        let u = (b1h[l] as i32 * xi).wrapping_add((b1l[l] as i32 * xi) >> 15);
-        let t = u.wrapping_sub(b2h[l] as i32 * 32768);
-        let t1 = t.wrapping_sub(b2l[l] as i32);
+        let u = (b1h[l] * xi[l]).wrapping_add((b1l[l] * xi[l]) >> 15);
+        let t = u.wrapping_sub(b2h[l] * 32768);
+        let t1 = t.wrapping_sub(b2l[l]);
         let t2 = t1.wrapping_add(2048 * f[5] as i32);
-        let (lo, hi) = (-(1 << 30), (1 << 30) - 1);
-        bad[l] |= out(u, lo, hi) | out(t, lo, hi) | out(t1, lo, hi) | out(t2, lo, hi);
+        let hi = max30[l].max(u).max(t).max(t1).max(t2);
+        let lo = min30[l].min(u).min(t).min(t1).min(t2);
+        bad[l] = (max29[l] >= 1 << 29)
+            | (min29[l] < -(1 << 29))
+            | (hi >= 1 << 30)
+            | (lo < -(1 << 30))
+            | (minr[l] < -(1 << 30) + (1 << 15));
         // extract_h(L_shl(2 t2, sh)).
         y[l] = (t2 >> (15 - sh)).clamp(i16::MIN as i32, i16::MAX as i32) as i16;
     }
-    (y, bad.map(|b| b < 0))
+    (y, bad.iter().any(|&b| b))
 }
+
+/// [`chebps`] through the 8-lane kernel (fewer operations than the 64-bit
+/// scalar form).
+#[inline(always)]
+fn chebps1(x: i16, f: &[i16; 6], q11: bool) -> i16 {
+    match chebps8(&[x; 8], f, q11) {
+        (y, false) => y[0],
+        (_, true) => chebps_ref(x, f, q11),
+    }
+}
+
+/// [`GRID`] padded to whole blocks of 8 with its last point.
+const GRID_PADDED: [i16; 56] = {
+    let mut g = [GRID[GRID.len() - 1]; 56];
+    let mut i = 0;
+    while i < GRID.len() {
+        g[i] = GRID[i];
+        i += 1;
+    }
+    g
+};
 
 /// The reference's `Chebps` operator by operator.
 fn chebps_ref(x: i16, f: &[i16; 6], q11: bool) -> i16 {
@@ -1186,24 +1218,17 @@ fn az_lsp_body(a: &[i16; MP1], lsp: &mut [i16; M], old_lsp: &[i16; M]) {
         }
     }
     // Both polynomials on the whole grid up front, eight points at a time
-    // (the search below reads each grid point of one of them); the points
-    // where the fast evaluation declines are replayed one by one.
-    const NG: usize = 51; // GRID.len()
-    let mut grid_y = [[0i16; 8 * NG.div_ceil(8)]; 2];
+    // (the search below reads each grid point of one of them); when the
+    // fast evaluation declines for a point of a block, the block is
+    // replayed point by point.
+    let mut grid_y = [[0i16; GRID_PADDED.len()]; 2];
     for (p, coef) in [&f1, &f2].into_iter().enumerate() {
-        for (ys, c) in grid_y[p].as_chunks_mut::<8>().0.iter_mut().zip(0..) {
-            let xs: [i16; 8] = std::array::from_fn(|l| {
-                let j = (8 * c + l).min(NG - 1);
-                GRID.get(j).copied().unwrap_or(0)
-            });
+        let blocks = grid_y[p].as_chunks_mut::<8>().0.iter_mut();
+        for (ys, xs) in blocks.zip(GRID_PADDED.as_chunks::<8>().0) {
             let bad;
-            (*ys, bad) = chebps8(&xs, coef, q11);
-            if bad.iter().any(|&b| b) {
-                for l in 0..8 {
-                    if bad[l] {
-                        ys[l] = chebps(xs[l], coef, q11);
-                    }
-                }
+            (*ys, bad) = chebps8(xs, coef, q11);
+            if bad {
+                *ys = xs.map(|x| chebps(x, coef, q11));
             }
         }
     }
@@ -1230,14 +1255,11 @@ fn az_lsp_body(a: &[i16; MP1], lsp: &mut [i16; M], old_lsp: &[i16; M]) {
                 add(shr(m1, 1), shr(xhigh, 1)),
             ];
             let xs: [i16; 8] = std::array::from_fn(|l| pts[l.min(2)]);
-            let (ys, bad) = chebps8(&xs, coef, q11);
-            let value = |l: usize| {
-                if bad[l] {
-                    chebps(xs[l], coef, q11)
-                } else {
-                    ys[l]
-                }
-            };
+            let (mut ys, bad) = chebps8(&xs, coef, q11);
+            if bad {
+                ys = xs.map(|x| chebps(x, coef, q11));
+            }
+            let value = |l: usize| ys[l];
             // Lane of this step's midpoint: m1, then the lower or upper one.
             let mut l = 0;
             for _ in 0..2 {
@@ -1281,7 +1303,7 @@ fn az_lsp_body(a: &[i16; MP1], lsp: &mut [i16; M], old_lsp: &[i16; M]) {
                 ip = 0;
                 coef = &f1;
             }
-            ylow = chebps(xlow, coef, q11);
+            ylow = chebps1(xlow, coef, q11);
         }
     }
     if nf < M {
@@ -2663,10 +2685,10 @@ mod tests {
     #[test]
     fn chebps_fast_matches_reference_or_declines() {
         avx2_multiversion! {
-            fn chebps8_mv(x: &[i16; 8], f: &[i16; 6], q11: bool) -> ([i16; 8], [bool; 8]) = chebps8;
+            fn chebps8_mv(x: &[i16; 8], f: &[i16; 6], q11: bool) -> ([i16; 8], bool) = chebps8;
         }
         let mut seed = 4321i16;
-        let (mut fast, mut declined) = (0, 0);
+        let (mut fast, mut declined, mut blocks_declined) = (0, 0, 0);
         for round in 0..4000 {
             // Coefficient scales from typical (Q11/Q12 LSP polynomials) to
             // saturating, and grid-like plus extreme abscissae.
@@ -2679,6 +2701,7 @@ mod tests {
             let x = match round % 50 {
                 0 => i16::MIN,
                 1 => i16::MAX,
+                2 => -32767,
                 _ => random(&mut seed),
             };
             for q11 in [true, false] {
@@ -2691,25 +2714,36 @@ mod tests {
                     None => declined += 1,
                 }
                 assert_eq!(chebps(x, &f, q11), want);
-                // The same point as lane `round % 8` of the 8-lane version.
+                assert_eq!(chebps1(x, &f, q11), want);
+                // The same point as lane `round % 8` of the 8-lane version,
+                // the other lanes random or (every fourth round) all the
+                // same point.
                 let mut xs: [i16; 8] = std::array::from_fn(|_| random(&mut seed));
+                if round % 4 == 3 {
+                    xs = [x; 8];
+                }
                 xs[round % 8] = x;
+                let fast_lanes = xs.map(|x| chebps_fast(x, &f, q11));
+                let all_fast = fast_lanes.iter().all(Option::is_some);
+                blocks_declined += usize::from(!all_fast);
                 // Both clones (AVX2 and baseline code generation).
                 for baseline in [false, true] {
                     BASELINE_ONLY.with(|b| b.set(baseline));
                     let (ys, bad) = chebps8_mv(&xs, &f, q11);
                     BASELINE_ONLY.with(|b| b.set(false));
-                    for l in 0..8 {
-                        match chebps_fast(xs[l], &f, q11) {
-                            Some(v) => {
-                                assert!(!bad[l] && ys[l] == v, "{xs:?} {f:?} {q11} {l}")
-                            }
-                            None => assert!(bad[l], "{xs:?} {f:?} {q11} {l}"),
-                        }
+                    // Declines exactly when some lane's scalar form does,
+                    // else every lane is the scalar value.
+                    assert_eq!(bad, !all_fast, "{xs:?} {f:?} {q11}");
+                    if !bad {
+                        assert_eq!(ys, fast_lanes.map(|v| v.unwrap_or(0)), "{xs:?} {f:?} {q11}");
                     }
                 }
             }
         }
+        assert!(
+            blocks_declined > 100 && blocks_declined < 7000,
+            "{blocks_declined}"
+        );
         assert!(fast > 2000 && declined > 100, "{fast} {declined}");
     }
 
