@@ -376,79 +376,13 @@ impl Encoder {
 
     #[inline(always)]
     fn levinson_body(&mut self, rh: &[i16; MP1], rl: &[i16; MP1], a: &mut [i16; MP1]) {
-        let mut ah = [0i16; MP1];
-        let mut al = [0i16; MP1];
-        let mut anh = [0i16; MP1];
-        let mut anl = [0i16; MP1];
-        let mut rc = [0i16; M];
-
-        let t1 = l_comp(rh[1], rl[1]);
-        let t2 = l_abs(t1);
-        let mut t0 = div_32(t2, rh[0], rl[0]);
-        if t1 > 0 {
-            t0 = l_negate(t0);
+        match levinson_lanes(rh, rl, a) {
+            Some(rc) => {
+                self.old_a = *a;
+                self.old_rc = rc;
+            }
+            None => *a = self.old_a,
         }
-        let (mut kh, mut kl) = l_extract(t0);
-        rc[0] = kh;
-        t0 = l_shr(t0, 4);
-        (ah[1], al[1]) = l_extract(t0);
-
-        t0 = mpy_32(kh, kl, kh, kl);
-        t0 = l_abs(t0);
-        t0 = l_sub(0x7fff_ffff, t0);
-        let (hi, lo) = l_extract(t0);
-        t0 = mpy_32(rh[0], rl[0], hi, lo);
-        let mut alp_exp = norm_l(t0);
-        t0 = l_shl(t0, alp_exp);
-        let (mut alp_h, mut alp_l) = l_extract(t0);
-
-        for i in 2..=M {
-            let mut t0 = 0i32;
-            for j in 1..i {
-                t0 = l_add(t0, mpy_32(rh[j], rl[j], ah[i - j], al[i - j]));
-            }
-            t0 = l_shl(t0, 4);
-            let t1 = l_comp(rh[i], rl[i]);
-            t0 = l_add(t0, t1);
-            let t1 = l_abs(t0);
-            let mut t2 = div_32(t1, alp_h, alp_l);
-            if t0 > 0 {
-                t2 = l_negate(t2);
-            }
-            t2 = l_shl(t2, alp_exp);
-            (kh, kl) = l_extract(t2);
-            rc[i - 1] = kh;
-            if abs_s(kh) > 32750 {
-                *a = self.old_a;
-                return;
-            }
-            for j in 1..i {
-                let mut t0 = mpy_32(kh, kl, ah[i - j], al[i - j]);
-                t0 = l_add(t0, l_comp(ah[j], al[j]));
-                (anh[j], anl[j]) = l_extract(t0);
-            }
-            t2 = l_shr(t2, 4);
-            (anh[i], anl[i]) = l_extract(t2);
-
-            let mut t0 = mpy_32(kh, kl, kh, kl);
-            t0 = l_abs(t0);
-            t0 = l_sub(0x7fff_ffff, t0);
-            let (hi, lo) = l_extract(t0);
-            t0 = mpy_32(alp_h, alp_l, hi, lo);
-            let j = norm_l(t0);
-            t0 = l_shl(t0, j);
-            (alp_h, alp_l) = l_extract(t0);
-            alp_exp = add(alp_exp, j);
-            ah[1..=i].copy_from_slice(&anh[1..=i]);
-            al[1..=i].copy_from_slice(&anl[1..=i]);
-        }
-        a[0] = 4096;
-        for i in 1..=M {
-            let t0 = l_comp(ah[i], al[i]);
-            a[i] = round(l_shl(t0, 1));
-        }
-        self.old_a = *a;
-        self.old_rc = [rc[0], rc[1]];
     }
 
     /// [`qua_lsp_body`](Self::qua_lsp_body), compiled for AVX2 where the CPU has it
@@ -2553,6 +2487,224 @@ fn d4i40_17_fast_body(
     (idx, sign)
 }
 
+/// `Mpy_32(hi1, lo1, hi2, lo2)` of each lane, operator by operator
+/// (`L_mult`, two `L_mac` of `mult`), in 32-bit lanes.
+#[inline(always)]
+fn mpy_32_lanes(h1: &[i32; 16], l1: &[i32; 16], h2: &[i32; 16], l2: &[i32; 16]) -> [i32; 16] {
+    std::array::from_fn(|j| {
+        let p = h1[j] * h2[j];
+        // L_mult: 2p, saturating only at p = 2^30.
+        let m = 2 * p.min((1 << 30) - 1) + i32::from(p >= 1 << 30);
+        // mult: (x y) >> 15, saturating only at (-2^15)^2.
+        let a = ((h1[j] * l2[j]) >> 15).min(32767);
+        let b = ((l1[j] * h2[j]) >> 15).min(32767);
+        m.saturating_add(2 * a).saturating_add(2 * b)
+    })
+}
+
+/// The `L_add` chain from 0 over `terms[1..i]`, the other lanes being
+/// zero: the plain sum when the magnitudes add up to less than 2^31 (no
+/// partial sum can saturate then), else the chain. `|v| <= 16 (|v| >> 4)
+/// + 15`, so the bound on 16 lanes is `16 S + 240 < 2^31`.
+#[inline(always)]
+fn lane_sum(terms: &[i32; 16], i: usize) -> i32 {
+    let bound: u32 = terms.iter().map(|&v| v.unsigned_abs() >> 4).sum();
+    if bound < (1 << 27) - 16 {
+        terms.iter().fold(0i32, |s, &v| s.wrapping_add(v))
+    } else {
+        terms[1..i].iter().fold(0i32, |s, &v| l_add(s, v))
+    }
+}
+
+/// Levinson-Durbin recursion on the double-precision autocorrelation
+/// (the reference's `Levinson`): the order-10 LP coefficients in `a` and
+/// the first two reflection coefficients, or `None` when a reflection
+/// coefficient reaches 32750 in magnitude (unstable filter; `a` is then
+/// left to the caller).
+///
+/// The two inner loops of order `i` (the sum of `r[j] a[i-j]` and the
+/// coefficient update `a[j] + k a[i-j]`) run as 16 lanes indexed by `j`:
+/// `a[i-j]` is a window of a reversed copy of the coefficients whose
+/// entries outside `1..i` are zero, so the lanes outside `1..i` give zero
+/// products. Every lane computes the reference's operators exactly
+/// (saturation included); the sum's `L_add` chain is a plain sum when the
+/// magnitudes of its terms add up to less than 2^31 (no partial sum can
+/// then saturate), else the chain itself over the lane values.
+#[inline(always)]
+fn levinson_lanes(rh: &[i16; MP1], rl: &[i16; MP1], a: &mut [i16; MP1]) -> Option<[i16; 2]> {
+    // Coefficient `m` of the reversed copies sits at `REV - m`; the window
+    // of order `i` starts at `REV - i` (lane `j` holds `a[i-j]`).
+    const REV: usize = 22;
+    let lanes = |v: &[i16; MP1]| -> [i32; 16] {
+        std::array::from_fn(|j| {
+            if (1..MP1).contains(&j) {
+                v[j] as i32
+            } else {
+                0
+            }
+        })
+    };
+    let (rh16, rl16) = (lanes(rh), lanes(rl));
+    let mut ah = [0i32; 16];
+    let mut al = [0i32; 16];
+    let mut ahr = [0i32; 40];
+    let mut alr = [0i32; 40];
+    let mut rc = [0i16; 2];
+
+    let t1 = l_comp(rh[1], rl[1]);
+    let t2 = l_abs(t1);
+    let mut t0 = div_32(t2, rh[0], rl[0]);
+    if t1 > 0 {
+        t0 = l_negate(t0);
+    }
+    let (mut kh, mut kl) = l_extract(t0);
+    rc[0] = kh;
+    t0 = l_shr(t0, 4);
+    let (h, l) = l_extract(t0);
+    (ah[1], al[1]) = (h as i32, l as i32);
+    (ahr[REV - 1], alr[REV - 1]) = (h as i32, l as i32);
+
+    t0 = mpy_32(kh, kl, kh, kl);
+    t0 = l_abs(t0);
+    t0 = l_sub(0x7fff_ffff, t0);
+    let (hi, lo) = l_extract(t0);
+    t0 = mpy_32(rh[0], rl[0], hi, lo);
+    let mut alp_exp = norm_l(t0);
+    t0 = l_shl(t0, alp_exp);
+    let (mut alp_h, mut alp_l) = l_extract(t0);
+
+    for i in 2..=M {
+        let win =
+            |v: &[i32; 40]| -> [i32; 16] { v[REV - i..REV - i + 16].try_into().unwrap_or([0; 16]) };
+        let (wh, wl) = (win(&ahr), win(&alr));
+        let mut t0 = lane_sum(&mpy_32_lanes(&rh16, &rl16, &wh, &wl), i);
+        t0 = l_shl(t0, 4);
+        let t1 = l_comp(rh[i], rl[i]);
+        t0 = l_add(t0, t1);
+        let t1 = l_abs(t0);
+        let mut t2 = div_32(t1, alp_h, alp_l);
+        if t0 > 0 {
+            t2 = l_negate(t2);
+        }
+        t2 = l_shl(t2, alp_exp);
+        (kh, kl) = l_extract(t2);
+        if i <= 2 {
+            rc[i - 1] = kh;
+        }
+        if abs_s(kh) > 32750 {
+            return None;
+        }
+        // a[j] + k a[i-j] for j in 1..i, then a[i] = t2 >> 4.
+        let k = mpy_32_lanes(&[kh as i32; 16], &[kl as i32; 16], &wh, &wl);
+        let (nh, nl) = l_extract(l_shr(t2, 4));
+        for j in 0..16 {
+            // L_Comp(ah, al) (L_mac with lo = 1: saturating).
+            let c = (ah[j] << 16).saturating_add(2 * al[j]);
+            let t = k[j].saturating_add(c);
+            if (1..i).contains(&j) {
+                (ah[j], al[j]) = (t >> 16, (t >> 1) & 0x7fff);
+            }
+        }
+        ah[i] = nh as i32;
+        al[i] = nl as i32;
+        for m in 1..MP1 {
+            ahr[REV - m] = ah[m];
+            alr[REV - m] = al[m];
+        }
+
+        let mut t0 = mpy_32(kh, kl, kh, kl);
+        t0 = l_abs(t0);
+        t0 = l_sub(0x7fff_ffff, t0);
+        let (hi, lo) = l_extract(t0);
+        t0 = mpy_32(alp_h, alp_l, hi, lo);
+        let j = norm_l(t0);
+        t0 = l_shl(t0, j);
+        (alp_h, alp_l) = l_extract(t0);
+        alp_exp = add(alp_exp, j);
+    }
+    a[0] = 4096;
+    for i in 1..=M {
+        let t0 = l_comp(ah[i] as i16, al[i] as i16);
+        a[i] = round(l_shl(t0, 1));
+    }
+    Some(rc)
+}
+
+#[cfg(test)]
+fn levinson_ref(rh: &[i16; MP1], rl: &[i16; MP1], a: &mut [i16; MP1]) -> Option<[i16; 2]> {
+    let mut ah = [0i16; MP1];
+    let mut al = [0i16; MP1];
+    let mut anh = [0i16; MP1];
+    let mut anl = [0i16; MP1];
+    let mut rc = [0i16; M];
+
+    let t1 = l_comp(rh[1], rl[1]);
+    let t2 = l_abs(t1);
+    let mut t0 = div_32(t2, rh[0], rl[0]);
+    if t1 > 0 {
+        t0 = l_negate(t0);
+    }
+    let (mut kh, mut kl) = l_extract(t0);
+    rc[0] = kh;
+    t0 = l_shr(t0, 4);
+    (ah[1], al[1]) = l_extract(t0);
+
+    t0 = mpy_32(kh, kl, kh, kl);
+    t0 = l_abs(t0);
+    t0 = l_sub(0x7fff_ffff, t0);
+    let (hi, lo) = l_extract(t0);
+    t0 = mpy_32(rh[0], rl[0], hi, lo);
+    let mut alp_exp = norm_l(t0);
+    t0 = l_shl(t0, alp_exp);
+    let (mut alp_h, mut alp_l) = l_extract(t0);
+
+    for i in 2..=M {
+        let mut t0 = 0i32;
+        for j in 1..i {
+            t0 = l_add(t0, mpy_32(rh[j], rl[j], ah[i - j], al[i - j]));
+        }
+        t0 = l_shl(t0, 4);
+        let t1 = l_comp(rh[i], rl[i]);
+        t0 = l_add(t0, t1);
+        let t1 = l_abs(t0);
+        let mut t2 = div_32(t1, alp_h, alp_l);
+        if t0 > 0 {
+            t2 = l_negate(t2);
+        }
+        t2 = l_shl(t2, alp_exp);
+        (kh, kl) = l_extract(t2);
+        rc[i - 1] = kh;
+        if abs_s(kh) > 32750 {
+            return None;
+        }
+        for j in 1..i {
+            let mut t0 = mpy_32(kh, kl, ah[i - j], al[i - j]);
+            t0 = l_add(t0, l_comp(ah[j], al[j]));
+            (anh[j], anl[j]) = l_extract(t0);
+        }
+        t2 = l_shr(t2, 4);
+        (anh[i], anl[i]) = l_extract(t2);
+
+        let mut t0 = mpy_32(kh, kl, kh, kl);
+        t0 = l_abs(t0);
+        t0 = l_sub(0x7fff_ffff, t0);
+        let (hi, lo) = l_extract(t0);
+        t0 = mpy_32(alp_h, alp_l, hi, lo);
+        let j = norm_l(t0);
+        t0 = l_shl(t0, j);
+        (alp_h, alp_l) = l_extract(t0);
+        alp_exp = add(alp_exp, j);
+        ah[1..=i].copy_from_slice(&anh[1..=i]);
+        al[1..=i].copy_from_slice(&anl[1..=i]);
+    }
+    a[0] = 4096;
+    for i in 1..=M {
+        let t0 = l_comp(ah[i], al[i]);
+        a[i] = round(l_shl(t0, 1));
+    }
+    Some([rc[0], rc[1]])
+}
+
 avx2_multiversion! {
     fn levinson_mv(
         this: &mut Encoder,
@@ -2680,6 +2832,132 @@ mod tests {
             BASELINE_ONLY.with(|b| b.set(false));
         }
         assert!(near_limit > 200, "{near_limit}");
+    }
+
+    #[test]
+    fn levinson_lanes_is_the_reference_recursion_on_both_clones() {
+        avx2_multiversion! {
+            fn lanes_mv(rh: &[i16; MP1], rl: &[i16; MP1], a: &mut [i16; MP1]) -> Option<[i16; 2]> = levinson_lanes;
+        }
+        let mut seed = 777i16;
+        let (mut stable, mut unstable) = (0, 0);
+        for round in 0..6000 {
+            let (mut rh, mut rl) = ([0i16; MP1], [0i16; MP1]);
+            match round % 4 {
+                // Autocorrelation of a random resonant signal (the case the
+                // encoder meets), through the encoder's own analysis.
+                0 | 1 => {
+                    let mut x = [0i16; L_TOTAL];
+                    let (c1, c2) = (random(&mut seed) as i32, random(&mut seed) as i32 / 2);
+                    let (mut y1, mut y2) = (0i32, 0i32);
+                    let sc = (round / 4 % 12) as i16;
+                    for v in x.iter_mut() {
+                        let e = shr(random(&mut seed), sc) as i32;
+                        let y = (e + ((c1 * y1 - c2.abs() * y2) >> 14)).clamp(-32768, 32767);
+                        (y2, y1) = (y1, y);
+                        *v = y as i16;
+                    }
+                    autocorr(&x, &mut rh, &mut rl);
+                    if round % 4 == 0 {
+                        lag_window(&mut rh, &mut rl);
+                    }
+                }
+                // Random double-precision values, normalised or extreme.
+                2 => {
+                    rh[0] = 16384 | (random(&mut seed) & 0x3fff);
+                    rl[0] = random(&mut seed) & 0x7fff;
+                    for j in 1..MP1 {
+                        rh[j] = match random(&mut seed) & 7 {
+                            0 => i16::MIN,
+                            1 => i16::MAX,
+                            2 => rh[0],
+                            3 => negate(rh[0]),
+                            _ => random(&mut seed),
+                        };
+                        rl[j] = random(&mut seed) & 0x7fff;
+                    }
+                }
+                _ => {
+                    for j in 0..MP1 {
+                        rh[j] = random(&mut seed);
+                        rl[j] = random(&mut seed);
+                    }
+                }
+            }
+            let mut want = [0i16; MP1];
+            let want_rc = levinson_ref(&rh, &rl, &mut want);
+            for baseline in [false, true] {
+                let mut got = [0i16; MP1];
+                BASELINE_ONLY.with(|b| b.set(baseline));
+                let got_rc = lanes_mv(&rh, &rl, &mut got);
+                BASELINE_ONLY.with(|b| b.set(false));
+                assert_eq!(got_rc, want_rc, "{rh:?} {rl:?}");
+                if want_rc.is_some() {
+                    assert_eq!(got, want, "{rh:?} {rl:?}");
+                }
+            }
+            if want_rc.is_some() {
+                stable += 1;
+            } else {
+                unstable += 1;
+            }
+        }
+        assert!(stable > 2000 && unstable > 300, "{stable} {unstable}");
+    }
+
+    #[test]
+    fn mpy_32_lanes_is_mpy_32_on_both_clones() {
+        avx2_multiversion! {
+            fn lanes_mv(h1: &[i32; 16], l1: &[i32; 16], h2: &[i32; 16], l2: &[i32; 16]) -> [i32; 16] = mpy_32_lanes;
+        }
+        let mut seed = 5i16;
+        let pick = |seed: &mut i16| match random(seed) & 7 {
+            0 => i16::MIN,
+            1 => i16::MAX,
+            2 => -1,
+            _ => random(seed),
+        };
+        for _ in 0..4000 {
+            let v: [[i16; 16]; 4] =
+                std::array::from_fn(|_| std::array::from_fn(|_| pick(&mut seed)));
+            let w = v.map(|x| x.map(i32::from));
+            let want: [i32; 16] =
+                std::array::from_fn(|j| mpy_32(v[0][j], v[1][j], v[2][j], v[3][j]));
+            for baseline in [false, true] {
+                BASELINE_ONLY.with(|b| b.set(baseline));
+                let got = lanes_mv(&w[0], &w[1], &w[2], &w[3]);
+                BASELINE_ONLY.with(|b| b.set(false));
+                assert_eq!(got, want, "{v:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn lane_sum_is_the_saturating_chain() {
+        let mut seed = 31i16;
+        let (mut plain, mut chain) = (0, 0);
+        for round in 0..20000 {
+            let i = 2 + round % 9;
+            let sc = (round / 9 % 20) as u32;
+            let mut terms = [0i32; 16];
+            for t in terms[1..i].iter_mut() {
+                let v = ((random(&mut seed) as i32) << 16) ^ (random(&mut seed) as i32 & 0xffff);
+                *t = match random(&mut seed) & 15 {
+                    0 => i32::MIN,
+                    1 => i32::MAX,
+                    _ => v >> sc.min(31),
+                };
+            }
+            let want = terms[1..i].iter().fold(0i32, |s, &v| l_add(s, v));
+            assert_eq!(lane_sum(&terms, i), want, "{terms:?}");
+            let sum: i64 = terms.iter().map(|&v| v as i64).sum();
+            if sum != want as i64 {
+                chain += 1;
+            } else {
+                plain += 1;
+            }
+        }
+        assert!(plain > 5000 && chain > 1000, "{plain} {chain}");
     }
 
     #[test]
