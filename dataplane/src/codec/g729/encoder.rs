@@ -405,7 +405,7 @@ impl Encoder {
         let mut tdist = [0i32; 2];
         for mode in 0..2 {
             let mut rbuf = [0i16; M];
-            lsp_prev_extract(
+            lsp_prev_extract_lanes(
                 lsp_ref(&lsf),
                 &mut rbuf,
                 &FG[mode],
@@ -2487,14 +2487,50 @@ fn d4i40_17_fast_body(
     (idx, sign)
 }
 
+/// `L_mult(a, b)` in a 32-bit lane: `2ab`, saturating only at
+/// `a = b = -32768`.
+#[inline(always)]
+fn l_mult_lane(a: i32, b: i32) -> i32 {
+    let p = a * b;
+    2 * p.min((1 << 30) - 1) + i32::from(p >= 1 << 30)
+}
+
+/// [`lsp_prev_extract`] with the ten coefficients as independent 32-bit
+/// lanes (every operator exact, saturation included): the four `L_msu`
+/// of the MA prediction, then `extract_h(L_shl(L_mult(.., inv), 3))`,
+/// whose saturating shift is a clamp to `[-2^28, 2^28)` before the shift
+/// (`extract_h` of the clamped value is that of `MAX_32` / `MIN_32`).
+#[inline(always)]
+fn lsp_prev_extract_lanes(
+    lsp: &[i16; M],
+    lsp_ele: &mut [i16; M],
+    fg: &[[i16; M]; 4],
+    freq_prev: &[[i16; M]; 4],
+    fg_sum_inv: &[i16; M],
+) {
+    let w =
+        |v: &[i16; M]| -> [i32; 16] { std::array::from_fn(|j| v.get(j).map_or(0, |&x| x as i32)) };
+    let mut t = w(lsp).map(|v| v << 16);
+    for k in 0..4 {
+        let (p, g) = (w(&freq_prev[k]), w(&fg[k]));
+        for j in 0..16 {
+            t[j] = t[j].saturating_sub(l_mult_lane(p[j], g[j]));
+        }
+    }
+    let inv = w(fg_sum_inv);
+    let out: [i16; 16] = std::array::from_fn(|j| {
+        let l = l_mult_lane(t[j] >> 16, inv[j]);
+        ((l.clamp(-(1 << 28), (1 << 28) - 1) << 3) >> 16) as i16
+    });
+    lsp_ele.copy_from_slice(&out[..M]);
+}
+
 /// `Mpy_32(hi1, lo1, hi2, lo2)` of each lane, operator by operator
 /// (`L_mult`, two `L_mac` of `mult`), in 32-bit lanes.
 #[inline(always)]
 fn mpy_32_lanes(h1: &[i32; 16], l1: &[i32; 16], h2: &[i32; 16], l2: &[i32; 16]) -> [i32; 16] {
     std::array::from_fn(|j| {
-        let p = h1[j] * h2[j];
-        // L_mult: 2p, saturating only at p = 2^30.
-        let m = 2 * p.min((1 << 30) - 1) + i32::from(p >= 1 << 30);
+        let m = l_mult_lane(h1[j], h2[j]);
         // mult: (x y) >> 15, saturating only at (-2^15)^2.
         let a = ((h1[j] * l2[j]) >> 15).min(32767);
         let b = ((l1[j] * h2[j]) >> 15).min(32767);
@@ -2928,6 +2964,51 @@ mod tests {
                 let got = lanes_mv(&w[0], &w[1], &w[2], &w[3]);
                 BASELINE_ONLY.with(|b| b.set(false));
                 assert_eq!(got, want, "{v:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn lsp_prev_extract_lanes_is_the_reference_on_both_clones() {
+        avx2_multiversion! {
+            fn lanes_mv(
+                lsp: &[i16; M],
+                lsp_ele: &mut [i16; M],
+                fg: &[[i16; M]; 4],
+                freq_prev: &[[i16; M]; 4],
+                fg_sum_inv: &[i16; M],
+            ) = lsp_prev_extract_lanes;
+        }
+        let mut seed = 1234i16;
+        let pick = |seed: &mut i16| match random(seed) & 7 {
+            0 => i16::MIN,
+            1 => i16::MAX,
+            _ => random(seed),
+        };
+        for round in 0..6000 {
+            // The codec's tables and a plausible history, or anything.
+            let table = round % 2 == 0;
+            let lsf: [i16; M] = std::array::from_fn(|_| pick(&mut seed));
+            let prev: [[i16; M]; 4] =
+                std::array::from_fn(|_| std::array::from_fn(|_| pick(&mut seed)));
+            let fg: [[i16; M]; 4] = if table {
+                FG[round / 2 % 2]
+            } else {
+                std::array::from_fn(|_| std::array::from_fn(|_| pick(&mut seed)))
+            };
+            let inv: [i16; M] = if table {
+                FG_SUM_INV[round / 2 % 2]
+            } else {
+                std::array::from_fn(|_| pick(&mut seed))
+            };
+            let mut want = [0i16; M];
+            lsp_prev_extract(&lsf, &mut want, &fg, &prev, &inv);
+            for baseline in [false, true] {
+                let mut got = [0i16; M];
+                BASELINE_ONLY.with(|b| b.set(baseline));
+                lanes_mv(&lsf, &mut got, &fg, &prev, &inv);
+                BASELINE_ONLY.with(|b| b.set(false));
+                assert_eq!(got, want, "{lsf:?} {prev:?} {fg:?} {inv:?}");
             }
         }
     }
