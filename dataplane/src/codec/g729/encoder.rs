@@ -305,16 +305,12 @@ impl Encoder {
 
             if let Some(exc) = self.old_exc.get_mut(pos..pos + L_SUBFR) {
                 if let Ok(exc) = exc.try_into() {
-                    excitation(exc, &code, gain_pit, gain_code);
+                    let tails =
+                        [&xn, &y1, &y2].map(|v| v[L_SUBFR - M..].try_into().unwrap_or(&[0; M]));
+                    subframe_end(exc, &code, tails, gain_pit, gain_code, &mut self.mem_w0);
                 }
             }
             self.update_exc_err(gain_pit, t0);
-
-            for (j, i) in (L_SUBFR - M..L_SUBFR).enumerate() {
-                let temp = extract_h(l_shl(l_mult(y1[i], gain_pit), 1));
-                let k = extract_h(l_shl(l_mult(y2[i], gain_code), 2));
-                self.mem_w0[j] = sub(xn[i], add(temp, k));
-            }
         }
 
         self.old_speech.copy_within(L_FRAME.., 0);
@@ -2487,6 +2483,61 @@ fn d4i40_17_fast_body(
     (idx, sign)
 }
 
+avx2_multiversion! {
+    /// The end of a subframe: the excitation `exc gp + code gc`
+    /// ([`excitation`]) and the weighting filter's memory from the last
+    /// `M` samples of the target `xn` and the filtered codebook vectors
+    /// `y1`, `y2` ([`mem_w0_update`]); `tails` = those of `[xn, y1, y2]`.
+    ///
+    /// [`subframe_end_body`], compiled for AVX2 where the CPU has it
+    /// (`avx2_multiversion`).
+    fn subframe_end(
+        exc: &mut [i16; L_SUBFR],
+        code: &[i16; L_SUBFR],
+        tails: [&[i16; M]; 3],
+        gp: i16,
+        gc: i16,
+        mem_w0: &mut [i16; M],
+    ) = subframe_end_body;
+}
+
+#[inline(always)]
+fn subframe_end_body(
+    exc: &mut [i16; L_SUBFR],
+    code: &[i16; L_SUBFR],
+    tails: [&[i16; M]; 3],
+    gp: i16,
+    gc: i16,
+    mem_w0: &mut [i16; M],
+) {
+    excitation(exc, code, gp, gc);
+    *mem_w0 = mem_w0_update(tails, gp, gc);
+}
+
+/// `sub(xn, add(extract_h(L_shl(L_mult(y1, gp), 1)),
+/// extract_h(L_shl(L_mult(y2, gc), 2))))` per element, as exact 32-bit
+/// lanes: each saturating `L_shl` by `n` is a clamp to
+/// `[-2^(31-n), 2^(31-n))` before the shift (the same high half as the
+/// saturated value), the 16-bit operators clamps.
+#[inline(always)]
+fn mem_w0_update(tails: [&[i16; M]; 3], gp: i16, gc: i16) -> [i16; M] {
+    let [xn, y1, y2] = tails.map(widen16);
+    let sat16 = |v: i32| v.clamp(MIN_16 as i32, MAX_16 as i32);
+    let out: [i16; 16] = std::array::from_fn(|j| {
+        let a = l_mult_lane(y1[j], gp as i32).clamp(-(1 << 30), (1 << 30) - 1);
+        let b = l_mult_lane(y2[j], gc as i32).clamp(-(1 << 29), (1 << 29) - 1);
+        let s = sat16(((a << 1) >> 16) + ((b << 2) >> 16));
+        sat16(xn[j] - s) as i16
+    });
+    std::array::from_fn(|j| out[j])
+}
+
+/// `v` as 32-bit lanes, zero-padded to 16.
+#[inline(always)]
+fn widen16(v: &[i16; M]) -> [i32; 16] {
+    std::array::from_fn(|j| v.get(j).map_or(0, |&x| x as i32))
+}
+
 /// `L_mult(a, b)` in a 32-bit lane: `2ab`, saturating only at
 /// `a = b = -32768`.
 #[inline(always)]
@@ -2508,8 +2559,7 @@ fn lsp_prev_extract_lanes(
     freq_prev: &[[i16; M]; 4],
     fg_sum_inv: &[i16; M],
 ) {
-    let w =
-        |v: &[i16; M]| -> [i32; 16] { std::array::from_fn(|j| v.get(j).map_or(0, |&x| x as i32)) };
+    let w = widen16;
     let mut t = w(lsp).map(|v| v << 16);
     for k in 0..4 {
         let (p, g) = (w(&freq_prev[k]), w(&fg[k]));
@@ -3009,6 +3059,36 @@ mod tests {
                 lanes_mv(&lsf, &mut got, &fg, &prev, &inv);
                 BASELINE_ONLY.with(|b| b.set(false));
                 assert_eq!(got, want, "{lsf:?} {prev:?} {fg:?} {inv:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn mem_w0_update_is_the_operator_chain_on_both_clones() {
+        avx2_multiversion! {
+            fn update_mv(tails: [&[i16; M]; 3], gp: i16, gc: i16) -> [i16; M] = mem_w0_update;
+        }
+        let mut seed = 4242i16;
+        let pick = |seed: &mut i16| match random(seed) & 7 {
+            0 => i16::MIN,
+            1 => i16::MAX,
+            2 => random(seed) >> 8,
+            _ => random(seed),
+        };
+        for _ in 0..20000 {
+            let v: [[i16; M]; 3] =
+                std::array::from_fn(|_| std::array::from_fn(|_| pick(&mut seed)));
+            let (gp, gc) = (pick(&mut seed), pick(&mut seed));
+            let want: [i16; M] = std::array::from_fn(|j| {
+                let temp = extract_h(l_shl(l_mult(v[1][j], gp), 1));
+                let k = extract_h(l_shl(l_mult(v[2][j], gc), 2));
+                sub(v[0][j], add(temp, k))
+            });
+            for baseline in [false, true] {
+                BASELINE_ONLY.with(|b| b.set(baseline));
+                let got = update_mv([&v[0], &v[1], &v[2]], gp, gc);
+                BASELINE_ONLY.with(|b| b.set(false));
+                assert_eq!(got, want, "{v:?} {gp} {gc}");
             }
         }
     }
