@@ -455,6 +455,10 @@ pub(crate) fn mult_sign8(v: &mut [i16; 8], m: &[i16; 8]) {
 pub(crate) fn lsp_stage1<const CAP: bool>(r: &[i16; 10], groups: &[[[i16; 8]; 5]; 32]) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
+        if avx2() {
+            // SAFETY: the CPU has AVX2 (checked at run time by `avx2`).
+            return unsafe { lsp_stage1_avx2::<CAP>(r, groups) };
+        }
         use std::arch::x86_64::*;
         // SAFETY: SSE2 is always available on x86_64; each load reads one
         // 8-element array of `groups`, the store one 4-element array.
@@ -516,6 +520,68 @@ pub(crate) fn lsp_stage1<const CAP: bool>(r: &[i16; 10], groups: &[[[i16; 8]; 5]
                     .sum();
                 best = best.min((d.min(1 << 30), 4 * g + l));
             }
+        }
+        best.1
+    }
+}
+
+/// [`lsp_stage1`] with two groups (eight entries) per AVX2 register: lane
+/// `l` of the pair `(2h, 2h + 1)` is entry `8h + l`. The cap is an
+/// unsigned minimum with 2^30 (the same clamp of a value below 2^32).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn lsp_stage1_avx2<const CAP: bool>(r: &[i16; 10], groups: &[[[i16; 8]; 5]; 32]) -> usize {
+    use std::arch::x86_64::*;
+    // SAFETY: AVX2 is enabled for this function; each load reads one
+    // 8-element array of `groups`, each store one 8-element array.
+    unsafe {
+        let cap = _mm256_set1_epi32(1 << 30);
+        // (Macros, not closures: a closure would not inherit AVX2 and its
+        // intrinsics would stay out-of-line calls.)
+        macro_rules! clamp {
+            ($v:expr) => {
+                if CAP {
+                    _mm256_min_epu32($v, cap)
+                } else {
+                    $v
+                }
+            };
+        }
+        let mut rp = [_mm256_setzero_si256(); 5];
+        for (p, v) in rp.iter_mut().enumerate() {
+            *v = _mm256_set1_epi32((r[2 * p] as u16 as i32) | ((r[2 * p + 1] as i32) << 16));
+        }
+        let mut best = _mm256_set1_epi32(i32::MAX);
+        let mut best_h = _mm256_setzero_si256();
+        let mut h_vec = _mm256_setzero_si256();
+        let one = _mm256_set1_epi32(1);
+        for pair in groups.as_chunks::<2>().0 {
+            let mut q = [_mm256_setzero_si256(); 5];
+            for (p, v) in q.iter_mut().enumerate() {
+                let c = _mm256_inserti128_si256(
+                    _mm256_castsi128_si256(_mm_loadu_si128(pair[0][p].as_ptr() as *const __m128i)),
+                    _mm_loadu_si128(pair[1][p].as_ptr() as *const __m128i),
+                    1,
+                );
+                let t = _mm256_subs_epi16(rp[p], c);
+                *v = _mm256_madd_epi16(t, t);
+            }
+            let a = clamp!(_mm256_add_epi32(q[0], q[1]));
+            let b = clamp!(_mm256_add_epi32(q[2], q[3]));
+            let c = clamp!(q[4]);
+            let key = clamp!(_mm256_add_epi32(_mm256_add_epi32(a, b), c));
+            // Strictly smaller only: the earlier pair wins ties.
+            let lt = _mm256_cmpgt_epi32(best, key);
+            best = _mm256_min_epi32(best, key);
+            best_h = _mm256_blendv_epi8(best_h, h_vec, lt);
+            h_vec = _mm256_add_epi32(h_vec, one);
+        }
+        let (mut keys, mut hs) = ([0i32; 8], [0i32; 8]);
+        _mm256_storeu_si256(keys.as_mut_ptr() as *mut __m256i, best);
+        _mm256_storeu_si256(hs.as_mut_ptr() as *mut __m256i, best_h);
+        let mut best = (i32::MAX, usize::MAX);
+        for l in 0..8 {
+            best = best.min((keys[l], 8 * hs[l] as usize + l));
         }
         best.1
     }
@@ -1336,7 +1402,16 @@ mod tests {
                     want = i;
                 }
             }
-            assert_eq!(lsp_stage1::<true>(&r, &groups), want, "round {round}");
+            // The AVX2 kernel (where the CPU has it) and the SSE2 one.
+            let both = |f: fn(&[i16; 10], &[[[i16; 8]; 5]; 32]) -> usize| {
+                [false, true].map(|baseline| {
+                    BASELINE_ONLY.with(|b| b.set(baseline));
+                    let i = f(&r, &groups);
+                    BASELINE_ONLY.with(|b| b.set(false));
+                    i
+                })
+            };
+            assert_eq!(both(lsp_stage1::<true>), [want; 2], "round {round}");
             // Without the clamps under their precondition: the largest
             // distance from r of any point of the codebook's bounding box
             // stays below 2^30.
@@ -1350,7 +1425,7 @@ mod tests {
                 .sum();
             if far < 1 << 30 {
                 unclamped += 1;
-                assert_eq!(lsp_stage1::<false>(&r, &groups), want, "round {round}");
+                assert_eq!(both(lsp_stage1::<false>), [want; 2], "round {round}");
             }
         }
         assert!(capped > 100, "{capped}");
