@@ -8,8 +8,9 @@
 
 use super::basic_op::*;
 use super::simd::{
-    abs_sum8n, all_abs_le8, any_better8, avx2_multiversion, cor_h_blocks, corr_tri40, dot8n,
-    first_best_ratio, lsp_stage1, lsp_stage2, max_abs8, mult_sign8, search8, search8_w, sq_dist16,
+    abs_sum8n, all_abs_le8, any_better8, avx2_multiversion, cor_h_blocks, corr_tri40, dot40_down4,
+    dot8n, first_best_ratio, lsp_stage1, lsp_stage2, max_abs8, mult_sign8, search8, search8_w,
+    sq_dist16,
 };
 use super::simd_search::gain_dist32;
 use super::tables::*;
@@ -1342,6 +1343,14 @@ fn energy64(v: &[i16]) -> i64 {
     s as i64 + rest.iter().map(|&x| sq(x) as i64).sum::<i64>()
 }
 
+/// The first lags of the groups of four lags `t, t + 2, t + 4, t + 6` of
+/// [`pitch_ol_fast`]'s correlation table: every even lag in `20..=142`,
+/// every odd one in `21..=83`.
+const OL_GROUPS: [usize; 24] = [
+    20, 28, 36, 44, 52, 60, 68, 76, 84, 92, 100, 108, 116, 124, 132, 136, 21, 29, 37, 45, 53, 61,
+    69, 77,
+];
+
 avx2_multiversion! {
     /// Open-loop pitch on the weighted speech (`wsp[PIT_MAX..]` is the frame).
     ///
@@ -1400,7 +1409,26 @@ fn pitch_ol_fast_body(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 {
         Ok(c) => c,
         Err(_) => return PIT_MIN as i16,
     };
+    // With `exact`, the correlations of the lags the searches read (all
+    // even lags, the odd ones up to 83) four at a time: the lags t + 2q of
+    // a group read windows of one half one sample apart, going down.
+    let mut table = [0i32; PIT_MAX + 1];
+    if exact {
+        for &t in &OL_GROUPS {
+            let start = PIT_MAX - t - 6;
+            let half = if start % 2 == 0 { &even } else { &odd };
+            if let Some(Ok(w)) = half.get(start / 2..start / 2 + 43).map(|w| w.try_into()) {
+                let y = dot40_down4(cur40, w);
+                for q in 0..4 {
+                    table[t + 2 * q] = y[q].wrapping_mul(2);
+                }
+            }
+        }
+    }
     let corr = |t: usize| -> i32 {
+        if exact && (t % 2 == 0 || t <= 83) {
+            return table[t];
+        }
         match (exact, past(t).try_into()) {
             (true, Ok(p)) => dot8n::<{ L_FRAME / 2 }>(cur40, p).wrapping_mul(2),
             _ => l_mac_dot(0, cur, past(t)),
@@ -1418,7 +1446,8 @@ fn pitch_ol_fast_body(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 {
         let mut t = lo;
         let mut i = lo;
         while i < hi {
-            let s = corr(i);
+            // (The table holds every lag searched here.)
+            let s = if exact { table[i] } else { corr(i) };
             if l_sub(s, max) > 0 {
                 max = s;
                 t = i;

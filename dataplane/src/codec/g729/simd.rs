@@ -281,6 +281,52 @@ pub(crate) fn corr_tri40(x: &[i16; 40], h: &[i16; 40], y: &mut [i32; 40]) {
     }
 }
 
+/// `y[q] = Σ_k a[k] w[3 - q + k]` (modulo 2^32) for `q` in `0..4`: the
+/// correlations of `a` with four windows of `w`, each one sample before
+/// the previous one, the four sums reduced together by one transpose.
+#[inline(always)]
+pub(crate) fn dot40_down4(a: &[i16; 40], w: &[i16; 43]) -> [i32; 4] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        let mut y = [0i32; 4];
+        // SAFETY: SSE2 is always available on x86_64. The loads of `a`
+        // read 8 elements at 8c <= 32, inside its 40; those of `w` read 8
+        // at 3 - q + 8c <= 35, inside its 43. The store writes `y`.
+        // `pmaddwd` wraps only when both products of a pair are
+        // (-32768)^2, and wrapping is the arithmetic promised here.
+        unsafe {
+            let mut acc = [_mm_setzero_si128(); 4];
+            for c in 0..5 {
+                let av = _mm_loadu_si128(a.as_ptr().add(8 * c) as *const __m128i);
+                for (q, v) in acc.iter_mut().enumerate() {
+                    let wv = _mm_loadu_si128(w.as_ptr().add(3 - q + 8 * c) as *const __m128i);
+                    *v = _mm_add_epi32(*v, _mm_madd_epi16(wv, av));
+                }
+            }
+            let s01 = _mm_add_epi32(
+                _mm_unpacklo_epi32(acc[0], acc[1]),
+                _mm_unpackhi_epi32(acc[0], acc[1]),
+            );
+            let s23 = _mm_add_epi32(
+                _mm_unpacklo_epi32(acc[2], acc[3]),
+                _mm_unpackhi_epi32(acc[2], acc[3]),
+            );
+            let r = _mm_add_epi32(_mm_unpacklo_epi64(s01, s23), _mm_unpackhi_epi64(s01, s23));
+            _mm_storeu_si128(y.as_mut_ptr() as *mut __m128i, r);
+        }
+        y
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        std::array::from_fn(|q| {
+            a.iter()
+                .zip(&w[3 - q..])
+                .fold(0i32, |s, (x, y)| s.wrapping_add(*x as i32 * *y as i32))
+        })
+    }
+}
+
 /// Eight consecutive outputs of a 20-tap FIR at once:
 /// `out[j] = sat16((Σ_k c[k] w[j + k] + 2^14) >> 15)` for `j` in `0..8`,
 /// the 32-bit sums taken modulo 2^32. When every `|Σ_k c[k] w[j + k]|` is
@@ -1348,6 +1394,40 @@ mod tests {
                 let mut v = x;
                 mult_sign8(&mut v, &m);
                 assert_eq!(v, want, "{x:?} {m:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn dot40_down4_is_the_wrapping_dot_on_both_clones() {
+        avx2_multiversion! {
+            fn down4_mv(a: &[i16; 40], w: &[i16; 43]) -> [i32; 4] = dot40_down4;
+        }
+        let mut seed = 99u32;
+        let mut rnd = || {
+            seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
+            ((seed >> 8) as i32 % 65536 - 32768) as i16
+        };
+        for round in 0..2000 {
+            let mut a: [i16; 40] = std::array::from_fn(|_| rnd());
+            let mut w: [i16; 43] = std::array::from_fn(|_| rnd());
+            if round % 4 == 0 {
+                // Extremes: pairs of (-32768)^2 products wrap.
+                a = [i16::MIN; 40];
+                w.iter_mut()
+                    .step_by(round % 3 + 1)
+                    .for_each(|v| *v = i16::MIN);
+            }
+            let want: [i32; 4] = std::array::from_fn(|q| {
+                (0..40).fold(0i32, |s, k| {
+                    s.wrapping_add(a[k] as i32 * w[3 - q + k] as i32)
+                })
+            });
+            for baseline in [false, true] {
+                BASELINE_ONLY.with(|b| b.set(baseline));
+                let got = down4_mv(&a, &w);
+                BASELINE_ONLY.with(|b| b.set(false));
+                assert_eq!(got, want, "round {round}");
             }
         }
     }
