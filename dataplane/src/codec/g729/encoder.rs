@@ -1416,7 +1416,7 @@ fn pitch_ol_fast_body(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 {
     if exact {
         for &t in &OL_GROUPS {
             let start = PIT_MAX - t - 6;
-            let half = if start % 2 == 0 { &even } else { &odd };
+            let half = if start.is_multiple_of(2) { &even } else { &odd };
             if let Some(Ok(w)) = half.get(start / 2..start / 2 + 43).map(|w| w.try_into()) {
                 let y = dot40_down4(cur40, w);
                 for q in 0..4 {
@@ -1426,7 +1426,7 @@ fn pitch_ol_fast_body(wsp: &[i16; L_FRAME + PIT_MAX]) -> i16 {
         }
     }
     let corr = |t: usize| -> i32 {
-        if exact && (t % 2 == 0 || t <= 83) {
+        if exact && (t.is_multiple_of(2) || t <= 83) {
             return table[t];
         }
         match (exact, past(t).try_into()) {
