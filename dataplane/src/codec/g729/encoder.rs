@@ -2631,6 +2631,30 @@ fn lane_sum(terms: &[i32; 16], i: usize) -> i32 {
     }
 }
 
+/// The reflection coefficient `-t / alpha` of Levinson's step (`alpha`
+/// as hi/lo, `|t| < alpha`), before its normalising shift.
+#[inline(always)]
+fn reflection(t: i32, alp_h: i16, alp_l: i16) -> i32 {
+    let k = div_32(l_abs(t), alp_h, alp_l);
+    if t > 0 {
+        l_negate(k)
+    } else {
+        k
+    }
+}
+
+/// The new prediction error `alpha (1 - k^2)` of Levinson's step,
+/// normalised: its hi/lo and the exponent of the normalisation.
+#[inline(always)]
+fn prediction_error(kh: i16, kl: i16, alp_h: i16, alp_l: i16) -> (i16, i16, i16) {
+    let t0 = l_sub(0x7fff_ffff, l_abs(mpy_32(kh, kl, kh, kl)));
+    let (hi, lo) = l_extract(t0);
+    let t0 = mpy_32(alp_h, alp_l, hi, lo);
+    let exp = norm_l(t0);
+    let (h, l) = l_extract(l_shl(t0, exp));
+    (h, l, exp)
+}
+
 /// Levinson-Durbin recursion on the double-precision autocorrelation
 /// (the reference's `Levinson`): the order-10 LP coefficients in `a` and
 /// the first two reflection coefficients, or `None` when a reflection
@@ -2666,27 +2690,14 @@ fn levinson_lanes(rh: &[i16; MP1], rl: &[i16; MP1], a: &mut [i16; MP1]) -> Optio
     let mut alr = [0i32; 40];
     let mut rc = [0i16; 2];
 
-    let t1 = l_comp(rh[1], rl[1]);
-    let t2 = l_abs(t1);
-    let mut t0 = div_32(t2, rh[0], rl[0]);
-    if t1 > 0 {
-        t0 = l_negate(t0);
-    }
+    let mut t0 = reflection(l_comp(rh[1], rl[1]), rh[0], rl[0]);
     let (mut kh, mut kl) = l_extract(t0);
     rc[0] = kh;
     t0 = l_shr(t0, 4);
     let (h, l) = l_extract(t0);
     (ah[1], al[1]) = (h as i32, l as i32);
     (ahr[REV - 1], alr[REV - 1]) = (h as i32, l as i32);
-
-    t0 = mpy_32(kh, kl, kh, kl);
-    t0 = l_abs(t0);
-    t0 = l_sub(0x7fff_ffff, t0);
-    let (hi, lo) = l_extract(t0);
-    t0 = mpy_32(rh[0], rl[0], hi, lo);
-    let mut alp_exp = norm_l(t0);
-    t0 = l_shl(t0, alp_exp);
-    let (mut alp_h, mut alp_l) = l_extract(t0);
+    let (mut alp_h, mut alp_l, mut alp_exp) = prediction_error(kh, kl, rh[0], rl[0]);
 
     for i in 2..=M {
         let win =
@@ -2696,12 +2707,7 @@ fn levinson_lanes(rh: &[i16; MP1], rl: &[i16; MP1], a: &mut [i16; MP1]) -> Optio
         t0 = l_shl(t0, 4);
         let t1 = l_comp(rh[i], rl[i]);
         t0 = l_add(t0, t1);
-        let t1 = l_abs(t0);
-        let mut t2 = div_32(t1, alp_h, alp_l);
-        if t0 > 0 {
-            t2 = l_negate(t2);
-        }
-        t2 = l_shl(t2, alp_exp);
+        let t2 = l_shl(reflection(t0, alp_h, alp_l), alp_exp);
         (kh, kl) = l_extract(t2);
         if i <= 2 {
             rc[i - 1] = kh;
@@ -2727,14 +2733,8 @@ fn levinson_lanes(rh: &[i16; MP1], rl: &[i16; MP1], a: &mut [i16; MP1]) -> Optio
             alr[REV - m] = al[m];
         }
 
-        let mut t0 = mpy_32(kh, kl, kh, kl);
-        t0 = l_abs(t0);
-        t0 = l_sub(0x7fff_ffff, t0);
-        let (hi, lo) = l_extract(t0);
-        t0 = mpy_32(alp_h, alp_l, hi, lo);
-        let j = norm_l(t0);
-        t0 = l_shl(t0, j);
-        (alp_h, alp_l) = l_extract(t0);
+        let j;
+        (alp_h, alp_l, j) = prediction_error(kh, kl, alp_h, alp_l);
         alp_exp = add(alp_exp, j);
     }
     a[0] = 4096;
@@ -2753,25 +2753,12 @@ fn levinson_ref(rh: &[i16; MP1], rl: &[i16; MP1], a: &mut [i16; MP1]) -> Option<
     let mut anl = [0i16; MP1];
     let mut rc = [0i16; M];
 
-    let t1 = l_comp(rh[1], rl[1]);
-    let t2 = l_abs(t1);
-    let mut t0 = div_32(t2, rh[0], rl[0]);
-    if t1 > 0 {
-        t0 = l_negate(t0);
-    }
+    let mut t0 = reflection(l_comp(rh[1], rl[1]), rh[0], rl[0]);
     let (mut kh, mut kl) = l_extract(t0);
     rc[0] = kh;
     t0 = l_shr(t0, 4);
     (ah[1], al[1]) = l_extract(t0);
-
-    t0 = mpy_32(kh, kl, kh, kl);
-    t0 = l_abs(t0);
-    t0 = l_sub(0x7fff_ffff, t0);
-    let (hi, lo) = l_extract(t0);
-    t0 = mpy_32(rh[0], rl[0], hi, lo);
-    let mut alp_exp = norm_l(t0);
-    t0 = l_shl(t0, alp_exp);
-    let (mut alp_h, mut alp_l) = l_extract(t0);
+    let (mut alp_h, mut alp_l, mut alp_exp) = prediction_error(kh, kl, rh[0], rl[0]);
 
     for i in 2..=M {
         let mut t0 = 0i32;
@@ -2781,12 +2768,7 @@ fn levinson_ref(rh: &[i16; MP1], rl: &[i16; MP1], a: &mut [i16; MP1]) -> Option<
         t0 = l_shl(t0, 4);
         let t1 = l_comp(rh[i], rl[i]);
         t0 = l_add(t0, t1);
-        let t1 = l_abs(t0);
-        let mut t2 = div_32(t1, alp_h, alp_l);
-        if t0 > 0 {
-            t2 = l_negate(t2);
-        }
-        t2 = l_shl(t2, alp_exp);
+        let mut t2 = l_shl(reflection(t0, alp_h, alp_l), alp_exp);
         (kh, kl) = l_extract(t2);
         rc[i - 1] = kh;
         if abs_s(kh) > 32750 {
@@ -2800,14 +2782,8 @@ fn levinson_ref(rh: &[i16; MP1], rl: &[i16; MP1], a: &mut [i16; MP1]) -> Option<
         t2 = l_shr(t2, 4);
         (anh[i], anl[i]) = l_extract(t2);
 
-        let mut t0 = mpy_32(kh, kl, kh, kl);
-        t0 = l_abs(t0);
-        t0 = l_sub(0x7fff_ffff, t0);
-        let (hi, lo) = l_extract(t0);
-        t0 = mpy_32(alp_h, alp_l, hi, lo);
-        let j = norm_l(t0);
-        t0 = l_shl(t0, j);
-        (alp_h, alp_l) = l_extract(t0);
+        let j;
+        (alp_h, alp_l, j) = prediction_error(kh, kl, alp_h, alp_l);
         alp_exp = add(alp_exp, j);
         ah[1..=i].copy_from_slice(&anh[1..=i]);
         al[1..=i].copy_from_slice(&anl[1..=i]);
@@ -3020,18 +2996,24 @@ mod tests {
         assert!(stable > 2000 && unstable > 300, "{stable} {unstable}");
     }
 
+    /// A random 16-bit value, one time in four an extreme one (-32768,
+    /// 32767, -1) and one in eight a small one.
+    fn pick(seed: &mut i16) -> i16 {
+        match random(seed) & 7 {
+            0 => i16::MIN,
+            1 => i16::MAX,
+            2 => -1,
+            3 => random(seed) >> 8,
+            _ => random(seed),
+        }
+    }
+
     #[test]
     fn mpy_32_lanes_is_mpy_32_on_both_clones() {
         avx2_multiversion! {
             fn lanes_mv(h1: &[i32; 16], l1: &[i32; 16], h2: &[i32; 16], l2: &[i32; 16]) -> [i32; 16] = mpy_32_lanes;
         }
         let mut seed = 5i16;
-        let pick = |seed: &mut i16| match random(seed) & 7 {
-            0 => i16::MIN,
-            1 => i16::MAX,
-            2 => -1,
-            _ => random(seed),
-        };
         for _ in 0..4000 {
             let v: [[i16; 16]; 4] =
                 std::array::from_fn(|_| std::array::from_fn(|_| pick(&mut seed)));
@@ -3059,11 +3041,6 @@ mod tests {
             ) = lsp_prev_extract_lanes;
         }
         let mut seed = 1234i16;
-        let pick = |seed: &mut i16| match random(seed) & 7 {
-            0 => i16::MIN,
-            1 => i16::MAX,
-            _ => random(seed),
-        };
         for round in 0..6000 {
             // The codec's tables and a plausible history, or anything.
             let table = round % 2 == 0;
@@ -3098,12 +3075,6 @@ mod tests {
             fn update_mv(tails: [&[i16; M]; 3], gp: i16, gc: i16) -> [i16; M] = mem_w0_update;
         }
         let mut seed = 4242i16;
-        let pick = |seed: &mut i16| match random(seed) & 7 {
-            0 => i16::MIN,
-            1 => i16::MAX,
-            2 => random(seed) >> 8,
-            _ => random(seed),
-        };
         for _ in 0..20000 {
             let v: [[i16; M]; 3] =
                 std::array::from_fn(|_| std::array::from_fn(|_| pick(&mut seed)));

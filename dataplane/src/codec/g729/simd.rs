@@ -225,6 +225,26 @@ pub(crate) fn all_abs_le8(v: &[i32; 8], t: i64) -> bool {
     }
 }
 
+/// The lane sums of four registers in one (lane `q` = the sum of
+/// `acc[q]`'s four lanes, modulo 2^32), by one transpose.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn sum4x4(acc: [std::arch::x86_64::__m128i; 4]) -> std::arch::x86_64::__m128i {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE2 is always available on x86_64; register operations only.
+    unsafe {
+        let s01 = _mm_add_epi32(
+            _mm_unpacklo_epi32(acc[0], acc[1]),
+            _mm_unpackhi_epi32(acc[0], acc[1]),
+        );
+        let s23 = _mm_add_epi32(
+            _mm_unpacklo_epi32(acc[2], acc[3]),
+            _mm_unpackhi_epi32(acc[2], acc[3]),
+        );
+        _mm_add_epi32(_mm_unpacklo_epi64(s01, s23), _mm_unpackhi_epi64(s01, s23))
+    }
+}
+
 /// The correlation `y[i] = Σ_{k < 40 - i} x[i + k] h[k]` (modulo 2^32) of
 /// 40 samples with the 40 taps of an impulse response, for every `i`.
 /// Four outputs at a time: the window of `x` past its end is zero, so the
@@ -257,16 +277,7 @@ pub(crate) fn corr_tri40(x: &[i16; 40], h: &[i16; 40], y: &mut [i32; 40]) {
                         *a = _mm_add_epi32(*a, _mm_madd_epi16(xv, hc));
                     }
                 }
-                let s01 = _mm_add_epi32(
-                    _mm_unpacklo_epi32(acc[0], acc[1]),
-                    _mm_unpackhi_epi32(acc[0], acc[1]),
-                );
-                let s23 = _mm_add_epi32(
-                    _mm_unpacklo_epi32(acc[2], acc[3]),
-                    _mm_unpackhi_epi32(acc[2], acc[3]),
-                );
-                let r = _mm_add_epi32(_mm_unpacklo_epi64(s01, s23), _mm_unpackhi_epi64(s01, s23));
-                _mm_storeu_si128(y.as_mut_ptr().add(4 * b) as *mut __m128i, r);
+                _mm_storeu_si128(y.as_mut_ptr().add(4 * b) as *mut __m128i, sum4x4(acc));
             }
         }
     }
@@ -304,16 +315,7 @@ pub(crate) fn dot40_down4(a: &[i16; 40], w: &[i16; 43]) -> [i32; 4] {
                     *v = _mm_add_epi32(*v, _mm_madd_epi16(wv, av));
                 }
             }
-            let s01 = _mm_add_epi32(
-                _mm_unpacklo_epi32(acc[0], acc[1]),
-                _mm_unpackhi_epi32(acc[0], acc[1]),
-            );
-            let s23 = _mm_add_epi32(
-                _mm_unpacklo_epi32(acc[2], acc[3]),
-                _mm_unpackhi_epi32(acc[2], acc[3]),
-            );
-            let r = _mm_add_epi32(_mm_unpacklo_epi64(s01, s23), _mm_unpackhi_epi64(s01, s23));
-            _mm_storeu_si128(y.as_mut_ptr() as *mut __m128i, r);
+            _mm_storeu_si128(y.as_mut_ptr() as *mut __m128i, sum4x4(acc));
         }
         y
     }
