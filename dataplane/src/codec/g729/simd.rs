@@ -225,6 +225,26 @@ pub(crate) fn all_abs_le8(v: &[i32; 8], t: i64) -> bool {
     }
 }
 
+/// The lane sums of four registers in one (lane `q` = the sum of
+/// `acc[q]`'s four lanes, modulo 2^32), by one transpose.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn sum4x4(acc: [std::arch::x86_64::__m128i; 4]) -> std::arch::x86_64::__m128i {
+    use std::arch::x86_64::*;
+    // SAFETY: SSE2 is always available on x86_64; register operations only.
+    unsafe {
+        let s01 = _mm_add_epi32(
+            _mm_unpacklo_epi32(acc[0], acc[1]),
+            _mm_unpackhi_epi32(acc[0], acc[1]),
+        );
+        let s23 = _mm_add_epi32(
+            _mm_unpacklo_epi32(acc[2], acc[3]),
+            _mm_unpackhi_epi32(acc[2], acc[3]),
+        );
+        _mm_add_epi32(_mm_unpacklo_epi64(s01, s23), _mm_unpackhi_epi64(s01, s23))
+    }
+}
+
 /// The correlation `y[i] = Σ_{k < 40 - i} x[i + k] h[k]` (modulo 2^32) of
 /// 40 samples with the 40 taps of an impulse response, for every `i`.
 /// Four outputs at a time: the window of `x` past its end is zero, so the
@@ -257,16 +277,7 @@ pub(crate) fn corr_tri40(x: &[i16; 40], h: &[i16; 40], y: &mut [i32; 40]) {
                         *a = _mm_add_epi32(*a, _mm_madd_epi16(xv, hc));
                     }
                 }
-                let s01 = _mm_add_epi32(
-                    _mm_unpacklo_epi32(acc[0], acc[1]),
-                    _mm_unpackhi_epi32(acc[0], acc[1]),
-                );
-                let s23 = _mm_add_epi32(
-                    _mm_unpacklo_epi32(acc[2], acc[3]),
-                    _mm_unpackhi_epi32(acc[2], acc[3]),
-                );
-                let r = _mm_add_epi32(_mm_unpacklo_epi64(s01, s23), _mm_unpackhi_epi64(s01, s23));
-                _mm_storeu_si128(y.as_mut_ptr().add(4 * b) as *mut __m128i, r);
+                _mm_storeu_si128(y.as_mut_ptr().add(4 * b) as *mut __m128i, sum4x4(acc));
             }
         }
     }
@@ -278,6 +289,43 @@ pub(crate) fn corr_tri40(x: &[i16; 40], h: &[i16; 40], y: &mut [i32; 40]) {
                 .zip(h)
                 .fold(0i32, |s, (a, b)| s.wrapping_add(*a as i32 * *b as i32));
         }
+    }
+}
+
+/// `y[q] = Σ_k a[k] w[3 - q + k]` (modulo 2^32) for `q` in `0..4`: the
+/// correlations of `a` with four windows of `w`, each one sample before
+/// the previous one, the four sums reduced together by one transpose.
+#[inline(always)]
+pub(crate) fn dot40_down4(a: &[i16; 40], w: &[i16; 43]) -> [i32; 4] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        let mut y = [0i32; 4];
+        // SAFETY: SSE2 is always available on x86_64. The loads of `a`
+        // read 8 elements at 8c <= 32, inside its 40; those of `w` read 8
+        // at 3 - q + 8c <= 35, inside its 43. The store writes `y`.
+        // `pmaddwd` wraps only when both products of a pair are
+        // (-32768)^2, and wrapping is the arithmetic promised here.
+        unsafe {
+            let mut acc = [_mm_setzero_si128(); 4];
+            for c in 0..5 {
+                let av = _mm_loadu_si128(a.as_ptr().add(8 * c) as *const __m128i);
+                for (q, v) in acc.iter_mut().enumerate() {
+                    let wv = _mm_loadu_si128(w.as_ptr().add(3 - q + 8 * c) as *const __m128i);
+                    *v = _mm_add_epi32(*v, _mm_madd_epi16(wv, av));
+                }
+            }
+            _mm_storeu_si128(y.as_mut_ptr() as *mut __m128i, sum4x4(acc));
+        }
+        y
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        std::array::from_fn(|q| {
+            a.iter()
+                .zip(&w[3 - q..])
+                .fold(0i32, |s, (x, y)| s.wrapping_add(*x as i32 * *y as i32))
+        })
     }
 }
 
@@ -455,6 +503,10 @@ pub(crate) fn mult_sign8(v: &mut [i16; 8], m: &[i16; 8]) {
 pub(crate) fn lsp_stage1<const CAP: bool>(r: &[i16; 10], groups: &[[[i16; 8]; 5]; 32]) -> usize {
     #[cfg(target_arch = "x86_64")]
     {
+        if avx2() {
+            // SAFETY: the CPU has AVX2 (checked at run time by `avx2`).
+            return unsafe { lsp_stage1_avx2::<CAP>(r, groups) };
+        }
         use std::arch::x86_64::*;
         // SAFETY: SSE2 is always available on x86_64; each load reads one
         // 8-element array of `groups`, the store one 4-element array.
@@ -516,6 +568,68 @@ pub(crate) fn lsp_stage1<const CAP: bool>(r: &[i16; 10], groups: &[[[i16; 8]; 5]
                     .sum();
                 best = best.min((d.min(1 << 30), 4 * g + l));
             }
+        }
+        best.1
+    }
+}
+
+/// [`lsp_stage1`] with two groups (eight entries) per AVX2 register: lane
+/// `l` of the pair `(2h, 2h + 1)` is entry `8h + l`. The cap is an
+/// unsigned minimum with 2^30 (the same clamp of a value below 2^32).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn lsp_stage1_avx2<const CAP: bool>(r: &[i16; 10], groups: &[[[i16; 8]; 5]; 32]) -> usize {
+    use std::arch::x86_64::*;
+    // SAFETY: AVX2 is enabled for this function; each load reads one
+    // 8-element array of `groups`, each store one 8-element array.
+    unsafe {
+        let cap = _mm256_set1_epi32(1 << 30);
+        // (Macros, not closures: a closure would not inherit AVX2 and its
+        // intrinsics would stay out-of-line calls.)
+        macro_rules! clamp {
+            ($v:expr) => {
+                if CAP {
+                    _mm256_min_epu32($v, cap)
+                } else {
+                    $v
+                }
+            };
+        }
+        let mut rp = [_mm256_setzero_si256(); 5];
+        for (p, v) in rp.iter_mut().enumerate() {
+            *v = _mm256_set1_epi32((r[2 * p] as u16 as i32) | ((r[2 * p + 1] as i32) << 16));
+        }
+        let mut best = _mm256_set1_epi32(i32::MAX);
+        let mut best_h = _mm256_setzero_si256();
+        let mut h_vec = _mm256_setzero_si256();
+        let one = _mm256_set1_epi32(1);
+        for pair in groups.as_chunks::<2>().0 {
+            let mut q = [_mm256_setzero_si256(); 5];
+            for (p, v) in q.iter_mut().enumerate() {
+                let c = _mm256_inserti128_si256(
+                    _mm256_castsi128_si256(_mm_loadu_si128(pair[0][p].as_ptr() as *const __m128i)),
+                    _mm_loadu_si128(pair[1][p].as_ptr() as *const __m128i),
+                    1,
+                );
+                let t = _mm256_subs_epi16(rp[p], c);
+                *v = _mm256_madd_epi16(t, t);
+            }
+            let a = clamp!(_mm256_add_epi32(q[0], q[1]));
+            let b = clamp!(_mm256_add_epi32(q[2], q[3]));
+            let c = clamp!(q[4]);
+            let key = clamp!(_mm256_add_epi32(_mm256_add_epi32(a, b), c));
+            // Strictly smaller only: the earlier pair wins ties.
+            let lt = _mm256_cmpgt_epi32(best, key);
+            best = _mm256_min_epi32(best, key);
+            best_h = _mm256_blendv_epi8(best_h, h_vec, lt);
+            h_vec = _mm256_add_epi32(h_vec, one);
+        }
+        let (mut keys, mut hs) = ([0i32; 8], [0i32; 8]);
+        _mm256_storeu_si256(keys.as_mut_ptr() as *mut __m256i, best);
+        _mm256_storeu_si256(hs.as_mut_ptr() as *mut __m256i, best_h);
+        let mut best = (i32::MAX, usize::MAX);
+        for l in 0..8 {
+            best = best.min((keys[l], 8 * hs[l] as usize + l));
         }
         best.1
     }
@@ -1287,6 +1401,40 @@ mod tests {
     }
 
     #[test]
+    fn dot40_down4_is_the_wrapping_dot_on_both_clones() {
+        avx2_multiversion! {
+            fn down4_mv(a: &[i16; 40], w: &[i16; 43]) -> [i32; 4] = dot40_down4;
+        }
+        let mut seed = 99u32;
+        let mut rnd = || {
+            seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
+            ((seed >> 8) as i32 % 65536 - 32768) as i16
+        };
+        for round in 0..2000 {
+            let mut a: [i16; 40] = std::array::from_fn(|_| rnd());
+            let mut w: [i16; 43] = std::array::from_fn(|_| rnd());
+            if round % 4 == 0 {
+                // Extremes: pairs of (-32768)^2 products wrap.
+                a = [i16::MIN; 40];
+                w.iter_mut()
+                    .step_by(round % 3 + 1)
+                    .for_each(|v| *v = i16::MIN);
+            }
+            let want: [i32; 4] = std::array::from_fn(|q| {
+                (0..40).fold(0i32, |s, k| {
+                    s.wrapping_add(a[k] as i32 * w[3 - q + k] as i32)
+                })
+            });
+            for baseline in [false, true] {
+                BASELINE_ONLY.with(|b| b.set(baseline));
+                let got = down4_mv(&a, &w);
+                BASELINE_ONLY.with(|b| b.set(false));
+                assert_eq!(got, want, "round {round}");
+            }
+        }
+    }
+
+    #[test]
     fn lsp_stage1_matches_scalar_first_minimum() {
         let mut seed = 31u32;
         let mut rnd = |n: u32| {
@@ -1336,7 +1484,16 @@ mod tests {
                     want = i;
                 }
             }
-            assert_eq!(lsp_stage1::<true>(&r, &groups), want, "round {round}");
+            // The AVX2 kernel (where the CPU has it) and the SSE2 one.
+            let both = |f: fn(&[i16; 10], &[[[i16; 8]; 5]; 32]) -> usize| {
+                [false, true].map(|baseline| {
+                    BASELINE_ONLY.with(|b| b.set(baseline));
+                    let i = f(&r, &groups);
+                    BASELINE_ONLY.with(|b| b.set(false));
+                    i
+                })
+            };
+            assert_eq!(both(lsp_stage1::<true>), [want; 2], "round {round}");
             // Without the clamps under their precondition: the largest
             // distance from r of any point of the codebook's bounding box
             // stays below 2^30.
@@ -1350,7 +1507,7 @@ mod tests {
                 .sum();
             if far < 1 << 30 {
                 unclamped += 1;
-                assert_eq!(lsp_stage1::<false>(&r, &groups), want, "round {round}");
+                assert_eq!(both(lsp_stage1::<false>), [want; 2], "round {round}");
             }
         }
         assert!(capped > 100, "{capped}");
