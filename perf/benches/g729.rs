@@ -4,7 +4,8 @@
 //! (`CLOCK_THREAD_CPUTIME_ID`) over the whole 73 s demo prompt (7334 frames,
 //! best of `G729_BENCH_PASSES` passes, default 3), in alternating rounds (Tandem, bcg729, Tandem, ...;
 //! `G729_BENCH_ROUNDS`, default 5), so that a shift in machine load hits
-//! both; each round's ratio is printed, then the median. Pin the run to one
+//! both; each round's ratio is printed, then the median and the ratio of each side's best
+//! figures over all rounds (host noise only adds CPU time). Pin the run to one
 //! core (`taskset -c 1`).
 //!
 //! Input: the Asterisk demo prompt (`shared/testdata/audio`), else a
@@ -134,8 +135,13 @@ fn bench(c: &mut Criterion) {
         .max(1);
     let reference = bcg729_program(&pcm);
     let (mut ratios, mut chans) = (Vec::new(), Vec::new());
+    // Each side's least disturbed figures over all rounds (host noise only
+    // ever adds CPU time): encode and decode, ours then bcg729's.
+    let mut best = [f64::MAX; 4];
     for round in 1..=rounds {
         let (e, d) = ours(&pcm);
+        best[0] = best[0].min(e);
+        best[1] = best[1].min(d);
         chans.push(10e6 / (e + d));
         let mut line = format!(
             "round {round}: tandem G.729A encode {e:.0} + decode {d:.0} ns/frame = {:.0} full-duplex channels/core",
@@ -143,6 +149,8 @@ fn bench(c: &mut Criterion) {
         );
         if let Some((be, bd)) = reference.as_ref().and_then(|(x, r)| bcg729(x, r)) {
             ratios.push((be + bd) / (e + d));
+            best[2] = best[2].min(be);
+            best[3] = best[3].min(bd);
             line += &format!(
                 "; bcg729 {be:.0} + {bd:.0} ns/frame = {:.0} channels/core; ratio {:.2}x",
                 10e6 / (be + bd),
@@ -163,6 +171,15 @@ fn bench(c: &mut Criterion) {
         println!(
             "throughput ratio tandem/bcg729 (enc+dec): median {:.2}x (rounds {lo:.2}-{hi:.2}x)",
             median(&mut ratios)
+        );
+        println!(
+            "best of all rounds: tandem {:.0} + {:.0} ns/frame = {:.0} channels/core, bcg729 {:.0} + {:.0}: ratio {:.2}x",
+            best[0],
+            best[1],
+            10e6 / (best[0] + best[1]),
+            best[2],
+            best[3],
+            (best[2] + best[3]) / (best[0] + best[1])
         );
     }
 
