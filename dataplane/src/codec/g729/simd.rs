@@ -329,17 +329,28 @@ pub(crate) fn dot40_down4(a: &[i16; 40], w: &[i16; 43]) -> [i32; 4] {
     }
 }
 
+/// The 20 taps of [`fir20x8`] as the ten 32-bit words that `pmaddwd`
+/// multiplies with a pair of samples: `c[2p]` in the low half, `c[2p + 1]`
+/// in the high half.
+pub(crate) fn fir20_pairs(c: &[i16; 20]) -> [i32; 10] {
+    std::array::from_fn(|p| (c[2 * p] as u16 as i32) | ((c[2 * p + 1] as i32) << 16))
+}
+
 /// Eight consecutive outputs of a 20-tap FIR at once:
 /// `out[j] = sat16((Σ_k c[k] w[j + k] + 2^14) >> 15)` for `j` in `0..8`,
-/// the 32-bit sums taken modulo 2^32. When every `|Σ_k c[k] w[j + k]|` is
-/// at most `2^30` this is exactly the reference's
-/// `round(L_mac chain) = extract_h(L_add(2 Σ, 0x8000))`: the only case
-/// where that `L_add` saturates gives a shifted value of `2^15`, which the
-/// final pack saturates to the same `0x7fff`.
+/// with the taps `c` given as [`fir20_pairs`] and the 32-bit sums taken
+/// modulo 2^32. When every `|Σ_k c[k] w[j + k]|` is at most `2^30` this is
+/// exactly the reference's `round(L_mac chain) = extract_h(L_add(2 Σ,
+/// 0x8000))`: the only case where that `L_add` saturates gives a shifted
+/// value of `2^15`, which the final pack saturates to the same `0x7fff`.
 #[inline(always)]
-pub(crate) fn fir20x8(w: &[i16; 27], c: &[i16; 20]) -> [i16; 8] {
+pub(crate) fn fir20x8(w: &[i16; 27], c: &[i32; 10]) -> [i16; 8] {
     #[cfg(target_arch = "x86_64")]
     {
+        if avx2() {
+            // SAFETY: the CPU has AVX2 (checked at run time by `avx2`).
+            return unsafe { fir20x8_avx2(w, c) };
+        }
         use std::arch::x86_64::*;
         let mut out = [0i16; 8];
         // SAFETY: SSE2 is always available on x86_64. The loads read
@@ -351,8 +362,7 @@ pub(crate) fn fir20x8(w: &[i16; 27], c: &[i16; 20]) -> [i16; 8] {
             let mut lo = _mm_setzero_si128();
             let mut hi = _mm_setzero_si128();
             let wp = w.as_ptr();
-            for p in 0..10 {
-                let pair = (c[2 * p] as u16 as i32) | ((c[2 * p + 1] as i32) << 16);
+            for (p, &pair) in c.iter().enumerate() {
                 let cv = _mm_set1_epi32(pair);
                 let a = _mm_loadu_si128(wp.add(2 * p) as *const __m128i);
                 let b = _mm_loadu_si128(wp.add(2 * p + 1) as *const __m128i);
@@ -371,13 +381,105 @@ pub(crate) fn fir20x8(w: &[i16; 27], c: &[i16; 20]) -> [i16; 8] {
         let mut out = [0i16; 8];
         for (j, o) in out.iter_mut().enumerate() {
             let mut s = 0i32;
-            for (k, &ck) in c.iter().enumerate() {
-                s = s.wrapping_add(ck as i32 * w[j + k] as i32);
+            for (p, &pair) in c.iter().enumerate() {
+                let (c0, c1) = (pair as i16 as i32, pair >> 16);
+                s = s
+                    .wrapping_add(c0 * w[j + 2 * p] as i32)
+                    .wrapping_add(c1 * w[j + 2 * p + 1] as i32);
             }
             *o = (s.wrapping_add(0x4000) >> 15).clamp(-32768, 32767) as i16;
         }
         out
     }
+}
+
+/// [`fir20x8`] with AVX2: for each tap pair one register holds the eight
+/// sample pairs `(w[2p + j], w[2p + j + 1])`, shuffled in-lane from
+/// `w[2p..2p + 8]` (outputs 0..4) and `w[2p + 1..2p + 9]` (outputs 4..8).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn fir20x8_avx2(w: &[i16; 27], c: &[i32; 10]) -> [i16; 8] {
+    use std::arch::x86_64::*;
+    let mut out = [0i16; 8];
+    // SAFETY: AVX2 is enabled for this function. The loads read
+    // `w[2p..2p + 8]` and `w[2p + 1..2p + 9]` for `p <= 9`, at most up to
+    // index 26, inside `w`; the store writes the 8 elements of `out`.
+    // `pmaddwd` wraps only for two (-32768)^2 products, and wrapping is
+    // the arithmetic promised.
+    unsafe {
+        // Lane 0: words (j, j + 1) of `w[2p..]`, j = 0..4; lane 1: words
+        // (j - 1, j) of `w[2p + 1..]`, j = 4..8.
+        let pick = _mm256_setr_epi8(
+            0, 1, 2, 3, 2, 3, 4, 5, 4, 5, 6, 7, 6, 7, 8, 9, //
+            6, 7, 8, 9, 8, 9, 10, 11, 10, 11, 12, 13, 12, 13, 14, 15,
+        );
+        let mut acc = _mm256_setzero_si256();
+        let wp = w.as_ptr();
+        for (p, &pair) in c.iter().enumerate() {
+            let lo = _mm_loadu_si128(wp.add(2 * p) as *const __m128i);
+            let hi = _mm_loadu_si128(wp.add(2 * p + 1) as *const __m128i);
+            let v = _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+            let v = _mm256_shuffle_epi8(v, pick);
+            acc = _mm256_add_epi32(acc, _mm256_madd_epi16(v, _mm256_set1_epi32(pair)));
+        }
+        let acc = _mm256_srai_epi32(_mm256_add_epi32(acc, _mm256_set1_epi32(0x4000)), 15);
+        let packed = _mm_packs_epi32(
+            _mm256_castsi256_si128(acc),
+            _mm256_extracti128_si256(acc, 1),
+        );
+        _mm_storeu_si128(out.as_mut_ptr() as *mut __m128i, packed);
+    }
+    out
+}
+
+/// [`fir20x8`] for sixteen consecutive outputs (`w` covers their 35
+/// samples): one AVX2 pass where the CPU has it, else two [`fir20x8`].
+#[inline(always)]
+pub(crate) fn fir20x16(w: &[i16; 35], c: &[i32; 10]) -> [i16; 16] {
+    #[cfg(target_arch = "x86_64")]
+    if avx2() {
+        // SAFETY: the CPU has AVX2 (checked at run time by `avx2`).
+        return unsafe { fir20x16_avx2(w, c) };
+    }
+    let mut out = [0i16; 16];
+    for (h, o) in out.chunks_exact_mut(8).enumerate() {
+        if let Ok(wh) = <&[i16; 27]>::try_from(&w[8 * h..8 * h + 27]) {
+            o.copy_from_slice(&fir20x8(wh, c));
+        }
+    }
+    out
+}
+
+/// [`fir20x16`] with AVX2: the in-lane unpacks put outputs 0..4 and 8..12
+/// in `lo`, 4..8 and 12..16 in `hi`, and the in-lane pack restores the
+/// order.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn fir20x16_avx2(w: &[i16; 35], c: &[i32; 10]) -> [i16; 16] {
+    use std::arch::x86_64::*;
+    let mut out = [0i16; 16];
+    // SAFETY: AVX2 is enabled for this function. The loads read
+    // `w[2p..2p + 16]` and `w[2p + 1..2p + 17]` for `p <= 9`, at most up to
+    // index 34, inside `w`; the store writes the 16 elements of `out`.
+    // `pmaddwd` wraps only for two (-32768)^2 products, and wrapping is
+    // the arithmetic promised.
+    unsafe {
+        let mut lo = _mm256_setzero_si256();
+        let mut hi = _mm256_setzero_si256();
+        let wp = w.as_ptr();
+        for (p, &pair) in c.iter().enumerate() {
+            let cv = _mm256_set1_epi32(pair);
+            let a = _mm256_loadu_si256(wp.add(2 * p) as *const __m256i);
+            let b = _mm256_loadu_si256(wp.add(2 * p + 1) as *const __m256i);
+            lo = _mm256_add_epi32(lo, _mm256_madd_epi16(_mm256_unpacklo_epi16(a, b), cv));
+            hi = _mm256_add_epi32(hi, _mm256_madd_epi16(_mm256_unpackhi_epi16(a, b), cv));
+        }
+        let r = _mm256_set1_epi32(0x4000);
+        lo = _mm256_srai_epi32(_mm256_add_epi32(lo, r), 15);
+        hi = _mm256_srai_epi32(_mm256_add_epi32(hi, r), 15);
+        _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, _mm256_packs_epi32(lo, hi));
+    }
+    out
 }
 
 /// The synthesis filter `1/A(z)` over a block whose running sums provably
@@ -1298,33 +1400,50 @@ mod tests {
     }
 
     #[test]
-    fn fir20x8_matches_scalar() {
+    fn fir20x8_and_fir20x16_match_scalar_on_both_paths() {
         let mut seed = 12345u32;
         let mut rnd = || {
             seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
             ((seed >> 8) as i32 % 65536 - 32768) as i16
         };
-        for round in 0..200 {
-            // Small coefficients keep |sum| <= 2^30 (the promised domain);
-            // the last rounds push the sums to the saturating edge.
-            let scale = if round < 190 { 8 } else { 0 };
-            let c: [i16; 20] = std::array::from_fn(|_| rnd() >> (scale + 4));
-            let w: [i16; 27] = std::array::from_fn(|_| rnd());
-            let got = fir20x8(&w, &c);
-            for j in 0..8 {
-                let d: i64 = (0..20).map(|k| c[k] as i64 * w[j + k] as i64).sum();
-                if d.abs() > 1 << 30 {
-                    continue;
+        let mut checked = 0;
+        for baseline in [false, true] {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            for round in 0..400 {
+                // Small coefficients keep |sum| <= 2^30 (the promised
+                // domain); the last rounds push the sums to the saturating
+                // edge, with samples at the 16-bit extremes.
+                let scale = if round < 380 { 8 } else { 0 };
+                let c: [i16; 20] = std::array::from_fn(|_| rnd() >> (scale + 4));
+                let w: [i16; 35] = std::array::from_fn(|_| match round % 7 {
+                    0 => i16::MAX,
+                    1 => i16::MIN,
+                    _ => rnd(),
+                });
+                let pairs = fir20_pairs(&c);
+                let got16 = fir20x16(&w, &pairs);
+                let got8 = fir20x8(w[..27].try_into().unwrap(), &pairs);
+                for j in 0..16 {
+                    let d: i64 = (0..20).map(|k| c[k] as i64 * w[j + k] as i64).sum();
+                    if d.abs() > 1 << 30 {
+                        continue;
+                    }
+                    let s = 2 * d + 0x8000;
+                    let want = if s > i32::MAX as i64 {
+                        0x7fff
+                    } else {
+                        (s >> 16) as i16
+                    };
+                    assert_eq!(got16[j], want, "round {round} lane {j} baseline {baseline}");
+                    if j < 8 {
+                        assert_eq!(got8[j], want, "round {round} lane {j} baseline {baseline}");
+                    }
+                    checked += 1;
                 }
-                let s = 2 * d + 0x8000;
-                let want = if s > i32::MAX as i64 {
-                    0x7fff
-                } else {
-                    (s >> 16) as i16
-                };
-                assert_eq!(got[j], want, "round {round} lane {j}");
             }
         }
+        BASELINE_ONLY.with(|b| b.set(false));
+        assert!(checked > 10_000, "{checked}");
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use super::basic_op::*;
 use super::decoder::L_H;
-use super::simd::{abs_sum8n, avx2_multiversion, dot8n, fir20x8, syn_block};
+use super::simd::{abs_sum8n, avx2_multiversion, dot8n, fir20_pairs, fir20x16, fir20x8, syn_block};
 use super::simd_lp::{syn_block_unsat, syn_block_unsat2};
 use super::tables::*;
 use super::{L_SUBFR, M, MP1};
@@ -663,9 +663,10 @@ avx2_multiversion! {
 
 /// The taps of [`pred_lt_3`] for `frac` (0..3, after the reference's
 /// adjustment), built once: the 20 taps in sample order (`c[k]` weights
-/// `buf[x1 - 9 + k]`), padded to 24 with zeros, and `Σ|c[k]|`.
-fn pred_taps(frac: usize) -> (&'static [i16; 24], i64) {
-    static TAPS: std::sync::OnceLock<[([i16; 24], i64); 3]> = std::sync::OnceLock::new();
+/// `buf[x1 - 9 + k]`), padded to 24 with zeros, the same 20 as
+/// [`fir20_pairs`], and `Σ|c[k]|`.
+fn pred_taps(frac: usize) -> &'static PredTaps {
+    static TAPS: std::sync::OnceLock<[PredTaps; 3]> = std::sync::OnceLock::new();
     let t = TAPS.get_or_init(|| {
         std::array::from_fn(|frac| {
             let mut c = [0i16; 24];
@@ -673,11 +674,23 @@ fn pred_taps(frac: usize) -> (&'static [i16; 24], i64) {
                 c[9 - i] = INTER_3L[frac + 3 * i];
                 c[10 + i] = INTER_3L[3 - frac + 3 * i];
             }
-            (c, c.iter().map(|v| v.unsigned_abs() as i64).sum())
+            let mut c20 = [0i16; 20];
+            c20.copy_from_slice(&c[..20]);
+            PredTaps {
+                c,
+                pairs: fir20_pairs(&c20),
+                abs_sum: c.iter().map(|v| v.unsigned_abs() as i64).sum(),
+            }
         })
     });
-    let (c, a) = &t[frac.min(2)];
-    (c, *a)
+    &t[frac.min(2)]
+}
+
+/// See [`pred_taps`].
+struct PredTaps {
+    c: [i16; 24],
+    pairs: [i32; 10],
+    abs_sum: i64,
 }
 
 #[inline(always)]
@@ -689,36 +702,42 @@ pub(crate) fn pred_lt_3_body(buf: &mut [i16], pos: usize, t0: i16, frac: i16, l:
         x0 -= 1;
     }
     let frac = frac as usize;
-    let (c, c_abs) = pred_taps(frac);
+    let taps = pred_taps(frac);
+    let (c, c_abs, pairs) = (&taps.c, taps.abs_sum, &taps.pairs);
     let lo = x0.saturating_sub(9).min(buf.len());
     let hi = (x0 + l + 11).min(buf.len()).max(lo);
     let mut xmax = abs_max(&buf[lo..hi]);
     let fits = |xmax: i64| 2 * c_abs * xmax <= MAX_32 as i64;
-    let c20: &[i16; 20] = match c[..20].try_into() {
-        Ok(c) => c,
-        Err(_) => return,
-    };
     let mut j = 0;
-    // Eight outputs at once when their windows end before the first of
-    // them (x0 + 17 < pos: delay of 18 or more, always so for G.729's
-    // 20..143): they are independent and each block is one SIMD kernel.
-    if x0 + 17 < pos && x0 >= 9 {
-        while j + 8 <= l && fits(xmax) {
-            let x1 = x0 + j;
-            let w: &[i16; 27] = match buf.get(x1 - 9..x1 + 18).map(|s| s.try_into()) {
-                Some(Ok(w)) => w,
-                _ => break,
-            };
-            let out = fir20x8(w, c20);
-            match buf.get_mut(pos + j..pos + j + 8) {
-                Some(dst) => dst.copy_from_slice(&out),
-                None => return,
+    // Sixteen, then eight outputs at once when their windows end before
+    // the first of them (x0 + 25 < pos, x0 + 17 < pos: delay of 26, 18 or
+    // more; G.729's delays are 20..143): they are independent and each
+    // block is one SIMD kernel. (A macro, not a closure, so the kernels
+    // are inlined with the caller's target features.)
+    macro_rules! blocks {
+        ($n:literal, $kernel:ident) => {
+            if x0 + $n + 9 < pos && x0 >= 9 {
+                while j + $n <= l && fits(xmax) {
+                    let x1 = x0 + j;
+                    let w: &[i16; $n + 19] =
+                        match buf.get(x1 - 9..x1 + $n + 10).map(|s| s.try_into()) {
+                            Some(Ok(w)) => w,
+                            _ => break,
+                        };
+                    let out = $kernel(w, pairs);
+                    match buf.get_mut(pos + j..pos + j + $n) {
+                        Some(dst) => dst.copy_from_slice(&out),
+                        None => return,
+                    }
+                    let m = out.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0);
+                    xmax = xmax.max(m as i64);
+                    j += $n;
+                }
             }
-            let m = out.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0);
-            xmax = xmax.max(m as i64);
-            j += 8;
-        }
+        };
     }
+    blocks!(16, fir20x16);
+    blocks!(8, fir20x8);
     for j in j..l {
         let x1 = x0 + j;
         let s = if fits(xmax) {
