@@ -3138,6 +3138,13 @@ mod tests {
                 }
             }
         }
+        // Outside that domain the chain saturates where the plain sum
+        // does not: why Levinson checks the autocorrelation's words.
+        let w = |v: i16| [v as i32; 16];
+        for (h1, l1, h2, l2) in [(i16::MIN, 0, i16::MIN, 0), (-32767, i16::MIN, i16::MIN, 0)] {
+            let plain = mpy_32_lanes_plain(&w(h1), &w(l1), &w(h2), &w(l2))[0];
+            assert_ne!(plain, mpy_32(h1, l1, h2, l2), "{h1} {l1} {h2} {l2}");
+        }
     }
 
     #[test]
