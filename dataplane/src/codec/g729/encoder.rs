@@ -2617,6 +2617,25 @@ fn mpy_32_lanes(h1: &[i32; 16], l1: &[i32; 16], h2: &[i32; 16], l2: &[i32; 16]) 
     })
 }
 
+/// [`mpy_32_lanes`] as the plain sum `2 (h1 h2 + mult(h1, l2) + mult(l1, h2))`,
+/// the same value when every low word is in `0..2^15` (as `L_Extract`
+/// gives them) and no lane has both high words -32768. Then `mult(h, l)`
+/// lies between 0 and `h` (no `mult` saturates), so the sum `s` is within
+/// `[h1 h2 + min(h1, 0) + min(h2, 0), h1 h2 + max(h1, 0) + max(h2, 0)]`:
+/// for `h1, h2 >= 0` at most `(h1 + 1)(h2 + 1) - 1 < 2^30`, for opposite
+/// signs at least `h2 (h1 + 1) >= -2^30` (`h1 >= 0 > h2`), for both
+/// negative within `(0, 32768 * 32767]`. `L_mult` does not saturate and
+/// every partial sum of the chain lies between `2 h1 h2` and `2 s`, inside
+/// `[-2^31, 2^31)`, so no `L_mac` saturates either.
+#[inline(always)]
+fn mpy_32_lanes_plain(h1: &[i32; 16], l1: &[i32; 16], h2: &[i32; 16], l2: &[i32; 16]) -> [i32; 16] {
+    let mut out = [0i32; 16];
+    for j in 0..16 {
+        out[j] = 2 * (h1[j] * h2[j] + ((h1[j] * l2[j]) >> 15) + ((l1[j] * h2[j]) >> 15));
+    }
+    out
+}
+
 /// The `L_add` chain from 0 over `terms[1..i]`, the other lanes being
 /// zero: the plain sum when the magnitudes add up to less than 2^31 (no
 /// partial sum can saturate then), else the chain. `|v| <= 16 (|v| >> 4)
@@ -2669,8 +2688,33 @@ fn prediction_error(kh: i16, kl: i16, alp_h: i16, alp_l: i16) -> (i16, i16, i16)
 /// (saturation included); the sum's `L_add` chain is a plain sum when the
 /// magnitudes of its terms add up to less than 2^31 (no partial sum can
 /// then saturate), else the chain itself over the lane values.
+///
+/// The products by the coefficients (`L_Extract` words, never both high
+/// words -32768 as `|k| <= 32750`) are [`mpy_32_lanes_plain`]; those by the
+/// autocorrelation are too when its low words are in `0..2^15` and no
+/// high word is -32768 (always so for the encoder's own autocorrelation),
+/// else operator by operator.
 #[inline(always)]
 fn levinson_lanes(rh: &[i16; MP1], rl: &[i16; MP1], a: &mut [i16; MP1]) -> Option<[i16; 2]> {
+    if rh[1..]
+        .iter()
+        .zip(&rl[1..])
+        .all(|(&h, &l)| h != i16::MIN && l >= 0)
+    {
+        levinson_lanes_with::<true>(rh, rl, a)
+    } else {
+        levinson_lanes_with::<false>(rh, rl, a)
+    }
+}
+
+/// [`levinson_lanes`], the products by the autocorrelation in plain sums
+/// when `PLAIN_R`.
+#[inline(always)]
+fn levinson_lanes_with<const PLAIN_R: bool>(
+    rh: &[i16; MP1],
+    rl: &[i16; MP1],
+    a: &mut [i16; MP1],
+) -> Option<[i16; 2]> {
     // Coefficient `m` of the reversed copies sits at `REV - m`; the window
     // of order `i` starts at `REV - i` (lane `j` holds `a[i-j]`).
     const REV: usize = 22;
@@ -2703,7 +2747,12 @@ fn levinson_lanes(rh: &[i16; MP1], rl: &[i16; MP1], a: &mut [i16; MP1]) -> Optio
         let win =
             |v: &[i32; 40]| -> [i32; 16] { v[REV - i..REV - i + 16].try_into().unwrap_or([0; 16]) };
         let (wh, wl) = (win(&ahr), win(&alr));
-        let mut t0 = lane_sum(&mpy_32_lanes(&rh16, &rl16, &wh, &wl), i);
+        let products = if PLAIN_R {
+            mpy_32_lanes_plain(&rh16, &rl16, &wh, &wl)
+        } else {
+            mpy_32_lanes(&rh16, &rl16, &wh, &wl)
+        };
+        let mut t0 = lane_sum(&products, i);
         t0 = l_shl(t0, 4);
         let t1 = l_comp(rh[i], rl[i]);
         t0 = l_add(t0, t1);
@@ -2716,11 +2765,11 @@ fn levinson_lanes(rh: &[i16; MP1], rl: &[i16; MP1], a: &mut [i16; MP1]) -> Optio
             return None;
         }
         // a[j] + k a[i-j] for j in 1..i, then a[i] = t2 >> 4.
-        let k = mpy_32_lanes(&[kh as i32; 16], &[kl as i32; 16], &wh, &wl);
+        let k = mpy_32_lanes_plain(&[kh as i32; 16], &[kl as i32; 16], &wh, &wl);
         let (nh, nl) = l_extract(l_shr(t2, 4));
         for j in 0..16 {
-            // L_Comp(ah, al) (L_mac with lo = 1: saturating).
-            let c = (ah[j] << 16).saturating_add(2 * al[j]);
+            // L_Comp(ah, al): `al < 2^15`, the L_mac cannot saturate.
+            let c = (ah[j] << 16) + 2 * al[j];
             let t = k[j].saturating_add(c);
             if (1..i).contains(&j) {
                 (ah[j], al[j]) = (t >> 16, (t >> 1) & 0x7fff);
@@ -2931,7 +2980,7 @@ mod tests {
             fn lanes_mv(rh: &[i16; MP1], rl: &[i16; MP1], a: &mut [i16; MP1]) -> Option<[i16; 2]> = levinson_lanes;
         }
         let mut seed = 777i16;
-        let (mut stable, mut unstable) = (0, 0);
+        let (mut stable, mut unstable, mut plain) = (0, 0, 0);
         for round in 0..6000 {
             let (mut rh, mut rl) = ([0i16; MP1], [0i16; MP1]);
             match round % 4 {
@@ -2975,6 +3024,13 @@ mod tests {
                     }
                 }
             }
+            if rh[1..]
+                .iter()
+                .zip(&rl[1..])
+                .all(|(&h, &l)| h != i16::MIN && l >= 0)
+            {
+                plain += 1;
+            }
             let mut want = [0i16; MP1];
             let want_rc = levinson_ref(&rh, &rl, &mut want);
             for baseline in [false, true] {
@@ -2994,6 +3050,8 @@ mod tests {
             }
         }
         assert!(stable > 2000 && unstable > 300, "{stable} {unstable}");
+        // Both ways of forming the products by the autocorrelation.
+        assert!(plain > 3000 && plain < 5000, "{plain}");
     }
 
     /// A random 16-bit value, one time in four an extreme one (-32768,
@@ -3026,6 +3084,66 @@ mod tests {
                 BASELINE_ONLY.with(|b| b.set(false));
                 assert_eq!(got, want, "{v:?}");
             }
+        }
+    }
+
+    #[test]
+    fn mpy_32_lanes_plain_is_mpy_32_on_both_clones() {
+        avx2_multiversion! {
+            fn lanes_mv(h1: &[i32; 16], l1: &[i32; 16], h2: &[i32; 16], l2: &[i32; 16]) -> [i32; 16] = mpy_32_lanes_plain;
+        }
+        let mut seed = 17i16;
+        for round in 0..20000 {
+            // High words anything (-32768 in one of the two at most), low
+            // words in 0..2^15 with their extremes.
+            let mut h: [[i16; 16]; 2] =
+                std::array::from_fn(|_| std::array::from_fn(|_| pick(&mut seed)));
+            for j in 0..16 {
+                if h[0][j] == i16::MIN && h[1][j] == i16::MIN {
+                    h[round % 2][j] = if round % 4 < 2 { -32767 } else { 32767 };
+                }
+            }
+            let l: [[i16; 16]; 2] = std::array::from_fn(|_| {
+                std::array::from_fn(|_| match random(&mut seed) & 3 {
+                    0 => 0,
+                    1 => 0x7fff,
+                    _ => random(&mut seed) & 0x7fff,
+                })
+            });
+            let want: [i32; 16] =
+                std::array::from_fn(|j| mpy_32(h[0][j], l[0][j], h[1][j], l[1][j]));
+            let (h, l) = (h.map(|x| x.map(i32::from)), l.map(|x| x.map(i32::from)));
+            for baseline in [false, true] {
+                BASELINE_ONLY.with(|b| b.set(baseline));
+                let got = lanes_mv(&h[0], &l[0], &h[1], &l[1]);
+                BASELINE_ONLY.with(|b| b.set(false));
+                assert_eq!(got, want, "{h:?} {l:?}");
+            }
+        }
+        // Every pair of extreme high words (but -32768 twice) with extreme
+        // low words.
+        let ext = [i16::MIN, -32767, -1, 0, 1, 32766, i16::MAX];
+        for &h1 in &ext {
+            for &h2 in &ext {
+                if h1 == i16::MIN && h2 == i16::MIN {
+                    continue;
+                }
+                for (l1, l2) in [(0, 0), (0, 0x7fff), (0x7fff, 0), (0x7fff, 0x7fff)] {
+                    let want = mpy_32(h1, l1, h2, l2);
+                    let w = |v: i16| [v as i32; 16];
+                    assert_eq!(
+                        mpy_32_lanes_plain(&w(h1), &w(l1), &w(h2), &w(l2)),
+                        [want; 16]
+                    );
+                }
+            }
+        }
+        // Outside that domain the chain saturates where the plain sum
+        // does not: why Levinson checks the autocorrelation's words.
+        let w = |v: i16| [v as i32; 16];
+        for (h1, l1, h2, l2) in [(i16::MIN, 0, i16::MIN, 0), (-32767, i16::MIN, i16::MIN, 0)] {
+            let plain = mpy_32_lanes_plain(&w(h1), &w(l1), &w(h2), &w(l2))[0];
+            assert_ne!(plain, mpy_32(h1, l1, h2, l2), "{h1} {l1} {h2} {l2}");
         }
     }
 

@@ -166,15 +166,21 @@ pub(crate) fn lsf_lsp2(lsf: &[i16; M], lsp: &mut [i16; M]) {
 }
 
 /// LSP (Q15) to LSF (Q13).
+///
+/// The reference walks the table index down from its value for the
+/// previous (higher) coefficient, starting at 63, while
+/// `TABLE2[ind] < lsp[i]`, stopping at 0. `TABLE2` is non-increasing from
+/// `TABLE2[0] = 32767` (no `lsp[i]` exceeds it), so the entries `>= lsp[i]`
+/// are the prefix `0..=last` and the walk ends at `min(ind, last)`; `last`
+/// is found by a branch-free binary search (steps 32, 16, .., 1 reach 63).
 pub(crate) fn lsp_lsf2(lsp: &[i16; M], lsf: &mut [i16; M]) {
     let mut ind: i16 = 63;
     for i in (0..M).rev() {
-        while TABLE2[ind as usize] < lsp[i] {
-            ind -= 1;
-            if ind <= 0 {
-                break;
-            }
+        let mut last = 0usize;
+        for step in [32, 16, 8, 4, 2, 1] {
+            last += step * usize::from(TABLE2[last + step] >= lsp[i]);
         }
+        ind = ind.min(last as i16);
         let offset = sub(lsp[i], TABLE2[ind as usize]);
         let l_tmp = l_mult(SLOPE_ACOS[ind as usize], offset);
         let freq = add(shl(ind, 9), extract_l(l_shr(l_tmp, 12)));
@@ -1054,6 +1060,53 @@ pub(crate) fn high_pass_test_frame(frame: usize, seed: &mut i16) -> [i16; 80] {
 mod tests {
     use super::*;
     use crate::codec::g729::simd::BASELINE_ONLY;
+
+    #[test]
+    fn lsp_lsf2_is_the_reference_table_walk() {
+        // The search relies on the table's order.
+        assert_eq!(TABLE2[0], i16::MAX);
+        assert!(TABLE2.windows(2).all(|w| w[0] >= w[1]));
+        let reference = |lsp: &[i16; M]| -> [i16; M] {
+            let mut lsf = [0i16; M];
+            let mut ind: i16 = 63;
+            for i in (0..M).rev() {
+                while TABLE2[ind as usize] < lsp[i] {
+                    ind -= 1;
+                    if ind <= 0 {
+                        break;
+                    }
+                }
+                let offset = sub(lsp[i], TABLE2[ind as usize]);
+                let l_tmp = l_mult(SLOPE_ACOS[ind as usize], offset);
+                let freq = add(shl(ind, 9), extract_l(l_shr(l_tmp, 12)));
+                lsf[i] = mult(freq, 25736);
+            }
+            lsf
+        };
+        let mut seed = 99i16;
+        let mut check = |lsp: [i16; M]| {
+            let mut got = [0i16; M];
+            lsp_lsf2(&lsp, &mut got);
+            assert_eq!(got, reference(&lsp), "{lsp:?}");
+        };
+        // Every value in every position (the others the table's entries
+        // or extremes), then random orders, ordered or not.
+        for x in i16::MIN..=i16::MAX {
+            let k = (x as u16 % M as u16) as usize;
+            let mut lsp: [i16; M] = std::array::from_fn(|j| TABLE2[(j * 7 + k) % 64]);
+            lsp[k] = x;
+            check(lsp);
+            lsp[(k + 3) % M] = if x & 1 == 0 { i16::MIN } else { i16::MAX };
+            check(lsp);
+        }
+        for round in 0..20000 {
+            let mut lsp: [i16; M] = std::array::from_fn(|_| random(&mut seed));
+            if round % 2 == 0 {
+                lsp.sort_unstable_by(|a, b| b.cmp(a));
+            }
+            check(lsp);
+        }
+    }
 
     #[test]
     fn excitation_is_the_operator_chain_on_both_clones() {
