@@ -303,21 +303,22 @@ pub(crate) fn syn_filt_body(
         None => return false,
     };
     let a_abs = abs_sum(a);
+    let fits = chain_bound_sums(a[0].unsigned_abs() as i64, a_abs);
     let xmax = abs_max(&x[..lg]);
     let mmax = abs_max(mem);
     // Every output is at least as large as the memory's largest: without
     // room for that, neither block kernel can apply.
-    if chain_bound(a, xmax, mmax) {
+    if fits(xmax, mmax) {
         // The unsaturated kernel's shorter chain first, vouched for by the
         // outputs it found (see `chain_bound`); the exact block kernel for
         // the blocks it cannot vouch for when the bound holds for any
         // 16-bit outputs.
         let unsat = syn_block_unsat(a, &x[..lg], &mut y[..lg], mem);
-        if unsat.is_some_and(|ymax| chain_bound(a, xmax, mmax.max(ymax))) {
+        if unsat.is_some_and(|ymax| fits(xmax, mmax.max(ymax))) {
             syn_update(&y[..lg], mem, update);
             return false;
         }
-        if chain_bound(a, xmax, 1 << 15) {
+        if fits(xmax, 1 << 15) {
             let ov = syn_block(a, &x[..lg], &mut y[..lg], mem);
             syn_update(&y[..lg], mem, update);
             return ov;
@@ -383,9 +384,18 @@ pub(crate) fn syn_filt_body(
 /// memory): by induction over the outputs, if the first `i` are right they
 /// are bounded by `ymax`, so output `i`'s sums cannot wrap or saturate and
 /// it is right too (given the kernel's own range check of the result).
+///
+/// Returned as a test of `(xmax, ymax)` for the filter `a`, its
+/// coefficient sums formed once.
 #[inline(always)]
-fn chain_bound(a: &[i16; MP1], xmax: i64, ymax: i64) -> bool {
-    2 * (xmax * a[0].unsigned_abs() as i64 + abs_sum(a) * ymax) <= MAX_32 as i64
+fn chain_bound(a: &[i16; MP1]) -> impl Fn(i64, i64) -> bool {
+    chain_bound_sums(a[0].unsigned_abs() as i64, abs_sum(a))
+}
+
+/// [`chain_bound`] from `|a[0]|` and `Σ_{k>=1} |a[k]|`.
+#[inline(always)]
+fn chain_bound_sums(a0: i64, a_abs: i64) -> impl Fn(i64, i64) -> bool {
+    move |xmax, ymax| 2 * (xmax * a0 + a_abs * ymax) <= MAX_32 as i64
 }
 
 /// `Σ_{k>=1} |a[k]|` (at most `10 · 2^15`): taps 3..=10 as one vector
@@ -468,16 +478,14 @@ pub(crate) fn syn_filt2_body(
                 [abs_max(x[0]), abs_max(x[1])],
                 [abs_max(&*m0), abs_max(&*m1)],
             );
-            let pre = [
-                chain_bound(&c0, xmax[0], mmax[0]),
-                chain_bound(&c1, xmax[1], mmax[1]),
-            ];
+            let fits = [chain_bound(&c0), chain_bound(&c1)];
+            let pre = [fits[0](xmax[0], mmax[0]), fits[1](xmax[1], mmax[1])];
             if pre[0] || pre[1] {
                 let v =
                     syn_block_unsat2([&c0, &c1], x, [&mut y0[..lg], &mut y1[..lg]], [&*m0, &*m1]);
                 ok = [
-                    pre[0] && v[0].is_some_and(|y| chain_bound(&c0, xmax[0], mmax[0].max(y))),
-                    pre[1] && v[1].is_some_and(|y| chain_bound(&c1, xmax[1], mmax[1].max(y))),
+                    pre[0] && v[0].is_some_and(|y| fits[0](xmax[0], mmax[0].max(y))),
+                    pre[1] && v[1].is_some_and(|y| fits[1](xmax[1], mmax[1].max(y))),
                 ];
             }
         }
@@ -521,7 +529,7 @@ pub(crate) fn syn_impulse2(a: [&[i16; MP1]; 2], x: [&[i16; MP1]; 2], h: [&mut [i
         [&zero; 2],
     );
     for (k, h) in [h0, h1].into_iter().enumerate() {
-        if !v[k].is_some_and(|y| chain_bound(a[k], xmax[k], y)) {
+        if !v[k].is_some_and(|y| chain_bound(a[k])(xmax[k], y)) {
             syn_filt(a[k], &xin[k], h, &mut [0; M], false);
         }
     }
@@ -1521,11 +1529,7 @@ mod tests {
 
     #[test]
     fn syn_filt_matches_reference_including_overflow() {
-        let mut seed = 99u32;
-        let mut rnd = || {
-            seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
-            ((seed >> 8) as i32 % 65536 - 32768) as i16
-        };
+        let mut rnd = lcg(99);
         let (mut overflows, mut block_rounds, mut block_overflows) = (0, 0, 0);
         for round in 0..600 {
             // Coefficient and signal scales from gentle to saturating.
@@ -1722,11 +1726,7 @@ mod tests {
     fn syn_filt2_is_two_reference_filters_on_both_clones() {
         for baseline in [false, true] {
             BASELINE_ONLY.with(|b| b.set(baseline));
-            let mut seed = 4242u32;
-            let mut rnd = || {
-                seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
-                ((seed >> 8) as i32 % 65536 - 32768) as i16
-            };
+            let mut rnd = lcg(4242);
             let (mut paired, mut overflows) = (0, 0);
             for round in 0..1200usize {
                 let lens = match round % 5 {
