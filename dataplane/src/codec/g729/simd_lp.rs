@@ -91,50 +91,57 @@ impl Recursion {
         }
     }
 
-    /// The next two outputs `e >> 12` (unsaturated) from `xa0`, `xa1`
-    /// (`x a[0] + 2^11` of the two inputs; `e = xa - Σ a[k] y[. - k]`).
+    /// The next two outputs `e >> 12` (unsaturated) from `xa[0]`, `xa[1]`
+    /// (`x a[0] + 2^11` of the two inputs; `e = xa - Σ a[k] y[. - k]`);
+    /// `xa[2..]` is not used (it lets the pair load as one vector).
     #[inline(always)]
-    fn step2(&mut self, xa0: i32, xa1: i32) -> (i32, i32) {
+    fn step2(&mut self, xa: &[i32; 4]) -> (i32, i32) {
+        // `xa - far` for both outputs: the window sums and the input terms
+        // are combined in the vector, so the scalar part only takes the
+        // products of the two newest outputs.
         #[cfg(target_arch = "x86_64")]
-        let (far0, far1) = {
+        let (v0, v1) = {
             use std::arch::x86_64::*;
             // SAFETY: SSE2 is always available on x86_64; register
-            // arithmetic only. `pmaddwd` wraps only for two (-32768)^2
-            // products, excluded by the caller's bound like every other
-            // wrap here.
+            // arithmetic and one unaligned load of the four values `xa`
+            // holds. `pmaddwd` wraps only for two (-32768)^2 products,
+            // excluded by the caller's bound like every other wrap here.
             unsafe {
                 let p = _mm_madd_epi16(self.w, self.c3);
                 let q = _mm_madd_epi16(self.w, self.c4);
-                // [p0 + p2, p1 + p3, q0 + q2, q1 + q3], then pairwise.
-                let s = _mm_add_epi32(_mm_unpacklo_epi64(p, q), _mm_unpackhi_epi64(p, q));
-                let t = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+                // [p0 + p2, q0 + q2, p1 + p3, q1 + q3], then its halves.
+                let s = _mm_add_epi32(_mm_unpacklo_epi32(p, q), _mm_unpackhi_epi32(p, q));
+                let x = _mm_loadu_si128(xa.as_ptr() as *const __m128i);
+                let v = _mm_sub_epi32(_mm_sub_epi32(x, s), _mm_unpackhi_epi64(s, s));
                 // The next window: y[i - 1], y[i - 2] in front.
                 let w = _mm_insert_epi16(_mm_slli_si128(self.w, 4), self.h2, 1);
                 self.w = _mm_insert_epi16(w, self.h1, 0);
                 (
-                    _mm_cvtsi128_si32(t),
-                    _mm_cvtsi128_si32(_mm_unpackhi_epi64(t, t)),
+                    _mm_cvtsi128_si32(v),
+                    _mm_cvtsi128_si32(_mm_shuffle_epi32(v, 1)),
                 )
             }
         };
         #[cfg(not(target_arch = "x86_64"))]
-        let (far0, far1) = {
+        let (v0, v1) = {
             let dot = |c: &[i32; 8]| (0..8).fold(0i32, |s, k| s.wrapping_add(c[k] * self.w[k]));
-            let far = (dot(&self.c3), dot(&self.c4));
+            let far = (
+                xa[0].wrapping_sub(dot(&self.c3)),
+                xa[1].wrapping_sub(dot(&self.c4)),
+            );
             self.w.rotate_right(2);
             self.w[0] = self.h1 as i16 as i32;
             self.w[1] = self.h2 as i16 as i32;
             far
         };
-        // The window sums come last but one (the window is the longer
-        // chain), the newest output's product last.
-        let p0 = opaque(xa0.wrapping_sub(self.a2.wrapping_mul(self.h2)));
-        let p0 = opaque(p0.wrapping_sub(far0));
+        // The older output's products first, the newest output's product
+        // last (the only one on the chain).
+        let p0 = opaque(v0.wrapping_sub(self.a2.wrapping_mul(self.h2)));
         let y0 = p0.wrapping_sub(self.a1.wrapping_mul(self.h1)) >> 12;
-        let p1 = xa1
+        let p1 = v1
             .wrapping_sub(self.a3.wrapping_mul(self.h2))
             .wrapping_sub(self.a2.wrapping_mul(self.h1));
-        let p1 = opaque(opaque(p1).wrapping_sub(far1));
+        let p1 = opaque(p1);
         let y1 = p1.wrapping_sub(self.a1.wrapping_mul(y0)) >> 12;
         self.h2 = y0;
         self.h1 = y1;
@@ -142,16 +149,27 @@ impl Recursion {
     }
 }
 
+/// The length of the scaled input buffers: a subframe and the two values
+/// past its last pair that the last step's vector load reads (unused).
+const XA_LEN: usize = L_SUBFR + 2;
+
 /// `x[i] a[0] + 2^11` (vectorised, off the recursion's chain). The
 /// arrays of the kernels live on the stack, indexed by one counter in their
 /// loops (few registers: two interleaved recursions need many), are filled
 /// in place (a returned array is copied) and have the block's length as a
 /// constant (no loop remainders).
 #[inline(always)]
-fn scale_input<const N: usize>(a0: i16, x: &[i16; N], xa: &mut [i32; N]) {
-    for (d, v) in xa.iter_mut().zip(x) {
+fn scale_input<const N: usize>(a0: i16, x: &[i16; N], xa: &mut [i32; XA_LEN]) {
+    const { assert!(N + 2 <= XA_LEN) };
+    for (d, v) in xa[..N].iter_mut().zip(x) {
         *d = (*v as i32 * a0 as i32).wrapping_add(0x800);
     }
+}
+
+/// The four scaled inputs from pair `k` on (see [`Recursion::step2`]).
+#[inline(always)]
+fn quad(xa: &[i32; XA_LEN], k: usize) -> &[i32; 4] {
+    xa[2 * k..2 * k + 4].try_into().expect("four values")
 }
 
 /// Store the unsaturated outputs as 16-bit values; when every one lies in
@@ -221,12 +239,12 @@ fn unsat_n<const N: usize>(
     mem: &[i16; M],
 ) -> Option<i64> {
     const { assert!(N.is_multiple_of(2)) };
-    let mut xa = [0i32; N];
+    let mut xa = [0i32; XA_LEN];
     scale_input(a[0], x, &mut xa);
     let mut r = Recursion::new(a, mem);
     let mut out = [0i32; N];
     for k in 0..N / 2 {
-        (out[2 * k], out[2 * k + 1]) = r.step2(xa[2 * k], xa[2 * k + 1]);
+        (out[2 * k], out[2 * k + 1]) = r.step2(quad(&xa, k));
     }
     store_checked(&out, y)
 }
@@ -260,15 +278,15 @@ fn unsat2_n<const N: usize>(
 ) -> [Option<i64>; 2] {
     const { assert!(N.is_multiple_of(2)) };
     let [y0, y1] = y;
-    let (mut xa0, mut xa1) = ([0i32; N], [0i32; N]);
+    let (mut xa0, mut xa1) = ([0i32; XA_LEN], [0i32; XA_LEN]);
     scale_input(a[0][0], x[0], &mut xa0);
     scale_input(a[1][0], x[1], &mut xa1);
     let mut r0 = Recursion::new(a[0], mem[0]);
     let mut r1 = Recursion::new(a[1], mem[1]);
     let (mut out0, mut out1) = ([0i32; N], [0i32; N]);
     for k in 0..N / 2 {
-        (out0[2 * k], out0[2 * k + 1]) = r0.step2(xa0[2 * k], xa0[2 * k + 1]);
-        (out1[2 * k], out1[2 * k + 1]) = r1.step2(xa1[2 * k], xa1[2 * k + 1]);
+        (out0[2 * k], out0[2 * k + 1]) = r0.step2(quad(&xa0, k));
+        (out1[2 * k], out1[2 * k + 1]) = r1.step2(quad(&xa1, k));
     }
     [store_checked(&out0, y0), store_checked(&out1, y1)]
 }
