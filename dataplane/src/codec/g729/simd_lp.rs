@@ -307,6 +307,94 @@ fn unsat2_n<const N: usize>(
     [store_checked(&out0, y0), store_checked(&out1, y1)]
 }
 
+/// The LSP polynomials F1 or F2 (Q24) of four root sets at once
+/// (`roots[i][k]`: root `i` of lane `k`), coefficient `j` of lane `k` in
+/// `[j][k]`: the reference's `Get_lsp_pol` of each lane, or `None` when
+/// one of its operators would saturate in some lane (the same verdict as
+/// the plain 64-bit form in `util`).
+///
+/// Each coefficient lives in one 32-bit lane. `Mpy_32_16(hi, lo, l)` with
+/// `hi = v >> 16`, `lo = (v >> 1) & 0x7fff` is `2 m` with
+/// `m = hi l + ((lo l) >> 15)`; both products are single 16-bit products
+/// (`pmaddwd` with the root in the low half of each lane and zero above),
+/// exact in 32 bits, and `|m| <= 2^30 + 2^15`. The step's `L_shl(., 1)`
+/// is `t0 = 4 m`, which fits exactly when `m` lies in `[-2^29, 2^29)`;
+/// then `Mpy_32_16` itself cannot have saturated (its `L_mult` only for
+/// `hi = l = -32768`, where `m >= 2^30 - 2^15`) and neither its sum nor
+/// its products leave 32 bits. The additions and subtractions are checked
+/// for signed overflow (the sign bit of `(x ^ r) & (y ^ r)`, resp.
+/// `(x ^ y) & (x ^ r)`), so a lane passes exactly when every operator of
+/// the reference's chain stays in range: then its wrapping sums are the
+/// true ones.
+#[inline(always)]
+pub(crate) fn lsp_pols4(roots: [[i16; 4]; 5]) -> Option<[[i32; 4]; 6]> {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE2 is always available on x86_64; register arithmetic and
+    // stores into local arrays of four `i32` (16 bytes, unaligned stores).
+    unsafe {
+        use std::arch::x86_64::*;
+        let zero = _mm_setzero_si128();
+        // The root in the low 16 bits of each lane, zero above (`pmaddwd`
+        // then forms one product per lane), and sign-extended.
+        let l16 = |r: [i16; 4]| {
+            _mm_set_epi32(
+                r[3] as u16 as i32,
+                r[2] as u16 as i32,
+                r[1] as u16 as i32,
+                r[0] as u16 as i32,
+            )
+        };
+        let l32 = |r: [i16; 4]| _mm_set_epi32(r[3] as i32, r[2] as i32, r[1] as i32, r[0] as i32);
+        let sub_ov = |x: __m128i, y: __m128i, bad: &mut __m128i| {
+            let r = _mm_sub_epi32(x, y);
+            let o = _mm_and_si128(_mm_xor_si128(x, y), _mm_xor_si128(x, r));
+            *bad = _mm_or_si128(*bad, o);
+            r
+        };
+        let mask = _mm_set1_epi32(0x7fff);
+        let bias = _mm_set1_epi32(1 << 29);
+        let mut bad = zero;
+        let mut f = [zero; 6];
+        f[0] = _mm_set1_epi32(1 << 24);
+        // -1024 l (|l| <= 2^15: no overflow).
+        f[1] = _mm_sub_epi32(zero, _mm_slli_epi32(l32(roots[0]), 10));
+        for i in 2..=5 {
+            let l = l16(roots[i - 1]);
+            f[i] = f[i - 2];
+            for fp in (2..=i).rev() {
+                let v = f[fp - 1];
+                let hi = _mm_srai_epi32(v, 16);
+                let lo = _mm_and_si128(_mm_srli_epi32(v, 1), mask);
+                let m = _mm_add_epi32(
+                    _mm_madd_epi16(hi, l),
+                    _mm_srai_epi32(_mm_madd_epi16(lo, l), 15),
+                );
+                // m + 2^29 in [0, 2^30): bits 31 and 30 clear.
+                let c = _mm_add_epi32(m, bias);
+                bad = _mm_or_si128(bad, _mm_or_si128(c, _mm_slli_epi32(c, 1)));
+                let t0 = _mm_slli_epi32(m, 2);
+                let (x, y) = (f[fp], f[fp - 2]);
+                let a = _mm_add_epi32(x, y);
+                let o = _mm_and_si128(_mm_xor_si128(x, a), _mm_xor_si128(y, a));
+                bad = _mm_or_si128(bad, o);
+                f[fp] = sub_ov(a, t0, &mut bad);
+            }
+            f[1] = sub_ov(f[1], _mm_slli_epi32(l32(roots[i - 1]), 10), &mut bad);
+        }
+        // Every test leaves its verdict in the sign bit.
+        if _mm_movemask_ps(_mm_castsi128_ps(bad)) != 0 {
+            return None;
+        }
+        let mut out = [[0i32; 4]; 6];
+        for (o, v) in out.iter_mut().zip(f) {
+            _mm_storeu_si128(o.as_mut_ptr() as *mut __m128i, v);
+        }
+        Some(out)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::simd::syn_block;

@@ -6,7 +6,7 @@
 use super::basic_op::*;
 use super::decoder::L_H;
 use super::simd::{abs_sum8n, avx2_multiversion, dot8n, fir20_pairs, fir20x16, fir20x8, syn_block};
-use super::simd_lp::{syn_block_unsat, syn_block_unsat2};
+use super::simd_lp::{lsp_pols4, syn_block_unsat, syn_block_unsat2};
 use super::tables::*;
 use super::{L_SUBFR, M, MP1};
 
@@ -102,9 +102,15 @@ avx2_multiversion! {
 /// [`lsp_pols`] (lane `k`: `lsps[k / 2]` from offset `k % 2`).
 #[inline(always)]
 fn get_lsp_pol4(lsps: [&[i16; M]; 2]) -> Option<[[i32; 6]; 4]> {
-    lsp_pols(std::array::from_fn(|i| {
-        std::array::from_fn(|k| lsps[k / 2][k % 2 + 2 * i] as i64)
-    }))
+    let roots: [[i16; 4]; 5] =
+        std::array::from_fn(|i| std::array::from_fn(|k| lsps[k / 2][k % 2 + 2 * i]));
+    if cfg!(target_arch = "x86_64") {
+        // 32-bit lanes with overflow tests ([`lsp_pols4`]).
+        let f = lsp_pols4(roots)?;
+        Some(std::array::from_fn(|k| std::array::from_fn(|j| f[j][k])))
+    } else {
+        lsp_pols(roots.map(|r| r.map(|v| v as i64)))
+    }
 }
 
 #[inline(always)]
@@ -1421,6 +1427,47 @@ mod tests {
         move || {
             seed = seed.wrapping_mul(1103515245).wrapping_add(12345);
             ((seed >> 8) as i32 % 65536 - 32768) as i16
+        }
+    }
+
+    /// The four-lane 32-bit polynomial kernel gives the plain 64-bit form's
+    /// verdict and values, on both clones: roots from small to the rails
+    /// (overflow in any one operator of some lane), -32768 included.
+    #[test]
+    fn lsp_pols4_is_the_plain_form_on_both_clones() {
+        avx2_multiversion! {
+            fn pols4_mv(r: [[i16; 4]; 5]) -> Option<[[i32; 4]; 6]> = lsp_pols4;
+        }
+        for baseline in [false, true] {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            let mut rnd = lcg(29);
+            let (mut some, mut none) = (0, 0);
+            for round in 0..20000usize {
+                let roots: [[i16; 4]; 5] = std::array::from_fn(|_| {
+                    std::array::from_fn(|_| {
+                        let v = rnd();
+                        match round % 6 {
+                            0 => v,
+                            1 => v >> 1,
+                            2 => v >> 2,
+                            3 => v >> 4,
+                            4 => [i16::MIN, i16::MAX, -32000, 31000][(v & 3) as usize],
+                            _ => (v >> 1) + if v < 0 { -16384 } else { 16384 },
+                        }
+                    })
+                });
+                let want = lsp_pols(roots.map(|r| r.map(|v| v as i64)));
+                let got = pols4_mv(roots)
+                    .map(|f| std::array::from_fn(|k| std::array::from_fn(|j| f[j][k])));
+                assert_eq!(got, want, "{roots:?}");
+                if got.is_some() {
+                    some += 1;
+                } else {
+                    none += 1;
+                }
+            }
+            BASELINE_ONLY.with(|b| b.set(false));
+            assert!(some > 10000 && none > 1000, "{some} {none}");
         }
     }
 
