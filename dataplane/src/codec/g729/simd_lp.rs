@@ -358,29 +358,40 @@ pub(crate) fn lsp_pols4(roots: [[i16; 4]; 5]) -> Option<[[i32; 4]; 6]> {
         f[0] = _mm_set1_epi32(1 << 24);
         // -1024 l (|l| <= 2^15: no overflow).
         f[1] = _mm_sub_epi32(zero, _mm_slli_epi32(l32(roots[0]), 10));
-        for i in 2..=5 {
-            let l = l16(roots[i - 1]);
-            f[i] = f[i - 2];
-            for fp in (2..=i).rev() {
-                let v = f[fp - 1];
-                let hi = _mm_srai_epi32(v, 16);
-                let lo = _mm_and_si128(_mm_srli_epi32(v, 1), mask);
-                let m = _mm_add_epi32(
-                    _mm_madd_epi16(hi, l),
-                    _mm_srai_epi32(_mm_madd_epi16(lo, l), 15),
-                );
-                // m + 2^29 in [0, 2^30): bits 31 and 30 clear.
-                let c = _mm_add_epi32(m, bias);
-                bad = _mm_or_si128(bad, _mm_or_si128(c, _mm_slli_epi32(c, 1)));
-                let t0 = _mm_slli_epi32(m, 2);
-                let (x, y) = (f[fp], f[fp - 2]);
-                let a = _mm_add_epi32(x, y);
-                let o = _mm_and_si128(_mm_xor_si128(x, a), _mm_xor_si128(y, a));
-                bad = _mm_or_si128(bad, o);
-                f[fp] = sub_ov(a, t0, &mut bad);
-            }
-            f[1] = sub_ov(f[1], _mm_slli_epi32(l32(roots[i - 1]), 10), &mut bad);
+        // One step of root `l`: `f[fp] += f[fp - 2] - L_shl(Mpy_32_16(f[fp -
+        // 1], l), 1)`.
+        let step = |f: &mut [__m128i; 6], fp: usize, l: __m128i, bad: &mut __m128i| {
+            let v = f[fp - 1];
+            let hi = _mm_srai_epi32(v, 16);
+            let lo = _mm_and_si128(_mm_srli_epi32(v, 1), mask);
+            let m = _mm_add_epi32(
+                _mm_madd_epi16(hi, l),
+                _mm_srai_epi32(_mm_madd_epi16(lo, l), 15),
+            );
+            // m + 2^29 in [0, 2^30): bits 31 and 30 clear.
+            let c = _mm_add_epi32(m, bias);
+            *bad = _mm_or_si128(*bad, _mm_or_si128(c, _mm_slli_epi32(c, 1)));
+            let t0 = _mm_slli_epi32(m, 2);
+            let (x, y) = (f[fp], f[fp - 2]);
+            let a = _mm_add_epi32(x, y);
+            let o = _mm_and_si128(_mm_xor_si128(x, a), _mm_xor_si128(y, a));
+            *bad = _mm_or_si128(*bad, o);
+            f[fp] = sub_ov(a, t0, bad);
+        };
+        // Root `i` (2..=5) with its steps `fp = i..=2` written out, so the
+        // coefficients stay in registers.
+        macro_rules! root {
+            ($i:literal, [$($fp:literal),*]) => {{
+                let l = l16(roots[$i - 1]);
+                f[$i] = f[$i - 2];
+                $(step(&mut f, $fp, l, &mut bad);)*
+                f[1] = sub_ov(f[1], _mm_slli_epi32(l32(roots[$i - 1]), 10), &mut bad);
+            }};
         }
+        root!(2, [2]);
+        root!(3, [3, 2]);
+        root!(4, [4, 3, 2]);
+        root!(5, [5, 4, 3, 2]);
         // Every test leaves its verdict in the sign bit.
         if _mm_movemask_ps(_mm_castsi128_ps(bad)) != 0 {
             return None;
