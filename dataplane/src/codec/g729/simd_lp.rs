@@ -406,6 +406,80 @@ pub(crate) fn lsp_pols4(roots: [[i16; 4]; 5]) -> Option<[[i32; 4]; 6]> {
     None
 }
 
+/// LPC coefficients a[0..=10] (Q12) of the two LSP vectors whose
+/// polynomials [`lsp_pols4`] formed (lanes: F1, F2 of the first, F1, F2 of
+/// the second), as the reference's `Lsp_Az` tail: `f1[i] += f1[i - 1]`,
+/// `f2[i] -= f2[i - 1]` (`L_add`, `L_sub`, `i = 5..1`), then
+/// `a[i] = extract_l(L_shr_r(L_add(f1[i], f2[i]), 13))` and
+/// `a[11 - i]` from `L_sub`. `None` when one of the additions or
+/// subtractions would saturate (each is checked for signed overflow, so
+/// otherwise its wrapping value is the reference's), and when an F2
+/// coefficient that is subtracted is -2^31 (negated, it wraps).
+#[inline(always)]
+pub(crate) fn lsp_az2(f: &[[i32; 4]; 6]) -> Option<[[i16; MP1]; 2]> {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: SSE2 is always available on x86_64; register arithmetic,
+    // unaligned loads of the arrays of four `i32` in `f` and stores into
+    // local ones.
+    unsafe {
+        use std::arch::x86_64::*;
+        let f: [__m128i; 6] = f.map(|v| _mm_loadu_si128(v.as_ptr() as *const __m128i));
+        // F2's lanes negate their older coefficient (then `L_sub` is an
+        // addition, unless that coefficient is -2^31: declined).
+        let neg = _mm_set_epi32(-1, 0, -1, 0);
+        let mut bad = _mm_setzero_si128();
+        // (`from_fn`: unrolled, in registers.)
+        let g: [__m128i; 5] = std::array::from_fn(|j| {
+            let (x, y) = (f[j + 1], f[j]);
+            let yn = _mm_sub_epi32(_mm_xor_si128(y, neg), neg);
+            bad = _mm_or_si128(bad, _mm_and_si128(_mm_and_si128(y, yn), neg));
+            let r = _mm_add_epi32(x, yn);
+            let o = _mm_and_si128(_mm_xor_si128(x, r), _mm_xor_si128(yn, r));
+            bad = _mm_or_si128(bad, o);
+            r
+        });
+        // Lanes 0 and 2: f1 + f2 and f1 - f2 of each vector.
+        let even = _mm_set_epi32(0, -1, 0, -1);
+        let round = _mm_set1_epi32(1);
+        let (mut sums, mut diffs) = ([[0i32; 4]; 5], [[0i32; 4]; 5]);
+        for i in 0..5 {
+            let x = g[i];
+            let sw = _mm_shuffle_epi32(x, 0b10_11_00_01);
+            let s = _mm_add_epi32(x, sw);
+            let d = _mm_sub_epi32(x, sw);
+            let os = _mm_and_si128(_mm_xor_si128(x, s), _mm_xor_si128(sw, s));
+            let od = _mm_and_si128(_mm_xor_si128(x, sw), _mm_xor_si128(x, d));
+            bad = _mm_or_si128(bad, _mm_and_si128(_mm_or_si128(os, od), even));
+            // L_shr_r(v, 13) = (v >> 13) + bit 12 of v.
+            let shr_r = |v: __m128i| {
+                _mm_add_epi32(
+                    _mm_srai_epi32(v, 13),
+                    _mm_and_si128(_mm_srli_epi32(v, 12), round),
+                )
+            };
+            _mm_storeu_si128(sums[i].as_mut_ptr() as *mut __m128i, shr_r(s));
+            _mm_storeu_si128(diffs[i].as_mut_ptr() as *mut __m128i, shr_r(d));
+        }
+        if _mm_movemask_ps(_mm_castsi128_ps(bad)) != 0 {
+            return None;
+        }
+        let mut a = [[0i16; MP1]; 2];
+        for (k, a) in a.iter_mut().enumerate() {
+            a[0] = 4096;
+            for i in 1..=5 {
+                a[i] = sums[i - 1][2 * k] as i16;
+                a[MP1 - i] = diffs[i - 1][2 * k] as i16;
+            }
+        }
+        Some(a)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = f;
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::simd::syn_block;

@@ -6,7 +6,7 @@
 use super::basic_op::*;
 use super::decoder::L_H;
 use super::simd::{abs_sum8n, avx2_multiversion, dot8n, fir20_pairs, fir20x16, fir20x8, syn_block};
-use super::simd_lp::{lsp_pols4, syn_block_unsat, syn_block_unsat2};
+use super::simd_lp::{lsp_az2, lsp_pols4, syn_block_unsat, syn_block_unsat2};
 use super::tables::*;
 use super::{L_SUBFR, M, MP1};
 
@@ -106,11 +106,16 @@ fn get_lsp_pol4(lsps: [&[i16; M]; 2]) -> Option<[[i32; 6]; 4]> {
         std::array::from_fn(|i| std::array::from_fn(|k| lsps[k / 2][k % 2 + 2 * i]));
     if cfg!(target_arch = "x86_64") {
         // 32-bit lanes with overflow tests ([`lsp_pols4`]).
-        let f = lsp_pols4(roots)?;
-        Some(std::array::from_fn(|k| std::array::from_fn(|j| f[j][k])))
+        lsp_pols4(roots).map(|f| pols_by_lane(&f))
     } else {
         lsp_pols(roots.map(|r| r.map(|v| v as i64)))
     }
+}
+
+/// The coefficients of [`lsp_pols4`] (`[j][k]`) by lane (`[k][j]`).
+#[inline(always)]
+fn pols_by_lane(f: &[[i32; 4]; 6]) -> [[i32; 6]; 4] {
+    std::array::from_fn(|k| std::array::from_fn(|j| f[j][k]))
 }
 
 #[inline(always)]
@@ -257,6 +262,25 @@ pub(crate) fn int_qlpc_body(lsp_old: &[i16; M], lsp_new: &[i16; M], az: &mut [i1
         lsp[i] = add(shr(lsp_new[i], 1), shr(lsp_old[i], 1));
     }
     let (az0, az1) = az.split_at_mut(MP1);
+    #[cfg(target_arch = "x86_64")]
+    {
+        // Polynomials and coefficients in 32-bit lanes ([`lsp_pols4`],
+        // [`lsp_az2`]); the polynomials' tail as the reference when only
+        // the coefficients' sums decline.
+        let roots: [[i16; 4]; 5] =
+            std::array::from_fn(|i| std::array::from_fn(|k| [&lsp, lsp_new][k / 2][k % 2 + 2 * i]));
+        if let Some(f) = lsp_pols4(roots) {
+            if let Some([a0, a1]) = lsp_az2(&f) {
+                az0.copy_from_slice(&a0);
+                az1.copy_from_slice(&a1);
+            } else {
+                let [f1, f2, g1, g2] = pols_by_lane(&f);
+                lsp_az_from_pols(f1, f2, az0);
+                lsp_az_from_pols(g1, g2, az1);
+            }
+            return;
+        }
+    }
     match get_lsp_pol4([&lsp, lsp_new]) {
         Some([f1, f2, g1, g2]) => {
             lsp_az_from_pols(f1, f2, az0);
@@ -1468,6 +1492,70 @@ mod tests {
             }
             BASELINE_ONLY.with(|b| b.set(false));
             assert!(some > 10000 && none > 1000, "{some} {none}");
+        }
+    }
+
+    /// The four-lane coefficient kernel is the reference's `Lsp_Az` tail
+    /// of both vectors whenever none of its sums leaves 32 bits (found in
+    /// 64-bit arithmetic) and no F2 coefficient it subtracts is -2^31, and
+    /// declines exactly otherwise, on both clones: polynomials from small
+    /// to the rails, -2^31 included.
+    #[test]
+    fn lsp_az2_is_the_reference_tail_on_both_clones() {
+        avx2_multiversion! {
+            fn az2_mv(f: &[[i32; 4]; 6]) -> Option<[[i16; MP1]; 2]> = lsp_az2;
+        }
+        for baseline in [false, true] {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            let mut rnd = lcg(31);
+            let (mut some, mut none) = (0, 0);
+            for round in 0..20000usize {
+                let f: [[i32; 4]; 6] = std::array::from_fn(|_| {
+                    std::array::from_fn(|_| {
+                        let v = ((rnd() as i32) << 16) ^ (rnd() as u16 as i32);
+                        match round % 5 {
+                            0 => v,
+                            1 => v >> 1,
+                            2 => v >> 2,
+                            3 => v >> 6,
+                            _ => [i32::MIN, i32::MAX, v >> 1, -(1 << 30)][(v & 3) as usize],
+                        }
+                    })
+                });
+                let lanes = pols_by_lane(&f);
+                // The 64-bit sums of each vector's tail.
+                let fits = |v: i64| v == v as i32 as i64;
+                let overflows = [0, 2].iter().any(|&k| {
+                    let (f1, f2) = (lanes[k], lanes[k + 1]);
+                    (1..=5).any(|i| {
+                        let g1 = f1[i] as i64 + f1[i - 1] as i64;
+                        let g2 = f2[i] as i64 - f2[i - 1] as i64;
+                        // (-2^31 in F2 is declined: its negation wraps.)
+                        f2[i - 1] == i32::MIN
+                            || !fits(g1)
+                            || !fits(g2)
+                            || !fits(g1 + g2)
+                            || !fits(g1 - g2)
+                    })
+                });
+                match az2_mv(&f) {
+                    Some(a) => {
+                        assert!(!overflows, "{f:?}");
+                        for k in 0..2 {
+                            let mut want = [0i16; MP1];
+                            lsp_az_from_pols(lanes[2 * k], lanes[2 * k + 1], &mut want);
+                            assert_eq!(a[k], want, "{f:?}");
+                        }
+                        some += 1;
+                    }
+                    None => {
+                        assert!(overflows, "{f:?}");
+                        none += 1;
+                    }
+                }
+            }
+            BASELINE_ONLY.with(|b| b.set(false));
+            assert!(some > 5000 && none > 5000, "{some} {none}");
         }
     }
 
