@@ -403,7 +403,10 @@ pub(crate) fn lsp_pols4(roots: [[i16; 4]; 5]) -> Option<[[i32; 4]; 6]> {
         Some(out)
     }
     #[cfg(not(target_arch = "x86_64"))]
-    None
+    {
+        let _ = roots;
+        None
+    }
 }
 
 /// LPC coefficients a[0..=10] (Q12) of the two LSP vectors whose

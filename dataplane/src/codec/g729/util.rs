@@ -102,14 +102,20 @@ avx2_multiversion! {
 /// [`lsp_pols`] (lane `k`: `lsps[k / 2]` from offset `k % 2`).
 #[inline(always)]
 fn get_lsp_pol4(lsps: [&[i16; M]; 2]) -> Option<[[i32; 6]; 4]> {
-    let roots: [[i16; 4]; 5] =
-        std::array::from_fn(|i| std::array::from_fn(|k| lsps[k / 2][k % 2 + 2 * i]));
+    let roots = lsp_roots4(lsps);
     if cfg!(target_arch = "x86_64") {
         // 32-bit lanes with overflow tests ([`lsp_pols4`]).
         lsp_pols4(roots).map(|f| pols_by_lane(&f))
     } else {
         lsp_pols(roots.map(|r| r.map(|v| v as i64)))
     }
+}
+
+/// The roots of the four polynomials of two LSP vectors (`[i][k]`: root
+/// `i` of lane `k`, lane `k` from `lsps[k / 2]` at offset `k % 2`).
+#[inline(always)]
+fn lsp_roots4(lsps: [&[i16; M]; 2]) -> [[i16; 4]; 5] {
+    std::array::from_fn(|i| std::array::from_fn(|k| lsps[k / 2][k % 2 + 2 * i]))
 }
 
 /// The coefficients of [`lsp_pols4`] (`[j][k]`) by lane (`[k][j]`).
@@ -262,24 +268,28 @@ pub(crate) fn int_qlpc_body(lsp_old: &[i16; M], lsp_new: &[i16; M], az: &mut [i1
         lsp[i] = add(shr(lsp_new[i], 1), shr(lsp_old[i], 1));
     }
     let (az0, az1) = az.split_at_mut(MP1);
-    #[cfg(target_arch = "x86_64")]
-    {
+    if cfg!(target_arch = "x86_64") {
         // Polynomials and coefficients in 32-bit lanes ([`lsp_pols4`],
         // [`lsp_az2`]); the polynomials' tail as the reference when only
-        // the coefficients' sums decline.
-        let roots: [[i16; 4]; 5] =
-            std::array::from_fn(|i| std::array::from_fn(|k| [&lsp, lsp_new][k / 2][k % 2 + 2 * i]));
-        if let Some(f) = lsp_pols4(roots) {
-            if let Some([a0, a1]) = lsp_az2(&f) {
-                az0.copy_from_slice(&a0);
-                az1.copy_from_slice(&a1);
-            } else {
-                let [f1, f2, g1, g2] = pols_by_lane(&f);
-                lsp_az_from_pols(f1, f2, az0);
-                lsp_az_from_pols(g1, g2, az1);
+        // the coefficients' sums decline, everything when the polynomials
+        // do.
+        match lsp_pols4(lsp_roots4([&lsp, lsp_new])) {
+            Some(f) => {
+                if let Some([a0, a1]) = lsp_az2(&f) {
+                    az0.copy_from_slice(&a0);
+                    az1.copy_from_slice(&a1);
+                } else {
+                    let [f1, f2, g1, g2] = pols_by_lane(&f);
+                    lsp_az_from_pols(f1, f2, az0);
+                    lsp_az_from_pols(g1, g2, az1);
+                }
             }
-            return;
+            None => {
+                lsp_az(&lsp, az0);
+                lsp_az(lsp_new, az1);
+            }
         }
+        return;
     }
     match get_lsp_pol4([&lsp, lsp_new]) {
         Some([f1, f2, g1, g2]) => {
