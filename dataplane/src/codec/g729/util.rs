@@ -878,6 +878,22 @@ pub(crate) fn parity_pitch(index: i16) -> i16 {
 
 // ---- LSP quantiser state shared by encoder and decoder ----
 
+/// [`lsp_expand_1_2`] in plain 32-bit arithmetic: the same whenever none
+/// of its operators saturates, which holds for every vector built from
+/// the codebooks (all index combinations are checked by a unit test), so
+/// [`lsp_get_quant`] runs it.
+#[inline(always)]
+fn lsp_expand_plain(buf: &mut [i16; M], gap: i16) {
+    for j in 1..M {
+        let (lo, hi) = (buf[j - 1] as i32, buf[j] as i32);
+        let tmp = (lo - hi + gap as i32) >> 1;
+        if tmp > 0 {
+            buf[j - 1] = (lo - tmp) as i16;
+            buf[j] = (hi + tmp) as i16;
+        }
+    }
+}
+
 pub(crate) fn lsp_expand_1_2(buf: &mut [i16; M], gap: i16) {
     for j in 1..M {
         let diff = sub(buf[j - 1], buf[j]);
@@ -989,8 +1005,8 @@ pub(crate) fn lsp_get_quant(
     for j in 5..M {
         buf[j] = add(LSPCB1[code0][j], LSPCB2[code2][j]);
     }
-    lsp_expand_1_2(&mut buf, GAP1);
-    lsp_expand_1_2(&mut buf, GAP2);
+    lsp_expand_plain(&mut buf, GAP1);
+    lsp_expand_plain(&mut buf, GAP2);
     lsp_prev_compose(&buf, lspq, &FG[mode], freq_prev, &FG_SUM[mode]);
     lsp_prev_update(&buf, freq_prev);
     lsp_stability(lspq);
@@ -1567,6 +1583,47 @@ mod tests {
             BASELINE_ONLY.with(|b| b.set(false));
             assert!(some > 5000 && none > 5000, "{some} {none}");
         }
+    }
+
+    /// For every codebook vector [`lsp_get_quant`] can build (all index
+    /// combinations), the plain expansion is the saturating one, and none
+    /// of the latter's operators saturates (so the plain one is exact).
+    #[test]
+    fn lsp_expand_plain_is_exact_on_every_codebook_vector() {
+        for code0 in 0..LSPCB1.len() {
+            for code1 in 0..LSPCB2.len() {
+                for code2 in 0..LSPCB2.len() {
+                    let buf: [i16; M] = std::array::from_fn(|j| {
+                        let c = if j < 5 { code1 } else { code2 };
+                        add(LSPCB1[code0][j], LSPCB2[c][j])
+                    });
+                    let (mut want, mut got, mut watched) = (buf, buf, buf);
+                    for gap in [GAP1, GAP2] {
+                        // The reference's steps, each checked not to leave
+                        // 16 bits (where its operators would saturate).
+                        let w = &mut watched;
+                        for j in 1..M {
+                            let diff = sat_free(w[j - 1] as i32 - w[j] as i32);
+                            let tmp = sat_free(diff + gap as i32) >> 1;
+                            if tmp > 0 {
+                                w[j - 1] = sat_free(w[j - 1] as i32 - tmp) as i16;
+                                w[j] = sat_free(w[j] as i32 + tmp) as i16;
+                            }
+                        }
+                        lsp_expand_1_2(&mut want, gap);
+                        lsp_expand_plain(&mut got, gap);
+                        assert_eq!(got, want, "{code0} {code1} {code2}");
+                        assert_eq!(watched, want, "{code0} {code1} {code2}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// `v`, asserting it is a 16-bit value (no operator saturated).
+    fn sat_free(v: i32) -> i32 {
+        assert_eq!(v, v as i16 as i32, "saturates");
+        v
     }
 
     /// The synthesis bound's helpers on both clones: the coefficient sum is
