@@ -266,7 +266,13 @@ fn erle_rows_seed<C: Canceller>(
         eprintln!("skipping: no audio in {AUDIO}");
         return (Vec::new(), Vec::new());
     };
-    let far_f: Vec<f32> = far_all[..20 * 8000].to_vec();
+    // EC_FAR_AT=s: the 20 s of far speech from s seconds into the recording
+    // (other speech through the same paths).
+    let at = std::env::var("EC_FAR_AT")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .map_or(0, |s| (s * 8000).min(far_all.len() - 20 * 8000));
+    let far_f: Vec<f32> = far_all[at..at + 20 * 8000].to_vec();
     let far = to_i16(&far_f);
     let pf = far_f.iter().map(|v| v * v).sum::<f32>() / far_f.len() as f32;
     println!("{name}:");
