@@ -254,6 +254,17 @@ fn erle_rows<C: Canceller>(
     assert!(fails.is_empty(), "{fails:#?}");
 }
 
+/// The 20 s of far speech the ERLE table runs on: from `EC_FAR_AT`
+/// seconds into the recording (default 0), for other speech through the
+/// same paths.
+fn far_segment(far_all: &[f32]) -> Vec<f32> {
+    let at = std::env::var("EC_FAR_AT")
+        .ok()
+        .and_then(|s| s.parse::<usize>().ok())
+        .map_or(0, |s| (s * 8000).min(far_all.len() - 20 * 8000));
+    far_all[at..at + 20 * 8000].to_vec()
+}
+
 /// The ERLE table on the paths drawn from `seed`: the rows that miss, and
 /// the steady-state ERLE of the ERL-25 rows.
 fn erle_rows_seed<C: Canceller>(
@@ -266,13 +277,7 @@ fn erle_rows_seed<C: Canceller>(
         eprintln!("skipping: no audio in {AUDIO}");
         return (Vec::new(), Vec::new());
     };
-    // EC_FAR_AT=s: the 20 s of far speech from s seconds into the recording
-    // (other speech through the same paths).
-    let at = std::env::var("EC_FAR_AT")
-        .ok()
-        .and_then(|s| s.parse::<usize>().ok())
-        .map_or(0, |s| (s * 8000).min(far_all.len() - 20 * 8000));
-    let far_f: Vec<f32> = far_all[at..at + 20 * 8000].to_vec();
+    let far_f = far_segment(&far_all);
     let far = to_i16(&far_f);
     let pf = far_f.iter().map(|v| v * v).sum::<f32>() / far_f.len() as f32;
     println!("{name}:");
@@ -563,7 +568,8 @@ fn tone_disable<C: Canceller>(name: &str, make: impl Fn() -> C) {
 }
 
 /// Per-frame ERLE trace of one path (`EC_TRACE=delay,disp,erl`, the row the
-/// table draws for `EC_PATH_SEED`; `EC_GAIN_DB` scales it), for tuning.
+/// table draws for `EC_PATH_SEED` and `EC_FAR_AT`; `EC_GAIN_DB` scales it),
+/// for tuning.
 #[test]
 #[ignore = "tuning aid"]
 fn fdaf_trace() {
@@ -572,7 +578,7 @@ fn fdaf_trace() {
     };
     let spec = std::env::var("EC_TRACE").unwrap_or("100,4,25".into());
     let v: Vec<f32> = spec.split(',').filter_map(|s| s.parse().ok()).collect();
-    let mut far_f: Vec<f32> = far_all[..20 * 8000].to_vec();
+    let mut far_f = far_segment(&far_all);
     let seed = std::env::var("EC_PATH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
