@@ -9,9 +9,9 @@
 use super::basic_op::*;
 use super::simd::{
     abs_sum8n, all_abs_le8, any_better8, avx2_multiversion, cor_h_blocks, corr_tri40, dot40_down4,
-    dot8n, first_best_ratio, lsp_stage1, lsp_stage2, max_abs8, mult_sign8, search8, search8_w,
-    sq_dist16,
+    dot8n, lsp_stage1, lsp_stage2, max_abs8, mult_sign8, search8, sq_dist16,
 };
+use super::simd_acelp::first_best_rows;
 use super::simd_search::gain_dist32;
 use super::tables::*;
 use super::util::*;
@@ -2071,7 +2071,7 @@ fn search_row(
 /// the reference does. Returns the last replacement (row, position, sq,
 /// alp) if any. When every row passes [`search_row`]'s no-saturation bound
 /// and every `alp` is positive, the scan ends on the first largest
-/// `sq / alp` ([`first_best_ratio`]): all 64 candidates are computed and
+/// `sq / alp` ([`first_best_rows`]): all 64 candidates are computed and
 /// compared without the scan's branches. `rr_bound` is at least every
 /// `|rr[k]|` (a bound of all rows at once, to check them in one go).
 #[inline(always)]
@@ -2089,8 +2089,8 @@ fn phase_b(
     // One check for all rows with `rr_bound` in place of each row's bound:
     // max |alp1| + (rr_bound << 13) + tmp_bound <= MAX_32.
     let all_fit = all_abs_le8(alp1, MAX_32 as i64 - (rr_bound << 13) - tmp_bound);
-    let mut sq2 = [[0i16; NB_POS]; NB_POS];
-    let mut a16 = [[0i16; NB_POS]; NB_POS];
+    let zero = [0i16; NB_POS];
+    let mut rows = [&zero; NB_POS];
     let mut fast = true;
     for r in 0..NB_POS {
         let row: Option<&[i16; NB_POS]> = rr
@@ -2101,7 +2101,7 @@ fn phase_b(
                 if all_fit
                     || (alp1[r] as i64).abs() + (bound(row) << 13) + tmp_bound <= MAX_32 as i64 =>
             {
-                search8(ps1[r], alp1[r], dn, row, tmp, &mut sq2[r], &mut a16[r]);
+                rows[r] = row;
             }
             _ => {
                 fast = false;
@@ -2109,9 +2109,10 @@ fn phase_b(
             }
         }
     }
-    if fast && a16.iter().flatten().all(|&a| a > 0) {
-        let (r, k) = first_best_ratio(&sq2, &a16);
-        return Some((r, k, sq2[r][k], a16[r][k]));
+    if fast {
+        if let Some(best) = first_best_rows::<NB_POS, 13, 15>(ps1, alp1, &rows, dn, tmp) {
+            return Some(best);
+        }
     }
     let (mut alp, mut sq) = (1i16, -1i16);
     let mut found = None;
@@ -2134,7 +2135,7 @@ fn phase_b(
 /// reference does. Returns the last replacement (row, position, ps2, sq,
 /// alp) if any. When no partial sum can saturate (bounded as in
 /// [`phase_b`]) and every `alp` is positive, the scan ends on the first
-/// largest `sq / alp` ([`first_best_ratio`]), found without branches.
+/// largest `sq / alp` ([`first_best_rows`]), found without branches.
 /// `rr_bound` is at least every `|rows[r][k]|` and `|diag[k]|`.
 #[inline(always)]
 fn phase_a(
@@ -2159,23 +2160,10 @@ fn phase_a(
         (0..2)
             .all(|r| (alp1[r] as i64).abs() + (bound(&rows[r]) << 15) + diag_bound <= MAX_32 as i64)
     } {
-        let mut sq2 = [[0i16; NB_POS]; 2];
-        let mut a16 = [[0i16; NB_POS]; 2];
-        for r in 0..2 {
-            search8_w(
-                ps1[r],
-                alp1[r],
-                dn,
-                diag,
-                14,
-                &rows[r],
-                &mut sq2[r],
-                &mut a16[r],
-            );
-        }
-        if a16.iter().flatten().all(|&a| a > 0) {
-            let (r, k) = first_best_ratio(&sq2, &a16);
-            return Some((r, k, add(ps1[r], dn[k]), sq2[r][k], a16[r][k]));
+        if let Some((r, k, sq2, a16)) =
+            first_best_rows::<2, 15, 14>(ps1, alp1, &[&rows[0], &rows[1]], dn, diag)
+        {
+            return Some((r, k, add(ps1[r], dn[k]), sq2, a16));
         }
     }
     let (mut sq, mut alp) = (-1i16, 1i16);
@@ -2873,7 +2861,7 @@ avx2_multiversion! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::g729::simd::BASELINE_ONLY;
+    use crate::codec::g729::simd::{search8_w, BASELINE_ONLY};
 
     #[test]
     fn pre_process_is_the_operator_chain_on_both_clones() {

@@ -1,0 +1,325 @@
+//! SIMD kernels of the algebraic (ACELP) codebook search: whole blocks of
+//! candidate pulse pairs evaluated and compared at once in AVX2 where the
+//! CPU has it, else by the SSE2 kernels of [`super::simd`] (plain Rust off
+//! x86_64), with the same results.
+#![allow(unsafe_code)]
+
+use super::simd::{first_best_ratio, search8_w};
+
+/// The first best of `R` rows by 8 candidates of the codebook search,
+/// scanned row by row: candidate `(r, k)` has `sq2 = mult(ps2, ps2)` with
+/// `ps2 = add(ps1[r], dn[k])`, and `a16 = round(alp1[r] + 2^RS rows[r][k]
+/// + 2^CS col[k])`, one of `RS`, `CS` being 15 and the other in `1..=15`.
+/// The caller proves that no partial sum of `a16` (the rounding included)
+/// leaves 32 bits, so the reference's `L_mac` chain is the plain sum.
+///
+/// Returns `(r, k, sq2, a16)` of the first largest `sq2 / a16` (the end of
+/// the reference's scan from `(sq, alp) = (-1, 1)` with `alp sq2 > sq a16`
+/// when every `a16 > 0`), or `None` when some `a16 <= 0`, where the caller
+/// runs the reference's scan.
+#[inline(always)]
+pub(crate) fn first_best_rows<const R: usize, const RS: i32, const CS: i32>(
+    ps1: &[i16; R],
+    alp1: &[i32; R],
+    rows: &[&[i16; 8]; R],
+    dn: &[i16; 8],
+    col: &[i16; 8],
+) -> Option<(usize, usize, i16, i16)> {
+    const { assert!(R.is_power_of_two() && R <= 8) };
+    const { assert!((RS == 15 && 1 <= CS && CS <= 15) || (CS == 15 && 1 <= RS && RS <= 15)) };
+    #[cfg(target_arch = "x86_64")]
+    {
+        if super::simd::avx2() {
+            // SAFETY: the CPU has AVX2 (checked at run time by `avx2`).
+            return unsafe { first_best_rows_avx2::<R, RS, CS>(ps1, alp1, rows, dn, col) };
+        }
+    }
+    first_best_rows_sse::<R, RS, CS>(ps1, alp1, rows, dn, col)
+}
+
+/// [`first_best_rows`] by the 8-lane kernels [`search8_w`] and
+/// [`first_best_ratio`].
+#[inline(always)]
+fn first_best_rows_sse<const R: usize, const RS: i32, const CS: i32>(
+    ps1: &[i16; R],
+    alp1: &[i32; R],
+    rows: &[&[i16; 8]; R],
+    dn: &[i16; 8],
+    col: &[i16; 8],
+) -> Option<(usize, usize, i16, i16)> {
+    let mut sq2 = [[0i16; 8]; R];
+    let mut a16 = [[0i16; 8]; R];
+    for r in 0..R {
+        // `search8_w` weighs its `tmp` argument by 2^15.
+        if CS == 15 {
+            search8_w(
+                ps1[r],
+                alp1[r],
+                dn,
+                rows[r],
+                RS as u32,
+                col,
+                &mut sq2[r],
+                &mut a16[r],
+            );
+        } else {
+            search8_w(
+                ps1[r],
+                alp1[r],
+                dn,
+                col,
+                CS as u32,
+                rows[r],
+                &mut sq2[r],
+                &mut a16[r],
+            );
+        }
+    }
+    if !a16.iter().flatten().all(|&a| a > 0) {
+        return None;
+    }
+    let (r, k) = first_best_ratio(&sq2, &a16);
+    Some((r, k, sq2[r][k], a16[r][k]))
+}
+
+/// [`first_best_rows`] with one 8-lane AVX2 register of 32-bit lanes per
+/// row. Each row's candidates are `s = sq2 + 2^16 r` (the row in the high
+/// half) and `a = a16` (high half zero when `a16 > 0`), so `pmaddwd(s, a')`
+/// is the exact product `sq2 a16'` (both factors at most 32767) whatever
+/// the row. The rows are merged by a tree (an earlier block is replaced
+/// lane-wise only where the later one is strictly better: the first best
+/// of an ordered scan is an associative merge), then the 8 lane winners by
+/// a tree ordered by ratio, then row, then lane.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn first_best_rows_avx2<const R: usize, const RS: i32, const CS: i32>(
+    ps1: &[i16; R],
+    alp1: &[i32; R],
+    rows: &[&[i16; 8]; R],
+    dn: &[i16; 8],
+    col: &[i16; 8],
+) -> Option<(usize, usize, i16, i16)> {
+    use std::arch::x86_64::*;
+    let ld = |v: &[i16; 8]| {
+        // SAFETY: the load reads exactly one 8-element array.
+        unsafe { _mm_loadu_si128(v.as_ptr() as *const __m128i) }
+    };
+    let d = ld(dn);
+    // 2^CS col[k] + 0x8000 (the rounding), shared by the rows.
+    let t = _mm256_add_epi32(
+        _mm256_slli_epi32::<CS>(_mm256_cvtepi16_epi32(ld(col))),
+        _mm256_set1_epi32(0x8000),
+    );
+    let mut low = _mm256_set1_epi32(i32::MAX);
+    let mut cand = [(_mm256_setzero_si256(), _mm256_setzero_si256()); R];
+    for (r, c) in cand.iter_mut().enumerate() {
+        // ps2 = add(ps1, dn), zero-extended: `pmaddwd` squares it exactly;
+        // only (-32768)^2 >> 15 = 32768 exceeds 16 bits, and `mult`
+        // saturates it to 32767.
+        let ps2 = _mm256_cvtepu16_epi32(_mm_adds_epi16(_mm_set1_epi16(ps1[r]), d));
+        let sq = _mm256_min_epi32(
+            _mm256_srai_epi32::<15>(_mm256_madd_epi16(ps2, ps2)),
+            _mm256_set1_epi32(0x7fff),
+        );
+        let s = _mm256_or_si256(sq, _mm256_set1_epi32((r as i32) << 16));
+        // alp1 + 2^RS row + 2^CS col + 0x8000, exact by the caller's bound.
+        let alp = _mm256_add_epi32(
+            _mm256_add_epi32(_mm256_set1_epi32(alp1[r]), t),
+            _mm256_slli_epi32::<RS>(_mm256_cvtepi16_epi32(ld(rows[r]))),
+        );
+        low = _mm256_min_epi32(low, alp);
+        *c = (s, _mm256_srai_epi32::<16>(alp));
+    }
+    // a16 > 0 everywhere iff every rounded sum is at least 2^16.
+    if _mm256_movemask_epi8(_mm256_cmpgt_epi32(_mm256_set1_epi32(0x10000), low)) != 0 {
+        return None;
+    }
+    let better = |(s, a): (__m256i, __m256i), (so, ao): (__m256i, __m256i)| {
+        _mm256_cmpgt_epi32(_mm256_madd_epi16(so, a), _mm256_madd_epi16(s, ao))
+    };
+    let sel = |m: __m256i, o: __m256i, v: __m256i| _mm256_blendv_epi8(v, o, m);
+    let mut step = 1;
+    while step < R {
+        let mut i = 0;
+        while i + step < R {
+            let (w, o) = (cand[i], cand[i + step]);
+            let m = better(w, o);
+            cand[i] = (sel(m, o.0, w.0), sel(m, o.1, w.1));
+            i += 2 * step;
+        }
+        step *= 2;
+    }
+    let (s, a) = cand[0];
+    // key = 8 row + lane: the scan's order among equal ratios.
+    let key = _mm256_or_si256(
+        _mm256_slli_epi32::<3>(_mm256_srli_epi32::<16>(s)),
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+    );
+    // Each lane takes its partner's entry where that comes first (larger
+    // ratio, else smaller key). Keys differ, so the order is total and
+    // partners agree; after three rounds every lane holds the winner.
+    let pick = |w: (__m256i, __m256i, __m256i), o: (__m256i, __m256i, __m256i)| {
+        let (x, y) = (_mm256_madd_epi16(o.0, w.1), _mm256_madd_epi16(w.0, o.1));
+        let m = _mm256_or_si256(
+            _mm256_cmpgt_epi32(x, y),
+            _mm256_and_si256(_mm256_cmpeq_epi32(x, y), _mm256_cmpgt_epi32(w.2, o.2)),
+        );
+        (sel(m, o.0, w.0), sel(m, o.1, w.1), sel(m, o.2, w.2))
+    };
+    let mut w = (s, a, key);
+    let halves = |v: __m256i| _mm256_permute4x64_epi64::<0b01_00_11_10>(v);
+    w = pick(w, (halves(w.0), halves(w.1), halves(w.2)));
+    let pairs = |v: __m256i| _mm256_shuffle_epi32::<0b01_00_11_10>(v);
+    w = pick(w, (pairs(w.0), pairs(w.1), pairs(w.2)));
+    let ones = |v: __m256i| _mm256_shuffle_epi32::<0b10_11_00_01>(v);
+    w = pick(w, (ones(w.0), ones(w.1), ones(w.2)));
+    let k = _mm256_cvtsi256_si32(w.2) as usize;
+    let sq2 = _mm256_cvtsi256_si32(w.0) as i16;
+    let a16 = _mm256_cvtsi256_si32(w.1) as i16;
+    Some((k >> 3, k & 7, sq2, a16))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::g729::basic_op::*;
+    use crate::codec::g729::simd::BASELINE_ONLY;
+    use crate::codec::g729::util::random;
+
+    /// The reference's scan with its saturating operators.
+    fn scan<const R: usize>(
+        ps1: &[i16; R],
+        alp1: &[i32; R],
+        rows: &[[i16; 8]; R],
+        dn: &[i16; 8],
+        col: &[i16; 8],
+        rs: i16,
+        cs: i16,
+    ) -> Option<(usize, usize, i16, i16)> {
+        let (mut sq, mut alp, mut found) = (-1i16, 1i16, None);
+        for r in 0..R {
+            for k in 0..8 {
+                let ps2 = add(ps1[r], dn[k]);
+                let a = l_mac(
+                    l_mac(alp1[r], rows[r][k], 1 << (rs - 1)),
+                    col[k],
+                    1 << (cs - 1),
+                );
+                let (sq2, alp_16) = (mult(ps2, ps2), round(a));
+                if l_msu(l_mult(alp, sq2), sq, alp_16) > 0 {
+                    (sq, alp, found) = (sq2, alp_16, Some((r, k, sq2, alp_16)));
+                }
+            }
+        }
+        found
+    }
+
+    /// Random rows in the kernel's domain (no partial sum leaves 32 bits),
+    /// with ties, zeros, extremes and non-positive energies.
+    fn check<const R: usize, const RS: i32, const CS: i32>(seed: &mut i16, round: usize) -> bool {
+        let sh = (round % 5) as i16;
+        let mut rows: [[i16; 8]; R] =
+            std::array::from_fn(|_| std::array::from_fn(|_| shr(random(seed), sh)));
+        let mut col: [i16; 8] = std::array::from_fn(|_| shr(random(seed), sh));
+        let mut dn: [i16; 8] = std::array::from_fn(|_| random(seed).saturating_abs());
+        let mut ps1: [i16; R] = std::array::from_fn(|_| random(seed));
+        if round % 3 == 0 {
+            ps1 = ps1.map(|p| p.saturating_abs());
+        }
+        match round % 7 {
+            // Ties: equal candidates across rows and lanes.
+            0 => {
+                let v = rows[0][2];
+                for row in rows.iter_mut() {
+                    row[2] = v;
+                    row[5] = v;
+                }
+                col[5] = col[2];
+                dn[5] = dn[2];
+                ps1 = [ps1[0]; R];
+            }
+            // All candidates equal.
+            1 => {
+                rows = [[rows[0][0]; 8]; R];
+                col = [col[0]; 8];
+                dn = [dn[0]; 8];
+                ps1 = [ps1[0]; R];
+            }
+            // Extremes: -32768 sums (saturating add and square).
+            2 => {
+                dn[3] = 0;
+                ps1[0] = i16::MIN;
+                dn[4] = i16::MAX;
+                ps1[R - 1] = i16::MAX;
+            }
+            _ => {}
+        }
+        // Energies as large as the bound allows (or small, or negative).
+        let (mr, mc) = (
+            rows.iter()
+                .flatten()
+                .map(|v| v.unsigned_abs() as i64)
+                .max()
+                .unwrap_or(0),
+            col.iter()
+                .map(|v| v.unsigned_abs() as i64)
+                .max()
+                .unwrap_or(0),
+        );
+        let room = i32::MAX as i64 - (mr << RS) - (mc << CS) - 0x8000;
+        let alp1: [i32; R] = std::array::from_fn(|_| {
+            let x = random(seed) as i64;
+            let v = match round % 4 {
+                0 => room - x.abs(),
+                1 => -room + x.abs(),
+                2 => x << 10,
+                _ => (room >> 1) + (x << 12),
+            };
+            v.clamp(-room, room) as i32
+        });
+        let want = scan(&ps1, &alp1, &rows, &dn, &col, RS as i16, CS as i16);
+        let refs: [&[i16; 8]; R] = std::array::from_fn(|r| &rows[r]);
+        let got = first_best_rows::<R, RS, CS>(&ps1, &alp1, &refs, &dn, &col);
+        // Positive energies everywhere: the result is the scan's.
+        let positive = (0..R).all(|r| {
+            (0..8).all(|k| {
+                let a = alp1[r] as i64 + ((rows[r][k] as i64) << RS) + ((col[k] as i64) << CS);
+                (a + 0x8000) >> 16 > 0
+            })
+        });
+        if positive {
+            assert_eq!(got, want, "round {round}");
+        } else {
+            assert_eq!(got, None, "round {round}");
+        }
+        positive
+    }
+
+    #[test]
+    fn first_best_rows_is_the_reference_scan_on_both_paths() {
+        for baseline in [false, true] {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            let mut seed = 1234i16;
+            let (mut found, mut declined) = (0, 0);
+            for round in 0..3000 {
+                for ok in [
+                    check::<8, 13, 15>(&mut seed, round),
+                    check::<2, 15, 14>(&mut seed, round),
+                    check::<4, 15, 1>(&mut seed, round),
+                ] {
+                    if ok {
+                        found += 1;
+                    } else {
+                        declined += 1;
+                    }
+                }
+            }
+            assert!(
+                found > 3000 && declined > 1000,
+                "found {found} declined {declined}"
+            );
+        }
+        BASELINE_ONLY.with(|b| b.set(false));
+    }
+}
