@@ -9,9 +9,9 @@
 use super::basic_op::*;
 use super::simd::{
     abs_sum8n, all_abs_le8, any_better8, avx2_multiversion, cor_h_blocks, corr_tri40, dot40_down4,
-    dot8n, lsp_stage1, lsp_stage2, max_abs8, mult_sign8, search8, sq_dist16,
+    dot8n, lsp_stage1, lsp_stage2, max_abs8, search8, sq_dist16,
 };
-use super::simd_acelp::first_best_rows;
+use super::simd_acelp::{first_best_rows, sign_blocks};
 use super::simd_search::gain_dist32;
 use super::tables::*;
 use super::util::*;
@@ -2256,44 +2256,20 @@ fn d4i40_17_fast_body(
     // multiplied by the signs of track tj (MAX_16 or MIN_16), or their
     // inverses (MIN_16 or MAX_16) when dn[i] < 0: by MAX_16 where the signs
     // of i and j agree, else by MIN_16, i.e. by `MAX_16 ^ m_i ^ m_j` with
-    // the sign masks `m` (0 or -1; see `mult_sign8`). Branch-free: the signs
-    // are data.
-    {
-        let mut m = [[0i16; NB_POS]; 5];
-        for (t, row) in m.iter_mut().enumerate() {
-            for (k, v) in row.iter_mut().enumerate() {
-                *v = MAX_16 ^ sign_dn[t + 5 * k];
-            }
-        }
-        let blocks: [(usize, usize, usize); 9] = [
-            (RRI0I1, 0, 1),
-            (RRI0I2, 0, 2),
-            (RRI0I3, 0, 3),
-            (RRI0I4, 0, 4),
-            (RRI1I2, 1, 2),
-            (RRI1I3, 1, 3),
-            (RRI1I4, 1, 4),
-            (RRI2I3, 2, 3),
-            (RRI2I4, 2, 4),
-        ];
-        for (base, ti, tj) in blocks {
-            let Some(block) = rr.get_mut(base..base + MSIZE) else {
-                continue;
-            };
-            for (row, &mi) in block
-                .as_chunks_mut::<NB_POS>()
-                .0
-                .iter_mut()
-                .zip(m[ti].iter())
-            {
-                let p: [i16; NB_POS] = std::array::from_fn(|k| mi ^ m[tj][k]);
-                mult_sign8(row, &p);
-            }
-        }
-    }
-
-    // Largest |rr| (with the signs), for the searches' overflow checks.
-    let rr_bound = rr.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0) as i64;
+    // the sign masks `m` (0 or -1; see `sign_blocks`). Branch-free: the
+    // signs are data. `rr_bound`, the largest |rr| (with the signs), is for
+    // the searches' overflow checks.
+    let rr_bound = {
+        const _: () = assert!(RRI0I1 == L_SUBFR && RRI2I4 + MSIZE == DIM_RR);
+        let m: [[i16; NB_POS]; 5] =
+            std::array::from_fn(|t| std::array::from_fn(|k| MAX_16 ^ sign_dn[t + 5 * k]));
+        let (diag, rest) = rr.split_at_mut(RRI0I1);
+        let top = match rest.as_chunks_mut::<MSIZE>().0.first_chunk_mut::<9>() {
+            Some(blocks) => sign_blocks(blocks, &m),
+            None => MAX_16 as u16 + 1,
+        };
+        diag.iter().fold(top, |t, v| t.max(v.unsigned_abs())) as i64
+    };
 
     // dn by track (after the signs were taken out).
     let mut dn_t = [[0i16; NB_POS]; 5];

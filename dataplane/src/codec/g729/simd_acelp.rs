@@ -4,7 +4,7 @@
 //! x86_64), with the same results.
 #![allow(unsafe_code)]
 
-use super::simd::{first_best_ratio, search8_w};
+use super::simd::{first_best_ratio, max_abs8, mult_sign8, search8_w};
 
 /// The first best of `R` rows by 8 candidates of the codebook search,
 /// scanned row by row: candidate `(r, k)` has `sq2 = mult(ps2, ps2)` with
@@ -180,6 +180,105 @@ fn first_best_rows_avx2<const R: usize, const RS: i32, const CS: i32>(
     Some((k >> 3, k & 7, sq2, a16))
 }
 
+/// The track pairs `(ti, tj)` of the codebook search's correlation blocks,
+/// in their order in `rr` (after the diagonal).
+pub(crate) const BLOCK_TRACKS: [(usize, usize); 9] = [
+    (0, 1),
+    (0, 2),
+    (0, 3),
+    (0, 4),
+    (1, 2),
+    (1, 3),
+    (1, 4),
+    (2, 3),
+    (2, 4),
+];
+
+/// The signs of the codebook search applied to its correlation blocks:
+/// `blocks[b][8 ki + kj] = mult(v, MAX_16 ^ m[ti][ki] ^ m[tj][kj])` for
+/// the block `b` of tracks `(ti, tj)` ([`BLOCK_TRACKS`]) and the sign masks
+/// `m[t][k]` (0 or -1, -1 where the correlation `dn` at position `t + 5 k`
+/// is negative): the fractional multiply by `MAX_16` where the two signs
+/// agree, by `MIN_16` (the saturating negation) where they differ. Returns
+/// the largest `|v|` of the results.
+#[inline(always)]
+pub(crate) fn sign_blocks(blocks: &mut [[i16; 64]; 9], m: &[[i16; 8]; 5]) -> u16 {
+    debug_assert!(m.iter().flatten().all(|&v| v == 0 || v == -1));
+    #[cfg(target_arch = "x86_64")]
+    {
+        if super::simd::avx2() {
+            // SAFETY: the CPU has AVX2 (checked at run time by `avx2`).
+            return unsafe { sign_blocks_avx2(blocks, m) };
+        }
+    }
+    let mut top = 0u16;
+    for (block, &(ti, tj)) in blocks.iter_mut().zip(BLOCK_TRACKS.iter()) {
+        for (row, &mi) in block.as_chunks_mut::<8>().0.iter_mut().zip(m[ti].iter()) {
+            let p: [i16; 8] = std::array::from_fn(|k| mi ^ m[tj][k]);
+            mult_sign8(row, &p);
+            top = top.max(max_abs8(row));
+        }
+    }
+    top
+}
+
+/// [`sign_blocks`] two rows at a time. With the signs as `±1` (`m | 1`),
+/// `psignw` forms the product of a row's sign with each column's, and
+/// `v -> mult(v, MAX_16)` or `mult(v, MIN_16)` is, for `g = max(v,
+/// -32767)`, `psignw(g, p) - (min(g, p) > 0)`: `-g` (the saturating
+/// negation) for `p = -1`; for `p = 1`, `g - 1` when `g > 0`, else `g`
+/// (`(v 32767) >> 15` is `v - 1` for `v > 0` and `v` for `-32768 < v <= 0`;
+/// -32767 for -32768).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn sign_blocks_avx2(blocks: &mut [[i16; 64]; 9], m: &[[i16; 8]; 5]) -> u16 {
+    use std::arch::x86_64::*;
+    let one = _mm256_set1_epi16(1);
+    // The signs of track t, ±1, in both halves.
+    let sv: [__m256i; 5] = std::array::from_fn(|t| {
+        // SAFETY: the load reads exactly one 8-element array.
+        let v = unsafe { _mm_loadu_si128(m[t].as_ptr() as *const __m128i) };
+        _mm256_or_si256(_mm256_broadcastsi128_si256(v), one)
+    });
+    // Rows 2p (low half) and 2p + 1 (high half): `pshufb` controls that
+    // repeat element 2p, resp. 2p + 1, of each half.
+    let ctl: [__m256i; 4] = std::array::from_fn(|p| {
+        // Byte pairs (4p, 4p + 1) and (4p + 2, 4p + 3), little-endian.
+        let b = 4 * p as i16;
+        let (lo, hi) = (((b + 1) << 8) | b, ((b + 3) << 8) | (b + 2));
+        _mm256_setr_epi16(
+            lo, lo, lo, lo, lo, lo, lo, lo, hi, hi, hi, hi, hi, hi, hi, hi,
+        )
+    });
+    let floor = _mm256_set1_epi16(-32767);
+    let zero = _mm256_setzero_si256();
+    let mut top = zero;
+    for (block, &(ti, tj)) in blocks.iter_mut().zip(BLOCK_TRACKS.iter()) {
+        for (pair, c) in block.as_chunks_mut::<16>().0.iter_mut().zip(ctl.iter()) {
+            let p = _mm256_sign_epi16(sv[tj], _mm256_shuffle_epi8(sv[ti], *c));
+            // SAFETY: the load and the store cover exactly one 16-element
+            // array (two rows of the block).
+            let v = unsafe { _mm256_loadu_si256(pair.as_ptr() as *const __m256i) };
+            let g = _mm256_max_epi16(v, floor);
+            let r = _mm256_add_epi16(
+                _mm256_sign_epi16(g, p),
+                _mm256_cmpgt_epi16(_mm256_min_epi16(g, p), zero),
+            );
+            // SAFETY: as the load above.
+            unsafe { _mm256_storeu_si256(pair.as_mut_ptr() as *mut __m256i, r) };
+            top = _mm256_max_epu16(top, _mm256_abs_epi16(r));
+        }
+    }
+    let t = _mm_max_epu16(
+        _mm256_castsi256_si128(top),
+        _mm256_extracti128_si256::<1>(top),
+    );
+    // The largest of 8 unsigned lanes: `phminposuw` of their complements.
+    let t = _mm_minpos_epu16(_mm_xor_si128(t, _mm_set1_epi16(-1)));
+    !(_mm_cvtsi128_si32(t) as u16)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,6 +418,45 @@ mod tests {
                 found > 3000 && declined > 1000,
                 "found {found} declined {declined}"
             );
+        }
+        BASELINE_ONLY.with(|b| b.set(false));
+    }
+
+    #[test]
+    fn sign_blocks_is_the_fractional_multiply_on_both_paths() {
+        for baseline in [false, true] {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            let mut seed = 99i16;
+            for round in 0..300 {
+                let pick = |seed: &mut i16| match random(seed) & 7 {
+                    0 => i16::MIN,
+                    1 => i16::MAX,
+                    2 => 0,
+                    3 => 1,
+                    4 => -1,
+                    5 => -32767,
+                    _ => shr(random(seed), (round % 9) as i16),
+                };
+                let mut blocks = [[0i16; 64]; 9];
+                for v in blocks.iter_mut().flatten() {
+                    *v = pick(&mut seed);
+                }
+                if round % 10 == 0 {
+                    blocks = [[[i16::MIN, 5][round / 10 % 2]; 64]; 9];
+                }
+                let m: [[i16; 8]; 5] =
+                    std::array::from_fn(|_| std::array::from_fn(|_| -(random(&mut seed) & 1)));
+                let mut want = blocks;
+                for (block, &(ti, tj)) in want.iter_mut().zip(BLOCK_TRACKS.iter()) {
+                    for (i, v) in block.iter_mut().enumerate() {
+                        *v = mult(*v, MAX_16 ^ m[ti][i / 8] ^ m[tj][i % 8]);
+                    }
+                }
+                let top = want.iter().flatten().map(|v| v.unsigned_abs()).max();
+                let got = sign_blocks(&mut blocks, &m);
+                assert_eq!(blocks, want, "round {round}");
+                assert_eq!(Some(got), top, "round {round}");
+            }
         }
         BASELINE_ONLY.with(|b| b.set(false));
     }
