@@ -2440,14 +2440,25 @@ fn d4i40_17_fast_body(
     cod[ip2] = shr(s2, 2);
     cod[ip3] = shr(s3, 2);
 
+    // y = the pulses filtered by h, each added (or subtracted) in turn
+    // with saturation: `y[i] = add(y[i], h[i - ip])` for `i >= ip`. With
+    // h after 40 zeros, every pulse is a whole-vector pass (adding or
+    // subtracting 0 where `i < ip` changes nothing), in the same order.
+    let mut hz = [0i16; 2 * L_SUBFR];
+    hz[L_SUBFR..].copy_from_slice(h);
     y.fill(0);
     for (ip, s) in [(ip0, s0), (ip1, s1), (ip2, s2), (ip3, s3)] {
-        for (j, i) in (ip..L_SUBFR).enumerate() {
-            y[i] = if s > 0 {
-                add(y[i], h[j])
-            } else {
-                sub(y[i], h[j])
-            };
+        let Some(hs) = hz.get(L_SUBFR - ip..2 * L_SUBFR - ip) else {
+            continue;
+        };
+        if s > 0 {
+            for (v, &x) in y.iter_mut().zip(hs) {
+                *v = v.saturating_add(x);
+            }
+        } else {
+            for (v, &x) in y.iter_mut().zip(hs) {
+                *v = v.saturating_sub(x);
+            }
         }
     }
 
