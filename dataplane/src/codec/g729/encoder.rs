@@ -2259,16 +2259,31 @@ fn d4i40_17_fast_body(
     // the sign masks `m` (0 or -1; see `sign_blocks`). Branch-free: the
     // signs are data. `rr_bound`, the largest |rr| (with the signs), is for
     // the searches' overflow checks.
+    let mut cols = [[0i16; MSIZE]; 9];
     let rr_bound = {
         const _: () = assert!(RRI0I1 == L_SUBFR && RRI2I4 + MSIZE == DIM_RR);
         let m: [[i16; NB_POS]; 5] =
             std::array::from_fn(|t| std::array::from_fn(|k| MAX_16 ^ sign_dn[t + 5 * k]));
         let (diag, rest) = rr.split_at_mut(RRI0I1);
         let top = match rest.as_chunks_mut::<MSIZE>().0.first_chunk_mut::<9>() {
-            Some(blocks) => sign_blocks(blocks, &m),
+            Some(blocks) => sign_blocks(blocks, &mut cols, &m),
             None => MAX_16 as u16 + 1,
         };
         diag.iter().fold(top, |t, v| t.max(v.unsigned_abs())) as i64
+    };
+
+    // Column c of the block at `base` in rr (a row of its transpose), and
+    // the 8 elements of rr from p.
+    let col = |base: usize, c: usize| -> &[i16; NB_POS] {
+        cols.get(base.wrapping_sub(RRI0I1) / MSIZE)
+            .and_then(|b| b.get(NB_POS * c..NB_POS * c + NB_POS))
+            .and_then(|v| v.try_into().ok())
+            .unwrap_or(&[0; NB_POS])
+    };
+    let row = |p: usize| -> &[i16; NB_POS] {
+        rr.get(p..p + NB_POS)
+            .and_then(|v| v.try_into().ok())
+            .unwrap_or(&[0; NB_POS])
     };
 
     // dn by track (after the signs were taken out).
@@ -2325,18 +2340,17 @@ fn d4i40_17_fast_body(
         let mut sq: i16 = -1;
         let mut alp: i16 = 1;
         {
-            let (p0, p1) = (RRI1I2 + d5(i0), p_i1i34 + d5(i1));
+            let (a, b, c) = (col(RRI1I2, d5(i0)), col(p_i1i34, d5(i1)), row(RRI1I1));
             for (k, t) in tmp_vect.iter_mut().enumerate() {
-                *t = tmp_term(rr[p0 + NB_POS * k], rr[p1 + NB_POS * k], rr[RRI1I1 + k]);
+                *t = tmp_term(a[k], b[k], c[k]);
             }
         }
         {
-            let (p0, p1) = (RRI0I2 + d5(i0), p_i0i34 + d5(i1));
+            let (a, b, c) = (col(RRI0I2, d5(i0)), col(p_i0i34, d5(i1)), row(RRI0I0));
             let (mut ps1, mut alp1, mut p3) = ([0i16; NB_POS], [0i32; NB_POS], [0usize; NB_POS]);
             for r in 0..NB_POS {
                 ps1[r] = add(ps0, dn[5 * r]);
-                let (a, b) = (rr[p0 + NB_POS * r], rr[p1 + NB_POS * r]);
-                alp1[r] = alp_term(alp0, a, b, rr[RRI0I0 + r]);
+                alp1[r] = alp_term(alp0, a[r], b[r], c[r]);
                 p3[r] = RRI0I1 + NB_POS * r;
             }
             if let Some((r, i3, s2, a2)) =
@@ -2369,8 +2383,7 @@ fn d4i40_17_fast_body(
                 let j = d5(i0s[r]);
                 ps1[r] = dn[i0s[r]];
                 alp1[r] = l_mult(rr[p_i3i34 + j], H4);
-                let p0 = p_i0i34 + j;
-                rows[r] = std::array::from_fn(|k| rr[p0 + NB_POS * k]);
+                rows[r] = *col(p_i0i34, j);
             }
             let diag: [i16; NB_POS] = std::array::from_fn(|k| rr[RRI0I0 + k]);
             if let Some((r, k, p2, _, a2)) = phase_a(&ps1, &alp1, &dn_t[0], &rows, &diag, rr_bound)
@@ -2391,18 +2404,17 @@ fn d4i40_17_fast_body(
         let mut sq: i16 = -1;
         let mut alp: i16 = 1;
         {
-            let (p0, p1) = (p_i2i34 + d5(i0), RRI0I2 + i1_offset);
+            let (a, b, c) = (col(p_i2i34, d5(i0)), row(RRI0I2 + i1_offset), row(RRI2I2));
             for (k, t) in tmp_vect.iter_mut().enumerate() {
-                *t = tmp_term(rr[p0 + NB_POS * k], rr[p1 + k], rr[RRI2I2 + k]);
+                *t = tmp_term(a[k], b[k], c[k]);
             }
         }
         {
-            let (p0, p1) = (p_i1i34 + d5(i0), RRI0I1 + i1_offset);
+            let (a, b, c) = (col(p_i1i34, d5(i0)), row(RRI0I1 + i1_offset), row(RRI1I1));
             let (mut ps1, mut alp1, mut p3) = ([0i16; NB_POS], [0i32; NB_POS], [0usize; NB_POS]);
             for r in 0..NB_POS {
                 ps1[r] = add(ps0, dn[1 + 5 * r]);
-                let (a, b) = (rr[p0 + NB_POS * r], rr[p1 + r]);
-                alp1[r] = alp_term(alp0, a, b, rr[RRI1I1 + r]);
+                alp1[r] = alp_term(alp0, a[r], b[r], c[r]);
                 p3[r] = RRI1I2 + NB_POS * r;
             }
             if let Some((r, i3, s2, a2)) =

@@ -199,16 +199,21 @@ pub(crate) const BLOCK_TRACKS: [(usize, usize); 9] = [
 /// the block `b` of tracks `(ti, tj)` ([`BLOCK_TRACKS`]) and the sign masks
 /// `m[t][k]` (0 or -1, -1 where the correlation `dn` at position `t + 5 k`
 /// is negative): the fractional multiply by `MAX_16` where the two signs
-/// agree, by `MIN_16` (the saturating negation) where they differ. Returns
-/// the largest `|v|` of the results.
+/// agree, by `MIN_16` (the saturating negation) where they differ; and
+/// `cols[b]` the transposed result (`cols[b][8 kj + ki]`), so that columns
+/// read as rows. Returns the largest `|v|` of the results.
 #[inline(always)]
-pub(crate) fn sign_blocks(blocks: &mut [[i16; 64]; 9], m: &[[i16; 8]; 5]) -> u16 {
+pub(crate) fn sign_blocks(
+    blocks: &mut [[i16; 64]; 9],
+    cols: &mut [[i16; 64]; 9],
+    m: &[[i16; 8]; 5],
+) -> u16 {
     debug_assert!(m.iter().flatten().all(|&v| v == 0 || v == -1));
     #[cfg(target_arch = "x86_64")]
     {
         if super::simd::avx2() {
             // SAFETY: the CPU has AVX2 (checked at run time by `avx2`).
-            return unsafe { sign_blocks_avx2(blocks, m) };
+            return unsafe { sign_blocks_avx2(blocks, cols, m) };
         }
     }
     let mut top = 0u16;
@@ -217,6 +222,11 @@ pub(crate) fn sign_blocks(blocks: &mut [[i16; 64]; 9], m: &[[i16; 8]; 5]) -> u16
             let p: [i16; 8] = std::array::from_fn(|k| mi ^ m[tj][k]);
             mult_sign8(row, &p);
             top = top.max(max_abs8(row));
+        }
+    }
+    for (col, block) in cols.iter_mut().zip(blocks.iter()) {
+        for (i, v) in col.iter_mut().enumerate() {
+            *v = block[8 * (i % 8) + i / 8];
         }
     }
     top
@@ -232,7 +242,11 @@ pub(crate) fn sign_blocks(blocks: &mut [[i16; 64]; 9], m: &[[i16; 8]; 5]) -> u16
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
-fn sign_blocks_avx2(blocks: &mut [[i16; 64]; 9], m: &[[i16; 8]; 5]) -> u16 {
+fn sign_blocks_avx2(
+    blocks: &mut [[i16; 64]; 9],
+    cols: &mut [[i16; 64]; 9],
+    m: &[[i16; 8]; 5],
+) -> u16 {
     use std::arch::x86_64::*;
     let one = _mm256_set1_epi16(1);
     // The signs of track t, ±1, in both halves.
@@ -253,9 +267,26 @@ fn sign_blocks_avx2(blocks: &mut [[i16; 64]; 9], m: &[[i16; 8]; 5]) -> u16 {
     });
     let floor = _mm256_set1_epi16(-32767);
     let zero = _mm256_setzero_si256();
+    // The transposition's last step: words (r0 r2 r4 r6 r1 r3 r5 r7) of
+    // each half back in order.
+    let order = _mm256_setr_epi8(
+        0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15, 0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12,
+        13, 6, 7, 14, 15,
+    );
     let mut top = zero;
-    for (block, &(ti, tj)) in blocks.iter_mut().zip(BLOCK_TRACKS.iter()) {
-        for (pair, c) in block.as_chunks_mut::<16>().0.iter_mut().zip(ctl.iter()) {
+    for ((block, col), &(ti, tj)) in blocks
+        .iter_mut()
+        .zip(cols.iter_mut())
+        .zip(BLOCK_TRACKS.iter())
+    {
+        let mut rows = [zero; 4];
+        for ((pair, c), out) in block
+            .as_chunks_mut::<16>()
+            .0
+            .iter_mut()
+            .zip(ctl.iter())
+            .zip(rows.iter_mut())
+        {
             let p = _mm256_sign_epi16(sv[tj], _mm256_shuffle_epi8(sv[ti], *c));
             // SAFETY: the load and the store cover exactly one 16-element
             // array (two rows of the block).
@@ -268,6 +299,26 @@ fn sign_blocks_avx2(blocks: &mut [[i16; 64]; 9], m: &[[i16; 8]; 5]) -> u16 {
             // SAFETY: as the load above.
             unsafe { _mm256_storeu_si256(pair.as_mut_ptr() as *mut __m256i, r) };
             top = _mm256_max_epu16(top, _mm256_abs_epi16(r));
+            *out = r;
+        }
+        // Transposed: rows[p] = (row 2p | row 2p + 1). Words interleaved,
+        // then pairs: e[q] holds columns 2q (low half) and 2q + 1 (high
+        // half) as qwords (rows 0 2 4 6 of 2q, of 2q + 1, rows 1 3 5 7 of
+        // 2q, of 2q + 1), which `vpermq` and `order` put in place.
+        let [a, b, c, d] = rows;
+        let (p0, p1) = (_mm256_unpacklo_epi16(a, b), _mm256_unpackhi_epi16(a, b));
+        let (q0, q1) = (_mm256_unpacklo_epi16(c, d), _mm256_unpackhi_epi16(c, d));
+        let e = [
+            _mm256_unpacklo_epi32(p0, q0),
+            _mm256_unpackhi_epi32(p0, q0),
+            _mm256_unpacklo_epi32(p1, q1),
+            _mm256_unpackhi_epi32(p1, q1),
+        ];
+        for (out, e) in col.as_chunks_mut::<16>().0.iter_mut().zip(e) {
+            let t = _mm256_shuffle_epi8(_mm256_permute4x64_epi64::<0b11_01_10_00>(e), order);
+            // SAFETY: the store covers exactly one 16-element array (two
+            // columns of the block).
+            unsafe { _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, t) };
         }
     }
     let t = _mm_max_epu16(
@@ -453,8 +504,14 @@ mod tests {
                     }
                 }
                 let top = want.iter().flatten().map(|v| v.unsigned_abs()).max();
-                let got = sign_blocks(&mut blocks, &m);
+                let mut cols = [[0i16; 64]; 9];
+                let got = sign_blocks(&mut blocks, &mut cols, &m);
                 assert_eq!(blocks, want, "round {round}");
+                for (col, block) in cols.iter().zip(want.iter()) {
+                    for (i, &v) in col.iter().enumerate() {
+                        assert_eq!(v, block[8 * (i % 8) + i / 8], "round {round} index {i}");
+                    }
+                }
                 assert_eq!(Some(got), top, "round {round}");
             }
         }
