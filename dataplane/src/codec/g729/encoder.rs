@@ -8,10 +8,10 @@
 
 use super::basic_op::*;
 use super::simd::{
-    abs_sum8n, all_abs_le8, any_better8, avx2_multiversion, cor_h_blocks, corr_tri40, dot40_down4,
-    dot8n, lsp_stage1, lsp_stage2, max_abs8, search8, sq_dist16,
+    abs_sum8n, all_abs_le8, any_better8, avx2_multiversion, cor_h_blocks, dot40_down4, dot8n,
+    lsp_stage1, lsp_stage2, max_abs8, search8, sq_dist16,
 };
-use super::simd_acelp::{first_best_rows, sign_blocks};
+use super::simd_acelp::{corr_tri40, first_best_rows, sign_blocks};
 use super::simd_search::gain_dist32;
 use super::tables::*;
 use super::util::*;
