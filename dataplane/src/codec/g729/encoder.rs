@@ -2203,6 +2203,26 @@ fn alp_term(alp0: i32, a: i16, b: i16, c: i16) -> i32 {
     alp0 + ((a as i32 + b as i32) << 13) + ((c as i32) << 12)
 }
 
+/// [`tmp_term`] of 8 lanes.
+#[inline(always)]
+fn tmp_terms(a: &[i16; NB_POS], b: &[i16; NB_POS], c: &[i16; NB_POS]) -> [i16; NB_POS] {
+    let mut t = [0i16; NB_POS];
+    for k in 0..NB_POS {
+        t[k] = tmp_term(a[k], b[k], c[k]);
+    }
+    t
+}
+
+/// [`alp_term`] of 8 lanes.
+#[inline(always)]
+fn alp_terms(alp0: i32, a: &[i16; NB_POS], b: &[i16; NB_POS], c: &[i16; NB_POS]) -> [i32; NB_POS] {
+    let mut t = [0i32; NB_POS];
+    for k in 0..NB_POS {
+        t[k] = alp_term(alp0, a[k], b[k], c[k]);
+    }
+    t
+}
+
 /// The position of the first largest `dn` (all >= 0) on the track of
 /// positions `start, start + 5, ...`, leaving out `skip`: the reference's
 /// `if dn[j] > max` scan from `max = -1`, without its data-dependent
@@ -2304,7 +2324,6 @@ fn d4i40_17_fast_body(
     let mut ix = 0usize;
     let mut iy = 0usize;
     let mut ps: i16 = 0;
-    let mut tmp_vect = [0i16; NB_POS];
 
     for track in 3..5usize {
         // ---- depth first search 3, phase A: tracks 2 and 3/4 ----
@@ -2339,20 +2358,15 @@ fn d4i40_17_fast_body(
         let alp0 = l_mult(alp, H4);
         let mut sq: i16 = -1;
         let mut alp: i16 = 1;
-        {
+        let tmp_vect = {
             let (a, b, c) = (col(RRI1I2, d5(i0)), col(p_i1i34, d5(i1)), row(RRI1I1));
-            for (k, t) in tmp_vect.iter_mut().enumerate() {
-                *t = tmp_term(a[k], b[k], c[k]);
-            }
-        }
+            tmp_terms(a, b, c)
+        };
         {
             let (a, b, c) = (col(RRI0I2, d5(i0)), col(p_i0i34, d5(i1)), row(RRI0I0));
-            let (mut ps1, mut alp1, mut p3) = ([0i16; NB_POS], [0i32; NB_POS], [0usize; NB_POS]);
-            for r in 0..NB_POS {
-                ps1[r] = add(ps0, dn[5 * r]);
-                alp1[r] = alp_term(alp0, a[r], b[r], c[r]);
-                p3[r] = RRI0I1 + NB_POS * r;
-            }
+            let ps1 = dn_t[0].map(|d| ps0.saturating_add(d));
+            let alp1 = alp_terms(alp0, a, b, c);
+            let p3: [usize; NB_POS] = std::array::from_fn(|r| RRI0I1 + NB_POS * r);
             if let Some((r, i3, s2, a2)) =
                 phase_b(rr, &ps1, &alp1, &p3, &dn_t[1], &tmp_vect, rr_bound)
             {
@@ -2403,20 +2417,15 @@ fn d4i40_17_fast_body(
         let alp0 = l_mult(alp, H4);
         let mut sq: i16 = -1;
         let mut alp: i16 = 1;
-        {
+        let tmp_vect = {
             let (a, b, c) = (col(p_i2i34, d5(i0)), row(RRI0I2 + i1_offset), row(RRI2I2));
-            for (k, t) in tmp_vect.iter_mut().enumerate() {
-                *t = tmp_term(a[k], b[k], c[k]);
-            }
-        }
+            tmp_terms(a, b, c)
+        };
         {
             let (a, b, c) = (col(p_i1i34, d5(i0)), row(RRI0I1 + i1_offset), row(RRI1I1));
-            let (mut ps1, mut alp1, mut p3) = ([0i16; NB_POS], [0i32; NB_POS], [0usize; NB_POS]);
-            for r in 0..NB_POS {
-                ps1[r] = add(ps0, dn[1 + 5 * r]);
-                alp1[r] = alp_term(alp0, a[r], b[r], c[r]);
-                p3[r] = RRI1I2 + NB_POS * r;
-            }
+            let ps1 = dn_t[1].map(|d| ps0.saturating_add(d));
+            let alp1 = alp_terms(alp0, a, b, c);
+            let p3: [usize; NB_POS] = std::array::from_fn(|r| RRI1I2 + NB_POS * r);
             if let Some((r, i3, s2, a2)) =
                 phase_b(rr, &ps1, &alp1, &p3, &dn_t[2], &tmp_vect, rr_bound)
             {
