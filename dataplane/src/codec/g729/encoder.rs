@@ -12,7 +12,7 @@ use super::simd::{
     lsp_stage1, lsp_stage2, max_abs8, search8, sq_dist16,
 };
 use super::simd_acelp::{corr_tri40, first_best_rows, sign_blocks};
-use super::simd_search::gain_dist32;
+use super::simd_search::{gain_dist32, lsp_stage2_pair};
 use super::tables::*;
 use super::util::*;
 use super::{Params, L_FRAME, L_INTERPOL, L_SUBFR, M, MP1, PIT_MAX, PIT_MIN, SHARPMAX, SHARPMIN};
@@ -444,14 +444,15 @@ impl Encoder {
             };
             cand[mode] = c;
             let cb1 = &LSPCB1[c];
-            let idx1 = select_2nd(&rbuf, cb1, &wegt, 0, 5);
+            // The two second-stage searches use the same target and
+            // weights (not each other's result): run them side by side.
+            let [idx1, idx2] = select_2nd_pair(&rbuf, cb1, &wegt);
             tindex1[mode] = idx1;
             let mut buf = [0i16; M];
             for j in 0..5 {
                 buf[j] = add(cb1[j], LSPCB2[idx1][j]);
             }
             lsp_expand(&mut buf, GAP1, 1, 5);
-            let idx2 = select_2nd(&rbuf, cb1, &wegt, 5, M);
             tindex2[mode] = idx2;
             for j in 5..M {
                 buf[j] = add(cb1[j], LSPCB2[idx2][j]);
@@ -1272,6 +1273,21 @@ fn get_wegt(flsp: &[i16; M], wegt: &mut [i16; M]) {
     for w in wegt.iter_mut() {
         *w = shl(*w, sft);
     }
+}
+
+/// [`select_2nd`] of the lower (`0..5`) and the upper (`5..M`) half, both
+/// at once by [`lsp_stage2_pair`] when every weight is non-negative (as
+/// [`get_wegt`] gives them; else each half by `select_2nd`).
+#[inline(always)]
+fn select_2nd_pair(rbuf: &[i16; M], cb1: &[i16; M], wegt: &[i16; M]) -> [usize; 2] {
+    if wegt.iter().all(|&w| w >= 0) {
+        let buf: [i16; M] = std::array::from_fn(|j| sub(rbuf[j], cb1[j]));
+        return lsp_stage2_pair(&buf, wegt, lspcb2_cols());
+    }
+    [
+        select_2nd(rbuf, cb1, wegt, 0, 5),
+        select_2nd(rbuf, cb1, wegt, 5, M),
+    ]
 }
 
 #[inline(always)]
