@@ -1243,6 +1243,40 @@ fn az_lsp_body(a: &[i16; MP1], lsp: &mut [i16; M], old_lsp: &[i16; M]) {
     }
 }
 
+/// `extract_h(L_shl(L_mult(x, y), n))` for `0 <= x, y <= 2^15` (not both
+/// `2^15`), `n <= 15`: `min(x y >> (15 - n), MAX_16)`. The saturating
+/// `L_mult` then `L_shl` is `min(2^(n+1) x y, MAX_32)`; when that is
+/// below the cap, its high word is `x y >> (15 - n)` (at most `MAX_16`);
+/// else `x y >= 2^(30 - n)`, so `x y >> (15 - n) >= 2^15` and both sides
+/// are `MAX_16`. `x y <= 2^30` fits 32 bits.
+#[inline(always)]
+fn mult_shl_h(x: i32, y: i32, n: u32) -> i32 {
+    ((x * y) >> (15 - n)).min(MAX_16 as i32)
+}
+
+/// The weight of one LSF from its spacing `b` (`buf[i]` of the reference):
+/// 2048 for `b > 0`, else the operator chain `add(extract_h(L_shl(L_mult(
+/// extract_h(L_shl(L_mult(b, b), 2)), CONST10), 2)), 2048)`, branch-free
+/// ([`mult_shl_h`]: `L_mult(b, b)` is that of `|b|`, also for `b =
+/// -32768`, where it saturates as `2^15 * 2^15 >> 13` is capped); `add` of
+/// two non-negative values is capped at `MAX_16`.
+#[inline(always)]
+fn wegt_lane(b: i16) -> i32 {
+    let a = (b as i32).abs();
+    let t = mult_shl_h(mult_shl_h(a, a, 2), CONST10 as i32, 2);
+    if b > 0 {
+        2048
+    } else {
+        (t + 2048).min(MAX_16 as i32)
+    }
+}
+
+/// The LSF weights: [`wegt_lane`] of each spacing, elements 4 and 5 by
+/// `extract_h(L_shl(L_mult(w, CONST12), 1))` ([`mult_shl_h`]), then all shifted left by `norm_s` of the largest.
+/// Every weight is at least 2048 before the scaling (elements 4 and 5
+/// `4 * 2048 * CONST12 >> 16 > 0` after it), so the largest is positive
+/// and no weight shifted by its `norm_s` leaves 16 bits: the reference's
+/// `shl` is the plain shift.
 fn get_wegt(flsp: &[i16; M], wegt: &mut [i16; M]) {
     let mut buf = [0i16; M];
     buf[0] = sub(flsp[1], PI04 + 8192);
@@ -1250,28 +1284,15 @@ fn get_wegt(flsp: &[i16; M], wegt: &mut [i16; M]) {
         buf[i] = sub(sub(flsp[i + 1], flsp[i - 1]), 8192);
     }
     buf[M - 1] = sub(PI92 - 8192, flsp[M - 2]);
-    for i in 0..M {
-        if buf[i] > 0 {
-            wegt[i] = 2048;
-        } else {
-            let l = l_mult(buf[i], buf[i]);
-            let tmp = extract_h(l_shl(l, 2));
-            let l = l_mult(tmp, CONST10);
-            let tmp = extract_h(l_shl(l, 2));
-            wegt[i] = add(tmp, 2048);
-        }
+    let mut w = buf.map(wegt_lane);
+    for v in &mut w[4..6] {
+        *v = mult_shl_h(*v, CONST12 as i32, 1);
     }
-    wegt[4] = extract_h(l_shl(l_mult(wegt[4], CONST12), 1));
-    wegt[5] = extract_h(l_shl(l_mult(wegt[5], CONST12), 1));
-    let mut tmp = 0i16;
-    for &w in wegt.iter() {
-        if w > tmp {
-            tmp = w;
-        }
-    }
-    let sft = norm_s(tmp);
-    for w in wegt.iter_mut() {
-        *w = shl(*w, sft);
+    let max = w.iter().copied().fold(0, i32::max);
+    debug_assert!(max > 0);
+    let sft = norm_s(max as i16);
+    for (d, &v) in wegt.iter_mut().zip(&w) {
+        *d = (v << sft) as i16;
     }
 }
 
@@ -2912,6 +2933,72 @@ mod tests {
             );
             // The saturating shift was exercised.
             assert!(saturated > 10, "{saturated}");
+        }
+    }
+
+    /// The reference's weighting, operator by operator.
+    fn get_wegt_ref(flsp: &[i16; M]) -> [i16; M] {
+        let mut buf = [0i16; M];
+        buf[0] = sub(flsp[1], PI04 + 8192);
+        for i in 1..M - 1 {
+            buf[i] = sub(sub(flsp[i + 1], flsp[i - 1]), 8192);
+        }
+        buf[M - 1] = sub(PI92 - 8192, flsp[M - 2]);
+        let mut wegt = [0i16; M];
+        for i in 0..M {
+            if buf[i] > 0 {
+                wegt[i] = 2048;
+            } else {
+                let tmp = extract_h(l_shl(l_mult(buf[i], buf[i]), 2));
+                let tmp = extract_h(l_shl(l_mult(tmp, CONST10), 2));
+                wegt[i] = add(tmp, 2048);
+            }
+        }
+        for i in 4..6 {
+            wegt[i] = extract_h(l_shl(l_mult(wegt[i], CONST12), 1));
+        }
+        let tmp = wegt.iter().copied().fold(0, i16::max);
+        let sft = norm_s(tmp);
+        wegt.map(|w| shl(w, sft))
+    }
+
+    #[test]
+    fn wegt_lane_is_the_operator_chain_for_every_spacing() {
+        for b in i16::MIN..=i16::MAX {
+            let want = if b > 0 {
+                2048
+            } else {
+                let tmp = extract_h(l_shl(l_mult(b, b), 2));
+                add(extract_h(l_shl(l_mult(tmp, CONST10), 2)), 2048)
+            };
+            assert_eq!(wegt_lane(b), want as i32, "b {b}");
+        }
+    }
+
+    #[test]
+    fn get_wegt_is_the_reference() {
+        let mut seed = 2026i16;
+        for round in 0..20000 {
+            let mut flsp: [i16; M] = std::array::from_fn(|_| random(&mut seed));
+            match round % 4 {
+                // Ordered LSFs in Q13 (0..pi), as the encoder has them.
+                0 => {
+                    for v in flsp.iter_mut() {
+                        *v = (*v & 0x7fff) % 25736;
+                    }
+                    flsp.sort_unstable();
+                }
+                // Extremes: saturated spacings.
+                1 => {
+                    for v in flsp.iter_mut() {
+                        *v = [i16::MIN, i16::MAX, 0, -1, 1][(*v as u16 % 5) as usize];
+                    }
+                }
+                _ => {}
+            }
+            let mut got = [0i16; M];
+            get_wegt(&flsp, &mut got);
+            assert_eq!(got, get_wegt_ref(&flsp), "round {round} {flsp:?}");
         }
     }
 
