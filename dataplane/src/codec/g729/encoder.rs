@@ -459,15 +459,7 @@ impl Encoder {
             }
             lsp_expand(&mut buf, GAP1, 5, M);
             lsp_expand_1_2(&mut buf, GAP2);
-            // weighted distortion
-            let mut d = 0i32;
-            for j in 0..M {
-                let tmp = mult(sub(buf[j], rbuf[j]), FG_SUM[mode][j]);
-                let l = l_mult(wegt[j], tmp);
-                let tmp2 = extract_h(l_shl(l, 4));
-                d = l_mac(d, tmp2, tmp);
-            }
-            tdist[mode] = d;
+            tdist[mode] = lsp_wdist(&buf, &rbuf, &FG_SUM[mode], &wegt);
         }
         let mode = if l_sub(tdist[1], tdist[0]) < 0 { 1 } else { 0 };
         let c0 = shl(mode as i16, 7) | cand[mode] as i16;
@@ -1294,6 +1286,38 @@ fn get_wegt(flsp: &[i16; M], wegt: &mut [i16; M]) {
     for (d, &v) in wegt.iter_mut().zip(&w) {
         *d = (v << sft) as i16;
     }
+}
+
+/// The reference's weighted distortion of the quantised vector `buf` from
+/// the target `rbuf`: the `L_mac` chain from 0 of `tmp2 * tmp` with `tmp =
+/// mult(sub(buf, rbuf), fg_sum)` and `tmp2 = extract_h(L_shl(L_mult(wegt,
+/// tmp), 4))`. With `wegt >= 0` (as [`get_wegt`] gives it) `tmp2` has the
+/// sign of `tmp` or is 0, so every term is non-negative and the chain is
+/// the exact sum capped at `MAX_32` (a saturated `L_mult`, of `-32768^2`,
+/// exceeds it too); each lane is branch-free (`mult` saturates only at
+/// `(-2^15)^2`, `L_mult(wegt, tmp)` not at all, `L_shl` is a clamp).
+/// Other weights take the chain.
+#[inline(always)]
+fn lsp_wdist(buf: &[i16; M], rbuf: &[i16; M], fg_sum: &[i16; M], wegt: &[i16; M]) -> i32 {
+    if wegt.iter().all(|&w| w >= 0) {
+        let s: i64 = (0..M)
+            .map(|j| {
+                let t = (buf[j].saturating_sub(rbuf[j]) as i32 * fg_sum[j] as i32) >> 15;
+                let t = t.min(MAX_16 as i32) as i64;
+                let l = (32 * wegt[j] as i64 * t).clamp(MIN_32 as i64, MAX_32 as i64);
+                2 * (l >> 16) * t
+            })
+            .sum();
+        return s.min(MAX_32 as i64) as i32;
+    }
+    let mut d = 0i32;
+    for j in 0..M {
+        let tmp = mult(sub(buf[j], rbuf[j]), fg_sum[j]);
+        let l = l_mult(wegt[j], tmp);
+        let tmp2 = extract_h(l_shl(l, 4));
+        d = l_mac(d, tmp2, tmp);
+    }
+    d
 }
 
 /// [`select_2nd`] of the lower (`0..5`) and the upper (`5..M`) half, both
@@ -2960,6 +2984,35 @@ mod tests {
         let tmp = wegt.iter().copied().fold(0, i16::max);
         let sft = norm_s(tmp);
         wegt.map(|w| shl(w, sft))
+    }
+
+    #[test]
+    fn lsp_wdist_is_the_saturating_chain() {
+        let mut seed = 909i16;
+        let mut capped = 0;
+        for round in 0..20000 {
+            let sh = (round % 4 * 4) as i16;
+            let mut v: [[i16; M]; 4] =
+                std::array::from_fn(|_| std::array::from_fn(|_| shr(random(&mut seed), sh)));
+            if round % 3 == 0 {
+                // Non-negative weights, as get_wegt gives them.
+                v[3] = v[3].map(abs_s);
+            }
+            if round % 5 == 0 {
+                let j = round / 5 % M;
+                (v[0][j], v[1][j], v[2][j], v[3][j]) = (i16::MIN, i16::MAX, i16::MIN, i16::MAX);
+            }
+            let [buf, rbuf, fg, w] = v;
+            let mut want = 0i32;
+            for j in 0..M {
+                let tmp = mult(sub(buf[j], rbuf[j]), fg[j]);
+                let tmp2 = extract_h(l_shl(l_mult(w[j], tmp), 4));
+                want = l_mac(want, tmp2, tmp);
+            }
+            capped += u32::from(want == MAX_32);
+            assert_eq!(lsp_wdist(&buf, &rbuf, &fg, &w), want, "round {round}");
+        }
+        assert!(capped > 100, "capped {capped}");
     }
 
     #[test]
