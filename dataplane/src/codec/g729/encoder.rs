@@ -8,11 +8,11 @@
 
 use super::basic_op::*;
 use super::simd::{
-    abs_sum8n, all_abs_le8, any_better8, avx2_multiversion, cor_h_blocks, corr_tri40, dot40_down4,
-    dot8n, first_best_ratio, lsp_stage1, lsp_stage2, max_abs8, mult_sign8, search8, search8_w,
-    sq_dist16,
+    abs_sum8n, all_abs_le8, any_better8, avx2_multiversion, cor_h_blocks, dot40_down4, dot8n,
+    lsp_stage1, lsp_stage2, max_abs8, search8, sq_dist16,
 };
-use super::simd_search::gain_dist32;
+use super::simd_acelp::{corr_tri40, first_best_rows, sign_blocks};
+use super::simd_search::{gain_dist32, lsp_stage2_pair};
 use super::tables::*;
 use super::util::*;
 use super::{Params, L_FRAME, L_INTERPOL, L_SUBFR, M, MP1, PIT_MAX, PIT_MIN, SHARPMAX, SHARPMIN};
@@ -444,29 +444,22 @@ impl Encoder {
             };
             cand[mode] = c;
             let cb1 = &LSPCB1[c];
-            let idx1 = select_2nd(&rbuf, cb1, &wegt, 0, 5);
+            // The two second-stage searches use the same target and
+            // weights (not each other's result): run them side by side.
+            let [idx1, idx2] = select_2nd_pair(&rbuf, cb1, &wegt);
             tindex1[mode] = idx1;
             let mut buf = [0i16; M];
             for j in 0..5 {
                 buf[j] = add(cb1[j], LSPCB2[idx1][j]);
             }
             lsp_expand(&mut buf, GAP1, 1, 5);
-            let idx2 = select_2nd(&rbuf, cb1, &wegt, 5, M);
             tindex2[mode] = idx2;
             for j in 5..M {
                 buf[j] = add(cb1[j], LSPCB2[idx2][j]);
             }
             lsp_expand(&mut buf, GAP1, 5, M);
             lsp_expand_1_2(&mut buf, GAP2);
-            // weighted distortion
-            let mut d = 0i32;
-            for j in 0..M {
-                let tmp = mult(sub(buf[j], rbuf[j]), FG_SUM[mode][j]);
-                let l = l_mult(wegt[j], tmp);
-                let tmp2 = extract_h(l_shl(l, 4));
-                d = l_mac(d, tmp2, tmp);
-            }
-            tdist[mode] = d;
+            tdist[mode] = lsp_wdist(&buf, &rbuf, &FG_SUM[mode], &wegt);
         }
         let mode = if l_sub(tdist[1], tdist[0]) < 0 { 1 } else { 0 };
         let c0 = shl(mode as i16, 7) | cand[mode] as i16;
@@ -1242,6 +1235,40 @@ fn az_lsp_body(a: &[i16; MP1], lsp: &mut [i16; M], old_lsp: &[i16; M]) {
     }
 }
 
+/// `extract_h(L_shl(L_mult(x, y), n))` for `0 <= x, y <= 2^15` (not both
+/// `2^15`), `n <= 15`: `min(x y >> (15 - n), MAX_16)`. The saturating
+/// `L_mult` then `L_shl` is `min(2^(n+1) x y, MAX_32)`; when that is
+/// below the cap, its high word is `x y >> (15 - n)` (at most `MAX_16`);
+/// else `x y >= 2^(30 - n)`, so `x y >> (15 - n) >= 2^15` and both sides
+/// are `MAX_16`. `x y <= 2^30` fits 32 bits.
+#[inline(always)]
+fn mult_shl_h(x: i32, y: i32, n: u32) -> i32 {
+    ((x * y) >> (15 - n)).min(MAX_16 as i32)
+}
+
+/// The weight of one LSF from its spacing `b` (`buf[i]` of the reference):
+/// 2048 for `b > 0`, else the operator chain `add(extract_h(L_shl(L_mult(
+/// extract_h(L_shl(L_mult(b, b), 2)), CONST10), 2)), 2048)`, branch-free
+/// ([`mult_shl_h`]: `L_mult(b, b)` is that of `|b|`, also for `b =
+/// -32768`, where it saturates as `2^15 * 2^15 >> 13` is capped); `add` of
+/// two non-negative values is capped at `MAX_16`.
+#[inline(always)]
+fn wegt_lane(b: i16) -> i32 {
+    let a = (b as i32).abs();
+    let t = mult_shl_h(mult_shl_h(a, a, 2), CONST10 as i32, 2);
+    if b > 0 {
+        2048
+    } else {
+        (t + 2048).min(MAX_16 as i32)
+    }
+}
+
+/// The LSF weights: [`wegt_lane`] of each spacing, elements 4 and 5 by
+/// `extract_h(L_shl(L_mult(w, CONST12), 1))` ([`mult_shl_h`]), then all shifted left by `norm_s` of the largest.
+/// Every weight is at least 2048 before the scaling (elements 4 and 5
+/// `4 * 2048 * CONST12 >> 16 > 0` after it), so the largest is positive
+/// and no weight shifted by its `norm_s` leaves 16 bits: the reference's
+/// `shl` is the plain shift.
 fn get_wegt(flsp: &[i16; M], wegt: &mut [i16; M]) {
     let mut buf = [0i16; M];
     buf[0] = sub(flsp[1], PI04 + 8192);
@@ -1249,29 +1276,63 @@ fn get_wegt(flsp: &[i16; M], wegt: &mut [i16; M]) {
         buf[i] = sub(sub(flsp[i + 1], flsp[i - 1]), 8192);
     }
     buf[M - 1] = sub(PI92 - 8192, flsp[M - 2]);
-    for i in 0..M {
-        if buf[i] > 0 {
-            wegt[i] = 2048;
-        } else {
-            let l = l_mult(buf[i], buf[i]);
-            let tmp = extract_h(l_shl(l, 2));
-            let l = l_mult(tmp, CONST10);
-            let tmp = extract_h(l_shl(l, 2));
-            wegt[i] = add(tmp, 2048);
-        }
+    let mut w = buf.map(wegt_lane);
+    for v in &mut w[4..6] {
+        *v = mult_shl_h(*v, CONST12 as i32, 1);
     }
-    wegt[4] = extract_h(l_shl(l_mult(wegt[4], CONST12), 1));
-    wegt[5] = extract_h(l_shl(l_mult(wegt[5], CONST12), 1));
-    let mut tmp = 0i16;
-    for &w in wegt.iter() {
-        if w > tmp {
-            tmp = w;
-        }
+    let max = w.iter().copied().fold(0, i32::max);
+    debug_assert!(max > 0);
+    let sft = norm_s(max as i16);
+    for (d, &v) in wegt.iter_mut().zip(&w) {
+        *d = (v << sft) as i16;
     }
-    let sft = norm_s(tmp);
-    for w in wegt.iter_mut() {
-        *w = shl(*w, sft);
+}
+
+/// The reference's weighted distortion of the quantised vector `buf` from
+/// the target `rbuf`: the `L_mac` chain from 0 of `tmp2 * tmp` with `tmp =
+/// mult(sub(buf, rbuf), fg_sum)` and `tmp2 = extract_h(L_shl(L_mult(wegt,
+/// tmp), 4))`. With `wegt >= 0` (as [`get_wegt`] gives it) `tmp2` has the
+/// sign of `tmp` or is 0, so every term is non-negative and the chain is
+/// the exact sum capped at `MAX_32` (a saturated `L_mult`, of `-32768^2`,
+/// exceeds it too); each lane is branch-free (`mult` saturates only at
+/// `(-2^15)^2`, `L_mult(wegt, tmp)` not at all, `L_shl` is a clamp).
+/// Other weights take the chain.
+#[inline(always)]
+fn lsp_wdist(buf: &[i16; M], rbuf: &[i16; M], fg_sum: &[i16; M], wegt: &[i16; M]) -> i32 {
+    if wegt.iter().all(|&w| w >= 0) {
+        let s: i64 = (0..M)
+            .map(|j| {
+                let t = (buf[j].saturating_sub(rbuf[j]) as i32 * fg_sum[j] as i32) >> 15;
+                let t = t.min(MAX_16 as i32) as i64;
+                let l = (32 * wegt[j] as i64 * t).clamp(MIN_32 as i64, MAX_32 as i64);
+                2 * (l >> 16) * t
+            })
+            .sum();
+        return s.min(MAX_32 as i64) as i32;
     }
+    let mut d = 0i32;
+    for j in 0..M {
+        let tmp = mult(sub(buf[j], rbuf[j]), fg_sum[j]);
+        let l = l_mult(wegt[j], tmp);
+        let tmp2 = extract_h(l_shl(l, 4));
+        d = l_mac(d, tmp2, tmp);
+    }
+    d
+}
+
+/// [`select_2nd`] of the lower (`0..5`) and the upper (`5..M`) half, both
+/// at once by [`lsp_stage2_pair`] when every weight is non-negative (as
+/// [`get_wegt`] gives them; else each half by `select_2nd`).
+#[inline(always)]
+fn select_2nd_pair(rbuf: &[i16; M], cb1: &[i16; M], wegt: &[i16; M]) -> [usize; 2] {
+    if wegt.iter().all(|&w| w >= 0) {
+        let buf: [i16; M] = std::array::from_fn(|j| sub(rbuf[j], cb1[j]));
+        return lsp_stage2_pair(&buf, wegt, lspcb2_cols());
+    }
+    [
+        select_2nd(rbuf, cb1, wegt, 0, 5),
+        select_2nd(rbuf, cb1, wegt, 5, M),
+    ]
 }
 
 #[inline(always)]
@@ -2071,7 +2132,7 @@ fn search_row(
 /// the reference does. Returns the last replacement (row, position, sq,
 /// alp) if any. When every row passes [`search_row`]'s no-saturation bound
 /// and every `alp` is positive, the scan ends on the first largest
-/// `sq / alp` ([`first_best_ratio`]): all 64 candidates are computed and
+/// `sq / alp` ([`first_best_rows`]): all 64 candidates are computed and
 /// compared without the scan's branches. `rr_bound` is at least every
 /// `|rr[k]|` (a bound of all rows at once, to check them in one go).
 #[inline(always)]
@@ -2089,8 +2150,8 @@ fn phase_b(
     // One check for all rows with `rr_bound` in place of each row's bound:
     // max |alp1| + (rr_bound << 13) + tmp_bound <= MAX_32.
     let all_fit = all_abs_le8(alp1, MAX_32 as i64 - (rr_bound << 13) - tmp_bound);
-    let mut sq2 = [[0i16; NB_POS]; NB_POS];
-    let mut a16 = [[0i16; NB_POS]; NB_POS];
+    let zero = [0i16; NB_POS];
+    let mut rows = [&zero; NB_POS];
     let mut fast = true;
     for r in 0..NB_POS {
         let row: Option<&[i16; NB_POS]> = rr
@@ -2101,7 +2162,7 @@ fn phase_b(
                 if all_fit
                     || (alp1[r] as i64).abs() + (bound(row) << 13) + tmp_bound <= MAX_32 as i64 =>
             {
-                search8(ps1[r], alp1[r], dn, row, tmp, &mut sq2[r], &mut a16[r]);
+                rows[r] = row;
             }
             _ => {
                 fast = false;
@@ -2109,9 +2170,10 @@ fn phase_b(
             }
         }
     }
-    if fast && a16.iter().flatten().all(|&a| a > 0) {
-        let (r, k) = first_best_ratio(&sq2, &a16);
-        return Some((r, k, sq2[r][k], a16[r][k]));
+    if fast {
+        if let Some(best) = first_best_rows::<NB_POS, 13, 15>(ps1, alp1, &rows, dn, tmp) {
+            return Some(best);
+        }
     }
     let (mut alp, mut sq) = (1i16, -1i16);
     let mut found = None;
@@ -2134,7 +2196,7 @@ fn phase_b(
 /// reference does. Returns the last replacement (row, position, ps2, sq,
 /// alp) if any. When no partial sum can saturate (bounded as in
 /// [`phase_b`]) and every `alp` is positive, the scan ends on the first
-/// largest `sq / alp` ([`first_best_ratio`]), found without branches.
+/// largest `sq / alp` ([`first_best_rows`]), found without branches.
 /// `rr_bound` is at least every `|rows[r][k]|` and `|diag[k]|`.
 #[inline(always)]
 fn phase_a(
@@ -2159,23 +2221,10 @@ fn phase_a(
         (0..2)
             .all(|r| (alp1[r] as i64).abs() + (bound(&rows[r]) << 15) + diag_bound <= MAX_32 as i64)
     } {
-        let mut sq2 = [[0i16; NB_POS]; 2];
-        let mut a16 = [[0i16; NB_POS]; 2];
-        for r in 0..2 {
-            search8_w(
-                ps1[r],
-                alp1[r],
-                dn,
-                diag,
-                14,
-                &rows[r],
-                &mut sq2[r],
-                &mut a16[r],
-            );
-        }
-        if a16.iter().flatten().all(|&a| a > 0) {
-            let (r, k) = first_best_ratio(&sq2, &a16);
-            return Some((r, k, add(ps1[r], dn[k]), sq2[r][k], a16[r][k]));
+        if let Some((r, k, sq2, a16)) =
+            first_best_rows::<2, 15, 14>(ps1, alp1, &[&rows[0], &rows[1]], dn, diag)
+        {
+            return Some((r, k, add(ps1[r], dn[k]), sq2, a16));
         }
     }
     let (mut sq, mut alp) = (-1i16, 1i16);
@@ -2213,6 +2262,26 @@ fn tmp_term(a: i16, b: i16, c: i16) -> i16 {
 fn alp_term(alp0: i32, a: i16, b: i16, c: i16) -> i32 {
     debug_assert!(alp0.unsigned_abs() <= 1 << 29);
     alp0 + ((a as i32 + b as i32) << 13) + ((c as i32) << 12)
+}
+
+/// [`tmp_term`] of 8 lanes.
+#[inline(always)]
+fn tmp_terms(a: &[i16; NB_POS], b: &[i16; NB_POS], c: &[i16; NB_POS]) -> [i16; NB_POS] {
+    let mut t = [0i16; NB_POS];
+    for k in 0..NB_POS {
+        t[k] = tmp_term(a[k], b[k], c[k]);
+    }
+    t
+}
+
+/// [`alp_term`] of 8 lanes.
+#[inline(always)]
+fn alp_terms(alp0: i32, a: &[i16; NB_POS], b: &[i16; NB_POS], c: &[i16; NB_POS]) -> [i32; NB_POS] {
+    let mut t = [0i32; NB_POS];
+    for k in 0..NB_POS {
+        t[k] = alp_term(alp0, a[k], b[k], c[k]);
+    }
+    t
 }
 
 /// The position of the first largest `dn` (all >= 0) on the track of
@@ -2268,44 +2337,35 @@ fn d4i40_17_fast_body(
     // multiplied by the signs of track tj (MAX_16 or MIN_16), or their
     // inverses (MIN_16 or MAX_16) when dn[i] < 0: by MAX_16 where the signs
     // of i and j agree, else by MIN_16, i.e. by `MAX_16 ^ m_i ^ m_j` with
-    // the sign masks `m` (0 or -1; see `mult_sign8`). Branch-free: the signs
-    // are data.
-    {
-        let mut m = [[0i16; NB_POS]; 5];
-        for (t, row) in m.iter_mut().enumerate() {
-            for (k, v) in row.iter_mut().enumerate() {
-                *v = MAX_16 ^ sign_dn[t + 5 * k];
-            }
-        }
-        let blocks: [(usize, usize, usize); 9] = [
-            (RRI0I1, 0, 1),
-            (RRI0I2, 0, 2),
-            (RRI0I3, 0, 3),
-            (RRI0I4, 0, 4),
-            (RRI1I2, 1, 2),
-            (RRI1I3, 1, 3),
-            (RRI1I4, 1, 4),
-            (RRI2I3, 2, 3),
-            (RRI2I4, 2, 4),
-        ];
-        for (base, ti, tj) in blocks {
-            let Some(block) = rr.get_mut(base..base + MSIZE) else {
-                continue;
-            };
-            for (row, &mi) in block
-                .as_chunks_mut::<NB_POS>()
-                .0
-                .iter_mut()
-                .zip(m[ti].iter())
-            {
-                let p: [i16; NB_POS] = std::array::from_fn(|k| mi ^ m[tj][k]);
-                mult_sign8(row, &p);
-            }
-        }
-    }
+    // the sign masks `m` (0 or -1; see `sign_blocks`). Branch-free: the
+    // signs are data. `rr_bound`, the largest |rr| (with the signs), is for
+    // the searches' overflow checks.
+    let mut cols = [[0i16; MSIZE]; 9];
+    let rr_bound = {
+        const _: () = assert!(RRI0I1 == L_SUBFR && RRI2I4 + MSIZE == DIM_RR);
+        let m: [[i16; NB_POS]; 5] =
+            std::array::from_fn(|t| std::array::from_fn(|k| MAX_16 ^ sign_dn[t + 5 * k]));
+        let (diag, rest) = rr.split_at_mut(RRI0I1);
+        let top = match rest.as_chunks_mut::<MSIZE>().0.first_chunk_mut::<9>() {
+            Some(blocks) => sign_blocks(blocks, &mut cols, &m),
+            None => MAX_16 as u16 + 1,
+        };
+        diag.iter().fold(top, |t, v| t.max(v.unsigned_abs())) as i64
+    };
 
-    // Largest |rr| (with the signs), for the searches' overflow checks.
-    let rr_bound = rr.iter().map(|v| v.unsigned_abs()).max().unwrap_or(0) as i64;
+    // Column c of the block at `base` in rr (a row of its transpose), and
+    // the 8 elements of rr from p.
+    let col = |base: usize, c: usize| -> &[i16; NB_POS] {
+        cols.get(base.wrapping_sub(RRI0I1) / MSIZE)
+            .and_then(|b| b.get(NB_POS * c..NB_POS * c + NB_POS))
+            .and_then(|v| v.try_into().ok())
+            .unwrap_or(&[0; NB_POS])
+    };
+    let row = |p: usize| -> &[i16; NB_POS] {
+        rr.get(p..p + NB_POS)
+            .and_then(|v| v.try_into().ok())
+            .unwrap_or(&[0; NB_POS])
+    };
 
     // dn by track (after the signs were taken out).
     let mut dn_t = [[0i16; NB_POS]; 5];
@@ -2325,7 +2385,6 @@ fn d4i40_17_fast_body(
     let mut ix = 0usize;
     let mut iy = 0usize;
     let mut ps: i16 = 0;
-    let mut tmp_vect = [0i16; NB_POS];
 
     for track in 3..5usize {
         // ---- depth first search 3, phase A: tracks 2 and 3/4 ----
@@ -2360,21 +2419,15 @@ fn d4i40_17_fast_body(
         let alp0 = l_mult(alp, H4);
         let mut sq: i16 = -1;
         let mut alp: i16 = 1;
+        let tmp_vect = {
+            let (a, b, c) = (col(RRI1I2, d5(i0)), col(p_i1i34, d5(i1)), row(RRI1I1));
+            tmp_terms(a, b, c)
+        };
         {
-            let (p0, p1) = (RRI1I2 + d5(i0), p_i1i34 + d5(i1));
-            for (k, t) in tmp_vect.iter_mut().enumerate() {
-                *t = tmp_term(rr[p0 + NB_POS * k], rr[p1 + NB_POS * k], rr[RRI1I1 + k]);
-            }
-        }
-        {
-            let (p0, p1) = (RRI0I2 + d5(i0), p_i0i34 + d5(i1));
-            let (mut ps1, mut alp1, mut p3) = ([0i16; NB_POS], [0i32; NB_POS], [0usize; NB_POS]);
-            for r in 0..NB_POS {
-                ps1[r] = add(ps0, dn[5 * r]);
-                let (a, b) = (rr[p0 + NB_POS * r], rr[p1 + NB_POS * r]);
-                alp1[r] = alp_term(alp0, a, b, rr[RRI0I0 + r]);
-                p3[r] = RRI0I1 + NB_POS * r;
-            }
+            let (a, b, c) = (col(RRI0I2, d5(i0)), col(p_i0i34, d5(i1)), row(RRI0I0));
+            let ps1 = dn_t[0].map(|d| ps0.saturating_add(d));
+            let alp1 = alp_terms(alp0, a, b, c);
+            let p3: [usize; NB_POS] = std::array::from_fn(|r| RRI0I1 + NB_POS * r);
             if let Some((r, i3, s2, a2)) =
                 phase_b(rr, &ps1, &alp1, &p3, &dn_t[1], &tmp_vect, rr_bound)
             {
@@ -2405,8 +2458,7 @@ fn d4i40_17_fast_body(
                 let j = d5(i0s[r]);
                 ps1[r] = dn[i0s[r]];
                 alp1[r] = l_mult(rr[p_i3i34 + j], H4);
-                let p0 = p_i0i34 + j;
-                rows[r] = std::array::from_fn(|k| rr[p0 + NB_POS * k]);
+                rows[r] = *col(p_i0i34, j);
             }
             let diag: [i16; NB_POS] = std::array::from_fn(|k| rr[RRI0I0 + k]);
             if let Some((r, k, p2, _, a2)) = phase_a(&ps1, &alp1, &dn_t[0], &rows, &diag, rr_bound)
@@ -2426,21 +2478,15 @@ fn d4i40_17_fast_body(
         let alp0 = l_mult(alp, H4);
         let mut sq: i16 = -1;
         let mut alp: i16 = 1;
+        let tmp_vect = {
+            let (a, b, c) = (col(p_i2i34, d5(i0)), row(RRI0I2 + i1_offset), row(RRI2I2));
+            tmp_terms(a, b, c)
+        };
         {
-            let (p0, p1) = (p_i2i34 + d5(i0), RRI0I2 + i1_offset);
-            for (k, t) in tmp_vect.iter_mut().enumerate() {
-                *t = tmp_term(rr[p0 + NB_POS * k], rr[p1 + k], rr[RRI2I2 + k]);
-            }
-        }
-        {
-            let (p0, p1) = (p_i1i34 + d5(i0), RRI0I1 + i1_offset);
-            let (mut ps1, mut alp1, mut p3) = ([0i16; NB_POS], [0i32; NB_POS], [0usize; NB_POS]);
-            for r in 0..NB_POS {
-                ps1[r] = add(ps0, dn[1 + 5 * r]);
-                let (a, b) = (rr[p0 + NB_POS * r], rr[p1 + r]);
-                alp1[r] = alp_term(alp0, a, b, rr[RRI1I1 + r]);
-                p3[r] = RRI1I2 + NB_POS * r;
-            }
+            let (a, b, c) = (col(p_i1i34, d5(i0)), row(RRI0I1 + i1_offset), row(RRI1I1));
+            let ps1 = dn_t[1].map(|d| ps0.saturating_add(d));
+            let alp1 = alp_terms(alp0, a, b, c);
+            let p3: [usize; NB_POS] = std::array::from_fn(|r| RRI1I2 + NB_POS * r);
             if let Some((r, i3, s2, a2)) =
                 phase_b(rr, &ps1, &alp1, &p3, &dn_t[2], &tmp_vect, rr_bound)
             {
@@ -2476,14 +2522,25 @@ fn d4i40_17_fast_body(
     cod[ip2] = shr(s2, 2);
     cod[ip3] = shr(s3, 2);
 
+    // y = the pulses filtered by h, each added (or subtracted) in turn
+    // with saturation: `y[i] = add(y[i], h[i - ip])` for `i >= ip`. With
+    // h after 40 zeros, every pulse is a whole-vector pass (adding or
+    // subtracting 0 where `i < ip` changes nothing), in the same order.
+    let mut hz = [0i16; 2 * L_SUBFR];
+    hz[L_SUBFR..].copy_from_slice(h);
     y.fill(0);
     for (ip, s) in [(ip0, s0), (ip1, s1), (ip2, s2), (ip3, s3)] {
-        for (j, i) in (ip..L_SUBFR).enumerate() {
-            y[i] = if s > 0 {
-                add(y[i], h[j])
-            } else {
-                sub(y[i], h[j])
-            };
+        let Some(hs) = hz.get(L_SUBFR - ip..2 * L_SUBFR - ip) else {
+            continue;
+        };
+        if s > 0 {
+            for (v, &x) in y.iter_mut().zip(hs) {
+                *v = v.saturating_add(x);
+            }
+        } else {
+            for (v, &x) in y.iter_mut().zip(hs) {
+                *v = v.saturating_sub(x);
+            }
         }
     }
 
@@ -2873,7 +2930,7 @@ avx2_multiversion! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::codec::g729::simd::BASELINE_ONLY;
+    use crate::codec::g729::simd::{search8_w, BASELINE_ONLY};
 
     #[test]
     fn pre_process_is_the_operator_chain_on_both_clones() {
@@ -2900,6 +2957,101 @@ mod tests {
             );
             // The saturating shift was exercised.
             assert!(saturated > 10, "{saturated}");
+        }
+    }
+
+    /// The reference's weighting, operator by operator.
+    fn get_wegt_ref(flsp: &[i16; M]) -> [i16; M] {
+        let mut buf = [0i16; M];
+        buf[0] = sub(flsp[1], PI04 + 8192);
+        for i in 1..M - 1 {
+            buf[i] = sub(sub(flsp[i + 1], flsp[i - 1]), 8192);
+        }
+        buf[M - 1] = sub(PI92 - 8192, flsp[M - 2]);
+        let mut wegt = [0i16; M];
+        for i in 0..M {
+            if buf[i] > 0 {
+                wegt[i] = 2048;
+            } else {
+                let tmp = extract_h(l_shl(l_mult(buf[i], buf[i]), 2));
+                let tmp = extract_h(l_shl(l_mult(tmp, CONST10), 2));
+                wegt[i] = add(tmp, 2048);
+            }
+        }
+        for i in 4..6 {
+            wegt[i] = extract_h(l_shl(l_mult(wegt[i], CONST12), 1));
+        }
+        let tmp = wegt.iter().copied().fold(0, i16::max);
+        let sft = norm_s(tmp);
+        wegt.map(|w| shl(w, sft))
+    }
+
+    #[test]
+    fn lsp_wdist_is_the_saturating_chain() {
+        let mut seed = 909i16;
+        let mut capped = 0;
+        for round in 0..20000 {
+            let sh = (round % 4 * 4) as i16;
+            let mut v: [[i16; M]; 4] =
+                std::array::from_fn(|_| std::array::from_fn(|_| shr(random(&mut seed), sh)));
+            if round % 3 == 0 {
+                // Non-negative weights, as get_wegt gives them.
+                v[3] = v[3].map(abs_s);
+            }
+            if round % 5 == 0 {
+                let j = round / 5 % M;
+                (v[0][j], v[1][j], v[2][j], v[3][j]) = (i16::MIN, i16::MAX, i16::MIN, i16::MAX);
+            }
+            let [buf, rbuf, fg, w] = v;
+            let mut want = 0i32;
+            for j in 0..M {
+                let tmp = mult(sub(buf[j], rbuf[j]), fg[j]);
+                let tmp2 = extract_h(l_shl(l_mult(w[j], tmp), 4));
+                want = l_mac(want, tmp2, tmp);
+            }
+            capped += u32::from(want == MAX_32);
+            assert_eq!(lsp_wdist(&buf, &rbuf, &fg, &w), want, "round {round}");
+        }
+        assert!(capped > 100, "capped {capped}");
+    }
+
+    #[test]
+    fn wegt_lane_is_the_operator_chain_for_every_spacing() {
+        for b in i16::MIN..=i16::MAX {
+            let want = if b > 0 {
+                2048
+            } else {
+                let tmp = extract_h(l_shl(l_mult(b, b), 2));
+                add(extract_h(l_shl(l_mult(tmp, CONST10), 2)), 2048)
+            };
+            assert_eq!(wegt_lane(b), want as i32, "b {b}");
+        }
+    }
+
+    #[test]
+    fn get_wegt_is_the_reference() {
+        let mut seed = 2026i16;
+        for round in 0..20000 {
+            let mut flsp: [i16; M] = std::array::from_fn(|_| random(&mut seed));
+            match round % 4 {
+                // Ordered LSFs in Q13 (0..pi), as the encoder has them.
+                0 => {
+                    for v in flsp.iter_mut() {
+                        *v = (*v & 0x7fff) % 25736;
+                    }
+                    flsp.sort_unstable();
+                }
+                // Extremes: saturated spacings.
+                1 => {
+                    for v in flsp.iter_mut() {
+                        *v = [i16::MIN, i16::MAX, 0, -1, 1][(*v as u16 % 5) as usize];
+                    }
+                }
+                _ => {}
+            }
+            let mut got = [0i16; M];
+            get_wegt(&flsp, &mut got);
+            assert_eq!(got, get_wegt_ref(&flsp), "round {round} {flsp:?}");
         }
     }
 

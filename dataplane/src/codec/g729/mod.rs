@@ -19,6 +19,7 @@ pub mod bitstream;
 mod decoder;
 mod encoder;
 pub(crate) mod simd;
+mod simd_acelp;
 mod simd_lp;
 mod simd_search;
 mod tables;
