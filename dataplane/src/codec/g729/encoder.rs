@@ -325,7 +325,8 @@ impl Encoder {
     /// of the reference's chain can leave 32 bits:
     /// `2^16 (7807 + 3733) + 2 * 2 * 3733 + 2^16 (1899 + 3798 + 1899) < 2^31`,
     /// so plain arithmetic is exact up to the final saturating shift. The
-    /// state lives in locals (no store-then-reload per sample).
+    /// input terms are summed for the whole frame first, the recursion
+    /// keeps the state in locals and the outputs are rounded after it.
     ///
     /// [`pre_process_body`](Self::pre_process_body), compiled for AVX2 where the CPU has it
     /// (`avx2_multiversion`).
@@ -336,30 +337,43 @@ impl Encoder {
 
     #[inline(always)]
     fn pre_process_body(&mut self) {
-        let (a1, a2) = (A140[1] as i32, A140[2] as i32);
+        let (a1, a2) = (A140[1] as i64, A140[2] as i64);
         let (b0, b1, b2) = (B140[0] as i32, B140[1] as i32, B140[2] as i32);
-        let (mut x0, mut x1) = (self.x0, self.x1);
+        let Ok(sig) = <&mut [i16; L_FRAME]>::try_from(&mut self.old_speech[NEW_SPEECH_OFF..])
+        else {
+            unreachable!("the new speech is one frame")
+        };
+        // The input terms `2 (x[i] b0 + x[i-1] b1 + x[i-2] b2)` of every
+        // sample first, in lanes (plain sums, see above): only the
+        // state terms are left on the sample-to-sample chain.
+        let mut x = [0i16; L_FRAME + 2];
+        x[..2].copy_from_slice(&[self.x1, self.x0]);
+        x[2..].copy_from_slice(sig);
+        let xs: [i32; L_FRAME] = std::array::from_fn(|i| {
+            2 * (x[i + 2] as i32 * b0 + x[i + 1] as i32 * b1 + x[i] as i32 * b2)
+        });
         // The past outputs as the 31-bit values `hi 2^15 + lo` the
         // hi/lo pairs stand for: `hi a + ((lo a) >> 15)` (Mpy_32_16 / 2) is
         // `(v a) >> 15` with `v = hi 2^15 + lo`, one multiply instead of two
         // on the sample-to-sample chain.
         let v = |h: i16, l: i16| ((h as i64) << 15) + l as i64;
         let (mut v1, mut v2) = (v(self.y1_hi, self.y1_lo), v(self.y2_hi, self.y2_lo));
-        let (a1, a2) = (a1 as i64, a2 as i64);
-        for s in self.old_speech[NEW_SPEECH_OFF..].iter_mut() {
-            let x2 = x1;
-            x1 = x0;
-            x0 = *s;
-            // The newest output's term last: it alone is on the chain.
-            let rest = 2 * ((v2 * a2) >> 15) as i32
-                + 2 * (x0 as i32 * b0 + x1 as i32 * b1 + x2 as i32 * b2);
-            let l = 2 * ((v1 * a1) >> 15) as i32 + rest;
-            v2 = v1;
-            let l8;
-            (l8, v1) = shl_state(l, 3);
-            *s = round(l8);
+        let mut ls = [0i32; L_FRAME];
+        // Two samples a step (fewer register moves and loop steps); the
+        // older state's term first: only the newest one's product is on
+        // the chain.
+        for (l, x) in ls.chunks_exact_mut(2).zip(xs.chunks_exact(2)) {
+            let r = 2 * ((v2 * a2) >> 15) as i32 + x[0];
+            l[0] = 2 * ((v1 * a1) >> 15) as i32 + r;
+            (_, v2) = shl_state(l[0], 3);
+            let r = 2 * ((v1 * a2) >> 15) as i32 + x[1];
+            l[1] = 2 * ((v2 * a1) >> 15) as i32 + r;
+            (_, v1) = shl_state(l[1], 3);
         }
-        (self.x0, self.x1) = (x0, x1);
+        (self.x1, self.x0) = (x[L_FRAME], x[L_FRAME + 1]);
+        for (s, &l) in sig.iter_mut().zip(&ls) {
+            *s = pre_process_output(l);
+        }
         (self.y1_hi, self.y1_lo) = l_extract((v1 << 1) as i32);
         (self.y2_hi, self.y2_lo) = l_extract((v2 << 1) as i32);
     }
@@ -1869,17 +1883,17 @@ avx2_multiversion! {
 #[inline(always)]
 fn cor_h_body(hin: &[i16; L_SUBFR], rr: &mut [i16; DIM_RR]) {
     let (cor, _) = l_mac_energy(0, hin);
-    let mut h = [0i16; L_SUBFR];
-    if extract_h(cor) > 32000 {
-        for i in 0..L_SUBFR {
-            h[i] = shr(hin[i], 1);
-        }
+    // `shr(x, 1)`, or `shl(x, k)` with `k = norm_l(cor) / 2` in `0..=15`
+    // (`cor >= 0`): the exact `x 2^k` fits 32 bits, and `shl` is it
+    // saturated to 16 bits; branch-free lanes.
+    let k = if extract_h(cor) > 32000 {
+        -1
     } else {
-        let k = shr(norm_l(cor), 1);
-        for i in 0..L_SUBFR {
-            h[i] = shl(hin[i], k);
-        }
-    }
+        (norm_l(cor) >> 1) as i32
+    };
+    let h: [i16; L_SUBFR] = std::array::from_fn(|i| {
+        (((hin[i] as i32) << (k + 1)) >> 1).clamp(MIN_16 as i32, MAX_16 as i32) as i16
+    });
 
     // Normalised energy without saturation: by Cauchy-Schwarz no running sum
     // below (diagonal or lagged) can leave the 32-bit range, so plain
@@ -2927,6 +2941,15 @@ avx2_multiversion! {
     fn pre_process_mv(this: &mut Encoder) = Encoder::pre_process_body;
 }
 
+/// The pre-processing output `round(L_shl(l, 3))`: saturation is
+/// monotone, so it is `floor((8 l + 2^15) / 2^16) = floor((l + 2^12) /
+/// 2^13)` saturated to 16 bits, formed without overflow as
+/// `((l >> 12) + 1) >> 1`.
+#[inline(always)]
+fn pre_process_output(l: i32) -> i16 {
+    (((l >> 12) + 1) >> 1).clamp(MIN_16 as i32, MAX_16 as i32) as i16
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -3052,6 +3075,83 @@ mod tests {
             let mut got = [0i16; M];
             get_wegt(&flsp, &mut got);
             assert_eq!(got, get_wegt_ref(&flsp), "round {round} {flsp:?}");
+        }
+    }
+
+    /// `cor_h` (scaling, then the exact or saturating correlations) is
+    /// the reference's operator chain throughout, on both clones.
+    #[test]
+    fn cor_h_is_the_operator_chain_on_both_clones() {
+        let reference = |hin: &[i16; L_SUBFR]| {
+            let (cor, _) = l_mac_energy(0, hin);
+            let k = shr(norm_l(cor), 1);
+            let h: [i16; L_SUBFR] = std::array::from_fn(|i| {
+                if extract_h(cor) > 32000 {
+                    shr(hin[i], 1)
+                } else {
+                    shl(hin[i], k)
+                }
+            });
+            let mut rr = [0i16; DIM_RR];
+            cor_h_walk(&mut SatSink {
+                h: &h,
+                rr: &mut rr,
+                cor: 0,
+            });
+            (rr, extract_h(cor) > 32000, l_mac_energy(0, &h).1)
+        };
+        let mut seed = 77i16;
+        let mut cases: Vec<[i16; L_SUBFR]> = Vec::new();
+        for n in 0..400 {
+            // Energies from tiny (large shifts) to saturating.
+            let sh = (n % 16) as i16;
+            cases.push(std::array::from_fn(|_| shr(random(&mut seed), sh)));
+            let mut spike = [0i16; L_SUBFR];
+            spike[n % L_SUBFR] = [1, -1, i16::MIN, i16::MAX, 181, -182][n % 6];
+            spike[(n * 7) % L_SUBFR] = shr(random(&mut seed), sh);
+            cases.push(spike);
+        }
+        cases.push([i16::MIN; L_SUBFR]);
+        cases.push([i16::MAX; L_SUBFR]);
+        cases.push([0; L_SUBFR]);
+        cases.push(std::array::from_fn(|i| {
+            if i % 2 == 0 {
+                i16::MIN
+            } else {
+                i16::MAX
+            }
+        }));
+        let (mut halved, mut saturating) = (0, 0);
+        for baseline in [false, true] {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            for hin in &cases {
+                let mut rr = [0i16; DIM_RR];
+                cor_h(hin, &mut rr);
+                let (want, half, sat) = reference(hin);
+                assert_eq!(rr, want, "{hin:?}");
+                halved += usize::from(half);
+                saturating += usize::from(sat);
+            }
+            BASELINE_ONLY.with(|b| b.set(false));
+        }
+        // Both scalings and both correlation paths were exercised.
+        assert!(halved > 20 && saturating > 4, "{halved} {saturating}");
+        assert!(halved < cases.len(), "{halved}");
+    }
+
+    #[test]
+    fn pre_process_output_is_the_operator_chain() {
+        let mut seed = 7i16;
+        let mut vals: Vec<i32> = vec![MIN_32, MIN_32 + 1, MAX_32, MAX_32 - 1, 0, -1, 1];
+        for e in [12, 13, 27, 28, 29, 30] {
+            for d in -4097..=4097 {
+                vals.push((1i32 << e).wrapping_add(d));
+                vals.push((-(1i32 << e)).wrapping_add(d));
+            }
+        }
+        vals.extend((0..20000).map(|_| l_mult(random(&mut seed), random(&mut seed)) >> 2));
+        for &l in &vals {
+            assert_eq!(pre_process_output(l), round(l_shl(l, 3)), "{l}");
         }
     }
 
