@@ -888,9 +888,15 @@ fn autocorr_body(x: &[i16; L_TOTAL], r_h: &mut [i16; MP1], r_l: &mut [i16; MP1])
     }
     let mut sum;
     loop {
-        let ov;
-        (sum, ov) = l_mac_energy(1, &y);
-        if !ov {
+        // `l_mac_energy(1, &y)`: 1 + Σ 2 y² saturates exactly when the
+        // exact sum exceeds MAX_32 (non-negative terms); formed in 64-bit
+        // lanes.
+        let e = 1 + 2 * y
+            .iter()
+            .map(|&v| (v as i32 * v as i32) as u32 as u64)
+            .sum::<u64>();
+        sum = e as i32;
+        if e <= MAX_32 as u64 {
             break;
         }
         for v in y.iter_mut() {
@@ -3137,6 +3143,63 @@ mod tests {
         // Both scalings and both correlation paths were exercised.
         assert!(halved > 20 && saturating > 4, "{halved} {saturating}");
         assert!(halved < cases.len(), "{halved}");
+    }
+
+    /// The windowed autocorrelation is the reference's operator chain,
+    /// rescaling loop included (loud inputs saturate the energy once or
+    /// more), on both clones.
+    #[test]
+    fn autocorr_is_the_operator_chain_on_both_clones() {
+        let reference = |x: &[i16; L_TOTAL]| {
+            let mut y: [i16; L_WINDOW] = std::array::from_fn(|i| mult_r(x[i], HAMWINDOW[i]));
+            let (mut rh, mut rl) = ([0i16; MP1], [0i16; MP1]);
+            let mut rounds = 0;
+            let sum = loop {
+                let mut ov = false;
+                let mut sum = 1;
+                for &v in &y {
+                    sum = l_mac_ov(sum, v, v, &mut ov);
+                }
+                if !ov {
+                    break sum;
+                }
+                rounds += 1;
+                for v in y.iter_mut() {
+                    *v = shr(*v, 2);
+                }
+            };
+            let norm = norm_l(sum);
+            (rh[0], rl[0]) = l_extract(l_shl(sum, norm));
+            for i in 1..MP1 {
+                let mut s = 0;
+                for j in 0..L_WINDOW - i {
+                    s = l_mac(s, y[j], y[j + i]);
+                }
+                (rh[i], rl[i]) = l_extract(l_shl(s, norm));
+            }
+            (rh, rl, rounds)
+        };
+        let mut seed = 31i16;
+        let mut rescaled = [0usize; 3];
+        for baseline in [false, true] {
+            BASELINE_ONLY.with(|b| b.set(baseline));
+            for n in 0..600 {
+                let sh = (n % 16) as i16;
+                let x: [i16; L_TOTAL] = std::array::from_fn(|i| match n % 5 {
+                    0 => [i16::MIN, i16::MAX][(i / (1 + n % 7)) % 2],
+                    1 => i16::MIN,
+                    _ => shr(random(&mut seed), sh),
+                });
+                let (mut rh, mut rl) = ([0i16; MP1], [0i16; MP1]);
+                autocorr(&x, &mut rh, &mut rl);
+                let (wh, wl, rounds) = reference(&x);
+                assert_eq!((rh, rl), (wh, wl), "{x:?}");
+                rescaled[rounds.min(2)] += 1;
+            }
+            BASELINE_ONLY.with(|b| b.set(false));
+        }
+        // Energies that fit, and that need one or more rescalings.
+        assert!(rescaled.iter().all(|&c| c > 20), "{rescaled:?}");
     }
 
     #[test]
