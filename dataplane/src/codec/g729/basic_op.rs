@@ -401,6 +401,16 @@ pub(crate) fn l_mac_energy(acc: i32, x: &[i16]) -> (i32, bool) {
         }
         return (r, ov);
     }
+    if let Ok(b) = <&[i16; 40]>::try_from(x) {
+        // A subframe (the common case): the squares summed exactly in
+        // 32-bit lanes.
+        let s = acc as u64 + 2 * super::simd::sq_sum8n(b);
+        return if s > MAX_32 as u64 {
+            (MAX_32, true)
+        } else {
+            (s as i32, false)
+        };
+    }
     let mut s = acc as i64;
     for v in x {
         let p = *v as i32 * *v as i32;
@@ -521,6 +531,58 @@ pub(crate) fn inv_sqrt(l_x: i32) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `l_mac_energy` is the reference's chain with its Overflow flag, from
+    /// any `acc`, with extreme inputs: a subframe (summed in 32-bit lanes)
+    /// and a frame (the 64-bit chain).
+    #[test]
+    fn l_mac_energy_of_a_subframe_is_the_chain() {
+        let mut seed = 0x1234_5678u32;
+        let mut next = || {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            (seed >> 16) as i16
+        };
+        let mut saturated = 0;
+        for round in 0..4000 {
+            let x: [i16; 80] = std::array::from_fn(|i| match round % 6 {
+                0 => i16::MIN,
+                1 if i % 2 == 0 => i16::MAX,
+                2 if i < round % 41 => i16::MIN,
+                2 => 0,
+                3 => next() >> 3,
+                _ => next() >> (round % 13),
+            });
+            let acc = match round % 5 {
+                0 => 0,
+                1 => 1,
+                2 => MAX_32 - (next() as u16 as i32),
+                3 => MIN_32 + (next() as u16 as i32),
+                _ => (next() as i32) << (round % 16),
+            };
+            let mut ov = false;
+            let mut want = acc;
+            for &v in &x {
+                want = l_mac_ov(want, v, v, &mut ov);
+            }
+            saturated += usize::from(want == MAX_32);
+            assert_eq!(
+                l_mac_energy(acc, &x),
+                (want, ov),
+                "round {round}: {acc} {x:?}"
+            );
+            let (sub, mut ov) = (&x[(round % 2) * 40..][..40], false);
+            let mut want = acc;
+            for &v in sub {
+                want = l_mac_ov(want, v, v, &mut ov);
+            }
+            assert_eq!(
+                l_mac_energy(acc, sub),
+                (want, ov),
+                "round {round}: {acc} {sub:?}"
+            );
+        }
+        assert!(saturated >= 1000, "{saturated}");
+    }
 
     #[test]
     fn div_s_matches_restoring_division() {

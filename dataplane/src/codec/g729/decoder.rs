@@ -5,7 +5,7 @@
 
 use super::basic_op::*;
 use super::bitstream::unpack_rtp;
-use super::simd::avx2_multiversion;
+use super::simd::{avx2_multiversion, sq_sum8n};
 use super::tables::*;
 use super::util::*;
 use super::{CodecError, FRAME_BYTES, SID_BYTES};
@@ -489,7 +489,7 @@ impl Decoder {
             let h = h_t[sf];
             // The reference's L_mult then L_mac chains, i.e. the chains
             // from 0 (`L_mult(a, b)` is `L_mac(0, a, b)`), summed exactly.
-            let temp1 = extract_h(l_mac_energy(0, &h).0);
+            let temp1 = extract_h(tilt_energy(&h));
             let mut temp2 = extract_h(l_mac_dot(0, &h[..L_H - 1], &h[1..]));
             if temp2 <= 0 {
                 temp2 = 0;
@@ -794,6 +794,16 @@ fn hp_output(l: i32) -> i16 {
     (((l >> 12) + 1) >> 1).clamp(MIN_16 as i32, MAX_16 as i32) as i16
 }
 
+/// `l_mac_energy(0, h).0` of an impulse response: `min(2 Σ h², MAX_32)`
+/// (see [`energy_sat`](super::util::energy_sat)), the sum of squares in
+/// 32-bit lanes over `h` padded with zeros to a multiple of 8.
+#[inline(always)]
+fn tilt_energy(h: &[i16; L_H]) -> i32 {
+    let mut v = [0i16; 24];
+    v[..L_H].copy_from_slice(h);
+    (2 * sq_sum8n(&v)).min(MAX_32 as u64) as i32
+}
+
 /// The subframe starting at `v[0]` (`v` holds at least one; the callers'
 /// windows always do, checked once here rather than per access).
 #[inline(always)]
@@ -952,6 +962,7 @@ mod tests {
                 c = l_mac(c, h[i], h[i + 1]);
             }
             assert_eq!(l_mac_energy(0, &h).0, e, "{h:?}");
+            assert_eq!(tilt_energy(&h), e, "{h:?}");
             assert_eq!(l_mac_dot(0, &h[..L_H - 1], &h[1..]), c, "{h:?}");
             sat1 += usize::from(e == MAX_32);
             sat2 += usize::from(c == MAX_32 || c == MIN_32);

@@ -136,6 +136,45 @@ pub(crate) fn dot8n<const N: usize>(a: &[i16; N], b: &[i16; N]) -> i32 {
     }
 }
 
+/// `Σ a[k]^2` exactly, for `N` a multiple of 8 and at most `2^15`: each
+/// `pmaddwd` lane is the sum of two squares, at most `2^31`, exact as an
+/// unsigned 32-bit value; its high and low 16-bit halves are summed apart
+/// (each lane's sums at most `N/8 · 2^16`, no wrap), then joined in 64 bits.
+#[inline(always)]
+pub(crate) fn sq_sum8n<const N: usize>(a: &[i16; N]) -> u64 {
+    const { assert!(N.is_multiple_of(8) && N <= 1 << 15) };
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is always available on x86_64. Each unaligned load
+        // reads the 8 elements `k..k + 8` with `k + 8 <= N`, inside `a`.
+        unsafe {
+            let mask = _mm_set1_epi32(0xffff);
+            let (mut hi, mut lo) = (_mm_setzero_si128(), _mm_setzero_si128());
+            let mut k = 0;
+            while k < N {
+                let x = _mm_loadu_si128(a.as_ptr().add(k) as *const __m128i);
+                let m = _mm_madd_epi16(x, x);
+                hi = _mm_add_epi32(hi, _mm_srli_epi32(m, 16));
+                lo = _mm_add_epi32(lo, _mm_and_si128(m, mask));
+                k += 8;
+            }
+            // Lane sums below 2^31: add the halves' lanes as 32-bit values
+            // (4 lanes at most `N/2 · 2^16`, below 2^32 for `N <= 2^15`).
+            let fold = |v: __m128i| -> u64 {
+                let s = _mm_add_epi32(v, _mm_unpackhi_epi64(v, v));
+                let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01));
+                _mm_cvtsi128_si32(s) as u32 as u64
+            };
+            (fold(hi) << 16) + fold(lo)
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        a.iter().map(|&v| (v as i32 * v as i32) as u64).sum()
+    }
+}
+
 /// `Σ |a[k]|` for `N` a multiple of 8 (exact while `N <= 2^16`).
 #[inline(always)]
 pub(crate) fn abs_sum8n<const N: usize>(a: &[i16; N]) -> i32 {

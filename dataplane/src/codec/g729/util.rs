@@ -5,7 +5,9 @@
 
 use super::basic_op::*;
 use super::decoder::L_H;
-use super::simd::{abs_sum8n, avx2_multiversion, dot8n, fir20_pairs, fir20x16, fir20x8, syn_block};
+use super::simd::{
+    abs_sum8n, avx2_multiversion, dot8n, fir20_pairs, fir20x16, fir20x8, sq_sum8n, syn_block,
+};
 use super::simd_lp::{lsp_az2, lsp_pols4, syn_block_unsat, syn_block_unsat2};
 use super::tables::*;
 use super::{L_SUBFR, M, MP1};
@@ -1018,7 +1020,10 @@ pub(crate) fn lsp_get_quant(
 pub(crate) fn gain_predict(past_qua_en: &[i16; 4], code: &[i16]) -> (i16, i16) {
     // The reference's L_mac chain of squares from 0 (exact, saturating
     // where it does: see `l_mac_energy`).
-    let (l_tmp, _) = l_mac_energy(0, &code[..code.len().min(L_SUBFR)]);
+    let l_tmp = match <&[i16; L_SUBFR]>::try_from(code) {
+        Ok(code) => energy_sat(code),
+        Err(_) => l_mac_energy(0, &code[..code.len().min(L_SUBFR)]).0,
+    };
     let (exp, frac) = log2(l_tmp);
     let mut l_tmp = mpy_32_16(exp, frac, -24660);
     l_tmp = l_mac(l_tmp, 32588, 32);
@@ -1031,6 +1036,16 @@ pub(crate) fn gain_predict(past_qua_en: &[i16; 4], code: &[i16]) -> (i16, i16) {
     let (exp, frac) = l_extract(l_tmp);
     let gcode0 = extract_l(pow2(14, frac));
     (gcode0, sub(14, exp))
+}
+
+/// `l_mac_energy(0, x).0` of a subframe: the chain of squares from 0 is
+/// `min(2 Σ x², MAX_32)` (its terms are non-negative, so it stays at
+/// `MAX_32` once there; `L_mult`'s one saturating case, `x = -2^15`, alone
+/// takes the sum past it), the sum formed exactly in 32-bit lanes
+/// ([`sq_sum8n`]) instead of a 64-bit chain.
+#[inline(always)]
+pub(crate) fn energy_sat(x: &[i16; L_SUBFR]) -> i32 {
+    (2 * sq_sum8n(x)).min(MAX_32 as u64) as i32
 }
 
 pub(crate) fn gain_update(past_qua_en: &mut [i16; 4], l_gbk12: i32) {
@@ -1437,6 +1452,31 @@ mod tests {
             BASELINE_ONLY.with(|b| b.set(false));
             assert!(fast > 1000 && declined > 100, "{fast} {declined}");
         }
+    }
+
+    #[test]
+    fn energy_sat_is_the_l_mac_chain() {
+        let mut seed = 5i16;
+        let mut saturated = 0;
+        for round in 0..2000 {
+            let x: [i16; L_SUBFR] = std::array::from_fn(|i| match round % 7 {
+                0 => i16::MIN,
+                1 => i16::MAX,
+                2 if i % 2 == 0 => i16::MIN,
+                3 if i < round % 41 => -32767,
+                3 => 0,
+                4 => shr(random(&mut seed), 2),
+                _ => shr(random(&mut seed), (round % 11) as i16),
+            });
+            let mut want = 0i32;
+            for &v in &x {
+                want = l_mac(want, v, v);
+            }
+            saturated += usize::from(want == MAX_32);
+            assert_eq!(energy_sat(&x), want, "round {round}: {x:?}");
+            assert_eq!(energy_sat(&x), l_mac_energy(0, &x).0, "round {round}");
+        }
+        assert!(saturated >= 500, "{saturated}");
     }
 
     #[test]
