@@ -1163,7 +1163,7 @@ mod tests {
             lsf
         };
         let mut seed = 99i16;
-        let mut check = |lsp: [i16; M]| {
+        let check = |lsp: [i16; M]| {
             let mut got = [0i16; M];
             lsp_lsf2(&lsp, &mut got);
             assert_eq!(got, reference(&lsp), "{lsp:?}");
