@@ -682,7 +682,7 @@ impl Decoder {
     /// sample that might saturate is replayed with the saturating
     /// operators. The state lives in locals: through `self` every sample
     /// would reload what the previous one just stored. The outputs are
-    /// formed after the recursion, vectorised ([`hp_output`]).
+    /// formed after the recursion, vectorised ([`round_shl3`]).
     ///
     /// [`post_process_body`](Self::post_process_body), compiled for AVX2 where the CPU has it
     /// (`avx2_multiversion`).
@@ -749,7 +749,7 @@ impl Decoder {
         }
         (self.x1, self.x0) = (signal[L_FRAME - 2], signal[L_FRAME - 1]);
         for (s, &l) in signal.iter_mut().zip(&ls) {
-            *s = hp_output(l);
+            *s = round_shl3(l);
         }
         (self.y1_hi, self.y1_lo) = l_extract((v1 << 1) as i32);
         (self.y2_hi, self.y2_lo) = l_extract((v2 << 1) as i32);
@@ -785,17 +785,8 @@ fn hp_input_terms(prev: [i16; 2], signal: &[i16; L_FRAME]) -> ([i32; L_FRAME], b
     (xs, hi <= MAX_32 - STATE && lo >= MIN_32 + STATE)
 }
 
-/// The post-processing output `round(L_shl(L_shl(l, 2), 1))`: saturation
-/// is monotone, so it is `round(sat32(8 l))`, i.e. `floor((8 l + 2^15) /
-/// 2^16) = floor((l + 2^12) / 2^13)` saturated to 16 bits, formed without
-/// overflow as `((l >> 12) + 1) >> 1`.
-#[inline(always)]
-fn hp_output(l: i32) -> i16 {
-    (((l >> 12) + 1) >> 1).clamp(MIN_16 as i32, MAX_16 as i32) as i16
-}
-
 /// `l_mac_energy(0, h).0` of an impulse response: `min(2 Σ h², MAX_32)`
-/// (see [`energy_sat`](super::util::energy_sat)), the sum of squares in
+/// (as [`l_mac_energy`] of a subframe), the sum of squares in
 /// 32-bit lanes over `h` padded with zeros to a multiple of 8.
 #[inline(always)]
 fn tilt_energy(h: &[i16; L_H]) -> i32 {
@@ -1248,7 +1239,7 @@ mod tests {
         }
         vals.extend((0..20000).map(|_| l_mult(random(&mut seed), random(&mut seed)) >> 1));
         for &l in &vals {
-            assert_eq!(hp_output(l), round(l_shl(l_shl(l, 2), 1)), "{l}");
+            assert_eq!(round_shl3(l), round(l_shl(l_shl(l, 2), 1)), "{l}");
         }
     }
 }

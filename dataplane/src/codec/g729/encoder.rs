@@ -8,10 +8,10 @@
 
 use super::basic_op::*;
 use super::simd::{
-    abs_sum8n, all_abs_le8, any_better8, avx2_multiversion, cor_h_blocks, dot40_down4, dot8n,
-    lsp_stage1, lsp_stage2, max_abs8, search8, sq_dist16,
+    abs_sum8n, all_abs_le8, any_better8, avx2_multiversion, cor_h_blocks, corr_tri40, dot40_down4,
+    dot8n, lsp_stage1, lsp_stage2, max_abs8, search8, sq_dist16,
 };
-use super::simd_acelp::{corr_tri40, first_best_rows, sign_blocks};
+use super::simd_acelp::{first_best_rows, sign_blocks};
 use super::simd_search::{gain_dist32, lsp_stage2_pair};
 use super::tables::*;
 use super::util::*;
@@ -372,7 +372,7 @@ impl Encoder {
         }
         (self.x1, self.x0) = (x[L_FRAME], x[L_FRAME + 1]);
         for (s, &l) in sig.iter_mut().zip(&ls) {
-            *s = pre_process_output(l);
+            *s = round_shl3(l);
         }
         (self.y1_hi, self.y1_lo) = l_extract((v1 << 1) as i32);
         (self.y2_hi, self.y2_lo) = l_extract((v2 << 1) as i32);
@@ -2947,15 +2947,6 @@ avx2_multiversion! {
     fn pre_process_mv(this: &mut Encoder) = Encoder::pre_process_body;
 }
 
-/// The pre-processing output `round(L_shl(l, 3))`: saturation is
-/// monotone, so it is `floor((8 l + 2^15) / 2^16) = floor((l + 2^12) /
-/// 2^13)` saturated to 16 bits, formed without overflow as
-/// `((l >> 12) + 1) >> 1`.
-#[inline(always)]
-fn pre_process_output(l: i32) -> i16 {
-    (((l >> 12) + 1) >> 1).clamp(MIN_16 as i32, MAX_16 as i32) as i16
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -3214,7 +3205,7 @@ mod tests {
         }
         vals.extend((0..20000).map(|_| l_mult(random(&mut seed), random(&mut seed)) >> 2));
         for &l in &vals {
-            assert_eq!(pre_process_output(l), round(l_shl(l, 3)), "{l}");
+            assert_eq!(round_shl3(l), round(l_shl(l, 3)), "{l}");
         }
     }
 

@@ -330,74 +330,6 @@ fn sign_blocks_avx2(
     !(_mm_cvtsi128_si32(t) as u16)
 }
 
-/// The correlation `y[i] = Σ_{k < 40 - i} x[i + k] h[k]` (modulo 2^32) of
-/// 40 samples with the 40 taps of an impulse response, for every `i`: in
-/// AVX2 where the CPU has it, else [`super::simd::corr_tri40`].
-#[inline(always)]
-pub(crate) fn corr_tri40(x: &[i16; 40], h: &[i16; 40], y: &mut [i32; 40]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if super::simd::avx2() {
-            // SAFETY: the CPU has AVX2 (checked at run time by `avx2`).
-            unsafe { corr_tri40_avx2(x, h, y) };
-            return;
-        }
-    }
-    super::simd::corr_tri40(x, h, y)
-}
-
-/// [`corr_tri40`] eight outputs at a time, by tap pairs: with the sample
-/// pairs `x2[j] = (x[j], x[j + 1])` (zero past the end), `pmaddwd` of
-/// `x2[i + 2m]` (8 lanes `i`) and the broadcast pair `(h[2m], h[2m + 1])`
-/// is the two terms `k = 2m, 2m + 1` of outputs `i..i + 8`. The outputs
-/// from `i0` need only the pairs `m < 20 - i0 / 2` (the later terms are
-/// zero): 60 `pmaddwd` in all.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-#[inline]
-fn corr_tri40_avx2(x: &[i16; 40], h: &[i16; 40], y: &mut [i32; 40]) {
-    use std::arch::x86_64::*;
-    let mut xp = [0i16; 64];
-    xp[..40].copy_from_slice(x);
-    // x2[j] for j < 48, as (x[j], x[j + 1]) halves of 32-bit lanes.
-    let mut x2 = [0i32; 48];
-    for (j, out) in x2.as_chunks_mut::<16>().0.iter_mut().enumerate() {
-        // SAFETY: the loads read 16 elements of `xp` from 16j and 16j + 1,
-        // j < 3 (at most up to 49 < 64); the stores write the 16 elements
-        // of `out`, two halves of 8.
-        unsafe {
-            let a = _mm256_loadu_si256(xp.as_ptr().add(16 * j) as *const __m256i);
-            let b = _mm256_loadu_si256(xp.as_ptr().add(16 * j + 1) as *const __m256i);
-            // Per 128-bit half: pairs 0..4 (lo) and 4..8 (hi) of the half.
-            let (lo, hi) = (_mm256_unpacklo_epi16(a, b), _mm256_unpackhi_epi16(a, b));
-            let first = _mm256_permute2x128_si256::<0x20>(lo, hi);
-            let second = _mm256_permute2x128_si256::<0x31>(lo, hi);
-            _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, first);
-            _mm256_storeu_si256(out.as_mut_ptr().add(8) as *mut __m256i, second);
-        }
-    }
-    let hp: [__m256i; 20] = std::array::from_fn(|m| {
-        _mm256_set1_epi32((h[2 * m] as u16 as i32) | ((h[2 * m + 1] as i32) << 16))
-    });
-    for (b, out) in y.as_chunks_mut::<8>().0.iter_mut().enumerate() {
-        let mut acc = [_mm256_setzero_si256(); 2];
-        for (m, &hm) in hp.iter().enumerate().take(20 - 4 * b) {
-            // SAFETY: reads x2[8b + 2m..8b + 2m + 8] with m < 20 - 4b: the
-            // last element is at most 8b + 38 - 8b + 7 = 45 < 48.
-            let xv =
-                unsafe { _mm256_loadu_si256(x2.as_ptr().add(8 * b + 2 * m) as *const __m256i) };
-            acc[m % 2] = _mm256_add_epi32(acc[m % 2], _mm256_madd_epi16(xv, hm));
-        }
-        // SAFETY: the store writes the 8 elements of `out`.
-        unsafe {
-            _mm256_storeu_si256(
-                out.as_mut_ptr() as *mut __m256i,
-                _mm256_add_epi32(acc[0], acc[1]),
-            )
-        };
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -581,30 +513,6 @@ mod tests {
                     }
                 }
                 assert_eq!(Some(got), top, "round {round}");
-            }
-        }
-        BASELINE_ONLY.with(|b| b.set(false));
-    }
-
-    #[test]
-    fn corr_tri40_is_the_wrapping_correlation_on_both_paths() {
-        for baseline in [false, true] {
-            BASELINE_ONLY.with(|b| b.set(baseline));
-            let mut seed = 31i16;
-            for round in 0..500 {
-                let gen = |seed: &mut i16| match round % 5 {
-                    0 => [i16::MIN, i16::MAX][(random(seed) & 1) as usize],
-                    1 => i16::MIN,
-                    _ => shr(random(seed), (round % 7) as i16),
-                };
-                let x: [i16; 40] = std::array::from_fn(|_| gen(&mut seed));
-                let h: [i16; 40] = std::array::from_fn(|_| gen(&mut seed));
-                let want: [i32; 40] = std::array::from_fn(|i| {
-                    (0..40 - i).fold(0i32, |s, k| s.wrapping_add(x[i + k] as i32 * h[k] as i32))
-                });
-                let mut got = [0i32; 40];
-                corr_tri40(&x, &h, &mut got);
-                assert_eq!(got, want, "round {round}");
             }
         }
         BASELINE_ONLY.with(|b| b.set(false));

@@ -5,9 +5,7 @@
 
 use super::basic_op::*;
 use super::decoder::L_H;
-use super::simd::{
-    abs_sum8n, avx2_multiversion, dot8n, fir20_pairs, fir20x16, fir20x8, sq_sum8n, syn_block,
-};
+use super::simd::{abs_sum8n, avx2_multiversion, dot8n, fir20_pairs, fir20x16, fir20x8, syn_block};
 use super::simd_lp::{lsp_az2, lsp_pols4, syn_block_unsat, syn_block_unsat2};
 use super::tables::*;
 use super::{L_SUBFR, M, MP1};
@@ -1020,10 +1018,7 @@ pub(crate) fn lsp_get_quant(
 pub(crate) fn gain_predict(past_qua_en: &[i16; 4], code: &[i16]) -> (i16, i16) {
     // The reference's L_mac chain of squares from 0 (exact, saturating
     // where it does: see `l_mac_energy`).
-    let l_tmp = match <&[i16; L_SUBFR]>::try_from(code) {
-        Ok(code) => energy_sat(code),
-        Err(_) => l_mac_energy(0, &code[..code.len().min(L_SUBFR)]).0,
-    };
+    let l_tmp = l_mac_energy(0, &code[..code.len().min(L_SUBFR)]).0;
     let (exp, frac) = log2(l_tmp);
     let mut l_tmp = mpy_32_16(exp, frac, -24660);
     l_tmp = l_mac(l_tmp, 32588, 32);
@@ -1038,14 +1033,13 @@ pub(crate) fn gain_predict(past_qua_en: &[i16; 4], code: &[i16]) -> (i16, i16) {
     (gcode0, sub(14, exp))
 }
 
-/// `l_mac_energy(0, x).0` of a subframe: the chain of squares from 0 is
-/// `min(2 Σ x², MAX_32)` (its terms are non-negative, so it stays at
-/// `MAX_32` once there; `L_mult`'s one saturating case, `x = -2^15`, alone
-/// takes the sum past it), the sum formed exactly in 32-bit lanes
-/// ([`sq_sum8n`]) instead of a 64-bit chain.
+/// `round(L_shl(l, 3))` (the high-pass filters' output): saturation is
+/// monotone, so it is `floor((8 l + 2^15) / 2^16) = floor((l + 2^12) /
+/// 2^13)` saturated to 16 bits, formed without overflow as
+/// `((l >> 12) + 1) >> 1`.
 #[inline(always)]
-pub(crate) fn energy_sat(x: &[i16; L_SUBFR]) -> i32 {
-    (2 * sq_sum8n(x)).min(MAX_32 as u64) as i32
+pub(crate) fn round_shl3(l: i32) -> i16 {
+    (((l >> 12) + 1) >> 1).clamp(MIN_16 as i32, MAX_16 as i32) as i16
 }
 
 pub(crate) fn gain_update(past_qua_en: &mut [i16; 4], l_gbk12: i32) {
@@ -1455,7 +1449,7 @@ mod tests {
     }
 
     #[test]
-    fn energy_sat_is_the_l_mac_chain() {
+    fn subframe_energy_is_the_l_mac_chain() {
         let mut seed = 5i16;
         let mut saturated = 0;
         for round in 0..2000 {
@@ -1473,8 +1467,7 @@ mod tests {
                 want = l_mac(want, v, v);
             }
             saturated += usize::from(want == MAX_32);
-            assert_eq!(energy_sat(&x), want, "round {round}: {x:?}");
-            assert_eq!(energy_sat(&x), l_mac_energy(0, &x).0, "round {round}");
+            assert_eq!(l_mac_energy(0, &x).0, want, "round {round}: {x:?}");
         }
         assert!(saturated >= 500, "{saturated}");
     }
