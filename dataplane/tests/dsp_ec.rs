@@ -187,8 +187,12 @@ fn noise(n: usize, dbm0: f32, rng: &mut Prng) -> Vec<f32> {
     (0..n).map(|_| sigma * rng.gauss()).collect()
 }
 
+/// Far and near speech; `EC_FAR_FILE` (a WAV in the audio directory, at
+/// least 20 s) replaces the far talker, for other voices through the same
+/// paths.
 fn speech() -> Option<(Vec<f32>, Vec<f32>)> {
-    let far = read_wav8k("ast_demo-instruct_8k.wav")?;
+    let far_file = std::env::var("EC_FAR_FILE").unwrap_or("ast_demo-instruct_8k.wav".into());
+    let far = read_wav8k(&far_file)?;
     let near = read_wav8k("ast_demo-congrats_8k.wav")?;
     Some((far, near))
 }
@@ -281,7 +285,11 @@ fn erle_rows_seed<C: Canceller>(
     let far = to_i16(&far_f);
     let pf = far_f.iter().map(|v| v * v).sum::<f32>() / far_f.len() as f32;
     println!("{name}:");
-    println!("far speech: ast_demo-instruct 20 s at {:.1} dBm0 (long-term); near noise {NOISE_DBM0} dBm0; 1024 taps, NLP off", power_to_dbm0(pf));
+    println!(
+        "far speech: {} 20 s at {:.1} dBm0 (long-term); near noise {NOISE_DBM0} dBm0; 1024 taps, NLP off",
+        std::env::var("EC_FAR_FILE").unwrap_or("ast_demo-instruct_8k.wav".into()),
+        power_to_dbm0(pf)
+    );
     println!(
         "delay(ms) disp(ms) ERL(dB)  ERLE last 10 s (dB)  speech to 20 dB (s)  [path seed {seed}]"
     );
