@@ -167,12 +167,25 @@ fn pcmu_caller_to_g729_only_callee_is_transcoded_both_ways() {
     eprintln!(
         "1001->1002 {ab:.3} (bcg729 alone {ref_ab:.3}); 1002->1001 {ba:.3} (alone {ref_ba:.3})"
     );
+    // On a miss, say what each UA saw (its RTP stats and recording) and
+    // what the daemon did, so a failure explains itself.
+    let why = || {
+        format!(
+            "caller events {:?}\ncallee events {:?}\ncaller stderr {}\ncallee stderr {}\nworkers {w}",
+            a.events(),
+            b.events(),
+            std::fs::read_to_string(d.dir.path("a.stderr")).unwrap_or_default(),
+            std::fs::read_to_string(d.dir.path("b.stderr")).unwrap_or_default()
+        )
+    };
     assert!(
         ab >= 0.8 && ab >= ref_ab - 0.05,
-        "PCMU caller -> G.729 callee: {vab} (codec-only reference {ref_ab})"
+        "PCMU caller -> G.729 callee: {vab} (codec-only reference {ref_ab})\n{}",
+        why()
     );
     assert!(
         ba >= 0.8 && ba >= ref_ba - 0.05,
-        "G.729 callee -> PCMU caller: {vba} (codec-only reference {ref_ba})"
+        "G.729 callee -> PCMU caller: {vba} (codec-only reference {ref_ba})\n{}",
+        why()
     );
 }
