@@ -1270,8 +1270,17 @@ impl FdafEchoCanceller {
         if top <= 0.0 {
             return;
         }
+        // The echo runs on from its strongest partition while the energy
+        // keeps falling: a hybrid's tail, or a dense one decaying over tens
+        // of ms, falls partition after partition, while the noise that
+        // partitions pick up while converging has no such order.
+        let mut end = m;
+        while end + 1 < en.len() && en[end + 1] < en[end] {
+            end += 1;
+        }
+        let end = end.max(m + 2);
         for (p, &e) in en.iter().enumerate() {
-            let near_echo = p + 1 >= m && p <= m + 2;
+            let near_echo = p + 1 >= m && p <= end;
             if !near_echo && e < LEAK_BELOW * top {
                 for w in &mut self.w_bg[p * BINS..(p + 1) * BINS] {
                     *w *= 1.0 - LEAK;
