@@ -508,6 +508,111 @@ fn fdaf_g168_models() {
     assert!(fails.is_empty(), "{fails:#?}");
 }
 
+/// Long scenes as the anchors' echo bench builds them (its `erle` mode):
+/// 110 s of the synthetic voice at -24 dBov, white near noise at -68 dBov
+/// (the echo at ERL 25 stands only ~19 dB over it, 6 dB less than in the
+/// table above), the path ending at the tail: a dense one (5 ms, then
+/// Gaussian taps decaying 40 dB to the end of the tail) or a G.168 model.
+/// Steady state over the second half; prints the time to 20 dB (end of the
+/// first 0.5 s with 20 dB over at least three active 100 ms windows).
+#[test]
+fn fdaf_long_scenes() {
+    let Some(far_all) = read_wav8k("espeak_harvard_8k.wav") else {
+        eprintln!("skipping: no audio in {AUDIO}");
+        return;
+    };
+    const REF: f32 = 23170.0; // 0 dBov: RMS of a full-scale sine
+    let rms = (far_all.iter().map(|v| v * v).sum::<f32>() / far_all.len() as f32).sqrt();
+    let g = REF * 10f32.powf(-24.0 / 20.0) / rms;
+    let far_f: Vec<f32> = far_all
+        .iter()
+        .map(|v| (v * g).clamp(-32768.0, 32767.0).trunc())
+        .collect();
+    let far = to_i16(&far_f);
+    let g168 = g168_model(2).is_some();
+    let mut scenes: Vec<(f32, usize, usize, u32)> = vec![
+        (25.0, 64, 1024, 0),
+        (25.0, 24, 256, 0),
+        (25.0, 128, 1024, 0),
+        (10.0, 64, 1024, 0),
+    ];
+    if g168 {
+        scenes.extend((2..=9).map(|m| (25.0, 64, 1024, m)));
+    } else {
+        eprintln!("no {G168_HEADER}: G.168 models skipped");
+    }
+    println!("anchors' scenes: espeak 110 s at -24 dBov, noise -68 dBov, NLP off");
+    println!("path      tail(ms) taps ERL(dB)  steady ERLE (dB)  time to 20 dB (s)");
+    let mut fails = Vec::new();
+    for (i, &(erl, tail_ms, taps, model)) in scenes.iter().enumerate() {
+        let len = tail_ms * 8;
+        let mut rng = Prng(77 + i as u64);
+        let h = if model == 0 {
+            let delay = 40;
+            let tau = (len - delay) as f32 / 100f32.ln();
+            let mut h = vec![0f32; len];
+            for (k, v) in h.iter_mut().enumerate().skip(delay) {
+                *v = rng.gauss() * (-((k - delay) as f32) / tau).exp();
+            }
+            h
+        } else {
+            let m = g168_model(model).unwrap_or_default();
+            let mut h = vec![0f32; len - m.len()];
+            h.extend(m);
+            h
+        };
+        let e: f32 = h.iter().map(|v| v * v).sum();
+        let k = (10f32.powf(-erl / 10.0) / e).sqrt();
+        let h: Vec<f32> = h.iter().map(|v| v * k).collect();
+        let echo = convolve(&far_f, &h);
+        let sigma = REF * 10f32.powf(-68.0 / 20.0);
+        let nz: Vec<f32> = (0..far.len()).map(|_| sigma * rng.gauss()).collect();
+        let near: Vec<i16> = echo
+            .iter()
+            .zip(&nz)
+            .map(|(a, b)| (a + b).round().clamp(-32768.0, 32767.0) as i16)
+            .collect();
+        let mut ec = FdafEchoCanceller::new(taps);
+        ec.set_nlp(false);
+        let out = run(&mut ec, &far, &near);
+        // 100 ms windows: active where the echo is 10 dB over the noise.
+        let np = f64::from(sigma * sigma);
+        let win: Vec<(bool, f64, f64)> = (0..far.len() / FRAME)
+            .map(|w| {
+                let r = w * FRAME..(w + 1) * FRAME;
+                let pe: f64 = echo[r.clone()].iter().map(|&v| f64::from(v).powi(2)).sum();
+                let pr: f64 = r
+                    .map(|i| (f64::from(out[i]) - f64::from(nz[i])).powi(2))
+                    .sum();
+                (pe / FRAME as f64 > 10.0 * np, pe, pr)
+            })
+            .collect();
+        let steady = erle(&win[win.len() / 2..]);
+        let t20 = (0..win.len().saturating_sub(4)).find_map(|w| {
+            let grp: Vec<_> = win[w..w + 5].iter().filter(|x| x.0).collect();
+            let (a, b) = grp.iter().fold((0.0, 0.0), |s, x| (s.0 + x.1, s.1 + x.2));
+            (grp.len() >= 3 && 10.0 * (a / b.max(1e-9)).log10() >= 20.0)
+                .then_some((w + 5) as f64 * 0.1)
+        });
+        let name = if model == 0 {
+            "decay".into()
+        } else {
+            format!("G.168 d{model}")
+        };
+        println!(
+            "{name:<10} {tail_ms:>7} {taps:>4} {erl:>7} {steady:>17.1} {:>18}",
+            t20.map_or("never".into(), |t| format!("{t:.1}"))
+        );
+        let need = if erl >= 25.0 { 35.0 } else { 30.0 };
+        if steady < need {
+            fails.push(format!(
+                "{name} {tail_ms} ms ERL {erl}: steady {steady:.1} < {need}"
+            ));
+        }
+    }
+    assert!(fails.is_empty(), "{fails:#?}");
+}
+
 /// Converge, then double talk, then far alone again: the foreground must
 /// come out of double talk where it went in.
 #[test]
@@ -734,6 +839,19 @@ fn fdaf_trace() {
         let h = echo_path(v[0], v[1], v[2], &mut rng);
         (h, noise(far.len(), NOISE_DBM0, &mut rng))
     });
+    // EC_G168=n: G.168 model dn at the row's delay and ERL instead (and
+    // EC_NOISE_DBM0 its noise), as `fdaf_g168_models` runs it.
+    let (h, nz) = match std::env::var("EC_G168").ok().and_then(|s| s.parse().ok()) {
+        Some(n) => {
+            let noise_dbm0 = std::env::var("EC_NOISE_DBM0")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(NOISE_DBM0);
+            let h = g168_path(n, v[0], v[2]).expect("G.168 model");
+            (h, noise(far.len(), noise_dbm0, &mut rng))
+        }
+        None => (h, nz),
+    };
     // EC_GAIN_DB=g: the same path g dB louder (less loss), to tell what
     // the echo level does from what the path's shape does.
     let mut h = h;
