@@ -260,13 +260,24 @@ fn erle_rows<C: Canceller>(
 
 /// The 20 s of far speech the ERLE table runs on: from `EC_FAR_AT`
 /// seconds into the recording (default 0), for other speech through the
-/// same paths.
+/// same paths; `EC_FAR_DBM0` sets its level.
 fn far_segment(far_all: &[f32]) -> Vec<f32> {
     let at = std::env::var("EC_FAR_AT")
         .ok()
         .and_then(|s| s.parse::<usize>().ok())
         .map_or(0, |s| (s * 8000).min(far_all.len() - 20 * 8000));
-    far_all[at..at + 20 * 8000].to_vec()
+    let mut far = far_all[at..at + 20 * 8000].to_vec();
+    // EC_FAR_DBM0=l: the segment scaled to a long-term level of l dBm0.
+    if let Some(l) = std::env::var("EC_FAR_DBM0")
+        .ok()
+        .and_then(|s| s.parse::<f32>().ok())
+    {
+        let p = far.iter().map(|v| v * v).sum::<f32>() / far.len() as f32;
+        let g = (dbm0_to_peak(l).powi(2) / 2.0 / p.max(1e-9)).sqrt();
+        far.iter_mut()
+            .for_each(|v| *v = (*v * g).clamp(-32768.0, 32767.0));
+    }
+    far
 }
 
 /// The ERLE table on the paths drawn from `seed`: the rows that miss, and
