@@ -1285,16 +1285,31 @@ impl FdafEchoCanceller {
     }
 
     /// Background partition `c` := its first BLOCK taps (the rest zeroed).
+    /// Its BLOCK taps stay in `self.fft.time` (see [`Self::spec_to_taps`]).
     fn constrain(&mut self, c: usize) {
         self.spec
             .copy_from_slice(&self.w_bg[c * BINS..(c + 1) * BINS]);
+        self.spec_to_taps();
+        self.fft.forward(&mut self.w_bg[c * BINS..(c + 1) * BINS]);
+        self.bg_en[c] = energy(&self.w_bg[c * BINS..(c + 1) * BINS]);
+    }
+
+    /// The partition spectrum in `self.spec` as its first BLOCK taps in
+    /// `self.fft.time`, the rest zeroed (forward transforms read it and
+    /// leave it as it is).
+    fn spec_to_taps(&mut self) {
         self.fft.inverse(&mut self.spec);
         for t in self.fft.time[..BLOCK].iter_mut() {
             *t *= 1.0 / FFT as f32;
         }
         self.fft.time[BLOCK..].fill(0.0);
-        self.fft.forward(&mut self.w_bg[c * BINS..(c + 1) * BINS]);
-        self.bg_en[c] = energy(&self.w_bg[c * BINS..(c + 1) * BINS]);
+    }
+
+    /// The taps in `self.fft.time` as the foreground's zero-delay head.
+    fn head_from_taps(&mut self) {
+        for (k, &t) in self.fft.time[..BLOCK].iter().enumerate() {
+            self.head[BLOCK - 1 - k] = t;
+        }
     }
 
     /// One PBFDAF step on the background from this block's error.
@@ -1396,17 +1411,8 @@ impl FdafEchoCanceller {
     /// Foreground := background, with partition 0 constrained to BLOCK taps
     /// (in both) and kept in the time domain for the zero-delay head.
     fn copy_bg_to_fg(&mut self) {
-        self.spec.copy_from_slice(&self.w_bg[..BINS]);
-        self.fft.inverse(&mut self.spec);
-        for t in self.fft.time[..BLOCK].iter_mut() {
-            *t *= 1.0 / FFT as f32;
-        }
-        self.fft.time[BLOCK..].fill(0.0);
-        for (k, &t) in self.fft.time[..BLOCK].iter().enumerate() {
-            self.head[BLOCK - 1 - k] = t;
-        }
-        self.fft.forward(&mut self.w_bg[..BINS]);
-        self.bg_en[0] = energy(&self.w_bg[..BINS]);
+        self.constrain(0);
+        self.head_from_taps();
         self.w_fg.copy_from_slice(&self.w_bg);
         self.w_avg.copy_from_slice(&self.w_bg);
         self.avg_n = 1;
@@ -1438,14 +1444,8 @@ impl FdafEchoCanceller {
         // Partition 0 goes through the time domain (the zero-delay head)
         // constrained to BLOCK taps, as in `copy_bg_to_fg`.
         self.spec.copy_from_slice(&self.w_avg[..BINS]);
-        self.fft.inverse(&mut self.spec);
-        for t in self.fft.time[..BLOCK].iter_mut() {
-            *t *= 1.0 / FFT as f32;
-        }
-        self.fft.time[BLOCK..].fill(0.0);
-        for (k, &t) in self.fft.time[..BLOCK].iter().enumerate() {
-            self.head[BLOCK - 1 - k] = t;
-        }
+        self.spec_to_taps();
+        self.head_from_taps();
         self.fft.forward(&mut self.w_fg[..BINS]);
         self.w_fg[BINS..parts * BINS].copy_from_slice(&self.w_avg[BINS..parts * BINS]);
         for p in 0..parts {
