@@ -27,6 +27,36 @@ impl Prng {
     }
 }
 
+/// `name` from the environment parsed as a `T`, else `default`.
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    env(name).unwrap_or(default)
+}
+
+/// `name` from the environment parsed as a `T`, if set and well-formed.
+fn env<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|s| s.parse().ok())
+}
+
+/// `f(index, item)` over `items` on `EC_THREADS` threads (default 2), the
+/// results in the items' order.
+fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(usize, &T) -> R + Sync) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let out = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|sc| {
+        for _ in 0..env_or("EC_THREADS", 2usize) {
+            sc.spawn(|| loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(item) = items.get(i) else { break };
+                let r = f(i, item);
+                out.lock().unwrap_or_else(|e| e.into_inner()).push((i, r));
+            });
+        }
+    });
+    let mut out = out.into_inner().unwrap_or_else(|e| e.into_inner());
+    out.sort_by_key(|r| r.0);
+    out.into_iter().map(|r| r.1).collect()
+}
+
 fn read_wav8k(name: &str) -> Option<Vec<f32>> {
     let data = std::fs::read(Path::new(AUDIO).join(name)).ok()?;
     let mut pos = 12;
@@ -250,10 +280,7 @@ fn erle_rows<C: Canceller>(
     make: impl Fn() -> C,
 ) {
     // EC_PATH_SEED draws other paths of the same kind.
-    let seed = std::env::var("EC_PATH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(42);
+    let seed = env_or("EC_PATH_SEED", 42);
     let (fails, _) = erle_rows_seed(name, seed, &limits, &make);
     assert!(fails.is_empty(), "{fails:#?}");
 }
@@ -262,16 +289,10 @@ fn erle_rows<C: Canceller>(
 /// seconds into the recording (default 0), for other speech through the
 /// same paths; `EC_FAR_DBM0` sets its level.
 fn far_segment(far_all: &[f32]) -> Vec<f32> {
-    let at = std::env::var("EC_FAR_AT")
-        .ok()
-        .and_then(|s| s.parse::<usize>().ok())
-        .map_or(0, |s| (s * 8000).min(far_all.len() - 20 * 8000));
+    let at = env::<usize>("EC_FAR_AT").map_or(0, |s| (s * 8000).min(far_all.len() - 20 * 8000));
     let mut far = far_all[at..at + 20 * 8000].to_vec();
     // EC_FAR_DBM0=l: the segment scaled to a long-term level of l dBm0.
-    if let Some(l) = std::env::var("EC_FAR_DBM0")
-        .ok()
-        .and_then(|s| s.parse::<f32>().ok())
-    {
+    if let Some(l) = env::<f32>("EC_FAR_DBM0") {
         let p = far.iter().map(|v| v * v).sum::<f32>() / far.len() as f32;
         let g = (dbm0_to_peak(l).powi(2) / 2.0 / p.max(1e-9)).sqrt();
         far.iter_mut()
@@ -363,26 +384,12 @@ fn fdaf_seed_sweep() {
         Some((a, b)) => (a.parse().unwrap_or(1)..=b.parse().unwrap_or(20)).collect(),
         None => spec.split(',').filter_map(|s| s.parse().ok()).collect(),
     };
-    let threads = std::env::var("EC_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2usize);
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let fails = std::sync::Mutex::new(Vec::new());
-    let steady25 = std::sync::Mutex::new(Vec::new());
-    std::thread::scope(|sc| {
-        for _ in 0..threads {
-            sc.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(&seed) = seeds.get(i) else { break };
-                let (f, s) = erle_rows_seed("FDAF sweep", seed, &issue_limits, &fdaf);
-                fails.lock().unwrap_or_else(|e| e.into_inner()).extend(f);
-                steady25.lock().unwrap_or_else(|e| e.into_inner()).extend(s);
-            });
-        }
+    let rows = par_map(&seeds, |_, &seed| {
+        erle_rows_seed("FDAF sweep", seed, &issue_limits, &fdaf)
     });
-    let fails = fails.into_inner().unwrap_or_else(|e| e.into_inner());
-    let mut s25 = steady25.into_inner().unwrap_or_else(|e| e.into_inner());
+    let (fails, s25): (Vec<_>, Vec<_>) = rows.into_iter().unzip();
+    let fails: Vec<String> = fails.concat();
+    let mut s25: Vec<f64> = s25.concat();
     s25.sort_by(f64::total_cmp);
     if let (Some(&min), false) = (s25.first(), s25.is_empty()) {
         let pct = |q: f64| s25[((q * (s25.len() - 1) as f64).round()) as usize];
@@ -444,10 +451,7 @@ fn fdaf_g168_models() {
         eprintln!("skipping: no {G168_HEADER} (libspandsp-dev)");
         return;
     }
-    let noise_dbm0 = std::env::var("EC_NOISE_DBM0")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(NOISE_DBM0);
+    let noise_dbm0 = env_or("EC_NOISE_DBM0", NOISE_DBM0);
     let far_f = far_segment(&far_all);
     let far = to_i16(&far_f);
     let rows: Vec<(u32, f32, f32)> = (2..=9)
@@ -457,41 +461,25 @@ fn fdaf_g168_models() {
                 .flat_map(move |d| [6.0f32, 15.0, 25.0].map(|e| (m, d, e)))
         })
         .collect();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let results = std::sync::Mutex::new(Vec::new());
-    let threads = std::env::var("EC_THREADS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2usize);
-    std::thread::scope(|sc| {
-        for _ in 0..threads {
-            sc.spawn(|| loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(&(m, delay, erl)) = rows.get(i) else {
-                    break;
-                };
-                let Some(h) = g168_path(m, delay, erl) else {
-                    break;
-                };
-                let mut rng = Prng(1000 + i as u64);
-                let echo = convolve(&far_f, &h);
-                let nz = noise(far.len(), noise_dbm0, &mut rng);
-                let near_f: Vec<f32> = echo.iter().zip(&nz).map(|(a, b)| a + b).collect();
-                let near = to_i16(&near_f);
-                let out = run(&mut fdaf(), &far, &near);
-                let fr = frames(&far, &echo, &near, &out);
-                let r = (i, m, delay, erl, erle(&fr[100..]), time_to_20db(&fr));
-                results.lock().unwrap_or_else(|e| e.into_inner()).push(r);
-            });
-        }
-    });
-    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
-    results.sort_by_key(|r| r.0);
+    let results: Vec<_> = par_map(&rows, |i, &(m, delay, erl)| {
+        let h = g168_path(m, delay, erl)?;
+        let mut rng = Prng(1000 + i as u64);
+        let echo = convolve(&far_f, &h);
+        let nz = noise(far.len(), noise_dbm0, &mut rng);
+        let near_f: Vec<f32> = echo.iter().zip(&nz).map(|(a, b)| a + b).collect();
+        let near = to_i16(&near_f);
+        let out = run(&mut fdaf(), &far, &near);
+        let fr = frames(&far, &echo, &near, &out);
+        Some((m, delay, erl, erle(&fr[100..]), time_to_20db(&fr)))
+    })
+    .into_iter()
+    .flatten()
+    .collect();
     println!("G.168 models, 1024 taps, NLP off, near noise {noise_dbm0} dBm0");
     println!("model delay(ms) ERL(dB)  ERLE last 10 s (dB)  speech to 20 dB (s)");
     let mut fails = Vec::new();
     let mut steady25 = Vec::new();
-    for &(_, m, delay, erl, steady, t20) in &results {
+    for &(m, delay, erl, steady, t20) in &results {
         println!(
             "   d{m} {delay:>9} {erl:>7} {steady:>20.1} {:>20}",
             t20.map_or("never".into(), |t| format!("{t:.1}"))
@@ -823,10 +811,7 @@ fn fdaf_trace() {
     let spec = std::env::var("EC_TRACE").unwrap_or("100,4,25".into());
     let v: Vec<f32> = spec.split(',').filter_map(|s| s.parse().ok()).collect();
     let mut far_f = far_segment(&far_all);
-    let seed = std::env::var("EC_PATH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(42);
+    let seed = env_or("EC_PATH_SEED", 42);
     let mut rng = Prng(seed);
     if std::env::var("EC_WHITE").is_ok() {
         far_f = noise(far_f.len(), -20.0, &mut rng);
@@ -852,14 +837,13 @@ fn fdaf_trace() {
     });
     // EC_G168=n: G.168 model dn at the row's delay and ERL instead (and
     // EC_NOISE_DBM0 its noise), as `fdaf_g168_models` runs it.
-    let (h, nz) = match std::env::var("EC_G168").ok().and_then(|s| s.parse().ok()) {
+    let (h, nz) = match env("EC_G168") {
         Some(n) => {
-            let noise_dbm0 = std::env::var("EC_NOISE_DBM0")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(NOISE_DBM0);
             let h = g168_path(n, v[0], v[2]).expect("G.168 model");
-            (h, noise(far.len(), noise_dbm0, &mut rng))
+            (
+                h,
+                noise(far.len(), env_or("EC_NOISE_DBM0", NOISE_DBM0), &mut rng),
+            )
         }
         None => (h, nz),
     };
