@@ -137,13 +137,42 @@
 //!   stays a few dB ahead of the block filter for good, and running it
 //!   costs a third more per sample); it wakes when a window of echo shows
 //!   the foreground removing less than 6 dB.
+//! - Until it first idles, the short filter's step is a proportionate
+//!   affine projection of order [`APA_ORDER`] (PAPA: `w += mu G X (X'GX +
+//!   delta I)^-1 e` over the last P regressors, on the pre-emphasised
+//!   signals, `delta` the NLMS step's regularisation times [`SHORT`]): NLMS
+//!   on speech learns the strong low band first and the weak bands slowly,
+//!   so each new sound dipped the ERLE. The P x P correlation slides (a new
+//!   row per sample, recomputed once per block when the gains change), the
+//!   errors of the older samples follow from the update (`e - R b`), the
+//!   system is solved by Cholesky in `f64` (NLMS if a pivot is not
+//!   positive). It needs the noise floor estimate to start right (the
+//!   residual power starts at the floor's high start, see
+//!   [`FdafEchoCanceller::new`]): with the floor rising from zero for
+//!   seconds the step stayed at its largest, and the projection's noise
+//!   amplification made the ERL-25 rows slower. Figures (seeds 630-689,
+//!   talker matrix misses; G.168 at the anchors' levels, misses of 72 and
+//!   mean/max time to 20 dB of the ERL-25 rows; anchors' bench d5/d8/d9
+//!   time to 20 dB): NLMS 83; 20, 1.36/3.6 s; 3.6/3.5/3.3 s. Floor fix
+//!   alone 106; 15, 1.46/4.7 s; 1.8/1.2/1.1 s. P = 4 without the fix: 41
+//!   misses on six of the ten configs (4 with it); 21, 1.91/3.6 s. P = 4
+//!   with it: 20; 15, 1.00/2.7 s; 1.2/1.1/0.9 s. P = 2: 14 misses,
+//!   1.10/3.5 s; P = 8: 17, 0.95/3.4 s. Without the pre-emphasis (P = 4):
+//!   11, 0.98/2.7 s on the G.168 models, but slower on the anchors' d5
+//!   (2.2 s) and 128 ms decay; kept.
+//!   Only while the short filter first converges: it costs ~600
+//!   instructions per sample while it runs (P = 4), and after its first
+//!   idle it changed nothing measured. The anchors' dense 128 ms decay
+//!   (outside the dispersion) went 7.5 -> 26 s to 20 dB with P = 4
+//!   (3.8 s with P = 2): the short window wanders over a path it cannot
+//!   hold and, faster now, seeds the background whole; not solved.
 //! - Double talk (Geigel, energy check), NLP with comfort noise, tone
 //!   disable and the filter comparison: the shared controller in
 //!   `ec_control`.
 //!
-//! Cost (at 1024 taps on the anchors' speech scene: about 840
-//! instructions per sample over its 73 s, 900 over its first 20 s where
-//! the short filter still runs; 1280 and 1334 before the changes below):
+//! Cost (at 1024 taps on the anchors' speech scene: about 888
+//! instructions per sample over its 73 s with the affine projection, 822
+//! before it; 1280 and 1334 before the changes below):
 //! the per-sample path does only what the output needs (head convolution,
 //! the short filter while it runs, the controller's fast powers, double
 //! talk and NLP); everything that is a sum over the block (window
@@ -165,8 +194,60 @@
 pub use super::ec::EcStats;
 use super::ec_control::{Comparator, Controller, Flags, Verdict, FAR_ACTIVE_POWER};
 use super::simd;
+use super::simd::APA_MAX;
 use realfft::num_complex::Complex32;
 use std::sync::Arc;
+
+/// Projection order of the short filter's affine projection during its
+/// first convergence (1 would be NLMS; see the module doc for 2, 4, 8).
+const APA_ORDER: usize = 4;
+
+/// Solve `(r + delta I) a = e` over the first `p` rows (Cholesky, in
+/// `f64`); None when a pivot is not clearly positive.
+fn solve_spd(
+    r: &[[f32; APA_MAX]; APA_MAX],
+    p: usize,
+    delta: f32,
+    e: &[f32; APA_MAX],
+) -> Option<[f64; APA_MAX]> {
+    let mut l = [[0f64; APA_MAX]; APA_MAX];
+    for i in 0..p {
+        for j in 0..=i {
+            let mut s = f64::from(r[i][j]);
+            if i == j {
+                s += f64::from(delta);
+            }
+            for (a, b) in l[i][..j].iter().zip(&l[j][..j]) {
+                s -= a * b;
+            }
+            if i == j {
+                let scale = f64::from(r[i][i]) + f64::from(delta);
+                if s.is_nan() || s <= 1e-6 * scale {
+                    return None;
+                }
+                l[i][i] = s.sqrt();
+            } else {
+                l[i][j] = s / l[j][j];
+            }
+        }
+    }
+    let mut a = [0f64; APA_MAX];
+    for i in 0..p {
+        let mut s = f64::from(e[i]);
+        for k in 0..i {
+            s -= l[i][k] * a[k];
+        }
+        a[i] = s / l[i][i];
+    }
+    for i in (0..p).rev() {
+        let mut s = a[i];
+        for k in i + 1..p {
+            s -= l[k][i] * a[k];
+        }
+        a[i] = s / l[i][i];
+    }
+    Some(a)
+}
 
 /// Fewest taps accepted (32 ms at 8 kHz).
 pub const MIN_TAPS: usize = 256;
@@ -318,6 +399,9 @@ pub struct FdafEchoCanceller {
     d_last: f32,
     sh_ew: f32,
     pos: usize,
+    /// The last near samples (ring, newest at `d_pos - 1`).
+    d_ring: [f32; D_RING],
+    d_pos: usize,
     // Block flags for the adaptation decision.
     blk_hold: bool,
     blk_suspect: bool,
@@ -406,6 +490,16 @@ struct Short {
     stuck: u32,
     /// Idle decisions running in which the foreground removed 6 dB.
     fg_ok: u32,
+    /// Projection order of the affine-projection step (1: NLMS).
+    p: usize,
+    /// Proportionate input correlation `r[i][j] = x_{n-i}' G x_{n-j}` of
+    /// the last `p` regressors (of the signals it adapts on).
+    r: [[f32; APA_MAX]; APA_MAX],
+    /// Errors of the current taps on the last `p` samples (`e[0]` the
+    /// newest, a priori).
+    e: [f32; APA_MAX],
+    /// `r` and `e` must be recomputed (gains, taps or window changed).
+    dirty: bool,
 }
 
 impl Short {
@@ -426,6 +520,10 @@ impl Short {
             found: false,
             stuck: 0,
             fg_ok: 0,
+            p: APA_ORDER,
+            r: [[0.0; APA_MAX]; APA_MAX],
+            e: [0.0; APA_MAX],
+            dirty: true,
         }
     }
 
@@ -456,6 +554,7 @@ impl Short {
         }
         self.off = off;
         self.update_gains();
+        self.dirty = true;
     }
 
     /// Tap `t` of the tail lies where the window wants its echo peak (at
@@ -502,6 +601,12 @@ impl super::ec::LineEchoCanceller for FdafEchoCanceller {
 
 /// Far history kept beyond the tail before the buffer is rewound.
 const HIST_SLACK: usize = 1024;
+/// Far history kept before the tail: the oldest regressors of the short
+/// filter's affine projection reach `2 (APA_MAX - 1)` samples beyond it.
+const HIST_PAD: usize = 2 * APA_MAX;
+/// Near samples kept for the short filter's affine projection (a power of
+/// two above [`APA_MAX`]).
+const D_RING: usize = 2 * APA_MAX;
 const ZERO: Complex32 = Complex32::new(0.0, 0.0);
 
 impl FdafEchoCanceller {
@@ -533,15 +638,17 @@ impl FdafEchoCanceller {
             e_out: [0.0; BLOCK],
             sh_n2: 0.0,
             fill: 0,
-            hist: vec![0.0; taps + HIST_SLACK],
+            hist: vec![0.0; taps + HIST_PAD + HIST_SLACK],
             pre: true,
             pre_c: 0.0,
             pre_r: [0.0; 2],
-            hist_w: vec![0.0; taps + HIST_SLACK],
+            hist_w: vec![0.0; taps + HIST_PAD + HIST_SLACK],
             x_last: 0.0,
             d_last: 0.0,
             sh_ew: 0.0,
-            pos: taps,
+            pos: taps + HIST_PAD,
+            d_ring: [0.0; D_RING],
+            d_pos: 0,
             blk_hold: false,
             blk_suspect: false,
             blk_quiet: false,
@@ -551,7 +658,17 @@ impl FdafEchoCanceller {
             // echo removed: while the filter converges a residual near the
             // echo estimate is no sign of double talk, and capping or
             // freezing the step there stalls it.
-            ctl: Controller::new(taps, 100.0),
+            ctl: {
+                let mut ctl = Controller::new(taps, 100.0);
+                // The residual's power starts at the noise floor's high
+                // start: from zero, the floor's minimum tracking took that
+                // zero at the first sample and rose from there at ~7 dB/s,
+                // which held the steps (the short filter's affine
+                // projection above all) at their largest for seconds
+                // where the echo stands ~20 dB over the noise.
+                ctl.p_efg = ctl.noise;
+                ctl
+            },
             cmp: Comparator::default(),
             cmp_n: 0,
             adapt: true,
@@ -667,12 +784,12 @@ impl FdafEchoCanceller {
         self.ctl.input_peak(x);
 
         if self.pos == self.hist.len() {
-            let start = self.pos - self.taps;
+            let start = self.pos - self.taps - HIST_PAD;
             self.hist.copy_within(start.., 0);
             if self.pre {
                 self.hist_w.copy_within(start.., 0);
             }
-            self.pos = self.taps;
+            self.pos = self.taps + HIST_PAD;
         }
         self.hist[self.pos] = x;
         if self.pre {
@@ -683,6 +800,8 @@ impl FdafEchoCanceller {
         let i = self.fill;
         self.x_buf[BLOCK + i] = x;
         self.d_buf[i] = d;
+        self.d_ring[self.d_pos % D_RING] = d;
+        self.d_pos = self.d_pos.wrapping_add(1);
 
         // Foreground: partitions 1.. from the block FFT, partition 0 here.
         let win = &self.hist[self.pos - BLOCK..self.pos].as_chunks::<BLOCK>().0[0];
@@ -739,6 +858,9 @@ impl FdafEchoCanceller {
             self.sh_ew = d - self.pre_c * self.d_last - y_w;
             self.sh_n2 = n2w;
         }
+        if self.sh.p > 1 && self.sh.first {
+            self.apa_slide();
+        }
         if self.use_short {
             (y_s, e_s)
         } else {
@@ -763,11 +885,84 @@ impl FdafEchoCanceller {
         if f.suspect {
             mu = mu.min(MU_SUSPECT);
         }
-        let c = mu * self.sh_ew / (self.sh_n2 + SHORT as f32 * self.reg);
+        let delta = SHORT as f32 * self.reg;
         let end = self.pos - self.sh.off;
         let hist = if self.pre { &self.hist_w } else { &self.hist };
+        let p = self.sh.p;
+        if p > 1 && self.sh.first {
+            // Affine projection: b = mu (R + delta I)^-1 e, w += G X b;
+            // the errors left on the last p samples are then e - R b.
+            let sh = &mut self.sh;
+            let mut b = [0f32; APA_MAX];
+            match solve_spd(&sh.r, p, delta, &sh.e) {
+                Some(a) => {
+                    for (bk, ak) in b.iter_mut().zip(&a) {
+                        *bk = mu * *ak as f32;
+                    }
+                }
+                None => b[0] = mu * sh.e[0] / (sh.r[0][0] + delta),
+            }
+            let xs = &hist[end - SHORT - (p - 1)..end];
+            simd::apa_update(self.avx2, p, &mut sh.w, &sh.g, xs, &b);
+            let e = sh.e;
+            for (i, ei) in sh.e[..p].iter_mut().enumerate() {
+                let rb: f32 = (0..p).map(|j| sh.r[i][j] * b[j]).sum();
+                *ei = e[i] - rb;
+            }
+            return;
+        }
+        let c = mu * self.sh_ew / (self.sh_n2 + delta);
         let xs = &hist[end - SHORT..end];
         simd::short_update(self.avx2, &mut self.sh.w, &self.sh.g, xs, c);
+    }
+
+    /// The affine projection's correlation and error vector for the newest
+    /// sample: the rows shift by one and the newest is computed (one pass
+    /// over the window), the errors left on the older samples shift in
+    /// behind the newest a priori error. After a change of the gains, the
+    /// taps, the window or the pre-emphasis (`dirty`) both are recomputed
+    /// from the history.
+    fn apa_slide(&mut self) {
+        let p = self.sh.p;
+        let end = self.pos - self.sh.off;
+        let hist = if self.pre { &self.hist_w } else { &self.hist };
+        let sh = &mut self.sh;
+        if sh.dirty {
+            sh.dirty = false;
+            for k in 0..p {
+                let xs = &hist[end - k - SHORT - (p - 1)..end - k];
+                let row = simd::apa_row(self.avx2, p, &sh.g, xs);
+                for (j, &v) in row[..p - k].iter().enumerate() {
+                    sh.r[k][k + j] = v;
+                    sh.r[k + j][k] = v;
+                }
+            }
+            for k in 1..p {
+                let xs = &hist[end - k - SHORT..end - k];
+                let (y, _) = simd::short_filter(self.avx2, &sh.w, &sh.g, xs);
+                let at = |j: usize| self.d_ring[self.d_pos.wrapping_sub(1 + j) % D_RING];
+                let d = if self.pre {
+                    at(k) - self.pre_c * at(k + 1)
+                } else {
+                    at(k)
+                };
+                sh.e[k] = d - y;
+            }
+        } else {
+            for i in (1..p).rev() {
+                for j in (1..p).rev() {
+                    sh.r[i][j] = sh.r[i - 1][j - 1];
+                }
+                sh.e[i] = sh.e[i - 1];
+            }
+            let xs = &hist[end - SHORT - (p - 1)..end];
+            let row = simd::apa_row(self.avx2, p, &sh.g, xs);
+            for (j, &v) in row[..p].iter().enumerate() {
+                sh.r[0][j] = v;
+                sh.r[j][0] = v;
+            }
+        }
+        sh.e[0] = self.sh_ew;
     }
 
     /// The block's sums, once per block: far activity, the comparison
@@ -871,6 +1066,8 @@ impl FdafEchoCanceller {
         if !self.sh.idle {
             self.sh.update_gains();
         }
+        // New gains, window or pre-emphasis (each at most once a block).
+        self.sh.dirty = true;
 
         let far_active = self.blk_far > BLOCK as f32 * FAR_ACTIVE_POWER;
         self.win_quiet |= !far_active;
@@ -1007,7 +1204,8 @@ impl FdafEchoCanceller {
     /// the echo's lag, and the short filter converged slower than with a
     /// fixed pre-emphasis.
     fn pre_emphasise_window(&mut self) {
-        let lo = (self.pos + 1).saturating_sub(self.sh.off + SHORT).max(1);
+        let reach = SHORT + 2 * (self.sh.p - 1);
+        let lo = (self.pos + 1).saturating_sub(self.sh.off + reach).max(1);
         let hi = (self.pos + BLOCK).saturating_sub(self.sh.off).min(self.pos);
         for n in lo..hi {
             self.hist_w[n] = self.hist[n] - self.pre_c * self.hist[n - 1];

@@ -727,6 +727,200 @@ pub(super) fn short_update(avx2: bool, w: &mut [f32], g: &[f32], x: &[f32], c: f
     short_update_body(w, g, x, c)
 }
 
+/// Most projection order of the affine-projection kernels ([`apa_row`],
+/// [`apa_update`]).
+pub(super) const APA_MAX: usize = 8;
+/// Lanes of the affine-projection kernels.
+const APA_LANES: usize = 8;
+
+/// Sum of 8 lanes in a fixed order.
+#[inline(always)]
+fn hsum8(v: &[f32; APA_LANES]) -> f32 {
+    ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]))
+}
+
+/// `r[k] = sum_i g_i x0_i xk_i` for `k < P`, where `xk` is the window of
+/// `g.len()` samples ending `k` samples before the end of `xs` (`x0` the
+/// newest): the first row of the proportionate input correlation.
+#[inline(always)]
+fn apa_row_body<const P: usize>(g: &[f32], xs: &[f32]) -> [f32; APA_MAX] {
+    let n = g.len() / APA_LANES * APA_LANES;
+    let xs = &xs[..n + P - 1];
+    let mut acc = [[0f32; APA_LANES]; P];
+    let mut i = 0;
+    while i < n {
+        let gg = &g[i..i + APA_LANES];
+        let x0 = &xs[P - 1 + i..P - 1 + i + APA_LANES];
+        let mut gx = [0f32; APA_LANES];
+        for l in 0..APA_LANES {
+            gx[l] = gg[l] * x0[l];
+        }
+        for (k, a) in acc.iter_mut().enumerate() {
+            let xk = &xs[P - 1 - k + i..P - 1 - k + i + APA_LANES];
+            for l in 0..APA_LANES {
+                a[l] += gx[l] * xk[l];
+            }
+        }
+        i += APA_LANES;
+    }
+    let mut r = [0f32; APA_MAX];
+    for (o, a) in r.iter_mut().zip(&acc) {
+        *o = hsum8(a);
+    }
+    r
+}
+
+/// `w_i += g_i sum_k b_k xk_i` (the windows `xk` as in [`apa_row_body`]).
+#[inline(always)]
+fn apa_update_body<const P: usize>(w: &mut [f32], g: &[f32], xs: &[f32], b: &[f32; APA_MAX]) {
+    let n = w.len().min(g.len()) / APA_LANES * APA_LANES;
+    let xs = &xs[..n + P - 1];
+    let mut i = 0;
+    while i < n {
+        let mut s = [0f32; APA_LANES];
+        for (k, &bk) in b[..P].iter().enumerate() {
+            let xk = &xs[P - 1 - k + i..P - 1 - k + i + APA_LANES];
+            for l in 0..APA_LANES {
+                s[l] += bk * xk[l];
+            }
+        }
+        let gg = &g[i..i + APA_LANES];
+        let ww = &mut w[i..i + APA_LANES];
+        for l in 0..APA_LANES {
+            ww[l] += gg[l] * s[l];
+        }
+        i += APA_LANES;
+    }
+}
+
+/// [`apa_row_body`] in AVX2 intrinsics (LLVM leaves the lagged windows'
+/// loops scalar): the same lanes and sums, multiply then add (no fusion),
+/// so the same values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn apa_row_avx2<const P: usize>(g: &[f32], xs: &[f32]) -> [f32; APA_MAX] {
+    use std::arch::x86_64::*;
+    let n = g.len() / APA_LANES * APA_LANES;
+    assert!(xs.len() >= n + P - 1);
+    let mut acc = [_mm256_setzero_ps(); P];
+    let mut i = 0;
+    while i < n {
+        // SAFETY: i + 8 <= n <= g.len(), and P - 1 + i + 8 <= xs.len() (the
+        // assert above); every load is unaligned.
+        unsafe {
+            let x0 = _mm256_loadu_ps(xs.as_ptr().add(P - 1 + i));
+            let gx = _mm256_mul_ps(_mm256_loadu_ps(g.as_ptr().add(i)), x0);
+            for (k, a) in acc.iter_mut().enumerate() {
+                let xk = _mm256_loadu_ps(xs.as_ptr().add(P - 1 - k + i));
+                *a = _mm256_add_ps(*a, _mm256_mul_ps(gx, xk));
+            }
+        }
+        i += APA_LANES;
+    }
+    let mut r = [0f32; APA_MAX];
+    for (o, a) in r.iter_mut().zip(&acc) {
+        let mut v = [0f32; APA_LANES];
+        // SAFETY: `v` holds 8 f32 (one unaligned store).
+        unsafe { _mm256_storeu_ps(v.as_mut_ptr(), *a) };
+        *o = hsum8(&v);
+    }
+    r
+}
+
+/// [`apa_update_body`] in AVX2 intrinsics: the same order of operations
+/// (no fusion), so the same taps.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn apa_update_avx2<const P: usize>(w: &mut [f32], g: &[f32], xs: &[f32], b: &[f32; APA_MAX]) {
+    use std::arch::x86_64::*;
+    let n = w.len().min(g.len()) / APA_LANES * APA_LANES;
+    assert!(xs.len() >= n + P - 1);
+    let bk: [__m256; P] = std::array::from_fn(|k| _mm256_set1_ps(b[k]));
+    let mut i = 0;
+    while i < n {
+        // SAFETY: i + 8 <= n <= w.len(), g.len(), and P - 1 + i + 8 <=
+        // xs.len() (the assert above); every load and store is unaligned.
+        unsafe {
+            let mut s = _mm256_setzero_ps();
+            for (k, bv) in bk.iter().enumerate() {
+                let xk = _mm256_loadu_ps(xs.as_ptr().add(P - 1 - k + i));
+                s = _mm256_add_ps(s, _mm256_mul_ps(*bv, xk));
+            }
+            let gs = _mm256_mul_ps(_mm256_loadu_ps(g.as_ptr().add(i)), s);
+            let wp = w.as_mut_ptr().add(i);
+            _mm256_storeu_ps(wp, _mm256_add_ps(_mm256_loadu_ps(wp), gs));
+        }
+        i += APA_LANES;
+    }
+}
+
+fn apa_row_p<const P: usize>(avx2: bool, g: &[f32], xs: &[f32]) -> [f32; APA_MAX] {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 && avx2_fma() {
+        // SAFETY: the guard just checked that this CPU has AVX2 and FMA, the
+        // features the callee enables; the callee is safe code.
+        return unsafe { apa_row_avx2::<P>(g, xs) };
+    }
+    let _ = avx2;
+    apa_row_body::<P>(g, xs)
+}
+
+fn apa_update_p<const P: usize>(
+    avx2: bool,
+    w: &mut [f32],
+    g: &[f32],
+    xs: &[f32],
+    b: &[f32; APA_MAX],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2 && avx2_fma() {
+        // SAFETY: the guard just checked that this CPU has AVX2 and FMA, the
+        // features the callee enables; the callee is safe code.
+        unsafe { apa_update_avx2::<P>(w, g, xs, b) };
+        return;
+    }
+    let _ = avx2;
+    apa_update_body::<P>(w, g, xs, b)
+}
+
+/// First row of the proportionate input correlation of an affine
+/// projection of order `p` (2..=[`APA_MAX`]): `r[k] = x0' G xk`, `G` the
+/// diagonal `g`, `xk` the `g.len()`-sample window of `xs` ending `k`
+/// samples before its end (`xs` holds `g.len() + p - 1` samples; whole
+/// chunks of 8 taps). Entries `p..` are 0. Same values in every build.
+pub(super) fn apa_row(avx2: bool, p: usize, g: &[f32], xs: &[f32]) -> [f32; APA_MAX] {
+    match p {
+        2 => apa_row_p::<2>(avx2, g, xs),
+        3 => apa_row_p::<3>(avx2, g, xs),
+        4 => apa_row_p::<4>(avx2, g, xs),
+        5 => apa_row_p::<5>(avx2, g, xs),
+        6 => apa_row_p::<6>(avx2, g, xs),
+        7 => apa_row_p::<7>(avx2, g, xs),
+        _ => apa_row_p::<8>(avx2, g, xs),
+    }
+}
+
+/// The affine-projection update `w += G sum_k b_k xk` (windows as in
+/// [`apa_row`]). Same values in every build.
+pub(super) fn apa_update(
+    avx2: bool,
+    p: usize,
+    w: &mut [f32],
+    g: &[f32],
+    xs: &[f32],
+    b: &[f32; APA_MAX],
+) {
+    match p {
+        2 => apa_update_p::<2>(avx2, w, g, xs, b),
+        3 => apa_update_p::<3>(avx2, w, g, xs, b),
+        4 => apa_update_p::<4>(avx2, w, g, xs, b),
+        5 => apa_update_p::<5>(avx2, w, g, xs, b),
+        6 => apa_update_p::<6>(avx2, w, g, xs, b),
+        7 => apa_update_p::<7>(avx2, w, g, xs, b),
+        _ => apa_update_p::<8>(avx2, w, g, xs, b),
+    }
+}
+
 /// `w . x` over whole chunks of [`SHORT_LANES`] in that many partial sums,
 /// added in the order [`dot_avx2`] reduces its registers in.
 #[inline(always)]
@@ -874,6 +1068,49 @@ mod tests {
         }
         // No reassociation or fusion: every build gives the same values.
         assert_eq!(outs[0], outs[1]);
+    }
+
+    #[test]
+    fn apa_kernels_match_the_plain_sums_in_every_build() {
+        let n = 192;
+        let xs: Vec<f32> = (0..n + APA_MAX + 3)
+            .map(|i| ((i * 37) % 23) as f32 - 11.0)
+            .collect();
+        let g: Vec<f32> = (0..n).map(|i| 0.5 + (i % 5) as f32 * 0.25).collect();
+        let w0: Vec<f32> = (0..n).map(|i| ((i * 11) % 7) as f32 * 0.1 - 0.3).collect();
+        for p in 2..=APA_MAX {
+            let xs = &xs[3..3 + n + p - 1];
+            let win = |k: usize| &xs[p - 1 - k..p - 1 - k + n];
+            let b: [f32; APA_MAX] =
+                std::array::from_fn(|k| if k < p { 0.01 * (k as f32 - 1.5) } else { 0.0 });
+            let mut outs = Vec::new();
+            for avx2 in [false, true] {
+                let r = apa_row(avx2, p, &g, xs);
+                for k in 0..APA_MAX {
+                    let want: f64 = if k < p {
+                        (0..n)
+                            .map(|i| f64::from(g[i]) * f64::from(win(0)[i]) * f64::from(win(k)[i]))
+                            .sum()
+                    } else {
+                        0.0
+                    };
+                    assert!(
+                        (f64::from(r[k]) - want).abs() <= 1e-4 * want.abs().max(1.0),
+                        "p {p} k {k}: {} vs {want}",
+                        r[k]
+                    );
+                }
+                let mut w = w0.clone();
+                apa_update(avx2, p, &mut w, &g, xs, &b);
+                for i in 0..n {
+                    let s: f32 = (0..p).map(|k| b[k] * win(k)[i]).sum();
+                    let e = w0[i] + g[i] * s;
+                    assert!((w[i] - e).abs() < 1e-4, "p {p} tap {i}: {} vs {e}", w[i]);
+                }
+                outs.push((r, w));
+            }
+            assert_eq!(outs[0], outs[1]);
+        }
     }
 
     #[test]
