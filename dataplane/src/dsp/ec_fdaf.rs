@@ -43,7 +43,11 @@
 //!   normalised per frequency bin by the (smoothed) far power of the blocks
 //!   feeding each partition weighted the same way (the IPNLMS normaliser
 //!   x'Gx, bin by bin), which whitens speech (NLMS on speech is slow because
-//!   of its spectral tilt). The gradient constraint (the update of each partition kept to
+//!   of its spectral tilt). Until the first convergence the normaliser is
+//!   each block's exact far power and the shares lean to uniform
+//!   ([`FIRST_ALPHA`]: the anchors' dense 64 ms decay reaches 20 dB after
+//!   2.0 s instead of 5.8 s, the 128 ms one after 4.6 s instead of 7.5 s).
+//!   The gradient constraint (the update of each partition kept to
 //!   its BLOCK taps) is applied to one partition per block in turn, which
 //!   costs two FFTs per block instead of two per partition; partition 0
 //!   also every other block while it holds the echo (its unconstrained
@@ -421,6 +425,13 @@ pub struct FdafEchoCanceller {
     psd: [f32; BINS],
     /// `psd` as it was at each far spectrum of `x_ring` (same slots).
     psd_ring: Vec<f32>,
+    /// `|X|^2` of each far spectrum of `x_ring` (same slots): the exact
+    /// normaliser of the first convergence ([`Self::adapt_bg`]).
+    x2_ring: Vec<f32>,
+    /// The foreground has not yet removed 20 dB: the background adapts
+    /// with the exact normaliser and a more uniform step share (set once
+    /// per block).
+    first: bool,
     /// Near and background-error energy per block, smoothed over far-active
     /// blocks without double talk: the background's ERLE gates the leak.
     sm_d: f32,
@@ -675,6 +686,8 @@ impl FdafEchoCanceller {
             avx2: simd::avx2_fma(),
             psd: [0.0; BINS],
             psd_ring: vec![0.0; parts * BINS],
+            x2_ring: vec![0.0; parts * BINS],
+            first: true,
             sm_d: 0.0,
             sm_e: 0.0,
             fg_en: [0.0; MAX_PARTS],
@@ -1002,6 +1015,7 @@ impl FdafEchoCanceller {
         let parts = self.parts;
         self.blocks += 1;
         self.block_sums();
+        self.first = !self.ctl.has_converged();
         // Latched: the pre-emphasised short filter only serves the first
         // convergence (see [`PRE_FORGET`]).
         self.pre &= !self.ctl.has_converged();
@@ -1019,17 +1033,19 @@ impl FdafEchoCanceller {
         // runs (its only user).
         let white = !self.sh.idle;
         let delta = FFT as f32 * REGULARISE;
-        for (((ps, x), r), xw) in self
+        for ((((ps, x), r), q), xw) in self
             .psd
             .iter_mut()
             .zip(&self.x_ring[cur.clone()])
             .zip(&mut self.psd_ring[cur.clone()])
+            .zip(&mut self.x2_ring[cur.clone()])
             .zip(&mut self.xw_ring[cur])
         {
             let x2 = x.norm_sqr();
             let a = if x2 > *ps { PSD_ATTACK } else { PSD_SMOOTH };
             *ps += a * (x2 - *ps);
             *r = *ps;
+            *q = x2;
             if white {
                 *xw = x * (1.0 / (*ps + delta).sqrt());
             }
@@ -1519,13 +1535,20 @@ impl FdafEchoCanceller {
         // the frequency-domain form of the IPNLMS normaliser x' G x: the
         // blocks that feed the partitions holding the echo set the step,
         // so a loud block 100 ms back is not updated against the power of
-        // a quiet current one.
+        // a quiet current one. Until the first convergence the far power is
+        // each block's own (`x2_ring`, the exact x'Gx), after it smoothed
+        // (`psd_ring`, see [`PSD_SMOOTH`] and [`FIRST_ALPHA`]).
         let delta = FFT as f32 * self.reg;
+        let ring = if self.first {
+            &self.x2_ring
+        } else {
+            &self.psd_ring
+        };
         let mut nrm = [0f32; BINS];
         for p in 0..self.parts {
             let r = self.slot(p);
             let s = self.prop[p];
-            for (a, x) in nrm.iter_mut().zip(&self.psd_ring[r]) {
+            for (a, x) in nrm.iter_mut().zip(&ring[r]) {
                 *a += s * x;
             }
         }
@@ -1551,7 +1574,7 @@ impl FdafEchoCanceller {
     /// partition (constraint, leak, copies, seeding) updates its entry, so
     /// no pass over all partitions is needed here.
     fn update_prop(&mut self) {
-        let alpha = 0.0f32;
+        let alpha = if self.first { FIRST_ALPHA } else { 0.0 };
         let mut total = 0.0;
         for (pr, &e) in self.prop.iter_mut().zip(&self.bg_en) {
             *pr = e.sqrt();
@@ -1795,6 +1818,37 @@ const MU_SUSPECT: f32 = 0.1;
 /// power over ~80 ms (mean ERLE +1.2-1.5 dB at every ERL over 60 draws).
 const PSD_SMOOTH: f32 = 0.1;
 const PSD_ATTACK: f32 = 0.1;
+/// Until the foreground first removes 20 dB the background's step is
+/// normalised per bin by the exact far power of the blocks feeding each
+/// partition (`sum_p g_p |X_p|^2`, the true x'Gx bin by bin), not the
+/// smoothed one, and its step shares lean to uniform (IPNLMS alpha -0.5:
+/// three quarters uniform, a quarter proportionate, instead of half and
+/// half). The smoothed normaliser lags a bin that was quiet and turns loud
+/// (its attack is 0.1 per block, so a bin 20 dB louder than before got ten
+/// times the step for a few blocks) and overstates one that turned quiet:
+/// the background alone, on the anchors' 64 ms dense decay with no noise,
+/// swung to -10..-16 dB ERLE through its first 3 s and reached 20 dB only
+/// after ~4.3 s of it; with the exact normaliser it removed 20 dB by 0.8 s.
+/// On a dense path the partition energies that set the proportionate
+/// shares start from the update's own noise, so a share leaning to uniform
+/// spreads the early step over the whole decay (the 128 ms decay: 20 dB
+/// after 8.5 s with the exact normaliser alone, 4.6 s with both). After the
+/// first convergence the smoothed normaliser and half-proportionate shares
+/// come back: kept for good the exact normaliser cost the ERL-25 scenes
+/// 0.6-1.6 dB of steady ERLE (its full step in bins that are momentarily
+/// quiet is gradient noise where the echo stands ~20 dB over the noise).
+/// Tried and dropped: the per-bin larger of the smoothed and the exact
+/// power (slower: 3.8 s on the 64 ms decay), the exact normaliser in every
+/// block whose error stands 10 dB over the noise (switching normaliser from
+/// block to block cost 4 dB of steady ERLE at ERL 6), a step floor of 0.25
+/// or a regularisation a tenth as large until converged (one 20 s G.168 d8
+/// row at the anchors' echo-to-noise ratio: 20 dB after 2.5 s instead of
+/// 3.5 s, but ending 2.4-3.6 dB lower; the background there sits at the
+/// noise floor from ~1 s on and its step at the floor, so the first 20 dB
+/// waits on noise averaging, not on the step's shape), MU_MAX 0.8 until
+/// converged instead of the uniform-leaning shares (64 ms decay 3.2 s, 128
+/// ms 4.6 s, d5 3.6 s).
+const FIRST_ALPHA: f32 = -0.5;
 /// Most windows the foreground's average weighs alike (about 6 s of
 /// echo); from then on it forgets the oldest at that rate. On the anchors'
 /// 110 s ERL-25 scenes (echo ~19 dB over the noise) the steady ERLE rose
