@@ -151,8 +151,8 @@
 //!   errors of the older samples follow from the update (`e - R b`), the
 //!   system is solved by Cholesky in `f64` (NLMS if a pivot is not
 //!   positive). It needs the noise floor estimate to start right (the
-//!   residual power starts at the floor's high start, see
-//!   [`FdafEchoCanceller::new`]): with the floor rising from zero for
+//!   controller's minimum statistics, whose residual power starts at the
+//!   floor's high start): with the floor rising from zero for
 //!   seconds the step stayed at its largest, and the projection's noise
 //!   amplification made the ERL-25 rows slower. Figures (seeds 630-689,
 //!   talker matrix misses; G.168 at the anchors' levels, misses of 72 and
@@ -669,17 +669,7 @@ impl FdafEchoCanceller {
             // echo removed: while the filter converges a residual near the
             // echo estimate is no sign of double talk, and capping or
             // freezing the step there stalls it.
-            ctl: {
-                let mut ctl = Controller::new(taps, 100.0);
-                // The residual's power starts at the noise floor's high
-                // start: from zero, the floor's minimum tracking took that
-                // zero at the first sample and rose from there at ~7 dB/s,
-                // which held the steps (the short filter's affine
-                // projection above all) at their largest for seconds
-                // where the echo stands ~20 dB over the noise.
-                ctl.p_efg = ctl.noise;
-                ctl
-            },
+            ctl: Controller::new(taps, 100.0),
             cmp: Comparator::default(),
             cmp_n: 0,
             adapt: true,
