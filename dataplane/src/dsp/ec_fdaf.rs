@@ -23,12 +23,17 @@
 //! dense 24-128 ms decay and the G.168 models d2-d9 (speexdsp 22-28 dB;
 //! 18 dB on the 64 ms decay before the leak spared a decaying tail, 30-37
 //! before the averaged foreground). Over ten 20 s segments of three
-//! recordings through the sweep's paths (seeds 630-689, 10800 rows) 83
-//! rows miss (138 before this round): mostly the synthetic voice's ERL-25
-//! rows at 50-100 ms bulk delay reaching 20 dB after 1.1-1.7 s, where each
-//! new sound finds bands the short filter has not learnt yet. Where the
-//! echo stands ~20 dB over the noise the first convergence takes 1-4 s on
-//! the G.168 models (20 s runs then end at 27-37 dB): the open item.
+//! recordings through the sweep's paths (seeds 630-689, 10800 rows) 22
+//! rows miss (138, then 83 before the last two rounds; untouched seeds
+//! 1140-1169: 16 of 5400, 49 before): 17 of them reach 20 dB after
+//! 1.1-1.6 s of speech, nearly all ERL-25 rows at 50-100 ms bulk delay. On
+//! the anchors' bench the time to 20 dB is 0.7-1.3 s on the G.168 models
+//! and the 24/64 ms decays at ERL 6-25 (speexdsp 0.8-6.5 s; 3.3-5.8 s
+//! before the noise floor fix, the affine projection and the block
+//! filter's first-convergence normaliser), 5.8 s on the 128 ms decay.
+//! Where the echo stands ~20 dB over the noise, 20 s runs of the G.168
+//! models at ERL 25 end at 26-37 dB (18 of 72 rows under the table's
+//! limits, 7 of them also slow): the open item.
 //!
 //! Structure:
 //!
@@ -141,8 +146,9 @@
 //!   stays a few dB ahead of the block filter for good, and running it
 //!   costs a third more per sample); it wakes when a window of echo shows
 //!   the foreground removing less than 6 dB.
-//! - Until it first idles, the short filter's step is a proportionate
-//!   affine projection of order [`APA_ORDER`] (PAPA: `w += mu G X (X'GX +
+//! - Until the foreground first removes 20 dB (while the short filter
+//!   adapts on pre-emphasised signals), the short filter's step is a
+//!   proportionate affine projection of order [`APA_ORDER`] (PAPA: `w += mu G X (X'GX +
 //!   delta I)^-1 e` over the last P regressors, on the pre-emphasised
 //!   signals, `delta` the NLMS step's regularisation times [`SHORT`]): NLMS
 //!   on speech learns the strong low band first and the weak bands slowly,
@@ -164,18 +170,22 @@
 //!   1.10/3.5 s; P = 8: 17, 0.95/3.4 s. Without the pre-emphasis (P = 4):
 //!   11, 0.98/2.7 s on the G.168 models, but slower on the anchors' d5
 //!   (2.2 s) and 128 ms decay; kept.
-//!   Only while the short filter first converges: it costs ~600
-//!   instructions per sample while it runs (P = 4), and after its first
-//!   idle it changed nothing measured. The anchors' dense 128 ms decay
-//!   (outside the dispersion) went 7.5 -> 26 s to 20 dB with P = 4
-//!   (3.8 s with P = 2): the short window wanders over a path it cannot
-//!   hold and, faster now, seeds the background whole; not solved.
+//!   It costs ~600 instructions per sample while it runs (P = 4). Run
+//!   until the short filter first idled (seconds more of it on the 73 s
+//!   prompt: 950 instructions per sample over the scene, against 892
+//!   now and 855 without it) it did no better: talker matrix 21 misses
+//!   against 22, G.168 at the anchors' levels the same. The anchors' dense
+//!   128 ms decay (outside the dispersion) went 7.5 -> 26 s to 20
+//!   dB with P = 4 alone (3.8 s with P = 2): the short window wanders over
+//!   a path it cannot hold and, faster now, seeds the background whole;
+//!   with the block filter's first-convergence normaliser
+//!   ([`FIRST_ALPHA`]) it is 5.8 s.
 //! - Double talk (Geigel, energy check), NLP with comfort noise, tone
 //!   disable and the filter comparison: the shared controller in
 //!   `ec_control`.
 //!
-//! Cost (at 1024 taps on the anchors' speech scene: about 888
-//! instructions per sample over its 73 s with the affine projection, 822
+//! Cost (at 1024 taps on the anchors' speech scene: about 892
+//! instructions per sample over its 73 s with the affine projection, 855
 //! before it; 1280 and 1334 before the changes below):
 //! the per-sample path does only what the output needs (head convolution,
 //! the short filter while it runs, the controller's fast powers, double
@@ -861,7 +871,7 @@ impl FdafEchoCanceller {
             self.sh_ew = d - self.pre_c * self.d_last - y_w;
             self.sh_n2 = n2w;
         }
-        if self.sh.p > 1 && self.sh.first {
+        if self.sh.p > 1 && self.sh.first && self.pre {
             self.apa_slide();
         }
         if self.use_short {
@@ -892,7 +902,7 @@ impl FdafEchoCanceller {
         let end = self.pos - self.sh.off;
         let hist = if self.pre { &self.hist_w } else { &self.hist };
         let p = self.sh.p;
-        if p > 1 && self.sh.first {
+        if p > 1 && self.sh.first && self.pre {
             // Affine projection: b = mu (R + delta I)^-1 e, w += G X b;
             // the errors left on the last p samples are then e - R b.
             let sh = &mut self.sh;
