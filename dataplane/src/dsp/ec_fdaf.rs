@@ -399,10 +399,12 @@ pub struct FdafEchoCanceller {
     fill: usize,
     /// Far history for the head convolution; window `hist[pos - BLOCK..pos]`.
     hist: Vec<f32>,
-    /// Until the foreground first removes 20 dB: the short filter adapts on
-    /// pre-emphasised signals ([`PRE_FORGET`]), far history in `hist_w`
-    /// (same layout as `hist`), the newest far and near samples in
-    /// `x_last`/`d_last`, the newest pre-emphasised error in `sh_ew`.
+    /// Until the foreground first removes 20 dB (latched once per block):
+    /// the short filter adapts on pre-emphasised signals ([`PRE_FORGET`]),
+    /// far history in `hist_w` (same layout as `hist`), the newest far and
+    /// near samples in `x_last`/`d_last`, the newest pre-emphasised error in
+    /// `sh_ew`, by the affine projection; the background adapts with the
+    /// exact normaliser and a more uniform step share ([`FIRST_ALPHA`]).
     pre: bool,
     /// Pre-emphasis `1 - pre_c z^-1`: the far signal's first normalised
     /// autocorrelation, from `pre_r` (lags 0 and 1, smoothed per block).
@@ -438,10 +440,6 @@ pub struct FdafEchoCanceller {
     /// `|X|^2` of each far spectrum of `x_ring` (same slots): the exact
     /// normaliser of the first convergence ([`Self::adapt_bg`]).
     x2_ring: Vec<f32>,
-    /// The foreground has not yet removed 20 dB: the background adapts
-    /// with the exact normaliser and a more uniform step share (set once
-    /// per block).
-    first: bool,
     /// Near and background-error energy per block, smoothed over far-active
     /// blocks without double talk: the background's ERLE gates the leak.
     sm_d: f32,
@@ -511,8 +509,6 @@ struct Short {
     stuck: u32,
     /// Idle decisions running in which the foreground removed 6 dB.
     fg_ok: u32,
-    /// Projection order of the affine-projection step (1: NLMS).
-    p: usize,
     /// Proportionate input correlation `r[i][j] = x_{n-i}' G x_{n-j}` of
     /// the last `p` regressors (of the signals it adapts on).
     r: [[f32; APA_MAX]; APA_MAX],
@@ -541,7 +537,6 @@ impl Short {
             found: false,
             stuck: 0,
             fg_ok: 0,
-            p: APA_ORDER,
             r: [[0.0; APA_MAX]; APA_MAX],
             e: [0.0; APA_MAX],
             dirty: true,
@@ -687,7 +682,6 @@ impl FdafEchoCanceller {
             psd: [0.0; BINS],
             psd_ring: vec![0.0; parts * BINS],
             x2_ring: vec![0.0; parts * BINS],
-            first: true,
             sm_d: 0.0,
             sm_e: 0.0,
             fg_en: [0.0; MAX_PARTS],
@@ -871,7 +865,7 @@ impl FdafEchoCanceller {
             self.sh_ew = d - self.pre_c * self.d_last - y_w;
             self.sh_n2 = n2w;
         }
-        if self.sh.p > 1 && self.sh.first && self.pre {
+        if APA_ORDER > 1 && self.sh.first && self.pre {
             self.apa_slide();
         }
         if self.use_short {
@@ -901,7 +895,7 @@ impl FdafEchoCanceller {
         let delta = SHORT as f32 * self.reg;
         let end = self.pos - self.sh.off;
         let hist = if self.pre { &self.hist_w } else { &self.hist };
-        let p = self.sh.p;
+        let p = APA_ORDER;
         if p > 1 && self.sh.first && self.pre {
             // Affine projection: b = mu (R + delta I)^-1 e, w += G X b;
             // the errors left on the last p samples are then e - R b.
@@ -936,7 +930,7 @@ impl FdafEchoCanceller {
     /// taps, the window or the pre-emphasis (`dirty`) both are recomputed
     /// from the history.
     fn apa_slide(&mut self) {
-        let p = self.sh.p;
+        let p = APA_ORDER;
         let end = self.pos - self.sh.off;
         let hist = if self.pre { &self.hist_w } else { &self.hist };
         let sh = &mut self.sh;
@@ -1015,9 +1009,9 @@ impl FdafEchoCanceller {
         let parts = self.parts;
         self.blocks += 1;
         self.block_sums();
-        self.first = !self.ctl.has_converged();
-        // Latched: the pre-emphasised short filter only serves the first
-        // convergence (see [`PRE_FORGET`]).
+        // Latched: the pre-emphasised short filter and the background's
+        // first-convergence step only serve the first convergence (see
+        // [`PRE_FORGET`], [`FIRST_ALPHA`]).
         self.pre &= !self.ctl.has_converged();
         if self.pre && !self.sh.idle {
             self.update_pre_emphasis();
@@ -1220,7 +1214,7 @@ impl FdafEchoCanceller {
     /// the echo's lag, and the short filter converged slower than with a
     /// fixed pre-emphasis.
     fn pre_emphasise_window(&mut self) {
-        let reach = SHORT + 2 * (self.sh.p - 1);
+        let reach = SHORT + 2 * (APA_ORDER - 1);
         let lo = (self.pos + 1).saturating_sub(self.sh.off + reach).max(1);
         let hi = (self.pos + BLOCK).saturating_sub(self.sh.off).min(self.pos);
         for n in lo..hi {
@@ -1539,7 +1533,7 @@ impl FdafEchoCanceller {
         // each block's own (`x2_ring`, the exact x'Gx), after it smoothed
         // (`psd_ring`, see [`PSD_SMOOTH`] and [`FIRST_ALPHA`]).
         let delta = FFT as f32 * self.reg;
-        let ring = if self.first {
+        let ring = if self.pre {
             &self.x2_ring
         } else {
             &self.psd_ring
@@ -1574,7 +1568,7 @@ impl FdafEchoCanceller {
     /// partition (constraint, leak, copies, seeding) updates its entry, so
     /// no pass over all partitions is needed here.
     fn update_prop(&mut self) {
-        let alpha = if self.first { FIRST_ALPHA } else { 0.0 };
+        let alpha = if self.pre { FIRST_ALPHA } else { 0.0 };
         let mut total = 0.0;
         for (pr, &e) in self.prop.iter_mut().zip(&self.bg_en) {
             *pr = e.sqrt();
