@@ -309,7 +309,7 @@ impl Controller {
             if self.nlp_hang > 0 {
                 self.stats.nlp_samples += 1;
                 out = if self.cng {
-                    self.noise.sqrt() * self.rng.gauss()
+                    self.noise.sqrt() * self.rng.noise()
                 } else {
                     0.0
                 };

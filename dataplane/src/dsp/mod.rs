@@ -71,8 +71,9 @@ impl Rng {
         x
     }
 
-    /// Roughly Gaussian (sum of 4 uniforms), zero mean, unit variance.
-    #[inline]
+    /// Roughly Gaussian (sum of 4 uniforms), zero mean, unit variance
+    /// (test signals; comfort noise uses [`Self::noise`]).
+    #[cfg(test)]
     pub(crate) fn gauss(&mut self) -> f32 {
         let mut s = 0.0;
         for _ in 0..4 {
@@ -80,6 +81,18 @@ impl Rng {
         }
         // Sum of 4 U(0,1): mean 2, variance 4/12.
         (s - 2.0) * 1.732_050_8
+    }
+
+    /// Zero mean, unit variance white noise at a quarter of [`Self::gauss`]'s
+    /// cost (one step of the generator, its two 16-bit halves summed: a
+    /// triangular distribution): comfort noise, where the ear hears the
+    /// spectrum and level, not the amplitude distribution.
+    #[inline]
+    pub(crate) fn noise(&mut self) -> f32 {
+        let x = self.next_u32();
+        let s = (x >> 16) as f32 + (x & 0xffff) as f32;
+        // Two U(0, 65536): mean 65535, variance 2 * 65536^2 / 12.
+        (s - 65535.0) * (2.449_489_7 / 65536.0)
     }
 }
 
@@ -96,21 +109,30 @@ mod tests {
         assert_eq!(sat16(-40_000.0), i16::MIN);
     }
 
-    #[test]
-    fn rng_gauss_has_unit_variance() {
-        let mut r = Rng::new(7);
-        let n = 100_000;
-        let (mut s, mut s2) = (0.0f64, 0.0f64);
+    /// Mean and variance of `n` draws.
+    fn moments(n: u32, mut draw: impl FnMut() -> f32) -> (f64, f64) {
+        let (mut s, mut s2) = (0f64, 0f64);
         for _ in 0..n {
-            let g = r.gauss() as f64;
-            s += g;
-            s2 += g * g;
+            let x = f64::from(draw());
+            s += x;
+            s2 += x * x;
         }
-        let mean = s / n as f64;
-        let var = s2 / n as f64 - mean * mean;
+        let mean = s / f64::from(n);
+        (mean, s2 / f64::from(n) - mean * mean)
+    }
+
+    #[test]
+    fn rng_draws_have_zero_mean_and_unit_variance() {
+        let mut r = Rng::new(7);
+        let (mean, var) = moments(100_000, || r.gauss());
         assert!(
             mean.abs() < 0.02 && (var - 1.0).abs() < 0.05,
-            "{mean} {var}"
+            "gauss {mean} {var}"
+        );
+        let (mean, var) = moments(200_000, || r.noise());
+        assert!(
+            mean.abs() < 0.01 && (var - 1.0).abs() < 0.02,
+            "noise {mean} {var}"
         );
     }
 }

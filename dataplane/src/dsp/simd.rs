@@ -404,9 +404,10 @@ unsafe fn rfft_merge_avx2(x: &mut [Complex32], tw: &[Complex32]) -> usize {
     k
 }
 
-/// `acc = sum_p a_p * b_p` (complex, bin by bin) over partitions: `a` holds
-/// the partitions' spectra one after the other, `acc.len()` bins each, and
-/// partition `p` multiplies the spectrum at `b[b_offs[p]..]`. With `avx2`,
+/// `acc = sum_p a_p * b_p` (complex, bin by bin) over partitions: term `p`
+/// multiplies the spectrum at `a[a_offs[p]..]` by the one at
+/// `b[b_offs[p]..]`, `acc.len()` bins each (the caller picks which
+/// partitions take part: the foreground skips the silent ones). With `avx2`,
 /// four bins per step through every partition with the sums held in
 /// registers (two accumulators, combined once per bin group): no load and
 /// store of `acc` per partition, no call per partition. Equal to the plain
@@ -415,22 +416,24 @@ pub(super) fn cmac_parts(
     avx2: bool,
     acc: &mut [Complex32],
     a: &[Complex32],
+    a_offs: &[usize],
     b: &[Complex32],
     b_offs: &[usize],
 ) {
     let n = acc.len();
-    assert!(a.len() >= b_offs.len() * n);
+    assert_eq!(a_offs.len(), b_offs.len());
+    assert!(a_offs.iter().all(|&o| o + n <= a.len()));
     assert!(b_offs.iter().all(|&o| o + n <= b.len()));
     #[cfg(target_arch = "x86_64")]
     if avx2 && avx2_fma() {
         // SAFETY: the guard just checked that this CPU has AVX2 and FMA, the
         // features the callee enables; the asserts above are the bounds it
         // relies on.
-        unsafe { cmac_parts_avx2(acc, a, b, b_offs) };
+        unsafe { cmac_parts_avx2(acc, a, a_offs, b, b_offs) };
         return;
     }
     let _ = avx2;
-    cmac_parts_scalar(acc, a, b, b_offs, 0);
+    cmac_parts_scalar(acc, a, a_offs, b, b_offs, 0);
 }
 
 /// [`cmac_parts`] from bin `from` on, plain loops (bins outer: the AVX2
@@ -438,15 +441,15 @@ pub(super) fn cmac_parts(
 fn cmac_parts_scalar(
     acc: &mut [Complex32],
     a: &[Complex32],
+    a_offs: &[usize],
     b: &[Complex32],
     b_offs: &[usize],
     from: usize,
 ) {
-    let n = acc.len();
     for (k, o) in acc.iter_mut().enumerate().skip(from) {
         let mut s = Complex32::new(0.0, 0.0);
-        for (p, &off) in b_offs.iter().enumerate() {
-            let (x, y) = (a[p * n + k], b[off + k]);
+        for (&ao, &bo) in a_offs.iter().zip(b_offs) {
+            let (x, y) = (a[ao + k], b[bo + k]);
             s.re += x.re * y.re - x.im * y.im;
             s.im += x.re * y.im + x.im * y.re;
         }
@@ -455,13 +458,15 @@ fn cmac_parts_scalar(
 }
 
 /// # Safety
-/// AVX2 and FMA present; `a.len() >= b_offs.len() * acc.len()` and
-/// `o + acc.len() <= b.len()` for every `o` in `b_offs`.
+/// AVX2 and FMA present; `a_offs` and `b_offs` of one length, with
+/// `o + acc.len()` at most `a.len()` for every `o` in `a_offs` and at most
+/// `b.len()` for every `o` in `b_offs`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 unsafe fn cmac_parts_avx2(
     acc: &mut [Complex32],
     a: &[Complex32],
+    a_offs: &[usize],
     b: &[Complex32],
     b_offs: &[usize],
 ) {
@@ -471,13 +476,13 @@ unsafe fn cmac_parts_avx2(
     while i + 4 <= n {
         let mut rr = _mm256_setzero_ps();
         let mut ii = _mm256_setzero_ps();
-        for (p, &o) in b_offs.iter().enumerate() {
-            // SAFETY: i + 4 <= n, so a[p * n + i..][..4] and b[o + i..][..4]
+        for (&ao, &bo) in a_offs.iter().zip(b_offs) {
+            // SAFETY: i + 4 <= n, so a[ao + i..][..4] and b[bo + i..][..4]
             // are in bounds by the caller's contract; `Complex32` is
             // `#[repr(C)] { re, im }`: eight contiguous f32.
             unsafe {
-                let va = _mm256_loadu_ps(a.as_ptr().add(p * n + i).cast::<f32>());
-                let vb = _mm256_loadu_ps(b.as_ptr().add(o + i).cast::<f32>());
+                let va = _mm256_loadu_ps(a.as_ptr().add(ao + i).cast::<f32>());
+                let vb = _mm256_loadu_ps(b.as_ptr().add(bo + i).cast::<f32>());
                 let bsw = _mm256_permute_ps(vb, 0b10_11_00_01);
                 // rr: (ar*br, ar*bi); ii: (ai*bi, ai*br).
                 rr = _mm256_fmadd_ps(_mm256_moveldup_ps(va), vb, rr);
@@ -494,7 +499,7 @@ unsafe fn cmac_parts_avx2(
         };
         i += 4;
     }
-    cmac_parts_scalar(acc, a, b, b_offs, i);
+    cmac_parts_scalar(acc, a, a_offs, b, b_offs, i);
 }
 
 /// `w += s * conj(x) * g` (complex, bin by bin): the frequency-domain
@@ -1016,12 +1021,13 @@ mod tests {
             // Three partitions over a ring of four spectra.
             let parts: Vec<Complex32> = [v(1), v(4), v(6)].concat();
             let ring: Vec<Complex32> = [v(7), v(8), v(9), v(10)].concat();
-            let offs = [130, 65, 195];
+            // Partitions 2 and 0 only, in that order (a skipped one between).
+            let (a_offs, offs) = ([130, 0], [65, 195]);
             let mut got = vec![Complex32::new(1.0, 1.0); 65];
-            cmac_parts(avx2, &mut got, &parts, &ring, &offs);
+            cmac_parts(avx2, &mut got, &parts, &a_offs, &ring, &offs);
             let mut want_p = vec![Complex32::new(0.0, 0.0); 65];
-            for (p, &o) in offs.iter().enumerate() {
-                cmac_scalar(&mut want_p, &parts[p * 65..(p + 1) * 65], &ring[o..o + 65]);
+            for (&ao, &o) in a_offs.iter().zip(&offs) {
+                cmac_scalar(&mut want_p, &parts[ao..ao + 65], &ring[o..o + 65]);
             }
             for (x, y) in got.iter().zip(&want_p) {
                 assert!((x - y).norm() <= 1e-3 * (1.0 + y.norm()), "{x} vs {y}");
