@@ -297,7 +297,7 @@ struct Fft {
     /// `e^{-2 pi j k / FFT}` for `k` in `0..=HALF / 2`.
     tw: [Complex32; HALF / 2 + 1],
     /// The CPU runs the AVX2+FMA split passes ([`super::simd`]).
-    avx2: bool,
+    avx2: Option<simd::Avx2>,
     scratch: Vec<Complex32>,
     /// Time-domain work buffer (the FFTs overwrite their input).
     time: Vec<f32>,
@@ -325,7 +325,7 @@ impl Fft {
             fwd,
             inv,
             tw,
-            avx2: simd::avx2_fma(),
+            avx2: simd::Avx2::detect(),
             scratch: vec![ZERO; n],
             time: vec![0.0; FFT],
         }
@@ -432,7 +432,7 @@ pub struct FdafEchoCanceller {
     cmp_n: usize,
     adapt: bool,
     /// The CPU runs the AVX2+FMA complex kernels ([`super::simd`]).
-    avx2: bool,
+    avx2: Option<simd::Avx2>,
     /// Smoothed far power spectrum of the newest block (per bin).
     psd: [f32; BINS],
     /// `psd` as it was at each far spectrum of `x_ring` (same slots).
@@ -682,7 +682,7 @@ impl FdafEchoCanceller {
             cmp: Comparator::default(),
             cmp_n: 0,
             adapt: true,
-            avx2: simd::avx2_fma(),
+            avx2: simd::Avx2::detect(),
             psd: [0.0; BINS],
             psd_ring: vec![0.0; parts * BINS],
             x2_ring: vec![0.0; parts * BINS],
@@ -1894,14 +1894,18 @@ const AVG_WINDOWS: u32 = 256;
 /// the near noise is left out of the foreground's tail convolution. Away
 /// from the echo the partitions hold what the background's gradient noise
 /// leaves in them (the leak spares a region that keeps falling in energy),
-/// and the average does not empty them: on the anchors' scenes (echo ~19
-/// dB over the noise) eight such partitions at -44..-51 dB set the steady
-/// ERLE (64 ms decay 39.2 dB); without them steady ERLE rises 0.3-3.5 dB
-/// (ERL 10 decay 45.0 -> 48.5, G.168 d2/d5/d8/d9 +0.8..1.3) and the
-/// foreground convolves half the partitions. The noise limit keeps every
-/// partition where the echo stands far over the noise: there the ERLE
-/// reaches 50-60 dB and a -45 dB partition of true echo counts (by the
-/// share alone, the table's ERL-6 rows at 100 ms fell 59.7 -> 46.4 dB).
+/// and the average does not empty them: on the anchors' 64 ms decay at
+/// ERL 25 (echo ~19 dB over the noise) eight such partitions sit at
+/// -44..-51 dB. Left out, the foreground convolves about half its
+/// partitions there (892 -> 848 instructions/sample on the 73 s prompt)
+/// and the steady ERLE of the anchors' ERL-25 scenes rises 0-0.7 dB
+/// (64 ms decay 39.2 -> 39.5, G.168 d2/d5/d8/d9 41.5/41.0/36.4/37.2 ->
+/// 42.2/41.7/37.0/37.8; the noise they carry costs more than the echo
+/// they might hold). The noise limit keeps every partition where the echo
+/// stands far over the noise: there the ERLE reaches 50-60 dB and a -45 dB
+/// partition of true echo counts (by the share alone the table's ERL-6
+/// rows at 100 ms fell 59.7 -> 46.4 dB; with the limit the table is
+/// unchanged).
 const FG_SILENT: f32 = 3.16e-5;
 /// See [`FG_SILENT`]: -25 dB.
 const FG_UNDER_NOISE: f32 = 3.16e-3;
@@ -1938,7 +1942,7 @@ fn regularisation(far: f32, near: f32, noise: f32) -> f32 {
 /// Sum of `|w|^2` over a partition's spectrum (`BINS` bins): the first
 /// `BINS - 1` as one vector dot product of their floats, the last apart.
 #[inline]
-fn energy(avx2: bool, w: &[Complex32]) -> f32 {
+fn energy(avx2: Option<simd::Avx2>, w: &[Complex32]) -> f32 {
     let (head, last) = w.split_at(BINS - 1);
     let v = &simd::as_pairs(head).as_chunks::<{ 2 * (BINS - 1) }>().0[0];
     simd::dot(avx2, v, v) + last.iter().map(|c| c.norm_sqr()).sum::<f32>()
@@ -1982,7 +1986,7 @@ mod tests {
         // The inverse gives FFT times the signal back; both builds of the
         // split passes agree.
         let mut plain = fft.clone();
-        plain.avx2 = false;
+        plain.avx2 = None;
         let mut spec2 = spec.clone();
         fft.inverse(&mut spec);
         plain.inverse(&mut spec2);
