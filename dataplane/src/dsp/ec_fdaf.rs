@@ -751,7 +751,8 @@ impl FdafEchoCanceller {
             *v = self.head[BLOCK - 1 - k];
         }
         let mut spec = vec![ZERO; BINS];
-        for p in 1..self.parts {
+        // The partitions the foreground applies (the rest stay zero).
+        for &p in &self.fg_live[..self.fg_live_n] {
             spec.copy_from_slice(&self.w_fg[p * BINS..(p + 1) * BINS]);
             fft.inverse(&mut spec);
             for (o, &t) in w[p * BLOCK..(p + 1) * BLOCK].iter_mut().zip(&fft.time) {
