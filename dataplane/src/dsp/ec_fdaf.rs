@@ -30,7 +30,9 @@
 //! the anchors' bench the time to 20 dB is 0.7-1.3 s on the G.168 models
 //! and the 24/64 ms decays at ERL 6-25 (speexdsp 0.8-6.5 s; 3.3-5.8 s
 //! before the noise floor fix, the affine projection and the block
-//! filter's first-convergence normaliser), 5.8 s on the 128 ms decay.
+//! filter's first-convergence normaliser), 3.7 s on the 128 ms decay
+//! (5.8 s before the short filter's seeds waited for it to hold the echo,
+//! see [`SEED_HELD`]).
 //! Where the echo stands ~20 dB over the noise, 20 s runs of the G.168
 //! models at ERL 25 end at 26-37 dB (18 of 72 rows under the table's
 //! limits, 7 of them also slow): the open item.
@@ -51,7 +53,44 @@
 //!   of its spectral tilt). Until the first convergence the normaliser is
 //!   each block's exact far power and the shares lean to uniform
 //!   ([`FIRST_ALPHA`]: the anchors' dense 64 ms decay reaches 20 dB after
-//!   2.0 s instead of 5.8 s, the 128 ms one after 4.6 s instead of 7.5 s).
+//!   2.0 s instead of 5.8 s, the 128 ms one after 4.6 s instead of 7.5 s),
+//!   and the step may go higher ([`FIRST_MU_MAX`]).
+//!   Where the first convergence of a dense path (24-128 ms, which the
+//!   short filter below cannot hold) spends its time, per 100 ms frame of
+//!   `fdaf_long_scenes`' 64 ms decay: the short filter produces the output
+//!   for much of the first 2 s at 5-15 dB; the background alone climbs to
+//!   10-15 dB by ~1.5 s with its step at 0.25-0.35, then to 20 dB by 3-5 s
+//!   with the step at 0.12-0.2 (the residual echo then stands at the
+//!   noise, ~19 dB under the echo, and the step rule lowers the step);
+//!   frame to frame its ERLE swings by 5-8 dB with the sound (bands not
+//!   learnt yet). The short filter seeded it window after window through
+//!   the first 3 s, undoing its progress: that, not the update itself,
+//!   was the largest cost ([`SEED_HELD`]). The draws differ by the path,
+//!   not the noise (swapping the two between the anchors' draw and ours
+//!   moves the time with the path): on the anchors' draw the short filter
+//!   carries the output to 20 dB by 1.3 s while the foreground gets there
+//!   at ~3.7 s, on ours it stays at 5-15 dB and the output waits for the
+//!   block filter (5.0 s; 16 draws: mean 4.0 s, up to 6.9 s). Both paths
+//!   put the same share of their energy in the best 24 ms window (15 dB
+//!   of ERLE at most, flat), so it is likely how much of the path's response in
+//!   the speech's band the window holds. Tried on the
+//!   update and dropped (mean time to 20 dB over 16 draws, 64 ms / 128 ms
+//!   / 64 ms at ERL 10): decorrelating the partitions' far spectra along
+//!   the partition axis (the far spectra of one bin in successive blocks
+//!   correlate by 0.55-0.9 on this speech, 0.5 from the half-overlapped
+//!   frames alone), updating with `X_p - rho X_p+1` and the error
+//!   unchanged, `rho` per bin either each block's exact proportionate
+//!   lag-one correlation over the partitions (a per-bin DNLMS, close to an
+//!   affine projection of order 2) or its smoothed lag-one correlation:
+//!   4.0/5.6/3.1 and 3.9/5.4/2.8 s against 4.0/5.6/4.1 s, and without the
+//!   short filter's seeds, where the gain would show, 3.5/5.2/2.8 and
+//!   3.4/5.2/2.6 against 3.0/4.5/2.1 s (likely the noise, not the input's
+//!   correlation, holds the update back: the echo stands only ~20 dB over
+//!   it, and the decorrelated input's smaller norm enlarges the step on
+//!   it); constraining every partition every block while
+//!   converging (no change: 4.0/5.9/3.8 s); a quarter of the
+//!   regularisation, or uniform step shares, while converging (within
+//!   0.25 s either way).
 //!   The gradient constraint (the update of each partition kept to
 //!   its BLOCK taps) is applied to one partition per block in turn, which
 //!   costs two FFTs per block instead of two per partition; partition 0
@@ -108,7 +147,8 @@
 //!   block filter takes (whose step shares are per 64-tap partition), so
 //!   it is a third candidate: it produces the output while its error is
 //!   the lower, and seeds the background (its window, or the whole filter
-//!   when the background is far worse) once it has found the echo. Until
+//!   when the background is far worse) once it holds the echo
+//!   ([`SEED_HELD`]). Until
 //!   the foreground first removes 20 dB it adapts on pre-emphasised far
 //!   and near signals (first order, `1 - c z^-1` with `c` the far speech's
 //!   own lag-1 correlation over the last ~0.1 s, see [`PRE_FORGET`]), with
@@ -1117,8 +1157,9 @@ impl FdafEchoCanceller {
             // noise, so it is large while the residual echo dominates and
             // falls towards MU_MIN as the residual reaches the noise floor.
             let pe = cmp_bg / BLOCK as f32;
+            let mu_max = if self.pre { FIRST_MU_MAX } else { MU_MAX };
             let mut mu =
-                (MU_MAX * (1.0 - (self.ctl.noise / pe.max(1e-3)).sqrt())).clamp(MU_MIN, MU_MAX);
+                (mu_max * (1.0 - (self.ctl.noise / pe.max(1e-3)).sqrt())).clamp(MU_MIN, mu_max);
             if self.blk_suspect {
                 mu = mu.min(MU_SUSPECT);
             }
@@ -1324,9 +1365,15 @@ impl FdafEchoCanceller {
         // Seeding needs the short filter to have found the echo (6 dB
         // removed): one off the echo can still beat a background that
         // overshoots at a loud onset, and would wipe out its progress.
+        // And it must hold the echo down to the noise, or remove 17 dB
+        // ([`SEED_HELD`]): one whose window cannot hold the path only
+        // resets the background's progress on it.
+        let held = (SEED_HELD * self.ctl.noise * (CMP_BLOCKS * BLOCK) as f32)
+            .max(SEED_HELD_ERLE * self.d_win);
         let better = !self.win_dt
             && self.sh.win < seed_margin * self.bg_win
-            && self.sh.win < SEED_FOUND * self.d_win;
+            && self.sh.win < SEED_FOUND * self.d_win
+            && self.sh.win < held;
         if better {
             // Far better: the background outside the window is mostly
             // noise picked up while converging, so it goes.
@@ -1783,6 +1830,37 @@ const SEED_FOUND: f32 = 0.25;
 const SHORT_STUCK: f32 = 0.25;
 /// Below this share the background is replaced by the short filter whole.
 const SEED_WHOLE: f32 = 0.25;
+/// The short filter seeds the background only once its window error is
+/// below this many times the noise floor's energy over the window (its
+/// residual echo at most the noise), or [`SEED_HELD_ERLE`] of the near
+/// energy: then it holds the echo path. On a path it cannot hold (a dense
+/// decay over 24-128 ms, longer than its 24 ms window: it tops out at 5-16
+/// dB of ERLE) it still beat the background through the first seconds and
+/// seeded it window after window, the whole filter once or twice and then
+/// its own window's taps (fitted with the rest of the path missing, so
+/// biased), up to four times per 100 ms frame through the first 3 s, each
+/// time undoing the background's progress on the path. With
+/// [`FIRST_MU_MAX`], mean time to 20 dB over 16 draws of the anchors' kind
+/// of dense decay (the first 10 s of `fdaf_long_scenes`' scene with other
+/// path and noise seeds): 64 ms 4.0 -> 2.9 s, 128 ms 5.6 -> 4.2 s, 64 ms at
+/// ERL 10 4.1 -> 3.8 s, 24 ms 0.9 s both; G.168 d2/d5/d8/d9 over 16 noise
+/// draws 0.7/1.8/1.3/0.9 -> 0.7/1.8/1.2/1.0 s. Not seeding at all was as
+/// fast on the dense decays, but the talker matrix's ERL-25 rows then ended
+/// 3-4 dB lower (the short filter's taps on a path it holds are a better
+/// start than the background's own); gating only the seeds of its window
+/// and not the whole-filter seed made the matrix's synthetic-voice configs
+/// slower (10 and 8 slow rows against 5 and 6).
+const SEED_HELD: f32 = 2.0;
+/// ... or once it removes 17 dB (window error under this share of the near
+/// energy). With the noise rule alone, where the echo stands far above the
+/// noise (the G.168 table at its default levels) the seeds waited for good
+/// and the background, left to converge alone, ended lower on some ERL-25
+/// rows (d3 and d8 without bulk delay: 46.1 -> 40.0 and 36.2 -> 35.0 dB),
+/// though the talker matrix had 20 misses (22 before) and the dense 64 ms
+/// decay at ERL 10 reached 20 dB after 1.9 s on average; with 20 dB here
+/// the matrix had 23 (a 12 ms path at 100 ms bulk delay reached 20 dB
+/// after 1.1 s instead of 0.8 s: the seed came a window too late).
+const SEED_HELD_ERLE: f32 = 0.02;
 /// Windows of far speech running (72 ms) a short filter that has found
 /// the echo must remove less than 6 dB in before it moves.
 const STUCK_WINDOWS: u32 = 3;
@@ -1885,6 +1963,17 @@ const PSD_ATTACK: f32 = 0.1;
 /// converged instead of the uniform-leaning shares (64 ms decay 3.2 s, 128
 /// ms 4.6 s, d5 3.6 s).
 const FIRST_ALPHA: f32 = -0.5;
+/// Largest step of the block filter until the foreground first removes
+/// 20 dB (the same time as [`FIRST_ALPHA`]), [`MU_MAX`] after. With the
+/// short filter seeding only once it holds the echo ([`SEED_HELD`]), the
+/// background alone converges a dense path, and the larger step brings
+/// its 20 dB sooner (measured with the seeding rule at 20 dB): mean
+/// time to 20 dB over 16 draws of the dense decay, 64 ms 3.0 -> 2.7 s, 128
+/// ms 4.7 -> 4.2 s, 64 ms at ERL 10 3.0 -> 2.8 s (the anchors' 128 ms decay
+/// 5.8 -> 3.7 s); the G.168 models unchanged.
+/// Without the seeding rule it helped less (4.0 -> 3.6 s, 5.6 -> 4.9 s,
+/// 4.1 -> 3.6 s).
+const FIRST_MU_MAX: f32 = 0.7;
 /// Most windows the foreground's average weighs alike (about 6 s of
 /// echo); from then on it forgets the oldest at that rate. On the anchors'
 /// 110 s ERL-25 scenes (echo ~19 dB over the noise) the steady ERLE rose
