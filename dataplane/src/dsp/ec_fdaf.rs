@@ -1,7 +1,10 @@
 //! Line echo canceller in the spirit of ITU-T G.168, frequency-domain
 //! variant and the default ([`super::ec::EcKind`]): about a quarter of
-//! speexdsp's time per sample at 1024 taps (0.19-0.28 measured side by side
-//! on a loaded AMD EPYC VM; 0.23 of its instructions), same API as
+//! speexdsp's time per sample at 1024 taps (0.20-0.25 measured side by side
+//! on an AMD EPYC VM; 781 instructions per sample on the 73 s prompt, 0.22
+//! of its; 892 before the foreground skipped its silent partitions, see
+//! [`FG_SILENT`], and the SIMD kernels stopped asking the CPU on every
+//! call, see [`super::simd::Avx2`]), same API as
 //! [`super::ec`] and the same control logic (shared in `ec_control`). On
 //! the test paths (0-100 ms bulk delay, 4-12 ms dispersion, ERL 6-25 dB,
 //! `tests/dsp_ec.rs`) it removes 20 dB within 0.1-0.7 s of speech and
@@ -23,9 +26,9 @@
 //! dense 24-128 ms decay and the G.168 models d2-d9 (speexdsp 22-28 dB;
 //! 18 dB on the 64 ms decay before the leak spared a decaying tail, 30-37
 //! before the averaged foreground). Over ten 20 s segments of three
-//! recordings through the sweep's paths (seeds 630-689, 10800 rows) 22
-//! rows miss (138, then 83 before the last two rounds; untouched seeds
-//! 1140-1169: 16 of 5400, 49 before): 17 of them reach 20 dB after
+//! recordings through the sweep's paths (seeds 630-689, 10800 rows) 24
+//! rows miss (138, then 83, then 22 before [`SEED_HELD`]; untouched seeds
+//! 1140-1169: 16 of 5400, 49 before): 19 of them reach 20 dB after
 //! 1.1-1.6 s of speech, nearly all ERL-25 rows at 50-100 ms bulk delay. On
 //! the anchors' bench the time to 20 dB is 0.7-1.3 s on the G.168 models
 //! and the 24/64 ms decays at ERL 6-25 (speexdsp 0.8-6.5 s; 3.3-5.8 s
